@@ -1,0 +1,33 @@
+# Two commands for a fresh machine: `make up` runs the platform, `make test` runs the tests.
+# Both bootstrap the pinned toolchain (.tools) and the locked virtual environment (.venv).
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: up test lint venv clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+venv: .venv/.synced
+
+up: .venv/.synced
+	.venv/bin/tresen up
+
+test: .venv/.synced
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+lint: .venv/.synced
+	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff format --check src tests bench
+	.venv/bin/mypy
+
+clean:
+	rm -rf .venv .tools

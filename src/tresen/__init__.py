@@ -1,0 +1,1 @@
+"""Tresen: self-hostable, end-to-end encrypted business messaging."""

@@ -1,0 +1,103 @@
+"""Database engines for SQLite (embedded default, WAL) and PostgreSQL (asyncpg).
+
+Writes go through :meth:`Database.write`, reads through :meth:`Database.read`. On SQLite all
+writes of a process share one connection and start with ``BEGIN IMMEDIATE``: SQLite allows one
+writer at a time anyway, and taking the write lock up front avoids the lock-upgrade deadlocks
+of deferred transactions. Readers run beside the writer thanks to WAL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+__all__ = ["Database"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Database:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        pool_size: int = 10,
+        schema: str | None = None,
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        self.is_sqlite = self.dialect == "sqlite"
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._sqlite_engine(url, sqlite_synchronous, immediate=True, size=1)
+            self._reader = self._sqlite_engine(url, sqlite_synchronous, immediate=False, size=4)
+        else:
+            engine = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"server_settings": {"search_path": schema}} if schema else {},
+            )
+            self._writer = engine
+            self._reader = engine
+
+    @staticmethod
+    def _sqlite_engine(url: str, synchronous: str, *, immediate: bool, size: int) -> AsyncEngine:
+        engine = create_async_engine(
+            url, poolclass=AsyncAdaptedQueuePool, pool_size=size, max_overflow=0
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event emit BEGIN itself instead of pysqlite.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    async def ensure_schema(self, schema: str) -> None:
+        """Create a PostgreSQL schema if missing (``schema`` is validated by the settings)."""
+        async with self.write() as conn:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; committed when the block ends without an exception."""
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reader.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()

@@ -1,0 +1,77 @@
+"""Error codes of the relay protocol.
+
+Codes reuse the WhatsApp Cloud API numbers where the meaning is the same, so that the business
+gateway can pass them through unchanged; relay-only meanings live in the 150000 range.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+__all__ = ["ErrorCode", "TresenError", "http_status_for"]
+
+
+class ErrorCode(IntEnum):
+    # Cloud API codes
+    INVALID_PARAMETER = 100
+    INVALID_TOKEN = 190
+    THROUGHPUT_REACHED = 130429
+    UNDELIVERABLE = 131026
+    REGISTRATION_RATE_LIMITED = 133016
+    # Relay-only codes
+    UNSUPPORTED_VERSION = 150000
+    FRAME_TOO_LARGE = 150001
+    QUEUE_FULL = 150002
+    DEVICE_MISMATCH = 150003
+    INVALID_PHONE_NUMBER = 150010
+    CODE_INCORRECT = 150011
+    CODE_EXPIRED = 150012
+    CODE_ATTEMPTS_EXCEEDED = 150013
+    TOO_MANY_ONE_TIME_KEYS = 150020
+    BAD_KEY_SIGNATURE = 150021
+    IDENTITY_KEYS_MISSING = 150022
+    TOO_MANY_DEVICES = 150023
+    UNKNOWN_DEVICE = 150024
+
+
+_HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_PARAMETER: 400,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.THROUGHPUT_REACHED: 429,
+    ErrorCode.UNDELIVERABLE: 404,
+    ErrorCode.REGISTRATION_RATE_LIMITED: 429,
+    ErrorCode.UNSUPPORTED_VERSION: 400,
+    ErrorCode.FRAME_TOO_LARGE: 413,
+    ErrorCode.QUEUE_FULL: 507,
+    ErrorCode.DEVICE_MISMATCH: 409,
+    ErrorCode.INVALID_PHONE_NUMBER: 400,
+    ErrorCode.CODE_INCORRECT: 403,
+    ErrorCode.CODE_EXPIRED: 410,
+    ErrorCode.CODE_ATTEMPTS_EXCEEDED: 429,
+    ErrorCode.TOO_MANY_ONE_TIME_KEYS: 400,
+    ErrorCode.BAD_KEY_SIGNATURE: 400,
+    ErrorCode.IDENTITY_KEYS_MISSING: 409,
+    ErrorCode.TOO_MANY_DEVICES: 409,
+    ErrorCode.UNKNOWN_DEVICE: 404,
+}
+
+
+def http_status_for(code: ErrorCode) -> int:
+    return _HTTP_STATUS.get(code, 400)
+
+
+class TresenError(Exception):
+    """A rejection that a client sees: a stable numeric code, a message and details."""
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": int(self.code), "message": self.message, "details": self.details}
+
+    def __repr__(self) -> str:
+        return f"TresenError({self.code.name}, {self.message!r}, {self.details!r})"

@@ -1,0 +1,104 @@
+"""Settings from ``TRESEN_*`` environment variables and an optional TOML file.
+
+Precedence, highest first: explicit overrides (command-line options), environment variables,
+the TOML file (``--config`` or ``TRESEN_CONFIG``), defaults. Nested groups use ``__`` in
+environment names: ``TRESEN_LIMITS__MAX_FRAME_BYTES=65536``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Limits", "Settings", "load_settings"]
+
+DAY_S = 24 * 3600
+
+
+class Limits(BaseModel):
+    """Every size, count and rate the relay enforces."""
+
+    max_frame_bytes: int = Field(default=1_048_576, ge=1024)
+    max_ciphertext_bytes: int = Field(default=65_536, ge=256)
+    max_devices_per_account: int = Field(default=8, ge=1)
+    max_queue_per_device: int = Field(default=10_000, ge=1)
+    send_rate_per_device: float = Field(default=200.0, gt=0, description="sends per second")
+    send_burst_per_device: int = Field(default=400, ge=1)
+    max_acks_per_frame: int = Field(default=1024, ge=1)
+    max_receipt_ids_per_frame: int = Field(default=256, ge=1)
+    max_fetch_batch: int = Field(default=500, ge=1)
+    inflight_per_connection: int = Field(default=512, ge=1)
+    envelope_ttl_s: int = Field(default=30 * DAY_S, ge=60)
+    max_one_time_keys: int = Field(default=50, ge=1, le=50)
+    one_time_keys_low: int = Field(default=10, ge=0)
+    code_ttl_s: int = Field(default=600, ge=10)
+    code_max_attempts: int = Field(default=5, ge=1)
+    code_requests_per_number: int = Field(default=5, ge=1)
+    code_requests_per_address: int = Field(default=20, ge=1)
+    code_request_window_s: int = Field(default=3600, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRESEN_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("tresen-data")
+    database_url: str | None = None
+    database_schema: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL schema"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8470, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    sms_sender: Literal["console", "file"] = "console"
+    sms_file: Path | None = None
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    limits: Limits = Field(default_factory=Limits)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get("path") or os.environ.get("TRESEN_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'relay.db').resolve()}"
+
+
+_CONFIG_FILE: dict[str, str] = {}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and ``config_file``, with ``overrides`` on top."""
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"configuration file not found: {config_file}")
+    _CONFIG_FILE.clear()
+    if config_file is not None:
+        _CONFIG_FILE["path"] = str(config_file)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _CONFIG_FILE.clear()

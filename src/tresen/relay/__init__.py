@@ -1,0 +1,1 @@
+"""The relay: accounts, devices, key directory and durable store-and-forward delivery."""

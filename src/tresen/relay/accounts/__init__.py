@@ -1,0 +1,1 @@
+"""Accounts, devices, phone-number registration and device tokens."""

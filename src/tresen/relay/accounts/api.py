@@ -1,0 +1,98 @@
+"""Routes: registration by phone number and the caller's own devices."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, Field
+
+from tresen.core.ids import DeviceId
+from tresen.relay.http import Authed, Ctx
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+class CodeRequest(BaseModel):
+    phone: str = Field(max_length=32, examples=["+4915112345678"])
+
+
+class CodeRequested(BaseModel):
+    expires_in_s: int
+
+
+class VerifyRequest(BaseModel):
+    phone: str = Field(max_length=32)
+    code: str = Field(min_length=1, max_length=12)
+    device_name: str = Field(default="", max_length=64)
+
+
+class RegistrationPublic(BaseModel):
+    account_id: str
+    device_id: int
+    token: str
+    new_account: bool
+
+
+class DevicePublic(BaseModel):
+    device_id: int
+    name: str
+    registration_id: int
+    identity_curve25519: str | None
+    identity_ed25519: str | None
+    created_ms: int
+    last_seen_ms: int
+
+
+class MePublic(BaseModel):
+    account_id: str
+    device_id: int
+    phone: str
+
+
+@router.post(
+    "/registration/code", status_code=status.HTTP_202_ACCEPTED, response_model=CodeRequested
+)
+async def request_code(body: CodeRequest, request: Request, ctx: Ctx) -> CodeRequested:
+    address = request.client.host if request.client else "unknown"
+    return CodeRequested(expires_in_s=await ctx.accounts.request_code(body.phone, address))
+
+
+@router.post("/registration/verify", response_model=RegistrationPublic)
+async def verify_code(body: VerifyRequest, ctx: Ctx) -> RegistrationPublic:
+    reg = await ctx.accounts.verify_code(body.phone, body.code, body.device_name)
+    return RegistrationPublic(
+        account_id=reg.account_id,
+        device_id=reg.device_id,
+        token=reg.token,
+        new_account=reg.new_account,
+    )
+
+
+@router.get("/me", response_model=MePublic)
+async def me(principal: Authed, ctx: Ctx) -> MePublic:
+    phone = await ctx.accounts.phone_of(principal.account_id)
+    return MePublic(
+        account_id=principal.account_id, device_id=principal.device_id, phone=phone or ""
+    )
+
+
+@router.get("/devices", response_model=list[DevicePublic])
+async def own_devices(principal: Authed, ctx: Ctx) -> list[DevicePublic]:
+    return [
+        DevicePublic(
+            device_id=d.device_id,
+            name=d.name,
+            registration_id=d.registration_id,
+            identity_curve25519=d.identity_curve25519,
+            identity_ed25519=d.identity_ed25519,
+            created_ms=d.created_ms,
+            last_seen_ms=d.last_seen_ms,
+        )
+        for d in await ctx.accounts.list_devices(principal.account_id)
+    ]
+
+
+@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_device(device_id: int, principal: Authed, ctx: Ctx) -> None:
+    await ctx.accounts.remove_device(principal, DeviceId(device_id))

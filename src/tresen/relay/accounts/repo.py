@@ -1,0 +1,212 @@
+"""SQL of accounts, devices, registration codes and rate events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tresen.core.ids import AccountId, DeviceId, DevicePk
+from tresen.relay.schema import accounts, devices, mailbox, rate_events, verification_codes
+
+__all__ = [
+    "DeviceRow",
+    "PendingCode",
+    "add_rate_event",
+    "count_devices",
+    "count_rate_events",
+    "create_account",
+    "create_device",
+    "delete_code",
+    "device_by_token_hash",
+    "get_code",
+    "increment_code_attempts",
+    "account_by_phone",
+    "delete_device",
+    "oldest_rate_event",
+    "touch_device",
+    "account_phone",
+    "list_devices",
+    "prune_rate_events",
+    "put_code",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    pk: DevicePk
+    account_id: AccountId
+    device_id: DeviceId
+    registration_id: int
+    token_hash: bytes
+    name: str
+    identity_curve25519: str | None
+    identity_ed25519: str | None
+    created_ms: int
+    last_seen_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCode:
+    phone: str
+    code_hash: bytes
+    expires_ms: int
+    attempts: int
+
+
+def _device(row: object) -> DeviceRow:
+    m = row._mapping  # type: ignore[attr-defined]
+    return DeviceRow(
+        pk=DevicePk(m["pk"]),
+        account_id=AccountId(m["account_id"]),
+        device_id=DeviceId(m["device_id"]),
+        registration_id=m["registration_id"],
+        token_hash=bytes(m["token_hash"]),
+        name=m["name"],
+        identity_curve25519=m["identity_curve25519"],
+        identity_ed25519=m["identity_ed25519"],
+        created_ms=m["created_ms"],
+        last_seen_ms=m["last_seen_ms"],
+    )
+
+
+async def count_rate_events(conn: AsyncConnection, bucket: str, since_ms: int) -> int:
+    stmt = select(func.count()).where(rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def oldest_rate_event(conn: AsyncConnection, bucket: str, since_ms: int) -> int | None:
+    stmt = select(func.min(rate_events.c.at_ms)).where(
+        rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms
+    )
+    value = (await conn.execute(stmt)).scalar_one()
+    return None if value is None else int(value)
+
+
+async def add_rate_event(conn: AsyncConnection, bucket: str, now_ms: int) -> None:
+    await conn.execute(insert(rate_events).values(bucket=bucket, at_ms=now_ms))
+
+
+async def prune_rate_events(conn: AsyncConnection, before_ms: int) -> None:
+    await conn.execute(delete(rate_events).where(rate_events.c.at_ms <= before_ms))
+
+
+async def put_code(
+    conn: AsyncConnection, phone: str, code_hash: bytes, now_ms: int, expires_ms: int
+) -> None:
+    await conn.execute(delete(verification_codes).where(verification_codes.c.phone == phone))
+    await conn.execute(
+        insert(verification_codes).values(
+            phone=phone, code_hash=code_hash, created_ms=now_ms, expires_ms=expires_ms, attempts=0
+        )
+    )
+
+
+async def get_code(conn: AsyncConnection, phone: str) -> PendingCode | None:
+    row = (
+        await conn.execute(select(verification_codes).where(verification_codes.c.phone == phone))
+    ).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return PendingCode(
+        phone=m["phone"],
+        code_hash=bytes(m["code_hash"]),
+        expires_ms=m["expires_ms"],
+        attempts=m["attempts"],
+    )
+
+
+async def increment_code_attempts(conn: AsyncConnection, phone: str) -> None:
+    await conn.execute(
+        update(verification_codes)
+        .where(verification_codes.c.phone == phone)
+        .values(attempts=verification_codes.c.attempts + 1)
+    )
+
+
+async def delete_code(conn: AsyncConnection, phone: str) -> None:
+    await conn.execute(delete(verification_codes).where(verification_codes.c.phone == phone))
+
+
+async def account_by_phone(conn: AsyncConnection, phone: str) -> AccountId | None:
+    value = (
+        await conn.execute(select(accounts.c.id).where(accounts.c.phone == phone))
+    ).scalar_one_or_none()
+    return None if value is None else AccountId(value)
+
+
+async def account_phone(conn: AsyncConnection, account_id: AccountId) -> str | None:
+    value = (
+        await conn.execute(select(accounts.c.phone).where(accounts.c.id == account_id))
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+async def create_account(
+    conn: AsyncConnection, account_id: AccountId, phone: str, now_ms: int
+) -> None:
+    await conn.execute(insert(accounts).values(id=account_id, phone=phone, created_ms=now_ms))
+
+
+async def count_devices(conn: AsyncConnection, account_id: AccountId) -> int:
+    stmt = select(func.count()).where(devices.c.account_id == account_id)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def create_device(
+    conn: AsyncConnection,
+    account_id: AccountId,
+    *,
+    token_hash: bytes,
+    registration_id: int,
+    name: str,
+    now_ms: int,
+) -> DeviceRow:
+    highest = (
+        await conn.execute(
+            select(func.max(devices.c.device_id)).where(devices.c.account_id == account_id)
+        )
+    ).scalar_one()
+    device_id = (highest or 0) + 1
+    await conn.execute(
+        insert(devices).values(
+            account_id=account_id,
+            device_id=device_id,
+            registration_id=registration_id,
+            token_hash=token_hash,
+            name=name,
+            created_ms=now_ms,
+            last_seen_ms=now_ms,
+        )
+    )
+    row = (
+        await conn.execute(
+            select(devices).where(
+                devices.c.account_id == account_id, devices.c.device_id == device_id
+            )
+        )
+    ).one()
+    return _device(row)
+
+
+async def device_by_token_hash(conn: AsyncConnection, token_hash: bytes) -> DeviceRow | None:
+    row = (await conn.execute(select(devices).where(devices.c.token_hash == token_hash))).first()
+    return None if row is None else _device(row)
+
+
+async def list_devices(conn: AsyncConnection, account_id: AccountId) -> list[DeviceRow]:
+    rows = await conn.execute(
+        select(devices).where(devices.c.account_id == account_id).order_by(devices.c.device_id)
+    )
+    return [_device(row) for row in rows]
+
+
+async def delete_device(conn: AsyncConnection, device_pk: DevicePk) -> None:
+    await conn.execute(delete(mailbox).where(mailbox.c.device_pk == device_pk))
+    await conn.execute(delete(devices).where(devices.c.pk == device_pk))
+
+
+async def touch_device(conn: AsyncConnection, device_pk: DevicePk, now_ms: int) -> None:
+    await conn.execute(update(devices).where(devices.c.pk == device_pk).values(last_seen_ms=now_ms))

@@ -1,0 +1,68 @@
+"""``build_app(settings)``: the relay's HTTP and WebSocket application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tresen.core.clock import Clock
+from tresen.core.db import Database
+from tresen.core.settings import Settings
+from tresen.relay import migrate
+from tresen.relay.accounts.api import router as accounts_router
+from tresen.relay.accounts.sms import SmsSender
+from tresen.relay.context import RelayContext, build_context
+from tresen.relay.http import BodyLimit, install_error_handlers
+from tresen.relay.keys.api import router as keys_router
+from tresen.relay.mailbox.api import router as mailbox_router
+from tresen.relay.mailbox.ws import router as ws_router
+
+__all__ = ["build_app"]
+
+
+def build_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sms: SmsSender | None = None,
+    db: Database | None = None,
+    run_migrations: bool = True,
+) -> FastAPI:
+    ctx = build_context(settings, clock=clock, sms=sms, db=db)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_migrations:
+            await migrate.upgrade(ctx.db)
+        await ctx.mailbox.start()
+        try:
+            yield
+        finally:
+            await ctx.hub.close_all()
+            await ctx.close()
+
+    app = FastAPI(
+        title="Tresen relay",
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.relay = ctx
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_frame_bytes)
+    for router in (accounts_router, keys_router, mailbox_router, ws_router):
+        app.include_router(router)
+
+    @app.get("/v1/health", tags=["meta"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def context_of(app: FastAPI) -> RelayContext:
+    ctx: RelayContext = app.state.relay
+    return ctx

@@ -1,0 +1,64 @@
+"""The relay's composition root: one object that owns the database, clock and services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tresen.core.clock import Clock, SystemClock
+from tresen.core.db import Database
+from tresen.core.settings import Settings
+from tresen.relay.accounts.service import AccountService
+from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
+from tresen.relay.keys.service import KeyService
+from tresen.relay.mailbox.hub import Hub
+from tresen.relay.mailbox.service import MailboxService
+
+__all__ = ["RelayContext", "build_context", "default_sms_sender"]
+
+
+@dataclass
+class RelayContext:
+    settings: Settings
+    db: Database
+    clock: Clock
+    accounts: AccountService
+    keys: KeyService
+    mailbox: MailboxService
+    hub: Hub = field(default_factory=Hub)
+
+    async def close(self) -> None:
+        await self.mailbox.close()
+        await self.db.dispose()
+
+
+def default_sms_sender(settings: Settings) -> SmsSender:
+    if settings.sms_sender == "file":
+        return FileSmsSender(settings.sms_file or settings.data_dir / "sms.jsonl")
+    return ConsoleSmsSender()
+
+
+def build_context(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sms: SmsSender | None = None,
+    db: Database | None = None,
+) -> RelayContext:
+    clock = clock or SystemClock()
+    db = db or Database(
+        settings.resolved_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        schema=settings.database_schema,
+    )
+    limits = settings.limits
+    hub = Hub()
+    keys = KeyService(db, clock, limits)
+    return RelayContext(
+        settings=settings,
+        db=db,
+        clock=clock,
+        accounts=AccountService(db, clock, limits, sms or default_sms_sender(settings)),
+        keys=keys,
+        mailbox=MailboxService(db, clock, limits, hub, keys),
+        hub=hub,
+    )

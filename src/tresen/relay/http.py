@@ -1,0 +1,110 @@
+"""HTTP plumbing shared by the relay's routes: error envelopes and authentication."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tresen.core.errors import ErrorCode, TresenError, http_status_for
+from tresen.relay.accounts.service import Principal
+from tresen.relay.context import RelayContext
+
+__all__ = ["Authed", "BodyLimit", "Ctx", "bearer_token", "install_error_handlers"]
+
+
+def get_context(request: Request) -> RelayContext:
+    ctx: RelayContext = request.app.state.relay
+    return ctx
+
+
+Ctx = Annotated[RelayContext, Depends(get_context)]
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+async def current_principal(request: Request, ctx: Ctx) -> Principal:
+    return await ctx.accounts.authenticate(bearer_token(request.headers.get("authorization")))
+
+
+Authed = Annotated[Principal, Depends(current_principal)]
+
+
+def error_response(error: TresenError) -> JSONResponse:
+    headers = {}
+    if "retry_after_s" in error.details:
+        headers["Retry-After"] = str(error.details["retry_after_s"])
+    return JSONResponse(
+        {"error": error.to_dict()}, status_code=http_status_for(error.code), headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_tresen_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TresenError)
+        return error_response(exc)
+
+    async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems: list[dict[str, Any]] = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return error_response(
+            TresenError(ErrorCode.INVALID_PARAMETER, "invalid request body", problems=problems)
+        )
+
+    app.add_exception_handler(TresenError, on_tresen_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+
+
+class BodyLimit:
+    """Rejects HTTP request bodies larger than ``max_bytes`` before they are read whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            TresenError(
+                ErrorCode.FRAME_TOO_LARGE, "request body too large", max_bytes=self.max_bytes
+            )
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

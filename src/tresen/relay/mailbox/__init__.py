@@ -1,0 +1,1 @@
+"""Per-device mailboxes: durable store-and-forward delivery of ciphertext envelopes."""

@@ -1,0 +1,150 @@
+"""Tables of the relay. Times are integer milliseconds since the Unix epoch (UTC).
+
+The relay stores ciphertext and metadata only; no column ever holds message plaintext.
+Migrations in ``tresen/relay/migrations`` create exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "accounts",
+    "devices",
+    "fallback_keys",
+    "mailbox",
+    "messages",
+    "metadata",
+    "one_time_keys",
+    "rate_events",
+    "verification_codes",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("phone", String(20), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("device_id", Integer, nullable=False),
+    Column("registration_id", Integer, nullable=False),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("name", String(64), nullable=False, server_default=""),
+    Column("identity_curve25519", String(64), nullable=True),
+    Column("identity_ed25519", String(64), nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "device_id", name="uq_devices_account_device"),
+)
+
+verification_codes = Table(
+    "verification_codes",
+    metadata,
+    Column("phone", String(20), primary_key=True),
+    Column("code_hash", LargeBinary(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+)
+
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("bucket", String(96), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_rate_events_bucket_at", "bucket", "at_ms"),
+)
+
+one_time_keys = Table(
+    "one_time_keys",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("device_pk", BigInteger, ForeignKey("devices.pk", ondelete="CASCADE"), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    UniqueConstraint("device_pk", "key_id", name="uq_one_time_keys_device_key"),
+)
+
+fallback_keys = Table(
+    "fallback_keys",
+    metadata,
+    Column(
+        "device_pk", BigInteger, ForeignKey("devices.pk", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("key_id", String(64), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("uploaded_ms", BigInteger, nullable=False),
+)
+
+# One row per accepted send: idempotency on (sender device, client message id), and the
+# route back to the sender for delivered and read events.
+messages = Table(
+    "messages",
+    metadata,
+    Column("message_id", String(32), primary_key=True),
+    Column("sender_account", String(32), nullable=False),
+    Column("sender_device_pk", BigInteger, nullable=False),
+    Column("client_msg_id", String(64), nullable=False),
+    Column("recipient_account", String(32), nullable=False),
+    Column("klass", SmallInteger, nullable=False),
+    Column("server_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("delivered_ms", BigInteger, nullable=True),
+    Column("read_ms", BigInteger, nullable=True),
+    UniqueConstraint("sender_device_pk", "client_msg_id", name="uq_messages_sender_client_msg"),
+    Index("ix_messages_expires", "expires_ms"),
+)
+
+# Per-device mailbox, delivered in ``seq`` order. ``kind`` 0 carries a ciphertext; the other
+# kinds are relay events about a message this device's account sent (delivered, read).
+mailbox = Table(
+    "mailbox",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("device_pk", BigInteger, nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("peer_account", String(32), nullable=False),
+    Column("peer_device", Integer, nullable=False),
+    Column("klass", SmallInteger, nullable=False),
+    Column("olm_type", SmallInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("server_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("ix_mailbox_device_seq", "device_pk", "seq"),
+    Index("ix_mailbox_expires", "expires_ms"),
+)

@@ -1,0 +1,187 @@
+"""Frames of the relay WebSocket protocol (``/v1/ws``), msgpack-encoded with msgspec.
+
+Every frame is a map with a tag ``t`` and a protocol version ``v``. Unknown tags, missing or
+mistyped fields and oversized frames are rejected with an ``error`` frame; the connection
+stays open. See ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Annotated, Any
+
+import msgspec
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Accepted",
+    "ClientFrame",
+    "Delivered",
+    "DeviceCiphertext",
+    "ErrorFrame",
+    "Hello",
+    "KeysLow",
+    "MessageClass",
+    "MessageFrame",
+    "Ping",
+    "Pong",
+    "QueueEmpty",
+    "Read",
+    "Receipt",
+    "Send",
+    "ServerFrame",
+    "decode_client_frame",
+    "decode_server_frame",
+    "encode",
+]
+
+PROTOCOL_VERSION = 1
+
+ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+AccountRef = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+EnvelopeId = Annotated[int, msgspec.Meta(ge=1)]
+MessageRef = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class MessageClass(IntEnum):
+    """What a send is, as far as the relay may know: never what it says."""
+
+    SESSION = 0
+    TEMPLATE = 1
+    RECEIPT = 2
+    SYSTEM = 3
+
+
+class Frame(msgspec.Struct, tag_field="t", forbid_unknown_fields=True, kw_only=True):
+    v: int = PROTOCOL_VERSION
+
+
+# --- client -> relay -------------------------------------------------------------------------
+
+
+class DeviceCiphertext(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One recipient device's copy: an Olm message ``{type: 0|1, body}``."""
+
+    device_id: Annotated[int, msgspec.Meta(ge=1)]
+    type: Annotated[int, msgspec.Meta(ge=0, le=1)]
+    body: bytes
+    registration_id: int | None = None
+
+
+class Send(Frame, tag="send"):
+    client_msg_id: ClientMsgId
+    to: AccountRef
+    per_device: Annotated[list[DeviceCiphertext], msgspec.Meta(min_length=1)]
+    klass: MessageClass = MessageClass.SESSION
+    template_ref: str | None = None
+
+
+class Ack(Frame, tag="ack"):
+    """The device has stored these envelopes; the relay deletes them."""
+
+    ids: Annotated[list[EnvelopeId], msgspec.Meta(min_length=1)]
+
+
+class Receipt(Frame, tag="receipt"):
+    """The user has read these messages; routed to their senders as ``read``."""
+
+    message_ids: Annotated[list[MessageRef], msgspec.Meta(min_length=1)]
+
+
+class Ping(Frame, tag="ping"):
+    nonce: int = 0
+
+
+ClientFrame = Send | Ack | Receipt | Ping
+
+
+# --- relay -> client -------------------------------------------------------------------------
+
+
+class Hello(Frame, tag="hello"):
+    account_id: str = ""
+    device_id: int = 0
+    server_ms: int = 0
+    one_time_keys: int = 0
+
+
+class Accepted(Frame, tag="accepted"):
+    client_msg_id: str = ""
+    message_id: str = ""
+    server_ms: int = 0
+    duplicate: bool = False
+
+
+class ErrorFrame(Frame, tag="error"):
+    code: int = 0
+    message: str = ""
+    details: dict[str, Any] = {}
+    client_msg_id: str | None = None
+
+
+class MessageFrame(Frame, tag="message"):
+    """An envelope: one ciphertext for this device. Ack ``id`` once stored."""
+
+    id: int = 0
+    message_id: str = ""
+    sender: str = ""
+    sender_device: int = 0
+    klass: MessageClass = MessageClass.SESSION
+    type: int = 0
+    body: bytes = b""
+    server_ms: int = 0
+
+
+class Delivered(Frame, tag="delivered"):
+    """A message this account sent reached a device of its recipient. Ack ``id``."""
+
+    id: int = 0
+    message_id: str = ""
+    recipient: str = ""
+    recipient_device: int = 0
+    server_ms: int = 0
+
+
+class Read(Frame, tag="read"):
+    """The recipient read a message this account sent. Ack ``id``."""
+
+    id: int = 0
+    message_id: str = ""
+    recipient: str = ""
+    recipient_device: int = 0
+    server_ms: int = 0
+
+
+class QueueEmpty(Frame, tag="queue_empty"):
+    """Everything stored for this device before now has been sent on this connection."""
+
+
+class KeysLow(Frame, tag="keys_low"):
+    one_time_keys: int = 0
+    max_one_time_keys: int = 50
+
+
+class Pong(Frame, tag="pong"):
+    nonce: int = 0
+
+
+ServerFrame = (
+    Hello | Accepted | ErrorFrame | MessageFrame | Delivered | Read | QueueEmpty | KeysLow | Pong
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_client_decoder = msgspec.msgpack.Decoder(ClientFrame)
+_server_decoder = msgspec.msgpack.Decoder(ServerFrame)
+
+
+def encode(frame: Frame) -> bytes:
+    return _encoder.encode(frame)
+
+
+def decode_client_frame(raw: bytes) -> ClientFrame:
+    return _client_decoder.decode(raw)
+
+
+def decode_server_frame(raw: bytes) -> ServerFrame:
+    return _server_decoder.decode(raw)

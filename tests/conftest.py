@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import (
+    PG_URL,
+    Backend,
+    RunningRelay,
+    drop_schema,
+    new_schema_name,
+    postgres_reachable,
+    serve_relay,
+)
+
+REQUIRE_POSTGRES = os.environ.get("TRESEN_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """An empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}")
+        return
+    if not postgres_reachable():
+        if REQUIRE_POSTGRES:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required (TRESEN_REQUIRE_POSTGRES=1)")
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    schema = new_schema_name()
+    try:
+        yield Backend("postgres", PG_URL, schema)
+    finally:
+        await drop_schema(schema)
+
+
+@pytest.fixture
+async def relay(backend: Backend, tmp_path: Path) -> AsyncIterator[RunningRelay]:
+    async with serve_relay(backend, tmp_path) as running:
+        yield running
+
+
+MakeRelay = Callable[..., AbstractAsyncContextManager[RunningRelay]]
+
+
+@pytest.fixture
+def make_relay(backend: Backend, tmp_path: Path) -> MakeRelay:
+    """``async with make_relay(clock=..., limits={...}) as relay``: a relay with overrides."""
+
+    def factory(**overrides: Any) -> AbstractAsyncContextManager[RunningRelay]:
+        return serve_relay(backend, tmp_path, **overrides)
+
+    return factory

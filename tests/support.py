@@ -1,0 +1,201 @@
+"""Test support: databases on both backends, an in-process relay server, WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import websockets
+
+from tresen.core.clock import Clock
+from tresen.core.db import Database
+from tresen.core.settings import Settings
+from tresen.relay.accounts.sms import read_last_code
+from tresen.relay.app import build_app
+from tresen.relay.context import RelayContext
+from tresen.wire import relay as wire
+
+PG_URL = os.environ.get("TRESEN_TEST_PG_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test")
+PG_HOSTPORT = ("127.0.0.1", 5432)
+
+
+def postgres_reachable() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(PG_HOSTPORT, timeout=1):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Backend:
+    """A fresh, empty database on one backend; ``url``/``schema`` configure a relay for it."""
+
+    name: str
+    url: str
+    schema: str | None = None
+
+    def database(self) -> Database:
+        return Database(self.url, schema=self.schema, sqlite_synchronous="NORMAL")
+
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"database_url": self.url, "database_schema": self.schema}
+
+
+async def drop_schema(schema: str) -> None:
+    db = Database(PG_URL)
+    async with db.write() as conn:
+        await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await db.dispose()
+
+
+def new_schema_name() -> str:
+    return f"t_{secrets.token_hex(6)}"
+
+
+@dataclass
+class Device:
+    """A registered device with its token; opens WebSocket connections."""
+
+    phone: str
+    account_id: str
+    device_id: int
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class RunningRelay:
+    ctx: RelayContext
+    url: str
+    sms_file: Path
+    http: httpx.AsyncClient
+    _phones: int = field(default=0)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/v1/ws"
+
+    def next_phone(self) -> str:
+        self._phones += 1
+        return f"+4915{secrets.randbelow(10**4):04d}{self._phones:05d}"
+
+    async def register(self, phone: str | None = None, device_name: str = "") -> Device:
+        phone = phone or self.next_phone()
+        r = await self.http.post("/v1/registration/code", json={"phone": phone})
+        assert r.status_code == 202, r.text
+        code = read_last_code(self.sms_file, phone)
+        assert code is not None
+        r = await self.http.post(
+            "/v1/registration/verify",
+            json={"phone": phone, "code": code, "device_name": device_name},
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return Device(phone, body["account_id"], body["device_id"], body["token"])
+
+    async def connect(self, device: Device) -> WsClient:
+        ws = await websockets.connect(
+            self.ws_url, additional_headers=device.auth, max_size=None
+        )
+        client = WsClient(ws)
+        hello = await client.expect(wire.Hello)
+        client.hello = hello
+        return client
+
+
+class WsClient:
+    """A raw protocol client: encodes frames and waits for typed ones."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.hello: wire.Hello | None = None
+        self.backlog: list[wire.ServerFrame] = []
+
+    async def send(self, frame: wire.Frame) -> None:
+        await self.ws.send(wire.encode(frame))
+
+    async def send_raw(self, raw: bytes | str) -> None:
+        await self.ws.send(raw)
+
+    async def recv(self, timeout: float = 10) -> wire.ServerFrame:
+        if self.backlog:
+            return self.backlog.pop(0)
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        assert isinstance(raw, bytes), raw
+        return wire.decode_server_frame(raw)
+
+    async def expect(self, kind: type[Any], timeout: float = 10) -> Any:
+        """The next frame of ``kind``; other frames are kept for later ``recv`` calls."""
+        kept: list[wire.ServerFrame] = []
+        for i, frame in enumerate(self.backlog):
+            if isinstance(frame, kind):
+                del self.backlog[i]
+                return frame
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.backlog.extend(kept)
+                raise TimeoutError(f"no {kind.__name__} frame within {timeout}s")
+            raw = await asyncio.wait_for(self.ws.recv(), remaining)
+            assert isinstance(raw, bytes)
+            frame = wire.decode_server_frame(raw)
+            if isinstance(frame, kind):
+                self.backlog.extend(kept)
+                return frame
+            kept.append(frame)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_relay(
+    backend: Backend, tmp_path: Path, *, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[RunningRelay]:
+    """A relay on a free port inside the running event loop."""
+    sms_file = tmp_path / f"sms-{secrets.token_hex(4)}.jsonl"
+    limits = overrides.pop("limits", {})
+    settings = Settings(
+        data_dir=tmp_path,
+        sms_sender="file",
+        sms_file=sms_file,
+        limits=limits,
+        **backend.settings_overrides(),
+        **overrides,
+    )
+    app = build_app(settings, clock=clock, db=backend.database())
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        try:
+            yield RunningRelay(app.state.relay, url, sms_file, http)
+        finally:
+            server.should_exit = True
+            await task
