@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ import pytest
 from support import (
     PG_URL,
     Backend,
+    MakeRelay,
     RunningRelay,
     drop_schema,
     new_schema_name,
@@ -42,9 +43,6 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 async def relay(backend: Backend, tmp_path: Path) -> AsyncIterator[RunningRelay]:
     async with serve_relay(backend, tmp_path) as running:
         yield running
-
-
-MakeRelay = Callable[..., AbstractAsyncContextManager[RunningRelay]]
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ class RunningRelay:
 
     def next_phone(self) -> str:
         self._phones += 1
-        return f"+4915{secrets.randbelow(10**4):04d}{self._phones:05d}"
+        return f"+49151{secrets.randbelow(10**4):04d}{self._phones:04d}"
 
     async def register(self, phone: str | None = None, device_name: str = "") -> Device:
         phone = phone or self.next_phone()
@@ -167,13 +168,18 @@ class WsClient:
         await self.ws.close()
 
 
+MakeRelay = Callable[..., AbstractAsyncContextManager["RunningRelay"]]
+
+
 @contextlib.asynccontextmanager
 async def serve_relay(
     backend: Backend, tmp_path: Path, *, clock: Clock | None = None, **overrides: Any
 ) -> AsyncIterator[RunningRelay]:
     """A relay on a free port inside the running event loop."""
     sms_file = tmp_path / f"sms-{secrets.token_hex(4)}.jsonl"
-    limits = overrides.pop("limits", {})
+    limits = dict(overrides.pop("limits", {}))
+    # Every test client registers from 127.0.0.1; per-address throttling has its own test.
+    limits.setdefault("code_requests_per_address", 10_000)
     settings = Settings(
         data_dir=tmp_path,
         sms_sender="file",
@@ -199,3 +205,102 @@ async def serve_relay(
         finally:
             server.should_exit = True
             await task
+
+
+async def publish_identity(relay: RunningRelay, device: Device) -> Any:
+    """Give ``device`` real identity keys so that it can receive ciphertext; returns the
+    vodozemac account that holds them."""
+    import vodozemac
+
+    account = vodozemac.Account()
+    r = await relay.http.put(
+        "/v1/keys",
+        headers=device.auth,
+        json={
+            "identity_keys": {
+                "curve25519": account.curve25519_key.to_base64(),
+                "ed25519": account.ed25519_key.to_base64(),
+            }
+        },
+    )
+    assert r.status_code == 200, r.text
+    return account
+
+
+async def receiving_device(relay: RunningRelay, phone: str | None = None) -> Device:
+    device = await relay.register(phone)
+    await publish_identity(relay, device)
+    return device
+
+
+def send_frame(
+    to: Device, client_msg_id: str, bodies: dict[int, bytes], **fields: Any
+) -> wire.Send:
+    return wire.Send(
+        client_msg_id=client_msg_id,
+        to=to.account_id,
+        per_device=[
+            wire.DeviceCiphertext(device_id=d, type=1, body=b) for d, b in sorted(bodies.items())
+        ],
+        **fields,
+    )
+
+
+async def stored_envelopes(relay: RunningRelay) -> int:
+    """How many mailbox entries the relay's database holds."""
+    from sqlalchemy import func, select
+
+    from tresen.relay.schema import mailbox
+
+    async with relay.ctx.db.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(mailbox))).scalar_one())
+
+
+# --- key directory (relay/keys) --------------------------------------------------------------
+
+
+def make_key_bundle(
+    account: Any, n: int = 0, *, identity: bool = True, fallback: bool = True
+) -> dict[str, Any]:
+    """A ``PUT /v1/keys`` body from a real ``vodozemac.Account``.
+
+    ``n`` fresh one-time keys and (with ``fallback``) a new fallback key, each signed with the
+    account's Ed25519 key in the relay's format; the keys are then marked as published.
+    """
+    from tresen.relay.keys.service import fallback_key_message, one_time_key_message
+
+    def signed(key_id: str, key: Any, message: Callable[[str, str], bytes]) -> dict[str, str]:
+        public_key = key.to_base64()
+        signature = account.sign(message(key_id, public_key)).to_base64()
+        return {"key_id": key_id, "public_key": public_key, "signature": signature}
+
+    body: dict[str, Any] = {}
+    if identity:
+        body["identity_keys"] = {
+            "curve25519": account.curve25519_key.to_base64(),
+            "ed25519": account.ed25519_key.to_base64(),
+        }
+    if n:
+        account.generate_one_time_keys(n)
+        body["one_time_keys"] = [
+            signed(key_id, key, one_time_key_message)
+            for key_id, key in account.one_time_keys.items()
+        ]
+    if fallback:
+        account.generate_fallback_key()
+        [(key_id, key)] = account.fallback_key.items()
+        body["fallback_key"] = signed(key_id, key, fallback_key_message)
+    account.mark_keys_as_published()
+    return body
+
+
+async def upload_keys(
+    relay: RunningRelay, device: Device, account: Any, n: int = 0, *, fallback: bool = True
+) -> dict[str, Any]:
+    """Publish ``account``'s identity keys, ``n`` one-time keys and a fallback key."""
+    r = await relay.http.put(
+        "/v1/keys", json=make_key_bundle(account, n, fallback=fallback), headers=device.auth
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body

@@ -16,6 +16,7 @@ class ErrorCode(IntEnum):
     # Cloud API codes
     INVALID_PARAMETER = 100
     INVALID_TOKEN = 190
+    INTERNAL = 131000
     THROUGHPUT_REACHED = 130429
     UNDELIVERABLE = 131026
     REGISTRATION_RATE_LIMITED = 133016
@@ -38,6 +39,7 @@ class ErrorCode(IntEnum):
 _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_PARAMETER: 400,
     ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.INTERNAL: 500,
     ErrorCode.THROUGHPUT_REACHED: 429,
     ErrorCode.UNDELIVERABLE: 404,
     ErrorCode.REGISTRATION_RATE_LIMITED: 429,

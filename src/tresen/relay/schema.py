@@ -147,4 +147,6 @@ mailbox = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Index("ix_mailbox_device_seq", "device_pk", "seq"),
     Index("ix_mailbox_expires", "expires_ms"),
+    # Never reuse a seq, even when the table runs empty: delivery loops resume after one.
+    sqlite_autoincrement=True,
 )

@@ -1,5 +1,165 @@
+"""The mailbox over plain HTTP, for clients without WebSocket: send, fetch pending, ack."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+import binascii
+from typing import Annotated, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field, field_validator
+
+from tresen.core.errors import ErrorCode, TresenError
+from tresen.relay.http import Authed, Ctx
+from tresen.relay.mailbox.repo import EntryKind
+from tresen.wire.relay import DeviceCiphertext, MessageClass, Send
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["mailbox"])
+
+ClassName = Literal["session", "template", "receipt", "system"]
+_CLASSES: dict[str, MessageClass] = {c.name.lower(): c for c in MessageClass}
+
+
+class CiphertextCreate(BaseModel):
+    device_id: int = Field(ge=1)
+    type: int = Field(ge=0, le=1)
+    body: str = Field(description="base64 of the Olm message bytes", max_length=200_000)
+    registration_id: int | None = None
+
+    @field_validator("body")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("body must be base64") from None
+        return value
+
+
+class SendCreate(BaseModel):
+    client_msg_id: str = Field(min_length=1, max_length=64)
+    to: str = Field(min_length=1, max_length=32)
+    klass: ClassName = Field(default="session", alias="class")
+    template_ref: str | None = Field(default=None, max_length=128)
+    per_device: list[CiphertextCreate] = Field(min_length=1, max_length=64)
+
+
+class AcceptedPublic(BaseModel):
+    client_msg_id: str
+    message_id: str
+    server_ms: int
+    duplicate: bool
+
+
+class EnvelopePublic(BaseModel):
+    id: int
+    kind: Literal["message", "delivered", "read"]
+    message_id: str
+    peer: str = Field(description="sender (message) or recipient (delivered, read) account")
+    peer_device: int
+    klass: ClassName = Field(serialization_alias="class")
+    type: int | None = None
+    body: str | None = None
+    server_ms: int
+
+
+class PendingPublic(BaseModel):
+    envelopes: list[EnvelopePublic]
+    more: bool
+
+
+class AckCreate(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=1024)
+
+
+class AckPublic(BaseModel):
+    deleted: int
+
+
+class ReceiptCreate(BaseModel):
+    message_ids: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        min_length=1, max_length=256
+    )
+
+
+class ReceiptPublic(BaseModel):
+    routed: int
+
+
+_KIND_NAMES: dict[EntryKind, Literal["message", "delivered", "read"]] = {
+    EntryKind.MESSAGE: "message",
+    EntryKind.DELIVERED: "delivered",
+    EntryKind.READ: "read",
+}
+
+
+def _b64decode(value: str) -> bytes:
+    return base64.b64decode(value + "=" * (-len(value) % 4))
+
+
+@router.post("/messages", response_model=AcceptedPublic)
+async def send_message(body: SendCreate, principal: Authed, ctx: Ctx) -> AcceptedPublic:
+    frame = Send(
+        client_msg_id=body.client_msg_id,
+        to=body.to,
+        klass=_CLASSES[body.klass],
+        template_ref=body.template_ref,
+        per_device=[
+            DeviceCiphertext(
+                device_id=c.device_id,
+                type=c.type,
+                body=_b64decode(c.body),
+                registration_id=c.registration_id,
+            )
+            for c in body.per_device
+        ],
+    )
+    accepted = await ctx.mailbox.send(principal, frame)
+    return AcceptedPublic(
+        client_msg_id=body.client_msg_id,
+        message_id=accepted.message_id,
+        server_ms=accepted.server_ms,
+        duplicate=accepted.duplicate,
+    )
+
+
+@router.get("/messages", response_model=PendingPublic, response_model_by_alias=True)
+async def fetch_pending(
+    principal: Authed,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: Annotated[int, Query(ge=0, description="only entries with a larger id")] = 0,
+) -> PendingPublic:
+    entries = await ctx.mailbox.pending(principal.device_pk, after_seq=after, limit=limit + 1)
+    more = len(entries) > limit
+    return PendingPublic(
+        envelopes=[
+            EnvelopePublic(
+                id=e.seq,
+                kind=_KIND_NAMES[e.kind],
+                message_id=e.message_id,
+                peer=e.peer_account,
+                peer_device=e.peer_device,
+                klass=MessageClass(e.klass).name.lower(),  # type: ignore[arg-type]
+                type=e.olm_type if e.kind is EntryKind.MESSAGE else None,
+                body=base64.b64encode(e.payload).decode() if e.kind is EntryKind.MESSAGE else None,
+                server_ms=e.server_ms,
+            )
+            for e in entries[:limit]
+        ],
+        more=more,
+    )
+
+
+@router.post("/messages/ack", response_model=AckPublic)
+async def ack_messages(body: AckCreate, principal: Authed, ctx: Ctx) -> AckPublic:
+    return AckPublic(deleted=await ctx.mailbox.ack(principal, body.ids))
+
+
+@router.post("/receipts", response_model=ReceiptPublic)
+async def send_receipts(body: ReceiptCreate, principal: Authed, ctx: Ctx) -> ReceiptPublic:
+    if len(body.message_ids) > ctx.settings.limits.max_receipt_ids_per_frame:
+        raise TresenError(ErrorCode.INVALID_PARAMETER, "too many message ids")
+    return ReceiptPublic(routed=await ctx.mailbox.read(principal, body.message_ids))

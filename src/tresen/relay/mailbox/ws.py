@@ -1,5 +1,257 @@
+"""``/v1/ws``: the device's live connection (binary msgpack frames, see ``wire.relay``).
+
+Three tasks serve one connection: a reader that handles the device's frames in order, a
+delivery loop that sends the device's mailbox in ``seq`` order (the stored backlog first, then
+whatever arrives), and a writer that owns the socket's send side.
+"""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.logging import get_logger
+from tresen.relay.accounts.service import Principal
+from tresen.relay.context import RelayContext
+from tresen.relay.http import bearer_token
+from tresen.relay.mailbox.hub import CLOSE_REPLACED
+from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
+from tresen.wire import relay as wire
+
+__all__ = ["DeviceConnection", "router"]
+
+log = get_logger("tresen.relay.ws")
 
 router = APIRouter()
+
+CLOSE_UNAUTHORIZED = 4401
+
+
+@router.websocket("/v1/ws")
+async def device_socket(websocket: WebSocket) -> None:
+    ctx: RelayContext = websocket.app.state.relay
+    await websocket.accept()
+    try:
+        principal = await ctx.accounts.authenticate(
+            bearer_token(websocket.headers.get("authorization"))
+        )
+    except TresenError as exc:
+        await websocket.send_bytes(wire.encode(_error_frame(exc)))
+        await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
+        return
+    connection = DeviceConnection(websocket, ctx, principal)
+    await connection.run()
+
+
+def _error_frame(exc: TresenError, client_msg_id: str | None = None) -> wire.ErrorFrame:
+    return wire.ErrorFrame(
+        code=int(exc.code), message=exc.message, details=exc.details, client_msg_id=client_msg_id
+    )
+
+
+def entry_frame(entry: MailboxEntry) -> wire.ServerFrame:
+    if entry.kind is EntryKind.MESSAGE:
+        return wire.MessageFrame(
+            id=entry.seq,
+            message_id=entry.message_id,
+            sender=entry.peer_account,
+            sender_device=entry.peer_device,
+            klass=wire.MessageClass(entry.klass),
+            type=entry.olm_type,
+            body=entry.payload,
+            server_ms=entry.server_ms,
+        )
+    event = wire.Delivered if entry.kind is EntryKind.DELIVERED else wire.Read
+    return event(
+        id=entry.seq,
+        message_id=entry.message_id,
+        recipient=entry.peer_account,
+        recipient_device=entry.peer_device,
+        server_ms=entry.server_ms,
+    )
+
+
+class DeviceConnection:
+    def __init__(self, websocket: WebSocket, ctx: RelayContext, principal: Principal) -> None:
+        self.websocket = websocket
+        self.ctx = ctx
+        self.principal = principal
+        self.limits = ctx.settings.limits
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._window_open = asyncio.Event()
+        self._window_open.set()
+        self._inflight: set[int] = set()
+        self._cursor = 0
+        self._closed = False
+        self.log = log.bind(account_id=principal.account_id, device_id=principal.device_id)
+
+    # --- Hub's view ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def push(self, frame: wire.ServerFrame) -> None:
+        self._outbox.put_nowait(wire.encode(frame))
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._outbox.put_nowait(None)
+        with contextlib.suppress(Exception):
+            if self.websocket.application_state is WebSocketState.CONNECTED:
+                await self.websocket.close(code, reason)
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        hub = self.ctx.hub
+        previous = hub.register(self.principal.device_pk, self)
+        if previous is not None:
+            await previous.close(CLOSE_REPLACED, "connected elsewhere")
+        self.log.info("device connected")
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await self.ctx.accounts.touch(self.principal)
+            count = await self.ctx.keys.one_time_key_count(self.principal.device_pk)
+            self.push(
+                wire.Hello(
+                    account_id=self.principal.account_id,
+                    device_id=self.principal.device_id,
+                    server_ms=self.ctx.clock.now_ms(),
+                    one_time_keys=count,
+                )
+            )
+            if count < self.limits.one_time_keys_low:
+                self.push(
+                    wire.KeysLow(
+                        one_time_keys=count, max_one_time_keys=self.limits.max_one_time_keys
+                    )
+                )
+            tasks = [
+                asyncio.create_task(self._write_loop()),
+                asyncio.create_task(self._read_loop()),
+                asyncio.create_task(self._delivery_loop()),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and (exc := task.exception()) is not None:
+                    if not isinstance(exc, WebSocketDisconnect):
+                        self.log.error("connection failed", error=repr(exc))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            hub.unregister(self.principal.device_pk, self)
+            await self.close(1000, "bye")
+            self.log.info("device disconnected", unacked=len(self._inflight))
+
+    async def _write_loop(self) -> None:
+        while True:
+            data = await self._outbox.get()
+            if data is None:
+                return
+            await self.websocket.send_bytes(data)
+
+    async def _read_loop(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("bytes")
+            if raw is None:
+                self.push(
+                    _error_frame(
+                        TresenError(ErrorCode.INVALID_PARAMETER, "frames must be binary msgpack")
+                    )
+                )
+                continue
+            await self._handle(raw)
+
+    async def _handle(self, raw: bytes) -> None:
+        client_msg_id: str | None = None
+        try:
+            if len(raw) > self.limits.max_frame_bytes:
+                raise TresenError(
+                    ErrorCode.FRAME_TOO_LARGE,
+                    "frame too large",
+                    max_bytes=self.limits.max_frame_bytes,
+                    size=len(raw),
+                )
+            try:
+                frame = wire.decode_client_frame(raw)
+            except msgspec.DecodeError as exc:
+                raise TresenError(
+                    ErrorCode.INVALID_PARAMETER, "frame is not valid msgpack", reason=str(exc)
+                ) from None
+            except msgspec.ValidationError as exc:
+                raise TresenError(
+                    ErrorCode.INVALID_PARAMETER, "frame does not match the protocol", reason=str(exc)
+                ) from None
+            if frame.v != wire.PROTOCOL_VERSION:
+                raise TresenError(
+                    ErrorCode.UNSUPPORTED_VERSION,
+                    "unsupported protocol version",
+                    supported=[wire.PROTOCOL_VERSION],
+                    got=frame.v,
+                )
+            if isinstance(frame, wire.Send):
+                client_msg_id = frame.client_msg_id
+                accepted = await self.ctx.mailbox.send(self.principal, frame)
+                self.push(
+                    wire.Accepted(
+                        client_msg_id=frame.client_msg_id,
+                        message_id=accepted.message_id,
+                        server_ms=accepted.server_ms,
+                        duplicate=accepted.duplicate,
+                    )
+                )
+            elif isinstance(frame, wire.Ack):
+                await self.ctx.mailbox.ack(self.principal, frame.ids)
+                self._inflight.difference_update(frame.ids)
+                self._window_open.set()
+            elif isinstance(frame, wire.Receipt):
+                await self.ctx.mailbox.read(self.principal, frame.message_ids)
+            else:
+                self.push(wire.Pong(nonce=frame.nonce))
+        except TresenError as exc:
+            self.push(_error_frame(exc, client_msg_id))
+        except Exception as exc:
+            # A failure while handling one frame must not take the connection down.
+            self.log.exception("frame handling failed", error=type(exc).__name__)
+            self.push(
+                _error_frame(
+                    TresenError(ErrorCode.INTERNAL, "internal error; try again"), client_msg_id
+                )
+            )
+
+    async def _delivery_loop(self) -> None:
+        announced_empty = False
+        window = self.limits.inflight_per_connection
+        while True:
+            while len(self._inflight) >= window:
+                self._window_open.clear()
+                await self._window_open.wait()
+            self._wake.clear()
+            batch = await self.ctx.mailbox.pending(
+                self.principal.device_pk,
+                after_seq=self._cursor,
+                limit=window - len(self._inflight),
+            )
+            for entry in batch:
+                self._inflight.add(entry.seq)
+                self._cursor = entry.seq
+                self.push(entry_frame(entry))
+            if batch:
+                continue
+            if not announced_empty:
+                announced_empty = True
+                self.push(wire.QueueEmpty())
+            await self._wake.wait()

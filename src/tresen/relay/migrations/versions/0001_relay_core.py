@@ -125,6 +125,7 @@ def upgrade() -> None:
         sa.Column("server_ms", sa.BigInteger, nullable=False),
         sa.Column("expires_ms", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("seq", name="pk_mailbox"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_mailbox_device_seq", "mailbox", ["device_pk", "seq"])
     op.create_index("ix_mailbox_expires", "mailbox", ["expires_ms"])

@@ -1,0 +1,36 @@
+"""In-process token buckets, one per key, on an injected clock."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+
+from tresen.core.clock import Clock
+
+__all__ = ["TokenBuckets"]
+
+
+class TokenBuckets:
+    """``rate`` tokens per second up to ``burst``; at most ``max_keys`` buckets are tracked."""
+
+    def __init__(self, clock: Clock, rate: float, burst: int, max_keys: int = 100_000) -> None:
+        self.clock = clock
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
+
+    def take(self, key: Hashable, cost: float = 1.0) -> int:
+        """Take ``cost`` tokens; 0 on success, else milliseconds until they would be there."""
+        now = self.clock.now_ms()
+        tokens, last = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate / 1000)
+        if tokens >= cost:
+            self._buckets[key] = (tokens - cost, now)
+            wait_ms = 0
+        else:
+            self._buckets[key] = (tokens, now)
+            wait_ms = int((cost - tokens) * 1000 / self.rate) + 1
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait_ms
