@@ -38,6 +38,8 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=out, format="%(levelname)s %(name)s %(message)s")  # type: ignore[arg-type]
+    # Migration chatter is noise at info level; what was applied is reported by the caller.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

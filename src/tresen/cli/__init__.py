@@ -1,0 +1,1 @@
+"""The ``tresen`` command."""

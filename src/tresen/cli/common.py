@@ -1,0 +1,86 @@
+"""Options and helpers shared by the ``tresen`` subcommands."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from tresen.core.logging import configure_logging
+from tresen.core.settings import Settings, load_settings
+
+__all__ = [
+    "ConfigOption",
+    "DataDirOption",
+    "DatabaseUrlOption",
+    "console",
+    "make_settings",
+    "serve_app",
+]
+
+console = Console(stderr=False, highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file (also TRESEN_CONFIG).", dir_okay=False),
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder for the SQLite database and files.")
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db (default: SQLite in the "
+        "data folder).",
+    ),
+]
+
+
+def make_settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        settings = load_settings(config, **overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def serve_app(
+    app: Any, settings: Settings, on_started: Callable[[str], None] | None = None
+) -> None:
+    """Run ``app`` with uvicorn until interrupted; ``on_started`` gets the base URL."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws_max_size=settings.limits.max_frame_bytes * 2,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                break
+            await asyncio.sleep(0.05)
+        if server.started and on_started is not None:
+            sockets = [s for srv in server.servers for s in srv.sockets]
+            port = sockets[0].getsockname()[1] if sockets else settings.port
+            on_started(f"http://{settings.host}:{port}")
+        await task
+        if not server.started:
+            raise typer.Exit(1)
+
+    asyncio.run(main())

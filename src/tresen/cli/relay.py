@@ -1,0 +1,81 @@
+"""``tresen relay``: run and migrate the relay."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from tresen.cli.common import (
+    ConfigOption,
+    DatabaseUrlOption,
+    DataDirOption,
+    console,
+    make_settings,
+    serve_app,
+)
+from tresen.core.db import Database
+from tresen.core.settings import Settings
+from tresen.relay import migrate as migrations
+from tresen.relay.app import build_app
+
+__all__ = ["app", "database_for"]
+
+app = typer.Typer(help="The relay: accounts, keys and store-and-forward delivery.")
+
+HostOption = Annotated[str | None, typer.Option("--host", help="Address to bind.")]
+PortOption = Annotated[int | None, typer.Option("--port", help="Port to bind (0: any free).")]
+
+
+def database_for(settings: Settings) -> Database:
+    return Database(
+        settings.resolved_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        schema=settings.database_schema,
+    )
+
+
+@app.command()
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    migrate: Annotated[
+        bool, typer.Option(help="Apply database migrations before serving.")
+    ] = True,
+) -> None:
+    """Serve the relay's HTTP API and WebSocket."""
+    settings = make_settings(
+        config, host=host, port=port, database_url=database_url, data_dir=data_dir
+    )
+    relay_app = build_app(settings, run_migrations=migrate)
+
+    def started(url: str) -> None:
+        console.print(f"Tresen relay listening on {url}", soft_wrap=True)
+
+    serve_app(relay_app, settings, started)
+
+
+@app.command()
+def migrate(
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Bring the relay database schema up to date."""
+    settings = make_settings(config, database_url=database_url, data_dir=data_dir)
+
+    async def run() -> tuple[str | None, str | None]:
+        db = database_for(settings)
+        try:
+            before = await migrations.current_revision(db)
+            await migrations.upgrade(db)
+            return before, await migrations.current_revision(db)
+        finally:
+            await db.dispose()
+
+    before, after = asyncio.run(run())
+    console.print(f"relay database at revision {after} (was {before or 'empty'})")
