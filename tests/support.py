@@ -112,9 +112,7 @@ class RunningRelay:
         return Device(phone, body["account_id"], body["device_id"], body["token"])
 
     async def connect(self, device: Device) -> WsClient:
-        ws = await websockets.connect(
-            self.ws_url, additional_headers=device.auth, max_size=None
-        )
+        ws = await websockets.connect(self.ws_url, additional_headers=device.auth, max_size=None)
         client = WsClient(ws)
         hello = await client.expect(wire.Hello)
         client.hello = hello

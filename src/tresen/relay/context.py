@@ -12,6 +12,7 @@ from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
 from tresen.relay.keys.service import KeyService
 from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
+from tresen.wire.relay import KeysLow
 
 __all__ = ["RelayContext", "build_context", "default_sms_sender"]
 
@@ -53,6 +54,9 @@ def build_context(
     limits = settings.limits
     hub = Hub()
     keys = KeyService(db, clock, limits)
+    keys.on_keys_low = lambda pk, n: hub.push(
+        pk, KeysLow(one_time_keys=n, max_one_time_keys=limits.max_one_time_keys)
+    )
     return RelayContext(
         settings=settings,
         db=db,

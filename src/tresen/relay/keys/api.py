@@ -1,9 +1,188 @@
-"""Routes of the key directory."""
+"""Routes of the key directory: upload, count, device list and one-time-key claims."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from tresen.core.ids import AccountId, DeviceId
+from tresen.relay.http import Authed, Ctx
+from tresen.relay.keys.service import (
+    ClaimedDevice,
+    DeviceKeys,
+    IdentityKeys,
+    KeyUpload,
+    SignedKey,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["keys"])
+
+# Canonical unpadded base64 of a 32-byte key is 43 characters, of a signature 86; the bounds
+# leave room but match the columns. The service checks that the text really is a key.
+KeyText = Annotated[str, Field(min_length=1, max_length=64)]
+SignatureText = Annotated[str, Field(min_length=1, max_length=128)]
+# Key ids go into signed messages between zero bytes, so they are plain printable tokens.
+KeyIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9+/=_.:-]+$")]
+AccountPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+# The parser's bound only stops absurd bodies early; the real cap (50 stored keys per device,
+# error TOO_MANY_ONE_TIME_KEYS) is the service's rule.
+MAX_KEYS_PER_UPLOAD = 100
+MAX_CLAIM_DEVICES = 64
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdentityKeysCreate(_Strict):
+    curve25519: KeyText
+    ed25519: KeyText
+
+
+class SignedKeyCreate(_Strict):
+    key_id: KeyIdText
+    public_key: KeyText
+    signature: SignatureText
+
+    def to_key(self) -> SignedKey:
+        return SignedKey(self.key_id, self.public_key, self.signature)
+
+
+class KeyUploadCreate(_Strict):
+    identity_keys: IdentityKeysCreate | None = None
+    one_time_keys: list[SignedKeyCreate] = Field(default=[], max_length=MAX_KEYS_PER_UPLOAD)
+    fallback_key: SignedKeyCreate | None = None
+
+
+class KeyUploadPublic(BaseModel):
+    one_time_keys: int = Field(description="one-time keys the relay now holds for this device")
+    max_one_time_keys: int
+    registration_id: int
+
+
+class KeyCountPublic(BaseModel):
+    one_time_keys: int
+    max_one_time_keys: int
+    low: bool = Field(description="true when the device should upload more one-time keys")
+
+
+class IdentityKeysPublic(BaseModel):
+    curve25519: str
+    ed25519: str
+
+
+class DeviceKeysPublic(BaseModel):
+    device_id: int
+    registration_id: int
+    identity_keys: IdentityKeysPublic
+
+
+class DeviceDirectoryPublic(BaseModel):
+    account_id: str
+    devices: list[DeviceKeysPublic]
+
+
+class ClaimCreate(_Strict):
+    device_ids: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, max_length=MAX_CLAIM_DEVICES
+    )
+
+
+class ClaimedKeyPublic(BaseModel):
+    key_id: str
+    public_key: str
+    signature: str
+    fallback: bool
+
+
+class ClaimedDevicePublic(DeviceKeysPublic):
+    one_time_key: ClaimedKeyPublic | None
+
+
+class ClaimPublic(BaseModel):
+    account_id: str
+    devices: list[ClaimedDevicePublic]
+
+
+def _identity_public(device: DeviceKeys) -> IdentityKeysPublic:
+    return IdentityKeysPublic(
+        curve25519=device.identity.curve25519, ed25519=device.identity.ed25519
+    )
+
+
+def _claimed_public(claimed: ClaimedDevice) -> ClaimedDevicePublic:
+    key = claimed.one_time_key
+    return ClaimedDevicePublic(
+        device_id=claimed.device.device_id,
+        registration_id=claimed.device.registration_id,
+        identity_keys=_identity_public(claimed.device),
+        one_time_key=None
+        if key is None
+        else ClaimedKeyPublic(
+            key_id=key.key.key_id,
+            public_key=key.key.public_key,
+            signature=key.key.signature,
+            fallback=key.fallback,
+        ),
+    )
+
+
+@router.put("/keys", response_model=KeyUploadPublic)
+async def upload_keys(body: KeyUploadCreate, principal: Authed, ctx: Ctx) -> KeyUploadPublic:
+    identity = body.identity_keys
+    result = await ctx.keys.upload_keys(
+        principal,
+        KeyUpload(
+            identity_keys=None if identity is None else IdentityKeys(**identity.model_dump()),
+            one_time_keys=[k.to_key() for k in body.one_time_keys],
+            fallback_key=None if body.fallback_key is None else body.fallback_key.to_key(),
+        ),
+    )
+    return KeyUploadPublic(
+        one_time_keys=result.one_time_keys,
+        max_one_time_keys=ctx.keys.limits.max_one_time_keys,
+        registration_id=result.registration_id,
+    )
+
+
+@router.get("/keys/count", response_model=KeyCountPublic)
+async def count_keys(principal: Authed, ctx: Ctx) -> KeyCountPublic:
+    count = await ctx.keys.one_time_key_count(principal.device_pk)
+    limits = ctx.keys.limits
+    return KeyCountPublic(
+        one_time_keys=count,
+        max_one_time_keys=limits.max_one_time_keys,
+        low=count < limits.one_time_keys_low,
+    )
+
+
+@router.get("/keys/{account_id}", response_model=DeviceDirectoryPublic)
+async def device_keys(account_id: AccountPath, _: Authed, ctx: Ctx) -> DeviceDirectoryPublic:
+    devices = await ctx.keys.device_directory(AccountId(account_id))
+    return DeviceDirectoryPublic(
+        account_id=account_id,
+        devices=[
+            DeviceKeysPublic(
+                device_id=d.device_id,
+                registration_id=d.registration_id,
+                identity_keys=_identity_public(d),
+            )
+            for d in devices
+        ],
+    )
+
+
+@router.post("/keys/{account_id}/claim", response_model=ClaimPublic)
+async def claim_keys(
+    account_id: AccountPath, principal: Authed, ctx: Ctx, body: ClaimCreate | None = None
+) -> ClaimPublic:
+    device_ids = None
+    if body is not None and body.device_ids is not None:
+        device_ids = [DeviceId(d) for d in body.device_ids]
+    claimed = await ctx.keys.claim_keys(principal, AccountId(account_id), device_ids)
+    return ClaimPublic(account_id=account_id, devices=[_claimed_public(c) for c in claimed])
