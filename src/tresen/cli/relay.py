@@ -43,9 +43,7 @@ def serve(
     database_url: DatabaseUrlOption = None,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
-    migrate: Annotated[
-        bool, typer.Option(help="Apply database migrations before serving.")
-    ] = True,
+    migrate: Annotated[bool, typer.Option(help="Apply database migrations before serving.")] = True,
 ) -> None:
     """Serve the relay's HTTP API and WebSocket."""
     settings = make_settings(

@@ -30,7 +30,7 @@ def up(
         console.print(
             "Register:   curl -X POST "
             f"{url}/v1/registration/code -H 'content-type: application/json' "
-            "-d '{\"phone\": \"+4915112345678\"}'   (the code is printed in this log)",
+            '-d \'{"phone": "+4915112345678"}\'   (the code is printed in this log)',
             soft_wrap=True,
         )
         console.print("Stop with Ctrl+C.")

@@ -32,7 +32,9 @@ class ManualClock:
     def now_ms(self) -> int:
         return self._now
 
-    def advance(self, *, ms: int = 0, seconds: float = 0, minutes: float = 0, hours: float = 0) -> None:
+    def advance(
+        self, *, ms: int = 0, seconds: float = 0, minutes: float = 0, hours: float = 0
+    ) -> None:
         self._now += ms + int((seconds + minutes * 60 + hours * 3600) * 1000)
 
     def set(self, now_ms: int) -> None:

@@ -101,9 +101,7 @@ one_time_keys = Table(
 fallback_keys = Table(
     "fallback_keys",
     metadata,
-    Column(
-        "device_pk", BigInteger, ForeignKey("devices.pk", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("device_pk", BigInteger, ForeignKey("devices.pk", ondelete="CASCADE"), primary_key=True),
     Column("key_id", String(64), nullable=False),
     Column("public_key", String(64), nullable=False),
     Column("signature", String(128), nullable=False),

@@ -14,8 +14,8 @@ import msgspec
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "Ack",
     "Accepted",
+    "Ack",
     "ClientFrame",
     "Delivered",
     "DeviceCiphertext",
@@ -180,8 +180,10 @@ def encode(frame: Frame) -> bytes:
 
 
 def decode_client_frame(raw: bytes) -> ClientFrame:
-    return _client_decoder.decode(raw)
+    frame: ClientFrame = _client_decoder.decode(raw)
+    return frame
 
 
 def decode_server_frame(raw: bytes) -> ServerFrame:
-    return _server_decoder.decode(raw)
+    frame: ServerFrame = _server_decoder.decode(raw)
+    return frame

@@ -136,7 +136,8 @@ async def test_every_device_of_the_recipient_gets_its_own_copy(relay: RunningRel
     alice_laptop = await receiving_device(relay, alice.phone)
     bob = await receiving_device(relay)
     bob_laptop = await receiving_device(relay, bob.phone)
-    assert bob_laptop.account_id == bob.account_id and bob_laptop.device_id == 2
+    assert bob_laptop.account_id == bob.account_id
+    assert bob_laptop.device_id == 2
 
     a1 = await relay.connect(alice)
     a2 = await relay.connect(alice_laptop)

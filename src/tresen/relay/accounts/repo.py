@@ -13,23 +13,23 @@ from tresen.relay.schema import accounts, devices, mailbox, rate_events, verific
 __all__ = [
     "DeviceRow",
     "PendingCode",
+    "account_by_phone",
+    "account_phone",
     "add_rate_event",
     "count_devices",
     "count_rate_events",
     "create_account",
     "create_device",
     "delete_code",
+    "delete_device",
     "device_by_token_hash",
     "get_code",
     "increment_code_attempts",
-    "account_by_phone",
-    "delete_device",
-    "oldest_rate_event",
-    "touch_device",
-    "account_phone",
     "list_devices",
+    "oldest_rate_event",
     "prune_rate_events",
     "put_code",
+    "touch_device",
 ]
 
 
@@ -72,7 +72,9 @@ def _device(row: object) -> DeviceRow:
 
 
 async def count_rate_events(conn: AsyncConnection, bucket: str, since_ms: int) -> int:
-    stmt = select(func.count()).where(rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms)
+    stmt = select(func.count()).where(
+        rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms
+    )
     return int((await conn.execute(stmt)).scalar_one())
 
 

@@ -7,10 +7,19 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.errors import ErrorCode, TresenError
-from tresen.core.ids import AccountId, DeviceId, DevicePk, new_account_id, new_registration_id, new_token
+from tresen.core.ids import (
+    AccountId,
+    DeviceId,
+    DevicePk,
+    new_account_id,
+    new_registration_id,
+    new_token,
+)
 from tresen.core.logging import get_logger
 from tresen.core.settings import Limits
 from tresen.relay.accounts import repo
@@ -129,7 +138,7 @@ class AccountService:
         return registration
 
     async def _add_device(
-        self, conn: repo.AsyncConnection, phone: str, name: str, now: int
+        self, conn: AsyncConnection, phone: str, name: str, now: int
     ) -> Registration:
         account_id = await repo.account_by_phone(conn, phone)
         new_account = account_id is None

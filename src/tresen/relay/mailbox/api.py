@@ -20,6 +20,12 @@ router = APIRouter(prefix="/v1", tags=["mailbox"])
 
 ClassName = Literal["session", "template", "receipt", "system"]
 _CLASSES: dict[str, MessageClass] = {c.name.lower(): c for c in MessageClass}
+_CLASS_NAMES: dict[MessageClass, ClassName] = {
+    MessageClass.SESSION: "session",
+    MessageClass.TEMPLATE: "template",
+    MessageClass.RECEIPT: "receipt",
+    MessageClass.SYSTEM: "system",
+}
 
 
 class CiphertextCreate(BaseModel):
@@ -142,7 +148,7 @@ async def fetch_pending(
                 message_id=e.message_id,
                 peer=e.peer_account,
                 peer_device=e.peer_device,
-                klass=MessageClass(e.klass).name.lower(),  # type: ignore[arg-type]
+                klass=_CLASS_NAMES[MessageClass(e.klass)],
                 type=e.olm_type if e.kind is EntryKind.MESSAGE else None,
                 body=base64.b64encode(e.payload).decode() if e.kind is EntryKind.MESSAGE else None,
                 server_ms=e.server_ms,

@@ -162,7 +162,10 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry], *, lock: b
     if lock:
         targets = sorted({e.device_pk for e in entries})
         await conn.execute(
-            select(devices.c.pk).where(devices.c.pk.in_(targets)).order_by(devices.c.pk).with_for_update()
+            select(devices.c.pk)
+            .where(devices.c.pk.in_(targets))
+            .order_by(devices.c.pk)
+            .with_for_update()
         )
     await conn.execute(
         insert(mailbox),

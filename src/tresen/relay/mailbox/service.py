@@ -13,6 +13,9 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tresen.core.batching import GroupCommitter
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.errors import ErrorCode, TresenError
@@ -44,6 +47,27 @@ class AcceptedSend:
     duplicate: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _SendOp:
+    sender: Principal
+    frame: Send
+
+
+@dataclass(frozen=True, slots=True)
+class _AckOp:
+    device: Principal
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadOp:
+    reader: Principal
+    message_ids: tuple[MessageId, ...]
+
+
+_Op = _SendOp | _AckOp | _ReadOp
+
+
 class MailboxService:
     def __init__(
         self, db: Database, clock: Clock, limits: Limits, hub: Hub, keys: KeyService
@@ -57,19 +81,25 @@ class MailboxService:
             clock, limits.send_rate_per_device, limits.send_burst_per_device
         )
         self._purger: asyncio.Task[None] | None = None
+        self._writes: GroupCommitter[_Op, AcceptedSend | int] = GroupCommitter(
+            self._apply_batch, max_batch=limits.write_batch
+        )
 
     async def start(self) -> None:
+        self._writes.start()
         self._purger = asyncio.create_task(self._purge_periodically())
 
     async def close(self) -> None:
+        await self._writes.close()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
 
-    # --- sending -----------------------------------------------------------------------------
+    # --- the write path: one transaction per batch of operations ------------------------------
 
-    async def send(self, sender: Principal, frame: Send) -> AcceptedSend:
+    def submit_send(self, sender: Principal, frame: Send) -> asyncio.Future[AcceptedSend]:
+        """Check ``frame`` and queue it for storage; the future resolves once it is durable."""
         self._check_shape(frame)
         wait_ms = self._send_rate.take(sender.device_pk)
         if wait_ms:
@@ -79,52 +109,116 @@ class MailboxService:
                 retry_after_ms=wait_ms,
                 limit_per_s=self.limits.send_rate_per_device,
             )
+        return self._submit(_SendOp(sender, frame))  # type: ignore[return-value]
+
+    def submit_ack(self, device: Principal, seqs: Sequence[int]) -> asyncio.Future[int]:
+        """Queue the deletion of acknowledged entries; resolves to how many were deleted."""
+        if len(seqs) > self.limits.max_acks_per_frame:
+            raise TresenError(
+                ErrorCode.INVALID_PARAMETER,
+                "too many ids in one ack",
+                max_ids=self.limits.max_acks_per_frame,
+            )
+        return self._submit(_AckOp(device, tuple(dict.fromkeys(seqs))))  # type: ignore[return-value]
+
+    def submit_read(self, reader: Principal, message_ids: Sequence[str]) -> asyncio.Future[int]:
+        """Queue read receipts for messages addressed to ``reader``, routed to their senders."""
+        if len(message_ids) > self.limits.max_receipt_ids_per_frame:
+            raise TresenError(
+                ErrorCode.INVALID_PARAMETER,
+                "too many message ids in one receipt",
+                max_ids=self.limits.max_receipt_ids_per_frame,
+            )
+        ids = tuple(MessageId(m) for m in dict.fromkeys(message_ids))
+        return self._submit(_ReadOp(reader, ids))  # type: ignore[return-value]
+
+    async def send(self, sender: Principal, frame: Send) -> AcceptedSend:
+        return await self.submit_send(sender, frame)
+
+    async def ack(self, device: Principal, seqs: Sequence[int]) -> int:
+        return await self.submit_ack(device, seqs)
+
+    async def read(self, reader: Principal, message_ids: Sequence[str]) -> int:
+        return await self.submit_read(reader, message_ids)
+
+    def _submit(self, op: _Op) -> asyncio.Future[AcceptedSend | int]:
+        try:
+            return self._writes.submit(op)
+        except asyncio.QueueFull:
+            raise TresenError(
+                ErrorCode.THROUGHPUT_REACHED, "the relay is overloaded; retry shortly"
+            ) from None
+
+    async def _apply_batch(self, ops: Sequence[_Op]) -> list[AcceptedSend | int | BaseException]:
         now = self.clock.now_ms()
-        to = AccountId(frame.to)
+        results: list[AcceptedSend | int | BaseException] = []
+        woken: set[DevicePk] = set()
         async with self.db.write() as conn:
-            earlier = await repo.find_message(conn, sender.device_pk, frame.client_msg_id)
-            if earlier is not None:
-                return AcceptedSend(earlier.message_id, earlier.server_ms, duplicate=True)
-            targets = await self._check_devices(conn, sender, to, frame)
-            for target in targets:
-                queued = await repo.queue_length(
-                    conn, target.pk, self.limits.max_queue_per_device
+            for op in ops:
+                try:
+                    if isinstance(op, _SendOp):
+                        results.append(await self._store(conn, op.sender, op.frame, now, woken))
+                    elif isinstance(op, _AckOp):
+                        results.append(await self._delete_acked(conn, op, now, woken))
+                    else:
+                        results.append(await self._route_read(conn, op, now, woken))
+                except TresenError as exc:
+                    # Rules are checked before anything is written, so the transaction stays
+                    # good for the other operations of the batch.
+                    results.append(exc)
+        self.hub.wake(woken)
+        return results
+
+    async def _store(
+        self,
+        conn: AsyncConnection,
+        sender: Principal,
+        frame: Send,
+        now: int,
+        woken: set[DevicePk],
+    ) -> AcceptedSend:
+        to = AccountId(frame.to)
+        earlier = await repo.find_message(conn, sender.device_pk, frame.client_msg_id)
+        if earlier is not None:
+            return AcceptedSend(earlier.message_id, earlier.server_ms, duplicate=True)
+        targets = await self._check_devices(conn, sender, to, frame)
+        for target in targets:
+            queued = await repo.queue_length(conn, target.pk, self.limits.max_queue_per_device)
+            if queued >= self.limits.max_queue_per_device:
+                raise TresenError(
+                    ErrorCode.QUEUE_FULL,
+                    "a recipient device has too many undelivered messages",
+                    device_id=target.device_id,
+                    max_queue=self.limits.max_queue_per_device,
                 )
-                if queued >= self.limits.max_queue_per_device:
-                    raise TresenError(
-                        ErrorCode.QUEUE_FULL,
-                        "a recipient device has too many undelivered messages",
-                        device_id=target.device_id,
-                        max_queue=self.limits.max_queue_per_device,
-                    )
-            message = SentMessage(
-                new_message_id(), sender.account_id, sender.device_pk, to, frame.klass, now
-            )
-            expires = now + self.limits.envelope_ttl_s * 1000
-            await repo.insert_message(
-                conn, message, client_msg_id=frame.client_msg_id, expires_ms=expires
-            )
-            by_device = {c.device_id: c for c in frame.per_device}
-            await repo.enqueue(
-                conn,
-                [
-                    NewEntry(
-                        device_pk=t.pk,
-                        kind=EntryKind.MESSAGE,
-                        message_id=message.message_id,
-                        peer_account=sender.account_id,
-                        peer_device=sender.device_id,
-                        klass=int(frame.klass),
-                        olm_type=by_device[t.device_id].type,
-                        payload=by_device[t.device_id].body,
-                        server_ms=now,
-                        expires_ms=expires,
-                    )
-                    for t in targets
-                ],
-                lock=not self.db.is_sqlite,
-            )
-        self.hub.wake(t.pk for t in targets)
+        message = SentMessage(
+            new_message_id(), sender.account_id, sender.device_pk, to, frame.klass, now
+        )
+        expires = now + self.limits.envelope_ttl_s * 1000
+        await repo.insert_message(
+            conn, message, client_msg_id=frame.client_msg_id, expires_ms=expires
+        )
+        by_device = {c.device_id: c for c in frame.per_device}
+        await repo.enqueue(
+            conn,
+            [
+                NewEntry(
+                    device_pk=t.pk,
+                    kind=EntryKind.MESSAGE,
+                    message_id=message.message_id,
+                    peer_account=sender.account_id,
+                    peer_device=sender.device_id,
+                    klass=int(frame.klass),
+                    olm_type=by_device[t.device_id].type,
+                    payload=by_device[t.device_id].body,
+                    server_ms=now,
+                    expires_ms=expires,
+                )
+                for t in targets
+            ],
+            lock=not self.db.is_sqlite,
+        )
+        woken.update(t.pk for t in targets)
         log.debug(
             "message accepted",
             message_id=message.message_id,
@@ -164,7 +258,7 @@ class MailboxService:
             )
 
     async def _check_devices(
-        self, conn: repo.AsyncConnection, sender: Principal, to: AccountId, frame: Send
+        self, conn: AsyncConnection, sender: Principal, to: AccountId, frame: Send
     ) -> list[repo.RecipientDevice]:
         current = await repo.recipient_devices(conn, to)
         if to == sender.account_id:
@@ -174,7 +268,7 @@ class MailboxService:
             raise TresenError(
                 ErrorCode.UNDELIVERABLE, "the recipient cannot receive messages", to=frame.to
             )
-        expected = {d.device_id: d for d in current}
+        expected: dict[int, repo.RecipientDevice] = {d.device_id: d for d in current}
         given = {c.device_id: c for c in frame.per_device}
         missing = sorted(set(expected) - set(given))
         extra = sorted(set(given) - set(expected))
@@ -207,48 +301,33 @@ class MailboxService:
                 conn, device_pk, after_seq=after_seq, now_ms=self.clock.now_ms(), limit=limit
             )
 
-    async def ack(self, device: Principal, seqs: Sequence[int]) -> int:
-        """Delete acknowledged entries of ``device``; returns how many were deleted."""
-        if len(seqs) > self.limits.max_acks_per_frame:
-            raise TresenError(
-                ErrorCode.INVALID_PARAMETER,
-                "too many ids in one ack",
-                max_ids=self.limits.max_acks_per_frame,
-            )
-        if not seqs:
+    async def _delete_acked(
+        self, conn: AsyncConnection, op: _AckOp, now: int, woken: set[DevicePk]
+    ) -> int:
+        if not op.seqs:
             return 0
-        now = self.clock.now_ms()
-        async with self.db.write() as conn:
-            deleted = await repo.delete_entries(conn, device.device_pk, seqs)
-            delivered_ids = [mid for _, kind, mid in deleted if kind is EntryKind.MESSAGE]
-            first_time = await repo.mark_delivered(conn, delivered_ids, now) if delivered_ids else []
-            events = await self._events_for_senders(
-                conn, first_time, EntryKind.DELIVERED, device, now
-            )
-            await repo.enqueue(conn, events, lock=not self.db.is_sqlite)
-        self.hub.wake({e.device_pk for e in events})
+        deleted = await repo.delete_entries(conn, op.device.device_pk, op.seqs)
+        delivered_ids = [mid for _, kind, mid in deleted if kind is EntryKind.MESSAGE]
+        first_time = await repo.mark_delivered(conn, delivered_ids, now) if delivered_ids else []
+        events = await self._events_for_senders(
+            conn, first_time, EntryKind.DELIVERED, op.device, now
+        )
+        await repo.enqueue(conn, events, lock=not self.db.is_sqlite)
+        woken.update(e.device_pk for e in events)
         return len(deleted)
 
-    async def read(self, reader: Principal, message_ids: Sequence[str]) -> int:
-        """Route read receipts for messages addressed to ``reader`` back to their senders."""
-        if len(message_ids) > self.limits.max_receipt_ids_per_frame:
-            raise TresenError(
-                ErrorCode.INVALID_PARAMETER,
-                "too many message ids in one receipt",
-                max_ids=self.limits.max_receipt_ids_per_frame,
-            )
-        now = self.clock.now_ms()
-        ids = [MessageId(m) for m in dict.fromkeys(message_ids)]
-        async with self.db.write() as conn:
-            first_read = await repo.mark_read(conn, ids, reader.account_id, now)
-            events = await self._events_for_senders(conn, first_read, EntryKind.READ, reader, now)
-            await repo.enqueue(conn, events, lock=not self.db.is_sqlite)
-        self.hub.wake({e.device_pk for e in events})
+    async def _route_read(
+        self, conn: AsyncConnection, op: _ReadOp, now: int, woken: set[DevicePk]
+    ) -> int:
+        first_read = await repo.mark_read(conn, op.message_ids, op.reader.account_id, now)
+        events = await self._events_for_senders(conn, first_read, EntryKind.READ, op.reader, now)
+        await repo.enqueue(conn, events, lock=not self.db.is_sqlite)
+        woken.update(e.device_pk for e in events)
         return len(first_read)
 
     async def _events_for_senders(
         self,
-        conn: repo.AsyncConnection,
+        conn: AsyncConnection,
         sent: Sequence[SentMessage],
         kind: EntryKind,
         by: Principal,

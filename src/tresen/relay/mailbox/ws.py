@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -22,6 +24,7 @@ from tresen.relay.context import RelayContext
 from tresen.relay.http import bearer_token
 from tresen.relay.mailbox.hub import CLOSE_REPLACED
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
+from tresen.relay.mailbox.service import AcceptedSend
 from tresen.wire import relay as wire
 
 __all__ = ["DeviceConnection", "router"]
@@ -77,6 +80,33 @@ def entry_frame(entry: MailboxEntry) -> wire.ServerFrame:
     )
 
 
+@dataclass(slots=True)
+class _Reply:
+    """The pending answer to one client frame."""
+
+    result: Awaitable[wire.ServerFrame | None]
+    client_msg_id: str | None = None
+    acked: tuple[int, ...] = ()
+
+
+async def _resolved(frame: wire.ServerFrame) -> wire.ServerFrame:
+    return frame
+
+
+async def _silent(done: Awaitable[object]) -> None:
+    await done
+
+
+async def _accepted(frame: wire.Send, done: Awaitable[AcceptedSend]) -> wire.Accepted:
+    accepted = await done
+    return wire.Accepted(
+        client_msg_id=frame.client_msg_id,
+        message_id=accepted.message_id,
+        server_ms=accepted.server_ms,
+        duplicate=accepted.duplicate,
+    )
+
+
 class DeviceConnection:
     def __init__(self, websocket: WebSocket, ctx: RelayContext, principal: Principal) -> None:
         self.websocket = websocket
@@ -84,6 +114,7 @@ class DeviceConnection:
         self.principal = principal
         self.limits = ctx.settings.limits
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._replies: asyncio.Queue[_Reply] = asyncio.Queue(self.limits.pipeline_per_connection)
         self._wake = asyncio.Event()
         self._window_open = asyncio.Event()
         self._window_open.set()
@@ -138,18 +169,23 @@ class DeviceConnection:
             tasks = [
                 asyncio.create_task(self._write_loop()),
                 asyncio.create_task(self._read_loop()),
+                asyncio.create_task(self._reply_loop()),
                 asyncio.create_task(self._delivery_loop()),
             ]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if not task.cancelled() and (exc := task.exception()) is not None:
-                    if not isinstance(exc, WebSocketDisconnect):
-                        self.log.error("connection failed", error=repr(exc))
+                exc = None if task.cancelled() else task.exception()
+                if exc is not None and not isinstance(exc, WebSocketDisconnect):
+                    self.log.error("connection failed", error=repr(exc))
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             hub.unregister(self.principal.device_pk, self)
+            while not self._replies.empty():
+                unanswered = self._replies.get_nowait().result
+                if asyncio.iscoroutine(unanswered):
+                    unanswered.close()
             await self.close(1000, "bye")
             self.log.info("device disconnected", unacked=len(self._inflight))
 
@@ -167,15 +203,40 @@ class DeviceConnection:
                 return
             raw = message.get("bytes")
             if raw is None:
-                self.push(
-                    _error_frame(
-                        TresenError(ErrorCode.INVALID_PARAMETER, "frames must be binary msgpack")
-                    )
+                reply = self._rejected(
+                    TresenError(ErrorCode.INVALID_PARAMETER, "frames must be binary msgpack")
                 )
-                continue
-            await self._handle(raw)
+            else:
+                reply = self._dispatch(raw)
+            # Bounded: a device that does not read its answers stops being read from.
+            await self._replies.put(reply)
 
-    async def _handle(self, raw: bytes) -> None:
+    async def _reply_loop(self) -> None:
+        """Answers go out in the order the frames came in, each once its write is durable."""
+        while True:
+            reply = await self._replies.get()
+            try:
+                frame = await reply.result
+            except TresenError as exc:
+                frame = _error_frame(exc, reply.client_msg_id)
+            except Exception as exc:
+                # A failure while handling one frame must not take the connection down.
+                self.log.error("frame handling failed", error=repr(exc))
+                frame = _error_frame(
+                    TresenError(ErrorCode.INTERNAL, "internal error; try again"),
+                    reply.client_msg_id,
+                )
+            if reply.acked:
+                self._inflight.difference_update(reply.acked)
+                self._window_open.set()
+            if frame is not None:
+                self.push(frame)
+
+    def _rejected(self, exc: TresenError, client_msg_id: str | None = None) -> _Reply:
+        return _Reply(_resolved(_error_frame(exc, client_msg_id)), client_msg_id)
+
+    def _dispatch(self, raw: bytes) -> _Reply:
+        """Decode one frame and start its work; never raises."""
         client_msg_id: str | None = None
         try:
             if len(raw) > self.limits.max_frame_bytes:
@@ -193,7 +254,9 @@ class DeviceConnection:
                 ) from None
             except msgspec.ValidationError as exc:
                 raise TresenError(
-                    ErrorCode.INVALID_PARAMETER, "frame does not match the protocol", reason=str(exc)
+                    ErrorCode.INVALID_PARAMETER,
+                    "frame does not match the protocol",
+                    reason=str(exc),
                 ) from None
             if frame.v != wire.PROTOCOL_VERSION:
                 raise TresenError(
@@ -202,35 +265,20 @@ class DeviceConnection:
                     supported=[wire.PROTOCOL_VERSION],
                     got=frame.v,
                 )
+            mailbox = self.ctx.mailbox
             if isinstance(frame, wire.Send):
                 client_msg_id = frame.client_msg_id
-                accepted = await self.ctx.mailbox.send(self.principal, frame)
-                self.push(
-                    wire.Accepted(
-                        client_msg_id=frame.client_msg_id,
-                        message_id=accepted.message_id,
-                        server_ms=accepted.server_ms,
-                        duplicate=accepted.duplicate,
-                    )
+                return _Reply(
+                    _accepted(frame, mailbox.submit_send(self.principal, frame)), client_msg_id
                 )
-            elif isinstance(frame, wire.Ack):
-                await self.ctx.mailbox.ack(self.principal, frame.ids)
-                self._inflight.difference_update(frame.ids)
-                self._window_open.set()
-            elif isinstance(frame, wire.Receipt):
-                await self.ctx.mailbox.read(self.principal, frame.message_ids)
-            else:
-                self.push(wire.Pong(nonce=frame.nonce))
+            if isinstance(frame, wire.Ack):
+                done = mailbox.submit_ack(self.principal, frame.ids)
+                return _Reply(_silent(done), None, acked=tuple(frame.ids))
+            if isinstance(frame, wire.Receipt):
+                return _Reply(_silent(mailbox.submit_read(self.principal, frame.message_ids)))
+            return _Reply(_resolved(wire.Pong(nonce=frame.nonce)))
         except TresenError as exc:
-            self.push(_error_frame(exc, client_msg_id))
-        except Exception as exc:
-            # A failure while handling one frame must not take the connection down.
-            self.log.exception("frame handling failed", error=type(exc).__name__)
-            self.push(
-                _error_frame(
-                    TresenError(ErrorCode.INTERNAL, "internal error; try again"), client_msg_id
-                )
-            )
+            return self._rejected(exc, client_msg_id)
 
     async def _delivery_loop(self) -> None:
         announced_empty = False

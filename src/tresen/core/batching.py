@@ -1,0 +1,84 @@
+"""Group commit: many small writes from many connections share one transaction.
+
+Callers submit operations and get futures; one worker takes whatever has queued up (up to
+``max_batch``), hands the list to ``process`` and resolves each future with that operation's
+result or exception. Operations are processed in submission order, so one connection's writes
+keep their order even when it does not wait for each answer before submitting the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from tresen.core.logging import get_logger
+
+__all__ = ["GroupCommitter"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = get_logger("tresen.batching")
+
+
+class GroupCommitter(Generic[T, R]):
+    def __init__(
+        self,
+        process: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        max_batch: int = 256,
+        max_queued: int = 50_000,
+    ) -> None:
+        self._process = process
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue(max_queued)
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(ConnectionAbortedError("shutting down"))
+
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item``; raises ``asyncio.QueueFull`` when the relay is overloaded."""
+        if self._worker is None:
+            raise RuntimeError("GroupCommitter.start() was not called")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [item for item, _ in batch]
+            try:
+                results: Sequence[R | BaseException] = await self._process(items)
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(ConnectionAbortedError("shutting down"))
+                raise
+            except Exception as exc:
+                log.exception("batch failed", size=len(batch))
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
