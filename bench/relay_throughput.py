@@ -68,9 +68,17 @@ class Relay:
             env["TRESEN_DATABASE_URL"] = PG_URL
             env["TRESEN_DATABASE_SCHEMA"] = self.schema
         self.proc = subprocess.Popen(
-            [sys.executable, *(os.environ.get("BENCH_RELAY_CMD", "-m tresen").split()), "relay", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                *(os.environ.get("BENCH_RELAY_CMD", "-m tresen").split()),
+                "relay",
+                "serve",
+                "--port",
+                str(self.port),
+            ],
             env=env,
-            stdout=subprocess.DEVNULL, stderr=None,
+            stdout=subprocess.DEVNULL,
+            stderr=None,
         )
 
     async def wait(self) -> None:
@@ -99,9 +107,7 @@ class Relay:
 async def register(http: httpx.AsyncClient, sms: Path, phone: str) -> Dev:
     await http.post("/v1/registration/code", json={"phone": phone})
     code = read_last_code(sms, phone)
-    body = (
-        await http.post("/v1/registration/verify", json={"phone": phone, "code": code})
-    ).json()
+    body = (await http.post("/v1/registration/verify", json={"phone": phone, "code": code})).json()
     dev = Dev(body["account_id"], body["token"])
     account = vodozemac.Account()
     await http.put(
@@ -122,13 +128,20 @@ async def connect(url: str, dev: Dev) -> websockets.ClientConnection:
         url.replace("http", "ws", 1) + "/v1/ws",
         additional_headers={"Authorization": f"Bearer {dev.token}"},
         max_size=None,
+        compression=None,
     )
     await ws.recv()  # hello
     return ws
 
 
 async def run_pair(
-    url: str, sender: Dev, recipient: Dev, count: int, window: int, size: int
+    url: str,
+    sender: Dev,
+    recipient: Dev,
+    count: int,
+    window: int,
+    size: int,
+    finished: list[float],
 ) -> list[float]:
     tx = await connect(url, sender)
     rx = await connect(url, recipient)
@@ -169,6 +182,7 @@ async def run_pair(
 
     events = asyncio.create_task(sender_events())
     await asyncio.gather(produce(), consume())
+    finished.append(time.perf_counter())
     events.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await events
@@ -177,7 +191,9 @@ async def run_pair(
     return latencies
 
 
-async def bench(backend: str, pairs: int, messages: int, window: int, size: int) -> dict[str, object]:
+async def bench(
+    backend: str, pairs: int, messages: int, window: int, size: int
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
         relay = Relay(backend, Path(folder))
         try:
@@ -187,14 +203,17 @@ async def bench(backend: str, pairs: int, messages: int, window: int, size: int)
                     await register(http, relay.sms, f"+49151{70000000 + i:08d}")
                     for i in range(2 * pairs)
                 ]
+            finished: list[float] = []
             started = time.perf_counter()
             results = await asyncio.gather(
                 *(
-                    run_pair(relay.url, devs[2 * i], devs[2 * i + 1], messages, window, size)
+                    run_pair(
+                        relay.url, devs[2 * i], devs[2 * i + 1], messages, window, size, finished
+                    )
                     for i in range(pairs)
                 )
             )
-            elapsed = time.perf_counter() - started
+            elapsed = max(finished) - started
         finally:
             relay.stop()
             await relay.drop_schema()
@@ -234,7 +253,12 @@ def main() -> None:
             f"{r['latency_p50_ms']:>10}{r['latency_p99_ms']:>10}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": os.uname().nodename, "cpus": os.cpu_count(), "results": rows}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {"machine": os.uname().nodename, "cpus": os.cpu_count(), "results": rows}, indent=2
+        )
+        + "\n"
+    )
     print(f"written {args.out}")
 
 

@@ -64,6 +64,8 @@ def serve_app(
         access_log=False,
         lifespan="on",
         ws_max_size=settings.limits.max_frame_bytes * 2,
+        # Frames carry ciphertext, which does not compress: deflate would only cost CPU.
+        ws_per_message_deflate=False,
         ws_ping_interval=20,
         ws_ping_timeout=20,
     )

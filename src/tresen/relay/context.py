@@ -63,6 +63,6 @@ def build_context(
         clock=clock,
         accounts=AccountService(db, clock, limits, sms or default_sms_sender(settings)),
         keys=keys,
-        mailbox=MailboxService(db, clock, limits, hub, keys),
+        mailbox=MailboxService(db, clock, limits, hub),
         hub=hub,
     )

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from tresen.core.ids import DevicePk
+from tresen.relay.mailbox.repo import MailboxEntry
 from tresen.wire.relay import ServerFrame
 
 __all__ = ["Connection", "Hub"]
@@ -20,6 +21,9 @@ class Connection(Protocol):
 
     def push(self, frame: ServerFrame) -> None:
         """Send a frame that is not stored in the mailbox (best effort)."""
+
+    def offer(self, after_seq: int, entries: list[MailboxEntry]) -> None:
+        """Entries just committed; before them the mailbox ended at ``after_seq``."""
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -47,6 +51,11 @@ class Hub:
             connection = self._connections.get(pk)
             if connection is not None:
                 connection.wake()
+
+    def offer(self, device_pk: DevicePk, after_seq: int, entries: list[MailboxEntry]) -> None:
+        connection = self._connections.get(device_pk)
+        if connection is not None:
+            connection.offer(after_seq, entries)
 
     def push(self, device_pk: DevicePk, frame: ServerFrame) -> bool:
         connection = self._connections.get(device_pk)

@@ -1,12 +1,18 @@
-"""SQL of messages and per-device mailboxes."""
+"""SQL of messages and per-device mailboxes.
+
+The write path works on whole batches (see ``MailboxService``): every function here takes
+many keys at once, so one batch of sends and acks costs a handful of statements.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
@@ -15,21 +21,48 @@ from tresen.relay.schema import devices, mailbox, messages
 __all__ = [
     "EntryKind",
     "MailboxEntry",
+    "MailboxHead",
     "NewEntry",
+    "NewMessage",
     "RecipientDevice",
     "SentMessage",
-    "account_device_pks",
     "delete_entries",
+    "device_pks_of",
     "enqueue",
-    "find_message",
-    "insert_message",
+    "find_messages",
+    "insert_messages",
+    "lock_devices",
+    "mailbox_heads",
     "mark_delivered",
     "mark_read",
     "pending_entries",
     "purge_expired",
-    "queue_length",
     "recipient_devices",
 ]
+
+# Keeps every statement far below SQLite's limit on bound parameters.
+CHUNK = 400
+
+K = TypeVar("K")
+
+
+def _chunks(items: Sequence[K]) -> Iterator[Sequence[K]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _pairs_in(
+    first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[tuple[Any, Any]]
+) -> ColumnElement[bool]:
+    """``(first, second) IN pairs``, spelt as ``first = a AND second IN (...) OR ...``.
+
+    Row-value IN is avoided on purpose: SQLite 3.40 returns no rows for a one-row
+    ``(a, b) IN (VALUES (?, ?))`` when an index covers both columns.
+    """
+    grouped: dict[Any, list[Any]] = defaultdict(list)
+    for a, b in pairs:
+        grouped[a].append(b)
+    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
 
 
 class EntryKind(IntEnum):
@@ -53,6 +86,13 @@ class SentMessage:
     recipient_account: AccountId
     klass: int
     server_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    message: SentMessage
+    client_msg_id: str
+    expires_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,33 +122,12 @@ class MailboxEntry:
     server_ms: int
 
 
-async def recipient_devices(conn: AsyncConnection, account_id: AccountId) -> list[RecipientDevice]:
-    """Devices of ``account_id`` that can receive ciphertext (their identity keys are known)."""
-    rows = await conn.execute(
-        select(devices.c.pk, devices.c.device_id, devices.c.registration_id)
-        .where(devices.c.account_id == account_id, devices.c.identity_curve25519.is_not(None))
-        .order_by(devices.c.device_id)
-    )
-    return [RecipientDevice(DevicePk(r.pk), DeviceId(r.device_id), r.registration_id) for r in rows]
+@dataclass(frozen=True, slots=True)
+class MailboxHead:
+    """How many entries a device's mailbox holds and its newest ``seq`` (0 if empty)."""
 
-
-async def account_device_pks(conn: AsyncConnection, account_id: AccountId) -> list[DevicePk]:
-    rows = await conn.execute(select(devices.c.pk).where(devices.c.account_id == account_id))
-    return [DevicePk(r.pk) for r in rows]
-
-
-async def find_message(
-    conn: AsyncConnection, sender_device_pk: DevicePk, client_msg_id: str
-) -> SentMessage | None:
-    row = (
-        await conn.execute(
-            select(messages).where(
-                messages.c.sender_device_pk == sender_device_pk,
-                messages.c.client_msg_id == client_msg_id,
-            )
-        )
-    ).first()
-    return None if row is None else _message(row)
+    length: int
+    last_seq: int
 
 
 def _message(row: object) -> SentMessage:
@@ -123,54 +142,143 @@ def _message(row: object) -> SentMessage:
     )
 
 
-async def queue_length(conn: AsyncConnection, device_pk: DevicePk, cap: int) -> int:
-    """Entries waiting for ``device_pk``, counted up to ``cap`` (cheap for long queues)."""
-    capped = select(mailbox.c.seq).where(mailbox.c.device_pk == device_pk).limit(cap).subquery()
-    return int((await conn.execute(select(func.count()).select_from(capped))).scalar_one())
-
-
-async def insert_message(
-    conn: AsyncConnection,
-    message: SentMessage,
-    *,
-    client_msg_id: str,
-    expires_ms: int,
-) -> None:
-    await conn.execute(
-        insert(messages).values(
-            message_id=message.message_id,
-            sender_account=message.sender_account,
-            sender_device_pk=message.sender_device_pk,
-            client_msg_id=client_msg_id,
-            recipient_account=message.recipient_account,
-            klass=message.klass,
-            server_ms=message.server_ms,
-            expires_ms=expires_ms,
+async def recipient_devices(
+    conn: AsyncConnection, account_ids: Iterable[AccountId]
+) -> dict[AccountId, list[RecipientDevice]]:
+    """Devices that can receive ciphertext (their identity keys are known), per account."""
+    found: dict[AccountId, list[RecipientDevice]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(account_ids))):
+        rows = await conn.execute(
+            select(
+                devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id
+            )
+            .where(devices.c.account_id.in_(chunk), devices.c.identity_curve25519.is_not(None))
+            .order_by(devices.c.account_id, devices.c.device_id)
         )
-    )
+        for r in rows:
+            found[AccountId(r.account_id)].append(
+                RecipientDevice(DevicePk(r.pk), DeviceId(r.device_id), r.registration_id)
+            )
+    return found
 
 
-async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry], *, lock: bool) -> None:
-    """Append entries to their devices' mailboxes.
+async def device_pks_of(
+    conn: AsyncConnection, account_ids: Iterable[AccountId]
+) -> dict[AccountId, list[DevicePk]]:
+    """Every device of each account, with or without keys (relay events reach them all)."""
+    found: dict[AccountId, list[DevicePk]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(account_ids))):
+        rows = await conn.execute(
+            select(devices.c.account_id, devices.c.pk).where(devices.c.account_id.in_(chunk))
+        )
+        for r in rows:
+            found[AccountId(r.account_id)].append(DevicePk(r.pk))
+    return found
 
-    With ``lock`` (PostgreSQL) the target device rows are locked first, in primary-key order,
-    so that entries for one device are committed in ``seq`` order: a delivery loop that reads
-    past its last ``seq`` then never misses an entry committed late by a slower transaction.
+
+async def find_messages(
+    conn: AsyncConnection, keys: Iterable[tuple[DevicePk, str]]
+) -> dict[tuple[DevicePk, str], SentMessage]:
+    """Earlier sends by (sender device, client message id)."""
+    found: dict[tuple[DevicePk, str], SentMessage] = {}
+    for chunk in _chunks(sorted(set(keys))):
+        rows = await conn.execute(
+            select(messages).where(
+                _pairs_in(messages.c.sender_device_pk, messages.c.client_msg_id, chunk)
+            )
+        )
+        for r in rows:
+            found[(DevicePk(r.sender_device_pk), r.client_msg_id)] = _message(r)
+    return found
+
+
+async def lock_devices(conn: AsyncConnection, device_pks: Iterable[DevicePk]) -> None:
+    """PostgreSQL: lock device rows in key order before appending to their mailboxes.
+
+    Appends to one device's mailbox are then committed in ``seq`` order, so a delivery loop
+    that reads past its last ``seq`` never misses an entry committed late by a slower
+    transaction. SQLite has a single writer and needs no lock.
     """
-    if not entries:
-        return
-    if lock:
-        targets = sorted({e.device_pk for e in entries})
+    targets = sorted(set(device_pks))
+    for chunk in _chunks(targets):
         await conn.execute(
             select(devices.c.pk)
-            .where(devices.c.pk.in_(targets))
+            .where(devices.c.pk.in_(chunk))
             .order_by(devices.c.pk)
             .with_for_update()
         )
+
+
+async def mailbox_heads(
+    conn: AsyncConnection, device_pks: Iterable[DevicePk]
+) -> dict[DevicePk, MailboxHead]:
+    heads: dict[DevicePk, MailboxHead] = {}
+    for chunk in _chunks(sorted(set(device_pks))):
+        rows = await conn.execute(
+            select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
+            .where(mailbox.c.device_pk.in_(chunk))
+            .group_by(mailbox.c.device_pk)
+        )
+        for pk, length, last_seq in rows:
+            heads[DevicePk(pk)] = MailboxHead(int(length), int(last_seq))
+    return heads
+
+
+async def insert_messages(conn: AsyncConnection, rows: Sequence[NewMessage]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        insert(messages),
+        [
+            {
+                "message_id": r.message.message_id,
+                "sender_account": r.message.sender_account,
+                "sender_device_pk": r.message.sender_device_pk,
+                "client_msg_id": r.client_msg_id,
+                "recipient_account": r.message.recipient_account,
+                "klass": r.message.klass,
+                "server_ms": r.message.server_ms,
+                "expires_ms": r.expires_ms,
+            }
+            for r in rows
+        ],
+    )
+
+
+async def _allocate_seqs(conn: AsyncConnection, count: int) -> list[int]:
+    """Take ``count`` new mailbox seqs, ascending.
+
+    Allocating explicitly lets one multi-row INSERT store a whole batch while the caller still
+    learns every entry's seq (INSERT ... RETURNING in parameter order would go row by row).
+    """
+    if conn.dialect.name == "sqlite":
+        # The caller holds SQLite's write lock; AUTOINCREMENT never hands out a seq twice and
+        # advances sqlite_sequence past explicitly inserted values.
+        last = (
+            await conn.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'mailbox'"))
+        ).scalar_one_or_none()
+        start = int(last or 0) + 1
+        return list(range(start, start + count))
+    rows = await conn.execute(
+        text(
+            "SELECT nextval(pg_get_serial_sequence('mailbox', 'seq')) "
+            "FROM generate_series(1, :count)"
+        ),
+        {"count": count},
+    )
+    return sorted(int(seq) for seq in rows.scalars())
+
+
+async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[int]:
+    """Append entries to their devices' mailboxes; returns their ``seq`` in the same order."""
+    if not entries:
+        return []
+    seqs = await _allocate_seqs(conn, len(entries))
     await conn.execute(
         insert(mailbox),
         [
             {
+                "seq": seq,
                 "device_pk": e.device_pk,
                 "kind": int(e.kind),
                 "message_id": e.message_id,
@@ -182,9 +290,10 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry], *, lock: b
                 "server_ms": e.server_ms,
                 "expires_ms": e.expires_ms,
             }
-            for e in entries
+            for seq, e in zip(seqs, entries, strict=True)
         ],
     )
+    return seqs
 
 
 async def pending_entries(
@@ -227,48 +336,55 @@ async def pending_entries(
 
 
 async def delete_entries(
-    conn: AsyncConnection, device_pk: DevicePk, seqs: Sequence[int]
-) -> list[tuple[int, EntryKind, MessageId]]:
-    """Delete this device's entries among ``seqs``; returns what was deleted."""
-    rows = await conn.execute(
-        delete(mailbox)
-        .where(mailbox.c.device_pk == device_pk, mailbox.c.seq.in_(list(seqs)))
-        .returning(mailbox.c.seq, mailbox.c.kind, mailbox.c.message_id)
-    )
-    return [(r.seq, EntryKind(r.kind), MessageId(r.message_id)) for r in rows]
+    conn: AsyncConnection, keys: Sequence[tuple[DevicePk, int]]
+) -> list[tuple[DevicePk, EntryKind, MessageId]]:
+    """Delete entries by (owning device, seq); a device can only delete its own."""
+    deleted: list[tuple[DevicePk, EntryKind, MessageId]] = []
+    for chunk in _chunks(keys):
+        rows = await conn.execute(
+            delete(mailbox)
+            .where(_pairs_in(mailbox.c.device_pk, mailbox.c.seq, chunk))
+            .returning(mailbox.c.device_pk, mailbox.c.kind, mailbox.c.message_id)
+        )
+        deleted.extend(
+            (DevicePk(r.device_pk), EntryKind(r.kind), MessageId(r.message_id)) for r in rows
+        )
+    return deleted
 
 
 async def mark_delivered(
-    conn: AsyncConnection, message_ids: Sequence[MessageId], now_ms: int
+    conn: AsyncConnection, message_ids: Iterable[MessageId], now_ms: int
 ) -> list[SentMessage]:
     """Set ``delivered_ms`` where unset; returns the messages delivered for the first time."""
-    rows = await conn.execute(
-        update(messages)
-        .where(messages.c.message_id.in_(list(message_ids)), messages.c.delivered_ms.is_(None))
-        .values(delivered_ms=now_ms)
-        .returning(*messages.c)
-    )
-    return [_message(r) for r in rows]
+    delivered: list[SentMessage] = []
+    for chunk in _chunks(sorted(set(message_ids))):
+        rows = await conn.execute(
+            update(messages)
+            .where(messages.c.message_id.in_(chunk), messages.c.delivered_ms.is_(None))
+            .values(delivered_ms=now_ms)
+            .returning(*messages.c)
+        )
+        delivered.extend(_message(r) for r in rows)
+    return delivered
 
 
 async def mark_read(
-    conn: AsyncConnection,
-    message_ids: Sequence[MessageId],
-    reader_account: AccountId,
-    now_ms: int,
+    conn: AsyncConnection, keys: Iterable[tuple[MessageId, AccountId]], now_ms: int
 ) -> list[SentMessage]:
-    """Set ``read_ms`` on messages addressed to ``reader_account``, first read only."""
-    rows = await conn.execute(
-        update(messages)
-        .where(
-            messages.c.message_id.in_(list(message_ids)),
-            messages.c.recipient_account == reader_account,
-            messages.c.read_ms.is_(None),
+    """Set ``read_ms`` on (message, its recipient) pairs, first read only."""
+    read: list[SentMessage] = []
+    for chunk in _chunks(sorted({(account, message) for message, account in keys})):
+        rows = await conn.execute(
+            update(messages)
+            .where(
+                _pairs_in(messages.c.recipient_account, messages.c.message_id, chunk),
+                messages.c.read_ms.is_(None),
+            )
+            .values(read_ms=now_ms)
+            .returning(*messages.c)
         )
-        .values(read_ms=now_ms)
-        .returning(*messages.c)
-    )
-    return [_message(r) for r in rows]
+        read.extend(_message(r) for r in rows)
+    return read
 
 
 async def purge_expired(conn: AsyncConnection, now_ms: int) -> tuple[int, int]:

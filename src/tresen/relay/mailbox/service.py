@@ -1,17 +1,21 @@
 """Store-and-forward rules: accept a send, deliver in order, delete on ack, report back.
 
 Each send is checked (rate, sizes, device list, queue lengths) and stored as one envelope per
-recipient device in one transaction; only then is it answered ``accepted``. An ack deletes the
+recipient device; only once that is committed is it answered ``accepted``. An ack deletes the
 envelope and, the first time a message reaches any device of its recipient, queues a
-``delivered`` event for every device of the sender.
+``delivered`` event for every device of the sender. Read receipts are routed the same way.
+
+All writes go through one group commit: sends, acks and receipts from every connection that
+arrive together share one transaction and a handful of statements.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,10 +28,16 @@ from tresen.core.logging import get_logger
 from tresen.core.ratelimit import TokenBuckets
 from tresen.core.settings import Limits
 from tresen.relay.accounts.service import Principal
-from tresen.relay.keys.service import KeyService
 from tresen.relay.mailbox import repo
 from tresen.relay.mailbox.hub import Hub
-from tresen.relay.mailbox.repo import EntryKind, MailboxEntry, NewEntry, SentMessage
+from tresen.relay.mailbox.repo import (
+    EntryKind,
+    MailboxEntry,
+    NewEntry,
+    NewMessage,
+    RecipientDevice,
+    SentMessage,
+)
 from tresen.wire.relay import MessageClass, Send
 
 __all__ = ["AcceptedSend", "MailboxService"]
@@ -66,17 +76,26 @@ class _ReadOp:
 
 
 _Op = _SendOp | _AckOp | _ReadOp
+_Result = AcceptedSend | int | BaseException
+
+
+@dataclass
+class _Batch:
+    """What one group commit decided, filled in step by step."""
+
+    now: int
+    expires: int
+    results: list[_Result | _SameAs | None]
+    messages: list[NewMessage] = field(default_factory=list)
+    entries: list[NewEntry] = field(default_factory=list)
 
 
 class MailboxService:
-    def __init__(
-        self, db: Database, clock: Clock, limits: Limits, hub: Hub, keys: KeyService
-    ) -> None:
+    def __init__(self, db: Database, clock: Clock, limits: Limits, hub: Hub) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
         self.hub = hub
-        self.keys = keys
         self._send_rate = TokenBuckets(
             clock, limits.send_rate_per_device, limits.send_burst_per_device
         )
@@ -96,7 +115,7 @@ class MailboxService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
 
-    # --- the write path: one transaction per batch of operations ------------------------------
+    # --- submitting --------------------------------------------------------------------------
 
     def submit_send(self, sender: Principal, frame: Send) -> asyncio.Future[AcceptedSend]:
         """Check ``frame`` and queue it for storage; the future resolves once it is durable."""
@@ -149,86 +168,6 @@ class MailboxService:
                 ErrorCode.THROUGHPUT_REACHED, "the relay is overloaded; retry shortly"
             ) from None
 
-    async def _apply_batch(self, ops: Sequence[_Op]) -> list[AcceptedSend | int | BaseException]:
-        now = self.clock.now_ms()
-        results: list[AcceptedSend | int | BaseException] = []
-        woken: set[DevicePk] = set()
-        async with self.db.write() as conn:
-            for op in ops:
-                try:
-                    if isinstance(op, _SendOp):
-                        results.append(await self._store(conn, op.sender, op.frame, now, woken))
-                    elif isinstance(op, _AckOp):
-                        results.append(await self._delete_acked(conn, op, now, woken))
-                    else:
-                        results.append(await self._route_read(conn, op, now, woken))
-                except TresenError as exc:
-                    # Rules are checked before anything is written, so the transaction stays
-                    # good for the other operations of the batch.
-                    results.append(exc)
-        self.hub.wake(woken)
-        return results
-
-    async def _store(
-        self,
-        conn: AsyncConnection,
-        sender: Principal,
-        frame: Send,
-        now: int,
-        woken: set[DevicePk],
-    ) -> AcceptedSend:
-        to = AccountId(frame.to)
-        earlier = await repo.find_message(conn, sender.device_pk, frame.client_msg_id)
-        if earlier is not None:
-            return AcceptedSend(earlier.message_id, earlier.server_ms, duplicate=True)
-        targets = await self._check_devices(conn, sender, to, frame)
-        for target in targets:
-            queued = await repo.queue_length(conn, target.pk, self.limits.max_queue_per_device)
-            if queued >= self.limits.max_queue_per_device:
-                raise TresenError(
-                    ErrorCode.QUEUE_FULL,
-                    "a recipient device has too many undelivered messages",
-                    device_id=target.device_id,
-                    max_queue=self.limits.max_queue_per_device,
-                )
-        message = SentMessage(
-            new_message_id(), sender.account_id, sender.device_pk, to, frame.klass, now
-        )
-        expires = now + self.limits.envelope_ttl_s * 1000
-        await repo.insert_message(
-            conn, message, client_msg_id=frame.client_msg_id, expires_ms=expires
-        )
-        by_device = {c.device_id: c for c in frame.per_device}
-        await repo.enqueue(
-            conn,
-            [
-                NewEntry(
-                    device_pk=t.pk,
-                    kind=EntryKind.MESSAGE,
-                    message_id=message.message_id,
-                    peer_account=sender.account_id,
-                    peer_device=sender.device_id,
-                    klass=int(frame.klass),
-                    olm_type=by_device[t.device_id].type,
-                    payload=by_device[t.device_id].body,
-                    server_ms=now,
-                    expires_ms=expires,
-                )
-                for t in targets
-            ],
-            lock=not self.db.is_sqlite,
-        )
-        woken.update(t.pk for t in targets)
-        log.debug(
-            "message accepted",
-            message_id=message.message_id,
-            sender=sender.account_id,
-            recipient=to,
-            devices=len(targets),
-            klass=frame.klass.name,
-        )
-        return AcceptedSend(message.message_id, now, duplicate=False)
-
     def _check_shape(self, frame: Send) -> None:
         seen: set[int] = set()
         for copy in frame.per_device:
@@ -257,18 +196,76 @@ class MailboxService:
                 max_devices=self.limits.max_devices_per_account,
             )
 
-    async def _check_devices(
-        self, conn: AsyncConnection, sender: Principal, to: AccountId, frame: Send
-    ) -> list[repo.RecipientDevice]:
-        current = await repo.recipient_devices(conn, to)
-        if to == sender.account_id:
+    # --- one group commit --------------------------------------------------------------------
+
+    async def _apply_batch(self, ops: Sequence[_Op]) -> list[_Result]:
+        now = self.clock.now_ms()
+        batch = _Batch(now, now + self.limits.envelope_ttl_s * 1000, [None] * len(ops))
+        sends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SendOp)]
+        acks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _AckOp)]
+        reads = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ReadOp)]
+        # Within one batch these never depend on each other: an envelope can only be acked,
+        # and a message only be read, after its send was answered, i.e. in a later batch.
+        async with self.db.write() as conn:
+            planned = await self._plan_sends(conn, sends, batch) if sends else []
+            if acks:
+                await self._delete_acked(conn, acks, batch)
+            if reads:
+                await self._route_reads(conn, reads, batch)
+            targets = {t.pk for _, _, targets in planned for t in targets}
+            targets.update(e.device_pk for e in batch.entries)
+            if not self.db.is_sqlite:
+                await repo.lock_devices(conn, targets)
+            heads = await repo.mailbox_heads(conn, targets)
+            self._admit_sends(planned, heads, batch)
+            await repo.insert_messages(conn, batch.messages)
+            seqs = await repo.enqueue(conn, batch.entries)
+        self._hand_over(batch.entries, seqs, heads)
+        results: list[_Result] = []
+        for result in batch.results:
+            assert result is not None
+            assert not isinstance(result, _SameAs)
+            results.append(result)
+        return results
+
+    async def _plan_sends(
+        self, conn: AsyncConnection, sends: list[tuple[int, _SendOp]], batch: _Batch
+    ) -> list[tuple[int, _SendOp, list[RecipientDevice]]]:
+        """Resolve duplicates and device lists; what passes waits for the queue check."""
+        keys = [(op.sender.device_pk, op.frame.client_msg_id) for _, op in sends]
+        earlier = await repo.find_messages(conn, keys)
+        recipients = await repo.recipient_devices(conn, {AccountId(op.frame.to) for _, op in sends})
+        planned: list[tuple[int, _SendOp, list[RecipientDevice]]] = []
+        first_in_batch: dict[tuple[DevicePk, str], int] = {}
+        for (index, op), key in zip(sends, keys, strict=True):
+            if key in earlier:
+                message = earlier[key]
+                batch.results[index] = AcceptedSend(
+                    message.message_id, message.server_ms, duplicate=True
+                )
+            elif key in first_in_batch:
+                # A resend that arrived in the same batch: answered like its original below.
+                batch.results[index] = _SameAs(first_in_batch[key])
+            else:
+                first_in_batch[key] = index
+                try:
+                    targets = self._check_devices(op, recipients.get(AccountId(op.frame.to), []))
+                except TresenError as exc:
+                    batch.results[index] = exc
+                    continue
+                planned.append((index, op, targets))
+        return planned
+
+    def _check_devices(self, op: _SendOp, current: list[RecipientDevice]) -> list[RecipientDevice]:
+        sender, frame = op.sender, op.frame
+        if frame.to == sender.account_id:
             # Copies to one's own other devices: the sending device is never a recipient.
             current = [d for d in current if d.pk != sender.device_pk]
         if not current:
             raise TresenError(
                 ErrorCode.UNDELIVERABLE, "the recipient cannot receive messages", to=frame.to
             )
-        expected: dict[int, repo.RecipientDevice] = {d.device_id: d for d in current}
+        expected: dict[int, RecipientDevice] = {d.device_id: d for d in current}
         given = {c.device_id: c for c in frame.per_device}
         missing = sorted(set(expected) - set(given))
         extra = sorted(set(given) - set(expected))
@@ -289,6 +286,155 @@ class MailboxService:
             )
         return current
 
+    def _admit_sends(
+        self,
+        planned: list[tuple[int, _SendOp, list[RecipientDevice]]],
+        heads: dict[DevicePk, repo.MailboxHead],
+        batch: _Batch,
+    ) -> None:
+        """Store every planned send whose recipients' queues have room, in arrival order."""
+        queued = {pk: head.length for pk, head in heads.items()}
+        cap = self.limits.max_queue_per_device
+        for index, op, targets in planned:
+            full = next((t for t in targets if queued.get(t.pk, 0) >= cap), None)
+            if full is not None:
+                batch.results[index] = TresenError(
+                    ErrorCode.QUEUE_FULL,
+                    "a recipient device has too many undelivered messages",
+                    device_id=full.device_id,
+                    max_queue=cap,
+                )
+                continue
+            sender, frame = op.sender, op.frame
+            message = SentMessage(
+                new_message_id(),
+                sender.account_id,
+                sender.device_pk,
+                AccountId(frame.to),
+                int(frame.klass),
+                batch.now,
+            )
+            batch.messages.append(NewMessage(message, frame.client_msg_id, batch.expires))
+            copies = {c.device_id: c for c in frame.per_device}
+            for target in targets:
+                queued[target.pk] = queued.get(target.pk, 0) + 1
+                copy = copies[target.device_id]
+                batch.entries.append(
+                    NewEntry(
+                        device_pk=target.pk,
+                        kind=EntryKind.MESSAGE,
+                        message_id=message.message_id,
+                        peer_account=sender.account_id,
+                        peer_device=sender.device_id,
+                        klass=int(frame.klass),
+                        olm_type=copy.type,
+                        payload=copy.body,
+                        server_ms=batch.now,
+                        expires_ms=batch.expires,
+                    )
+                )
+            batch.results[index] = AcceptedSend(message.message_id, batch.now, duplicate=False)
+        for index, result in enumerate(batch.results):
+            if isinstance(result, _SameAs):
+                original = batch.results[result.index]
+                batch.results[index] = (
+                    AcceptedSend(original.message_id, original.server_ms, duplicate=True)
+                    if isinstance(original, AcceptedSend)
+                    else original
+                )
+
+    async def _delete_acked(
+        self, conn: AsyncConnection, acks: list[tuple[int, _AckOp]], batch: _Batch
+    ) -> None:
+        owners = {op.device.device_pk: op.device for _, op in acks}
+        keys = [(op.device.device_pk, seq) for _, op in acks for seq in op.seqs]
+        deleted = await repo.delete_entries(conn, keys)
+        counts: dict[DevicePk, int] = defaultdict(int)
+        first_acker: dict[MessageId, Principal] = {}
+        for device_pk, kind, message_id in deleted:
+            counts[device_pk] += 1
+            if kind is EntryKind.MESSAGE:
+                first_acker.setdefault(message_id, owners[device_pk])
+        for index, op in acks:
+            # One device's acks in one batch are counted on the first of its ack frames.
+            batch.results[index] = counts.pop(op.device.device_pk, 0)
+        if first_acker:
+            delivered = await repo.mark_delivered(conn, first_acker, batch.now)
+            await self._events_for_senders(conn, delivered, EntryKind.DELIVERED, first_acker, batch)
+
+    async def _route_reads(
+        self, conn: AsyncConnection, reads: list[tuple[int, _ReadOp]], batch: _Batch
+    ) -> None:
+        first_reader: dict[MessageId, Principal] = {}
+        for _, op in reads:
+            for message_id in op.message_ids:
+                first_reader.setdefault(message_id, op.reader)
+        read = await repo.mark_read(
+            conn, [(m, p.account_id) for m, p in first_reader.items()], batch.now
+        )
+        routed: dict[AccountId, int] = defaultdict(int)
+        for message in read:
+            routed[message.recipient_account] += 1
+        for index, op in reads:
+            batch.results[index] = routed.pop(op.reader.account_id, 0)
+        await self._events_for_senders(conn, read, EntryKind.READ, first_reader, batch)
+
+    async def _events_for_senders(
+        self,
+        conn: AsyncConnection,
+        sent: Sequence[SentMessage],
+        kind: EntryKind,
+        by: dict[MessageId, Principal],
+        batch: _Batch,
+    ) -> None:
+        reported = [m for m in sent if m.klass in _REPORTED_CLASSES]
+        if not reported:
+            return
+        devices = await repo.device_pks_of(conn, {m.sender_account for m in reported})
+        for message in reported:
+            actor = by[message.message_id]
+            for pk in devices.get(message.sender_account, []):
+                batch.entries.append(
+                    NewEntry(
+                        device_pk=pk,
+                        kind=kind,
+                        message_id=message.message_id,
+                        peer_account=actor.account_id,
+                        peer_device=actor.device_id,
+                        klass=message.klass,
+                        olm_type=0,
+                        payload=b"",
+                        server_ms=batch.now,
+                        expires_ms=batch.expires,
+                    )
+                )
+
+    def _hand_over(
+        self,
+        entries: Sequence[NewEntry],
+        seqs: Sequence[int],
+        heads: dict[DevicePk, repo.MailboxHead],
+    ) -> None:
+        """Give committed entries to the connections of their devices on this relay."""
+        by_device: dict[DevicePk, list[MailboxEntry]] = defaultdict(list)
+        for entry, seq in zip(entries, seqs, strict=True):
+            by_device[entry.device_pk].append(
+                MailboxEntry(
+                    seq,
+                    entry.kind,
+                    entry.message_id,
+                    entry.peer_account,
+                    entry.peer_device,
+                    entry.klass,
+                    entry.olm_type,
+                    entry.payload,
+                    entry.server_ms,
+                )
+            )
+        for device_pk, fresh in by_device.items():
+            head = heads.get(device_pk)
+            self.hub.offer(device_pk, head.last_seq if head else 0, fresh)
+
     # --- receiving ---------------------------------------------------------------------------
 
     async def pending(
@@ -300,65 +446,6 @@ class MailboxService:
             return await repo.pending_entries(
                 conn, device_pk, after_seq=after_seq, now_ms=self.clock.now_ms(), limit=limit
             )
-
-    async def _delete_acked(
-        self, conn: AsyncConnection, op: _AckOp, now: int, woken: set[DevicePk]
-    ) -> int:
-        if not op.seqs:
-            return 0
-        deleted = await repo.delete_entries(conn, op.device.device_pk, op.seqs)
-        delivered_ids = [mid for _, kind, mid in deleted if kind is EntryKind.MESSAGE]
-        first_time = await repo.mark_delivered(conn, delivered_ids, now) if delivered_ids else []
-        events = await self._events_for_senders(
-            conn, first_time, EntryKind.DELIVERED, op.device, now
-        )
-        await repo.enqueue(conn, events, lock=not self.db.is_sqlite)
-        woken.update(e.device_pk for e in events)
-        return len(deleted)
-
-    async def _route_read(
-        self, conn: AsyncConnection, op: _ReadOp, now: int, woken: set[DevicePk]
-    ) -> int:
-        first_read = await repo.mark_read(conn, op.message_ids, op.reader.account_id, now)
-        events = await self._events_for_senders(conn, first_read, EntryKind.READ, op.reader, now)
-        await repo.enqueue(conn, events, lock=not self.db.is_sqlite)
-        woken.update(e.device_pk for e in events)
-        return len(first_read)
-
-    async def _events_for_senders(
-        self,
-        conn: AsyncConnection,
-        sent: Sequence[SentMessage],
-        kind: EntryKind,
-        by: Principal,
-        now: int,
-    ) -> list[NewEntry]:
-        events: list[NewEntry] = []
-        sender_devices: dict[AccountId, list[DevicePk]] = {}
-        expires = now + self.limits.envelope_ttl_s * 1000
-        for message in sent:
-            if message.klass not in _REPORTED_CLASSES:
-                continue
-            if message.sender_account not in sender_devices:
-                sender_devices[message.sender_account] = await repo.account_device_pks(
-                    conn, message.sender_account
-                )
-            for pk in sender_devices[message.sender_account]:
-                events.append(
-                    NewEntry(
-                        device_pk=pk,
-                        kind=kind,
-                        message_id=message.message_id,
-                        peer_account=by.account_id,
-                        peer_device=by.device_id,
-                        klass=message.klass,
-                        olm_type=0,
-                        payload=b"",
-                        server_ms=now,
-                        expires_ms=expires,
-                    )
-                )
-        return events
 
     # --- expiry ------------------------------------------------------------------------------
 
@@ -377,3 +464,10 @@ class MailboxService:
                 await self.purge_expired()
             except Exception:
                 log.exception("purging expired envelopes failed")
+
+
+@dataclass(frozen=True, slots=True)
+class _SameAs:
+    """Placeholder result: answer like the operation at ``index`` of the same batch."""
+
+    index: int

@@ -120,6 +120,7 @@ class DeviceConnection:
         self._window_open.set()
         self._inflight: set[int] = set()
         self._cursor = 0
+        self._drained = False  # the stored backlog has been sent once (QueueEmpty)
         self._closed = False
         self.log = log.bind(account_id=principal.account_id, device_id=principal.device_id)
 
@@ -130,6 +131,28 @@ class DeviceConnection:
 
     def push(self, frame: wire.ServerFrame) -> None:
         self._outbox.put_nowait(wire.encode(frame))
+
+    def offer(self, after_seq: int, entries: list[MailboxEntry]) -> None:
+        """Send just-committed entries straight away when nothing older is still unsent.
+
+        ``after_seq`` is where the device's mailbox ended before these entries; if this
+        connection has already sent up to there, the entries are next in line and need no
+        database read. Otherwise the delivery loop fetches them in order.
+        """
+        fits = len(self._inflight) + len(entries) <= self.limits.inflight_per_connection
+        if not (self._drained and after_seq <= self._cursor and fits):
+            self.wake()
+            return
+        for entry in entries:
+            self._send_entry(entry)
+
+    def _send_entry(self, entry: MailboxEntry) -> None:
+        # Entries can be both offered and fetched; each goes out once per connection.
+        if entry.seq <= self._cursor:
+            return
+        self._cursor = entry.seq
+        self._inflight.add(entry.seq)
+        self.push(entry_frame(entry))
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed:
@@ -281,7 +304,6 @@ class DeviceConnection:
             return self._rejected(exc, client_msg_id)
 
     async def _delivery_loop(self) -> None:
-        announced_empty = False
         window = self.limits.inflight_per_connection
         while True:
             while len(self._inflight) >= window:
@@ -294,12 +316,10 @@ class DeviceConnection:
                 limit=window - len(self._inflight),
             )
             for entry in batch:
-                self._inflight.add(entry.seq)
-                self._cursor = entry.seq
-                self.push(entry_frame(entry))
+                self._send_entry(entry)
             if batch:
                 continue
-            if not announced_empty:
-                announced_empty = True
+            if not self._drained:
+                self._drained = True
                 self.push(wire.QueueEmpty())
             await self._wake.wait()
