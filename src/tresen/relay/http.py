@@ -10,10 +10,13 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tresen.core.errors import ErrorCode, TresenError, http_status_for
+from tresen.core.logging import get_logger
 from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
 
 __all__ = ["Authed", "BodyLimit", "Ctx", "bearer_token", "install_error_handlers"]
+
+log = get_logger("tresen.relay.http")
 
 
 def get_context(request: Request) -> RelayContext:
@@ -62,12 +65,21 @@ def install_error_handlers(app: FastAPI) -> None:
             TresenError(ErrorCode.INVALID_PARAMETER, "invalid request body", problems=problems)
         )
 
+    async def on_unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", error=repr(exc))
+        return error_response(TresenError(ErrorCode.INTERNAL, "internal error; try again"))
+
     app.add_exception_handler(TresenError, on_tresen_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
 
 
 class BodyLimit:
-    """Rejects HTTP request bodies larger than ``max_bytes`` before they are read whole."""
+    """Rejects HTTP request bodies larger than ``max_bytes`` with 413 / FRAME_TOO_LARGE.
+
+    A declared Content-Length is checked up front; a body of unknown length (chunked) is
+    read up to the limit first and then handed to the application from memory.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -78,24 +90,36 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await self._reject(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        async def buffered_receive() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, buffered_receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
@@ -104,7 +128,3 @@ class BodyLimit:
             )
         )
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass

@@ -50,6 +50,7 @@ accounts = Table(
     Column("id", String(32), primary_key=True),
     Column("phone", String(20), nullable=False, unique=True),
     Column("created_ms", BigInteger, nullable=False),
+    Column("last_device_id", Integer, nullable=False, server_default="0"),
 )
 
 devices = Table(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
-from support import Backend, Device, MakeRelay, RunningRelay
+from support import Device, MakeRelay, RunningRelay
 
 from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
@@ -62,16 +62,6 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def racy_on_postgres(request: pytest.FixtureRequest, backend: Backend) -> None:
-    # Known bug: AccountService reads the pending code and the rate events without locking
-    # them, so on PostgreSQL (READ COMMITTED) concurrent requests all pass the same check.
-    # SQLite serialises the writers and holds the rule. Remove once the service locks.
-    if backend.name == "postgres":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="check-then-write race in AccountService")
-        )
-
-
 # --- phone numbers ---------------------------------------------------------------------------
 
 
@@ -83,16 +73,22 @@ def racy_on_postgres(request: pytest.FixtureRequest, backend: Backend) -> None:
         "+1 555",
         "",
         "+999999999999",
-        pytest.param(
-            "+49" + "1" * 37,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="api.py caps phone at 32 chars in the schema, so this is a 100",
-            ),
-        ),
+        "+49" + "1" * 37,
+        "+1 800 FLOWERS",
+        "+4915112345678 ext. 12",
         "015112345678",
     ],
-    ids=["short", "letters", "too-short", "empty", "no-country", "40-chars", "national"],
+    ids=[
+        "short",
+        "letters",
+        "too-short",
+        "empty",
+        "no-country",
+        "40-chars",
+        "vanity",
+        "extension",
+        "national",
+    ],
 )
 async def test_invalid_numbers_are_rejected(relay: RunningRelay, phone: str) -> None:
     r = await request_code(relay, phone)
@@ -216,10 +212,7 @@ async def test_new_code_replaces_the_old_one(relay: RunningRelay) -> None:
     assert (await verify(relay, phone, new)).status_code == 200
 
 
-async def test_racing_verifications_use_a_code_once(
-    relay: RunningRelay, backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    racy_on_postgres(request, backend)
+async def test_racing_verifications_use_a_code_once(relay: RunningRelay) -> None:
     phone = relay.next_phone()
     code = await new_code(relay, phone)
 
@@ -232,10 +225,7 @@ async def test_racing_verifications_use_a_code_once(
     assert [d["device_id"] for d in listed.json()] == [1]
 
 
-async def test_racing_guesses_get_no_more_than_the_allowed_attempts(
-    relay: RunningRelay, backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    racy_on_postgres(request, backend)
+async def test_racing_guesses_get_no_more_than_the_allowed_attempts(relay: RunningRelay) -> None:
     phone = relay.next_phone()
     code = await new_code(relay, phone)
 
@@ -307,10 +297,7 @@ async def test_code_requests_are_limited_per_client_address(make_relay: MakeRela
         await new_code(relay, third)
 
 
-async def test_racing_code_requests_respect_the_limit(
-    make_relay: MakeRelay, backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    racy_on_postgres(request, backend)
+async def test_racing_code_requests_respect_the_limit(make_relay: MakeRelay) -> None:
     async with make_relay(limits={"code_requests_per_number": 3}) as relay:
         phone = relay.next_phone()
 

@@ -284,10 +284,6 @@ async def test_oversized_request_is_refused(make_relay: MakeRelay) -> None:
         await send_ok(relay, alice, bob, "small", {1: b"fits"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BodyLimit's error raised from receive() becomes FastAPI's 400 'error parsing the body'",
-)
 async def test_oversized_streamed_request_is_refused(make_relay: MakeRelay) -> None:
     async with make_relay(limits={"max_frame_bytes": 2048}) as relay:
         alice = await receiving_device(relay)

@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
 class CodeRequest(BaseModel):
-    phone: str = Field(max_length=32, examples=["+4915112345678"])
+    phone: str = Field(max_length=64, examples=["+4915112345678"])
 
 
 class CodeRequested(BaseModel):
@@ -22,7 +22,7 @@ class CodeRequested(BaseModel):
 
 
 class VerifyRequest(BaseModel):
-    phone: str = Field(max_length=32)
+    phone: str = Field(max_length=64)
     code: str = Field(min_length=1, max_length=12)
     device_name: str = Field(default="", max_length=64)
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 from tresen.core.errors import ErrorCode, TresenError
 
 __all__ = ["normalize_phone"]
 
+# Digits and the usual separators only: no letters (vanity numbers) and no extensions.
+_PLAIN = re.compile(r"\+[0-9 ()./-]{4,31}")
+
 
 def normalize_phone(raw: str) -> str:
     """The E.164 form of ``raw`` (which must carry its ``+`` country prefix)."""
-    if not isinstance(raw, str) or not raw.strip().startswith("+") or len(raw) > 32:
+    if not isinstance(raw, str) or not _PLAIN.fullmatch(raw.strip()):
         raise TresenError(
             ErrorCode.INVALID_PHONE_NUMBER,
             "phone number must be in international format, e.g. +4915112345678",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId, DeviceId, DevicePk
@@ -26,6 +26,7 @@ __all__ = [
     "get_code",
     "increment_code_attempts",
     "list_devices",
+    "lock_buckets",
     "oldest_rate_event",
     "prune_rate_events",
     "put_code",
@@ -105,9 +106,27 @@ async def put_code(
     )
 
 
+async def lock_buckets(conn: AsyncConnection, buckets: list[str]) -> None:
+    """PostgreSQL: serialize work on the same rate buckets until the transaction ends.
+
+    Without it, simultaneous requests would all count the same events and all pass.
+    SQLite has a single writer and needs no lock.
+    """
+    if conn.dialect.name == "sqlite":
+        return
+    for bucket in sorted(set(buckets)):
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:bucket, 0))"),
+            {"bucket": bucket},
+        )
+
+
 async def get_code(conn: AsyncConnection, phone: str) -> PendingCode | None:
+    """The pending code of ``phone``, locked for the rest of the transaction."""
     row = (
-        await conn.execute(select(verification_codes).where(verification_codes.c.phone == phone))
+        await conn.execute(
+            select(verification_codes).where(verification_codes.c.phone == phone).with_for_update()
+        )
     ).first()
     if row is None:
         return None
@@ -166,12 +185,16 @@ async def create_device(
     name: str,
     now_ms: int,
 ) -> DeviceRow:
-    highest = (
+    # Device ids are never reused, so a peer's stale session can never meet a new device
+    # under an old number; the account row update also serializes concurrent additions.
+    device_id = (
         await conn.execute(
-            select(func.max(devices.c.device_id)).where(devices.c.account_id == account_id)
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(last_device_id=accounts.c.last_device_id + 1)
+            .returning(accounts.c.last_device_id)
         )
     ).scalar_one()
-    device_id = (highest or 0) + 1
     await conn.execute(
         insert(devices).values(
             account_id=account_id,

@@ -77,6 +77,7 @@ class AccountService:
         )
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         async with self.db.write() as conn:
+            await repo.lock_buckets(conn, [bucket for bucket, _ in buckets])
             for bucket, allowed in buckets:
                 if await repo.count_rate_events(conn, bucket, since) >= allowed:
                     oldest = await repo.oldest_rate_event(conn, bucket, since) or now

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("phone", sa.String(20), nullable=False),
         sa.Column("created_ms", sa.BigInteger, nullable=False),
+        sa.Column("last_device_id", sa.Integer, nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("id", name="pk_accounts"),
         sa.UniqueConstraint("phone", name="uq_accounts_phone"),
     )
