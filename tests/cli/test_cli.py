@@ -1,0 +1,61 @@
+"""The ``tresen`` command as an operator uses it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from tresen.cli.main import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "up" in result.output
+    assert "relay" in result.output
+
+
+def test_migrate_creates_and_then_keeps_the_schema(tmp_path: Path) -> None:
+    first = runner.invoke(app, ["relay", "migrate", "--data-dir", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert "at revision 0001 (was empty)" in first.output
+    assert (tmp_path / "relay.db").exists()
+    again = runner.invoke(app, ["relay", "migrate", "--data-dir", str(tmp_path)])
+    assert "at revision 0001 (was 0001)" in again.output
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["relay", "migrate", "--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "configuration" in result.output
+
+
+def test_up_serves_and_prints_its_url(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tresen", "up", "--data-dir", str(tmp_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = None
+        for line in process.stdout:
+            if line.startswith("Relay:"):
+                url = line.split()[1]
+                break
+        assert url is not None
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url + "/v1/health").json() == {"status": "ok"}
+        assert (tmp_path / "relay.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
