@@ -49,7 +49,7 @@ class Dev:
 
 
 class Relay:
-    def __init__(self, backend: str, folder: Path) -> None:
+    def __init__(self, backend: str, folder: Path, write_batch: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.sms = folder / "sms.jsonl"
@@ -63,6 +63,7 @@ class Relay:
             "TRESEN_LIMITS__CODE_REQUESTS_PER_ADDRESS": "100000",
             "TRESEN_LIMITS__SEND_RATE_PER_DEVICE": "1000000",
             "TRESEN_LIMITS__SEND_BURST_PER_DEVICE": "1000000",
+            "TRESEN_LIMITS__WRITE_BATCH": str(write_batch),
         }
         if self.schema:
             env["TRESEN_DATABASE_URL"] = PG_URL
@@ -192,10 +193,10 @@ async def run_pair(
 
 
 async def bench(
-    backend: str, pairs: int, messages: int, window: int, size: int
+    backend: str, write_batch: int, pairs: int, messages: int, window: int, size: int
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
-        relay = Relay(backend, Path(folder))
+        relay = Relay(backend, Path(folder), write_batch)
         try:
             await relay.wait()
             async with httpx.AsyncClient(base_url=relay.url, timeout=60) as http:
@@ -221,6 +222,7 @@ async def bench(
     total = len(latencies)
     return {
         "backend": backend,
+        "write_batch": write_batch,
         "pairs": pairs,
         "messages": total,
         "window": window,
@@ -239,18 +241,26 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32, help="unanswered sends per sender")
     parser.add_argument("--size", type=int, default=200, help="ciphertext bytes")
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--write-batches",
+        default="256",
+        help="operations per transaction to compare, e.g. 1,256 (1 = no group commit)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/relay_throughput.json"))
     args = parser.parse_args()
     rows = [
-        asyncio.run(bench(b, args.pairs, args.messages, args.window, args.size))
+        asyncio.run(bench(b, int(w), args.pairs, args.messages, args.window, args.size))
         for b in args.backends.split(",")
+        for w in args.write_batches.split(",")
     ]
-    header = f"{'backend':<10}{'pairs':>6}{'messages':>10}{'msg/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-    print(header)
+    print(
+        f"{'backend':<10}{'batch':>6}{'pairs':>6}{'messages':>10}{'msg/s':>10}"
+        f"{'p50 ms':>10}{'p99 ms':>10}"
+    )
     for r in rows:
         print(
-            f"{r['backend']:<10}{r['pairs']:>6}{r['messages']:>10}{r['messages_per_s']:>10}"
-            f"{r['latency_p50_ms']:>10}{r['latency_p99_ms']:>10}"
+            f"{r['backend']:<10}{r['write_batch']:>6}{r['pairs']:>6}{r['messages']:>10}"
+            f"{r['messages_per_s']:>10}{r['latency_p50_ms']:>10}{r['latency_p99_ms']:>10}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

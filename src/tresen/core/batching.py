@@ -46,10 +46,10 @@ class GroupCommitter(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        # Nothing queued was written; whoever still waits sees a cancellation.
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_exception(ConnectionAbortedError("shutting down"))
+            future.cancel()
 
     def submit(self, item: T) -> asyncio.Future[R]:
         """Queue ``item``; raises ``asyncio.QueueFull`` when the relay is overloaded."""
@@ -69,8 +69,7 @@ class GroupCommitter(Generic[T, R]):
                 results: Sequence[R | BaseException] = await self._process(items)
             except asyncio.CancelledError:
                 for _, future in batch:
-                    if not future.done():
-                        future.set_exception(ConnectionAbortedError("shutting down"))
+                    future.cancel()
                 raise
             except Exception as exc:
                 log.exception("batch failed", size=len(batch))

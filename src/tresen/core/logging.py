@@ -7,18 +7,30 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
 __all__ = ["configure_logging", "get_logger"]
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing, not at configuration."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
-    level: str = "info", fmt: Literal["console", "json"] = "console", stream: object = None
+    level: str = "info",
+    fmt: Literal["console", "json"] = "console",
+    stream: TextIO | None = None,
 ) -> None:
     numeric = logging.getLevelName(level.upper())
-    out = stream if stream is not None else sys.stderr
+    out: TextIO = stream if stream is not None else _CurrentStderr()  # type: ignore[assignment]
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -34,10 +46,12 @@ def configure_logging(
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=out, format="%(levelname)s %(name)s %(message)s")  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=numeric, stream=out, format="%(levelname)s %(name)s %(message)s", force=True
+    )
     # Migration chatter is noise at info level; what was applied is reported by the caller.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -30,7 +31,7 @@ class TokenBuckets:
             wait_ms = 0
         else:
             self._buckets[key] = (tokens, now)
-            wait_ms = int((cost - tokens) * 1000 / self.rate) + 1
+            wait_ms = max(1, math.ceil((cost - tokens) * 1000 / self.rate))
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait_ms

@@ -38,6 +38,9 @@ class Limits(BaseModel):
     max_fetch_batch: int = Field(default=500, ge=1)
     inflight_per_connection: int = Field(default=512, ge=1)
     pipeline_per_connection: int = Field(default=64, ge=1, description="unanswered frames")
+    delivery_poll_s: float = Field(
+        default=5.0, gt=0, description="re-read a mailbox at least this often"
+    )
     write_batch: int = Field(default=256, ge=1, description="operations per transaction")
     envelope_ttl_s: int = Field(default=30 * DAY_S, ge=60)
     max_one_time_keys: int = Field(default=50, ge=1, le=50)

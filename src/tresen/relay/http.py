@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tresen.core.errors import ErrorCode, TresenError, http_status_for
@@ -45,6 +46,8 @@ def error_response(error: TresenError) -> JSONResponse:
     headers = {}
     if "retry_after_s" in error.details:
         headers["Retry-After"] = str(error.details["retry_after_s"])
+    elif "retry_after_ms" in error.details:
+        headers["Retry-After"] = str(max(1, -(-int(error.details["retry_after_ms"]) // 1000)))
     return JSONResponse(
         {"error": error.to_dict()}, status_code=http_status_for(error.code), headers=headers
     )
@@ -62,14 +65,26 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return error_response(
-            TresenError(ErrorCode.INVALID_PARAMETER, "invalid request body", problems=problems)
+            TresenError(ErrorCode.INVALID_PARAMETER, "invalid request", problems=problems)
         )
+
+    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+        # Unknown paths and methods answer in the same envelope as every other error.
+        assert isinstance(exc, StarletteHTTPException)
+        response = error_response(
+            TresenError(ErrorCode.INVALID_PARAMETER, str(exc.detail), http_status=exc.status_code)
+        )
+        response.status_code = exc.status_code
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     async def on_unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed", error=repr(exc))
         return error_response(TresenError(ErrorCode.INTERNAL, "internal error; try again"))
 
     app.add_exception_handler(TresenError, on_tresen_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
 

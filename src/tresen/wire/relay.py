@@ -74,7 +74,7 @@ class Send(Frame, tag="send"):
     to: AccountRef
     per_device: Annotated[list[DeviceCiphertext], msgspec.Meta(min_length=1)]
     klass: MessageClass = MessageClass.SESSION
-    template_ref: str | None = None
+    template_ref: Annotated[str, msgspec.Meta(max_length=128)] | None = None
 
 
 class Ack(Frame, tag="ack"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from support import (
+    Backend,
     MakeRelay,
     RunningRelay,
     WsClient,
@@ -15,6 +16,7 @@ from support import (
 
 from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
+from tresen.relay.context import build_context
 from tresen.wire import relay as wire
 
 
@@ -377,3 +379,75 @@ async def test_a_new_connection_displaces_the_old(relay: RunningRelay) -> None:
     await second.send(wire.Ping())
     await second.expect(wire.Pong)
     await second.close()
+
+
+async def test_entries_stored_by_another_relay_process_are_delivered(
+    make_relay: MakeRelay, backend: Backend
+) -> None:
+    async with make_relay(limits={"delivery_poll_s": 0.2}) as relay:
+        alice = await receiving_device(relay)
+        bob = await receiving_device(relay)
+        b = await relay.connect(bob)
+        await b.expect(wire.QueueEmpty)
+
+        # A second relay over the same database, with its own (empty) set of connections.
+        other = build_context(relay.ctx.settings, db=backend.database())
+        await other.mailbox.start()
+        try:
+            sender = await other.accounts.authenticate(alice.token)
+            accepted = await other.mailbox.send(sender, send_frame(bob, "elsewhere", {1: b"z"}))
+        finally:
+            await other.close()
+        frame = await b.expect(wire.MessageFrame)
+        assert frame.message_id == accepted.message_id
+        await b.close()
+
+
+async def test_a_strangers_receipt_in_the_same_batch_does_not_shadow_the_recipients(
+    relay: RunningRelay,
+) -> None:
+    alice = await receiving_device(relay)
+    bob = await receiving_device(relay)
+    mallory = await receiving_device(relay)
+    a = await relay.connect(alice)
+    accepted = await send_ok(a, send_frame(bob, "m", {1: b"x"}))
+    accounts = relay.ctx.accounts
+    stranger = await accounts.authenticate(mallory.token)
+    recipient = await accounts.authenticate(bob.token)
+    # Both are queued before the writer runs, so they share one transaction.
+    by_stranger = relay.ctx.mailbox.submit_read(stranger, [accepted.message_id])
+    by_recipient = relay.ctx.mailbox.submit_read(recipient, [accepted.message_id])
+    assert (await by_stranger, await by_recipient) == (0, 1)
+    read = await a.expect(wire.Read)
+    assert read.recipient == bob.account_id
+    await a.close()
+
+
+async def test_acks_in_one_batch_are_each_counted_once(relay: RunningRelay) -> None:
+    alice = await receiving_device(relay)
+    bob = await receiving_device(relay)
+    a = await relay.connect(alice)
+    for i in range(3):
+        await send_ok(a, send_frame(bob, f"m{i}", {1: b"x"}))
+    device = await relay.ctx.accounts.authenticate(bob.token)
+    seqs = [e.seq for e in await relay.ctx.mailbox.pending(device.device_pk)]
+    first = relay.ctx.mailbox.submit_ack(device, seqs[:2])
+    second = relay.ctx.mailbox.submit_ack(device, seqs[1:])
+    assert (await first, await second) == (2, 1)
+    await a.close()
+
+
+async def test_removing_a_device_closes_its_connection(relay: RunningRelay) -> None:
+    import websockets
+
+    alice = await receiving_device(relay)
+    laptop = await receiving_device(relay, alice.phone)
+    connection = await relay.connect(laptop)
+    r = await relay.http.delete(f"/v1/devices/{laptop.device_id}", headers=alice.auth)
+    assert r.status_code == 204
+    try:
+        while True:
+            await connection.recv(timeout=5)
+    except websockets.ConnectionClosed:
+        pass
+    assert connection.ws.close_code == 1008

@@ -18,6 +18,7 @@ from support import (
     stored_envelopes,
 )
 
+from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
 from tresen.wire import relay as wire
 
@@ -343,3 +344,42 @@ async def test_a_device_cannot_ack_another_devices_envelopes(relay: RunningRelay
 
     assert (await fetch(relay, bob))["envelopes"] == [envelope]
     assert (await fetch(relay, alice))["envelopes"] == []  # no false "delivered"
+
+
+async def test_unknown_routes_and_fields_answer_in_the_error_envelope(relay: RunningRelay) -> None:
+    r = await relay.http.get("/v1/nothing-here")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == ErrorCode.INVALID_PARAMETER
+    alice = await receiving_device(relay)
+    bob = await receiving_device(relay)
+    body = send_body(bob, "m", {1: b"x"})
+    body["klass"] = "template"  # a misspelt field is refused, not silently ignored
+    r = await relay.http.post("/v1/messages", json=body, headers=alice.auth)
+    assert r.status_code == 400
+    assert r.json()["error"]["details"]["problems"][0]["field"].endswith("klass")
+
+
+async def test_the_largest_page_still_says_more(make_relay: MakeRelay) -> None:
+    async with make_relay(limits={"max_fetch_batch": 3}) as relay:
+        alice = await receiving_device(relay)
+        bob = await receiving_device(relay)
+        for i in range(4):
+            await send_ok(relay, alice, bob, f"m{i}", {1: b"x"})
+        page = (await relay.http.get("/v1/messages?limit=50", headers=bob.auth)).json()
+        assert len(page["envelopes"]) == 3
+        assert page["more"] is True
+
+
+async def test_sending_too_fast_over_http_gets_retry_after(make_relay: MakeRelay) -> None:
+    clock = ManualClock()
+    limits = {"send_rate_per_device": 0.5, "send_burst_per_device": 1}
+    async with make_relay(clock=clock, limits=limits) as relay:
+        alice = await receiving_device(relay)
+        bob = await receiving_device(relay)
+        await send_ok(relay, alice, bob, "m0", {1: b"x"})
+        r = await relay.http.post(
+            "/v1/messages", json=send_body(bob, "m1", {1: b"x"}), headers=alice.auth
+        )
+        assert r.status_code == 429
+        assert r.json()["error"]["code"] == ErrorCode.THROUGHPUT_REACHED
+        assert r.headers["Retry-After"] == "2"

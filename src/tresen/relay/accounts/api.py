@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.ids import DeviceId
 from tresen.relay.http import Authed, Ctx
@@ -14,6 +14,8 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
 class CodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     phone: str = Field(max_length=64, examples=["+4915112345678"])
 
 
@@ -22,6 +24,8 @@ class CodeRequested(BaseModel):
 
 
 class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     phone: str = Field(max_length=64)
     code: str = Field(min_length=1, max_length=12)
     device_name: str = Field(default="", max_length=64)
@@ -95,4 +99,5 @@ async def own_devices(principal: Authed, ctx: Ctx) -> list[DevicePublic]:
 
 @router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_device(device_id: int, principal: Authed, ctx: Ctx) -> None:
-    await ctx.accounts.remove_device(principal, DeviceId(device_id))
+    removed = await ctx.accounts.remove_device(principal, DeviceId(device_id))
+    await ctx.hub.disconnect(removed, "device removed")

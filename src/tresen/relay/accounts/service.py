@@ -181,13 +181,13 @@ class AccountService:
         async with self.db.read() as conn:
             return await repo.list_devices(conn, account_id)
 
-    async def remove_device(self, principal: Principal, device_id: DeviceId) -> None:
+    async def remove_device(self, principal: Principal, device_id: DeviceId) -> DevicePk:
         """Unlink one of the caller's own devices (its mailbox and keys go with it)."""
         async with self.db.write() as conn:
             for device in await repo.list_devices(conn, principal.account_id):
                 if device.device_id == device_id:
                     await repo.delete_device(conn, device.pk)
-                    return
+                    return device.pk
         raise TresenError(ErrorCode.UNKNOWN_DEVICE, "no such device", device_id=device_id)
 
     async def phone_of(self, account_id: AccountId) -> str | None:

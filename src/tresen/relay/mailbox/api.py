@@ -7,9 +7,8 @@ import binascii
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tresen.core.errors import ErrorCode, TresenError
 from tresen.relay.http import Authed, Ctx
 from tresen.relay.mailbox.repo import EntryKind
 from tresen.wire.relay import DeviceCiphertext, MessageClass, Send
@@ -29,6 +28,8 @@ _CLASS_NAMES: dict[MessageClass, ClassName] = {
 
 
 class CiphertextCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     device_id: int = Field(ge=1)
     type: int = Field(ge=0, le=1)
     body: str = Field(description="base64 of the Olm message bytes", max_length=200_000)
@@ -45,6 +46,8 @@ class CiphertextCreate(BaseModel):
 
 
 class SendCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     client_msg_id: str = Field(min_length=1, max_length=64)
     to: str = Field(min_length=1, max_length=32)
     klass: ClassName = Field(default="session", alias="class")
@@ -77,7 +80,10 @@ class PendingPublic(BaseModel):
 
 
 class AckCreate(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=1024)
+    model_config = ConfigDict(extra="forbid")
+
+    # Hard cap for parsing; the configured limit (limits.max_acks_per_frame) is checked after.
+    ids: list[int] = Field(min_length=1, max_length=100_000)
 
 
 class AckPublic(BaseModel):
@@ -85,8 +91,10 @@ class AckPublic(BaseModel):
 
 
 class ReceiptCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     message_ids: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
-        min_length=1, max_length=256
+        min_length=1, max_length=100_000
     )
 
 
@@ -135,9 +143,10 @@ async def send_message(body: SendCreate, principal: Authed, ctx: Ctx) -> Accepte
 async def fetch_pending(
     principal: Authed,
     ctx: Ctx,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="capped by the relay")] = 100,
     after: Annotated[int, Query(ge=0, description="only entries with a larger id")] = 0,
 ) -> PendingPublic:
+    limit = min(limit, ctx.settings.limits.max_fetch_batch)
     entries = await ctx.mailbox.pending(principal.device_pk, after_seq=after, limit=limit + 1)
     more = len(entries) > limit
     return PendingPublic(
@@ -166,6 +175,4 @@ async def ack_messages(body: AckCreate, principal: Authed, ctx: Ctx) -> AckPubli
 
 @router.post("/receipts", response_model=ReceiptPublic)
 async def send_receipts(body: ReceiptCreate, principal: Authed, ctx: Ctx) -> ReceiptPublic:
-    if len(body.message_ids) > ctx.settings.limits.max_receipt_ids_per_frame:
-        raise TresenError(ErrorCode.INVALID_PARAMETER, "too many message ids")
     return ReceiptPublic(routed=await ctx.mailbox.read(principal, body.message_ids))

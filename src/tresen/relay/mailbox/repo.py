@@ -108,6 +108,19 @@ class NewEntry:
     server_ms: int
     expires_ms: int
 
+    def stored_as(self, seq: int) -> MailboxEntry:
+        return MailboxEntry(
+            seq,
+            self.kind,
+            self.message_id,
+            self.peer_account,
+            self.peer_device,
+            self.klass,
+            self.olm_type,
+            self.payload,
+            self.server_ms,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MailboxEntry:
@@ -337,17 +350,17 @@ async def pending_entries(
 
 async def delete_entries(
     conn: AsyncConnection, keys: Sequence[tuple[DevicePk, int]]
-) -> list[tuple[DevicePk, EntryKind, MessageId]]:
+) -> list[tuple[DevicePk, int, EntryKind, MessageId]]:
     """Delete entries by (owning device, seq); a device can only delete its own."""
-    deleted: list[tuple[DevicePk, EntryKind, MessageId]] = []
+    deleted: list[tuple[DevicePk, int, EntryKind, MessageId]] = []
     for chunk in _chunks(keys):
         rows = await conn.execute(
             delete(mailbox)
             .where(_pairs_in(mailbox.c.device_pk, mailbox.c.seq, chunk))
-            .returning(mailbox.c.device_pk, mailbox.c.kind, mailbox.c.message_id)
+            .returning(mailbox.c.device_pk, mailbox.c.seq, mailbox.c.kind, mailbox.c.message_id)
         )
         deleted.extend(
-            (DevicePk(r.device_pk), EntryKind(r.kind), MessageId(r.message_id)) for r in rows
+            (DevicePk(r.device_pk), r.seq, EntryKind(r.kind), MessageId(r.message_id)) for r in rows
         )
     return deleted
 

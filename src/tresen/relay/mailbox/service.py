@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -349,50 +349,68 @@ class MailboxService:
         owners = {op.device.device_pk: op.device for _, op in acks}
         keys = [(op.device.device_pk, seq) for _, op in acks for seq in op.seqs]
         deleted = await repo.delete_entries(conn, keys)
-        counts: dict[DevicePk, int] = defaultdict(int)
+        gone = {(device_pk, seq) for device_pk, seq, _, _ in deleted}
         first_acker: dict[MessageId, Principal] = {}
-        for device_pk, kind, message_id in deleted:
-            counts[device_pk] += 1
+        for device_pk, _, kind, message_id in deleted:
             if kind is EntryKind.MESSAGE:
                 first_acker.setdefault(message_id, owners[device_pk])
+        claimed: set[tuple[DevicePk, int]] = set()
         for index, op in acks:
-            # One device's acks in one batch are counted on the first of its ack frames.
-            batch.results[index] = counts.pop(op.device.device_pk, 0)
+            # Each deletion is counted once, for the first ack frame that named it.
+            mine = {(op.device.device_pk, seq) for seq in op.seqs} & gone - claimed
+            claimed |= mine
+            batch.results[index] = len(mine)
         if first_acker:
             delivered = await repo.mark_delivered(conn, first_acker, batch.now)
-            await self._events_for_senders(conn, delivered, EntryKind.DELIVERED, first_acker, batch)
+            await self._events_for_senders(
+                conn, delivered, EntryKind.DELIVERED, lambda m: first_acker[m.message_id], batch
+            )
 
     async def _route_reads(
         self, conn: AsyncConnection, reads: list[tuple[int, _ReadOp]], batch: _Batch
     ) -> None:
-        first_reader: dict[MessageId, Principal] = {}
+        # Keyed by (message, reader account): only the message's recipient can mark it read,
+        # and a stranger naming the same id in the same batch must not shadow the recipient.
+        readers: dict[tuple[MessageId, AccountId], Principal] = {}
         for _, op in reads:
             for message_id in op.message_ids:
-                first_reader.setdefault(message_id, op.reader)
-        read = await repo.mark_read(
-            conn, [(m, p.account_id) for m, p in first_reader.items()], batch.now
-        )
-        routed: dict[AccountId, int] = defaultdict(int)
-        for message in read:
-            routed[message.recipient_account] += 1
+                readers.setdefault((message_id, op.reader.account_id), op.reader)
+        read = await repo.mark_read(conn, readers, batch.now)
+        routed: set[tuple[MessageId, AccountId]] = {
+            (m.message_id, m.recipient_account) for m in read
+        }
+        claimed: set[tuple[MessageId, AccountId]] = set()
         for index, op in reads:
-            batch.results[index] = routed.pop(op.reader.account_id, 0)
-        await self._events_for_senders(conn, read, EntryKind.READ, first_reader, batch)
+            mine = {(m, op.reader.account_id) for m in op.message_ids} & routed - claimed
+            claimed |= mine
+            batch.results[index] = len(mine)
+        await self._events_for_senders(
+            conn,
+            read,
+            EntryKind.READ,
+            lambda m: readers[(m.message_id, m.recipient_account)],
+            batch,
+        )
 
     async def _events_for_senders(
         self,
         conn: AsyncConnection,
         sent: Sequence[SentMessage],
         kind: EntryKind,
-        by: dict[MessageId, Principal],
+        by: Callable[[SentMessage], Principal],
         batch: _Batch,
     ) -> None:
-        reported = [m for m in sent if m.klass in _REPORTED_CLASSES]
+        # Copies to one's own devices need no delivered/read events.
+        reported = [
+            m
+            for m in sent
+            if m.klass in _REPORTED_CLASSES and m.sender_account != m.recipient_account
+        ]
         if not reported:
             return
         devices = await repo.device_pks_of(conn, {m.sender_account for m in reported})
         for message in reported:
-            actor = by[message.message_id]
+            actor = by(message)
             for pk in devices.get(message.sender_account, []):
                 batch.entries.append(
                     NewEntry(
@@ -418,19 +436,7 @@ class MailboxService:
         """Give committed entries to the connections of their devices on this relay."""
         by_device: dict[DevicePk, list[MailboxEntry]] = defaultdict(list)
         for entry, seq in zip(entries, seqs, strict=True):
-            by_device[entry.device_pk].append(
-                MailboxEntry(
-                    seq,
-                    entry.kind,
-                    entry.message_id,
-                    entry.peer_account,
-                    entry.peer_device,
-                    entry.klass,
-                    entry.olm_type,
-                    entry.payload,
-                    entry.server_ms,
-                )
-            )
+            by_device[entry.device_pk].append(entry.stored_as(seq))
         for device_pk, fresh in by_device.items():
             head = heads.get(device_pk)
             self.hub.offer(device_pk, head.last_seq if head else 0, fresh)
@@ -440,8 +446,12 @@ class MailboxService:
     async def pending(
         self, device_pk: DevicePk, *, after_seq: int = 0, limit: int | None = None
     ) -> list[MailboxEntry]:
-        """Entries waiting for ``device_pk`` after ``after_seq``, oldest first."""
-        limit = min(limit or self.limits.max_fetch_batch, self.limits.max_fetch_batch)
+        """Entries waiting for ``device_pk`` after ``after_seq``, oldest first.
+
+        At most one more than ``limits.max_fetch_batch``, so that a caller paging with the
+        largest page can still tell whether more entries are waiting.
+        """
+        limit = min(limit or self.limits.max_fetch_batch, self.limits.max_fetch_batch + 1)
         async with self.db.read() as conn:
             return await repo.pending_entries(
                 conn, device_pk, after_seq=after_seq, now_ms=self.clock.now_ms(), limit=limit

@@ -271,15 +271,15 @@ class DeviceConnection:
                 )
             try:
                 frame = wire.decode_client_frame(raw)
-            except msgspec.DecodeError as exc:
-                raise TresenError(
-                    ErrorCode.INVALID_PARAMETER, "frame is not valid msgpack", reason=str(exc)
-                ) from None
-            except msgspec.ValidationError as exc:
+            except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
                 raise TresenError(
                     ErrorCode.INVALID_PARAMETER,
                     "frame does not match the protocol",
                     reason=str(exc),
+                ) from None
+            except msgspec.DecodeError as exc:
+                raise TresenError(
+                    ErrorCode.INVALID_PARAMETER, "frame is not valid msgpack", reason=str(exc)
                 ) from None
             if frame.v != wire.PROTOCOL_VERSION:
                 raise TresenError(
@@ -322,4 +322,7 @@ class DeviceConnection:
             if not self._drained:
                 self._drained = True
                 self.push(wire.QueueEmpty())
-            await self._wake.wait()
+            # Woken by this process's commits; the timeout also catches entries that another
+            # relay process stored for this device.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.limits.delivery_poll_s)
