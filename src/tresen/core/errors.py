@@ -14,6 +14,7 @@ __all__ = ["ErrorCode", "TresenError", "http_status_for"]
 
 class ErrorCode(IntEnum):
     # Cloud API codes
+    REQUEST_RATE_LIMITED = 4
     INVALID_PARAMETER = 100
     INVALID_TOKEN = 190
     INTERNAL = 131000
@@ -37,6 +38,7 @@ class ErrorCode(IntEnum):
 
 
 _HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.REQUEST_RATE_LIMITED: 429,
     ErrorCode.INVALID_PARAMETER: 400,
     ErrorCode.INVALID_TOKEN: 401,
     ErrorCode.INTERNAL: 500,

@@ -50,6 +50,8 @@ class Limits(BaseModel):
     code_requests_per_number: int = Field(default=5, ge=1)
     code_requests_per_address: int = Field(default=20, ge=1)
     code_request_window_s: int = Field(default=3600, ge=1)
+    lookups_per_hour: int = Field(default=3600, ge=1, description="phone/account lookups")
+    lookup_burst: int = Field(default=200, ge=1)
 
 
 class Settings(BaseSettings):

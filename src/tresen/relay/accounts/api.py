@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from tresen.core.ids import DeviceId
+from tresen.core.ids import AccountId, DeviceId
 from tresen.relay.http import Authed, Ctx
 
 __all__ = ["router"]
@@ -79,6 +81,31 @@ async def me(principal: Authed, ctx: Ctx) -> MePublic:
     return MePublic(
         account_id=principal.account_id, device_id=principal.device_id, phone=phone or ""
     )
+
+
+class AccountLookup(BaseModel):
+    account_id: str
+    phone: str
+
+
+@router.get("/accounts", response_model=AccountLookup)
+async def lookup_account(
+    principal: Authed,
+    ctx: Ctx,
+    phone: Annotated[str, Query(max_length=64, examples=["+4915112345678"])],
+) -> AccountLookup:
+    """Find the account registered for a phone number."""
+    found = await ctx.accounts.lookup(principal, phone)
+    return AccountLookup(account_id=found.account_id, phone=found.phone)
+
+
+@router.get("/accounts/{account_id}", response_model=AccountLookup)
+async def get_account(
+    account_id: Annotated[str, Path(max_length=32)], principal: Authed, ctx: Ctx
+) -> AccountLookup:
+    """The phone number behind an account id, e.g. of an incoming message's sender."""
+    found = await ctx.accounts.account(principal, AccountId(account_id))
+    return AccountLookup(account_id=found.account_id, phone=found.phone)
 
 
 @router.get("/devices", response_model=list[DevicePublic])

@@ -21,12 +21,13 @@ from tresen.core.ids import (
     new_token,
 )
 from tresen.core.logging import get_logger
+from tresen.core.ratelimit import TokenBuckets
 from tresen.core.settings import Limits
 from tresen.relay.accounts import repo
 from tresen.relay.accounts.phone import normalize_phone
 from tresen.relay.accounts.sms import SmsSender
 
-__all__ = ["AccountService", "Principal", "Registration", "hash_token"]
+__all__ = ["AccountPublic", "AccountService", "Principal", "Registration", "hash_token"]
 
 log = get_logger("tresen.relay.accounts")
 
@@ -40,6 +41,12 @@ class Principal:
     account_id: AccountId
     device_id: DeviceId
     device_pk: DevicePk
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPublic:
+    account_id: AccountId
+    phone: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class AccountService:
         self.clock = clock
         self.limits = limits
         self.sms = sms
+        self._lookups = TokenBuckets(clock, limits.lookups_per_hour / 3600, limits.lookup_burst)
 
     async def request_code(self, raw_phone: str, client_address: str) -> int:
         """Send a one-time code to ``raw_phone``; returns its lifetime in seconds."""
@@ -189,6 +197,35 @@ class AccountService:
                     await repo.delete_device(conn, device.pk)
                     return device.pk
         raise TresenError(ErrorCode.UNKNOWN_DEVICE, "no such device", device_id=device_id)
+
+    async def lookup(self, principal: Principal, raw_phone: str) -> AccountPublic:
+        """The account registered for a phone number, as a contact list would find it."""
+        self._check_lookup_rate(principal)
+        phone = normalize_phone(raw_phone)
+        async with self.db.read() as conn:
+            account_id = await repo.account_by_phone(conn, phone)
+        if account_id is None:
+            raise TresenError(
+                ErrorCode.UNDELIVERABLE, "no account is registered for this number", phone=phone
+            )
+        return AccountPublic(account_id, phone)
+
+    async def account(self, principal: Principal, account_id: AccountId) -> AccountPublic:
+        self._check_lookup_rate(principal)
+        phone = await self.phone_of(account_id)
+        if phone is None:
+            raise TresenError(ErrorCode.UNDELIVERABLE, "no such account", account_id=account_id)
+        return AccountPublic(account_id, phone)
+
+    def _check_lookup_rate(self, principal: Principal) -> None:
+        # Lookups reveal who uses the service; the limit keeps a device from enumerating it.
+        wait_ms = self._lookups.take(principal.device_pk)
+        if wait_ms:
+            raise TresenError(
+                ErrorCode.REQUEST_RATE_LIMITED,
+                "too many account lookups; try again later",
+                retry_after_ms=wait_ms,
+            )
 
     async def phone_of(self, account_id: AccountId) -> str | None:
         async with self.db.read() as conn:

@@ -1,0 +1,44 @@
+"""Finding an account by phone number, and a sender's number by account id."""
+
+from __future__ import annotations
+
+from support import MakeRelay, RunningRelay
+
+from tresen.core.errors import ErrorCode
+
+
+async def test_lookup_by_phone_and_by_account(relay: RunningRelay) -> None:
+    alice = await relay.register()
+    bob = await relay.register("+4915112345678")
+    r = await relay.http.get(
+        "/v1/accounts", params={"phone": "+49 151 1234 5678"}, headers=alice.auth
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"account_id": bob.account_id, "phone": "+4915112345678"}
+    r = await relay.http.get(f"/v1/accounts/{alice.account_id}", headers=bob.auth)
+    assert r.json() == {"account_id": alice.account_id, "phone": alice.phone}
+
+
+async def test_unknown_numbers_and_accounts(relay: RunningRelay) -> None:
+    alice = await relay.register()
+    r = await relay.http.get("/v1/accounts", params={"phone": "+4915199999999"}, headers=alice.auth)
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == ErrorCode.UNDELIVERABLE
+    r = await relay.http.get("/v1/accounts", params={"phone": "nonsense"}, headers=alice.auth)
+    assert r.json()["error"]["code"] == ErrorCode.INVALID_PHONE_NUMBER
+    r = await relay.http.get(f"/v1/accounts/{'0' * 32}", headers=alice.auth)
+    assert r.status_code == 404
+    r = await relay.http.get("/v1/accounts", params={"phone": alice.phone})
+    assert r.status_code == 401
+
+
+async def test_lookups_are_rate_limited_per_device(make_relay: MakeRelay) -> None:
+    async with make_relay(limits={"lookups_per_hour": 1, "lookup_burst": 3}) as relay:
+        alice = await relay.register()
+        for _ in range(3):
+            r = await relay.http.get(f"/v1/accounts/{alice.account_id}", headers=alice.auth)
+            assert r.status_code == 200
+        r = await relay.http.get(f"/v1/accounts/{alice.account_id}", headers=alice.auth)
+        assert r.status_code == 429
+        assert r.json()["error"]["code"] == ErrorCode.REQUEST_RATE_LIMITED
+        assert int(r.headers["Retry-After"]) > 0
