@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from support import (
     PG_URL,
     Backend,
     MakeRelay,
+    RelayProcess,
     RunningRelay,
     drop_schema,
     new_schema_name,
@@ -52,3 +53,13 @@ def make_relay(backend: Backend, tmp_path: Path) -> MakeRelay:
         return serve_relay(backend, tmp_path, **overrides)
 
     return factory
+
+
+@pytest.fixture
+def relay_process(backend: Backend, tmp_path: Path) -> Iterator[RelayProcess]:
+    """A relay in a child process (``python -m tresen relay serve``); call ``start()``."""
+    process = RelayProcess(backend, tmp_path / "relay")
+    try:
+        yield process
+    finally:
+        process.stop()

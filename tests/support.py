@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -265,7 +268,7 @@ def make_key_bundle(
     ``n`` fresh one-time keys and (with ``fallback``) a new fallback key, each signed with the
     account's Ed25519 key in the relay's format; the keys are then marked as published.
     """
-    from tresen.relay.keys.service import fallback_key_message, one_time_key_message
+    from tresen.wire.keys import fallback_key_message, one_time_key_message
 
     def signed(key_id: str, key: Any, message: Callable[[str, str], bytes]) -> dict[str, str]:
         public_key = key.to_base64()
@@ -302,3 +305,119 @@ async def upload_keys(
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+class RelayProcess:
+    """``python -m tresen relay serve`` in a child process."""
+
+    def __init__(self, backend: Backend, tmp_path: Path, **env: str) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.backend = backend
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.sms_file = tmp_path / "sms.jsonl"
+        self.log_file = tmp_path / "relay.log"
+        self.env = {
+            **os.environ,
+            "TRESEN_SMS_SENDER": "file",
+            "TRESEN_SMS_FILE": str(self.sms_file),
+            "TRESEN_DATA_DIR": str(tmp_path / "data"),
+            "TRESEN_DATABASE_URL": backend.url,
+            "TRESEN_LIMITS__CODE_REQUESTS_PER_ADDRESS": "1000",
+            "TRESEN_LIMITS__SEND_RATE_PER_DEVICE": "100000",
+            "TRESEN_LIMITS__SEND_BURST_PER_DEVICE": "100000",
+        }
+        if backend.schema:
+            self.env["TRESEN_DATABASE_SCHEMA"] = backend.schema
+        self.env.update(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tresen", "relay", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            for _ in range(300):
+                if self.process.poll() is not None:
+                    raise RuntimeError(self.log_file.read_text())
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/v1/health")).status_code == 200:
+                        return
+                await asyncio.sleep(0.05)
+        raise RuntimeError("relay did not start:\n" + self.log_file.read_text())
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    async def mailbox_payloads(self) -> list[tuple[int, bytes]]:
+        """(olm type, ciphertext) of every stored envelope, oldest first."""
+        from sqlalchemy import select
+
+        from tresen.relay.schema import mailbox
+
+        rows = await _query(
+            self.backend,
+            select(mailbox.c.olm_type, mailbox.c.payload)
+            .where(mailbox.c.kind == 0)
+            .order_by(mailbox.c.seq),
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def replace_identity_keys(
+        self, account_id: str, device_id: int, curve25519: str, ed25519: str
+    ) -> None:
+        """Swap a device's identity keys in the relay's directory, as an attacker would."""
+        from sqlalchemy import update
+
+        from tresen.relay.schema import devices
+
+        await _query(
+            self.backend,
+            update(devices)
+            .where(devices.c.account_id == account_id, devices.c.device_id == device_id)
+            .values(identity_curve25519=curve25519, identity_ed25519=ed25519),
+        )
+
+    async def raw_socket(self, client: Any) -> websockets.ClientConnection:
+        """A protocol-level connection with the token of ``client`` (to forge frames)."""
+        ws = await websockets.connect(
+            self.url.replace("http", "ws", 1) + "/v1/ws",
+            additional_headers={"Authorization": f"Bearer {client.api.token}"},
+        )
+        await ws.recv()  # hello
+        return ws
+
+
+async def registered_client(
+    relay_url: str, sms_file: Path, data_dir: Path, phone: str, **options: Any
+) -> Any:
+    """A ``tresen.client.Client`` registered (and its keys published) for ``phone``."""
+    from tresen.client import Client
+
+    client = Client.open(data_dir, relay_url, **options)
+    await client.request_code(phone)
+    code = read_last_code(sms_file, phone)
+    assert code is not None
+    await client.register(phone, code)
+    return client
+
+
+async def _query(backend: Backend, statement: Any) -> list[Any]:
+    db = backend.database()
+    try:
+        async with db.write() as conn:
+            result = await conn.execute(statement)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await db.dispose()

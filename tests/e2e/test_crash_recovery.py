@@ -4,82 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
-from support import Backend, Device, RunningRelay, WsClient, free_port, publish_identity
+from support import Device, RelayProcess, RunningRelay, WsClient, publish_identity
 
 from tresen.relay.accounts.sms import read_last_code
 from tresen.wire import relay as wire
 
 pytestmark = pytest.mark.slow
-
-
-class RelayProcess:
-    """``python -m tresen relay serve`` in a child process."""
-
-    def __init__(self, backend: Backend, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.sms_file = tmp_path / "sms.jsonl"
-        self.log_file = tmp_path / "relay.log"
-        self.env = {
-            **os.environ,
-            "TRESEN_SMS_SENDER": "file",
-            "TRESEN_SMS_FILE": str(self.sms_file),
-            "TRESEN_DATA_DIR": str(tmp_path / "data"),
-            "TRESEN_DATABASE_URL": backend.url,
-            "TRESEN_LIMITS__CODE_REQUESTS_PER_ADDRESS": "1000",
-            "TRESEN_LIMITS__SEND_RATE_PER_DEVICE": "100000",
-            "TRESEN_LIMITS__SEND_BURST_PER_DEVICE": "100000",
-        }
-        if backend.schema:
-            self.env["TRESEN_DATABASE_SCHEMA"] = backend.schema
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tresen", "relay", "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            for _ in range(300):
-                if self.process.poll() is not None:
-                    raise RuntimeError(self.log_file.read_text())
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/v1/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError("relay did not start:\n" + self.log_file.read_text())
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def relay_process(backend: Backend, tmp_path: Path) -> Iterator[RelayProcess]:
-    process = RelayProcess(backend, tmp_path)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 async def register(http: httpx.AsyncClient, sms_file: Path, phone: str) -> Device:

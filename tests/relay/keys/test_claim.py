@@ -12,7 +12,7 @@ from support import Device, RunningRelay, upload_keys
 
 from tresen.core.errors import ErrorCode
 from tresen.core.ids import DevicePk
-from tresen.relay.keys.service import one_time_key_message
+from tresen.wire.keys import one_time_key_message
 from tresen.wire.relay import KeysLow, ServerFrame
 
 

@@ -10,7 +10,7 @@ import vodozemac
 from support import Device, RunningRelay, make_key_bundle, upload_keys
 
 from tresen.core.errors import ErrorCode
-from tresen.relay.keys.service import fallback_key_message, one_time_key_message
+from tresen.wire.keys import fallback_key_message, one_time_key_message
 
 
 def error_of(r: httpx.Response) -> dict[str, Any]:

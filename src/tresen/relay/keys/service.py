@@ -47,6 +47,7 @@ from tresen.core.settings import Limits
 from tresen.relay.accounts.service import Principal
 from tresen.relay.keys import repo
 from tresen.relay.keys.repo import DeviceKeys, IdentityKeys, SignedKey
+from tresen.wire.keys import fallback_key_message, one_time_key_message
 
 __all__ = [
     "ClaimedDevice",
@@ -62,19 +63,6 @@ __all__ = [
 ]
 
 log = get_logger("tresen.relay.keys")
-
-ONE_TIME_KEY_PREFIX = b"tresen-otk-v1\x00"
-FALLBACK_KEY_PREFIX = b"tresen-fallback-v1\x00"
-
-
-def one_time_key_message(key_id: str, public_key: str) -> bytes:
-    """The bytes a device signs with its Ed25519 identity key to publish a one-time key."""
-    return ONE_TIME_KEY_PREFIX + key_id.encode() + b"\x00" + public_key.encode()
-
-
-def fallback_key_message(key_id: str, public_key: str) -> bytes:
-    """The bytes a device signs with its Ed25519 identity key to publish its fallback key."""
-    return FALLBACK_KEY_PREFIX + key_id.encode() + b"\x00" + public_key.encode()
 
 
 @dataclass(frozen=True, slots=True)

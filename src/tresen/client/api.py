@@ -1,0 +1,156 @@
+"""The relay's HTTP API as the client sees it (an injectable ``httpx`` transport)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+
+from tresen.crypto.olm import SignedKey
+
+__all__ = ["DirectoryDevice", "RelayApi", "RelayError"]
+
+
+class RelayError(Exception):
+    """A rejection by the relay, with its stable numeric code."""
+
+    def __init__(self, code: int, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class DirectoryDevice:
+    __slots__ = ("curve25519", "device_id", "ed25519", "one_time_key", "registration_id")
+
+    def __init__(
+        self,
+        device_id: int,
+        registration_id: int,
+        curve25519: str,
+        ed25519: str,
+        one_time_key: tuple[SignedKey, bool] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.registration_id = registration_id
+        self.curve25519 = curve25519
+        self.ed25519 = ed25519
+        self.one_time_key = one_time_key
+
+
+def _device(entry: dict[str, Any]) -> DirectoryDevice:
+    key = entry.get("one_time_key")
+    return DirectoryDevice(
+        entry["device_id"],
+        entry["registration_id"],
+        entry["identity_keys"]["curve25519"],
+        entry["identity_keys"]["ed25519"],
+        None
+        if key is None
+        else (SignedKey(key["key_id"], key["public_key"], key["signature"]), key["fallback"]),
+    )
+
+
+class RelayApi:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=timeout_s
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = await self._http.request(method, path, headers=headers, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                raise RelayError(response.status_code, response.text[:200]) from None
+            raise RelayError(error["code"], error["message"], error.get("details"))
+        return None if response.status_code == 204 else response.json()
+
+    # --- registration ------------------------------------------------------------------------
+
+    async def request_code(self, phone: str) -> int:
+        body = await self._call("POST", "/v1/registration/code", json={"phone": phone})
+        return int(body["expires_in_s"])
+
+    async def verify_code(self, phone: str, code: str, device_name: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "POST",
+            "/v1/registration/verify",
+            json={"phone": phone, "code": code, "device_name": device_name},
+        )
+        return body
+
+    async def me(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", "/v1/me")
+        return body
+
+    async def lookup_phone(self, phone: str) -> dict[str, str]:
+        body: dict[str, str] = await self._call("GET", "/v1/accounts", params={"phone": phone})
+        return body
+
+    async def lookup_account(self, account_id: str) -> dict[str, str]:
+        body: dict[str, str] = await self._call("GET", f"/v1/accounts/{account_id}")
+        return body
+
+    # --- keys ------------------------------------------------------------------------------
+
+    async def upload_keys(
+        self,
+        *,
+        identity: tuple[str, str] | None = None,
+        one_time_keys: list[SignedKey] | None = None,
+        fallback_key: SignedKey | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if identity is not None:
+            body["identity_keys"] = {"curve25519": identity[0], "ed25519": identity[1]}
+        if one_time_keys:
+            body["one_time_keys"] = [_key(k) for k in one_time_keys]
+        if fallback_key is not None:
+            body["fallback_key"] = _key(fallback_key)
+        result: dict[str, Any] = await self._call("PUT", "/v1/keys", json=body)
+        return result
+
+    async def directory(self, account_id: str) -> list[DirectoryDevice]:
+        body = await self._call("GET", f"/v1/keys/{account_id}")
+        return [_device(d) for d in body["devices"]]
+
+    async def claim(self, account_id: str, device_ids: list[int]) -> list[DirectoryDevice]:
+        body = await self._call(
+            "POST", f"/v1/keys/{account_id}/claim", json={"device_ids": device_ids}
+        )
+        return [_device(d) for d in body["devices"]]
+
+    # --- mailbox (HTTP fallback) -----------------------------------------------------------
+
+    async def send(self, frame: dict[str, Any]) -> dict[str, Any]:
+        body = dict(frame)
+        body["per_device"] = [
+            {**c, "body": base64.b64encode(c["body"]).decode()} for c in frame["per_device"]
+        ]
+        result: dict[str, Any] = await self._call("POST", "/v1/messages", json=body)
+        return result
+
+    async def receipts(self, message_ids: list[str]) -> int:
+        body = await self._call("POST", "/v1/receipts", json={"message_ids": message_ids})
+        return int(body["routed"])
+
+
+def _key(key: SignedKey) -> dict[str, str]:
+    return {"key_id": key.key_id, "public_key": key.public_key, "signature": key.signature}

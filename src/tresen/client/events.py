@@ -1,0 +1,108 @@
+"""What a ``Client`` tells its application, in the order it happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tresen.client.store import MessageStatus
+from tresen.wire.e2e import Payload, Unsupported
+
+__all__ = [
+    "Connected",
+    "DecryptionFailed",
+    "DeviceAdded",
+    "Disconnected",
+    "Drained",
+    "Event",
+    "IdentityChanged",
+    "KeysReplenished",
+    "MessageEvent",
+    "StatusChanged",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A message in a chat: received from the peer, or sent by another of our devices."""
+
+    message_id: str
+    chat: str
+    outgoing: bool
+    sender: str
+    sender_device: int
+    payload: Payload | Unsupported
+    server_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """An outgoing message was delivered to or read by its recipient."""
+
+    message_id: str
+    chat: str
+    status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChanged:
+    """A known device of a peer now presents other identity keys.
+
+    Sending to that peer stops until the user has compared safety numbers and called
+    ``Client.trust_identity``.
+    """
+
+    account_id: str
+    device_id: int
+    old_ed25519: str
+    new_ed25519: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAdded:
+    account_id: str
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptionFailed:
+    """An envelope that could not be decrypted or decoded; it was rejected and acked."""
+
+    message_id: str
+    sender: str
+    sender_device: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeysReplenished:
+    """New one-time keys were published; the relay now holds ``one_time_keys`` of them."""
+
+    one_time_keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """Everything the relay held for this device when it connected has been processed."""
+
+
+Event = (
+    MessageEvent
+    | StatusChanged
+    | IdentityChanged
+    | DeviceAdded
+    | DecryptionFailed
+    | KeysReplenished
+    | Connected
+    | Disconnected
+    | Drained
+)

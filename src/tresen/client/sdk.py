@@ -1,0 +1,831 @@
+"""``Client``: an end-to-end encrypted Tresen device.
+
+The client owns one device of an account: its Olm identity and sessions, its local store and
+its connection to the relay. It encrypts every message once per recipient device, and
+decrypts, de-duplicates, stores and acknowledges what arrives, reporting it as events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tresen.client.api import RelayApi, RelayError
+from tresen.client.events import (
+    Connected,
+    DecryptionFailed,
+    DeviceAdded,
+    Disconnected,
+    Drained,
+    Event,
+    IdentityChanged,
+    KeysReplenished,
+    MessageEvent,
+    StatusChanged,
+)
+from tresen.client.store import LocalStore, MessageStatus, PeerDevice, StoredMessage, Trust
+from tresen.core.errors import ErrorCode
+from tresen.core.logging import get_logger
+from tresen.crypto import CryptoError
+from tresen.crypto.olm import Ciphertext, DeviceIdentity, OlmSession, verify_signed_key
+from tresen.crypto.safety import Party, safety_number
+from tresen.crypto.secrets import key_from_env, load_or_create_key_file
+from tresen.wire import relay as wire
+from tresen.wire.e2e import (
+    Payload,
+    Reaction,
+    ReadReceipt,
+    ReplyContext,
+    SentTranscript,
+    Text,
+    Unsupported,
+    decode_payload,
+    encode_payload,
+)
+
+__all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "SentMessage"]
+
+log = get_logger("tresen.client")
+
+KEY_ENV = "TRESEN_CLIENT_KEY"
+ONE_TIME_KEYS_TARGET = 50
+RECONNECT_MAX_S = 30.0
+
+
+class NotRegistered(RuntimeError):
+    pass
+
+
+class IdentityNotTrusted(RuntimeError):
+    """Sending to a peer whose identity keys changed waits for ``Client.trust_identity``."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            f"the identity keys of {account_id} changed; compare safety numbers, then trust"
+        )
+        self.account_id = account_id
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    message_id: str
+    client_msg_id: str
+    chat: str
+    server_ms: int
+    duplicate: bool
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Client:
+    """One device of a Tresen account. Create with :meth:`open`."""
+
+    def __init__(
+        self,
+        store: LocalStore,
+        key: bytes,
+        relay_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        directory_max_age_s: float = 60.0,
+    ) -> None:
+        self.store = store
+        self._key = key
+        self.relay_url = relay_url.rstrip("/")
+        self.api = RelayApi(self.relay_url, transport=transport)
+        self.directory_max_age_s = directory_max_age_s
+        self.account_id: str | None = None
+        self.device_id: int | None = None
+        self.phone: str | None = None
+        self._identity: DeviceIdentity | None = None
+        self._sessions: dict[tuple[str, int], list[OlmSession]] = {}
+        self._directory_checked: dict[str, float] = {}
+        self._peer_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._pending: dict[str, asyncio.Future[wire.Accepted]] = {}
+        self._ws: ClientConnection | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._drained = asyncio.Event()
+        self._load()
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        relay_url: str | None = None,
+        *,
+        key: bytes | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        directory_max_age_s: float = 60.0,
+    ) -> Client:
+        """Open (or create) the client whose state lives in ``data_dir``.
+
+        The 32-byte storage key comes from ``key``, else ``TRESEN_CLIENT_KEY``, else the file
+        ``data_dir/key`` (created with mode 0600).
+        """
+        if key is None:
+            from_env = os.environ.get(KEY_ENV)
+            key = key_from_env(from_env) if from_env else load_or_create_key_file(data_dir / "key")
+        store = LocalStore(data_dir / "client.db", key)
+        stored_url = store.get_meta("relay_url")
+        if relay_url is None:
+            if stored_url is None:
+                store.close()
+                raise NotRegistered(f"no relay URL known for {data_dir}; pass one")
+            relay_url = stored_url.decode()
+        store.set_meta("relay_url", relay_url.encode())
+        return cls(
+            store, key, relay_url, transport=transport, directory_max_age_s=directory_max_age_s
+        )
+
+    def _load(self) -> None:
+        account = self.store.get_meta("account_id")
+        if account is None:
+            return
+        self.account_id = account.decode()
+        self.device_id = int((self.store.get_meta("device_id") or b"0").decode())
+        self.phone = (self.store.get_meta("phone") or b"").decode() or None
+        token = self.store.get_secret("token")
+        self.api.token = None if token is None else token.decode()
+        pickle = self.store.get_meta("identity")
+        if pickle is not None:
+            self._identity = DeviceIdentity.from_pickle(pickle.decode(), self._key)
+
+    @property
+    def registered(self) -> bool:
+        return self.account_id is not None and self._identity is not None
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._ws is not None:
+            await self._ws.close()
+        await self.api.close()
+        self.store.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # --- registration ------------------------------------------------------------------------
+
+    async def request_code(self, phone: str) -> int:
+        """Ask the relay to send a registration code to ``phone``; returns its lifetime."""
+        return await self.api.request_code(phone)
+
+    async def register(self, phone: str, code: str, device_name: str = "") -> None:
+        """Verify ``code``, become a device of the account and publish this device's keys.
+
+        A number that already has an account gets a new device of that same account (linking
+        a second device); earlier history stays on the other devices.
+        """
+        result = await self.api.verify_code(phone, code, device_name)
+        identity = DeviceIdentity.create()
+        with self.store.transaction():
+            self.store.set_meta("account_id", result["account_id"].encode())
+            self.store.set_meta("device_id", str(result["device_id"]).encode())
+            self.store.set_secret("token", result["token"].encode())
+            self.store.set_meta("identity", identity.pickle(self._key).encode())
+        self.account_id = result["account_id"]
+        self.device_id = int(result["device_id"])
+        self.api.token = result["token"]
+        self._identity = identity
+        me = await self.api.me()
+        self.phone = me["phone"]
+        self.store.set_meta("phone", me["phone"].encode())
+        await self._publish_keys(identity_keys=True, fallback=True)
+
+    def _require_identity(self) -> DeviceIdentity:
+        if self._identity is None or self.account_id is None:
+            raise NotRegistered("register this client first")
+        return self._identity
+
+    async def _publish_keys(self, *, identity_keys: bool = False, fallback: bool = False) -> int:
+        identity = self._require_identity()
+        count = (
+            await self.api.upload_keys(
+                identity=(identity.curve25519, identity.ed25519) if identity_keys else None
+            )
+        )["one_time_keys"]
+        return await self._replenish(count, fallback=fallback)
+
+    async def _replenish(self, stored: int, *, fallback: bool = False) -> int:
+        """Top the relay's stock of this device's one-time keys back up."""
+        identity = self._require_identity()
+        missing = ONE_TIME_KEYS_TARGET - stored
+        keys = identity.generate_one_time_keys(missing) if missing > 0 else []
+        fallback_key = identity.generate_fallback_key() if fallback else None
+        if not keys and fallback_key is None:
+            return stored
+        result = await self.api.upload_keys(one_time_keys=keys, fallback_key=fallback_key)
+        identity.mark_published()
+        self._save_identity()
+        log.debug("one-time keys published", count=len(keys))
+        return int(result["one_time_keys"])
+
+    def _save_identity(self) -> None:
+        identity = self._require_identity()
+        self.store.set_meta("identity", identity.pickle(self._key).encode())
+
+    # --- peers, directory and trust ----------------------------------------------------------
+
+    async def resolve(self, peer: str) -> str:
+        """The account id of a phone number (``+49…``) or of an account id."""
+        if not peer.startswith("+"):
+            return peer
+        known = self.store.account_for_phone(peer)
+        if known is not None:
+            return known
+        found = await self.api.lookup_phone(peer)
+        known = self.store.account_for_phone(found["phone"])
+        if known is None:
+            self.store.remember_peer(found["account_id"], found["phone"], _now_ms())
+        return found["account_id"]
+
+    async def phone_of(self, account_id: str) -> str | None:
+        phone = self.store.peer_phone(account_id)
+        if phone is None:
+            with contextlib.suppress(RelayError):
+                found = await self.api.lookup_account(account_id)
+                phone = found["phone"]
+                self.store.remember_peer(account_id, phone, _now_ms())
+        return phone
+
+    async def _devices_of(self, account_id: str, *, refresh: bool = False) -> list[PeerDevice]:
+        """The peer's devices that receive our messages, checked against what we pinned.
+
+        A known device presenting other identity keys marks the peer as changed and emits
+        ``IdentityChanged``; new devices are pinned on first sight.
+        """
+        checked = self._directory_checked.get(account_id)
+        known = self.store.peer_devices(account_id)
+        fresh = checked is not None and time.monotonic() - checked < self.directory_max_age_s
+        if known and fresh and not refresh:
+            return self._recipients(account_id, known)
+        listed = await self.api.directory(account_id)
+        now = _now_ms()
+        with self.store.transaction():
+            for device in listed:
+                pinned = known.get(device.device_id)
+                current = PeerDevice(
+                    account_id,
+                    device.device_id,
+                    device.registration_id,
+                    device.curve25519,
+                    device.ed25519,
+                )
+                if pinned is None:
+                    self.store.put_peer_device(current, now)
+                    if known:
+                        self._emit(DeviceAdded(account_id, device.device_id))
+                elif (pinned.curve25519, pinned.ed25519) != (device.curve25519, device.ed25519):
+                    if self.store.trust(account_id) is not Trust.CHANGED:
+                        self.store.set_trust(account_id, Trust.CHANGED, now)
+                        log.warning(
+                            "identity keys of a peer device changed",
+                            account_id=account_id,
+                            device_id=device.device_id,
+                        )
+                        self._emit(
+                            IdentityChanged(
+                                account_id, device.device_id, pinned.ed25519, device.ed25519
+                            )
+                        )
+                elif pinned.registration_id != device.registration_id:
+                    self.store.put_peer_device(current, now)
+            listed_ids = {d.device_id for d in listed}
+            for device_id in set(known) - listed_ids:
+                self.store.forget_peer_device(account_id, device_id)
+                self._sessions.pop((account_id, device_id), None)
+        self._directory_checked[account_id] = time.monotonic()
+        return self._recipients(account_id, self.store.peer_devices(account_id))
+
+    def _recipients(self, account_id: str, devices: dict[int, PeerDevice]) -> list[PeerDevice]:
+        if account_id == self.account_id:
+            return [d for d in devices.values() if d.device_id != self.device_id]
+        return list(devices.values())
+
+    def trust_of(self, account_id: str) -> Trust:
+        return self.store.trust(account_id)
+
+    async def trust_identity(self, account_id: str) -> None:
+        """Accept a peer's current identity keys after comparing safety numbers."""
+        listed = await self.api.directory(account_id)
+        now = _now_ms()
+        with self.store.transaction():
+            for device in listed:
+                pinned = self.store.peer_devices(account_id).get(device.device_id)
+                if pinned is not None and (pinned.curve25519, pinned.ed25519) != (
+                    device.curve25519,
+                    device.ed25519,
+                ):
+                    # Sessions with the old keys must not be used again.
+                    self.store.drop_sessions(account_id, device.device_id)
+                    self._sessions.pop((account_id, device.device_id), None)
+                self.store.put_peer_device(
+                    PeerDevice(
+                        account_id,
+                        device.device_id,
+                        device.registration_id,
+                        device.curve25519,
+                        device.ed25519,
+                    ),
+                    now,
+                )
+            self.store.set_trust(account_id, Trust.TRUSTED, now)
+        self._directory_checked[account_id] = time.monotonic()
+
+    async def safety_number(self, peer: str) -> str:
+        """60 digits both people see alike when no one is in between.
+
+        Computed from the keys the relay presents now, so that a swapped key shows up as a
+        difference when the two people compare, even before anyone trusted it.
+        """
+        identity = self._require_identity()
+        account_id = await self.resolve(peer)
+        await self._devices_of(account_id, refresh=True)
+        mine = {d.ed25519 for d in await self.api.directory(self._require_account())}
+        mine.add(identity.ed25519)
+        theirs = {d.ed25519 for d in await self.api.directory(account_id)}
+        their_phone = await self.phone_of(account_id)
+        return safety_number(
+            Party(self.phone or "", sorted(mine)), Party(their_phone or "", sorted(theirs))
+        )
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    def _session_list(self, account_id: str, device_id: int) -> list[OlmSession]:
+        key = (account_id, device_id)
+        if key not in self._sessions:
+            self._sessions[key] = [
+                OlmSession.from_pickle(pickle, self._key)
+                for _, pickle in self.store.sessions(account_id, device_id)
+            ]
+        return self._sessions[key]
+
+    def _keep_session(self, account_id: str, device_id: int, session: OlmSession) -> None:
+        """Make ``session`` the one used next for that device, and store its new state."""
+        self._promote(account_id, device_id, session)
+        self._store_session(account_id, device_id, session)
+
+    def _promote(self, account_id: str, device_id: int, session: OlmSession) -> None:
+        sessions = self._session_list(account_id, device_id)
+        if session in sessions:
+            sessions.remove(session)
+        sessions.insert(0, session)
+
+    def _store_session(self, account_id: str, device_id: int, session: OlmSession) -> None:
+        self.store.put_session(
+            account_id, device_id, session.session_id, session.pickle(self._key), _now_ms()
+        )
+
+    async def _ensure_sessions(self, account_id: str, devices: list[PeerDevice]) -> None:
+        identity = self._require_identity()
+        without = [d for d in devices if not self._session_list(account_id, d.device_id)]
+        if not without:
+            return
+        claimed = await self.api.claim(account_id, [d.device_id for d in without])
+        pinned = {d.device_id: d for d in devices}
+        for device in claimed:
+            expected = pinned.get(device.device_id)
+            if device.one_time_key is None or expected is None:
+                continue
+            key, is_fallback = device.one_time_key
+            # The key must be signed by the identity we pinned, not merely by whoever answers.
+            verify_signed_key(expected.ed25519, key, fallback=is_fallback)
+            session = identity.create_outbound_session(expected.curve25519, key.public_key)
+            self._keep_session(account_id, device.device_id, session)
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def send_text(
+        self, to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False
+    ) -> SentMessage:
+        context = None if reply_to is None else ReplyContext(message_id=reply_to)
+        return await self.send(to, Text(text=text, preview_url=preview_url, context=context))
+
+    async def react(self, to: str, message_id: str, emoji: str) -> SentMessage:
+        return await self.send(to, Reaction(message_id=message_id, emoji=emoji))
+
+    async def send(self, to: str, payload: Payload) -> SentMessage:
+        """Encrypt ``payload`` for every device of ``to`` (phone or account id) and send it.
+
+        The message is stored locally as sent, and a transcript goes to this account's other
+        devices, so that every device shows the conversation.
+        """
+        self._require_identity()
+        account_id = await self.resolve(to)
+        if self.store.trust(account_id) is Trust.CHANGED:
+            raise IdentityNotTrusted(account_id)
+        inner = encode_payload(payload)
+        client_msg_id = secrets.token_hex(16)
+        accepted = await self._deliver(account_id, inner, client_msg_id, wire.MessageClass.SESSION)
+        assert accepted is not None
+        assert self.account_id is not None
+        assert self.device_id is not None
+        self.store.put_message(
+            StoredMessage(
+                message_id=accepted.message_id,
+                chat=account_id,
+                outgoing=True,
+                sender_account=self.account_id,
+                sender_device=self.device_id,
+                client_msg_id=client_msg_id,
+                payload=inner,
+                status=MessageStatus.SENT,
+                server_ms=accepted.server_ms,
+                error=None,
+            )
+        )
+        transcript = SentTranscript(
+            to=account_id,
+            message_id=accepted.message_id,
+            client_msg_id=client_msg_id,
+            server_ms=accepted.server_ms,
+            payload=inner,
+        )
+        await self._deliver(
+            self.account_id,
+            encode_payload(transcript),
+            secrets.token_hex(16),
+            wire.MessageClass.SYSTEM,
+        )
+        return SentMessage(
+            accepted.message_id, client_msg_id, account_id, accepted.server_ms, accepted.duplicate
+        )
+
+    async def _deliver(
+        self, account_id: str, plaintext: bytes, client_msg_id: str, klass: wire.MessageClass
+    ) -> wire.Accepted | None:
+        """Encrypt for each device and send; one retry after the device list changed."""
+        for attempt in range(2):
+            async with self._peer_locks[account_id]:
+                devices = await self._devices_of(account_id, refresh=attempt > 0)
+                if account_id != self.account_id and self.store.trust(account_id) is Trust.CHANGED:
+                    raise IdentityNotTrusted(account_id)
+                if not devices:
+                    if account_id == self.account_id:
+                        return None  # no other devices of our own to keep in sync
+                    raise RelayError(ErrorCode.UNDELIVERABLE, "the recipient has no devices", {})
+                await self._ensure_sessions(account_id, devices)
+                copies = []
+                for device in devices:
+                    sessions = self._session_list(account_id, device.device_id)
+                    if not sessions:
+                        continue  # no key could be claimed; the relay names it as missing
+                    session = sessions[0]
+                    ciphertext = session.encrypt(plaintext)
+                    self._keep_session(account_id, device.device_id, session)
+                    copies.append(
+                        wire.DeviceCiphertext(
+                            device_id=device.device_id,
+                            type=ciphertext.type,
+                            body=ciphertext.body,
+                            registration_id=device.registration_id,
+                        )
+                    )
+            frame = wire.Send(
+                client_msg_id=client_msg_id, to=account_id, klass=klass, per_device=copies
+            )
+            try:
+                return await self._submit(frame)
+            except RelayError as exc:
+                if exc.code != ErrorCode.DEVICE_MISMATCH or attempt:
+                    raise
+                for device_id in [*exc.details.get("extra", []), *exc.details.get("stale", [])]:
+                    self.store.drop_sessions(account_id, device_id)
+                    self._sessions.pop((account_id, device_id), None)
+        raise AssertionError("unreachable")
+
+    async def _submit(self, frame: wire.Send) -> wire.Accepted:
+        """Send over the live connection when there is one, else over HTTP.
+
+        Both are idempotent on the client message id, so a send that was cut off can be
+        repeated over the other path without being stored twice.
+        """
+        ws = self._ws
+        if ws is not None:
+            future: asyncio.Future[wire.Accepted] = asyncio.get_running_loop().create_future()
+            self._pending[frame.client_msg_id] = future
+            try:
+                await ws.send(wire.encode(frame))
+                return await asyncio.wait_for(asyncio.shield(future), 30)
+            except (websockets.ConnectionClosed, TimeoutError):
+                pass  # fall through to HTTP with the same client message id
+            finally:
+                self._pending.pop(frame.client_msg_id, None)
+        body: dict[str, Any] = {
+            "client_msg_id": frame.client_msg_id,
+            "to": frame.to,
+            "class": frame.klass.name.lower(),
+            "per_device": [
+                {
+                    "device_id": c.device_id,
+                    "type": c.type,
+                    "body": c.body,
+                    "registration_id": c.registration_id,
+                }
+                for c in frame.per_device
+            ],
+        }
+        result = await self.api.send(body)
+        return wire.Accepted(
+            client_msg_id=result["client_msg_id"],
+            message_id=result["message_id"],
+            server_ms=result["server_ms"],
+            duplicate=result["duplicate"],
+        )
+
+    async def mark_read(self, chat: str, message_ids: list[str] | None = None) -> int:
+        """Mark received messages of ``chat`` read: the sender sees it, and so do our devices."""
+        account_id = await self.resolve(chat)
+        if message_ids is None:
+            message_ids = [
+                m.message_id
+                for m in self.store.messages(account_id)
+                if not m.outgoing and m.status is MessageStatus.RECEIVED
+            ]
+        fresh = self.store.mark_seen(message_ids)
+        if not fresh:
+            return 0
+        for start in range(0, len(fresh), 256):
+            chunk = fresh[start : start + 256]
+            await self.api.receipts(chunk)
+            await self._deliver(
+                self._require_account(),
+                encode_payload(ReadReceipt(message_ids=chunk)),
+                secrets.token_hex(16),
+                wire.MessageClass.SYSTEM,
+            )
+        return len(fresh)
+
+    def _require_account(self) -> str:
+        if self.account_id is None:
+            raise NotRegistered("register this client first")
+        return self.account_id
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and keep receiving (reconnecting with backoff) until :meth:`close`."""
+        self._require_identity()
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._receive_forever())
+
+    async def events(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self._events.get()
+
+    async def next_event(self, within_s: float | None = None) -> Event:
+        return await asyncio.wait_for(self._events.get(), within_s)
+
+    async def wait_drained(self, within_s: float = 30) -> None:
+        """Wait until the backlog the relay held at connection time is processed."""
+        await asyncio.wait_for(self._drained.wait(), within_s)
+
+    def _emit(self, event: Event) -> None:
+        self._events.put_nowait(event)
+
+    async def _receive_forever(self) -> None:
+        backoff = 0.5
+        ws_url = self.relay_url.replace("http", "ws", 1) + "/v1/ws"
+        while not self._closing:
+            reason = "closed"
+            try:
+                async with websockets.connect(
+                    ws_url,
+                    additional_headers={"Authorization": f"Bearer {self.api.token}"},
+                    compression=None,
+                    max_size=None,
+                ) as ws:
+                    self._ws = ws
+                    backoff = 0.5
+                    self._emit(Connected())
+                    async for raw in ws:
+                        if isinstance(raw, bytes):
+                            await self._on_frame(ws, raw)
+                    reason = f"closed by relay ({ws.close_code})"
+                    if ws.close_code in (4401, 4409, 1008):
+                        self._closing = True  # replaced, removed or logged out: stop
+            except (OSError, websockets.WebSocketException) as exc:
+                reason = type(exc).__name__
+            finally:
+                self._ws = None
+                self._drained.clear()
+                for future in self._pending.values():
+                    if not future.done():
+                        future.set_exception(websockets.ConnectionClosed(None, None))
+            self._emit(Disconnected(reason))
+            if self._closing:
+                return
+            await asyncio.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
+            backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _on_frame(self, ws: ClientConnection, raw: bytes) -> None:
+        frame = wire.decode_server_frame(raw)
+        if isinstance(frame, wire.MessageFrame):
+            await self._on_message(frame)
+            await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
+        elif isinstance(frame, wire.Delivered | wire.Read):
+            status = (
+                MessageStatus.DELIVERED if isinstance(frame, wire.Delivered) else MessageStatus.READ
+            )
+            if self.store.advance_status(frame.message_id, status):
+                stored = self.store.message(frame.message_id)
+                self._emit(StatusChanged(frame.message_id, stored.chat if stored else "", status))
+            await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
+        elif isinstance(frame, wire.Accepted):
+            future = self._pending.get(frame.client_msg_id)
+            if future is not None and not future.done():
+                future.set_result(frame)
+        elif isinstance(frame, wire.ErrorFrame):
+            future = self._pending.get(frame.client_msg_id or "")
+            if future is not None and not future.done():
+                future.set_exception(RelayError(frame.code, frame.message, frame.details))
+            else:
+                log.warning("relay error", code=frame.code, message=frame.message)
+        elif isinstance(frame, wire.Hello | wire.KeysLow):
+            if frame.one_time_keys < ONE_TIME_KEYS_TARGET // 5:
+                asyncio.get_running_loop().create_task(self._replenish_quietly(frame.one_time_keys))
+        elif isinstance(frame, wire.QueueEmpty):
+            self._drained.set()
+            self._emit(Drained())
+
+    async def _replenish_quietly(self, stored: int) -> None:
+        try:
+            self._emit(KeysReplenished(await self._replenish(stored)))
+        except (RelayError, httpx.HTTPError) as exc:
+            log.warning("replenishing one-time keys failed", error=str(exc))
+
+    async def _on_message(self, frame: wire.MessageFrame) -> None:
+        if self.store.has_message(frame.message_id):
+            return  # a redelivery: already stored, only the ack was lost
+        try:
+            plaintext, session, inbound = await self._decrypt(frame)
+        except CryptoError as exc:
+            with self.store.transaction():
+                self._reject(frame, str(exc) or type(exc).__name__)
+            return
+        # The new session state, the used-up one-time key and the message land together: a
+        # crash before the ack then redelivers a message we already hold, never one whose
+        # keys are gone.
+        with self.store.transaction():
+            self._store_session(frame.sender, frame.sender_device, session)
+            if inbound:
+                self._save_identity()
+            try:
+                payload = decode_payload(plaintext)
+            except ValueError as exc:
+                self._reject(frame, f"undecodable payload: {exc}")
+                return
+            self._accept(frame, payload, plaintext)
+
+    async def _decrypt(self, frame: wire.MessageFrame) -> tuple[bytes, OlmSession, bool]:
+        """Plaintext, the session that decrypted it, and whether that session is new."""
+        identity = self._require_identity()
+        message = Ciphertext(frame.type, frame.body)
+        sender, device_id = frame.sender, frame.sender_device
+        for session in self._session_list(sender, device_id):
+            if message.type == 0 and not session.matches(message):
+                continue
+            try:
+                plaintext = session.decrypt(message)
+            except CryptoError:
+                continue
+            self._promote(sender, device_id, session)
+            return plaintext, session, False
+        if message.type != 0:
+            raise CryptoError("no session can decrypt this message")
+        device = self.store.peer_devices(sender).get(device_id)
+        if device is None:
+            await self._devices_of(sender, refresh=True)
+            device = self.store.peer_devices(sender).get(device_id)
+            if device is None:
+                raise CryptoError("the sending device is not in the relay's directory")
+        session, plaintext = identity.create_inbound_session(device.curve25519, message)
+        self._promote(sender, device_id, session)
+        return plaintext, session, True
+
+    def _reject(self, frame: wire.MessageFrame, reason: str) -> None:
+        log.warning(
+            "message rejected",
+            message_id=frame.message_id,
+            sender=frame.sender,
+            sender_device=frame.sender_device,
+            reason=reason,
+        )
+        self.store.put_message(
+            StoredMessage(
+                message_id=frame.message_id,
+                chat=frame.sender,
+                outgoing=False,
+                sender_account=frame.sender,
+                sender_device=frame.sender_device,
+                client_msg_id=None,
+                payload=None,
+                status=MessageStatus.FAILED,
+                server_ms=frame.server_ms,
+                error=reason,
+            )
+        )
+        self._emit(DecryptionFailed(frame.message_id, frame.sender, frame.sender_device, reason))
+
+    def _accept(self, frame: wire.MessageFrame, payload: Payload | Unsupported, raw: bytes) -> None:
+        own = frame.sender == self.account_id
+        if own and isinstance(payload, SentTranscript):
+            inner = decode_payload(payload.payload)
+            self.store.put_message(
+                StoredMessage(
+                    message_id=payload.message_id,
+                    chat=payload.to,
+                    outgoing=True,
+                    sender_account=frame.sender,
+                    sender_device=frame.sender_device,
+                    client_msg_id=payload.client_msg_id,
+                    payload=payload.payload,
+                    status=MessageStatus.SENT,
+                    server_ms=payload.server_ms,
+                    error=None,
+                )
+            )
+            self._mark_handled(frame)
+            self._emit(
+                MessageEvent(
+                    payload.message_id,
+                    payload.to,
+                    True,
+                    frame.sender,
+                    frame.sender_device,
+                    inner,
+                    payload.server_ms,
+                )
+            )
+            return
+        if own and isinstance(payload, ReadReceipt):
+            self.store.mark_seen(list(payload.message_ids))
+            self._mark_handled(frame)
+            return
+        self.store.put_message(
+            StoredMessage(
+                message_id=frame.message_id,
+                chat=frame.sender,
+                outgoing=False,
+                sender_account=frame.sender,
+                sender_device=frame.sender_device,
+                client_msg_id=None,
+                payload=raw,
+                status=MessageStatus.RECEIVED,
+                server_ms=frame.server_ms,
+                error=None,
+            )
+        )
+        self._emit(
+            MessageEvent(
+                frame.message_id,
+                frame.sender,
+                False,
+                frame.sender,
+                frame.sender_device,
+                payload,
+                frame.server_ms,
+            )
+        )
+
+    def _mark_handled(self, frame: wire.MessageFrame) -> None:
+        """Remember a relay message that carried no chat message of its own (de-duplication)."""
+        self.store.put_message(
+            StoredMessage(
+                message_id=frame.message_id,
+                chat="",
+                outgoing=False,
+                sender_account=frame.sender,
+                sender_device=frame.sender_device,
+                client_msg_id=None,
+                payload=None,
+                status=MessageStatus.SEEN,
+                server_ms=frame.server_ms,
+                error=None,
+            )
+        )

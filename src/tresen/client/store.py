@@ -1,0 +1,354 @@
+"""The client's local SQLite store.
+
+Everything secret is encrypted with the client's 32-byte key before it is written: the device
+token and message payloads are sealed (AES-256-GCM), Olm account and session state are
+vodozemac pickles encrypted with the same key. The database file alone reveals who talked to
+whom and when, never what was said.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from tresen.crypto.secrets import seal, unseal
+
+__all__ = [
+    "ChatSummary",
+    "LocalStore",
+    "MessageStatus",
+    "PeerDevice",
+    "StoredMessage",
+    "Trust",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (
+    account_id TEXT PRIMARY KEY,
+    phone TEXT,
+    trust TEXT NOT NULL DEFAULT 'trusted',
+    updated_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS peer_devices (
+    account_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    registration_id INTEGER NOT NULL,
+    curve25519 TEXT NOT NULL,
+    ed25519 TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, device_id)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    pickle TEXT NOT NULL,
+    last_used_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_sessions_peer ON sessions (account_id, device_id, last_used_ms);
+CREATE TABLE IF NOT EXISTS messages (
+    message_id TEXT PRIMARY KEY,
+    chat TEXT NOT NULL,
+    outgoing INTEGER NOT NULL,
+    sender_account TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    client_msg_id TEXT,
+    payload BLOB,
+    status TEXT NOT NULL,
+    server_ms INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_messages_chat ON messages (chat, server_ms);
+"""
+
+
+class Trust(StrEnum):
+    TRUSTED = "trusted"
+    CHANGED = "changed"  # a known device's identity key changed; sending waits for the user
+
+
+class MessageStatus(StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    RECEIVED = "received"
+    SEEN = "seen"  # received and read by this user
+    FAILED = "failed"  # could not be decrypted or decoded
+
+
+_RANK = {MessageStatus.SENT: 0, MessageStatus.DELIVERED: 1, MessageStatus.READ: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDevice:
+    account_id: str
+    device_id: int
+    registration_id: int
+    curve25519: str
+    ed25519: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    message_id: str
+    chat: str
+    outgoing: bool
+    sender_account: str
+    sender_device: int
+    client_msg_id: str | None
+    payload: bytes | None
+    status: MessageStatus
+    server_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSummary:
+    account_id: str
+    phone: str | None
+    last_ms: int
+    unread: int
+
+
+class LocalStore:
+    """One SQLite file per client; all calls are short and run on the caller's thread."""
+
+    def __init__(self, path: Path, key: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = key
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes that must land together (e.g. a message and its session state)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, k: str) -> bytes | None:
+        row = self._db.execute("SELECT v FROM meta WHERE k = ?", (k,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, k: str, v: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
+
+    def get_secret(self, k: str) -> bytes | None:
+        sealed = self.get_meta(k)
+        return None if sealed is None else unseal(self._key, sealed, context=k.encode())
+
+    def set_secret(self, k: str, v: bytes) -> None:
+        self.set_meta(k, seal(self._key, v, context=k.encode()))
+
+    # --- peers -----------------------------------------------------------------------------
+
+    def peer_phone(self, account_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT phone FROM peers WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def account_for_phone(self, phone: str) -> str | None:
+        row = self._db.execute("SELECT account_id FROM peers WHERE phone = ?", (phone,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def remember_peer(self, account_id: str, phone: str | None, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO peers (account_id, phone, updated_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (account_id) DO UPDATE SET phone = coalesce(excluded.phone, phone)",
+            (account_id, phone, now_ms),
+        )
+
+    def trust(self, account_id: str) -> Trust:
+        row = self._db.execute(
+            "SELECT trust FROM peers WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        return Trust.TRUSTED if row is None else Trust(row[0])
+
+    def set_trust(self, account_id: str, trust: Trust, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO peers (account_id, trust, updated_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (account_id) DO UPDATE SET trust = excluded.trust, "
+            "updated_ms = excluded.updated_ms",
+            (account_id, str(trust), now_ms),
+        )
+
+    def peer_devices(self, account_id: str) -> dict[int, PeerDevice]:
+        rows = self._db.execute(
+            "SELECT account_id, device_id, registration_id, curve25519, ed25519 "
+            "FROM peer_devices WHERE account_id = ?",
+            (account_id,),
+        )
+        return {r[1]: PeerDevice(*r) for r in rows}
+
+    def put_peer_device(self, device: PeerDevice, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO peer_devices (account_id, device_id, registration_id, curve25519, "
+            "ed25519, first_seen_ms) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (account_id, device_id) DO UPDATE SET "
+            "registration_id = excluded.registration_id, curve25519 = excluded.curve25519, "
+            "ed25519 = excluded.ed25519",
+            (
+                device.account_id,
+                device.device_id,
+                device.registration_id,
+                device.curve25519,
+                device.ed25519,
+                now_ms,
+            ),
+        )
+
+    def forget_peer_device(self, account_id: str, device_id: int) -> None:
+        self._db.execute(
+            "DELETE FROM peer_devices WHERE account_id = ? AND device_id = ?",
+            (account_id, device_id),
+        )
+        self._db.execute(
+            "DELETE FROM sessions WHERE account_id = ? AND device_id = ?", (account_id, device_id)
+        )
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def sessions(self, account_id: str, device_id: int) -> list[tuple[str, str]]:
+        """(session_id, pickle) of a peer device, most recently used first."""
+        rows = self._db.execute(
+            "SELECT session_id, pickle FROM sessions WHERE account_id = ? AND device_id = ? "
+            "ORDER BY last_used_ms DESC",
+            (account_id, device_id),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def put_session(
+        self, account_id: str, device_id: int, session_id: str, pickle: str, now_ms: int
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO sessions (session_id, account_id, device_id, pickle, "
+            "last_used_ms) VALUES (?, ?, ?, ?, ?)",
+            (session_id, account_id, device_id, pickle, now_ms),
+        )
+
+    def drop_sessions(self, account_id: str, device_id: int) -> None:
+        self._db.execute(
+            "DELETE FROM sessions WHERE account_id = ? AND device_id = ?", (account_id, device_id)
+        )
+
+    # --- messages --------------------------------------------------------------------------
+
+    def has_message(self, message_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM messages WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return row is not None
+
+    def put_message(self, message: StoredMessage) -> None:
+        payload = (
+            None
+            if message.payload is None
+            else seal(self._key, message.payload, context=message.message_id.encode())
+        )
+        self._db.execute(
+            "INSERT OR IGNORE INTO messages (message_id, chat, outgoing, sender_account, "
+            "sender_device, client_msg_id, payload, status, server_ms, error) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.message_id,
+                message.chat,
+                int(message.outgoing),
+                message.sender_account,
+                message.sender_device,
+                message.client_msg_id,
+                payload,
+                str(message.status),
+                message.server_ms,
+                message.error,
+            ),
+        )
+
+    def advance_status(self, message_id: str, status: MessageStatus) -> bool:
+        """Move an outgoing message forward (sent → delivered → read), never back."""
+        row = self._db.execute(
+            "SELECT status FROM messages WHERE message_id = ? AND outgoing = 1", (message_id,)
+        ).fetchone()
+        if row is None or _RANK.get(MessageStatus(row[0]), -1) >= _RANK[status]:
+            return False
+        self._db.execute(
+            "UPDATE messages SET status = ? WHERE message_id = ?", (str(status), message_id)
+        )
+        return True
+
+    def mark_seen(self, message_ids: list[str]) -> list[str]:
+        """Incoming messages that were not yet seen, now marked seen."""
+        fresh = []
+        for message_id in message_ids:
+            cursor = self._db.execute(
+                "UPDATE messages SET status = 'seen' WHERE message_id = ? AND status = 'received'",
+                (message_id,),
+            )
+            if cursor.rowcount:
+                fresh.append(message_id)
+        return fresh
+
+    def messages(self, chat: str, limit: int = 200) -> list[StoredMessage]:
+        rows = self._db.execute(
+            "SELECT message_id, chat, outgoing, sender_account, sender_device, client_msg_id, "
+            "payload, status, server_ms, error FROM messages WHERE chat = ? "
+            "ORDER BY server_ms DESC, rowid DESC LIMIT ?",
+            (chat, limit),
+        ).fetchall()
+        return [self._message(r) for r in reversed(rows)]
+
+    def message(self, message_id: str) -> StoredMessage | None:
+        row = self._db.execute(
+            "SELECT message_id, chat, outgoing, sender_account, sender_device, client_msg_id, "
+            "payload, status, server_ms, error FROM messages WHERE message_id = ?",
+            (message_id,),
+        ).fetchone()
+        return None if row is None else self._message(row)
+
+    def _message(self, r: Any) -> StoredMessage:
+        message_id = str(r[0])
+        sealed = r[6]
+        payload = (
+            None
+            if sealed is None
+            else unseal(self._key, bytes(sealed), context=message_id.encode())
+        )
+        return StoredMessage(
+            message_id=message_id,
+            chat=str(r[1]),
+            outgoing=bool(r[2]),
+            sender_account=str(r[3]),
+            sender_device=int(r[4]),
+            client_msg_id=None if r[5] is None else str(r[5]),
+            payload=payload,
+            status=MessageStatus(str(r[7])),
+            server_ms=int(r[8]),
+            error=None if r[9] is None else str(r[9]),
+        )
+
+    def chats(self) -> list[ChatSummary]:
+        rows = self._db.execute(
+            "SELECT m.chat, p.phone, max(m.server_ms), "
+            "sum(CASE WHEN m.status = 'received' THEN 1 ELSE 0 END) "
+            "FROM messages m LEFT JOIN peers p ON p.account_id = m.chat "
+            "GROUP BY m.chat ORDER BY max(m.server_ms) DESC"
+        )
+        return [ChatSummary(r[0], r[1], int(r[2]), int(r[3])) for r in rows]

@@ -1,0 +1,302 @@
+"""End-to-end payloads: what a client encrypts into a ciphertext's ``body`` (msgpack, msgspec).
+
+The relay never sees these. Every payload is a map with a tag ``t`` and a schema version
+``v``, framed and padded before encryption so the ciphertext's length says little about the
+text (``docs/protocol.md`` §8)::
+
+    u16 big-endian length n || n bytes of msgpack || zero bytes up to the padded size
+
+Forward compatibility, decided deliberately (unlike the relay frames, which are strict):
+
+- an unknown tag, or a ``v`` newer than :data:`PAYLOAD_VERSION`, decodes to
+  :class:`Unsupported`, so an old client can show "update to see this message" instead of
+  failing;
+- unknown fields of a known tag are ignored, so a newer sender may add optional fields that
+  older clients can safely skip. A change that must not be skipped raises ``v``.
+
+Known tags with missing, mistyped or out-of-range fields are refused (:class:`InvalidPayload`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, get_args
+
+import msgspec
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "MAX_TRANSCRIPT_BYTES",
+    "PAYLOAD_VERSION",
+    "AnyPayload",
+    "Button",
+    "Interactive",
+    "InteractiveKind",
+    "InvalidPayload",
+    "ListRow",
+    "ListSection",
+    "Media",
+    "MediaKind",
+    "Payload",
+    "PayloadTooLarge",
+    "Reaction",
+    "ReadReceipt",
+    "ReplyContext",
+    "SentTranscript",
+    "Template",
+    "Text",
+    "Unsupported",
+    "decode_payload",
+    "encode_payload",
+    "padded_size",
+]
+
+PAYLOAD_VERSION = 1
+
+MAX_PAYLOAD_BYTES = 48 * 1024
+"""Largest framed and padded payload. The relay's default ``max_ciphertext_bytes`` is 64 KiB;
+Olm adds a header, a MAC and up to 16 bytes of block padding, well inside the rest."""
+
+MAX_TRANSCRIPT_BYTES = MAX_PAYLOAD_BYTES + 2 * 1024
+"""A :class:`SentTranscript` wraps a payload of up to ``MAX_PAYLOAD_BYTES`` plus ids and a
+time: the next padding bucket above ``MAX_PAYLOAD_BYTES``."""
+
+_LENGTH_BYTES = 2
+_PAD_QUANTUM = 64
+
+MessageRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+AccountRef = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+def _version() -> int:
+    return PAYLOAD_VERSION
+
+
+class Payload(msgspec.Struct, tag_field="t", kw_only=True, omit_defaults=True):
+    """Base of every payload. Unset optional fields are left off the wire (smaller before
+    padding); ``v`` uses a default factory, which ``omit_defaults`` never omits, so it is
+    always written."""
+
+    v: int = msgspec.field(default_factory=_version)
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+class ReplyContext(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The message being quoted (Cloud API ``context``)."""
+
+    message_id: MessageRef
+    sender: AccountRef | None = None
+
+
+class Text(Payload, tag="text"):
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    preview_url: bool = False
+    context: ReplyContext | None = None
+
+
+class Reaction(Payload, tag="reaction"):
+    """An emoji on a message; the empty string removes this sender's reaction (Cloud API)."""
+
+    message_id: MessageRef
+    emoji: Annotated[str, msgspec.Meta(max_length=16)]
+
+
+class ReadReceipt(Payload, tag="read_receipt"):
+    """The user read these messages: keeps read markers in step across the user's devices.
+
+    Distinct from the relay's ``receipt`` frame, which tells the *sender* (as ``read``); this
+    one travels end-to-end, so the relay does not learn which device read what.
+    """
+
+    message_ids: Annotated[list[MessageRef], msgspec.Meta(min_length=1, max_length=256)]
+
+
+class SentTranscript(Payload, tag="sent_transcript"):
+    """A copy of a message this account sent, for the account's other devices.
+
+    Sent once the relay has accepted the original, so it names the relay's ``message_id``
+    (the other devices match the ``delivered`` and ``read`` events that name it) and its
+    accept time ``server_ms`` (they place the message in the conversation where it belongs,
+    not where the transcript arrived). ``payload`` is the :func:`encode_payload` output of the
+    message sent (decode it with :func:`decode_payload`); it is never itself a transcript.
+    """
+
+    to: AccountRef
+    message_id: MessageRef
+    client_msg_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    server_ms: Annotated[int, msgspec.Meta(ge=0)]
+    payload: bytes
+
+
+# --- reserved: shapes fixed now, filled by a later version -----------------------------------
+
+
+class Template(Payload, tag="template"):
+    """Reserved: filled by a later version (operator-signed templates).
+
+    ``parameters`` maps a component (``"header"``, ``"body"``, ``"button:0"``, ...) to its
+    positional text parameters, in the order of the template's ``{{1}}``, ``{{2}}``, ...
+    """
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    language: Annotated[str, msgspec.Meta(min_length=2, max_length=15)]
+    parameters: dict[str, list[str]] = {}
+
+
+class InteractiveKind(StrEnum):
+    BUTTON = "button"
+    LIST = "list"
+
+
+class Button(msgspec.Struct, kw_only=True):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+
+
+class ListRow(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
+    description: Annotated[str, msgspec.Meta(max_length=72)] | None = None
+
+
+class ListSection(msgspec.Struct, kw_only=True, omit_defaults=True):
+    title: Annotated[str, msgspec.Meta(max_length=24)] | None = None
+    rows: Annotated[list[ListRow], msgspec.Meta(min_length=1, max_length=10)]
+
+
+class Interactive(Payload, tag="interactive"):
+    """Reserved: filled by a later version (reply buttons and list messages, Cloud API limits).
+
+    ``button`` uses ``buttons`` (1-3), ``list`` uses ``sections`` (1-10).
+    """
+
+    type: InteractiveKind
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    buttons: Annotated[list[Button], msgspec.Meta(max_length=3)] = []
+    sections: Annotated[list[ListSection], msgspec.Meta(max_length=10)] = []
+
+
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    DOCUMENT = "document"
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+class Media(Payload, tag="media"):
+    """Reserved: filled by a later version (encrypted attachments).
+
+    The file is encrypted client-side with ``key`` and uploaded to the relay as the opaque blob
+    ``blob_id``; ``sha256`` and ``size`` describe the encrypted blob as downloaded.
+    """
+
+    kind: MediaKind
+    blob_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
+    sha256: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    size: Annotated[int, msgspec.Meta(ge=0)]
+    mime_type: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    caption: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+
+
+AnyPayload = Text | Reaction | ReadReceipt | SentTranscript | Template | Interactive | Media
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A payload this client does not understand: a tag it does not know, or a newer ``v``."""
+
+    tag: str
+    v: int
+
+
+class InvalidPayload(ValueError):
+    """Bytes that are not a well-formed payload of a known tag (the cause says why)."""
+
+
+class PayloadTooLarge(ValueError):
+    """The encoded payload exceeds :data:`MAX_PAYLOAD_BYTES` (or, for a transcript,
+    :data:`MAX_TRANSCRIPT_BYTES`)."""
+
+
+class _Header(msgspec.Struct):
+    """Just enough of any payload, from any version, to route it: other fields are skipped."""
+
+    t: str
+    v: Annotated[int, msgspec.Meta(ge=1)] = PAYLOAD_VERSION
+
+
+_KNOWN_TAGS = frozenset(str(cls.__struct_config__.tag) for cls in get_args(AnyPayload))
+_encoder = msgspec.msgpack.Encoder()
+_header_decoder = msgspec.msgpack.Decoder(_Header)
+_payload_decoder = msgspec.msgpack.Decoder(AnyPayload)
+
+
+def padded_size(n: int) -> int:
+    """The size ``n`` framed bytes are padded to.
+
+    A multiple of 64 bytes (so short texts all look alike), and above 1 KiB the Padmé bucket
+    (Nikitin et al., 2019): at most 12 % overhead, and a length reveals only O(log log n) bits.
+    """
+    size = -(-n // _PAD_QUANTUM) * _PAD_QUANTUM
+    if size <= 1024:
+        return size
+    exponent = size.bit_length() - 1
+    mask = (1 << (exponent - exponent.bit_length())) - 1
+    return (size + mask) & ~mask
+
+
+def encode_payload(payload: Payload) -> bytes:
+    """The framed, padded plaintext of ``payload``, ready to encrypt for every device.
+
+    The payload is validated as a receiver would (so a sender learns of a bad field, not its
+    peers), and refused with :class:`PayloadTooLarge` above the size limit.
+    """
+    body = _encoder.encode(payload)
+    if isinstance(_decode_body(body), Unsupported):
+        raise InvalidPayload(f"only payloads of version {PAYLOAD_VERSION} can be encoded")
+    limit = MAX_PAYLOAD_BYTES
+    if isinstance(payload, SentTranscript):
+        _check_transcribed(payload.payload)
+        limit = MAX_TRANSCRIPT_BYTES
+    size = padded_size(_LENGTH_BYTES + len(body))
+    if size > limit:
+        raise PayloadTooLarge(
+            f"a {payload.__struct_config__.tag} payload of {size} bytes once padded "
+            f"exceeds the limit of {limit}"
+        )
+    return len(body).to_bytes(_LENGTH_BYTES, "big") + body + bytes(size - _LENGTH_BYTES - len(body))
+
+
+def _check_transcribed(raw: bytes) -> None:
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(f"a transcribed payload exceeds {MAX_PAYLOAD_BYTES} bytes")
+    if isinstance(decode_payload(raw), SentTranscript | Unsupported):
+        raise InvalidPayload("a transcript must wrap a message payload of a known version")
+
+
+def decode_payload(raw: bytes) -> AnyPayload | Unsupported:
+    """The payload framed in ``raw`` (a decrypted plaintext); padding is ignored."""
+    if len(raw) > MAX_TRANSCRIPT_BYTES:
+        raise InvalidPayload(f"payload of {len(raw)} bytes exceeds {MAX_TRANSCRIPT_BYTES}")
+    if len(raw) < _LENGTH_BYTES:
+        raise InvalidPayload("payload is shorter than its length prefix")
+    n = int.from_bytes(raw[:_LENGTH_BYTES], "big")
+    if _LENGTH_BYTES + n > len(raw):
+        raise InvalidPayload(f"length prefix says {n} bytes, only {len(raw) - 2} follow")
+    return _decode_body(raw[_LENGTH_BYTES : _LENGTH_BYTES + n])
+
+
+def _decode_body(body: bytes) -> AnyPayload | Unsupported:
+    try:
+        header = _header_decoder.decode(body)
+        if header.t not in _KNOWN_TAGS or header.v > PAYLOAD_VERSION:
+            return Unsupported(tag=header.t, v=header.v)
+        payload: AnyPayload = _payload_decoder.decode(body)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise InvalidPayload(f"invalid payload: {exc}") from exc
+    return payload
