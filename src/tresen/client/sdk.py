@@ -728,6 +728,31 @@ class Client:
         self._promote(sender, device_id, session)
         return plaintext, session, True
 
+    def _record_incoming(
+        self,
+        frame: wire.MessageFrame,
+        status: MessageStatus,
+        *,
+        chat: str | None = None,
+        payload: bytes | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Store what arrived in ``frame``; its message id then never gets processed again."""
+        self.store.put_message(
+            StoredMessage(
+                message_id=frame.message_id,
+                chat=frame.sender if chat is None else chat,
+                outgoing=False,
+                sender_account=frame.sender,
+                sender_device=frame.sender_device,
+                client_msg_id=None,
+                payload=payload,
+                status=status,
+                server_ms=frame.server_ms,
+                error=error,
+            )
+        )
+
     def _reject(self, frame: wire.MessageFrame, reason: str) -> None:
         log.warning(
             "message rejected",
@@ -736,26 +761,12 @@ class Client:
             sender_device=frame.sender_device,
             reason=reason,
         )
-        self.store.put_message(
-            StoredMessage(
-                message_id=frame.message_id,
-                chat=frame.sender,
-                outgoing=False,
-                sender_account=frame.sender,
-                sender_device=frame.sender_device,
-                client_msg_id=None,
-                payload=None,
-                status=MessageStatus.FAILED,
-                server_ms=frame.server_ms,
-                error=reason,
-            )
-        )
+        self._record_incoming(frame, MessageStatus.FAILED, error=reason)
         self._emit(DecryptionFailed(frame.message_id, frame.sender, frame.sender_device, reason))
 
     def _accept(self, frame: wire.MessageFrame, payload: Payload | Unsupported, raw: bytes) -> None:
         own = frame.sender == self.account_id
         if own and isinstance(payload, SentTranscript):
-            inner = decode_payload(payload.payload)
             self.store.put_message(
                 StoredMessage(
                     message_id=payload.message_id,
@@ -770,7 +781,8 @@ class Client:
                     error=None,
                 )
             )
-            self._mark_handled(frame)
+            # The relay message that carried the transcript is done with, too.
+            self._record_incoming(frame, MessageStatus.SEEN, chat="")
             self._emit(
                 MessageEvent(
                     payload.message_id,
@@ -778,29 +790,16 @@ class Client:
                     True,
                     frame.sender,
                     frame.sender_device,
-                    inner,
+                    decode_payload(payload.payload),
                     payload.server_ms,
                 )
             )
             return
         if own and isinstance(payload, ReadReceipt):
             self.store.mark_seen(list(payload.message_ids))
-            self._mark_handled(frame)
+            self._record_incoming(frame, MessageStatus.SEEN, chat="")
             return
-        self.store.put_message(
-            StoredMessage(
-                message_id=frame.message_id,
-                chat=frame.sender,
-                outgoing=False,
-                sender_account=frame.sender,
-                sender_device=frame.sender_device,
-                client_msg_id=None,
-                payload=raw,
-                status=MessageStatus.RECEIVED,
-                server_ms=frame.server_ms,
-                error=None,
-            )
-        )
+        self._record_incoming(frame, MessageStatus.RECEIVED, payload=raw)
         self._emit(
             MessageEvent(
                 frame.message_id,
@@ -810,22 +809,5 @@ class Client:
                 frame.sender_device,
                 payload,
                 frame.server_ms,
-            )
-        )
-
-    def _mark_handled(self, frame: wire.MessageFrame) -> None:
-        """Remember a relay message that carried no chat message of its own (de-duplication)."""
-        self.store.put_message(
-            StoredMessage(
-                message_id=frame.message_id,
-                chat="",
-                outgoing=False,
-                sender_account=frame.sender,
-                sender_device=frame.sender_device,
-                client_msg_id=None,
-                payload=None,
-                status=MessageStatus.SEEN,
-                server_ms=frame.server_ms,
-                error=None,
             )
         )
