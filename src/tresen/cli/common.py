@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from tresen.core.logging import configure_logging
@@ -56,6 +55,8 @@ def serve_app(
     app: Any, settings: Settings, on_started: Callable[[str], None] | None = None
 ) -> None:
     """Run ``app`` with uvicorn until interrupted; ``on_started`` gets the base URL."""
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         host=settings.host,

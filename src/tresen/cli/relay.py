@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,10 +15,12 @@ from tresen.cli.common import (
     make_settings,
     serve_app,
 )
-from tresen.core.db import Database
 from tresen.core.settings import Settings
-from tresen.relay import migrate as migrations
-from tresen.relay.app import build_app
+
+if TYPE_CHECKING:
+    from tresen.core.db import Database
+
+# Server modules are imported inside the commands: `tresen chat` and `--help` stay fast.
 
 __all__ = ["app", "database_for"]
 
@@ -29,6 +31,8 @@ PortOption = Annotated[int | None, typer.Option("--port", help="Port to bind (0:
 
 
 def database_for(settings: Settings) -> Database:
+    from tresen.core.db import Database
+
     return Database(
         settings.resolved_database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
@@ -46,6 +50,8 @@ def serve(
     migrate: Annotated[bool, typer.Option(help="Apply database migrations before serving.")] = True,
 ) -> None:
     """Serve the relay's HTTP API and WebSocket."""
+    from tresen.relay.app import build_app
+
     settings = make_settings(
         config, host=host, port=port, database_url=database_url, data_dir=data_dir
     )
@@ -64,6 +70,8 @@ def migrate(
     config: ConfigOption = None,
 ) -> None:
     """Bring the relay database schema up to date."""
+    from tresen.relay import migrate as migrations
+
     settings = make_settings(config, database_url=database_url, data_dir=data_dir)
 
     async def run() -> tuple[str | None, str | None]:

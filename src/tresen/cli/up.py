@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from tresen.cli.common import ConfigOption, DataDirOption, console, make_settings, serve_app
-from tresen.relay.app import build_app
 
 __all__ = ["up"]
 
@@ -18,6 +17,8 @@ def up(
     config: ConfigOption = None,
 ) -> None:
     """Run a relay on SQLite in a local data folder and print how to reach it."""
+    from tresen.relay.app import build_app
+
     settings = make_settings(config, data_dir=data_dir, port=port)
     relay_app = build_app(settings)
 

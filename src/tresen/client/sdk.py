@@ -140,6 +140,8 @@ class Client:
         The 32-byte storage key comes from ``key``, else ``TRESEN_CLIENT_KEY``, else the file
         ``data_dir/key`` (created with mode 0600).
         """
+        if relay_url is None and not (data_dir / "client.db").exists():
+            raise NotRegistered(f"no relay URL known for {data_dir}; pass one")
         if key is None:
             from_env = os.environ.get(KEY_ENV)
             key = key_from_env(from_env) if from_env else load_or_create_key_file(data_dir / "key")
@@ -201,21 +203,27 @@ class Client:
         A number that already has an account gets a new device of that same account (linking
         a second device); earlier history stays on the other devices.
         """
+        if self.registered:
+            raise RuntimeError("this client is registered already; use another data folder")
         result = await self.api.verify_code(phone, code, device_name)
-        identity = DeviceIdentity.create()
+        self.api.token = result["token"]
+        self.account_id = result["account_id"]
+        self.device_id = int(result["device_id"])
+        self._identity = DeviceIdentity.create()
+        try:
+            self.phone = (await self.api.me())["phone"]
+            await self._publish_keys(identity_keys=True, fallback=True)
+        except BaseException:
+            # Nothing is kept of a half-finished registration: registering again starts over.
+            self.account_id = self.device_id = self.phone = self._identity = None
+            self.api.token = None
+            raise
         with self.store.transaction():
             self.store.set_meta("account_id", result["account_id"].encode())
             self.store.set_meta("device_id", str(result["device_id"]).encode())
+            self.store.set_meta("phone", self.phone.encode())
             self.store.set_secret("token", result["token"].encode())
-            self.store.set_meta("identity", identity.pickle(self._key).encode())
-        self.account_id = result["account_id"]
-        self.device_id = int(result["device_id"])
-        self.api.token = result["token"]
-        self._identity = identity
-        me = await self.api.me()
-        self.phone = me["phone"]
-        self.store.set_meta("phone", me["phone"].encode())
-        await self._publish_keys(identity_keys=True, fallback=True)
+            self._save_identity()
 
     def _require_identity(self) -> DeviceIdentity:
         if self._identity is None or self.account_id is None:
@@ -330,8 +338,17 @@ class Client:
     def trust_of(self, account_id: str) -> Trust:
         return self.store.trust(account_id)
 
-    async def trust_identity(self, account_id: str) -> None:
-        """Accept a peer's current identity keys after comparing safety numbers."""
+    async def trust_identity(self, account_id: str, *, expect: str | None = None) -> None:
+        """Accept a peer's current identity keys after comparing safety numbers.
+
+        With ``expect`` (the safety number the two people compared), the keys are accepted
+        only if they still give exactly that number, so a second swap in between is refused.
+        """
+        account_id = await self.resolve(account_id)
+        if expect is not None:
+            current = await self.safety_number(account_id)
+            if " ".join(expect.split()) != current:
+                raise IdentityNotTrusted(account_id)
         listed = await self.api.directory(account_id)
         now = _now_ms()
         with self.store.transaction():
@@ -434,9 +451,17 @@ class Client:
 
         The message is stored locally as sent, and a transcript goes to this account's other
         devices, so that every device shows the conversation.
+
+        Raises ``IdentityNotTrusted`` while a peer's changed keys wait for the user,
+        ``CryptoError`` when a claimed one-time key is not signed by the peer's pinned
+        identity, and ``RelayError`` for the relay's rejections (with their codes).
         """
         self._require_identity()
         account_id = await self.resolve(to)
+        if account_id == self.account_id:
+            raise RelayError(
+                ErrorCode.RECIPIENT_IS_SENDER, "a chat needs someone else on the other side"
+            )
         if self.store.trust(account_id) is Trust.CHANGED:
             raise IdentityNotTrusted(account_id)
         inner = encode_payload(payload)
@@ -567,11 +592,9 @@ class Client:
                 for m in self.store.messages(account_id)
                 if not m.outgoing and m.status is MessageStatus.RECEIVED
             ]
-        fresh = self.store.mark_seen(message_ids)
-        if not fresh:
-            return 0
-        for start in range(0, len(fresh), 256):
-            chunk = fresh[start : start + 256]
+        unseen = self.store.unseen(message_ids)
+        for start in range(0, len(unseen), 256):
+            chunk = unseen[start : start + 256]
             await self.api.receipts(chunk)
             await self._deliver(
                 self._require_account(),
@@ -579,7 +602,9 @@ class Client:
                 secrets.token_hex(16),
                 wire.MessageClass.SYSTEM,
             )
-        return len(fresh)
+            # Only now: a receipt that failed to go out is sent again next time.
+            self.store.mark_seen(chunk)
+        return len(unseen)
 
     def _require_account(self) -> str:
         if self.account_id is None:

@@ -294,6 +294,18 @@ class LocalStore:
         )
         return True
 
+    def unseen(self, message_ids: list[str]) -> list[str]:
+        """Those of ``message_ids`` that are received but not yet seen, in the given order."""
+        found = []
+        for message_id in message_ids:
+            row = self._db.execute(
+                "SELECT 1 FROM messages WHERE message_id = ? AND status = 'received'",
+                (message_id,),
+            ).fetchone()
+            if row is not None:
+                found.append(message_id)
+        return found
+
     def mark_seen(self, message_ids: list[str]) -> list[str]:
         """Incoming messages that were not yet seen, now marked seen."""
         fresh = []
@@ -349,6 +361,6 @@ class LocalStore:
             "SELECT m.chat, p.phone, max(m.server_ms), "
             "sum(CASE WHEN m.status = 'received' THEN 1 ELSE 0 END) "
             "FROM messages m LEFT JOIN peers p ON p.account_id = m.chat "
-            "GROUP BY m.chat ORDER BY max(m.server_ms) DESC"
+            "WHERE m.chat != '' GROUP BY m.chat ORDER BY max(m.server_ms) DESC"
         )
         return [ChatSummary(r[0], r[1], int(r[2]), int(r[3])) for r in rows]

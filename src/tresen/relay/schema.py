@@ -17,19 +17,26 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
 __all__ = [
     "accounts",
+    "admin_audit",
+    "business_profiles",
+    "certificates",
     "devices",
     "fallback_keys",
     "mailbox",
     "messages",
     "metadata",
     "one_time_keys",
+    "operator_keys",
+    "operator_tokens",
     "rate_events",
     "verification_codes",
+    "verification_requests",
 ]
 
 metadata = MetaData(
@@ -51,6 +58,7 @@ accounts = Table(
     Column("phone", String(20), nullable=False, unique=True),
     Column("created_ms", BigInteger, nullable=False),
     Column("last_device_id", Integer, nullable=False, server_default="0"),
+    Column("kind", String(16), nullable=False, server_default="customer"),
 )
 
 devices = Table(
@@ -148,4 +156,94 @@ mailbox = Table(
     Index("ix_mailbox_expires", "expires_ms"),
     # Never reuse a seq, even when the table runs empty: delivery loops resume after one.
     sqlite_autoincrement=True,
+)
+
+
+# --- businesses, verification and operator administration (migration 0002) -------------------
+
+business_profiles = Table(
+    "business_profiles",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("display_name", String(100), nullable=False),
+    # Lookalike-proof form of the display name (case, diacritics, confusables, spacing).
+    Column("name_skeleton", String(200), nullable=False, index=True),
+    Column("about", String(139), nullable=False, server_default=""),
+    Column("description", String(512), nullable=False, server_default=""),
+    Column("address", String(256), nullable=False, server_default=""),
+    Column("email", String(128), nullable=False, server_default=""),
+    Column("websites", Text, nullable=False, server_default="[]"),
+    Column("category", String(32), nullable=False, server_default="OTHER"),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("hours", Text, nullable=False, server_default="{}"),
+    Column("closed_dates", Text, nullable=False, server_default="[]"),
+    Column("picture", LargeBinary, nullable=True),
+    Column("picture_type", String(32), nullable=True),
+    Column("verification", String(16), nullable=False, server_default="unverified"),
+    Column("suspended_ms", BigInteger, nullable=True),
+    Column("suspend_reason", String(512), nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+verification_requests = Table(
+    "verification_requests",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("note", String(512), nullable=False, server_default=""),
+    Column("reason", String(512), nullable=True),
+    Column("requested_ms", BigInteger, nullable=False),
+    Column("decided_ms", BigInteger, nullable=True),
+    Column("decided_by", String(64), nullable=True),
+)
+
+operator_keys = Table(
+    "operator_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("public_key", String(64), nullable=False),
+    Column("private_sealed", LargeBinary, nullable=False),
+    # The previous key's signature over this key, so clients can follow a rotation.
+    Column("endorsement", String(128), nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("signs_from_ms", BigInteger, nullable=False),
+    Column("retires_ms", BigInteger, nullable=True),
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("serial", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("issued_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+    Column("revoke_reason", String(512), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+operator_tokens = Table(
+    "operator_tokens",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+)
+
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("account_id", String(32), nullable=True, index=True),
+    Column("details", Text, nullable=False, server_default="{}"),
 )

@@ -1,0 +1,553 @@
+"""``tresen chat``: the customer's end-to-end encrypted chat, interactive or scriptable.
+
+Without a subcommand (or with ``open``) it starts the terminal app; ``register``, ``send``,
+``listen``, ``safety`` and ``trust`` do one thing each and suit scripts: results go to
+standard output (``--json`` for machines), explanations and errors to standard error.
+
+Exit codes: 0 done, 1 an error (the relay's code and message, or what is missing), 2 a usage
+error, 3 a peer's identity keys changed (compare safety numbers, then ``trust``), 4 ``listen``
+timed out before ``--count`` messages arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from tresen.client.api import RelayError
+from tresen.client.events import (
+    Connected,
+    DecryptionFailed,
+    DeviceAdded,
+    Disconnected,
+    Drained,
+    Event,
+    IdentityChanged,
+    KeysReplenished,
+    MessageEvent,
+    StatusChanged,
+)
+from tresen.client.sdk import Client, IdentityNotTrusted, NotRegistered
+from tresen.client.store import Trust
+from tresen.core.logging import configure_logging
+from tresen.crypto import CryptoError
+from tresen.wire.e2e import Media, Reaction, Template, Text, Unsupported
+
+__all__ = [
+    "EXIT_IDENTITY_CHANGED",
+    "EXIT_TIMED_OUT",
+    "app",
+    "default_data_dir",
+    "identity_explanation",
+]
+
+EXIT_IDENTITY_CHANGED = 3
+EXIT_TIMED_OUT = 4
+
+app = typer.Typer(
+    help="Your end-to-end encrypted chats: the terminal app (no subcommand) and scriptable "
+    "commands.",
+    invoke_without_command=True,
+)
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="TRESEN_CHAT_DIR",
+        help="Folder of this device's keys, sessions and messages.",
+        show_default="~/.local/share/tresen/chat",
+        file_okay=False,
+    ),
+]
+RelayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--relay",
+        envvar="TRESEN_RELAY_URL",
+        help="Relay URL, e.g. https://relay.example.com (default: the one this data folder "
+        "was registered with).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+PeerOption = Annotated[
+    str, typer.Option("--with", help="The other person's phone number (+49...) or account id.")
+]
+
+T = TypeVar("T")
+
+
+class ChatFailure(Exception):
+    """Ends a command with a message on standard error and an exit code; never a traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tresen" / "chat"
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main`` and turn every expected failure into a clear message and exit code."""
+    try:
+        return asyncio.run(_explained(main))
+    except ChatFailure as failure:
+        err.print(f"[red]error:[/red] {escape(failure.message)}")
+        raise typer.Exit(failure.exit_code) from None
+
+
+async def _explained(main: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await main()
+    except IdentityNotTrusted as exc:
+        raise ChatFailure(identity_explanation(exc.account_id), EXIT_IDENTITY_CHANGED) from None
+    except RelayError as exc:
+        raise ChatFailure(f"the relay refused: {exc.message} (code {exc.code})") from None
+    except httpx.HTTPError as exc:
+        raise ChatFailure(f"cannot reach the relay: {exc or type(exc).__name__}") from None
+    except NotRegistered as exc:
+        raise ChatFailure(str(exc)) from None
+    except CryptoError as exc:
+        raise ChatFailure(f"end-to-end encryption refused: {exc}") from None
+
+
+def identity_explanation(who: str) -> str:
+    return (
+        f"the security keys of {who} changed. They may have reinstalled "
+        "Tresen, or someone may be intercepting the chat. Compare the safety number "
+        f"(`tresen chat safety --with {who}`) with them in person or on a call; if it "
+        f"matches, accept the new keys with `tresen chat trust --with {who}`."
+    )
+
+
+def _options(
+    ctx: typer.Context, data_dir: Path | None, relay: str | None
+) -> tuple[Path, str | None]:
+    """The data folder and relay URL, given after the subcommand or before it."""
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    folder = data_dir or parent.get("data_dir") or default_data_dir()
+    return Path(folder).expanduser(), relay or parent.get("relay")
+
+
+@asynccontextmanager
+async def _client(
+    folder: Path, relay: str | None, *, registered: bool = True
+) -> AsyncIterator[Client]:
+    if registered and not (folder / "client.db").exists():
+        raise ChatFailure(
+            f"no device is registered in {folder}; run `tresen chat register --phone +49... "
+            "--relay URL` first (or pass --data-dir)"
+        )
+    try:
+        client = Client.open(folder, relay)
+    except NotRegistered:
+        raise ChatFailure(
+            f"no relay is known for {folder}; pass --relay URL (or set TRESEN_RELAY_URL)"
+        ) from None
+    except CryptoError as exc:
+        # A wrong TRESEN_CLIENT_KEY, or a key file that is not this folder's.
+        raise ChatFailure(f"cannot open the data in {folder}: {exc}") from None
+    try:
+        if registered and not client.registered:
+            raise ChatFailure(
+                f"the device in {folder} is not registered yet; run `tresen chat register "
+                "--phone +49...` first"
+            )
+        yield client
+    finally:
+        await client.close()
+
+
+def _configure_logging() -> None:
+    # Warnings (a rejected message, a relay error) go to standard error, apart from results.
+    configure_logging("warning")
+
+
+@app.callback()
+def chat(ctx: typer.Context, data_dir: DataDirOption = None, relay: RelayOption = None) -> None:
+    """Without a subcommand: open the interactive app."""
+    if ctx.invoked_subcommand is None:
+        _open_app((data_dir or default_data_dir()).expanduser(), relay)
+
+
+@app.command(name="open")
+def open_app(ctx: typer.Context, data_dir: DataDirOption = None, relay: RelayOption = None) -> None:
+    """Open the interactive app: chats on the left, the open chat on the right."""
+    _open_app(*_options(ctx, data_dir, relay))
+
+
+def _open_app(folder: Path, relay: str | None) -> None:
+    from tresen.client.tui import ChatApp
+
+    async def main() -> None:
+        async with _client(folder, relay, registered=False) as client:
+            with (folder / "chat.log").open("a") as log:
+                # The terminal belongs to the app: warnings go to a file beside the data.
+                configure_logging("warning", stream=log)
+                await ChatApp(client).run_async()
+
+    _run(main)
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    phone: Annotated[str, typer.Option("--phone", help="Your phone number, e.g. +4915112345678.")],
+    code: Annotated[
+        str | None,
+        typer.Option("--code", help="The code from the SMS (skips requesting a new one)."),
+    ] = None,
+    request_only: Annotated[
+        bool,
+        typer.Option("--request-only", help="Only request the code; register later with --code."),
+    ] = False,
+    device_name: Annotated[
+        str | None, typer.Option("--device-name", help="How your other devices list this one.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register this device for your phone number: request a code, then enter it.
+
+    A number that already has an account gets a new device of that account.
+    """
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay), registered=False) as client:
+            if client.registered:
+                raise ChatFailure(
+                    f"this data folder already holds device {client.device_id} of "
+                    f"{client.phone or client.account_id}; use another --data-dir"
+                )
+            the_code = code
+            if the_code is None:
+                lifetime = await client.request_code(phone)
+                if request_only:
+                    err.print(
+                        f"A code was sent to {escape(phone)} (valid for {lifetime // 60} "
+                        "minutes). Then run: tresen chat register --phone "
+                        f"{escape(phone)} --code CODE"
+                    )
+                    return
+                the_code = typer.prompt(f"Code sent to {phone}", err=True).strip()
+            name = device_name if device_name is not None else f"tresen chat on {platform.node()}"
+            await client.register(phone, the_code, name)
+            if as_json:
+                _print_json(
+                    {
+                        "account_id": client.account_id,
+                        "device_id": client.device_id,
+                        "phone": client.phone,
+                    }
+                )
+            else:
+                _print_line(
+                    f"Registered {client.phone}: account {client.account_id}, "
+                    f"device {client.device_id}"
+                )
+
+    _run(main)
+
+
+@app.command()
+def send(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="Phone number (+49...) or account id.")],
+    text: Annotated[str, typer.Option("--text", help="The message.")],
+    reply_to: Annotated[
+        str | None, typer.Option("--reply-to", help="Message id this one answers.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send one text message; prints its message id."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            account_id = await client.resolve(to)
+            try:
+                sent = await client.send_text(account_id, text, reply_to=reply_to)
+            except IdentityNotTrusted:
+                who = await client.phone_of(account_id) or to
+                raise ChatFailure(
+                    "nothing was sent: " + identity_explanation(who), EXIT_IDENTITY_CHANGED
+                ) from None
+            if as_json:
+                _print_json(
+                    {
+                        "message_id": sent.message_id,
+                        "chat": sent.chat,
+                        "server_ms": sent.server_ms,
+                    }
+                )
+            else:
+                print(sent.message_id, flush=True)
+
+    _run(main)
+
+
+@app.command()
+def listen(
+    ctx: typer.Context,
+    as_json: JsonOption = False,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Exit after this many messages.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0, help="Exit after this many seconds.")
+    ] = None,
+    mark_read: Annotated[
+        bool,
+        typer.Option("--mark-read", help="Tell senders their messages were read once printed."),
+    ] = False,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+) -> None:
+    """Connect and print what arrives: messages, delivery and read ticks, warnings.
+
+    Runs until Ctrl+C, ``--count`` messages or ``--timeout`` seconds. With ``--json`` every
+    event is one JSON object on its own line. Exits 4 when ``--timeout`` ends it before
+    ``--count`` messages arrived.
+    """
+    _configure_logging()
+
+    async def main() -> int:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            client.start()
+            try:
+                async with asyncio.timeout(timeout):
+                    await _print_events(client, as_json, count, mark_read=mark_read)
+            except TimeoutError:
+                return EXIT_TIMED_OUT if count is not None else 0
+            return 0
+
+    try:
+        code = _run(main)
+    except KeyboardInterrupt:
+        code = 0  # Ctrl+C is how a listener is meant to stop
+    raise typer.Exit(code)
+
+
+async def _print_events(
+    client: Client, as_json: bool, count: int | None, *, mark_read: bool
+) -> None:
+    messages = 0
+    async for event in client.events():
+        if as_json:
+            _print_json(await _event_record(client, event))
+        else:
+            await _print_event(client, event)
+        if isinstance(event, MessageEvent):
+            if mark_read and not event.outgoing:
+                await client.mark_read(event.chat, [event.message_id])
+            messages += 1
+            if count is not None and messages >= count:
+                return
+
+
+async def _who(client: Client, account_id: str) -> str:
+    if account_id == client.account_id and client.phone:
+        return client.phone
+    return await client.phone_of(account_id) or account_id
+
+
+def _payload_fields(payload: object) -> dict[str, Any]:
+    if isinstance(payload, Text):
+        fields: dict[str, Any] = {"type": "text", "text": payload.text}
+        if payload.context is not None:
+            fields["reply_to"] = payload.context.message_id
+        return fields
+    if isinstance(payload, Reaction):
+        return {"type": "reaction", "reaction_to": payload.message_id, "emoji": payload.emoji}
+    if isinstance(payload, Unsupported):
+        return {"type": "unsupported", "tag": payload.tag, "version": payload.v}
+    if isinstance(payload, Media):
+        return {"type": "media", "kind": str(payload.kind), "caption": payload.caption}
+    if isinstance(payload, Template):
+        return {"type": "template", "name": payload.name}
+    tag = getattr(getattr(payload, "__struct_config__", None), "tag", None)
+    return {"type": str(tag or type(payload).__name__.lower())}
+
+
+async def _event_record(client: Client, event: Event) -> dict[str, Any]:
+    if isinstance(event, MessageEvent):
+        return {
+            "event": "message",
+            "message_id": event.message_id,
+            "chat": event.chat,
+            "chat_phone": await _who(client, event.chat),
+            "from": await _who(client, event.sender),
+            "from_device": event.sender_device,
+            "outgoing": event.outgoing,
+            "text": event.payload.text if isinstance(event.payload, Text) else None,
+            **_payload_fields(event.payload),
+            "server_ms": event.server_ms,
+        }
+    if isinstance(event, StatusChanged):
+        return {
+            "event": "status",
+            "message_id": event.message_id,
+            "chat": event.chat,
+            "status": str(event.status),
+        }
+    if isinstance(event, IdentityChanged):
+        return {
+            "event": "identity_changed",
+            "account_id": event.account_id,
+            "phone": await _who(client, event.account_id),
+            "device_id": event.device_id,
+        }
+    if isinstance(event, DeviceAdded):
+        return {
+            "event": "device_added",
+            "account_id": event.account_id,
+            "phone": await _who(client, event.account_id),
+            "device_id": event.device_id,
+        }
+    if isinstance(event, DecryptionFailed):
+        return {
+            "event": "decryption_failed",
+            "message_id": event.message_id,
+            "from": await _who(client, event.sender),
+            "from_device": event.sender_device,
+            "reason": event.reason,
+        }
+    if isinstance(event, KeysReplenished):
+        return {"event": "keys_replenished", "one_time_keys": event.one_time_keys}
+    if isinstance(event, Disconnected):
+        return {"event": "disconnected", "reason": event.reason}
+    if isinstance(event, Connected):
+        return {"event": "connected"}
+    assert isinstance(event, Drained)
+    return {"event": "drained"}
+
+
+def _clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S")
+
+
+def _summary(payload: object) -> str:
+    fields = _payload_fields(payload)
+    if fields["type"] == "text":
+        return str(fields["text"])
+    if fields["type"] == "reaction":
+        return f"[reacted {fields['emoji'] or '(removed)'} to {fields['reaction_to']}]"
+    if fields["type"] == "unsupported":
+        return "[a message this version cannot show; update Tresen]"
+    return f"[{fields['type']}]"
+
+
+async def _print_event(client: Client, event: Event) -> None:
+    if isinstance(event, MessageEvent):
+        peer = await _who(client, event.chat)
+        arrow = f"you → {peer}" if event.outgoing else f"{peer} →"
+        _print_line(f"{_clock(event.server_ms)} {arrow} {_summary(event.payload)}")
+    elif isinstance(event, StatusChanged):
+        _print_line(f"{event.status} {event.message_id} ({await _who(client, event.chat)})")
+    elif isinstance(event, IdentityChanged):
+        who = await _who(client, event.account_id)
+        _print_line(f"warning: {identity_explanation(who)}")
+    elif isinstance(event, DeviceAdded):
+        _print_line(f"{await _who(client, event.account_id)} added device {event.device_id}")
+    elif isinstance(event, DecryptionFailed):
+        who = await _who(client, event.sender)
+        _print_line(f"warning: a message from {who} could not be decrypted ({event.reason})")
+    elif isinstance(event, Connected):
+        err.print(f"connected to {escape(client.relay_url)}")
+    elif isinstance(event, Disconnected):
+        err.print(f"disconnected ({escape(event.reason)}); reconnecting")
+
+
+@app.command()
+def safety(
+    ctx: typer.Context,
+    peer: PeerOption,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+) -> None:
+    """Print the 60-digit safety number of your chat with someone.
+
+    Compare it with theirs in person or on a call: if both show the same digits, nobody is
+    in between.
+    """
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            number = await client.safety_number(peer)
+            print(number, flush=True)
+            if client.trust_of(await client.resolve(peer)) is Trust.CHANGED:
+                err.print(
+                    f"Their security keys changed. If these digits match theirs, run: "
+                    f"tresen chat trust --with {escape(peer)}"
+                )
+
+    _run(main)
+
+
+@app.command()
+def trust(
+    ctx: typer.Context,
+    peer: PeerOption,
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect", help="The safety number you compared; refuse if it is not the current one."
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+) -> None:
+    """Accept someone's changed security keys, after you compared safety numbers."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            account_id = await client.resolve(peer)
+            # Checking first also notices a change nobody has seen yet.
+            number = await client.safety_number(account_id)
+            if expect is not None and "".join(expect.split()) != "".join(number.split()):
+                raise ChatFailure(
+                    f"the safety number is now {number}, not the one you compared; nothing "
+                    "was trusted"
+                )
+            if client.trust_of(account_id) is not Trust.CHANGED:
+                print(f"The security keys of {peer} have not changed; nothing to accept.")
+                return
+            await client.trust_identity(account_id)
+            print(f"Accepted the new security keys of {peer} (safety number {number}).")
+
+    _run(main)
+
+
+def _print_json(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

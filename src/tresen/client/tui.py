@@ -1,0 +1,661 @@
+"""The customer's terminal app: chats on the left, the open chat on the right, input below.
+
+:class:`ChatModel` is what the app knows and does (its chats, their lines and ticks, the
+commands, the client's events) without any widget, so it is tested without a terminal;
+:class:`ChatApp` (Textual) only shows the model and feeds it what the user types and what
+the client reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+import httpx
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, ListItem, ListView, Static
+
+from tresen.client.api import RelayError
+from tresen.client.events import (
+    Connected,
+    DecryptionFailed,
+    DeviceAdded,
+    Disconnected,
+    Event,
+    IdentityChanged,
+    MessageEvent,
+)
+from tresen.client.sdk import Client, IdentityNotTrusted
+from tresen.client.store import MessageStatus, StoredMessage, Trust
+from tresen.core.logging import get_logger
+from tresen.crypto import CryptoError
+from tresen.wire.e2e import (
+    Interactive,
+    Media,
+    Reaction,
+    Template,
+    Text,
+    Unsupported,
+    decode_payload,
+)
+
+__all__ = [
+    "COMMANDS_HELP",
+    "ChatApp",
+    "ChatLine",
+    "ChatModel",
+    "ChatRow",
+    "LineKind",
+    "RegisterScreen",
+    "describe",
+]
+
+log = get_logger("tresen.client.tui")
+
+COMMANDS_HELP = (
+    "/new +49… opens a chat · /safety shows its safety number · /trust accepts changed keys "
+    "· /help · /quit"
+)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def identity_warning(who: str) -> str:
+    return (
+        f"The security keys of {who} changed. They may have reinstalled Tresen, or someone may "
+        "be intercepting this chat. Sending is paused: compare the safety number (/safety) "
+        "with them in person or on a call, and if it matches, type /trust."
+    )
+
+
+class LineKind(StrEnum):
+    MESSAGE = "message"
+    FAILED = "failed"  # a message that could not be decrypted
+    NOTICE = "notice"  # what a command showed, e.g. the safety number
+    WARNING = "warning"  # changed identity keys, a message not sent
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRow:
+    """One chat in the list. ``label`` is for what a later version shows beside the number
+    (a business's verified name)."""
+
+    account_id: str
+    title: str
+    unread: int
+    last_ms: int
+    label: str | None = None
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLine:
+    kind: LineKind
+    text: str
+    at_ms: int
+    outgoing: bool = False
+    message_id: str | None = None
+    status: MessageStatus | None = None
+
+    @property
+    def ticks(self) -> str:
+        """✓ sent, ✓✓ delivered, ✓✓ read (shown in another colour); only on outgoing lines."""
+        if not self.outgoing:
+            return ""
+        if self.status is MessageStatus.SENT:
+            return "✓"
+        if self.status in (MessageStatus.DELIVERED, MessageStatus.READ):
+            return "✓✓"
+        return ""
+
+
+def describe(payload: object, quoted: str | None = None) -> str:
+    """One line of text for a message payload; ``quoted`` is the text it reacts to."""
+    if isinstance(payload, Text):
+        return payload.text
+    if isinstance(payload, Reaction):
+        target = f" to “{_shorten(quoted)}”" if quoted else ""
+        return f"reacted {payload.emoji}{target}" if payload.emoji else "removed a reaction"
+    if isinstance(payload, Media):
+        caption = f": {payload.caption}" if payload.caption else ""
+        return f"[{payload.kind} attachment{caption}] (attachments come in a later version)"
+    if isinstance(payload, Interactive):
+        return payload.body
+    if isinstance(payload, Template):
+        return f"[template {payload.name}]"
+    if isinstance(payload, Unsupported):
+        return "This message needs a newer version of Tresen."
+    return f"[{type(payload).__name__}]"
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ChatModel:
+    """The app's state and actions, apart from any widget.
+
+    Messages and statuses live in the client's store; the model adds what only the app knows:
+    the open chat, chats opened but still empty, lines a command showed, the connection state
+    and the answer to the last command (``feedback``).
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.open_chat: str | None = None
+        self.connected = False
+        self.feedback = ""
+        self._opened: dict[str, int] = {}
+        self._notices: defaultdict[str, list[ChatLine]] = defaultdict(list)
+
+    # --- what the app shows ------------------------------------------------------------------
+
+    def chat_rows(self) -> list[ChatRow]:
+        """The chats, newest first."""
+        rows: dict[str, ChatRow] = {}
+        for chat in self.client.store.chats():
+            if not chat.account_id or chat.account_id == self.client.account_id:
+                continue  # handled system messages, and our own account's
+            rows[chat.account_id] = self._row(chat.account_id, chat.last_ms, chat.unread)
+        for account_id, opened_ms in self._opened.items():
+            if account_id not in rows:
+                rows[account_id] = self._row(account_id, opened_ms, 0)
+        return sorted(rows.values(), key=lambda row: row.last_ms, reverse=True)
+
+    def _row(self, account_id: str, last_ms: int, unread: int) -> ChatRow:
+        return ChatRow(
+            account_id,
+            self.title(account_id),
+            unread,
+            last_ms,
+            warning=self.client.trust_of(account_id) is Trust.CHANGED,
+        )
+
+    def title(self, account_id: str) -> str:
+        return self.client.store.peer_phone(account_id) or account_id
+
+    def warning(self, account_id: str) -> str | None:
+        """The banner over a chat whose peer's identity keys changed."""
+        if self.client.trust_of(account_id) is Trust.CHANGED:
+            return identity_warning(self.title(account_id))
+        return None
+
+    def lines(self, account_id: str) -> list[ChatLine]:
+        """The chat's messages, oldest first, with the lines commands added in between."""
+        stored = self.client.store.messages(account_id)
+        texts: dict[str, str] = {}
+        lines = []
+        for message in stored:
+            line = self._line(message, texts)
+            lines.append(line)
+            if line.message_id is not None and line.kind is LineKind.MESSAGE:
+                texts[line.message_id] = line.text
+        lines.extend(self._notices.get(account_id, []))
+        lines.sort(key=lambda line: line.at_ms)  # stable: a notice follows what it answers
+        return lines
+
+    def _line(self, message: StoredMessage, texts: dict[str, str]) -> ChatLine:
+        if message.status is MessageStatus.FAILED or message.payload is None:
+            return ChatLine(
+                LineKind.FAILED,
+                f"⚠ A message from {self.title(message.chat)} could not be decrypted "
+                f"({message.error or 'no content'}).",
+                message.server_ms,
+                message_id=message.message_id,
+            )
+        try:
+            payload = decode_payload(message.payload)
+        except ValueError as exc:
+            return ChatLine(LineKind.FAILED, f"⚠ An unreadable message ({exc}).", message.server_ms)
+        quoted = texts.get(payload.message_id) if isinstance(payload, Reaction) else None
+        return ChatLine(
+            LineKind.MESSAGE,
+            describe(payload, quoted),
+            message.server_ms,
+            outgoing=message.outgoing,
+            message_id=message.message_id,
+            status=message.status,
+        )
+
+    def _note(self, account_id: str, kind: LineKind, text: str) -> None:
+        self._notices[account_id].append(ChatLine(kind, text, _now_ms()))
+
+    # --- actions -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Learn the phone numbers of chats that only have an account id so far."""
+        for chat in self.client.store.chats():
+            if chat.account_id and chat.phone is None:
+                await self._learn_phone(chat.account_id)
+
+    async def _learn_phone(self, account_id: str) -> None:
+        if self.client.store.peer_phone(account_id) is None:
+            # Unreachable relay: shown by account id until the next event asks again.
+            with contextlib.suppress(httpx.HTTPError):
+                await self.client.phone_of(account_id)
+
+    async def submit(self, line: str) -> bool:
+        """Run a command or send a text to the open chat; False when the app should quit."""
+        text = line.strip()
+        if not text:
+            return True
+        self.feedback = ""
+        if text.startswith("/") and not text.startswith("//"):
+            command, _, argument = text.partition(" ")
+            return await self._command(command.lower(), argument.strip())
+        await self.send(text[1:] if text.startswith("//") else text)
+        return True
+
+    async def _command(self, command: str, argument: str) -> bool:
+        try:
+            if command in ("/quit", "/exit", "/q"):
+                return False
+            if command in ("/new", "/open"):
+                if not argument:
+                    self.feedback = "Whom? Type /new and the phone number, e.g. /new +4915112345"
+                else:
+                    await self.open(argument)
+            elif command == "/safety":
+                await self.show_safety_number()
+            elif command == "/trust":
+                await self.trust()
+            elif command == "/help":
+                self.feedback = COMMANDS_HELP
+            else:
+                self.feedback = f"Unknown command {command}. {COMMANDS_HELP}"
+        except RelayError as exc:
+            self.feedback = f"{exc.message} (code {exc.code})"
+        except httpx.HTTPError:
+            self.feedback = "The relay cannot be reached; try again in a moment."
+        except CryptoError as exc:
+            self.feedback = f"Encryption refused: {exc}"
+        return True
+
+    async def open(self, peer: str) -> None:
+        """Open the chat with a phone number or account id, and mark its messages read."""
+        account_id = await self.client.resolve(peer)
+        if account_id == self.client.account_id:
+            self.feedback = "That is your own number."
+            return
+        await self._learn_phone(account_id)
+        self.open_chat = account_id
+        self._opened.setdefault(account_id, _now_ms())
+        await self._mark_read(account_id)
+
+    async def send(self, text: str) -> None:
+        chat = self.open_chat
+        if chat is None:
+            self.feedback = "Open a chat first: /new +49… (the number of the other person)."
+            return
+        try:
+            await self.client.send_text(chat, text)
+        except IdentityNotTrusted:
+            self._note(
+                chat,
+                LineKind.WARNING,
+                f"Not sent: “{_shorten(text)}”. The security keys of {self.title(chat)} "
+                "changed; compare safety numbers (/safety), then /trust.",
+            )
+        except RelayError as exc:
+            self._note(chat, LineKind.ERROR, f"Not sent: “{_shorten(text)}”: {exc.message}")
+        except httpx.HTTPError:
+            self._note(
+                chat, LineKind.ERROR, f"Not sent: “{_shorten(text)}”: the relay cannot be reached"
+            )
+        except CryptoError as exc:
+            self._note(
+                chat, LineKind.ERROR, f"Not sent: “{_shorten(text)}”: encryption refused ({exc})"
+            )
+
+    async def show_safety_number(self) -> None:
+        chat = self.open_chat
+        if chat is None:
+            self.feedback = "Open a chat first; /safety shows the safety number of that chat."
+            return
+        number = await self.client.safety_number(chat)
+        hint = (
+            " If it matches theirs, type /trust to accept their new keys."
+            if self.client.trust_of(chat) is Trust.CHANGED
+            else ""
+        )
+        self._note(
+            chat,
+            LineKind.NOTICE,
+            f"Safety number with {self.title(chat)}: {number}. Compare it with theirs: the same "
+            f"digits mean nobody is in between.{hint}",
+        )
+
+    async def trust(self) -> None:
+        chat = self.open_chat
+        if chat is None:
+            self.feedback = "Open a chat first; /trust accepts that chat's changed keys."
+            return
+        if self.client.trust_of(chat) is not Trust.CHANGED:
+            self.feedback = f"The keys of {self.title(chat)} have not changed; nothing to accept."
+            return
+        await self.client.trust_identity(chat)
+        self._note(
+            chat, LineKind.NOTICE, f"You accepted the new security keys of {self.title(chat)}."
+        )
+
+    async def _mark_read(self, account_id: str) -> None:
+        try:
+            await self.client.mark_read(account_id)
+        except (RelayError, httpx.HTTPError) as exc:
+            log.warning("marking messages read failed", error=str(exc))
+
+    async def handle(self, event: Event) -> None:
+        """Take in one event of the client."""
+        try:
+            await self._handle(event)
+        except (RelayError, httpx.HTTPError, CryptoError) as exc:
+            log.warning("handling an event failed", kind=type(event).__name__, error=str(exc))
+
+    async def _handle(self, event: Event) -> None:
+        if isinstance(event, MessageEvent):
+            await self._learn_phone(event.chat)
+            if event.chat == self.open_chat and not event.outgoing:
+                await self._mark_read(event.chat)  # the user is looking at it
+        elif isinstance(event, IdentityChanged):
+            await self._learn_phone(event.account_id)
+            self._note(
+                event.account_id,
+                LineKind.WARNING,
+                f"⚠ The security keys of {self.title(event.account_id)} changed.",
+            )
+        elif isinstance(event, DecryptionFailed):
+            await self._learn_phone(event.sender)
+        elif isinstance(event, DeviceAdded):
+            if event.account_id == self.client.account_id:
+                self.feedback = "A new device was added to your account."
+            else:
+                await self._learn_phone(event.account_id)
+                self._note(
+                    event.account_id,
+                    LineKind.NOTICE,
+                    f"{self.title(event.account_id)} added a device.",
+                )
+        elif isinstance(event, Connected):
+            self.connected = True
+        elif isinstance(event, Disconnected):
+            self.connected = False
+
+
+# --- widgets ---------------------------------------------------------------------------------
+
+
+def _clock(ms: int) -> str:
+    at = datetime.fromtimestamp(ms / 1000)
+    return at.strftime("%H:%M" if at.date() == datetime.now().date() else "%d.%m. %H:%M")
+
+
+class ChatItem(ListItem):
+    def __init__(self, row: ChatRow) -> None:
+        self.row = row
+        parts: list[str | tuple[str, str]] = [(row.title, "bold" if row.unread else "")]
+        if row.label:
+            parts.append((f"  {row.label}", "italic"))
+        if row.unread:
+            parts.append((f"  {row.unread}", "bold reverse"))
+        if row.warning:
+            parts.append(("  ⚠", "bold red"))
+        super().__init__(Label(Content.assemble(*parts)))
+
+
+class LineView(Static):
+    """One line of a chat: a message (ours on the right, with ticks) or a notice."""
+
+    def __init__(self, line: ChatLine) -> None:
+        self.line = line
+        classes = [str(line.kind)]
+        if line.kind is LineKind.MESSAGE:
+            classes.append("outgoing" if line.outgoing else "incoming")
+        if line.status is MessageStatus.READ:
+            classes.append("read")
+        super().__init__(self._content(line), classes=" ".join(classes))
+
+    @staticmethod
+    def _content(line: ChatLine) -> Content:
+        when = (_clock(line.at_ms), "dim")
+        if line.kind is not LineKind.MESSAGE:
+            return Content.assemble(when, "  ", line.text)
+        if not line.outgoing:
+            return Content.assemble(when, "  ", line.text)
+        tick_style = "bold cyan" if line.status is MessageStatus.READ else "dim"
+        return Content.assemble(line.text, "  ", when, " ", (line.ticks, tick_style))
+
+
+class RegisterScreen(Screen[bool]):
+    """Phone number, then the code from the SMS; dismissed with True once registered."""
+
+    def __init__(self, client: Client, device_name: str | None = None) -> None:
+        super().__init__()
+        self.client = client
+        self.device_name = device_name or f"tresen chat on {platform.node()}"
+        self.phone = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="register"):
+            yield Static("Register this device with your phone number.", id="register-title")
+            yield Input(
+                placeholder="Phone number with country code, e.g. +4915112345678", id="phone"
+            )
+            yield Static("", id="register-hint")
+            yield Input(placeholder="Code from the SMS", id="code", disabled=True)
+            yield Static("", id="register-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#phone", Input).focus()
+
+    @on(Input.Submitted, "#phone")
+    def _phone_entered(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self._request_code(event.value.strip())
+
+    @on(Input.Submitted, "#code")
+    def _code_entered(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self._register(event.value.strip())
+
+    def _error(self, text: str) -> None:
+        self.query_one("#register-error", Static).update(Content(text))
+
+    @work(exclusive=True, group="register")
+    async def _request_code(self, phone: str) -> None:
+        self._error("")
+        try:
+            lifetime = await self.client.request_code(phone)
+        except RelayError as exc:
+            self._error(f"{exc.message} (code {exc.code})")
+            return
+        except httpx.HTTPError:
+            self._error("The relay cannot be reached; try again in a moment.")
+            return
+        self.phone = phone
+        self.query_one("#register-hint", Static).update(
+            Content(f"A code was sent to {phone}; it is valid for {lifetime // 60} minutes.")
+        )
+        code = self.query_one("#code", Input)
+        code.disabled = False
+        code.focus()
+
+    @work(exclusive=True, group="register")
+    async def _register(self, code: str) -> None:
+        self._error("")
+        try:
+            await self.client.register(self.phone, code, self.device_name)
+        except RelayError as exc:
+            self._error(f"{exc.message} (code {exc.code})")
+            return
+        except httpx.HTTPError:
+            self._error("The relay cannot be reached; try again in a moment.")
+            return
+        self.dismiss(True)
+
+
+class ChatApp(App[None]):
+    """``tresen chat``: the chat list, the open chat and an input line."""
+
+    TITLE = "Tresen"
+    CSS = """
+    #main { height: 1fr; }
+    #sidebar { width: 32; border-right: solid $primary-background; }
+    #chats-title { height: 1; padding: 0 1; text-style: bold; background: $boost; }
+    #chat { width: 1fr; }
+    #chat-title { height: 1; padding: 0 1; text-style: bold; background: $boost; }
+    #banner {
+        display: none; padding: 0 1; color: $text; background: $error; text-style: bold;
+    }
+    #messages { height: 1fr; padding: 0 1; }
+    #messages > .incoming { padding-right: 12; }
+    #messages > .outgoing { padding-left: 12; text-align: right; }
+    #messages > .failed { color: $warning; text-style: bold; }
+    #messages > .notice { color: $text-muted; text-style: italic; }
+    #messages > .warning { color: $error; text-style: bold; }
+    #messages > .error { color: $error; }
+    #feedback { height: auto; padding: 0 1; color: $text-muted; }
+    #register { padding: 1 2; }
+    #register > Static { margin: 1 0 0 0; }
+    #register-error { color: $error; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit"),
+        Binding("ctrl+l", "focus_chats", "Chats"),
+        Binding("escape", "focus_input", "Input", show=False),
+    ]
+
+    def __init__(self, client: Client, *, device_name: str | None = None) -> None:
+        super().__init__()
+        self.model = ChatModel(client)
+        self.device_name = device_name
+        self._typed: asyncio.Queue[str] = asyncio.Queue()
+        self._rows: list[ChatRow] = []
+        self._shown: tuple[str | None, list[ChatLine]] = (None, [])
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="sidebar"):
+                yield Static("Chats", id="chats-title")
+                yield ListView(id="chats", initial_index=None)
+            with Vertical(id="chat"):
+                yield Static("No chat open", id="chat-title")
+                yield Static("", id="banner")
+                yield VerticalScroll(id="messages")
+        yield Static(COMMANDS_HELP, id="feedback")
+        yield Input(placeholder="Message, or /new +49…  /safety  /trust  /quit", id="input")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        if self.model.client.registered:
+            await self._begin()
+        else:
+            await self.push_screen(
+                RegisterScreen(self.model.client, self.device_name), self._registered
+            )
+
+    async def _registered(self, done: bool | None) -> None:
+        if done:
+            await self._begin()
+
+    async def _begin(self) -> None:
+        self.model.client.start()
+        self.run_worker(self._take_events(), name="events", group="events")
+        self.run_worker(self._take_input(), name="input", group="input")
+        self.query_one("#input", Input).focus()
+        await self.model.start()
+        await self.refresh_views()
+
+    async def _take_events(self) -> None:
+        async for event in self.model.client.events():
+            await self.model.handle(event)
+            await self.refresh_views()
+
+    async def _take_input(self) -> None:
+        # One line after the other: "/new +49…" then "hello" goes to the new chat.
+        while True:
+            line = await self._typed.get()
+            if not await self.model.submit(line):
+                self.exit()
+                return
+            await self.refresh_views()
+
+    @on(Input.Submitted, "#input")
+    def _typed_line(self, event: Input.Submitted) -> None:
+        self._typed.put_nowait(event.value)
+        event.input.clear()
+
+    @on(ListView.Selected, "#chats")
+    def _chat_selected(self, event: ListView.Selected) -> None:
+        if isinstance(event.item, ChatItem):
+            self._typed.put_nowait(f"/open {event.item.row.account_id}")
+        self.query_one("#input", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("focus_chats", "focus_input"):
+            return not isinstance(self.screen, RegisterScreen)  # no chats before registering
+        return True
+
+    def action_focus_chats(self) -> None:
+        self.query_one("#chats", ListView).focus()
+
+    def action_focus_input(self) -> None:
+        self.query_one("#input", Input).focus()
+
+    async def refresh_views(self) -> None:
+        model = self.model
+        state = "connected" if model.connected else "connecting…"
+        self.sub_title = f"{model.client.phone or ''} · {state}"
+        self.query_one("#feedback", Static).update(Content(model.feedback or COMMANDS_HELP))
+        await self._show_chats(model.chat_rows())
+        await self._show_chat(model.open_chat)
+
+    async def _show_chats(self, rows: list[ChatRow]) -> None:
+        chats = self.query_one("#chats", ListView)
+        rebuilt = rows != self._rows
+        if rebuilt:
+            self._rows = rows
+            await chats.clear()
+            await chats.extend([ChatItem(row) for row in rows])
+        ids = [row.account_id for row in rows]
+        if self.model.open_chat in ids:
+            chats.index = ids.index(self.model.open_chat)
+        elif rebuilt and rows:
+            chats.index = 0
+
+    async def _show_chat(self, account_id: str | None) -> None:
+        title = self.query_one("#chat-title", Static)
+        banner = self.query_one("#banner", Static)
+        if account_id is None:
+            title.update(Content("No chat open: type /new +49… or pick one on the left"))
+            banner.display = False
+            return
+        title.update(Content(self.model.title(account_id)))
+        warning = self.model.warning(account_id)
+        banner.display = warning is not None
+        banner.update(Content(f"⚠ {warning}" if warning else ""))
+        lines = self.model.lines(account_id)
+        if (account_id, lines) == self._shown:
+            return
+        self._shown = (account_id, lines)
+        messages = self.query_one("#messages", VerticalScroll)
+        await messages.remove_children()
+        await messages.mount_all([LineView(line) for line in lines])
+        messages.scroll_end(animate=False)

@@ -1,0 +1,259 @@
+"""``tresen chat`` as a script uses it: real processes against a real relay process.
+
+Registration needs the code the relay "texts" (here: writes to its SMS file). Two ways are
+covered: ``register --phone`` prompting for the code, answered on standard input once the
+code is in the SMS file, and ``register --request-only`` followed by ``register --code``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vodozemac
+from support import RelayProcess, registered_client
+
+from tresen.relay.accounts.sms import read_last_code
+
+pytestmark = pytest.mark.slow
+
+ALICE = "+4915130000001"
+BOB = "+4915130000002"
+NOBODY = "+4915139999999"
+
+# The child processes get no client settings from whoever runs the tests.
+ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("TRESEN_CLIENT_KEY", "TRESEN_CHAT_DIR", "TRESEN_RELAY_URL")
+}
+
+
+def chat(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tresen", "chat", *args, "--data-dir", str(data_dir)],
+        env=ENV,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def popen_chat(data_dir: Path, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tresen", "chat", *args, "--data-dir", str(data_dir)],
+        env=ENV,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_code(sms_file: Path, phone: str) -> str:
+    """The code the relay texted to ``phone``, once the other process requested it."""
+    deadline = time.monotonic() + 60
+    while (code := read_last_code(sms_file, phone)) is None:
+        assert time.monotonic() < deadline, f"no code was sent to {phone}"
+        time.sleep(0.05)
+    return code
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+async def register(relay: RelayProcess, data_dir: Path, phone: str) -> str:
+    """Register ``data_dir`` with the SDK (faster than the CLI); returns the account id."""
+    client = await registered_client(relay.url, relay.sms_file, data_dir, phone)
+    account_id = client.account_id
+    await client.close()
+    assert account_id is not None
+    return account_id
+
+
+async def test_register_send_and_listen(relay_process: RelayProcess, tmp_path: Path) -> None:
+    await relay_process.start()
+    alice_dir, bob_dir = tmp_path / "alice", tmp_path / "bob"
+
+    # Alice registers interactively: the command requests the code and asks for it.
+    process = popen_chat(
+        alice_dir, "register", "--phone", ALICE, "--relay", relay_process.url, stdin=True
+    )
+    code = wait_for_code(relay_process.sms_file, ALICE)
+    out, errors = process.communicate(code + "\n", timeout=90)
+    assert process.returncode == 0, errors
+    assert "Registered +4915130000001: account" in out
+    assert "device 1" in out
+
+    # Bob in two steps; the relay URL is remembered from the first.
+    requested = chat(
+        bob_dir, "register", "--phone", BOB, "--request-only", "--relay", relay_process.url
+    )
+    assert requested.returncode == 0, requested.stderr
+    assert "A code was sent" in requested.stderr
+    code = read_last_code(relay_process.sms_file, BOB)
+    assert code is not None
+    registered = chat(bob_dir, "register", "--phone", BOB, "--code", code, "--json")
+    assert registered.returncode == 0, registered.stderr
+    bob = json.loads(registered.stdout)
+    assert bob["phone"] == BOB
+    assert bob["device_id"] == 1
+
+    sent = chat(alice_dir, "send", "--to", BOB, "--text", "Grüß dich, Bob", "--json")
+    assert sent.returncode == 0, sent.stderr
+    message = json.loads(sent.stdout)
+    assert message["chat"] == bob["account_id"]
+    assert message["server_ms"] > 0
+
+    listened = chat(bob_dir, "listen", "--json", "--count", "1", "--timeout", "60")
+    assert listened.returncode == 0, listened.stderr
+    [received] = [e for e in json_lines(listened.stdout) if e["event"] == "message"]
+    assert received["message_id"] == message["message_id"]
+    assert received["text"] == "Grüß dich, Bob"
+    assert received["from"] == ALICE
+    assert received["outgoing"] is False
+
+    # Alice's listener sees the delivered tick, and stops cleanly on Ctrl+C.
+    listener = popen_chat(alice_dir, "listen", "--json")
+    assert listener.stdout is not None
+    for line in listener.stdout:
+        event = json.loads(line)
+        if event["event"] == "status" and event["message_id"] == message["message_id"]:
+            assert event["status"] == "delivered"
+            break
+    listener.send_signal(signal.SIGINT)
+    _, errors = listener.communicate(timeout=30)
+    assert listener.returncode == 0
+    assert "Traceback" not in errors
+
+    human = chat(alice_dir, "send", "--to", BOB, "--text", "plain output")
+    assert human.returncode == 0, human.stderr
+    assert len(human.stdout.strip()) > 0
+    listened = chat(bob_dir, "listen", "--count", "1", "--timeout", "60")
+    assert listened.returncode == 0, listened.stderr
+    assert f"{ALICE} → plain output" in listened.stdout
+
+
+async def test_errors_are_explained_without_a_traceback(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    await relay_process.start()
+
+    unregistered = chat(tmp_path / "new", "send", "--to", BOB, "--text", "hi")
+    assert unregistered.returncode == 1
+    assert "tresen chat register" in unregistered.stderr
+    assert not (tmp_path / "new").exists()  # nothing was created on the way
+
+    no_relay = chat(tmp_path / "new", "register", "--phone", ALICE)
+    assert no_relay.returncode == 1
+    assert "--relay" in no_relay.stderr
+
+    unreachable = chat(
+        tmp_path / "elsewhere", "register", "--phone", ALICE, "--relay", "http://127.0.0.1:1"
+    )
+    assert unreachable.returncode == 1
+    assert "cannot reach the relay" in unreachable.stderr
+
+    alice_dir = tmp_path / "alice"
+    await register(relay_process, alice_dir, ALICE)
+    unknown = chat(alice_dir, "send", "--to", NOBODY, "--text", "anyone?")
+    assert unknown.returncode == 1
+    assert "no account is registered for this number" in unknown.stderr
+    assert "131026" in unknown.stderr
+
+    wrong_key = subprocess.run(
+        [sys.executable, "-m", "tresen", "chat", "send", "--to", BOB, "--text", "hi"],
+        env={**ENV, "TRESEN_CLIENT_KEY": "ab" * 32, "TRESEN_CHAT_DIR": str(alice_dir)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert wrong_key.returncode == 1
+    assert f"cannot open the data in {alice_dir}" in wrong_key.stderr
+
+    again = chat(alice_dir, "register", "--phone", ALICE, "--code", "123456")
+    assert again.returncode == 1
+    assert "already holds device 1" in again.stderr
+
+    bob_dir = tmp_path / "bob"
+    assert (
+        chat(
+            bob_dir, "register", "--phone", BOB, "--request-only", "--relay", relay_process.url
+        ).returncode
+        == 0
+    )
+    right = read_last_code(relay_process.sms_file, BOB)
+    wrong = "000000" if right != "000000" else "111111"
+    refused = chat(bob_dir, "register", "--phone", BOB, "--code", wrong)
+    assert refused.returncode == 1
+    assert "the relay refused" in refused.stderr
+    assert "(code 150011)" in refused.stderr
+
+    for result in (unregistered, no_relay, unreachable, unknown, wrong_key, again, refused):
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+async def test_changed_identity_keys_stop_sending_until_trusted(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    await relay_process.start()
+    alice_dir = tmp_path / "alice"
+    await register(relay_process, alice_dir, ALICE)
+    bob_account = await register(relay_process, tmp_path / "bob", BOB)
+    assert chat(alice_dir, "send", "--to", BOB, "--text", "hello").returncode == 0
+    before = chat(alice_dir, "safety", "--with", BOB)
+    assert before.returncode == 0, before.stderr
+    digits = before.stdout.split()
+    assert len(digits) == 12
+    assert all(len(group) == 5 and group.isdigit() for group in digits)
+
+    impostor = vodozemac.Account()
+    await relay_process.replace_identity_keys(
+        bob_account, 1, impostor.curve25519_key.to_base64(), impostor.ed25519_key.to_base64()
+    )
+    blocked = chat(alice_dir, "send", "--to", BOB, "--text", "are you still you?")
+    assert blocked.returncode == 3
+    assert "nothing was sent" in blocked.stderr
+    assert f"tresen chat trust --with {BOB}" in blocked.stderr
+
+    after = chat(alice_dir, "safety", "--with", BOB)
+    assert after.returncode == 0
+    assert after.stdout != before.stdout
+    assert "changed" in after.stderr
+
+    stale = chat(alice_dir, "trust", "--with", BOB, "--expect", before.stdout.strip())
+    assert stale.returncode == 1
+    assert "nothing was trusted" in stale.stderr
+    trusted = chat(alice_dir, "trust", "--with", BOB, "--expect", after.stdout.strip())
+    assert trusted.returncode == 0, trusted.stderr
+    assert "Accepted the new security keys" in trusted.stdout
+    # No longer blocked: the keys are now checked against the accepted identity, and the
+    # impostor never signed the one-time keys the relay still hands out.
+    resumed = chat(alice_dir, "send", "--to", BOB, "--text", "trusting you")
+    assert resumed.returncode == 1
+    assert "end-to-end encryption refused" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    unchanged = chat(alice_dir, "trust", "--with", BOB)
+    assert "nothing to accept" in unchanged.stdout
+
+
+def test_help_lists_the_chat_commands() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tresen", "chat", "--help"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    for command in ("open", "register", "send", "listen", "safety", "trust"):
+        assert command in result.stdout
