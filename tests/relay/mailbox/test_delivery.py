@@ -451,3 +451,33 @@ async def test_removing_a_device_closes_its_connection(relay: RunningRelay) -> N
     except websockets.ConnectionClosed:
         pass
     assert connection.ws.close_code == 1008
+
+
+async def test_a_suspended_business_cannot_send(relay: RunningRelay) -> None:
+    from sqlalchemy import insert
+
+    from tresen.relay.schema import business_profiles
+
+    shop = await receiving_device(relay)
+    customer = await receiving_device(relay)
+    async with relay.ctx.db.write() as conn:
+        await conn.execute(
+            insert(business_profiles).values(
+                account_id=shop.account_id,
+                display_name="Shop",
+                name_skeleton="shop",
+                created_ms=1,
+                updated_ms=1,
+                suspended_ms=1,
+                suspend_reason="spam",
+            )
+        )
+    s = await relay.connect(shop)
+    error = await send_err(s, send_frame(customer, "m", {1: b"x"}))
+    assert error.code == ErrorCode.ACCOUNT_RESTRICTED
+    assert await stored_envelopes(relay) == 0
+    # The customer can still write to the business.
+    c = await relay.connect(customer)
+    await send_ok(c, send_frame(shop, "hi", {1: b"y"}))
+    await s.close()
+    await c.close()

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, t
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
-from tresen.relay.schema import devices, mailbox, messages
+from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
 __all__ = [
     "EntryKind",
@@ -38,6 +38,7 @@ __all__ = [
     "pending_entries",
     "purge_expired",
     "recipient_devices",
+    "suspended_accounts",
 ]
 
 # Keeps every statement far below SQLite's limit on bound parameters.
@@ -186,6 +187,22 @@ async def device_pks_of(
         )
         for r in rows:
             found[AccountId(r.account_id)].append(DevicePk(r.pk))
+    return found
+
+
+async def suspended_accounts(
+    conn: AsyncConnection, account_ids: Iterable[AccountId]
+) -> set[AccountId]:
+    """Those of ``account_ids`` that are businesses suspended by the operator."""
+    found: set[AccountId] = set()
+    for chunk in _chunks(sorted(set(account_ids))):
+        rows = await conn.execute(
+            select(business_profiles.c.account_id).where(
+                business_profiles.c.account_id.in_(chunk),
+                business_profiles.c.suspended_ms.is_not(None),
+            )
+        )
+        found.update(AccountId(r.account_id) for r in rows)
     return found
 
 

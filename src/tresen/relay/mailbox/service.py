@@ -234,11 +234,17 @@ class MailboxService:
         """Resolve duplicates and device lists; what passes waits for the queue check."""
         keys = [(op.sender.device_pk, op.frame.client_msg_id) for _, op in sends]
         earlier = await repo.find_messages(conn, keys)
+        suspended = await repo.suspended_accounts(conn, {op.sender.account_id for _, op in sends})
         recipients = await repo.recipient_devices(conn, {AccountId(op.frame.to) for _, op in sends})
         planned: list[tuple[int, _SendOp, list[RecipientDevice]]] = []
         first_in_batch: dict[tuple[DevicePk, str], int] = {}
         for (index, op), key in zip(sends, keys, strict=True):
-            if key in earlier:
+            if op.sender.account_id in suspended:
+                # A business the operator suspended sends nothing until it is reinstated.
+                batch.results[index] = TresenError(
+                    ErrorCode.ACCOUNT_RESTRICTED, "this business account is suspended"
+                )
+            elif key in earlier:
                 message = earlier[key]
                 batch.results[index] = AcceptedSend(
                     message.message_id, message.server_ms, duplicate=True
