@@ -37,6 +37,17 @@ class ErrorCode(IntEnum):
     IDENTITY_KEYS_MISSING = 150022
     TOO_MANY_DEVICES = 150023
     UNKNOWN_DEVICE = 150024
+    # operator: business verification and administration (relay/operator)
+    NOT_A_BUSINESS = 150050
+    NO_PENDING_REQUEST = 150051
+    NO_CURRENT_CERTIFICATE = 150052
+    ALREADY_SUSPENDED = 150053
+    NOT_SUSPENDED = 150054
+    # businesses: profiles, names and verification requests (relay/businesses)
+    VERIFICATION_PENDING = 150030
+    NAME_CONFUSABLE = 150031
+    ALREADY_VERIFIED = 150032
+    BUSINESS_SUSPENDED = 150033
 
 
 _HTTP_STATUS: dict[ErrorCode, int] = {
@@ -62,6 +73,17 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.IDENTITY_KEYS_MISSING: 409,
     ErrorCode.TOO_MANY_DEVICES: 409,
     ErrorCode.UNKNOWN_DEVICE: 404,
+    # operator
+    ErrorCode.NOT_A_BUSINESS: 404,
+    ErrorCode.NO_PENDING_REQUEST: 409,
+    ErrorCode.NO_CURRENT_CERTIFICATE: 404,
+    ErrorCode.ALREADY_SUSPENDED: 409,
+    ErrorCode.NOT_SUSPENDED: 409,
+    # businesses
+    ErrorCode.VERIFICATION_PENDING: 409,
+    ErrorCode.NAME_CONFUSABLE: 409,
+    ErrorCode.ALREADY_VERIFIED: 409,
+    ErrorCode.BUSINESS_SUSPENDED: 403,
 }
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     sms_file: Path | None = None
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     limits: Limits = Field(default_factory=Limits)
+    # The operator's certificate signing key is stored sealed with this 32-byte
+    # key-encryption key (64 hex digits or base64); without it, with a key file.
+    operator_key: SecretStr | None = None
+    operator_key_file: Path | None = Field(
+        default=None, description="default: operator.key in the data folder (mode 0600)"
+    )
+    certificate_lifetime_days: int = Field(default=365, ge=1, le=3650)
+    revocations_max_age_s: int = Field(
+        default=DAY_S, ge=60, description="how old a revocation list clients still accept"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -87,6 +97,10 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @property
+    def resolved_operator_key_file(self) -> Path:
+        return self.operator_key_file or self.data_dir / "operator.key"
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,11 +13,13 @@ from tresen.core.settings import Settings
 from tresen.relay import migrate
 from tresen.relay.accounts.api import router as accounts_router
 from tresen.relay.accounts.sms import SmsSender
+from tresen.relay.businesses.api import router as businesses_router
 from tresen.relay.context import RelayContext, build_context
 from tresen.relay.http import BodyLimit, install_error_handlers
 from tresen.relay.keys.api import router as keys_router
 from tresen.relay.mailbox.api import router as mailbox_router
 from tresen.relay.mailbox.ws import router as ws_router
+from tresen.relay.operator.api import router as operator_router
 
 __all__ = ["build_app"]
 
@@ -36,6 +38,13 @@ def build_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             await migrate.upgrade(ctx.db)
+        try:
+            # The signing key is opened (or created) before serving: a relay whose operator
+            # key cannot be opened must not start.
+            await ctx.operator.start()
+        except BaseException:
+            await ctx.db.dispose()
+            raise
         await ctx.mailbox.start()
         try:
             yield
@@ -53,7 +62,14 @@ def build_app(
     app.state.relay = ctx
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_frame_bytes)
-    for router in (accounts_router, keys_router, mailbox_router, ws_router):
+    for router in (
+        accounts_router,
+        keys_router,
+        mailbox_router,
+        ws_router,
+        operator_router,
+        businesses_router,
+    ):
         app.include_router(router)
 
     @app.get("/v1/health", tags=["meta"])

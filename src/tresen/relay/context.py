@@ -9,9 +9,11 @@ from tresen.core.db import Database
 from tresen.core.settings import Settings
 from tresen.relay.accounts.service import AccountService
 from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
+from tresen.relay.businesses.service import BusinessService
 from tresen.relay.keys.service import KeyService
 from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
+from tresen.relay.operator.service import OperatorService
 from tresen.wire.relay import KeysLow
 
 __all__ = ["RelayContext", "build_context", "default_sms_sender"]
@@ -25,6 +27,8 @@ class RelayContext:
     accounts: AccountService
     keys: KeyService
     mailbox: MailboxService
+    operator: OperatorService
+    businesses: BusinessService
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
@@ -64,5 +68,7 @@ def build_context(
         accounts=AccountService(db, clock, limits, sms or default_sms_sender(settings)),
         keys=keys,
         mailbox=MailboxService(db, clock, limits, hub),
+        operator=OperatorService(db, clock, settings),
+        businesses=BusinessService(db, clock),
         hub=hub,
     )

@@ -1,0 +1,1 @@
+"""Business accounts: profiles, lookalike-proof names, verification requests, directory."""

@@ -1,0 +1,1 @@
+"""The operator: signing key, verified-business certificates, revocations and the admin API."""
