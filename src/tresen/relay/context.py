@@ -61,6 +61,15 @@ def build_context(
     keys.on_keys_low = lambda pk, n: hub.push(
         pk, KeysLow(one_time_keys=n, max_one_time_keys=limits.max_one_time_keys)
     )
+    operator = OperatorService(db, clock, settings)
+    businesses = BusinessService(db, clock)
+    businesses.certificate_for = operator.certificate_json
+    businesses.on_back_to_pending = lambda conn, account_id, reason: operator.revoke_for_change(
+        account_id, reason, conn=conn
+    )
+    keys.on_identity_keys_changed = lambda account_id: businesses.on_verified_identity_changed(
+        account_id, "device keys changed"
+    )
     return RelayContext(
         settings=settings,
         db=db,
@@ -68,7 +77,7 @@ def build_context(
         accounts=AccountService(db, clock, limits, sms or default_sms_sender(settings)),
         keys=keys,
         mailbox=MailboxService(db, clock, limits, hub),
-        operator=OperatorService(db, clock, settings),
-        businesses=BusinessService(db, clock),
+        operator=operator,
+        businesses=businesses,
         hub=hub,
     )

@@ -114,6 +114,11 @@ class BusinessService:
         # Set by the operator side: the current certificate of a verified business, shown
         # with its public profile so clients can check the tick offline.
         self.certificate_for: CertificateLookup | None = None
+        # Called inside the transaction that sends a verified business back to pending, so
+        # that the operator side revokes its certificate atomically with the change.
+        self.on_back_to_pending: (
+            Callable[[AsyncConnection, AccountId, str], Awaitable[object]] | None
+        ) = None
 
     # --- the caller's own profile -----------------------------------------------------------
 
@@ -243,6 +248,8 @@ class BusinessService:
         self, conn: AsyncConnection, account_id: AccountId, reason: str, now: int
     ) -> None:
         await repo.update_profile(conn, account_id, {"verification": Verification.PENDING}, now)
+        if self.on_back_to_pending is not None:
+            await self.on_back_to_pending(conn, account_id, reason)
         if await repo.pending_request(conn, account_id) is None:
             await repo.insert_request(conn, account_id, reason.strip()[:NOTE_MAX], now)
         log.info("verified business back to pending", account_id=account_id)

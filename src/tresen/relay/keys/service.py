@@ -33,7 +33,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import vodozemac
@@ -100,6 +100,9 @@ class KeyService:
         # Called after commit with (device_pk, remaining) when a claim leaves a device with
         # fewer than ``limits.one_time_keys_low`` one-time keys, so it can upload more.
         self.on_keys_low: Callable[[DevicePk, int], object] | None = None
+        # Called with the account id after a device of it got new identity keys (a new device
+        # or a replaced identity): a certificate that binds the old key set no longer holds.
+        self.on_identity_keys_changed: Callable[[AccountId], Awaitable[object]] | None = None
 
     # --- upload ------------------------------------------------------------------------------
 
@@ -132,6 +135,7 @@ class KeyService:
             verified_with = identity.ed25519
 
         identity_changed = False
+        identity_set = False
         async with self.db.write() as conn:
             device = await repo.device_identity(conn, principal.device_pk, for_update=True)
             if device is None:
@@ -146,6 +150,7 @@ class KeyService:
                     registration_id = new_registration_id()
                     await repo.delete_device_keys(conn, principal.device_pk)
                 identity = upload.identity_keys
+                identity_set = True
                 await repo.set_identity_keys(conn, principal.device_pk, identity, registration_id)
             if signed and identity is None:
                 raise _identity_keys_missing()
@@ -175,6 +180,8 @@ class KeyService:
                 )
             count += len(new)
 
+        if identity_set and self.on_identity_keys_changed is not None:
+            await self.on_identity_keys_changed(principal.account_id)
         log.info(
             "keys uploaded",
             account_id=principal.account_id,
