@@ -260,13 +260,14 @@ async def test_a_new_certificate_supersedes_one_with_other_device_keys(
 ) -> None:
     bakery = await op.business()
     first = (await op.admin("POST", f"/businesses/{bakery.account_id}/verify", ops)).json()
-    # A new device joins; the operator certifies the business again.
+    # A new device joins: the certificate no longer binds the business's keys, so it is
+    # revoked at once and a new request waits; the operator certifies the business again.
     tablet = await relay.register(bakery.phone)
     tablet_keys = await publish_identity(relay, tablet)
 
     second = (await op.admin("POST", f"/businesses/{bakery.account_id}/verify", ops)).json()
 
-    assert second["request_id"] is None  # no pending request: verified on the operator's call
+    assert second["request_id"] is not None  # the request filed for the key change
     assert second["certificate"]["device_keys"] == sorted(
         [*bakery.device_keys, tablet_keys.ed25519_key.to_base64()]
     )
@@ -281,7 +282,7 @@ async def test_a_new_certificate_supersedes_one_with_other_device_keys(
         (first["certificate"]["serial"], "revoked", False),
         (second["certificate"]["serial"], "valid", True),
     ]
-    assert shown["certificates"][0]["revoke_reason"] == "superseded"
+    assert shown["certificates"][0]["revoke_reason"] == "device keys changed"
 
 
 async def test_verifying_the_same_binding_again_keeps_the_old_certificate(
