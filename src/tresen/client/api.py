@@ -16,7 +16,19 @@ class RelayError(Exception):
     """A rejection by the relay, with its stable numeric code."""
 
     def __init__(self, code: int, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
+        problems = (details or {}).get("problems")
+        if isinstance(problems, list) and problems:
+            message_text = (
+                message
+                + " ("
+                + "; ".join(
+                    f"{p.get('field')}: {p.get('problem')}" for p in problems if isinstance(p, dict)
+                )
+                + ")"
+            )
+        else:
+            message_text = message
+        super().__init__(f"{code}: {message_text}")
         self.code = code
         self.message = message
         self.details = details or {}
@@ -150,6 +162,43 @@ class RelayApi:
     async def receipts(self, message_ids: list[str]) -> int:
         body = await self._call("POST", "/v1/receipts", json={"message_ids": message_ids})
         return int(body["routed"])
+
+    # --- businesses and the operator -------------------------------------------------------
+
+    async def operator_keys(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", "/v1/operator/keys")
+        return body
+
+    async def revoked_certificates(self) -> dict[str, str]:
+        body: dict[str, str] = await self._call("GET", "/v1/certificates/revoked")
+        return body
+
+    async def business(self, account_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", f"/v1/businesses/{account_id}")
+        return body
+
+    async def search_businesses(
+        self, query: str, category: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"q": query, "limit": limit}
+        if category:
+            params["category"] = category
+        body = await self._call("GET", "/v1/businesses", params=params)
+        return list(body["businesses"])
+
+    async def save_business_profile(self, profile: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("PUT", "/v1/business/profile", json=profile)
+        return body
+
+    async def own_business_profile(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", "/v1/business/profile")
+        return body
+
+    async def request_verification(self, note: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "POST", "/v1/business/verification", json={"note": note}
+        )
+        return body
 
 
 def _key(key: SignedKey) -> dict[str, str]:

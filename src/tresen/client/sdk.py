@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import time
@@ -23,6 +24,14 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tresen.client.api import RelayApi, RelayError
+from tresen.client.business import (
+    Business,
+    BusinessProfile,
+    BusinessSummary,
+    Tick,
+    TickState,
+    judge,
+)
 from tresen.client.events import (
     Connected,
     DecryptionFailed,
@@ -35,10 +44,28 @@ from tresen.client.events import (
     MessageEvent,
     StatusChanged,
 )
-from tresen.client.store import LocalStore, MessageStatus, PeerDevice, StoredMessage, Trust
+from tresen.client.store import (
+    KnownBusiness,
+    LocalStore,
+    MessageStatus,
+    PeerDevice,
+    StoredMessage,
+    Trust,
+)
+from tresen.core.clock import Clock, SystemClock
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
 from tresen.crypto import CryptoError
+from tresen.crypto.certificates import (
+    CertificateError,
+    KeyRing,
+    PublishedKey,
+    RevocationList,
+    RingUpdate,
+    SignedRevocationList,
+    UnknownOperatorKey,
+    verify_revocations,
+)
 from tresen.crypto.olm import Ciphertext, DeviceIdentity, OlmSession, verify_signed_key
 from tresen.crypto.safety import Party, safety_number
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file
@@ -55,13 +82,15 @@ from tresen.wire.e2e import (
     encode_payload,
 )
 
-__all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "SentMessage"]
+__all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "OperatorKeyMismatch", "SentMessage"]
 
 log = get_logger("tresen.client")
 
 KEY_ENV = "TRESEN_CLIENT_KEY"
 ONE_TIME_KEYS_TARGET = 50
 RECONNECT_MAX_S = 30.0
+REVOCATIONS_MAX_AGE_S = 86_400
+DIRECTORY_CHECKS = 4
 
 
 class NotRegistered(RuntimeError):
@@ -76,6 +105,10 @@ class IdentityNotTrusted(RuntimeError):
             f"the identity keys of {account_id} changed; compare safety numbers, then trust"
         )
         self.account_id = account_id
+
+
+class OperatorKeyMismatch(RuntimeError):
+    """The configured operator key is not the one this client pinned before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +135,13 @@ class Client:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         directory_max_age_s: float = 60.0,
+        operator_key: str | None = None,
+        clock: Clock | None = None,
+        revocations_max_age_s: int = REVOCATIONS_MAX_AGE_S,
     ) -> None:
         self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.revocations_max_age_s = revocations_max_age_s
         self._key = key
         self.relay_url = relay_url.rstrip("/")
         self.api = RelayApi(self.relay_url, transport=transport)
@@ -121,7 +159,10 @@ class Client:
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self._drained = asyncio.Event()
+        self._ring: KeyRing | None = None
         self._load()
+        if operator_key is not None:
+            self.pin_operator_key(operator_key)
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -134,11 +175,14 @@ class Client:
         key: bytes | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         directory_max_age_s: float = 60.0,
+        operator_key: str | None = None,
+        clock: Clock | None = None,
     ) -> Client:
         """Open (or create) the client whose state lives in ``data_dir``.
 
         The 32-byte storage key comes from ``key``, else ``TRESEN_CLIENT_KEY``, else the file
-        ``data_dir/key`` (created with mode 0600).
+        ``data_dir/key`` (created with mode 0600). ``operator_key`` pins the operator's public
+        key from configuration instead of learning it at registration.
         """
         if relay_url is None and not (data_dir / "client.db").exists():
             raise NotRegistered(f"no relay URL known for {data_dir}; pass one")
@@ -153,9 +197,19 @@ class Client:
                 raise NotRegistered(f"no relay URL known for {data_dir}; pass one")
             relay_url = stored_url.decode()
         store.set_meta("relay_url", relay_url.encode())
-        return cls(
-            store, key, relay_url, transport=transport, directory_max_age_s=directory_max_age_s
-        )
+        try:
+            return cls(
+                store,
+                key,
+                relay_url,
+                transport=transport,
+                directory_max_age_s=directory_max_age_s,
+                operator_key=operator_key,
+                clock=clock,
+            )
+        except BaseException:
+            store.close()
+            raise
 
     def _load(self) -> None:
         account = self.store.get_meta("account_id")
@@ -169,6 +223,9 @@ class Client:
         pickle = self.store.get_meta("identity")
         if pickle is not None:
             self._identity = DeviceIdentity.from_pickle(pickle.decode(), self._key)
+        ring = self.store.get_meta("operator_ring")
+        if ring is not None:
+            self._ring = KeyRing.from_json(json.loads(ring))
 
     @property
     def registered(self) -> bool:
@@ -205,6 +262,15 @@ class Client:
         """
         if self.registered:
             raise RuntimeError("this client is registered already; use another data folder")
+        published = await self.api.operator_keys()
+        if self._ring is None:
+            # Trust on first use: the key the relay names as current, its fingerprint shown
+            # to the user (``operator_fingerprint``) to compare with the operator's own.
+            current = next(
+                k for k in published["keys"] if k["key_id"] == published["current_key_id"]
+            )
+            self._set_ring(KeyRing(str(current["public_key"])))
+        self._follow_rotations(published)
         result = await self.api.verify_code(phone, code, device_name)
         self.api.token = result["token"]
         self.account_id = result["account_id"]
@@ -257,6 +323,188 @@ class Client:
         identity = self._require_identity()
         self.store.set_meta("identity", identity.pickle(self._key).encode())
 
+    # --- the operator's key -------------------------------------------------------------------
+
+    @property
+    def operator_fingerprint(self) -> str | None:
+        """The fingerprint of the pinned operator key, to compare with the operator's."""
+        return None if self._ring is None else self._ring.fingerprint()
+
+    @property
+    def operator_keys(self) -> KeyRing | None:
+        return self._ring
+
+    def pin_operator_key(self, public_key: str) -> None:
+        """Pin the operator's Ed25519 public key (unpadded base64) from configuration.
+
+        Pinning the key that is pinned already keeps what was learned since; another key
+        than the pinned one is refused (:class:`OperatorKeyMismatch`): a client that changes
+        operators starts from a new data folder.
+        """
+        ring = KeyRing(public_key.strip())
+        if self._ring is not None:
+            if self._ring.pinned_key_id == ring.pinned_key_id:
+                return
+            raise OperatorKeyMismatch(
+                f"this client pinned operator key {self._ring.fingerprint()}, "
+                f"not {ring.fingerprint()}"
+            )
+        self._set_ring(ring)
+
+    def _set_ring(self, ring: KeyRing) -> None:
+        self._ring = ring
+        self.store.set_meta("operator_ring", json.dumps(ring.to_json()).encode())
+
+    def _follow_rotations(self, published: dict[str, Any]) -> RingUpdate:
+        ring = self._ring
+        if ring is None:
+            return RingUpdate()
+        keys = []
+        for entry in published.get("keys", ()):
+            with contextlib.suppress(CertificateError):
+                keys.append(PublishedKey.from_json(entry))
+        update = ring.update(keys)
+        if update.added or update.retired:
+            self._set_ring(ring)
+            log.info("operator keys updated", added=update.added, retired=update.retired)
+        if update.ignored:
+            log.warning("operator keys without a trusted endorsement ignored", keys=update.ignored)
+        return update
+
+    async def refresh_operator_keys(self) -> RingUpdate:
+        """Follow the operator's key rotations: keys endorsed by a trusted key join the ring."""
+        return self._follow_rotations(await self.api.operator_keys())
+
+    async def _revoked_serials(self) -> set[int] | None:
+        """The serials on a fresh, operator-signed revocation list; ``None`` if there is none."""
+        if self._ring is None:
+            return None
+        try:
+            signed = SignedRevocationList.from_json(await self.api.revoked_certificates())
+            try:
+                listing = self._check_revocations(signed)
+            except UnknownOperatorKey:
+                await self.refresh_operator_keys()  # signed by a key rotated in since
+                listing = self._check_revocations(signed)
+        except (CertificateError, RelayError, httpx.HTTPError) as exc:
+            log.warning("revocation list not usable", error=str(exc))
+            return None
+        return set(listing.serials)
+
+    def _check_revocations(self, signed: SignedRevocationList) -> RevocationList:
+        assert self._ring is not None
+        max_age_ms = self.revocations_max_age_s * 1000
+        return verify_revocations(signed, self._ring, self.clock.now_ms(), max_age_ms)
+
+    # --- businesses ----------------------------------------------------------------------------
+
+    def is_business(self, account_id: str) -> bool:
+        return self.store.known_business(account_id) is not None
+
+    def known_business(self, account_id: str) -> KnownBusiness | None:
+        """The business as last checked, from the local store (no network)."""
+        return self.store.known_business(account_id)
+
+    async def business(self, peer: str) -> Business:
+        """Fetch a business's profile and decide its tick on this device.
+
+        Raises ``RelayError`` (131026) if ``peer`` is not a listed business.
+        """
+        account_id = await self.resolve(peer)
+        try:
+            profile = BusinessProfile.from_json(await self.api.business(account_id))
+        except RelayError as exc:
+            if exc.code == ErrorCode.UNDELIVERABLE and self.is_business(account_id):
+                # Suspended or gone: the chat stays labelled, the tick goes.
+                self.store.withdraw_tick(account_id, str(TickState.NOT_VERIFIED))
+            raise
+        phone = await self.phone_of(account_id) or ""
+        tick = await self._judge(profile, phone, await self._revoked_serials())
+        now = self.clock.now_ms()
+        self.store.put_business(
+            account_id, profile.display_name, str(tick.state), profile.to_json(), now
+        )
+        return Business(profile, phone, tick, now)
+
+    async def _judge(self, profile: BusinessProfile, phone: str, revoked: set[int] | None) -> Tick:
+        if profile.certificate is None or self._ring is None:
+            return judge(
+                profile.certificate,
+                self._ring,
+                self.clock.now_ms(),
+                revoked=revoked,
+                account_id=profile.account_id,
+                phone=phone,
+                display_name=profile.display_name,
+                device_keys=(),
+            )
+        key_id = profile.certificate_key_id
+        if key_id is not None and key_id not in self._ring:
+            with contextlib.suppress(RelayError, httpx.HTTPError):
+                await self.refresh_operator_keys()
+        keys = [d.ed25519 for d in await self._devices_of(profile.account_id, refresh=True)]
+        if profile.account_id == self.account_id:
+            keys.append(self._require_identity().ed25519)
+        return judge(
+            profile.certificate,
+            self._ring,
+            self.clock.now_ms(),
+            revoked=revoked,
+            account_id=profile.account_id,
+            phone=phone,
+            display_name=profile.display_name,
+            device_keys=keys,
+            identity_changed=self.store.trust(profile.account_id) is Trust.CHANGED,
+        )
+
+    async def find_businesses(
+        self, query: str = "", category: str | None = None, limit: int = 20
+    ) -> list[BusinessSummary]:
+        """Search the directory; the tick of each hit the relay lists as verified is checked
+        here, as for :meth:`business`."""
+        hits = await self.api.search_businesses(query, category, limit)
+        revoked = await self._revoked_serials() if hits else None
+        checks = asyncio.Semaphore(DIRECTORY_CHECKS)
+
+        async def summarize(hit: dict[str, Any]) -> BusinessSummary:
+            account_id = str(hit["account_id"])
+            self.store.mark_business(account_id)
+            tick = Tick(TickState.NOT_VERIFIED)
+            if hit.get("verification") == "verified":
+                async with checks:
+                    with contextlib.suppress(RelayError):
+                        profile = BusinessProfile.from_json(await self.api.business(account_id))
+                        phone = await self.phone_of(account_id) or ""
+                        tick = await self._judge(profile, phone, revoked)
+            return BusinessSummary(
+                account_id,
+                str(hit["display_name"]),
+                str(hit.get("about", "")),
+                str(hit.get("category", "")),
+                tick,
+            )
+
+        return list(await asyncio.gather(*(summarize(h) for h in hits)))
+
+    async def save_business_profile(self, **fields: Any) -> dict[str, Any]:
+        """Create or change this account's business profile (the account becomes a business).
+
+        Fields as the relay takes them: ``display_name``, ``about``, ``description``,
+        ``address``, ``email``, ``websites``, ``category``, ``timezone``, ``hours``,
+        ``closed_dates``.
+        """
+        self._require_account()
+        return await self.api.save_business_profile(fields)
+
+    async def own_business_profile(self) -> dict[str, Any]:
+        self._require_account()
+        return await self.api.own_business_profile()
+
+    async def request_verification(self, note: str = "") -> dict[str, Any]:
+        """Ask the operator to verify this business."""
+        self._require_account()
+        return await self.api.request_verification(note)
+
     # --- peers, directory and trust ----------------------------------------------------------
 
     async def resolve(self, peer: str) -> str:
@@ -267,16 +515,22 @@ class Client:
         if known is not None:
             return known
         found = await self.api.lookup_phone(peer)
+        self._learn_kind(found)
         known = self.store.account_for_phone(found["phone"])
         if known is None:
             self.store.remember_peer(found["account_id"], found["phone"], _now_ms())
         return found["account_id"]
+
+    def _learn_kind(self, found: dict[str, str]) -> None:
+        if found.get("kind") == "business":
+            self.store.mark_business(found["account_id"])
 
     async def phone_of(self, account_id: str) -> str | None:
         phone = self.store.peer_phone(account_id)
         if phone is None:
             with contextlib.suppress(RelayError):
                 found = await self.api.lookup_account(account_id)
+                self._learn_kind(found)
                 phone = found["phone"]
                 self.store.remember_peer(account_id, phone, _now_ms())
         return phone
@@ -311,6 +565,7 @@ class Client:
                 elif (pinned.curve25519, pinned.ed25519) != (device.curve25519, device.ed25519):
                     if self.store.trust(account_id) is not Trust.CHANGED:
                         self.store.set_trust(account_id, Trust.CHANGED, now)
+                        self.store.withdraw_tick(account_id, str(TickState.IDENTITY_CHANGED))
                         log.warning(
                             "identity keys of a peer device changed",
                             account_id=account_id,
@@ -707,6 +962,10 @@ class Client:
     async def _on_message(self, frame: wire.MessageFrame) -> None:
         if self.store.has_message(frame.message_id):
             return  # a redelivery: already stored, only the ack was lost
+        if frame.sender != self.account_id and self.store.peer_phone(frame.sender) is None:
+            # A first message from someone: learn the number and whether it is a business,
+            # so that the chat is labelled from its first line.
+            await self.phone_of(frame.sender)
         try:
             plaintext, session, inbound = await self._decrypt(frame)
         except CryptoError as exc:

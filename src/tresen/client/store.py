@@ -8,6 +8,7 @@ whom and when, never what was said.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from tresen.crypto.secrets import seal, unseal
 
 __all__ = [
     "ChatSummary",
+    "KnownBusiness",
     "LocalStore",
     "MessageStatus",
     "PeerDevice",
@@ -65,6 +67,13 @@ CREATE TABLE IF NOT EXISTS messages (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_messages_chat ON messages (chat, server_ms);
+CREATE TABLE IF NOT EXISTS businesses (
+    account_id TEXT PRIMARY KEY,
+    display_name TEXT,
+    tick TEXT NOT NULL DEFAULT 'not_verified',
+    profile TEXT,
+    checked_ms INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -114,6 +123,24 @@ class ChatSummary:
     phone: str | None
     last_ms: int
     unread: int
+    business: bool = False
+    display_name: str | None = None
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KnownBusiness:
+    """What the store remembers of a business: its name and tick at the last check."""
+
+    account_id: str
+    display_name: str | None
+    tick: str
+    profile: dict[str, Any] | None
+    checked_ms: int
+
+    @property
+    def verified(self) -> bool:
+        return self.tick == "verified"
 
 
 class LocalStore:
@@ -359,8 +386,51 @@ class LocalStore:
     def chats(self) -> list[ChatSummary]:
         rows = self._db.execute(
             "SELECT m.chat, p.phone, max(m.server_ms), "
-            "sum(CASE WHEN m.status = 'received' THEN 1 ELSE 0 END) "
+            "sum(CASE WHEN m.status = 'received' THEN 1 ELSE 0 END), "
+            "b.account_id IS NOT NULL, b.display_name, coalesce(b.tick = 'verified', 0) "
             "FROM messages m LEFT JOIN peers p ON p.account_id = m.chat "
+            "LEFT JOIN businesses b ON b.account_id = m.chat "
             "WHERE m.chat != '' GROUP BY m.chat ORDER BY max(m.server_ms) DESC"
         )
-        return [ChatSummary(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+        return [
+            ChatSummary(r[0], r[1], int(r[2]), int(r[3]), bool(r[4]), r[5], bool(r[6]))
+            for r in rows
+        ]
+
+    # --- businesses --------------------------------------------------------------------------
+
+    def mark_business(self, account_id: str) -> None:
+        """Remember that an account is a business (its chats are labelled as such)."""
+        self._db.execute(
+            "INSERT INTO businesses (account_id) VALUES (?) ON CONFLICT (account_id) DO NOTHING",
+            (account_id,),
+        )
+
+    def put_business(
+        self,
+        account_id: str,
+        display_name: str,
+        tick: str,
+        profile: dict[str, Any],
+        now_ms: int,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO businesses (account_id, display_name, tick, profile, checked_ms) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET "
+            "display_name = excluded.display_name, tick = excluded.tick, "
+            "profile = excluded.profile, checked_ms = excluded.checked_ms",
+            (account_id, display_name, tick, json.dumps(profile), now_ms),
+        )
+
+    def withdraw_tick(self, account_id: str, tick: str) -> None:
+        self._db.execute("UPDATE businesses SET tick = ? WHERE account_id = ?", (tick, account_id))
+
+    def known_business(self, account_id: str) -> KnownBusiness | None:
+        row = self._db.execute(
+            "SELECT display_name, tick, profile, checked_ms FROM businesses WHERE account_id = ?",
+            (account_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        profile = None if row[2] is None else json.loads(row[2])
+        return KnownBusiness(account_id, row[0], str(row[1]), profile, int(row[3]))

@@ -14,9 +14,22 @@ async def test_lookup_by_phone_and_by_account(relay: RunningRelay) -> None:
         "/v1/accounts", params={"phone": "+49 151 1234 5678"}, headers=alice.auth
     )
     assert r.status_code == 200, r.text
-    assert r.json() == {"account_id": bob.account_id, "phone": "+4915112345678"}
+    assert r.json() == {"account_id": bob.account_id, "phone": "+4915112345678", "kind": "customer"}
     r = await relay.http.get(f"/v1/accounts/{alice.account_id}", headers=bob.auth)
-    assert r.json() == {"account_id": alice.account_id, "phone": alice.phone}
+    assert r.json() == {"account_id": alice.account_id, "phone": alice.phone, "kind": "customer"}
+
+
+async def test_lookups_tell_businesses_apart(relay: RunningRelay) -> None:
+    customer = await relay.register()
+    shop = await relay.register()
+    r = await relay.http.put(
+        "/v1/business/profile", json={"display_name": "Corner Shop"}, headers=shop.auth
+    )
+    assert r.status_code == 201, r.text
+    r = await relay.http.get("/v1/accounts", params={"phone": shop.phone}, headers=customer.auth)
+    assert r.json()["kind"] == "business"
+    r = await relay.http.get(f"/v1/accounts/{shop.account_id}", headers=customer.auth)
+    assert r.json()["kind"] == "business"
 
 
 async def test_unknown_numbers_and_accounts(relay: RunningRelay) -> None:

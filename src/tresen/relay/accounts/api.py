@@ -86,6 +86,10 @@ async def me(principal: Authed, ctx: Ctx) -> MePublic:
 class AccountLookup(BaseModel):
     account_id: str
     phone: str
+    kind: str = Field(
+        description="`customer` or `business`: business chats are always labelled as such",
+        examples=["business"],
+    )
 
 
 @router.get("/accounts", response_model=AccountLookup)
@@ -96,7 +100,7 @@ async def lookup_account(
 ) -> AccountLookup:
     """Find the account registered for a phone number."""
     found = await ctx.accounts.lookup(principal, phone)
-    return AccountLookup(account_id=found.account_id, phone=found.phone)
+    return AccountLookup(account_id=found.account_id, phone=found.phone, kind=found.kind)
 
 
 @router.get("/accounts/{account_id}", response_model=AccountLookup)
@@ -105,7 +109,7 @@ async def get_account(
 ) -> AccountLookup:
     """The phone number behind an account id, e.g. of an incoming message's sender."""
     found = await ctx.accounts.account(principal, AccountId(account_id))
-    return AccountLookup(account_id=found.account_id, phone=found.phone)
+    return AccountLookup(account_id=found.account_id, phone=found.phone, kind=found.kind)
 
 
 @router.get("/devices", response_model=list[DevicePublic])

@@ -14,6 +14,7 @@ __all__ = [
     "DeviceRow",
     "PendingCode",
     "account_by_phone",
+    "account_entry",
     "account_phone",
     "add_rate_event",
     "count_devices",
@@ -151,11 +152,12 @@ async def delete_code(conn: AsyncConnection, phone: str) -> None:
     await conn.execute(delete(verification_codes).where(verification_codes.c.phone == phone))
 
 
-async def account_by_phone(conn: AsyncConnection, phone: str) -> AccountId | None:
-    value = (
-        await conn.execute(select(accounts.c.id).where(accounts.c.phone == phone))
-    ).scalar_one_or_none()
-    return None if value is None else AccountId(value)
+async def account_by_phone(conn: AsyncConnection, phone: str) -> tuple[AccountId, str] | None:
+    """The account id and kind (``customer``, ``business``) registered for ``phone``."""
+    row = (
+        await conn.execute(select(accounts.c.id, accounts.c.kind).where(accounts.c.phone == phone))
+    ).one_or_none()
+    return None if row is None else (AccountId(row.id), str(row.kind))
 
 
 async def account_phone(conn: AsyncConnection, account_id: AccountId) -> str | None:
@@ -163,6 +165,16 @@ async def account_phone(conn: AsyncConnection, account_id: AccountId) -> str | N
         await conn.execute(select(accounts.c.phone).where(accounts.c.id == account_id))
     ).scalar_one_or_none()
     return None if value is None else str(value)
+
+
+async def account_entry(conn: AsyncConnection, account_id: AccountId) -> tuple[str, str] | None:
+    """The phone number and kind of an account."""
+    row = (
+        await conn.execute(
+            select(accounts.c.phone, accounts.c.kind).where(accounts.c.id == account_id)
+        )
+    ).one_or_none()
+    return None if row is None else (str(row.phone), str(row.kind))
 
 
 async def create_account(

@@ -47,6 +47,7 @@ class Principal:
 class AccountPublic:
     account_id: AccountId
     phone: str
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +150,10 @@ class AccountService:
     async def _add_device(
         self, conn: AsyncConnection, phone: str, name: str, now: int
     ) -> Registration:
-        account_id = await repo.account_by_phone(conn, phone)
-        new_account = account_id is None
-        if account_id is None:
-            account_id = new_account_id()
+        found = await repo.account_by_phone(conn, phone)
+        new_account = found is None
+        account_id = new_account_id() if found is None else found[0]
+        if new_account:
             await repo.create_account(conn, account_id, phone, now)
         elif await repo.count_devices(conn, account_id) >= self.limits.max_devices_per_account:
             raise TresenError(
@@ -203,19 +204,20 @@ class AccountService:
         self._check_lookup_rate(principal)
         phone = normalize_phone(raw_phone)
         async with self.db.read() as conn:
-            account_id = await repo.account_by_phone(conn, phone)
-        if account_id is None:
+            found = await repo.account_by_phone(conn, phone)
+        if found is None:
             raise TresenError(
                 ErrorCode.UNDELIVERABLE, "no account is registered for this number", phone=phone
             )
-        return AccountPublic(account_id, phone)
+        return AccountPublic(found[0], phone, found[1])
 
     async def account(self, principal: Principal, account_id: AccountId) -> AccountPublic:
         self._check_lookup_rate(principal)
-        phone = await self.phone_of(account_id)
-        if phone is None:
+        async with self.db.read() as conn:
+            entry = await repo.account_entry(conn, account_id)
+        if entry is None:
             raise TresenError(ErrorCode.UNDELIVERABLE, "no such account", account_id=account_id)
-        return AccountPublic(account_id, phone)
+        return AccountPublic(account_id, *entry)
 
     def _check_lookup_rate(self, principal: Principal) -> None:
         # Lookups reveal who uses the service; the limit keeps a device from enumerating it.
