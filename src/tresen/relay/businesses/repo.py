@@ -1,13 +1,19 @@
-"""SQL of business profiles, their pictures and verification requests."""
+"""SQL of business profiles, their pictures and verification requests.
+
+The operator's SQL (``relay/operator/repo.py``) reads and decides the same profiles and
+requests; the queries both sides need live here, once: the administrative view of a profile
+(:func:`business`), its row lock, the verification state, and request rows.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId
@@ -15,9 +21,11 @@ from tresen.relay.schema import accounts, business_profiles, verification_reques
 from tresen.wire.business import BusinessCategory, Verification, WeeklyHours
 
 __all__ = [
+    "BusinessRow",
     "ProfileRow",
     "RequestRow",
     "RequestState",
+    "business",
     "get_picture",
     "get_profile",
     "insert_profile",
@@ -26,8 +34,10 @@ __all__ = [
     "lock_account",
     "mark_business",
     "pending_request",
+    "request_row",
     "search",
     "set_picture",
+    "set_verification",
     "update_profile",
     "verified_with_skeleton",
 ]
@@ -36,7 +46,7 @@ bp = business_profiles
 vr = verification_requests
 
 
-class RequestState:
+class RequestState(StrEnum):
     """States of a verification request (``verification_requests.state``)."""
 
     PENDING = "pending"
@@ -68,7 +78,26 @@ class ProfileRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BusinessRow:
+    """The administrative fields of a profile, with the account's phone number and kind."""
+
+    account_id: AccountId
+    phone: str
+    kind: str
+    display_name: str
+    name_skeleton: str
+    verification: str
+    suspended_ms: int | None
+    suspend_reason: str | None
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRow:
+    """A verification request; the last three fields are filled by the operator's listings,
+    which join the profile and the account."""
+
     id: int
     account_id: AccountId
     state: str
@@ -76,6 +105,10 @@ class RequestRow:
     reason: str | None
     requested_ms: int
     decided_ms: int | None
+    decided_by: str | None = None
+    display_name: str | None = None
+    phone: str | None = None
+    verification: str | None = None
 
 
 # Every column but the picture itself, which only its own route reads.
@@ -112,7 +145,8 @@ def _profile(row: Any) -> ProfileRow:
     )
 
 
-def _request(row: Any) -> RequestRow:
+def request_row(row: Any) -> RequestRow:
+    """A request from a row of ``verification_requests``, joined or not."""
     m = row._mapping
     return RequestRow(
         id=int(m["id"]),
@@ -122,7 +156,22 @@ def _request(row: Any) -> RequestRow:
         reason=m["reason"],
         requested_ms=m["requested_ms"],
         decided_ms=m["decided_ms"],
+        decided_by=m.get("decided_by"),
+        display_name=m.get("display_name"),
+        phone=m.get("phone"),
+        verification=m.get("verification"),
     )
+
+
+_S = TypeVar("_S", bound=Select[Any])
+
+
+def _locking_profile(stmt: _S, conn: AsyncConnection) -> _S:
+    """``stmt`` locking the profile row it reads until the transaction ends (PostgreSQL;
+    SQLite has one writer and no row locks)."""
+    if conn.dialect.name == "sqlite":
+        return stmt
+    return stmt.with_for_update(of=bp)
 
 
 def encode_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -170,9 +219,50 @@ async def get_profile(
     the transaction ends, so the operator cannot verify a name that is being changed."""
     stmt = select(*_PROFILE_COLUMNS).where(bp.c.account_id == account_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = _locking_profile(stmt, conn)
     row = (await conn.execute(stmt)).first()
     return None if row is None else _profile(row)
+
+
+async def business(
+    conn: AsyncConnection, account_id: AccountId, *, for_update: bool = False
+) -> BusinessRow | None:
+    """The profile's administrative fields, with the account's phone number; ``for_update``
+    locks the profile row as :func:`get_profile` does."""
+    stmt = (
+        select(
+            bp.c.account_id,
+            accounts.c.phone,
+            accounts.c.kind,
+            bp.c.display_name,
+            bp.c.name_skeleton,
+            bp.c.verification,
+            bp.c.suspended_ms,
+            bp.c.suspend_reason,
+            bp.c.created_ms,
+            bp.c.updated_ms,
+        )
+        .select_from(bp.join(accounts, accounts.c.id == bp.c.account_id))
+        .where(bp.c.account_id == account_id)
+    )
+    if for_update:
+        stmt = _locking_profile(stmt, conn)
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return BusinessRow(
+        account_id=AccountId(m["account_id"]),
+        phone=m["phone"],
+        kind=m["kind"],
+        display_name=m["display_name"],
+        name_skeleton=m["name_skeleton"],
+        verification=m["verification"],
+        suspended_ms=m["suspended_ms"],
+        suspend_reason=m["suspend_reason"],
+        created_ms=m["created_ms"],
+        updated_ms=m["updated_ms"],
+    )
 
 
 async def insert_profile(
@@ -192,6 +282,16 @@ async def update_profile(
         update(bp)
         .where(bp.c.account_id == account_id)
         .values(updated_ms=now_ms, **encode_fields(fields))
+    )
+
+
+async def set_verification(
+    conn: AsyncConnection, account_id: AccountId, verification: str, now_ms: int
+) -> None:
+    await conn.execute(
+        update(bp)
+        .where(bp.c.account_id == account_id)
+        .values(verification=str(verification), updated_ms=now_ms)
     )
 
 
@@ -250,12 +350,12 @@ async def pending_request(conn: AsyncConnection, account_id: AccountId) -> Reque
     row = (
         await conn.execute(
             select(vr)
-            .where(vr.c.account_id == account_id, vr.c.state == RequestState.PENDING)
+            .where(vr.c.account_id == account_id, vr.c.state == RequestState.PENDING.value)
             .order_by(vr.c.id.desc())
             .limit(1)
         )
     ).first()
-    return None if row is None else _request(row)
+    return None if row is None else request_row(row)
 
 
 async def last_decided_request(conn: AsyncConnection, account_id: AccountId) -> RequestRow | None:
@@ -267,7 +367,7 @@ async def last_decided_request(conn: AsyncConnection, account_id: AccountId) -> 
             .limit(1)
         )
     ).first()
-    return None if row is None else _request(row)
+    return None if row is None else request_row(row)
 
 
 async def insert_request(
@@ -278,14 +378,16 @@ async def insert_request(
             insert(vr)
             .values(
                 account_id=account_id,
-                state=RequestState.PENDING,
+                state=RequestState.PENDING.value,
                 note=note,
                 requested_ms=now_ms,
             )
             .returning(vr.c.id)
         )
     ).scalar_one()
-    return RequestRow(int(request_id), account_id, RequestState.PENDING, note, None, now_ms, None)
+    return RequestRow(
+        int(request_id), account_id, RequestState.PENDING.value, note, None, now_ms, None
+    )
 
 
 async def search(

@@ -224,7 +224,7 @@ class BusinessService:
             if profile.verification is Verification.VERIFIED:
                 raise TresenError(ErrorCode.ALREADY_VERIFIED, "this business is verified")
             request = await repo.insert_request(conn, account_id, note.strip()[:NOTE_MAX], now)
-            await repo.update_profile(conn, account_id, {"verification": Verification.PENDING}, now)
+            await repo.set_verification(conn, account_id, Verification.PENDING, now)
         log.info("verification requested", account_id=account_id, request_id=request.id)
         return request
 
@@ -247,7 +247,7 @@ class BusinessService:
     async def _back_to_pending(
         self, conn: AsyncConnection, account_id: AccountId, reason: str, now: int
     ) -> None:
-        await repo.update_profile(conn, account_id, {"verification": Verification.PENDING}, now)
+        await repo.set_verification(conn, account_id, Verification.PENDING, now)
         if self.on_back_to_pending is not None:
             await self.on_back_to_pending(conn, account_id, reason)
         if await repo.pending_request(conn, account_id) is None:

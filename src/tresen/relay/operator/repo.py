@@ -1,6 +1,10 @@
 """SQL of the operator: signing keys, certificates, operator tokens, the audit log, and the
 verification fields of business profiles and requests.
 
+Queries of profiles and requests that the business directory shares (the administrative view
+of a profile and its lock, the verification state, request rows) are defined once in
+``relay/businesses/repo.py`` and re-exported here.
+
 Every function runs inside a transaction the caller opened (``db.read()`` or ``db.write()``).
 """
 
@@ -15,6 +19,14 @@ from sqlalchemy import Select, and_, desc, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId
+from tresen.relay.businesses.repo import (
+    BusinessRow,
+    RequestRow,
+    business,
+    pending_request,
+    request_row,
+    set_verification,
+)
 from tresen.relay.schema import (
     accounts,
     admin_audit,
@@ -97,34 +109,6 @@ class AccountRow:
 
 
 @dataclass(frozen=True, slots=True)
-class BusinessRow:
-    account_id: AccountId
-    phone: str
-    kind: str
-    display_name: str
-    verification: str
-    suspended_ms: int | None
-    suspend_reason: str | None
-    created_ms: int
-    updated_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRow:
-    id: int
-    account_id: AccountId
-    state: str
-    note: str
-    reason: str | None
-    requested_ms: int
-    decided_ms: int | None
-    decided_by: str | None
-    display_name: str | None = None
-    phone: str | None = None
-    verification: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class CertificateRow:
     serial: int
     account_id: AccountId
@@ -175,23 +159,6 @@ def _certificate(row: Any) -> CertificateRow:
         expires_ms=m["expires_ms"],
         revoked_ms=m["revoked_ms"],
         revoke_reason=m["revoke_reason"],
-    )
-
-
-def _request(row: Any) -> RequestRow:
-    m = _m(row)
-    return RequestRow(
-        id=int(m["id"]),
-        account_id=AccountId(m["account_id"]),
-        state=m["state"],
-        note=m["note"],
-        reason=m["reason"],
-        requested_ms=m["requested_ms"],
-        decided_ms=m["decided_ms"],
-        decided_by=m["decided_by"],
-        display_name=m.get("display_name"),
-        phone=m.get("phone"),
-        verification=m.get("verification"),
     )
 
 
@@ -322,57 +289,6 @@ async def account_by_phone(conn: AsyncConnection, phone: str) -> AccountRow | No
     return AccountRow(AccountId(m["id"]), m["phone"], m["kind"], m["profile"] is not None)
 
 
-async def business(
-    conn: AsyncConnection, account_id: AccountId, *, for_update: bool = False
-) -> BusinessRow | None:
-    """The business profile's administrative fields, with the account's phone number;
-    ``for_update`` locks the profile row until the transaction ends (PostgreSQL)."""
-    stmt = (
-        select(
-            business_profiles.c.account_id,
-            accounts.c.phone,
-            accounts.c.kind,
-            business_profiles.c.display_name,
-            business_profiles.c.verification,
-            business_profiles.c.suspended_ms,
-            business_profiles.c.suspend_reason,
-            business_profiles.c.created_ms,
-            business_profiles.c.updated_ms,
-        )
-        .select_from(
-            business_profiles.join(accounts, accounts.c.id == business_profiles.c.account_id)
-        )
-        .where(business_profiles.c.account_id == account_id)
-    )
-    if for_update and conn.dialect.name != "sqlite":
-        stmt = stmt.with_for_update(of=business_profiles)
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        return None
-    m = _m(row)
-    return BusinessRow(
-        account_id=AccountId(m["account_id"]),
-        phone=m["phone"],
-        kind=m["kind"],
-        display_name=m["display_name"],
-        verification=m["verification"],
-        suspended_ms=m["suspended_ms"],
-        suspend_reason=m["suspend_reason"],
-        created_ms=m["created_ms"],
-        updated_ms=m["updated_ms"],
-    )
-
-
-async def set_verification(
-    conn: AsyncConnection, account_id: AccountId, verification: str, now_ms: int
-) -> None:
-    await conn.execute(
-        update(business_profiles)
-        .where(business_profiles.c.account_id == account_id)
-        .values(verification=verification, updated_ms=now_ms)
-    )
-
-
 async def set_suspension(
     conn: AsyncConnection,
     account_id: AccountId,
@@ -421,7 +337,7 @@ async def list_requests(conn: AsyncConnection, state: str | None, limit: int) ->
     if state is not None:
         stmt = stmt.where(verification_requests.c.state == state)
     stmt = stmt.order_by(verification_requests.c.requested_ms, verification_requests.c.id)
-    return [_request(r) for r in await conn.execute(stmt.limit(limit))]
+    return [request_row(r) for r in await conn.execute(stmt.limit(limit))]
 
 
 async def requests_of(conn: AsyncConnection, account_id: AccountId) -> list[RequestRow]:
@@ -430,22 +346,7 @@ async def requests_of(conn: AsyncConnection, account_id: AccountId) -> list[Requ
         .where(verification_requests.c.account_id == account_id)
         .order_by(verification_requests.c.requested_ms, verification_requests.c.id)
     )
-    return [_request(r) for r in await conn.execute(stmt)]
-
-
-async def pending_request(conn: AsyncConnection, account_id: AccountId) -> RequestRow | None:
-    row = (
-        await conn.execute(
-            select(verification_requests)
-            .where(
-                verification_requests.c.account_id == account_id,
-                verification_requests.c.state == "pending",
-            )
-            .order_by(desc(verification_requests.c.requested_ms), desc(verification_requests.c.id))
-            .limit(1)
-        )
-    ).first()
-    return None if row is None else _request(row)
+    return [request_row(r) for r in await conn.execute(stmt)]
 
 
 async def decide_request(

@@ -19,7 +19,6 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -42,8 +41,10 @@ from tresen.crypto.certificates import (
 )
 from tresen.relay.accounts.phone import normalize_phone
 from tresen.relay.accounts.service import hash_token
+from tresen.relay.businesses.repo import RequestState
 from tresen.relay.operator import repo
 from tresen.relay.operator.keys import KeyEncryptionKey, OperatorKeyError, load_kek
+from tresen.wire.business import Verification
 
 __all__ = [
     "DAY_MS",
@@ -66,21 +67,6 @@ DAY_MS = 24 * 3600 * 1000
 TOKEN_PREFIX = "tresen_op_"  # noqa: S105 - a marker that tells the token kind, not a secret
 SYSTEM = "system"
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
-
-
-class Verification(StrEnum):
-    UNVERIFIED = "unverified"
-    PENDING = "pending"
-    VERIFIED = "verified"
-    REJECTED = "rejected"
-    REVOKED = "revoked"
-
-
-class RequestState(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"
 
 
 @dataclass(frozen=True, slots=True)
