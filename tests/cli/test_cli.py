@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import httpx
 from typer.testing import CliRunner
 
 from tresen.cli.main import app
@@ -34,28 +31,3 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["relay", "migrate", "--config", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2
     assert "configuration" in result.output
-
-
-def test_up_serves_and_prints_its_url(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tresen", "up", "--data-dir", str(tmp_path), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = None
-        for line in process.stdout:
-            if line.startswith("Relay:"):
-                url = line.split()[1]
-                break
-        assert url is not None
-        assert url.startswith("http://127.0.0.1:")
-        assert httpx.get(url + "/v1/health").json() == {"status": "ok"}
-        assert (tmp_path / "relay.db").exists()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()

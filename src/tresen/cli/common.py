@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,9 +53,17 @@ def make_settings(config: Path | None, **overrides: Any) -> Settings:
 
 
 def serve_app(
-    app: Any, settings: Settings, on_started: Callable[[str], None] | None = None
+    app: Any,
+    settings: Settings,
+    on_started: Callable[[str], None] | None = None,
+    *,
+    alongside: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
 ) -> None:
-    """Run ``app`` with uvicorn until interrupted; ``on_started`` gets the base URL."""
+    """Run ``app`` with uvicorn until interrupted; ``on_started`` gets the base URL.
+
+    ``alongside(url)`` is entered once the server is up and left when it stops: what runs
+    next to the server (``tresen up``'s demo business).
+    """
     import uvicorn
 
     config = uvicorn.Config(
@@ -78,12 +87,23 @@ def serve_app(
             if task.done():
                 break
             await asyncio.sleep(0.05)
-        if server.started and on_started is not None:
-            sockets = [s for srv in server.servers for s in srv.sockets]
-            port = sockets[0].getsockname()[1] if sockets else settings.port
-            on_started(f"http://{settings.host}:{port}")
-        await task
         if not server.started:
+            await task
             raise typer.Exit(1)
+        sockets = [s for srv in server.servers for s in srv.sockets]
+        port = sockets[0].getsockname()[1] if sockets else settings.port
+        url = f"http://{settings.host}:{port}"
+        if on_started is not None:
+            on_started(url)
+        if alongside is None:
+            await task
+            return
+        try:
+            async with alongside(url):
+                await asyncio.shield(task)
+        except BaseException:
+            server.should_exit = True
+            await task
+            raise
 
     asyncio.run(main())

@@ -54,6 +54,8 @@ def configure_logging(
     )
     # Migration chatter is noise at info level; what was applied is reported by the caller.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    # One line per HTTP call of an in-process client (the demo business) is noise.
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

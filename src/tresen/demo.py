@@ -1,0 +1,180 @@
+"""The demo business that ``tresen up`` runs: Tresen Air, a verified airline.
+
+It is an ordinary business account with one device (a ``tresen.client.Client`` in the data
+folder), registered with a one-time code like any other, and verified by the operator in
+process. Its device answers customers' messages with a few canned replies, so that a newcomer
+has someone to talk to: the verified tick, the business label and the opening hours are all
+real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tresen.client import Client
+from tresen.client.api import RelayError
+from tresen.client.events import MessageEvent
+from tresen.core.errors import ErrorCode
+from tresen.core.ids import AccountId
+from tresen.core.logging import get_logger
+from tresen.relay.accounts.sms import SmsSender
+from tresen.relay.context import RelayContext
+from tresen.relay.operator.service import OperatorPrincipal
+from tresen.wire.business import Verification
+from tresen.wire.e2e import Text
+
+__all__ = ["DEMO_PHONE", "CodeCatcher", "DemoBusiness", "start_demo_business"]
+
+log = get_logger("tresen.demo")
+
+DEMO_PHONE = "+4930555010000"
+CODE_WAIT_S = 30.0
+
+PROFILE: dict[str, Any] = {
+    "display_name": "Tresen Air",
+    "about": "Flights across Europe ✈ Demo business of this Tresen relay",
+    "description": (
+        "The demo airline of a Tresen relay. Write FLIGHT for the status of your flight, "
+        "HOURS for when the service desk is open, or anything else for help."
+    ),
+    "address": "Flughafen BER, Terminal 1, 12529 Schönefeld",
+    "email": "service@air.example",
+    "websites": ["https://air.example"],
+    "category": "TRAVEL",
+    "timezone": "Europe/Berlin",
+    "hours": {
+        day: [["06:00", "22:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    },
+    "closed_dates": [],
+}
+
+
+class CodeCatcher:
+    """An SMS sender that hands the codes of numbers the relay itself registers (the demo
+    business) to the waiting code, and passes every other code on."""
+
+    def __init__(self, inner: SmsSender) -> None:
+        self.inner = inner
+        self._waiting: dict[str, asyncio.Future[str]] = {}
+
+    def expect(self, phone: str) -> asyncio.Future[str]:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiting[phone] = future
+        return future
+
+    async def send_code(self, phone: str, code: str) -> None:
+        future = self._waiting.pop(phone, None)
+        if future is None:
+            await self.inner.send_code(phone, code)
+        elif not future.done():
+            future.set_result(code)
+
+
+def reply_to(text: str, opening_status: str) -> str:
+    """The demo airline's answer to a customer's message."""
+    words = text.lower()
+    if any(w in words for w in ("flight", "flug", "status", "boarding")):
+        return (
+            "TA 100 Berlin (BER) → Lisbon (LIS) is on time: boarding 09:40 at gate B12, "
+            "departure 10:15."
+        )
+    if any(w in words for w in ("hour", "open", "zeit", "desk")):
+        return f"Our service desk: {opening_status}. Every day 06:00-22:00 (Berlin time)."
+    return (
+        "Hello from Tresen Air ✈ This is the demo business of this Tresen relay. "
+        "Write FLIGHT for your flight status or HOURS for our opening hours."
+    )
+
+
+@dataclass
+class DemoBusiness:
+    client: Client
+    phone: str
+    display_name: str
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def account_id(self) -> str:
+        assert self.client.account_id is not None
+        return self.client.account_id
+
+    async def answer_forever(self) -> None:
+        """Reply to every text a customer sends (the device's receive loop runs meanwhile)."""
+        self.client.start()
+        async for event in self.client.events():
+            if not isinstance(event, MessageEvent) or event.outgoing:
+                continue
+            if not isinstance(event.payload, Text) or event.chat == self.account_id:
+                continue
+            profile = await self.client.own_business_profile()
+            status = _opening_status(profile, self.client.clock.now_ms())
+            try:
+                await self.client.mark_read(event.chat, [event.message_id])
+                await self.client.send_text(event.chat, reply_to(event.payload.text, status))
+            except (RelayError, OSError) as exc:
+                log.warning("demo reply not sent", error=str(exc))
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.client.close()
+
+
+def _opening_status(profile: dict[str, Any], now_ms: int) -> str:
+    from tresen.client.business import BusinessProfile
+
+    public = BusinessProfile.from_json({**profile, "certificate": None})
+    return public.opening_status(now_ms)
+
+
+async def _registered_client(
+    ctx: RelayContext, url: str, folder: Path, codes: CodeCatcher, phone: str
+) -> Client:
+    if (folder / "client.db").exists():
+        client = Client.open(folder, url)
+        try:
+            if client.registered:
+                await client.api.me()
+                return client
+        except RelayError as exc:
+            if exc.code != ErrorCode.INVALID_TOKEN:
+                await client.close()
+                raise
+        # A new relay database: the old device is unknown there, so start over.
+        await client.close()
+        shutil.rmtree(folder)
+    client = Client.open(folder, url)
+    try:
+        code = codes.expect(phone)
+        await client.request_code(phone)
+        await client.register(phone, await asyncio.wait_for(code, CODE_WAIT_S), "demo")
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+async def start_demo_business(
+    ctx: RelayContext, url: str, folder: Path, codes: CodeCatcher, phone: str = DEMO_PHONE
+) -> DemoBusiness:
+    """Register (first run) and verify the demo airline, and start its answering device."""
+    client = await _registered_client(ctx, url, folder, codes, phone)
+    try:
+        await client.save_business_profile(**PROFILE)
+        account_id = AccountId(client.account_id or "")
+        own = await ctx.businesses.own_profile(account_id)
+        if own.profile.verification != Verification.VERIFIED:
+            await ctx.operator.verify(OperatorPrincipal("tresen up"), account_id)
+    except BaseException:
+        await client.close()
+        raise
+    demo = DemoBusiness(client, phone, str(PROFILE["display_name"]))
+    demo.task = asyncio.create_task(demo.answer_forever())
+    return demo

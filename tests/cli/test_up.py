@@ -1,0 +1,92 @@
+"""``tresen up``: the platform with its verified demo business, as a newcomer meets it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from support import read_last_code
+
+from tresen.client import Client
+from tresen.client.events import MessageEvent
+from tresen.wire.e2e import Text
+
+
+@contextmanager
+def tresen_up(data_dir: Path, sms_file: Path) -> Iterator[dict[str, str]]:
+    """Run ``tresen up`` until its demo line; yields the printed lines by their label."""
+    env = {**os.environ, "TRESEN_SMS_SENDER": "file", "TRESEN_SMS_FILE": str(sms_file)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tresen", "up", "--data-dir", str(data_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        printed: dict[str, str] = {}
+        for line in process.stdout:
+            label, _, rest = line.partition(":")
+            if label in ("Relay", "Operator", "Demo"):
+                printed[label] = rest.strip()
+            if label == "Demo" or "did not start" in line:
+                break
+        assert "Demo" in printed, printed
+        yield printed
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+async def talk_to_the_demo(
+    customer: Client, sms_file: Path, printed: dict[str, str], fingerprint: str
+) -> None:
+    phone = "+4915112340001"
+    await customer.request_code(phone)
+    code = read_last_code(sms_file, phone)
+    assert code is not None
+    await customer.register(phone, code)
+    assert customer.operator_fingerprint == fingerprint
+
+    [airline] = await customer.find_businesses("air")
+    assert (airline.display_name, airline.verified) == ("Tresen Air", True)
+    business = await customer.business(airline.account_id)
+    assert business.phone in printed["Demo"]
+    assert business.profile.open_now(customer.clock.now_ms()) is not None
+
+    customer.start()
+    await customer.send_text(business.phone, "What is the status of my flight?")
+    while True:
+        event = await customer.next_event(within_s=20)
+        if isinstance(event, MessageEvent) and not event.outgoing:
+            break
+    assert isinstance(event.payload, Text)
+    assert "TA 100" in event.payload.text
+    [chat] = customer.store.chats()
+    assert (chat.business, chat.display_name, chat.verified) == (True, "Tresen Air", True)
+
+
+async def test_up_runs_a_verified_demo_airline_that_answers(tmp_path: Path) -> None:
+    sms_file = tmp_path / "sms.jsonl"
+    with tresen_up(tmp_path / "data", sms_file) as printed:
+        url = printed["Relay"].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url + "/v1/health").json() == {"status": "ok"}
+        assert "Tresen Air ✓" in printed["Demo"]
+        fingerprint = printed["Operator"].removeprefix("key fingerprint ").strip()
+
+        async with Client.open(tmp_path / "customer", url) as customer:
+            await talk_to_the_demo(customer, sms_file, printed, fingerprint)
+
+    # A second start finds the same demo business, still verified.
+    with tresen_up(tmp_path / "data", sms_file) as again:
+        assert again["Operator"] == printed["Operator"]
+        assert again["Demo"] == printed["Demo"]
