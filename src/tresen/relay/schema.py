@@ -24,17 +24,29 @@ from sqlalchemy import (
 __all__ = [
     "accounts",
     "admin_audit",
+    "blocks",
+    "business_limits",
     "business_profiles",
     "certificates",
+    "consent_log",
+    "consents",
+    "delivery_counts",
     "devices",
     "fallback_keys",
+    "ledger",
     "mailbox",
+    "message_pricing",
     "messages",
     "metadata",
     "one_time_keys",
     "operator_keys",
     "operator_tokens",
+    "quality_events",
+    "rate_cards",
     "rate_events",
+    "reach",
+    "service_windows",
+    "templates",
     "verification_codes",
     "verification_requests",
 ]
@@ -246,4 +258,187 @@ admin_audit = Table(
     Column("action", String(32), nullable=False),
     Column("account_id", String(32), nullable=True, index=True),
     Column("details", Text, nullable=False, server_default="{}"),
+)
+
+
+# --- platform rules: blocks, reports, windows, consent, templates, tiers, billing (0003) ------
+
+# Pricing facts of a send, fixed when the relay accepts it and billed when it is delivered.
+message_pricing = Table(
+    "message_pricing",
+    metadata,
+    Column("message_id", String(32), primary_key=True),
+    Column("business_account", String(32), nullable=False),
+    Column("recipient_account", String(32), nullable=False),
+    Column("template_id", BigInteger, nullable=True),
+    # marketing, utility, authentication, authentication_international, service
+    Column("category", String(32), nullable=False),
+    Column("billable", SmallInteger, nullable=False),
+    # regular, free_customer_service, free_entry_point
+    Column("pricing_type", String(32), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("price_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("server_ms", BigInteger, nullable=False),
+    Index("ix_message_pricing_server_ms", "server_ms"),
+)
+
+# A customer (blocker) blocked an account; present while the block lasts.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("blocker_account", String(32), primary_key=True),
+    Column("blocked_account", String(32), primary_key=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_blocks_blocked", "blocked_account"),
+)
+
+# What lowers a business's quality: each block and report, with the template it followed.
+quality_events = Table(
+    "quality_events",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("business_account", String(32), nullable=False),
+    Column("customer_account", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # block, report
+    Column("reason", String(32), nullable=False, server_default=""),
+    Column("detail", String(512), nullable=False, server_default=""),
+    Column("message_id", String(32), nullable=True),
+    Column("template_id", BigInteger, nullable=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_quality_events_business_at", "business_account", "at_ms"),
+    Index("ix_quality_events_template_at", "template_id", "at_ms"),
+)
+
+# Delivered messages per business, template and UTC day: the denominator of quality ratings.
+delivery_counts = Table(
+    "delivery_counts",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("template_id", BigInteger, primary_key=True),  # 0 for messages without a template
+    Column("day", Integer, primary_key=True),  # days since the epoch, UTC
+    Column("delivered", BigInteger, nullable=False),
+)
+
+# The customer-service window of a (business, customer) pair: the customer's last message.
+service_windows = Table(
+    "service_windows",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("customer_account", String(32), primary_key=True),
+    Column("last_customer_ms", BigInteger, nullable=False),
+)
+
+# The last business-initiated message (outside a window) to each customer: tier usage.
+reach = Table(
+    "reach",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("customer_account", String(32), primary_key=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_reach_business_at", "business_account", "at_ms"),
+)
+
+# Per-business messaging state: tier step, its last evaluation, a raised throughput.
+business_limits = Table(
+    "business_limits",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("tier", SmallInteger, nullable=False),  # index into the tier ladder
+    Column("evaluated_ms", BigInteger, nullable=False),
+    Column("throughput_mps", Integer, nullable=True),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+# The current consent of a customer for one business and scope (utility, marketing), with the
+# signed statement (customer) or the attestation (business) that set it.
+consents = Table(
+    "consents",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("customer_account", String(32), primary_key=True),
+    Column("scope", String(16), primary_key=True),
+    Column("state", String(16), nullable=False),  # opted_in, opted_out
+    Column("source", String(16), nullable=False),  # customer, business
+    Column("statement", LargeBinary, nullable=True),
+    Column("signature", String(128), nullable=True),
+    Column("device_id", Integer, nullable=True),
+    Column("evidence", String(1024), nullable=True),
+    Column("evidence_ms", BigInteger, nullable=True),
+    Column("updated_ms", BigInteger, nullable=False),
+    Index("ix_consents_customer", "customer_account"),
+)
+
+# Every consent change ever made, append-only.
+consent_log = Table(
+    "consent_log",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("business_account", String(32), nullable=False),
+    Column("customer_account", String(32), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("statement", LargeBinary, nullable=True),
+    Column("signature", String(128), nullable=True),
+    Column("device_id", Integer, nullable=True),
+    Column("evidence", String(1024), nullable=True),
+    Column("evidence_ms", BigInteger, nullable=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_consent_log_pair", "business_account", "customer_account"),
+)
+
+# Message templates in the Cloud API shape; approved ones carry the operator's signature.
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("business_account", String(32), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("category", String(16), nullable=False),  # MARKETING, UTILITY, AUTHENTICATION
+    Column("parameter_format", String(16), nullable=False, server_default="POSITIONAL"),
+    Column("components", Text, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("rejected_reason", String(512), nullable=True),
+    Column("quality", String(8), nullable=False, server_default="UNKNOWN"),
+    Column("pauses", SmallInteger, nullable=False, server_default="0"),
+    Column("paused_until_ms", BigInteger, nullable=True),
+    Column("signed_body", LargeBinary, nullable=True),
+    Column("signature", String(128), nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    UniqueConstraint("business_account", "name", "language", name="uq_templates_name_language"),
+    sqlite_autoincrement=True,
+)
+
+# Prices per category and recipient country; business_account '' is the operator's default
+# card, any other row a confidential override for that business. Prices in micro-units.
+rate_cards = Table(
+    "rate_cards",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("category", String(32), primary_key=True),
+    Column("country", String(2), primary_key=True),  # ISO 3166-1 alpha-2, or '*' for any
+    Column("price_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+# Charges, append-only: one row per delivered billable message, never two (unique message).
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("business_account", String(32), nullable=False),
+    Column("message_id", String(32), nullable=False, unique=True),
+    Column("recipient_account", String(32), nullable=False),
+    Column("template_id", BigInteger, nullable=True),
+    Column("category", String(32), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("price_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("charged_ms", BigInteger, nullable=False),
+    Index("ix_ledger_business_charged", "business_account", "charged_ms"),
+    sqlite_autoincrement=True,
 )
