@@ -22,6 +22,7 @@ from tresen.crypto.certificates import (
     SignedCertificate,
     SignedRevocationList,
 )
+from tresen.relay.businesses.names import name_skeleton
 from tresen.relay.schema import accounts, business_profiles, verification_requests
 
 
@@ -50,7 +51,7 @@ async def add_profile(
             insert(business_profiles).values(
                 account_id=account_id,
                 display_name=display_name,
-                name_skeleton=display_name.lower(),
+                name_skeleton=name_skeleton(display_name),
                 verification="pending" if pending else "unverified",
                 created_ms=now,
                 updated_ms=now,

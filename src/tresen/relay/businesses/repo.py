@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId
@@ -32,6 +33,7 @@ __all__ = [
     "insert_request",
     "last_decided_request",
     "lock_account",
+    "lock_name",
     "mark_business",
     "pending_request",
     "request_row",
@@ -206,6 +208,18 @@ async def lock_account(conn: AsyncConnection, account_id: AccountId) -> str | No
         )
     ).scalar_one_or_none()
     return None if value is None else str(value)
+
+
+async def lock_name(conn: AsyncConnection, skeleton: str) -> None:
+    """PostgreSQL: hold a name skeleton until the transaction ends, so that whoever checks
+    it against the verified names (a rename, a verification) does so one at a time. SQLite
+    has a single writer and needs no lock."""
+    if conn.dialect.name == "sqlite":
+        return
+    await conn.execute(
+        sql_text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": "business-name:" + skeleton},
+    )
 
 
 async def mark_business(conn: AsyncConnection, account_id: AccountId) -> None:

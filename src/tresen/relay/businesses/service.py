@@ -52,6 +52,7 @@ __all__ = [
     "CertificateLookup",
     "OwnProfile",
     "PublicProfile",
+    "refuse_confusable",
 ]
 
 log = get_logger("tresen.relay.businesses")
@@ -135,7 +136,7 @@ class BusinessService:
             if current is None:
                 if clean.display_name is None or skeleton is None:
                     raise _invalid([Problem("display_name", "is required for a new profile")])
-                await self._refuse_confusable(conn, account_id, skeleton)
+                await refuse_confusable(conn, account_id, skeleton)
                 await repo.insert_profile(
                     conn, account_id, {**fields, "name_skeleton": skeleton}, now
                 )
@@ -143,7 +144,7 @@ class BusinessService:
             else:
                 renamed = clean.display_name not in (None, current.display_name)
                 if renamed and skeleton is not None:
-                    await self._refuse_confusable(conn, account_id, skeleton)
+                    await refuse_confusable(conn, account_id, skeleton)
                     fields["name_skeleton"] = skeleton
                 await repo.update_profile(conn, account_id, fields, now)
                 if renamed and current.verification is Verification.VERIFIED:
@@ -301,19 +302,6 @@ class BusinessService:
     # --- helpers ----------------------------------------------------------------------------
 
     @staticmethod
-    async def _refuse_confusable(
-        conn: AsyncConnection, account_id: AccountId, skeleton: str
-    ) -> None:
-        clash = await repo.verified_with_skeleton(conn, skeleton, account_id)
-        if clash is not None:
-            other_id, other_name = clash
-            raise TresenError(
-                ErrorCode.NAME_CONFUSABLE,
-                f'the name can be mistaken for the verified business "{other_name}"',
-                conflicts_with={"account_id": other_id, "display_name": other_name},
-            )
-
-    @staticmethod
     async def _own(conn: AsyncConnection, account_id: AccountId) -> OwnProfile | None:
         profile = await repo.get_profile(conn, account_id)
         if profile is None:
@@ -322,6 +310,24 @@ class BusinessService:
             profile,
             pending_request=await repo.pending_request(conn, account_id),
             last_decision=await repo.last_decided_request(conn, account_id),
+        )
+
+
+async def refuse_confusable(conn: AsyncConnection, account_id: AccountId, skeleton: str) -> None:
+    """Raise NAME_CONFUSABLE if a verified business other than ``account_id`` has a name with
+    this skeleton. Both a business taking a name and the operator verifying one ask this.
+
+    The name stays locked until the transaction ends (PostgreSQL), so a rename and a
+    verification of the same skeleton cannot both pass the check at once.
+    """
+    await repo.lock_name(conn, skeleton)
+    clash = await repo.verified_with_skeleton(conn, skeleton, account_id)
+    if clash is not None:
+        other_id, other_name = clash
+        raise TresenError(
+            ErrorCode.NAME_CONFUSABLE,
+            f'the name can be mistaken for the verified business "{other_name}"',
+            conflicts_with={"account_id": other_id, "display_name": other_name},
         )
 
 

@@ -42,6 +42,7 @@ from tresen.crypto.certificates import (
 from tresen.relay.accounts.phone import normalize_phone
 from tresen.relay.accounts.service import hash_token
 from tresen.relay.businesses.repo import RequestState
+from tresen.relay.businesses.service import refuse_confusable
 from tresen.relay.operator import repo
 from tresen.relay.operator.keys import KeyEncryptionKey, OperatorKeyError, load_kek
 from tresen.wire.business import Verification
@@ -446,10 +447,14 @@ class OperatorService:
 
         Returns the certificate and the id of the approved request. Earlier certificates
         that bind something else (an old name, old device keys) are revoked as superseded.
+        Refused (NAME_CONFUSABLE) while another verified business has a name with the same
+        skeleton.
         """
         now = self.clock.now_ms()
         async with self.db.write() as conn:
             found = await self._business(conn, account_id, for_update=True)
+            # Two businesses may share a name while neither is verified; the tick goes to one.
+            await refuse_confusable(conn, account_id, found.name_skeleton)
             device_keys = sorted({key for _, key in await repo.device_keys(conn, account_id)})
             if not device_keys:
                 raise TresenError(
