@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tresen.core.policy import PolicySettings
+
 __all__ = ["Limits", "Settings", "load_settings"]
 
 DAY_S = 24 * 3600
@@ -72,6 +74,7 @@ class Settings(BaseSettings):
     sms_file: Path | None = None
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     limits: Limits = Field(default_factory=Limits)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     # The operator's certificate signing key is stored sealed with this 32-byte
     # key-encryption key (64 hex digits or base64); without it, with a key file.
     operator_key: SecretStr | None = None
