@@ -168,6 +168,9 @@ async def test_registering_in_the_app(make_client: MakeClient, relay_process: Re
         assert client.registered
         assert ALICE in app.sub_title
         assert app.focused is app.query_one("#input", Input)
+        # The operator key pinned on the way, to compare with what the operator publishes.
+        assert client.operator_fingerprint is not None
+        assert client.operator_fingerprint in text_of(app.query_one("#feedback", Static))
 
 
 async def test_a_conversation_in_the_app(make_client: MakeClient) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import platform
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ListItem, ListView, Static
 
 from tresen.client.api import RelayError
+from tresen.client.business import Business, BusinessSummary
 from tresen.client.events import (
     Connected,
     DecryptionFailed,
@@ -39,6 +39,7 @@ from tresen.client.events import (
 )
 from tresen.client.sdk import Client, IdentityNotTrusted
 from tresen.client.store import MessageStatus, StoredMessage, Trust
+from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
 from tresen.crypto import CryptoError
 from tresen.wire.e2e import (
@@ -60,18 +61,81 @@ __all__ = [
     "LineKind",
     "RegisterScreen",
     "describe",
+    "profile_lines",
 ]
 
 log = get_logger("tresen.client.tui")
 
 COMMANDS_HELP = (
-    "/new +49… opens a chat · /safety shows its safety number · /trust accepts changed keys "
+    "/new +49… opens a chat · /find bakery searches businesses · /profile shows a business's "
+    "profile · /safety shows the safety number · /trust accepts changed keys · /operator "
     "· /help · /quit"
 )
 
+BUSINESS_LABEL = "Business"
+VERIFIED_LABEL = "✓ verified"
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+# The directory's category codes (those of the WhatsApp Cloud API profile), as people say them.
+_CATEGORIES = {
+    "AUTO": "Automotive",
+    "BEAUTY": "Beauty, spa and salon",
+    "APPAREL": "Clothing and apparel",
+    "EDU": "Education",
+    "ENTERTAIN": "Entertainment",
+    "EVENT_PLAN": "Event planning and service",
+    "FINANCE": "Finance and banking",
+    "GROCERY": "Food and grocery",
+    "GOVT": "Public service",
+    "HOTEL": "Hotel and lodging",
+    "HEALTH": "Medical and health",
+    "NONPROFIT": "Non-profit organisation",
+    "PROF_SERVICES": "Professional services",
+    "RETAIL": "Shopping and retail",
+    "TRAVEL": "Travel and transportation",
+    "RESTAURANT": "Restaurant",
+    "OTHER": "Other",
+}
+
+
+def category_name(code: str) -> str:
+    return _CATEGORIES.get(code, code.replace("_", " ").capitalize())
+
+
+def operator_key_text(fingerprint: str | None) -> str:
+    """What the user should know about the operator key this device pinned."""
+    if fingerprint is None:
+        return (
+            "No operator key is pinned on this device, so no business can show a ✓ here. "
+            "Register in a new data folder with your operator's key (--operator-key)."
+        )
+    return (
+        f"Operator key fingerprint: {fingerprint}. Compare it with the one your operator "
+        "publishes: if they differ, a ✓ on this device does not come from your operator."
+    )
+
+
+def profile_lines(business: Business, now_ms: int) -> list[str]:
+    """A business's profile as the lines ``/profile`` shows: the name with the tick (or why
+    there is none), what it says about itself, how to reach it and when it is open."""
+    profile = business.profile
+    if business.verified:
+        lines = [f"{profile.display_name} ✓ {business.tick.reason}"]
+    else:
+        lines = [f"{profile.display_name} · {BUSINESS_LABEL}, no tick: {business.tick.reason}"]
+    lines += [text for text in (profile.about, profile.description) if text]
+    details = (
+        ("Category", category_name(profile.category) if profile.category else ""),
+        ("Address", profile.address),
+        ("E-mail", profile.email),
+        ("Websites", ", ".join(profile.websites)),
+        ("Phone", business.phone),
+    )
+    lines += [f"{name}: {value}" for name, value in details if value]
+    lines.append(profile.opening_status(now_ms))
+    if profile.has_hours:
+        lines.append(f"Opening hours ({profile.timezone}):")
+        lines += profile.hours_lines()
+    return lines
 
 
 def identity_warning(who: str) -> str:
@@ -92,8 +156,8 @@ class LineKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ChatRow:
-    """One chat in the list. ``label`` is for what a later version shows beside the number
-    (a business's verified name)."""
+    """One chat in the list. ``label`` marks a business chat ("Business", with "✓ verified"
+    only when this device checked the operator's certificate)."""
 
     account_id: str
     title: str
@@ -101,6 +165,8 @@ class ChatRow:
     last_ms: int
     label: str | None = None
     warning: bool = False
+    business: bool = False
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +226,10 @@ class ChatModel:
         self.open_chat: str | None = None
         self.connected = False
         self.feedback = ""
+        self.found: list[BusinessSummary] = []  # the last /find, for /new 1, /new 2, …
         self._opened: dict[str, int] = {}
         self._notices: defaultdict[str, list[ChatLine]] = defaultdict(list)
+        self._checked: set[str] = set()  # businesses checked since the app started
 
     # --- what the app shows ------------------------------------------------------------------
 
@@ -178,16 +246,45 @@ class ChatModel:
         return sorted(rows.values(), key=lambda row: row.last_ms, reverse=True)
 
     def _row(self, account_id: str, last_ms: int, unread: int) -> ChatRow:
+        known = self.client.known_business(account_id)
         return ChatRow(
             account_id,
             self.title(account_id),
             unread,
             last_ms,
+            label=self.label(account_id),
             warning=self.client.trust_of(account_id) is Trust.CHANGED,
+            business=known is not None,
+            verified=known is not None and known.verified,
         )
 
     def title(self, account_id: str) -> str:
+        """A business's name once checked, else the phone number, else the account id."""
+        known = self.client.known_business(account_id)
+        if known is not None and known.display_name:
+            return known.display_name
         return self.client.store.peer_phone(account_id) or account_id
+
+    def label(self, account_id: str) -> str | None:
+        """``Business``, ``Business ✓ verified`` or nothing (a personal chat).
+
+        Only the client's own check of the operator's certificate earns the tick, never the
+        relay's word that a business is verified.
+        """
+        known = self.client.known_business(account_id)
+        if known is None:
+            return None
+        return f"{BUSINESS_LABEL} {VERIFIED_LABEL}" if known.verified else BUSINESS_LABEL
+
+    def heading(self, account_id: str) -> str:
+        """The open chat's title bar: a business chat adds its label and phone number, so a
+        name alone (that anyone can register unverified) never stands for the business."""
+        title = self.title(account_id)
+        label = self.label(account_id)
+        if label is None:
+            return title
+        phone = self.client.store.peer_phone(account_id)
+        return f"{title} · {label}" + (f" · {phone}" if phone and phone != title else "")
 
     def warning(self, account_id: str) -> str | None:
         """The banner over a chat whose peer's identity keys changed."""
@@ -233,15 +330,18 @@ class ChatModel:
         )
 
     def _note(self, account_id: str, kind: LineKind, text: str) -> None:
-        self._notices[account_id].append(ChatLine(kind, text, _now_ms()))
+        self._notices[account_id].append(ChatLine(kind, text, self.client.clock.now_ms()))
 
     # --- actions -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Learn the phone numbers of chats that only have an account id so far."""
+        """Learn the phone numbers of chats that only have an account id so far, and the
+        names and ticks of business chats never checked."""
         for chat in self.client.store.chats():
             if chat.account_id and chat.phone is None:
                 await self._learn_phone(chat.account_id)
+            if chat.business:
+                await self._first_check(chat.account_id)
 
     async def _learn_phone(self, account_id: str) -> None:
         if self.client.store.peer_phone(account_id) is None:
@@ -270,6 +370,12 @@ class ChatModel:
                     self.feedback = "Whom? Type /new and the phone number, e.g. /new +4915112345"
                 else:
                     await self.open(argument)
+            elif command in ("/profile", "/info"):
+                await self.show_profile()
+            elif command == "/find":
+                await self.find(argument)
+            elif command == "/operator":
+                self.feedback = operator_key_text(self.client.operator_fingerprint)
             elif command == "/safety":
                 await self.show_safety_number()
             elif command == "/trust":
@@ -287,15 +393,98 @@ class ChatModel:
         return True
 
     async def open(self, peer: str) -> None:
-        """Open the chat with a phone number or account id, and mark its messages read."""
+        """Open the chat with a phone number, an account id or the number of a ``/find`` hit,
+        and mark its messages read. A business is checked again, so its tick is current."""
+        if peer.isdigit() and 1 <= int(peer) <= len(self.found):
+            peer = self.found[int(peer) - 1].account_id
         account_id = await self.client.resolve(peer)
         if account_id == self.client.account_id:
             self.feedback = "That is your own number."
             return
         await self._learn_phone(account_id)
         self.open_chat = account_id
-        self._opened.setdefault(account_id, _now_ms())
+        self._opened.setdefault(account_id, self.client.clock.now_ms())
         await self._mark_read(account_id)
+        if self.client.is_business(account_id):
+            await self._check_business(account_id)
+
+    async def _check_business(self, account_id: str) -> Business | None:
+        """Fetch the business and decide its tick; on failure say why in ``feedback``."""
+        who = self.title(account_id)
+        try:
+            business = await self.client.business(account_id)
+        except RelayError as exc:
+            if exc.code == ErrorCode.UNDELIVERABLE:
+                self.feedback = (
+                    f"{who} is not (or no longer) a listed business: {exc.message}. "
+                    "It shows no tick."
+                )
+            else:
+                self.feedback = f"Could not check {who}: {exc.message} (code {exc.code})"
+            return None
+        except httpx.HTTPError:
+            self.feedback = (
+                f"Could not check {who}: the relay cannot be reached. The label is from the "
+                "last check."
+            )
+            return None
+        except CryptoError as exc:
+            self.feedback = f"Could not check {who}: {exc}"
+            return None
+        finally:
+            self._checked.add(account_id)
+        return business
+
+    async def _first_check(self, account_id: str) -> None:
+        """Check a business chat once if it was never checked (a first message from it), so
+        its name and tick join the label; failures only keep the plain label."""
+        if account_id in self._checked:
+            return
+        self._checked.add(account_id)
+        known = self.client.known_business(account_id)
+        if known is None or known.checked_ms:
+            return
+        try:
+            await self.client.business(account_id)
+        except (RelayError, httpx.HTTPError, CryptoError) as exc:
+            log.warning("checking a business failed", account_id=account_id, error=str(exc))
+
+    async def show_profile(self) -> None:
+        chat = self.open_chat
+        if chat is None:
+            self.feedback = "Open a chat first; /profile shows the profile of that business."
+            return
+        if not self.client.is_business(chat):
+            self._note(
+                chat,
+                LineKind.NOTICE,
+                f"{self.title(chat)} is a personal chat, not a business: there is no business "
+                "profile. /safety shows its safety number.",
+            )
+            return
+        business = await self._check_business(chat)
+        if business is None:
+            return
+        for text in profile_lines(business, self.client.clock.now_ms()):
+            self._note(chat, LineKind.NOTICE, text)
+
+    async def find(self, query: str) -> None:
+        """Search the business directory; the hits are numbered for ``/new 1``, ``/new 2``…"""
+        self.found = await self.client.find_businesses(query)
+        if not self.found:
+            self.feedback = (
+                f"No business matches “{query}”." if query else "The directory is empty."
+            )
+            return
+        lines = []
+        for number, hit in enumerate(self.found, start=1):
+            parts = [f"{number}. {hit.display_name}" + (" ✓" if hit.verified else "")]
+            parts += [part for part in (category_name(hit.category), hit.about) if part]
+            lines.append(" · ".join(parts) + f"  ({hit.account_id})")
+        last = len(self.found)
+        chosen = "/new 1" if last == 1 else f"/new 1 … /new {last}"
+        lines.append(f"Open a chat with {chosen}. ✓: verified by your operator, checked here.")
+        self.feedback = "\n".join(lines)
 
     async def send(self, text: str) -> None:
         chat = self.open_chat
@@ -369,6 +558,8 @@ class ChatModel:
     async def _handle(self, event: Event) -> None:
         if isinstance(event, MessageEvent):
             await self._learn_phone(event.chat)
+            if self.client.is_business(event.chat):
+                await self._first_check(event.chat)
             if event.chat == self.open_chat and not event.outgoing:
                 await self._mark_read(event.chat)  # the user is looking at it
         elif isinstance(event, IdentityChanged):
@@ -409,7 +600,7 @@ class ChatItem(ListItem):
         self.row = row
         parts: list[str | tuple[str, str]] = [(row.title, "bold" if row.unread else "")]
         if row.label:
-            parts.append((f"  {row.label}", "italic"))
+            parts.append((f"  {row.label}", "bold green" if row.verified else "italic"))
         if row.unread:
             parts.append((f"  {row.unread}", "bold reverse"))
         if row.warning:
@@ -560,7 +751,10 @@ class ChatApp(App[None]):
                 yield Static("", id="banner")
                 yield VerticalScroll(id="messages")
         yield Static(COMMANDS_HELP, id="feedback")
-        yield Input(placeholder="Message, or /new +49…  /safety  /trust  /quit", id="input")
+        yield Input(
+            placeholder="Message, or /new +49…  /find …  /profile  /safety  /trust  /help",
+            id="input",
+        )
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -573,6 +767,10 @@ class ChatApp(App[None]):
 
     async def _registered(self, done: bool | None) -> None:
         if done:
+            client = self.model.client
+            self.model.feedback = (
+                f"Registered {client.phone}. {operator_key_text(client.operator_fingerprint)}"
+            )
             await self._begin()
 
     async def _begin(self) -> None:
@@ -647,7 +845,7 @@ class ChatApp(App[None]):
             title.update(Content("No chat open: type /new +49… or pick one on the left"))
             banner.display = False
             return
-        title.update(Content(self.model.title(account_id)))
+        title.update(Content(self.model.heading(account_id)))
         warning = self.model.warning(account_id)
         banner.display = warning is not None
         banner.update(Content(f"⚠ {warning}" if warning else ""))
