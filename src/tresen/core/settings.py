@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,9 +82,30 @@ class Settings(BaseSettings):
         default=None, description="default: operator.key in the data folder (mode 0600)"
     )
     certificate_lifetime_days: int = Field(default=365, ge=1, le=3650)
+    certificate_renew_before_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="re-issue a verified business's certificate when it expires within this "
+        "many days (0: never); less than certificate_lifetime_days",
+    )
+    certificate_renew_interval_s: float = Field(
+        default=3600.0, gt=0, description="how often the relay looks for certificates to renew"
+    )
     revocations_max_age_s: int = Field(
         default=DAY_S, ge=60, description="how old a revocation list clients still accept"
     )
+
+    @model_validator(mode="after")
+    def _renewal_inside_lifetime(self) -> Settings:
+        # A window as long as the lifetime would find every new certificate due at once.
+        if self.certificate_renew_before_days >= self.certificate_lifetime_days:
+            raise ValueError(
+                f"certificate_renew_before_days ({self.certificate_renew_before_days}) must "
+                f"be less than certificate_lifetime_days ({self.certificate_lifetime_days}); "
+                "0 turns renewal off"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -32,6 +32,7 @@ class RelayContext:
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
+        await self.operator.close()
         await self.mailbox.close()
         await self.db.dispose()
 

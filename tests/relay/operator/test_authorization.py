@@ -26,6 +26,7 @@ def admin_routes(account_id: str) -> list[tuple[str, str, dict[str, Any] | None]
         ("POST", business + "/suspend", {"reason": "no"}),
         ("POST", business + "/reinstate", None),
         ("POST", "/v1/admin/operator-keys/rotate", {"overlap_days": 1}),
+        ("POST", "/v1/admin/certificates/renew", None),
         ("GET", "/v1/admin/audit", None),
     ]
 

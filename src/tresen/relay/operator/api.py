@@ -181,6 +181,25 @@ class RotatedPublic(BaseModel):
     reissued: list[int] = Field(description="serials of the certificates issued with the new key")
 
 
+class RenewalPublic(BaseModel):
+    account_id: str
+    serial: int
+    replaces: int = Field(description="the serial it renews, which stays valid until it expires")
+    key_id: str
+    expires_ms: int
+
+
+class SkippedPublic(BaseModel):
+    account_id: str
+    reason: str
+
+
+class RenewedPublic(BaseModel):
+    reissued: list[int] = Field(description="serials of the certificates issued now")
+    renewals: list[RenewalPublic]
+    skipped: list[SkippedPublic] = Field(description="due, but not renewed")
+
+
 def _certificate_public(record: CertificateRecord, status: str, current: bool) -> CertificatePublic:
     return CertificatePublic(**certificate_summary(record), status=status, current=current)
 
@@ -363,6 +382,27 @@ async def rotate_operator_key(
         previous_key_id=rotation.previous_key_id,
         previous_retires_ms=rotation.previous_retires_ms,
         reissued=rotation.reissued,
+    )
+
+
+@admin.post("/certificates/renew", response_model=RenewedPublic)
+async def renew_certificates(operator: OperatorAuthed, ctx: Ctx) -> RenewedPublic:
+    """Renew now what the relay would renew at its next periodic run: the certificates of
+    verified, unsuspended businesses that expire within ``certificate_renew_before_days``."""
+    run = await ctx.operator.renew_due_certificates(operator)
+    return RenewedPublic(
+        reissued=[r.serial for r in run.renewed],
+        renewals=[
+            RenewalPublic(
+                account_id=r.account_id,
+                serial=r.serial,
+                replaces=r.replaces,
+                key_id=r.key_id,
+                expires_ms=r.expires_ms,
+            )
+            for r in run.renewed
+        ],
+        skipped=[SkippedPublic(account_id=a, reason=why) for a, why in run.skipped.items()],
     )
 
 

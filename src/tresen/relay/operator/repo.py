@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, desc, insert, or_, select, text, update
+from sqlalchemy import Select, and_, desc, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId
@@ -51,6 +51,7 @@ __all__ = [
     "allocate_certificate",
     "audit_entries",
     "business",
+    "certificates_due",
     "certificates_of",
     "current_certificates",
     "current_operator_key",
@@ -494,6 +495,35 @@ async def reissuable_certificates(conn: AsyncConnection, now_ms: int) -> list[Ce
         cert = _certificate(row)
         newest[cert.account_id] = cert
     return list(newest.values())
+
+
+async def certificates_due(conn: AsyncConnection, now_ms: int, until_ms: int) -> list[AccountId]:
+    """Verified, unsuspended businesses whose current certificates (unrevoked, unexpired, by
+    a key that has not retired) all expire by ``until_ms``; the most urgent first.
+
+    A business without any current certificate is not listed: an expired tick comes back
+    only through the operator's verification.
+    """
+    latest = func.max(certificates.c.expires_ms)
+    rows = await conn.execute(
+        select(certificates.c.account_id)
+        .select_from(
+            certificates.join(operator_keys, operator_keys.c.key_id == certificates.c.key_id).join(
+                business_profiles, business_profiles.c.account_id == certificates.c.account_id
+            )
+        )
+        .where(
+            business_profiles.c.verification == "verified",
+            business_profiles.c.suspended_ms.is_(None),
+            certificates.c.revoked_ms.is_(None),
+            certificates.c.expires_ms > now_ms,
+            or_(operator_keys.c.retires_ms.is_(None), operator_keys.c.retires_ms > now_ms),
+        )
+        .group_by(certificates.c.account_id)
+        .having(latest <= until_ms)
+        .order_by(latest, certificates.c.account_id)
+    )
+    return [AccountId(r[0]) for r in rows]
 
 
 # --- audit -----------------------------------------------------------------------------------

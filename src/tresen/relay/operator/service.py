@@ -1,5 +1,6 @@
-"""The operator's rules: the signing key and its rotation, certificates, revocations, operator
-tokens, and the administrative actions on businesses (verify, reject, revoke, suspend).
+"""The operator's rules: the signing key and its rotation, certificates and their renewal,
+revocations, operator tokens, and the administrative actions on businesses (verify, reject,
+revoke, suspend).
 
 Every administrative action is one transaction that changes its rows and writes its
 ``admin_audit`` row, so the audit log never misses or invents an action.
@@ -10,10 +11,16 @@ Verification states of a business profile (``business_profiles.verification``):
 directory, which also calls :meth:`OperatorService.revoke_for_change`). A verified business has
 at most one *current* certificate: the newest that is unrevoked, unexpired and signed by a key
 that has not retired. Only a ``verified`` business's current certificate is served.
+
+Certificates are renewed before they expire: a periodic task, started with the signing key,
+re-issues the certificate of every verified, unsuspended business that expires within
+``certificate_renew_before_days`` (:meth:`OperatorService.renew_due_certificates`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import re
 import secrets
@@ -56,6 +63,8 @@ __all__ = [
     "OperatorPrincipal",
     "OperatorService",
     "PublishedKeys",
+    "Renewal",
+    "RenewalRun",
     "RequestState",
     "Rotation",
     "Verification",
@@ -130,6 +139,24 @@ class Rotation:
 
 
 @dataclass(frozen=True, slots=True)
+class Renewal:
+    """A certificate re-issued before its expiry; ``replaces`` stays valid until its own."""
+
+    account_id: AccountId
+    serial: int
+    replaces: int
+    key_id: str
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalRun:
+    renewed: list[Renewal]
+    skipped: dict[AccountId, str]
+    """Businesses that were due but not renewed, with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
 class BusinessSummary:
     business: repo.BusinessRow
     devices: list[tuple[int, str]]
@@ -151,6 +178,7 @@ class OperatorService:
         self.settings = settings
         self._kek: KeyEncryptionKey | None = None
         self._unsealed: dict[str, OperatorKey] = {}
+        self._renewer: asyncio.Task[None] | None = None
 
     @property
     def certificate_lifetime_ms(self) -> int:
@@ -159,7 +187,8 @@ class OperatorService:
     # --- the signing key ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the signing key, creating the first one if there is none.
+        """Open the signing key, creating the first one if there is none, and start renewing
+        certificates every ``certificate_renew_interval_s``.
 
         Raises :class:`OperatorKeyError` when the key-encryption key is missing or is not the
         one the stored key was sealed with: the relay must not start without its key.
@@ -194,6 +223,15 @@ class OperatorService:
             log.error("operator signing key unavailable", reason=str(exc))
             raise
         log.info("operator signing key", key_id=key.key_id, fingerprint=key.fingerprint())
+        if self.settings.certificate_renew_before_days and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_periodically())
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
 
     def _open(self, row: repo.OperatorKeyRow) -> OperatorKey:
         key = self._unsealed.get(row.key_id)
@@ -297,6 +335,122 @@ class OperatorService:
             reissued=len(reissued),
         )
         return Rotation(new.key_id, new.fingerprint(), old.key_id, retires, reissued)
+
+    # --- renewal ------------------------------------------------------------------------------
+
+    async def renew_due_certificates(self, operator: OperatorPrincipal | None = None) -> RenewalRun:
+        """Re-issue the certificate of every verified, unsuspended business whose current
+        certificates all expire within ``certificate_renew_before_days``.
+
+        The new certificate has a new serial, is signed by the current key, binds what the
+        old one binds and is valid for a whole lifetime from now. The old one is not revoked:
+        clients holding it keep a valid tick until it expires. Each business is renewed in a
+        transaction of its own with its audit row (by ``operator``, else ``system``); a run
+        asked for by an operator also audits the run itself.
+        """
+        window_ms = self.settings.certificate_renew_before_days * DAY_MS
+        renewed: list[Renewal] = []
+        skipped: dict[AccountId, str] = {}
+        if window_ms:
+            now = self.clock.now_ms()
+            async with self.db.read() as conn:
+                due = await repo.certificates_due(conn, now, now + window_ms)
+            by = SYSTEM if operator is None else operator.name
+            for account_id in due:
+                try:
+                    renewal = await self._renew(account_id, window_ms, by)
+                except Exception:
+                    # One business must not hold up the others; the next run tries again.
+                    log.exception("certificate renewal failed", account_id=account_id)
+                    skipped[account_id] = "failed; see the relay log"
+                    continue
+                if isinstance(renewal, Renewal):
+                    renewed.append(renewal)
+                elif renewal is not None:
+                    skipped[account_id] = renewal
+        if operator is not None:
+            now = self.clock.now_ms()
+            async with self.db.write() as conn:
+                await repo.add_audit(
+                    conn,
+                    at_ms=now,
+                    operator=operator.name,
+                    action="renew_certificates",
+                    account_id=None,
+                    details={
+                        "reissued": [r.serial for r in renewed],
+                        "skipped": {str(k): v for k, v in skipped.items()},
+                    },
+                )
+        if renewed or skipped:
+            log.info("certificates renewed", renewed=len(renewed), skipped=len(skipped))
+        return RenewalRun(renewed, skipped)
+
+    async def _renew(self, account_id: AccountId, window_ms: int, by: str) -> Renewal | str | None:
+        """The renewal, or why a due business was not renewed, or ``None`` when it is no
+        longer due (another process renewed it, or it changed meanwhile)."""
+        async with self.db.write() as conn:
+            # The profile first, then the keys: the order verify and the directory use.
+            found = await repo.business(conn, account_id, for_update=True)
+            if (
+                found is None
+                or found.verification != Verification.VERIFIED
+                or found.suspended_ms is not None
+            ):
+                return None
+            await repo.lock_operator_keys(conn, shared=True)
+            now = self.clock.now_ms()
+            current = await repo.current_certificates(conn, account_id, now)
+            if not current or max(c.expires_ms for c in current) > now + window_ms:
+                return None
+            old = current[-1]
+            cert = decode_certificate(old.body)
+            device_keys = sorted({key for _, key in await repo.device_keys(conn, account_id)})
+            if (cert.phone, cert.display_name, list(cert.device_keys)) != (
+                found.phone,
+                found.display_name,
+                device_keys,
+            ):
+                # The relay signs again only what the operator verified and is still true.
+                log.warning("certificate not renewed: its binding changed", account_id=account_id)
+                return "the business's phone, name or device keys differ from its certificate"
+            key = await self._signing_key(conn)
+            record = await self._issue(
+                conn,
+                key,
+                account_id=account_id,
+                phone=cert.phone,
+                display_name=cert.display_name,
+                device_keys=cert.device_keys,
+                issued_ms=now,
+                expires_ms=now + self.certificate_lifetime_ms,
+            )
+            await repo.add_audit(
+                conn,
+                at_ms=now,
+                operator=by,
+                action="renew_certificate",
+                account_id=account_id,
+                details={
+                    "serial": record.serial,
+                    "replaces": old.serial,
+                    "replaced_expires_ms": old.expires_ms,
+                    "key_id": key.key_id,
+                    "expires_ms": record.expires_ms,
+                },
+            )
+        log.info(
+            "certificate renewed", account_id=account_id, serial=record.serial, replaces=old.serial
+        )
+        return Renewal(account_id, record.serial, old.serial, key.key_id, record.expires_ms)
+
+    async def _renew_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.certificate_renew_interval_s)
+            try:
+                await self.renew_due_certificates()
+            except Exception:
+                log.exception("renewing certificates failed")
 
     # --- operator tokens ---------------------------------------------------------------------
 
