@@ -72,9 +72,7 @@ async def test_lookalikes_verified_at_the_same_time_get_one_tick(
         *(op.admin("POST", f"/businesses/{b.account_id}/verify", ops) for b in businesses)
     )
 
-    assert sorted(r.status_code for r in answers) == [200, 409, 409, 409], [
-        r.text for r in answers
-    ]
+    assert sorted(r.status_code for r in answers) == [200, 409, 409, 409], [r.text for r in answers]
     assert {error_of(r)["code"] for r in answers if r.status_code == 409} == {
         ErrorCode.NAME_CONFUSABLE
     }
