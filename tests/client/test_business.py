@@ -272,24 +272,28 @@ async def test_a_client_pinned_to_another_operator_key_never_shows_the_tick(
 
 async def test_a_chat_with_a_business_is_labelled_from_its_first_message(world: World) -> None:
     airline = await world.airline()
-    customer = await world.client("customer")
-    assert airline.account_id is not None
-    assert customer.phone is not None
+    phone = world.relay.next_phone()
+    laptop = await world.client("laptop", phone)
+    # A second device of the customer that has never looked the airline up.
+    tablet = await world.client("tablet", phone)
     friend = await world.client("friend")
-    await airline.send_text(customer.phone, "Your flight TA 100 boards at 09:40")
-    await friend.send_text(customer.phone, "see you at the airport")
-    customer.start()
-    await customer.wait_drained()
-    chats = {c.account_id: c for c in customer.store.chats()}
+    assert airline.account_id is not None
+    assert airline.phone is not None
+    await laptop.send_text(airline.phone, "When does my flight board?")
+    await airline.send_text(phone, "Your flight TA 100 boards at 09:40")
+    await friend.send_text(phone, "see you at the airport")
+    tablet.start()
+    await tablet.wait_drained()
+    chats = {c.account_id: c for c in tablet.store.chats()}
     assert chats[airline.account_id].business
     assert not chats[airline.account_id].verified
     assert not chats[friend.account_id or ""].business
     # The name and tick join the label once checked.
     await world.admin("verify", airline.account_id)
-    await customer.business(airline.account_id)
-    chat = {c.account_id: c for c in customer.store.chats()}[airline.account_id]
+    await tablet.business(airline.account_id)
+    chat = {c.account_id: c for c in tablet.store.chats()}[airline.account_id]
     assert (chat.business, chat.display_name, chat.verified) == (True, "Tresen Air", True)
-    for client in (airline, customer, friend):
+    for client in (airline, laptop, tablet, friend):
         await client.close()
 
 

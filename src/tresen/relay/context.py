@@ -14,6 +14,7 @@ from tresen.relay.keys.service import KeyService
 from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
 from tresen.relay.operator.service import OperatorService
+from tresen.relay.policy.service import PolicyService
 from tresen.wire.relay import KeysLow
 
 __all__ = ["RelayContext", "build_context", "default_sms_sender"]
@@ -29,6 +30,7 @@ class RelayContext:
     mailbox: MailboxService
     operator: OperatorService
     businesses: BusinessService
+    policy: PolicyService
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
@@ -62,6 +64,7 @@ def build_context(
     keys.on_keys_low = lambda pk, n: hub.push(
         pk, KeysLow(one_time_keys=n, max_one_time_keys=limits.max_one_time_keys)
     )
+    policy = PolicyService(db, clock, settings.policy)
     operator = OperatorService(db, clock, settings)
     businesses = BusinessService(db, clock)
     businesses.certificate_for = operator.certificate_json
@@ -77,8 +80,9 @@ def build_context(
         clock=clock,
         accounts=AccountService(db, clock, limits, sms or default_sms_sender(settings)),
         keys=keys,
-        mailbox=MailboxService(db, clock, limits, hub),
+        mailbox=MailboxService(db, clock, limits, hub, policy),
         operator=operator,
         businesses=businesses,
+        policy=policy,
         hub=hub,
     )

@@ -26,14 +26,17 @@ __all__ = [
     "MessageFrame",
     "Ping",
     "Pong",
+    "PricingFacts",
     "QueueEmpty",
     "Read",
     "Receipt",
     "Send",
     "ServerFrame",
     "decode_client_frame",
+    "decode_pricing",
     "decode_server_frame",
     "encode",
+    "encode_pricing",
 ]
 
 PROTOCOL_VERSION = 1
@@ -106,11 +109,21 @@ class Hello(Frame, tag="hello"):
     one_time_keys: int = 0
 
 
+class PricingFacts(msgspec.Struct, forbid_unknown_fields=True):
+    """How a business's message is priced, in the Cloud API's terms (status webhooks)."""
+
+    billable: bool
+    pricing_model: str
+    type: str
+    category: str
+
+
 class Accepted(Frame, tag="accepted"):
     client_msg_id: str = ""
     message_id: str = ""
     server_ms: int = 0
     duplicate: bool = False
+    pricing: PricingFacts | None = None
 
 
 class ErrorFrame(Frame, tag="error"):
@@ -141,6 +154,7 @@ class Delivered(Frame, tag="delivered"):
     recipient: str = ""
     recipient_device: int = 0
     server_ms: int = 0
+    pricing: PricingFacts | None = None
 
 
 class Read(Frame, tag="read"):
@@ -175,8 +189,20 @@ _client_decoder = msgspec.msgpack.Decoder(ClientFrame)
 _server_decoder = msgspec.msgpack.Decoder(ServerFrame)
 
 
+_pricing_decoder = msgspec.msgpack.Decoder(PricingFacts)
+
+
 def encode(frame: Frame) -> bytes:
     return _encoder.encode(frame)
+
+
+def encode_pricing(pricing: PricingFacts) -> bytes:
+    return _encoder.encode(pricing)
+
+
+def decode_pricing(raw: bytes) -> PricingFacts | None:
+    """The pricing facts a ``delivered`` mailbox entry carries (none for an empty payload)."""
+    return _pricing_decoder.decode(raw) if raw else None
 
 
 def decode_client_frame(raw: bytes) -> ClientFrame:

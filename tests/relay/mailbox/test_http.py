@@ -93,6 +93,7 @@ async def test_send_fetch_ack_over_http(relay: RunningRelay) -> None:
         "type": 1,
         "body": envelope["body"],
         "server_ms": accepted["server_ms"],
+        "pricing": None,
     }
     assert base64.b64decode(envelope["body"]) == ciphertext
     # Fetching alone removes nothing: only an ack does.

@@ -6,12 +6,14 @@ import base64
 import binascii
 from typing import Annotated, Literal
 
+import msgspec
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tresen.relay.http import Authed, Ctx
 from tresen.relay.mailbox.repo import EntryKind
-from tresen.wire.relay import DeviceCiphertext, MessageClass, Send
+from tresen.relay.mailbox.service import pricing_facts
+from tresen.wire.relay import DeviceCiphertext, MessageClass, PricingFacts, Send, decode_pricing
 
 __all__ = ["router"]
 
@@ -55,11 +57,25 @@ class SendCreate(BaseModel):
     per_device: list[CiphertextCreate] = Field(min_length=1, max_length=64)
 
 
+class PricingPublic(BaseModel):
+    billable: bool
+    pricing_model: str
+    type: str
+    category: str
+
+
+def _pricing(facts: PricingFacts | None) -> PricingPublic | None:
+    return None if facts is None else PricingPublic(**msgspec.structs.asdict(facts))
+
+
 class AcceptedPublic(BaseModel):
     client_msg_id: str
     message_id: str
     server_ms: int
     duplicate: bool
+    pricing: PricingPublic | None = Field(
+        default=None, description="a business's message to a customer: how it is priced"
+    )
 
 
 class EnvelopePublic(BaseModel):
@@ -72,6 +88,7 @@ class EnvelopePublic(BaseModel):
     type: int | None = None
     body: str | None = None
     server_ms: int
+    pricing: PricingPublic | None = Field(default=None, description="on delivered events")
 
 
 class PendingPublic(BaseModel):
@@ -136,6 +153,7 @@ async def send_message(body: SendCreate, principal: Authed, ctx: Ctx) -> Accepte
         message_id=accepted.message_id,
         server_ms=accepted.server_ms,
         duplicate=accepted.duplicate,
+        pricing=None if accepted.pricing is None else _pricing(pricing_facts(accepted.pricing)),
     )
 
 
@@ -161,6 +179,9 @@ async def fetch_pending(
                 type=e.olm_type if e.kind is EntryKind.MESSAGE else None,
                 body=base64.b64encode(e.payload).decode() if e.kind is EntryKind.MESSAGE else None,
                 server_ms=e.server_ms,
+                pricing=_pricing(decode_pricing(e.payload))
+                if e.kind is EntryKind.DELIVERED
+                else None,
             )
             for e in entries[:limit]
         ],

@@ -38,7 +38,9 @@ from tresen.relay.mailbox.repo import (
     RecipientDevice,
     SentMessage,
 )
-from tresen.wire.relay import MessageClass, Send
+from tresen.relay.policy.rules import Pricing
+from tresen.relay.policy.service import Admission, PolicyService, SendIntent
+from tresen.wire.relay import MessageClass, PricingFacts, Send, encode_pricing
 
 __all__ = ["AcceptedSend", "MailboxService"]
 
@@ -55,6 +57,7 @@ class AcceptedSend:
     message_id: MessageId
     server_ms: int
     duplicate: bool
+    pricing: Pricing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +91,24 @@ class _Batch:
     results: list[_Result | _SameAs | None]
     messages: list[NewMessage] = field(default_factory=list)
     entries: list[NewEntry] = field(default_factory=list)
+    admitted: list[tuple[SendIntent, Admission, str]] = field(default_factory=list)
+    pricing: dict[str, Pricing] = field(default_factory=dict)
 
 
 class MailboxService:
-    def __init__(self, db: Database, clock: Clock, limits: Limits, hub: Hub) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        limits: Limits,
+        hub: Hub,
+        policy: PolicyService | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
         self.hub = hub
+        self.policy = policy
         self._send_rate = TokenBuckets(
             clock, limits.send_rate_per_device, limits.send_burst_per_device
         )
@@ -212,12 +225,14 @@ class MailboxService:
                 await self._delete_acked(conn, acks, batch)
             if reads:
                 await self._route_reads(conn, reads, batch)
-            targets = {t.pk for _, _, targets in planned for t in targets}
+            targets = {t.pk for _, _, targets, _ in planned for t in targets}
             targets.update(e.device_pk for e in batch.entries)
             if not self.db.is_sqlite:
                 await repo.lock_devices(conn, targets)
             heads = await repo.mailbox_heads(conn, targets)
             self._admit_sends(planned, heads, batch)
+            if self.policy is not None:
+                await self.policy.record(conn, batch.admitted, batch.now)
             await repo.insert_messages(conn, batch.messages)
             seqs = await repo.enqueue(conn, batch.entries)
         self._hand_over(batch.entries, seqs, heads)
@@ -230,13 +245,15 @@ class MailboxService:
 
     async def _plan_sends(
         self, conn: AsyncConnection, sends: list[tuple[int, _SendOp]], batch: _Batch
-    ) -> list[tuple[int, _SendOp, list[RecipientDevice]]]:
-        """Resolve duplicates and device lists; what passes waits for the queue check."""
+    ) -> list[tuple[int, _SendOp, list[RecipientDevice], Admission]]:
+        """Resolve duplicates, device lists and the platform rules; what passes waits for the
+        queue check."""
         keys = [(op.sender.device_pk, op.frame.client_msg_id) for _, op in sends]
         earlier = await repo.find_messages(conn, keys)
         suspended = await repo.suspended_accounts(conn, {op.sender.account_id for _, op in sends})
         recipients = await repo.recipient_devices(conn, {AccountId(op.frame.to) for _, op in sends})
         planned: list[tuple[int, _SendOp, list[RecipientDevice]]] = []
+        duplicates: list[int] = []
         first_in_batch: dict[tuple[DevicePk, str], int] = {}
         for (index, op), key in zip(sends, keys, strict=True):
             if op.sender.account_id in suspended:
@@ -249,6 +266,7 @@ class MailboxService:
                 batch.results[index] = AcceptedSend(
                     message.message_id, message.server_ms, duplicate=True
                 )
+                duplicates.append(index)
             elif key in first_in_batch:
                 # A resend that arrived in the same batch: answered like its original below.
                 batch.results[index] = _SameAs(first_in_batch[key])
@@ -260,7 +278,38 @@ class MailboxService:
                     batch.results[index] = exc
                     continue
                 planned.append((index, op, targets))
-        return planned
+        if self.policy is None:
+            return [(i, op, targets, Admission()) for i, op, targets in planned]
+        if duplicates:
+            await self._price_duplicates(conn, duplicates, batch)
+        decisions = await self.policy.admit(
+            conn,
+            [
+                SendIntent(op.sender.account_id, op.frame.to, op.frame.klass, op.frame.template_ref)
+                for _, op, _ in planned
+            ],
+        )
+        admitted: list[tuple[int, _SendOp, list[RecipientDevice], Admission]] = []
+        for (index, op, targets), decision in zip(planned, decisions, strict=True):
+            if isinstance(decision, TresenError):
+                batch.results[index] = decision
+            else:
+                admitted.append((index, op, targets, decision))
+        return admitted
+
+    async def _price_duplicates(
+        self, conn: AsyncConnection, indexes: list[int], batch: _Batch
+    ) -> None:
+        """A resend is answered with the pricing facts of its original."""
+        assert self.policy is not None
+        originals = {i: batch.results[i] for i in indexes}
+        ids = [r.message_id for r in originals.values() if isinstance(r, AcceptedSend)]
+        found = await self.policy.pricing_of(conn, ids)
+        for index, result in originals.items():
+            if isinstance(result, AcceptedSend) and result.message_id in found:
+                batch.results[index] = AcceptedSend(
+                    result.message_id, result.server_ms, True, found[result.message_id]
+                )
 
     def _check_devices(self, op: _SendOp, current: list[RecipientDevice]) -> list[RecipientDevice]:
         sender, frame = op.sender, op.frame
@@ -294,14 +343,14 @@ class MailboxService:
 
     def _admit_sends(
         self,
-        planned: list[tuple[int, _SendOp, list[RecipientDevice]]],
+        planned: list[tuple[int, _SendOp, list[RecipientDevice], Admission]],
         heads: dict[DevicePk, repo.MailboxHead],
         batch: _Batch,
     ) -> None:
         """Store every planned send whose recipients' queues have room, in arrival order."""
         queued = {pk: head.length for pk, head in heads.items()}
         cap = self.limits.max_queue_per_device
-        for index, op, targets in planned:
+        for index, op, targets, admission in planned:
             full = next((t for t in targets if queued.get(t.pk, 0) >= cap), None)
             if full is not None:
                 batch.results[index] = TresenError(
@@ -339,12 +388,21 @@ class MailboxService:
                         expires_ms=batch.expires,
                     )
                 )
-            batch.results[index] = AcceptedSend(message.message_id, batch.now, duplicate=False)
+            batch.results[index] = AcceptedSend(
+                message.message_id, batch.now, duplicate=False, pricing=admission.pricing
+            )
+            batch.admitted.append(
+                (
+                    SendIntent(sender.account_id, frame.to, frame.klass, frame.template_ref),
+                    admission,
+                    message.message_id,
+                )
+            )
         for index, result in enumerate(batch.results):
             if isinstance(result, _SameAs):
                 original = batch.results[result.index]
                 batch.results[index] = (
-                    AcceptedSend(original.message_id, original.server_ms, duplicate=True)
+                    AcceptedSend(original.message_id, original.server_ms, True, original.pricing)
                     if isinstance(original, AcceptedSend)
                     else original
                 )
@@ -368,6 +426,10 @@ class MailboxService:
             batch.results[index] = len(mine)
         if first_acker:
             delivered = await repo.mark_delivered(conn, first_acker, batch.now)
+            if self.policy is not None:
+                batch.pricing = await self.policy.delivered(
+                    conn, [m.message_id for m in delivered], batch.now
+                )
             await self._events_for_senders(
                 conn, delivered, EntryKind.DELIVERED, lambda m: first_acker[m.message_id], batch
             )
@@ -417,6 +479,8 @@ class MailboxService:
         devices = await repo.device_pks_of(conn, {m.sender_account for m in reported})
         for message in reported:
             actor = by(message)
+            pricing = batch.pricing.get(message.message_id) if kind is EntryKind.DELIVERED else None
+            payload = b"" if pricing is None else encode_pricing(pricing_facts(pricing))
             for pk in devices.get(message.sender_account, []):
                 batch.entries.append(
                     NewEntry(
@@ -427,7 +491,7 @@ class MailboxService:
                         peer_device=actor.device_id,
                         klass=message.klass,
                         olm_type=0,
-                        payload=b"",
+                        payload=payload,
                         server_ms=batch.now,
                         expires_ms=batch.expires,
                     )
@@ -480,6 +544,15 @@ class MailboxService:
                 await self.purge_expired()
             except Exception:
                 log.exception("purging expired envelopes failed")
+
+
+def pricing_facts(pricing: Pricing) -> PricingFacts:
+    return PricingFacts(
+        billable=pricing.billable,
+        pricing_model=pricing.pricing_model,
+        type=str(pricing.type),
+        category=str(pricing.category),
+    )
 
 
 @dataclass(frozen=True, slots=True)

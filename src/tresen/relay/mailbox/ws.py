@@ -24,7 +24,7 @@ from tresen.relay.context import RelayContext
 from tresen.relay.http import bearer_token
 from tresen.relay.mailbox.hub import CLOSE_REPLACED
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
-from tresen.relay.mailbox.service import AcceptedSend
+from tresen.relay.mailbox.service import AcceptedSend, pricing_facts
 from tresen.wire import relay as wire
 
 __all__ = ["DeviceConnection", "router"]
@@ -70,8 +70,16 @@ def entry_frame(entry: MailboxEntry) -> wire.ServerFrame:
             body=entry.payload,
             server_ms=entry.server_ms,
         )
-    event = wire.Delivered if entry.kind is EntryKind.DELIVERED else wire.Read
-    return event(
+    if entry.kind is EntryKind.DELIVERED:
+        return wire.Delivered(
+            id=entry.seq,
+            message_id=entry.message_id,
+            recipient=entry.peer_account,
+            recipient_device=entry.peer_device,
+            server_ms=entry.server_ms,
+            pricing=wire.decode_pricing(entry.payload),
+        )
+    return wire.Read(
         id=entry.seq,
         message_id=entry.message_id,
         recipient=entry.peer_account,
@@ -104,6 +112,7 @@ async def _accepted(frame: wire.Send, done: Awaitable[AcceptedSend]) -> wire.Acc
         message_id=accepted.message_id,
         server_ms=accepted.server_ms,
         duplicate=accepted.duplicate,
+        pricing=None if accepted.pricing is None else pricing_facts(accepted.pricing),
     )
 
 

@@ -1,0 +1,628 @@
+"""``PolicyService``: the platform rules on the send path, and the actions that feed them.
+
+The mailbox asks :meth:`PolicyService.admit` about every send of a group commit, inside its
+transaction, with all the state read in a few bulk queries; :meth:`record` writes what the
+accepted sends change (windows, reach, pricing facts), and :meth:`delivered` bills templates
+and counts deliveries when the recipient acks. The relay learns from an envelope only its
+class and the template it claims to be; never its content.
+
+Rules between a business (sender) and a customer (recipient):
+
+- blocks first: a customer who blocked the business is undeliverable (131026, the block is not
+  revealed); a sender who blocked the recipient is told to unblock (150060);
+- any non-template send needs the window the customer's last message opened (131047);
+- a template must be the sender's own, approved and not paused (132001, 132015, 132016), with
+  consent for its category (131050); outside a window it counts against the tier (131048);
+- throughput per business (130429) and per pair (131056).
+
+A customer's message to a business opens or extends that pair's window.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tresen.core.clock import Clock
+from tresen.core.db import Database
+from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.ids import AccountId
+from tresen.core.logging import get_logger
+from tresen.core.policy import PolicySettings
+from tresen.core.ratelimit import TokenBuckets
+from tresen.relay.policy import repo
+from tresen.relay.policy.rules import (
+    DAY_MS,
+    HOUR_MS,
+    Pricing,
+    PricingCategory,
+    PricingType,
+    Quality,
+    TemplateCategory,
+    country_of,
+    pricing_category,
+    quality_of,
+    tier_limit,
+    tier_step,
+    window_open,
+)
+from tresen.wire.relay import MessageClass
+
+__all__ = [
+    "Admission",
+    "BusinessStanding",
+    "PolicyService",
+    "SendIntent",
+]
+
+log = get_logger("tresen.relay.policy")
+
+Pair = tuple[str, str]
+
+_SCOPE_OF = {
+    TemplateCategory.MARKETING: "marketing",
+    TemplateCategory.UTILITY: "utility",
+    TemplateCategory.AUTHENTICATION: "utility",
+}
+REPORT_REASONS = ("spam", "offensive", "scam", "unwanted", "template_mismatch", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class SendIntent:
+    sender: str
+    recipient: str
+    klass: MessageClass
+    template_ref: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What an accepted send changes, and its pricing facts (business → customer only)."""
+
+    pricing: Pricing | None = None
+    template_id: int | None = None
+    opens_window: Pair | None = None
+    reaches: Pair | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessStanding:
+    """What a business may read about itself: quality, tier and usage."""
+
+    quality: Quality
+    blocks: int
+    reports: int
+    delivered: int
+    tier: int
+    tier_limit: int | None
+    reached_24h: int
+    throughput_mps: int
+
+
+@dataclass
+class _Batch:
+    """State read once for all sends of a group commit."""
+
+    now: int
+    facts: dict[str, repo.AccountFacts]
+    blocked: set[Pair]
+    windows: dict[Pair, int] = field(default_factory=dict)
+    templates: dict[int, repo.TemplateFacts] = field(default_factory=dict)
+    consents: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+    limits: dict[str, repo.LimitsRow] = field(default_factory=dict)
+    rates: dict[tuple[str, str, str], tuple[int, str]] = field(default_factory=dict)
+    reached: set[Pair] = field(default_factory=set)
+    reach_counts: dict[str, int] = field(default_factory=dict)
+
+
+class PolicyService:
+    def __init__(self, db: Database, clock: Clock, policy: PolicySettings) -> None:
+        self.db = db
+        self.clock = clock
+        self.policy = policy
+        self._throughput: dict[int, TokenBuckets] = {}
+        self._pairs = TokenBuckets(clock, policy.pair_rate_per_minute / 60, policy.pair_burst)
+
+    # --- the send path -----------------------------------------------------------------------
+
+    async def admit(
+        self, conn: AsyncConnection, intents: Sequence[SendIntent]
+    ) -> list[Admission | TresenError]:
+        """A decision per send, in order; sends to one's own account always pass."""
+        results: list[Admission | TresenError] = [Admission()] * len(intents)
+        if not self.policy.enabled:
+            return results
+        now = self.clock.now_ms()
+        others = [(i, s) for i, s in enumerate(intents) if s.sender != s.recipient]
+        if not others:
+            return results
+        pairs = {(s.sender, s.recipient) for _, s in others}
+        batch = _Batch(
+            now,
+            await repo.account_facts(conn, {a for p in pairs for a in p}),
+            await repo.blocked_pairs(conn, pairs | {(b, a) for a, b in pairs}),
+        )
+        await self._load(conn, batch, [s for _, s in others])
+        fresh_reach: dict[str, set[str]] = defaultdict(set)
+        for index, intent in others:
+            try:
+                results[index] = self._decide(intent, batch, fresh_reach)
+            except TresenError as exc:
+                results[index] = exc
+        return results
+
+    async def _load(self, conn: AsyncConnection, batch: _Batch, intents: list[SendIntent]) -> None:
+        to_customers = [s for s in intents if self._business_to_customer(s, batch)]
+        to_businesses = [s for s in intents if self._customer_to_business(s, batch)]
+        if not to_customers:
+            return
+        pairs = {(s.sender, s.recipient) for s in to_customers}
+        businesses = {s.sender for s in to_customers}
+        batch.windows = await repo.windows(conn, pairs)
+        batch.limits = await repo.limits_of(conn, businesses)
+        template_ids = {t for s in to_customers if (t := _template_id(s)) is not None}
+        if template_ids:
+            batch.templates = await repo.template_facts(conn, template_ids)
+            batch.consents = await repo.consent_states(conn, pairs)
+            batch.rates = await repo.rate_rows(conn, businesses)
+            since = batch.now - DAY_MS
+            batch.reached = await repo.reached(conn, pairs, since)
+            for business in businesses:
+                batch.reach_counts[business] = await repo.reach_count(conn, business, since)
+        del to_businesses  # a customer's message needs nothing read: it opens the window
+
+    def _business_to_customer(self, s: SendIntent, batch: _Batch) -> bool:
+        sender, recipient = batch.facts.get(s.sender), batch.facts.get(s.recipient)
+        return (
+            sender is not None
+            and recipient is not None
+            and sender.kind == "business"
+            and recipient.kind == "customer"
+        )
+
+    def _customer_to_business(self, s: SendIntent, batch: _Batch) -> bool:
+        sender, recipient = batch.facts.get(s.sender), batch.facts.get(s.recipient)
+        return (
+            sender is not None
+            and recipient is not None
+            and sender.kind == "customer"
+            and recipient.kind == "business"
+        )
+
+    def _decide(self, s: SendIntent, batch: _Batch, fresh_reach: dict[str, set[str]]) -> Admission:
+        if (s.recipient, s.sender) in batch.blocked:
+            raise TresenError(
+                ErrorCode.UNDELIVERABLE, "the recipient cannot receive messages", to=s.recipient
+            )
+        if (s.sender, s.recipient) in batch.blocked:
+            raise TresenError(
+                ErrorCode.BLOCKED_BY_YOU,
+                "you blocked this account; unblock it to write again",
+                to=s.recipient,
+            )
+        if self._customer_to_business(s, batch):
+            if s.klass is MessageClass.TEMPLATE:
+                raise TresenError(
+                    ErrorCode.INVALID_PARAMETER, "only businesses send template messages"
+                )
+            if s.klass is MessageClass.SESSION:
+                return Admission(opens_window=(s.recipient, s.sender))
+            return Admission()
+        if not self._business_to_customer(s, batch):
+            if s.klass is MessageClass.TEMPLATE:
+                raise TresenError(
+                    ErrorCode.INVALID_PARAMETER,
+                    "template messages go from a business to a customer",
+                )
+            return Admission()
+        business, customer = s.sender, s.recipient
+        in_window = window_open(batch.windows.get((business, customer)), batch.now, self.policy)
+        if s.klass is not MessageClass.TEMPLATE:
+            if not in_window:
+                raise TresenError(
+                    ErrorCode.REENGAGEMENT,
+                    "more than 24 hours have passed since the customer last wrote; "
+                    "use an approved template",
+                    window_hours=self.policy.window_hours,
+                )
+            self._take_rates(business, customer, batch)
+            return Admission(pricing=self._free(batch, customer))
+        template = self._template(s, batch)
+        category = TemplateCategory(template.category)
+        self._check_consent(business, customer, category, batch)
+        reaches = None
+        if not in_window:
+            self._check_tier(business, customer, batch, fresh_reach)
+            reaches = (business, customer)
+        self._take_rates(business, customer, batch)
+        if reaches is not None:
+            fresh_reach[business].add(customer)
+        pricing = self._price(business, customer, category, in_window, batch)
+        return Admission(pricing=pricing, template_id=template.id, reaches=reaches)
+
+    def _template(self, s: SendIntent, batch: _Batch) -> repo.TemplateFacts:
+        template_id = _template_id(s)
+        template = None if template_id is None else batch.templates.get(template_id)
+        if template is None or template.business_account != s.sender:
+            raise TresenError(
+                ErrorCode.TEMPLATE_NOT_FOUND,
+                "template does not exist or does not belong to this business",
+                template=s.template_ref,
+            )
+        status = template.status
+        if status == "PAUSED" and (template.paused_until_ms or 0) <= batch.now:
+            status = "APPROVED"  # the pause is over
+        if status == "PAUSED":
+            raise TresenError(
+                ErrorCode.TEMPLATE_PAUSED,
+                "the template is paused because of low quality",
+                template=s.template_ref,
+                paused_until_ms=template.paused_until_ms,
+            )
+        if status == "DISABLED":
+            raise TresenError(
+                ErrorCode.TEMPLATE_DISABLED, "the template is disabled", template=s.template_ref
+            )
+        if status != "APPROVED":
+            raise TresenError(
+                ErrorCode.TEMPLATE_NOT_FOUND,
+                "the template is not approved",
+                template=s.template_ref,
+                status=status,
+            )
+        return template
+
+    def _check_consent(
+        self, business: str, customer: str, category: TemplateCategory, batch: _Batch
+    ) -> None:
+        scope = _SCOPE_OF[category]
+        state, source = batch.consents.get((business, customer, scope), ("none", ""))
+        allowed = state == "opted_in" and (
+            source == "customer"
+            or (scope == "utility" and source == "business" and self.policy.accept_attested_consent)
+        )
+        if not allowed:
+            raise TresenError(
+                ErrorCode.MARKETING_STOPPED,
+                f"the customer has not opted in to {scope} messages from this business",
+                scope=scope,
+            )
+
+    def _check_tier(
+        self, business: str, customer: str, batch: _Batch, fresh_reach: dict[str, set[str]]
+    ) -> None:
+        if (business, customer) in batch.reached or customer in fresh_reach[business]:
+            return  # this customer already counts in the rolling 24 hours
+        limit = tier_limit(self._tier(business, batch), self.policy)
+        used = batch.reach_counts.get(business, 0) + len(fresh_reach[business])
+        if limit is not None and used >= limit:
+            raise TresenError(
+                ErrorCode.SPAM_RATE_LIMITED,
+                f"messaging limit reached: {limit} customers per 24 hours at this tier",
+                limit=limit,
+            )
+
+    def _tier(self, business: str, batch: _Batch) -> int:
+        row = batch.limits.get(business)
+        if row is not None:
+            return row.tier
+        facts = batch.facts.get(business)
+        verified = facts is not None and facts.verified
+        return self.policy.verified_start_tier if verified else self.policy.start_tier
+
+    def _take_rates(self, business: str, customer: str, batch: _Batch) -> None:
+        row = batch.limits.get(business)
+        mps = min(
+            (row.throughput_mps if row and row.throughput_mps else None)
+            or self.policy.business_throughput_mps,
+            self.policy.business_throughput_max_mps,
+        )
+        buckets = self._throughput.get(mps)
+        if buckets is None:
+            buckets = self._throughput[mps] = TokenBuckets(self.clock, mps, mps)
+        wait_ms = buckets.take(business)
+        if wait_ms:
+            raise TresenError(
+                ErrorCode.THROUGHPUT_REACHED,
+                f"more than {mps} messages per second from this business",
+                retry_after_ms=wait_ms,
+            )
+        wait_ms = self._pairs.take((business, customer))
+        if wait_ms:
+            raise TresenError(
+                ErrorCode.PAIR_RATE_LIMITED,
+                "too many messages to this customer in a short time",
+                retry_after_ms=wait_ms,
+            )
+
+    def _free(self, batch: _Batch, customer: str) -> Pricing:
+        facts = batch.facts.get(customer)
+        return Pricing(
+            billable=False,
+            category=PricingCategory.SERVICE,
+            type=PricingType.FREE_CUSTOMER_SERVICE,
+            country=country_of(facts.phone) if facts else "ZZ",
+            price_micros=0,
+            currency=self.policy.currency,
+        )
+
+    def _price(
+        self,
+        business: str,
+        customer: str,
+        category: TemplateCategory,
+        in_window: bool,
+        batch: _Batch,
+    ) -> Pricing:
+        business_facts, customer_facts = batch.facts[business], batch.facts[customer]
+        country = country_of(customer_facts.phone)
+        priced = pricing_category(category, country_of(business_facts.phone), country)
+        if priced is PricingCategory.UTILITY and in_window:
+            return Pricing(
+                False, priced, PricingType.FREE_CUSTOMER_SERVICE, country, 0, self.policy.currency
+            )
+        micros, currency = self.rate(business, priced, country, batch.rates)
+        return Pricing(True, priced, PricingType.REGULAR, country, micros, currency)
+
+    def rate(
+        self,
+        business: str,
+        category: PricingCategory,
+        country: str,
+        rows: dict[tuple[str, str, str], tuple[int, str]],
+    ) -> tuple[int, str]:
+        """The price of a category in a country: the business's override, then the operator's
+        card (table, then settings), country before ``*``."""
+        for owner in (business, ""):
+            for where in (country, "*"):
+                found = rows.get((owner, str(category), where))
+                if found is not None:
+                    return found
+        card = self.policy.rate_card.get(str(category), {})
+        micros = card.get(country, card.get("*", 0))
+        return micros, self.policy.currency
+
+    async def record(
+        self,
+        conn: AsyncConnection,
+        accepted: Sequence[tuple[SendIntent, Admission, str]],
+        now_ms: int,
+    ) -> None:
+        """Write what accepted sends change: windows, reach and pricing facts."""
+        if not accepted:
+            return
+        opened = {a.opens_window for _, a, _ in accepted if a.opens_window is not None}
+        await repo.touch_windows(conn, opened, now_ms)
+        reached = {a.reaches for _, a, _ in accepted if a.reaches is not None}
+        await repo.record_reach(conn, reached, now_ms)
+        await repo.insert_pricing(
+            conn,
+            [
+                repo.PricingRow(
+                    message_id,
+                    intent.sender,
+                    intent.recipient,
+                    admission.template_id,
+                    str(admission.pricing.category),
+                    admission.pricing.billable,
+                    str(admission.pricing.type),
+                    admission.pricing.country,
+                    admission.pricing.price_micros,
+                    admission.pricing.currency,
+                    now_ms,
+                )
+                for intent, admission, message_id in accepted
+                if admission.pricing is not None
+            ],
+        )
+
+    async def delivered(
+        self, conn: AsyncConnection, message_ids: Sequence[str], now_ms: int
+    ) -> dict[str, Pricing]:
+        """Bill what was delivered for the first time and count it; the pricing facts of each
+        business message, for its ``delivered`` event."""
+        if not self.policy.enabled or not message_ids:
+            return {}
+        rows = await repo.pricing_of(conn, message_ids)
+        if not rows:
+            return {}
+        await repo.charge(conn, rows.values(), now_ms)
+        counts: dict[tuple[str, int, int], int] = defaultdict(int)
+        for row in rows.values():
+            counts[(row.business_account, row.template_id or 0, now_ms // DAY_MS)] += 1
+        await repo.count_deliveries(conn, counts)
+        return {m: _pricing(r) for m, r in rows.items()}
+
+    async def pricing_of(
+        self, conn: AsyncConnection, message_ids: Sequence[str]
+    ) -> dict[str, Pricing]:
+        return {m: _pricing(r) for m, r in (await repo.pricing_of(conn, message_ids)).items()}
+
+    # --- blocks, reports, quality and tiers ----------------------------------------------------
+
+    async def block(self, blocker: AccountId, blocked: AccountId) -> bool:
+        if blocker == blocked:
+            raise TresenError(ErrorCode.INVALID_PARAMETER, "you cannot block yourself")
+        now = self.clock.now_ms()
+        async with self.db.write() as conn:
+            facts = await repo.account_facts(conn, {blocker, blocked})
+            if blocked not in facts:
+                raise TresenError(ErrorCode.UNDELIVERABLE, "no such account", account_id=blocked)
+            new = await repo.add_block(conn, blocker, blocked, now)
+            if new and facts[blocked].kind == "business":
+                await repo.add_quality_event(
+                    conn,
+                    business=blocked,
+                    customer=blocker,
+                    kind="block",
+                    reason="",
+                    detail="",
+                    message_id=None,
+                    template_id=None,
+                    now_ms=now,
+                )
+        log.info("account blocked", new=new)
+        return new
+
+    async def unblock(self, blocker: AccountId, blocked: AccountId) -> bool:
+        async with self.db.write() as conn:
+            return await repo.remove_block(conn, blocker, blocked)
+
+    async def blocked(self, blocker: AccountId) -> list[tuple[str, int]]:
+        async with self.db.read() as conn:
+            return await repo.blocks_of(conn, blocker)
+
+    async def report(
+        self,
+        reporter: AccountId,
+        reported: AccountId,
+        reason: str,
+        *,
+        message_id: str | None = None,
+        detail: str = "",
+        block: bool = False,
+    ) -> None:
+        """A customer reports an account (optionally one message of it, and blocking it)."""
+        if reason not in REPORT_REASONS:
+            raise TresenError(
+                ErrorCode.INVALID_PARAMETER,
+                "unknown report reason",
+                reason=reason,
+                reasons=list(REPORT_REASONS),
+            )
+        now = self.clock.now_ms()
+        async with self.db.write() as conn:
+            facts = await repo.account_facts(conn, {reported})
+            if reported not in facts or reported == reporter:
+                raise TresenError(ErrorCode.UNDELIVERABLE, "no such account", account_id=reported)
+            template_id = None
+            if message_id is not None:
+                priced = await repo.pricing_of(conn, [message_id])
+                row = priced.get(message_id)
+                # Only a message this reporter received from that account can be named.
+                if row is None or (row.business_account, row.recipient_account) != (
+                    reported,
+                    reporter,
+                ):
+                    message_id = None
+                else:
+                    template_id = row.template_id
+            await repo.add_quality_event(
+                conn,
+                business=reported,
+                customer=reporter,
+                kind="report",
+                reason=reason,
+                detail=detail,
+                message_id=message_id,
+                template_id=template_id,
+                now_ms=now,
+            )
+            if block:
+                await repo.add_block(conn, reporter, reported, now)
+        log.info("account reported", reason=reason, template_id=template_id)
+
+    async def standing(self, business: AccountId) -> BusinessStanding:
+        """Quality over the last ``quality_days``, tier (evaluated if due) and usage."""
+        now = self.clock.now_ms()
+        async with self.db.write() as conn:
+            facts = await repo.account_facts(conn, {business})
+            if business not in facts or facts[business].kind != "business":
+                raise TresenError(ErrorCode.NOT_A_BUSINESS, "this account is not a business")
+            quality, negatives, delivered = await self._quality(conn, business, now)
+            row = await self._evaluate_tier(conn, business, facts[business], quality, now)
+            reached = await repo.reach_count(conn, business, now - DAY_MS)
+        return BusinessStanding(
+            quality=quality,
+            blocks=negatives.get("block", 0),
+            reports=negatives.get("report", 0),
+            delivered=delivered,
+            tier=row.tier,
+            tier_limit=tier_limit(row.tier, self.policy),
+            reached_24h=reached,
+            throughput_mps=min(
+                row.throughput_mps or self.policy.business_throughput_mps,
+                self.policy.business_throughput_max_mps,
+            ),
+        )
+
+    async def _quality(
+        self, conn: AsyncConnection, business: str, now: int
+    ) -> tuple[Quality, dict[str, int], int]:
+        since = now - self.policy.quality_days * DAY_MS
+        negatives = await repo.negatives_since(conn, business, since)
+        delivered = await repo.delivered_since(conn, business, since // DAY_MS)
+        return quality_of(sum(negatives.values()), delivered, self.policy), negatives, delivered
+
+    async def _evaluate_tier(
+        self,
+        conn: AsyncConnection,
+        business: str,
+        facts: repo.AccountFacts,
+        quality: Quality,
+        now: int,
+    ) -> repo.LimitsRow:
+        row = (await repo.limits_of(conn, {business})).get(business)
+        if row is None:
+            start = self.policy.verified_start_tier if facts.verified else self.policy.start_tier
+            row = repo.LimitsRow(business, start, now, None)
+            await repo.save_limits(conn, row, now)
+            return row
+        if now - row.evaluated_ms < self.policy.tier_evaluation_hours * HOUR_MS:
+            return row
+        used = await repo.reach_count(conn, business, now - self.policy.tier_usage_days * DAY_MS)
+        tier = tier_step(row.tier, used, quality, self.policy)
+        if tier != row.tier:
+            log.info("tier changed", business=business, tier=tier, was=row.tier, quality=quality)
+        row = repo.LimitsRow(business, tier, now, row.throughput_mps)
+        await repo.save_limits(conn, row, now)
+        return row
+
+    async def set_throughput(self, business: AccountId, mps: int | None) -> None:
+        """Raise (or reset) a business's throughput; at most ``business_throughput_max_mps``."""
+        if mps is not None and not 1 <= mps <= self.policy.business_throughput_max_mps:
+            raise TresenError(
+                ErrorCode.INVALID_PARAMETER,
+                f"throughput must be 1 to {self.policy.business_throughput_max_mps} per second",
+            )
+        now = self.clock.now_ms()
+        async with self.db.write() as conn:
+            facts = await repo.account_facts(conn, {business})
+            if business not in facts or facts[business].kind != "business":
+                raise TresenError(ErrorCode.NOT_A_BUSINESS, "this account is not a business")
+            row = (await repo.limits_of(conn, {business})).get(business)
+            start = (
+                self.policy.verified_start_tier
+                if facts[business].verified
+                else self.policy.start_tier
+            )
+            row = repo.LimitsRow(
+                business,
+                row.tier if row else start,
+                row.evaluated_ms if row else now,
+                mps,
+            )
+            await repo.save_limits(conn, row, now)
+
+
+def _template_id(s: SendIntent) -> int | None:
+    if s.klass is not MessageClass.TEMPLATE or not s.template_ref:
+        return None
+    try:
+        return int(s.template_ref)
+    except ValueError:
+        return None
+
+
+def _pricing(row: repo.PricingRow) -> Pricing:
+    return Pricing(
+        row.billable,
+        PricingCategory(row.category),
+        PricingType(row.pricing_type),
+        row.country,
+        row.price_micros,
+        row.currency,
+    )
