@@ -91,6 +91,9 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/v1/admin/operator-keys/rotate"): Call(Access.OPERATOR, json={"overlap_days": 1}),
     ("POST", "/v1/admin/certificates/renew"): Call(Access.OPERATOR),
     ("GET", "/v1/admin/audit"): Call(Access.OPERATOR),
+    ("GET", "/v1/admin/consents"): Call(
+        Access.OPERATOR, params={"business": "0" * 32, "customer": "1" * 32}
+    ),
 }
 
 WRITES = ("PUT", "POST", "PATCH", "DELETE")

@@ -14,6 +14,7 @@ from tresen.relay import migrate
 from tresen.relay.accounts.api import router as accounts_router
 from tresen.relay.accounts.sms import SmsSender
 from tresen.relay.businesses.api import router as businesses_router
+from tresen.relay.consent.api import router as consent_router
 from tresen.relay.context import RelayContext, build_context
 from tresen.relay.http import BodyLimit, install_error_handlers
 from tresen.relay.keys.api import router as keys_router
@@ -69,6 +70,7 @@ def build_app(
         ws_router,
         operator_router,
         businesses_router,
+        consent_router,
     ):
         app.include_router(router)
 

@@ -10,6 +10,7 @@ from tresen.core.settings import Settings
 from tresen.relay.accounts.service import AccountService
 from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
 from tresen.relay.businesses.service import BusinessService
+from tresen.relay.consent.service import ConsentService
 from tresen.relay.keys.service import KeyService
 from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
@@ -30,6 +31,7 @@ class RelayContext:
     mailbox: MailboxService
     operator: OperatorService
     businesses: BusinessService
+    consent: ConsentService
     policy: PolicyService
     hub: Hub = field(default_factory=Hub)
 
@@ -83,6 +85,7 @@ def build_context(
         mailbox=MailboxService(db, clock, limits, hub, policy),
         operator=operator,
         businesses=businesses,
+        consent=ConsentService(db, clock, settings.policy),
         policy=policy,
         hub=hub,
     )
