@@ -143,13 +143,17 @@ async def test_business_chats_are_labelled_and_the_tick_is_checked_here(town: To
     friend = await town.person("friend")
     customer = await town.person("customer")
     assert customer.phone is not None
-    for sender, text in ((airline, "Your flight boards at 09:40"), (bakery, "Fresh rolls!")):
-        await sender.send_text(customer.phone, text)
-    await friend.send_text(customer.phone, "see you at the airport")
     model = ChatModel(customer)
+    # The customer writes first (a business may answer within 24 hours).
+    for shop, question in ((airline, "When do I board?"), (bakery, "Open on Sunday?")):
+        await customer.send_text(shop.phone or "", question)
+    assert row_of(model, bakery.account_id) == (bakery.phone, "Business")
+    await airline.send_text(customer.phone, "Your flight boards at 09:40")
+    await bakery.send_text(customer.phone, "Yes, until noon")
+    await friend.send_text(customer.phone, "see you at the airport")
     await take_messages(customer, model, 3)
 
-    # Labelled from the first message; the name and tick come from the device's own check.
+    # Once they answer, the name and tick come from the device's own check.
     assert row_of(model, airline.account_id) == ("Tresen Air", "Business ✓ verified")
     assert row_of(model, bakery.account_id) == ("Bäckerei Brot", "Business")
     assert row_of(model, friend.account_id) == (friend.phone, None)
@@ -285,12 +289,13 @@ async def test_the_chat_list_shows_the_business_label_and_tick(town: Town) -> No
     airline = await town.business("airline")
     customer = await town.person("customer")
     assert customer.phone is not None
+    await customer.send_text(airline.phone or "", "When do I board?")
     app = ChatApp(customer)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.connected)
         await airline.send_text(customer.phone, "Your flight boards at 09:40")
-        await until(pilot, lambda: "✓" in listed(app))
-        assert "Tresen Air  Business ✓ verified" in listed(app)
+        await until(pilot, lambda: app.query(ChatItem) and app.query_one(ChatItem).row.unread)
+        assert "Tresen Air  Business ✓ verified  1" in listed(app)
 
         await pilot.press("ctrl+l", "enter")
         title = app.query_one("#chat-title", Static)

@@ -1,8 +1,9 @@
 """``tresen chat``: the customer's end-to-end encrypted chat, interactive or scriptable.
 
 Without a subcommand (or with ``open``) it starts the terminal app; ``register``, ``send``,
-``listen``, ``safety`` and ``trust`` do one thing each and suit scripts: results go to
-standard output (``--json`` for machines), explanations and errors to standard error.
+``listen``, ``safety``, ``trust``, ``business`` and ``businesses`` do one thing each and suit
+scripts: results go to standard output (``--json`` for machines), explanations and errors to
+standard error.
 
 Exit codes: 0 done, 1 an error (the relay's code and message, or what is missing), 2 a usage
 error, 3 a peer's identity keys changed (compare safety numbers, then ``trust``), 4 ``listen``
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tresen.client.api import RelayError
+from tresen.client.business import Business, BusinessSummary
 from tresen.client.events import (
     Connected,
     DecryptionFailed,
@@ -40,10 +42,13 @@ from tresen.client.events import (
     MessageEvent,
     StatusChanged,
 )
-from tresen.client.sdk import Client, IdentityNotTrusted, NotRegistered
+from tresen.client.sdk import Client, IdentityNotTrusted, NotRegistered, OperatorKeyMismatch
 from tresen.client.store import Trust
+from tresen.core.errors import ErrorCode
 from tresen.core.logging import configure_logging
 from tresen.crypto import CryptoError
+from tresen.crypto.certificates import CertificateError
+from tresen.wire.business import BusinessCategory
 from tresen.wire.e2e import Media, Reaction, Template, Text, Unsupported
 
 __all__ = [
@@ -150,7 +155,7 @@ def _options(
 
 @asynccontextmanager
 async def _client(
-    folder: Path, relay: str | None, *, registered: bool = True
+    folder: Path, relay: str | None, *, registered: bool = True, operator_key: str | None = None
 ) -> AsyncIterator[Client]:
     if registered and not (folder / "client.db").exists():
         raise ChatFailure(
@@ -158,11 +163,15 @@ async def _client(
             "--relay URL` first (or pass --data-dir)"
         )
     try:
-        client = Client.open(folder, relay)
+        client = Client.open(folder, relay, operator_key=operator_key)
     except NotRegistered:
         raise ChatFailure(
             f"no relay is known for {folder}; pass --relay URL (or set TRESEN_RELAY_URL)"
         ) from None
+    except OperatorKeyMismatch as exc:
+        raise ChatFailure(f"{exc}; a client of another operator needs its own --data-dir") from None
+    except CertificateError as exc:
+        raise ChatFailure(f"--operator-key: {exc}") from None
     except CryptoError as exc:
         # A wrong TRESEN_CLIENT_KEY, or a key file that is not this folder's.
         raise ChatFailure(f"cannot open the data in {folder}: {exc}") from None
@@ -223,18 +232,33 @@ def register(
     device_name: Annotated[
         str | None, typer.Option("--device-name", help="How your other devices list this one.")
     ] = None,
+    operator_key: Annotated[
+        str | None,
+        typer.Option(
+            "--operator-key",
+            # Not TRESEN_OPERATOR_KEY: on a relay host that names the secret key-encryption
+            # key, which must never end up pinned (and stored) as a public key here.
+            envvar="TRESEN_OPERATOR_PUBLIC_KEY",
+            help="Your operator's public key (base64), to pin instead of trusting the one the "
+            "relay names. Only certificates it signs earn a business the ✓.",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     relay: RelayOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register this device for your phone number: request a code, then enter it.
 
-    A number that already has an account gets a new device of that account.
+    A number that already has an account gets a new device of that account. Prints the
+    fingerprint of the operator key this device pinned: compare it with your operator's.
     """
     _configure_logging()
 
     async def main() -> None:
-        async with _client(*_options(ctx, data_dir, relay), registered=False) as client:
+        folder, relay_url = _options(ctx, data_dir, relay)
+        async with _client(
+            folder, relay_url, registered=False, operator_key=operator_key
+        ) as client:
             if client.registered:
                 raise ChatFailure(
                     f"this data folder already holds device {client.device_id} of "
@@ -253,18 +277,28 @@ def register(
                 the_code = typer.prompt(f"Code sent to {phone}", err=True).strip()
             name = device_name if device_name is not None else f"tresen chat on {platform.node()}"
             await client.register(phone, the_code, name)
+            fingerprint = client.operator_fingerprint
             if as_json:
                 _print_json(
                     {
                         "account_id": client.account_id,
                         "device_id": client.device_id,
                         "phone": client.phone,
+                        "operator_fingerprint": fingerprint,
+                        "operator_key_configured": operator_key is not None,
                     }
                 )
             else:
                 _print_line(
                     f"Registered {client.phone}: account {client.account_id}, "
                     f"device {client.device_id}"
+                )
+                _print_line(f"Operator key fingerprint: {fingerprint}")
+            if operator_key is None:
+                err.print(
+                    "The operator key was learned from the relay: compare its fingerprint with "
+                    "the one your operator publishes. If they differ, the ✓ of businesses on "
+                    "this device does not come from your operator."
                 )
 
     _run(main)
@@ -355,7 +389,10 @@ async def _print_events(
     client: Client, as_json: bool, count: int | None, *, mark_read: bool
 ) -> None:
     messages = 0
+    checked: set[str] = set()
     async for event in client.events():
+        if isinstance(event, MessageEvent):
+            await _check_once(client, event.chat, checked)
         if as_json:
             _print_json(await _event_record(client, event))
         else:
@@ -372,6 +409,45 @@ async def _who(client: Client, account_id: str) -> str:
     if account_id == client.account_id and client.phone:
         return client.phone
     return await client.phone_of(account_id) or account_id
+
+
+async def _check_once(client: Client, chat: str, checked: set[str]) -> None:
+    """Check a business chat never checked before (its first message), so that its name and
+    tick are known; a failure leaves the plain business label."""
+    if chat in checked or not client.is_business(chat):
+        return
+    checked.add(chat)
+    known = client.known_business(chat)
+    if known is not None and known.checked_ms == 0:
+        try:
+            await client.business(chat)
+        except (RelayError, httpx.HTTPError, CryptoError) as exc:
+            err.print(f"warning: could not check the business {escape(chat)}: {escape(str(exc))}")
+
+
+def _chat_fields(client: Client, chat: str) -> dict[str, Any]:
+    """Whether a chat is with a business, and whether this device's last check of the
+    operator's certificate earned it the tick (``None``: never checked)."""
+    known = client.known_business(chat)
+    if known is None:
+        return {"business": False, "verified": False, "business_name": None}
+    return {
+        "business": True,
+        "verified": known.verified if known.checked_ms else None,
+        "business_name": known.display_name,
+    }
+
+
+async def _chat_name(client: Client, chat: str) -> str:
+    """The phone number, with the business's name and label for a business chat."""
+    phone = await _who(client, chat)
+    known = client.known_business(chat)
+    if known is None:
+        return phone
+    label = "Business ✓" if known.verified else "Business"
+    return (
+        f"{known.display_name} [{label}] ({phone})" if known.display_name else f"{phone} [{label}]"
+    )
 
 
 def _payload_fields(payload: object) -> dict[str, Any]:
@@ -399,6 +475,7 @@ async def _event_record(client: Client, event: Event) -> dict[str, Any]:
             "message_id": event.message_id,
             "chat": event.chat,
             "chat_phone": await _who(client, event.chat),
+            **_chat_fields(client, event.chat),
             "from": await _who(client, event.sender),
             "from_device": event.sender_device,
             "outgoing": event.outgoing,
@@ -411,6 +488,7 @@ async def _event_record(client: Client, event: Event) -> dict[str, Any]:
             "event": "status",
             "message_id": event.message_id,
             "chat": event.chat,
+            **_chat_fields(client, event.chat),
             "status": str(event.status),
         }
     if isinstance(event, IdentityChanged):
@@ -462,7 +540,7 @@ def _summary(payload: object) -> str:
 
 async def _print_event(client: Client, event: Event) -> None:
     if isinstance(event, MessageEvent):
-        peer = await _who(client, event.chat)
+        peer = await _chat_name(client, event.chat)
         arrow = f"you → {peer}" if event.outgoing else f"{peer} →"
         _print_line(f"{_clock(event.server_ms)} {arrow} {_summary(event.payload)}")
     elif isinstance(event, StatusChanged):
@@ -541,6 +619,141 @@ def trust(
             print(f"Accepted the new security keys of {peer} (safety number {number}).")
 
     _run(main)
+
+
+@app.command(name="business")
+def business_profile(
+    ctx: typer.Context,
+    peer: Annotated[
+        str, typer.Argument(help="The business's phone number (+49...) or account id.")
+    ],
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a business's profile, whether it earns the ✓ and why, and its opening hours.
+
+    The ✓ is decided on this device: only a certificate signed by the pinned operator key,
+    not expired or revoked, naming the business's current name, number and devices earns it.
+    """
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            try:
+                business = await client.business(peer)
+            except RelayError as exc:
+                if exc.code != ErrorCode.UNDELIVERABLE:
+                    raise
+                raise ChatFailure(
+                    f"{peer} is not a listed business: {exc.message} (code {exc.code})"
+                ) from None
+            now = client.clock.now_ms()
+            if as_json:
+                _print_json(_business_record(business, now))
+            else:
+                for line in _business_lines(business, now):
+                    _print_line(line)
+
+    _run(main)
+
+
+def _business_record(business: Business, now_ms: int) -> dict[str, Any]:
+    profile = business.profile
+    record = {k: v for k, v in profile.to_json().items() if k != "certificate"}
+    return {
+        **record,
+        "phone": business.phone,
+        "verified": business.verified,
+        "tick": str(business.tick.state),
+        "tick_reason": business.tick.reason,
+        "certificate_serial": business.tick.serial if business.verified else None,
+        "certificate_expires_ms": business.tick.expires_ms,
+        "open_now": profile.open_now(now_ms),
+        "opening_status": profile.opening_status(now_ms),
+        "hours_lines": profile.hours_lines() if profile.has_hours else [],
+        "checked_ms": business.checked_ms,
+    }
+
+
+def _business_lines(business: Business, now_ms: int) -> list[str]:
+    profile = business.profile
+    if business.verified:
+        lines = [f"{profile.display_name}  ✓ {business.tick.reason}"]
+    else:
+        lines = [f"{profile.display_name}  (no tick: {business.tick.reason})"]
+    lines += [text for text in (profile.about, profile.description) if text]
+    details = (
+        ("category", profile.category),
+        ("address", profile.address),
+        ("e-mail", profile.email),
+        ("websites", ", ".join(profile.websites)),
+        ("phone", business.phone),
+        ("account", profile.account_id),
+    )
+    lines += [f"{name + ':':<10}{value}" for name, value in details if value]
+    lines.append(profile.opening_status(now_ms))
+    if profile.has_hours:
+        lines.append(f"hours ({profile.timezone}):")
+        lines += [f"  {line}" for line in profile.hours_lines()]
+    if profile.closed_dates:
+        closed = ", ".join(day.isoformat() for day in profile.closed_dates)
+        lines.append(f"closed on: {closed}")
+    return lines
+
+
+@app.command(name="businesses")
+def find_businesses(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="Part of the name; empty lists all.")] = "",
+    category: Annotated[
+        BusinessCategory | None,
+        typer.Option("--category", case_sensitive=False, help="Only this category."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=50, help="At most this many.")] = 20,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the business directory: one business a line, ✓ where this device checked the
+    operator's certificate. Open a chat with `tresen chat send --to ACCOUNT_ID`."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            found = await client.find_businesses(
+                query, None if category is None else str(category), limit
+            )
+            if as_json:
+                sys.stdout.write(
+                    json.dumps([_summary_record(b) for b in found], ensure_ascii=False) + "\n"
+                )
+                sys.stdout.flush()
+                return
+            if not found:
+                err.print(
+                    f"No business matches {escape(repr(query))}."
+                    if query
+                    else "The directory lists no business."
+                )
+            for hit in found:
+                name = f"{hit.display_name} ✓" if hit.verified else hit.display_name
+                parts = [name, hit.category, hit.about, hit.account_id]
+                _print_line("  ".join(part for part in parts if part))
+
+    _run(main)
+
+
+def _summary_record(hit: BusinessSummary) -> dict[str, Any]:
+    return {
+        "account_id": hit.account_id,
+        "display_name": hit.display_name,
+        "about": hit.about,
+        "category": hit.category,
+        "verified": hit.verified,
+        "tick": str(hit.tick.state),
+        "tick_reason": hit.tick.reason,
+    }
 
 
 def _print_json(record: dict[str, Any]) -> None:
