@@ -73,6 +73,7 @@ COMMANDS_HELP = (
 )
 
 BUSINESS_LABEL = "Business"
+FIND_LIMIT = 10  # /find answers in the feedback line under the chat; more would push it away
 VERIFIED_LABEL = "✓ verified"
 
 # The directory's category codes (those of the WhatsApp Cloud API profile), as people say them.
@@ -470,7 +471,7 @@ class ChatModel:
 
     async def find(self, query: str) -> None:
         """Search the business directory; the hits are numbered for ``/new 1``, ``/new 2``…"""
-        self.found = await self.client.find_businesses(query)
+        self.found = await self.client.find_businesses(query, limit=FIND_LIMIT)
         if not self.found:
             self.feedback = (
                 f"No business matches “{query}”." if query else "The directory is empty."
