@@ -69,6 +69,7 @@ ROUTES: dict[tuple[str, str], Call] = {
     ),
     ("DELETE", "/v1/business/profile/picture"): Call(Access.ACCOUNT),
     ("POST", "/v1/business/verification"): Call(Access.ACCOUNT, json={"note": "bitte prüfen"}),
+    ("GET", "/v1/business/quality"): Call(Access.ACCOUNT),
     # the directory (device token)
     ("GET", "/v1/businesses"): Call(Access.ACCOUNT, params={"q": "Bäckerei"}),
     ("GET", "/v1/businesses/{account_id}"): Call(Access.ACCOUNT),
@@ -91,6 +92,10 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/v1/admin/operator-keys/rotate"): Call(Access.OPERATOR, json={"overlap_days": 1}),
     ("POST", "/v1/admin/certificates/renew"): Call(Access.OPERATOR),
     ("GET", "/v1/admin/audit"): Call(Access.OPERATOR),
+    ("GET", "/v1/admin/businesses/{account_id}/quality"): Call(Access.OPERATOR),
+    ("PUT", "/v1/admin/businesses/{account_id}/throughput"): Call(
+        Access.OPERATOR, json={"messages_per_second": 100}
+    ),
     ("GET", "/v1/admin/consents"): Call(
         Access.OPERATOR, params={"business": "0" * 32, "customer": "1" * 32}
     ),

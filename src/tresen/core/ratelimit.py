@@ -35,3 +35,9 @@ class TokenBuckets:
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait_ms
+
+    def give_back(self, key: Hashable, cost: float = 1.0) -> None:
+        """Return tokens taken for something that then did not happen."""
+        found = self._buckets.get(key)
+        if found is not None:
+            self._buckets[key] = (min(self.burst, found[0] + cost), found[1])

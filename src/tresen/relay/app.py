@@ -21,6 +21,7 @@ from tresen.relay.keys.api import router as keys_router
 from tresen.relay.mailbox.api import router as mailbox_router
 from tresen.relay.mailbox.ws import router as ws_router
 from tresen.relay.operator.api import router as operator_router
+from tresen.relay.policy.api import router as policy_router
 
 __all__ = ["build_app"]
 
@@ -70,6 +71,7 @@ def build_app(
         ws_router,
         operator_router,
         businesses_router,
+        policy_router,
         consent_router,
     ):
         app.include_router(router)

@@ -249,13 +249,13 @@ async def touch_windows(conn: AsyncConnection, pairs: Collection[Pair], now_ms: 
 
 
 async def reached(conn: AsyncConnection, pairs: Collection[Pair], since_ms: int) -> set[Pair]:
-    """Pairs whose customer the business already reached since ``since_ms``."""
+    """Pairs whose customer the business already reached after ``since_ms``."""
     if not pairs:
         return set()
     rows = await conn.execute(
         select(reach.c.business_account, reach.c.customer_account).where(
             _pairs_in(reach.c.business_account, reach.c.customer_account, pairs),
-            reach.c.at_ms >= since_ms,
+            reach.c.at_ms > since_ms,
         )
     )
     return {(r.business_account, r.customer_account) for r in rows.all()}
@@ -265,7 +265,7 @@ async def reach_count(conn: AsyncConnection, business: str, since_ms: int) -> in
     value = (
         await conn.execute(
             select(func.count()).where(
-                reach.c.business_account == business, reach.c.at_ms >= since_ms
+                reach.c.business_account == business, reach.c.at_ms > since_ms
             )
         )
     ).scalar_one()

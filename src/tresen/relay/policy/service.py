@@ -33,6 +33,7 @@ from tresen.core.ids import AccountId
 from tresen.core.logging import get_logger
 from tresen.core.policy import PolicySettings
 from tresen.core.ratelimit import TokenBuckets
+from tresen.relay.operator.repo import add_audit
 from tresen.relay.policy import repo
 from tresen.relay.policy.rules import (
     DAY_MS,
@@ -332,6 +333,7 @@ class PolicyService:
             )
         wait_ms = self._pairs.take((business, customer))
         if wait_ms:
+            buckets.give_back(business)  # refused: it does not count against the business
             raise TresenError(
                 ErrorCode.PAIR_RATE_LIMITED,
                 "too many messages to this customer in a short time",
@@ -581,7 +583,7 @@ class PolicyService:
         await repo.save_limits(conn, row, now)
         return row
 
-    async def set_throughput(self, business: AccountId, mps: int | None) -> None:
+    async def set_throughput(self, business: AccountId, mps: int | None, *, by: str) -> None:
         """Raise (or reset) a business's throughput; at most ``business_throughput_max_mps``."""
         if mps is not None and not 1 <= mps <= self.policy.business_throughput_max_mps:
             raise TresenError(
@@ -606,6 +608,14 @@ class PolicyService:
                 mps,
             )
             await repo.save_limits(conn, row, now)
+            await add_audit(
+                conn,
+                at_ms=now,
+                operator=by,
+                action="throughput",
+                account_id=business,
+                details={"messages_per_second": mps},
+            )
 
 
 def _template_id(s: SendIntent) -> int | None:
