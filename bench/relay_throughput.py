@@ -49,7 +49,13 @@ class Dev:
 
 
 class Relay:
-    def __init__(self, backend: str, folder: Path, write_batch: int) -> None:
+    def __init__(
+        self,
+        backend: str,
+        folder: Path,
+        write_batch: int,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.sms = folder / "sms.jsonl"
@@ -64,6 +70,7 @@ class Relay:
             "TRESEN_LIMITS__SEND_RATE_PER_DEVICE": "1000000",
             "TRESEN_LIMITS__SEND_BURST_PER_DEVICE": "1000000",
             "TRESEN_LIMITS__WRITE_BATCH": str(write_batch),
+            **(extra_env or {}),
         }
         if self.schema:
             env["TRESEN_DATABASE_URL"] = PG_URL
