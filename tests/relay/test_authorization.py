@@ -70,6 +70,9 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("DELETE", "/v1/business/profile/picture"): Call(Access.ACCOUNT),
     ("POST", "/v1/business/verification"): Call(Access.ACCOUNT, json={"note": "bitte prüfen"}),
     ("GET", "/v1/business/quality"): Call(Access.ACCOUNT),
+    # billing: the prices that apply to the caller, its own statements (device token)
+    ("GET", "/v1/business/rate-card"): Call(Access.ACCOUNT),
+    ("GET", "/v1/business/statements/{month}"): Call(Access.ACCOUNT),
     # the directory (device token)
     ("GET", "/v1/businesses"): Call(Access.ACCOUNT, params={"q": "Bäckerei"}),
     ("GET", "/v1/businesses/{account_id}"): Call(Access.ACCOUNT),
@@ -99,6 +102,18 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("GET", "/v1/admin/consents"): Call(
         Access.OPERATOR, params={"business": "0" * 32, "customer": "1" * 32}
     ),
+    ("GET", "/v1/admin/rate-card"): Call(Access.OPERATOR),
+    ("PUT", "/v1/admin/rate-card"): Call(
+        Access.OPERATOR,
+        json={"rates": [{"category": "marketing", "country": "DE", "price_micros": 1}]},
+    ),
+    ("GET", "/v1/admin/businesses/{account_id}/rate-card"): Call(Access.OPERATOR),
+    ("PUT", "/v1/admin/businesses/{account_id}/rate-card"): Call(
+        Access.OPERATOR,
+        json={"rates": [{"category": "utility", "country": "*", "price_micros": 1}]},
+    ),
+    ("DELETE", "/v1/admin/businesses/{account_id}/rate-card"): Call(Access.OPERATOR),
+    ("GET", "/v1/admin/businesses/{account_id}/statements/{month}"): Call(Access.OPERATOR),
 }
 
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
@@ -188,6 +203,7 @@ async def call(
     extra_params: dict[str, str] | None = None,
 ) -> httpx.Response:
     method, path = route
+    path = path.replace("{month}", "2026-01")  # statements name a month
     spec = ROUTES[route]
     return await world.relay.http.request(
         method,

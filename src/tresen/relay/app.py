@@ -13,6 +13,7 @@ from tresen.core.settings import Settings
 from tresen.relay import migrate
 from tresen.relay.accounts.api import router as accounts_router
 from tresen.relay.accounts.sms import SmsSender
+from tresen.relay.billing.api import router as billing_router
 from tresen.relay.businesses.api import router as businesses_router
 from tresen.relay.consent.api import router as consent_router
 from tresen.relay.context import RelayContext, build_context
@@ -73,6 +74,7 @@ def build_app(
         businesses_router,
         policy_router,
         consent_router,
+        billing_router,
     ):
         app.include_router(router)
 

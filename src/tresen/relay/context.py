@@ -9,6 +9,7 @@ from tresen.core.db import Database
 from tresen.core.settings import Settings
 from tresen.relay.accounts.service import AccountService
 from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
+from tresen.relay.billing.service import BillingService
 from tresen.relay.businesses.service import BusinessService
 from tresen.relay.consent.service import ConsentService
 from tresen.relay.keys.service import KeyService
@@ -33,6 +34,7 @@ class RelayContext:
     businesses: BusinessService
     consent: ConsentService
     policy: PolicyService
+    billing: BillingService
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
@@ -87,5 +89,6 @@ def build_context(
         businesses=businesses,
         consent=ConsentService(db, clock, settings.policy),
         policy=policy,
+        billing=BillingService(db, clock, policy),
         hub=hub,
     )
