@@ -22,10 +22,24 @@ from tresen.core.errors import ErrorCode
 from tresen.core.settings import Settings
 from tresen.relay.app import build_app
 
-PREFIXES = ("/v1/business", "/v1/businesses", "/v1/admin", "/v1/operator", "/v1/certificates")
+PREFIXES = (
+    "/v1/business",
+    "/v1/businesses",
+    "/v1/admin",
+    "/v1/operator",
+    "/v1/certificates",
+    "/v1/templates",
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64) + b"\xff\xd9"
+# Both businesses have a template of this name: a write by one must not reach the other's.
+TEMPLATE = {
+    "name": "sweep_notice",
+    "language": "de",
+    "category": "UTILITY",
+    "components": [{"type": "BODY", "text": "Ihre Bestellung ist abholbereit."}],
+}
 
 
 class Access(Enum):
@@ -73,6 +87,14 @@ ROUTES: dict[tuple[str, str], Call] = {
     # billing: the prices that apply to the caller, its own statements (device token)
     ("GET", "/v1/business/rate-card"): Call(Access.ACCOUNT),
     ("GET", "/v1/business/statements/{month}"): Call(Access.ACCOUNT),
+    # templates: a business's own (device token), and any template's signed form
+    ("POST", "/v1/business/message_templates"): Call(Access.ACCOUNT, json=TEMPLATE),
+    ("GET", "/v1/business/message_templates"): Call(Access.ACCOUNT),
+    ("GET", "/v1/business/message_templates/{template_id}"): Call(Access.ACCOUNT),
+    ("DELETE", "/v1/business/message_templates"): Call(
+        Access.ACCOUNT, params={"name": "sweep_notice"}
+    ),
+    ("GET", "/v1/templates/{template_id}"): Call(Access.ACCOUNT),
     # the directory (device token)
     ("GET", "/v1/businesses"): Call(Access.ACCOUNT, params={"q": "Bäckerei"}),
     ("GET", "/v1/businesses/{account_id}"): Call(Access.ACCOUNT),
@@ -114,6 +136,13 @@ ROUTES: dict[tuple[str, str], Call] = {
     ),
     ("DELETE", "/v1/admin/businesses/{account_id}/rate-card"): Call(Access.OPERATOR),
     ("GET", "/v1/admin/businesses/{account_id}/statements/{month}"): Call(Access.OPERATOR),
+    ("GET", "/v1/admin/templates"): Call(Access.OPERATOR),
+    ("GET", "/v1/admin/templates/{template_id}"): Call(Access.OPERATOR),
+    ("POST", "/v1/admin/templates/{template_id}/approve"): Call(Access.OPERATOR),
+    ("POST", "/v1/admin/templates/{template_id}/reject"): Call(
+        Access.OPERATOR, json={"reason": "sweep"}
+    ),
+    ("POST", "/v1/admin/templates/quality"): Call(Access.OPERATOR),
 }
 
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
@@ -163,6 +192,8 @@ class World:
     business: Device
     other: Device
     """A verified business with a picture: the one whose account ids the routes name."""
+    template_id: str
+    """The other business's approved template: the one whose id the routes name."""
 
 
 async def a_business(relay: RunningRelay, name: str) -> Device:
@@ -192,7 +223,12 @@ async def a_world(relay: RunningRelay) -> World:
     assert r.status_code == 202, r.text
     r = await relay.http.post(f"/v1/admin/businesses/{other.account_id}/verify", headers=operator)
     assert r.status_code == 200, r.text
-    return World(relay, operator, await relay.register(), business, other)
+    r = await relay.http.post("/v1/business/message_templates", json=TEMPLATE, headers=other.auth)
+    assert r.status_code == 200, r.text
+    template_id = r.json()["id"]
+    r = await relay.http.post(f"/v1/admin/templates/{template_id}/approve", headers=operator)
+    assert r.status_code == 200, r.text
+    return World(relay, operator, await relay.register(), business, other, template_id)
 
 
 async def call(
@@ -207,7 +243,9 @@ async def call(
     spec = ROUTES[route]
     return await world.relay.http.request(
         method,
-        path.replace("{account_id}", world.other.account_id),
+        path.replace("{account_id}", world.other.account_id).replace(
+            "{template_id}", world.template_id
+        ),
         json=spec.json,
         content=spec.content,
         params={**spec.params, **(extra_params or {})},
@@ -232,7 +270,9 @@ async def what_others_see(world: World) -> dict[str, Any]:
     )
     certificate = await relay.http.get(f"/v1/certificates/{other.account_id}")
     admin = await relay.http.get(f"/v1/admin/businesses/{other.account_id}", headers=world.operator)
-    for r in (own, public, picture, certificate, admin):
+    templates = await relay.http.get("/v1/business/message_templates", headers=other.auth)
+    signed = await relay.http.get(f"/v1/templates/{world.template_id}", headers=other.auth)
+    for r in (own, public, picture, certificate, admin, templates, signed):
         assert r.status_code == 200, r.text
     return {
         "own": own.json(),
@@ -240,6 +280,17 @@ async def what_others_see(world: World) -> dict[str, Any]:
         "picture": picture.content,
         "certificate": certificate.json(),
         "admin": admin.json(),  # verification, suspension, certificates, requests, audit
+        "templates": templates.json(),
+        "signed": signed.json(),
+    }
+
+
+async def own_state(world: World) -> dict[str, Any]:
+    """What the acting business's own writes change: its profile and its templates."""
+    http, auth = world.relay.http, world.business.auth
+    return {
+        "profile": (await http.get("/v1/business/profile", headers=auth)).json(),
+        "templates": (await http.get("/v1/business/message_templates", headers=auth)).json(),
     }
 
 
@@ -310,9 +361,7 @@ async def test_a_business_writes_only_its_own_account(relay: RunningRelay) -> No
 
     for route in writes:
         before = await what_others_see(world)
-        own_before = (
-            await relay.http.get("/v1/business/profile", headers=world.business.auth)
-        ).json()
+        own_before = await own_state(world)
 
         # Naming the other business does not redirect a write: no write route takes an id.
         r = await call(
@@ -320,9 +369,7 @@ async def test_a_business_writes_only_its_own_account(relay: RunningRelay) -> No
         )
 
         assert 200 <= r.status_code < 300, (route, r.text)
-        own_after = (
-            await relay.http.get("/v1/business/profile", headers=world.business.auth)
-        ).json()
+        own_after = await own_state(world)
         assert own_after != own_before, route  # the write landed on the caller's own account
         assert await what_others_see(world) == before, route
 

@@ -85,8 +85,13 @@ EXAMPLES: list[Payload] = [
         server_ms=0,
         payload=encode_payload(Reaction(message_id=MESSAGE_ID, emoji="❤️")),
     ),
-    Template(name="order_shipped", language="de", parameters={"body": ["Anna", "4711"]}),
-    Template(name="hello_world", language="en_US"),
+    Template(
+        template_id="4711",
+        name="order_shipped",
+        language="de",
+        parameters={"body": ["Anna", "4711"], "header": {"order": "#1"}},
+    ),
+    Template(template_id="1", name="hello_world", language="en_US"),
     Interactive(
         type=InteractiveKind.BUTTON,
         body="Did this answer your question?",
@@ -278,7 +283,9 @@ def test_invalid_payloads_are_refused_when_encoding() -> None:
 
 def template_of_size(n: int) -> Template:
     """A template whose framed encoding is about ``n`` bytes."""
-    return Template(name="big", language="en", parameters={"body": ["x" * (n - 40)]})
+    return Template(
+        template_id="1", name="big", language="en", parameters={"body": ["x" * (n - 56)]}
+    )
 
 
 def test_oversized_payloads_are_refused() -> None:

@@ -200,6 +200,46 @@ class RelayApi:
         )
         return body
 
+    # --- templates ---------------------------------------------------------------------------
+
+    async def submit_template(self, template: dict[str, Any]) -> dict[str, Any]:
+        """Submit a template in the Cloud API shape; ``{"id", "status", "category"}``."""
+        body: dict[str, Any] = await self._call(
+            "POST", "/v1/business/message_templates", json=template
+        )
+        return body
+
+    async def templates(self, **params: Any) -> dict[str, Any]:
+        """This business's templates (``status``, ``name``, ``after``, ``limit``)."""
+        body: dict[str, Any] = await self._call(
+            "GET", "/v1/business/message_templates", params=params
+        )
+        return body
+
+    async def delete_template(self, name: str, template_id: str | None = None) -> dict[str, Any]:
+        params = {"name": name} if template_id is None else {"name": name, "hsm_id": template_id}
+        body: dict[str, Any] = await self._call(
+            "DELETE", "/v1/business/message_templates", params=params
+        )
+        return body
+
+    async def signed_template(self, template_id: int) -> dict[str, Any]:
+        """The operator-signed form of an approved template: ``{"id", "body", "signature"}``."""
+        body: dict[str, Any] = await self._call("GET", f"/v1/templates/{template_id}")
+        return body
+
+    async def report(
+        self, account_id: str, reason: str, message_id: str | None = None, detail: str = ""
+    ) -> dict[str, Any]:
+        """Report an account to the operator (it counts against a business's quality)."""
+        request: dict[str, Any] = {"account_id": account_id, "reason": reason}
+        if message_id is not None:
+            request["message_id"] = message_id
+        if detail:
+            request["detail"] = detail
+        body: dict[str, Any] = await self._call("POST", "/v1/reports", json=request) or {}
+        return body
+
 
 def _key(key: SignedKey) -> dict[str, str]:
     return {"key_id": key.key_id, "public_key": key.public_key, "signature": key.signature}

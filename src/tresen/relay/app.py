@@ -23,6 +23,7 @@ from tresen.relay.mailbox.api import router as mailbox_router
 from tresen.relay.mailbox.ws import router as ws_router
 from tresen.relay.operator.api import router as operator_router
 from tresen.relay.policy.api import router as policy_router
+from tresen.relay.templates.api import router as templates_router
 
 __all__ = ["build_app"]
 
@@ -49,6 +50,7 @@ def build_app(
             await ctx.db.dispose()
             raise
         await ctx.mailbox.start()
+        await ctx.templates.start()
         try:
             yield
         finally:
@@ -72,6 +74,7 @@ def build_app(
         ws_router,
         operator_router,
         businesses_router,
+        templates_router,
         policy_router,
         consent_router,
         billing_router,

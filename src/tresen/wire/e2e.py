@@ -135,15 +135,19 @@ class SentTranscript(Payload, tag="sent_transcript"):
 
 
 class Template(Payload, tag="template"):
-    """Reserved: filled by a later version (operator-signed templates).
+    """A message made of the operator-signed template ``template_id`` (``wire/templates.py``).
 
-    ``parameters`` maps a component (``"header"``, ``"body"``, ``"button:0"``, ...) to its
-    positional text parameters, in the order of the template's ``{{1}}``, ``{{2}}``, ...
+    ``template_id`` is the decimal id the send names as its ``template_ref``; ``name`` and
+    ``language`` repeat the template's. ``parameters`` maps a component (``"header"``,
+    ``"body"``, ``"button:0"``, ...) to its parameters: a list in the order of the template's
+    ``{{1}}``, ``{{2}}``, ..., or a map of name to value for named placeholders. Recipients
+    show only the signed template rendered with these parameters.
     """
 
+    template_id: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,18}$")]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
     language: Annotated[str, msgspec.Meta(min_length=2, max_length=15)]
-    parameters: dict[str, list[str]] = {}
+    parameters: dict[str, list[str] | dict[str, str]] = {}
 
 
 class InteractiveKind(StrEnum):

@@ -24,7 +24,7 @@ import contextlib
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,6 +248,23 @@ class OperatorService:
         if row is None:
             raise OperatorKeyError("there is no operator signing key; start the relay first")
         return self._open(row)
+
+    async def sign_document(
+        self, prefix: bytes, make_body: Callable[[str], bytes], *, conn: AsyncConnection
+    ) -> tuple[bytes, str, str]:
+        """Sign ``prefix + make_body(key_id)`` with the current key inside ``conn``'s write
+        transaction; returns the body, the key id and the signature.
+
+        The body is built for the key that signs it, so it can name that key (verifiers pick
+        the key by the id in the body, as with certificates). Like certificates, documents
+        are signed under the shared key lock, never with a key a rotation is replacing.
+        """
+        if prefix.startswith((b"tresen-cert-", b"tresen-revocations-", b"tresen-operator-key-")):
+            raise ValueError("that prefix belongs to the operator's own signed formats")
+        await repo.lock_operator_keys(conn, shared=True)
+        key = await self._signing_key(conn)
+        body = make_body(key.key_id)
+        return body, key.key_id, key.sign(prefix + body)
 
     async def published_keys(self) -> PublishedKeys:
         async with self.db.read() as conn:

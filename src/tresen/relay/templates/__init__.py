@@ -1,0 +1,1 @@
+"""Message templates: submission, the operator's review and signature, quality."""
