@@ -17,7 +17,6 @@ from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
 from tresen.relay.operator.service import OperatorService
 from tresen.relay.policy.service import PolicyService
-from tresen.relay.templates.service import TemplateService
 from tresen.wire.relay import KeysLow
 
 __all__ = ["RelayContext", "build_context", "default_sms_sender"]
@@ -36,11 +35,9 @@ class RelayContext:
     consent: ConsentService
     policy: PolicyService
     billing: BillingService
-    templates: TemplateService
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
-        await self.templates.close()
         await self.operator.close()
         await self.mailbox.close()
         await self.db.dispose()
@@ -81,11 +78,15 @@ def build_context(
     keys.on_identity_keys_changed = lambda account_id: businesses.on_verified_identity_changed(
         account_id, "device keys changed"
     )
+    accounts = AccountService(db, clock, limits, sms or default_sms_sender(settings))
+    accounts.on_device_removed = lambda account_id: businesses.on_verified_identity_changed(
+        account_id, "a device was removed"
+    )
     return RelayContext(
         settings=settings,
         db=db,
         clock=clock,
-        accounts=AccountService(db, clock, limits, sms or default_sms_sender(settings)),
+        accounts=accounts,
         keys=keys,
         mailbox=MailboxService(db, clock, limits, hub, policy),
         operator=operator,
@@ -93,6 +94,5 @@ def build_context(
         consent=ConsentService(db, clock, settings.policy),
         policy=policy,
         billing=BillingService(db, clock, policy),
-        templates=TemplateService(db, clock, settings, operator),
         hub=hub,
     )

@@ -71,3 +71,22 @@ async def test_a_new_device_key_sends_the_business_back_to_pending(
     assert serial in await revoked_serials(op, ring, relay)
     own = (await relay.http.get("/v1/business/profile", headers=device.auth)).json()
     assert own["verification"] == "pending"
+
+
+async def test_removing_a_device_sends_the_business_back_to_pending(
+    relay: RunningRelay, op: Any, ops: dict[str, str]
+) -> None:
+    device, _ = await verified_business(relay, op, ops)
+    second = await relay.register(device.phone)
+    await publish_identity(relay, second)
+    r = await op.admin("POST", f"/businesses/{device.account_id}/verify", ops)
+    assert r.status_code == 200, r.text
+    serial = r.json()["certificate"]["serial"]
+    ring = await op.ring()
+    removed = await relay.http.delete(f"/v1/devices/{second.device_id}", headers=device.auth)
+    assert removed.status_code == 204, removed.text
+    # The certificate named the removed device's key: it no longer describes the business.
+    assert serial in await revoked_serials(op, ring, relay)
+    own = (await relay.http.get("/v1/business/profile", headers=device.auth)).json()
+    assert own["verification"] == "pending"
+    assert own["pending_request"]["note"] == "a device was removed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -73,6 +74,9 @@ class AccountService:
         self.limits = limits
         self.sms = sms
         self._lookups = TokenBuckets(clock, limits.lookups_per_hour / 3600, limits.lookup_burst)
+        # Called with the account id after one of its devices was removed: a certificate that
+        # names the removed device's key no longer holds.
+        self.on_device_removed: Callable[[AccountId], Awaitable[object]] | None = None
 
     async def request_code(self, raw_phone: str, client_address: str) -> int:
         """Send a one-time code to ``raw_phone``; returns its lifetime in seconds."""
@@ -192,12 +196,18 @@ class AccountService:
 
     async def remove_device(self, principal: Principal, device_id: DeviceId) -> DevicePk:
         """Unlink one of the caller's own devices (its mailbox and keys go with it)."""
+        removed: DevicePk | None = None
         async with self.db.write() as conn:
             for device in await repo.list_devices(conn, principal.account_id):
                 if device.device_id == device_id:
                     await repo.delete_device(conn, device.pk)
-                    return device.pk
-        raise TresenError(ErrorCode.UNKNOWN_DEVICE, "no such device", device_id=device_id)
+                    removed = device.pk
+                    break
+        if removed is None:
+            raise TresenError(ErrorCode.UNKNOWN_DEVICE, "no such device", device_id=device_id)
+        if self.on_device_removed is not None:
+            await self.on_device_removed(principal.account_id)
+        return removed
 
     async def lookup(self, principal: Principal, raw_phone: str) -> AccountPublic:
         """The account registered for a phone number, as a contact list would find it."""
