@@ -17,6 +17,7 @@ from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
 from tresen.relay.operator.service import OperatorService
 from tresen.relay.policy.service import PolicyService
+from tresen.relay.templates.service import TemplateService
 from tresen.wire.relay import KeysLow
 
 __all__ = ["RelayContext", "build_context", "default_sms_sender"]
@@ -35,9 +36,11 @@ class RelayContext:
     consent: ConsentService
     policy: PolicyService
     billing: BillingService
+    templates: TemplateService
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
+        await self.templates.close()
         await self.operator.close()
         await self.mailbox.close()
         await self.db.dispose()
@@ -94,5 +97,6 @@ def build_context(
         consent=ConsentService(db, clock, settings.policy),
         policy=policy,
         billing=BillingService(db, clock, policy),
+        templates=TemplateService(db, clock, settings, operator),
         hub=hub,
     )
