@@ -56,6 +56,11 @@ token_app = typer.Typer(
 keys_app = typer.Typer(help="The operator's certificate signing key.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
+templates_app = typer.Typer(
+    help="Message templates: the review queue, approval (signing) and rejection, quality.",
+    no_args_is_help=True,
+)
+app.add_typer(templates_app, name="templates")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -552,3 +557,161 @@ def audit(
         _print_json(body)
         return
     _print_audit(body["entries"])
+
+
+# --- templates -------------------------------------------------------------------------------
+
+TemplateArgument = Annotated[str, typer.Argument(help="Template id (decimal).")]
+
+
+def _template_text(template: dict[str, Any]) -> list[str]:
+    """The components of a template as an operator reviews them, one line each."""
+    lines = []
+    for c in template["components"]:
+        if c["type"] == "BUTTONS":
+            for b in c["buttons"]:
+                target = b.get("url") or b.get("phone_number") or b.get("example") or ""
+                lines.append(f"button {b['type']}: {b.get('text', '')} {target}".rstrip())
+        elif c["type"] == "HEADER" and c["format"] != "TEXT":
+            lines.append(f"header: [{c['format'].lower()}]")
+        elif c["type"] == "BODY" and c.get("text") is None:
+            lines.append("body: (the platform's code text)")
+        elif c["type"] == "FOOTER" and c.get("text") is None:
+            lines.append(f"footer: code expires in {c.get('code_expiration_minutes')} minutes")
+        else:
+            lines.append(f"{c['type'].lower()}: {c.get('text', '')}")
+    return lines
+
+
+@templates_app.command("list")
+def templates_list(
+    status: Annotated[
+        str,
+        typer.Option(
+            "--status",
+            help="PENDING (the review queue), APPROVED, REJECTED, PAUSED, DISABLED, DELETED "
+            "or all.",
+        ),
+    ] = "PENDING",
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this business (id or phone).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 100,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Templates in one status, oldest first: by default those waiting for review."""
+    with _api(relay, token) as api:
+        params: dict[str, Any] = {"status": status if status == "all" else status.upper()}
+        params["limit"] = limit
+        if account:
+            params["account_id"] = api.resolve(account)
+        body = api.call("GET", "/v1/admin/templates", params=params)
+    if as_json:
+        _print_json(body)
+        return
+    if not body["templates"]:
+        console.print(f"no {status} templates")
+        return
+    table = Table("id", "account", "name", "language", "category", "status", "quality", "text")
+    for t in body["templates"]:
+        table.add_row(
+            t["id"],
+            t["account_id"],
+            escape(t["name"]),
+            t["language"],
+            t["category"],
+            t["status"],
+            t["quality_score"]["score"],
+            escape("\n".join(_template_text(t))),
+        )
+    console.print(table)
+
+
+@templates_app.command("show")
+def templates_show(
+    template_id: TemplateArgument,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One template with its components, status and quality."""
+    with _api(relay, token) as api:
+        body = api.call("GET", f"/v1/admin/templates/{template_id}")
+    if as_json:
+        _print_json(body)
+        return
+    console.print(
+        f"[bold]{escape(body['name'])}[/bold] ({body['language']}, {body['category']}, "
+        f"{body['parameter_format']})  id {body['id']} of {body['account_id']}"
+    )
+    console.print(f"status: {body['status']}  quality: {body['quality_score']['score']}")
+    if body["rejected_reason"] != "NONE":
+        console.print(f"rejected: {escape(body['rejected_reason'])}")
+    if body["paused_until_ms"] is not None:
+        console.print(f"paused until {_time(body['paused_until_ms'])}")
+    for line in _template_text(body):
+        console.print("  " + escape(line))
+
+
+@templates_app.command("approve")
+def templates_approve(
+    template_id: TemplateArgument,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+) -> None:
+    """Approve a pending template: the relay signs it with the operator key."""
+    with _api(relay, token) as api:
+        body = api.call("POST", f"/v1/admin/templates/{template_id}/approve")
+    t = body["template"]
+    console.print(
+        f"template {t['id']} {escape(t['name'])!r} ({t['language']}) of {t['account_id']} "
+        f"approved, signed by {body['key_id']}"
+    )
+
+
+@templates_app.command("reject")
+def templates_reject(
+    template_id: TemplateArgument,
+    reason: ReasonOption,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+) -> None:
+    """Reject a pending template; the business reads the reason."""
+    with _api(relay, token) as api:
+        body = api.call(
+            "POST", f"/v1/admin/templates/{template_id}/reject", json={"reason": reason}
+        )
+    console.print(
+        f"template {body['id']} {escape(body['name'])!r} ({body['language']}) of "
+        f"{body['account_id']} rejected"
+    )
+
+
+@templates_app.command("quality")
+def templates_quality(
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rate approved and paused templates now; pause or disable those reported too often."""
+    with _api(relay, token) as api:
+        body = api.call("POST", "/v1/admin/templates/quality")
+    if as_json:
+        _print_json(body)
+        return
+    if not body["changes"]:
+        console.print("no template changed")
+        return
+    table = Table("id", "account", "name", "status", "quality", "paused until")
+    for c in body["changes"]:
+        table.add_row(
+            c["id"],
+            c["account_id"],
+            escape(c["name"]),
+            f"{c['previous_status']} → {c['status']}",
+            f"{c['previous_quality']} → {c['quality']}",
+            _time(c["paused_until_ms"]),
+        )
+    console.print(table)
