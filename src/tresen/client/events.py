@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tresen.client.store import MessageStatus
 from tresen.wire.e2e import Payload, Unsupported
+from tresen.wire.templates import RenderedTemplate
 
 __all__ = [
     "Connected",
@@ -32,6 +33,9 @@ class MessageEvent:
     sender_device: int
     payload: Payload | Unsupported
     server_ms: int
+    template: RenderedTemplate | None = None
+    """For a template message: the operator-signed template filled in with the message's
+    parameters, the only form in which it may be shown."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,12 @@ from tresen.client.store import (
     StoredMessage,
     Trust,
 )
+from tresen.client.templates import (
+    REPORT_REASON,
+    TemplateBook,
+    TemplateRejected,
+    TemplateUnavailable,
+)
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
@@ -76,10 +82,19 @@ from tresen.wire.e2e import (
     ReadReceipt,
     ReplyContext,
     SentTranscript,
+    Template,
     Text,
     Unsupported,
     decode_payload,
     encode_payload,
+)
+from tresen.wire.templates import (
+    ParameterMismatch,
+    Parameters,
+    RenderedTemplate,
+    parameters_from_cloud_components,
+    plain_parameters,
+    render,
 )
 
 __all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "OperatorKeyMismatch", "SentMessage"]
@@ -160,6 +175,9 @@ class Client:
         self._closing = False
         self._drained = asyncio.Event()
         self._ring: KeyRing | None = None
+        self.templates = TemplateBook(
+            self.api, store, self.clock, lambda: self._ring, self.refresh_operator_keys
+        )
         self._load()
         if operator_key is not None:
             self.pin_operator_key(operator_key)
@@ -701,8 +719,73 @@ class Client:
     async def react(self, to: str, message_id: str, emoji: str) -> SentMessage:
         return await self.send(to, Reaction(message_id=message_id, emoji=emoji))
 
-    async def send(self, to: str, payload: Payload) -> SentMessage:
+    async def send_template(
+        self,
+        to: str,
+        template_id: int | str,
+        language: str,
+        parameters: Parameters | None = None,
+        *,
+        components: list[dict[str, Any]] | None = None,
+    ) -> SentMessage:
+        """Send this business's approved template ``template_id`` in ``language``.
+
+        ``parameters`` per component (``{"body": ["Anna", "4711"], "button:0": ["4711"]}``,
+        a map of name to value for named placeholders), or ``components`` as a Cloud API
+        send gives them. The template is checked and rendered here first, as the recipient
+        will: parameters that do not fit raise ``RelayError`` 132000 (with ``problems``), a
+        template that is not this business's approved one in that language 132001.
+        """
+        self._require_identity()
+        if components is not None:
+            try:
+                parameters = parameters_from_cloud_components(components)
+            except ValueError as exc:
+                raise RelayError(ErrorCode.TEMPLATE_PARAMS_MISMATCH, str(exc)) from None
+        try:
+            template = await self.templates.template(int(template_id))
+        except TemplateUnavailable:
+            raise
+        except TemplateRejected as exc:
+            raise RelayError(
+                ErrorCode.TEMPLATE_NOT_FOUND, exc.reason, {"template_id": str(template_id)}
+            ) from None
+        if template.business_account != self.account_id or template.language != language:
+            raise RelayError(
+                ErrorCode.TEMPLATE_NOT_FOUND,
+                f"template {template_id} is not this business's template in {language}",
+                {"template_id": str(template_id)},
+            )
+        payload = Template(
+            template_id=str(template.id),
+            name=template.name,
+            language=template.language,
+            parameters=plain_parameters(parameters or {}),
+        )
+        try:
+            render(template, payload.parameters)
+        except ParameterMismatch as exc:
+            raise RelayError(
+                ErrorCode.TEMPLATE_PARAMS_MISMATCH,
+                "the parameters do not fit the template",
+                {"problems": [p.to_dict() for p in exc.problems]},
+            ) from None
+        return await self.send(
+            to, payload, klass=wire.MessageClass.TEMPLATE, template_ref=str(template.id)
+        )
+
+    async def send(
+        self,
+        to: str,
+        payload: Payload,
+        *,
+        klass: wire.MessageClass = wire.MessageClass.SESSION,
+        template_ref: str | None = None,
+    ) -> SentMessage:
         """Encrypt ``payload`` for every device of ``to`` (phone or account id) and send it.
+
+        ``klass`` and ``template_ref`` are what the relay is told the send is (for a template
+        message, :meth:`send_template` sets them); recipients check them against the content.
 
         The message is stored locally as sent, and a transcript goes to this account's other
         devices, so that every device shows the conversation.
@@ -721,7 +804,7 @@ class Client:
             raise IdentityNotTrusted(account_id)
         inner = encode_payload(payload)
         client_msg_id = secrets.token_hex(16)
-        accepted = await self._deliver(account_id, inner, client_msg_id, wire.MessageClass.SESSION)
+        accepted = await self._deliver(account_id, inner, client_msg_id, klass, template_ref)
         assert accepted is not None
         assert self.account_id is not None
         assert self.device_id is not None
@@ -757,7 +840,12 @@ class Client:
         )
 
     async def _deliver(
-        self, account_id: str, plaintext: bytes, client_msg_id: str, klass: wire.MessageClass
+        self,
+        account_id: str,
+        plaintext: bytes,
+        client_msg_id: str,
+        klass: wire.MessageClass,
+        template_ref: str | None = None,
     ) -> wire.Accepted | None:
         """Encrypt for each device and send; one retry after the device list changed."""
         for attempt in range(2):
@@ -787,7 +875,11 @@ class Client:
                         )
                     )
             frame = wire.Send(
-                client_msg_id=client_msg_id, to=account_id, klass=klass, per_device=copies
+                client_msg_id=client_msg_id,
+                to=account_id,
+                klass=klass,
+                template_ref=template_ref,
+                per_device=copies,
             )
             try:
                 return await self._submit(frame)
@@ -820,6 +912,7 @@ class Client:
             "client_msg_id": frame.client_msg_id,
             "to": frame.to,
             "class": frame.klass.name.lower(),
+            "template_ref": frame.template_ref,
             "per_device": [
                 {
                     "device_id": c.device_id,
@@ -972,6 +1065,7 @@ class Client:
             with self.store.transaction():
                 self._reject(frame, str(exc) or type(exc).__name__)
             return
+        template = await self._template_verdict(frame, plaintext)
         # The new session state, the used-up one-time key and the message land together: a
         # crash before the ack then redelivers a message we already hold, never one whose
         # keys are gone.
@@ -984,7 +1078,75 @@ class Client:
             except ValueError as exc:
                 self._reject(frame, f"undecodable payload: {exc}")
                 return
-            self._accept(frame, payload, plaintext)
+            if isinstance(template, TemplateRejected):
+                self._record_incoming(frame, MessageStatus.FAILED, error=template.reason)
+            elif template is not None and isinstance(payload, Template):
+                self._accept_template(frame, payload, template)
+            else:
+                self._accept(frame, payload, plaintext)
+        if isinstance(template, TemplateRejected):
+            await self._refuse_template(frame, template)
+
+    async def _template_verdict(
+        self, frame: wire.MessageFrame, plaintext: bytes
+    ) -> RenderedTemplate | TemplateRejected | None:
+        """For a template message from a peer (class TEMPLATE, or a ``Template`` payload):
+        its rendering of the verified template, or why it is rejected; else ``None``."""
+        if frame.sender == self.account_id:
+            return None  # transcripts and receipts of our own devices
+        try:
+            payload = decode_payload(plaintext)
+        except ValueError:
+            return None  # refused as undecodable with the rest
+        if frame.klass is not wire.MessageClass.TEMPLATE and not isinstance(payload, Template):
+            return None
+        # Which template the send claimed, once the relay forwards it to recipients; until
+        # then the template named inside the ciphertext is the one checked.
+        template_ref: str | None = getattr(frame, "template_ref", None)
+        try:
+            return await self.templates.check(
+                payload, sender=frame.sender, klass=frame.klass, template_ref=template_ref
+            )
+        except TemplateRejected as exc:
+            return exc
+
+    def _accept_template(
+        self, frame: wire.MessageFrame, payload: Template, rendered: RenderedTemplate
+    ) -> None:
+        # Kept: the payload's known fields (re-encoded, so nothing else the sender put in
+        # survives) and, for the application, the signed template's rendering.
+        self._record_incoming(frame, MessageStatus.RECEIVED, payload=encode_payload(payload))
+        self._emit(
+            MessageEvent(
+                frame.message_id,
+                frame.sender,
+                False,
+                frame.sender,
+                frame.sender_device,
+                payload,
+                frame.server_ms,
+                template=rendered,
+            )
+        )
+
+    async def _refuse_template(self, frame: wire.MessageFrame, rejected: TemplateRejected) -> None:
+        """Report a mismatch to the operator, then tell the application (``DecryptionFailed``
+        with the reason); the rejection stands whether the report goes through or not."""
+        reason = f"{rejected.kind}: {rejected.reason}"
+        log.warning(
+            "template message rejected",
+            message_id=frame.message_id,
+            sender=frame.sender,
+            reason=reason,
+        )
+        if rejected.report:
+            try:
+                await self.api.report(
+                    frame.sender, REPORT_REASON, frame.message_id, rejected.reason[:512]
+                )
+            except (RelayError, httpx.HTTPError) as exc:
+                log.warning("template report failed", message_id=frame.message_id, error=str(exc))
+        self._emit(DecryptionFailed(frame.message_id, frame.sender, frame.sender_device, reason))
 
     async def _decrypt(self, frame: wire.MessageFrame) -> tuple[bytes, OlmSession, bool]:
         """Plaintext, the session that decrypted it, and whether that session is new."""
