@@ -3,7 +3,7 @@ ring, checked offline; and a message only as that template allows it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -11,10 +11,13 @@ import pytest
 from tresen.client.templates import (
     ForgedTemplate,
     RetiredTemplateKey,
+    TemplateBook,
     TemplateMismatch,
+    TemplateUnavailable,
     check_template_message,
     verify_template,
 )
+from tresen.core.clock import ManualClock
 from tresen.crypto.certificates import (
     CERTIFICATE_PREFIX,
     KeyRing,
@@ -23,7 +26,8 @@ from tresen.crypto.certificates import (
     UnknownOperatorKey,
 )
 from tresen.relay.templates.validation import validate_submission
-from tresen.wire.e2e import Template
+from tresen.wire.e2e import Template, Text, Unsupported
+from tresen.wire.relay import MessageClass
 from tresen.wire.templates import TEMPLATE_PREFIX, SignedTemplate, SignedTemplateBody
 
 BUSINESS = "b" * 32
@@ -177,3 +181,31 @@ def test_a_message_must_be_what_its_template_allows() -> None:
             template_ref=None,
         )
     assert "secret" not in caught.value.reason
+
+
+async def test_a_template_message_must_carry_a_template_payload() -> None:
+    async def no_refresh() -> None:
+        raise AssertionError("no template is fetched for this")
+
+    # Decided from the payload alone, before any template is fetched.
+    book = TemplateBook(
+        cast(Any, None), cast(Any, None), ManualClock(NOW), lambda: None, no_refresh
+    )
+
+    with pytest.raises(TemplateMismatch, match="text payload"):
+        await book.check(
+            Text(text="WIN"), sender=BUSINESS, klass=MessageClass.TEMPLATE, template_ref="7"
+        )
+    with pytest.raises(TemplateMismatch, match="media payload"):
+        await book.check(
+            Unsupported("media", 1), sender=BUSINESS, klass=MessageClass.TEMPLATE, template_ref="7"
+        )
+    # A newer sender's template payload is nobody's fault: refused, not reported.
+    with pytest.raises(TemplateUnavailable) as newer:
+        await book.check(
+            Unsupported("template", 2),
+            sender=BUSINESS,
+            klass=MessageClass.TEMPLATE,
+            template_ref="7",
+        )
+    assert not newer.value.report

@@ -250,10 +250,13 @@ class TemplateBook:
         A message of class TEMPLATE must carry a ``Template`` payload; a ``Template``
         payload is only shown as its signed template renders it, whatever the class.
         """
+        if isinstance(payload, Unsupported):
+            if payload.tag == "template":
+                # A newer sender's template payload: not the sender's fault, nothing to show.
+                raise TemplateUnavailable(f"a template payload of version {payload.v}")
+            raise TemplateMismatch(f"a template message carries a {payload.tag} payload")
         if not isinstance(payload, Template):
-            kind = (
-                payload.tag if isinstance(payload, Unsupported) else payload.__struct_config__.tag
-            )
+            kind = payload.__struct_config__.tag
             raise TemplateMismatch(f"a template message carries a {kind} payload, not a template")
         ref = template_ref if klass is MessageClass.TEMPLATE else None
         template = await self.template(int(payload.template_id))
