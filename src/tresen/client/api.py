@@ -240,6 +240,28 @@ class RelayApi:
         body: dict[str, Any] = await self._call("POST", "/v1/reports", json=request) or {}
         return body
 
+    # --- consent ---------------------------------------------------------------------------
+
+    async def submit_consents(self, statements: list[dict[str, str]]) -> list[dict[str, Any]]:
+        body = await self._call("POST", "/v1/consents", json={"statements": statements})
+        return list(body["consents"])
+
+    async def consents(self) -> list[dict[str, Any]]:
+        body = await self._call("GET", "/v1/consents")
+        return list(body["businesses"])
+
+    async def consent_records(self, business: str, customer: str, history: int) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "GET", f"/v1/consents/{business}/{customer}", params={"history": history}
+        )
+        return body
+
+    async def attest_consent(self, attestation: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "POST", "/v1/consents/attestations", json=attestation
+        )
+        return body
+
 
 def _key(key: SignedKey) -> dict[str, str]:
     return {"key_id": key.key_id, "public_key": key.public_key, "signature": key.signature}

@@ -10,6 +10,7 @@ from tresen.wire.templates import RenderedTemplate
 
 __all__ = [
     "Connected",
+    "ConsentChanged",
     "DecryptionFailed",
     "DeviceAdded",
     "Disconnected",
@@ -85,6 +86,24 @@ class KeysReplenished:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentChanged:
+    """A STOP or START keyword typed to a business changed the customer's consent.
+
+    ``confirmation`` is the text to show the customer in that chat; when the change could not
+    be recorded, ``failed`` says why and ``confirmation`` asks to try again (the text itself
+    was still sent to the business).
+    """
+
+    business: str
+    business_name: str
+    scopes: tuple[str, ...]
+    state: str
+    keyword: str
+    confirmation: str
+    failed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Connected:
     pass
 
@@ -106,6 +125,7 @@ Event = (
     | DeviceAdded
     | DecryptionFailed
     | KeysReplenished
+    | ConsentChanged
     | Connected
     | Disconnected
     | Drained

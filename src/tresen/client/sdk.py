@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,19 @@ from tresen.client.business import (
     TickState,
     judge,
 )
+from tresen.client.consent import (
+    ALL_SCOPES,
+    BusinessConsents,
+    ConsentBook,
+    ConsentRecord,
+    ConsentState,
+    PairRecords,
+    Signer,
+    keyword_action,
+)
 from tresen.client.events import (
     Connected,
+    ConsentChanged,
     DecryptionFailed,
     DeviceAdded,
     Disconnected,
@@ -133,6 +145,8 @@ class SentMessage:
     chat: str
     server_ms: int
     duplicate: bool
+    consent: ConsentChanged | None = None
+    """Set when the text was a STOP or START keyword to a business (see ``send_text``)."""
 
 
 def _now_ms() -> int:
@@ -178,6 +192,7 @@ class Client:
         self.templates = TemplateBook(
             self.api, store, self.clock, lambda: self._ring, self.refresh_operator_keys
         )
+        self._consent = ConsentBook(self.api, self.clock, store, self._signer)
         self._load()
         if operator_key is not None:
             self.pin_operator_key(operator_key)
@@ -523,6 +538,76 @@ class Client:
         self._require_account()
         return await self.api.request_verification(note)
 
+    # --- consent -------------------------------------------------------------------------------
+
+    def _signer(self) -> Signer:
+        identity = self._require_identity()
+        assert self.device_id is not None
+        return Signer(self._require_account(), self.device_id, self.phone or "", identity)
+
+    async def opt_in(
+        self, business: str, scopes: Iterable[str] = ALL_SCOPES
+    ) -> list[ConsentRecord]:
+        """Agree to ``business``'s messages in ``scopes`` (``utility``: order updates and
+        codes; ``marketing``), signed by this device. Returns what the relay stored."""
+        account_id = await self.resolve(business)
+        return await self._consent.change(account_id, scopes, ConsentState.OPTED_IN)
+
+    async def opt_out(
+        self, business: str, scopes: Iterable[str] = ALL_SCOPES
+    ) -> list[ConsentRecord]:
+        """Withdraw consent to ``business``'s messages in ``scopes`` (a signed revocation)."""
+        account_id = await self.resolve(business)
+        return await self._consent.change(account_id, scopes, ConsentState.OPTED_OUT)
+
+    async def revoke_all(self, business: str) -> list[ConsentRecord]:
+        """Stop every kind of message ``business`` may send without being asked: one signed
+        revocation per scope, stored together."""
+        return await self.opt_out(business, ALL_SCOPES)
+
+    async def consents(self) -> list[BusinessConsents]:
+        """The dashboard: every business with a consent of this account on record (given or
+        withdrawn, signed here or attested by the business), by display name."""
+        self._require_account()
+        return await self._consent.dashboard()
+
+    async def consent_records(
+        self, business: str, customer: str | None = None, *, history: int = 100
+    ) -> PairRecords:
+        """The signed records of ``business`` and ``customer`` (default: this account), for
+        either side to keep and verify offline (``ConsentRecord.verify``)."""
+        business_id = await self.resolve(business)
+        customer_id = self._require_account() if customer is None else await self.resolve(customer)
+        return await self._consent.records(business_id, customer_id, history)
+
+    async def attest_consent(self, customer: str, evidence: str, evidence_ms: int) -> ConsentRecord:
+        """As a business: record that ``customer`` opted in to utility messages elsewhere
+        (``evidence``: how and where; ``evidence_ms``: when). The operator may refuse it."""
+        body = {
+            "customer": await self.resolve(customer),
+            "scope": "utility",
+            "evidence": evidence,
+            "evidence_ms": evidence_ms,
+        }
+        return ConsentRecord.from_json((await self.api.attest_consent(body))["consent"])
+
+    async def _keyword_consent(self, account_id: str, text: str) -> ConsentChanged | None:
+        """A STOP or START typed to a business becomes a signed revocation or opt-in."""
+        action = keyword_action(text)
+        if action is None:
+            return None
+        phone = await self.phone_of(account_id)  # also learns whether it is a business
+        known = self.known_business(account_id)
+        if known is None:
+            return None
+        name = known.display_name
+        if name is None:
+            with contextlib.suppress(RelayError, httpx.HTTPError):
+                name = (await self.business(account_id)).display_name
+        changed = await self._consent.keyword(account_id, name or phone or account_id, action)
+        self._emit(changed)
+        return changed
+
     # --- peers, directory and trust ----------------------------------------------------------
 
     async def resolve(self, peer: str) -> str:
@@ -713,8 +798,14 @@ class Client:
     async def send_text(
         self, to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False
     ) -> SentMessage:
+        """Send a text message. To a business, a text that is only STOP, STOPP or ABMELDEN
+        (any case) also revokes marketing, and START or ANMELDEN opts in to it: signed here,
+        confirmed by a ``ConsentChanged`` event and in ``SentMessage.consent``."""
         context = None if reply_to is None else ReplyContext(message_id=reply_to)
-        return await self.send(to, Text(text=text, preview_url=preview_url, context=context))
+        sent = await self.send(to, Text(text=text, preview_url=preview_url, context=context))
+        # After the text went out, so the business sees it whatever becomes of the change.
+        changed = await self._keyword_consent(sent.chat, text)
+        return sent if changed is None else dataclasses.replace(sent, consent=changed)
 
     async def react(self, to: str, message_id: str, emoji: str) -> SentMessage:
         return await self.send(to, Reaction(message_id=message_id, emoji=emoji))
