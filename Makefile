@@ -5,6 +5,8 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
+# Test processes in parallel (pytest-xdist); 0 runs everything in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: up test lint venv clean
 
@@ -22,7 +24,7 @@ up: .venv/.synced
 	.venv/bin/tresen up
 
 test: .venv/.synced
-	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: .venv/.synced
 	.venv/bin/ruff check src tests bench
