@@ -229,7 +229,13 @@ class RelayApi:
         return body
 
     async def report(
-        self, account_id: str, reason: str, message_id: str | None = None, detail: str = ""
+        self,
+        account_id: str,
+        reason: str,
+        message_id: str | None = None,
+        detail: str = "",
+        *,
+        block: bool = False,
     ) -> dict[str, Any]:
         """Report an account to the operator (it counts against a business's quality)."""
         request: dict[str, Any] = {"account_id": account_id, "reason": reason}
@@ -237,7 +243,24 @@ class RelayApi:
             request["message_id"] = message_id
         if detail:
             request["detail"] = detail
+        if block:
+            request["block"] = True
         body: dict[str, Any] = await self._call("POST", "/v1/reports", json=request) or {}
+        return body
+
+    async def block(self, account_id: str) -> bool:
+        body = await self._call("POST", "/v1/blocks", json={"account_id": account_id})
+        return bool(body["new"])
+
+    async def unblock(self, account_id: str) -> None:
+        await self._call("DELETE", f"/v1/blocks/{account_id}")
+
+    async def blocked(self) -> list[str]:
+        body = await self._call("GET", "/v1/blocks")
+        return [str(b["account_id"]) for b in body["blocked"]]
+
+    async def quality(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", "/v1/business/quality")
         return body
 
     # --- consent ---------------------------------------------------------------------------

@@ -538,6 +538,39 @@ class Client:
         self._require_account()
         return await self.api.request_verification(note)
 
+    # --- blocks and reports --------------------------------------------------------------------
+
+    async def block(self, peer: str) -> bool:
+        """Block ``peer``: its messages stop reaching this account, and this account's stop
+        reaching it, until :meth:`unblock`. True if it was not blocked before."""
+        return await self.api.block(await self.resolve(peer))
+
+    async def unblock(self, peer: str) -> None:
+        await self.api.unblock(await self.resolve(peer))
+
+    async def blocked(self) -> list[str]:
+        """The account ids this account blocked."""
+        self._require_account()
+        return await self.api.blocked()
+
+    async def report(
+        self,
+        peer: str,
+        reason: str = "spam",
+        *,
+        message_id: str | None = None,
+        detail: str = "",
+        block: bool = False,
+    ) -> None:
+        """Report ``peer`` to the operator (``spam``, ``offensive``, ``scam``, ``unwanted``,
+        ``other``), optionally naming one of its messages and blocking it as well."""
+        await self.api.report(await self.resolve(peer), reason, message_id, detail, block=block)
+
+    async def quality(self) -> dict[str, Any]:
+        """As a business: its quality rating, messaging tier and usage."""
+        self._require_account()
+        return await self.api.quality()
+
     # --- consent -------------------------------------------------------------------------------
 
     def _signer(self) -> Signer:
