@@ -164,6 +164,9 @@ mailbox = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("server_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
+    # The template a template-class message was sent (and billed) as: the recipient's client
+    # checks the ciphertext against it (migration 0004).
+    Column("template_id", BigInteger, nullable=True),
     Index("ix_mailbox_device_seq", "device_pk", "seq"),
     Index("ix_mailbox_expires", "expires_ms"),
     # Never reuse a seq, even when the table runs empty: delivery loops resume after one.

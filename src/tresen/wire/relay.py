@@ -144,6 +144,8 @@ class MessageFrame(Frame, tag="message"):
     type: int = 0
     body: bytes = b""
     server_ms: int = 0
+    template_ref: str | None = None
+    """For a template message: the template the relay accepted (and bills) it as."""
 
 
 class Delivered(Frame, tag="delivered"):

@@ -94,6 +94,7 @@ async def test_send_fetch_ack_over_http(relay: RunningRelay) -> None:
         "body": envelope["body"],
         "server_ms": accepted["server_ms"],
         "pricing": None,
+        "template_ref": None,
     }
     assert base64.b64decode(envelope["body"]) == ciphertext
     # Fetching alone removes nothing: only an ack does.

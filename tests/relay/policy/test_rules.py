@@ -375,7 +375,11 @@ async def test_templates_are_priced_and_billed_once_when_delivered(rules: RulesF
 
         assert await charged() == []  # accepted is not delivered
         pending = await r.relay.http.get("/v1/messages", headers=ana.auth)
-        ids = [e["id"] for e in pending.json()["envelopes"]]
+        envelopes = pending.json()["envelopes"]
+        # The recipient learns which template each template message was accepted as.
+        refs = {e["message_id"]: e["template_ref"] for e in envelopes}
+        assert refs == {sent["message_id"]: str(marketing), inside["message_id"]: str(utility)}
+        ids = [e["id"] for e in envelopes]
         await r.relay.http.post("/v1/messages/ack", json={"ids": ids}, headers=ana.auth)
         await r.relay.http.post("/v1/messages/ack", json={"ids": ids}, headers=ana.auth)
         assert await charged() == [(sent["message_id"], 131_000)]  # DE marketing default

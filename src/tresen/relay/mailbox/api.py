@@ -89,6 +89,9 @@ class EnvelopePublic(BaseModel):
     body: str | None = None
     server_ms: int
     pricing: PricingPublic | None = Field(default=None, description="on delivered events")
+    template_ref: str | None = Field(
+        default=None, description="a template message: the template it was accepted as"
+    )
 
 
 class PendingPublic(BaseModel):
@@ -182,6 +185,7 @@ async def fetch_pending(
                 pricing=_pricing(decode_pricing(e.payload))
                 if e.kind is EntryKind.DELIVERED
                 else None,
+                template_ref=None if e.template_id is None else str(e.template_id),
             )
             for e in entries[:limit]
         ],

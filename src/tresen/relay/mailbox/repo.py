@@ -108,6 +108,7 @@ class NewEntry:
     payload: bytes
     server_ms: int
     expires_ms: int
+    template_id: int | None = None
 
     def stored_as(self, seq: int) -> MailboxEntry:
         return MailboxEntry(
@@ -120,6 +121,7 @@ class NewEntry:
             self.olm_type,
             self.payload,
             self.server_ms,
+            self.template_id,
         )
 
 
@@ -134,6 +136,8 @@ class MailboxEntry:
     olm_type: int
     payload: bytes
     server_ms: int
+    template_id: int | None = None
+    """The template a template-class message was sent (and billed) as."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +323,7 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[in
                 "payload": e.payload,
                 "server_ms": e.server_ms,
                 "expires_ms": e.expires_ms,
+                "template_id": e.template_id,
             }
             for seq, e in zip(seqs, entries, strict=True)
         ],
@@ -340,6 +345,7 @@ async def pending_entries(
             mailbox.c.olm_type,
             mailbox.c.payload,
             mailbox.c.server_ms,
+            mailbox.c.template_id,
         )
         .where(
             mailbox.c.device_pk == device_pk,
@@ -360,6 +366,7 @@ async def pending_entries(
             r.olm_type,
             bytes(r.payload),
             r.server_ms,
+            r.template_id,
         )
         for r in rows
     ]

@@ -371,6 +371,9 @@ class MailboxService:
             )
             batch.messages.append(NewMessage(message, frame.client_msg_id, batch.expires))
             copies = {c.device_id: c for c in frame.per_device}
+            template_id = admission.template_id
+            if template_id is None and frame.klass is MessageClass.TEMPLATE:
+                template_id = _template_number(frame.template_ref)
             for target in targets:
                 queued[target.pk] = queued.get(target.pk, 0) + 1
                 copy = copies[target.device_id]
@@ -386,6 +389,7 @@ class MailboxService:
                         payload=copy.body,
                         server_ms=batch.now,
                         expires_ms=batch.expires,
+                        template_id=template_id,
                     )
                 )
             batch.results[index] = AcceptedSend(
@@ -544,6 +548,10 @@ class MailboxService:
                 await self.purge_expired()
             except Exception:
                 log.exception("purging expired envelopes failed")
+
+
+def _template_number(ref: str | None) -> int | None:
+    return int(ref) if ref is not None and ref.isdecimal() and len(ref) <= 18 else None
 
 
 def pricing_facts(pricing: Pricing) -> PricingFacts:

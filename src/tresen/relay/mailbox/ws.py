@@ -69,6 +69,7 @@ def entry_frame(entry: MailboxEntry) -> wire.ServerFrame:
             type=entry.olm_type,
             body=entry.payload,
             server_ms=entry.server_ms,
+            template_ref=None if entry.template_id is None else str(entry.template_id),
         )
     if entry.kind is EntryKind.DELIVERED:
         return wire.Delivered(
