@@ -28,8 +28,10 @@ from textual.widgets import Footer, Header, Input, Label, ListItem, ListView, St
 
 from tresen.client.api import RelayError
 from tresen.client.business import Business, BusinessSummary
+from tresen.client.consent import ALL_SCOPES, BusinessConsents, ConsentRecord, ConsentScope
 from tresen.client.events import (
     Connected,
+    ConsentChanged,
     DecryptionFailed,
     DeviceAdded,
     Disconnected,
@@ -39,6 +41,7 @@ from tresen.client.events import (
 )
 from tresen.client.sdk import Client, IdentityNotTrusted
 from tresen.client.store import MessageStatus, StoredMessage, Trust
+from tresen.client.templates import TemplateRejected, check_template_message
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
 from tresen.crypto import CryptoError
@@ -51,26 +54,44 @@ from tresen.wire.e2e import (
     Unsupported,
     decode_payload,
 )
+from tresen.wire.templates import RenderedTemplate
 
 __all__ = [
     "COMMANDS_HELP",
+    "HELP",
+    "REPORT_REASONS",
     "ChatApp",
     "ChatLine",
     "ChatModel",
     "ChatRow",
     "LineKind",
     "RegisterScreen",
+    "consent_summary",
     "describe",
     "profile_lines",
+    "relay_error_text",
+    "template_marker",
 ]
 
 log = get_logger("tresen.client.tui")
 
 COMMANDS_HELP = (
-    "/new +49… opens a chat · /find bakery searches businesses · /profile shows a business's "
-    "profile · /safety shows the safety number · /trust accepts changed keys · /operator "
-    "· /help · /quit"
+    "/new +49… opens a chat · /find bakery searches businesses · /consents: who may write to "
+    "you · /block · /report · /help lists every command · /quit"
 )
+HELP = "\n".join(
+    (
+        "/new +49… (or /new 1 after /find) opens a chat · /find bakery searches businesses",
+        "/profile a business's profile · /safety the safety number · /trust accepts changed "
+        "keys · /operator the operator key",
+        "/consents who may write to you · /revoke [1] withdraws all of a business's consent · "
+        "/optin, /optout [marketing|utility] in its chat",
+        "/block, /unblock the open chat · /report spam|offensive|scam|unwanted|other [block]",
+        "STOP or START typed to a business ends or resumes its offers · //text sends “/text” "
+        "· /quit",
+    )
+)
+REPORT_REASONS = ("spam", "offensive", "scam", "unwanted", "other")
 
 BUSINESS_LABEL = "Business"
 FIND_LIMIT = 10  # /find answers in the feedback line under the chat; more would push it away
@@ -147,6 +168,81 @@ def identity_warning(who: str) -> str:
     )
 
 
+# What each consent scope lets a business send, in the customer's words.
+_SCOPE_WORDS = {
+    ConsentScope.UTILITY: "utility messages (order updates, codes)",
+    ConsentScope.MARKETING: "marketing messages (offers)",
+}
+
+
+def scope_words(scopes: tuple[str, ...]) -> str:
+    if set(scopes) >= set(ALL_SCOPES):
+        return "all messages (order updates, codes and offers)"
+    return " and ".join(_SCOPE_WORDS[ConsentScope(s)] for s in scopes)
+
+
+def _consent_state(scope: str, record: ConsentRecord, business: str) -> str:
+    on = "on" if record.opted_in else "off"
+    if record.source == "customer":
+        return f"{scope} {on} (you {'agreed' if record.opted_in else 'withdrew'})"
+    evidence = f": {record.evidence}" if record.evidence else ""
+    return f"{scope} {on} ({business} says{evidence})"
+
+
+def consent_summary(line: BusinessConsents, name: str) -> str:
+    """The scopes of one business on the consent dashboard, e.g. ``utility on (you agreed) ·
+    marketing off (you withdrew)``."""
+    return " · ".join(
+        _consent_state(str(scope), line.consents[scope], name)
+        for scope in ALL_SCOPES
+        if scope in line.consents
+    )
+
+
+def relay_error_text(exc: RelayError, who: str, unblock_hint: str = "type /unblock") -> str:
+    """A relay's refusal as a short sentence for the person who sent (``who``: the other
+    side); codes without a sentence of their own keep the relay's message and code."""
+    seconds = -(-int(exc.details.get("retry_after_ms") or 1000) // 1000)
+    sentences: dict[int, str] = {
+        ErrorCode.BLOCKED_BY_YOU: f"you blocked {who}; {unblock_hint} to write again",
+        ErrorCode.REENGAGEMENT: f"more than 24 hours have passed since {who} last wrote to "
+        "you; only an approved template can reach them now",
+        ErrorCode.MARKETING_STOPPED: f"{who} has not agreed to these messages from you",
+        ErrorCode.SPAM_RATE_LIMITED: "your limit of new customers for 24 hours is used up",
+        ErrorCode.PAIR_RATE_LIMITED: f"too many messages to {who} in a short time; try again "
+        f"in {seconds} s",
+        ErrorCode.THROUGHPUT_REACHED: f"too many messages at once; try again in {seconds} s",
+        ErrorCode.REQUEST_RATE_LIMITED: "you are sending too fast; wait a moment",
+        ErrorCode.TEMPLATE_NOT_FOUND: "that template is not approved for you",
+        ErrorCode.TEMPLATE_PAUSED: "the template is paused: customers blocked or reported it",
+        ErrorCode.TEMPLATE_DISABLED: "the template is disabled because of its low quality",
+        ErrorCode.TEMPLATE_PARAMS_MISMATCH: "the parameters do not fit the template",
+    }
+    return sentences.get(exc.code) or f"{exc.message} (code {exc.code})"
+
+
+def template_marker(rendered: RenderedTemplate) -> str:
+    return f"template · {str(rendered.category).lower()}"
+
+
+# DecryptionFailed reasons of a template message the client refused (client/templates.py).
+_TEMPLATE_REJECTIONS = {
+    "template_mismatch": "does not match the template your operator approved ({}); it was "
+    "reported to your operator",
+    "template_unavailable": "could not be checked ({}), so it is not shown",
+    "template_rejected": "was refused ({})",
+}
+
+
+def failure_text(who: str, reason: str) -> str:
+    """The line for a message that is not shown: a refused template message, or one that
+    could not be decrypted."""
+    kind, _, detail = reason.partition(": ")
+    if kind in _TEMPLATE_REJECTIONS:
+        return f"⚠ A template message from {who} " + _TEMPLATE_REJECTIONS[kind].format(detail)
+    return f"⚠ A message from {who} could not be decrypted ({reason})."
+
+
 class LineKind(StrEnum):
     MESSAGE = "message"
     FAILED = "failed"  # a message that could not be decrypted
@@ -168,6 +264,7 @@ class ChatRow:
     warning: bool = False
     business: bool = False
     verified: bool = False
+    blocked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +275,7 @@ class ChatLine:
     outgoing: bool = False
     message_id: str | None = None
     status: MessageStatus | None = None
+    marker: str | None = None  # e.g. "template · utility": shown small above the text
 
     @property
     def ticks(self) -> str:
@@ -228,9 +326,16 @@ class ChatModel:
         self.connected = False
         self.feedback = ""
         self.found: list[BusinessSummary] = []  # the last /find, for /new 1, /new 2, …
+        self.consent_list: list[BusinessConsents] = []  # the last /consents, for /revoke 1, …
+        self.blocked: set[str] = set()  # accounts this account blocked, as last learned
         self._opened: dict[str, int] = {}
-        self._notices: defaultdict[str, list[ChatLine]] = defaultdict(list)
+        # Lines commands and events added to a chat, each with the chat's last message id
+        # at the time, so that a notice stays after what it answers.
+        self._notices: defaultdict[str, list[tuple[str | None, ChatLine]]] = defaultdict(list)
         self._checked: set[str] = set()  # businesses checked since the app started
+        # Template messages as their operator-signed template renders them, by message id.
+        self._rendered: dict[str, RenderedTemplate] = {}
+        self._rejected: dict[str, str] = {}  # message id → why a template message was refused
 
     # --- what the app shows ------------------------------------------------------------------
 
@@ -257,6 +362,7 @@ class ChatModel:
             warning=self.client.trust_of(account_id) is Trust.CHANGED,
             business=known is not None,
             verified=known is not None and known.verified,
+            blocked=account_id in self.blocked,
         )
 
     def title(self, account_id: str) -> str:
@@ -282,10 +388,11 @@ class ChatModel:
         name alone (that anyone can register unverified) never stands for the business."""
         title = self.title(account_id)
         label = self.label(account_id)
+        blocked = " · blocked (/unblock)" if account_id in self.blocked else ""
         if label is None:
-            return title
+            return title + blocked
         phone = self.client.store.peer_phone(account_id)
-        return f"{title} · {label}" + (f" · {phone}" if phone and phone != title else "")
+        return f"{title} · {label}" + (f" · {phone}" if phone and phone != title else "") + blocked
 
     def warning(self, account_id: str) -> str | None:
         """The banner over a chat whose peer's identity keys changed."""
@@ -297,22 +404,25 @@ class ChatModel:
         """The chat's messages, oldest first, with the lines commands added in between."""
         stored = self.client.store.messages(account_id)
         texts: dict[str, str] = {}
-        lines = []
-        for message in stored:
+        placed: list[tuple[int, float, ChatLine]] = []
+        for position, message in enumerate(stored):
             line = self._line(message, texts)
-            lines.append(line)
+            placed.append((line.at_ms, position, line))
             if line.message_id is not None and line.kind is LineKind.MESSAGE:
                 texts[line.message_id] = line.text
-        lines.extend(self._notices.get(account_id, []))
-        lines.sort(key=lambda line: line.at_ms)  # stable: a notice follows what it answers
-        return lines
+        positions = {message.message_id: position for position, message in enumerate(stored)}
+        for after, line in self._notices.get(account_id, []):
+            # Within one millisecond, a notice comes right after the message it followed.
+            placed.append((line.at_ms, positions.get(after or "", -1) + 0.5, line))
+        placed.sort(key=lambda item: item[:2])
+        return [line for _, _, line in placed]
 
     def _line(self, message: StoredMessage, texts: dict[str, str]) -> ChatLine:
         if message.status is MessageStatus.FAILED or message.payload is None:
+            reason = self._rejected.get(message.message_id) or message.error or "no content"
             return ChatLine(
                 LineKind.FAILED,
-                f"⚠ A message from {self.title(message.chat)} could not be decrypted "
-                f"({message.error or 'no content'}).",
+                failure_text(self.title(message.chat), reason),
                 message.server_ms,
                 message_id=message.message_id,
             )
@@ -321,28 +431,74 @@ class ChatModel:
         except ValueError as exc:
             return ChatLine(LineKind.FAILED, f"⚠ An unreadable message ({exc}).", message.server_ms)
         quoted = texts.get(payload.message_id) if isinstance(payload, Reaction) else None
+        text, marker = describe(payload, quoted), None
+        if isinstance(payload, Template):
+            rendered = self._rendered.get(message.message_id)
+            # Only the signed template's rendering is ever shown; until it is at hand (the
+            # template could not be fetched), the template's name stands in for it.
+            text = text if rendered is None else rendered.text()
+            marker = "template" if rendered is None else template_marker(rendered)
         return ChatLine(
             LineKind.MESSAGE,
-            describe(payload, quoted),
+            text,
             message.server_ms,
             outgoing=message.outgoing,
             message_id=message.message_id,
             status=message.status,
+            marker=marker,
         )
 
     def _note(self, account_id: str, kind: LineKind, text: str) -> None:
-        self._notices[account_id].append(ChatLine(kind, text, self.client.clock.now_ms()))
+        # After the chat's last message even when the relay's clock is ahead of this one's:
+        # a notice answers what was there when it was written (the text STOP, say).
+        last = self.client.store.messages(account_id, limit=1)
+        at_ms = max([self.client.clock.now_ms(), *(m.server_ms for m in last)])
+        after = last[0].message_id if last else None
+        self._notices[account_id].append((after, ChatLine(kind, text, at_ms)))
 
     # --- actions -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Learn the phone numbers of chats that only have an account id so far, and the
-        names and ticks of business chats never checked."""
+        """Learn the phone numbers of chats that only have an account id so far, the names
+        and ticks of business chats never checked, the blocked accounts and the renderings
+        of stored template messages."""
+        await self._learn_blocked()
         for chat in self.client.store.chats():
             if chat.account_id and chat.phone is None:
                 await self._learn_phone(chat.account_id)
             if chat.business:
                 await self._first_check(chat.account_id)
+                await self._render_templates(chat.account_id)
+
+    async def _learn_blocked(self) -> None:
+        try:
+            self.blocked = set(await self.client.blocked())
+        except (RelayError, httpx.HTTPError) as exc:
+            log.warning("listing blocked accounts failed", error=str(exc))
+
+    async def _render_templates(self, account_id: str) -> None:
+        """Render the chat's stored template messages from their operator-signed templates
+        (kept by the client's template book, fetched once), checked as on arrival."""
+        for message in self.client.store.messages(account_id):
+            if message.payload is None or message.message_id in self._rendered:
+                continue
+            try:
+                payload = decode_payload(message.payload)
+            except ValueError:
+                continue
+            if isinstance(payload, Template):
+                await self._render(message.message_id, payload, message.sender_account)
+
+    async def _render(self, message_id: str, payload: Template, sender: str) -> None:
+        try:
+            template = await self.client.templates.template(int(payload.template_id))
+            rendered = check_template_message(template, payload, sender=sender, template_ref=None)
+        except (TemplateRejected, RelayError, httpx.HTTPError, CryptoError) as exc:
+            log.warning(
+                "rendering a template message failed", message_id=message_id, error=str(exc)
+            )
+            return
+        self._rendered[message_id] = rendered
 
     async def _learn_phone(self, account_id: str) -> None:
         if self.client.store.peer_phone(account_id) is None:
@@ -381,12 +537,24 @@ class ChatModel:
                 await self.show_safety_number()
             elif command == "/trust":
                 await self.trust()
+            elif command == "/consents":
+                await self.show_consents()
+            elif command == "/revoke":
+                await self.revoke(argument)
+            elif command in ("/optin", "/optout"):
+                await self.change_consent(command, argument)
+            elif command == "/block":
+                await self.block()
+            elif command == "/unblock":
+                await self.unblock()
+            elif command == "/report":
+                await self.report(argument)
             elif command == "/help":
-                self.feedback = COMMANDS_HELP
+                self.feedback = HELP
             else:
                 self.feedback = f"Unknown command {command}. {COMMANDS_HELP}"
         except RelayError as exc:
-            self.feedback = f"{exc.message} (code {exc.code})"
+            self.feedback = relay_error_text(exc, self._who(self.open_chat))
         except httpx.HTTPError:
             self.feedback = "The relay cannot be reached; try again in a moment."
         except CryptoError as exc:
@@ -408,6 +576,7 @@ class ChatModel:
         await self._mark_read(account_id)
         if self.client.is_business(account_id):
             await self._check_business(account_id)
+            await self._render_templates(account_id)
 
     async def _check_business(self, account_id: str) -> Business | None:
         """Fetch the business and decide its tick; on failure say why in ``feedback``."""
@@ -487,6 +656,165 @@ class ChatModel:
         lines.append(f"Open a chat with {chosen}. ✓: verified by your operator, checked here.")
         self.feedback = "\n".join(lines)
 
+    def _who(self, account_id: str | None) -> str:
+        return "them" if account_id is None else self.title(account_id)
+
+    # --- consent -----------------------------------------------------------------------------
+
+    async def show_consents(self) -> None:
+        """The consent dashboard: every business with a consent on record, numbered for
+        ``/revoke 1``, ``/revoke 2``…"""
+        self.consent_list = await self.client.consents()
+        if not self.consent_list:
+            self.feedback = (
+                "No business has your consent on record: businesses can only answer within 24 "
+                "hours of your messages."
+            )
+            return
+        lines = ["Businesses that may send you templates (on: may send, off: may not):"]
+        for number, line in enumerate(self.consent_list, start=1):
+            name = line.display_name or self.title(line.account_id)
+            lines.append(f"{number}. {name} · {consent_summary(line, name)}")
+        lines.append(
+            "/revoke 1 withdraws all consent from a business · in its chat: /optin or /optout "
+            "marketing|utility"
+        )
+        self.feedback = "\n".join(lines)
+
+    async def _consent_business(self, argument: str, command: str) -> str | None:
+        """The business a consent command is about: the open business chat, or the one
+        ``argument`` names (its number or name on the last /consents, or its phone number)."""
+        if not argument:
+            chat = self.open_chat
+            if chat is not None and self.client.is_business(chat):
+                return chat
+            self.feedback = (
+                f"Open a business chat first, or name a business from /consents: {command} 1"
+            )
+            return None
+        if argument.isdigit():
+            if 1 <= int(argument) <= len(self.consent_list):
+                return self.consent_list[int(argument) - 1].account_id
+            self.feedback = f"There is no number {argument} on your /consents list."
+            return None
+        if argument.startswith("+"):
+            return await self.client.resolve(argument)
+        if not self.consent_list:
+            self.consent_list = await self.client.consents()
+        wanted = argument.casefold()
+        named = [
+            line for line in self.consent_list if (line.display_name or "").casefold() == wanted
+        ] or [line for line in self.consent_list if wanted in (line.display_name or "").casefold()]
+        if len(named) == 1:
+            return named[0].account_id
+        self.feedback = (
+            f"“{argument}” names {'several' if named else 'no'} business(es) on your /consents "
+            f"list; use its number, e.g. {command} 1."
+        )
+        return None
+
+    async def revoke(self, argument: str) -> None:
+        """Withdraw every consent of a business in one action (``Client.revoke_all``)."""
+        business = await self._consent_business(argument, "/revoke")
+        if business is None:
+            return
+        records = await self.client.revoke_all(business)
+        who = next((r.business_name for r in records if r.business_name), self.title(business))
+        text = (
+            f"You withdrew all consent from {who}: no more order updates, codes or offers from "
+            "it, unless you write to it (it may answer for 24 hours). /optin in its chat undoes "
+            "this."
+        )
+        self._note(business, LineKind.NOTICE, text)
+        if business != self.open_chat:
+            self.feedback = text
+
+    async def change_consent(self, command: str, argument: str) -> None:
+        """``/optin`` or ``/optout`` for the open business chat, for one scope or both."""
+        word = argument.lower()
+        if word not in ("", "all", *ALL_SCOPES):
+            self.feedback = (
+                f"Which messages? {command} marketing (offers) or {command} utility (order "
+                "updates, codes); without a word: both."
+            )
+            return
+        chat = self.open_chat
+        if chat is None or not self.client.is_business(chat):
+            self.feedback = f"Open a business chat first; {command} is about that business."
+            return
+        scopes = tuple(str(s) for s in ALL_SCOPES) if word in ("", "all") else (word,)
+        who = self.title(chat)
+        if command == "/optin":
+            await self.client.opt_in(chat, scopes)
+            text = f"You agreed to {scope_words(scopes)} from {who}. /optout withdraws it."
+        else:
+            await self.client.opt_out(chat, scopes)
+            text = f"You withdrew your consent to {scope_words(scopes)} from {who}."
+        self._note(chat, LineKind.NOTICE, text)
+
+    # --- blocks and reports ------------------------------------------------------------------
+
+    async def block(self) -> None:
+        chat = self.open_chat
+        if chat is None:
+            self.feedback = "Open a chat first; /block blocks that chat."
+            return
+        new = await self.client.block(chat)
+        self.blocked.add(chat)
+        who = self.title(chat)
+        if not new:
+            self.feedback = f"{who} is blocked already; /unblock undoes it."
+            return
+        self._note(
+            chat,
+            LineKind.NOTICE,
+            f"You blocked {who}: its messages no longer reach you and you cannot write to it "
+            "(it is not told). /unblock undoes this.",
+        )
+
+    async def unblock(self) -> None:
+        chat = self.open_chat
+        if chat is None:
+            self.feedback = "Open a chat first; /unblock unblocks that chat."
+            return
+        await self.client.unblock(chat)
+        self.blocked.discard(chat)
+        self._note(chat, LineKind.NOTICE, f"You unblocked {self.title(chat)}: you can write again.")
+
+    async def report(self, argument: str) -> None:
+        """``/report <reason> [block]`` for the open chat; its last message to us is named,
+        so that the operator can tell which delivery (and template) it is about."""
+        chat = self.open_chat
+        reason, _, rest = argument.lower().partition(" ")
+        reasons = ", ".join(REPORT_REASONS)
+        if chat is None:
+            self.feedback = f"Open a chat first; /report reports that chat ({reasons})."
+            return
+        if reason not in REPORT_REASONS:
+            said = f"“{reason}” is not a reason. " if reason else ""
+            self.feedback = (
+                f"{said}Report {self.title(chat)} for: {reasons}; add “block” to block it too, "
+                "e.g. /report spam block"
+            )
+            return
+        block = rest.strip() == "block"
+        received = [
+            m.message_id
+            for m in self.client.store.messages(chat)
+            if not m.outgoing and m.status is not MessageStatus.FAILED
+        ]
+        await self.client.report(
+            chat, reason, message_id=received[-1] if received else None, block=block
+        )
+        who = self.title(chat)
+        text = f"You reported {who} to your operator ({reason})."
+        if block:
+            self.blocked.add(chat)
+            text += f" {who} is blocked too; /unblock undoes that."
+        self._note(chat, LineKind.NOTICE, text)
+
+    # --- sending -----------------------------------------------------------------------------
+
     async def send(self, text: str) -> None:
         chat = self.open_chat
         if chat is None:
@@ -502,7 +830,13 @@ class ChatModel:
                 "changed; compare safety numbers (/safety), then /trust.",
             )
         except RelayError as exc:
-            self._note(chat, LineKind.ERROR, f"Not sent: “{_shorten(text)}”: {exc.message}")
+            if exc.code == ErrorCode.BLOCKED_BY_YOU:
+                self.blocked.add(chat)
+            self._note(
+                chat,
+                LineKind.ERROR,
+                f"Not sent: “{_shorten(text)}”: {relay_error_text(exc, self.title(chat))}.",
+            )
         except httpx.HTTPError:
             self._note(
                 chat, LineKind.ERROR, f"Not sent: “{_shorten(text)}”: the relay cannot be reached"
@@ -558,6 +892,10 @@ class ChatModel:
 
     async def _handle(self, event: Event) -> None:
         if isinstance(event, MessageEvent):
+            if event.template is not None:
+                self._rendered[event.message_id] = event.template
+            elif isinstance(event.payload, Template):  # sent by another of our devices
+                await self._render(event.message_id, event.payload, event.sender)
             await self._learn_phone(event.chat)
             if self.client.is_business(event.chat):
                 await self._first_check(event.chat)
@@ -571,7 +909,14 @@ class ChatModel:
                 f"⚠ The security keys of {self.title(event.account_id)} changed.",
             )
         elif isinstance(event, DecryptionFailed):
+            if event.reason.partition(": ")[0] in _TEMPLATE_REJECTIONS:
+                # The store keeps only the reason; the kind says whether it was reported.
+                self._rejected[event.message_id] = event.reason
             await self._learn_phone(event.sender)
+        elif isinstance(event, ConsentChanged):
+            # A STOP or START typed to a business: confirmed (or not) in its chat.
+            kind = LineKind.NOTICE if event.failed is None else LineKind.ERROR
+            self._note(event.business, kind, event.confirmation)
         elif isinstance(event, DeviceAdded):
             if event.account_id == self.client.account_id:
                 self.feedback = "A new device was added to your account."
@@ -606,6 +951,8 @@ class ChatItem(ListItem):
             parts.append((f"  {row.unread}", "bold reverse"))
         if row.warning:
             parts.append(("  ⚠", "bold red"))
+        if row.blocked:
+            parts.append(("  ⊘ blocked", "red"))
         super().__init__(Label(Content.assemble(*parts)))
 
 
@@ -626,10 +973,13 @@ class LineView(Static):
         when = (_clock(line.at_ms), "dim")
         if line.kind is not LineKind.MESSAGE:
             return Content.assemble(when, "  ", line.text)
+        marker: list[str | tuple[str, str]] = (
+            [] if line.marker is None else [(line.marker, "dim italic"), "\n"]
+        )
         if not line.outgoing:
-            return Content.assemble(when, "  ", line.text)
+            return Content.assemble(when, "  ", *marker, line.text)
         tick_style = "bold cyan" if line.status is MessageStatus.READ else "dim"
-        return Content.assemble(line.text, "  ", when, " ", (line.ticks, tick_style))
+        return Content.assemble(*marker, line.text, "  ", when, " ", (line.ticks, tick_style))
 
 
 class RegisterScreen(Screen[bool]):
@@ -753,7 +1103,7 @@ class ChatApp(App[None]):
                 yield VerticalScroll(id="messages")
         yield Static(COMMANDS_HELP, id="feedback")
         yield Input(
-            placeholder="Message, or /new +49…  /find …  /profile  /safety  /trust  /help",
+            placeholder="Message, or /new +49…  /find …  /profile  /consents  /block  /help",
             id="input",
         )
         yield Footer()
