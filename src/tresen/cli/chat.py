@@ -1,7 +1,8 @@
 """``tresen chat``: the customer's end-to-end encrypted chat, interactive or scriptable.
 
 Without a subcommand (or with ``open``) it starts the terminal app; ``register``, ``send``,
-``listen``, ``safety``, ``trust``, ``business`` and ``businesses`` do one thing each and suit
+``listen``, ``safety``, ``trust``, ``business``, ``businesses``, ``consents``, ``revoke``,
+``optin``, ``optout``, ``block``, ``unblock`` and ``report`` do one thing each and suit
 scripts: results go to standard output (``--json`` for machines), explanations and errors to
 standard error.
 
@@ -20,6 +21,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -30,8 +32,10 @@ from rich.markup import escape
 
 from tresen.client.api import RelayError
 from tresen.client.business import Business, BusinessSummary
+from tresen.client.consent import BusinessConsents, ConsentRecord
 from tresen.client.events import (
     Connected,
+    ConsentChanged,
     DecryptionFailed,
     DeviceAdded,
     Disconnected,
@@ -44,12 +48,15 @@ from tresen.client.events import (
 )
 from tresen.client.sdk import Client, IdentityNotTrusted, NotRegistered, OperatorKeyMismatch
 from tresen.client.store import Trust
+from tresen.client.templates import TemplateRejected, check_template_message
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import configure_logging
 from tresen.crypto import CryptoError
 from tresen.crypto.certificates import CertificateError
+from tresen.crypto.consent import ALL_SCOPES, ConsentScope
 from tresen.wire.business import BusinessCategory
 from tresen.wire.e2e import Media, Reaction, Template, Text, Unsupported
+from tresen.wire.templates import RenderedTemplate
 
 __all__ = [
     "EXIT_IDENTITY_CHANGED",
@@ -93,6 +100,34 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 PeerOption = Annotated[
     str, typer.Option("--with", help="The other person's phone number (+49...) or account id.")
 ]
+PeerArgument = Annotated[
+    str,
+    typer.Argument(help="The other person's or business's phone number (+49...) or account id."),
+]
+BusinessArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The business: its phone number (+49...), account id, or name as `tresen chat "
+        "consents` lists it."
+    ),
+]
+ScopeOption = Annotated[
+    list[ConsentScope] | None,
+    typer.Option(
+        "--scope",
+        case_sensitive=False,
+        help="utility (order updates, codes) or marketing (offers); repeat for both (the default).",
+    ),
+]
+
+
+class ReportReason(StrEnum):
+    SPAM = "spam"
+    OFFENSIVE = "offensive"
+    SCAM = "scam"
+    UNWANTED = "unwanted"
+    OTHER = "other"
+
 
 T = TypeVar("T")
 
@@ -126,7 +161,11 @@ async def _explained(main: Callable[[], Awaitable[T]]) -> T:
     except IdentityNotTrusted as exc:
         raise ChatFailure(identity_explanation(exc.account_id), EXIT_IDENTITY_CHANGED) from None
     except RelayError as exc:
-        raise ChatFailure(f"the relay refused: {exc.message} (code {exc.code})") from None
+        from tresen.client.tui import relay_error_text
+
+        who = "the other side"
+        hint = "run `tresen chat unblock` with their number"
+        raise ChatFailure(f"the relay refused: {relay_error_text(exc, who, hint)}") from None
     except httpx.HTTPError as exc:
         raise ChatFailure(f"cannot reach the relay: {exc or type(exc).__name__}") from None
     except NotRegistered as exc:
@@ -329,14 +368,25 @@ def send(
                 raise ChatFailure(
                     "nothing was sent: " + identity_explanation(who), EXIT_IDENTITY_CHANGED
                 ) from None
+            except RelayError as exc:
+                if exc.code != ErrorCode.BLOCKED_BY_YOU:
+                    raise
+                raise ChatFailure(
+                    f"nothing was sent: you blocked {to}; run `tresen chat unblock {to}` to "
+                    "write again"
+                ) from None
+            if sent.consent is not None:
+                # STOP or START typed to a business: what it changed, or that it did not.
+                err.print(escape(sent.consent.confirmation))
             if as_json:
-                _print_json(
-                    {
-                        "message_id": sent.message_id,
-                        "chat": sent.chat,
-                        "server_ms": sent.server_ms,
-                    }
-                )
+                record: dict[str, Any] = {
+                    "message_id": sent.message_id,
+                    "chat": sent.chat,
+                    "server_ms": sent.server_ms,
+                }
+                if sent.consent is not None:
+                    record["consent"] = _consent_changed(sent.consent)
+                _print_json(record)
             else:
                 print(sent.message_id, flush=True)
 
@@ -391,18 +441,35 @@ async def _print_events(
     messages = 0
     checked: set[str] = set()
     async for event in client.events():
+        rendered = None
         if isinstance(event, MessageEvent):
             await _check_once(client, event.chat, checked)
+            rendered = await _rendering(client, event)
         if as_json:
-            _print_json(await _event_record(client, event))
+            _print_json(await _event_record(client, event, rendered))
         else:
-            await _print_event(client, event)
+            await _print_event(client, event, rendered)
         if isinstance(event, MessageEvent):
             if mark_read and not event.outgoing:
                 await client.mark_read(event.chat, [event.message_id])
             messages += 1
             if count is not None and messages >= count:
                 return
+
+
+async def _rendering(client: Client, event: MessageEvent) -> RenderedTemplate | None:
+    """A template message as its operator-signed template renders it: as the client checked
+    it on arrival, or (one this account sent from another device) from the template book."""
+    if event.template is not None or not isinstance(event.payload, Template):
+        return event.template
+    try:
+        template = await client.templates.template(int(event.payload.template_id))
+        return check_template_message(
+            template, event.payload, sender=event.sender, template_ref=None
+        )
+    except (TemplateRejected, RelayError, httpx.HTTPError, CryptoError) as exc:
+        err.print(f"warning: template message {event.message_id} not rendered: {escape(str(exc))}")
+        return None
 
 
 async def _who(client: Client, account_id: str) -> str:
@@ -463,13 +530,29 @@ def _payload_fields(payload: object) -> dict[str, Any]:
     if isinstance(payload, Media):
         return {"type": "media", "kind": str(payload.kind), "caption": payload.caption}
     if isinstance(payload, Template):
-        return {"type": "template", "name": payload.name}
+        return {"type": "template"}
     tag = getattr(getattr(payload, "__struct_config__", None), "tag", None)
     return {"type": str(tag or type(payload).__name__.lower())}
 
 
-async def _event_record(client: Client, event: Event) -> dict[str, Any]:
+def _template_fields(payload: Template, rendered: RenderedTemplate | None) -> dict[str, Any]:
+    """A template message's rendered text (``None`` if it could not be rendered: the content
+    is never shown otherwise) and which template it is."""
+    return {
+        "text": None if rendered is None else rendered.text(),
+        "template": {
+            "id": payload.template_id,
+            "name": payload.name,
+            "category": None if rendered is None else str(rendered.category),
+        },
+    }
+
+
+async def _event_record(
+    client: Client, event: Event, rendered: RenderedTemplate | None = None
+) -> dict[str, Any]:
     if isinstance(event, MessageEvent):
+        payload = event.payload
         return {
             "event": "message",
             "message_id": event.message_id,
@@ -479,8 +562,9 @@ async def _event_record(client: Client, event: Event) -> dict[str, Any]:
             "from": await _who(client, event.sender),
             "from_device": event.sender_device,
             "outgoing": event.outgoing,
-            "text": event.payload.text if isinstance(event.payload, Text) else None,
-            **_payload_fields(event.payload),
+            "text": payload.text if isinstance(payload, Text) else None,
+            **_payload_fields(payload),
+            **(_template_fields(payload, rendered) if isinstance(payload, Template) else {}),
             "server_ms": event.server_ms,
         }
     if isinstance(event, StatusChanged):
@@ -515,6 +599,8 @@ async def _event_record(client: Client, event: Event) -> dict[str, Any]:
         }
     if isinstance(event, KeysReplenished):
         return {"event": "keys_replenished", "one_time_keys": event.one_time_keys}
+    if isinstance(event, ConsentChanged):
+        return _consent_changed(event)
     if isinstance(event, Disconnected):
         return {"event": "disconnected", "reason": event.reason}
     if isinstance(event, Connected):
@@ -527,7 +613,26 @@ def _clock(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S")
 
 
-def _summary(payload: object) -> str:
+def _consent_changed(event: ConsentChanged) -> dict[str, Any]:
+    return {
+        "event": "consent_changed",
+        "business": event.business,
+        "business_name": event.business_name,
+        "scopes": list(event.scopes),
+        "state": event.state,
+        "keyword": event.keyword,
+        "confirmation": event.confirmation,
+        "failed": event.failed,
+    }
+
+
+def _summary(payload: object, rendered: RenderedTemplate | None = None) -> str:
+    if isinstance(payload, Template):
+        if rendered is None:
+            return f"[template {payload.name}, not shown: it could not be checked]"
+        return f"[template · {str(rendered.category).lower()}] " + rendered.text().replace(
+            "\n", " / "
+        )
     fields = _payload_fields(payload)
     if fields["type"] == "text":
         return str(fields["text"])
@@ -538,11 +643,13 @@ def _summary(payload: object) -> str:
     return f"[{fields['type']}]"
 
 
-async def _print_event(client: Client, event: Event) -> None:
+async def _print_event(
+    client: Client, event: Event, rendered: RenderedTemplate | None = None
+) -> None:
     if isinstance(event, MessageEvent):
         peer = await _chat_name(client, event.chat)
         arrow = f"you → {peer}" if event.outgoing else f"{peer} →"
-        _print_line(f"{_clock(event.server_ms)} {arrow} {_summary(event.payload)}")
+        _print_line(f"{_clock(event.server_ms)} {arrow} {_summary(event.payload, rendered)}")
     elif isinstance(event, StatusChanged):
         _print_line(f"{event.status} {event.message_id} ({await _who(client, event.chat)})")
     elif isinstance(event, IdentityChanged):
@@ -552,7 +659,14 @@ async def _print_event(client: Client, event: Event) -> None:
         _print_line(f"{await _who(client, event.account_id)} added device {event.device_id}")
     elif isinstance(event, DecryptionFailed):
         who = await _who(client, event.sender)
-        _print_line(f"warning: a message from {who} could not be decrypted ({event.reason})")
+        kind, _, detail = event.reason.partition(": ")
+        if kind.startswith("template_"):
+            reported = " and reported to the operator" if kind == "template_mismatch" else ""
+            _print_line(f"warning: a template message from {who} was refused{reported} ({detail})")
+        else:
+            _print_line(f"warning: a message from {who} could not be decrypted ({event.reason})")
+    elif isinstance(event, ConsentChanged):
+        _print_line(event.confirmation)
     elif isinstance(event, Connected):
         err.print(f"connected to {escape(client.relay_url)}")
     elif isinstance(event, Disconnected):
@@ -754,6 +868,236 @@ def _summary_record(hit: BusinessSummary) -> dict[str, Any]:
         "tick": str(hit.tick.state),
         "tick_reason": hit.tick.reason,
     }
+
+
+# --- consent, blocks and reports ---------------------------------------------------------------
+
+
+@app.command()
+def consents(
+    ctx: typer.Context,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List every business with your consent on record: which messages it may send you
+    (utility: order updates and codes; marketing: offers), and who recorded it."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            lines = await client.consents()
+            if as_json:
+                sys.stdout.write(
+                    json.dumps([_dashboard_record(line) for line in lines], ensure_ascii=False)
+                    + "\n"
+                )
+                sys.stdout.flush()
+                return
+            if not lines:
+                err.print("No business has your consent on record.")
+            for line in lines:
+                name = line.display_name or line.account_id
+                states = [
+                    _consent_text(str(scope), line.consents[scope])
+                    for scope in ALL_SCOPES
+                    if scope in line.consents
+                ]
+                _print_line("  ".join([name, *states, line.account_id]))
+
+    _run(main)
+
+
+def _consent_text(scope: str, record: ConsentRecord) -> str:
+    state = "on" if record.opted_in else "off"
+    if record.source == "customer":
+        return f"{scope} {state} (you)"
+    evidence = f": {record.evidence}" if record.evidence else ""
+    return f"{scope} {state} (the business{evidence})"
+
+
+def _dashboard_record(line: BusinessConsents) -> dict[str, Any]:
+    return {
+        "account_id": line.account_id,
+        "display_name": line.display_name,
+        "opted_in": list(line.opted_in_scopes),
+        "consents": {scope: _record_fields(r) for scope, r in line.consents.items()},
+    }
+
+
+def _record_fields(record: ConsentRecord) -> dict[str, Any]:
+    return {
+        "state": record.state,
+        "source": record.source,
+        "decided_ms": record.decided_ms,
+        "updated_ms": record.updated_ms,
+        "evidence": record.evidence,
+        "evidence_ms": record.evidence_ms,
+    }
+
+
+async def _business_id(client: Client, business: str) -> str:
+    """The account id of a phone number, an account id, or a name on the dashboard."""
+    if business.startswith("+"):
+        return await client.resolve(business)
+    wanted = business.casefold()
+    named = [
+        line.account_id
+        for line in await client.consents()
+        if (line.display_name or "").casefold() == wanted
+    ]
+    if len(named) > 1:
+        raise ChatFailure(
+            f"several businesses on `tresen chat consents` are named {business!r}; name one by "
+            "its phone number or account id"
+        )
+    return named[0] if named else business
+
+
+def _print_consent_change(records: list[ConsentRecord], business: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(
+            {
+                "business": business,
+                "business_name": next((r.business_name for r in records if r.business_name), None),
+                "consents": {r.scope: _record_fields(r) for r in records},
+            }
+        )
+        return
+    name = next((r.business_name for r in records if r.business_name), business)
+    states = ", ".join(f"{r.scope} {'on' if r.opted_in else 'off'}" for r in records)
+    _print_line(f"{name}: {states}")
+
+
+def _scopes(scope: list[ConsentScope] | None) -> tuple[str, ...]:
+    return tuple(str(s) for s in (scope or ALL_SCOPES))
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    business: BusinessArgument,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Withdraw all your consent from a business in one action: no more order updates, codes
+    or offers from it (it may still answer for 24 hours after you write to it)."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            account_id = await _business_id(client, business)
+            _print_consent_change(await client.revoke_all(account_id), account_id, as_json)
+
+    _run(main)
+
+
+@app.command()
+def optin(
+    ctx: typer.Context,
+    business: BusinessArgument,
+    scope: ScopeOption = None,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Agree to a business's messages (signed on this device)."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            account_id = await _business_id(client, business)
+            records = await client.opt_in(account_id, _scopes(scope))
+            _print_consent_change(records, account_id, as_json)
+
+    _run(main)
+
+
+@app.command()
+def optout(
+    ctx: typer.Context,
+    business: BusinessArgument,
+    scope: ScopeOption = None,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Withdraw your consent to a business's messages (a signed revocation)."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            account_id = await _business_id(client, business)
+            records = await client.opt_out(account_id, _scopes(scope))
+            _print_consent_change(records, account_id, as_json)
+
+    _run(main)
+
+
+@app.command()
+def block(
+    ctx: typer.Context,
+    peer: PeerArgument,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+) -> None:
+    """Block someone: their messages stop reaching you, and yours them, until `unblock`.
+    They are not told."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            new = await client.block(peer)
+            _print_line(f"Blocked {peer}." if new else f"{peer} was blocked already.")
+
+    _run(main)
+
+
+@app.command()
+def unblock(
+    ctx: typer.Context,
+    peer: PeerArgument,
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+) -> None:
+    """Unblock someone: you can write to each other again."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            await client.unblock(peer)
+            _print_line(f"Unblocked {peer}.")
+
+    _run(main)
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    peer: PeerArgument,
+    reason: Annotated[ReportReason, typer.Option("--reason", case_sensitive=False, help="Why.")],
+    and_block: Annotated[bool, typer.Option("--block", help="Block them as well.")] = False,
+    message_id: Annotated[
+        str | None,
+        typer.Option("--message-id", help="A message of theirs the report is about."),
+    ] = None,
+    detail: Annotated[str, typer.Option("--detail", help="A few words for the operator.")] = "",
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+) -> None:
+    """Report someone to your operator; a business's reports count against its quality."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            await client.report(
+                peer, str(reason), message_id=message_id, detail=detail, block=and_block
+            )
+            also = " and blocked them" if and_block else ""
+            _print_line(f"Reported {peer} ({reason}){also}.")
+
+    _run(main)
 
 
 def _print_json(record: dict[str, Any]) -> None:

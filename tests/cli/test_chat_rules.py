@@ -1,0 +1,142 @@
+"""``tresen chat`` consent, block and report commands and template messages in ``listen
+--json``, as a script uses them: the customer's commands in child processes against a relay
+in this process, the business an SDK client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import RunningRelay, registered_client
+
+pytestmark = pytest.mark.slow
+
+ORDER: dict[str, Any] = {
+    "name": "order_shipped",
+    "language": "en_US",
+    "category": "UTILITY",
+    "components": [
+        {
+            "type": "BODY",
+            "text": "Hi {{1}}, your order ships on {{2}}.",
+            "example": {"body_text": [["Anna", "Monday"]]},
+        },
+        {"type": "FOOTER", "text": "Reply STOP to opt out"},
+    ],
+}
+
+# The child processes get no client settings from whoever runs the tests.
+ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("TRESEN_CLIENT_KEY", "TRESEN_CHAT_DIR", "TRESEN_RELAY_URL")
+}
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> str:
+        assert self.returncode == 0, self.stdout + self.stderr
+        assert "Traceback" not in self.stderr
+        return self.stdout
+
+
+async def chat(data_dir: Path, *args: str) -> Ran:
+    """``tresen chat …`` in a child process; the relay in this process keeps serving."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tresen",
+        "chat",
+        *args,
+        "--data-dir",
+        str(data_dir),
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
+
+
+async def test_consents_blocks_reports_and_template_messages_from_scripts(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    shop = await registered_client(relay.url, relay.sms_file, tmp_path / "shop", relay.next_phone())
+    try:
+        await shop.save_business_profile(display_name="Tresen Air", category="TRAVEL")
+        created = await shop.api.submit_template(ORDER)
+        token = await relay.ctx.operator.create_token("ops", by="test")
+        r = await relay.http.post(
+            f"/v1/admin/templates/{created['id']}/approve",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 200, r.text
+        folder = tmp_path / "customer"
+        customer = await registered_client(relay.url, relay.sms_file, folder, relay.next_phone())
+        phone = customer.phone
+        assert phone is not None
+        await customer.close()
+        business = shop.phone or ""
+
+        assert (
+            await chat(folder, "optin", business)
+        ).ok == "Tresen Air: utility on, marketing on\n"
+        optout = await chat(folder, "optout", "tresen air", "--scope", "marketing")
+        assert optout.ok == "Tresen Air: marketing off\n"
+        assert (await chat(folder, "consents")).ok == (
+            f"Tresen Air  utility on (you)  marketing off (you)  {shop.account_id}\n"
+        )
+        [line] = json.loads((await chat(folder, "consents", "--json")).ok)
+        assert (line["account_id"], line["display_name"], line["opted_in"]) == (
+            shop.account_id,
+            "Tresen Air",
+            ["utility"],
+        )
+        assert {s: c["state"] for s, c in line["consents"].items()} == {
+            "utility": "opted_in",
+            "marketing": "opted_out",
+        }
+
+        # A template message is printed as its signed template renders it.
+        sent = await shop.send_template(phone, created["id"], "en_US", {"body": ["Anna", "Mon"]})
+        listened = await chat(folder, "listen", "--json", "--count", "1", "--timeout", "60")
+        [record] = [r for r in map(json.loads, listened.ok.splitlines()) if r["event"] == "message"]
+        assert record["message_id"] == sent.message_id
+        assert record["type"] == "template"
+        assert record["text"] == "Hi Anna, your order ships on Mon.\nReply STOP to opt out"
+        assert record["template"] == {
+            "id": created["id"],
+            "name": "order_shipped",
+            "category": "UTILITY",
+        }
+
+        assert (await chat(folder, "block", business)).ok == f"Blocked {business}.\n"
+        refused = await chat(folder, "send", "--to", business, "--text", "hello?")
+        assert refused.returncode == 1
+        assert (
+            f"nothing was sent: you blocked {business}; run `tresen chat unblock {business}`"
+            in refused.stderr
+        )
+        assert (await chat(folder, "unblock", business)).ok == f"Unblocked {business}.\n"
+        reported = await chat(folder, "report", business, "--reason", "spam", "--block")
+        assert reported.ok == f"Reported {business} (spam) and blocked them.\n"
+        standing = await shop.quality()
+        assert (standing["blocks"], standing["reports"]) == (1, 1)
+
+        revoked = await chat(folder, "revoke", "Tresen Air")
+        assert revoked.ok == "Tresen Air: utility off, marketing off\n"
+    finally:
+        await shop.close()
