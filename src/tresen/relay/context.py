@@ -75,6 +75,7 @@ def build_context(
     operator = OperatorService(db, clock, settings)
     businesses = BusinessService(db, clock)
     businesses.certificate_for = operator.certificate_json
+    businesses.on_became_business = policy.forget
     businesses.on_back_to_pending = lambda conn, account_id, reason: operator.revoke_for_change(
         account_id, reason, conn=conn
     )

@@ -6,9 +6,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from tresen.cli.admin import app
+from tresen.cli.common import console
+
+
+@pytest.fixture(autouse=True)
+def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The console was made when the CLI was imported, with whatever width the test process
+    # had then; the tables below are read whole.
+    monkeypatch.setattr(console, "width", 250)
 
 
 async def admin(tpl: Any, *args: str) -> tuple[int, str]:

@@ -115,6 +115,8 @@ class BusinessService:
         # Set by the operator side: the current certificate of a verified business, shown
         # with its public profile so clients can check the tick offline.
         self.certificate_for: CertificateLookup | None = None
+        # Told when an account becomes a business (caches of account kinds drop it).
+        self.on_became_business: Callable[[AccountId], None] | None = None
         # Called inside the transaction that sends a verified business back to pending, so
         # that the operator side revokes its certificate atomically with the change.
         self.on_back_to_pending: (
@@ -151,6 +153,8 @@ class BusinessService:
                     await self._back_to_pending(conn, account_id, RENAME_NOTE, now)
             own = await self._own(conn, account_id)
         assert own is not None
+        if current is None and self.on_became_business is not None:
+            self.on_became_business(account_id)
         log.info("business profile saved", account_id=account_id, created=current is None)
         return own, current is None
 

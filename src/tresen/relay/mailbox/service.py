@@ -431,9 +431,7 @@ class MailboxService:
         if first_acker:
             delivered = await repo.mark_delivered(conn, first_acker, batch.now)
             if self.policy is not None:
-                batch.pricing = await self.policy.delivered(
-                    conn, [m.message_id for m in delivered], batch.now
-                )
+                batch.pricing = await self.policy.delivered(conn, delivered, batch.now)
             await self._events_for_senders(
                 conn, delivered, EntryKind.DELIVERED, lambda m: first_acker[m.message_id], batch
             )

@@ -21,6 +21,7 @@ from tresen.relay.schema import (
     delivery_counts,
     ledger,
     message_pricing,
+    messages,
     quality_events,
     rate_cards,
     reach,
@@ -44,6 +45,7 @@ __all__ = [
     "delivered_since",
     "insert_pricing",
     "limits_of",
+    "message_parties",
     "negatives_since",
     "pricing_of",
     "rate_rows",
@@ -452,6 +454,18 @@ async def charge(conn: AsyncConnection, rows: Iterable[PricingRow], now_ms: int)
     ]
     if values:
         await conn.execute(_upsert(conn, ledger, values, ["message_id"], None))
+
+
+async def message_parties(conn: AsyncConnection, message_id: str) -> tuple[str, str] | None:
+    """Sender and recipient account of a message the relay still knows."""
+    row = (
+        await conn.execute(
+            select(messages.c.sender_account, messages.c.recipient_account).where(
+                messages.c.message_id == message_id
+            )
+        )
+    ).one_or_none()
+    return None if row is None else (row.sender_account, row.recipient_account)
 
 
 # --- templates (what the send check needs) -----------------------------------------------------

@@ -20,9 +20,11 @@ A customer's message to a business opens or extends that pair's window.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -69,6 +71,23 @@ _SCOPE_OF = {
     TemplateCategory.AUTHENTICATION: "utility",
 }
 REPORT_REASONS = ("spam", "offensive", "scam", "unwanted", "template_mismatch", "other")
+# Account kinds and business limits change rarely; the send path keeps them this long
+# (changes made through this process take effect at once).
+CACHE_TTL_S = 5.0
+CACHE_MAX = 100_000
+
+
+class Delivery(Protocol):
+    """A message delivered for the first time, as the mailbox knows it."""
+
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def sender_account(self) -> str: ...
+    @property
+    def recipient_account(self) -> str: ...
+    @property
+    def klass(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +145,58 @@ class PolicyService:
         self.policy = policy
         self._throughput: dict[int, TokenBuckets] = {}
         self._pairs = TokenBuckets(clock, policy.pair_rate_per_minute / 60, policy.pair_burst)
+        self._facts: dict[str, tuple[float, repo.AccountFacts]] = {}
+        self._limits: dict[str, tuple[float, repo.LimitsRow | None]] = {}
+
+    def forget(self, account_id: str) -> None:
+        """Drop what the send path cached about an account (its kind or limits changed)."""
+        self._facts.pop(account_id, None)
+        self._limits.pop(account_id, None)
+
+    async def _facts_of(
+        self, conn: AsyncConnection, account_ids: Collection[str]
+    ) -> dict[str, repo.AccountFacts]:
+        now = time.monotonic()
+        found: dict[str, repo.AccountFacts] = {}
+        missing = []
+        for account_id in account_ids:
+            cached = self._facts.get(account_id)
+            if cached is not None and cached[0] > now:
+                found[account_id] = cached[1]
+            else:
+                missing.append(account_id)
+        if missing:
+            fresh = await repo.account_facts(conn, missing)
+            if len(self._facts) > CACHE_MAX:
+                self._facts.clear()
+            for account_id, facts in fresh.items():
+                self._facts[account_id] = (now + CACHE_TTL_S, facts)
+            found.update(fresh)
+        return found
+
+    async def _limits_of(
+        self, conn: AsyncConnection, businesses: Collection[str]
+    ) -> dict[str, repo.LimitsRow]:
+        now = time.monotonic()
+        found: dict[str, repo.LimitsRow] = {}
+        missing = []
+        for business in businesses:
+            cached = self._limits.get(business)
+            if cached is None or cached[0] <= now:
+                missing.append(business)
+            elif cached[1] is not None:
+                found[business] = cached[1]
+        if missing:
+            fresh = await repo.limits_of(conn, missing)
+            if len(self._limits) > CACHE_MAX:
+                self._limits.clear()
+            for business in missing:
+                self._limits[business] = (now + CACHE_TTL_S, fresh.get(business))
+            found.update(fresh)
+        return found
+
+    def _cache_limits(self, row: repo.LimitsRow) -> None:
+        self._limits[row.business_account] = (time.monotonic() + CACHE_TTL_S, row)
 
     # --- the send path -----------------------------------------------------------------------
 
@@ -143,7 +214,7 @@ class PolicyService:
         pairs = {(s.sender, s.recipient) for _, s in others}
         batch = _Batch(
             now,
-            await repo.account_facts(conn, {a for p in pairs for a in p}),
+            await self._facts_of(conn, {a for p in pairs for a in p}),
             await repo.blocked_pairs(conn, pairs | {(b, a) for a, b in pairs}),
         )
         await self._load(conn, batch, [s for _, s in others])
@@ -163,7 +234,7 @@ class PolicyService:
         pairs = {(s.sender, s.recipient) for s in to_customers}
         businesses = {s.sender for s in to_customers}
         batch.windows = await repo.windows(conn, pairs)
-        batch.limits = await repo.limits_of(conn, businesses)
+        batch.limits = await self._limits_of(conn, businesses)
         template_ids = {t for s in to_customers if (t := _template_id(s)) is not None}
         if template_ids:
             batch.templates = await repo.template_facts(conn, template_ids)
@@ -341,15 +412,7 @@ class PolicyService:
             )
 
     def _free(self, batch: _Batch, customer: str) -> Pricing:
-        facts = batch.facts.get(customer)
-        return Pricing(
-            billable=False,
-            category=PricingCategory.SERVICE,
-            type=PricingType.FREE_CUSTOMER_SERVICE,
-            country=country_of(facts.phone) if facts else "ZZ",
-            price_micros=0,
-            currency=self.policy.currency,
-        )
+        return self._free_facts(batch.facts[customer])
 
     def _price(
         self,
@@ -417,26 +480,57 @@ class PolicyService:
                     now_ms,
                 )
                 for intent, admission, message_id in accepted
-                if admission.pricing is not None
+                # Session messages are free: their facts follow from the class at delivery.
+                if admission.pricing is not None and admission.template_id is not None
             ],
         )
 
     async def delivered(
-        self, conn: AsyncConnection, message_ids: Sequence[str], now_ms: int
+        self, conn: AsyncConnection, messages: Sequence[Delivery], now_ms: int
     ) -> dict[str, Pricing]:
         """Bill what was delivered for the first time and count it; the pricing facts of each
-        business message, for its ``delivered`` event."""
-        if not self.policy.enabled or not message_ids:
+        business message to a customer, for its ``delivered`` event."""
+        if not self.policy.enabled or not messages:
             return {}
-        rows = await repo.pricing_of(conn, message_ids)
-        if not rows:
+        pairs = {(m.sender_account, m.recipient_account) for m in messages}
+        facts = await self._facts_of(conn, {a for p in pairs for a in p})
+        to_customers = [
+            m
+            for m in messages
+            if m.sender_account != m.recipient_account
+            and (s := facts.get(m.sender_account)) is not None
+            and (r := facts.get(m.recipient_account)) is not None
+            and s.kind == "business"
+            and r.kind == "customer"
+        ]
+        if not to_customers:
             return {}
+        templates = [m.message_id for m in to_customers if m.klass == MessageClass.TEMPLATE]
+        rows = await repo.pricing_of(conn, templates) if templates else {}
         await repo.charge(conn, rows.values(), now_ms)
+        priced: dict[str, Pricing] = {}
         counts: dict[tuple[str, int, int], int] = defaultdict(int)
-        for row in rows.values():
-            counts[(row.business_account, row.template_id or 0, now_ms // DAY_MS)] += 1
+        day = now_ms // DAY_MS
+        for m in to_customers:
+            row = rows.get(m.message_id)
+            if row is not None:
+                priced[m.message_id] = _pricing(row)
+                counts[(m.sender_account, row.template_id or 0, day)] += 1
+            else:
+                priced[m.message_id] = self._free_facts(facts[m.recipient_account])
+                counts[(m.sender_account, 0, day)] += 1
         await repo.count_deliveries(conn, counts)
-        return {m: _pricing(r) for m, r in rows.items()}
+        return priced
+
+    def _free_facts(self, customer: repo.AccountFacts) -> Pricing:
+        return Pricing(
+            billable=False,
+            category=PricingCategory.SERVICE,
+            type=PricingType.FREE_CUSTOMER_SERVICE,
+            country=country_of(customer.phone),
+            price_micros=0,
+            currency=self.policy.currency,
+        )
 
     async def pricing_of(
         self, conn: AsyncConnection, message_ids: Sequence[str]
@@ -502,16 +596,12 @@ class PolicyService:
                 raise TresenError(ErrorCode.UNDELIVERABLE, "no such account", account_id=reported)
             template_id = None
             if message_id is not None:
-                priced = await repo.pricing_of(conn, [message_id])
-                row = priced.get(message_id)
                 # Only a message this reporter received from that account can be named.
-                if row is None or (row.business_account, row.recipient_account) != (
-                    reported,
-                    reporter,
-                ):
+                if await repo.message_parties(conn, message_id) != (reported, reporter):
                     message_id = None
                 else:
-                    template_id = row.template_id
+                    priced = (await repo.pricing_of(conn, [message_id])).get(message_id)
+                    template_id = None if priced is None else priced.template_id
             await repo.add_quality_event(
                 conn,
                 business=reported,
@@ -572,6 +662,7 @@ class PolicyService:
             start = self.policy.verified_start_tier if facts.verified else self.policy.start_tier
             row = repo.LimitsRow(business, start, now, None)
             await repo.save_limits(conn, row, now)
+            self._cache_limits(row)
             return row
         if now - row.evaluated_ms < self.policy.tier_evaluation_hours * HOUR_MS:
             return row
@@ -581,6 +672,7 @@ class PolicyService:
             log.info("tier changed", business=business, tier=tier, was=row.tier, quality=quality)
         row = repo.LimitsRow(business, tier, now, row.throughput_mps)
         await repo.save_limits(conn, row, now)
+        self._cache_limits(row)
         return row
 
     async def set_throughput(self, business: AccountId, mps: int | None, *, by: str) -> None:
@@ -608,6 +700,7 @@ class PolicyService:
                 mps,
             )
             await repo.save_limits(conn, row, now)
+            self._cache_limits(row)
             await add_audit(
                 conn,
                 at_ms=now,
