@@ -146,6 +146,8 @@ messages = Table(
     Column("read_ms", BigInteger, nullable=True),
     UniqueConstraint("sender_device_pk", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_expires", "expires_ms"),
+    # A business's deliveries over the quality period (migration 0004).
+    Index("ix_messages_sender_delivered", "sender_account", "delivered_ms"),
 )
 
 # Per-device mailbox, delivered in ``seq`` order. ``kind`` 0 carries a ciphertext; the other

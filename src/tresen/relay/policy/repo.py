@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import BigInteger, Table, delete, func, insert, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +38,7 @@ __all__ = [
     "add_block",
     "add_quality_event",
     "blocked_pairs",
+    "blocks_and_windows",
     "blocks_of",
     "charge",
     "consent_states",
@@ -186,12 +187,15 @@ async def negatives_since(conn: AsyncConnection, business: str, since_ms: int) -
     return {r[0]: int(r[1]) for r in rows.all()}
 
 
-async def delivered_since(conn: AsyncConnection, business: str, since_day: int) -> int:
+async def delivered_since(conn: AsyncConnection, business: str, since_ms: int) -> int:
+    """Messages of a business delivered to others since ``since_ms`` (the relay keeps sent
+    messages for their whole TTL, longer than any quality period)."""
     value = (
         await conn.execute(
-            select(func.coalesce(func.sum(delivery_counts.c.delivered), 0)).where(
-                delivery_counts.c.business_account == business,
-                delivery_counts.c.day >= since_day,
+            select(func.count()).where(
+                messages.c.sender_account == business,
+                messages.c.delivered_ms >= since_ms,
+                messages.c.recipient_account != business,
             )
         )
     ).scalar_one()
@@ -218,6 +222,38 @@ async def count_deliveries(conn: AsyncConnection, counts: dict[tuple[str, int, i
 
 
 # --- windows, reach and tiers ------------------------------------------------------------------
+
+
+async def blocks_and_windows(
+    conn: AsyncConnection, pairs: Collection[Pair], window_pairs: Collection[Pair]
+) -> tuple[set[Pair], dict[Pair, int]]:
+    """:func:`blocked_pairs` of ``pairs`` and :func:`windows` of ``window_pairs`` in one
+    round trip (the send path asks both for every batch)."""
+    if not window_pairs:
+        return await blocked_pairs(conn, pairs), {}
+    if not pairs:
+        return set(), await windows(conn, window_pairs)
+    blocked = select(
+        literal("b").label("what"),
+        blocks.c.blocker_account.label("a"),
+        blocks.c.blocked_account.label("b"),
+        literal(0, BigInteger).label("at"),
+    ).where(_pairs_in(blocks.c.blocker_account, blocks.c.blocked_account, pairs))
+    opened = select(
+        literal("w").label("what"),
+        service_windows.c.business_account,
+        service_windows.c.customer_account,
+        service_windows.c.last_customer_ms,
+    ).where(
+        _pairs_in(
+            service_windows.c.business_account, service_windows.c.customer_account, window_pairs
+        )
+    )
+    rows = (await conn.execute(union_all(blocked, opened))).all()
+    return (
+        {(r[1], r[2]) for r in rows if r[0] == "b"},
+        {(r[1], r[2]): int(r[3]) for r in rows if r[0] == "w"},
+    )
 
 
 async def windows(conn: AsyncConnection, pairs: Collection[Pair]) -> dict[Pair, int]:

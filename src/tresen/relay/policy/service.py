@@ -212,10 +212,12 @@ class PolicyService:
         if not others:
             return results
         pairs = {(s.sender, s.recipient) for _, s in others}
-        batch = _Batch(
-            now,
-            await self._facts_of(conn, {a for p in pairs for a in p}),
-            await repo.blocked_pairs(conn, pairs | {(b, a) for a, b in pairs}),
+        batch = _Batch(now, await self._facts_of(conn, {a for p in pairs for a in p}), set())
+        to_customers = {
+            (s.sender, s.recipient) for _, s in others if self._business_to_customer(s, batch)
+        }
+        batch.blocked, batch.windows = await repo.blocks_and_windows(
+            conn, pairs | {(b, a) for a, b in pairs}, to_customers
         )
         await self._load(conn, batch, [s for _, s in others])
         fresh_reach: dict[str, set[str]] = defaultdict(set)
@@ -227,13 +229,13 @@ class PolicyService:
         return results
 
     async def _load(self, conn: AsyncConnection, batch: _Batch, intents: list[SendIntent]) -> None:
+        """What business → customer sends need besides blocks and windows; a customer's
+        message needs nothing more (it opens the window)."""
         to_customers = [s for s in intents if self._business_to_customer(s, batch)]
-        to_businesses = [s for s in intents if self._customer_to_business(s, batch)]
         if not to_customers:
             return
         pairs = {(s.sender, s.recipient) for s in to_customers}
         businesses = {s.sender for s in to_customers}
-        batch.windows = await repo.windows(conn, pairs)
         batch.limits = await self._limits_of(conn, businesses)
         template_ids = {t for s in to_customers if (t := _template_id(s)) is not None}
         if template_ids:
@@ -244,7 +246,6 @@ class PolicyService:
             batch.reached = await repo.reached(conn, pairs, since)
             for business in businesses:
                 batch.reach_counts[business] = await repo.reach_count(conn, business, since)
-        del to_businesses  # a customer's message needs nothing read: it opens the window
 
     def _business_to_customer(self, s: SendIntent, batch: _Batch) -> bool:
         sender, recipient = batch.facts.get(s.sender), batch.facts.get(s.recipient)
@@ -507,19 +508,22 @@ class PolicyService:
             return {}
         templates = [m.message_id for m in to_customers if m.klass == MessageClass.TEMPLATE]
         rows = await repo.pricing_of(conn, templates) if templates else {}
-        await repo.charge(conn, rows.values(), now_ms)
         priced: dict[str, Pricing] = {}
+        # Per template: the denominator of template quality (a business's own deliveries
+        # are counted from its sent messages when asked).
         counts: dict[tuple[str, int, int], int] = defaultdict(int)
         day = now_ms // DAY_MS
         for m in to_customers:
             row = rows.get(m.message_id)
             if row is not None:
                 priced[m.message_id] = _pricing(row)
-                counts[(m.sender_account, row.template_id or 0, day)] += 1
+                if row.template_id is not None:
+                    counts[(m.sender_account, row.template_id, day)] += 1
             else:
                 priced[m.message_id] = self._free_facts(facts[m.recipient_account])
-                counts[(m.sender_account, 0, day)] += 1
-        await repo.count_deliveries(conn, counts)
+        if rows:
+            await repo.charge(conn, rows.values(), now_ms)
+            await repo.count_deliveries(conn, counts)
         return priced
 
     def _free_facts(self, customer: repo.AccountFacts) -> Pricing:
@@ -646,7 +650,7 @@ class PolicyService:
     ) -> tuple[Quality, dict[str, int], int]:
         since = now - self.policy.quality_days * DAY_MS
         negatives = await repo.negatives_since(conn, business, since)
-        delivered = await repo.delivered_since(conn, business, since // DAY_MS)
+        delivered = await repo.delivered_since(conn, business, since)
         return quality_of(sum(negatives.values()), delivered, self.policy), negatives, delivered
 
     async def _evaluate_tier(
