@@ -114,8 +114,8 @@ def main() -> None:
         summary.append(
             {
                 "backend": backend,
-                "off_msg_per_s": off,
-                "on_msg_per_s": on,
+                "off_msg_per_s": round(off, 1),
+                "on_msg_per_s": round(on, 1),
                 "overhead_pct": round((off - on) / off * 100, 1),
             }
         )

@@ -233,26 +233,31 @@ async def blocks_and_windows(
         return await blocked_pairs(conn, pairs), {}
     if not pairs:
         return set(), await windows(conn, window_pairs)
+    # Plain IN lists (a superset of the pairs, narrowed below) keep both lookups on their
+    # primary keys; pair-wise conditions cost the planners more than the extra rows do.
+    accounts = sorted({a for p in pairs for a in p})
+    businesses = sorted({b for b, _ in window_pairs})
+    customers = sorted({c for _, c in window_pairs})
     blocked = select(
         literal("b").label("what"),
         blocks.c.blocker_account.label("a"),
         blocks.c.blocked_account.label("b"),
         literal(0, BigInteger).label("at"),
-    ).where(_pairs_in(blocks.c.blocker_account, blocks.c.blocked_account, pairs))
+    ).where(blocks.c.blocker_account.in_(accounts), blocks.c.blocked_account.in_(accounts))
     opened = select(
         literal("w").label("what"),
         service_windows.c.business_account,
         service_windows.c.customer_account,
         service_windows.c.last_customer_ms,
     ).where(
-        _pairs_in(
-            service_windows.c.business_account, service_windows.c.customer_account, window_pairs
-        )
+        service_windows.c.business_account.in_(businesses),
+        service_windows.c.customer_account.in_(customers),
     )
     rows = (await conn.execute(union_all(blocked, opened))).all()
+    wanted_blocks, wanted_windows = set(pairs), set(window_pairs)
     return (
-        {(r[1], r[2]) for r in rows if r[0] == "b"},
-        {(r[1], r[2]): int(r[3]) for r in rows if r[0] == "w"},
+        {(r[1], r[2]) for r in rows if r[0] == "b" and (r[1], r[2]) in wanted_blocks},
+        {(r[1], r[2]): int(r[3]) for r in rows if r[0] == "w" and (r[1], r[2]) in wanted_windows},
     )
 
 
