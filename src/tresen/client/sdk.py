@@ -1203,7 +1203,9 @@ class Client:
                 self._reject(frame, f"undecodable payload: {exc}")
                 return
             if isinstance(template, TemplateRejected):
-                self._record_incoming(frame, MessageStatus.FAILED, error=template.reason)
+                self._record_incoming(
+                    frame, MessageStatus.FAILED, error=f"{template.kind}: {template.reason}"
+                )
             elif template is not None and isinstance(payload, Template):
                 self._accept_template(frame, payload, template)
             else:
