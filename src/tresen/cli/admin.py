@@ -61,6 +61,16 @@ templates_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(templates_app, name="templates")
+billing_app = typer.Typer(
+    help="Billing: the rate cards and the businesses' monthly statements.",
+    no_args_is_help=True,
+)
+rates_app = typer.Typer(
+    help="The default rate card and per-business overrides (micro-units per delivered template).",
+    no_args_is_help=True,
+)
+billing_app.add_typer(rates_app, name="rates")
+app.add_typer(billing_app, name="billing")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -165,6 +175,10 @@ class AdminApi:
         self._http.close()
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.response(method, path, **kwargs).json()
+
+    def response(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The relay's answer as it came (JSON, CSV …); a rejection raises ``AdminError``."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -177,7 +191,7 @@ class AdminApi:
                 raise AdminError(
                     None, f"HTTP {response.status_code}: {response.text[:200]}"
                 ) from None
-        return response.json()
+        return response
 
     def resolve(self, account: str) -> str:
         """An account id for an account id or a phone number."""
@@ -715,3 +729,241 @@ def templates_quality(
             _time(c["paused_until_ms"]),
         )
     console.print(table)
+
+
+# --- billing ---------------------------------------------------------------------------------
+
+BusinessOption = Annotated[
+    str, typer.Option("--business", help="The business: account id or phone number.")
+]
+CategoryArgument = Annotated[
+    str,
+    typer.Argument(help="marketing, utility, authentication or authentication_international."),
+]
+CountryArgument = Annotated[
+    str, typer.Argument(help="Recipient country, ISO 3166-1 alpha-2 (DE), or '*' for any other.")
+]
+PriceArgument = Annotated[
+    int, typer.Argument(help="Price per delivered template in micro-units (131000 = 0.131).")
+]
+CurrencyOption = Annotated[
+    str | None,
+    typer.Option("--currency", help="ISO 4217 code; the operator's currency if omitted."),
+]
+
+
+def _amount(micros: int) -> str:
+    whole, fraction = divmod(micros, 1_000_000)
+    digits = f"{fraction:06d}".rstrip("0")
+    return f"{whole}.{digits.ljust(2, '0')}"
+
+
+def _rates_table(rates: list[dict[str, Any]], title: str) -> Table:
+    sourced = bool(rates) and "source" in rates[0]
+    table = Table("category", "country", "price", "micro-units", title=title)
+    if sourced:
+        table.add_column("from")
+    for r in rates:
+        row = [
+            r["category"],
+            r["country"],
+            f"{_amount(r['price_micros'])} {r['currency']}",
+            str(r["price_micros"]),
+        ]
+        table.add_row(*row, *([r["source"]] if sourced else []))
+    return table
+
+
+def _print_card(body: dict[str, Any]) -> None:
+    if "overrides" in body:
+        if body["overrides"]:
+            console.print(_rates_table(body["overrides"], f"overrides of {body['account_id']}"))
+        else:
+            console.print(f"{body['account_id']} has no overrides: the default card applies")
+        console.print(_rates_table(body["effective"], "prices that apply to it"))
+        return
+    console.print(
+        _rates_table(body["effective"], f"default rate card (currency {body['currency']})")
+    )
+    console.print(
+        "'*' stands for every country not listed; 'from' says whether a price was set with "
+        "`rates set` (operator) or comes from the settings"
+    )
+
+
+@rates_app.command("show")
+def rates_show(
+    business: Annotated[
+        str | None,
+        typer.Option("--business", help="A business's overrides and prices (id or phone)."),
+    ] = None,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The default rate card, or a business's overrides and the prices that apply to it."""
+    with _api(relay, token) as api:
+        if business is None:
+            body = api.call("GET", "/v1/admin/rate-card")
+        else:
+            body = api.call("GET", f"/v1/admin/businesses/{api.resolve(business)}/rate-card")
+    if as_json:
+        _print_json(body)
+        return
+    _print_card(body)
+
+
+def _rate(category: str, country: str, price: int, currency: str | None) -> dict[str, Any]:
+    rate: dict[str, Any] = {"category": category, "country": country, "price_micros": price}
+    if currency is not None:
+        rate["currency"] = currency
+    return rate
+
+
+@rates_app.command("set")
+def rates_set(
+    category: CategoryArgument,
+    country: CountryArgument,
+    price_micros: PriceArgument,
+    currency: CurrencyOption = None,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+) -> None:
+    """Set a price of the default card; sends accepted from now on pay it."""
+    with _api(relay, token) as api:
+        body = api.call(
+            "PUT",
+            "/v1/admin/rate-card",
+            json={"rates": [_rate(category, country, price_micros, currency)]},
+        )
+    [row] = [
+        r
+        for r in body["rows"]
+        if (r["category"], r["country"]) == (category.lower(), country.upper())
+    ]
+    console.print(
+        f"default price of {row['category']} to {row['country']}: "
+        f"{_amount(row['price_micros'])} {row['currency']} ({row['price_micros']} micro-units)"
+    )
+
+
+@rates_app.command("override")
+def rates_override(
+    business: BusinessOption,
+    category: Annotated[
+        str | None,
+        typer.Argument(
+            help="marketing, utility, authentication or authentication_international.",
+            show_default=False,
+        ),
+    ] = None,
+    country: Annotated[
+        str | None,
+        typer.Argument(help="ISO 3166-1 alpha-2 (DE), or '*'.", show_default=False),
+    ] = None,
+    price_micros: Annotated[
+        int | None,
+        typer.Argument(help="Price per delivered template in micro-units.", show_default=False),
+    ] = None,
+    currency: CurrencyOption = None,
+    remove: Annotated[
+        bool,
+        typer.Option(
+            "--remove", help="Remove this override, or all of them without CATEGORY COUNTRY."
+        ),
+    ] = False,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+) -> None:
+    """Set a price for one business only (it comes before the default card), or remove
+    overrides with --remove."""
+    if remove and price_micros is not None:
+        err.print("[red]--remove takes CATEGORY COUNTRY or nothing, no price[/red]")
+        raise typer.Exit(2)
+    if not remove and (category is None or country is None or price_micros is None):
+        err.print("[red]give CATEGORY COUNTRY PRICE_MICROS, or --remove[/red]")
+        raise typer.Exit(2)
+    if remove and (category is None) != (country is None):
+        err.print("[red]--remove takes both CATEGORY and COUNTRY, or neither[/red]")
+        raise typer.Exit(2)
+    with _api(relay, token) as api:
+        account_id = api.resolve(business)
+        path = f"/v1/admin/businesses/{account_id}/rate-card"
+        if remove:
+            params = {} if category is None else {"category": category, "country": country}
+            removed = api.call("DELETE", path, params=params)["removed"]
+            console.print(f"removed {removed} override(s) of {account_id}")
+            return
+        rate = _rate(category or "", country or "", price_micros or 0, currency)
+        body = api.call("PUT", path, json={"rates": [rate]})
+    _print_card(body)
+
+
+def _statement_pages(
+    api: AdminApi, path: str, fmt: str, page_size: int
+) -> Iterator[httpx.Response]:
+    after: str | None = None
+    while True:
+        params: dict[str, Any] = {"format": fmt, "limit": page_size}
+        if after is not None:
+            params["after"] = after
+        page = api.response("GET", path, params=params)
+        yield page
+        after = (
+            page.headers.get("x-tresen-next-after") if fmt == "csv" else page.json()["next_after"]
+        )
+        if after is None:
+            return
+
+
+@billing_app.command("statement")
+def billing_statement(
+    business: BusinessOption,
+    month: Annotated[str, typer.Option("--month", help="Calendar month (UTC), YYYY-MM.")],
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print the statement as CSV, every line item.")
+    ] = False,
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=1, max=10_000, help="Line items per request.")
+    ] = 10_000,
+    relay: RelayOption = DEFAULT_RELAY,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A business's statement of a month: totals per category and country, grand totals per
+    currency; every line item with --csv or --json."""
+    with _api(relay, token) as api:
+        path = f"/v1/admin/businesses/{api.resolve(business)}/statements/{month}"
+        if as_csv:
+            for n, page in enumerate(_statement_pages(api, path, "csv", page_size)):
+                lines = page.text.splitlines(keepends=True)
+                # One header; the pages' "truncated" rows are followed by the next page.
+                kept = [line for line in lines[1:] if not line.startswith("truncated,")]
+                print("".join(lines[:1] + kept if n == 0 else kept), end="")
+            return
+        pages = [p.json() for p in _statement_pages(api, path, "json", page_size)]
+    body = pages[0] | {
+        "items": [i for p in pages for i in p["items"]],
+        "items_left": 0,
+        "truncated": False,
+        "next_after": None,
+    }
+    if as_json:
+        _print_json(body)
+        return
+    state = "final" if body["final"] else "in progress: the month is not over"
+    console.print(f"[bold]Statement {body['month']}[/bold] of {body['account_id']} ({state})")
+    if not body["totals"]:
+        console.print("nothing was charged")
+        return
+    table = Table("category", "country", "messages", "amount", "currency")
+    for t in body["totals"]:
+        table.add_row(
+            t["category"], t["country"], str(t["count"]), _amount(t["amount_micros"]), t["currency"]
+        )
+    for g in body["grand_totals"]:
+        table.add_row(
+            "[bold]total[/bold]", "", str(g["count"]), _amount(g["amount_micros"]), g["currency"]
+        )
+    console.print(table)
+    console.print(f"{body['items_total']} line items; --csv or --json lists them")
