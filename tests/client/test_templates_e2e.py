@@ -362,11 +362,6 @@ async def test_a_template_whose_signature_does_not_verify_is_refused(world: Worl
     assert [r["message_id"] for r in world.network.reports()] == [sent.message_id]
 
 
-@pytest.mark.skipif(
-    "template_ref" not in wire.MessageFrame.__struct_fields__,
-    reason="needs the relay to forward a send's template_ref to the recipient "
-    "(MessageFrame.template_ref, mailbox); until then the client checks the payload alone",
-)
 async def test_a_message_naming_another_template_than_it_claimed_is_refused(
     world: World,
 ) -> None:

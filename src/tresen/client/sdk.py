@@ -1226,12 +1226,10 @@ class Client:
             return None  # refused as undecodable with the rest
         if frame.klass is not wire.MessageClass.TEMPLATE and not isinstance(payload, Template):
             return None
-        # Which template the send claimed, once the relay forwards it to recipients; until
-        # then the template named inside the ciphertext is the one checked.
-        template_ref: str | None = getattr(frame, "template_ref", None)
         try:
+            # ``template_ref``: the template the relay accepted and bills the send as.
             return await self.templates.check(
-                payload, sender=frame.sender, klass=frame.klass, template_ref=template_ref
+                payload, sender=frame.sender, klass=frame.klass, template_ref=frame.template_ref
             )
         except TemplateRejected as exc:
             return exc
