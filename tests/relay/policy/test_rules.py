@@ -43,11 +43,16 @@ class Rules:
         return await receiving_device(self.relay, phone)
 
     async def send(
-        self, sender: Device, to: Device, klass: str = "session", template: int | None = None
+        self,
+        sender: Device,
+        to: Device,
+        klass: str = "session",
+        template: int | None = None,
+        client_msg_id: str | None = None,
     ) -> dict[str, Any]:
         """Send one (opaque) message; the relay's answer or its error object."""
         body: dict[str, Any] = {
-            "client_msg_id": f"m{next(_ids)}",
+            "client_msg_id": client_msg_id or f"m{next(_ids)}",
             "to": to.account_id,
             "class": klass,
             "per_device": [
@@ -367,6 +372,17 @@ async def test_templates_are_priced_and_billed_once_when_delivered(rules: RulesF
         inside = await r.send(shop, ana, "template", utility)
         assert inside["pricing"]["billable"] is False
         assert inside["pricing"]["type"] == "free_customer_service"
+        session = await r.send(shop, ana, client_msg_id="reply-1")
+        # A resend is answered like its original, pricing facts included.
+        for original, again in (
+            (sent, await r.send(shop, ana, "template", marketing, sent["client_msg_id"])),
+            (session, await r.send(shop, ana, client_msg_id="reply-1")),
+        ):
+            assert again["duplicate"] is True
+            assert (again["message_id"], again["pricing"]) == (
+                original["message_id"],
+                original["pricing"],
+            )
 
         async def charged() -> list[Any]:
             async with r.relay.ctx.db.read() as conn:
@@ -378,7 +394,11 @@ async def test_templates_are_priced_and_billed_once_when_delivered(rules: RulesF
         envelopes = pending.json()["envelopes"]
         # The recipient learns which template each template message was accepted as.
         refs = {e["message_id"]: e["template_ref"] for e in envelopes}
-        assert refs == {sent["message_id"]: str(marketing), inside["message_id"]: str(utility)}
+        assert refs == {
+            sent["message_id"]: str(marketing),
+            inside["message_id"]: str(utility),
+            session["message_id"]: None,
+        }
         ids = [e["id"] for e in envelopes]
         await r.relay.http.post("/v1/messages/ack", json={"ids": ids}, headers=ana.auth)
         await r.relay.http.post("/v1/messages/ack", json={"ids": ids}, headers=ana.auth)

@@ -253,7 +253,7 @@ class MailboxService:
         suspended = await repo.suspended_accounts(conn, {op.sender.account_id for _, op in sends})
         recipients = await repo.recipient_devices(conn, {AccountId(op.frame.to) for _, op in sends})
         planned: list[tuple[int, _SendOp, list[RecipientDevice]]] = []
-        duplicates: list[int] = []
+        duplicates: list[tuple[int, SentMessage]] = []
         first_in_batch: dict[tuple[DevicePk, str], int] = {}
         for (index, op), key in zip(sends, keys, strict=True):
             if op.sender.account_id in suspended:
@@ -266,7 +266,7 @@ class MailboxService:
                 batch.results[index] = AcceptedSend(
                     message.message_id, message.server_ms, duplicate=True
                 )
-                duplicates.append(index)
+                duplicates.append((index, message))
             elif key in first_in_batch:
                 # A resend that arrived in the same batch: answered like its original below.
                 batch.results[index] = _SameAs(first_in_batch[key])
@@ -298,17 +298,16 @@ class MailboxService:
         return admitted
 
     async def _price_duplicates(
-        self, conn: AsyncConnection, indexes: list[int], batch: _Batch
+        self, conn: AsyncConnection, duplicates: list[tuple[int, SentMessage]], batch: _Batch
     ) -> None:
         """A resend is answered with the pricing facts of its original."""
         assert self.policy is not None
-        originals = {i: batch.results[i] for i in indexes}
-        ids = [r.message_id for r in originals.values() if isinstance(r, AcceptedSend)]
-        found = await self.policy.pricing_of(conn, ids)
-        for index, result in originals.items():
-            if isinstance(result, AcceptedSend) and result.message_id in found:
+        found = await self.policy.pricing_of(conn, [m for _, m in duplicates])
+        for index, message in duplicates:
+            result = batch.results[index]
+            if isinstance(result, AcceptedSend) and message.message_id in found:
                 batch.results[index] = AcceptedSend(
-                    result.message_id, result.server_ms, True, found[result.message_id]
+                    result.message_id, result.server_ms, True, found[message.message_id]
                 )
 
     def _check_devices(self, op: _SendOp, current: list[RecipientDevice]) -> list[RecipientDevice]:

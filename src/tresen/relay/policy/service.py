@@ -493,6 +493,30 @@ class PolicyService:
         business message to a customer, for its ``delivered`` event."""
         if not self.policy.enabled or not messages:
             return {}
+        priced, rows = await self._pricing(conn, messages)
+        if rows:
+            # Per template: the denominator of template quality (a business's own
+            # deliveries are counted from its sent messages when asked).
+            counts: dict[tuple[str, int, int], int] = defaultdict(int)
+            for row in rows.values():
+                if row.template_id is not None:
+                    counts[(row.business_account, row.template_id, now_ms // DAY_MS)] += 1
+            await repo.charge(conn, rows.values(), now_ms)
+            await repo.count_deliveries(conn, counts)
+        return priced
+
+    async def pricing_of(
+        self, conn: AsyncConnection, messages: Sequence[Delivery]
+    ) -> dict[str, Pricing]:
+        """The pricing facts of business → customer messages (e.g. for an answer to a
+        resend), as their ``accepted`` answer carried them."""
+        if not self.policy.enabled or not messages:
+            return {}
+        return (await self._pricing(conn, messages))[0]
+
+    async def _pricing(
+        self, conn: AsyncConnection, messages: Sequence[Delivery]
+    ) -> tuple[dict[str, Pricing], dict[str, repo.PricingRow]]:
         pairs = {(m.sender_account, m.recipient_account) for m in messages}
         facts = await self._facts_of(conn, {a for p in pairs for a in p})
         to_customers = [
@@ -504,27 +528,15 @@ class PolicyService:
             and s.kind == "business"
             and r.kind == "customer"
         ]
-        if not to_customers:
-            return {}
         templates = [m.message_id for m in to_customers if m.klass == MessageClass.TEMPLATE]
         rows = await repo.pricing_of(conn, templates) if templates else {}
         priced: dict[str, Pricing] = {}
-        # Per template: the denominator of template quality (a business's own deliveries
-        # are counted from its sent messages when asked).
-        counts: dict[tuple[str, int, int], int] = defaultdict(int)
-        day = now_ms // DAY_MS
         for m in to_customers:
             row = rows.get(m.message_id)
-            if row is not None:
-                priced[m.message_id] = _pricing(row)
-                if row.template_id is not None:
-                    counts[(m.sender_account, row.template_id, day)] += 1
-            else:
-                priced[m.message_id] = self._free_facts(facts[m.recipient_account])
-        if rows:
-            await repo.charge(conn, rows.values(), now_ms)
-            await repo.count_deliveries(conn, counts)
-        return priced
+            priced[m.message_id] = (
+                _pricing(row) if row is not None else self._free_facts(facts[m.recipient_account])
+            )
+        return priced, rows
 
     def _free_facts(self, customer: repo.AccountFacts) -> Pricing:
         return Pricing(
@@ -535,11 +547,6 @@ class PolicyService:
             price_micros=0,
             currency=self.policy.currency,
         )
-
-    async def pricing_of(
-        self, conn: AsyncConnection, message_ids: Sequence[str]
-    ) -> dict[str, Pricing]:
-        return {m: _pricing(r) for m, r in (await repo.pricing_of(conn, message_ids)).items()}
 
     # --- blocks, reports, quality and tiers ----------------------------------------------------
 
