@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from tresen.relay.mailbox.repo import (
     SentMessage,
 )
 from tresen.relay.policy.rules import Pricing
-from tresen.relay.policy.service import Admission, PolicyService, SendIntent
+from tresen.relay.policy.service import Admission, PolicyService, Prefetched, SendIntent
 from tresen.wire.relay import MessageClass, PricingFacts, Send, encode_pricing
 
 __all__ = ["AcceptedSend", "MailboxService"]
@@ -217,10 +218,34 @@ class MailboxService:
         sends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SendOp)]
         acks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _AckOp)]
         reads = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ReadOp)]
+        prefetch = None
+        if sends and self.policy is not None:
+            intents = [
+                SendIntent(op.sender.account_id, op.frame.to, op.frame.klass, op.frame.template_ref)
+                for _, op in sends
+            ]
+            prefetch = asyncio.ensure_future(self.policy.prefetch(intents))
+        try:
+            return await self._write_batch(ops, batch, sends, acks, reads, prefetch)
+        finally:
+            if prefetch is not None and not prefetch.done():
+                prefetch.cancel()
+            elif prefetch is not None and not prefetch.cancelled():
+                prefetch.exception()  # retrieved: it was raised in the batch if it mattered
+
+    async def _write_batch(
+        self,
+        ops: Sequence[_Op],
+        batch: _Batch,
+        sends: list[tuple[int, _SendOp]],
+        acks: list[tuple[int, _AckOp]],
+        reads: list[tuple[int, _ReadOp]],
+        prefetch: asyncio.Future[Prefetched | None] | None,
+    ) -> list[_Result]:
         # Within one batch these never depend on each other: an envelope can only be acked,
         # and a message only be read, after its send was answered, i.e. in a later batch.
         async with self.db.write() as conn:
-            planned = await self._plan_sends(conn, sends, batch) if sends else []
+            planned = await self._plan_sends(conn, sends, batch, prefetch) if sends else []
             if acks:
                 await self._delete_acked(conn, acks, batch)
             if reads:
@@ -244,7 +269,11 @@ class MailboxService:
         return results
 
     async def _plan_sends(
-        self, conn: AsyncConnection, sends: list[tuple[int, _SendOp]], batch: _Batch
+        self,
+        conn: AsyncConnection,
+        sends: list[tuple[int, _SendOp]],
+        batch: _Batch,
+        prefetch: asyncio.Future[Prefetched | None] | None = None,
     ) -> list[tuple[int, _SendOp, list[RecipientDevice], Admission]]:
         """Resolve duplicates, device lists and the platform rules; what passes waits for the
         queue check."""
@@ -288,6 +317,7 @@ class MailboxService:
                 SendIntent(op.sender.account_id, op.frame.to, op.frame.klass, op.frame.template_ref)
                 for _, op, _ in planned
             ],
+            None if prefetch is None else await prefetch,
         )
         admitted: list[tuple[int, _SendOp, list[RecipientDevice], Admission]] = []
         for (index, op, targets), decision in zip(planned, decisions, strict=True):
@@ -481,7 +511,7 @@ class MailboxService:
         for message in reported:
             actor = by(message)
             pricing = batch.pricing.get(message.message_id) if kind is EntryKind.DELIVERED else None
-            payload = b"" if pricing is None else encode_pricing(pricing_facts(pricing))
+            payload = b"" if pricing is None else _encoded_pricing(pricing)
             for pk in devices.get(message.sender_account, []):
                 batch.entries.append(
                     NewEntry(
@@ -549,6 +579,12 @@ class MailboxService:
 
 def _template_number(ref: str | None) -> int | None:
     return int(ref) if ref is not None and ref.isdecimal() and len(ref) <= 18 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_pricing(pricing: Pricing) -> bytes:
+    # A handful of distinct facts exist (billable, type, category): encoded once each.
+    return encode_pricing(pricing_facts(pricing))
 
 
 def pricing_facts(pricing: Pricing) -> PricingFacts:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.relay.mailbox.repo import _pairs_in
+from tresen.relay.policy.rules import country_of
 from tresen.relay.schema import (
     accounts,
     blocks,
@@ -87,6 +88,8 @@ class AccountFacts:
     kind: str
     phone: str
     verified: bool
+    country: str
+    """ISO 3166-1 alpha-2 region of the phone number, parsed once."""
 
 
 async def account_facts(
@@ -101,7 +104,10 @@ async def account_facts(
         )
         .where(accounts.c.id.in_(sorted(account_ids)))
     )
-    return {r.id: AccountFacts(r.kind, r.phone, r.verification == "verified") for r in rows.all()}
+    return {
+        r.id: AccountFacts(r.kind, r.phone, r.verification == "verified", country_of(r.phone))
+        for r in rows.all()
+    }
 
 
 # --- blocks and quality ------------------------------------------------------------------------

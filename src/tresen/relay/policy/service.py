@@ -45,7 +45,6 @@ from tresen.relay.policy.rules import (
     PricingType,
     Quality,
     TemplateCategory,
-    country_of,
     pricing_category,
     quality_of,
     tier_limit,
@@ -120,6 +119,15 @@ class BusinessStanding:
     tier_limit: int | None
     reached_24h: int
     throughput_mps: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """Account facts, blocks and windows read for a batch of sends."""
+
+    facts: dict[str, repo.AccountFacts]
+    blocked: set[Pair]
+    windows: dict[Pair, int]
 
 
 @dataclass
@@ -200,10 +208,38 @@ class PolicyService:
 
     # --- the send path -----------------------------------------------------------------------
 
+    async def prefetch(self, intents: Sequence[SendIntent]) -> Prefetched | None:
+        """Read what every send of a batch needs (account facts, blocks, windows) on a
+        reader connection, while the writer resolves duplicates and device lists: the group
+        commit then waits for no extra statement on its own connection."""
+        others = [s for s in intents if s.sender != s.recipient]
+        if not self.policy.enabled or not others:
+            return None
+        async with self.db.read() as conn:
+            return await self._read_state(conn, others)
+
+    async def _read_state(self, conn: AsyncConnection, others: Sequence[SendIntent]) -> Prefetched:
+        pairs = {(s.sender, s.recipient) for s in others}
+        state = _Batch(0, await self._facts_of(conn, {a for p in pairs for a in p}), set())
+        to_customers = {
+            (s.sender, s.recipient) for s in others if self._business_to_customer(s, state)
+        }
+        blocked, windows = await repo.blocks_and_windows(
+            conn, pairs | {(b, a) for a, b in pairs}, to_customers
+        )
+        return Prefetched(state.facts, blocked, windows)
+
     async def admit(
-        self, conn: AsyncConnection, intents: Sequence[SendIntent]
+        self,
+        conn: AsyncConnection,
+        intents: Sequence[SendIntent],
+        prefetched: Prefetched | None = None,
     ) -> list[Admission | TresenError]:
-        """A decision per send, in order; sends to one's own account always pass."""
+        """A decision per send, in order; sends to one's own account always pass.
+
+        ``prefetched`` is :meth:`prefetch` of these sends (or more); without it, the same
+        state is read on ``conn``.
+        """
         results: list[Admission | TresenError] = [Admission()] * len(intents)
         if not self.policy.enabled:
             return results
@@ -211,14 +247,8 @@ class PolicyService:
         others = [(i, s) for i, s in enumerate(intents) if s.sender != s.recipient]
         if not others:
             return results
-        pairs = {(s.sender, s.recipient) for _, s in others}
-        batch = _Batch(now, await self._facts_of(conn, {a for p in pairs for a in p}), set())
-        to_customers = {
-            (s.sender, s.recipient) for _, s in others if self._business_to_customer(s, batch)
-        }
-        batch.blocked, batch.windows = await repo.blocks_and_windows(
-            conn, pairs | {(b, a) for a, b in pairs}, to_customers
-        )
+        state = prefetched or await self._read_state(conn, [s for _, s in others])
+        batch = _Batch(now, state.facts, state.blocked, state.windows)
         await self._load(conn, batch, [s for _, s in others])
         fresh_reach: dict[str, set[str]] = defaultdict(set)
         for index, intent in others:
@@ -424,8 +454,8 @@ class PolicyService:
         batch: _Batch,
     ) -> Pricing:
         business_facts, customer_facts = batch.facts[business], batch.facts[customer]
-        country = country_of(customer_facts.phone)
-        priced = pricing_category(category, country_of(business_facts.phone), country)
+        country = customer_facts.country
+        priced = pricing_category(category, business_facts.country, country)
         if priced is PricingCategory.UTILITY and in_window:
             return Pricing(
                 False, priced, PricingType.FREE_CUSTOMER_SERVICE, country, 0, self.policy.currency
@@ -543,7 +573,7 @@ class PolicyService:
             billable=False,
             category=PricingCategory.SERVICE,
             type=PricingType.FREE_CUSTOMER_SERVICE,
-            country=country_of(customer.phone),
+            country=customer.country,
             price_micros=0,
             currency=self.policy.currency,
         )
