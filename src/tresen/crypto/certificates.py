@@ -37,7 +37,6 @@ the operator issues a new certificate.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -50,6 +49,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from tresen.crypto.encoding import (
+    ED25519_KEY_BYTES,
+    ED25519_SIGNATURE_BYTES,
+    b64,
+    ed25519_public_key,
+    unb64,
+)
 from tresen.crypto.olm import CryptoError
 
 __all__ = [
@@ -85,9 +91,6 @@ CERTIFICATE_PREFIX = b"tresen-cert-v1\x00"
 REVOCATIONS_PREFIX = b"tresen-revocations-v1\x00"
 ENDORSEMENT_PREFIX = b"tresen-operator-key-v1\x00"
 
-_KEY_BYTES = 32
-_SIGNATURE_BYTES = 64
-
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -119,36 +122,14 @@ class StaleRevocationList(CertificateError):
 # --- encodings -------------------------------------------------------------------------------
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str, size: int | None = None) -> bytes:
-    """Standard base64, padding optional; raises ``ValueError`` on anything else."""
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64") from None
-    if size is not None and len(raw) != size:
-        raise ValueError(f"expected {size} bytes, got {len(raw)}")
-    return raw
-
-
-def _public_key(text: str) -> Ed25519PublicKey:
-    raw = _unb64(text, _KEY_BYTES)
-    if _b64(raw) != text:
-        raise ValueError("not canonical unpadded base64")
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
 def key_id_of(public_key: str) -> str:
     """The key id of an operator public key (unpadded base64): 16 hex digits of SHA-256."""
-    return hashlib.sha256(_unb64(public_key, _KEY_BYTES)).hexdigest()[:16]
+    return hashlib.sha256(unb64(public_key, ED25519_KEY_BYTES)).hexdigest()[:16]
 
 
 def key_fingerprint(public_key: str) -> str:
     """The whole SHA-256 of the raw public key in hex, in groups of four, for people."""
-    digest = hashlib.sha256(_unb64(public_key, _KEY_BYTES)).hexdigest()
+    digest = hashlib.sha256(unb64(public_key, ED25519_KEY_BYTES)).hexdigest()
     return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
 
 
@@ -166,7 +147,7 @@ def endorsement_message(key_id: str, public_key: str, signs_from_ms: int) -> byt
 
 def _verify(public: Ed25519PublicKey, signature: str, message: bytes) -> bool:
     try:
-        public.verify(_unb64(signature, _SIGNATURE_BYTES), message)
+        public.verify(unb64(signature, ED25519_SIGNATURE_BYTES), message)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -215,7 +196,7 @@ def _parse_signed_json(data: Any, what: str) -> tuple[bytes, str]:
     if not isinstance(body, str) or not isinstance(signature, str):
         raise ForgedCertificate(f"{what} needs body and signature as strings")
     try:
-        return _unb64(body), signature
+        return unb64(body), signature
     except ValueError:
         raise ForgedCertificate(f"{what} body is not base64") from None
 
@@ -271,7 +252,7 @@ class OperatorKey:
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
-        self.public_key = _b64(private.public_key().public_bytes_raw())
+        self.public_key = b64(private.public_key().public_bytes_raw())
         self.key_id = key_id_of(self.public_key)
 
     @classmethod
@@ -280,8 +261,8 @@ class OperatorKey:
 
     @classmethod
     def from_private_bytes(cls, raw: bytes) -> OperatorKey:
-        if len(raw) != _KEY_BYTES:
-            raise CertificateError(f"an operator private key is {_KEY_BYTES} bytes")
+        if len(raw) != ED25519_KEY_BYTES:
+            raise CertificateError(f"an operator private key is {ED25519_KEY_BYTES} bytes")
         return cls(Ed25519PrivateKey.from_private_bytes(raw))
 
     def private_bytes(self) -> bytes:
@@ -292,7 +273,7 @@ class OperatorKey:
         return key_fingerprint(self.public_key)
 
     def sign(self, message: bytes) -> str:
-        return _b64(self._private.sign(message))
+        return b64(self._private.sign(message))
 
     def endorse(self, public_key: str, signs_from_ms: int) -> str:
         """This key's signature handing over to ``public_key`` from ``signs_from_ms``."""
@@ -389,7 +370,7 @@ class KeyRing:
 
     def __init__(self, pinned_public_key: str) -> None:
         try:
-            verifier = _public_key(pinned_public_key)
+            verifier = ed25519_public_key(pinned_public_key)
         except ValueError:
             raise CertificateError(
                 "the pinned operator key is not an Ed25519 key in unpadded base64"
@@ -452,7 +433,7 @@ class KeyRing:
         if key.endorsement is None:
             return None
         try:
-            verifier = _public_key(key.public_key)
+            verifier = ed25519_public_key(key.public_key)
             if key_id_of(key.public_key) != key.key_id:
                 return None
         except ValueError:
@@ -502,7 +483,7 @@ class KeyRing:
                 ring._keys[key_id] = _TrustedKey(
                     key_id,
                     public_key,
-                    _public_key(public_key),
+                    ed25519_public_key(public_key),
                     int(entry["signs_from_ms"]),
                     None if retires is None else int(retires),
                 )

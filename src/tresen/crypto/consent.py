@@ -16,7 +16,6 @@ templates. A revocation is a statement with state ``opted_out``.
 from __future__ import annotations
 
 import base64
-import binascii
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,8 +23,8 @@ from typing import Any
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tresen.crypto.encoding import ED25519_SIGNATURE_BYTES, ed25519_public_key, unb64
 from tresen.crypto.olm import CryptoError, DeviceIdentity
 
 __all__ = [
@@ -47,9 +46,6 @@ __all__ = [
 CONSENT_VERSION = 1
 CONSENT_PREFIX = b"tresen-consent-v1\x00"
 NONCE_BYTES = 16
-
-_KEY_BYTES = 32
-_SIGNATURE_BYTES = 64
 
 
 class ConsentScope(StrEnum):
@@ -111,7 +107,7 @@ class SignedConsent:
         if not isinstance(body, str) or not isinstance(signature, str):
             raise ForgedConsent("a signed consent needs statement and signature as strings")
         try:
-            return cls(_unb64(body), signature)
+            return cls(unb64(body), signature)
         except ValueError:
             raise ForgedConsent("the statement is not base64") from None
 
@@ -175,36 +171,16 @@ def verify_statement(signed: SignedConsent, ed25519: str) -> ConsentStatement:
     statement. The signature is checked before the body is decoded; the statement must
     name the same key."""
     try:
-        public = _public_key(ed25519)
+        public = ed25519_public_key(ed25519)
     except ValueError:
         raise ForgedConsent(f"not an Ed25519 key in unpadded base64: {ed25519!r}") from None
     try:
-        public.verify(_unb64(signed.signature, _SIGNATURE_BYTES), consent_message(signed.body))
+        public.verify(
+            unb64(signed.signature, ED25519_SIGNATURE_BYTES), consent_message(signed.body)
+        )
     except (InvalidSignature, ValueError):
         raise ForgedConsent("the consent statement is not signed by this key") from None
     statement = decode_statement(signed.body)
     if statement.device_ed25519 != ed25519:
         raise ForgedConsent("the consent statement names another signing key")
     return statement
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str, size: int | None = None) -> bytes:
-    """Standard base64, padding optional; raises ``ValueError`` on anything else."""
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64") from None
-    if size is not None and len(raw) != size:
-        raise ValueError(f"expected {size} bytes, got {len(raw)}")
-    return raw
-
-
-def _public_key(text: str) -> Ed25519PublicKey:
-    raw = _unb64(text, _KEY_BYTES)
-    if _b64(raw) != text:
-        raise ValueError("not canonical unpadded base64")
-    return Ed25519PublicKey.from_public_bytes(raw)
