@@ -421,3 +421,38 @@ async def _query(backend: Backend, statement: Any) -> list[Any]:
             return list(result.all()) if result.returns_rows else []
     finally:
         await db.dispose()
+
+
+# --- templates (relay/templates) ----------------------------------------------------------
+
+# A utility template in the Cloud API shape with a parameter in every kind of component.
+ORDER_SHIPPED: dict[str, Any] = {
+    "name": "order_shipped",
+    "language": "en_US",
+    "category": "UTILITY",
+    "components": [
+        {
+            "type": "HEADER",
+            "format": "TEXT",
+            "text": "Order {{1}}",
+            "example": {"header_text": ["#1"]},
+        },
+        {
+            "type": "BODY",
+            "text": "Hi {{1}}, your order ships on {{2}}.",
+            "example": {"body_text": [["Anna", "Monday"]]},
+        },
+        {"type": "FOOTER", "text": "Reply STOP to opt out"},
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {
+                    "type": "URL",
+                    "text": "Track",
+                    "url": "https://shop.example/o/{{1}}",
+                    "example": ["1"],
+                }
+            ],
+        },
+    ],
+}

@@ -18,7 +18,7 @@ import httpx
 import msgspec
 import pytest
 from sqlalchemy import MetaData, insert, select
-from support import RunningRelay, read_last_code
+from support import ORDER_SHIPPED, RunningRelay, read_last_code
 
 from tresen.client import Client
 from tresen.client.api import RelayError
@@ -31,36 +31,6 @@ from tresen.wire import relay as wire
 from tresen.wire.e2e import Template, Text
 from tresen.wire.templates import TEMPLATE_PREFIX, SignedTemplate, decode_signed_body
 
-ORDER: dict[str, Any] = {
-    "name": "order_shipped",
-    "language": "en_US",
-    "category": "UTILITY",
-    "components": [
-        {
-            "type": "HEADER",
-            "format": "TEXT",
-            "text": "Order {{1}}",
-            "example": {"header_text": ["#1"]},
-        },
-        {
-            "type": "BODY",
-            "text": "Hi {{1}}, your order ships on {{2}}.",
-            "example": {"body_text": [["Anna", "Monday"]]},
-        },
-        {"type": "FOOTER", "text": "Reply STOP to opt out"},
-        {
-            "type": "BUTTONS",
-            "buttons": [
-                {
-                    "type": "URL",
-                    "text": "Track",
-                    "url": "https://shop.example/o/{{1}}",
-                    "example": ["1"],
-                }
-            ],
-        },
-    ],
-}
 GOOD = {"header": ["#4711"], "body": ["Anna", "Monday"], "button:0": ["4711"]}
 
 
@@ -113,7 +83,7 @@ class World:
         await business.save_business_profile(display_name=name)
         return business
 
-    async def approved(self, business: Client, template: dict[str, Any] = ORDER) -> str:
+    async def approved(self, business: Client, template: dict[str, Any] = ORDER_SHIPPED) -> str:
         created = await business.api.submit_template(template)
         r = await self.relay.http.post(
             f"/v1/admin/templates/{created['id']}/approve", headers=self.operator
@@ -314,7 +284,7 @@ async def test_another_business_template_is_refused(world: World) -> None:
     bakery = await world.business("Bäckerei Müller")
     florist = await world.business("Blumen Schulz")
     bakery_template = await world.approved(bakery)
-    florist_template = await world.approved(florist, {**ORDER, "name": "bouquet_ready"})
+    florist_template = await world.approved(florist, {**ORDER_SHIPPED, "name": "bouquet_ready"})
     customer = await world.customer(bakery, florist)
     assert customer.phone is not None
 
@@ -367,7 +337,9 @@ async def test_a_message_naming_another_template_than_it_claimed_is_refused(
 ) -> None:
     shop = await world.business("Bäckerei Müller")
     cheap = await world.approved(shop)
-    promo = await world.approved(shop, {**ORDER, "name": "summer_sale", "category": "MARKETING"})
+    promo = await world.approved(
+        shop, {**ORDER_SHIPPED, "name": "summer_sale", "category": "MARKETING"}
+    )
     customer = await world.customer(shop)
     assert customer.phone is not None
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
-from support import RunningRelay, read_last_code
+from support import ORDER_SHIPPED, RunningRelay, read_last_code
 
 from tresen.client import Client
 from tresen.client.api import RelayError
@@ -25,36 +25,6 @@ from tresen.wire import relay as wire
 from tresen.wire.e2e import Template
 
 NOW = 1_767_225_600_000 + 9 * 3_600_000  # Thursday 2026-01-01, 10:00 in Berlin
-ORDER: dict[str, Any] = {
-    "name": "order_shipped",
-    "language": "en_US",
-    "category": "UTILITY",
-    "components": [
-        {
-            "type": "HEADER",
-            "format": "TEXT",
-            "text": "Order {{1}}",
-            "example": {"header_text": ["#1"]},
-        },
-        {
-            "type": "BODY",
-            "text": "Hi {{1}}, your order ships on {{2}}.",
-            "example": {"body_text": [["Anna", "Monday"]]},
-        },
-        {"type": "FOOTER", "text": "Reply STOP to opt out"},
-        {
-            "type": "BUTTONS",
-            "buttons": [
-                {
-                    "type": "URL",
-                    "text": "Track",
-                    "url": "https://shop.example/o/{{1}}",
-                    "example": ["1"],
-                }
-            ],
-        },
-    ],
-}
 SHIPPED = ["Order #4711", "Hi Anna, your order ships on Monday.", "Reply STOP to opt out"]
 TRACK = "[Track] https://shop.example/o/4711"
 
@@ -292,7 +262,7 @@ async def test_template_messages_show_their_rendering_or_why_they_were_refused(
     town: Town,
 ) -> None:
     shop = await town.business("shop", "Bäckerei Brot")
-    template_id = await town.approved(shop, ORDER)
+    template_id = await town.approved(shop, ORDER_SHIPPED)
     customer = await town.person("customer")
     assert customer.phone is not None
     await customer.opt_in(shop.phone or "", ["utility"])
