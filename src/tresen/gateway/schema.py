@@ -1,0 +1,152 @@
+"""Tables of a business gateway. Times are integer milliseconds since the Unix epoch (UTC).
+
+Unlike the relay's, this database holds plaintext: the business's own conversations, on the
+business's own machines. Migrations in ``tresen/gateway/migrations`` create exactly these
+tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "api_tokens",
+    "contacts",
+    "early_statuses",
+    "message_statuses",
+    "messages",
+    "metadata",
+    "webhook_events",
+    "webhook_subscriptions",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+)
+"""Bearer tokens of the Cloud API: only their SHA-256 is kept, and a short hint to tell them
+apart in listings."""
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("account_id", String(32), primary_key=True),
+    Column("phone", String(20)),
+    Column("wa_id", String(20), index=True),
+    Column("user_id", String(40), nullable=False, unique=True),
+    Column("profile_name", String(128)),
+    Column("last_inbound_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+)
+"""The customers this business talks to: relay account, phone (``wa_id`` is its digits) and
+the business-scoped user id (``user_id``, ``CC.digits``) the Cloud API's BSUIDs stand for."""
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("wamid", String(80), primary_key=True),
+    Column("relay_message_id", String(32), unique=True),
+    Column("contact", String(32), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("type", String(24), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("context_wamid", String(80)),
+    Column("status", String(12), nullable=False),
+    Column("error_code", Integer),
+    Column("error", Text),
+    Column("pricing", Text),
+    Column("callback_data", String(512)),
+    Column("template_name", String(512)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Index("ix_messages_contact_created", "contact", "created_ms"),
+)
+"""Every message of every conversation, in (``direction``) and out: ``content`` is the Cloud
+API object of its ``type`` as JSON; ``status`` is ``received`` for inbound and
+``sent`` → ``delivered`` → ``read`` (or ``failed``) for outbound."""
+
+message_statuses = Table(
+    "message_statuses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("wamid", String(80), nullable=False, index=True),
+    Column("status", String(12), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    UniqueConstraint("wamid", "status"),
+)
+"""When each outbound message reached each status (one row per status)."""
+
+early_statuses = Table(
+    "early_statuses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("relay_message_id", String(32), nullable=False, index=True),
+    Column("status", String(12), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("pricing", Text),
+)
+"""Statuses that arrived before the message they name was stored (a receipt can overtake the
+send's own bookkeeping); applied when the message is stored."""
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", String(2048), nullable=False, unique=True),
+    Column("verify_token", String(256), nullable=False),
+    Column("app_secret", LargeBinary, nullable=False),
+    Column("fields", String(512), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("removed_ms", BigInteger),
+)
+"""Where events go: the callback URL, the verify token of its handshake, the app secret that
+signs each POST (sealed with the gateway's key) and the comma-separated fields wanted."""
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("subscription_id", Integer, nullable=False),
+    Column("conversation", String(64), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("delivered_ms", BigInteger),
+    Column("last_error", String(512)),
+    Index("ix_webhook_events_pending", "state", "subscription_id", "conversation", "id"),
+)
+"""The transactional outbox: one row per event and subscription, written in the transaction
+that made the change. ``body`` is the exact JSON POSTed (and signed) on every attempt;
+``state`` is ``pending``, ``delivered`` or ``dead``; events of one ``conversation`` go out in
+``id`` order."""

@@ -1,0 +1,156 @@
+"""Settings of a business gateway, from ``TRESEN_GATEWAY_*`` variables and an optional TOML file.
+
+Precedence, highest first: command-line options, environment variables, the TOML file
+(``--config`` or ``TRESEN_GATEWAY_CONFIG``), defaults. Nested groups use ``__``:
+``TRESEN_GATEWAY_WEBHOOKS__GIVE_UP_S=3600``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["ApiLimits", "GatewaySettings", "WebhookSettings", "load_gateway_settings"]
+
+DAY_S = 24 * 3600
+
+
+class WebhookSettings(BaseModel):
+    """How events are delivered to subscribers."""
+
+    retry_initial_s: float = Field(default=1.0, gt=0, description="first retry after")
+    retry_factor: float = Field(default=2.0, ge=1)
+    retry_max_s: float = Field(default=900.0, gt=0, description="longest wait between tries")
+    give_up_s: float = Field(
+        default=DAY_S,
+        gt=0,
+        description="an event still failing this long after it was made "
+        "goes to the dead-letter list",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="per POST")
+    concurrency: int = Field(default=64, ge=1, description="POSTs in flight")
+    batch: int = Field(default=500, ge=1, description="events read per round")
+    max_subscriptions: int = Field(default=10, ge=1)
+    poll_s: float = Field(default=5.0, gt=0, description="look for due events at least this often")
+
+
+class ApiLimits(BaseModel):
+    """Sizes and rates of the Cloud API the gateway serves."""
+
+    max_request_bytes: int = Field(default=256 * 1024, ge=1024)
+    requests_per_second: float = Field(default=2_000.0, gt=0, description="per token")
+    request_burst: int = Field(default=4_000, ge=1)
+    max_tokens: int = Field(default=100, ge=1)
+    max_page: int = Field(default=100, ge=1, description="items per list page")
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRESEN_GATEWAY_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("tresen-gateway")
+    database_url: str | None = None
+    database_schema: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL schema"
+    )
+    relay_url: str = "http://127.0.0.1:8470"
+    phone: str | None = Field(default=None, description="the business's number, E.164")
+    key_file: Path | None = Field(
+        default=None, description="32-byte storage key; default: key in the data folder"
+    )
+    waba_id: str | None = Field(
+        default=None, pattern=r"^[1-9][0-9]{0,18}$", description="default: derived from phone"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8480, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    api: ApiLimits = Field(default_factory=ApiLimits)
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(f"not a phone number in E.164 form (+4930…): {value}") from exc
+        if not phonenumbers.is_possible_number(parsed):
+            raise ValueError(f"not a possible phone number: {value}")
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get("path") or os.environ.get("TRESEN_GATEWAY_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        return self.key_file or self.data_dir / "key"
+
+    @property
+    def device_dir(self) -> Path:
+        """Where the gateway's device (keys, sessions) lives: always a local folder."""
+        return self.data_dir / "device"
+
+    @property
+    def phone_number_id(self) -> str:
+        """The Cloud API ``phone_number_id`` of this gateway: the number's digits."""
+        if self.phone is None:
+            raise ValueError("the gateway has no business phone configured")
+        return self.phone.lstrip("+")
+
+    @property
+    def resolved_waba_id(self) -> str:
+        """The Cloud API ``waba_id``: configured, or 15 digits derived from the phone."""
+        if self.waba_id:
+            return self.waba_id
+        digest = hashlib.sha256(f"waba:{self.phone_number_id}".encode()).digest()
+        return str(10**14 + int.from_bytes(digest[:8], "big") % (9 * 10**14))
+
+
+_CONFIG_FILE: dict[str, str] = {}
+
+
+def load_gateway_settings(config_file: Path | None = None, **overrides: Any) -> GatewaySettings:
+    """Settings from the environment and ``config_file``, with ``overrides`` on top."""
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"configuration file not found: {config_file}")
+    _CONFIG_FILE.clear()
+    if config_file is not None:
+        _CONFIG_FILE["path"] = str(config_file)
+    try:
+        return GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _CONFIG_FILE.clear()
