@@ -27,6 +27,7 @@ __all__ = [
     "message_statuses",
     "messages",
     "metadata",
+    "template_states",
     "webhook_events",
     "webhook_subscriptions",
 ]
@@ -114,6 +115,20 @@ early_statuses = Table(
 )
 """Statuses that arrived before the message they name was stored (a receipt can overtake the
 send's own bookkeeping); applied when the message is stored."""
+
+template_states = Table(
+    "template_states",
+    metadata,
+    Column("template_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(512), nullable=False),
+    Column("language", String(15), nullable=False),
+    Column("category", String(24), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("reason", String(64)),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+"""The last status seen of each of the business's templates at the relay: a change becomes a
+``message_template_status_update`` webhook, also after the gateway was down."""
 
 webhook_subscriptions = Table(
     "webhook_subscriptions",

@@ -1,5 +1,5 @@
-"""The gateway's tables: API tokens, contacts, messages and their statuses, webhook
-subscriptions and the webhook outbox.
+"""The gateway's tables: API tokens, contacts, messages and their statuses, templates seen,
+webhook subscriptions and the webhook outbox.
 
 Revision ID: 0001
 Revises:
@@ -91,6 +91,17 @@ def upgrade() -> None:
         "ix_messages_contact_created", "messages", ["contact", "created_ms"], unique=False
     )
     op.create_table(
+        "template_states",
+        sa.Column("template_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("name", sa.String(length=512), nullable=False),
+        sa.Column("language", sa.String(length=15), nullable=False),
+        sa.Column("category", sa.String(length=24), nullable=False),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("reason", sa.String(length=64), nullable=True),
+        sa.Column("updated_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("template_id", name=op.f("pk_template_states")),
+    )
+    op.create_table(
         "webhook_events",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(length=64), nullable=False),
@@ -131,6 +142,7 @@ def downgrade() -> None:
     op.drop_table("webhook_subscriptions")
     op.drop_index("ix_webhook_events_pending", table_name="webhook_events")
     op.drop_table("webhook_events")
+    op.drop_table("template_states")
     op.drop_index("ix_messages_contact_created", table_name="messages")
     op.drop_table("messages")
     op.drop_index(op.f("ix_message_statuses_wamid"), table_name="message_statuses")
