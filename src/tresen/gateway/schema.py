@@ -26,6 +26,7 @@ __all__ = [
     "early_statuses",
     "message_statuses",
     "messages",
+    "meta",
     "metadata",
     "template_states",
     "webhook_events",
@@ -40,6 +41,14 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)
+"""Small facts of this gateway (the API app secret, sealed; whether templates were seen)."""
 
 api_tokens = Table(
     "api_tokens",

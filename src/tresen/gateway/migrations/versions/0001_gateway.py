@@ -1,5 +1,5 @@
-"""The gateway's tables: API tokens, contacts, messages and their statuses, templates seen,
-webhook subscriptions and the webhook outbox.
+"""The gateway's tables: meta, API tokens, contacts, messages and their statuses, templates
+seen, webhook subscriptions and the webhook outbox.
 
 Revision ID: 0001
 Revises:
@@ -91,6 +91,12 @@ def upgrade() -> None:
         "ix_messages_contact_created", "messages", ["contact", "created_ms"], unique=False
     )
     op.create_table(
+        "meta",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_meta")),
+    )
+    op.create_table(
         "template_states",
         sa.Column("template_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("name", sa.String(length=512), nullable=False),
@@ -143,6 +149,7 @@ def downgrade() -> None:
     op.drop_index("ix_webhook_events_pending", table_name="webhook_events")
     op.drop_table("webhook_events")
     op.drop_table("template_states")
+    op.drop_table("meta")
     op.drop_index("ix_messages_contact_created", table_name="messages")
     op.drop_table("messages")
     op.drop_index(op.f("ix_message_statuses_wamid"), table_name="message_statuses")
