@@ -14,6 +14,7 @@ from tresen.wire.templates import (
     RenderedButton,
     SignedTemplateBody,
     parameters_from_cloud_components,
+    quick_reply_payloads,
     render,
 )
 
@@ -161,7 +162,8 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "exactly 1",
     ),
     ("a parameter for the footer", {**GOOD, "footer": ["x"]}, "footer", "takes no parameters"),
-    ("a parameter for a quick reply", {**GOOD, "button:0": ["x"]}, "button:0", "no parameters"),
+    ("two payloads for a quick reply", {**GOOD, "button:0": ["x", "y"]}, "button:0", "exactly 1"),
+    ("a quick-reply payload too long", {**GOOD, "button:0": ["x" * 257]}, "button:0", "1 to 256"),
     ("an unknown component", {**GOOD, "button:7": ["x"]}, "button:7", "no such component"),
     ("names for positional placeholders", {**GOOD, "body": {"1": "Anna"}}, "body", "as a list"),
     ("a new line", {**GOOD, "body": ["Anna\nBUY NOW", "Monday"]}, "body", "new lines"),
@@ -262,3 +264,38 @@ def test_cloud_api_send_components_become_parameters() -> None:
     }
     with pytest.raises(ValueError, match="unsupported parameter type"):
         parameters_from_cloud_components([{"type": "body", "parameters": [{"type": "currency"}]}])
+
+
+def test_a_quick_reply_may_carry_the_payload_its_tap_returns() -> None:
+    template = signed(ORDER)
+    components = [
+        {"type": "header", "parameters": [{"type": "text", "text": "#4711"}]},
+        {
+            "type": "body",
+            "parameters": [{"type": "text", "text": "Anna"}, {"type": "text", "text": "Monday"}],
+        },
+        {
+            "type": "button",
+            "sub_type": "QUICK_REPLY",
+            "index": 0,
+            "parameters": [{"type": "payload", "payload": "track-4711"}],
+        },
+        {
+            "type": "button",
+            "sub_type": "url",
+            "index": "1",
+            "parameters": [{"type": "text", "text": "4711"}],
+        },
+    ]
+    parameters = parameters_from_cloud_components(components)
+    assert parameters == {**GOOD, "button:0": ["track-4711"]}
+
+    shown = render(template, parameters)
+
+    assert shown.buttons[0] == RenderedButton("QUICK_REPLY", "Track", payload="track-4711")
+    assert "track-4711" not in shown.text()  # the customer never sees it
+    # A Template payload carries it apart from the parameters, so that clients that do not
+    # know quick-reply payloads still render the message.
+    assert quick_reply_payloads(template, parameters) == (GOOD, {"button:0": "track-4711"})
+    # Without a payload, a tap returns the button's text (the client's part).
+    assert render(template, GOOD).buttons[0] == RenderedButton("QUICK_REPLY", "Track")

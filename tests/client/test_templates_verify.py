@@ -166,6 +166,7 @@ def test_a_message_must_be_what_its_template_allows() -> None:
         (payload(name="order_delayed"), BUSINESS, "7", "'order_delayed'"),
         (payload(language="de"), BUSINESS, "7", "in de"),
         (payload(parameters={"body": ["Anna"]}), BUSINESS, "7", "132000"),
+        (payload(button_payloads={"button:0": "x"}), BUSINESS, "7", "not a quick reply"),
     ]
     for message, sender, ref, word in refused:
         with pytest.raises(TemplateMismatch) as caught:

@@ -12,8 +12,10 @@ from tresen.wire.e2e import (
     MAX_PAYLOAD_BYTES,
     MAX_TRANSCRIPT_BYTES,
     Button,
+    ButtonReply,
     Interactive,
     InteractiveKind,
+    InteractiveReply,
     InvalidPayload,
     ListRow,
     ListSection,
@@ -24,9 +26,11 @@ from tresen.wire.e2e import (
     Reaction,
     ReadReceipt,
     ReplyContext,
+    ReplyKind,
     SentTranscript,
     Template,
     Text,
+    Typing,
     Unsupported,
     decode_payload,
     encode_payload,
@@ -97,9 +101,17 @@ EXAMPLES: list[Payload] = [
         body="Did this answer your question?",
         buttons=[Button(id="yes", title="Yes"), Button(id="no", title="No")],
     ),
+    Template(
+        template_id="12",
+        name="order_shipped",
+        language="en_US",
+        parameters={"body": ["Anna"]},
+        button_payloads={"button:1": "STOP-4711"},
+    ),
     Interactive(
         type=InteractiveKind.LIST,
         body="Pick a delivery slot",
+        button="Slots",
         sections=[
             ListSection(
                 title="Tomorrow",
@@ -107,6 +119,24 @@ EXAMPLES: list[Payload] = [
             )
         ],
     ),
+    Interactive(
+        type=InteractiveKind.BUTTON,
+        header="Your order #4711",
+        body="Shall we leave it with a neighbour?",
+        footer="Tresen Versand",
+        buttons=[Button(id="yes", title="Yes"), Button(id="no", title="No")],
+        context=ReplyContext(message_id=MESSAGE_ID),
+    ),
+    InteractiveReply(kind=ReplyKind.BUTTON_REPLY, message_id=MESSAGE_ID, id="yes", title="Yes"),
+    InteractiveReply(
+        kind=ReplyKind.LIST_REPLY,
+        message_id=MESSAGE_ID,
+        id="pm",
+        title="Afternoon",
+        description="12 to 6 pm",
+    ),
+    ButtonReply(message_id=MESSAGE_ID, payload="STOP-4711", text="Stop promotions"),
+    Typing(message_id=MESSAGE_ID),
     Media(
         kind=MediaKind.DOCUMENT,
         blob_id="blob-1",
@@ -310,3 +340,240 @@ def test_the_largest_payload_fits_and_so_does_its_transcript() -> None:
 def test_oversized_input_is_refused_on_decode() -> None:
     with pytest.raises(InvalidPayload, match="exceeds"):
         decode_payload(bytes(MAX_TRANSCRIPT_BYTES + 1))
+
+
+# --- interactive messages and their answers --------------------------------------------------
+
+
+def buttons(*titles: str) -> list[dict[str, str]]:
+    return [{"id": t.lower(), "title": t} for t in titles]
+
+
+def rows(n: int, prefix: str = "r") -> list[dict[str, str]]:
+    return [{"id": f"{prefix}{i}", "title": f"Row {i}"} for i in range(n)]
+
+
+def interactive(**fields: Any) -> dict[str, Any]:
+    return {"t": "interactive", "v": 1, "body": "Choose"} | fields
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (interactive(type="button"), "needs 1 to 3 buttons"),
+        (interactive(type="button", buttons=buttons("A", "B", "C", "D")), "Expected `array`"),
+        (
+            interactive(
+                type="button", buttons=[{"id": "x", "title": "A"}, {"id": "x", "title": "B"}]
+            ),
+            "button ids must differ",
+        ),
+        (
+            interactive(
+                type="button", buttons=[{"id": "a", "title": "Ja"}, {"id": "b", "title": "Ja"}]
+            ),
+            "button titles must differ",
+        ),
+        (
+            interactive(type="button", buttons=buttons("A"), sections=[{"rows": rows(1)}]),
+            "no list sections",
+        ),
+        (interactive(type="button", buttons=buttons("A"), button="Menu"), "no list sections"),
+        (interactive(type="list", sections=[{"rows": rows(1)}]), "label of its menu button"),
+        (interactive(type="list", button="Menu"), "needs 1 to 10 sections"),
+        (
+            interactive(
+                type="list", button="Menu", sections=[{"rows": rows(1)}], buttons=buttons("A")
+            ),
+            "no reply buttons",
+        ),
+        (
+            interactive(
+                type="list",
+                button="Menu",
+                sections=[
+                    {"title": "One", "rows": rows(6, "a")},
+                    {"title": "Two", "rows": rows(5, "b")},
+                ],
+            ),
+            "has 11 rows, at most 10",
+        ),
+        (
+            interactive(
+                type="list",
+                button="Menu",
+                sections=[{"title": "One", "rows": rows(2)}, {"title": "Two", "rows": rows(1)}],
+            ),
+            "row ids must differ",
+        ),
+        (
+            interactive(
+                type="list",
+                button="Menu",
+                sections=[{"title": "One", "rows": rows(1, "a")}, {"rows": rows(1, "b")}],
+            ),
+            "every section needs a title",
+        ),
+        (
+            interactive(
+                type="list",
+                button="Menu",
+                sections=[{"title": "One", "rows": rows(1, "a")}, {"title": " ", "rows": rows(1)}],
+            ),
+            "every section needs a title",
+        ),
+        (interactive(type="button", buttons=buttons("A"), header="h" * 61), "length <= 60"),
+        (interactive(type="button", buttons=buttons("A"), footer="f" * 61), "length <= 60"),
+        (interactive(type="button", buttons=buttons("A"), header=""), "length >= 1"),
+        (interactive(type="list", button="m" * 21, sections=[{"rows": rows(1)}]), "length <= 20"),
+        (interactive(type="button", buttons=[{"id": "a", "title": "t" * 21}]), "length <= 20"),
+        (
+            {
+                "t": "interactive_reply",
+                "kind": "button_reply",
+                "message_id": MESSAGE_ID,
+                "id": "yes",
+                "title": "Yes",
+                "description": "no such thing",
+            },
+            "a button reply has no description",
+        ),
+        (
+            {
+                "t": "interactive_reply",
+                "kind": "nfm_reply",
+                "message_id": MESSAGE_ID,
+                "id": "yes",
+                "title": "Yes",
+            },
+            "Invalid enum value",
+        ),
+        (
+            {
+                "t": "interactive_reply",
+                "kind": "list_reply",
+                "message_id": MESSAGE_ID,
+                "id": "r",
+                "title": "t" * 25,
+            },
+            "length <= 24",
+        ),
+        (
+            {"t": "button_reply", "message_id": MESSAGE_ID, "payload": "p" * 257, "text": "Stop"},
+            "length <= 256",
+        ),
+        (
+            {"t": "button_reply", "message_id": MESSAGE_ID, "payload": "", "text": "Stop"},
+            "length >= 1",
+        ),
+        (
+            {"t": "button_reply", "message_id": MESSAGE_ID, "payload": "p", "text": "t" * 26},
+            "length <= 25",
+        ),
+        ({"t": "typing"}, "missing required field `message_id`"),
+        (
+            {
+                "t": "template",
+                "template_id": "1",
+                "name": "n",
+                "language": "en",
+                "button_payloads": {"body": "p"},
+            },
+            "button_payloads",
+        ),
+    ],
+)
+def test_interactive_limits_are_enforced(body: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidPayload, match="invalid payload") as raised:
+        decode_payload(frame(body))
+    assert isinstance(raised.value.__cause__, msgspec.ValidationError)
+    assert problem in str(raised.value)
+
+
+def test_a_sender_learns_of_a_broken_interactive_message_at_once() -> None:
+    with pytest.raises(InvalidPayload, match="interactive button: button titles must differ"):
+        Interactive(
+            type=InteractiveKind.BUTTON,
+            body="Choose",
+            buttons=[Button(id="a", title="Same"), Button(id="b", title="Same")],
+        )
+    with pytest.raises(InvalidPayload, match="interactive list: needs the label"):
+        Interactive(
+            type=InteractiveKind.LIST,
+            body="Choose",
+            sections=[ListSection(rows=[ListRow(id="a", title="A")])],
+        )
+    too_long = Interactive(
+        type=InteractiveKind.BUTTON,
+        body="Choose",
+        header="h" * 61,
+        buttons=[Button(id="a", title="A")],
+    )
+    with pytest.raises(InvalidPayload, match="length <= 60"):
+        encode_payload(too_long)
+
+
+def test_the_largest_interactive_messages_are_accepted() -> None:
+    three = Interactive(
+        type=InteractiveKind.BUTTON,
+        header="h" * 60,
+        body="b" * 1024,
+        footer="f" * 60,
+        buttons=[Button(id=str(i) * 256, title=f"{i}" * 20) for i in range(3)],
+    )
+    ten_rows = Interactive(
+        type=InteractiveKind.LIST,
+        body="Choose",
+        button="m" * 20,
+        sections=[
+            ListSection(
+                title=f"Section {s}",
+                rows=[
+                    ListRow(id=f"{s}-{r}" + "x" * 190, title="t" * 24, description="d" * 72)
+                    for r in range(n)
+                ],
+            )
+            for s, n in enumerate((4, 3, 3))
+        ],
+    )
+    one_untitled = Interactive(
+        type=InteractiveKind.LIST,
+        body="Choose",
+        button="Menu",
+        sections=[ListSection(rows=[ListRow(id="a", title="A")])],
+    )
+    for payload in (three, ten_rows, one_untitled):
+        assert decode_payload(encode_payload(payload)) == payload
+
+
+def test_newer_fields_of_interactive_messages_and_answers_are_skipped() -> None:
+    raw = frame(
+        interactive(
+            type="button",
+            buttons=buttons("Yes"),
+            header_media={"type": "image", "link": "https://example.com/a.jpg"},
+        )
+    )
+    assert decode_payload(raw) == Interactive(
+        type=InteractiveKind.BUTTON, body="Choose", buttons=[Button(id="yes", title="Yes")]
+    )
+    reply = frame(
+        {
+            "t": "interactive_reply",
+            "v": 1,
+            "kind": "button_reply",
+            "message_id": MESSAGE_ID,
+            "id": "yes",
+            "title": "Yes",
+            "flow_token": "t",
+        }
+    )
+    assert decode_payload(reply) == InteractiveReply(
+        kind=ReplyKind.BUTTON_REPLY, message_id=MESSAGE_ID, id="yes", title="Yes"
+    )
+    typing = frame({"t": "typing", "v": 1, "message_id": MESSAGE_ID, "kind": "audio"})
+    assert decode_payload(typing) == Typing(message_id=MESSAGE_ID)
+
+
+def test_a_typing_indicator_is_as_small_as_a_short_text() -> None:
+    assert len(encode_payload(Typing(message_id=MESSAGE_ID))) == 64

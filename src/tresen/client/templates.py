@@ -31,9 +31,11 @@ from tresen.wire.relay import MessageClass
 from tresen.wire.templates import (
     TEMPLATE_PREFIX,
     ParameterMismatch,
+    QuickReplyButton,
     RenderedTemplate,
     SignedTemplate,
     SignedTemplateBody,
+    component_keys,
     decode_signed_body,
     render,
 )
@@ -149,8 +151,16 @@ def check_template_message(
             f"template {template.id} is {template.name!r} in {template.language}, the message "
             f"names {payload.name!r} in {payload.language}"
         )
+    parameters: dict[str, list[str] | dict[str, str]] = dict(payload.parameters)
+    quick = {k for k, c in component_keys(template.components) if isinstance(c, QuickReplyButton)}
+    for key, value in payload.button_payloads.items():
+        if key not in quick:
+            raise TemplateMismatch(f"{key}: a payload for a button that is not a quick reply")
+        if key in parameters:
+            raise TemplateMismatch(f"{key}: the payload is given twice")
+        parameters[key] = [value]
     try:
-        return render(template, payload.parameters)
+        return render(template, parameters)
     except ParameterMismatch as exc:
         problems = "; ".join(f"{p.field}: {p.problem}" for p in exc.problems)
         raise TemplateMismatch(f"the parameters do not fit (132000): {problems}") from None

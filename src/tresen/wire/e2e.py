@@ -19,6 +19,7 @@ Known tags with missing, mistyped or out-of-range fields are refused (:class:`In
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, get_args
@@ -26,13 +27,18 @@ from typing import Annotated, get_args
 import msgspec
 
 __all__ = [
+    "MAX_LIST_ROWS",
     "MAX_PAYLOAD_BYTES",
+    "MAX_REPLY_BUTTONS",
     "MAX_TRANSCRIPT_BYTES",
     "PAYLOAD_VERSION",
+    "TYPING_MS",
     "AnyPayload",
     "Button",
+    "ButtonReply",
     "Interactive",
     "InteractiveKind",
+    "InteractiveReply",
     "InvalidPayload",
     "ListRow",
     "ListSection",
@@ -43,9 +49,11 @@ __all__ = [
     "Reaction",
     "ReadReceipt",
     "ReplyContext",
+    "ReplyKind",
     "SentTranscript",
     "Template",
     "Text",
+    "Typing",
     "Unsupported",
     "decode_payload",
     "encode_payload",
@@ -79,6 +87,10 @@ class Payload(msgspec.Struct, tag_field="t", kw_only=True, omit_defaults=True):
     always written."""
 
     v: int = msgspec.field(default_factory=_version)
+
+
+class InvalidPayload(ValueError):
+    """Bytes that are not a well-formed payload of a known tag (the cause says why)."""
 
 
 # --- messages --------------------------------------------------------------------------------
@@ -131,7 +143,11 @@ class SentTranscript(Payload, tag="sent_transcript"):
     payload: bytes
 
 
-# --- reserved: shapes fixed now, filled by a later version -----------------------------------
+# --- templates, interactive messages and their answers -----------------------------------------
+
+
+ButtonKey = Annotated[str, msgspec.Meta(pattern=r"^button:[0-9]$")]
+QuickReplyPayload = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class Template(Payload, tag="template"):
@@ -142,12 +158,19 @@ class Template(Payload, tag="template"):
     ``"body"``, ``"button:0"``, ...) to its parameters: a list in the order of the template's
     ``{{1}}``, ``{{2}}``, ..., or a map of name to value for named placeholders. Recipients
     show only the signed template rendered with these parameters.
+
+    ``button_payloads`` maps a QUICK_REPLY button (``"button:N"``) to the payload the
+    business set for it: never shown, it comes back in the customer's :class:`ButtonReply`.
+    It is a field of its own, not a parameter, so that clients that do not know it still
+    render the template (an unknown field is skipped; a parameter they do not expect would
+    be a mismatch).
     """
 
     template_id: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,18}$")]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
     language: Annotated[str, msgspec.Meta(min_length=2, max_length=15)]
     parameters: dict[str, list[str] | dict[str, str]] = {}
+    button_payloads: Annotated[dict[ButtonKey, QuickReplyPayload], msgspec.Meta(max_length=10)] = {}
 
 
 class InteractiveKind(StrEnum):
@@ -171,16 +194,118 @@ class ListSection(msgspec.Struct, kw_only=True, omit_defaults=True):
     rows: Annotated[list[ListRow], msgspec.Meta(min_length=1, max_length=10)]
 
 
-class Interactive(Payload, tag="interactive"):
-    """Reserved: filled by a later version (reply buttons and list messages, Cloud API limits).
+MAX_REPLY_BUTTONS = 3
+MAX_LIST_ROWS = 10
 
-    ``button`` uses ``buttons`` (1-3), ``list`` uses ``sections`` (1-10).
+
+class Interactive(Payload, tag="interactive"):
+    """Reply buttons or a list to choose from (the Cloud API's interactive ``button`` and
+    ``list`` messages, with their limits).
+
+    ``button``: 1-3 ``buttons`` with distinct ids and distinct titles. ``list``: the menu
+    button's label ``button`` and 1-10 ``sections`` with at most 10 rows in all, row ids
+    distinct, every section titled when there is more than one. The recipient answers with
+    an :class:`InteractiveReply`.
     """
 
     type: InteractiveKind
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-    buttons: Annotated[list[Button], msgspec.Meta(max_length=3)] = []
+    buttons: Annotated[list[Button], msgspec.Meta(max_length=MAX_REPLY_BUTTONS)] = []
     sections: Annotated[list[ListSection], msgspec.Meta(max_length=10)] = []
+    header: Annotated[str, msgspec.Meta(min_length=1, max_length=60)] | None = None
+    footer: Annotated[str, msgspec.Meta(min_length=1, max_length=60)] | None = None
+    button: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] | None = None
+    context: ReplyContext | None = None
+
+    def __post_init__(self) -> None:
+        # Raised while decoding, msgspec wraps it as a ValidationError (→ InvalidPayload).
+        problem = (
+            self._button_problem() if self.type == InteractiveKind.BUTTON else self._list_problem()
+        )
+        if problem is not None:
+            raise InvalidPayload(f"interactive {self.type}: {problem}")
+
+    def _button_problem(self) -> str | None:
+        if not self.buttons:
+            return f"needs 1 to {MAX_REPLY_BUTTONS} buttons"
+        if self.sections or self.button is not None:
+            return "has buttons only, no list sections or menu button"
+        if _repeated(b.id for b in self.buttons):
+            return "button ids must differ"
+        if _repeated(b.title for b in self.buttons):
+            return "button titles must differ"
+        return None
+
+    def _list_problem(self) -> str | None:
+        if self.button is None:
+            return "needs the label of its menu button (button)"
+        if not self.sections:
+            return "needs 1 to 10 sections"
+        if self.buttons:
+            return "has list sections only, no reply buttons"
+        rows = [row for section in self.sections for row in section.rows]
+        if len(rows) > MAX_LIST_ROWS:
+            return f"has {len(rows)} rows, at most {MAX_LIST_ROWS} in all sections together"
+        if _repeated(row.id for row in rows):
+            return "row ids must differ"
+        if len(self.sections) > 1 and any(not (s.title or "").strip() for s in self.sections):
+            return "every section needs a title when there is more than one"
+        return None
+
+
+def _repeated(values: Iterable[str]) -> bool:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return True
+        seen.add(value)
+    return False
+
+
+class ReplyKind(StrEnum):
+    BUTTON_REPLY = "button_reply"
+    LIST_REPLY = "list_reply"
+
+
+class InteractiveReply(Payload, tag="interactive_reply"):
+    """The recipient's answer to an :class:`Interactive` message (relay id ``message_id``):
+    the ``id`` and ``title`` of the button tapped or the list row picked (with the row's
+    ``description``)."""
+
+    kind: ReplyKind
+    message_id: MessageRef
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
+    description: Annotated[str, msgspec.Meta(max_length=72)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == ReplyKind.BUTTON_REPLY and self.description is not None:
+            raise InvalidPayload("a button reply has no description")
+
+
+class ButtonReply(Payload, tag="button_reply"):
+    """The recipient tapped a QUICK_REPLY button of the template message ``message_id``:
+    ``payload`` is what the business set for that button when it sent the message (else the
+    button's text), ``text`` the button's text."""
+
+    message_id: MessageRef
+    payload: QuickReplyPayload
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=25)]
+
+
+TYPING_MS = 25_000
+"""How long a :class:`Typing` indicator shows at most (as in WhatsApp)."""
+
+
+class Typing(Payload, tag="typing"):
+    """The sender is typing an answer to ``message_id``. Sent with class SYSTEM; receivers
+    show "typing…" until the sender's next message or :data:`TYPING_MS`, whichever comes
+    first, and store nothing."""
+
+    message_id: MessageRef
+
+
+# --- reserved: shapes fixed now, filled by a later version -----------------------------------
 
 
 class MediaKind(StrEnum):
@@ -207,7 +332,18 @@ class Media(Payload, tag="media"):
     filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
 
 
-AnyPayload = Text | Reaction | ReadReceipt | SentTranscript | Template | Interactive | Media
+AnyPayload = (
+    Text
+    | Reaction
+    | ReadReceipt
+    | SentTranscript
+    | Template
+    | Interactive
+    | InteractiveReply
+    | ButtonReply
+    | Typing
+    | Media
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +352,6 @@ class Unsupported:
 
     tag: str
     v: int
-
-
-class InvalidPayload(ValueError):
-    """Bytes that are not a well-formed payload of a known tag (the cause says why)."""
 
 
 class PayloadTooLarge(ValueError):

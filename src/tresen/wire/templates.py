@@ -18,7 +18,9 @@ button's index in the BUTTONS component). A component with positional placeholde
 list (``["Anna", "4711"]`` for ``{{1}}`` and ``{{2}}``), one with named placeholders a map
 (``{"name": "Anna"}``). URL buttons always use ``{{1}}``, as in the Cloud API. A media header
 takes one value (a link or media id), a COPY_CODE button the code, and an authentication
-template its one-time code as the only body parameter.
+template its one-time code as the only body parameter. A QUICK_REPLY button may take one value:
+the payload a tap on it returns to the business (carried apart from the parameters, in
+``Template.button_payloads``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = [
     "MAX_BUTTONS",
     "NAME_MAX",
     "PARAMETER_MAX",
+    "QUICK_REPLY_PAYLOAD_MAX",
     "RENDERED_BODY_MAX",
     "TEMPLATE_PREFIX",
     "TEMPLATE_VERSION",
@@ -84,6 +87,7 @@ __all__ = [
     "parameters_from_cloud_components",
     "placeholders",
     "plain_parameters",
+    "quick_reply_payloads",
     "render",
 ]
 
@@ -101,6 +105,7 @@ RENDERED_BODY_MAX = 4096
 CODE_MAX = 15
 MEDIA_REF_MAX = 2048
 URL_MAX = 2000
+QUICK_REPLY_PAYLOAD_MAX = 256
 
 # The fixed texts of authentication templates (the Cloud API writes them for the business).
 AUTH_BODY = "{code} is your verification code."
@@ -396,6 +401,8 @@ class RenderedButton:
     url: str | None = None
     phone_number: str | None = None
     code: str | None = None
+    payload: str | None = None
+    """For QUICK_REPLY buttons: the payload the business set, returned when tapped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,12 +523,35 @@ def _single(
     return value
 
 
+def quick_reply_payloads(
+    template: SignedTemplateBody, parameters: Parameters
+) -> tuple[Parameters, dict[str, str]]:
+    """``parameters`` apart from the payloads of QUICK_REPLY buttons, and those payloads
+    (``{"button:N": payload}``), as the ``Template`` payload carries them. Entries that are
+    not a single text stay among the parameters, for :func:`render` to name."""
+    quick = {k for k, c in component_keys(template.components) if isinstance(c, QuickReplyButton)}
+    rest: dict[str, Sequence[str] | Mapping[str, str]] = {}
+    payloads: dict[str, str] = {}
+    for key, value in parameters.items():
+        if (
+            key in quick
+            and not isinstance(value, Mapping | str)
+            and len(value) == 1
+            and isinstance(value[0], str)
+        ):
+            payloads[key] = value[0]
+        else:
+            rest[key] = value
+    return rest, payloads
+
+
 def render(template: SignedTemplateBody, parameters: Parameters) -> RenderedTemplate:
     """The template filled in with ``parameters``; raises :class:`ParameterMismatch`.
 
     Every component that has placeholders (or a media header, a COPY_CODE button, the code
     of an authentication template) needs its parameters, with exactly the count or names the
-    template has; components without any take none.
+    template has; components without any take none, except a QUICK_REPLY button, which may
+    take one: the payload its tap returns (1-256 characters).
     """
     problems: list[Problem] = []
     fmt = template.parameter_format
@@ -616,8 +646,15 @@ def render(template: SignedTemplateBody, parameters: Parameters) -> RenderedTemp
                 RenderedButton("PHONE_NUMBER", component.text, phone_number=component.phone_number)
             )
         elif isinstance(component, QuickReplyButton):
-            no_parameters(key)
-            buttons.append(RenderedButton("QUICK_REPLY", component.text))
+            # Its one optional parameter is the payload the tap returns (Cloud API).
+            payload = None
+            if key in parameters:
+                payload = _single(key, parameters.get(key), problems)
+                if payload is not None and not 1 <= len(payload) <= QUICK_REPLY_PAYLOAD_MAX:
+                    problems.append(
+                        Problem(key, f"a payload is 1 to {QUICK_REPLY_PAYLOAD_MAX} characters")
+                    )
+            buttons.append(RenderedButton("QUICK_REPLY", component.text, payload=payload))
     if problems:
         raise ParameterMismatch(problems)
     return RenderedTemplate(

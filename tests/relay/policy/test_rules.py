@@ -433,3 +433,23 @@ async def test_reports_lower_quality_and_may_block(rules: RulesFactory) -> None:
         assert refused.json()["error"]["code"] == ErrorCode.NOT_A_BUSINESS
         other = await r.business("Kiosk")
         assert (await r.quality(other))["reports"] == 0
+
+
+async def test_typing_indicators_need_the_window_but_take_no_rate_tokens(
+    rules: RulesFactory,
+) -> None:
+    async with rules() as r:
+        shop, ana = await r.business(), await r.customer()
+        outside = await r.send(shop, ana, "system")
+        assert outside["code"] == ErrorCode.REENGAGEMENT
+        assert "message_id" in await r.send(ana, shop)
+        # Far more typing indicators than the pair's burst of 20 allows messages.
+        for _ in range(50):
+            typing = await r.send(shop, ana, "system")
+            assert "message_id" in typing, typing
+            assert typing["pricing"] is None
+        reply = await r.send(shop, ana)
+        assert "message_id" in reply, reply
+        assert reply["pricing"]["category"] == "service"
+        r.clock.advance(hours=24)
+        assert (await r.send(shop, ana, "system"))["code"] == ErrorCode.REENGAGEMENT

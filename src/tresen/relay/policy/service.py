@@ -13,7 +13,8 @@ Rules between a business (sender) and a customer (recipient):
 - any non-template send needs the window the customer's last message opened (131047);
 - a template must be the sender's own, approved and not paused (132001, 132015, 132016), with
   consent for its category (131050); outside a window it counts against the tier (131048);
-- throughput per business (130429) and per pair (131056).
+- throughput per business (130429) and per pair (131056), except for SYSTEM sends (typing
+  indicators), which need the window but take no rate tokens and carry no pricing.
 
 A customer's message to a business opens or extends that pair's window.
 """
@@ -331,6 +332,11 @@ class PolicyService:
                     "use an approved template",
                     window_hours=self.policy.window_hours,
                 )
+            if s.klass is MessageClass.SYSTEM:
+                # Typing indicators accompany an answer: they must not use up the rates the
+                # answer itself needs, and they are no message to price. (The customer's
+                # client refuses anything else sent under this class, and reports it.)
+                return Admission()
             self._take_rates(business, customer, batch)
             return Admission(pricing=self._free(batch, customer))
         template = self._template(s, batch)
@@ -557,6 +563,7 @@ class PolicyService:
             and (r := facts.get(m.recipient_account)) is not None
             and s.kind == "business"
             and r.kind == "customer"
+            and m.klass != MessageClass.SYSTEM  # typing indicators carry no pricing
         ]
         templates = [m.message_id for m in to_customers if m.klass == MessageClass.TEMPLATE]
         rows = await repo.pricing_of(conn, templates) if templates else {}
