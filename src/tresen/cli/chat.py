@@ -45,6 +45,7 @@ from tresen.client.events import (
     KeysReplenished,
     MessageEvent,
     StatusChanged,
+    TypingStarted,
 )
 from tresen.client.sdk import Client, IdentityNotTrusted, NotRegistered, OperatorKeyMismatch
 from tresen.client.store import Trust
@@ -601,6 +602,15 @@ async def _event_record(
         return {"event": "keys_replenished", "one_time_keys": event.one_time_keys}
     if isinstance(event, ConsentChanged):
         return _consent_changed(event)
+    if isinstance(event, TypingStarted):
+        return {
+            "event": "typing",
+            "chat": event.chat,
+            "chat_phone": await _who(client, event.chat),
+            **_chat_fields(client, event.chat),
+            "message_id": event.message_id,
+            "until_ms": event.until_ms,
+        }
     if isinstance(event, Disconnected):
         return {"event": "disconnected", "reason": event.reason}
     if isinstance(event, Connected):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tresen.client.store import MessageStatus
 from tresen.wire.e2e import Payload, Unsupported
+from tresen.wire.relay import PricingFacts
 from tresen.wire.templates import RenderedTemplate
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "KeysReplenished",
     "MessageEvent",
     "StatusChanged",
+    "TypingStarted",
 ]
 
 
@@ -46,6 +48,21 @@ class StatusChanged:
     message_id: str
     chat: str
     status: MessageStatus
+    pricing: PricingFacts | None = None
+    """On delivered: the relay's pricing facts of a business's message to a customer (the
+    Cloud API's ``pricing`` object of a status webhook)."""
+    server_ms: int = 0
+    """When the relay committed the delivery or the read (relay clock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypingStarted:
+    """The peer of ``chat`` is typing an answer to ``message_id``: show "typing…" until
+    ``until_ms`` (this client's clock) or the peer's next message, whichever comes first."""
+
+    chat: str
+    message_id: str
+    until_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +138,7 @@ class Drained:
 Event = (
     MessageEvent
     | StatusChanged
+    | TypingStarted
     | IdentityChanged
     | DeviceAdded
     | DecryptionFailed

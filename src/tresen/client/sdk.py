@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from tresen.client.business import (
     TickState,
     judge,
 )
+from tresen.client.choices import Choice, interactive_choices, pick, quick_reply_choices
 from tresen.client.consent import (
     ALL_SCOPES,
     BusinessConsents,
@@ -55,6 +56,7 @@ from tresen.client.events import (
     KeysReplenished,
     MessageEvent,
     StatusChanged,
+    TypingStarted,
 )
 from tresen.client.store import (
     KnownBusiness,
@@ -69,6 +71,7 @@ from tresen.client.templates import (
     TemplateBook,
     TemplateRejected,
     TemplateUnavailable,
+    check_template_message,
 )
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.errors import ErrorCode
@@ -89,13 +92,19 @@ from tresen.crypto.safety import Party, safety_number
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file
 from tresen.wire import relay as wire
 from tresen.wire.e2e import (
+    TYPING_MS,
+    ButtonReply,
+    Interactive,
+    InteractiveReply,
     Payload,
     Reaction,
     ReadReceipt,
     ReplyContext,
+    ReplyKind,
     SentTranscript,
     Template,
     Text,
+    Typing,
     Unsupported,
     decode_payload,
     encode_payload,
@@ -106,6 +115,7 @@ from tresen.wire.templates import (
     RenderedTemplate,
     parameters_from_cloud_components,
     plain_parameters,
+    quick_reply_payloads,
     render,
 )
 
@@ -118,6 +128,10 @@ ONE_TIME_KEYS_TARGET = 50
 RECONNECT_MAX_S = 30.0
 REVOCATIONS_MAX_AGE_S = 86_400
 DIRECTORY_CHECKS = 4
+EARLY_STATUSES_MAX = 10_000
+# Reason of the report a message sent under the wrong class earns its sender (the relay's
+# reasons are fixed; the detail names the mismatch).
+CLASS_REPORT_REASON = "other"
 
 
 class NotRegistered(RuntimeError):
@@ -147,6 +161,20 @@ class SentMessage:
     duplicate: bool
     consent: ConsentChanged | None = None
     """Set when the text was a STOP or START keyword to a business (see ``send_text``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a received message is not shown, and the report it earns its sender (``None``:
+    nobody's fault)."""
+
+    kind: str
+    reason: str
+    report: str | None
+
+    @property
+    def text(self) -> str:
+        return f"{self.kind}: {self.reason}"
 
 
 def _now_ms() -> int:
@@ -188,6 +216,10 @@ class Client:
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self._drained = asyncio.Event()
+        # Delivered/read reports that came before this device stored the message they name
+        # (the relay's answer and its report can be read in one go), kept until it does.
+        self._early: OrderedDict[str, list[wire.Delivered | wire.Read]] = OrderedDict()
+        self._relay_offset_ms = 0  # the relay's clock minus ours, as of the last hello
         self._ring: KeyRing | None = None
         self.templates = TemplateBook(
             self.api, store, self.clock, lambda: self._ring, self.refresh_operator_keys
@@ -843,6 +875,131 @@ class Client:
     async def react(self, to: str, message_id: str, emoji: str) -> SentMessage:
         return await self.send(to, Reaction(message_id=message_id, emoji=emoji))
 
+    async def send_interactive(self, to: str, interactive: Interactive) -> SentMessage:
+        """Send reply buttons or a list (a session message: inside the customer's window).
+
+        Raises ``InvalidPayload`` for a message that breaks the limits (button count, ids or
+        titles twice, row count, a list without its menu button label, ...).
+        """
+        return await self.send(to, interactive)
+
+    async def answer(self, to: str, message_id: str, option_id: str) -> SentMessage:
+        """Answer the interactive message ``message_id`` received in the chat with ``to``:
+        the button or list row whose id is ``option_id``, sent as an ``InteractiveReply``.
+
+        Raises ``ValueError`` if that message is not an interactive message of this chat,
+        or (naming the choices) if it has no such option.
+        """
+        account_id = await self.resolve(to)
+        payload = self._received(account_id, message_id)
+        if not isinstance(payload, Interactive):
+            raise ValueError(f"message {message_id} is not an interactive message")
+        choices = interactive_choices(payload)
+        choice = next((c for c in choices if c.id == option_id), None)
+        if choice is None:
+            raise ValueError(
+                f"“{option_id}” is not an option of message {message_id}; the options are "
+                + ", ".join(f"{c.id} ({c.title})" for c in choices)
+            )
+        kind = ReplyKind.BUTTON_REPLY if payload.type == "button" else ReplyKind.LIST_REPLY
+        reply = InteractiveReply(
+            kind=kind,
+            message_id=message_id,
+            id=choice.id,
+            title=choice.title,
+            description=choice.description,
+        )
+        return await self.send(account_id, reply)
+
+    async def tap_quick_reply(self, to: str, message_id: str, index: int) -> SentMessage:
+        """Tap the QUICK_REPLY button ``index`` (its place among the template's buttons,
+        from 0: its ``button:N``) of the template message ``message_id`` received from
+        ``to``: sends a ``ButtonReply`` with the payload the business set for that button
+        when it sent the message, else the button's text.
+
+        Raises ``ValueError`` naming the quick replies if ``index`` is not one of them, or
+        if the message is not a template message of this chat; ``TemplateRejected`` if its
+        template cannot be checked now.
+        """
+        account_id = await self.resolve(to)
+        payload = self._received(account_id, message_id)
+        if not isinstance(payload, Template):
+            raise ValueError(f"message {message_id} is not a template message")
+        rendered = await self._rendered(payload, account_id)
+        quick = quick_reply_choices(rendered)
+        choice = next((c for c in quick if c.button_index == index), None)
+        if choice is None:
+            offered = ", ".join(f"{c.button_index} ({c.title})" for c in quick) or "none"
+            raise ValueError(
+                f"button {index} of message {message_id} is not a quick reply; its quick "
+                f"replies are {offered}"
+            )
+        button = rendered.buttons[index]
+        tap = ButtonReply(
+            message_id=message_id, payload=button.payload or button.text, text=button.text
+        )
+        return await self.send(account_id, tap)
+
+    async def choices(self, message_id: str) -> list[Choice]:
+        """What the received message ``message_id`` offers to choose, numbered from 1: the
+        buttons or list rows of an interactive message, the quick replies of a template
+        message; none for other messages."""
+        stored = self.store.message(message_id)
+        if stored is None or stored.outgoing or stored.payload is None:
+            return []
+        try:
+            payload = decode_payload(stored.payload)
+        except ValueError:
+            return []
+        if isinstance(payload, Interactive):
+            return interactive_choices(payload)
+        if isinstance(payload, Template):
+            return quick_reply_choices(await self._rendered(payload, stored.sender_account))
+        return []
+
+    async def choose(self, to: str, message_id: str, option: str) -> SentMessage:
+        """Answer the message ``message_id`` from ``to`` with the option ``option`` names
+        (its id, its number from 1, or its title): :meth:`answer` for an interactive
+        message, :meth:`tap_quick_reply` for a template message. Raises ``ValueError``
+        naming the choices."""
+        account_id = await self.resolve(to)
+        payload = self._received(account_id, message_id)
+        if not isinstance(payload, Interactive | Template):
+            raise ValueError(f"message {message_id} offers nothing to choose")
+        choice = pick(await self.choices(message_id), option)
+        if choice.button_index is not None:
+            return await self.tap_quick_reply(account_id, message_id, choice.button_index)
+        return await self.answer(account_id, message_id, choice.id)
+
+    def _received(self, chat: str, message_id: str) -> Payload | Unsupported:
+        """The payload of a message received in ``chat``; ``ValueError`` if there is none."""
+        stored = self.store.message(message_id)
+        if stored is None or stored.chat != chat or stored.outgoing or stored.payload is None:
+            raise ValueError(f"no message {message_id} was received in this chat")
+        return decode_payload(stored.payload)
+
+    async def _rendered(self, payload: Template, sender: str) -> RenderedTemplate:
+        template = await self.templates.template(int(payload.template_id))
+        return check_template_message(template, payload, sender=sender, template_ref=None)
+
+    async def typing(self, to: str, message_id: str) -> None:
+        """Show ``to`` that this account is typing an answer to ``message_id``, for up to
+        25 s or until the next message. Sent as class SYSTEM (from a business: inside the
+        customer's window only, 131047 outside; no rate tokens, no price), never stored as
+        a message, nothing to this account's other devices."""
+        self._require_identity()
+        account_id = await self.resolve(to)
+        if account_id == self.account_id:
+            raise RelayError(
+                ErrorCode.RECIPIENT_IS_SENDER, "a chat needs someone else on the other side"
+            )
+        await self._deliver(
+            account_id,
+            encode_payload(Typing(message_id=message_id)),
+            secrets.token_hex(16),
+            wire.MessageClass.SYSTEM,
+        )
+
     async def send_template(
         self,
         to: str,
@@ -855,10 +1012,11 @@ class Client:
         """Send this business's approved template ``template_id`` in ``language``.
 
         ``parameters`` per component (``{"body": ["Anna", "4711"], "button:0": ["4711"]}``,
-        a map of name to value for named placeholders), or ``components`` as a Cloud API
-        send gives them. The template is checked and rendered here first, as the recipient
-        will: parameters that do not fit raise ``RelayError`` 132000 (with ``problems``), a
-        template that is not this business's approved one in that language 132001.
+        a map of name to value for named placeholders; for a QUICK_REPLY button the payload
+        its tap returns), or ``components`` as a Cloud API send gives them. The template is
+        checked and rendered here first, as the recipient will: parameters that do not fit
+        raise ``RelayError`` 132000 (with ``problems``), a template that is not this
+        business's approved one in that language 132001.
         """
         self._require_identity()
         if components is not None:
@@ -880,20 +1038,23 @@ class Client:
                 f"template {template_id} is not this business's template in {language}",
                 {"template_id": str(template_id)},
             )
-        payload = Template(
-            template_id=str(template.id),
-            name=template.name,
-            language=template.language,
-            parameters=plain_parameters(parameters or {}),
-        )
+        given = plain_parameters(parameters or {})
         try:
-            render(template, payload.parameters)
+            render(template, given)
         except ParameterMismatch as exc:
             raise RelayError(
                 ErrorCode.TEMPLATE_PARAMS_MISMATCH,
                 "the parameters do not fit the template",
                 {"problems": [p.to_dict() for p in exc.problems]},
             ) from None
+        rest, button_payloads = quick_reply_payloads(template, given)
+        payload = Template(
+            template_id=str(template.id),
+            name=template.name,
+            language=template.language,
+            parameters=plain_parameters(rest),
+            button_payloads=button_payloads,
+        )
         return await self.send(
             to, payload, klass=wire.MessageClass.TEMPLATE, template_ref=str(template.id)
         )
@@ -919,6 +1080,8 @@ class Client:
         identity, and ``RelayError`` for the relay's rejections (with their codes).
         """
         self._require_identity()
+        if isinstance(payload, Typing | SentTranscript | ReadReceipt):
+            raise ValueError(f"a {payload.__struct_config__.tag} payload is not a chat message")
         account_id = await self.resolve(to)
         if account_id == self.account_id:
             raise RelayError(
@@ -946,6 +1109,7 @@ class Client:
                 error=None,
             )
         )
+        self._apply_early_statuses(accepted.message_id)
         transcript = SentTranscript(
             to=account_id,
             message_id=accepted.message_id,
@@ -1146,12 +1310,7 @@ class Client:
             await self._on_message(frame)
             await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
         elif isinstance(frame, wire.Delivered | wire.Read):
-            status = (
-                MessageStatus.DELIVERED if isinstance(frame, wire.Delivered) else MessageStatus.READ
-            )
-            if self.store.advance_status(frame.message_id, status):
-                stored = self.store.message(frame.message_id)
-                self._emit(StatusChanged(frame.message_id, stored.chat if stored else "", status))
+            self._on_status(frame)
             await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
         elif isinstance(frame, wire.Accepted):
             future = self._pending.get(frame.client_msg_id)
@@ -1164,11 +1323,52 @@ class Client:
             else:
                 log.warning("relay error", code=frame.code, message=frame.message)
         elif isinstance(frame, wire.Hello | wire.KeysLow):
+            if isinstance(frame, wire.Hello):
+                self._relay_offset_ms = frame.server_ms - self.clock.now_ms()
             if frame.one_time_keys < ONE_TIME_KEYS_TARGET // 5:
                 asyncio.get_running_loop().create_task(self._replenish_quietly(frame.one_time_keys))
         elif isinstance(frame, wire.QueueEmpty):
             self._drained.set()
             self._emit(Drained())
+
+    def _on_status(self, frame: wire.Delivered | wire.Read) -> None:
+        if self._advance(frame):
+            return
+        if not self.store.has_message(frame.message_id):
+            # The relay's report overtook the storing of the message: its ``accepted``
+            # answer resolved ``send()``, but this loop read on before ``send()`` resumed
+            # (or another device's transcript has not arrived yet). Kept until then.
+            self._early.setdefault(frame.message_id, []).append(frame)
+            while len(self._early) > EARLY_STATUSES_MAX:
+                self._early.popitem(last=False)
+
+    def _advance(self, frame: wire.Delivered | wire.Read) -> bool:
+        """Move the stored message forward and tell the application; False if it is not
+        stored (or already that far)."""
+        delivered = isinstance(frame, wire.Delivered)
+        status = MessageStatus.DELIVERED if delivered else MessageStatus.READ
+        if not self.store.advance_status(frame.message_id, status):
+            return False
+        stored = self.store.message(frame.message_id)
+        pricing = frame.pricing if isinstance(frame, wire.Delivered) else None
+        self._emit(
+            StatusChanged(
+                frame.message_id,
+                stored.chat if stored else "",
+                status,
+                pricing=pricing,
+                server_ms=frame.server_ms,
+            )
+        )
+        return True
+
+    def _apply_early_statuses(self, message_id: str) -> None:
+        """Apply the reports on ``message_id`` that came before it was stored: delivered,
+        then read."""
+        for frame in sorted(
+            self._early.pop(message_id, ()), key=lambda f: isinstance(f, wire.Read)
+        ):
+            self._advance(frame)
 
     async def _replenish_quietly(self, stored: int) -> None:
         try:
@@ -1189,7 +1389,11 @@ class Client:
             with self.store.transaction():
                 self._reject(frame, str(exc) or type(exc).__name__)
             return
-        template = await self._template_verdict(frame, plaintext)
+        refusal = self._class_verdict(frame, plaintext)
+        template = None if refusal is not None else await self._template_verdict(frame, plaintext)
+        if isinstance(template, TemplateRejected):
+            report = REPORT_REASON if template.report else None
+            refusal = _Refusal(template.kind, template.reason, report)
         # The new session state, the used-up one-time key and the message land together: a
         # crash before the ack then redelivers a message we already hold, never one whose
         # keys are gone.
@@ -1202,16 +1406,50 @@ class Client:
             except ValueError as exc:
                 self._reject(frame, f"undecodable payload: {exc}")
                 return
-            if isinstance(template, TemplateRejected):
-                self._record_incoming(
-                    frame, MessageStatus.FAILED, error=f"{template.kind}: {template.reason}"
-                )
-            elif template is not None and isinstance(payload, Template):
+            if refusal is not None:
+                self._record_incoming(frame, MessageStatus.FAILED, error=refusal.text)
+            elif isinstance(template, RenderedTemplate) and isinstance(payload, Template):
                 self._accept_template(frame, payload, template)
+            elif isinstance(payload, Typing) or (
+                frame.klass is wire.MessageClass.SYSTEM and isinstance(payload, Unsupported)
+            ):
+                # Nothing to show in the chat; kept only as handled (a redelivery is not
+                # decrypted again).
+                self._record_incoming(frame, MessageStatus.SEEN, chat="")
+                if isinstance(payload, Typing) and frame.sender != self.account_id:
+                    self._typing(frame, payload)
             else:
                 self._accept(frame, payload, plaintext)
-        if isinstance(template, TemplateRejected):
-            await self._refuse_template(frame, template)
+        if refusal is not None:
+            await self._refuse(frame, refusal)
+
+    def _class_verdict(self, frame: wire.MessageFrame, plaintext: bytes) -> _Refusal | None:
+        """A message of class SYSTEM from another account must be a typing indicator: the
+        relay lets those through without rate tokens or a price, so anything else sent
+        under that class would slip past the rules (a newer client's system payload that
+        this one does not know is left unshown, unreported)."""
+        if frame.sender == self.account_id or frame.klass is not wire.MessageClass.SYSTEM:
+            return None
+        try:
+            payload = decode_payload(plaintext)
+        except ValueError:
+            return None  # refused as undecodable with the rest
+        if isinstance(payload, Typing | Unsupported):
+            return None
+        tag = payload.__struct_config__.tag
+        return _Refusal(
+            "class_mismatch",
+            f"a message of class system carries a {tag} payload, not a typing indicator",
+            CLASS_REPORT_REASON,
+        )
+
+    def _typing(self, frame: wire.MessageFrame, payload: Typing) -> None:
+        # Shown for what is left of its 25 s by the relay's clock (an indicator drained
+        # from the backlog long after is not shown at all).
+        now = self.clock.now_ms()
+        age = max(0, now + self._relay_offset_ms - frame.server_ms)
+        if age < TYPING_MS:
+            self._emit(TypingStarted(frame.sender, payload.message_id, now + TYPING_MS - age))
 
     async def _template_verdict(
         self, frame: wire.MessageFrame, plaintext: bytes
@@ -1253,24 +1491,25 @@ class Client:
             )
         )
 
-    async def _refuse_template(self, frame: wire.MessageFrame, rejected: TemplateRejected) -> None:
+    async def _refuse(self, frame: wire.MessageFrame, refusal: _Refusal) -> None:
         """Report a mismatch to the operator, then tell the application (``DecryptionFailed``
         with the reason); the rejection stands whether the report goes through or not."""
-        reason = f"{rejected.kind}: {rejected.reason}"
         log.warning(
-            "template message rejected",
+            "message refused",
             message_id=frame.message_id,
             sender=frame.sender,
-            reason=reason,
+            reason=refusal.text,
         )
-        if rejected.report:
+        if refusal.report is not None:
+            # The report's reason names a template mismatch itself; others say it in detail.
+            detail = refusal.reason if refusal.report == refusal.kind else refusal.text
             try:
-                await self.api.report(
-                    frame.sender, REPORT_REASON, frame.message_id, rejected.reason[:512]
-                )
+                await self.api.report(frame.sender, refusal.report, frame.message_id, detail[:512])
             except (RelayError, httpx.HTTPError) as exc:
-                log.warning("template report failed", message_id=frame.message_id, error=str(exc))
-        self._emit(DecryptionFailed(frame.message_id, frame.sender, frame.sender_device, reason))
+                log.warning("report failed", message_id=frame.message_id, error=str(exc))
+        self._emit(
+            DecryptionFailed(frame.message_id, frame.sender, frame.sender_device, refusal.text)
+        )
 
     async def _decrypt(self, frame: wire.MessageFrame) -> tuple[bytes, OlmSession, bool]:
         """Plaintext, the session that decrypted it, and whether that session is new."""
@@ -1364,6 +1603,7 @@ class Client:
                     payload.server_ms,
                 )
             )
+            self._apply_early_statuses(payload.message_id)
             return
         if own and isinstance(payload, ReadReceipt):
             self.store.mark_seen(list(payload.message_ids))
