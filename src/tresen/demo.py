@@ -28,12 +28,20 @@ from tresen.relay.operator.service import OperatorPrincipal
 from tresen.wire.business import Verification
 from tresen.wire.e2e import Text
 
-__all__ = ["DEMO_PHONE", "CodeCatcher", "DemoBusiness", "start_demo_business"]
+__all__ = [
+    "DEMO_PHONE",
+    "CodeCatcher",
+    "DemoBusiness",
+    "DemoGateway",
+    "start_demo_business",
+    "start_demo_gateway",
+]
 
 log = get_logger("tresen.demo")
 
 DEMO_PHONE = "+4930555010000"
 CODE_WAIT_S = 30.0
+DEMO_API_USER = "tresen up"
 
 PROFILE: dict[str, Any] = {
     "display_name": "Tresen Air",
@@ -161,6 +169,12 @@ async def _registered_client(
     return client
 
 
+async def _ensure_verified(ctx: RelayContext, account_id: AccountId) -> None:
+    own = await ctx.businesses.own_profile(account_id)
+    if own.profile.verification != Verification.VERIFIED:
+        await ctx.operator.verify(OperatorPrincipal("tresen up"), account_id)
+
+
 async def start_demo_business(
     ctx: RelayContext, url: str, folder: Path, codes: CodeCatcher, phone: str = DEMO_PHONE
 ) -> DemoBusiness:
@@ -168,13 +182,75 @@ async def start_demo_business(
     client = await _registered_client(ctx, url, folder, codes, phone)
     try:
         await client.save_business_profile(**PROFILE)
-        account_id = AccountId(client.account_id or "")
-        own = await ctx.businesses.own_profile(account_id)
-        if own.profile.verification != Verification.VERIFIED:
-            await ctx.operator.verify(OperatorPrincipal("tresen up"), account_id)
+        await _ensure_verified(ctx, AccountId(client.account_id or ""))
     except BaseException:
         await client.close()
         raise
     demo = DemoBusiness(client, phone, str(PROFILE["display_name"]))
     demo.task = asyncio.create_task(demo.answer_forever())
     return demo
+
+
+@dataclass
+class DemoGateway:
+    """The demo airline's gateway: its Cloud API, with a token made for this run."""
+
+    url: str
+    api_base: str
+    phone_number_id: str
+    waba_id: str
+    token: str
+    server: Any
+    task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_demo_gateway(
+    ctx: RelayContext,
+    relay_url: str,
+    folder: Path,
+    codes: CodeCatcher,
+    business: DemoBusiness,
+    port: int,
+) -> DemoGateway:
+    """Run the demo airline's gateway (a second device of its account) next to the relay.
+
+    Its first start registers the device, which withdraws the airline's certificate (new
+    device keys); the operator in this process verifies it again. Each run replaces the
+    token of the previous one.
+    """
+    from tresen.cli.common import start_server
+    from tresen.gateway.app import build_gateway_app
+    from tresen.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(
+        data_dir=folder, relay_url=relay_url, phone=business.phone, port=port
+    )
+    caught = codes.expect(business.phone)
+
+    async def code(_phone: str) -> str:
+        return await asyncio.wait_for(caught, CODE_WAIT_S)
+
+    app = build_gateway_app(settings, codes=code)
+    server, task, url = await start_server(app, settings.host, settings.port)
+    try:
+        gateway = app.state.gateway
+        await _ensure_verified(ctx, AccountId(gateway.account_id))
+        await gateway.store.revoke_token(DEMO_API_USER)
+        _, token = await gateway.store.create_token(DEMO_API_USER)
+    except BaseException:
+        server.should_exit = True
+        await task
+        raise
+    return DemoGateway(
+        url=url,
+        api_base=f"{url}/v23.0",
+        phone_number_id=gateway.phone_number_id,
+        waba_id=gateway.waba_id,
+        token=token,
+        server=server,
+        task=task,
+    )

@@ -22,7 +22,18 @@ def tresen_up(data_dir: Path, sms_file: Path) -> Iterator[dict[str, str]]:
     """Run ``tresen up`` until its demo line; yields the printed lines by their label."""
     env = {**os.environ, "TRESEN_SMS_SENDER": "file", "TRESEN_SMS_FILE": str(sms_file)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tresen", "up", "--data-dir", str(data_dir), "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "tresen",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            "0",
+            "--gateway-port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -33,7 +44,7 @@ def tresen_up(data_dir: Path, sms_file: Path) -> Iterator[dict[str, str]]:
         printed: dict[str, str] = {}
         for line in process.stdout:
             label, _, rest = line.partition(":")
-            if label in ("Relay", "Operator", "Demo"):
+            if label in ("Relay", "Operator", "Demo", "Gateway", "API token"):
                 printed[label] = rest.strip()
             if label == "Demo" or "did not start" in line:
                 break
@@ -83,10 +94,34 @@ async def test_up_runs_a_verified_demo_airline_that_answers(tmp_path: Path) -> N
         assert "Tresen Air ✓" in printed["Demo"]
         fingerprint = printed["Operator"].removeprefix("key fingerprint ").strip()
 
+        assert_gateway_answers(printed)
         async with Client.open(tmp_path / "customer", url) as customer:
             await talk_to_the_demo(customer, sms_file, printed, fingerprint)
 
-    # A second start finds the same demo business, still verified.
+    # A second start finds the same demo business, still verified, and its gateway; the
+    # token of the first run is replaced.
     with tresen_up(tmp_path / "data", sms_file) as again:
         assert again["Operator"] == printed["Operator"]
         assert again["Demo"] == printed["Demo"]
+        assert again["API token"] != printed["API token"]
+        assert_gateway_answers(again)
+        base = again["Gateway"].split()[0].rsplit("/", 1)[0]
+        r = httpx.get(
+            f"{base}/whatsapp_business_profile",
+            headers={"Authorization": f"Bearer {printed['API token']}"},
+        )
+        assert r.json()["error"]["code"] == 190
+
+
+def assert_gateway_answers(printed: dict[str, str]) -> None:
+    """The printed Cloud API URL and token work: the profile is the demo airline's."""
+    messages_url = printed["Gateway"].split()[0]
+    assert messages_url.endswith("/messages")
+    base = messages_url.rsplit("/", 1)[0]
+    headers = {"Authorization": f"Bearer {printed['API token']}"}
+    r = httpx.get(f"{base}/whatsapp_business_profile", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"][0]["vertical"] == "TRAVEL"
+    r = httpx.get(base, headers=headers)
+    assert r.json()["verified_name"] == "Tresen Air"
+    assert r.json()["name_status"] == "APPROVED"

@@ -17,7 +17,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
@@ -33,6 +32,7 @@ from tresen.cli.common import (
     console,
     make_settings,
 )
+from tresen.cli.common import format_time as _time
 
 if TYPE_CHECKING:
     from tresen.core.settings import Settings
@@ -129,12 +129,6 @@ def _reported() -> Iterator[None]:
         if details:
             err.print("  " + escape(json.dumps(details, ensure_ascii=False)))
         raise typer.Exit(1) from None
-
-
-def _time(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _print_json(data: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +20,10 @@ __all__ = [
     "DataDirOption",
     "DatabaseUrlOption",
     "console",
+    "format_time",
     "make_settings",
     "serve_app",
+    "start_server",
 ]
 
 console = Console(stderr=False, highlight=False)
@@ -42,6 +45,13 @@ DatabaseUrlOption = Annotated[
 ]
 
 
+def format_time(ms: int | None) -> str:
+    """A time for listings: ``2026-11-21 14:05 UTC``, or a dash for none."""
+    if ms is None:
+        return "—"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def make_settings(config: Path | None, **overrides: Any) -> Settings:
     try:
         settings = load_settings(config, **overrides)
@@ -50,6 +60,42 @@ def make_settings(config: Path | None, **overrides: Any) -> Settings:
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     return settings
+
+
+async def start_server(
+    app: Any, host: str, port: int, *, ws_max_size: int = 2 * 1_048_576
+) -> tuple[Any, asyncio.Task[None], str]:
+    """Start uvicorn serving ``app`` in this event loop: the server, its task and base URL.
+
+    Raises ``typer.Exit(1)`` when it cannot start (the port is taken, say).
+    """
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws_max_size=ws_max_size,
+        # Frames carry ciphertext, which does not compress: deflate would only cost CPU.
+        ws_per_message_deflate=False,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            break
+        await asyncio.sleep(0.05)
+    if not server.started:
+        await task
+        raise typer.Exit(1)
+    sockets = [s for srv in server.servers for s in srv.sockets]
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return server, task, f"http://{host}:{bound}"
 
 
 def serve_app(
@@ -64,35 +110,11 @@ def serve_app(
     ``alongside(url)`` is entered once the server is up and left when it stops: what runs
     next to the server (``tresen up``'s demo business).
     """
-    import uvicorn
-
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        ws_max_size=settings.limits.max_frame_bytes * 2,
-        # Frames carry ciphertext, which does not compress: deflate would only cost CPU.
-        ws_per_message_deflate=False,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-    )
-    server = uvicorn.Server(config)
 
     async def main() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                break
-            await asyncio.sleep(0.05)
-        if not server.started:
-            await task
-            raise typer.Exit(1)
-        sockets = [s for srv in server.servers for s in srv.sockets]
-        port = sockets[0].getsockname()[1] if sockets else settings.port
-        url = f"http://{settings.host}:{port}"
+        server, task, url = await start_server(
+            app, settings.host, settings.port, ws_max_size=settings.limits.max_frame_bytes * 2
+        )
         if on_started is not None:
             on_started(url)
         if alongside is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tresen.cli import admin, chat, relay
+from tresen.cli import admin, chat, gateway, relay
 from tresen.cli.up import up
 
 __all__ = ["app"]
@@ -17,5 +17,6 @@ app = typer.Typer(
 )
 app.command(name="up")(up)
 app.add_typer(relay.app, name="relay")
+app.add_typer(gateway.app, name="gateway")
 app.add_typer(chat.app, name="chat")
 app.add_typer(admin.app, name="admin")

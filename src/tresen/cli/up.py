@@ -16,6 +16,9 @@ __all__ = ["up"]
 def up(
     data_dir: DataDirOption = None,
     port: Annotated[int | None, typer.Option("--port", help="Relay port.")] = None,
+    gateway_port: Annotated[
+        int, typer.Option("--gateway-port", help="Port of the demo business's gateway.")
+    ] = 8480,
     demo: Annotated[
         bool, typer.Option("--demo/--no-demo", help="Run the verified demo business.")
     ] = True,
@@ -48,7 +51,7 @@ def up(
     @asynccontextmanager
     async def demo_business(url: str) -> AsyncIterator[None]:
         from tresen.client.api import RelayError
-        from tresen.demo import start_demo_business
+        from tresen.demo import start_demo_business, start_demo_gateway
 
         published = await ctx.operator.published_keys()
         console.print(f"Operator:   key fingerprint {published.fingerprint}", soft_wrap=True)
@@ -66,6 +69,26 @@ def up(
             console.print("Stop with Ctrl+C.")
             yield
             return
+        try:
+            gateway = await start_demo_gateway(
+                ctx, url, settings.data_dir / "demo-gateway", codes, business, gateway_port
+            )
+        except (RelayError, OSError, TimeoutError, typer.Exit) as exc:
+            console.print(f"[yellow]The demo gateway did not start:[/yellow] {exc}")
+            gateway = None
+        if gateway is not None:
+            console.print(
+                f"Gateway:    {gateway.api_base}/{gateway.phone_number_id}/messages   "
+                f"(Cloud API of {business.display_name}; docs: {gateway.url}/docs)",
+                soft_wrap=True,
+            )
+            console.print(f"API token:  {gateway.token}", soft_wrap=True)
+            console.print(
+                f"            phone_number_id {gateway.phone_number_id}, waba_id "
+                f"{gateway.waba_id}; webhooks: tresen gateway webhooks add URL --data-dir "
+                f"{settings.data_dir / 'demo-gateway'} …",
+                soft_wrap=True,
+            )
         console.print(
             f"Demo:       {business.display_name} ✓ (verified airline) at {business.phone}; "
             f"find it with `tresen chat businesses air` or /find air in the chat app, "
@@ -76,6 +99,8 @@ def up(
         try:
             yield
         finally:
+            if gateway is not None:
+                await gateway.close()
             await business.close()
 
     serve_app(relay_app, settings, started, alongside=demo_business)

@@ -78,6 +78,15 @@ class GatewaySettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
+    template_poll_s: float = Field(
+        default=30.0, gt=0, description="how often template reviews are looked for"
+    )
+    app_secret: str | None = Field(
+        default=None,
+        min_length=8,
+        description="signs webhooks of subscriptions made through the API (subscribed_apps); "
+        "default: created on first start, shown by `tresen gateway webhooks secret`",
+    )
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiLimits = Field(default_factory=ApiLimits)
 

@@ -1,0 +1,132 @@
+"""Composition root of a gateway: ``build_gateway_app(settings)``.
+
+The app's lifespan opens the database (running migrations), opens or registers the
+business's device, and starts the receive loop, the group-commit writer, the webhook
+dispatcher and the template watcher; it stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from tresen.core.clock import Clock, SystemClock
+from tresen.core.db import Database
+from tresen.core.ratelimit import TokenBuckets
+from tresen.crypto.secrets import key_from_env, load_or_create_key_file, seal, unseal
+from tresen.gateway import migrate
+from tresen.gateway.cloudapi.errors import install_error_handlers
+from tresen.gateway.cloudapi.routes import router
+from tresen.gateway.relay_link import CodeSource, open_device
+from tresen.gateway.service import Gateway
+from tresen.gateway.settings import GatewaySettings
+from tresen.gateway.store import GatewayStore, Writer, get_meta, set_meta
+from tresen.gateway.webhooks.dispatcher import WebhookDispatcher
+from tresen.gateway.webhooks.outbox import Outbox
+
+__all__ = ["build_gateway_app", "gateway_key", "open_database"]
+
+KEY_ENV = "TRESEN_GATEWAY_KEY"
+APP_SECRET_CONTEXT = b"gateway-app-secret"
+
+
+def gateway_key(settings: GatewaySettings) -> bytes:
+    """The gateway's 32-byte storage key: ``TRESEN_GATEWAY_KEY``, else the key file."""
+    import os
+
+    from_env = os.environ.get(KEY_ENV)
+    if from_env:
+        return key_from_env(from_env)
+    return load_or_create_key_file(settings.resolved_key_file)
+
+
+async def open_database(settings: GatewaySettings) -> Database:
+    """The gateway's database, migrated to the current schema."""
+    db = Database(
+        settings.resolved_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        schema=settings.database_schema,
+    )
+    try:
+        await migrate.upgrade(db)
+    except BaseException:
+        await db.dispose()
+        raise
+    return db
+
+
+async def app_secret(db: Database, key: bytes, configured: str | None) -> str:
+    """The app secret that signs webhooks of API-made subscriptions (made once, sealed)."""
+    if configured:
+        return configured
+    async with db.write() as conn:
+        sealed = await get_meta(conn, "app_secret")
+        if sealed is not None:
+            return unseal(key, sealed, context=APP_SECRET_CONTEXT).decode()
+        secret = secrets.token_hex(16)
+        await set_meta(conn, "app_secret", seal(key, secret.encode(), context=APP_SECRET_CONTEXT))
+        return secret
+
+
+def build_gateway_app(
+    settings: GatewaySettings,
+    *,
+    codes: CodeSource | None = None,
+    clock: Clock | None = None,
+    relay_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The gateway as an ASGI app; ``codes`` answers the registration code on first run."""
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            key = gateway_key(settings)
+            db = await open_database(settings)
+            stack.push_async_callback(db.dispose)
+            client = await open_device(settings, key, codes, clock=clock, transport=relay_transport)
+            stack.push_async_callback(client.close)
+            store = GatewayStore(db, clock)
+            writer = Writer(db)
+            writer.start()
+            stack.push_async_callback(writer.close)
+            outbox = Outbox(db, key, clock, settings.webhooks)
+            dispatcher = WebhookDispatcher(
+                outbox, clock=clock, settings=settings.webhooks, transport=webhook_transport
+            )
+            dispatcher.start()
+            stack.push_async_callback(dispatcher.close)
+            gateway = Gateway(
+                settings,
+                client,
+                store,
+                writer,
+                outbox,
+                clock,
+                wake=dispatcher.wake,
+                app_secret=await app_secret(db, key, settings.app_secret),
+            )
+            gateway.start()
+            stack.push_async_callback(gateway.close)
+            app.state.gateway = gateway
+            app.state.dispatcher = dispatcher
+            yield
+
+    app = FastAPI(
+        title="Tresen gateway",
+        summary="The WhatsApp Cloud API's REST shapes for one business, end-to-end encrypted",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.api_buckets = TokenBuckets(
+        clock, settings.api.requests_per_second, settings.api.request_burst
+    )
+    app.state.max_request_bytes = settings.api.max_request_bytes
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,486 @@
+"""The Cloud API's routes: ``/{version}/{node}/{edge}`` with bearer tokens.
+
+Any version a current client sends (``v14.0`` … ``v26.0`` and later) is accepted. ``node`` is
+this gateway's ``phone_number_id`` (the number's digits) or its ``waba_id``; other ids are
+answered with error 100 as the Graph API does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from tresen.client.api import RelayError
+from tresen.core.ratelimit import TokenBuckets
+from tresen.gateway.cloudapi.errors import GraphError
+from tresen.gateway.cloudapi.requests import ReadRequest, parse_message_request
+from tresen.gateway.ids import is_user_id, wa_id_of
+from tresen.gateway.service import Gateway, relay_trouble
+from tresen.relay.http import bearer_token
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+Version = Annotated[
+    str,
+    Path(pattern=r"^v[0-9]{1,3}\.[0-9]{1,2}$", description="Graph API version, e.g. v23.0"),
+]
+Node = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="phone_number_id or waba_id")]
+
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder()
+PROFILE_FIELDS = ("about", "address", "description", "email", "websites", "vertical")
+MAX_BLOCK_USERS = 100
+
+
+def ok(body: Any, status: int = 200) -> Response:
+    return Response(_json.encode(body), status_code=status, media_type="application/json")
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def authorized(request: Request) -> Gateway:
+    """The gateway, once the bearer token is a current API token (190/104 otherwise)."""
+    gateway = gateway_of(request)
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise GraphError(
+            104, "An access token is required to request this resource.", http_status=401
+        )
+    if not await gateway.store.token_valid(token):
+        raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+    buckets: TokenBuckets = request.app.state.api_buckets
+    wait_ms = buckets.take(token)
+    if wait_ms:
+        raise GraphError(
+            4,
+            "Application request limit reached: too many calls with this token",
+            extra={"retry_after_ms": wait_ms},
+        )
+    return gateway
+
+
+Authorized = Annotated[Gateway, Depends(authorized)]
+
+
+async def json_body(request: Request) -> Any:
+    limit: int = request.app.state.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise GraphError(100, f"The request body exceeds {limit} bytes", http_status=413)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise GraphError(100, f"The request body exceeds {limit} bytes", http_status=413)
+    try:
+        return _decode.decode(bytes(raw))
+    except msgspec.DecodeError as exc:
+        raise GraphError(100, f"The request body is not valid JSON: {exc}") from None
+
+
+def _phone(gateway: Gateway, node: str) -> None:
+    if node != gateway.phone_number_id:
+        raise GraphError(
+            100,
+            f"Unsupported request: object with ID '{node}' does not exist on this gateway "
+            f"(its phone_number_id is {gateway.phone_number_id})",
+            subcode=33,
+        )
+
+
+def _waba(gateway: Gateway, node: str) -> None:
+    if node not in (gateway.waba_id, gateway.phone_number_id):
+        raise GraphError(
+            100,
+            f"Unsupported request: object with ID '{node}' does not exist on this gateway "
+            f"(its waba_id is {gateway.waba_id})",
+            subcode=33,
+        )
+
+
+_SEND_EXAMPLE = {
+    "messaging_product": "whatsapp",
+    "to": "4915112345678",
+    "type": "text",
+    "text": {"body": "Your table is ready", "preview_url": False},
+}
+
+
+@router.post(
+    "/{version}/{node}/messages",
+    summary="Send a message, mark one read, or show the typing indicator",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"example": _SEND_EXAMPLE}},
+        }
+    },
+    responses={
+        200: {
+            "description": "accepted by the relay",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "messaging_product": "whatsapp",
+                        "contacts": [{"input": "4915112345678", "wa_id": "4915112345678"}],
+                        "messages": [{"id": "wamid.HBgLNDkxNTExMjM0NTY3OBUCABEYEjA"}],
+                    }
+                }
+            },
+        }
+    },
+)
+async def send_message(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    _phone(gateway, node)
+    parsed = parse_message_request(await json_body(request))
+    if isinstance(parsed, ReadRequest):
+        await gateway.mark_read(parsed)
+        return ok({"success": True})
+    result = await gateway.send(parsed)
+    contact: dict[str, Any] = {"input": result.input, "user_id": result.contact.user_id}
+    if result.contact.wa_id is not None:
+        contact["wa_id"] = result.contact.wa_id
+    message: dict[str, Any] = {"id": result.wamid}
+    if parsed.type == "template":
+        message["message_status"] = "accepted"
+    return ok({"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]})
+
+
+# --- phone number and business profile -----------------------------------------------------
+
+
+@router.get("/{version}/{node}", summary="The phone number, as the Cloud API describes it")
+async def phone_number(version: Version, node: Node, gateway: Authorized) -> Response:
+    if node == gateway.waba_id and node != gateway.phone_number_id:
+        return ok({"id": gateway.waba_id, "name": await _display_name(gateway)})
+    _phone(gateway, node)
+    profile = await _own_profile(gateway)
+    quality = await _quality(gateway)
+    return ok(
+        {
+            "id": gateway.phone_number_id,
+            "display_phone_number": gateway.phone,
+            "verified_name": profile.get("display_name", ""),
+            "name_status": "APPROVED"
+            if profile.get("verification") == "verified"
+            else "PENDING_REVIEW",
+            "code_verification_status": "VERIFIED",
+            "quality_rating": quality,
+            "platform_type": "CLOUD_API",
+            "throughput": {"level": "STANDARD"},
+        }
+    )
+
+
+async def _display_name(gateway: Gateway) -> str:
+    return str((await _own_profile(gateway)).get("display_name", ""))
+
+
+async def _own_profile(gateway: Gateway) -> dict[str, Any]:
+    try:
+        return await gateway.client.own_business_profile()
+    except RelayError as exc:
+        if exc.code == 150050:  # not a business yet: no profile
+            return {}
+        raise relay_trouble(exc) from None
+    except Exception as exc:
+        raise relay_trouble(exc) from None
+
+
+async def _quality(gateway: Gateway) -> str:
+    try:
+        quality = await gateway.client.quality()
+    except Exception:
+        return "UNKNOWN"
+    return str(quality.get("rating", quality.get("quality", "UNKNOWN"))).upper()
+
+
+@router.get(
+    "/{version}/{node}/whatsapp_business_profile",
+    summary="The business profile (about, address, description, email, websites, vertical)",
+)
+async def get_profile(
+    version: Version, node: Node, gateway: Authorized, fields: str | None = None
+) -> Response:
+    _phone(gateway, node)
+    profile = await _own_profile(gateway)
+    entry: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "about": profile.get("about", ""),
+        "address": profile.get("address", ""),
+        "description": profile.get("description", ""),
+        "email": profile.get("email", ""),
+        "websites": profile.get("websites", []),
+        "vertical": profile.get("category") or "UNDEFINED",
+    }
+    if profile.get("has_picture"):
+        entry["profile_picture_url"] = (
+            f"{gateway.client.relay_url}/v1/businesses/{gateway.account_id}/picture"
+        )
+    if fields:
+        wanted = {f.strip() for f in fields.split(",")}
+        entry = {k: v for k, v in entry.items() if k in wanted or k == "messaging_product"}
+    return ok({"data": [entry]})
+
+
+@router.post("/{version}/{node}/whatsapp_business_profile", summary="Update the business profile")
+async def update_profile(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    _phone(gateway, node)
+    body = await json_body(request)
+    if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
+        raise GraphError(100, "The parameter messaging_product is required and must be 'whatsapp'.")
+    unknown = set(body) - {"messaging_product", *PROFILE_FIELDS, "profile_picture_handle"}
+    if unknown:
+        raise GraphError(100, f"Unknown profile fields: {', '.join(sorted(unknown))}")
+    if "profile_picture_handle" in body:
+        raise GraphError(100, "profile_picture_handle: upload pictures with the relay's API")
+    update = {k: v for k, v in body.items() if k in PROFILE_FIELDS}
+    if "vertical" in update:
+        update["category"] = update.pop("vertical")
+        if update["category"] == "UNDEFINED":
+            update["category"] = "OTHER"
+    try:
+        await gateway.client.save_business_profile(**update)
+    except RelayError as exc:
+        raise relay_trouble(exc) from None
+    return ok({"success": True})
+
+
+@router.post("/{version}/{node}", summary="Phone number settings (webhook override)")
+async def phone_settings(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    _phone(gateway, node)
+    body = await json_body(request)
+    config = body.get("webhook_configuration") if isinstance(body, dict) else None
+    if not isinstance(config, dict):
+        raise GraphError(100, "Param webhook_configuration is required")
+    await gateway.subscribe_override(
+        config.get("override_callback_uri"), config.get("verify_token")
+    )
+    return ok({"success": True})
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+@router.post("/{version}/{node}/subscribed_apps", summary="Subscribe (or override) the webhook")
+async def subscribe_app(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    _waba(gateway, node)
+    body: Any = {}
+    if request.headers.get("content-length") not in (None, "0"):
+        body = await json_body(request)
+    if not isinstance(body, dict):
+        raise GraphError(100, "The request body must be a JSON object")
+    uri = body.get("override_callback_uri")
+    if uri is not None:
+        await gateway.subscribe_override(uri, body.get("verify_token"))
+    return ok({"success": True})
+
+
+@router.get("/{version}/{node}/subscribed_apps", summary="Where webhooks go")
+async def subscribed_apps(version: Version, node: Node, gateway: Authorized) -> Response:
+    _waba(gateway, node)
+    subscriptions = await gateway.outbox.list()
+    return ok(
+        {
+            "data": [
+                {
+                    "whatsapp_business_api_data": {"id": str(s.id), "name": "Tresen gateway"},
+                    "override_callback_uri": s.url,
+                }
+                for s in subscriptions
+            ]
+        }
+    )
+
+
+@router.delete("/{version}/{node}/subscribed_apps", summary="Stop sending webhooks")
+async def unsubscribe_app(version: Version, node: Node, gateway: Authorized) -> Response:
+    _waba(gateway, node)
+    for subscription in await gateway.outbox.list():
+        await gateway.outbox.remove(subscription.url)
+    return ok({"success": True})
+
+
+# --- templates -----------------------------------------------------------------------------
+
+
+@router.get("/{version}/{node}/message_templates", summary="This business's templates")
+async def list_templates(
+    version: Version,
+    node: Node,
+    gateway: Authorized,
+    name: str | None = None,
+    status: str | None = None,
+    category: str | None = None,
+    language: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    after: str | None = None,
+) -> Response:
+    _waba(gateway, node)
+    params = {
+        k: v
+        for k, v in {"name": name, "status": status, "limit": limit, "after": after}.items()
+        if v is not None
+    }
+    try:
+        page = await gateway.client.api.templates(**params)
+    except RelayError as exc:
+        raise relay_trouble(exc) from None
+    except Exception as exc:
+        raise relay_trouble(exc) from None
+    data = page.get("data", [])
+    if category:
+        data = [t for t in data if str(t.get("category", "")).upper() == category.upper()]
+    if language:
+        data = [t for t in data if t.get("language") == language]
+    return ok({**page, "data": data})
+
+
+@router.post("/{version}/{node}/message_templates", summary="Submit a template for review")
+async def create_template(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    _waba(gateway, node)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise GraphError(100, "The request body must be a JSON object")
+    try:
+        created = await gateway.client.api.submit_template(body)
+    except RelayError as exc:
+        raise relay_trouble(exc) from None
+    except Exception as exc:
+        raise relay_trouble(exc) from None
+    await gateway.note_template_submitted()
+    return ok(created)
+
+
+@router.delete("/{version}/{node}/message_templates", summary="Delete a template by name")
+async def delete_template(
+    version: Version,
+    node: Node,
+    gateway: Authorized,
+    name: Annotated[str, Query(min_length=1, max_length=512)],
+    hsm_id: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")] = None,
+) -> Response:
+    _waba(gateway, node)
+    try:
+        result = await gateway.client.api.delete_template(name, hsm_id)
+    except RelayError as exc:
+        raise relay_trouble(exc) from None
+    except Exception as exc:
+        raise relay_trouble(exc) from None
+    return ok({"success": True, **{k: v for k, v in result.items() if k != "success"}})
+
+
+# --- blocking ------------------------------------------------------------------------------
+
+
+def _block_users(body: Any) -> list[str]:
+    if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
+        raise GraphError(100, "The parameter messaging_product is required and must be 'whatsapp'.")
+    users = body.get("block_users")
+    if not isinstance(users, list) or not 1 <= len(users) <= MAX_BLOCK_USERS:
+        raise GraphError(100, f"Param block_users must hold 1 to {MAX_BLOCK_USERS} users")
+    out = []
+    for i, entry in enumerate(users):
+        user = entry.get("user") if isinstance(entry, dict) else None
+        if not isinstance(user, str) or not user:
+            raise GraphError(100, f"Param block_users[{i}]['user'] is required")
+        out.append(user)
+    return out
+
+
+async def _account_of(gateway: Gateway, user: str) -> str:
+    if is_user_id(user):
+        contact = await gateway.store.contact_by_user_id(user)
+        if contact is None:
+            raise LookupError("no customer with this user id has written to this business")
+        return contact.account_id
+    digits = "".join(ch for ch in user if ch.isdigit())
+    return await gateway.client.resolve("+" + digits)
+
+
+@router.post("/{version}/{node}/block_users", summary="Block customers")
+async def block_users(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    _phone(gateway, node)
+    return ok(await _change_blocks(gateway, _block_users(await json_body(request)), block=True))
+
+
+@router.delete("/{version}/{node}/block_users", summary="Unblock customers")
+async def unblock_users(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    _phone(gateway, node)
+    return ok(await _change_blocks(gateway, _block_users(await json_body(request)), block=False))
+
+
+async def _change_blocks(gateway: Gateway, users: list[str], *, block: bool) -> dict[str, Any]:
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for user in users:
+        try:
+            account = await _account_of(gateway, user)
+            if block:
+                await gateway.client.block(account)
+            else:
+                await gateway.client.unblock(account)
+        except (RelayError, LookupError) as exc:
+            code = exc.code if isinstance(exc, RelayError) else 139100
+            failed.append(
+                {
+                    "input": user,
+                    "errors": [
+                        {
+                            "message": str(exc),
+                            "code": code,
+                            "error_data": {"details": str(exc)},
+                        }
+                    ],
+                }
+            )
+            continue
+        contact = await gateway.contact_for_account(account)
+        entry: dict[str, Any] = {"input": user, "user_id": contact.user_id}
+        if contact.wa_id:
+            entry["wa_id"] = contact.wa_id
+        done.append(entry)
+    key = "added_users" if block else "removed_users"
+    result: dict[str, Any] = {key: done}
+    if failed:
+        result["failed_users"] = failed
+    return {"messaging_product": "whatsapp", "block_users": result}
+
+
+@router.get("/{version}/{node}/block_users", summary="Blocked customers")
+async def blocked_users(version: Version, node: Node, gateway: Authorized) -> Response:
+    _phone(gateway, node)
+    try:
+        accounts = await gateway.client.blocked()
+    except RelayError as exc:
+        raise relay_trouble(exc) from None
+    data = []
+    for account in accounts:
+        contact = await gateway.contact_for_account(account)
+        entry: dict[str, Any] = {"messaging_product": "whatsapp", "user_id": contact.user_id}
+        if contact.wa_id:
+            entry["wa_id"] = wa_id_of(contact.phone)
+        data.append(entry)
+    return ok({"data": data})

@@ -1,0 +1,717 @@
+"""The gateway's rules: sending in the Cloud API's terms, and turning what the business's
+device receives into stored conversations and webhook events.
+
+Every change is one write that stores the row and queues its webhook events together (the
+transactional outbox); the dispatcher is woken after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import websockets
+
+from tresen.client import Client
+from tresen.client.api import RelayError
+from tresen.client.events import (
+    DecryptionFailed,
+    Event,
+    MessageEvent,
+    StatusChanged,
+)
+from tresen.client.sdk import IdentityNotTrusted, SentMessage
+from tresen.client.store import MessageStatus
+from tresen.client.templates import TemplateUnavailable
+from tresen.core.clock import Clock
+from tresen.core.errors import ErrorCode
+from tresen.core.logging import get_logger
+from tresen.gateway.cloudapi.errors import GraphError, webhook_error
+from tresen.gateway.cloudapi.requests import ReadRequest, SendRequest
+from tresen.gateway.ids import InvalidWamid, encode_wamid, user_id_for, wa_id_of
+from tresen.gateway.settings import GatewaySettings
+from tresen.gateway.store import Contact, GatewayStore, StoredMessage, Writer
+from tresen.gateway.webhooks.errors import (
+    InvalidSubscription,
+    SubscriptionLimitReached,
+    SubscriptionRefused,
+)
+from tresen.gateway.webhooks.outbox import Outbox
+from tresen.wire import relay as wire
+from tresen.wire.e2e import (
+    ButtonReply,
+    Interactive,
+    InteractiveReply,
+    Payload,
+    Reaction,
+    Template,
+    Text,
+    Unsupported,
+)
+
+__all__ = ["Gateway", "SendResult", "relay_trouble"]
+
+log = get_logger("tresen.gateway")
+
+TEMPLATE_IDS_MAX_AGE_S = 30.0
+MAX_TEMPLATE_PAGES = 100
+DEFAULT_FIELDS = ["messages", "message_template_status_update"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    wamid: str
+    contact: Contact
+    input: str
+
+
+def _seconds(ms: int) -> str:
+    return str(ms // 1000)
+
+
+def _wamid_or_none(relay_message_id: str | None) -> str | None:
+    if not relay_message_id:
+        return None
+    try:
+        return encode_wamid(relay_message_id)
+    except InvalidWamid:
+        return None
+
+
+def _pricing_json(pricing: wire.PricingFacts | None) -> str | None:
+    if pricing is None:
+        return None
+    return json.dumps(
+        {
+            "billable": pricing.billable,
+            "pricing_model": pricing.pricing_model,
+            "type": pricing.type,
+            "category": pricing.category,
+        }
+    )
+
+
+class Gateway:
+    """One business's gateway: its device, its store and its webhook outbox."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        client: Client,
+        store: GatewayStore,
+        writer: Writer,
+        outbox: Outbox,
+        clock: Clock,
+        wake: Any = None,
+        app_secret: str = "",
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.writer = writer
+        self.outbox = outbox
+        self.clock = clock
+        self._wake = wake
+        self.app_secret = app_secret
+        self._poll_now = asyncio.Event()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._events_task: asyncio.Task[None] | None = None
+        self._template_ids: dict[tuple[str, str], int] = {}
+        self._template_ids_at = 0.0
+        self._template_lock = asyncio.Lock()
+        assert client.phone is not None
+        self.phone = client.phone
+        self.phone_number_id = self.phone.lstrip("+")
+        self.waba_id = settings.resolved_waba_id
+
+    @property
+    def account_id(self) -> str:
+        assert self.client.account_id is not None
+        return self.client.account_id
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.start()
+        if self._events_task is None:
+            self._events_task = asyncio.create_task(self._consume_events())
+        if self._poll_task is None:
+            self._poll_task = asyncio.create_task(self._poll_templates_forever())
+
+    async def close(self) -> None:
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+            self._poll_task = None
+        if self._events_task is not None:
+            self._events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events_task
+            self._events_task = None
+
+    def _woken(self) -> None:
+        if self._wake is not None:
+            self._wake()
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "display_phone_number": self.phone_number_id,
+            "phone_number_id": self.phone_number_id,
+        }
+
+    # --- contacts ----------------------------------------------------------------------------
+
+    async def contact_for_account(self, account_id: str) -> Contact:
+        known = await self.store.contact(account_id)
+        if known is not None:
+            return known
+        phone = await self.client.phone_of(account_id)
+        contact = Contact(
+            account_id=account_id,
+            phone=phone,
+            wa_id=wa_id_of(phone),
+            user_id=user_id_for(self.account_id, account_id, phone),
+            profile_name=None,
+            last_inbound_ms=None,
+        )
+        await self.writer.run(lambda conn: self.store.save_contact(conn, contact))
+        return contact
+
+    async def _recipient(self, request: SendRequest) -> Contact:
+        recipient = request.recipient
+        if recipient.user_id is not None:
+            contact = await self.store.contact_by_user_id(recipient.user_id)
+            if contact is None:
+                raise GraphError(
+                    131026,
+                    "No customer with this user id has written to this business; "
+                    "address new customers by phone number",
+                )
+            return contact
+        assert recipient.phone is not None
+        try:
+            account_id = await self.client.resolve(recipient.phone)
+        except RelayError as exc:
+            if exc.code == ErrorCode.INVALID_PARAMETER or exc.code == 404:
+                raise GraphError(
+                    131026, f"{recipient.input} is not on this Tresen network"
+                ) from None
+            raise _graph(exc) from None
+        if account_id == self.account_id:
+            raise GraphError(131021, "The recipient is this business's own number")
+        return await self.contact_for_account(account_id)
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def send(self, request: SendRequest) -> SendResult:
+        contact = await self._recipient(request)
+        sent = await self._send_to(contact.account_id, request)
+        now = self.clock.now_ms()
+        wamid = encode_wamid(sent.message_id)
+        stored = StoredMessage(
+            wamid=wamid,
+            relay_message_id=sent.message_id,
+            contact=contact.account_id,
+            direction="out",
+            type=request.type,
+            content=request.content,
+            context_wamid=request.context_wamid,
+            status="sent",
+            error_code=None,
+            callback_data=request.callback_data,
+            created_ms=sent.server_ms or now,
+        )
+        await self.writer.run(lambda conn: self._record_sent(conn, stored, contact))
+        self._woken()
+        return SendResult(wamid=wamid, contact=contact, input=request.recipient.input)
+
+    async def _send_to(self, account_id: str, request: SendRequest) -> SentMessage:
+        for attempt in range(2):
+            try:
+                if request.template is not None:
+                    template_id = await self._template_id(
+                        request.template.name, request.template.language
+                    )
+                    return await self.client.send_template(
+                        account_id,
+                        template_id,
+                        request.template.language,
+                        components=request.template.components,
+                    )
+                assert request.payload is not None
+                return await self.client.send(account_id, request.payload)
+            except IdentityNotTrusted:
+                if attempt:
+                    raise GraphError(131000, "The customer's keys keep changing") from None
+                # A business cannot compare safety numbers with every customer: it accepts a
+                # customer's new keys (a reinstall, a new phone) and logs that it did.
+                log.warning("customer identity keys changed; accepted", account_id=account_id)
+                await self.client.trust_identity(account_id)
+            except RelayError as exc:
+                raise _graph(exc) from None
+            except TemplateUnavailable as exc:
+                raise GraphError(131016, f"The template cannot be fetched now: {exc}") from None
+            except (httpx.HTTPError, OSError, websockets.WebSocketException) as exc:
+                raise GraphError(
+                    131016, f"The relay cannot be reached now ({type(exc).__name__}); try again"
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def _template_id(self, name: str, language: str) -> int:
+        key = (name, language)
+        fresh = time.monotonic() - self._template_ids_at < TEMPLATE_IDS_MAX_AGE_S
+        if key not in self._template_ids or not fresh:
+            async with self._template_lock:
+                if key not in self._template_ids or not fresh:
+                    await self._load_template_ids()
+        template_id = self._template_ids.get(key)
+        if template_id is None:
+            raise GraphError(
+                132001,
+                f"Template name {name} does not exist in {language} for this business",
+            )
+        return template_id
+
+    async def _all_templates(self) -> list[dict[str, Any]]:
+        templates: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(MAX_TEMPLATE_PAGES):
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["after"] = after
+            page = await self.client.api.templates(**params)
+            templates.extend(page.get("data", []))
+            paging = page.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not paging.get("next") or not after:
+                break
+        return templates
+
+    async def _load_template_ids(self) -> None:
+        self._template_ids = {
+            (str(t["name"]), str(t["language"])): int(t["id"]) for t in await self._all_templates()
+        }
+        self._template_ids_at = time.monotonic()
+
+    # --- templates ---------------------------------------------------------------------------
+
+    async def note_template_submitted(self) -> None:
+        """A template was just submitted: look for its review soon, and forget the name map."""
+        self._template_ids_at = 0.0
+        self._poll_now.set()
+
+    async def poll_templates(self) -> int:
+        """Compare the relay's templates with the statuses last seen; each change becomes a
+        ``message_template_status_update`` webhook. Returns the number of changes."""
+        templates = await self._all_templates()
+        now = self.clock.now_ms()
+
+        async def apply(conn: Any) -> int:
+            seen = await self.store.template_states(conn)
+            first_look = not seen and not await self.store.templates_seeded(conn)
+            changes = 0
+            for t in templates:
+                template_id = int(t["id"])
+                status = str(t["status"])
+                reason = str(t.get("rejected_reason") or "NONE")
+                before = seen.get(template_id)
+                await self.store.save_template_state(
+                    conn, template_id, t["name"], t["language"], t["category"], status, reason, now
+                )
+                if before == status or first_look:
+                    continue
+                if before is None and status == "PENDING":
+                    continue  # a new template waiting for review: nothing decided yet
+                changes += 1
+                await self.outbox.enqueue(
+                    conn,
+                    waba_id=self.waba_id,
+                    conversation="templates",
+                    field="message_template_status_update",
+                    value={
+                        "event": status,
+                        "message_template_id": template_id,
+                        "message_template_name": t["name"],
+                        "message_template_language": t["language"],
+                        "reason": reason if status == "REJECTED" else "NONE",
+                        "message_template_category": t["category"],
+                    },
+                    time_s=now // 1000,
+                )
+            await self.store.mark_templates_seeded(conn)
+            return changes
+
+        changes: int = await self.writer.run(apply)
+        if changes:
+            self._template_ids_at = 0.0
+            self._woken()
+        return changes
+
+    async def _poll_templates_forever(self) -> None:
+        while True:
+            try:
+                await self.poll_templates()
+            except Exception as exc:
+                log.warning("template statuses not read", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_now.wait(), self.settings.template_poll_s)
+            self._poll_now.clear()
+
+    # --- webhook subscriptions made through the API ---------------------------------------
+
+    async def subscribe_override(self, url: Any, verify_token: Any) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise GraphError(100, "Param override_callback_uri must be an http(s) URL")
+        if not isinstance(verify_token, str) or not verify_token:
+            raise GraphError(100, "Param verify_token is required")
+        try:
+            await self.outbox.subscribe(url, verify_token, self.app_secret, DEFAULT_FIELDS)
+        except SubscriptionRefused as exc:
+            raise GraphError(2200, f"Callback verification failed: {exc}") from None
+        except (InvalidSubscription, SubscriptionLimitReached) as exc:
+            raise GraphError(100, str(exc)) from None
+
+    async def _record_sent(self, conn: Any, message: StoredMessage, contact: Contact) -> None:
+        if not await self.store.insert_message(conn, message):
+            return  # the same send, repeated
+        await self._status_event(conn, message, contact, "sent", message.created_ms, None)
+        assert message.relay_message_id is not None
+        for status, at_ms, pricing in await self.store.take_early_statuses(
+            conn, message.relay_message_id
+        ):
+            advanced = await self.store.advance(conn, message.wamid, status, at_ms, pricing)
+            if advanced is not None:
+                await self._status_event(conn, message, contact, status, at_ms, pricing)
+
+    async def _status_event(
+        self,
+        conn: Any,
+        message: StoredMessage,
+        contact: Contact,
+        status: str,
+        at_ms: int,
+        pricing: str | None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        entry: dict[str, Any] = {
+            "id": message.wamid,
+            "status": status,
+            "timestamp": _seconds(at_ms),
+            "recipient_user_id": contact.user_id,
+        }
+        if contact.wa_id is not None:
+            entry["recipient_id"] = contact.wa_id
+        if message.callback_data is not None:
+            entry["biz_opaque_callback_data"] = message.callback_data
+        if pricing is not None:
+            entry["pricing"] = json.loads(pricing)
+        if errors:
+            entry["errors"] = errors
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": self.metadata(),
+            "contacts": [contact.webhook_contact()],
+            "statuses": [entry],
+        }
+        await self.outbox.enqueue(
+            conn,
+            waba_id=self.waba_id,
+            conversation=contact.account_id,
+            field="messages",
+            value=value,
+        )
+
+    async def mark_read(self, request: ReadRequest) -> None:
+        message = await self.store.message(request.message_id)
+        if message is None or message.direction != "in":
+            raise GraphError(100, f"Param message_id: no message {request.message_id} received")
+        earlier = await self.store.unread_inbound(message.contact, message.created_ms)
+        relay_ids = [m.relay_message_id for m in earlier if m.relay_message_id]
+        if message.relay_message_id and message.relay_message_id not in relay_ids:
+            relay_ids.append(message.relay_message_id)
+        try:
+            if relay_ids:
+                await self.client.mark_read(message.contact, relay_ids)
+            if request.typing and message.relay_message_id:
+                await self.client.typing(message.contact, message.relay_message_id)
+        except RelayError as exc:
+            raise _graph(exc) from None
+        except (httpx.HTTPError, OSError, websockets.WebSocketException) as exc:
+            raise GraphError(
+                131016, f"The relay cannot be reached now ({type(exc).__name__}); try again"
+            ) from None
+        wamids = [m.wamid for m in earlier] + [message.wamid]
+        await self.writer.run(lambda conn: self.store.mark_inbound_read(conn, wamids))
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    async def _consume_events(self) -> None:
+        async for event in self.client.events():
+            try:
+                await self._on_event(event)
+            except Exception:
+                log.exception("gateway event not recorded", kind=type(event).__name__)
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, StatusChanged):
+            await self._on_status(event)
+        elif isinstance(event, MessageEvent):
+            if event.chat == self.account_id:
+                return
+            if event.outgoing:
+                await self._on_echo(event)
+            else:
+                await self._on_inbound(event)
+        elif isinstance(event, DecryptionFailed) and event.sender != self.account_id:
+            await self._on_unreadable(event)
+
+    async def _on_status(self, event: StatusChanged) -> None:
+        status = {
+            MessageStatus.DELIVERED: "delivered",
+            MessageStatus.READ: "read",
+        }.get(event.status)
+        if status is None:
+            return
+        wamid = _wamid_or_none(event.message_id)
+        if wamid is None:
+            return
+        at_ms = getattr(event, "server_ms", 0) or self.clock.now_ms()
+        pricing = _pricing_json(getattr(event, "pricing", None))
+
+        async def apply(conn: Any) -> None:
+            advanced = await self.store.advance(conn, wamid, status, at_ms, pricing)
+            if advanced is None:
+                if await self.store.message_exists(conn, wamid):
+                    return
+                await self.store.keep_early_status(conn, event.message_id, status, at_ms, pricing)
+                return
+            contact = await self.store.contact(advanced.contact)
+            if contact is not None:
+                await self._status_event(conn, advanced, contact, status, at_ms, pricing)
+
+        await self.writer.run(apply)
+        self._woken()
+
+    async def _on_inbound(self, event: MessageEvent) -> None:
+        wamid = _wamid_or_none(event.message_id)
+        if wamid is None:
+            return
+        contact = await self.contact_for_account(event.chat)
+        kind, content, context = self._cloud_message(event.payload)
+        if kind is None:
+            return  # typing and receipts are not messages
+        contact = Contact(
+            contact.account_id,
+            contact.phone,
+            contact.wa_id,
+            contact.user_id,
+            contact.profile_name,
+            event.server_ms,
+        )
+        message = StoredMessage(
+            wamid=wamid,
+            relay_message_id=event.message_id,
+            contact=contact.account_id,
+            direction="in",
+            type=kind,
+            content=content,
+            context_wamid=context,
+            status="received",
+            error_code=None,
+            callback_data=None,
+            created_ms=event.server_ms,
+        )
+        entry: dict[str, Any] = {
+            "from": contact.wa_id or contact.user_id,
+            "from_user_id": contact.user_id,
+            "id": wamid,
+            "timestamp": _seconds(event.server_ms),
+            "type": kind,
+        }
+        if kind == "unsupported":
+            entry["errors"] = [webhook_error(131051, "Message type is currently not supported.")]
+        else:
+            entry[kind] = content
+        if context is not None:
+            entry["context"] = {"from": self.phone_number_id, "id": context}
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": self.metadata(),
+            "contacts": [contact.webhook_contact()],
+            "messages": [entry],
+        }
+
+        async def record(conn: Any) -> None:
+            await self.store.save_contact(conn, contact)
+            if await self.store.insert_message(conn, message):
+                await self.outbox.enqueue(
+                    conn,
+                    waba_id=self.waba_id,
+                    conversation=contact.account_id,
+                    field="messages",
+                    value=value,
+                )
+
+        await self.writer.run(record)
+        self._woken()
+
+    def _cloud_message(
+        self, payload: Payload | Unsupported
+    ) -> tuple[str | None, dict[str, Any], str | None]:
+        """The Cloud API ``type``, object and quoted wamid of an inbound payload."""
+        if isinstance(payload, Text):
+            context = payload.context.message_id if payload.context else None
+            return "text", {"body": payload.text}, _wamid_or_none(context)
+        if isinstance(payload, Reaction):
+            reaction: dict[str, Any] = {"message_id": _wamid_or_none(payload.message_id)}
+            if payload.emoji:
+                reaction["emoji"] = payload.emoji
+            return "reaction", reaction, None
+        if isinstance(payload, InteractiveReply):
+            reply: dict[str, Any] = {"id": payload.id, "title": payload.title}
+            if payload.description:
+                reply["description"] = payload.description
+            return (
+                "interactive",
+                {"type": payload.kind, payload.kind: reply},
+                _wamid_or_none(payload.message_id),
+            )
+        if isinstance(payload, ButtonReply):
+            return (
+                "button",
+                {"payload": payload.payload, "text": payload.text},
+                _wamid_or_none(payload.message_id),
+            )
+        if isinstance(payload, Interactive | Template):
+            return "unsupported", {}, None
+        if isinstance(payload, Unsupported):
+            return "unsupported", {}, None
+        return None, {}, None
+
+    async def _on_echo(self, event: MessageEvent) -> None:
+        """A message another device of the business sent: part of the conversation too."""
+        wamid = _wamid_or_none(event.message_id)
+        if wamid is None:
+            return
+        contact = await self.contact_for_account(event.chat)
+        kind, content, context = self._echo_content(event.payload)
+        message = StoredMessage(
+            wamid=wamid,
+            relay_message_id=event.message_id,
+            contact=contact.account_id,
+            direction="out",
+            type=kind,
+            content=content,
+            context_wamid=context,
+            status="sent",
+            error_code=None,
+            callback_data=None,
+            created_ms=event.server_ms,
+        )
+        await self.writer.run(lambda conn: self._record_echo(conn, message))
+
+    async def _record_echo(self, conn: Any, message: StoredMessage) -> None:
+        if not await self.store.insert_message(conn, message):
+            return
+        assert message.relay_message_id is not None
+        for status, at_ms, pricing in await self.store.take_early_statuses(
+            conn, message.relay_message_id
+        ):
+            await self.store.advance(conn, message.wamid, status, at_ms, pricing)
+
+    def _echo_content(
+        self, payload: Payload | Unsupported
+    ) -> tuple[str, dict[str, Any], str | None]:
+        if isinstance(payload, Text):
+            context = payload.context.message_id if payload.context else None
+            return "text", {"body": payload.text}, _wamid_or_none(context)
+        if isinstance(payload, Template):
+            return "template", {"name": payload.name, "language": {"code": payload.language}}, None
+        if isinstance(payload, Reaction):
+            return (
+                "reaction",
+                {"message_id": _wamid_or_none(payload.message_id), "emoji": payload.emoji},
+                None,
+            )
+        if isinstance(payload, Interactive):
+            return "interactive", {"type": str(payload.type), "body": {"text": payload.body}}, None
+        return "unsupported", {}, None
+
+    async def _on_unreadable(self, event: DecryptionFailed) -> None:
+        wamid = _wamid_or_none(event.message_id)
+        if wamid is None:
+            return
+        contact = await self.contact_for_account(event.sender)
+        now = self.clock.now_ms()
+        message = StoredMessage(
+            wamid=wamid,
+            relay_message_id=event.message_id,
+            contact=contact.account_id,
+            direction="in",
+            type="unsupported",
+            content={},
+            context_wamid=None,
+            status="received",
+            error_code=131051,
+            callback_data=None,
+            created_ms=now,
+        )
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": self.metadata(),
+            "contacts": [contact.webhook_contact()],
+            "messages": [
+                {
+                    "from": contact.wa_id or contact.user_id,
+                    "from_user_id": contact.user_id,
+                    "id": wamid,
+                    "timestamp": _seconds(now),
+                    "type": "unsupported",
+                    "errors": [
+                        webhook_error(131051, "The message could not be decrypted or read.")
+                    ],
+                }
+            ],
+        }
+
+        async def record(conn: Any) -> None:
+            if await self.store.insert_message(conn, message):
+                await self.outbox.enqueue(
+                    conn,
+                    waba_id=self.waba_id,
+                    conversation=contact.account_id,
+                    field="messages",
+                    value=value,
+                )
+
+        await self.writer.run(record)
+        self._woken()
+
+
+def relay_trouble(exc: BaseException) -> GraphError:
+    """What a Cloud API client sees when the relay refused or could not be reached."""
+    if isinstance(exc, RelayError):
+        return _graph(exc)
+    if isinstance(exc, GraphError):
+        return exc
+    if isinstance(exc, httpx.HTTPError | OSError | websockets.WebSocketException):
+        return GraphError(
+            131016, f"The relay cannot be reached now ({type(exc).__name__}); try again"
+        )
+    log.error("unexpected failure", error=type(exc).__name__)
+    return GraphError(131000, "Something went wrong; try again")
+
+
+def _graph(exc: RelayError) -> GraphError:
+    """A relay rejection as the Cloud API error of the same code."""
+    extra: dict[str, Any] = {}
+    problems = exc.details.get("problems")
+    if problems:
+        extra["problems"] = problems
+    return GraphError(int(exc.code), exc.message, extra=extra)

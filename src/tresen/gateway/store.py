@@ -1,0 +1,506 @@
+"""The gateway's database: API tokens, contacts, messages and their statuses.
+
+Reads are plain functions of :class:`GatewayStore`. Writes that happen per message run
+through :class:`Writer`, which commits many of them in one transaction (group commit), in
+the order they were submitted; each is a function of the open connection, so a change and
+the webhook events it causes land together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tresen.core.batching import GroupCommitter
+from tresen.core.clock import Clock
+from tresen.core.db import Database
+from tresen.core.logging import get_logger
+from tresen.gateway.schema import (
+    api_tokens,
+    contacts,
+    early_statuses,
+    message_statuses,
+    messages,
+    meta,
+    template_states,
+)
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "Contact",
+    "GatewayStore",
+    "StoredMessage",
+    "TokenInfo",
+    "Writer",
+    "get_meta",
+    "set_meta",
+]
+
+log = get_logger("tresen.gateway.store")
+
+TOKEN_PREFIX = "tgw_"  # noqa: S105 (a prefix, not a secret)
+TOKEN_CACHE_S = 5.0
+STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3}
+
+R = TypeVar("R")
+WriteOp = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    name: str
+    hint: str
+    created_ms: int
+    last_used_ms: int | None
+    revoked_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    account_id: str
+    phone: str | None
+    wa_id: str | None
+    user_id: str
+    profile_name: str | None
+    last_inbound_ms: int | None
+
+    @property
+    def name(self) -> str:
+        return self.profile_name or self.phone or self.user_id
+
+    def webhook_contact(self) -> dict[str, Any]:
+        """The ``contacts[0]`` of a webhook about this customer."""
+        entry: dict[str, Any] = {"profile": {"name": self.name}, "user_id": self.user_id}
+        if self.wa_id is not None:
+            entry["wa_id"] = self.wa_id
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    wamid: str
+    relay_message_id: str | None
+    contact: str
+    direction: str
+    type: str
+    content: dict[str, Any]
+    context_wamid: str | None
+    status: str
+    error_code: int | None
+    callback_data: str | None
+    created_ms: int
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Writer:
+    """Group commit of write functions: one transaction for whatever has queued up."""
+
+    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+        self.db = db
+        self._committer: GroupCommitter[WriteOp, Any] = GroupCommitter(
+            self._process, max_batch=max_batch
+        )
+
+    def start(self) -> None:
+        self._committer.start()
+
+    async def close(self) -> None:
+        await self._committer.close()
+
+    async def run(self, op: Callable[[AsyncConnection], Awaitable[R]]) -> R:
+        result: R = await self._committer.submit(op)
+        return result
+
+    async def _process(self, ops: Sequence[WriteOp]) -> list[Any]:
+        try:
+            async with self.db.write() as conn:
+                return [await op(conn) for op in ops]
+        except Exception:
+            if len(ops) == 1:
+                raise
+        # One of them failed: run each alone, so the others still land.
+        results: list[Any] = []
+        for op in ops:
+            try:
+                async with self.db.write() as conn:
+                    results.append(await op(conn))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+
+class GatewayStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self._valid_tokens: dict[str, float] = {}
+        self._contacts: dict[str, Contact] = {}
+        self._by_user_id: dict[str, str] = {}
+
+    # --- API tokens --------------------------------------------------------------------------
+
+    async def create_token(self, name: str, *, max_tokens: int = 100) -> tuple[TokenInfo, str]:
+        """A new bearer token (shown once) and its listing."""
+        if not 1 <= len(name) <= 64:
+            raise ValueError("a token name has 1 to 64 characters")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock.now_ms()
+        hint = token[: len(TOKEN_PREFIX) + 6]
+        async with self.db.write() as conn:
+            active = await conn.scalar(
+                select(func.count())
+                .select_from(api_tokens)
+                .where(api_tokens.c.revoked_ms.is_(None))
+            )
+            if (active or 0) >= max_tokens:
+                raise ValueError(f"at most {max_tokens} active tokens; revoke one first")
+            token_id = await conn.scalar(
+                insert(api_tokens)
+                .values(name=name, token_hash=_hash(token), hint=hint, created_ms=now)
+                .returning(api_tokens.c.id)
+            )
+        assert token_id is not None
+        return TokenInfo(int(token_id), name, hint, now, None, None), token
+
+    async def revoke_token(self, which: str) -> int:
+        """Revoke tokens by id, name or hint; returns how many were revoked."""
+        column = api_tokens.c.id if which.isdigit() else None
+        async with self.db.write() as conn:
+            condition = (
+                (column == int(which))
+                if column is not None
+                else ((api_tokens.c.name == which) | (api_tokens.c.hint == which))
+            )
+            result = await conn.execute(
+                update(api_tokens)
+                .where(condition, api_tokens.c.revoked_ms.is_(None))
+                .values(revoked_ms=self.clock.now_ms())
+            )
+        self._valid_tokens.clear()
+        return int(result.rowcount or 0)
+
+    async def tokens(self) -> list[TokenInfo]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(api_tokens).order_by(api_tokens.c.id))).all()
+        return [
+            TokenInfo(r.id, r.name, r.hint, r.created_ms, r.last_used_ms, r.revoked_ms)
+            for r in rows
+        ]
+
+    async def token_valid(self, token: str) -> bool:
+        """Whether ``token`` is a current API token; answers are kept for a few seconds, so
+        a token revoked from another process stops working within that time."""
+        digest = _hash(token)
+        seen = self._valid_tokens.get(digest)
+        now = time.monotonic()
+        if seen is not None and now - seen < TOKEN_CACHE_S:
+            return True
+        async with self.db.read() as conn:
+            found = await conn.scalar(
+                select(api_tokens.c.id).where(
+                    api_tokens.c.token_hash == digest, api_tokens.c.revoked_ms.is_(None)
+                )
+            )
+        if found is None:
+            self._valid_tokens.pop(digest, None)
+            return False
+        if len(self._valid_tokens) > 10_000:
+            self._valid_tokens.clear()
+        self._valid_tokens[digest] = now
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(api_tokens)
+                .where(api_tokens.c.id == found)
+                .values(last_used_ms=self.clock.now_ms())
+            )
+        return True
+
+    # --- contacts ----------------------------------------------------------------------------
+
+    def _remember(self, contact: Contact) -> Contact:
+        self._contacts[contact.account_id] = contact
+        self._by_user_id[contact.user_id] = contact.account_id
+        return contact
+
+    async def contact(self, account_id: str) -> Contact | None:
+        known = self._contacts.get(account_id)
+        if known is not None:
+            return known
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(contacts).where(contacts.c.account_id == account_id))
+            ).first()
+        return None if row is None else self._remember(_contact(row))
+
+    async def contact_by_user_id(self, user_id: str) -> Contact | None:
+        account = self._by_user_id.get(user_id)
+        if account is not None:
+            return await self.contact(account)
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(contacts).where(contacts.c.user_id == user_id))
+            ).first()
+        return None if row is None else self._remember(_contact(row))
+
+    async def save_contact(self, conn: AsyncConnection, contact: Contact) -> None:
+        """Insert or update a contact (inside a write)."""
+        now = self.clock.now_ms()
+        values = {
+            "phone": contact.phone,
+            "wa_id": contact.wa_id,
+            "user_id": contact.user_id,
+            "profile_name": contact.profile_name,
+            "last_inbound_ms": contact.last_inbound_ms,
+        }
+        changed = await conn.execute(
+            update(contacts).where(contacts.c.account_id == contact.account_id).values(**values)
+        )
+        if not changed.rowcount:
+            await conn.execute(
+                insert(contacts).values(account_id=contact.account_id, created_ms=now, **values)
+            )
+        self._remember(contact)
+
+    async def contacts(self, limit: int = 100, after: str | None = None) -> list[Contact]:
+        query = select(contacts).order_by(contacts.c.account_id).limit(limit)
+        if after is not None:
+            query = query.where(contacts.c.account_id > after)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_contact(r) for r in rows]
+
+    # --- messages ----------------------------------------------------------------------------
+
+    async def insert_message(self, conn: AsyncConnection, message: StoredMessage) -> bool:
+        """Store a message; ``False`` if its wamid is stored already (a redelivery)."""
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    insert(messages).values(
+                        wamid=message.wamid,
+                        relay_message_id=message.relay_message_id,
+                        contact=message.contact,
+                        direction=message.direction,
+                        type=message.type,
+                        content=json.dumps(message.content, ensure_ascii=False),
+                        context_wamid=message.context_wamid,
+                        status=message.status,
+                        error_code=message.error_code,
+                        callback_data=message.callback_data,
+                        template_name=message.content.get("name")
+                        if message.type == "template"
+                        else None,
+                        created_ms=message.created_ms,
+                        updated_ms=message.created_ms,
+                    )
+                )
+        except IntegrityError:
+            return False
+        if message.direction == "out":
+            await conn.execute(
+                insert(message_statuses).values(
+                    wamid=message.wamid, status=message.status, at_ms=message.created_ms
+                )
+            )
+        return True
+
+    async def advance(
+        self, conn: AsyncConnection, wamid: str, status: str, at_ms: int, pricing: str | None
+    ) -> StoredMessage | None:
+        """Move an outbound message to ``status`` (never back); the message, or ``None`` when
+        it is unknown or already there."""
+        row = (await conn.execute(select(messages).where(messages.c.wamid == wamid))).first()
+        if row is None or row.direction != "out":
+            return None
+        if STATUS_RANK.get(row.status, 99) >= STATUS_RANK[status]:
+            return None
+        values: dict[str, Any] = {"status": status, "updated_ms": at_ms}
+        if pricing is not None:
+            values["pricing"] = pricing
+        await conn.execute(update(messages).where(messages.c.wamid == wamid).values(**values))
+        await conn.execute(insert(message_statuses).values(wamid=wamid, status=status, at_ms=at_ms))
+        return _message(row)
+
+    async def keep_early_status(
+        self,
+        conn: AsyncConnection,
+        relay_message_id: str,
+        status: str,
+        at_ms: int,
+        pricing: str | None,
+    ) -> None:
+        await conn.execute(
+            insert(early_statuses).values(
+                relay_message_id=relay_message_id, status=status, at_ms=at_ms, pricing=pricing
+            )
+        )
+
+    async def take_early_statuses(
+        self, conn: AsyncConnection, relay_message_id: str
+    ) -> list[tuple[str, int, str | None]]:
+        rows = (
+            await conn.execute(
+                select(early_statuses)
+                .where(early_statuses.c.relay_message_id == relay_message_id)
+                .order_by(early_statuses.c.id)
+            )
+        ).all()
+        if rows:
+            await conn.execute(
+                early_statuses.delete().where(early_statuses.c.relay_message_id == relay_message_id)
+            )
+        return sorted(
+            ((r.status, r.at_ms, r.pricing) for r in rows), key=lambda s: STATUS_RANK[s[0]]
+        )
+
+    async def message_exists(self, conn: AsyncConnection, wamid: str) -> bool:
+        found = await conn.scalar(select(messages.c.wamid).where(messages.c.wamid == wamid))
+        return found is not None
+
+    async def message(self, wamid: str) -> StoredMessage | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(messages).where(messages.c.wamid == wamid))).first()
+        return None if row is None else _message(row)
+
+    async def unread_inbound(self, contact: str, up_to_ms: int) -> list[StoredMessage]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(messages)
+                    .where(
+                        messages.c.contact == contact,
+                        messages.c.direction == "in",
+                        messages.c.status == "received",
+                        messages.c.created_ms <= up_to_ms,
+                    )
+                    .order_by(messages.c.created_ms)
+                    .limit(256)
+                )
+            ).all()
+        return [_message(r) for r in rows]
+
+    async def mark_inbound_read(self, conn: AsyncConnection, wamids: list[str]) -> None:
+        if wamids:
+            await conn.execute(
+                update(messages)
+                .where(messages.c.wamid.in_(wamids), messages.c.direction == "in")
+                .values(status="read", updated_ms=self.clock.now_ms())
+            )
+
+    async def conversation(
+        self, contact: str, limit: int = 50, before_ms: int | None = None
+    ) -> list[StoredMessage]:
+        query = (
+            select(messages)
+            .where(messages.c.contact == contact)
+            .order_by(messages.c.created_ms.desc())
+            .limit(limit)
+        )
+        if before_ms is not None:
+            query = query.where(messages.c.created_ms < before_ms)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_message(r) for r in reversed(rows)]
+
+    # --- templates ---------------------------------------------------------------------------
+
+    async def template_states(self, conn: AsyncConnection) -> dict[int, str]:
+        rows = (
+            await conn.execute(select(template_states.c.template_id, template_states.c.status))
+        ).all()
+        return {int(r.template_id): str(r.status) for r in rows}
+
+    async def templates_seeded(self, conn: AsyncConnection) -> bool:
+        return await get_meta(conn, "templates_seeded") is not None
+
+    async def mark_templates_seeded(self, conn: AsyncConnection) -> None:
+        await set_meta(conn, "templates_seeded", b"1")
+
+    async def save_template_state(
+        self,
+        conn: AsyncConnection,
+        template_id: int,
+        name: str,
+        language: str,
+        category: str,
+        status: str,
+        reason: str,
+        now_ms: int,
+    ) -> None:
+        values = {
+            "name": name,
+            "language": language,
+            "category": category,
+            "status": status,
+            "reason": reason,
+            "updated_ms": now_ms,
+        }
+        changed = await conn.execute(
+            update(template_states)
+            .where(template_states.c.template_id == template_id)
+            .values(**values)
+        )
+        if not changed.rowcount:
+            await conn.execute(insert(template_states).values(template_id=template_id, **values))
+
+    async def statuses(self, wamid: str) -> list[tuple[str, int]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(message_statuses.c.status, message_statuses.c.at_ms)
+                    .where(message_statuses.c.wamid == wamid)
+                    .order_by(message_statuses.c.id)
+                )
+            ).all()
+        return [(r.status, r.at_ms) for r in rows]
+
+
+async def get_meta(conn: AsyncConnection, key: str) -> bytes | None:
+    value = await conn.scalar(select(meta.c.value).where(meta.c.key == key))
+    return None if value is None else bytes(value)
+
+
+async def set_meta(conn: AsyncConnection, key: str, value: bytes) -> None:
+    changed = await conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+    if not changed.rowcount:
+        await conn.execute(insert(meta).values(key=key, value=value))
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(
+        account_id=row.account_id,
+        phone=row.phone,
+        wa_id=row.wa_id,
+        user_id=row.user_id,
+        profile_name=row.profile_name,
+        last_inbound_ms=row.last_inbound_ms,
+    )
+
+
+def _message(row: Any) -> StoredMessage:
+    return StoredMessage(
+        wamid=row.wamid,
+        relay_message_id=row.relay_message_id,
+        contact=row.contact,
+        direction=row.direction,
+        type=row.type,
+        content=json.loads(row.content),
+        context_wamid=row.context_wamid,
+        status=row.status,
+        error_code=row.error_code,
+        callback_data=row.callback_data,
+        created_ms=row.created_ms,
+    )

@@ -1,0 +1,188 @@
+"""An unmodified heyoo (another Cloud API client) sends through the gateway: text, template,
+reply buttons, a list and a read mark; the webhooks it would parse arrive signed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from gateway_support import RunningGateway, approved_template, customer, next_of
+from heyoo import WhatsApp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from support import RunningRelay, free_port
+
+from tresen.client.events import MessageEvent
+from tresen.gateway.webhooks.signature import verify
+from tresen.wire.e2e import Interactive, InteractiveKind, Text
+
+VERIFY_TOKEN = "heyoo-verify"
+
+
+@asynccontextmanager
+async def receiver(app_secret: str) -> AsyncIterator[tuple[str, asyncio.Queue[dict[str, Any]]]]:
+    """A webhook endpoint like the ones heyoo's examples build, checking signatures."""
+    bodies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def endpoint(request: Request) -> Response:
+        if request.method == "GET":
+            if request.query_params.get("hub.verify_token") != VERIFY_TOKEN:
+                return PlainTextResponse("forbidden", status_code=403)
+            return PlainTextResponse(request.query_params.get("hub.challenge", ""))
+        raw = await request.body()
+        if not verify(app_secret.encode(), raw, request.headers.get("x-hub-signature-256", "")):
+            return PlainTextResponse("bad signature", status_code=403)
+        await bodies.put(json.loads(raw))
+        return PlainTextResponse("OK")
+
+    app = Starlette(routes=[Route("/hook", endpoint, methods=["GET", "POST"])])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}/hook", bodies
+    finally:
+        server.should_exit = True
+        await task
+
+
+def heyoo_for(gw: RunningGateway) -> WhatsApp:
+    messenger = WhatsApp(gw.token, phone_number_id=gw.phone_number_id)
+    # heyoo keeps its endpoints in public attributes; pointing them here is all it takes.
+    messenger.base_url = f"{gw.url}/v14.0"
+    messenger.v15_base_url = f"{gw.url}/v15.0"
+    messenger.url = f"{messenger.base_url}/{gw.phone_number_id}/messages"
+    return messenger
+
+
+async def test_heyoo_sends_through_the_gateway(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    alice = await customer(relay, tmp_path / "alice")
+    messenger = heyoo_for(gw)
+    try:
+        async with receiver(gw.gateway.app_secret) as (url, bodies):
+            r = await gw.http.post(
+                f"/{gw.waba_id}/subscribed_apps",
+                json={"override_callback_uri": url, "verify_token": VERIFY_TOKEN},
+            )
+            assert r.status_code == 200, r.text
+            await alice.send_text(gw.gateway.phone, "Do you deliver on Sundays?")
+            body = await asyncio.wait_for(bodies.get(), 20)
+            assert messenger.is_message(body)
+            assert messenger.get_message(body) == "Do you deliver on Sundays?"
+            assert messenger.get_mobile(body) == alice.phone.lstrip("+")
+            question = messenger.get_message_id(body)
+
+            sent = await asyncio.to_thread(
+                messenger.send_message, "Only on weekdays.", alice.phone.lstrip("+")
+            )
+            assert sent["messages"][0]["id"].startswith("wamid.")
+            event = await next_of(alice, MessageEvent)
+            assert isinstance(event.payload, Text)
+            assert event.payload.text == "Only on weekdays."
+            assert event.payload.preview_url is True  # heyoo's default
+
+            read = await asyncio.to_thread(messenger.mark_as_read, question)
+            assert read == {"success": True}
+
+            await asyncio.to_thread(
+                messenger.send_reply_button,
+                {
+                    "type": "button",
+                    "body": {"text": "Shall we deliver on Monday?"},
+                    "action": {
+                        "buttons": [
+                            {"type": "reply", "reply": {"id": "yes", "title": "Yes"}},
+                            {"type": "reply", "reply": {"id": "no", "title": "No"}},
+                        ]
+                    },
+                },
+                alice.phone.lstrip("+"),
+            )
+            event = await next_of(alice, MessageEvent)
+            assert isinstance(event.payload, Interactive)
+            assert event.payload.type is InteractiveKind.BUTTON
+
+            await asyncio.to_thread(
+                messenger.send_button,
+                {
+                    "header": "Delivery slots",
+                    "body": "Pick a time on Monday",
+                    "footer": "Times in Berlin",
+                    "action": {
+                        "button": "Slots",
+                        "sections": [
+                            {
+                                "title": "Morning",
+                                "rows": [
+                                    {"id": "8-10", "title": "08:00-10:00"},
+                                    {"id": "10-12", "title": "10:00-12:00"},
+                                ],
+                            },
+                            {
+                                "title": "Afternoon",
+                                "rows": [{"id": "14-16", "title": "14:00-16:00"}],
+                            },
+                        ],
+                    },
+                },
+                alice.phone.lstrip("+"),
+            )
+            event = await next_of(alice, MessageEvent)
+            assert isinstance(event.payload, Interactive)
+            assert event.payload.type is InteractiveKind.LIST
+            assert event.payload.header == "Delivery slots"
+            await alice.answer(gw.gateway.phone, event.message_id, "10-12")
+            while True:
+                body = await asyncio.wait_for(bodies.get(), 20)
+                if messenger.get_message_type(body) == "interactive":
+                    break
+            reply = messenger.get_interactive_response(body)
+            assert reply == {
+                "type": "list_reply",
+                "list_reply": {"id": "10-12", "title": "10:00-12:00"},
+            }
+
+            await approved_template(relay, gw)
+            await alice.opt_in(gw.gateway.phone)
+            result = await asyncio.to_thread(
+                messenger.send_template,
+                "order_shipped",
+                alice.phone.lstrip("+"),
+                components=[
+                    {"type": "header", "parameters": [{"type": "text", "text": "#9"}]},
+                    {
+                        "type": "body",
+                        "parameters": [
+                            {"type": "text", "text": "Alice"},
+                            {"type": "text", "text": "Monday"},
+                        ],
+                    },
+                    {
+                        "type": "button",
+                        "sub_type": "url",
+                        "index": 0,
+                        "parameters": [{"type": "text", "text": "9"}],
+                    },
+                ],
+            )
+            assert result["messages"][0]["id"].startswith("wamid.")
+            event = await next_of(alice, MessageEvent)
+            assert event.template is not None
+            assert "Hi Alice, your order ships on Monday." in event.template.body
+    finally:
+        await alice.close()

@@ -1,0 +1,153 @@
+"""An unmodified Cloud API client, pywa, pointed at the gateway: it sends text, template and
+interactive messages to a Tresen customer who decrypts them, and its own webhook server (with
+signature checking on) receives the customer's replies and the delivered and read statuses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from gateway_support import RunningGateway, approved_template, customer, next_of
+from pywa_async import WhatsApp, types
+from pywa_async.types.templates import BodyText, HeaderText, TemplateLanguage, URLButton
+from starlette.applications import Starlette
+from support import RunningRelay, free_port
+
+from tresen.client.events import MessageEvent
+from tresen.wire.e2e import Interactive, Text
+
+VERIFY_TOKEN = "pywa-verify-token"
+
+
+@asynccontextmanager
+async def pywa_bot(gw: RunningGateway) -> AsyncIterator[tuple[WhatsApp, asyncio.Queue[Any], str]]:
+    """pywa configured as its documentation says, its base URL pointed at the gateway, and
+    its built-in webhook routes served on a free port."""
+    session = httpx.AsyncClient()
+    server = Starlette()
+    wa = WhatsApp(
+        phone_id=gw.phone_number_id,
+        token=gw.token,
+        session=session,
+        server=server,
+        verify_token=VERIFY_TOKEN,
+        app_secret=gw.gateway.app_secret,
+        waba_id=gw.waba_id,
+        api_version="23.0",
+    )
+    session.base_url = gw.api_base  # pywa sets Graph's URL in __init__; this points it here
+    updates: asyncio.Queue[Any] = asyncio.Queue()
+
+    @wa.on_message
+    async def on_message(_: WhatsApp, message: types.Message) -> None:
+        await updates.put(message)
+
+    @wa.on_callback_button
+    async def on_button(_: WhatsApp, button: types.CallbackButton) -> None:
+        await updates.put(button)
+
+    @wa.on_message_status
+    async def on_status(_: WhatsApp, status: types.MessageStatus) -> None:
+        await updates.put(status)
+
+    port = free_port()
+    uv = uvicorn.Server(
+        uvicorn.Config(server, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(uv.serve())
+    try:
+        while not uv.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield wa, updates, f"http://127.0.0.1:{port}/"
+    finally:
+        uv.should_exit = True
+        await task
+        await session.aclose()
+
+
+async def next_update(updates: asyncio.Queue[Any], kind: type[Any], **where: Any) -> Any:
+    while True:
+        update = await asyncio.wait_for(updates.get(), 20)
+        if isinstance(update, kind) and all(
+            getattr(update, k, None) == v for k, v in where.items()
+        ):
+            return update
+
+
+async def test_pywa_sends_and_receives_through_the_gateway(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    alice = await customer(relay, tmp_path / "alice")
+    try:
+        async with pywa_bot(gw) as (wa, updates, callback_url):
+            # pywa subscribes its webhook server; the gateway checks the handshake.
+            await wa.override_waba_callback_url(callback_url, VERIFY_TOKEN)
+
+            await alice.send_text(gw.gateway.phone, "Hello, is my parcel coming?")
+            incoming = await next_update(updates, types.Message)
+            assert incoming.text == "Hello, is my parcel coming?"
+            assert incoming.from_user.wa_id == alice.phone.lstrip("+")
+            assert incoming.from_user.name
+
+            # Text, replying to the customer's message by its user id (pywa's default).
+            sent = await incoming.reply_text("Yes, it arrives on Friday.", quote=True)
+            event = await next_of(alice, MessageEvent)
+            assert isinstance(event.payload, Text)
+            assert event.payload.text == "Yes, it arrives on Friday."
+            assert event.payload.context is not None  # the reply quotes the question
+
+            # Sent, delivered, then read: pywa's status handler sees each, with the contact.
+            first = await next_update(updates, types.MessageStatus, id=sent.id)
+            assert first.status.value == "sent"
+            assert first.from_user.wa_id == alice.phone.lstrip("+")
+            delivered = await next_update(updates, types.MessageStatus, id=sent.id)
+            assert delivered.status.value == "delivered"
+            assert delivered.pricing is not None
+            await alice.mark_read(gw.gateway.phone, [event.message_id])
+            read = await next_update(updates, types.MessageStatus, id=sent.id)
+            assert read.status.value == "read"
+
+            # A template, with pywa's own parameter types.
+            await approved_template(relay, gw)
+            await alice.opt_in(gw.gateway.phone)
+            await wa.send_template(
+                to=alice.phone.lstrip("+"),
+                name="order_shipped",
+                language=TemplateLanguage.ENGLISH_US,
+                params=[
+                    HeaderText.params("#4711"),
+                    BodyText.params("Alice", "Friday"),
+                    URLButton.params(url_variable="4711", index=0),
+                ],
+            )
+            event = await next_of(alice, MessageEvent)
+            assert event.template is not None
+            assert "Hi Alice, your order ships on Friday." in event.template.body
+
+            # Interactive reply buttons; the customer taps one and pywa gets the callback.
+            await wa.send_message(
+                to=alice.phone.lstrip("+"),
+                text="Where would you like to pick it up?",
+                header="Pick-up",
+                footer="Open 9-18",
+                buttons=[
+                    types.Button(title="Mitte", callback_data="mitte"),
+                    types.Button(title="Kreuzberg", callback_data="kreuzberg"),
+                ],
+            )
+            event = await next_of(alice, MessageEvent)
+            assert isinstance(event.payload, Interactive)
+            assert [b.title for b in event.payload.buttons] == ["Mitte", "Kreuzberg"]
+            await alice.answer(gw.gateway.phone, event.message_id, "kreuzberg")
+            tapped = await next_update(updates, types.CallbackButton)
+            assert tapped.data == "kreuzberg"
+            assert tapped.title == "Kreuzberg"
+    finally:
+        await alice.close()
