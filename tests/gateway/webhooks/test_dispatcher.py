@@ -1,0 +1,388 @@
+"""The dispatcher against a receiver that fails in the ways receivers fail: at least once, in
+order per conversation, with growing waits, dead letters and replays. Time is a manual clock;
+``settle()`` waits until everything due has been tried."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from structlog.testing import capture_logs
+from webhook_support import APP_SECRET, VERIFY_TOKEN, WABA_ID, Receiver
+
+from tresen.core.clock import ManualClock
+from tresen.core.db import Database
+from tresen.gateway.schema import webhook_events
+from tresen.gateway.settings import WebhookSettings
+from tresen.gateway.webhooks import Outbox, Subscription, WebhookDispatcher, verify
+
+SHOP = "https://shop.example/webhooks"
+
+
+async def subscribe(
+    outbox: Outbox, http: httpx.AsyncClient, url: str = SHOP, secret: str = APP_SECRET
+) -> Subscription:
+    return await outbox.subscribe(url, VERIFY_TOKEN, secret, ["messages"], http=http)
+
+
+async def enqueue(outbox: Outbox, db: Database, conversation: str, seq: int) -> None:
+    async with db.write() as conn:
+        await outbox.enqueue(
+            conn,
+            waba_id=WABA_ID,
+            conversation=conversation,
+            field="messages",
+            value={"conversation": conversation, "seq": seq, "text": f"Nachricht {seq} 👋"},
+        )
+
+
+async def rows(db: Database) -> list[Any]:
+    async with db.read() as conn:
+        result = await conn.execute(select(webhook_events).order_by(webhook_events.c.id))
+        return list(result.all())
+
+
+def by_conversation(received: list[Any]) -> dict[str, list[int]]:
+    seen: dict[str, list[int]] = defaultdict(list)
+    for r in received:
+        seen[r.value["conversation"]].append(r.value["seq"])
+    return dict(seen)
+
+
+async def test_an_event_is_posted_signed_with_its_id_and_attempt(
+    outbox: Outbox,
+    db: Database,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    await enqueue(outbox, db, "c1", 1)
+    dispatcher = make_dispatcher()
+    dispatcher.wake()
+    await dispatcher.settle()
+
+    (got,) = receiver.requests
+    (row,) = await rows(db)
+    assert got.body == row.body
+    assert verify(APP_SECRET.encode(), got.body, got.signature)
+    assert got.event_id == row.event_id
+    assert got.attempt == 1
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["user-agent"] == "Tresen-Gateway"
+    assert (row.state, row.attempts, row.delivered_ms) == ("delivered", 1, receiver.clock.now_ms())
+    stats = await outbox.stats()
+    assert (stats.pending, stats.delivered, stats.dead) == (0, 1, 0)
+
+
+async def test_a_receiver_down_for_a_while_gets_everything_in_order_after_growing_waits(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+    webhook_settings: WebhookSettings,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    conversations = ["anna", "ben", "cem"]
+    for seq in range(10):
+        for c in conversations:
+            await enqueue(outbox, db, c, seq)
+    receiver.status = 503
+    dispatcher = make_dispatcher()
+    dispatcher.wake()
+    await dispatcher.settle()
+
+    # Only the first event of each conversation is tried while the receiver fails.
+    waits: list[list[float]] = []
+    for attempt in range(1, 9):
+        tried = receiver.requests[-3:]
+        assert len(receiver.requests) == 3 * attempt
+        assert sorted(r.value["seq"] for r in tried) == [0, 0, 0]
+        assert {r.attempt for r in tried} == {attempt}
+        pending = [r for r in await rows(db) if r.attempts > 0]
+        assert len(pending) == 3
+        now = clock.now_ms()
+        waits.append([(r.next_attempt_ms - now) / 1000 for r in pending])
+        assert {r.last_error for r in pending} == {"HTTP 503"}
+        clock.set(max(r.next_attempt_ms for r in pending))
+        dispatcher.wake()
+        await dispatcher.settle()
+
+    for attempt, these in enumerate(waits, start=1):
+        expected = min(webhook_settings.retry_max_s, 2 ** (attempt - 1))
+        for wait in these:
+            assert 0.9 * expected <= wait <= min(1.1 * expected, webhook_settings.retry_max_s)
+    assert max(max(w) for w in waits) <= webhook_settings.retry_max_s
+    assert min(waits[-1]) >= 0.9 * webhook_settings.retry_max_s  # the cap was reached
+
+    receiver.status = 200
+    clock.advance(seconds=webhook_settings.retry_max_s)
+    dispatcher.wake()
+    await dispatcher.settle()
+
+    assert by_conversation(receiver.accepted) == {c: list(range(10)) for c in conversations}
+    stored = await rows(db)
+    assert {r.state for r in stored} == {"delivered"}
+    assert {r.event_id for r in receiver.accepted} == {r.event_id for r in stored}
+    assert len(receiver.accepted) == 30  # nothing twice once it was taken
+
+
+async def test_an_event_whose_answer_was_lost_comes_again_with_the_same_id_and_body(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    await enqueue(outbox, db, "c1", 1)
+    await enqueue(outbox, db, "c1", 2)
+    dispatcher = make_dispatcher()
+
+    receiver.lose_answers = True  # processed, then the answer times out
+    dispatcher.wake()
+    await dispatcher.settle()
+    receiver.lose_answers = False
+    receiver.status = 500  # processed, then failed to answer well
+    clock.advance(seconds=2)
+    dispatcher.wake()
+    await dispatcher.settle()
+    receiver.status = 200
+    clock.advance(seconds=4)
+    dispatcher.wake()
+    await dispatcher.settle()
+
+    first, second, third, _ = receiver.requests
+    assert first.event_id == second.event_id == third.event_id
+    assert first.body == second.body == third.body
+    assert first.signature == second.signature == third.signature
+    assert [r.attempt for r in receiver.requests] == [1, 2, 3, 1]
+    assert [r.value["seq"] for r in receiver.requests] == [1, 1, 1, 2]
+    stored = await rows(db)
+    assert [(r.state, r.attempts) for r in stored] == [("delivered", 3), ("delivered", 1)]
+
+
+async def test_after_give_up_s_events_are_dead_and_a_replay_sends_them_again(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+    webhook_settings: WebhookSettings,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    for seq in range(3):
+        await enqueue(outbox, db, "anna", seq)
+        await enqueue(outbox, db, "ben", seq)
+    receiver.down = True
+    dispatcher = make_dispatcher()
+    dispatcher.wake()
+    await dispatcher.settle()
+    for _ in range(200):
+        if (await outbox.stats()).pending == 0:
+            break
+        clock.advance(seconds=webhook_settings.retry_max_s)
+        dispatcher.wake()
+        await dispatcher.settle()
+
+    stored = await rows(db)
+    assert {r.state for r in stored} == {"dead"}
+    dead = await outbox.dead()
+    assert [d.event_id for d in dead] == [r.event_id for r in stored]
+    assert {d.url for d in dead} == {SHOP}
+    assert {d.conversation for d in dead} == {"anna", "ben"}
+    assert all(d.last_error and d.last_error.startswith("ConnectError") for d in dead)
+    assert all(d.attempts >= 1 for d in dead)
+    assert dead[0].attempts > 5  # the first of each conversation was retried all along
+    assert [d.id for d in await outbox.dead(limit=2, after=dead[1].id)] == [d.id for d in dead[2:4]]
+    stats = await outbox.stats()
+    assert (stats.pending, stats.dead) == (0, 6)
+
+    receiver.down = False
+    anna = [d.event_id for d in dead if d.conversation == "anna"]
+    assert await outbox.replay(anna) == 3
+    dispatcher.wake()
+    await dispatcher.settle()
+    assert [r.event_id for r in receiver.accepted] == anna
+    assert await outbox.replay(all_dead=True) == 3
+    dispatcher.wake()
+    await dispatcher.settle()
+    assert [r.event_id for r in receiver.accepted] == [
+        d.event_id for d in dead if d.conversation == "anna"
+    ] + [d.event_id for d in dead if d.conversation == "ben"]
+    assert by_conversation(receiver.accepted) == {"anna": [0, 1, 2], "ben": [0, 1, 2]}
+    assert {r.attempt for r in receiver.accepted} == {1}
+    assert await outbox.dead() == []
+    assert await outbox.replay(all_dead=True) == 0
+
+
+async def test_a_dead_event_is_skipped_and_its_conversation_goes_on_in_order(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+    webhook_settings: WebhookSettings,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    receiver.down = True
+    dispatcher = make_dispatcher()
+    await enqueue(outbox, db, "anna", 0)
+    dispatcher.wake()
+    await dispatcher.settle()
+    clock.advance(seconds=webhook_settings.give_up_s - 60)
+    await enqueue(outbox, db, "anna", 1)
+    await enqueue(outbox, db, "anna", 2)
+    while clock.now_ms() < rows_made(await rows(db)) + webhook_settings.give_up_s * 1000:
+        clock.advance(seconds=webhook_settings.retry_max_s / 2)
+        dispatcher.wake()
+        await dispatcher.settle()
+    assert [r.state for r in await rows(db)] == ["dead", "pending", "pending"]
+
+    receiver.down = False
+    clock.advance(seconds=webhook_settings.retry_max_s)
+    dispatcher.wake()
+    await dispatcher.settle()
+    assert [r.value["seq"] for r in receiver.accepted] == [1, 2]
+    assert [r.state for r in await rows(db)] == ["dead", "delivered", "delivered"]
+
+
+def rows_made(stored: list[Any]) -> int:
+    return int(stored[0].created_ms)
+
+
+async def test_conversations_go_in_parallel_up_to_concurrency(
+    db: Database,
+    key: bytes,
+    clock: ManualClock,
+    receiver: Receiver,
+    handshake_http: httpx.AsyncClient,
+) -> None:
+    outbox = Outbox(db, key, clock, WebhookSettings(concurrency=3))
+    await subscribe(outbox, handshake_http)
+    for c in range(8):
+        await enqueue(outbox, db, f"c{c}", 0)
+        await enqueue(outbox, db, f"c{c}", 1)
+    receiver.hold = asyncio.Event()
+    dispatcher = WebhookDispatcher(outbox, transport=receiver.transport)
+    dispatcher.start()
+    try:
+        dispatcher.wake()
+        while receiver.in_flight < 3:
+            receiver.arrived.clear()
+            await asyncio.wait_for(receiver.arrived.wait(), 10)
+        receiver.hold.set()
+        await dispatcher.settle()
+    finally:
+        await dispatcher.close()
+    assert receiver.most_in_flight == 3
+    assert by_conversation(receiver.accepted) == {f"c{c}": [0, 1] for c in range(8)}
+
+
+async def test_events_of_a_removed_subscription_are_not_sent(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    other = await subscribe(outbox, handshake_http, "https://crm.example/", "crm-secret")
+    await enqueue(outbox, db, "c1", 1)
+    receiver.status = 503
+    dispatcher = make_dispatcher()
+    dispatcher.wake()
+    await dispatcher.settle()
+    assert len(receiver.requests) == 2
+
+    await outbox.remove(other.url)
+    receiver.status = 200
+    clock.advance(seconds=2)
+    dispatcher.wake()
+    await dispatcher.settle()
+    assert len(receiver.accepted) == 1
+    assert [r.state for r in await rows(db)] == ["delivered", "dead"]
+
+
+async def test_a_subscription_added_by_another_process_is_served(
+    outbox: Outbox,
+    db: Database,
+    key: bytes,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+    webhook_settings: WebhookSettings,
+) -> None:
+    dispatcher = make_dispatcher()
+    await dispatcher.settle()
+    cli = Outbox(db, key, clock, webhook_settings)
+    await subscribe(cli, handshake_http)
+    await enqueue(cli, db, "c1", 1)  # as if the gateway's cache had caught up
+    dispatcher.wake()
+    await dispatcher.settle()
+    assert [r.value["seq"] for r in receiver.accepted] == [1]
+
+
+async def test_a_restart_sends_what_was_in_flight_again(
+    outbox: Outbox,
+    db: Database,
+    receiver: Receiver,
+    handshake_http: httpx.AsyncClient,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    await enqueue(outbox, db, "c1", 1)
+    receiver.hold = asyncio.Event()
+    first = WebhookDispatcher(outbox, transport=receiver.transport)
+    first.start()
+    first.wake()
+    await asyncio.wait_for(receiver.arrived.wait(), 10)
+    await first.close()  # stopped mid-POST: no answer, no outcome
+
+    receiver.hold = None
+    second = WebhookDispatcher(outbox, transport=receiver.transport)
+    second.start()
+    try:
+        await second.settle()
+    finally:
+        await second.close()
+    (got,) = receiver.accepted
+    (row,) = await rows(db)
+    assert got.event_id == row.event_id
+    assert row.state == "delivered"
+
+
+async def test_logs_name_the_receiver_and_the_error_never_the_body(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    await enqueue(outbox, db, "c1", 1)
+    dispatcher = make_dispatcher()
+    with capture_logs() as logs:
+        receiver.status = 503
+        dispatcher.wake()
+        await dispatcher.settle()
+        receiver.status = 200
+        clock.advance(seconds=2)
+        dispatcher.wake()
+        await dispatcher.settle()
+    events = [entry["event"] for entry in logs]
+    assert "webhook receiver failing; retrying with backoff" in events
+    assert "webhook receiver answers again" in events
+    assert any(entry.get("error") == "HTTP 503" for entry in logs)
+    assert "Nachricht" not in json.dumps(logs, default=str)
