@@ -1,9 +1,9 @@
 """``tresen chat``: the customer's end-to-end encrypted chat, interactive or scriptable.
 
 Without a subcommand (or with ``open``) it starts the terminal app; ``register``, ``send``,
-``listen``, ``safety``, ``trust``, ``business``, ``businesses``, ``consents``, ``revoke``,
-``optin``, ``optout``, ``block``, ``unblock`` and ``report`` do one thing each and suit
-scripts: results go to standard output (``--json`` for machines), explanations and errors to
+``listen``, ``choose``, ``safety``, ``trust``, ``business``, ``businesses``, ``consents``,
+``revoke``, ``optin``, ``optout``, ``block``, ``unblock`` and ``report`` do one thing each and
+suit scripts: results go to standard output (``--json`` for machines), explanations and errors to
 standard error.
 
 Exit codes: 0 done, 1 an error (the relay's code and message, or what is missing), 2 a usage
@@ -26,12 +26,21 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import httpx
+import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from tresen.client.api import RelayError
 from tresen.client.business import Business, BusinessSummary
+from tresen.client.choices import (
+    Choice,
+    interactive_choices,
+    interactive_text,
+    pick,
+    quick_reply_choices,
+    template_text,
+)
 from tresen.client.consent import BusinessConsents, ConsentRecord
 from tresen.client.events import (
     Connected,
@@ -56,7 +65,16 @@ from tresen.crypto import CryptoError
 from tresen.crypto.certificates import CertificateError
 from tresen.crypto.consent import ALL_SCOPES, ConsentScope
 from tresen.wire.business import BusinessCategory
-from tresen.wire.e2e import Media, Reaction, Template, Text, Unsupported
+from tresen.wire.e2e import (
+    ButtonReply,
+    Interactive,
+    InteractiveReply,
+    Media,
+    Reaction,
+    Template,
+    Text,
+    Unsupported,
+)
 from tresen.wire.templates import RenderedTemplate
 
 __all__ = [
@@ -532,13 +550,61 @@ def _payload_fields(payload: object) -> dict[str, Any]:
         return {"type": "media", "kind": str(payload.kind), "caption": payload.caption}
     if isinstance(payload, Template):
         return {"type": "template"}
+    if isinstance(payload, Interactive):
+        fields = {
+            "type": "interactive",
+            "text": interactive_text(payload),
+            "interactive": {
+                "type": str(payload.type),
+                "header": payload.header,
+                "body": payload.body,
+                "footer": payload.footer,
+                "button": payload.button,
+            },
+            "options": [_option(c) for c in interactive_choices(payload)],
+        }
+        if payload.context is not None:
+            fields["reply_to"] = payload.context.message_id
+        return fields
+    if isinstance(payload, InteractiveReply):
+        return {
+            "type": "interactive_reply",
+            "text": payload.title,
+            "reply_to": payload.message_id,
+            "reply": {
+                "kind": str(payload.kind),
+                "id": payload.id,
+                "title": payload.title,
+                "description": payload.description,
+            },
+        }
+    if isinstance(payload, ButtonReply):
+        return {
+            "type": "button_reply",
+            "text": payload.text,
+            "reply_to": payload.message_id,
+            "payload": payload.payload,
+        }
     tag = getattr(getattr(payload, "__struct_config__", None), "tag", None)
     return {"type": str(tag or type(payload).__name__.lower())}
 
 
+def _option(choice: Choice) -> dict[str, Any]:
+    """One option of a message, as ``tresen chat choose`` takes it (its ``number`` or
+    ``id``)."""
+    return {
+        "number": choice.number,
+        "id": choice.id,
+        "title": choice.title,
+        "description": choice.description,
+        "section": choice.section,
+        "button_index": choice.button_index,
+    }
+
+
 def _template_fields(payload: Template, rendered: RenderedTemplate | None) -> dict[str, Any]:
     """A template message's rendered text (``None`` if it could not be rendered: the content
-    is never shown otherwise) and which template it is."""
+    is never shown otherwise), which template it is and its quick replies."""
     return {
         "text": None if rendered is None else rendered.text(),
         "template": {
@@ -546,6 +612,7 @@ def _template_fields(payload: Template, rendered: RenderedTemplate | None) -> di
             "name": payload.name,
             "category": None if rendered is None else str(rendered.category),
         },
+        "options": [] if rendered is None else [_option(c) for c in quick_reply_choices(rendered)],
     }
 
 
@@ -569,12 +636,15 @@ async def _event_record(
             "server_ms": event.server_ms,
         }
     if isinstance(event, StatusChanged):
+        pricing = event.pricing
         return {
             "event": "status",
             "message_id": event.message_id,
             "chat": event.chat,
             **_chat_fields(client, event.chat),
             "status": str(event.status),
+            "server_ms": event.server_ms,
+            "pricing": None if pricing is None else msgspec.to_builtins(pricing),
         }
     if isinstance(event, IdentityChanged):
         return {
@@ -640,9 +710,16 @@ def _summary(payload: object, rendered: RenderedTemplate | None = None) -> str:
     if isinstance(payload, Template):
         if rendered is None:
             return f"[template {payload.name}, not shown: it could not be checked]"
-        return f"[template · {str(rendered.category).lower()}] " + rendered.text().replace(
+        return f"[template · {str(rendered.category).lower()}] " + template_text(rendered).replace(
             "\n", " / "
         )
+    if isinstance(payload, Interactive):
+        kind = "buttons" if payload.type == "button" else "list"
+        return f"[{kind}] " + " / ".join(
+            line.strip() for line in interactive_text(payload).splitlines()
+        )
+    if isinstance(payload, InteractiveReply | ButtonReply):
+        return f"↩ {_payload_fields(payload)['text']} [to {payload.message_id}]"
     fields = _payload_fields(payload)
     if fields["type"] == "text":
         return str(fields["text"])
@@ -660,6 +737,14 @@ async def _print_event(
         peer = await _chat_name(client, event.chat)
         arrow = f"you → {peer}" if event.outgoing else f"{peer} →"
         _print_line(f"{_clock(event.server_ms)} {arrow} {_summary(event.payload, rendered)}")
+        choosable = isinstance(event.payload, Interactive) or (
+            rendered is not None and quick_reply_choices(rendered)
+        )
+        if choosable and not event.outgoing:
+            who = await _who(client, event.chat)
+            _print_line(f"  answer: tresen chat choose {who} {event.message_id} NUMBER")
+    elif isinstance(event, TypingStarted):
+        _print_line(f"{await _chat_name(client, event.chat)} is typing…")
     elif isinstance(event, StatusChanged):
         _print_line(f"{event.status} {event.message_id} ({await _who(client, event.chat)})")
     elif isinstance(event, IdentityChanged):
@@ -681,6 +766,52 @@ async def _print_event(
         err.print(f"connected to {escape(client.relay_url)}")
     elif isinstance(event, Disconnected):
         err.print(f"disconnected ({escape(event.reason)}); reconnecting")
+
+
+@app.command()
+def choose(
+    ctx: typer.Context,
+    peer: PeerArgument,
+    message_id: Annotated[
+        str, typer.Argument(help="The message that asks: its id, as `listen` prints it.")
+    ],
+    option: Annotated[
+        str,
+        typer.Argument(
+            help="Your choice: its number (from 1, as `listen` shows it), its id or its title."
+        ),
+    ],
+    data_dir: DataDirOption = None,
+    relay: RelayOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a message's reply buttons, list or quick replies; prints the answer's id."""
+    _configure_logging()
+
+    async def main() -> None:
+        async with _client(*_options(ctx, data_dir, relay)) as client:
+            account_id = await client.resolve(peer)
+            try:
+                sent = await client.choose(account_id, message_id, option)
+                chosen = pick(await client.choices(message_id), option)
+            except TemplateRejected as exc:
+                raise ChatFailure(f"the template message cannot be checked: {exc.reason}") from None
+            except ValueError as exc:
+                raise ChatFailure(f"nothing was sent: {exc}") from None
+            if as_json:
+                _print_json(
+                    {
+                        "message_id": sent.message_id,
+                        "chat": sent.chat,
+                        "server_ms": sent.server_ms,
+                        "reply_to": message_id,
+                        "option": _option(chosen),
+                    }
+                )
+            else:
+                print(sent.message_id, flush=True)
+
+    _run(main)
 
 
 @app.command()

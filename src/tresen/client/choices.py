@@ -1,6 +1,6 @@
 """What a message offers to choose: the buttons or list rows of an interactive message, the
-quick-reply buttons of a template message. Apps number them from 1, as they show them, and
-the customer picks one by its number, its id or its title."""
+quick-reply buttons of a template message. Apps number them from 1, as they show them (the
+plain-text forms below), and the customer picks one by its number, its id or its title."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from tresen.wire.e2e import Interactive, InteractiveKind
 from tresen.wire.templates import RenderedTemplate
 
-__all__ = ["Choice", "describe_choices", "interactive_choices", "pick", "quick_reply_choices"]
+__all__ = [
+    "Choice",
+    "describe_choices",
+    "interactive_choices",
+    "interactive_text",
+    "pick",
+    "quick_reply_choices",
+    "template_text",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +80,33 @@ def describe_choices(choices: Sequence[Choice]) -> str:
         f"{c.number} ({c.title})" if c.id == c.title else f"{c.number} ({c.id}: {c.title})"
         for c in choices
     )
+
+
+def template_text(rendered: RenderedTemplate) -> str:
+    """A template message as its signed template renders it, its quick replies numbered for
+    choosing (their payloads are the business's, never shown)."""
+    numbers = {c.button_index: c.number for c in quick_reply_choices(rendered)}
+    lines = rendered.text().splitlines()
+    first_button = len(lines) - len(rendered.buttons)
+    for index, number in numbers.items():
+        assert index is not None
+        lines[first_button + index] = f"[{number}] {rendered.buttons[index].text}"
+    return "\n".join(lines)
+
+
+def interactive_text(payload: Interactive) -> str:
+    """Header, body and footer, then the numbered buttons, or the list's menu label and its
+    sections with their numbered rows."""
+    lines = [text for text in (payload.header, payload.body, payload.footer) if text]
+    choices = interactive_choices(payload)
+    if payload.type == InteractiveKind.BUTTON:
+        return "\n".join([*lines, *(f"[{c.number}] {c.title}" for c in choices)])
+    lines.append(f"☰ {payload.button}")
+    section: str | None = None
+    for choice in choices:
+        if choice.section and choice.section != section:
+            lines.append(choice.section)
+        section = choice.section
+        extra = f" · {choice.description}" if choice.description else ""
+        lines.append(f"  [{choice.number}] {choice.title}{extra}")
+    return "\n".join(lines)

@@ -28,6 +28,14 @@ from textual.widgets import Footer, Header, Input, Label, ListItem, ListView, St
 
 from tresen.client.api import RelayError
 from tresen.client.business import Business, BusinessSummary
+from tresen.client.choices import (
+    Choice,
+    interactive_choices,
+    interactive_text,
+    pick,
+    quick_reply_choices,
+    template_text,
+)
 from tresen.client.consent import ALL_SCOPES, BusinessConsents, ConsentRecord, ConsentScope
 from tresen.client.events import (
     Connected,
@@ -38,6 +46,7 @@ from tresen.client.events import (
     Event,
     IdentityChanged,
     MessageEvent,
+    TypingStarted,
 )
 from tresen.client.sdk import Client, IdentityNotTrusted
 from tresen.client.store import MessageStatus, StoredMessage, Trust
@@ -46,7 +55,10 @@ from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
 from tresen.crypto import CryptoError
 from tresen.wire.e2e import (
+    ButtonReply,
     Interactive,
+    InteractiveKind,
+    InteractiveReply,
     Media,
     Reaction,
     Template,
@@ -87,6 +99,7 @@ HELP = "\n".join(
         "/consents who may write to you · /revoke [1] withdraws all of a business's consent · "
         "/optin, /optout [marketing|utility] in its chat",
         "/block, /unblock the open chat · /report spam|offensive|scam|unwanted|other [block]",
+        "/choose 2 answers the chat's latest buttons, list or quick replies with option 2",
         "STOP or START typed to a business ends or resumes its offers · //text sends “/text” "
         "· /quit",
     )
@@ -225,6 +238,11 @@ def template_marker(rendered: RenderedTemplate) -> str:
     return f"template · {str(rendered.category).lower()}"
 
 
+def _choice_marker(kind: str, choices: list[Choice]) -> str:
+    last = len(choices)
+    return f"{kind} · /choose 1" + (f"…{last}" if last > 1 else "")
+
+
 # DecryptionFailed reasons of a template message the client refused (client/templates.py).
 _TEMPLATE_REJECTIONS = {
     "template_mismatch": "does not match the template your operator approved ({}); it was "
@@ -240,6 +258,11 @@ def failure_text(who: str, reason: str) -> str:
     kind, _, detail = reason.partition(": ")
     if kind in _TEMPLATE_REJECTIONS:
         return f"⚠ A template message from {who} " + _TEMPLATE_REJECTIONS[kind].format(detail)
+    if kind == "class_mismatch":
+        return (
+            f"⚠ A message from {who} is not shown: it came as a system message, which only "
+            f"“typing…” may be ({detail}); it was reported to your operator."
+        )
     return f"⚠ A message from {who} could not be decrypted ({reason})."
 
 
@@ -300,7 +323,11 @@ def describe(payload: object, quoted: str | None = None) -> str:
         caption = f": {payload.caption}" if payload.caption else ""
         return f"[{payload.kind} attachment{caption}] (attachments come in a later version)"
     if isinstance(payload, Interactive):
-        return payload.body
+        return interactive_text(payload)
+    if isinstance(payload, InteractiveReply):
+        return f"↩ {payload.title}"
+    if isinstance(payload, ButtonReply):
+        return f"↩ {payload.text}"
     if isinstance(payload, Template):
         return f"[template {payload.name}]"
     if isinstance(payload, Unsupported):
@@ -336,6 +363,7 @@ class ChatModel:
         # Template messages as their operator-signed template renders them, by message id.
         self._rendered: dict[str, RenderedTemplate] = {}
         self._rejected: dict[str, str] = {}  # message id → why a template message was refused
+        self._typing: dict[str, int] = {}  # chat → until when its peer shows as typing
 
     # --- what the app shows ------------------------------------------------------------------
 
@@ -389,10 +417,26 @@ class ChatModel:
         title = self.title(account_id)
         label = self.label(account_id)
         blocked = " · blocked (/unblock)" if account_id in self.blocked else ""
+        if self.typing(account_id):
+            blocked += " · typing…"
         if label is None:
             return title + blocked
         phone = self.client.store.peer_phone(account_id)
         return f"{title} · {label}" + (f" · {phone}" if phone and phone != title else "") + blocked
+
+    def typing(self, account_id: str) -> bool:
+        """Whether the chat's peer is typing: for 25 s after it said so, or until its next
+        message."""
+        until = self._typing.get(account_id)
+        if until is None:
+            return False
+        if self.client.clock.now_ms() >= until:
+            del self._typing[account_id]
+            return False
+        return True
+
+    def typing_until(self, account_id: str) -> int | None:
+        return self._typing.get(account_id) if self.typing(account_id) else None
 
     def warning(self, account_id: str) -> str | None:
         """The banner over a chat whose peer's identity keys changed."""
@@ -436,8 +480,16 @@ class ChatModel:
             rendered = self._rendered.get(message.message_id)
             # Only the signed template's rendering is ever shown; until it is at hand (the
             # template could not be fetched), the template's name stands in for it.
-            text = text if rendered is None else rendered.text()
+            text = text if rendered is None else template_text(rendered)
             marker = "template" if rendered is None else template_marker(rendered)
+            quick = [] if rendered is None else quick_reply_choices(rendered)
+            if quick and not message.outgoing:
+                marker = _choice_marker(str(marker), quick)
+        elif isinstance(payload, Interactive):
+            kind = "buttons" if payload.type == InteractiveKind.BUTTON else "list"
+            marker = (
+                kind if message.outgoing else _choice_marker(kind, interactive_choices(payload))
+            )
         return ChatLine(
             LineKind.MESSAGE,
             text,
@@ -549,6 +601,8 @@ class ChatModel:
                 await self.unblock()
             elif command == "/report":
                 await self.report(argument)
+            elif command == "/choose":
+                await self.choose(argument)
             elif command == "/help":
                 self.feedback = HELP
             else:
@@ -846,6 +900,66 @@ class ChatModel:
                 chat, LineKind.ERROR, f"Not sent: “{_shorten(text)}”: encryption refused ({exc})"
             )
 
+    async def choose(self, argument: str) -> None:
+        """``/choose N``: answer the open chat's latest interactive message (or template
+        message with quick replies) with its option N (or an option's id or title)."""
+        chat = self.open_chat
+        if chat is None:
+            self.feedback = "Open a chat first; /choose answers its buttons, list or quick replies."
+            return
+        found = self._latest_choices(chat)
+        if found is None:
+            self.feedback = (
+                f"{self.title(chat)} asked nothing to choose from: /choose answers buttons, "
+                "lists and quick replies."
+            )
+            return
+        message_id, choices = found
+        offered = " · ".join(c.label() for c in choices)
+        if not argument:
+            self.feedback = f"Choose with /choose and a number: {offered}"
+            return
+        if argument.isdigit() and 1 <= int(argument) <= len(choices):
+            choice = choices[int(argument) - 1]
+        else:
+            try:
+                choice = pick(choices, argument)
+            except ValueError:
+                self.feedback = f"There is no option “{argument}”. Choose with /choose N: {offered}"
+                return
+        try:
+            if choice.button_index is not None:
+                await self.client.tap_quick_reply(chat, message_id, choice.button_index)
+            else:
+                await self.client.answer(chat, message_id, choice.id)
+        except IdentityNotTrusted:
+            self._note(
+                chat,
+                LineKind.WARNING,
+                f"Not sent: “{choice.title}”. The security keys of {self.title(chat)} changed; "
+                "compare safety numbers (/safety), then /trust.",
+            )
+
+    def _latest_choices(self, chat: str) -> tuple[str, list[Choice]] | None:
+        """The chat's latest received message that offers choices, and its choices."""
+        for message in reversed(self.client.store.messages(chat)):
+            if message.outgoing or message.payload is None:
+                continue
+            if message.status is MessageStatus.FAILED:
+                continue
+            try:
+                payload = decode_payload(message.payload)
+            except ValueError:
+                continue
+            if isinstance(payload, Interactive):
+                return message.message_id, interactive_choices(payload)
+            rendered = self._rendered.get(message.message_id)
+            if isinstance(payload, Template) and rendered is not None:
+                quick = quick_reply_choices(rendered)
+                if quick:
+                    return message.message_id, quick
+        return None
+
     async def show_safety_number(self) -> None:
         chat = self.open_chat
         if chat is None:
@@ -891,7 +1005,11 @@ class ChatModel:
             log.warning("handling an event failed", kind=type(event).__name__, error=str(exc))
 
     async def _handle(self, event: Event) -> None:
-        if isinstance(event, MessageEvent):
+        if isinstance(event, TypingStarted):
+            self._typing[event.chat] = event.until_ms
+        elif isinstance(event, MessageEvent):
+            if not event.outgoing:
+                self._typing.pop(event.chat, None)  # the answer it was typing is here
             if event.template is not None:
                 self._rendered[event.message_id] = event.template
             elif isinstance(event.payload, Template):  # sent by another of our devices
@@ -1135,6 +1253,10 @@ class ChatApp(App[None]):
     async def _take_events(self) -> None:
         async for event in self.model.client.events():
             await self.model.handle(event)
+            if isinstance(event, TypingStarted):
+                # "typing…" goes when its time is up, even if nothing else happens.
+                left_ms = event.until_ms - self.model.client.clock.now_ms()
+                self.set_timer(max(0, left_ms) / 1000 + 0.05, self.refresh_views)
             await self.refresh_views()
 
     async def _take_input(self) -> None:
