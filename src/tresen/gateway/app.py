@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from tresen.client import Client
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.db import Database
 from tresen.core.ratelimit import TokenBuckets
@@ -21,6 +22,7 @@ from tresen.crypto.secrets import key_from_env, load_or_create_key_file, seal, u
 from tresen.gateway import migrate
 from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.routes import router
+from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
@@ -72,6 +74,11 @@ async def app_secret(db: Database, key: bytes, configured: str | None) -> str:
         return secret
 
 
+def client_phone_number_id(client: Client) -> str:
+    assert client.phone is not None
+    return client.phone.lstrip("+")
+
+
 def build_gateway_app(
     settings: GatewaySettings,
     *,
@@ -101,16 +108,26 @@ def build_gateway_app(
             )
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
+            recorder = Recorder(
+                db,
+                store,
+                outbox,
+                waba_id=settings.resolved_waba_id,
+                phone_number_id=client_phone_number_id(client),
+            )
             gateway = Gateway(
                 settings,
                 client,
                 store,
                 writer,
                 outbox,
+                recorder,
                 clock,
                 wake=dispatcher.wake,
                 app_secret=await app_secret(db, key, settings.app_secret),
             )
+            await recorder.start()
+            stack.push_async_callback(recorder.close)
             gateway.start()
             stack.push_async_callback(gateway.close)
             app.state.gateway = gateway

@@ -85,6 +85,7 @@ messages = Table(
     Column("relay_message_id", String(32), unique=True),
     Column("contact", String(32), nullable=False),
     Column("direction", String(3), nullable=False),
+    Column("origin", String(8), nullable=False),
     Column("type", String(24), nullable=False),
     Column("content", Text, nullable=False),
     Column("context_wamid", String(80)),
@@ -99,8 +100,10 @@ messages = Table(
     Index("ix_messages_contact_created", "contact", "created_ms"),
 )
 """Every message of every conversation, in (``direction``) and out: ``content`` is the Cloud
-API object of its ``type`` as JSON; ``status`` is ``received`` for inbound and
-``sent`` → ``delivered`` → ``read`` (or ``failed``) for outbound."""
+API object of its ``type`` as JSON; ``status`` is ``received`` (then ``read``) for inbound and
+``sent`` → ``delivered`` → ``read`` for outbound. ``origin`` is ``customer``, ``api`` (sent
+through this gateway: its statuses become webhooks) or ``device`` (sent by another device of
+the business)."""
 
 message_statuses = Table(
     "message_statuses",

@@ -34,6 +34,7 @@ from tresen.core.logging import get_logger
 from tresen.gateway.cloudapi.errors import GraphError, webhook_error
 from tresen.gateway.cloudapi.requests import ReadRequest, SendRequest
 from tresen.gateway.ids import InvalidWamid, encode_wamid, user_id_for, wa_id_of
+from tresen.gateway.recorder import Echo, Received, Recorder, Sent, StatusReport
 from tresen.gateway.settings import GatewaySettings
 from tresen.gateway.store import Contact, GatewayStore, StoredMessage, Writer
 from tresen.gateway.webhooks.errors import (
@@ -106,6 +107,7 @@ class Gateway:
         store: GatewayStore,
         writer: Writer,
         outbox: Outbox,
+        recorder: Recorder,
         clock: Clock,
         wake: Any = None,
         app_secret: str = "",
@@ -115,6 +117,7 @@ class Gateway:
         self.store = store
         self.writer = writer
         self.outbox = outbox
+        self.recorder = recorder
         self.clock = clock
         self._wake = wake
         self.app_secret = app_secret
@@ -158,12 +161,6 @@ class Gateway:
     def _woken(self) -> None:
         if self._wake is not None:
             self._wake()
-
-    def metadata(self) -> dict[str, str]:
-        return {
-            "display_phone_number": self.phone_number_id,
-            "phone_number_id": self.phone_number_id,
-        }
 
     # --- contacts ----------------------------------------------------------------------------
 
@@ -227,7 +224,7 @@ class Gateway:
             callback_data=request.callback_data,
             created_ms=sent.server_ms or now,
         )
-        await self.writer.run(lambda conn: self._record_sent(conn, stored, contact))
+        await self.recorder.record(Sent(stored, contact))
         self._woken()
         return SendResult(wamid=wamid, contact=contact, input=request.recipient.input)
 
@@ -377,56 +374,6 @@ class Gateway:
         except (InvalidSubscription, SubscriptionLimitReached) as exc:
             raise GraphError(100, str(exc)) from None
 
-    async def _record_sent(self, conn: Any, message: StoredMessage, contact: Contact) -> None:
-        if not await self.store.insert_message(conn, message):
-            return  # the same send, repeated
-        await self._status_event(conn, message, contact, "sent", message.created_ms, None)
-        assert message.relay_message_id is not None
-        for status, at_ms, pricing in await self.store.take_early_statuses(
-            conn, message.relay_message_id
-        ):
-            advanced = await self.store.advance(conn, message.wamid, status, at_ms, pricing)
-            if advanced is not None:
-                await self._status_event(conn, message, contact, status, at_ms, pricing)
-
-    async def _status_event(
-        self,
-        conn: Any,
-        message: StoredMessage,
-        contact: Contact,
-        status: str,
-        at_ms: int,
-        pricing: str | None,
-        errors: list[dict[str, Any]] | None = None,
-    ) -> None:
-        entry: dict[str, Any] = {
-            "id": message.wamid,
-            "status": status,
-            "timestamp": _seconds(at_ms),
-            "recipient_user_id": contact.user_id,
-        }
-        if contact.wa_id is not None:
-            entry["recipient_id"] = contact.wa_id
-        if message.callback_data is not None:
-            entry["biz_opaque_callback_data"] = message.callback_data
-        if pricing is not None:
-            entry["pricing"] = json.loads(pricing)
-        if errors:
-            entry["errors"] = errors
-        value = {
-            "messaging_product": "whatsapp",
-            "metadata": self.metadata(),
-            "contacts": [contact.webhook_contact()],
-            "statuses": [entry],
-        }
-        await self.outbox.enqueue(
-            conn,
-            waba_id=self.waba_id,
-            conversation=contact.account_id,
-            field="messages",
-            value=value,
-        )
-
     async def mark_read(self, request: ReadRequest) -> None:
         message = await self.store.message(request.message_id)
         if message is None or message.direction != "in":
@@ -481,21 +428,9 @@ class Gateway:
         wamid = _wamid_or_none(event.message_id)
         if wamid is None:
             return
-        at_ms = getattr(event, "server_ms", 0) or self.clock.now_ms()
-        pricing = _pricing_json(getattr(event, "pricing", None))
-
-        async def apply(conn: Any) -> None:
-            advanced = await self.store.advance(conn, wamid, status, at_ms, pricing)
-            if advanced is None:
-                if await self.store.message_exists(conn, wamid):
-                    return
-                await self.store.keep_early_status(conn, event.message_id, status, at_ms, pricing)
-                return
-            contact = await self.store.contact(advanced.contact)
-            if contact is not None:
-                await self._status_event(conn, advanced, contact, status, at_ms, pricing)
-
-        await self.writer.run(apply)
+        at_ms = event.server_ms or self.clock.now_ms()
+        pricing = _pricing_json(event.pricing)
+        await self.recorder.record(StatusReport(event.message_id, wamid, status, at_ms, pricing))
         self._woken()
 
     async def _on_inbound(self, event: MessageEvent) -> None:
@@ -540,25 +475,7 @@ class Gateway:
             entry[kind] = content
         if context is not None:
             entry["context"] = {"from": self.phone_number_id, "id": context}
-        value = {
-            "messaging_product": "whatsapp",
-            "metadata": self.metadata(),
-            "contacts": [contact.webhook_contact()],
-            "messages": [entry],
-        }
-
-        async def record(conn: Any) -> None:
-            await self.store.save_contact(conn, contact)
-            if await self.store.insert_message(conn, message):
-                await self.outbox.enqueue(
-                    conn,
-                    waba_id=self.waba_id,
-                    conversation=contact.account_id,
-                    field="messages",
-                    value=value,
-                )
-
-        await self.writer.run(record)
+        await self.recorder.record(Received(message, contact, entry))
         self._woken()
 
     def _cloud_message(
@@ -614,16 +531,7 @@ class Gateway:
             callback_data=None,
             created_ms=event.server_ms,
         )
-        await self.writer.run(lambda conn: self._record_echo(conn, message))
-
-    async def _record_echo(self, conn: Any, message: StoredMessage) -> None:
-        if not await self.store.insert_message(conn, message):
-            return
-        assert message.relay_message_id is not None
-        for status, at_ms, pricing in await self.store.take_early_statuses(
-            conn, message.relay_message_id
-        ):
-            await self.store.advance(conn, message.wamid, status, at_ms, pricing)
+        await self.recorder.record(Echo(message))
 
     def _echo_content(
         self, payload: Payload | Unsupported
@@ -662,35 +570,15 @@ class Gateway:
             callback_data=None,
             created_ms=now,
         )
-        value = {
-            "messaging_product": "whatsapp",
-            "metadata": self.metadata(),
-            "contacts": [contact.webhook_contact()],
-            "messages": [
-                {
-                    "from": contact.wa_id or contact.user_id,
-                    "from_user_id": contact.user_id,
-                    "id": wamid,
-                    "timestamp": _seconds(now),
-                    "type": "unsupported",
-                    "errors": [
-                        webhook_error(131051, "The message could not be decrypted or read.")
-                    ],
-                }
-            ],
+        entry = {
+            "from": contact.wa_id or contact.user_id,
+            "from_user_id": contact.user_id,
+            "id": wamid,
+            "timestamp": _seconds(now),
+            "type": "unsupported",
+            "errors": [webhook_error(131051, "The message could not be decrypted or read.")],
         }
-
-        async def record(conn: Any) -> None:
-            if await self.store.insert_message(conn, message):
-                await self.outbox.enqueue(
-                    conn,
-                    waba_id=self.waba_id,
-                    conversation=contact.account_id,
-                    field="messages",
-                    value=value,
-                )
-
-        await self.writer.run(record)
+        await self.recorder.record(Received(message, contact, entry))
         self._woken()
 
 

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.batching import GroupCommitter
@@ -27,7 +26,6 @@ from tresen.core.logging import get_logger
 from tresen.gateway.schema import (
     api_tokens,
     contacts,
-    early_statuses,
     message_statuses,
     messages,
     meta,
@@ -274,6 +272,42 @@ class GatewayStore:
             )
         self._remember(contact)
 
+    async def save_contacts(self, conn: AsyncConnection, batch: list[Contact]) -> None:
+        """Insert or update many contacts (inside a write): two statements for the lot."""
+        ids = [c.account_id for c in batch]
+        known = {
+            r.account_id
+            for r in await conn.execute(
+                select(contacts.c.account_id).where(contacts.c.account_id.in_(ids))
+            )
+        }
+        changed = [c for c in batch if c.account_id in known]
+        new = [c for c in batch if c.account_id not in known]
+        if changed:
+            await conn.execute(
+                update(contacts)
+                .where(contacts.c.account_id == bindparam("a"))
+                .values(
+                    phone=bindparam("phone"),
+                    wa_id=bindparam("wa_id"),
+                    user_id=bindparam("user_id"),
+                    profile_name=bindparam("profile_name"),
+                    last_inbound_ms=bindparam("last_inbound_ms"),
+                ),
+                [{"a": c.account_id, **_contact_values(c)} for c in changed],
+            )
+        if new:
+            now = self.clock.now_ms()
+            await conn.execute(
+                insert(contacts),
+                [
+                    {"account_id": c.account_id, "created_ms": now, **_contact_values(c)}
+                    for c in new
+                ],
+            )
+        for contact in batch:
+            self._remember(contact)
+
     async def contacts(self, limit: int = 100, after: str | None = None) -> list[Contact]:
         query = select(contacts).order_by(contacts.c.account_id).limit(limit)
         if after is not None:
@@ -283,92 +317,6 @@ class GatewayStore:
         return [_contact(r) for r in rows]
 
     # --- messages ----------------------------------------------------------------------------
-
-    async def insert_message(self, conn: AsyncConnection, message: StoredMessage) -> bool:
-        """Store a message; ``False`` if its wamid is stored already (a redelivery)."""
-        try:
-            async with conn.begin_nested():
-                await conn.execute(
-                    insert(messages).values(
-                        wamid=message.wamid,
-                        relay_message_id=message.relay_message_id,
-                        contact=message.contact,
-                        direction=message.direction,
-                        type=message.type,
-                        content=json.dumps(message.content, ensure_ascii=False),
-                        context_wamid=message.context_wamid,
-                        status=message.status,
-                        error_code=message.error_code,
-                        callback_data=message.callback_data,
-                        template_name=message.content.get("name")
-                        if message.type == "template"
-                        else None,
-                        created_ms=message.created_ms,
-                        updated_ms=message.created_ms,
-                    )
-                )
-        except IntegrityError:
-            return False
-        if message.direction == "out":
-            await conn.execute(
-                insert(message_statuses).values(
-                    wamid=message.wamid, status=message.status, at_ms=message.created_ms
-                )
-            )
-        return True
-
-    async def advance(
-        self, conn: AsyncConnection, wamid: str, status: str, at_ms: int, pricing: str | None
-    ) -> StoredMessage | None:
-        """Move an outbound message to ``status`` (never back); the message, or ``None`` when
-        it is unknown or already there."""
-        row = (await conn.execute(select(messages).where(messages.c.wamid == wamid))).first()
-        if row is None or row.direction != "out":
-            return None
-        if STATUS_RANK.get(row.status, 99) >= STATUS_RANK[status]:
-            return None
-        values: dict[str, Any] = {"status": status, "updated_ms": at_ms}
-        if pricing is not None:
-            values["pricing"] = pricing
-        await conn.execute(update(messages).where(messages.c.wamid == wamid).values(**values))
-        await conn.execute(insert(message_statuses).values(wamid=wamid, status=status, at_ms=at_ms))
-        return _message(row)
-
-    async def keep_early_status(
-        self,
-        conn: AsyncConnection,
-        relay_message_id: str,
-        status: str,
-        at_ms: int,
-        pricing: str | None,
-    ) -> None:
-        await conn.execute(
-            insert(early_statuses).values(
-                relay_message_id=relay_message_id, status=status, at_ms=at_ms, pricing=pricing
-            )
-        )
-
-    async def take_early_statuses(
-        self, conn: AsyncConnection, relay_message_id: str
-    ) -> list[tuple[str, int, str | None]]:
-        rows = (
-            await conn.execute(
-                select(early_statuses)
-                .where(early_statuses.c.relay_message_id == relay_message_id)
-                .order_by(early_statuses.c.id)
-            )
-        ).all()
-        if rows:
-            await conn.execute(
-                early_statuses.delete().where(early_statuses.c.relay_message_id == relay_message_id)
-            )
-        return sorted(
-            ((r.status, r.at_ms, r.pricing) for r in rows), key=lambda s: STATUS_RANK[s[0]]
-        )
-
-    async def message_exists(self, conn: AsyncConnection, wamid: str) -> bool:
-        found = await conn.scalar(select(messages.c.wamid).where(messages.c.wamid == wamid))
-        return found is not None
 
     async def message(self, wamid: str) -> StoredMessage | None:
         async with self.db.read() as conn:
@@ -477,6 +425,16 @@ async def set_meta(conn: AsyncConnection, key: str, value: bytes) -> None:
     changed = await conn.execute(update(meta).where(meta.c.key == key).values(value=value))
     if not changed.rowcount:
         await conn.execute(insert(meta).values(key=key, value=value))
+
+
+def _contact_values(contact: Contact) -> dict[str, Any]:
+    return {
+        "phone": contact.phone,
+        "wa_id": contact.wa_id,
+        "user_id": contact.user_id,
+        "profile_name": contact.profile_name,
+        "last_inbound_ms": contact.last_inbound_ms,
+    }
 
 
 def _contact(row: Any) -> Contact:

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("relay_message_id", sa.String(length=32), nullable=True),
         sa.Column("contact", sa.String(length=32), nullable=False),
         sa.Column("direction", sa.String(length=3), nullable=False),
+        sa.Column("origin", sa.String(length=8), nullable=False),
         sa.Column("type", sa.String(length=24), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("context_wamid", sa.String(length=80), nullable=True),

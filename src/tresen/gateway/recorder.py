@@ -1,0 +1,345 @@
+"""The gateway's hot path into its database: messages sent and received, and their statuses.
+
+Every API send, every inbound message and every delivered or read report is recorded here,
+with the webhook events it causes, in one transaction per batch (group commit). A batch is
+written with a few multi-row statements rather than a few statements per message, which is
+what lets one gateway keep up with the Cloud API's top throughput tier.
+
+A ``delivered`` or ``read`` report can overtake the recording of the send it names (the
+relay's receipt arrives on the connection while the API call is still on its way here); such
+a report is kept in ``early_statuses`` and applied when the message is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tresen.core.batching import GroupCommitter
+from tresen.core.db import Database
+from tresen.core.logging import get_logger
+from tresen.gateway.cloudapi.events import message_value, status_value
+from tresen.gateway.schema import early_statuses, message_statuses, messages
+from tresen.gateway.store import STATUS_RANK, Contact, GatewayStore, StoredMessage
+from tresen.gateway.webhooks.outbox import Outbox
+
+__all__ = ["Echo", "Received", "Recorder", "Sent", "StatusReport"]
+
+log = get_logger("tresen.gateway.recorder")
+
+MAX_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A message the API sent (its ``sent`` status becomes a webhook)."""
+
+    message: StoredMessage
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A customer's message, with the webhook ``messages[0]`` entry that announces it."""
+
+    message: StoredMessage
+    contact: Contact
+    entry: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """A message another device of the business sent: stored, announced to no one."""
+
+    message: StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    relay_message_id: str
+    wamid: str
+    status: str
+    at_ms: int
+    pricing: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    conversation: str
+    field: str
+    value: dict[str, Any]
+
+
+Op = Sent | Received | Echo | StatusReport
+
+
+@dataclass(slots=True)
+class _Current:
+    """What the batch knows of a message while it applies statuses."""
+
+    status: str
+    direction: str
+    origin: str
+    message: StoredMessage | None
+
+
+class Recorder:
+    def __init__(
+        self,
+        db: Database,
+        store: GatewayStore,
+        outbox: Outbox,
+        *,
+        waba_id: str,
+        phone_number_id: str,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.outbox = outbox
+        self.waba_id = waba_id
+        self.phone_number_id = phone_number_id
+        self._committer: GroupCommitter[Op, None] = GroupCommitter(
+            self._process, max_batch=max_batch
+        )
+        self._early: set[str] = set()
+
+    async def start(self) -> None:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(early_statuses.c.relay_message_id).distinct())
+            self._early = {r.relay_message_id for r in rows}
+        self._committer.start()
+
+    async def close(self) -> None:
+        await self._committer.close()
+
+    async def record(self, op: Op) -> None:
+        await self._committer.submit(op)
+
+    async def _process(self, ops: Sequence[Op]) -> list[BaseException | None]:
+        early_before = set(self._early)
+        try:
+            async with self.db.write() as conn:
+                await self._apply(conn, ops)
+            return [None] * len(ops)
+        except Exception as exc:
+            self._early = early_before
+            if len(ops) == 1:
+                return [exc]
+            log.warning("batch not recorded; recording one by one", error=type(exc).__name__)
+        results: list[BaseException | None] = []
+        for op in ops:
+            early_before = set(self._early)
+            try:
+                async with self.db.write() as conn:
+                    await self._apply(conn, [op])
+                results.append(None)
+            except Exception as exc:
+                self._early = early_before
+                results.append(exc)
+        return results
+
+    async def _apply(self, conn: AsyncConnection, ops: Sequence[Op]) -> None:
+        events: list[QueuedEvent] = []
+        new_messages = await self._insert_messages(conn, ops)
+        contacts = {
+            op.contact.account_id: op.contact
+            for op in ops
+            if isinstance(op, Received) and op.message.wamid in new_messages
+        }
+        if contacts:
+            await self.store.save_contacts(conn, list(contacts.values()))
+        for op in ops:
+            if isinstance(op, Sent) and op.message.wamid in new_messages:
+                value = status_value(
+                    self.phone_number_id,
+                    op.message,
+                    op.contact,
+                    "sent",
+                    op.message.created_ms,
+                    None,
+                )
+                events.append(QueuedEvent(op.contact.account_id, "messages", value))
+                new_messages.pop(op.message.wamid, None)  # one event per wamid, in order
+            elif isinstance(op, Received) and op.message.wamid in new_messages:
+                value = message_value(self.phone_number_id, op.contact, op.entry)
+                events.append(QueuedEvent(op.contact.account_id, "messages", value))
+                new_messages.pop(op.message.wamid, None)
+        reports = [op for op in ops if isinstance(op, StatusReport)]
+        inserted_out = [
+            op.message
+            for op in ops
+            if isinstance(op, Sent | Echo) and op.message.relay_message_id in self._early
+        ]
+        if inserted_out:
+            reports = await self._take_early(conn, inserted_out) + reports
+        if reports:
+            events.extend(await self._apply_statuses(conn, reports))
+        for event in events:
+            await self.outbox.enqueue(
+                conn,
+                waba_id=self.waba_id,
+                conversation=event.conversation,
+                field=event.field,
+                value=event.value,
+            )
+
+    async def _insert_messages(
+        self, conn: AsyncConnection, ops: Sequence[Op]
+    ) -> dict[str, StoredMessage]:
+        """Insert the batch's new messages; the ones inserted, by wamid."""
+        candidates: dict[str, tuple[StoredMessage, str]] = {}
+        for op in ops:
+            if isinstance(op, Sent):
+                candidates.setdefault(op.message.wamid, (op.message, "api"))
+            elif isinstance(op, Received):
+                candidates.setdefault(op.message.wamid, (op.message, "customer"))
+            elif isinstance(op, Echo):
+                candidates.setdefault(op.message.wamid, (op.message, "device"))
+        if not candidates:
+            return {}
+        existing = {
+            r.wamid
+            for r in await conn.execute(
+                select(messages.c.wamid).where(messages.c.wamid.in_(list(candidates)))
+            )
+        }
+        fresh = {w: c for w, c in candidates.items() if w not in existing}
+        if not fresh:
+            return {}
+        await conn.execute(
+            insert(messages),
+            [
+                {
+                    "wamid": m.wamid,
+                    "relay_message_id": m.relay_message_id,
+                    "contact": m.contact,
+                    "direction": m.direction,
+                    "origin": origin,
+                    "type": m.type,
+                    "content": json.dumps(m.content, ensure_ascii=False),
+                    "context_wamid": m.context_wamid,
+                    "status": m.status,
+                    "error_code": m.error_code,
+                    "error": None,
+                    "pricing": None,
+                    "callback_data": m.callback_data,
+                    "template_name": m.content.get("name") if m.type == "template" else None,
+                    "created_ms": m.created_ms,
+                    "updated_ms": m.created_ms,
+                }
+                for m, origin in fresh.values()
+            ],
+        )
+        sent = [m for m, _ in fresh.values() if m.direction == "out"]
+        if sent:
+            await conn.execute(
+                insert(message_statuses),
+                [{"wamid": m.wamid, "status": m.status, "at_ms": m.created_ms} for m in sent],
+            )
+        return {w: m for w, (m, _) in fresh.items()}
+
+    async def _take_early(
+        self, conn: AsyncConnection, inserted: list[StoredMessage]
+    ) -> list[StatusReport]:
+        relay_ids = [m.relay_message_id for m in inserted if m.relay_message_id]
+        rows = (
+            await conn.execute(
+                select(early_statuses)
+                .where(early_statuses.c.relay_message_id.in_(relay_ids))
+                .order_by(early_statuses.c.id)
+            )
+        ).all()
+        await conn.execute(
+            delete(early_statuses).where(early_statuses.c.relay_message_id.in_(relay_ids))
+        )
+        self._early.difference_update(relay_ids)
+        wamids = {m.relay_message_id: m.wamid for m in inserted}
+        return [
+            StatusReport(
+                r.relay_message_id, wamids[r.relay_message_id], r.status, r.at_ms, r.pricing
+            )
+            for r in rows
+        ]
+
+    async def _apply_statuses(
+        self, conn: AsyncConnection, reports: list[StatusReport]
+    ) -> list[QueuedEvent]:
+        wamids = list(dict.fromkeys(r.wamid for r in reports))
+        rows = (await conn.execute(select(messages).where(messages.c.wamid.in_(wamids)))).all()
+        current: dict[str, _Current] = {}
+        for row in rows:
+            current[row.wamid] = _Current(row.status, row.direction, row.origin, None)
+            current[row.wamid].message = StoredMessage(
+                wamid=row.wamid,
+                relay_message_id=row.relay_message_id,
+                contact=row.contact,
+                direction=row.direction,
+                type=row.type,
+                content={},
+                context_wamid=row.context_wamid,
+                status=row.status,
+                error_code=row.error_code,
+                callback_data=row.callback_data,
+                created_ms=row.created_ms,
+            )
+        updates: dict[str, dict[str, Any]] = {}
+        history: list[dict[str, Any]] = []
+        early: list[dict[str, Any]] = []
+        events: list[QueuedEvent] = []
+        for report in sorted(reports, key=lambda r: STATUS_RANK[r.status]):
+            state = current.get(report.wamid)
+            if state is None:
+                early.append(
+                    {
+                        "relay_message_id": report.relay_message_id,
+                        "status": report.status,
+                        "at_ms": report.at_ms,
+                        "pricing": report.pricing,
+                    }
+                )
+                continue
+            if state.direction != "out":
+                continue
+            if STATUS_RANK.get(state.status, 99) >= STATUS_RANK[report.status]:
+                continue  # already there, or further
+            state.status = report.status
+            change = updates.setdefault(report.wamid, {"w": report.wamid, "pricing": None})
+            change["status"] = report.status
+            change["updated_ms"] = report.at_ms
+            if report.pricing is not None:
+                change["pricing"] = report.pricing
+            history.append({"wamid": report.wamid, "status": report.status, "at_ms": report.at_ms})
+            if state.origin == "api" and state.message is not None:
+                contact = await self.store.contact(state.message.contact)
+                if contact is not None:
+                    value = status_value(
+                        self.phone_number_id,
+                        state.message,
+                        contact,
+                        report.status,
+                        report.at_ms,
+                        report.pricing,
+                    )
+                    events.append(QueuedEvent(contact.account_id, "messages", value))
+        if updates:
+            await conn.execute(
+                update(messages)
+                .where(messages.c.wamid == bindparam("w"))
+                .values(
+                    status=bindparam("status"),
+                    updated_ms=bindparam("updated_ms"),
+                    pricing=func.coalesce(bindparam("pricing"), messages.c.pricing),
+                ),
+                list(updates.values()),
+            )
+            await conn.execute(insert(message_statuses), history)
+        if early:
+            await conn.execute(insert(early_statuses), early)
+            self._early.update(e["relay_message_id"] for e in early)
+        return events
