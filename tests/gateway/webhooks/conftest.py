@@ -3,14 +3,16 @@ clock, an outbox, a recording receiver and dispatchers that post to it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 from support import Backend
 
 from tresen.core.clock import ManualClock
@@ -96,3 +98,19 @@ async def make_dispatcher(outbox: Outbox, receiver: Receiver) -> AsyncIterator[M
     yield factory
     for dispatcher in started:
         await dispatcher.close()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put structlog's configuration back afterwards (the CLI configures it)."""
+    saved = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+@pytest.fixture
+def info_logs(restore_logging: None) -> None:
+    """Log lines from info level up reach ``capture_logs``, whatever ran before."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))

@@ -26,7 +26,7 @@ from tresen.gateway.webhooks import Outbox, WebhookDispatcher
 
 
 @pytest.fixture(autouse=True)
-def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+def wide_tables(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> None:
     # The console was made when the CLI was imported, with whatever width the test process
     # had then; the tables below are read whole.
     monkeypatch.setattr(console, "width", 250)

@@ -369,6 +369,7 @@ async def test_logs_name_the_receiver_and_the_error_never_the_body(
     receiver: Receiver,
     make_dispatcher: Any,
     handshake_http: httpx.AsyncClient,
+    info_logs: None,
 ) -> None:
     await subscribe(outbox, handshake_http)
     await enqueue(outbox, db, "c1", 1)
