@@ -46,13 +46,17 @@ def gateway_key(settings: GatewaySettings) -> bytes:
     return load_or_create_key_file(settings.resolved_key_file)
 
 
-async def open_database(settings: GatewaySettings) -> Database:
-    """The gateway's database, migrated to the current schema."""
-    db = Database(
+def gateway_database(settings: GatewaySettings) -> Database:
+    return Database(
         settings.resolved_database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         schema=settings.database_schema,
     )
+
+
+async def open_database(settings: GatewaySettings) -> Database:
+    """The gateway's database, migrated to the current schema."""
+    db = gateway_database(settings)
     try:
         await migrate.upgrade(db)
     except BaseException:
@@ -109,11 +113,12 @@ def build_gateway_app(
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
             recorder = Recorder(
-                db,
+                lambda: gateway_database(settings),
                 store,
                 outbox,
                 waba_id=settings.resolved_waba_id,
                 phone_number_id=client_phone_number_id(client),
+                on_events=dispatcher.wake,
             )
             gateway = Gateway(
                 settings,

@@ -12,8 +12,11 @@ a report is kept in ``early_statuses`` and applied when the message is recorded.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tresen.core.batching import GroupCommitter
 from tresen.core.db import Database
 from tresen.core.logging import get_logger
+from tresen.gateway.cloudapi.errors import webhook_error
 from tresen.gateway.cloudapi.events import message_value, status_value
-from tresen.gateway.schema import early_statuses, message_statuses, messages
-from tresen.gateway.store import STATUS_RANK, Contact, GatewayStore, StoredMessage
+from tresen.gateway.schema import contacts, early_statuses, message_statuses, messages
+from tresen.gateway.store import STATUS_RANK, Contact, GatewayStore, StoredMessage, contact_of
 from tresen.gateway.webhooks.outbox import Outbox
 
 __all__ = ["Echo", "Received", "Recorder", "Sent", "StatusReport"]
@@ -66,6 +70,8 @@ class StatusReport:
     status: str
     at_ms: int
     pricing: str | None
+    error_code: int | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,43 +95,115 @@ class _Current:
 
 
 class Recorder:
+    """Records on a thread and event loop of its own.
+
+    Its database round trips then do not queue behind the API's traffic on the main event
+    loop (each would otherwise wait for a whole turn of a busy loop); callers await their
+    record from the main loop as usual. ``database`` makes the recorder's own
+    :class:`Database` inside its loop (connections belong to the loop that opened them).
+    """
+
     def __init__(
         self,
-        db: Database,
+        database: Callable[[], Database],
         store: GatewayStore,
         outbox: Outbox,
         *,
         waba_id: str,
         phone_number_id: str,
+        on_events: Callable[[], None] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
-        self.db = db
+        self._database = database
         self.store = store
         self.outbox = outbox
         self.waba_id = waba_id
         self.phone_number_id = phone_number_id
-        self._committer: GroupCommitter[Op, None] = GroupCommitter(
-            self._process, max_batch=max_batch
-        )
+        self._on_events = on_events
+        self._max_batch = max_batch
         self._early: set[str] = set()
+        self._contacts: dict[str, Contact] = {}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._committer: GroupCommitter[Op, None] | None = None
+        self._stopping: asyncio.Event | None = None
+        self._caller: asyncio.AbstractEventLoop | None = None
+        self.db: Database | None = None
 
     async def start(self) -> None:
-        async with self.db.read() as conn:
-            rows = await conn.execute(select(early_statuses.c.relay_message_id).distinct())
-            self._early = {r.relay_message_id for r in rows}
-        self._committer.start()
+        """Start the recorder's thread; returns once it is ready to record."""
+        self._caller = asyncio.get_running_loop()
+        import sys
+
+        sys.setswitchinterval(0.0002)
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="gateway-recorder", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+
+    def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        asyncio.run(self._main(ready))
+
+    async def _main(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            self.db = self._database()
+            async with self.db.read() as conn:
+                rows = await conn.execute(select(early_statuses.c.relay_message_id).distinct())
+                self._early = {r.relay_message_id for r in rows}
+            self._committer = GroupCommitter(self._process, max_batch=self._max_batch)
+            self._committer.start()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            if self.db is not None:
+                await self.db.dispose()
+            return
+        ready.set_result(None)
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._committer.close()
+            await self.db.dispose()
 
     async def close(self) -> None:
-        await self._committer.close()
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
 
     async def record(self, op: Op) -> None:
+        """Record ``op``; returns once it is committed."""
+        if self._loop is None:
+            raise RuntimeError("Recorder.start() was not called")
+        done = asyncio.run_coroutine_threadsafe(self._submit(op), self._loop)
+        await asyncio.wrap_future(done)
+
+    async def _submit(self, op: Op) -> None:
+        assert self._committer is not None
         await self._committer.submit(op)
+
+    async def _contact(self, conn: AsyncConnection, account_id: str) -> Contact | None:
+        known = self._contacts.get(account_id)
+        if known is None:
+            row = (
+                await conn.execute(select(contacts).where(contacts.c.account_id == account_id))
+            ).first()
+            if row is None:
+                return None
+            known = self._contacts[account_id] = contact_of(row)
+        return known
 
     async def _process(self, ops: Sequence[Op]) -> list[BaseException | None]:
         early_before = set(self._early)
         try:
+            assert self.db is not None
             async with self.db.write() as conn:
-                await self._apply(conn, ops)
+                events = await self._apply(conn, ops)
+            self._announce(events)
             return [None] * len(ops)
         except Exception as exc:
             self._early = early_before
@@ -136,15 +214,22 @@ class Recorder:
         for op in ops:
             early_before = set(self._early)
             try:
+                assert self.db is not None
                 async with self.db.write() as conn:
-                    await self._apply(conn, [op])
+                    events = await self._apply(conn, [op])
+                self._announce(events)
                 results.append(None)
             except Exception as exc:
                 self._early = early_before
                 results.append(exc)
         return results
 
-    async def _apply(self, conn: AsyncConnection, ops: Sequence[Op]) -> None:
+    def _announce(self, events: int) -> None:
+        if events and self._on_events is not None and self._caller is not None:
+            self._caller.call_soon_threadsafe(self._on_events)
+
+    async def _apply(self, conn: AsyncConnection, ops: Sequence[Op]) -> int:
+        """Write ``ops``; the number of webhook events queued."""
         events: list[QueuedEvent] = []
         new_messages = await self._insert_messages(conn, ops)
         contacts = {
@@ -154,6 +239,7 @@ class Recorder:
         }
         if contacts:
             await self.store.save_contacts(conn, list(contacts.values()))
+            self._contacts.update(contacts)
         for op in ops:
             if isinstance(op, Sent) and op.message.wamid in new_messages:
                 value = status_value(
@@ -180,14 +266,16 @@ class Recorder:
             reports = await self._take_early(conn, inserted_out) + reports
         if reports:
             events.extend(await self._apply_statuses(conn, reports))
+        queued = 0
         for event in events:
-            await self.outbox.enqueue(
+            queued += await self.outbox.enqueue(
                 conn,
                 waba_id=self.waba_id,
                 conversation=event.conversation,
                 field=event.field,
                 value=event.value,
             )
+        return queued
 
     async def _insert_messages(
         self, conn: AsyncConnection, ops: Sequence[Op]
@@ -262,7 +350,13 @@ class Recorder:
         wamids = {m.relay_message_id: m.wamid for m in inserted}
         return [
             StatusReport(
-                r.relay_message_id, wamids[r.relay_message_id], r.status, r.at_ms, r.pricing
+                r.relay_message_id,
+                wamids[r.relay_message_id],
+                r.status,
+                r.at_ms,
+                r.pricing,
+                r.error_code,
+                r.error,
             )
             for r in rows
         ]
@@ -301,6 +395,8 @@ class Recorder:
                         "status": report.status,
                         "at_ms": report.at_ms,
                         "pricing": report.pricing,
+                        "error_code": report.error_code,
+                        "error": report.error,
                     }
                 )
                 continue
@@ -309,15 +405,26 @@ class Recorder:
             if STATUS_RANK.get(state.status, 99) >= STATUS_RANK[report.status]:
                 continue  # already there, or further
             state.status = report.status
-            change = updates.setdefault(report.wamid, {"w": report.wamid, "pricing": None})
+            change = updates.setdefault(
+                report.wamid,
+                {"w": report.wamid, "pricing": None, "error_code": None, "error": None},
+            )
             change["status"] = report.status
             change["updated_ms"] = report.at_ms
             if report.pricing is not None:
                 change["pricing"] = report.pricing
+            if report.error_code is not None:
+                change["error_code"] = report.error_code
+                change["error"] = report.error
             history.append({"wamid": report.wamid, "status": report.status, "at_ms": report.at_ms})
             if state.origin == "api" and state.message is not None:
-                contact = await self.store.contact(state.message.contact)
+                contact = await self._contact(conn, state.message.contact)
                 if contact is not None:
+                    errors = (
+                        [webhook_error(report.error_code, report.error or "")]
+                        if report.error_code is not None
+                        else None
+                    )
                     value = status_value(
                         self.phone_number_id,
                         state.message,
@@ -325,6 +432,7 @@ class Recorder:
                         report.status,
                         report.at_ms,
                         report.pricing,
+                        errors,
                     )
                     events.append(QueuedEvent(contact.account_id, "messages", value))
         if updates:
@@ -335,6 +443,8 @@ class Recorder:
                     status=bindparam("status"),
                     updated_ms=bindparam("updated_ms"),
                     pricing=func.coalesce(bindparam("pricing"), messages.c.pricing),
+                    error_code=func.coalesce(bindparam("error_code"), messages.c.error_code),
+                    error=func.coalesce(bindparam("error"), messages.c.error),
                 ),
                 list(updates.values()),
             )

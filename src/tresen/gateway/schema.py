@@ -124,6 +124,8 @@ early_statuses = Table(
     Column("status", String(12), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
     Column("pricing", Text),
+    Column("error_code", Integer),
+    Column("error", String(512)),
 )
 """Statuses that arrived before the message they name was stored (a receipt can overtake the
 send's own bookkeeping); applied when the message is stored."""

@@ -225,7 +225,6 @@ class Gateway:
             created_ms=sent.server_ms or now,
         )
         await self.recorder.record(Sent(stored, contact))
-        self._woken()
         return SendResult(wamid=wamid, contact=contact, input=request.recipient.input)
 
     async def _send_to(self, account_id: str, request: SendRequest) -> SentMessage:
@@ -431,7 +430,6 @@ class Gateway:
         at_ms = event.server_ms or self.clock.now_ms()
         pricing = _pricing_json(event.pricing)
         await self.recorder.record(StatusReport(event.message_id, wamid, status, at_ms, pricing))
-        self._woken()
 
     async def _on_inbound(self, event: MessageEvent) -> None:
         wamid = _wamid_or_none(event.message_id)
@@ -476,7 +474,6 @@ class Gateway:
         if context is not None:
             entry["context"] = {"from": self.phone_number_id, "id": context}
         await self.recorder.record(Received(message, contact, entry))
-        self._woken()
 
     def _cloud_message(
         self, payload: Payload | Unsupported
@@ -579,7 +576,6 @@ class Gateway:
             "errors": [webhook_error(131051, "The message could not be decrypted or read.")],
         }
         await self.recorder.record(Received(message, contact, entry))
-        self._woken()
 
 
 def relay_trouble(exc: BaseException) -> GraphError:

@@ -39,6 +39,7 @@ __all__ = [
     "StoredMessage",
     "TokenInfo",
     "Writer",
+    "contact_of",
     "get_meta",
     "set_meta",
 ]
@@ -47,7 +48,8 @@ log = get_logger("tresen.gateway.store")
 
 TOKEN_PREFIX = "tgw_"  # noqa: S105 (a prefix, not a secret)
 TOKEN_CACHE_S = 5.0
-STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3}
+STATUS_RANK = {"sent": 1, "delivered": 2, "failed": 2, "read": 3}
+"""A status moves a message forward only: ``failed`` only from ``sent``."""
 
 R = TypeVar("R")
 WriteOp = Callable[[AsyncConnection], Awaitable[Any]]
@@ -241,7 +243,7 @@ class GatewayStore:
             row = (
                 await conn.execute(select(contacts).where(contacts.c.account_id == account_id))
             ).first()
-        return None if row is None else self._remember(_contact(row))
+        return None if row is None else self._remember(contact_of(row))
 
     async def contact_by_user_id(self, user_id: str) -> Contact | None:
         account = self._by_user_id.get(user_id)
@@ -251,7 +253,7 @@ class GatewayStore:
             row = (
                 await conn.execute(select(contacts).where(contacts.c.user_id == user_id))
             ).first()
-        return None if row is None else self._remember(_contact(row))
+        return None if row is None else self._remember(contact_of(row))
 
     async def save_contact(self, conn: AsyncConnection, contact: Contact) -> None:
         """Insert or update a contact (inside a write)."""
@@ -314,7 +316,7 @@ class GatewayStore:
             query = query.where(contacts.c.account_id > after)
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [_contact(r) for r in rows]
+        return [contact_of(r) for r in rows]
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -437,7 +439,7 @@ def _contact_values(contact: Contact) -> dict[str, Any]:
     }
 
 
-def _contact(row: Any) -> Contact:
+def contact_of(row: Any) -> Contact:
     return Contact(
         account_id=row.account_id,
         phone=row.phone,

@@ -29,8 +29,10 @@ def status_value(
     status: str,
     at_ms: int,
     pricing: str | None,
+    errors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A status of ``message``; ``pricing`` (JSON) goes on ``delivered`` and ``read``."""
+    """A status of ``message``; ``pricing`` (JSON) goes on ``delivered`` and ``read``,
+    ``errors`` on ``failed``."""
     entry: dict[str, Any] = {
         "id": message.wamid,
         "status": status,
@@ -43,6 +45,8 @@ def status_value(
         entry["biz_opaque_callback_data"] = message.callback_data
     if pricing is not None:
         entry["pricing"] = json.loads(pricing)
+    if errors:
+        entry["errors"] = errors
     return {
         "messaging_product": "whatsapp",
         "metadata": metadata(phone_number_id),

@@ -49,6 +49,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("at_ms", sa.BigInteger(), nullable=False),
         sa.Column("pricing", sa.Text(), nullable=True),
+        sa.Column("error_code", sa.Integer(), nullable=True),
+        sa.Column("error", sa.String(length=512), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_early_statuses")),
     )
     op.create_index(
