@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from support import (
     ORDER_SHIPPED,
     Backend,
@@ -25,8 +30,10 @@ from tresen.client import Client
 from tresen.client.events import Event
 from tresen.core.clock import Clock
 from tresen.gateway.app import build_gateway_app
+from tresen.gateway.relay_link import CodeSource
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
+from tresen.gateway.webhooks.signature import verify
 from tresen.relay.accounts.sms import read_last_code
 from tresen.relay.operator.service import OperatorPrincipal
 
@@ -157,3 +164,222 @@ async def approved_template(
     template_id = r.json()["id"]
     await relay.ctx.templates.approve(OperatorPrincipal("tests"), int(template_id))
     return str(template_id)
+
+
+# --- webhooks, received as an integrator's endpoint receives them ------------------------------
+
+WEBHOOK_VERIFY_TOKEN = "gateway-tests-verify"
+
+
+@dataclass(frozen=True)
+class WebhookPost:
+    """One POST to a webhook endpoint: the raw body as signed, and its headers."""
+
+    raw: bytes
+    headers: dict[str, str]
+
+    @property
+    def body(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.raw)
+        return decoded
+
+    @property
+    def change(self) -> dict[str, Any]:
+        change: dict[str, Any] = self.body["entry"][0]["changes"][0]
+        return change
+
+    @property
+    def field(self) -> str:
+        return str(self.change["field"])
+
+    @property
+    def value(self) -> dict[str, Any]:
+        value: dict[str, Any] = self.change["value"]
+        return value
+
+
+@dataclass
+class WebhookInbox:
+    """A webhook endpoint on a free port that answers the verification handshake for
+    ``verify_token`` and keeps every POST; :meth:`next` checks each one it hands out."""
+
+    url: str
+    app_secret: str
+    verify_token: str
+    posts: asyncio.Queue[WebhookPost] = field(default_factory=asyncio.Queue)
+    handshakes: list[str] = field(default_factory=list)
+    """The verify tokens of the handshakes received, right or wrong."""
+    status: int = 200
+    """The answer to POSTs (which are kept whatever it is)."""
+
+    async def next(
+        self, where: Callable[[WebhookPost], bool] | None = None, within_s: float = 20
+    ) -> WebhookPost:
+        """The next POST ``where`` holds for (others are skipped). Every POST taken must be
+        signed with the app secret and carry exactly one entry with one change."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            post = await asyncio.wait_for(self.posts.get(), max(0.01, left))
+            signature = post.headers.get("x-hub-signature-256")
+            assert verify(self.app_secret.encode(), post.raw, signature), signature
+            assert post.headers.get("content-type", "").startswith("application/json")
+            body = post.body
+            assert body["object"] == "whatsapp_business_account"
+            assert len(body["entry"]) == 1, body
+            assert len(body["entry"][0]["changes"]) == 1, body
+            if post.field == "messages":
+                items = post.value.get("messages", []) + post.value.get("statuses", [])
+                assert len(items) == 1, body
+            if where is None or where(post):
+                return post
+
+    async def next_message(self, kind: str | None = None, within_s: float = 20) -> dict[str, Any]:
+        """The ``value`` of the next inbound message webhook (of type ``kind``)."""
+
+        def wanted(post: WebhookPost) -> bool:
+            messages = post.value.get("messages") if post.field == "messages" else None
+            return bool(messages) and (kind is None or messages[0]["type"] == kind)
+
+        return (await self.next(wanted, within_s)).value
+
+    async def next_status(
+        self, wamid: str, status: str | None = None, within_s: float = 20
+    ) -> dict[str, Any]:
+        """The ``value`` of the next status webhook about ``wamid`` (of ``status``)."""
+
+        def wanted(post: WebhookPost) -> bool:
+            statuses = post.value.get("statuses") if post.field == "messages" else None
+            return (
+                bool(statuses)
+                and statuses[0]["id"] == wamid
+                and (status is None or statuses[0]["status"] == status)
+            )
+
+        return (await self.next(wanted, within_s)).value
+
+
+@asynccontextmanager
+async def webhook_inbox(
+    app_secret: str, verify_token: str = WEBHOOK_VERIFY_TOKEN
+) -> AsyncIterator[WebhookInbox]:
+    """A :class:`WebhookInbox` served until the block ends."""
+    port = free_port()
+    inbox = WebhookInbox(f"http://127.0.0.1:{port}/hook", app_secret, verify_token)
+
+    async def endpoint(request: Request) -> Response:
+        if request.method == "GET":
+            given = request.query_params.get("hub.verify_token", "")
+            inbox.handshakes.append(given)
+            if given != inbox.verify_token:
+                return PlainTextResponse("forbidden", status_code=403)
+            return PlainTextResponse(request.query_params.get("hub.challenge", ""))
+        raw = await request.body()
+        await inbox.posts.put(WebhookPost(raw, dict(request.headers)))
+        return PlainTextResponse("OK", status_code=inbox.status)
+
+    app = Starlette(routes=[Route("/hook", endpoint, methods=["GET", "POST"])])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield inbox
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def subscribe(running: RunningGateway, inbox: WebhookInbox) -> None:
+    """Point the gateway's webhooks at ``inbox`` (``POST /{waba_id}/subscribed_apps``)."""
+    r = await running.http.post(
+        f"/{running.waba_id}/subscribed_apps",
+        json={"override_callback_uri": inbox.url, "verify_token": inbox.verify_token},
+    )
+    assert r.status_code == 200, r.text
+
+
+@asynccontextmanager
+async def subscribed_inbox(running: RunningGateway) -> AsyncIterator[WebhookInbox]:
+    """A :class:`WebhookInbox` the gateway's webhooks go to."""
+    async with webhook_inbox(running.gateway.app_secret) as inbox:
+        await subscribe(running, inbox)
+        yield inbox
+
+
+# --- a gateway that stops and starts again on the same data -----------------------------------
+
+
+def gateway_settings(
+    relay: RunningRelay, backend: Backend, tmp_path: Path, **overrides: Any
+) -> tuple[GatewaySettings, str | None]:
+    """Settings of a new gateway (data folder ``tmp_path/gateway``) and the PostgreSQL
+    schema of its database (``None`` on SQLite), for :func:`run_gateway`; the caller drops
+    the schema when done."""
+    phone = overrides.pop("phone", None) or relay.next_phone()
+    database, schema = gateway_database(backend, tmp_path)
+    settings = GatewaySettings(
+        data_dir=tmp_path / "gateway", relay_url=relay.url, phone=phone, **database, **overrides
+    )
+    return settings, schema
+
+
+def relay_codes(relay: RunningRelay) -> CodeSource:
+    """Registration codes as the test relay's SMS file has them."""
+
+    async def code(number: str) -> str:
+        found = read_last_code(relay.sms_file, number)
+        assert found is not None
+        return found
+
+    return code
+
+
+@asynccontextmanager
+async def run_gateway(
+    settings: GatewaySettings,
+    *,
+    codes: CodeSource | None = None,
+    token: str | None = None,
+    clock: Clock | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[RunningGateway]:
+    """The gateway of ``settings`` served on a free port, as it finds its data folder and
+    database: ``codes`` only when it may register a device; ``token`` an API token it has
+    (else a new one is made). Nothing is set up on the relay and nothing is dropped after."""
+    app = build_gateway_app(settings, codes=codes, clock=clock, webhook_transport=webhook_transport)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        gateway: Gateway = app.state.gateway
+        if token is None:
+            _, token = await gateway.store.create_token("tests")
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(
+            base_url=f"{url}/{API_VERSION}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        ) as http:
+            yield RunningGateway(url, gateway, settings, token, http)
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def become_business(
+    relay: RunningRelay, running: RunningGateway, display_name: str = "Gateway Test Shop"
+) -> None:
+    """Give the gateway's account a business profile, verified by the operator."""
+    await running.gateway.client.save_business_profile(display_name=display_name, category="RETAIL")
+    await relay.ctx.operator.verify(OperatorPrincipal("tests"), running.gateway.account_id)

@@ -16,9 +16,15 @@ from fastapi.responses import Response
 from tresen.client.api import RelayError
 from tresen.core.ratelimit import TokenBuckets
 from tresen.gateway.cloudapi.errors import GraphError
-from tresen.gateway.cloudapi.requests import ReadRequest, parse_message_request
+from tresen.gateway.cloudapi.requests import (
+    ReadRequest,
+    Recipient,
+    SendRequest,
+    parse_message_request,
+)
 from tresen.gateway.ids import is_user_id, wa_id_of
 from tresen.gateway.service import Gateway, relay_trouble
+from tresen.gateway.store import Contact
 from tresen.relay.http import bearer_token
 
 __all__ = ["router"]
@@ -146,6 +152,7 @@ async def send_message(
     if isinstance(parsed, ReadRequest):
         await gateway.mark_read(parsed)
         return ok({"success": True})
+    await _check_references(gateway, parsed)
     result = await gateway.send(parsed)
     contact: dict[str, Any] = {"input": result.input, "user_id": result.contact.user_id}
     if result.contact.wa_id is not None:
@@ -154,6 +161,32 @@ async def send_message(
     if parsed.type == "template":
         message["message_status"] = "accepted"
     return ok({"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]})
+
+
+async def _check_references(gateway: Gateway, request: SendRequest) -> None:
+    """A quoted or reacted-to message must be one of this conversation's: any 16 bytes make
+    a well-formed wamid, and one of another business or of another customer's chat would
+    show the customer a reference to nothing."""
+    references: list[tuple[str, str]] = []
+    if request.context_wamid is not None:
+        references.append(("context['message_id']", request.context_wamid))
+    if request.type == "reaction":
+        references.append(("reaction['message_id']", str(request.content["message_id"])))
+    for param, wamid in references:
+        message = await gateway.store.message(wamid)
+        contact = None if message is None else await gateway.store.contact(message.contact)
+        if contact is None or not _same_customer(contact, request.recipient):
+            raise GraphError(
+                100,
+                f"Param {param}: {wamid[:80]} is not a message of the conversation with "
+                f"{request.recipient.input}",
+            )
+
+
+def _same_customer(contact: Contact, recipient: Recipient) -> bool:
+    if recipient.user_id is not None:
+        return contact.user_id == recipient.user_id
+    return contact.phone is not None and contact.phone == recipient.phone
 
 
 # --- phone number and business profile -----------------------------------------------------
@@ -324,6 +357,7 @@ async def unsubscribe_app(version: Version, node: Node, gateway: Authorized) -> 
 async def list_templates(
     version: Version,
     node: Node,
+    request: Request,
     gateway: Authorized,
     name: str | None = None,
     status: str | None = None,
@@ -349,7 +383,15 @@ async def list_templates(
         data = [t for t in data if str(t.get("category", "")).upper() == category.upper()]
     if language:
         data = [t for t in data if t.get("language") == language]
-    return ok({**page, "data": data})
+    # The relay's ``next`` is a path of the relay; clients (pywa's ``Result.next``) follow
+    # ``next`` as it is, so it becomes this URL with the ``after`` cursor (the same filters).
+    paging = dict(page.get("paging") or {})
+    cursor = (paging.get("cursors") or {}).get("after")
+    if paging.get("next") and cursor:
+        paging["next"] = str(request.url.include_query_params(after=cursor))
+    else:
+        paging.pop("next", None)
+    return ok({**page, "data": data, "paging": paging})
 
 
 @router.post("/{version}/{node}/message_templates", summary="Submit a template for review")

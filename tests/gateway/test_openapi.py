@@ -1,0 +1,30 @@
+"""The gateway describes its Cloud API: ``/openapi.json`` names the endpoints an integrator
+uses, and ``/docs`` shows them."""
+
+from __future__ import annotations
+
+import httpx
+from gateway_support import RunningGateway
+
+
+async def test_openapi_lists_the_cloud_api_paths(gw: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+        r = await anonymous.get("/openapi.json")
+        assert r.status_code == 200, r.text
+        spec = r.json()
+        paths = spec["paths"]
+        assert set(paths["/{version}/{node}/messages"]) == {"post"}
+        assert set(paths["/{version}/{node}/message_templates"]) == {"get", "post", "delete"}
+        assert set(paths["/{version}/{node}/whatsapp_business_profile"]) == {"get", "post"}
+        assert set(paths["/{version}/{node}/block_users"]) == {"get", "post", "delete"}
+        assert set(paths["/{version}/{node}/subscribed_apps"]) == {"get", "post", "delete"}
+        assert "get" in paths["/{version}/{node}"]
+        send = paths["/{version}/{node}/messages"]["post"]
+        example = send["requestBody"]["content"]["application/json"]["example"]
+        assert example["messaging_product"] == "whatsapp"
+        assert spec["info"]["title"] == "Tresen gateway"
+
+        r = await anonymous.get("/docs")
+        assert r.status_code == 200
+        assert "text/html" in r.headers["content-type"]
+        assert "/openapi.json" in r.text
