@@ -256,6 +256,41 @@ async def test_a_dead_event_is_skipped_and_its_conversation_goes_on_in_order(
     assert [r.state for r in await rows(db)] == ["dead", "delivered", "delivered"]
 
 
+async def test_a_replay_into_a_waiting_conversation_goes_first_and_wakes_the_rest(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+    webhook_settings: WebhookSettings,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    receiver.down = True
+    dispatcher = make_dispatcher()
+    await enqueue(outbox, db, "anna", 0)
+    dispatcher.wake()
+    await dispatcher.settle()
+    clock.advance(seconds=webhook_settings.give_up_s - 30)
+    await enqueue(outbox, db, "anna", 1)
+    await enqueue(outbox, db, "anna", 2)
+    for _ in range(10):
+        clock.advance(seconds=10)
+        dispatcher.wake()
+        await dispatcher.settle()
+    first, second, third = await rows(db)
+    assert first.state == "dead"
+    assert (second.state, third.state) == ("pending", "pending")
+    assert second.next_attempt_ms > clock.now_ms()  # the conversation waits for its retry
+
+    receiver.down = False
+    assert await outbox.replay([first.event_id]) == 1
+    dispatcher.wake()
+    await dispatcher.settle()  # no time passes: the replay made the conversation due
+    assert [r.value["seq"] for r in receiver.accepted] == [0, 1, 2]
+    assert {r.state for r in await rows(db)} == {"delivered"}
+
+
 def rows_made(stored: list[Any]) -> int:
     return int(stored[0].created_ms)
 

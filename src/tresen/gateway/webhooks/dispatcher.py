@@ -28,7 +28,6 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
@@ -39,17 +38,25 @@ from tresen.gateway.webhooks import repo
 from tresen.gateway.webhooks.outbox import REMOVED_ERROR, USER_AGENT, Outbox, Target
 from tresen.gateway.webhooks.signature import HEADER, sign
 
-__all__ = ["CONNECTIONS_PER_CLIENT", "EVENT_ID_HEADER", "WebhookDispatcher"]
+__all__ = ["ATTEMPT_HEADER", "EVENT_ID_HEADER", "WebhookDispatcher"]
 
 log = get_logger(__name__)
 
 EVENT_ID_HEADER = "X-Tresen-Event-Id"
 ATTEMPT_HEADER = "X-Tresen-Attempt"
 
-# httpx's connection pool does work proportional to its size on every request (quadratic in
-# places), so 64 connections in one pool cost more CPU than the POSTs themselves. The
-# ``concurrency`` connections are spread over clients of this many each instead.
-CONNECTIONS_PER_CLIENT = 4
+# POSTs go straight to httpx transports, not through an AsyncClient: the client's request
+# building and cookie jar cost about as much CPU as the HTTP exchange itself, and webhooks need
+# neither. httpcore's connection pool does work proportional to its size on every request
+# (quadratic in places), so each of the ``concurrency`` connections gets a transport of its
+# own; a transport goes back to the receiver (origin) it last talked to, keeping its
+# connection alive.
+
+# An answer's body is read (so that the connection can be reused) up to this size; a longer
+# one closes the connection instead.
+_MAX_ANSWER_BYTES = 64 * 1024
+
+_NO_ORIGIN: tuple[str, str, int | None] = ("", "", None)
 
 # A load query that scanned a large backlog is not repeated sooner than its own duration
 # later: however often the dispatcher is woken, the query takes at most half the time.
@@ -58,6 +65,7 @@ _LOAD_PACING = 1.0
 _JITTER = 0.1
 
 LaneKey = tuple[int, str]
+Origin = tuple[str, str, int | None]
 
 
 @dataclass(slots=True)
@@ -96,8 +104,13 @@ class WebhookDispatcher:
         self._give_up_ms = int(self._settings.give_up_s * 1000)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._clients: list[httpx.AsyncClient] = []
-        self._slots: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        self._transports: list[httpx.AsyncBaseTransport] = []
+        self._in_flight = asyncio.Semaphore(self._settings.concurrency)
+        # Transports not in use, by the origin they last posted to ("" for unused ones).
+        self._spare: dict[Origin, list[httpx.AsyncBaseTransport]] = {}
+        self._urls: dict[str, httpx.URL] = {}
+        t_s = self._settings.timeout_s
+        self._timeouts = {"connect": t_s, "read": t_s, "write": t_s, "pool": t_s}
         self._targets: dict[int, Target] = {}
         self._lanes: dict[LaneKey, _Lane] = {}
         self._lane_tasks: set[asyncio.Task[None]] = set()
@@ -122,7 +135,7 @@ class WebhookDispatcher:
         """Start sending (inside the running event loop)."""
         if self._task is not None:
             raise RuntimeError("the dispatcher is running already")
-        self._clients = self._make_clients()
+        self._transports = self._make_transports()
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     def wake(self) -> None:
@@ -152,32 +165,45 @@ class WebhookDispatcher:
             await self._flush()
         except Exception as exc:
             log.warning("webhook outcomes not written at shutdown", error=repr(exc))
-        for client in self._clients:
-            await client.aclose()
-        self._clients = []
+        if self._transport is None:
+            for transport in self._transports:
+                await transport.aclose()
+        self._transports = []
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.cancel()
         self._waiters = []
 
-    def _make_clients(self) -> list[httpx.AsyncClient]:
-        settings = self._settings
-        common: dict[str, Any] = {
-            "timeout": httpx.Timeout(settings.timeout_s),
-            "headers": {"User-Agent": USER_AGENT},
-            "follow_redirects": False,
-        }
+    def _make_transports(self) -> list[httpx.AsyncBaseTransport]:
+        concurrency = self._settings.concurrency
+        transports: list[httpx.AsyncBaseTransport]
         if self._transport is not None:
-            clients = [httpx.AsyncClient(transport=self._transport, **common)]
+            transports = [self._transport] * concurrency
         else:
-            per = min(settings.concurrency, CONNECTIONS_PER_CLIENT)
-            limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-            count = math.ceil(settings.concurrency / per)
-            clients = [httpx.AsyncClient(limits=limits, **common) for _ in range(count)]
-        self._slots = asyncio.Queue()
-        for i in range(settings.concurrency):
-            self._slots.put_nowait(clients[i % len(clients)])
-        return clients
+            one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            tls = httpx.create_ssl_context()  # loaded once, shared by the transports
+            transports = [
+                httpx.AsyncHTTPTransport(verify=tls, limits=one) for _ in range(concurrency)
+            ]
+        self._in_flight = asyncio.Semaphore(concurrency)
+        self._spare = {_NO_ORIGIN: list(transports)}
+        return transports if self._transport is None else [self._transport]
+
+    async def _take_transport(self, origin: Origin) -> httpx.AsyncBaseTransport:
+        await self._in_flight.acquire()
+        for key in (origin, _NO_ORIGIN):
+            idle = self._spare.get(key)
+            if idle:
+                return idle.pop()
+        # Every idle transport last talked to another receiver: take one over.
+        for idle in self._spare.values():
+            if idle:
+                return idle.pop()
+        raise AssertionError("more POSTs in flight than transports")
+
+    def _give_back(self, origin: Origin, transport: httpx.AsyncBaseTransport) -> None:
+        self._spare.setdefault(origin, []).append(transport)
+        self._in_flight.release()
 
     # --- rounds ------------------------------------------------------------------------------
 
@@ -314,11 +340,15 @@ class WebhookDispatcher:
         if target is None:
             self._dead.append((event.id, event.attempts, REMOVED_ERROR))
             return True
-        client = await self._slots.get()
+        url = self._urls.get(target.url)
+        if url is None:
+            url = self._urls[target.url] = httpx.URL(target.url)
+        origin = (url.scheme, url.host, url.port)
+        transport = await self._take_transport(origin)
         try:
-            error = await self._post(client, target, event, attempt)
+            error = await self._post(transport, url, target, event, attempt)
         finally:
-            self._slots.put_nowait(client)
+            self._give_back(origin, transport)
         now = self._clock.now_ms()
         if error is None:
             self._delivered.append(event.id)
@@ -357,22 +387,42 @@ class WebhookDispatcher:
         return max(1, round(delay * 1000))
 
     async def _post(
-        self, client: httpx.AsyncClient, target: Target, event: _Event, attempt: int
+        self,
+        transport: httpx.AsyncBaseTransport,
+        url: httpx.URL,
+        target: Target,
+        event: _Event,
+        attempt: int,
     ) -> str | None:
         """None when the receiver took the event (2xx), else why not. Never the body: it
         holds message plaintext."""
         if target.app_secret is None:
             return "the app secret does not open with this gateway's key; add the URL again"
-        headers = {
-            "Content-Type": "application/json",
-            HEADER: sign(target.app_secret, event.body),
-            EVENT_ID_HEADER: event.event_id,
-            ATTEMPT_HEADER: str(attempt),
-        }
+        request = httpx.Request(
+            "POST",
+            url,
+            content=event.body,
+            headers=[
+                ("User-Agent", USER_AGENT),
+                ("Content-Type", "application/json"),
+                (HEADER, sign(target.app_secret, event.body)),
+                (EVENT_ID_HEADER, event.event_id),
+                (ATTEMPT_HEADER, str(attempt)),
+            ],
+            extensions={"timeout": self._timeouts},
+        )
         timeout_s = self._settings.timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                response = await client.post(target.url, content=event.body, headers=headers)
+                response = await transport.handle_async_request(request)
+                try:
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > _MAX_ANSWER_BYTES:
+                            break
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
             return f"no answer within {timeout_s:g} s"
         except httpx.HTTPError as exc:

@@ -282,7 +282,8 @@ class Outbox:
             if existing is None or existing.removed_ms is not None:
                 await self._check_room(conn)
         if http is None:
-            async with httpx.AsyncClient(trust_env=True) as client:
+            # Like the POSTs, straight to the URL: no proxies from the environment.
+            async with httpx.AsyncClient(trust_env=False) as client:
                 await confirm_callback(client, url, verify_token, timeout_s=self.settings.timeout_s)
         else:
             await confirm_callback(http, url, verify_token, timeout_s=self.settings.timeout_s)
