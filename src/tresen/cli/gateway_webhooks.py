@@ -246,6 +246,25 @@ def replay(
         raise typer.Exit(1)
 
 
+@app.command("prune")
+def prune(
+    days: Annotated[
+        float, typer.Option("--days", min=0, help="Delete events made more than this long ago.")
+    ],
+    dead: Annotated[
+        bool, typer.Option("--dead", help="Dead letters too, not only delivered events.")
+    ] = False,
+    data_dir: DataDir = None,
+    config: Config = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete old delivered events (their bodies hold message content); pending ones stay."""
+    settings = _settings(config, data_dir, database_url)
+    count = _on_outbox(settings, lambda outbox: outbox.prune(days * 86400, dead=dead))
+    kinds = "delivered and dead" if dead else "delivered"
+    console.print(f"{count} {kinds} event{'' if count == 1 else 's'} deleted")
+
+
 @app.command("stats")
 def stats(
     data_dir: DataDir = None,

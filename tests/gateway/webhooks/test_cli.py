@@ -156,6 +156,9 @@ async def test_dead_letters_are_listed_and_replayed(
     assert "no dead webhook events" in (await cli("dead")).stdout
     stats = await cli("stats")
     assert re.search(r"│ 2\s+│ 0\s+│ 0\s+│", stats.stdout), stats.stdout
+    pruned = await cli("prune", "--days", "0", "--dead")
+    assert pruned.exit_code == 0, pruned.output
+    assert "0 delivered and dead events deleted" in pruned.stdout  # pending ones stay
 
 
 async def test_secret_shows_the_app_secret_of_api_made_subscriptions(

@@ -422,3 +422,38 @@ async def test_logs_name_the_receiver_and_the_error_never_the_body(
     assert "webhook receiver answers again" in events
     assert any(entry.get("error") == "HTTP 503" for entry in logs)
     assert "Nachricht" not in json.dumps(logs, default=str)
+
+
+async def test_old_delivered_events_are_pruned_and_pending_ones_kept(
+    outbox: Outbox,
+    db: Database,
+    clock: ManualClock,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    await enqueue(outbox, db, "anna", 0)
+    await enqueue(outbox, db, "ben", 0)
+    dispatcher = make_dispatcher()
+    receiver.status = 200
+    dispatcher.wake()
+    await dispatcher.settle()
+    clock.advance(hours=2)
+    receiver.down = True
+    await enqueue(outbox, db, "anna", 1)
+    dispatcher.wake()
+    await dispatcher.settle()
+
+    assert await outbox.prune(3 * 3600) == 0
+    assert await outbox.prune(3600) == 2
+    assert [(r.value["conversation"], r.state) for r in await decoded(db)] == [("anna", "pending")]
+
+
+async def decoded(db: Database) -> list[Any]:
+    class Row:
+        def __init__(self, row: Any) -> None:
+            self.state = row.state
+            self.value = json.loads(row.body)["entry"][0]["changes"][0]["value"]
+
+    return [Row(r) for r in await rows(db)]

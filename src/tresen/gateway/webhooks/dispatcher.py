@@ -64,6 +64,8 @@ _LOAD_PACING = 1.0
 
 _JITTER = 0.1
 
+_PRUNE_EVERY_S = 3600.0
+
 LaneKey = tuple[int, str]
 Origin = tuple[str, str, int | None]
 
@@ -95,8 +97,13 @@ class WebhookDispatcher:
         clock: Clock | None = None,
         settings: WebhookSettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        keep_delivered_s: float | None = None,
     ) -> None:
+        """``keep_delivered_s``: delete delivered events made longer ago than this, once an
+        hour (None keeps them)."""
         self._outbox = outbox
+        self._keep_delivered_s = keep_delivered_s
+        self._pruner: asyncio.Task[None] | None = None
         self._db = outbox.db
         self._clock = clock or outbox.clock
         self._settings = settings or outbox.settings
@@ -137,6 +144,8 @@ class WebhookDispatcher:
             raise RuntimeError("the dispatcher is running already")
         self._transports = self._make_transports()
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+        if self._keep_delivered_s is not None:
+            self._pruner = asyncio.create_task(self._prune_forever(self._keep_delivered_s))
 
     def wake(self) -> None:
         """Look for due events now (cheap; call it after a commit that queued events)."""
@@ -154,10 +163,11 @@ class WebhookDispatcher:
     async def close(self) -> None:
         """Stop. POSTs in flight are abandoned (their events are sent again next start);
         outcomes already known are written."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._pruner, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for task in list(self._lane_tasks):
             task.cancel()
         await asyncio.gather(*self._lane_tasks, return_exceptions=True)
@@ -204,6 +214,17 @@ class WebhookDispatcher:
     def _give_back(self, origin: Origin, transport: httpx.AsyncBaseTransport) -> None:
         self._spare.setdefault(origin, []).append(transport)
         self._in_flight.release()
+
+    async def _prune_forever(self, keep_s: float) -> None:
+        while True:
+            try:
+                count = await self._outbox.prune(keep_s)
+            except Exception as exc:
+                log.warning("delivered webhook events not pruned", error=repr(exc))
+            else:
+                if count:
+                    log.info("delivered webhook events pruned", count=count)
+            await asyncio.sleep(_PRUNE_EVERY_S)
 
     # --- rounds ------------------------------------------------------------------------------
 

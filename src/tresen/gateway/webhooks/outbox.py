@@ -8,6 +8,7 @@ subscriber; the :class:`~tresen.gateway.webhooks.dispatcher.WebhookDispatcher` s
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import secrets
 from collections.abc import Collection, Mapping
@@ -393,6 +394,20 @@ class Outbox:
         if count:
             log.info("webhook events replayed", count=count)
         return count
+
+    async def prune(self, older_than_s: float, *, dead: bool = False, chunk: int = 5000) -> int:
+        """Delete delivered events (and dead ones with ``dead=True``) made more than
+        ``older_than_s`` ago, ``chunk`` rows per transaction. Returns how many went."""
+        before = self.clock.now_ms() - int(older_than_s * 1000)
+        states = (repo.DELIVERED, repo.DEAD) if dead else (repo.DELIVERED,)
+        total = 0
+        while True:
+            async with self.db.write() as conn:
+                count = await repo.prune(conn, states=states, before_ms=before, limit=chunk)
+            total += count
+            if count < chunk:
+                return total
+            await asyncio.sleep(0)  # let the gateway's own writes in between
 
     async def stats(self) -> WebhookStats:
         async with self.db.read() as conn:

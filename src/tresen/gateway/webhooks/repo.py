@@ -33,6 +33,7 @@ __all__ = [
     "mark_delivered",
     "mark_retry",
     "oldest_pending_created",
+    "prune",
     "replay",
     "subscription_by_id",
     "subscription_by_url",
@@ -173,6 +174,20 @@ async def mark_dead(conn: AsyncConnection, rows: Iterable[tuple[int, int, str]])
     params = [{"b_id": i, "b_attempts": a, "b_error": err[:512]} for i, a, err in rows]
     if params:
         await conn.execute(_DEAD, params)
+
+
+async def prune(
+    conn: AsyncConnection, *, states: Collection[str], before_ms: int, limit: int
+) -> int:
+    """Delete up to ``limit`` events in ``states`` made before ``before_ms``."""
+    doomed = (
+        select(e.c.id)
+        .where(e.c.state.in_(list(states)), e.c.created_ms < before_ms)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await conn.execute(e.delete().where(e.c.id.in_(doomed)))
+    return int(result.rowcount)
 
 
 # --- dead letters and figures ----------------------------------------------------------------
