@@ -429,7 +429,7 @@ def listen(
     data_dir: DataDirOption = None,
     relay: RelayOption = None,
 ) -> None:
-    """Connect and print what arrives: messages, delivery and read ticks, warnings.
+    """Connect and print what arrives: messages, delivered, read and failed ticks, warnings.
 
     Runs until Ctrl+C, ``--count`` messages or ``--timeout`` seconds. With ``--json`` every
     event is one JSON object on its own line. Exits 4 when ``--timeout`` ends it before
@@ -645,6 +645,8 @@ async def _event_record(
             "status": str(event.status),
             "server_ms": event.server_ms,
             "pricing": None if pricing is None else msgspec.to_builtins(pricing),
+            "error_code": event.error_code,
+            "error": event.error,
         }
     if isinstance(event, IdentityChanged):
         return {
@@ -746,7 +748,8 @@ async def _print_event(
     elif isinstance(event, TypingStarted):
         _print_line(f"{await _chat_name(client, event.chat)} is typing…")
     elif isinstance(event, StatusChanged):
-        _print_line(f"{event.status} {event.message_id} ({await _who(client, event.chat)})")
+        why = "" if event.error is None else f": {event.error} ({event.error_code})"
+        _print_line(f"{event.status} {event.message_id} ({await _who(client, event.chat)}){why}")
     elif isinstance(event, IdentityChanged):
         who = await _who(client, event.account_id)
         _print_line(f"warning: {identity_explanation(who)}")

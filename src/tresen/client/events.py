@@ -43,7 +43,8 @@ class MessageEvent:
 
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
-    """An outgoing message was delivered to or read by its recipient."""
+    """An outgoing message was delivered to or read by its recipient, or could not be
+    delivered (``FAILED``, with ``error_code`` and ``error``)."""
 
     message_id: str
     chat: str
@@ -52,7 +53,11 @@ class StatusChanged:
     """On delivered: the relay's pricing facts of a business's message to a customer (the
     Cloud API's ``pricing`` object of a status webhook)."""
     server_ms: int = 0
-    """When the relay committed the delivery or the read (relay clock)."""
+    """When the relay committed the delivery, the read or the failure (relay clock)."""
+    error_code: int | None = None
+    """On failed: why, as a Cloud API error code (131026: it expired undelivered)."""
+    error: str | None = None
+    """On failed: why, in a few words."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,15 @@ EARLY_STATUSES_MAX = 10_000
 # reasons are fixed; the detail names the mismatch).
 CLASS_REPORT_REASON = "other"
 
+# The relay's reports on a message this account sent, and the status each one gives it.
+_Report = wire.Delivered | wire.Read | wire.Failed
+_REPORTED_STATUS: dict[type[_Report], MessageStatus] = {
+    wire.Delivered: MessageStatus.DELIVERED,
+    wire.Read: MessageStatus.READ,
+    wire.Failed: MessageStatus.FAILED,
+}
+_REPORT_ORDER: dict[type[_Report], int] = {wire.Delivered: 0, wire.Read: 1, wire.Failed: 2}
+
 
 class NotRegistered(RuntimeError):
     pass
@@ -216,9 +225,9 @@ class Client:
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self._drained = asyncio.Event()
-        # Delivered/read reports that came before this device stored the message they name
-        # (the relay's answer and its report can be read in one go), kept until it does.
-        self._early: OrderedDict[str, list[wire.Delivered | wire.Read]] = OrderedDict()
+        # Delivered/read/failed reports that came before this device stored the message they
+        # name (the relay's answer and its report can be read in one go), kept until it does.
+        self._early: OrderedDict[str, list[_Report]] = OrderedDict()
         self._relay_offset_ms = 0  # the relay's clock minus ours, as of the last hello
         self._ring: KeyRing | None = None
         self.templates = TemplateBook(
@@ -1309,7 +1318,7 @@ class Client:
         if isinstance(frame, wire.MessageFrame):
             await self._on_message(frame)
             await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
-        elif isinstance(frame, wire.Delivered | wire.Read):
+        elif isinstance(frame, wire.Delivered | wire.Read | wire.Failed):
             self._on_status(frame)
             await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
         elif isinstance(frame, wire.Accepted):
@@ -1331,7 +1340,7 @@ class Client:
             self._drained.set()
             self._emit(Drained())
 
-    def _on_status(self, frame: wire.Delivered | wire.Read) -> None:
+    def _on_status(self, frame: _Report) -> None:
         if self._advance(frame):
             return
         if not self.store.has_message(frame.message_id):
@@ -1342,32 +1351,32 @@ class Client:
             while len(self._early) > EARLY_STATUSES_MAX:
                 self._early.popitem(last=False)
 
-    def _advance(self, frame: wire.Delivered | wire.Read) -> bool:
+    def _advance(self, frame: _Report) -> bool:
         """Move the stored message forward and tell the application; False if it is not
-        stored (or already that far)."""
-        delivered = isinstance(frame, wire.Delivered)
-        status = MessageStatus.DELIVERED if delivered else MessageStatus.READ
-        if not self.store.advance_status(frame.message_id, status):
+        stored (or already that far: a message delivered or read never becomes failed)."""
+        failed = frame if isinstance(frame, wire.Failed) else None
+        status = _REPORTED_STATUS[type(frame)]
+        error = None if failed is None else failed.reason
+        if not self.store.advance_status(frame.message_id, status, error=error):
             return False
         stored = self.store.message(frame.message_id)
-        pricing = frame.pricing if isinstance(frame, wire.Delivered) else None
         self._emit(
             StatusChanged(
                 frame.message_id,
                 stored.chat if stored else "",
                 status,
-                pricing=pricing,
+                pricing=frame.pricing if isinstance(frame, wire.Delivered) else None,
                 server_ms=frame.server_ms,
+                error_code=None if failed is None else failed.code,
+                error=error,
             )
         )
         return True
 
     def _apply_early_statuses(self, message_id: str) -> None:
         """Apply the reports on ``message_id`` that came before it was stored: delivered,
-        then read."""
-        for frame in sorted(
-            self._early.pop(message_id, ()), key=lambda f: isinstance(f, wire.Read)
-        ):
+        then read, then failed (which then no longer applies)."""
+        for frame in sorted(self._early.pop(message_id, ()), key=lambda f: _REPORT_ORDER[type(f)]):
             self._advance(frame)
 
     async def _replenish_quietly(self, stored: int) -> None:

@@ -88,10 +88,17 @@ class MessageStatus(StrEnum):
     READ = "read"
     RECEIVED = "received"
     SEEN = "seen"  # received and read by this user
-    FAILED = "failed"  # could not be decrypted or decoded
+    # Received: could not be decrypted or decoded. Sent: the relay reported that no device
+    # of the recipient received it (it expired); final.
+    FAILED = "failed"
 
 
-_RANK = {MessageStatus.SENT: 0, MessageStatus.DELIVERED: 1, MessageStatus.READ: 2}
+_RANK = {
+    MessageStatus.SENT: 0,
+    MessageStatus.DELIVERED: 1,
+    MessageStatus.READ: 2,
+    MessageStatus.FAILED: 3,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,15 +316,27 @@ class LocalStore:
             ),
         )
 
-    def advance_status(self, message_id: str, status: MessageStatus) -> bool:
-        """Move an outgoing message forward (sent → delivered → read), never back."""
+    def advance_status(
+        self, message_id: str, status: MessageStatus, *, error: str | None = None
+    ) -> bool:
+        """Move an outgoing message forward (sent → delivered → read), never back; or mark
+        it failed (with ``error``), only while it is merely sent. A failed message stays so."""
         row = self._db.execute(
             "SELECT status FROM messages WHERE message_id = ? AND outgoing = 1", (message_id,)
         ).fetchone()
-        if row is None or _RANK.get(MessageStatus(row[0]), -1) >= _RANK[status]:
+        if row is None:
+            return False
+        current = _RANK.get(MessageStatus(row[0]), -1)
+        if status is MessageStatus.FAILED:
+            # A message that reached the recipient did not fail, whatever came later.
+            moves = current == _RANK[MessageStatus.SENT]
+        else:
+            moves = current < _RANK[status]
+        if not moves:
             return False
         self._db.execute(
-            "UPDATE messages SET status = ? WHERE message_id = ?", (str(status), message_id)
+            "UPDATE messages SET status = ?, error = coalesce(?, error) WHERE message_id = ?",
+            (str(status), error, message_id),
         )
         return True
 

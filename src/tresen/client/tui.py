@@ -302,13 +302,16 @@ class ChatLine:
 
     @property
     def ticks(self) -> str:
-        """✓ sent, ✓✓ delivered, ✓✓ read (shown in another colour); only on outgoing lines."""
+        """✓ sent, ✓✓ delivered, ✓✓ read (shown in another colour), ✗ not delivered (the
+        relay gave up: it reached none of the recipient's devices); only on outgoing lines."""
         if not self.outgoing:
             return ""
         if self.status is MessageStatus.SENT:
             return "✓"
         if self.status in (MessageStatus.DELIVERED, MessageStatus.READ):
             return "✓✓"
+        if self.status is MessageStatus.FAILED:
+            return "✗ not delivered"
         return ""
 
 
@@ -462,7 +465,9 @@ class ChatModel:
         return [line for _, _, line in placed]
 
     def _line(self, message: StoredMessage, texts: dict[str, str]) -> ChatLine:
-        if message.status is MessageStatus.FAILED or message.payload is None:
+        # A sent message that failed is still ours to show, with its failed tick.
+        unreadable = message.status is MessageStatus.FAILED and not message.outgoing
+        if unreadable or message.payload is None:
             reason = self._rejected.get(message.message_id) or message.error or "no content"
             return ChatLine(
                 LineKind.FAILED,
@@ -1074,6 +1079,12 @@ class ChatItem(ListItem):
         super().__init__(Label(Content.assemble(*parts)))
 
 
+_TICK_STYLES: dict[MessageStatus | None, str] = {
+    MessageStatus.READ: "bold cyan",
+    MessageStatus.FAILED: "bold red",
+}
+
+
 class LineView(Static):
     """One line of a chat: a message (ours on the right, with ticks) or a notice."""
 
@@ -1096,7 +1107,7 @@ class LineView(Static):
         )
         if not line.outgoing:
             return Content.assemble(when, "  ", *marker, line.text)
-        tick_style = "bold cyan" if line.status is MessageStatus.READ else "dim"
+        tick_style = _TICK_STYLES.get(line.status, "dim")
         return Content.assemble(*marker, line.text, "  ", when, " ", (line.ticks, tick_style))
 
 

@@ -45,6 +45,11 @@ class Limits(BaseModel):
     )
     write_batch: int = Field(default=256, ge=1, description="operations per transaction")
     envelope_ttl_s: int = Field(default=30 * DAY_S, ge=60)
+    purge_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="delete expired entries (and report undelivered messages failed) this often",
+    )
     max_one_time_keys: int = Field(default=50, ge=1, le=50)
     one_time_keys_low: int = Field(default=10, ge=0)
     code_ttl_s: int = Field(default=600, ge=10)

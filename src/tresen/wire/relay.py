@@ -20,6 +20,7 @@ __all__ = [
     "Delivered",
     "DeviceCiphertext",
     "ErrorFrame",
+    "Failed",
     "Hello",
     "KeysLow",
     "MessageClass",
@@ -169,6 +170,18 @@ class Read(Frame, tag="read"):
     server_ms: int = 0
 
 
+class Failed(Frame, tag="failed"):
+    """A message this account sent could not be delivered; ``code`` says why (131026: it
+    expired before any device of its recipient received it). Ack ``id``."""
+
+    id: int = 0
+    message_id: str = ""
+    recipient: str = ""
+    code: int = 0
+    reason: str = ""
+    server_ms: int = 0
+
+
 class QueueEmpty(Frame, tag="queue_empty"):
     """Everything stored for this device before now has been sent on this connection."""
 
@@ -183,7 +196,16 @@ class Pong(Frame, tag="pong"):
 
 
 ServerFrame = (
-    Hello | Accepted | ErrorFrame | MessageFrame | Delivered | Read | QueueEmpty | KeysLow | Pong
+    Hello
+    | Accepted
+    | ErrorFrame
+    | MessageFrame
+    | Delivered
+    | Read
+    | Failed
+    | QueueEmpty
+    | KeysLow
+    | Pong
 )
 
 _encoder = msgspec.msgpack.Encoder()

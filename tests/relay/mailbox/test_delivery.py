@@ -243,8 +243,10 @@ async def test_expired_envelopes_are_never_delivered(make_relay: MakeRelay) -> N
         frame = await b.expect(wire.MessageFrame)
         assert frame.body == b"young"
         await b.expect(wire.QueueEmpty)
-        assert await relay.ctx.mailbox.purge_expired() == (1, 1)
-        assert await stored_envelopes(relay) == 1
+        # "old" is gone; its sender is told that it failed (test_failed.py).
+        purged = await relay.ctx.mailbox.purge_expired()
+        assert (purged.envelopes, purged.messages, purged.failed) == (1, 1, 1)
+        assert await stored_envelopes(relay) == 2  # "young", and the report to alice
         await a.close()
         await b.close()
 

@@ -95,6 +95,8 @@ async def test_send_fetch_ack_over_http(relay: RunningRelay) -> None:
         "server_ms": accepted["server_ms"],
         "pricing": None,
         "template_ref": None,
+        "code": None,
+        "reason": None,
     }
     assert base64.b64decode(envelope["body"]) == ciphertext
     # Fetching alone removes nothing: only an ack does.

@@ -3,8 +3,10 @@
 A template's price is fixed when the relay accepts it (``PolicyService.rate``: the business's
 override, then the operator's default card, then the settings' card; in each, the recipient's
 country before ``*``) and charged once, when it is first delivered (``PolicyService.delivered``
-writes the ledger). A business sees the prices that apply to it, never the operator's rows nor
-another business's; a statement sums what the ledger charged in one calendar month (UTC).
+writes the ledger). A message that no device of its recipient received before it expired is
+never charged: the purge reports it ``failed`` (131026) to the sender and writes no ledger row.
+A business sees the prices that apply to it, never the operator's rows nor another business's;
+a statement sums what the ledger charged in one calendar month (UTC).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tresen.relay.http import Authed, Ctx
-from tresen.relay.mailbox.repo import EntryKind
-from tresen.relay.mailbox.service import pricing_facts
+from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
+from tresen.relay.mailbox.service import failure_of, pricing_facts
 from tresen.wire.relay import DeviceCiphertext, MessageClass, PricingFacts, Send, decode_pricing
 
 __all__ = ["router"]
@@ -78,11 +78,14 @@ class AcceptedPublic(BaseModel):
     )
 
 
+KindName = Literal["message", "delivered", "read", "failed"]
+
+
 class EnvelopePublic(BaseModel):
     id: int
-    kind: Literal["message", "delivered", "read"]
+    kind: KindName
     message_id: str
-    peer: str = Field(description="sender (message) or recipient (delivered, read) account")
+    peer: str = Field(description="sender (message) or recipient (delivered, read, failed) account")
     peer_device: int
     klass: ClassName = Field(serialization_alias="class")
     type: int | None = None
@@ -92,6 +95,10 @@ class EnvelopePublic(BaseModel):
     template_ref: str | None = Field(
         default=None, description="a template message: the template it was accepted as"
     )
+    code: int | None = Field(
+        default=None, description="on failed events: why (131026: expired undelivered)"
+    )
+    reason: str | None = Field(default=None, description="on failed events: why, in words")
 
 
 class PendingPublic(BaseModel):
@@ -122,10 +129,11 @@ class ReceiptPublic(BaseModel):
     routed: int
 
 
-_KIND_NAMES: dict[EntryKind, Literal["message", "delivered", "read"]] = {
+_KIND_NAMES: dict[EntryKind, KindName] = {
     EntryKind.MESSAGE: "message",
     EntryKind.DELIVERED: "delivered",
     EntryKind.READ: "read",
+    EntryKind.FAILED: "failed",
 }
 
 
@@ -171,25 +179,28 @@ async def fetch_pending(
     entries = await ctx.mailbox.pending(principal.device_pk, after_seq=after, limit=limit + 1)
     more = len(entries) > limit
     return PendingPublic(
-        envelopes=[
-            EnvelopePublic(
-                id=e.seq,
-                kind=_KIND_NAMES[e.kind],
-                message_id=e.message_id,
-                peer=e.peer_account,
-                peer_device=e.peer_device,
-                klass=_CLASS_NAMES[MessageClass(e.klass)],
-                type=e.olm_type if e.kind is EntryKind.MESSAGE else None,
-                body=base64.b64encode(e.payload).decode() if e.kind is EntryKind.MESSAGE else None,
-                server_ms=e.server_ms,
-                pricing=_pricing(decode_pricing(e.payload))
-                if e.kind is EntryKind.DELIVERED
-                else None,
-                template_ref=None if e.template_id is None else str(e.template_id),
-            )
-            for e in entries[:limit]
-        ],
+        envelopes=[_envelope(e) for e in entries[:limit]],
         more=more,
+    )
+
+
+def _envelope(e: MailboxEntry) -> EnvelopePublic:
+    message = e.kind is EntryKind.MESSAGE
+    failure = failure_of(e.payload) if e.kind is EntryKind.FAILED else None
+    return EnvelopePublic(
+        id=e.seq,
+        kind=_KIND_NAMES[e.kind],
+        message_id=e.message_id,
+        peer=e.peer_account,
+        peer_device=e.peer_device,
+        klass=_CLASS_NAMES[MessageClass(e.klass)],
+        type=e.olm_type if message else None,
+        body=base64.b64encode(e.payload).decode() if message else None,
+        server_ms=e.server_ms,
+        pricing=_pricing(decode_pricing(e.payload)) if e.kind is EntryKind.DELIVERED else None,
+        template_ref=None if e.template_id is None else str(e.template_id),
+        code=None if failure is None else failure.code,
+        reason=None if failure is None else failure.reason,
     )
 
 

@@ -20,6 +20,7 @@ from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
 __all__ = [
     "EntryKind",
+    "ExpiredMessage",
     "MailboxEntry",
     "MailboxHead",
     "NewEntry",
@@ -29,6 +30,8 @@ __all__ = [
     "delete_entries",
     "device_pks_of",
     "enqueue",
+    "expire_entries",
+    "expire_messages",
     "find_messages",
     "insert_messages",
     "lock_devices",
@@ -36,7 +39,6 @@ __all__ = [
     "mark_delivered",
     "mark_read",
     "pending_entries",
-    "purge_expired",
     "recipient_devices",
     "suspended_accounts",
 ]
@@ -70,6 +72,7 @@ class EntryKind(IntEnum):
     MESSAGE = 0
     DELIVERED = 1
     READ = 2
+    FAILED = 3  # a message of this device's account expired undelivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +427,44 @@ async def mark_read(
     return read
 
 
-async def purge_expired(conn: AsyncConnection, now_ms: int) -> tuple[int, int]:
-    envelopes = await conn.execute(delete(mailbox).where(mailbox.c.expires_ms <= now_ms))
-    sent = await conn.execute(delete(messages).where(messages.c.expires_ms <= now_ms))
-    return envelopes.rowcount or 0, sent.rowcount or 0
+@dataclass(frozen=True, slots=True)
+class ExpiredMessage:
+    message: SentMessage
+    received: bool
+    """A device of the recipient acked it or the recipient read it before it expired."""
+
+
+async def expire_messages(conn: AsyncConnection, now_ms: int, limit: int) -> list[ExpiredMessage]:
+    """Delete up to ``limit`` message records whose TTL has passed, oldest first.
+
+    Rows another transaction holds (PostgreSQL: an ack marking one delivered, another relay
+    process purging) are skipped and left for the next run, so a message is reported either
+    delivered or failed, never both, and by one process only.
+    """
+    due = (
+        select(messages.c.message_id)
+        .where(messages.c.expires_ms <= now_ms)
+        .order_by(messages.c.expires_ms)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = await conn.execute(
+        delete(messages).where(messages.c.message_id.in_(due)).returning(*messages.c)
+    )
+    return [
+        ExpiredMessage(_message(r), r.delivered_ms is not None or r.read_ms is not None)
+        for r in rows
+    ]
+
+
+async def expire_entries(conn: AsyncConnection, now_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` mailbox entries whose TTL has passed, oldest first."""
+    due = (
+        select(mailbox.c.seq)
+        .where(mailbox.c.expires_ms <= now_ms)
+        .order_by(mailbox.c.expires_ms)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    deleted = await conn.execute(delete(mailbox).where(mailbox.c.seq.in_(due)))
+    return deleted.rowcount or 0

@@ -4,9 +4,11 @@ Each send is checked (rate, sizes, device list, queue lengths) and stored as one
 recipient device; only once that is committed is it answered ``accepted``. An ack deletes the
 envelope and, the first time a message reaches any device of its recipient, queues a
 ``delivered`` event for every device of the sender. Read receipts are routed the same way.
+A message whose lifetime ends before any device of its recipient received it is reported
+back as ``failed`` (131026) when the relay purges it.
 
-All writes go through one group commit: sends, acks and receipts from every connection that
-arrive together share one transaction and a handful of statements.
+All writes go through one group commit: sends, acks, receipts and purges from every
+connection that arrive together share one transaction and a handful of statements.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.batching import GroupCommitter
@@ -43,14 +46,32 @@ from tresen.relay.policy.rules import Pricing
 from tresen.relay.policy.service import Admission, PolicyService, Prefetched, SendIntent
 from tresen.wire.relay import MessageClass, PricingFacts, Send, encode_pricing
 
-__all__ = ["AcceptedSend", "MailboxService"]
+__all__ = ["UNDELIVERED", "AcceptedSend", "Failure", "MailboxService", "Purged", "failure_of"]
 
 log = get_logger("tresen.relay.mailbox")
 
-PURGE_INTERVAL_S = 60.0
-# Receipts and system messages are not themselves reported as delivered: that would make
-# every receipt produce another event for the other side.
+# Rows of each table one purge transaction deletes at most; a larger backlog (after the relay
+# was down) is worked off in several transactions, so sends and acks are never held up long.
+PURGE_CHUNK = 1000
+# Receipts and system messages are not themselves reported as delivered (or failed): that
+# would make every receipt produce another event for the other side.
 _REPORTED_CLASSES = {MessageClass.SESSION, MessageClass.TEMPLATE}
+
+
+class Failure(msgspec.Struct, array_like=True, frozen=True):
+    """Why a message could not be delivered: what a ``failed`` mailbox entry carries."""
+
+    code: int
+    reason: str
+
+
+UNDELIVERED = Failure(int(ErrorCode.UNDELIVERABLE), "expired before delivery")
+_failure_decoder = msgspec.msgpack.Decoder(Failure)
+
+
+def failure_of(payload: bytes) -> Failure:
+    """The failure a ``failed`` mailbox entry stores."""
+    return _failure_decoder.decode(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +100,30 @@ class _ReadOp:
     message_ids: tuple[MessageId, ...]
 
 
-_Op = _SendOp | _AckOp | _ReadOp
-_Result = AcceptedSend | int | BaseException
+@dataclass(frozen=True, slots=True)
+class _PurgeOp:
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What one purge deleted, and how many of the messages were reported ``failed``."""
+
+    envelopes: int = 0
+    messages: int = 0
+    failed: int = 0
+
+    def __add__(self, other: Purged) -> Purged:
+        return Purged(
+            self.envelopes + other.envelopes,
+            self.messages + other.messages,
+            self.failed + other.failed,
+        )
+
+
+_Op = _SendOp | _AckOp | _ReadOp | _PurgeOp
+_Done = AcceptedSend | int | Purged
+_Result = _Done | BaseException
 
 
 @dataclass
@@ -104,6 +147,8 @@ class MailboxService:
         limits: Limits,
         hub: Hub,
         policy: PolicyService | None = None,
+        *,
+        purge_chunk: int = PURGE_CHUNK,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -113,21 +158,29 @@ class MailboxService:
         self._send_rate = TokenBuckets(
             clock, limits.send_rate_per_device, limits.send_burst_per_device
         )
+        self.purge_chunk = purge_chunk
         self._purger: asyncio.Task[None] | None = None
-        self._writes: GroupCommitter[_Op, AcceptedSend | int] = GroupCommitter(
+        self._next_purge_ms = clock.now_ms() + self._purge_interval_ms
+        self._writes: GroupCommitter[_Op, _Done] = GroupCommitter(
             self._apply_batch, max_batch=limits.write_batch
         )
 
+    @property
+    def _purge_interval_ms(self) -> int:
+        return int(self.limits.purge_interval_s * 1000)
+
     async def start(self) -> None:
+        """Start the group commit, and purging every ``limits.purge_interval_s``."""
         self._writes.start()
         self._purger = asyncio.create_task(self._purge_periodically())
 
     async def close(self) -> None:
-        await self._writes.close()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+            self._purger = None
+        await self._writes.close()
 
     # --- submitting --------------------------------------------------------------------------
 
@@ -174,7 +227,7 @@ class MailboxService:
     async def read(self, reader: Principal, message_ids: Sequence[str]) -> int:
         return await self.submit_read(reader, message_ids)
 
-    def _submit(self, op: _Op) -> asyncio.Future[AcceptedSend | int]:
+    def _submit(self, op: _Op) -> asyncio.Future[_Done]:
         try:
             return self._writes.submit(op)
         except asyncio.QueueFull:
@@ -218,6 +271,7 @@ class MailboxService:
         sends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SendOp)]
         acks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _AckOp)]
         reads = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ReadOp)]
+        purges = [(i, op) for i, op in enumerate(ops) if isinstance(op, _PurgeOp)]
         prefetch = None
         if sends and self.policy is not None:
             intents = [
@@ -226,7 +280,7 @@ class MailboxService:
             ]
             prefetch = asyncio.ensure_future(self.policy.prefetch(intents))
         try:
-            return await self._write_batch(ops, batch, sends, acks, reads, prefetch)
+            return await self._write_batch(batch, sends, acks, reads, purges, prefetch)
         finally:
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -235,11 +289,11 @@ class MailboxService:
 
     async def _write_batch(
         self,
-        ops: Sequence[_Op],
         batch: _Batch,
         sends: list[tuple[int, _SendOp]],
         acks: list[tuple[int, _AckOp]],
         reads: list[tuple[int, _ReadOp]],
+        purges: list[tuple[int, _PurgeOp]],
         prefetch: asyncio.Future[Prefetched | None] | None,
     ) -> list[_Result]:
         # Within one batch these never depend on each other: an envelope can only be acked,
@@ -250,6 +304,10 @@ class MailboxService:
                 await self._delete_acked(conn, acks, batch)
             if reads:
                 await self._route_reads(conn, reads, batch)
+            if purges:
+                # After the acks and receipts: a message received in its last moments is
+                # reported delivered, not failed.
+                await self._purge(conn, purges, batch)
             targets = {t.pk for _, _, targets, _ in planned for t in targets}
             targets.update(e.device_pk for e in batch.entries)
             if not self.db.is_sqlite:
@@ -462,7 +520,11 @@ class MailboxService:
             if self.policy is not None:
                 batch.pricing = await self.policy.delivered(conn, delivered, batch.now)
             await self._events_for_senders(
-                conn, delivered, EntryKind.DELIVERED, lambda m: first_acker[m.message_id], batch
+                conn,
+                delivered,
+                EntryKind.DELIVERED,
+                lambda m: _peer(first_acker[m.message_id]),
+                batch,
             )
 
     async def _route_reads(
@@ -487,39 +549,57 @@ class MailboxService:
             conn,
             read,
             EntryKind.READ,
-            lambda m: readers[(m.message_id, m.recipient_account)],
+            lambda m: _peer(readers[(m.message_id, m.recipient_account)]),
             batch,
         )
+
+    async def _purge(
+        self, conn: AsyncConnection, purges: list[tuple[int, _PurgeOp]], batch: _Batch
+    ) -> None:
+        """Delete what expired; report messages no device of their recipient received."""
+        limit = max(op.limit for _, op in purges)
+        expired = await repo.expire_messages(conn, batch.now, limit)
+        envelopes = await repo.expire_entries(conn, batch.now, limit)
+        undelivered = [e.message for e in expired if not e.received]
+        failed = await self._events_for_senders(
+            conn, undelivered, EntryKind.FAILED, lambda m: (m.recipient_account, 0), batch
+        )
+        # One purge per batch; other purge requests in it share its result.
+        first, *others = (index for index, _ in purges)
+        batch.results[first] = Purged(envelopes, len(expired), failed)
+        for index in others:
+            batch.results[index] = Purged()
 
     async def _events_for_senders(
         self,
         conn: AsyncConnection,
         sent: Sequence[SentMessage],
         kind: EntryKind,
-        by: Callable[[SentMessage], Principal],
+        peer: Callable[[SentMessage], tuple[AccountId, int]],
         batch: _Batch,
-    ) -> None:
-        # Copies to one's own devices need no delivered/read events.
+    ) -> int:
+        """Queue a ``kind`` event for every device of each message's sender; ``peer`` gives
+        the account and device the event names. Returns how many messages were reported."""
+        # Copies to one's own devices need no delivered/read/failed events.
         reported = [
             m
             for m in sent
             if m.klass in _REPORTED_CLASSES and m.sender_account != m.recipient_account
         ]
         if not reported:
-            return
+            return 0
         devices = await repo.device_pks_of(conn, {m.sender_account for m in reported})
         for message in reported:
-            actor = by(message)
-            pricing = batch.pricing.get(message.message_id) if kind is EntryKind.DELIVERED else None
-            payload = b"" if pricing is None else _encoded_pricing(pricing)
+            peer_account, peer_device = peer(message)
+            payload = self._event_payload(kind, message, batch)
             for pk in devices.get(message.sender_account, []):
                 batch.entries.append(
                     NewEntry(
                         device_pk=pk,
                         kind=kind,
                         message_id=message.message_id,
-                        peer_account=actor.account_id,
-                        peer_device=actor.device_id,
+                        peer_account=peer_account,
+                        peer_device=peer_device,
                         klass=message.klass,
                         olm_type=0,
                         payload=payload,
@@ -527,6 +607,14 @@ class MailboxService:
                         expires_ms=batch.expires,
                     )
                 )
+        return len(reported)
+
+    @staticmethod
+    def _event_payload(kind: EntryKind, message: SentMessage, batch: _Batch) -> bytes:
+        if kind is EntryKind.FAILED:
+            return _UNDELIVERED_PAYLOAD
+        pricing = batch.pricing.get(message.message_id) if kind is EntryKind.DELIVERED else None
+        return b"" if pricing is None else _encoded_pricing(pricing)
 
     def _hand_over(
         self,
@@ -560,25 +648,60 @@ class MailboxService:
 
     # --- expiry ------------------------------------------------------------------------------
 
-    async def purge_expired(self) -> tuple[int, int]:
-        """Delete envelopes and message records whose TTL has passed."""
-        async with self.db.write() as conn:
-            envelopes, sent = await repo.purge_expired(conn, self.clock.now_ms())
-        if envelopes or sent:
-            log.info("expired envelopes purged", envelopes=envelopes, messages=sent)
-        return envelopes, sent
+    async def purge_expired(self) -> Purged:
+        """Delete envelopes and message records whose TTL has passed, and report every
+        message no device of its recipient received to its sender's devices (``failed``).
+
+        Runs through the group commit, ``purge_chunk`` rows of each table per transaction.
+        """
+        purged = Purged()
+        while True:
+            chunk = self.purge_chunk
+            done = await self._submit(_PurgeOp(chunk))
+            assert isinstance(done, Purged)
+            purged += done
+            if done.envelopes < chunk and done.messages < chunk:
+                break
+        if purged != Purged():
+            log.info(
+                "expired entries purged",
+                envelopes=purged.envelopes,
+                messages=purged.messages,
+                failed=purged.failed,
+            )
+        return purged
+
+    async def purge_if_due(self) -> Purged | None:
+        """Purge if ``limits.purge_interval_s`` has passed on the relay's clock since the
+        last time (what the periodic task runs); None if it has not."""
+        now = self.clock.now_ms()
+        if now < self._next_purge_ms:
+            return None
+        self._next_purge_ms = now + self._purge_interval_ms
+        return await self.purge_expired()
+
+    def _seconds_until_purge(self) -> float:
+        left_ms = self._next_purge_ms - self.clock.now_ms()
+        return min(max(left_ms, 0), self._purge_interval_ms) / 1000
 
     async def _purge_periodically(self) -> None:
         while True:
-            await asyncio.sleep(PURGE_INTERVAL_S)
+            await asyncio.sleep(self._seconds_until_purge())
             try:
-                await self.purge_expired()
+                await self.purge_if_due()
             except Exception:
                 log.exception("purging expired envelopes failed")
 
 
 def _template_number(ref: str | None) -> int | None:
     return int(ref) if ref is not None and ref.isdecimal() and len(ref) <= 18 else None
+
+
+def _peer(actor: Principal) -> tuple[AccountId, int]:
+    return actor.account_id, actor.device_id
+
+
+_UNDELIVERED_PAYLOAD = msgspec.msgpack.encode(UNDELIVERED)
 
 
 @functools.lru_cache(maxsize=64)

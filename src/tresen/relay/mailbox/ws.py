@@ -24,7 +24,7 @@ from tresen.relay.context import RelayContext
 from tresen.relay.http import bearer_token
 from tresen.relay.mailbox.hub import CLOSE_REPLACED
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
-from tresen.relay.mailbox.service import AcceptedSend, pricing_facts
+from tresen.relay.mailbox.service import AcceptedSend, failure_of, pricing_facts
 from tresen.wire import relay as wire
 
 __all__ = ["DeviceConnection", "router"]
@@ -79,6 +79,16 @@ def entry_frame(entry: MailboxEntry) -> wire.ServerFrame:
             recipient_device=entry.peer_device,
             server_ms=entry.server_ms,
             pricing=wire.decode_pricing(entry.payload),
+        )
+    if entry.kind is EntryKind.FAILED:
+        failure = failure_of(entry.payload)
+        return wire.Failed(
+            id=entry.seq,
+            message_id=entry.message_id,
+            recipient=entry.peer_account,
+            code=failure.code,
+            reason=failure.reason,
+            server_ms=entry.server_ms,
         )
     return wire.Read(
         id=entry.seq,

@@ -526,7 +526,8 @@ class PolicyService:
         self, conn: AsyncConnection, messages: Sequence[Delivery], now_ms: int
     ) -> dict[str, Pricing]:
         """Bill what was delivered for the first time and count it; the pricing facts of each
-        business message to a customer, for its ``delivered`` event."""
+        business message to a customer, for its ``delivered`` event. The only place that
+        charges: a message that expires undelivered (reported ``failed``) costs nothing."""
         if not self.policy.enabled or not messages:
             return {}
         priced, rows = await self._pricing(conn, messages)
