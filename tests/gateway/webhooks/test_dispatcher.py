@@ -457,3 +457,23 @@ async def decoded(db: Database) -> list[Any]:
             self.value = json.loads(row.body)["entry"][0]["changes"][0]["value"]
 
     return [Row(r) for r in await rows(db)]
+
+
+async def test_wake_is_safe_from_another_thread(
+    outbox: Outbox,
+    db: Database,
+    receiver: Receiver,
+    make_dispatcher: Any,
+    handshake_http: httpx.AsyncClient,
+    webhook_settings: WebhookSettings,
+) -> None:
+    await subscribe(outbox, handshake_http)
+    dispatcher = make_dispatcher()
+    await dispatcher.settle()
+    await enqueue(outbox, db, "c1", 1)
+    receiver.arrived.clear()
+    await asyncio.to_thread(dispatcher.wake)  # as the gateway's recorder thread does
+    # Well before poll_s: only the wake-up can have sent it.
+    await asyncio.wait_for(receiver.arrived.wait(), webhook_settings.poll_s / 2)
+    await dispatcher.settle()
+    assert [r.value["seq"] for r in receiver.accepted] == [1]

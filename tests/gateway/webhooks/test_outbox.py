@@ -17,6 +17,7 @@ from tresen.gateway.schema import webhook_events, webhook_subscriptions
 from tresen.gateway.settings import WebhookSettings
 from tresen.gateway.webhooks import (
     InvalidSubscription,
+    NewEvent,
     Outbox,
     SubscriptionLimitReached,
     SubscriptionNotFound,
@@ -237,3 +238,39 @@ async def test_stats_count_states_and_age_the_oldest_pending_event(
     assert (stats.pending, stats.delivered, stats.dead) == (2, 0, 0)
     assert stats.oldest_pending_ms == made
     assert stats.oldest_pending_age_s == 90
+
+
+async def test_enqueue_many_writes_every_event_for_every_subscriber_in_order(
+    outbox: Outbox, db: Database, handshake_http: httpx.AsyncClient
+) -> None:
+    shop = await outbox.subscribe(SHOP, VERIFY_TOKEN, APP_SECRET, ["messages"], http=handshake_http)
+    crm = await outbox.subscribe(
+        CRM, VERIFY_TOKEN, APP_SECRET, ["messages", "account_update"], http=handshake_http
+    )
+    async with db.write() as conn:
+        count = await outbox.enqueue_many(
+            conn,
+            waba_id=WABA_ID,
+            events=[
+                NewEvent("anna", "messages", text_message("eins")),
+                NewEvent("account", "account_update", {"event": "VERIFIED_ACCOUNT"}, 1751247548),
+                NewEvent("anna", "messages", text_message("zwei")),
+            ],
+        )
+    assert count == 5
+    stored = [
+        (r.subscription_id, r.conversation, json.loads(r.body)["entry"][0])
+        for r in await events(db)
+    ]
+    assert [(s, c) for s, c, _ in stored] == [
+        (shop.id, "anna"),
+        (crm.id, "anna"),
+        (crm.id, "account"),
+        (shop.id, "anna"),
+        (crm.id, "anna"),
+    ]
+    assert stored[2][2]["time"] == 1751247548
+    texts = [e["changes"][0]["value"].get("messages", [{}])[0].get("text") for _, _, e in stored]
+    assert texts == [{"body": "eins"}, {"body": "eins"}, None, {"body": "zwei"}, {"body": "zwei"}]
+    async with db.write() as conn:
+        assert await outbox.enqueue_many(conn, waba_id=WABA_ID, events=[]) == 0

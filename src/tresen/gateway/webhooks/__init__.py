@@ -18,13 +18,20 @@ from tresen.gateway.webhooks.errors import (
     SubscriptionRefused,
     WebhookError,
 )
-from tresen.gateway.webhooks.outbox import DeadEvent, Outbox, Subscription, WebhookStats
+from tresen.gateway.webhooks.outbox import (
+    DeadEvent,
+    NewEvent,
+    Outbox,
+    Subscription,
+    WebhookStats,
+)
 from tresen.gateway.webhooks.signature import sign, verify
 
 __all__ = [
     "FIELDS",
     "DeadEvent",
     "InvalidSubscription",
+    "NewEvent",
     "Outbox",
     "Subscription",
     "SubscriptionLimitReached",

@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import math
 import random
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class WebhookDispatcher:
         self._transport = transport
         self._give_up_ms = int(self._settings.give_up_s * 1000)
         self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id = 0
         self._task: asyncio.Task[None] | None = None
         self._transports: list[httpx.AsyncBaseTransport] = []
         self._in_flight = asyncio.Semaphore(self._settings.concurrency)
@@ -142,14 +145,20 @@ class WebhookDispatcher:
         """Start sending (inside the running event loop)."""
         if self._task is not None:
             raise RuntimeError("the dispatcher is running already")
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
         self._transports = self._make_transports()
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
         if self._keep_delivered_s is not None:
             self._pruner = asyncio.create_task(self._prune_forever(self._keep_delivered_s))
 
     def wake(self) -> None:
-        """Look for due events now (cheap; call it after a commit that queued events)."""
-        self._wakeup.set()
+        """Look for due events now (cheap; call it after a commit that queued events). Safe
+        from any thread."""
+        if self._loop is None or threading.get_ident() == self._thread_id:
+            self._wakeup.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def settle(self) -> None:
         """Return once every event that is due has been tried and its outcome written."""

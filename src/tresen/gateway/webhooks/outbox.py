@@ -3,7 +3,9 @@ made them (so an event exists exactly when its change was committed).
 
 ``Outbox.enqueue`` is on the gateway's hot path: it reads the subscriptions from a cache
 (reloaded every ``poll_s`` and at once after this process changes one) and writes one row per
-subscriber; the :class:`~tresen.gateway.webhooks.dispatcher.WebhookDispatcher` sends them.
+subscriber. It may run on another thread and event loop than the rest (the gateway's
+recorder), with that loop's connection; the cache is replaced, never changed in place. The
+:class:`~tresen.gateway.webhooks.dispatcher.WebhookDispatcher` sends them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ from tresen.gateway.webhooks.errors import (
 
 __all__ = [
     "DeadEvent",
+    "NewEvent",
     "Outbox",
     "Subscription",
     "SubscriptionRefused",
@@ -49,6 +52,16 @@ REMOVED_ERROR = "subscription removed"
 _MAX_URL = 2048
 _MAX_TOKEN = 256
 _MAX_CONVERSATION = 64
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event for :meth:`Outbox.enqueue_many`."""
+
+    conversation: str
+    field: str
+    value: dict[str, Any]
+    time_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,32 +202,45 @@ class Outbox:
         transaction (``conn`` from ``db.write()``): it is sent only if that commits. Events
         of one ``conversation`` reach each subscriber in the order they were queued.
         Returns the number of rows written (0 when nobody subscribed)."""
-        if field not in FIELDS:
-            raise ValueError(f"unknown webhook field: {field}")
-        if not conversation or len(conversation) > _MAX_CONVERSATION:
-            raise ValueError(f"conversation must be 1 to {_MAX_CONVERSATION} characters")
+        return await self.enqueue_many(
+            conn, waba_id=waba_id, events=[NewEvent(conversation, field, value, time_s)]
+        )
+
+    async def enqueue_many(
+        self, conn: AsyncConnection, *, waba_id: str, events: Iterable[NewEvent]
+    ) -> int:
+        """:meth:`enqueue` for several events in one statement, in the order given."""
         now = self.clock.now_ms()
         if self._stale(now):
             await self._load(conn, now)
-        subscribers = self._by_field.get(field)
-        if not subscribers:
-            return 0
-        body = encode_event(waba_id=waba_id, field=field, value=value, time_s=time_s)
-        rows = [
-            {
-                "event_id": secrets.token_hex(16),
-                "subscription_id": subscription_id,
-                "conversation": conversation,
-                "field": field,
-                "body": body,
-                "state": repo.PENDING,
-                "attempts": 0,
-                "next_attempt_ms": now,
-                "created_ms": now,
-            }
-            for subscription_id in subscribers
-        ]
-        await repo.insert_events(conn, rows)
+        rows: builtins.list[dict[str, Any]] = []
+        for event in events:
+            if event.field not in FIELDS:
+                raise ValueError(f"unknown webhook field: {event.field}")
+            if not event.conversation or len(event.conversation) > _MAX_CONVERSATION:
+                raise ValueError(f"conversation must be 1 to {_MAX_CONVERSATION} characters")
+            subscribers = self._by_field.get(event.field)
+            if not subscribers:
+                continue
+            body = encode_event(
+                waba_id=waba_id, field=event.field, value=event.value, time_s=event.time_s
+            )
+            for subscription_id in subscribers:
+                rows.append(
+                    {
+                        "event_id": secrets.token_hex(16),
+                        "subscription_id": subscription_id,
+                        "conversation": event.conversation,
+                        "field": event.field,
+                        "body": body,
+                        "state": repo.PENDING,
+                        "attempts": 0,
+                        "next_attempt_ms": now,
+                        "created_ms": now,
+                    }
+                )
+        if rows:
+            await repo.insert_events(conn, rows)
         return len(rows)
 
     # --- the subscription cache --------------------------------------------------------------
