@@ -421,6 +421,7 @@ class Gateway:
         status = {
             MessageStatus.DELIVERED: "delivered",
             MessageStatus.READ: "read",
+            MessageStatus.FAILED: "failed",
         }.get(event.status)
         if status is None:
             return
@@ -429,7 +430,11 @@ class Gateway:
             return
         at_ms = event.server_ms or self.clock.now_ms()
         pricing = _pricing_json(event.pricing)
-        await self.recorder.record(StatusReport(event.message_id, wamid, status, at_ms, pricing))
+        await self.recorder.record(
+            StatusReport(
+                event.message_id, wamid, status, at_ms, pricing, event.error_code, event.error
+            )
+        )
 
     async def _on_inbound(self, event: MessageEvent) -> None:
         wamid = _wamid_or_none(event.message_id)
