@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from gateway_support import (
     RunningGateway,
     customer,
@@ -257,6 +258,13 @@ async def test_a_quick_reply_tap_on_a_template_is_a_button_message(
             }
             wamid, event = await business_says(gw, alice, template)
             assert event.template is not None
+            [delivered] = (await inbox.next_status(wamid, "delivered"))["statuses"]
+            assert delivered["pricing"] == {
+                "billable": True,
+                "pricing_model": "PMP",
+                "type": "regular",
+                "category": "utility",
+            }
             await alice.tap_quick_reply(gw.gateway.phone, event.message_id, 0)
             value = await inbox.next_message("button")
             assert_about(value, alice, gw)
@@ -315,5 +323,27 @@ async def test_one_conversation_arrives_in_order(
                 (await inbox.next_message("text"))["messages"][0]["text"]["body"] for _ in texts
             ]
             assert received == texts
+        finally:
+            await alice.close()
+
+
+@pytest.mark.xfail(
+    reason="service.py Gateway._on_inbound sets context.from to the business's number for "
+    "every quote; a customer quoting their own message should give their wa_id",
+    strict=True,
+)
+async def test_a_customer_quoting_their_own_message_is_the_quoted_sender(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    async with subscribed_inbox(gw) as inbox:
+        alice = await customer(relay, tmp_path / "alice")
+        try:
+            first = await alice.send_text(gw.gateway.phone, "Order #4711 has not arrived")
+            quoted = (await inbox.next_message("text"))["messages"][0]
+            await alice.send_text(
+                gw.gateway.phone, "Any news about this?", reply_to=first.message_id
+            )
+            [message] = (await inbox.next_message("text"))["messages"]
+            assert message["context"] == {"from": quoted["from"], "id": quoted["id"]}
         finally:
             await alice.close()

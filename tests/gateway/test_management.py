@@ -482,3 +482,29 @@ async def test_a_wrong_verify_token_is_2200_and_nothing_is_stored(gw: RunningGat
         r = await gw.http.post(path)
         assert r.json() == {"success": True}
         assert (await gw.http.get(path)).json() == {"data": []}
+
+
+async def test_subscriptions_are_limited(
+    relay: RunningRelay, backend: Backend, tmp_path: Path
+) -> None:
+    async with serve_gateway(relay, backend, tmp_path, webhooks={"max_subscriptions": 2}) as gw:
+        path = f"/{gw.waba_id}/subscribed_apps"
+        async with webhook_inbox(gw.gateway.app_secret) as inbox:
+            urls = [f"{inbox.url}?endpoint={i}" for i in range(3)]
+            for url in urls[:2]:
+                r = await gw.http.post(
+                    path, json={"override_callback_uri": url, "verify_token": inbox.verify_token}
+                )
+                assert r.status_code == 200, r.text
+            # The same URL again is an update, not one more.
+            r = await gw.http.post(
+                path, json={"override_callback_uri": urls[0], "verify_token": inbox.verify_token}
+            )
+            assert r.status_code == 200, r.text
+            r = await gw.http.post(
+                path, json={"override_callback_uri": urls[2], "verify_token": inbox.verify_token}
+            )
+            assert r.status_code == 400
+            assert error_of(r)["code"] == 100
+            listed = [a["override_callback_uri"] for a in (await gw.http.get(path)).json()["data"]]
+            assert listed == urls[:2]
