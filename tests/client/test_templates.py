@@ -263,7 +263,22 @@ def test_cloud_api_send_components_become_parameters() -> None:
         "header": ["https://x/y.jpg"],
     }
     with pytest.raises(ValueError, match="unsupported parameter type"):
+        parameters_from_cloud_components([{"type": "body", "parameters": [{"type": "location"}]}])
+    with pytest.raises(ValueError, match="needs its fallback_value"):
         parameters_from_cloud_components([{"type": "body", "parameters": [{"type": "currency"}]}])
+    priced = [
+        {
+            "type": "body",
+            "parameters": [
+                {
+                    "type": "currency",
+                    "currency": {"fallback_value": "€12.50", "code": "EUR", "amount_1000": 12500},
+                },
+                {"type": "date_time", "date_time": {"fallback_value": "Monday, 3 May"}},
+            ],
+        }
+    ]
+    assert parameters_from_cloud_components(priced) == {"body": ["€12.50", "Monday, 3 May"]}
 
 
 def test_a_quick_reply_may_carry_the_payload_its_tap_returns() -> None:

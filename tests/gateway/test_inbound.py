@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from gateway_support import (
     RunningGateway,
     customer,
@@ -327,11 +326,6 @@ async def test_one_conversation_arrives_in_order(
             await alice.close()
 
 
-@pytest.mark.xfail(
-    reason="service.py Gateway._on_inbound sets context.from to the business's number for "
-    "every quote; a customer quoting their own message should give their wa_id",
-    strict=True,
-)
 async def test_a_customer_quoting_their_own_message_is_the_quoted_sender(
     relay: RunningRelay, gw: RunningGateway, tmp_path: Path
 ) -> None:

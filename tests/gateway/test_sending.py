@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from gateway_support import (
     RunningGateway,
     approved_template,
@@ -465,11 +464,6 @@ async def test_each_token_has_its_own_request_rate(
         assert r.status_code == 200, r.text
 
 
-@pytest.mark.xfail(
-    reason="wire/templates.py _cloud_value refuses currency and date_time parameters "
-    "(132000); the Cloud API sends their fallback_value",
-    strict=True,
-)
 async def test_currency_and_date_time_parameters_show_their_fallback(
     relay: RunningRelay, gw: RunningGateway, tmp_path: Path
 ) -> None:

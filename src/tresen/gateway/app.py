@@ -21,6 +21,7 @@ from tresen.core.ratelimit import TokenBuckets
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file, seal, unseal
 from tresen.gateway import migrate
 from tresen.gateway.cloudapi.errors import install_error_handlers
+from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
@@ -108,7 +109,11 @@ def build_gateway_app(
             stack.push_async_callback(writer.close)
             outbox = Outbox(db, key, clock, settings.webhooks)
             dispatcher = WebhookDispatcher(
-                outbox, clock=clock, settings=settings.webhooks, transport=webhook_transport
+                outbox,
+                clock=clock,
+                settings=settings.webhooks,
+                transport=webhook_transport,
+                keep_delivered_s=settings.webhooks.keep_delivered_s,
             )
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
@@ -151,4 +156,5 @@ def build_gateway_app(
     app.state.max_request_bytes = settings.api.max_request_bytes
     install_error_handlers(app)
     app.include_router(router)
+    app.add_middleware(MessagesFastPath, state=app.state)
     return app

@@ -30,7 +30,7 @@ from tresen.gateway.cloudapi.errors import webhook_error
 from tresen.gateway.cloudapi.events import message_value, status_value
 from tresen.gateway.schema import contacts, early_statuses, message_statuses, messages
 from tresen.gateway.store import STATUS_RANK, Contact, GatewayStore, StoredMessage, contact_of
-from tresen.gateway.webhooks.outbox import Outbox
+from tresen.gateway.webhooks.outbox import NewEvent, Outbox
 
 __all__ = ["Echo", "Received", "Recorder", "Sent", "StatusReport"]
 
@@ -72,13 +72,6 @@ class StatusReport:
     pricing: str | None
     error_code: int | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedEvent:
-    conversation: str
-    field: str
-    value: dict[str, Any]
 
 
 Op = Sent | Received | Echo | StatusReport
@@ -230,7 +223,7 @@ class Recorder:
 
     async def _apply(self, conn: AsyncConnection, ops: Sequence[Op]) -> int:
         """Write ``ops``; the number of webhook events queued."""
-        events: list[QueuedEvent] = []
+        events: list[NewEvent] = []
         new_messages = await self._insert_messages(conn, ops)
         contacts = {
             op.contact.account_id: op.contact
@@ -250,11 +243,11 @@ class Recorder:
                     op.message.created_ms,
                     None,
                 )
-                events.append(QueuedEvent(op.contact.account_id, "messages", value))
+                events.append(NewEvent(op.contact.account_id, "messages", value))
                 new_messages.pop(op.message.wamid, None)  # one event per wamid, in order
             elif isinstance(op, Received) and op.message.wamid in new_messages:
                 value = message_value(self.phone_number_id, op.contact, op.entry)
-                events.append(QueuedEvent(op.contact.account_id, "messages", value))
+                events.append(NewEvent(op.contact.account_id, "messages", value))
                 new_messages.pop(op.message.wamid, None)
         reports = [op for op in ops if isinstance(op, StatusReport)]
         inserted_out = [
@@ -266,16 +259,9 @@ class Recorder:
             reports = await self._take_early(conn, inserted_out) + reports
         if reports:
             events.extend(await self._apply_statuses(conn, reports))
-        queued = 0
-        for event in events:
-            queued += await self.outbox.enqueue(
-                conn,
-                waba_id=self.waba_id,
-                conversation=event.conversation,
-                field=event.field,
-                value=event.value,
-            )
-        return queued
+        if not events:
+            return 0
+        return await self.outbox.enqueue_many(conn, waba_id=self.waba_id, events=events)
 
     async def _insert_messages(
         self, conn: AsyncConnection, ops: Sequence[Op]
@@ -363,7 +349,7 @@ class Recorder:
 
     async def _apply_statuses(
         self, conn: AsyncConnection, reports: list[StatusReport]
-    ) -> list[QueuedEvent]:
+    ) -> list[NewEvent]:
         wamids = list(dict.fromkeys(r.wamid for r in reports))
         rows = (await conn.execute(select(messages).where(messages.c.wamid.in_(wamids)))).all()
         current: dict[str, _Current] = {}
@@ -385,7 +371,7 @@ class Recorder:
         updates: dict[str, dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
         early: list[dict[str, Any]] = []
-        events: list[QueuedEvent] = []
+        events: list[NewEvent] = []
         for report in sorted(reports, key=lambda r: STATUS_RANK[r.status]):
             state = current.get(report.wamid)
             if state is None:
@@ -434,7 +420,7 @@ class Recorder:
                         report.pricing,
                         errors,
                     )
-                    events.append(QueuedEvent(contact.account_id, "messages", value))
+                    events.append(NewEvent(contact.account_id, "messages", value))
         if updates:
             await conn.execute(
                 update(messages)

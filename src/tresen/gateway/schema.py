@@ -174,6 +174,7 @@ webhook_events = Table(
     Column("delivered_ms", BigInteger),
     Column("last_error", String(512)),
     Index("ix_webhook_events_pending", "state", "subscription_id", "conversation", "id"),
+    Index("ix_webhook_events_due", "state", "next_attempt_ms"),
 )
 """The transactional outbox: one row per event and subscription, written in the transaction
 that made the change. ``body`` is the exact JSON POSTed (and signed) on every attempt;

@@ -477,7 +477,12 @@ class Gateway:
         else:
             entry[kind] = content
         if context is not None:
-            entry["context"] = {"from": self.phone_number_id, "id": context}
+            quoted = await self.store.message(context)
+            by_customer = quoted is not None and quoted.direction == "in"
+            entry["context"] = {
+                "from": (contact.wa_id or contact.user_id) if by_customer else self.phone_number_id,
+                "id": context,
+            }
         await self.recorder.record(Received(message, contact, entry))
 
     def _cloud_message(

@@ -43,6 +43,12 @@ class WebhookSettings(BaseModel):
     batch: int = Field(default=500, ge=1, description="events read per round")
     max_subscriptions: int = Field(default=10, ge=1)
     poll_s: float = Field(default=5.0, gt=0, description="look for due events at least this often")
+    keep_delivered_s: float | None = Field(
+        default=7 * DAY_S,
+        gt=0,
+        description="delete delivered events (they hold message content) after this long; "
+        "null keeps them until `tresen gateway webhooks prune`",
+    )
 
 
 class ApiLimits(BaseModel):

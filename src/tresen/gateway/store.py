@@ -8,6 +8,7 @@ the webhook events it causes land together.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -48,6 +49,7 @@ log = get_logger("tresen.gateway.store")
 
 TOKEN_PREFIX = "tgw_"  # noqa: S105 (a prefix, not a secret)
 TOKEN_CACHE_S = 5.0
+TOKEN_USE_GRANULARITY_MS = 60_000
 STATUS_RANK = {"sent": 1, "delivered": 2, "failed": 2, "read": 3}
 """A status moves a message forward only: ``failed`` only from ``sent``."""
 
@@ -147,6 +149,7 @@ class GatewayStore:
         self.db = db
         self.clock = clock
         self._valid_tokens: dict[str, float] = {}
+        self._token_checks: dict[str, asyncio.Future[bool]] = {}
         self._contacts: dict[str, Contact] = {}
         self._by_user_id: dict[str, str] = {}
 
@@ -201,31 +204,45 @@ class GatewayStore:
         ]
 
     async def token_valid(self, token: str) -> bool:
-        """Whether ``token`` is a current API token; answers are kept for a few seconds, so
-        a token revoked from another process stops working within that time."""
+        """Whether ``token`` is a current API token.
+
+        Answers are kept for a few seconds (a token revoked from another process stops working
+        within that time), concurrent checks of one token share one lookup, and the token's
+        last use is written at most once a minute.
+        """
         digest = _hash(token)
         seen = self._valid_tokens.get(digest)
         now = time.monotonic()
         if seen is not None and now - seen < TOKEN_CACHE_S:
             return True
+        pending = self._token_checks.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._check_token(digest))
+            self._token_checks[digest] = pending
+            pending.add_done_callback(lambda _: self._token_checks.pop(digest, None))
+        return await asyncio.shield(pending)
+
+    async def _check_token(self, digest: str) -> bool:
         async with self.db.read() as conn:
-            found = await conn.scalar(
-                select(api_tokens.c.id).where(
-                    api_tokens.c.token_hash == digest, api_tokens.c.revoked_ms.is_(None)
+            row = (
+                await conn.execute(
+                    select(api_tokens.c.id, api_tokens.c.last_used_ms).where(
+                        api_tokens.c.token_hash == digest, api_tokens.c.revoked_ms.is_(None)
+                    )
                 )
-            )
-        if found is None:
+            ).first()
+        if row is None:
             self._valid_tokens.pop(digest, None)
             return False
         if len(self._valid_tokens) > 10_000:
             self._valid_tokens.clear()
-        self._valid_tokens[digest] = now
-        async with self.db.write() as conn:
-            await conn.execute(
-                update(api_tokens)
-                .where(api_tokens.c.id == found)
-                .values(last_used_ms=self.clock.now_ms())
-            )
+        self._valid_tokens[digest] = time.monotonic()
+        now_ms = self.clock.now_ms()
+        if row.last_used_ms is None or now_ms - row.last_used_ms >= TOKEN_USE_GRANULARITY_MS:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_ms=now_ms)
+                )
         return True
 
     # --- contacts ----------------------------------------------------------------------------

@@ -716,4 +716,11 @@ def _cloud_value(parameter: Mapping[str, Any]) -> str:
         return str(parameter.get("coupon_code", ""))
     if kind == "payload":
         return str(parameter.get("payload", ""))
+    if kind in ("currency", "date_time"):
+        # Shown as the sender's fallback_value, as WhatsApp does where it cannot localize.
+        value = parameter.get(kind) or {}
+        fallback = value.get("fallback_value") if isinstance(value, Mapping) else None
+        if not isinstance(fallback, str) or not fallback:
+            raise ValueError(f"a {kind} parameter needs its fallback_value")
+        return fallback
     raise ValueError(f"unsupported parameter type {kind!r}")

@@ -14,18 +14,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from tresen.client.api import RelayError
-from tresen.core.ratelimit import TokenBuckets
 from tresen.gateway.cloudapi.errors import GraphError
-from tresen.gateway.cloudapi.requests import (
-    ReadRequest,
-    Recipient,
-    SendRequest,
-    parse_message_request,
-)
+from tresen.gateway.cloudapi.messages import authorize, check_phone, decode_json, send_messages
 from tresen.gateway.ids import is_user_id, wa_id_of
 from tresen.gateway.service import Gateway, relay_trouble
-from tresen.gateway.store import Contact
-from tresen.relay.http import bearer_token
 
 __all__ = ["router"]
 
@@ -38,7 +30,6 @@ Version = Annotated[
 Node = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="phone_number_id or waba_id")]
 
 _json = msgspec.json.Encoder()
-_decode = msgspec.json.Decoder()
 PROFILE_FIELDS = ("about", "address", "description", "email", "websites", "vertical")
 MAX_BLOCK_USERS = 100
 
@@ -54,29 +45,17 @@ def gateway_of(request: Request) -> Gateway:
 
 async def authorized(request: Request) -> Gateway:
     """The gateway, once the bearer token is a current API token (190/104 otherwise)."""
-    gateway = gateway_of(request)
-    token = bearer_token(request.headers.get("authorization"))
-    if token is None:
-        raise GraphError(
-            104, "An access token is required to request this resource.", http_status=401
-        )
-    if not await gateway.store.token_valid(token):
-        raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
-    buckets: TokenBuckets = request.app.state.api_buckets
-    wait_ms = buckets.take(token)
-    if wait_ms:
-        raise GraphError(
-            4,
-            "Application request limit reached: too many calls with this token",
-            extra={"retry_after_ms": wait_ms},
-        )
-    return gateway
+    return await authorize(
+        gateway_of(request), request.app.state.api_buckets, request.headers.get("authorization")
+    )
 
 
 Authorized = Annotated[Gateway, Depends(authorized)]
 
 
-async def json_body(request: Request) -> Any:
+async def json_body(request: Request, *, empty: Any = None) -> Any:
+    """The request's JSON body (at most ``max_request_bytes``); ``empty`` for none, when
+    given (else an empty body is error 100)."""
     limit: int = request.app.state.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -86,20 +65,9 @@ async def json_body(request: Request) -> Any:
         raw += chunk
         if len(raw) > limit:
             raise GraphError(100, f"The request body exceeds {limit} bytes", http_status=413)
-    try:
-        return _decode.decode(bytes(raw))
-    except msgspec.DecodeError as exc:
-        raise GraphError(100, f"The request body is not valid JSON: {exc}") from None
-
-
-def _phone(gateway: Gateway, node: str) -> None:
-    if node != gateway.phone_number_id:
-        raise GraphError(
-            100,
-            f"Unsupported request: object with ID '{node}' does not exist on this gateway "
-            f"(its phone_number_id is {gateway.phone_number_id})",
-            subcode=33,
-        )
+    if not raw and empty is not None:
+        return empty
+    return decode_json(bytes(raw))
 
 
 def _waba(gateway: Gateway, node: str) -> None:
@@ -147,46 +115,9 @@ _SEND_EXAMPLE = {
 async def send_message(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
-    _phone(gateway, node)
-    parsed = parse_message_request(await json_body(request))
-    if isinstance(parsed, ReadRequest):
-        await gateway.mark_read(parsed)
-        return ok({"success": True})
-    await _check_references(gateway, parsed)
-    result = await gateway.send(parsed)
-    contact: dict[str, Any] = {"input": result.input, "user_id": result.contact.user_id}
-    if result.contact.wa_id is not None:
-        contact["wa_id"] = result.contact.wa_id
-    message: dict[str, Any] = {"id": result.wamid}
-    if parsed.type == "template":
-        message["message_status"] = "accepted"
-    return ok({"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]})
-
-
-async def _check_references(gateway: Gateway, request: SendRequest) -> None:
-    """A quoted or reacted-to message must be one of this conversation's: any 16 bytes make
-    a well-formed wamid, and one of another business or of another customer's chat would
-    show the customer a reference to nothing."""
-    references: list[tuple[str, str]] = []
-    if request.context_wamid is not None:
-        references.append(("context['message_id']", request.context_wamid))
-    if request.type == "reaction":
-        references.append(("reaction['message_id']", str(request.content["message_id"])))
-    for param, wamid in references:
-        message = await gateway.store.message(wamid)
-        contact = None if message is None else await gateway.store.contact(message.contact)
-        if contact is None or not _same_customer(contact, request.recipient):
-            raise GraphError(
-                100,
-                f"Param {param}: {wamid[:80]} is not a message of the conversation with "
-                f"{request.recipient.input}",
-            )
-
-
-def _same_customer(contact: Contact, recipient: Recipient) -> bool:
-    if recipient.user_id is not None:
-        return contact.user_id == recipient.user_id
-    return contact.phone is not None and contact.phone == recipient.phone
+    """Answered by :class:`~tresen.gateway.cloudapi.fastpath.MessagesFastPath` in front of
+    this app; the route documents it and serves it when the front is not installed."""
+    return ok(await send_messages(gateway, node, await json_body(request)))
 
 
 # --- phone number and business profile -----------------------------------------------------
@@ -196,7 +127,7 @@ def _same_customer(contact: Contact, recipient: Recipient) -> bool:
 async def phone_number(version: Version, node: Node, gateway: Authorized) -> Response:
     if node == gateway.waba_id and node != gateway.phone_number_id:
         return ok({"id": gateway.waba_id, "name": await _display_name(gateway)})
-    _phone(gateway, node)
+    check_phone(gateway, node)
     profile = await _own_profile(gateway)
     quality = await _quality(gateway)
     return ok(
@@ -245,7 +176,7 @@ async def _quality(gateway: Gateway) -> str:
 async def get_profile(
     version: Version, node: Node, gateway: Authorized, fields: str | None = None
 ) -> Response:
-    _phone(gateway, node)
+    check_phone(gateway, node)
     profile = await _own_profile(gateway)
     entry: dict[str, Any] = {
         "messaging_product": "whatsapp",
@@ -270,7 +201,7 @@ async def get_profile(
 async def update_profile(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
-    _phone(gateway, node)
+    check_phone(gateway, node)
     body = await json_body(request)
     if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
         raise GraphError(100, "The parameter messaging_product is required and must be 'whatsapp'.")
@@ -295,7 +226,7 @@ async def update_profile(
 async def phone_settings(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
-    _phone(gateway, node)
+    check_phone(gateway, node)
     body = await json_body(request)
     config = body.get("webhook_configuration") if isinstance(body, dict) else None
     if not isinstance(config, dict):
@@ -314,9 +245,7 @@ async def subscribe_app(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
     _waba(gateway, node)
-    body: Any = {}
-    if request.headers.get("content-length") not in (None, "0"):
-        body = await json_body(request)
+    body: Any = await json_body(request, empty={})
     if not isinstance(body, dict):
         raise GraphError(100, "The request body must be a JSON object")
     uri = body.get("override_callback_uri")
@@ -462,7 +391,7 @@ async def _account_of(gateway: Gateway, user: str) -> str:
 async def block_users(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
-    _phone(gateway, node)
+    check_phone(gateway, node)
     return ok(await _change_blocks(gateway, _block_users(await json_body(request)), block=True))
 
 
@@ -470,7 +399,7 @@ async def block_users(
 async def unblock_users(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
-    _phone(gateway, node)
+    check_phone(gateway, node)
     return ok(await _change_blocks(gateway, _block_users(await json_body(request)), block=False))
 
 
@@ -513,7 +442,7 @@ async def _change_blocks(gateway: Gateway, users: list[str], *, block: bool) -> 
 
 @router.get("/{version}/{node}/block_users", summary="Blocked customers")
 async def blocked_users(version: Version, node: Node, gateway: Authorized) -> Response:
-    _phone(gateway, node)
+    check_phone(gateway, node)
     try:
         accounts = await gateway.client.blocked()
     except RelayError as exc:

@@ -128,6 +128,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", name=op.f("uq_webhook_events_event_id")),
     )
     op.create_index(
+        "ix_webhook_events_due", "webhook_events", ["state", "next_attempt_ms"], unique=False
+    )
+    op.create_index(
         "ix_webhook_events_pending",
         "webhook_events",
         ["state", "subscription_id", "conversation", "id"],
@@ -150,6 +153,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("webhook_subscriptions")
     op.drop_index("ix_webhook_events_pending", table_name="webhook_events")
+    op.drop_index("ix_webhook_events_due", table_name="webhook_events")
     op.drop_table("webhook_events")
     op.drop_table("template_states")
     op.drop_table("meta")

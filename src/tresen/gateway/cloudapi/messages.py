@@ -1,0 +1,108 @@
+"""``POST /{version}/{phone_number_id}/messages``: sending, marking read, typing.
+
+Shared by the FastAPI route (which documents it) and :class:`MessagesFastPath`, the ASGI
+front that answers it without the framework's routing and dependency injection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tresen.core.ratelimit import TokenBuckets
+from tresen.gateway.cloudapi.errors import GraphError
+from tresen.gateway.cloudapi.requests import (
+    ReadRequest,
+    Recipient,
+    SendRequest,
+    parse_message_request,
+)
+from tresen.gateway.service import Gateway
+from tresen.gateway.store import Contact
+from tresen.relay.http import bearer_token
+
+__all__ = ["authorize", "check_phone", "decode_json", "send_messages"]
+
+_decode = msgspec.json.Decoder()
+
+
+async def authorize(gateway: Gateway, buckets: TokenBuckets, authorization: str | None) -> Gateway:
+    """The gateway, once the bearer token is a current API token within its rate (190, 104
+    or 4 otherwise)."""
+    token = bearer_token(authorization)
+    if token is None:
+        raise GraphError(
+            104, "An access token is required to request this resource.", http_status=401
+        )
+    if not await gateway.store.token_valid(token):
+        raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+    wait_ms = buckets.take(token)
+    if wait_ms:
+        raise GraphError(
+            4,
+            "Application request limit reached: too many calls with this token",
+            extra={"retry_after_ms": wait_ms},
+        )
+    return gateway
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        return _decode.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise GraphError(100, f"The request body is not valid JSON: {exc}") from None
+
+
+def check_phone(gateway: Gateway, node: str) -> None:
+    if node != gateway.phone_number_id:
+        raise GraphError(
+            100,
+            f"Unsupported request: object with ID '{node}' does not exist on this gateway "
+            f"(its phone_number_id is {gateway.phone_number_id})",
+            subcode=33,
+        )
+
+
+async def send_messages(gateway: Gateway, node: str, body: Any) -> dict[str, Any]:
+    """The answer to a messages request: a send's ids, or ``success`` for read/typing."""
+    check_phone(gateway, node)
+    parsed = parse_message_request(body)
+    if isinstance(parsed, ReadRequest):
+        await gateway.mark_read(parsed)
+        return {"success": True}
+    await _check_references(gateway, parsed)
+    result = await gateway.send(parsed)
+    contact: dict[str, Any] = {"input": result.input, "user_id": result.contact.user_id}
+    if result.contact.wa_id is not None:
+        contact["wa_id"] = result.contact.wa_id
+    message: dict[str, Any] = {"id": result.wamid}
+    if parsed.type == "template":
+        message["message_status"] = "accepted"
+    return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
+
+
+async def _check_references(gateway: Gateway, request: SendRequest) -> None:
+    """A quoted or reacted-to message must be one of this conversation's: any 16 bytes make
+    a well-formed wamid, and one of another business or of another customer's chat would
+    show the customer a reference to nothing."""
+    references: list[tuple[str, str]] = []
+    if request.context_wamid is not None:
+        references.append(("context['message_id']", request.context_wamid))
+    if request.type == "reaction":
+        references.append(("reaction['message_id']", str(request.content["message_id"])))
+    for param, wamid in references:
+        message = await gateway.store.message(wamid)
+        contact = None if message is None else await gateway.store.contact(message.contact)
+        if contact is None or not _same_customer(contact, request.recipient):
+            raise GraphError(
+                100,
+                f"Param {param}: {wamid[:80]} is not a message of the conversation with "
+                f"{request.recipient.input}",
+            )
+
+
+def _same_customer(contact: Contact, recipient: Recipient) -> bool:
+    if recipient.user_id is not None:
+        return contact.user_id == recipient.user_id
+    return contact.phone is not None and contact.phone == recipient.phone
