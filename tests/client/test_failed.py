@@ -147,7 +147,10 @@ async def test_a_delivered_message_never_becomes_failed(world: World) -> None:
     late = wire.Failed(
         id=99, message_id=sent.message_id, recipient=ana.account_id, code=131026, reason=REASON
     )
-    await shop._on_frame(Socket(), wire.encode(late))  # type: ignore[arg-type]
+    socket = Socket()
+    await shop._on_frame(socket, wire.encode(late))  # type: ignore[arg-type]
+    shop._flush_acks(socket)  # type: ignore[arg-type]
+    await shop.flush_acks()
     assert acked == [99]
     assert [e for e in pending_events(shop) if isinstance(e, StatusChanged)] == []
     stored = shop.store.message(sent.message_id)

@@ -125,6 +125,8 @@ log = get_logger("tresen.client")
 
 KEY_ENV = "TRESEN_CLIENT_KEY"
 ONE_TIME_KEYS_TARGET = 50
+MAX_ACKS_PER_FRAME = 256
+"""Within the relay's ``max_acks_per_frame`` (1,024 by default)."""
 RECONNECT_MAX_S = 30.0
 REVOCATIONS_MAX_AGE_S = 86_400
 DIRECTORY_CHECKS = 4
@@ -225,6 +227,8 @@ class Client:
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self._drained = asyncio.Event()
+        self._acks: list[int] = []
+        self._ack_tasks: set[asyncio.Task[None]] = set()
         # Delivered/read/failed reports that came before this device stored the message they
         # name (the relay's answer and its report can be read in one go), kept until it does.
         self._early: OrderedDict[str, list[_Report]] = OrderedDict()
@@ -307,6 +311,7 @@ class Client:
 
     async def close(self) -> None:
         self._closing = True
+        await self.flush_acks()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -1317,10 +1322,10 @@ class Client:
         frame = wire.decode_server_frame(raw)
         if isinstance(frame, wire.MessageFrame):
             await self._on_message(frame)
-            await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
+            self._ack(ws, frame.id)
         elif isinstance(frame, wire.Delivered | wire.Read | wire.Failed):
             self._on_status(frame)
-            await ws.send(wire.encode(wire.Ack(ids=[frame.id])))
+            self._ack(ws, frame.id)
         elif isinstance(frame, wire.Accepted):
             future = self._pending.get(frame.client_msg_id)
             if future is not None and not future.done():
@@ -1339,6 +1344,35 @@ class Client:
         elif isinstance(frame, wire.QueueEmpty):
             self._drained.set()
             self._emit(Drained())
+
+    def _ack(self, ws: ClientConnection, envelope_id: int) -> None:
+        """Acknowledge a stored envelope. The acks of every frame handled in one turn of the
+        event loop go out together in one ``ack`` frame (fewer frames, and fewer operations
+        in the relay's group commit, under load); an ack lost with the connection only means
+        the relay sends the envelope again, which is recognized as stored."""
+        self._acks.append(envelope_id)
+        if len(self._acks) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_acks, ws)
+
+    async def flush_acks(self) -> None:
+        """Send the acks that wait for the end of this turn of the event loop now, and wait
+        (up to 5 s) until every ack is written (``close`` does this first)."""
+        if self._acks and self._ws is not None:
+            self._flush_acks(self._ws)
+        if self._ack_tasks:
+            await asyncio.wait(set(self._ack_tasks), timeout=5)
+
+    def _flush_acks(self, ws: ClientConnection) -> None:
+        ids, self._acks = self._acks, []
+        for start in range(0, len(ids), MAX_ACKS_PER_FRAME):
+            frame = wire.encode(wire.Ack(ids=ids[start : start + MAX_ACKS_PER_FRAME]))
+            task = asyncio.get_running_loop().create_task(self._send_quietly(ws, frame))
+            self._ack_tasks.add(task)
+            task.add_done_callback(self._ack_tasks.discard)
+
+    async def _send_quietly(self, ws: ClientConnection, frame: bytes) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(frame)
 
     def _on_status(self, frame: _Report) -> None:
         if self._advance(frame):

@@ -161,6 +161,10 @@ class LocalStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         path.chmod(0o600)
+        # Read on every send: kept in memory, dropped on every change (and on a rollback).
+        self._trust: dict[str, Trust] = {}
+        self._devices: dict[str, dict[int, PeerDevice]] = {}
+        self._by_phone: dict[str, str] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -173,8 +177,14 @@ class LocalStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._forget_cached()
             raise
         self._db.execute("COMMIT")
+
+    def _forget_cached(self) -> None:
+        self._trust.clear()
+        self._devices.clear()
+        self._by_phone.clear()
 
     # --- meta ------------------------------------------------------------------------------
 
@@ -201,10 +211,17 @@ class LocalStore:
         return None if row is None else row[0]
 
     def account_for_phone(self, phone: str) -> str | None:
+        known = self._by_phone.get(phone)
+        if known is not None:
+            return known
         row = self._db.execute("SELECT account_id FROM peers WHERE phone = ?", (phone,)).fetchone()
-        return None if row is None else str(row[0])
+        if row is None:
+            return None
+        self._by_phone[phone] = str(row[0])
+        return str(row[0])
 
     def remember_peer(self, account_id: str, phone: str | None, now_ms: int) -> None:
+        self._by_phone.clear()
         self._db.execute(
             "INSERT INTO peers (account_id, phone, updated_ms) VALUES (?, ?, ?) "
             "ON CONFLICT (account_id) DO UPDATE SET phone = coalesce(excluded.phone, phone)",
@@ -212,12 +229,18 @@ class LocalStore:
         )
 
     def trust(self, account_id: str) -> Trust:
+        known = self._trust.get(account_id)
+        if known is not None:
+            return known
         row = self._db.execute(
             "SELECT trust FROM peers WHERE account_id = ?", (account_id,)
         ).fetchone()
-        return Trust.TRUSTED if row is None else Trust(row[0])
+        trust = Trust.TRUSTED if row is None else Trust(row[0])
+        self._trust[account_id] = trust
+        return trust
 
     def set_trust(self, account_id: str, trust: Trust, now_ms: int) -> None:
+        self._trust.pop(account_id, None)
         self._db.execute(
             "INSERT INTO peers (account_id, trust, updated_ms) VALUES (?, ?, ?) "
             "ON CONFLICT (account_id) DO UPDATE SET trust = excluded.trust, "
@@ -226,14 +249,18 @@ class LocalStore:
         )
 
     def peer_devices(self, account_id: str) -> dict[int, PeerDevice]:
-        rows = self._db.execute(
-            "SELECT account_id, device_id, registration_id, curve25519, ed25519 "
-            "FROM peer_devices WHERE account_id = ?",
-            (account_id,),
-        )
-        return {r[1]: PeerDevice(*r) for r in rows}
+        known = self._devices.get(account_id)
+        if known is None:
+            rows = self._db.execute(
+                "SELECT account_id, device_id, registration_id, curve25519, ed25519 "
+                "FROM peer_devices WHERE account_id = ?",
+                (account_id,),
+            )
+            known = self._devices[account_id] = {r[1]: PeerDevice(*r) for r in rows}
+        return dict(known)
 
     def put_peer_device(self, device: PeerDevice, now_ms: int) -> None:
+        self._devices.pop(device.account_id, None)
         self._db.execute(
             "INSERT INTO peer_devices (account_id, device_id, registration_id, curve25519, "
             "ed25519, first_seen_ms) VALUES (?, ?, ?, ?, ?, ?) "
@@ -251,6 +278,7 @@ class LocalStore:
         )
 
     def forget_peer_device(self, account_id: str, device_id: int) -> None:
+        self._devices.pop(account_id, None)
         self._db.execute(
             "DELETE FROM peer_devices WHERE account_id = ? AND device_id = ?",
             (account_id, device_id),
