@@ -126,9 +126,6 @@ class Recorder:
     async def start(self) -> None:
         """Start the recorder's thread; returns once it is ready to record."""
         self._caller = asyncio.get_running_loop()
-        import sys
-
-        sys.setswitchinterval(0.0002)
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name="gateway-recorder", daemon=True
