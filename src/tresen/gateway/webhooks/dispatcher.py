@@ -36,6 +36,7 @@ from tresen.core.clock import Clock
 from tresen.core.logging import get_logger
 from tresen.gateway.settings import WebhookSettings
 from tresen.gateway.webhooks import repo
+from tresen.gateway.webhooks.aiohttp_transport import AiohttpTransport
 from tresen.gateway.webhooks.outbox import REMOVED_ERROR, USER_AGENT, Outbox, Target
 from tresen.gateway.webhooks.signature import HEADER, sign
 
@@ -194,19 +195,12 @@ class WebhookDispatcher:
         self._waiters = []
 
     def _make_transports(self) -> list[httpx.AsyncBaseTransport]:
+        """The transports to close at the end; each POST takes one of ``concurrency`` slots."""
         concurrency = self._settings.concurrency
-        transports: list[httpx.AsyncBaseTransport]
-        if self._transport is not None:
-            transports = [self._transport] * concurrency
-        else:
-            one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            tls = httpx.create_ssl_context()  # loaded once, shared by the transports
-            transports = [
-                httpx.AsyncHTTPTransport(verify=tls, limits=one) for _ in range(concurrency)
-            ]
+        shared = self._transport or AiohttpTransport(limit=concurrency)
         self._in_flight = asyncio.Semaphore(concurrency)
-        self._spare = {_NO_ORIGIN: list(transports)}
-        return transports if self._transport is None else [self._transport]
+        self._spare = {_NO_ORIGIN: [shared] * concurrency}
+        return [] if self._transport is not None else [shared]
 
     async def _take_transport(self, origin: Origin) -> httpx.AsyncBaseTransport:
         await self._in_flight.acquire()
