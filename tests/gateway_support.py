@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -21,9 +20,9 @@ from support import (
     Backend,
     RunningRelay,
     drop_schema,
-    free_port,
     new_schema_name,
     registered_client,
+    serve_asgi,
 )
 
 from tresen.client import Client
@@ -99,37 +98,19 @@ async def serve_gateway(
         **overrides,
     )
 
-    async def code(number: str) -> str:
-        found = read_last_code(relay.sms_file, number)
-        assert found is not None
-        return found
-
-    app = build_gateway_app(settings, codes=code, clock=clock, webhook_transport=webhook_transport)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        gateway: Gateway = app.state.gateway
-        await gateway.client.save_business_profile(display_name=display_name, category="RETAIL")
-        if verify:
-            await relay.ctx.operator.verify(OperatorPrincipal("tests"), gateway.account_id)
-        _, token = await gateway.store.create_token("tests")
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(
-            base_url=f"{url}/{API_VERSION}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        ) as http:
-            yield RunningGateway(url, gateway, settings, token, http)
+        async with run_gateway(
+            settings, codes=relay_codes(relay), clock=clock, webhook_transport=webhook_transport
+        ) as running:
+            await running.gateway.client.save_business_profile(
+                display_name=display_name, category="RETAIL"
+            )
+            if verify:
+                await relay.ctx.operator.verify(
+                    OperatorPrincipal("tests"), running.gateway.account_id
+                )
+            yield running
     finally:
-        server.should_exit = True
-        await task
         if schema is not None:
             await drop_schema(schema)
 
@@ -264,8 +245,7 @@ async def webhook_inbox(
     app_secret: str, verify_token: str = WEBHOOK_VERIFY_TOKEN
 ) -> AsyncIterator[WebhookInbox]:
     """A :class:`WebhookInbox` served until the block ends."""
-    port = free_port()
-    inbox = WebhookInbox(f"http://127.0.0.1:{port}/hook", app_secret, verify_token)
+    inbox = WebhookInbox("", app_secret, verify_token)
 
     async def endpoint(request: Request) -> Response:
         if request.method == "GET":
@@ -279,19 +259,9 @@ async def webhook_inbox(
         return PlainTextResponse("OK", status_code=inbox.status)
 
     app = Starlette(routes=[Route("/hook", endpoint, methods=["GET", "POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    async with serve_asgi(app) as url:
+        inbox.url = f"{url}/hook"
         yield inbox
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def subscribe(running: RunningGateway, inbox: WebhookInbox) -> None:
@@ -352,29 +322,16 @@ async def run_gateway(
     database: ``codes`` only when it may register a device; ``token`` an API token it has
     (else a new one is made). Nothing is set up on the relay and nothing is dropped after."""
     app = build_gateway_app(settings, codes=codes, clock=clock, webhook_transport=webhook_transport)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    async with serve_asgi(app) as url:
         gateway: Gateway = app.state.gateway
         if token is None:
             _, token = await gateway.store.create_token("tests")
-        url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(
             base_url=f"{url}/{API_VERSION}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         ) as http:
             yield RunningGateway(url, gateway, settings, token, http)
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def become_business(

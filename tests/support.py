@@ -173,6 +173,26 @@ MakeRelay = Callable[..., AbstractAsyncContextManager["RunningRelay"]]
 
 
 @contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free port inside the running event loop; yields its
+    base URL, and stops the server when the block ends."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
 async def serve_relay(
     backend: Backend, tmp_path: Path, *, clock: Clock | None = None, **overrides: Any
 ) -> AsyncIterator[RunningRelay]:
@@ -190,22 +210,8 @@ async def serve_relay(
         **overrides,
     )
     app = build_app(settings, clock=clock, db=backend.database())
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        try:
-            yield RunningRelay(app.state.relay, url, sms_file, http)
-        finally:
-            server.should_exit = True
-            await task
+    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        yield RunningRelay(app.state.relay, url, sms_file, http)
 
 
 async def publish_identity(relay: RunningRelay, device: Device) -> Any:

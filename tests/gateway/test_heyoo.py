@@ -10,14 +10,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from gateway_support import RunningGateway, approved_template, customer, next_of
 from heyoo import WhatsApp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from support import RunningRelay, free_port
+from support import RunningRelay, serve_asgi
 
 from tresen.client.events import MessageEvent
 from tresen.gateway.webhooks.signature import verify
@@ -43,20 +42,8 @@ async def receiver(app_secret: str) -> AsyncIterator[tuple[str, asyncio.Queue[di
         return PlainTextResponse("OK")
 
     app = Starlette(routes=[Route("/hook", endpoint, methods=["GET", "POST"])])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}/hook", bodies
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(app) as url:
+        yield f"{url}/hook", bodies
 
 
 def heyoo_for(gw: RunningGateway) -> WhatsApp:

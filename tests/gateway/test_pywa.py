@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from gateway_support import RunningGateway, approved_template, customer, next_of
 from pywa_async import WhatsApp, types
 from pywa_async.types.templates import BodyText, HeaderText, TemplateLanguage, URLButton
 from starlette.applications import Starlette
-from support import RunningRelay, free_port
+from support import RunningRelay, serve_asgi
 
 from tresen.client.events import MessageEvent
 from tresen.wire.e2e import Interactive, Text
@@ -55,20 +54,10 @@ async def pywa_bot(gw: RunningGateway) -> AsyncIterator[tuple[WhatsApp, asyncio.
     async def on_status(_: WhatsApp, status: types.MessageStatus) -> None:
         await updates.put(status)
 
-    port = free_port()
-    uv = uvicorn.Server(
-        uvicorn.Config(server, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(uv.serve())
     try:
-        while not uv.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield wa, updates, f"http://127.0.0.1:{port}/"
+        async with serve_asgi(server) as url:
+            yield wa, updates, f"{url}/"
     finally:
-        uv.should_exit = True
-        await task
         await session.aclose()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -21,7 +21,7 @@ from pydantic_settings import (
 
 from tresen.core.policy import PolicySettings
 
-__all__ = ["Limits", "Settings", "load_settings"]
+__all__ = ["FileSettings", "Limits", "Settings", "load_from", "load_settings"]
 
 DAY_S = 24 * 3600
 
@@ -61,7 +61,29 @@ class Limits(BaseModel):
     lookup_burst: int = Field(default=200, ge=1)
 
 
-class Settings(BaseSettings):
+class FileSettings(BaseSettings):
+    """Settings read from keyword arguments, the environment, then a TOML file named by
+    :func:`load_from` or by the environment variable ``config_env``."""
+
+    config_env: ClassVar[str] = "TRESEN_CONFIG"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get("path") or os.environ.get(cls.config_env)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+class Settings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRESEN_", env_nested_delimiter="__", extra="forbid"
     )
@@ -112,21 +134,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = _CONFIG_FILE.get("path") or os.environ.get("TRESEN_CONFIG")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
-        return tuple(sources)
-
     @property
     def resolved_operator_key_file(self) -> Path:
         return self.operator_key_file or self.data_dir / "operator.key"
@@ -141,14 +148,23 @@ class Settings(BaseSettings):
 _CONFIG_FILE: dict[str, str] = {}
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment and ``config_file``, with ``overrides`` on top."""
+S = TypeVar("S", bound=FileSettings)
+
+
+def load_from(cls: type[S], config_file: Path | None = None, **overrides: Any) -> S:
+    """``cls`` from the environment and ``config_file``, with ``overrides`` (those not
+    ``None``) on top."""
     if config_file is not None and not config_file.is_file():
         raise FileNotFoundError(f"configuration file not found: {config_file}")
     _CONFIG_FILE.clear()
     if config_file is not None:
         _CONFIG_FILE["path"] = str(config_file)
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
     finally:
         _CONFIG_FILE.clear()
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """The relay's settings from the environment and ``config_file``, with ``overrides``."""
+    return load_from(Settings, config_file, **overrides)

@@ -20,6 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from tresen.core.db import NAMING_CONVENTION
+
 __all__ = [
     "api_tokens",
     "contacts",
@@ -33,14 +35,7 @@ __all__ = [
     "webhook_subscriptions",
 ]
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 meta = Table(
     "meta",

@@ -8,18 +8,14 @@ Precedence, highest first: command-line options, environment variables, the TOML
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import phonenumbers
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
+
+from tresen.core.settings import FileSettings, load_from
 
 __all__ = ["ApiLimits", "GatewaySettings", "WebhookSettings", "load_gateway_settings"]
 
@@ -61,10 +57,11 @@ class ApiLimits(BaseModel):
     max_page: int = Field(default=100, ge=1, description="items per list page")
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRESEN_GATEWAY_", env_nested_delimiter="__", extra="forbid"
     )
+    config_env: ClassVar[str] = "TRESEN_GATEWAY_CONFIG"
 
     data_dir: Path = Path("tresen-gateway")
     database_url: str | None = None
@@ -109,21 +106,6 @@ class GatewaySettings(BaseSettings):
             raise ValueError(f"not a possible phone number: {value}")
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = _CONFIG_FILE.get("path") or os.environ.get("TRESEN_GATEWAY_CONFIG")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
-        return tuple(sources)
-
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -155,17 +137,6 @@ class GatewaySettings(BaseSettings):
         return str(10**14 + int.from_bytes(digest[:8], "big") % (9 * 10**14))
 
 
-_CONFIG_FILE: dict[str, str] = {}
-
-
 def load_gateway_settings(config_file: Path | None = None, **overrides: Any) -> GatewaySettings:
     """Settings from the environment and ``config_file``, with ``overrides`` on top."""
-    if config_file is not None and not config_file.is_file():
-        raise FileNotFoundError(f"configuration file not found: {config_file}")
-    _CONFIG_FILE.clear()
-    if config_file is not None:
-        _CONFIG_FILE["path"] = str(config_file)
-    try:
-        return GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
-    finally:
-        _CONFIG_FILE.clear()
+    return load_from(GatewaySettings, config_file, **overrides)
