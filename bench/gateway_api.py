@@ -468,7 +468,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--customers", type=int, default=40)
-    parser.add_argument("--connections", type=int, default=192)
+    parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--conversations", type=int, default=500)
     parser.add_argument("--backends", default="sqlite")
