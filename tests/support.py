@@ -27,6 +27,7 @@ from tresen.relay.accounts.sms import read_last_code
 from tresen.relay.app import build_app
 from tresen.relay.context import RelayContext
 from tresen.wire import relay as wire
+from tresen.wire.e2e import Button, Interactive, InteractiveKind, ListRow, ListSection
 
 PG_URL = os.environ.get("TRESEN_TEST_PG_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test")
 PG_HOSTPORT = ("127.0.0.1", 5432)
@@ -462,3 +463,56 @@ ORDER_SHIPPED: dict[str, Any] = {
         },
     ],
 }
+
+
+# --- interactive messages (client, tui and chat tests) ----------------------------------------
+
+# A utility template with a URL button and two quick replies.
+DELIVERY_TOMORROW: dict[str, Any] = {
+    "name": "delivery_tomorrow",
+    "language": "en_US",
+    "category": "UTILITY",
+    "components": [
+        {
+            "type": "BODY",
+            "text": "Your parcel {{1}} arrives tomorrow.",
+            "example": {"body_text": [["#4711"]]},
+        },
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {
+                    "type": "URL",
+                    "text": "Track",
+                    "url": "https://shop.example/o/{{1}}",
+                    "example": ["1"],
+                },
+                {"type": "QUICK_REPLY", "text": "Leave with neighbour"},
+                {"type": "QUICK_REPLY", "text": "Stop updates"},
+            ],
+        },
+    ],
+}
+
+YES_NO = Interactive(
+    type=InteractiveKind.BUTTON,
+    header="Parcel #4711",
+    body="May we leave it with a neighbour?",
+    footer="Tresen Versand",
+    buttons=[Button(id="yes", title="Yes"), Button(id="no", title="No, keep it")],
+)
+SLOTS = Interactive(
+    type=InteractiveKind.LIST,
+    body="When shall we come?",
+    button="Pick a slot",
+    sections=[
+        ListSection(
+            title="Tomorrow",
+            rows=[
+                ListRow(id="am", title="Morning", description="8 am to noon"),
+                ListRow(id="pm", title="Afternoon"),
+            ],
+        ),
+        ListSection(title="Friday", rows=[ListRow(id="fri", title="All day")]),
+    ],
+)

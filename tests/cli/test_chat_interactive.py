@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert
-from support import registered_client
+from support import DELIVERY_TOMORROW, registered_client
 
 from tresen.client import Client
 from tresen.core.clock import ManualClock
@@ -25,31 +25,6 @@ from tresen.wire.e2e import Button, Interactive, InteractiveKind
 
 pytestmark = pytest.mark.slow
 
-DELIVERY: dict[str, Any] = {
-    "name": "delivery_tomorrow",
-    "language": "en_US",
-    "category": "UTILITY",
-    "components": [
-        {
-            "type": "BODY",
-            "text": "Your parcel {{1}} arrives tomorrow.",
-            "example": {"body_text": [["#4711"]]},
-        },
-        {
-            "type": "BUTTONS",
-            "buttons": [
-                {
-                    "type": "URL",
-                    "text": "Track",
-                    "url": "https://shop.example/o/{{1}}",
-                    "example": ["1"],
-                },
-                {"type": "QUICK_REPLY", "text": "Leave with neighbour"},
-                {"type": "QUICK_REPLY", "text": "Stop updates"},
-            ],
-        },
-    ],
-}
 YES_NO = Interactive(
     type=InteractiveKind.BUTTON,
     header="Parcel #4711",
@@ -111,7 +86,7 @@ async def test_listen_shows_the_choices_and_choose_answers_them(
         )
         try:
             await shop.save_business_profile(display_name="Tresen Versand")
-            created = await shop.api.submit_template(DELIVERY)
+            created = await shop.api.submit_template(DELIVERY_TOMORROW)
             token = await relay.ctx.operator.create_token("ops", by="test")
             r = await relay.http.post(
                 f"/v1/admin/templates/{created['id']}/approve",

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import insert, select
-from support import RunningRelay, read_last_code
+from support import DELIVERY_TOMORROW, SLOTS, YES_NO, RunningRelay, read_last_code
 
 from tresen.client import Client
 from tresen.client.api import RelayError
@@ -32,63 +32,12 @@ from tresen.wire.e2e import (
     InteractiveKind,
     InteractiveReply,
     InvalidPayload,
-    ListRow,
-    ListSection,
     ReplyKind,
     Template,
     Text,
 )
 
 E = TypeVar("E")
-
-DELIVERY: dict[str, Any] = {
-    "name": "delivery_tomorrow",
-    "language": "en_US",
-    "category": "UTILITY",
-    "components": [
-        {
-            "type": "BODY",
-            "text": "Your parcel {{1}} arrives tomorrow.",
-            "example": {"body_text": [["#4711"]]},
-        },
-        {
-            "type": "BUTTONS",
-            "buttons": [
-                {
-                    "type": "URL",
-                    "text": "Track",
-                    "url": "https://shop.example/o/{{1}}",
-                    "example": ["1"],
-                },
-                {"type": "QUICK_REPLY", "text": "Leave with neighbour"},
-                {"type": "QUICK_REPLY", "text": "Stop updates"},
-            ],
-        },
-    ],
-}
-
-YES_NO = Interactive(
-    type=InteractiveKind.BUTTON,
-    header="Parcel #4711",
-    body="May we leave it with a neighbour?",
-    footer="Tresen Versand",
-    buttons=[Button(id="yes", title="Yes"), Button(id="no", title="No, keep it")],
-)
-SLOTS = Interactive(
-    type=InteractiveKind.LIST,
-    body="When shall we come?",
-    button="Pick a slot",
-    sections=[
-        ListSection(
-            title="Tomorrow",
-            rows=[
-                ListRow(id="am", title="Morning", description="8 am to noon"),
-                ListRow(id="pm", title="Afternoon"),
-            ],
-        ),
-        ListSection(title="Friday", rows=[ListRow(id="fri", title="All day")]),
-    ],
-)
 
 
 @dataclass
@@ -228,7 +177,7 @@ async def test_the_customer_answers_reply_buttons_and_lists(shop: Shop) -> None:
 async def test_a_quick_reply_tap_returns_the_payload_the_business_set(shop: Shop) -> None:
     business = await shop.business()
     customer = await shop.person("ana")
-    template_id = await shop.approved(business, DELIVERY)
+    template_id = await shop.approved(business, DELIVERY_TOMORROW)
     await shop.opted_in(business, customer)
     components = [
         {"type": "body", "parameters": [{"type": "text", "text": "#4711"}]},

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import insert
-from support import RunningRelay, read_last_code
+from support import DELIVERY_TOMORROW, SLOTS, YES_NO, RunningRelay, read_last_code
 from textual.pilot import Pilot
 from textual.widgets import Static
 
@@ -23,65 +23,12 @@ from tresen.core.clock import ManualClock
 from tresen.relay.schema import consents
 from tresen.wire import relay as wire
 from tresen.wire.e2e import (
-    Button,
     ButtonReply,
-    Interactive,
-    InteractiveKind,
     InteractiveReply,
-    ListRow,
-    ListSection,
     Text,
 )
 
 E = TypeVar("E")
-
-DELIVERY: dict[str, Any] = {
-    "name": "delivery_tomorrow",
-    "language": "en_US",
-    "category": "UTILITY",
-    "components": [
-        {
-            "type": "BODY",
-            "text": "Your parcel {{1}} arrives tomorrow.",
-            "example": {"body_text": [["#4711"]]},
-        },
-        {
-            "type": "BUTTONS",
-            "buttons": [
-                {
-                    "type": "URL",
-                    "text": "Track",
-                    "url": "https://shop.example/o/{{1}}",
-                    "example": ["1"],
-                },
-                {"type": "QUICK_REPLY", "text": "Leave with neighbour"},
-                {"type": "QUICK_REPLY", "text": "Stop updates"},
-            ],
-        },
-    ],
-}
-YES_NO = Interactive(
-    type=InteractiveKind.BUTTON,
-    header="Parcel #4711",
-    body="May we leave it with a neighbour?",
-    footer="Tresen Versand",
-    buttons=[Button(id="yes", title="Yes"), Button(id="no", title="No, keep it")],
-)
-SLOTS = Interactive(
-    type=InteractiveKind.LIST,
-    body="When shall we come?",
-    button="Pick a slot",
-    sections=[
-        ListSection(
-            title="Tomorrow",
-            rows=[
-                ListRow(id="am", title="Morning", description="8 am to noon"),
-                ListRow(id="pm", title="Afternoon"),
-            ],
-        ),
-        ListSection(title="Friday", rows=[ListRow(id="fri", title="All day")]),
-    ],
-)
 
 
 @dataclass
@@ -168,7 +115,7 @@ def messages(model: ChatModel, chat: str | None) -> list[tuple[str | None, str]]
 async def test_buttons_lists_and_quick_replies_are_shown_and_chosen(town: Town) -> None:
     shop = await town.business()
     customer = await town.person("ana")
-    template_id = await town.approved(shop, DELIVERY)
+    template_id = await town.approved(shop, DELIVERY_TOMORROW)
     await town.opted_in(shop, customer)
     shop.start()
     customer.start()
