@@ -327,14 +327,6 @@ class GatewayStore:
         for contact in batch:
             self._remember(contact)
 
-    async def contacts(self, limit: int = 100, after: str | None = None) -> list[Contact]:
-        query = select(contacts).order_by(contacts.c.account_id).limit(limit)
-        if after is not None:
-            query = query.where(contacts.c.account_id > after)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [contact_of(r) for r in rows]
-
     # --- messages ----------------------------------------------------------------------------
 
     async def message(self, wamid: str) -> StoredMessage | None:
@@ -366,21 +358,6 @@ class GatewayStore:
                 .where(messages.c.wamid.in_(wamids), messages.c.direction == "in")
                 .values(status="read", updated_ms=self.clock.now_ms())
             )
-
-    async def conversation(
-        self, contact: str, limit: int = 50, before_ms: int | None = None
-    ) -> list[StoredMessage]:
-        query = (
-            select(messages)
-            .where(messages.c.contact == contact)
-            .order_by(messages.c.created_ms.desc())
-            .limit(limit)
-        )
-        if before_ms is not None:
-            query = query.where(messages.c.created_ms < before_ms)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_message(r) for r in reversed(rows)]
 
     # --- templates ---------------------------------------------------------------------------
 
