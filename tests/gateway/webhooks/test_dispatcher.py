@@ -46,6 +46,18 @@ async def rows(db: Database) -> list[Any]:
         return list(result.all())
 
 
+async def run_due(dispatcher: WebhookDispatcher) -> None:
+    """Wake the dispatcher and wait until everything due has been tried and written."""
+    dispatcher.wake()
+    await dispatcher.settle()
+
+
+async def run_after(dispatcher: WebhookDispatcher, clock: ManualClock, **elapsed: float) -> None:
+    """Move the clock on by ``elapsed`` (``seconds=…``), then :func:`run_due`."""
+    clock.advance(**elapsed)
+    await run_due(dispatcher)
+
+
 def by_conversation(received: list[Any]) -> dict[str, list[int]]:
     seen: dict[str, list[int]] = defaultdict(list)
     for r in received:
@@ -63,8 +75,7 @@ async def test_an_event_is_posted_signed_with_its_id_and_attempt(
     await subscribe(outbox, handshake_http)
     await enqueue(outbox, db, "c1", 1)
     dispatcher = make_dispatcher()
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
 
     (got,) = receiver.requests
     (row,) = await rows(db)
@@ -95,8 +106,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_in_order_after_growin
             await enqueue(outbox, db, c, seq)
     receiver.status = 503
     dispatcher = make_dispatcher()
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
 
     # Only the first event of each conversation is tried while the receiver fails.
     waits: list[list[float]] = []
@@ -111,8 +121,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_in_order_after_growin
         waits.append([(r.next_attempt_ms - now) / 1000 for r in pending])
         assert {r.last_error for r in pending} == {"HTTP 503"}
         clock.set(max(r.next_attempt_ms for r in pending))
-        dispatcher.wake()
-        await dispatcher.settle()
+        await run_due(dispatcher)
 
     for attempt, these in enumerate(waits, start=1):
         expected = min(webhook_settings.retry_max_s, 2 ** (attempt - 1))
@@ -122,9 +131,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_in_order_after_growin
     assert min(waits[-1]) >= 0.9 * webhook_settings.retry_max_s  # the cap was reached
 
     receiver.status = 200
-    clock.advance(seconds=webhook_settings.retry_max_s)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_after(dispatcher, clock, seconds=webhook_settings.retry_max_s)
 
     assert by_conversation(receiver.accepted) == {c: list(range(10)) for c in conversations}
     stored = await rows(db)
@@ -147,17 +154,12 @@ async def test_an_event_whose_answer_was_lost_comes_again_with_the_same_id_and_b
     dispatcher = make_dispatcher()
 
     receiver.lose_answers = True  # processed, then the answer times out
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     receiver.lose_answers = False
     receiver.status = 500  # processed, then failed to answer well
-    clock.advance(seconds=2)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_after(dispatcher, clock, seconds=2)
     receiver.status = 200
-    clock.advance(seconds=4)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_after(dispatcher, clock, seconds=4)
 
     first, second, third, _ = receiver.requests
     assert first.event_id == second.event_id == third.event_id
@@ -184,14 +186,11 @@ async def test_after_give_up_s_events_are_dead_and_a_replay_sends_them_again(
         await enqueue(outbox, db, "ben", seq)
     receiver.down = True
     dispatcher = make_dispatcher()
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     for _ in range(200):
         if (await outbox.stats()).pending == 0:
             break
-        clock.advance(seconds=webhook_settings.retry_max_s)
-        dispatcher.wake()
-        await dispatcher.settle()
+        await run_after(dispatcher, clock, seconds=webhook_settings.retry_max_s)
 
     stored = await rows(db)
     assert {r.state for r in stored} == {"dead"}
@@ -209,12 +208,10 @@ async def test_after_give_up_s_events_are_dead_and_a_replay_sends_them_again(
     receiver.down = False
     anna = [d.event_id for d in dead if d.conversation == "anna"]
     assert await outbox.replay(anna) == 3
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     assert [r.event_id for r in receiver.accepted] == anna
     assert await outbox.replay(all_dead=True) == 3
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     assert [r.event_id for r in receiver.accepted] == [
         d.event_id for d in dead if d.conversation == "anna"
     ] + [d.event_id for d in dead if d.conversation == "ben"]
@@ -237,21 +234,16 @@ async def test_a_dead_event_is_skipped_and_its_conversation_goes_on_in_order(
     receiver.down = True
     dispatcher = make_dispatcher()
     await enqueue(outbox, db, "anna", 0)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     clock.advance(seconds=webhook_settings.give_up_s - 60)
     await enqueue(outbox, db, "anna", 1)
     await enqueue(outbox, db, "anna", 2)
     while clock.now_ms() < rows_made(await rows(db)) + webhook_settings.give_up_s * 1000:
-        clock.advance(seconds=webhook_settings.retry_max_s / 2)
-        dispatcher.wake()
-        await dispatcher.settle()
+        await run_after(dispatcher, clock, seconds=webhook_settings.retry_max_s / 2)
     assert [r.state for r in await rows(db)] == ["dead", "pending", "pending"]
 
     receiver.down = False
-    clock.advance(seconds=webhook_settings.retry_max_s)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_after(dispatcher, clock, seconds=webhook_settings.retry_max_s)
     assert [r.value["seq"] for r in receiver.accepted] == [1, 2]
     assert [r.state for r in await rows(db)] == ["dead", "delivered", "delivered"]
 
@@ -269,15 +261,12 @@ async def test_a_replay_into_a_waiting_conversation_goes_first_and_wakes_the_res
     receiver.down = True
     dispatcher = make_dispatcher()
     await enqueue(outbox, db, "anna", 0)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     clock.advance(seconds=webhook_settings.give_up_s - 30)
     await enqueue(outbox, db, "anna", 1)
     await enqueue(outbox, db, "anna", 2)
     for _ in range(10):
-        clock.advance(seconds=10)
-        dispatcher.wake()
-        await dispatcher.settle()
+        await run_after(dispatcher, clock, seconds=10)
     first, second, third = await rows(db)
     assert first.state == "dead"
     assert (second.state, third.state) == ("pending", "pending")
@@ -336,15 +325,12 @@ async def test_events_of_a_removed_subscription_are_not_sent(
     await enqueue(outbox, db, "c1", 1)
     receiver.status = 503
     dispatcher = make_dispatcher()
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     assert len(receiver.requests) == 2
 
     await outbox.remove(other.url)
     receiver.status = 200
-    clock.advance(seconds=2)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_after(dispatcher, clock, seconds=2)
     assert len(receiver.accepted) == 1
     assert [r.state for r in await rows(db)] == ["delivered", "dead"]
 
@@ -364,8 +350,7 @@ async def test_a_subscription_added_by_another_process_is_served(
     cli = Outbox(db, key, clock, webhook_settings)
     await subscribe(cli, handshake_http)
     await enqueue(cli, db, "c1", 1)  # as if the gateway's cache had caught up
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     assert [r.value["seq"] for r in receiver.accepted] == [1]
 
 
@@ -411,12 +396,9 @@ async def test_logs_name_the_receiver_and_the_error_never_the_body(
     dispatcher = make_dispatcher()
     with capture_logs() as logs:
         receiver.status = 503
-        dispatcher.wake()
-        await dispatcher.settle()
+        await run_due(dispatcher)
         receiver.status = 200
-        clock.advance(seconds=2)
-        dispatcher.wake()
-        await dispatcher.settle()
+        await run_after(dispatcher, clock, seconds=2)
     events = [entry["event"] for entry in logs]
     assert "webhook receiver failing; retrying with backoff" in events
     assert "webhook receiver answers again" in events
@@ -437,13 +419,11 @@ async def test_old_delivered_events_are_pruned_and_pending_ones_kept(
     await enqueue(outbox, db, "ben", 0)
     dispatcher = make_dispatcher()
     receiver.status = 200
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
     clock.advance(hours=2)
     receiver.down = True
     await enqueue(outbox, db, "anna", 1)
-    dispatcher.wake()
-    await dispatcher.settle()
+    await run_due(dispatcher)
 
     assert await outbox.prune(3 * 3600) == 0
     assert await outbox.prune(3600) == 2
