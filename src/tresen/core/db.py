@@ -8,17 +8,18 @@ of deferred transactions. Readers run beside the writer thanks to WAL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, and_, event, or_, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-__all__ = ["NAMING_CONVENTION", "Database"]
+__all__ = ["NAMING_CONVENTION", "Database", "pairs_in"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -29,6 +30,20 @@ NAMING_CONVENTION = {
 """Constraint and index names of every schema (migrations name them alike)."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def pairs_in(
+    first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[tuple[Any, Any]]
+) -> ColumnElement[bool]:
+    """``(first, second) IN pairs``, spelt as ``first = a AND second IN (...) OR ...``.
+
+    Row-value IN is avoided on purpose: SQLite 3.40 returns no rows for a one-row
+    ``(a, b) IN (VALUES (?, ?))`` when an index covers both columns.
+    """
+    grouped: dict[Any, list[Any]] = defaultdict(list)
+    for a, b in pairs:
+        grouped[a].append(b)
+    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
 
 
 class Database:

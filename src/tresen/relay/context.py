@@ -67,24 +67,37 @@ def build_context(
     )
     limits = settings.limits
     hub = Hub()
-    keys = KeyService(db, clock, limits)
-    keys.on_keys_low = lambda pk, n: hub.push(
-        pk, KeysLow(one_time_keys=n, max_one_time_keys=limits.max_one_time_keys)
-    )
+    # Collaborators are passed to the constructors, so a service cannot exist half-wired.
     policy = PolicyService(db, clock, settings.policy)
     operator = OperatorService(db, clock, settings)
-    businesses = BusinessService(db, clock)
-    businesses.certificate_for = operator.certificate_json
-    businesses.on_became_business = policy.forget
-    businesses.on_back_to_pending = lambda conn, account_id, reason: operator.revoke_for_change(
-        account_id, reason, conn=conn
+    businesses = BusinessService(
+        db,
+        clock,
+        certificate_for=operator.certificate_json,
+        on_became_business=policy.forget,
+        on_back_to_pending=lambda conn, account_id, reason: operator.revoke_for_change(
+            account_id, reason, conn=conn
+        ),
     )
-    keys.on_identity_keys_changed = lambda account_id: businesses.on_verified_identity_changed(
-        account_id, "device keys changed"
+    keys = KeyService(
+        db,
+        clock,
+        limits,
+        on_keys_low=lambda pk, n: hub.push(
+            pk, KeysLow(one_time_keys=n, max_one_time_keys=limits.max_one_time_keys)
+        ),
+        on_identity_keys_changed=lambda account_id: businesses.on_verified_identity_changed(
+            account_id, "device keys changed"
+        ),
     )
-    accounts = AccountService(db, clock, limits, sms or default_sms_sender(settings))
-    accounts.on_device_removed = lambda account_id: businesses.on_verified_identity_changed(
-        account_id, "a device was removed"
+    accounts = AccountService(
+        db,
+        clock,
+        limits,
+        sms or default_sms_sender(settings),
+        on_device_removed=lambda account_id: businesses.on_verified_identity_changed(
+            account_id, "a device was removed"
+        ),
     )
     return RelayContext(
         settings=settings,

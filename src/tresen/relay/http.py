@@ -14,8 +14,16 @@ from tresen.core.errors import ErrorCode, TresenError, http_status_for
 from tresen.core.logging import get_logger
 from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
+from tresen.relay.operator.service import OperatorPrincipal
 
-__all__ = ["Authed", "BodyLimit", "Ctx", "bearer_token", "install_error_handlers"]
+__all__ = [
+    "Authed",
+    "BodyLimit",
+    "Ctx",
+    "OperatorAuthed",
+    "bearer_token",
+    "install_error_handlers",
+]
 
 log = get_logger("tresen.relay.http")
 
@@ -40,6 +48,13 @@ async def current_principal(request: Request, ctx: Ctx) -> Principal:
 
 
 Authed = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_operator(request: Request, ctx: Ctx) -> OperatorPrincipal:
+    return await ctx.operator.authenticate(bearer_token(request.headers.get("authorization")))
+
+
+OperatorAuthed = Annotated[OperatorPrincipal, Depends(current_operator)]
 
 
 def error_response(error: TresenError) -> JSONResponse:

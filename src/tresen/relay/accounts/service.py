@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,8 +68,23 @@ def _hash_code(phone: str, code: str) -> bytes:
     return hashlib.sha256(f"{phone}:{code}".encode()).digest()
 
 
+class AccountKeysChanged(Protocol):
+    """Told, after commit, that the set of device keys of ``account_id`` changed: a
+    certificate that binds the old set no longer holds."""
+
+    def __call__(self, account_id: AccountId, /) -> Awaitable[object]: ...
+
+
 class AccountService:
-    def __init__(self, db: Database, clock: Clock, limits: Limits, sms: SmsSender) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        limits: Limits,
+        sms: SmsSender,
+        *,
+        on_device_removed: AccountKeysChanged,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
@@ -76,7 +92,7 @@ class AccountService:
         self._lookups = TokenBuckets(clock, limits.lookups_per_hour / 3600, limits.lookup_burst)
         # Called with the account id after one of its devices was removed: a certificate that
         # names the removed device's key no longer holds.
-        self.on_device_removed: Callable[[AccountId], Awaitable[object]] | None = None
+        self.on_device_removed = on_device_removed
 
     async def request_code(self, raw_phone: str, client_address: str) -> int:
         """Send a one-time code to ``raw_phone``; returns its lifetime in seconds."""
@@ -205,8 +221,7 @@ class AccountService:
                     break
         if removed is None:
             raise TresenError(ErrorCode.UNKNOWN_DEVICE, "no such device", device_id=device_id)
-        if self.on_device_removed is not None:
-            await self.on_device_removed(principal.account_id)
+        await self.on_device_removed(principal.account_id)
         return removed
 
     async def lookup(self, principal: Principal, raw_phone: str) -> AccountPublic:

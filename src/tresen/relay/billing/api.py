@@ -24,8 +24,7 @@ from tresen.relay.billing.service import (
     Rate,
     Statement,
 )
-from tresen.relay.http import Authed, Ctx
-from tresen.relay.operator.api import OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed
 
 __all__ = ["CSV_COLUMNS", "router", "statement_csv"]
 

@@ -27,9 +27,9 @@ from tresen.core.db import Database
 from tresen.core.errors import ErrorCode, TresenError
 from tresen.core.ids import AccountId
 from tresen.core.logging import get_logger
+from tresen.relay.audit import add_audit
 from tresen.relay.billing import repo
 from tresen.relay.billing.repo import DEFAULT_CARD, LedgerItem, LedgerTotal, RateRow
-from tresen.relay.operator.repo import add_audit
 from tresen.relay.policy import repo as policy_repo
 from tresen.relay.policy.rules import PricingCategory
 from tresen.relay.policy.service import PolicyService

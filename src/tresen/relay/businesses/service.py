@@ -16,9 +16,9 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,7 +67,25 @@ DIRECTORY_MAX = 50
 NOTE_MAX = 512
 RENAME_NOTE = "display name changed"
 
-CertificateLookup = Callable[[AccountId], Awaitable[dict[str, Any] | None]]
+
+class CertificateLookup(Protocol):
+    """The current certificate of a verified business (None if it has none)."""
+
+    def __call__(self, account_id: AccountId, /) -> Awaitable[dict[str, Any] | None]: ...
+
+
+class BecameBusiness(Protocol):
+    """Told that ``account_id`` became a business (caches of account kinds drop it)."""
+
+    def __call__(self, account_id: AccountId, /) -> None: ...
+
+
+class BackToPending(Protocol):
+    """Called inside the transaction that sends a verified business back to pending."""
+
+    def __call__(
+        self, conn: AsyncConnection, account_id: AccountId, reason: str, /
+    ) -> Awaitable[object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +127,23 @@ def _not_a_business() -> TresenError:
 
 
 class BusinessService:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        certificate_for: CertificateLookup,
+        on_became_business: BecameBusiness,
+        on_back_to_pending: BackToPending,
+    ) -> None:
         self.db = db
         self.clock = clock
-        # Set by the operator side: the current certificate of a verified business, shown
-        # with its public profile so clients can check the tick offline.
-        self.certificate_for: CertificateLookup | None = None
-        # Told when an account becomes a business (caches of account kinds drop it).
-        self.on_became_business: Callable[[AccountId], None] | None = None
-        # Called inside the transaction that sends a verified business back to pending, so
-        # that the operator side revokes its certificate atomically with the change.
-        self.on_back_to_pending: (
-            Callable[[AsyncConnection, AccountId, str], Awaitable[object]] | None
-        ) = None
+        # The operator side's current certificate of a verified business, shown with its
+        # public profile so clients can check the tick offline.
+        self.certificate_for = certificate_for
+        self.on_became_business = on_became_business
+        # Revoking the certificate in the same transaction as the change keeps them atomic.
+        self.on_back_to_pending = on_back_to_pending
 
     # --- the caller's own profile -----------------------------------------------------------
 
@@ -153,7 +175,7 @@ class BusinessService:
                     await self._back_to_pending(conn, account_id, RENAME_NOTE, now)
             own = await self._own(conn, account_id)
         assert own is not None
-        if current is None and self.on_became_business is not None:
+        if current is None:
             self.on_became_business(account_id)
         log.info("business profile saved", account_id=account_id, created=current is None)
         return own, current is None
@@ -253,8 +275,7 @@ class BusinessService:
         self, conn: AsyncConnection, account_id: AccountId, reason: str, now: int
     ) -> None:
         await repo.set_verification(conn, account_id, Verification.PENDING, now)
-        if self.on_back_to_pending is not None:
-            await self.on_back_to_pending(conn, account_id, reason)
+        await self.on_back_to_pending(conn, account_id, reason)
         if await repo.pending_request(conn, account_id) is None:
             await repo.insert_request(conn, account_id, reason.strip()[:NOTE_MAX], now)
         log.info("verified business back to pending", account_id=account_id)
@@ -274,9 +295,7 @@ class BusinessService:
             now = self.clock.now_ms()
             open_now = is_open(profile.hours, profile.closed_dates, profile.timezone, now)
             change = next_change(profile.hours, profile.closed_dates, profile.timezone, now)
-        certificate = None
-        if self.certificate_for is not None:
-            certificate = await self.certificate_for(account_id)
+        certificate = await self.certificate_for(account_id)
         return PublicProfile(profile, open_now, change, certificate)
 
     async def picture(self, account_id: AccountId) -> tuple[bytes, str]:

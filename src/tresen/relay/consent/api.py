@@ -23,8 +23,7 @@ from tresen.relay.consent.service import (
     ConsentRecord,
     PairConsents,
 )
-from tresen.relay.http import Authed, Ctx
-from tresen.relay.operator.api import OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed
 
 __all__ = ["router"]
 

@@ -33,8 +33,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import vodozemac
 
@@ -44,7 +45,7 @@ from tresen.core.errors import ErrorCode, TresenError
 from tresen.core.ids import AccountId, DeviceId, DevicePk, new_registration_id
 from tresen.core.logging import get_logger
 from tresen.core.settings import Limits
-from tresen.relay.accounts.service import Principal
+from tresen.relay.accounts.service import AccountKeysChanged, Principal
 from tresen.relay.keys import repo
 from tresen.relay.keys.repo import DeviceKeys, IdentityKeys, SignedKey
 from tresen.wire.keys import fallback_key_message, one_time_key_message
@@ -92,17 +93,29 @@ class ClaimedDevice:
     one_time_key: ClaimedKey | None
 
 
+class KeysLow(Protocol):
+    """Told, after commit, that a claim left ``device_pk`` with ``remaining`` one-time keys
+    (fewer than ``limits.one_time_keys_low``), so the device can upload more."""
+
+    def __call__(self, device_pk: DevicePk, remaining: int, /) -> object: ...
+
+
 class KeyService:
-    def __init__(self, db: Database, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        limits: Limits,
+        *,
+        on_keys_low: KeysLow,
+        on_identity_keys_changed: AccountKeysChanged,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
-        # Called after commit with (device_pk, remaining) when a claim leaves a device with
-        # fewer than ``limits.one_time_keys_low`` one-time keys, so it can upload more.
-        self.on_keys_low: Callable[[DevicePk, int], object] | None = None
-        # Called with the account id after a device of it got new identity keys (a new device
-        # or a replaced identity): a certificate that binds the old key set no longer holds.
-        self.on_identity_keys_changed: Callable[[AccountId], Awaitable[object]] | None = None
+        self.on_keys_low = on_keys_low
+        # A new device or a replaced identity: a certificate binding the old set is void.
+        self.on_identity_keys_changed = on_identity_keys_changed
 
     # --- upload ------------------------------------------------------------------------------
 
@@ -180,7 +193,7 @@ class KeyService:
                 )
             count += len(new)
 
-        if identity_set and self.on_identity_keys_changed is not None:
+        if identity_set:
             await self.on_identity_keys_changed(principal.account_id)
         log.info(
             "keys uploaded",
@@ -312,8 +325,6 @@ class KeyService:
         return claimed
 
     def _notify_low(self, low: Sequence[tuple[DevicePk, int]]) -> None:
-        if self.on_keys_low is None:
-            return
         for device_pk, remaining in low:
             # The claim is committed; a failing notification must not turn it into an error
             # response, or the claimed keys would be lost to the caller.

@@ -10,11 +10,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tresen.core.db import pairs_in
 from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
 from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
@@ -52,20 +53,6 @@ K = TypeVar("K")
 def _chunks(items: Sequence[K]) -> Iterator[Sequence[K]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-def _pairs_in(
-    first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[tuple[Any, Any]]
-) -> ColumnElement[bool]:
-    """``(first, second) IN pairs``, spelt as ``first = a AND second IN (...) OR ...``.
-
-    Row-value IN is avoided on purpose: SQLite 3.40 returns no rows for a one-row
-    ``(a, b) IN (VALUES (?, ?))`` when an index covers both columns.
-    """
-    grouped: dict[Any, list[Any]] = defaultdict(list)
-    for a, b in pairs:
-        grouped[a].append(b)
-    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
 
 
 class EntryKind(IntEnum):
@@ -221,7 +208,7 @@ async def find_messages(
     for chunk in _chunks(sorted(set(keys))):
         rows = await conn.execute(
             select(messages).where(
-                _pairs_in(messages.c.sender_device_pk, messages.c.client_msg_id, chunk)
+                pairs_in(messages.c.sender_device_pk, messages.c.client_msg_id, chunk)
             )
         )
         for r in rows:
@@ -383,7 +370,7 @@ async def delete_entries(
     for chunk in _chunks(keys):
         rows = await conn.execute(
             delete(mailbox)
-            .where(_pairs_in(mailbox.c.device_pk, mailbox.c.seq, chunk))
+            .where(pairs_in(mailbox.c.device_pk, mailbox.c.seq, chunk))
             .returning(mailbox.c.device_pk, mailbox.c.seq, mailbox.c.kind, mailbox.c.message_id)
         )
         deleted.extend(
@@ -417,7 +404,7 @@ async def mark_read(
         rows = await conn.execute(
             update(messages)
             .where(
-                _pairs_in(messages.c.recipient_account, messages.c.message_id, chunk),
+                pairs_in(messages.c.recipient_account, messages.c.message_id, chunk),
                 messages.c.read_ms.is_(None),
             )
             .values(read_ms=now_ms)

@@ -5,34 +5,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tresen.core.errors import ErrorCode, TresenError
 from tresen.core.ids import AccountId
-from tresen.relay.http import Ctx, bearer_token
+from tresen.relay.http import Ctx, OperatorAuthed
 from tresen.relay.operator.service import (
     CertificateRecord,
-    OperatorPrincipal,
     RequestState,
     Verification,
     certificate_summary,
 )
 
-__all__ = ["OperatorAuthed", "router"]
+__all__ = ["router"]
 
 public = APIRouter(prefix="/v1", tags=["operator"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 AccountPath = Annotated[str, Path(min_length=1, max_length=64)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
-
-
-async def current_operator(request: Request, ctx: Ctx) -> OperatorPrincipal:
-    return await ctx.operator.authenticate(bearer_token(request.headers.get("authorization")))
-
-
-OperatorAuthed = Annotated[OperatorPrincipal, Depends(current_operator)]
 
 
 # --- shapes ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import Select, and_, desc, func, insert, or_, select, text, upda
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId
+from tresen.relay.audit import add_audit
 from tresen.relay.businesses.repo import (
     BusinessRow,
     RequestRow,
@@ -527,26 +528,6 @@ async def certificates_due(conn: AsyncConnection, now_ms: int, until_ms: int) ->
 
 
 # --- audit -----------------------------------------------------------------------------------
-
-
-async def add_audit(
-    conn: AsyncConnection,
-    *,
-    at_ms: int,
-    operator: str,
-    action: str,
-    account_id: AccountId | None,
-    details: dict[str, Any],
-) -> None:
-    await conn.execute(
-        insert(admin_audit).values(
-            at_ms=at_ms,
-            operator=operator[:64],
-            action=action,
-            account_id=account_id,
-            details=json.dumps(details, sort_keys=True, ensure_ascii=False),
-        )
-    )
 
 
 async def audit_entries(

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.ids import AccountId
-from tresen.relay.http import Authed, Ctx
-from tresen.relay.operator.api import OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed
 from tresen.relay.policy.service import REPORT_REASONS
 
 __all__ = ["router"]

@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Table, delete, func, insert, literal, select,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tresen.relay.mailbox.repo import _pairs_in
+from tresen.core.db import pairs_in
 from tresen.relay.policy.rules import country_of
 from tresen.relay.schema import (
     accounts,
@@ -119,7 +119,7 @@ async def blocked_pairs(conn: AsyncConnection, pairs: Collection[Pair]) -> set[P
         return set()
     rows = await conn.execute(
         select(blocks.c.blocker_account, blocks.c.blocked_account).where(
-            _pairs_in(blocks.c.blocker_account, blocks.c.blocked_account, pairs)
+            pairs_in(blocks.c.blocker_account, blocks.c.blocked_account, pairs)
         )
     )
     return {(r.blocker_account, r.blocked_account) for r in rows.all()}
@@ -273,7 +273,7 @@ async def windows(conn: AsyncConnection, pairs: Collection[Pair]) -> dict[Pair, 
         return {}
     rows = await conn.execute(
         select(service_windows).where(
-            _pairs_in(service_windows.c.business_account, service_windows.c.customer_account, pairs)
+            pairs_in(service_windows.c.business_account, service_windows.c.customer_account, pairs)
         )
     )
     return {(r.business_account, r.customer_account): r.last_customer_ms for r in rows.all()}
@@ -303,7 +303,7 @@ async def reached(conn: AsyncConnection, pairs: Collection[Pair], since_ms: int)
         return set()
     rows = await conn.execute(
         select(reach.c.business_account, reach.c.customer_account).where(
-            _pairs_in(reach.c.business_account, reach.c.customer_account, pairs),
+            pairs_in(reach.c.business_account, reach.c.customer_account, pairs),
             reach.c.at_ms > since_ms,
         )
     )
@@ -399,7 +399,7 @@ async def consent_states(
             consents.c.scope,
             consents.c.state,
             consents.c.source,
-        ).where(_pairs_in(consents.c.business_account, consents.c.customer_account, pairs))
+        ).where(pairs_in(consents.c.business_account, consents.c.customer_account, pairs))
     )
     return {
         (r.business_account, r.customer_account, r.scope): (r.state, r.source) for r in rows.all()

@@ -36,7 +36,7 @@ from tresen.core.ids import AccountId
 from tresen.core.logging import get_logger
 from tresen.core.policy import PolicySettings
 from tresen.core.ratelimit import TokenBuckets
-from tresen.relay.operator.repo import add_audit
+from tresen.relay.audit import add_audit
 from tresen.relay.policy import repo
 from tresen.relay.policy.rules import (
     DAY_MS,

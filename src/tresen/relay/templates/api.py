@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tresen.core.errors import ErrorCode, TresenError
 from tresen.core.ids import AccountId
-from tresen.relay.http import Authed, Ctx
-from tresen.relay.operator.api import OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed
 from tresen.relay.templates.service import QualityChange, TemplateView
 from tresen.wire.templates import TemplateStatus, decode_signed_body
 

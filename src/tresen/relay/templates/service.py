@@ -31,6 +31,7 @@ from tresen.core.errors import ErrorCode, TresenError
 from tresen.core.ids import AccountId
 from tresen.core.logging import get_logger
 from tresen.core.settings import Settings
+from tresen.relay.audit import add_audit
 from tresen.relay.businesses import repo as businesses_repo
 from tresen.relay.operator import repo as operator_repo
 from tresen.relay.operator.service import OperatorPrincipal, OperatorService
@@ -378,7 +379,7 @@ class TemplateService:
             await repo.set_status(
                 conn, template_id, TemplateStatus.REJECTED, now, rejected_reason=reason
             )
-            await operator_repo.add_audit(
+            await add_audit(
                 conn,
                 at_ms=now,
                 operator=operator.name,
@@ -442,7 +443,7 @@ class TemplateService:
             status=TemplateStatus.APPROVED,
             now_ms=now_ms,
         )
-        await operator_repo.add_audit(
+        await add_audit(
             conn,
             at_ms=now_ms,
             operator=by,
@@ -536,7 +537,7 @@ class TemplateService:
                 now_ms=now,
             )
             for action, details in actions:
-                await operator_repo.add_audit(
+                await add_audit(
                     conn,
                     at_ms=now,
                     operator=SYSTEM,
