@@ -30,14 +30,6 @@ router = APIRouter(prefix="/v1", tags=["businesses"])
 
 AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=64)]
 Schedule = dict[str, list[list[str]]]
-# Days to lists of ["HH:MM", "HH:MM"]; the service checks the rules, this only bounds the text.
-ScheduleText = dict[
-    Annotated[SafeStr, Field(max_length=16)],
-    Annotated[
-        list[Annotated[list[Annotated[SafeStr, Field(max_length=16)]], Field(max_length=4)]],
-        Field(max_length=16),
-    ],
-]
 
 # Listed for the OpenAPI description; the service checks it (naming the field "category").
 CategoryText = Annotated[
@@ -45,7 +37,8 @@ CategoryText = Annotated[
 ]
 
 # The parser's bounds only stop absurd bodies early; the profile rules (and their messages
-# naming each field) are in wire/business.py, applied by the service.
+# naming each field, control characters included) are in wire/business.py, applied by the
+# service.
 _TEXT = 4096
 
 
@@ -55,30 +48,28 @@ class ProfileUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    display_name: SafeStr | None = Field(
+    display_name: str | None = Field(
         default=None, max_length=_TEXT, description="1 to 100 characters", examples=["Lufthansa"]
     )
-    about: SafeText | None = Field(
-        default=None, max_length=_TEXT, description="at most 139 characters"
-    )
-    description: SafeText | None = Field(
+    about: str | None = Field(default=None, max_length=_TEXT, description="at most 139 characters")
+    description: str | None = Field(
         default=None, max_length=_TEXT, description="at most 512 characters"
     )
-    address: SafeText | None = Field(
+    address: str | None = Field(
         default=None, max_length=_TEXT, description="at most 256 characters"
     )
-    email: SafeStr | None = Field(default=None, max_length=_TEXT, examples=["service@example.de"])
-    websites: list[Annotated[SafeStr, Field(max_length=_TEXT)]] | None = Field(
+    email: str | None = Field(default=None, max_length=_TEXT, examples=["service@example.de"])
+    websites: list[Annotated[str, Field(max_length=_TEXT)]] | None = Field(
         default=None, max_length=16, description="at most 2 absolute http(s) URLs"
     )
     category: CategoryText | None = None
-    timezone: SafeStr | None = Field(default=None, max_length=64, examples=["Europe/Berlin"])
-    hours: ScheduleText | None = Field(
+    timezone: str | None = Field(default=None, max_length=64, examples=["Europe/Berlin"])
+    hours: Schedule | None = Field(
         default=None,
         description='weekly opening hours, e.g. {"mon": [["09:00", "17:30"]]}; a missing day '
         "is closed; up to 3 intervals a day",
     )
-    closed_dates: list[Annotated[SafeStr, Field(max_length=32)]] | None = Field(
+    closed_dates: list[Annotated[str, Field(max_length=32)]] | None = Field(
         default=None, max_length=1000, description="at most 100 ISO dates, e.g. 2026-12-25"
     )
 
