@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
@@ -17,7 +19,7 @@ from tresen.relay.billing.api import router as billing_router
 from tresen.relay.businesses.api import router as businesses_router
 from tresen.relay.consent.api import router as consent_router
 from tresen.relay.context import RelayContext, build_context
-from tresen.relay.http import BodyLimit, install_error_handlers
+from tresen.relay.http import BodyLimit, ErrorPublic, error_doc, install_error_handlers
 from tresen.relay.keys.api import router as keys_router
 from tresen.relay.mailbox.api import router as mailbox_router
 from tresen.relay.mailbox.ws import router as ws_router
@@ -85,7 +87,64 @@ def build_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    install_openapi(app)
     return app
+
+
+_DESCRIPTION = """The relay's HTTP API (docs/protocol.md). Every error answers
+`{"error": {"code", "message", "details"}}`; invalid input answers 400 with code 100 and
+`details.problems` naming each field."""
+
+
+def install_openapi(app: FastAPI) -> None:
+    """``/openapi.json`` as the relay really answers: the error envelope on every error
+    status, 400 / 401 / 413 where input, a token or a body can be refused, and no 422 (the
+    relay answers invalid input with 400)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=_DESCRIPTION, routes=app.routes
+        )
+        describe_errors(schema)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def describe_errors(schema: dict[str, Any]) -> None:
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    envelope = ErrorPublic.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(envelope.pop("$defs", {}))
+    schemas["ErrorPublic"] = envelope
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            implied = []
+            if operation.get("parameters") or operation.get("requestBody"):
+                implied.append(400)
+            if operation.get("security"):
+                implied.append(401)
+            if operation.get("requestBody"):
+                implied.append(413)
+            for status in implied:
+                if str(status) not in responses:
+                    responses[str(status)] = _response(error_doc(status))
+
+
+def _response(doc: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": doc["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}},
+    }
+    if "headers" in doc:
+        response["headers"] = doc["headers"]
+    return response
 
 
 def context_of(app: FastAPI) -> RelayContext:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,8 +24,10 @@ __all__ = [
     "Authed",
     "BodyLimit",
     "Ctx",
+    "ErrorPublic",
     "OperatorAuthed",
     "bearer_token",
+    "errors",
     "install_error_handlers",
 ]
 
@@ -43,18 +49,103 @@ def bearer_token(authorization: str | None) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
-async def current_principal(request: Request, ctx: Ctx) -> Principal:
+# Declared for the OpenAPI document (security scheme "device"); the token itself is read
+# by ``bearer_token`` so that a missing or malformed header answers 401 in our envelope.
+device_bearer = HTTPBearer(
+    scheme_name="device",
+    description="a device token, from `POST /v1/registration/verify`",
+    auto_error=False,
+)
+
+
+async def current_principal(
+    request: Request,
+    ctx: Ctx,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(device_bearer)],
+) -> Principal:
     return await ctx.accounts.authenticate(bearer_token(request.headers.get("authorization")))
 
 
 Authed = Annotated[Principal, Depends(current_principal)]
 
 
-async def current_operator(request: Request, ctx: Ctx) -> OperatorPrincipal:
+# Declared for the OpenAPI document (security scheme "operator"), read like the device's.
+operator_bearer = HTTPBearer(
+    scheme_name="operator",
+    description="an operator token, from `tresen admin token create`",
+    auto_error=False,
+)
+
+
+async def current_operator(
+    request: Request,
+    ctx: Ctx,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(operator_bearer)],
+) -> OperatorPrincipal:
     return await ctx.operator.authenticate(bearer_token(request.headers.get("authorization")))
 
 
 OperatorAuthed = Annotated[OperatorPrincipal, Depends(current_operator)]
+
+
+class ErrorBody(BaseModel):
+    code: int = Field(description="stable; see docs/protocol.md §2", examples=[100])
+    message: str = Field(description="for people; may change")
+    details: dict[str, Any] = Field(
+        description="what the client acts on, e.g. problems: [{field, problem}] for code 100"
+    )
+
+
+class ErrorPublic(BaseModel):
+    """Every error the relay answers over HTTP."""
+
+    error: ErrorBody
+
+
+_STATUS_TEXT = {
+    400: "invalid input (code 100 names the field in details.problems) or a rule refused it",
+    401: "missing, unknown or revoked bearer token (code 190)",
+    403: "not allowed for this caller",
+    404: "not found",
+    409: "conflicts with the current state",
+    410: "gone",
+    413: "request body larger than max_frame_bytes (code 150001)",
+    429: "rate limited; Retry-After says when to try again",
+    507: "the recipient's queue is full (code 150002)",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait, when the relay knows",
+        "schema": {"type": "integer"},
+        "required": False,
+    }
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: the error statuses it answers, each with the envelope.
+
+    400, 401 and 413 need not be named: the OpenAPI document adds them to every route with
+    parameters, with a bearer token and with a body (see ``relay/app.py``).
+    """
+    return {status: error_doc(status) for status in statuses}
+
+
+def error_doc(status: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"model": ErrorPublic, "description": _STATUS_TEXT.get(status, "error")}
+    if status == 429:
+        doc["headers"] = _RETRY_AFTER
+    return doc
+
+
+class _EnvelopeResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        # Details may echo a JSON body's text; a lone surrogate in it must not turn the
+        # answer into a 500, so such text is escaped rather than encoded.
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, separators=(",", ":")).encode()
 
 
 def error_response(error: TresenError) -> JSONResponse:
@@ -63,9 +154,43 @@ def error_response(error: TresenError) -> JSONResponse:
         headers["Retry-After"] = str(error.details["retry_after_s"])
     elif "retry_after_ms" in error.details:
         headers["Retry-After"] = str(max(1, -(-int(error.details["retry_after_ms"]) // 1000)))
-    return JSONResponse(
+    return _EnvelopeResponse(
         {"error": error.to_dict()}, status_code=http_status_for(error.code), headers=headers
     )
+
+
+def _input_data_error(exc: BaseException) -> bool:
+    """True when the database (or its driver) refused a value as data: text it cannot store,
+    an integer beyond 64 bits. Such values are input the route should have bounded."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        # asyncpg: the server's DataError (NUL in text: CharacterNotInRepertoireError,
+        # UntranslatableCharacterError, numeric out of range) and the client's own (an int
+        # beyond int64 while encoding a parameter).
+        if isinstance(
+            current,
+            OverflowError
+            | UnicodeEncodeError
+            | asyncpg.exceptions.DataError
+            | asyncpg.exceptions._base.DataError,
+        ):
+            return True
+        if type(current).__name__ == "DataError":  # sqlalchemy's and the DB-API adapters'
+            return True
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
+    return False
+
+
+def _printable(text: str) -> str:
+    # A field name may be a key of the JSON body, with any character in it.
+    return text.encode("utf-8", "backslashreplace").decode()[:200]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -76,7 +201,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems: list[dict[str, Any]] = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            {
+                "field": _printable(".".join(str(p) for p in e.get("loc", ()))),
+                "problem": e.get("msg", ""),
+            }
             for e in exc.errors()
         ]
         return error_response(
@@ -98,8 +226,23 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("request failed", error=repr(exc))
         return error_response(TresenError(ErrorCode.INTERNAL, "internal error; try again"))
 
+    async def on_data_error(request: Request, exc: Exception) -> JSONResponse:
+        # A safety net: input is bounded where it is decoded, so this is a missing bound.
+        if not _input_data_error(exc):
+            return await on_unexpected_error(request, exc)
+        log.warning("input refused by the database", error=repr(exc), path=request.url.path)
+        return error_response(
+            TresenError(
+                ErrorCode.INVALID_PARAMETER,
+                "invalid request: a value cannot be stored",
+                problems=[{"field": "", "problem": "a value is out of range or not storable"}],
+            )
+        )
+
     app.add_exception_handler(TresenError, on_tresen_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    for data_error in (DBAPIError, OverflowError, UnicodeEncodeError):
+        app.add_exception_handler(data_error, on_data_error)
     app.add_exception_handler(Exception, on_unexpected_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
 

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from tresen.core.fields import Id63, SafeStr
 from tresen.core.ids import AccountId, DeviceId
-from tresen.relay.http import Authed, Ctx
+from tresen.relay.http import Authed, Ctx, errors
 
 __all__ = ["router"]
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 class CodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: str = Field(max_length=64, examples=["+4915112345678"])
+    phone: SafeStr = Field(max_length=64, examples=["+4915112345678"])
 
 
 class CodeRequested(BaseModel):
@@ -28,9 +29,9 @@ class CodeRequested(BaseModel):
 class VerifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: str = Field(max_length=64)
-    code: str = Field(min_length=1, max_length=12)
-    device_name: str = Field(default="", max_length=64)
+    phone: SafeStr = Field(max_length=64)
+    code: SafeStr = Field(min_length=1, max_length=12)
+    device_name: SafeStr = Field(default="", max_length=64)
 
 
 class RegistrationPublic(BaseModel):
@@ -57,14 +58,19 @@ class MePublic(BaseModel):
 
 
 @router.post(
-    "/registration/code", status_code=status.HTTP_202_ACCEPTED, response_model=CodeRequested
+    "/registration/code",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CodeRequested,
+    responses=errors(429),
 )
 async def request_code(body: CodeRequest, request: Request, ctx: Ctx) -> CodeRequested:
     address = request.client.host if request.client else "unknown"
     return CodeRequested(expires_in_s=await ctx.accounts.request_code(body.phone, address))
 
 
-@router.post("/registration/verify", response_model=RegistrationPublic)
+@router.post(
+    "/registration/verify", response_model=RegistrationPublic, responses=errors(403, 409, 410, 429)
+)
 async def verify_code(body: VerifyRequest, ctx: Ctx) -> RegistrationPublic:
     reg = await ctx.accounts.verify_code(body.phone, body.code, body.device_name)
     return RegistrationPublic(
@@ -92,20 +98,20 @@ class AccountLookup(BaseModel):
     )
 
 
-@router.get("/accounts", response_model=AccountLookup)
+@router.get("/accounts", response_model=AccountLookup, responses=errors(404, 429))
 async def lookup_account(
     principal: Authed,
     ctx: Ctx,
-    phone: Annotated[str, Query(max_length=64, examples=["+4915112345678"])],
+    phone: Annotated[SafeStr, Query(max_length=64, examples=["+4915112345678"])],
 ) -> AccountLookup:
     """Find the account registered for a phone number."""
     found = await ctx.accounts.lookup(principal, phone)
     return AccountLookup(account_id=found.account_id, phone=found.phone, kind=found.kind)
 
 
-@router.get("/accounts/{account_id}", response_model=AccountLookup)
+@router.get("/accounts/{account_id}", response_model=AccountLookup, responses=errors(404, 429))
 async def get_account(
-    account_id: Annotated[str, Path(max_length=32)], principal: Authed, ctx: Ctx
+    account_id: Annotated[SafeStr, Path(max_length=32)], principal: Authed, ctx: Ctx
 ) -> AccountLookup:
     """The phone number behind an account id, e.g. of an incoming message's sender."""
     found = await ctx.accounts.account(principal, AccountId(account_id))
@@ -128,7 +134,9 @@ async def own_devices(principal: Authed, ctx: Ctx) -> list[DevicePublic]:
     ]
 
 
-@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_device(device_id: int, principal: Authed, ctx: Ctx) -> None:
+@router.delete(
+    "/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404)
+)
+async def remove_device(device_id: Annotated[Id63, Path()], principal: Authed, ctx: Ctx) -> None:
     removed = await ctx.accounts.remove_device(principal, DeviceId(device_id))
     await ctx.hub.disconnect(removed, "device removed")

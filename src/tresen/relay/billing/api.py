@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.fields import INT63_MAX, INT63_MIN, SafeStr
 from tresen.core.ids import AccountId
 from tresen.relay.billing.repo import RateRow
 from tresen.relay.billing.service import (
@@ -24,20 +25,22 @@ from tresen.relay.billing.service import (
     Rate,
     Statement,
 )
-from tresen.relay.http import Authed, Ctx, OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed, errors
 
 __all__ = ["CSV_COLUMNS", "router", "statement_csv"]
 
 business = APIRouter(prefix="/v1/business", tags=["billing"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-AccountPath = Annotated[str, Path(min_length=1, max_length=64)]
-MonthPath = Annotated[str, Path(max_length=16, description="calendar month (UTC), YYYY-MM")]
+AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=64)]
+MonthPath = Annotated[SafeStr, Path(max_length=16, description="calendar month (UTC), YYYY-MM")]
 Limit = Annotated[
     int,
     Query(ge=1, le=STATEMENT_PAGE_MAX, description="line items on this page"),
 ]
-After = Annotated[str | None, Query(max_length=40, description="next_after of the previous page")]
+After = Annotated[
+    SafeStr | None, Query(max_length=40, description="next_after of the previous page")
+]
 Format = Annotated[
     Literal["json", "csv"] | None,
     Query(description="csv, or json (the default); an Accept of text/csv also gives csv"),
@@ -57,7 +60,8 @@ CSV_COLUMNS = (
     "template_id",
 )
 _CSV_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}
+    200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"},
+    **errors(404),
 }
 
 
@@ -67,15 +71,19 @@ _CSV_DOC: dict[int | str, dict[str, Any]] = {
 class RateUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    category: str = Field(
+    category: SafeStr = Field(
         max_length=64,
         description="marketing, utility, authentication or authentication_international",
     )
-    country: str = Field(
+    country: SafeStr = Field(
         max_length=8, description="recipient's country, ISO 3166-1 alpha-2, or * for any other"
     )
-    price_micros: StrictInt = Field(description="millionths of the currency per delivered template")
-    currency: str | None = Field(
+    price_micros: StrictInt = Field(
+        ge=INT63_MIN,
+        le=INT63_MAX,
+        description="millionths of the currency per delivered template",
+    )
+    currency: SafeStr | None = Field(
         default=None, max_length=8, description="ISO 4217; the operator's currency if omitted"
     )
 
@@ -318,7 +326,7 @@ async def _answer(
 # --- a business about itself (device token) --------------------------------------------------
 
 
-@business.get("/rate-card", response_model=OwnRateCardPublic)
+@business.get("/rate-card", response_model=OwnRateCardPublic, responses=errors(404))
 async def own_rate_card(principal: Authed, ctx: Ctx) -> OwnRateCardPublic:
     """The prices per delivered template that apply to the calling business."""
     rates = await ctx.billing.own_card(principal.account_id)
@@ -377,7 +385,11 @@ async def set_default_rate_card(
     )
 
 
-@admin.get("/businesses/{account_id}/rate-card", response_model=BusinessRateCardPublic)
+@admin.get(
+    "/businesses/{account_id}/rate-card",
+    response_model=BusinessRateCardPublic,
+    responses=errors(404),
+)
 async def business_rate_card(
     account_id: AccountPath, _: OperatorAuthed, ctx: Ctx
 ) -> BusinessRateCardPublic:
@@ -389,7 +401,11 @@ async def business_rate_card(
     )
 
 
-@admin.put("/businesses/{account_id}/rate-card", response_model=BusinessRateCardPublic)
+@admin.put(
+    "/businesses/{account_id}/rate-card",
+    response_model=BusinessRateCardPublic,
+    responses=errors(404),
+)
 async def set_business_rate_card(
     account_id: AccountPath, body: RateCardUpdate, operator: OperatorAuthed, ctx: Ctx
 ) -> BusinessRateCardPublic:
@@ -407,13 +423,17 @@ async def set_business_rate_card(
     )
 
 
-@admin.delete("/businesses/{account_id}/rate-card", response_model=OverridesRemovedPublic)
+@admin.delete(
+    "/businesses/{account_id}/rate-card",
+    response_model=OverridesRemovedPublic,
+    responses=errors(404),
+)
 async def remove_business_rate_card(
     account_id: AccountPath,
     operator: OperatorAuthed,
     ctx: Ctx,
-    category: Annotated[str | None, Query(max_length=64)] = None,
-    country: Annotated[str | None, Query(max_length=8)] = None,
+    category: Annotated[SafeStr | None, Query(max_length=64)] = None,
+    country: Annotated[SafeStr | None, Query(max_length=8)] = None,
 ) -> OverridesRemovedPublic:
     """Remove one override (category and country) or, without them, all of the business's."""
     if (category is None) != (country is None):

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from tresen.core.fields import SafeStr, SafeText
 from tresen.core.ids import AccountId
 from tresen.relay.businesses.repo import ProfileRow, RequestRow
 from tresen.relay.businesses.service import (
@@ -20,23 +21,24 @@ from tresen.relay.businesses.service import (
     PICTURE_TYPES,
     OwnProfile,
 )
-from tresen.relay.http import Authed, Ctx
+from tresen.relay.http import Authed, Ctx, errors
 from tresen.wire.business import BusinessCategory, ProfileEdit, Verification
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["businesses"])
 
-AccountPath = Annotated[str, Path(min_length=1, max_length=64)]
+AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=64)]
 Schedule = dict[str, list[list[str]]]
 
 # Listed for the OpenAPI description; the service checks it (naming the field "category").
 CategoryText = Annotated[
-    str, Field(max_length=64, json_schema_extra={"enum": [c.value for c in BusinessCategory]})
+    SafeStr, Field(max_length=64, json_schema_extra={"enum": [c.value for c in BusinessCategory]})
 ]
 
 # The parser's bounds only stop absurd bodies early; the profile rules (and their messages
-# naming each field) are in wire/business.py, applied by the service.
+# naming each field, control characters included) are in wire/business.py, applied by the
+# service.
 _TEXT = 4096
 
 
@@ -78,7 +80,7 @@ class ProfileUpdate(BaseModel):
 class VerificationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=NOTE_MAX, description="for the operator")
+    note: SafeText = Field(default="", max_length=NOTE_MAX, description="for the operator")
 
 
 class RequestPublic(BaseModel):
@@ -187,7 +189,10 @@ def _own(own: OwnProfile) -> OwnProfilePublic:
 @router.put(
     "/business/profile",
     response_model=OwnProfilePublic,
-    responses={201: {"model": OwnProfilePublic, "description": "profile created"}},
+    responses={
+        201: {"model": OwnProfilePublic, "description": "profile created"},
+        **errors(403, 409),
+    },
 )
 async def save_profile(
     body: ProfileUpdate, principal: Authed, ctx: Ctx, response: Response
@@ -199,7 +204,7 @@ async def save_profile(
     return _own(own)
 
 
-@router.get("/business/profile", response_model=OwnProfilePublic)
+@router.get("/business/profile", response_model=OwnProfilePublic, responses=errors(404))
 async def own_profile(principal: Authed, ctx: Ctx) -> OwnProfilePublic:
     return _own(await ctx.businesses.own_profile(principal.account_id))
 
@@ -217,6 +222,7 @@ _PICTURE_BODY = {
     "/business/profile/picture",
     status_code=status.HTTP_204_NO_CONTENT,
     openapi_extra=_PICTURE_BODY,
+    responses=errors(403, 404),
 )
 async def upload_picture(request: Request, principal: Authed, ctx: Ctx) -> None:
     """Set the profile picture: a JPEG or PNG as the raw body, typed by Content-Type."""
@@ -226,7 +232,9 @@ async def upload_picture(request: Request, principal: Authed, ctx: Ctx) -> None:
     )
 
 
-@router.delete("/business/profile/picture", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/business/profile/picture", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404)
+)
 async def remove_picture(principal: Authed, ctx: Ctx) -> None:
     await ctx.businesses.remove_picture(principal.account_id)
 
@@ -235,6 +243,7 @@ async def remove_picture(principal: Authed, ctx: Ctx) -> None:
     "/business/verification",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RequestPublic,
+    responses=errors(403, 404, 409),
 )
 async def request_verification(
     principal: Authed, ctx: Ctx, body: VerificationCreate | None = None
@@ -251,7 +260,7 @@ async def request_verification(
 async def directory(
     _: Authed,
     ctx: Ctx,
-    q: Annotated[str, Query(max_length=100, description="part of the name")] = "",
+    q: Annotated[SafeStr, Query(max_length=100, description="part of the name")] = "",
     category: BusinessCategory | None = None,
     limit: Annotated[int, Query(ge=1, le=DIRECTORY_MAX)] = 20,
 ) -> DirectoryPublic:
@@ -272,7 +281,7 @@ async def directory(
     )
 
 
-@router.get("/businesses/{account_id}", response_model=BusinessPublic)
+@router.get("/businesses/{account_id}", response_model=BusinessPublic, responses=errors(404))
 async def business_profile(account_id: AccountPath, _: Authed, ctx: Ctx) -> BusinessPublic:
     """The public profile of a business, with whether it is open now."""
     public = await ctx.businesses.public_profile(AccountId(account_id))
@@ -287,7 +296,10 @@ async def business_profile(account_id: AccountPath, _: Authed, ctx: Ctx) -> Busi
 @router.get(
     "/businesses/{account_id}/picture",
     response_class=Response,
-    responses={200: {"content": {t: {} for t in PICTURE_TYPES}, "description": "the image"}},
+    responses={
+        200: {"content": {t: {} for t in PICTURE_TYPES}, "description": "the image"},
+        **errors(404),
+    },
 )
 async def business_picture(account_id: AccountPath, _: Authed, ctx: Ctx) -> Response:
     data, mime = await ctx.businesses.picture(AccountId(account_id))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.fields import INT63_MAX, SafeStr, SafeText
 from tresen.core.ids import AccountId
 from tresen.crypto.consent import ForgedConsent, SignedConsent
 from tresen.relay.consent.service import (
@@ -23,13 +24,13 @@ from tresen.relay.consent.service import (
     ConsentRecord,
     PairConsents,
 )
-from tresen.relay.http import Authed, Ctx, OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed, errors
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1")
 
-AccountPath = Annotated[str, Path(min_length=1, max_length=64)]
+AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=64)]
 HistoryLimit = Annotated[int, Query(ge=0, le=500, description="history entries, newest first")]
 
 # A statement is about 250 bytes of msgpack; the bounds only stop absurd bodies early.
@@ -41,10 +42,10 @@ class _Strict(BaseModel):
 
 
 class SignedStatement(_Strict):
-    statement: str = Field(
+    statement: SafeStr = Field(
         min_length=1, max_length=_STATEMENT_CHARS, description="msgpack bytes, standard base64"
     )
-    signature: str = Field(
+    signature: SafeStr = Field(
         min_length=1,
         max_length=128,
         description="Ed25519 signature over b'tresen-consent-v1\\x00' + statement bytes",
@@ -56,17 +57,17 @@ class ConsentsCreate(_Strict):
 
 
 class AttestationCreate(_Strict):
-    customer: str = Field(min_length=1, max_length=64, description="the customer's account id")
+    customer: SafeStr = Field(min_length=1, max_length=64, description="the customer's account id")
     scope: Literal["utility", "marketing"] = Field(
         default="utility", description="utility only; marketing is always refused (150062)"
     )
-    evidence: str = Field(
+    evidence: SafeText = Field(
         min_length=1,
         max_length=EVIDENCE_MAX,
         description="how and where the customer opted in",
         examples=["Ticked 'send me booking updates on Tresen' at checkout, order 4711"],
     )
-    evidence_ms: int = Field(ge=0, description="when the customer opted in")
+    evidence_ms: int = Field(ge=0, le=INT63_MAX, description="when the customer opted in")
 
 
 class ConsentPublic(BaseModel):
@@ -151,7 +152,9 @@ def _pair(pair: PairConsents) -> PairPublic:
     )
 
 
-@router.post("/consents", response_model=ConsentsPublic, tags=["consent"])
+@router.post(
+    "/consents", response_model=ConsentsPublic, tags=["consent"], responses=errors(403, 404)
+)
 async def submit_consents(body: ConsentsCreate, principal: Authed, ctx: Ctx) -> ConsentsPublic:
     """Store opt-ins and revocations the calling customer device signed; all or none."""
     signed = []
@@ -173,7 +176,12 @@ async def dashboard(principal: Authed, ctx: Ctx) -> DashboardPublic:
     return DashboardPublic(businesses=[_line(line) for line in lines])
 
 
-@router.get("/consents/{business}/{customer}", response_model=PairPublic, tags=["consent"])
+@router.get(
+    "/consents/{business}/{customer}",
+    response_model=PairPublic,
+    tags=["consent"],
+    responses=errors(403, 404),
+)
 async def pair_consents(
     business: AccountPath,
     customer: AccountPath,
@@ -191,7 +199,12 @@ async def pair_consents(
     return _pair(pair)
 
 
-@router.post("/consents/attestations", response_model=AttestedPublic, tags=["consent"])
+@router.post(
+    "/consents/attestations",
+    response_model=AttestedPublic,
+    tags=["consent"],
+    responses=errors(403, 404),
+)
 async def attest_consent(body: AttestationCreate, principal: Authed, ctx: Ctx) -> AttestedPublic:
     """The calling business attests that a customer opted in to its utility messages."""
     record, changed = await ctx.consent.attest(
@@ -200,10 +213,10 @@ async def attest_consent(body: AttestationCreate, principal: Authed, ctx: Ctx) -
     return AttestedPublic(consent=_public(record), changed=changed)
 
 
-@router.get("/admin/consents", response_model=PairPublic, tags=["admin"])
+@router.get("/admin/consents", response_model=PairPublic, tags=["admin"], responses=errors(404))
 async def admin_pair_consents(
-    business: Annotated[str, Query(min_length=1, max_length=64)],
-    customer: Annotated[str, Query(min_length=1, max_length=64)],
+    business: Annotated[SafeStr, Query(min_length=1, max_length=64)],
+    customer: Annotated[SafeStr, Query(min_length=1, max_length=64)],
     _: OperatorAuthed,
     ctx: Ctx,
     history: HistoryLimit = 100,

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from tresen.core.fields import Id63, SafeStr
 from tresen.core.ids import AccountId, DeviceId
-from tresen.relay.http import Authed, Ctx
+from tresen.relay.http import Authed, Ctx, errors
 from tresen.relay.keys.service import (
     ClaimedDevice,
     DeviceKeys,
@@ -23,11 +24,11 @@ router = APIRouter(prefix="/v1", tags=["keys"])
 
 # Canonical unpadded base64 of a 32-byte key is 43 characters, of a signature 86; the bounds
 # leave room but match the columns. The service checks that the text really is a key.
-KeyText = Annotated[str, Field(min_length=1, max_length=64)]
-SignatureText = Annotated[str, Field(min_length=1, max_length=128)]
+KeyText = Annotated[SafeStr, Field(min_length=1, max_length=64)]
+SignatureText = Annotated[SafeStr, Field(min_length=1, max_length=128)]
 # Key ids go into signed messages between zero bytes, so they are plain printable tokens.
 KeyIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9+/=_.:-]+$")]
-AccountPath = Annotated[str, Path(min_length=1, max_length=64)]
+AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=64)]
 
 # The parser's bound only stops absurd bodies early; the real cap (50 stored keys per device,
 # error TOO_MANY_ONE_TIME_KEYS) is the service's rule.
@@ -88,9 +89,7 @@ class DeviceDirectoryPublic(BaseModel):
 
 
 class ClaimCreate(_Strict):
-    device_ids: list[Annotated[int, Field(ge=1)]] | None = Field(
-        default=None, max_length=MAX_CLAIM_DEVICES
-    )
+    device_ids: list[Id63] | None = Field(default=None, max_length=MAX_CLAIM_DEVICES)
 
 
 class ClaimedKeyPublic(BaseModel):
@@ -132,7 +131,7 @@ def _claimed_public(claimed: ClaimedDevice) -> ClaimedDevicePublic:
     )
 
 
-@router.put("/keys", response_model=KeyUploadPublic)
+@router.put("/keys", response_model=KeyUploadPublic, responses=errors(409))
 async def upload_keys(body: KeyUploadCreate, principal: Authed, ctx: Ctx) -> KeyUploadPublic:
     identity = body.identity_keys
     result = await ctx.keys.upload_keys(
@@ -161,7 +160,7 @@ async def count_keys(principal: Authed, ctx: Ctx) -> KeyCountPublic:
     )
 
 
-@router.get("/keys/{account_id}", response_model=DeviceDirectoryPublic)
+@router.get("/keys/{account_id}", response_model=DeviceDirectoryPublic, responses=errors(404))
 async def device_keys(account_id: AccountPath, _: Authed, ctx: Ctx) -> DeviceDirectoryPublic:
     devices = await ctx.keys.device_directory(AccountId(account_id))
     return DeviceDirectoryPublic(
@@ -177,7 +176,7 @@ async def device_keys(account_id: AccountPath, _: Authed, ctx: Ctx) -> DeviceDir
     )
 
 
-@router.post("/keys/{account_id}/claim", response_model=ClaimPublic)
+@router.post("/keys/{account_id}/claim", response_model=ClaimPublic, responses=errors(404))
 async def claim_keys(
     account_id: AccountPath, principal: Authed, ctx: Ctx, body: ClaimCreate | None = None
 ) -> ClaimPublic:

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.fields import TEXT_PATTERN, SafeStr
 from tresen.core.ids import AccountId
-from tresen.relay.http import Ctx, OperatorAuthed
+from tresen.relay.http import Ctx, OperatorAuthed, errors
 from tresen.relay.operator.service import (
     CertificateRecord,
     RequestState,
@@ -23,9 +24,11 @@ __all__ = ["router"]
 public = APIRouter(prefix="/v1", tags=["operator"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-AccountPath = Annotated[str, Path(min_length=1, max_length=64)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
-
+AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=64)]
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=512, pattern=TEXT_PATTERN),
+]
 
 # --- shapes ----------------------------------------------------------------------------------
 
@@ -244,7 +247,7 @@ async def revoked_certificates(ctx: Ctx) -> SignedPublic:
     return SignedPublic(**signed.to_json())
 
 
-@public.get("/certificates/{account_id}", response_model=SignedPublic)
+@public.get("/certificates/{account_id}", response_model=SignedPublic, responses=errors(404))
 async def business_certificate(account_id: AccountPath, ctx: Ctx) -> SignedPublic:
     """The verified business's current certificate."""
     record = await ctx.operator.current_certificate(AccountId(account_id))
@@ -260,11 +263,11 @@ async def business_certificate(account_id: AccountPath, ctx: Ctx) -> SignedPubli
 # --- admin -----------------------------------------------------------------------------------
 
 
-@admin.get("/accounts", response_model=AccountPublic)
+@admin.get("/accounts", response_model=AccountPublic, responses=errors(404))
 async def account_by_phone(
     _: OperatorAuthed,
     ctx: Ctx,
-    phone: Annotated[str, Query(max_length=64, examples=["+4915112345678"])],
+    phone: Annotated[SafeStr, Query(max_length=64, examples=["+4915112345678"])],
 ) -> AccountPublic:
     found = await ctx.operator.lookup_phone(phone)
     return AccountPublic(
@@ -285,7 +288,7 @@ async def verification_requests(
     return RequestsPublic(requests=[_request_public(r) for r in rows])
 
 
-@admin.get("/businesses/{account_id}", response_model=BusinessPublic)
+@admin.get("/businesses/{account_id}", response_model=BusinessPublic, responses=errors(404))
 async def business_summary(account_id: AccountPath, _: OperatorAuthed, ctx: Ctx) -> BusinessPublic:
     summary = await ctx.operator.business_summary(AccountId(account_id))
     b = summary.business
@@ -310,7 +313,9 @@ async def business_summary(account_id: AccountPath, _: OperatorAuthed, ctx: Ctx)
     )
 
 
-@admin.post("/businesses/{account_id}/verify", response_model=VerifiedPublic)
+@admin.post(
+    "/businesses/{account_id}/verify", response_model=VerifiedPublic, responses=errors(404, 409)
+)
 async def verify_business(
     account_id: AccountPath, operator: OperatorAuthed, ctx: Ctx
 ) -> VerifiedPublic:
@@ -325,7 +330,9 @@ async def verify_business(
     )
 
 
-@admin.post("/businesses/{account_id}/reject", response_model=RejectedPublic)
+@admin.post(
+    "/businesses/{account_id}/reject", response_model=RejectedPublic, responses=errors(404, 409)
+)
 async def reject_business(
     account_id: AccountPath, body: ReasonCreate, operator: OperatorAuthed, ctx: Ctx
 ) -> RejectedPublic:
@@ -338,7 +345,9 @@ async def reject_business(
     )
 
 
-@admin.post("/businesses/{account_id}/revoke", response_model=RevokedPublic)
+@admin.post(
+    "/businesses/{account_id}/revoke", response_model=RevokedPublic, responses=errors(404, 409)
+)
 async def revoke_business(
     account_id: AccountPath, body: ReasonCreate, operator: OperatorAuthed, ctx: Ctx
 ) -> RevokedPublic:
@@ -346,7 +355,9 @@ async def revoke_business(
     return RevokedPublic(account_id=account_id, verification=Verification.REVOKED, revoked=revoked)
 
 
-@admin.post("/businesses/{account_id}/suspend", response_model=SuspensionPublic)
+@admin.post(
+    "/businesses/{account_id}/suspend", response_model=SuspensionPublic, responses=errors(404, 409)
+)
 async def suspend_business(
     account_id: AccountPath, body: ReasonCreate, operator: OperatorAuthed, ctx: Ctx
 ) -> SuspensionPublic:
@@ -354,7 +365,11 @@ async def suspend_business(
     return SuspensionPublic(account_id=account_id, suspended_ms=at, suspend_reason=body.reason)
 
 
-@admin.post("/businesses/{account_id}/reinstate", response_model=SuspensionPublic)
+@admin.post(
+    "/businesses/{account_id}/reinstate",
+    response_model=SuspensionPublic,
+    responses=errors(404, 409),
+)
 async def reinstate_business(
     account_id: AccountPath, operator: OperatorAuthed, ctx: Ctx
 ) -> SuspensionPublic:
@@ -402,7 +417,7 @@ async def renew_certificates(operator: OperatorAuthed, ctx: Ctx) -> RenewedPubli
 async def audit_log(
     _: OperatorAuthed,
     ctx: Ctx,
-    account_id: Annotated[str | None, Query(max_length=64)] = None,
+    account_id: Annotated[SafeStr | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditListPublic:
     """Administrative actions, newest first."""

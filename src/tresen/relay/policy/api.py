@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from tresen.core.fields import SafeStr, SafeText
 from tresen.core.ids import AccountId
-from tresen.relay.http import Authed, Ctx, OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed, errors
 from tresen.relay.policy.service import REPORT_REASONS
 
 __all__ = ["router"]
@@ -17,7 +18,7 @@ __all__ = ["router"]
 public = APIRouter(prefix="/v1", tags=["rules"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-AccountPath = Annotated[str, Path(min_length=1, max_length=32)]
+AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=32)]
 ReportReason = Literal["spam", "offensive", "scam", "unwanted", "template_mismatch", "other"]
 assert set(ReportReason.__args__) == set(REPORT_REASONS)  # type: ignore[attr-defined]
 
@@ -25,7 +26,7 @@ assert set(ReportReason.__args__) == set(REPORT_REASONS)  # type: ignore[attr-de
 class BlockCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_id: str = Field(min_length=1, max_length=32)
+    account_id: SafeStr = Field(min_length=1, max_length=32)
 
 
 class BlockPublic(BaseModel):
@@ -45,12 +46,12 @@ class BlockedPublic(BaseModel):
 class ReportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_id: str = Field(min_length=1, max_length=32)
+    account_id: SafeStr = Field(min_length=1, max_length=32)
     reason: ReportReason
-    message_id: str | None = Field(
+    message_id: SafeStr | None = Field(
         default=None, max_length=32, description="a message of that account the reporter got"
     )
-    detail: str = Field(default="", max_length=512)
+    detail: SafeText = Field(default="", max_length=512)
     block: bool = Field(default=False, description="block the account as well")
 
 
@@ -75,11 +76,16 @@ class ThroughputUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     messages_per_second: int | None = Field(
-        ge=1, description="null returns to the operator's default"
+        ge=1, le=2**31 - 1, description="null returns to the operator's default"
     )
 
 
-@public.post("/blocks", status_code=status.HTTP_201_CREATED, response_model=BlockedPublic)
+@public.post(
+    "/blocks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BlockedPublic,
+    responses=errors(404),
+)
 async def block(body: BlockCreate, principal: Authed, ctx: Ctx) -> BlockedPublic:
     """Block an account: its messages no longer reach you, and yours no longer reach it."""
     new = await ctx.policy.block(principal.account_id, AccountId(body.account_id))
@@ -101,7 +107,12 @@ async def blocks(principal: Authed, ctx: Ctx) -> BlocksPublic:
     )
 
 
-@public.post("/reports", status_code=status.HTTP_202_ACCEPTED, response_model=ReportedPublic)
+@public.post(
+    "/reports",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReportedPublic,
+    responses=errors(404, 429),
+)
 async def report(body: ReportCreate, principal: Authed, ctx: Ctx) -> ReportedPublic:
     """Report an account (and a message of it) to the operator; lowers a business's quality."""
     await ctx.policy.report(
@@ -119,18 +130,20 @@ def _standing(s: object) -> StandingPublic:
     return StandingPublic.model_validate(s, from_attributes=True)
 
 
-@public.get("/business/quality", response_model=StandingPublic)
+@public.get("/business/quality", response_model=StandingPublic, responses=errors(404))
 async def own_standing(principal: Authed, ctx: Ctx) -> StandingPublic:
     """The calling business's quality rating, messaging tier and usage."""
     return _standing(await ctx.policy.standing(principal.account_id))
 
 
-@admin.get("/businesses/{account_id}/quality", response_model=StandingPublic)
+@admin.get("/businesses/{account_id}/quality", response_model=StandingPublic, responses=errors(404))
 async def business_standing(account_id: AccountPath, _: OperatorAuthed, ctx: Ctx) -> StandingPublic:
     return _standing(await ctx.policy.standing(AccountId(account_id)))
 
 
-@admin.put("/businesses/{account_id}/throughput", response_model=StandingPublic)
+@admin.put(
+    "/businesses/{account_id}/throughput", response_model=StandingPublic, responses=errors(404)
+)
 async def set_throughput(
     account_id: AccountPath, body: ThroughputUpdate, operator: OperatorAuthed, ctx: Ctx
 ) -> StandingPublic:

@@ -19,8 +19,9 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.fields import TEXT_PATTERN, SafeJson, SafeStr
 from tresen.core.ids import AccountId
-from tresen.relay.http import Authed, Ctx, OperatorAuthed
+from tresen.relay.http import Authed, Ctx, OperatorAuthed, errors
 from tresen.relay.templates.service import QualityChange, TemplateView
 from tresen.wire.templates import TemplateStatus, decode_signed_body
 
@@ -31,7 +32,10 @@ public = APIRouter(prefix="/v1", tags=["templates"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 TemplateIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,19}$", description="decimal id")]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=512, pattern=TEXT_PATTERN),
+]
 PAGE_MAX = 500
 
 _SUBMISSION_EXAMPLE = {
@@ -197,11 +201,11 @@ def _paging(views: list[TemplateView], more: bool, base: str) -> Paging:
 # --- the business's own templates ------------------------------------------------------------
 
 
-@business.post("/message_templates", response_model=CreatedPublic)
+@business.post("/message_templates", response_model=CreatedPublic, responses=errors(404, 409))
 async def submit_template(
     principal: Authed,
     ctx: Ctx,
-    body: Annotated[dict[str, Any], Body(examples=[_SUBMISSION_EXAMPLE])],
+    body: Annotated[SafeJson, Body(examples=[_SUBMISSION_EXAMPLE])],
 ) -> CreatedPublic:
     """Submit a template (Cloud API shape). Every invalid field is named in
     ``details.problems``; the answer is ``{"id", "status", "category"}``."""
@@ -216,7 +220,7 @@ async def list_templates(
     principal: Authed,
     ctx: Ctx,
     status: TemplateStatus | None = None,
-    name: Annotated[str | None, Query(max_length=512, description="part of the name")] = None,
+    name: Annotated[SafeStr | None, Query(max_length=512, description="part of the name")] = None,
     after: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
 ) -> TemplateListPublic:
@@ -235,17 +239,19 @@ async def list_templates(
     )
 
 
-@business.get("/message_templates/{template_id}", response_model=TemplatePublic)
+@business.get(
+    "/message_templates/{template_id}", response_model=TemplatePublic, responses=errors(404)
+)
 async def get_template(template_id: TemplateIdPath, principal: Authed, ctx: Ctx) -> TemplatePublic:
     view = await ctx.templates.own_template(principal.account_id, _template_id(template_id))
     return TemplatePublic(**_public(view))
 
 
-@business.delete("/message_templates", response_model=SuccessPublic)
+@business.delete("/message_templates", response_model=SuccessPublic, responses=errors(404))
 async def delete_templates(
     principal: Authed,
     ctx: Ctx,
-    name: Annotated[str, Query(min_length=1, max_length=512)],
+    name: Annotated[SafeStr, Query(min_length=1, max_length=512)],
     hsm_id: Annotated[
         str | None, Query(pattern=r"^[0-9]{1,19}$", description="only this language's template")
     ] = None,
@@ -260,7 +266,7 @@ async def delete_templates(
 # --- the signed form -------------------------------------------------------------------------
 
 
-@public.get("/templates/{template_id}", response_model=SignedTemplatePublic)
+@public.get("/templates/{template_id}", response_model=SignedTemplatePublic, responses=errors(404))
 async def signed_template(template_id: TemplateIdPath, _: Authed, ctx: Ctx) -> SignedTemplatePublic:
     """The operator-signed form of an approved template, to check and render a template
     message with (132001 for a template that was never approved)."""
@@ -276,7 +282,7 @@ async def admin_templates(
     _: OperatorAuthed,
     ctx: Ctx,
     status: TemplateStatus | Literal["all"] = TemplateStatus.PENDING,
-    account_id: Annotated[str | None, Query(max_length=64)] = None,
+    account_id: Annotated[SafeStr | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
 ) -> AdminTemplatesPublic:
@@ -290,14 +296,16 @@ async def admin_templates(
     return AdminTemplatesPublic(templates=[_admin(v) for v in views])
 
 
-@admin.get("/templates/{template_id}", response_model=AdminTemplatePublic)
+@admin.get("/templates/{template_id}", response_model=AdminTemplatePublic, responses=errors(404))
 async def admin_template(
     template_id: TemplateIdPath, _: OperatorAuthed, ctx: Ctx
 ) -> AdminTemplatePublic:
     return _admin(await ctx.templates.template(_template_id(template_id)))
 
 
-@admin.post("/templates/{template_id}/approve", response_model=ApprovedPublic)
+@admin.post(
+    "/templates/{template_id}/approve", response_model=ApprovedPublic, responses=errors(404, 409)
+)
 async def approve_template(
     template_id: TemplateIdPath, operator: OperatorAuthed, ctx: Ctx
 ) -> ApprovedPublic:
@@ -312,7 +320,11 @@ async def approve_template(
     )
 
 
-@admin.post("/templates/{template_id}/reject", response_model=AdminTemplatePublic)
+@admin.post(
+    "/templates/{template_id}/reject",
+    response_model=AdminTemplatePublic,
+    responses=errors(404, 409),
+)
 async def reject_template(
     template_id: TemplateIdPath, body: ReasonCreate, operator: OperatorAuthed, ctx: Ctx
 ) -> AdminTemplatePublic:
