@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.ids import AccountId, DeviceId
+from tresen.relay.accounts.source import Source
 from tresen.relay.http import Authed, Ctx
 
 __all__ = ["router"]
@@ -59,14 +60,13 @@ class MePublic(BaseModel):
 @router.post(
     "/registration/code", status_code=status.HTTP_202_ACCEPTED, response_model=CodeRequested
 )
-async def request_code(body: CodeRequest, request: Request, ctx: Ctx) -> CodeRequested:
-    address = request.client.host if request.client else "unknown"
-    return CodeRequested(expires_in_s=await ctx.accounts.request_code(body.phone, address))
+async def request_code(body: CodeRequest, source: Source, ctx: Ctx) -> CodeRequested:
+    return CodeRequested(expires_in_s=await ctx.accounts.request_code(body.phone, source))
 
 
 @router.post("/registration/verify", response_model=RegistrationPublic)
-async def verify_code(body: VerifyRequest, ctx: Ctx) -> RegistrationPublic:
-    reg = await ctx.accounts.verify_code(body.phone, body.code, body.device_name)
+async def verify_code(body: VerifyRequest, source: Source, ctx: Ctx) -> RegistrationPublic:
+    reg = await ctx.accounts.verify_code(body.phone, body.code, body.device_name, source)
     return RegistrationPublic(
         account_id=reg.account_id,
         device_id=reg.device_id,
