@@ -134,7 +134,9 @@ async def test_consents_blocks_reports_and_template_messages_from_scripts(
         reported = await chat(folder, "report", business, "--reason", "spam", "--block")
         assert reported.ok == f"Reported {business} (spam) and blocked them.\n"
         standing = await shop.quality()
-        assert (standing["blocks"], standing["reports"]) == (1, 1)
+        # The customer received the shop's template, so the block counts; the report after it
+        # is kept, but one customer lowers the rating once per quality period.
+        assert (standing["blocks"], standing["reports"], standing["uncounted"]) == (1, 0, 1)
 
         revoked = await chat(folder, "revoke", "Tresen Air")
         assert revoked.ok == "Tresen Air: utility off, marketing off\n"

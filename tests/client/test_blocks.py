@@ -10,6 +10,7 @@ from support import RunningRelay, read_last_code
 
 from tresen.client import Client
 from tresen.client.api import RelayError
+from tresen.client.events import MessageStatus, StatusChanged
 from tresen.core.errors import ErrorCode
 
 
@@ -23,6 +24,17 @@ async def client(relay: RunningRelay, folder: Path, phone: str | None = None) ->
     return c
 
 
+async def delivered(sender: Client, message_id: str) -> None:
+    while True:
+        event = await sender.next_event(within_s=10)
+        if (
+            isinstance(event, StatusChanged)
+            and event.message_id == message_id
+            and event.status is MessageStatus.DELIVERED
+        ):
+            return
+
+
 async def test_block_unblock_and_report_from_the_client(
     relay: RunningRelay, tmp_path: Path
 ) -> None:
@@ -32,7 +44,10 @@ async def test_block_unblock_and_report_from_the_client(
     assert shop.phone is not None
     assert ana.phone is not None
     await ana.send_text(shop.phone, "Do you deliver on Sundays?")
-    await shop.send_text(ana.phone, "Yes, until noon.")
+    answer = await shop.send_text(ana.phone, "Yes, until noon.")
+    for c in (shop, ana):
+        c.start()
+    await delivered(shop, answer.message_id)  # ana is the shop's customer: her block counts
 
     assert await ana.block(shop.phone) is True
     assert await ana.block(shop.phone) is False  # blocked already
@@ -51,7 +66,8 @@ async def test_block_unblock_and_report_from_the_client(
 
     await ana.report(shop.phone, "spam", detail="offers every hour", block=True)
     standing: dict[str, Any] = await shop.quality()
-    assert (standing["blocks"], standing["reports"]) == (1, 1)
+    # One customer lowers the rating once per quality period; the report is kept all the same.
+    assert (standing["blocks"], standing["reports"], standing["uncounted"]) == (1, 0, 1)
     assert await ana.blocked() == [shop.account_id]
     for c in (shop, ana):
         await c.close()

@@ -78,6 +78,8 @@ async def start_server(
         log_config=None,
         access_log=False,
         lifespan="on",
+        # The relay trusts forwarding headers only from its own `trusted_proxies` setting.
+        proxy_headers=False,
         ws_max_size=ws_max_size,
         # Frames carry ciphertext, which does not compress: deflate would only cost CPU.
         ws_per_message_deflate=False,

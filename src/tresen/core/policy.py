@@ -37,6 +37,12 @@ class PolicySettings(BaseModel):
     quality_days: int = Field(default=7, ge=1)
     quality_yellow_ratio: float = Field(default=0.02, gt=0)
     quality_red_ratio: float = Field(default=0.05, gt=0)
+    quality_recipient_days: int = Field(
+        default=30,
+        ge=1,
+        description="a block or report counts towards quality only from a customer who "
+        "received a message from the business within this many days",
+    )
     quality_min_delivered: int = Field(
         default=50, ge=1, description="delivered messages a ratio is computed against, at least"
     )

@@ -7,11 +7,12 @@ environment names: ``TRESEN_LIMITS__MAX_FRAME_BYTES=65536``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -57,8 +58,23 @@ class Limits(BaseModel):
     code_requests_per_number: int = Field(default=5, ge=1)
     code_requests_per_address: int = Field(default=20, ge=1)
     code_request_window_s: int = Field(default=3600, ge=1)
-    lookups_per_hour: int = Field(default=3600, ge=1, description="phone/account lookups")
+    lookups_per_hour: int = Field(
+        default=3600, ge=1, description="phone/account lookups per account (all its devices)"
+    )
     lookup_burst: int = Field(default=200, ge=1)
+    # Registration against abuse: code requests and wrong codes are counted per (number,
+    # source) and per source, never per number alone, so nobody can lock a number's owner out.
+    # code_requests_per_number and code_max_attempts above count per (number, source).
+    code_request_backoff_s: int = Field(
+        default=30,
+        ge=0,
+        description="wait after a number's first code request from a source, doubling with "
+        "each further request in the window (0: no back-off)",
+    )
+    code_request_backoff_max_s: int = Field(default=900, ge=0)
+    code_attempts_per_address: int = Field(
+        default=30, ge=1, description="wrong codes from one source per code_request_window_s"
+    )
 
 
 class FileSettings(BaseSettings):
@@ -101,6 +117,9 @@ class Settings(FileSettings):
     sms_file: Path | None = None
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     limits: Limits = Field(default_factory=Limits)
+    # Requests are attributed to the socket peer unless it is one of these reverse proxies
+    # (IPs or CIDRs); only then do X-Forwarded-For / Forwarded name the client. Empty: off.
+    trusted_proxies: list[str] = Field(default_factory=list, examples=[["10.0.0.0/8"]])
     policy: PolicySettings = Field(default_factory=PolicySettings)
     # The operator's certificate signing key is stored sealed with this 32-byte
     # key-encryption key (64 hex digits or base64); without it, with a key file.
@@ -122,6 +141,16 @@ class Settings(FileSettings):
     revocations_max_age_s: int = Field(
         default=DAY_S, ge=60, description="how old a revocation list clients still accept"
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR: {entry!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _renewal_inside_lifetime(self) -> Settings:

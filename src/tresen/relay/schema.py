@@ -36,6 +36,7 @@ __all__ = [
     "devices",
     "fallback_keys",
     "ledger",
+    "lookup_budgets",
     "mailbox",
     "message_pricing",
     "messages",
@@ -47,6 +48,7 @@ __all__ = [
     "rate_cards",
     "rate_events",
     "reach",
+    "recipients",
     "service_windows",
     "templates",
     "verification_codes",
@@ -88,10 +90,15 @@ verification_codes = Table(
     "verification_codes",
     metadata,
     Column("phone", String(20), primary_key=True),
-    Column("code_hash", LargeBinary(32), nullable=False),
+    # Kept as sent so that a repeated request re-sends it: hashing a 6-digit code would not
+    # hide it (a million guesses), its short life and the attempt limits protect it.
+    Column("code", String(12), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
-    Column("attempts", Integer, nullable=False, server_default="0"),
+    # The code it replaced stays valid until its own expiry, so a new request by anyone never
+    # invalidates a code the owner is typing.
+    Column("previous_code", String(12), nullable=True),
+    Column("previous_expires_ms", BigInteger, nullable=True),
 )
 
 rate_events = Table(
@@ -101,6 +108,15 @@ rate_events = Table(
     Column("bucket", String(96), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
     Index("ix_rate_events_bucket_at", "bucket", "at_ms"),
+)
+
+# Each account's lookup budget as a theoretical arrival time (GCRA): one row per account,
+# shared by its devices and kept across restarts.
+lookup_budgets = Table(
+    "lookup_budgets",
+    metadata,
+    Column("account_id", String(32), primary_key=True),
+    Column("tat_ms", BigInteger, nullable=False),
 )
 
 one_time_keys = Table(
@@ -306,8 +322,22 @@ quality_events = Table(
     Column("message_id", String(32), nullable=True),
     Column("template_id", BigInteger, nullable=True),
     Column("at_ms", BigInteger, nullable=False),
+    # 1 if it moves the rating: from a recent recipient, once per customer per quality period
+    # (migration 0005); the others are kept for the operator.
+    Column("counted", SmallInteger, nullable=False, server_default="1"),
     Index("ix_quality_events_business_at", "business_account", "at_ms"),
     Index("ix_quality_events_template_at", "template_id", "at_ms"),
+    Index("ix_quality_events_business_customer", "business_account", "customer_account", "at_ms"),
+)
+
+# The last business message each customer received (first delivery): whose blocks and
+# reports count towards the business's quality.
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("customer_account", String(32), primary_key=True),
+    Column("delivered_ms", BigInteger, nullable=False),
 )
 
 # Delivered messages per business, template and UTC day: the denominator of quality ratings.

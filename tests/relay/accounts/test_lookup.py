@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from support import MakeRelay, RunningRelay
 
+from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
 
 
@@ -45,13 +46,49 @@ async def test_unknown_numbers_and_accounts(relay: RunningRelay) -> None:
     assert r.status_code == 401
 
 
-async def test_lookups_are_rate_limited_per_device(make_relay: MakeRelay) -> None:
-    async with make_relay(limits={"lookups_per_hour": 1, "lookup_burst": 3}) as relay:
+async def test_lookups_are_rate_limited_per_account(make_relay: MakeRelay) -> None:
+    clock = ManualClock()
+    async with make_relay(clock=clock, limits={"lookups_per_hour": 1, "lookup_burst": 3}) as relay:
         alice = await relay.register()
-        for _ in range(3):
+        laptop = await relay.register(alice.phone)
+        bob = await relay.register()
+        for device in (alice, laptop, alice):
+            r = await relay.http.get(f"/v1/accounts/{bob.account_id}", headers=device.auth)
+            assert r.status_code == 200
+
+        # The account's budget is spent, whichever of its devices asks.
+        for device in (alice, laptop):
+            r = await relay.http.get(
+                "/v1/accounts", params={"phone": bob.phone}, headers=device.auth
+            )
+            assert r.status_code == 429
+            assert r.json()["error"]["code"] == ErrorCode.REQUEST_RATE_LIMITED
+            assert r.headers["Retry-After"] == "3600"
+        # Other accounts keep theirs.
+        r = await relay.http.get(f"/v1/accounts/{alice.account_id}", headers=bob.auth)
+        assert r.status_code == 200
+
+        clock.advance(hours=1)
+        r = await relay.http.get(f"/v1/accounts/{bob.account_id}", headers=laptop.auth)
+        assert r.status_code == 200
+        r = await relay.http.get(f"/v1/accounts/{bob.account_id}", headers=alice.auth)
+        assert r.status_code == 429
+
+
+async def test_the_lookup_budget_survives_a_restart(make_relay: MakeRelay) -> None:
+    clock = ManualClock()
+    limits = {"lookups_per_hour": 1, "lookup_burst": 2}
+    async with make_relay(clock=clock, limits=limits) as relay:
+        alice = await relay.register()
+        for _ in range(2):
             r = await relay.http.get(f"/v1/accounts/{alice.account_id}", headers=alice.auth)
             assert r.status_code == 200
-        r = await relay.http.get(f"/v1/accounts/{alice.account_id}", headers=alice.auth)
-        assert r.status_code == 429
-        assert r.json()["error"]["code"] == ErrorCode.REQUEST_RATE_LIMITED
-        assert int(r.headers["Retry-After"]) > 0
+
+    # A new relay process on the same database.
+    async with make_relay(clock=clock, limits=limits) as restarted:
+        r = await restarted.http.get(f"/v1/accounts/{alice.account_id}", headers=alice.auth)
+        assert r.status_code == 429, r.text
+        assert r.headers["Retry-After"] == "3600"
+        clock.advance(hours=1)
+        r = await restarted.http.get(f"/v1/accounts/{alice.account_id}", headers=alice.auth)
+        assert r.status_code == 200

@@ -142,26 +142,31 @@ async def test_first_verification_creates_account_device_and_token(relay: Runnin
     assert me.json() == {"account_id": body["account_id"], "device_id": 1, "phone": phone}
 
 
-async def test_wrong_codes_count_down_then_lock_the_code(relay: RunningRelay) -> None:
-    phone = relay.next_phone()
-    code = await new_code(relay, phone)
+async def test_wrong_codes_count_down_then_lock_the_source_out(make_relay: MakeRelay) -> None:
+    clock = ManualClock()
+    async with make_relay(clock=clock) as relay:
+        phone = relay.next_phone()
+        code = await new_code(relay, phone)
 
-    left = []
-    for _ in range(5):
-        r = await verify(relay, phone, other_than(code))
-        assert r.status_code == 403, r.text
-        error = error_of(r)
-        assert error["code"] == ErrorCode.CODE_INCORRECT
-        left.append(error["details"]["attempts_left"])
-    assert left == [4, 3, 2, 1, 0]
+        left = []
+        for _ in range(5):
+            r = await verify(relay, phone, other_than(code))
+            assert r.status_code == 403, r.text
+            error = error_of(r)
+            assert error["code"] == ErrorCode.CODE_INCORRECT
+            left.append(error["details"]["attempts_left"])
+        assert left == [4, 3, 2, 1, 0]
 
-    r = await verify(relay, phone, code)  # even the right code is now refused
-    assert r.status_code == 429
-    assert error_of(r)["code"] == ErrorCode.CODE_ATTEMPTS_EXCEEDED
+        r = await verify(relay, phone, code)  # even the right code is now refused
+        assert r.status_code == 429
+        assert error_of(r)["code"] == ErrorCode.CODE_ATTEMPTS_EXCEEDED
+        assert error_of(r)["details"]["scope"] == "phone"
+        assert r.headers["Retry-After"] == "600"  # the code's lifetime after the first guess
 
-    fresh = await new_code(relay, phone)
-    r = await verify(relay, phone, fresh)
-    assert r.status_code == 200, r.text
+        clock.advance(minutes=10)
+        fresh = await new_code(relay, phone)
+        r = await verify(relay, phone, fresh)
+        assert r.status_code == 200, r.text
 
 
 async def test_code_expires_after_ten_minutes(make_relay: MakeRelay) -> None:
@@ -198,18 +203,43 @@ async def test_code_is_single_use(relay: RunningRelay) -> None:
     assert [d["device_id"] for d in devices_now.json()] == [1]
 
 
-async def test_new_code_replaces_the_old_one(relay: RunningRelay) -> None:
-    phone = relay.next_phone()
-    old = await new_code(relay, phone)
-    new = await new_code(relay, phone)
-    while new == old:  # one in a million: ask once more
+async def test_a_repeated_request_resends_the_pending_code(make_relay: MakeRelay) -> None:
+    clock = ManualClock()
+    async with make_relay(clock=clock) as relay:
+        phone = relay.next_phone()
+        first = await new_code(relay, phone)
+
+        clock.advance(minutes=4)
+        r = await request_code(relay, phone)
+
+        assert r.status_code == 202, r.text
+        assert r.json() == {"expires_in_s": 6 * 60}  # the same code, with its remaining life
+        assert read_last_code(relay.sms_file, phone) == first
+        assert sms_count(relay, phone) == 2
+        assert (await verify(relay, phone, first)).status_code == 200
+
+
+async def test_a_new_code_leaves_the_previous_one_valid(make_relay: MakeRelay) -> None:
+    clock = ManualClock()
+    async with make_relay(clock=clock) as relay:
+        phone, other = relay.next_phone(), relay.next_phone()
+        old = await new_code(relay, phone)
+        old_other = await new_code(relay, other)
+
+        # With less than half its life left, a request sends a new code...
+        clock.advance(minutes=5, seconds=1)
         new = await new_code(relay, phone)
+        new_other = await new_code(relay, other)
+        assert (new, new_other) != (old, old_other)
 
-    r = await verify(relay, phone, old)
-    assert r.status_code == 403
-    assert error_of(r)["code"] == ErrorCode.CODE_INCORRECT
-
-    assert (await verify(relay, phone, new)).status_code == 200
+        # ...and the old one still verifies until it expires, so nobody's request spoils the
+        # code its owner is typing.
+        assert (await verify(relay, phone, old)).status_code == 200
+        clock.advance(minutes=5)
+        if new_other != old_other:
+            r = await verify(relay, other, old_other)
+            assert error_of(r)["code"] == ErrorCode.CODE_INCORRECT
+        assert (await verify(relay, other, new_other)).status_code == 200
 
 
 async def test_racing_verifications_use_a_code_once(relay: RunningRelay) -> None:
@@ -269,11 +299,14 @@ async def test_code_requests_are_limited_per_number(make_relay: MakeRelay) -> No
 
         clock.advance(seconds=1)
         code = await new_code(relay, phone)
-        assert (await verify(relay, phone, code)).status_code == 200
         # The window slides: the second request is still in it, so the next one waits.
         r = await request_code(relay, phone)
         assert r.status_code == 429
         assert error_of(r)["details"]["retry_after_s"] == 10 * 60
+
+        # Registering proves the number is this source's: it starts afresh.
+        assert (await verify(relay, phone, code)).status_code == 200
+        await new_code(relay, phone)
 
 
 async def test_code_requests_are_limited_per_client_address(make_relay: MakeRelay) -> None:
@@ -298,7 +331,8 @@ async def test_code_requests_are_limited_per_client_address(make_relay: MakeRela
 
 
 async def test_racing_code_requests_respect_the_limit(make_relay: MakeRelay) -> None:
-    async with make_relay(limits={"code_requests_per_number": 3}) as relay:
+    limits = {"code_requests_per_number": 3, "code_request_backoff_s": 0}
+    async with make_relay(limits=limits) as relay:
         phone = relay.next_phone()
 
         answers = await asyncio.gather(*(request_code(relay, phone) for _ in range(30)))
@@ -368,7 +402,8 @@ async def test_device_ids_are_scoped_to_the_callers_account(relay: RunningRelay)
 
 
 async def test_an_account_has_at_most_max_devices(make_relay: MakeRelay) -> None:
-    async with make_relay(limits={"max_devices_per_account": 2}) as relay:
+    limits = {"max_devices_per_account": 2, "code_request_backoff_s": 0}
+    async with make_relay(limits=limits) as relay:
         phone = relay.next_phone()
         first = await relay.register(phone)
         await relay.register(phone)

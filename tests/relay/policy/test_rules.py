@@ -69,6 +69,13 @@ class Rules:
         answer: dict[str, Any] = r.json()
         return answer.get("error", answer)
 
+    async def deliver(self, device: Device) -> None:
+        """The device fetches and acks everything waiting for it."""
+        r = await self.relay.http.get("/v1/messages", headers=device.auth)
+        ids = [e["id"] for e in r.json()["envelopes"]]
+        r = await self.relay.http.post("/v1/messages/ack", json={"ids": ids}, headers=device.auth)
+        assert r.status_code == 200, r.text
+
     async def template(self, business: Device, category: str, status: str = "APPROVED") -> int:
         now = self.clock.now_ms()
         async with self.relay.ctx.db.write() as conn:
@@ -258,7 +265,10 @@ async def test_blocks_hide_themselves_and_stop_both_directions(rules: RulesFacto
         await r.relay.http.delete(f"/v1/blocks/{shop.account_id}", headers=ana.auth)
         assert "message_id" in await r.send(ana, shop)
         assert "message_id" in await r.send(shop, ana)
-        assert (await r.quality(shop))["blocks"] == 1
+        # Ana had received nothing from the shop when she blocked it: the block is kept, but it
+        # does not lower the shop's rating.
+        standing = await r.quality(shop)
+        assert (standing["blocks"], standing["uncounted"]) == (0, 1)
 
 
 async def test_tier_counting_rolls_over_24_hours(rules: RulesFactory) -> None:
@@ -303,7 +313,12 @@ async def test_tiers_step_up_with_use_and_down_with_red_quality(rules: RulesFact
         standing = await r.quality(shop)
         # Half of the limit (1 of 2) was used over the last 7 days, quality is GREEN.
         assert (standing["tier"], standing["tier_limit"], standing["quality"]) == (1, 4, "GREEN")
-        # Customers block: quality turns RED, and the next evaluation steps down.
+        # Customers who received its templates block: quality turns RED, and the next
+        # evaluation steps down.
+        for c in customers[1:]:
+            assert "message_id" in await r.send(shop, c, "template", marketing)
+        for c in customers:
+            await r.deliver(c)
         for c in customers:
             await r.relay.http.post(
                 "/v1/blocks", json={"account_id": shop.account_id}, headers=c.auth
@@ -415,6 +430,9 @@ async def test_templates_are_priced_and_billed_once_when_delivered(rules: RulesF
 async def test_reports_lower_quality_and_may_block(rules: RulesFactory) -> None:
     async with rules(quality_min_delivered=40) as r:
         shop, ana = await r.business(), await r.customer()
+        assert "message_id" in await r.send(ana, shop)
+        assert "message_id" in await r.send(shop, ana)
+        await r.deliver(ana)  # ana is the shop's customer: her report counts
         report = await r.relay.http.post(
             "/v1/reports",
             json={"account_id": shop.account_id, "reason": "spam", "block": True},

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.fields import Id63, SafeStr
 from tresen.core.ids import AccountId, DeviceId
+from tresen.relay.accounts.source import Source
 from tresen.relay.http import Authed, Ctx, errors
 
 __all__ = ["router"]
@@ -63,16 +64,15 @@ class MePublic(BaseModel):
     response_model=CodeRequested,
     responses=errors(429),
 )
-async def request_code(body: CodeRequest, request: Request, ctx: Ctx) -> CodeRequested:
-    address = request.client.host if request.client else "unknown"
-    return CodeRequested(expires_in_s=await ctx.accounts.request_code(body.phone, address))
+async def request_code(body: CodeRequest, source: Source, ctx: Ctx) -> CodeRequested:
+    return CodeRequested(expires_in_s=await ctx.accounts.request_code(body.phone, source))
 
 
 @router.post(
     "/registration/verify", response_model=RegistrationPublic, responses=errors(403, 409, 410, 429)
 )
-async def verify_code(body: VerifyRequest, ctx: Ctx) -> RegistrationPublic:
-    reg = await ctx.accounts.verify_code(body.phone, body.code, body.device_name)
+async def verify_code(body: VerifyRequest, source: Source, ctx: Ctx) -> RegistrationPublic:
+    reg = await ctx.accounts.verify_code(body.phone, body.code, body.device_name, source)
     return RegistrationPublic(
         account_id=reg.account_id,
         device_id=reg.device_id,

@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.ids import AccountId, DeviceId, DevicePk
-from tresen.relay.schema import accounts, devices, mailbox, rate_events, verification_codes
+from tresen.relay.schema import (
+    accounts,
+    devices,
+    lookup_budgets,
+    mailbox,
+    rate_events,
+    verification_codes,
+)
 
 __all__ = [
     "DeviceRow",
@@ -16,21 +24,22 @@ __all__ = [
     "account_by_phone",
     "account_entry",
     "account_phone",
-    "add_rate_event",
+    "add_rate_events",
+    "clear_rate_events",
     "count_devices",
-    "count_rate_events",
     "create_account",
     "create_device",
     "delete_code",
     "delete_device",
     "device_by_token_hash",
     "get_code",
-    "increment_code_attempts",
     "list_devices",
     "lock_buckets",
-    "oldest_rate_event",
+    "lookup_arrival",
     "prune_rate_events",
     "put_code",
+    "rate_event_times",
+    "save_lookup_arrival",
     "touch_device",
 ]
 
@@ -52,9 +61,17 @@ class DeviceRow:
 @dataclass(frozen=True, slots=True)
 class PendingCode:
     phone: str
-    code_hash: bytes
+    code: str
     expires_ms: int
-    attempts: int
+    previous_code: str | None = None
+    previous_expires_ms: int | None = None
+
+    def valid_codes(self, now_ms: int) -> list[str]:
+        """The codes that still verify: the current one and the one it replaced."""
+        codes = [self.code] if now_ms < self.expires_ms else []
+        if self.previous_code and now_ms < (self.previous_expires_ms or 0):
+            codes.append(self.previous_code)
+        return codes
 
 
 def _device(row: object) -> DeviceRow:
@@ -73,38 +90,26 @@ def _device(row: object) -> DeviceRow:
     )
 
 
-async def count_rate_events(conn: AsyncConnection, bucket: str, since_ms: int) -> int:
-    stmt = select(func.count()).where(
-        rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms
+async def rate_event_times(conn: AsyncConnection, bucket: str, since_ms: int) -> list[int]:
+    """When the events of ``bucket`` after ``since_ms`` happened, oldest first."""
+    stmt = (
+        select(rate_events.c.at_ms)
+        .where(rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms)
+        .order_by(rate_events.c.at_ms)
     )
-    return int((await conn.execute(stmt)).scalar_one())
+    return [int(t) for t in (await conn.execute(stmt)).scalars()]
 
 
-async def oldest_rate_event(conn: AsyncConnection, bucket: str, since_ms: int) -> int | None:
-    stmt = select(func.min(rate_events.c.at_ms)).where(
-        rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms
-    )
-    value = (await conn.execute(stmt)).scalar_one()
-    return None if value is None else int(value)
+async def add_rate_events(conn: AsyncConnection, buckets: list[str], now_ms: int) -> None:
+    await conn.execute(insert(rate_events), [{"bucket": b, "at_ms": now_ms} for b in buckets])
 
 
-async def add_rate_event(conn: AsyncConnection, bucket: str, now_ms: int) -> None:
-    await conn.execute(insert(rate_events).values(bucket=bucket, at_ms=now_ms))
+async def clear_rate_events(conn: AsyncConnection, buckets: list[str]) -> None:
+    await conn.execute(delete(rate_events).where(rate_events.c.bucket.in_(buckets)))
 
 
 async def prune_rate_events(conn: AsyncConnection, before_ms: int) -> None:
     await conn.execute(delete(rate_events).where(rate_events.c.at_ms <= before_ms))
-
-
-async def put_code(
-    conn: AsyncConnection, phone: str, code_hash: bytes, now_ms: int, expires_ms: int
-) -> None:
-    await conn.execute(delete(verification_codes).where(verification_codes.c.phone == phone))
-    await conn.execute(
-        insert(verification_codes).values(
-            phone=phone, code_hash=code_hash, created_ms=now_ms, expires_ms=expires_ms, attempts=0
-        )
-    )
 
 
 async def lock_buckets(conn: AsyncConnection, buckets: list[str]) -> None:
@@ -134,22 +139,53 @@ async def get_code(conn: AsyncConnection, phone: str) -> PendingCode | None:
     m = row._mapping
     return PendingCode(
         phone=m["phone"],
-        code_hash=bytes(m["code_hash"]),
+        code=m["code"],
         expires_ms=m["expires_ms"],
-        attempts=m["attempts"],
+        previous_code=m["previous_code"],
+        previous_expires_ms=m["previous_expires_ms"],
     )
 
 
-async def increment_code_attempts(conn: AsyncConnection, phone: str) -> None:
+async def put_code(conn: AsyncConnection, pending: PendingCode, now_ms: int) -> None:
     await conn.execute(
-        update(verification_codes)
-        .where(verification_codes.c.phone == phone)
-        .values(attempts=verification_codes.c.attempts + 1)
+        delete(verification_codes).where(verification_codes.c.phone == pending.phone)
+    )
+    await conn.execute(
+        insert(verification_codes).values(
+            phone=pending.phone,
+            code=pending.code,
+            created_ms=now_ms,
+            expires_ms=pending.expires_ms,
+            previous_code=pending.previous_code,
+            previous_expires_ms=pending.previous_expires_ms,
+        )
     )
 
 
 async def delete_code(conn: AsyncConnection, phone: str) -> None:
     await conn.execute(delete(verification_codes).where(verification_codes.c.phone == phone))
+
+
+async def lookup_arrival(conn: AsyncConnection, account_id: AccountId) -> int | None:
+    """The account's lookup budget (its theoretical arrival time), locked."""
+    value = (
+        await conn.execute(
+            select(lookup_budgets.c.tat_ms)
+            .where(lookup_budgets.c.account_id == account_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+async def save_lookup_arrival(conn: AsyncConnection, account_id: AccountId, tat_ms: int) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(lookup_budgets).values(account_id=account_id, tat_ms=tat_ms)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["account_id"], set_={"tat_ms": stmt.excluded.tat_ms}
+        )
+    )
 
 
 async def account_by_phone(conn: AsyncConnection, phone: str) -> tuple[AccountId, str] | None:

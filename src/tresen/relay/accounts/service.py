@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,9 +23,15 @@ from tresen.core.ids import (
     new_token,
 )
 from tresen.core.logging import get_logger
-from tresen.core.ratelimit import TokenBuckets
 from tresen.core.settings import Limits
 from tresen.relay.accounts import repo
+from tresen.relay.accounts.limits import (
+    backoff_wait_ms,
+    keeps_code,
+    lookup_interval_ms,
+    take_lookup,
+    window_wait_ms,
+)
 from tresen.relay.accounts.phone import normalize_phone
 from tresen.relay.accounts.sms import SmsSender
 
@@ -64,8 +70,30 @@ def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _hash_code(phone: str, code: str) -> bytes:
-    return hashlib.sha256(f"{phone}:{code}".encode()).digest()
+def _new_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def _matches(code: str, valid: list[str]) -> bool:
+    # Compare with every valid code, always: the time taken says nothing about which matched.
+    found = False
+    for candidate in valid:
+        found |= hmac.compare_digest(code.encode(), candidate.encode())
+    return found
+
+
+def _seconds(ms: int) -> int:
+    return max(1, -(-ms // 1000))
+
+
+def _code_buckets(phone: str, source: str) -> tuple[str, str]:
+    """Rate buckets of code requests: per (number, source) and per source."""
+    return f"code:pair:{phone}:{source}", f"code:addr:{source}"
+
+
+def _verify_buckets(phone: str, source: str) -> tuple[str, str]:
+    """Rate buckets of wrong codes: per (number, source) and per source."""
+    return f"verify:pair:{phone}:{source}", f"verify:addr:{source}"
 
 
 class AccountKeysChanged(Protocol):
@@ -89,72 +117,130 @@ class AccountService:
         self.clock = clock
         self.limits = limits
         self.sms = sms
-        self._lookups = TokenBuckets(clock, limits.lookups_per_hour / 3600, limits.lookup_burst)
+        self._lookup_interval_ms = lookup_interval_ms(limits.lookups_per_hour)
         # Called with the account id after one of its devices was removed: a certificate that
         # names the removed device's key no longer holds.
         self.on_device_removed = on_device_removed
 
-    async def request_code(self, raw_phone: str, client_address: str) -> int:
-        """Send a one-time code to ``raw_phone``; returns its lifetime in seconds."""
-        phone = normalize_phone(raw_phone)
-        now = self.clock.now_ms()
-        window_ms = self.limits.code_request_window_s * 1000
-        since = now - window_ms
-        buckets = (
-            (f"code:phone:{phone}", self.limits.code_requests_per_number),
-            (f"code:addr:{client_address}", self.limits.code_requests_per_address),
-        )
-        code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-        async with self.db.write() as conn:
-            await repo.lock_buckets(conn, [bucket for bucket, _ in buckets])
-            for bucket, allowed in buckets:
-                if await repo.count_rate_events(conn, bucket, since) >= allowed:
-                    oldest = await repo.oldest_rate_event(conn, bucket, since) or now
-                    retry_after_s = max(1, (oldest + window_ms - now + 999) // 1000)
-                    raise TresenError(
-                        ErrorCode.REGISTRATION_RATE_LIMITED,
-                        "too many code requests; try again later",
-                        scope=bucket.split(":")[1],
-                        retry_after_s=retry_after_s,
-                    )
-            for bucket, _ in buckets:
-                await repo.add_rate_event(conn, bucket, now)
-            await repo.prune_rate_events(conn, since)
-            expires = now + self.limits.code_ttl_s * 1000
-            await repo.put_code(conn, phone, _hash_code(phone, code), now, expires)
-        await self.sms.send_code(phone, code)
-        log.info("registration code requested", phone_country=phone[:3])
-        return self.limits.code_ttl_s
+    async def request_code(self, raw_phone: str, source: str) -> int:
+        """Send a one-time code to ``raw_phone`` for a request from ``source``; returns how
+        long the code that was sent stays valid, in seconds.
 
-    async def verify_code(self, raw_phone: str, code: str, device_name: str = "") -> Registration:
-        """Check ``code``; on success the account (kept if it exists) gets a new device."""
+        Limits count per (number, source) and per source, never per number alone: requests
+        from elsewhere cannot use up the owner's. A code that still has half its life left is
+        re-sent instead of replaced, so nobody's request changes the code the owner holds.
+        """
         phone = normalize_phone(raw_phone)
+        limits = self.limits
         now = self.clock.now_ms()
+        window_ms = limits.code_request_window_s * 1000
+        ttl_ms = limits.code_ttl_s * 1000
+        pair, per_source = _code_buckets(phone, source)
+        async with self.db.write() as conn:
+            await repo.lock_buckets(conn, [pair, per_source, f"code:{phone}"])
+            pair_times = await repo.rate_event_times(conn, pair, now - window_ms)
+            source_times = await repo.rate_event_times(conn, per_source, now - window_ms)
+            waits = [
+                (
+                    "addr",
+                    window_wait_ms(source_times, now, window_ms, limits.code_requests_per_address),
+                ),
+                (
+                    "phone",
+                    window_wait_ms(pair_times, now, window_ms, limits.code_requests_per_number),
+                ),
+                (
+                    "backoff",
+                    backoff_wait_ms(
+                        pair_times,
+                        now,
+                        window_ms,
+                        limits.code_request_backoff_s * 1000,
+                        limits.code_request_backoff_max_s * 1000,
+                    ),
+                ),
+            ]
+            scope, wait_ms = max(waits, key=lambda w: w[1])
+            if wait_ms > 0:
+                raise TresenError(
+                    ErrorCode.REGISTRATION_RATE_LIMITED,
+                    "too many code requests; try again later",
+                    scope=scope,
+                    retry_after_s=_seconds(wait_ms),
+                )
+            await repo.add_rate_events(conn, [pair, per_source], now)
+            await repo.prune_rate_events(conn, now - max(window_ms, ttl_ms))
+            pending = await repo.get_code(conn, phone)
+            if pending is not None and keeps_code(pending.expires_ms, now, ttl_ms):
+                sent = pending
+            else:
+                sent = repo.PendingCode(phone, _new_code(), now + ttl_ms)
+                if pending is not None and now < pending.expires_ms:
+                    sent = replace(
+                        sent,
+                        previous_code=pending.code,
+                        previous_expires_ms=pending.expires_ms,
+                    )
+                await repo.put_code(conn, sent, now)
+        await self.sms.send_code(phone, sent.code)
+        log.info("registration code requested", phone_country=phone[:3], resent=sent is pending)
+        return _seconds(sent.expires_ms - now)
+
+    async def verify_code(
+        self, raw_phone: str, code: str, device_name: str, source: str
+    ) -> Registration:
+        """Check ``code``; on success the account (kept if it exists) gets a new device.
+
+        Wrong codes count against the source that sent them (per number and in all), and
+        never against the pending code, which stays valid for its owner until it expires.
+        """
+        phone = normalize_phone(raw_phone)
+        limits = self.limits
+        now = self.clock.now_ms()
+        ttl_ms = limits.code_ttl_s * 1000
+        window_ms = limits.code_request_window_s * 1000
+        pair, per_source = _verify_buckets(phone, source)
         failure: TresenError | None = None
         registration: Registration | None = None
         async with self.db.write() as conn:
-            pending = await repo.get_code(conn, phone)
-            if pending is None:
+            await repo.lock_buckets(conn, [pair, per_source])
+            pair_times = await repo.rate_event_times(conn, pair, now - ttl_ms)
+            source_times = await repo.rate_event_times(conn, per_source, now - window_ms)
+            waits = [
+                ("phone", window_wait_ms(pair_times, now, ttl_ms, limits.code_max_attempts)),
+                (
+                    "addr",
+                    window_wait_ms(source_times, now, window_ms, limits.code_attempts_per_address),
+                ),
+            ]
+            scope, wait_ms = max(waits, key=lambda w: w[1])
+            pending = None if wait_ms else await repo.get_code(conn, phone)
+            valid = [] if pending is None else pending.valid_codes(now)
+            if wait_ms:
+                failure = TresenError(
+                    ErrorCode.CODE_ATTEMPTS_EXCEEDED,
+                    "too many wrong codes; try again later",
+                    scope=scope,
+                    retry_after_s=_seconds(wait_ms),
+                )
+            elif not valid:
+                if pending is not None:
+                    await repo.delete_code(conn, phone)
                 failure = TresenError(
                     ErrorCode.CODE_EXPIRED, "no valid code for this number; request a new one"
                 )
-            elif now >= pending.expires_ms:
-                await repo.delete_code(conn, phone)
-                failure = TresenError(ErrorCode.CODE_EXPIRED, "the code has expired")
-            elif pending.attempts >= self.limits.code_max_attempts:
-                await repo.delete_code(conn, phone)
-                failure = TresenError(
-                    ErrorCode.CODE_ATTEMPTS_EXCEEDED, "too many wrong attempts; request a new code"
-                )
-            elif not hmac.compare_digest(pending.code_hash, _hash_code(phone, code.strip())):
-                await repo.increment_code_attempts(conn, phone)
+            elif not _matches(code.strip(), valid):
+                await repo.add_rate_events(conn, [pair, per_source], now)
                 failure = TresenError(
                     ErrorCode.CODE_INCORRECT,
                     "the code is not correct",
-                    attempts_left=self.limits.code_max_attempts - pending.attempts - 1,
+                    attempts_left=max(0, limits.code_max_attempts - len(pair_times) - 1),
                 )
             else:
                 await repo.delete_code(conn, phone)
+                # The source proved it holds the number: its requests and guesses start afresh
+                # (a second device is registered without waiting out a back-off).
+                await repo.clear_rate_events(conn, [pair, _code_buckets(phone, source)[0]])
                 registration = await self._add_device(conn, phone, device_name[:64], now)
         if failure is not None:
             raise failure
@@ -226,7 +312,7 @@ class AccountService:
 
     async def lookup(self, principal: Principal, raw_phone: str) -> AccountPublic:
         """The account registered for a phone number, as a contact list would find it."""
-        self._check_lookup_rate(principal)
+        await self._check_lookup_rate(principal)
         phone = normalize_phone(raw_phone)
         async with self.db.read() as conn:
             found = await repo.account_by_phone(conn, phone)
@@ -237,16 +323,24 @@ class AccountService:
         return AccountPublic(found[0], phone, found[1])
 
     async def account(self, principal: Principal, account_id: AccountId) -> AccountPublic:
-        self._check_lookup_rate(principal)
+        await self._check_lookup_rate(principal)
         async with self.db.read() as conn:
             entry = await repo.account_entry(conn, account_id)
         if entry is None:
             raise TresenError(ErrorCode.UNDELIVERABLE, "no such account", account_id=account_id)
         return AccountPublic(account_id, *entry)
 
-    def _check_lookup_rate(self, principal: Principal) -> None:
-        # Lookups reveal who uses the service; the limit keeps a device from enumerating it.
-        wait_ms = self._lookups.take(principal.device_pk)
+    async def _check_lookup_rate(self, principal: Principal) -> None:
+        # Lookups reveal who uses the service; the budget keeps an account (all its devices
+        # together, across restarts) from enumerating it.
+        now = self.clock.now_ms()
+        async with self.db.write() as conn:
+            arrival = await repo.lookup_arrival(conn, principal.account_id)
+            arrival, wait_ms = take_lookup(
+                arrival, now, self._lookup_interval_ms, self.limits.lookup_burst
+            )
+            if arrival is not None:
+                await repo.save_lookup_arrival(conn, principal.account_id, arrival)
         if wait_ms:
             raise TresenError(
                 ErrorCode.REQUEST_RATE_LIMITED,

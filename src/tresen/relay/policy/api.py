@@ -65,6 +65,11 @@ class StandingPublic(BaseModel):
     quality: Literal["GREEN", "YELLOW", "RED"]
     blocks: int = Field(description="blocks over the quality period (7 days by default)")
     reports: int
+    uncounted: int = Field(
+        default=0,
+        description="blocks and reports kept but not rated: from customers who received no "
+        "message from the business recently, or repeated within the quality period",
+    )
     delivered: int
     tier: int = Field(description="step on the ladder, 0 first")
     tier_limit: int | None = Field(description="unique customers per 24 h; null = unlimited")

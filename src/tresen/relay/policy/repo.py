@@ -26,6 +26,7 @@ from tresen.relay.schema import (
     quality_events,
     rate_cards,
     reach,
+    recipients,
     service_windows,
     templates,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "count_deliveries",
     "delivered_since",
     "insert_pricing",
+    "last_counted_negative",
     "limits_of",
     "message_parties",
     "negatives_since",
@@ -53,11 +55,14 @@ __all__ = [
     "rate_rows",
     "reach_count",
     "reached",
+    "received_at",
     "record_reach",
+    "record_recipients",
     "remove_block",
     "save_limits",
     "template_facts",
     "touch_windows",
+    "uncounted_since",
     "windows",
 ]
 
@@ -168,9 +173,11 @@ async def add_quality_event(
     message_id: str | None,
     template_id: int | None,
     now_ms: int,
+    counted: bool,
 ) -> None:
     await conn.execute(
         insert(quality_events).values(
+            counted=int(counted),
             business_account=business,
             customer_account=customer,
             kind=kind,
@@ -184,13 +191,77 @@ async def add_quality_event(
 
 
 async def negatives_since(conn: AsyncConnection, business: str, since_ms: int) -> dict[str, int]:
-    """Blocks and reports of a business since ``since_ms``, by kind."""
+    """Blocks and reports of a business since ``since_ms`` that count, by kind."""
     rows = await conn.execute(
         select(quality_events.c.kind, func.count())
-        .where(quality_events.c.business_account == business, quality_events.c.at_ms >= since_ms)
+        .where(
+            quality_events.c.business_account == business,
+            quality_events.c.at_ms >= since_ms,
+            quality_events.c.counted == 1,
+        )
         .group_by(quality_events.c.kind)
     )
     return {r[0]: int(r[1]) for r in rows.all()}
+
+
+async def uncounted_since(conn: AsyncConnection, business: str, since_ms: int) -> int:
+    """Blocks and reports of a business since ``since_ms`` kept but not rated."""
+    value = (
+        await conn.execute(
+            select(func.count()).where(
+                quality_events.c.business_account == business,
+                quality_events.c.at_ms >= since_ms,
+                quality_events.c.counted == 0,
+            )
+        )
+    ).scalar_one()
+    return int(value)
+
+
+async def last_counted_negative(conn: AsyncConnection, business: str, customer: str) -> int | None:
+    """When the customer's last block or report of the business that counted was made."""
+    value = (
+        await conn.execute(
+            select(func.max(quality_events.c.at_ms)).where(
+                quality_events.c.business_account == business,
+                quality_events.c.customer_account == customer,
+                quality_events.c.counted == 1,
+            )
+        )
+    ).scalar_one()
+    return None if value is None else int(value)
+
+
+async def received_at(conn: AsyncConnection, business: str, customer: str) -> int | None:
+    """When the customer last received a message from the business (first delivery)."""
+    value = (
+        await conn.execute(
+            select(recipients.c.delivered_ms).where(
+                recipients.c.business_account == business,
+                recipients.c.customer_account == customer,
+            )
+        )
+    ).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+async def record_recipients(conn: AsyncConnection, pairs: Collection[Pair], now_ms: int) -> None:
+    """(business, customer) pairs whose message was delivered now."""
+    if not pairs:
+        return
+    rows = [
+        {"business_account": b, "customer_account": c, "delivered_ms": now_ms}
+        for b, c in sorted(pairs)
+    ]
+    await conn.execute(
+        _upsert(
+            conn,
+            recipients,
+            rows,
+            ["business_account", "customer_account"],
+            {"delivered_ms": lambda excluded: excluded.delivered_ms},
+        )
+    )
 
 
 async def delivered_since(conn: AsyncConnection, business: str, since_ms: int) -> int:

@@ -22,6 +22,7 @@ __all__ = [
     "Quality",
     "TemplateCategory",
     "country_of",
+    "negative_counts",
     "pricing_category",
     "quality_of",
     "tier_limit",
@@ -97,6 +98,18 @@ def quality_of(negative: int, delivered: int, policy: PolicySettings) -> Quality
     if ratio >= policy.quality_yellow_ratio:
         return Quality.YELLOW
     return Quality.GREEN
+
+
+def negative_counts(
+    received_ms: int | None, last_counted_ms: int | None, now_ms: int, policy: PolicySettings
+) -> bool:
+    """Whether a block or report moves a business's quality: only from a customer who received
+    a message from it in the last ``quality_recipient_days`` (strangers cannot report a
+    business down), and once per customer per ``quality_days`` (nor can one angry customer).
+    The others are kept for the operator."""
+    if received_ms is None or received_ms < now_ms - policy.quality_recipient_days * DAY_MS:
+        return False
+    return last_counted_ms is None or last_counted_ms < now_ms - policy.quality_days * DAY_MS
 
 
 def tier_limit(tier: int, policy: PolicySettings) -> int | None:

@@ -46,6 +46,7 @@ from tresen.relay.policy.rules import (
     PricingType,
     Quality,
     TemplateCategory,
+    negative_counts,
     pricing_category,
     quality_of,
     tier_limit,
@@ -115,6 +116,7 @@ class BusinessStanding:
     quality: Quality
     blocks: int
     reports: int
+    uncounted: int
     delivered: int
     tier: int
     tier_limit: int | None
@@ -540,6 +542,11 @@ class PolicyService:
                     counts[(row.business_account, row.template_id, now_ms // DAY_MS)] += 1
             await repo.charge(conn, rows.values(), now_ms)
             await repo.count_deliveries(conn, counts)
+        # Whose blocks and reports count: customers the business's messages reached.
+        received = {
+            (m.sender_account, m.recipient_account) for m in messages if m.message_id in priced
+        }
+        await repo.record_recipients(conn, received, now_ms)
         return priced
 
     async def pricing_of(
@@ -608,6 +615,7 @@ class PolicyService:
                     message_id=None,
                     template_id=None,
                     now_ms=now,
+                    counted=await self._counts(conn, blocked, blocker, now),
                 )
         log.info("account blocked", new=new)
         return new
@@ -661,10 +669,17 @@ class PolicyService:
                 message_id=message_id,
                 template_id=template_id,
                 now_ms=now,
+                counted=await self._counts(conn, reported, reporter, now),
             )
             if block:
                 await repo.add_block(conn, reporter, reported, now)
         log.info("account reported", reason=reason, template_id=template_id)
+
+    async def _counts(self, conn: AsyncConnection, business: str, customer: str, now: int) -> bool:
+        """Whether a block or report moves the business's quality rating."""
+        received = await repo.received_at(conn, business, customer)
+        counted = await repo.last_counted_negative(conn, business, customer)
+        return negative_counts(received, counted, now, self.policy)
 
     async def standing(self, business: AccountId) -> BusinessStanding:
         """Quality over the last ``quality_days``, tier (evaluated if due) and usage."""
@@ -674,12 +689,15 @@ class PolicyService:
             if business not in facts or facts[business].kind != "business":
                 raise TresenError(ErrorCode.NOT_A_BUSINESS, "this account is not a business")
             quality, negatives, delivered = await self._quality(conn, business, now)
+            since = now - self.policy.quality_days * DAY_MS
+            uncounted = await repo.uncounted_since(conn, business, since)
             row = await self._evaluate_tier(conn, business, facts[business], quality, now)
             reached = await repo.reach_count(conn, business, now - DAY_MS)
         return BusinessStanding(
             quality=quality,
             blocks=negatives.get("block", 0),
             reports=negatives.get("report", 0),
+            uncounted=uncounted,
             delivered=delivered,
             tier=row.tier,
             tier_limit=tier_limit(row.tier, self.policy),
