@@ -37,15 +37,21 @@ async def delivered(relay: RunningRelay, business: str, template_id: str, count:
 
 
 async def reported(
-    relay: RunningRelay, business: str, template_id: str, count: int, kind: str = "report"
+    relay: RunningRelay,
+    business: str,
+    template_id: str,
+    count: int,
+    kind: str = "report",
+    customer: str | None = None,
 ) -> None:
+    """``count`` reports of the template, each by a customer of its own unless ``customer``."""
     now = relay.ctx.clock.now_ms()
     async with relay.ctx.db.write() as conn:
         for _ in range(count):
             await conn.execute(
                 insert(quality_events).values(
                     business_account=business,
-                    customer_account=secrets.token_hex(16),
+                    customer_account=customer or secrets.token_hex(16),
                     kind=kind,
                     reason="spam",
                     message_id=secrets.token_hex(16),
@@ -173,3 +179,22 @@ async def test_reports_older_than_the_quality_window_are_forgotten(
         own = await tpl.own(shop, template_id)
         assert own["quality_score"]["score"] == "UNKNOWN"
         assert own["status"] == "APPROVED"
+
+
+async def test_one_customer_reporting_again_and_again_counts_once(
+    make_relay: Any, templates_of: Any
+) -> None:
+    clock = ManualClock(EIGHT_AM)
+    async with make_relay(clock=clock) as relay:
+        tpl = templates_of(relay)
+        shop = await tpl.business()
+        template_id = await tpl.approved(shop)
+        await delivered(relay, shop.account_id, template_id, 100)
+        await reported(relay, shop.account_id, template_id, 20, customer="c" * 32)
+        await reported(relay, shop.account_id, template_id, 5, kind="block", customer="c" * 32)
+
+        await evaluate(tpl)
+
+        # One unhappy customer among 100 deliveries: GREEN, not the RED of 25 events.
+        own = await tpl.own(shop, template_id)
+        assert (own["status"], own["quality_score"]["score"]) == ("APPROVED", "GREEN")

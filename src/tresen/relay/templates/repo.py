@@ -325,12 +325,16 @@ async def templates_to_judge(
 async def negative_counts(
     conn: AsyncConnection, ids: Collection[int], since_ms: int
 ) -> dict[int, int]:
-    """Blocks and reports naming each template since ``since_ms``."""
+    """Customers who blocked or reported after each template since ``since_ms``.
+
+    Distinct customers: one customer reporting the same template again and again is one
+    unhappy customer, as for the business's own rating.
+    """
     if not ids:
         return {}
     q = quality_events
     rows = await conn.execute(
-        select(q.c.template_id, func.count())
+        select(q.c.template_id, func.count(q.c.customer_account.distinct()))
         .where(q.c.template_id.in_(sorted(ids)), q.c.at_ms >= since_ms)
         .group_by(q.c.template_id)
     )
