@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from tresen.core.http import bearer_token
 from tresen.core.ratelimit import TokenBuckets
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.requests import (
@@ -20,7 +21,6 @@ from tresen.gateway.cloudapi.requests import (
 )
 from tresen.gateway.service import Gateway
 from tresen.gateway.store import Contact
-from tresen.relay.http import bearer_token
 
 __all__ = ["authorize", "check_phone", "decode_json", "send_messages"]
 
