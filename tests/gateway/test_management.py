@@ -338,7 +338,12 @@ async def test_blocked_customers_cannot_write_and_are_not_written_to(
 
         r = await gw.http.get(path)
         assert r.json()["data"] == [
-            {"messaging_product": "whatsapp", "wa_id": alice.phone.lstrip("+"), "user_id": user_id}
+            {
+                "messaging_product": "whatsapp",
+                "input": alice.phone.lstrip("+"),
+                "wa_id": alice.phone.lstrip("+"),
+                "user_id": user_id,
+            }
         ]
 
         with pytest.raises(RelayError) as refused:

@@ -274,7 +274,8 @@ class Gateway:
             )
         return template_id
 
-    async def _all_templates(self) -> list[dict[str, Any]]:
+    async def all_templates(self) -> list[dict[str, Any]]:
+        """Every template of the business at the relay, all pages read."""
         templates: list[dict[str, Any]] = []
         after: str | None = None
         for _ in range(MAX_TEMPLATE_PAGES):
@@ -291,7 +292,7 @@ class Gateway:
 
     async def _load_template_ids(self) -> None:
         self._template_ids = {
-            (str(t["name"]), str(t["language"])): int(t["id"]) for t in await self._all_templates()
+            (str(t["name"]), str(t["language"])): int(t["id"]) for t in await self.all_templates()
         }
         self._template_ids_at = time.monotonic()
 
@@ -305,7 +306,7 @@ class Gateway:
     async def poll_templates(self) -> int:
         """Compare the relay's templates with the statuses last seen; each change becomes a
         ``message_template_status_update`` webhook. Returns the number of changes."""
-        templates = await self._all_templates()
+        templates = await self.all_templates()
         now = self.clock.now_ms()
 
         async def apply(conn: Any) -> int:

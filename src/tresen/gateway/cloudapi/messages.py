@@ -22,15 +22,20 @@ from tresen.gateway.cloudapi.requests import (
 from tresen.gateway.service import Gateway
 from tresen.gateway.store import Contact
 
-__all__ = ["authorize", "check_phone", "decode_json", "send_messages"]
+__all__ = ["authorize", "check_phone", "decode_json", "request_token", "send_messages"]
 
 _decode = msgspec.json.Decoder()
 
 
-async def authorize(gateway: Gateway, buckets: TokenBuckets, authorization: str | None) -> Gateway:
-    """The gateway, once the bearer token is a current API token within its rate (190, 104
-    or 4 otherwise)."""
-    token = bearer_token(authorization)
+def request_token(authorization: str | None, access_token: str | None) -> str | None:
+    """The API token of a request: ``Authorization: Bearer …``, else the ``access_token``
+    query parameter (Graph accepts either)."""
+    return bearer_token(authorization) or access_token or None
+
+
+async def authorize(gateway: Gateway, buckets: TokenBuckets, token: str | None) -> Gateway:
+    """The gateway, once ``token`` is a current API token within its rate (190, 104 or 4
+    otherwise)."""
     if token is None:
         raise GraphError(
             104, "An access token is required to request this resource.", http_status=401

@@ -12,10 +12,17 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from tresen.client.api import RelayError
 from tresen.gateway.cloudapi.errors import GraphError
-from tresen.gateway.cloudapi.messages import authorize, check_phone, decode_json, send_messages
+from tresen.gateway.cloudapi.messages import (
+    authorize,
+    check_phone,
+    decode_json,
+    request_token,
+    send_messages,
+)
 from tresen.gateway.ids import is_user_id, wa_id_of
 from tresen.gateway.service import Gateway, relay_trouble
 
@@ -32,6 +39,9 @@ Node = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="phone_number_i
 _json = msgspec.json.Encoder()
 PROFILE_FIELDS = ("about", "address", "description", "email", "websites", "vertical")
 MAX_BLOCK_USERS = 100
+MESSAGE_TEMPLATE_LIMIT = 6000
+"""Reported as ``summary.message_template_limit`` (the Cloud API's ceiling); the relay
+sets no limit of its own."""
 
 
 def ok(body: Any, status: int = 200) -> Response:
@@ -43,11 +53,28 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def authorized(request: Request) -> Gateway:
-    """The gateway, once the bearer token is a current API token (190/104 otherwise)."""
-    return await authorize(
-        gateway_of(request), request.app.state.api_buckets, request.headers.get("authorization")
-    )
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API token of this gateway (`tresen gateway token create`)",
+)
+_access_token = APIKeyQuery(
+    name="access_token",
+    auto_error=False,
+    scheme_name="access_token",
+    description="The same token as a query parameter, as Graph accepts it",
+)
+
+
+async def authorized(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[str | None, Depends(_access_token)],
+) -> Gateway:
+    """The gateway, once the request's token is a current API token (190/104 otherwise).
+    ``_credentials`` only documents the header: it is parsed as the fast path parses it."""
+    token = request_token(request.headers.get("authorization"), access_token)
+    return await authorize(gateway_of(request), request.app.state.api_buckets, token)
 
 
 Authorized = Annotated[Gateway, Depends(authorized)]
@@ -294,24 +321,38 @@ async def list_templates(
     language: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     after: str | None = None,
+    summary: str | None = None,
 ) -> Response:
     _waba(gateway, node)
+    statuses = _choices(status)
+    categories = _choices(category)
+    languages = set((language or "").replace(" ", "").split(",")) - {""}
     params = {
         k: v
-        for k, v in {"name": name, "status": status, "limit": limit, "after": after}.items()
+        for k, v in {
+            "name": name,
+            # The relay filters one status; a list (pywa joins them with commas) is
+            # filtered here.
+            "status": status if len(statuses) == 1 else None,
+            "limit": limit,
+            "after": after,
+        }.items()
         if v is not None
     }
     try:
         page = await gateway.client.api.templates(**params)
-    except RelayError as exc:
-        raise relay_trouble(exc) from None
     except Exception as exc:
         raise relay_trouble(exc) from None
-    data = page.get("data", [])
-    if category:
-        data = [t for t in data if str(t.get("category", "")).upper() == category.upper()]
-    if language:
-        data = [t for t in data if t.get("language") == language]
+
+    def wanted(t: dict[str, Any]) -> bool:
+        return (
+            (not statuses or str(t.get("status", "")).upper() in statuses)
+            and (not categories or str(t.get("category", "")).upper() in categories)
+            and (not languages or t.get("language") in languages)
+        )
+
+    now_s = gateway.clock.now_ms() // 1000
+    data = [_cloud_template(t, now_s) for t in page.get("data", []) if wanted(t)]
     # The relay's ``next`` is a path of the relay; clients (pywa's ``Result.next``) follow
     # ``next`` as it is, so it becomes this URL with the ``after`` cursor (the same filters).
     paging = dict(page.get("paging") or {})
@@ -320,7 +361,33 @@ async def list_templates(
         paging["next"] = str(request.url.include_query_params(after=cursor))
     else:
         paging.pop("next", None)
-    return ok({**page, "data": data, "paging": paging})
+    body: dict[str, Any] = {"data": data, "paging": paging}
+    if summary is not None:
+        try:
+            everything = await gateway.all_templates()
+        except Exception as exc:
+            raise relay_trouble(exc) from None
+        body["summary"] = {
+            "total_count": sum(1 for t in everything if wanted(t)),
+            "message_template_count": len(everything),
+            "message_template_limit": MESSAGE_TEMPLATE_LIMIT,
+            "are_translations_complete": True,
+        }
+    return ok(body)
+
+
+def _choices(value: str | None) -> set[str]:
+    return set((value or "").upper().replace(" ", "").split(",")) - {""}
+
+
+def _cloud_template(template: dict[str, Any], now_s: int) -> dict[str, Any]:
+    """A relay template as the Cloud API lists it: the quality score carries the time it
+    holds for (the relay keeps no history of scores, so: now, when it was read)."""
+    out = {k: v for k, v in template.items() if k != "paused_until_ms"}
+    quality = template.get("quality_score")
+    score = quality.get("score") if isinstance(quality, dict) else None
+    out["quality_score"] = {"score": str(score or "UNKNOWN"), "date": now_s}
+    return out
 
 
 @router.post("/{version}/{node}/message_templates", summary="Submit a template for review")
@@ -370,9 +437,12 @@ def _block_users(body: Any) -> list[str]:
         raise GraphError(100, f"Param block_users must hold 1 to {MAX_BLOCK_USERS} users")
     out = []
     for i, entry in enumerate(users):
-        user = entry.get("user") if isinstance(entry, dict) else None
-        if not isinstance(user, str) or not user:
-            raise GraphError(100, f"Param block_users[{i}]['user'] is required")
+        # A phone number or wa_id in ``user``, or a business-scoped user id in ``user_id``.
+        user = entry.get("user", entry.get("user_id")) if isinstance(entry, dict) else None
+        if not isinstance(user, str) or not user.strip() or len(user) > 128:
+            raise GraphError(
+                100, f"Param block_users[{i}] needs 'user' (a phone number) or 'user_id'"
+            )
         out.append(user)
     return out
 
@@ -450,8 +520,14 @@ async def blocked_users(version: Version, node: Node, gateway: Authorized) -> Re
     data = []
     for account in accounts:
         contact = await gateway.contact_for_account(account)
-        entry: dict[str, Any] = {"messaging_product": "whatsapp", "user_id": contact.user_id}
-        if contact.wa_id:
-            entry["wa_id"] = wa_id_of(contact.phone)
+        # ``input`` (pywa reads it) is what a block by phone number would have given.
+        wa_id = wa_id_of(contact.phone)
+        entry: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "input": wa_id or contact.user_id,
+            "user_id": contact.user_id,
+        }
+        if wa_id:
+            entry["wa_id"] = wa_id
         data.append(entry)
     return ok({"data": data})
