@@ -363,16 +363,27 @@ class Gateway:
     # --- webhook subscriptions made through the API ---------------------------------------
 
     async def subscribe_override(self, url: Any, verify_token: Any) -> None:
+        """Point the app's webhooks at ``url``. The app has one callback, as on the Cloud
+        API: a new one replaces the one the API set before (subscriptions added with
+        ``tresen gateway webhooks add`` stay)."""
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise GraphError(100, "Param override_callback_uri must be an http(s) URL")
         if not isinstance(verify_token, str) or not verify_token:
             raise GraphError(100, "Param verify_token is required")
+        previous = await self.store.api_callback()
         try:
-            await self.outbox.subscribe(url, verify_token, self.app_secret, DEFAULT_FIELDS)
+            await self.outbox.subscribe(
+                url,
+                verify_token,
+                self.app_secret,
+                DEFAULT_FIELDS,
+                replacing=previous,
+            )
         except SubscriptionRefused as exc:
             raise GraphError(2200, f"Callback verification failed: {exc}") from None
         except (InvalidSubscription, SubscriptionLimitReached) as exc:
             raise GraphError(100, str(exc)) from None
+        await self.writer.run(lambda conn: self.store.save_api_callback(conn, url))
 
     async def mark_read(self, request: ReadRequest) -> None:
         message = await self.store.message(request.message_id)
