@@ -454,7 +454,9 @@ async def _account_of(gateway: Gateway, user: str) -> str:
             raise LookupError("no customer with this user id has written to this business")
         return contact.account_id
     digits = "".join(ch for ch in user if ch.isdigit())
-    return await gateway.client.resolve("+" + digits)
+    if not 6 <= len(digits) <= 15:
+        raise LookupError(f"{user[:40]} is not a phone number or user id")
+    return await gateway.resolve_phone("+" + digits, user)
 
 
 @router.post("/{version}/{node}/block_users", summary="Block customers")
@@ -483,8 +485,8 @@ async def _change_blocks(gateway: Gateway, users: list[str], *, block: bool) -> 
                 await gateway.client.block(account)
             else:
                 await gateway.client.unblock(account)
-        except (RelayError, LookupError) as exc:
-            code = exc.code if isinstance(exc, RelayError) else 139100
+        except (RelayError, GraphError, LookupError) as exc:
+            code = exc.code if isinstance(exc, RelayError | GraphError) else 139100
             failed.append(
                 {
                     "input": user,
