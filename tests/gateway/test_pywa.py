@@ -107,15 +107,20 @@ async def test_pywa_sends_and_receives_through_the_gateway(
             assert event.payload.context is not None  # the reply quotes the question
 
             # Sent, delivered, then read: pywa's status handler sees each, with the contact.
+            # Pricing is on delivered and read (the reference puts it on sent or on those two).
             first = await next_update(updates, types.MessageStatus, id=sent.id)
             assert first.status.value == "sent"
             assert first.from_user.wa_id == alice.phone.lstrip("+")
+            assert first.pricing is None
             delivered = await next_update(updates, types.MessageStatus, id=sent.id)
             assert delivered.status.value == "delivered"
             assert delivered.pricing is not None
+            assert delivered.pricing.type.value == "free_customer_service"
+            assert delivered.pricing.category.value == "service"
             await alice.mark_read(gw.gateway.phone, [event.message_id])
             read = await next_update(updates, types.MessageStatus, id=sent.id)
             assert read.status.value == "read"
+            assert read.pricing == delivered.pricing
 
             # A template, with pywa's own parameter types.
             await approved_template(relay, gw)
