@@ -19,6 +19,7 @@ from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.messages import (
     authorize,
     check_phone,
+    clean_text,
     decode_json,
     request_token,
     send_messages,
@@ -28,7 +29,17 @@ from tresen.gateway.service import Gateway, relay_trouble
 
 __all__ = ["router"]
 
-router = APIRouter()
+
+async def clean_parameters(request: Request) -> None:
+    """No path or query parameter holds a control character (a NUL cannot be stored)."""
+    for name, value in request.query_params.multi_items():
+        clean_text(name, "name")
+        clean_text(value, name[:40])
+    for name, value in request.path_params.items():
+        clean_text(str(value), name)
+
+
+router = APIRouter(dependencies=[Depends(clean_parameters)])
 
 Version = Annotated[
     str,
