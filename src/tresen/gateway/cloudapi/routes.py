@@ -24,6 +24,20 @@ from tresen.gateway.cloudapi.messages import (
     request_token,
     send_messages,
 )
+from tresen.gateway.cloudapi.schemas import (
+    BlockedUsers,
+    BlockResult,
+    BusinessProfiles,
+    MessagesAnswer,
+    NodeAnswer,
+    SubscribedApps,
+    Success,
+    TemplateCreated,
+    TemplateDeleted,
+    TemplateList,
+    error_responses,
+)
+from tresen.gateway.cloudapi.schemas import json_body as body_schema
 from tresen.gateway.ids import is_user_id, wa_id_of
 from tresen.gateway.service import Gateway, relay_trouble
 
@@ -118,6 +132,50 @@ def _waba(gateway: Gateway, node: str) -> None:
         )
 
 
+_OBJECT_WITH_PRODUCT: dict[str, Any] = {
+    "type": "object",
+    "required": ["messaging_product"],
+    "properties": {"messaging_product": {"type": "string", "enum": ["whatsapp"]}},
+}
+_OVERRIDE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "override_callback_uri": {"type": "string", "format": "uri"},
+        "verify_token": {"type": "string"},
+    },
+}
+_WEBHOOK_CONFIGURATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["webhook_configuration"],
+    "properties": {"webhook_configuration": _OVERRIDE},
+}
+_TEMPLATE: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "language", "category", "components"],
+    "properties": {
+        "name": {"type": "string"},
+        "language": {"type": "string"},
+        "category": {"type": "string", "enum": ["MARKETING", "UTILITY", "AUTHENTICATION"]},
+        "components": {"type": "array", "items": {"type": "object"}},
+        "parameter_format": {"type": "string", "enum": ["POSITIONAL", "NAMED"]},
+    },
+}
+_BLOCK_USERS: dict[str, Any] = {
+    "type": "object",
+    "required": ["messaging_product", "block_users"],
+    "properties": {
+        "messaging_product": {"type": "string", "enum": ["whatsapp"]},
+        "block_users": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_BLOCK_USERS,
+            "items": {
+                "type": "object",
+                "properties": {"user": {"type": "string"}, "user_id": {"type": "string"}},
+            },
+        },
+    },
+}
 _SEND_EXAMPLE = {
     "messaging_product": "whatsapp",
     "to": "4915112345678",
@@ -129,25 +187,28 @@ _SEND_EXAMPLE = {
 @router.post(
     "/{version}/{node}/messages",
     summary="Send a message, mark one read, or show the typing indicator",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"example": _SEND_EXAMPLE}},
-        }
-    },
+    openapi_extra=body_schema(_OBJECT_WITH_PRODUCT, _SEND_EXAMPLE),
     responses={
+        **error_responses(body=True),
         200: {
+            "model": MessagesAnswer,
             "description": "accepted by the relay",
             "content": {
                 "application/json": {
                     "example": {
                         "messaging_product": "whatsapp",
-                        "contacts": [{"input": "4915112345678", "wa_id": "4915112345678"}],
+                        "contacts": [
+                            {
+                                "input": "4915112345678",
+                                "wa_id": "4915112345678",
+                                "user_id": "DE.17093030613609840875",
+                            }
+                        ],
                         "messages": [{"id": "wamid.HBgLNDkxNTExMjM0NTY3OBUCABEYEjA"}],
                     }
                 }
             },
-        }
+        },
     },
 )
 async def send_message(
@@ -161,7 +222,14 @@ async def send_message(
 # --- phone number and business profile -----------------------------------------------------
 
 
-@router.get("/{version}/{node}", summary="The phone number, as the Cloud API describes it")
+@router.get(
+    "/{version}/{node}",
+    summary="The phone number, as the Cloud API describes it",
+    responses={
+        200: {"model": NodeAnswer, "description": "the phone number or the business account"},
+        **error_responses(body=False),
+    },
+)
 async def phone_number(version: Version, node: Node, gateway: Authorized) -> Response:
     if node == gateway.waba_id and node != gateway.phone_number_id:
         return ok({"id": gateway.waba_id, "name": await _display_name(gateway)})
@@ -210,6 +278,7 @@ async def _quality(gateway: Gateway) -> str:
 @router.get(
     "/{version}/{node}/whatsapp_business_profile",
     summary="The business profile (about, address, description, email, websites, vertical)",
+    responses={200: {"model": BusinessProfiles, "description": "the profile"}, **error_responses()},
 )
 async def get_profile(
     version: Version, node: Node, gateway: Authorized, fields: str | None = None
@@ -235,7 +304,12 @@ async def get_profile(
     return ok({"data": [entry]})
 
 
-@router.post("/{version}/{node}/whatsapp_business_profile", summary="Update the business profile")
+@router.post(
+    "/{version}/{node}/whatsapp_business_profile",
+    summary="Update the business profile",
+    openapi_extra=body_schema(_OBJECT_WITH_PRODUCT),
+    responses={200: {"model": Success, "description": "saved"}, **error_responses(body=True)},
+)
 async def update_profile(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -260,7 +334,12 @@ async def update_profile(
     return ok({"success": True})
 
 
-@router.post("/{version}/{node}", summary="Phone number settings (webhook override)")
+@router.post(
+    "/{version}/{node}",
+    summary="Phone number settings (webhook override)",
+    openapi_extra=body_schema(_WEBHOOK_CONFIGURATION),
+    responses={200: {"model": Success, "description": "subscribed"}, **error_responses(body=True)},
+)
 async def phone_settings(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -278,7 +357,12 @@ async def phone_settings(
 # --- webhooks ------------------------------------------------------------------------------
 
 
-@router.post("/{version}/{node}/subscribed_apps", summary="Subscribe (or override) the webhook")
+@router.post(
+    "/{version}/{node}/subscribed_apps",
+    summary="Subscribe (or override) the webhook",
+    openapi_extra=body_schema(_OVERRIDE, required=False),
+    responses={200: {"model": Success, "description": "subscribed"}, **error_responses(body=True)},
+)
 async def subscribe_app(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -292,7 +376,14 @@ async def subscribe_app(
     return ok({"success": True})
 
 
-@router.get("/{version}/{node}/subscribed_apps", summary="Where webhooks go")
+@router.get(
+    "/{version}/{node}/subscribed_apps",
+    summary="Where webhooks go",
+    responses={
+        200: {"model": SubscribedApps, "description": "the app's callbacks"},
+        **error_responses(body=False),
+    },
+)
 async def subscribed_apps(version: Version, node: Node, gateway: Authorized) -> Response:
     _waba(gateway, node)
     subscriptions = await gateway.outbox.list()
@@ -309,7 +400,11 @@ async def subscribed_apps(version: Version, node: Node, gateway: Authorized) -> 
     )
 
 
-@router.delete("/{version}/{node}/subscribed_apps", summary="Stop sending webhooks")
+@router.delete(
+    "/{version}/{node}/subscribed_apps",
+    summary="Stop sending webhooks",
+    responses={200: {"model": Success, "description": "removed"}, **error_responses(body=False)},
+)
 async def unsubscribe_app(version: Version, node: Node, gateway: Authorized) -> Response:
     _waba(gateway, node)
     for subscription in await gateway.outbox.list():
@@ -320,7 +415,14 @@ async def unsubscribe_app(version: Version, node: Node, gateway: Authorized) -> 
 # --- templates -----------------------------------------------------------------------------
 
 
-@router.get("/{version}/{node}/message_templates", summary="This business's templates")
+@router.get(
+    "/{version}/{node}/message_templates",
+    summary="This business's templates",
+    responses={
+        200: {"model": TemplateList, "description": "a page of templates"},
+        **error_responses(body=False),
+    },
+)
 async def list_templates(
     version: Version,
     node: Node,
@@ -401,7 +503,15 @@ def _cloud_template(template: dict[str, Any], now_s: int) -> dict[str, Any]:
     return out
 
 
-@router.post("/{version}/{node}/message_templates", summary="Submit a template for review")
+@router.post(
+    "/{version}/{node}/message_templates",
+    summary="Submit a template for review",
+    openapi_extra=body_schema(_TEMPLATE),
+    responses={
+        200: {"model": TemplateCreated, "description": "submitted, PENDING review"},
+        **error_responses(body=True),
+    },
+)
 async def create_template(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -419,7 +529,14 @@ async def create_template(
     return ok(created)
 
 
-@router.delete("/{version}/{node}/message_templates", summary="Delete a template by name")
+@router.delete(
+    "/{version}/{node}/message_templates",
+    summary="Delete a template by name",
+    responses={
+        200: {"model": TemplateDeleted, "description": "deleted"},
+        **error_responses(body=False),
+    },
+)
 async def delete_template(
     version: Version,
     node: Node,
@@ -470,7 +587,15 @@ async def _account_of(gateway: Gateway, user: str) -> str:
     return await gateway.resolve_phone("+" + digits, user)
 
 
-@router.post("/{version}/{node}/block_users", summary="Block customers")
+@router.post(
+    "/{version}/{node}/block_users",
+    summary="Block customers",
+    openapi_extra=body_schema(_BLOCK_USERS),
+    responses={
+        200: {"model": BlockResult, "description": "blocked, and those that failed"},
+        **error_responses(body=True),
+    },
+)
 async def block_users(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -478,7 +603,15 @@ async def block_users(
     return ok(await _change_blocks(gateway, _block_users(await json_body(request)), block=True))
 
 
-@router.delete("/{version}/{node}/block_users", summary="Unblock customers")
+@router.delete(
+    "/{version}/{node}/block_users",
+    summary="Unblock customers",
+    openapi_extra=body_schema(_BLOCK_USERS),
+    responses={
+        200: {"model": BlockResult, "description": "unblocked, and those that failed"},
+        **error_responses(body=True),
+    },
+)
 async def unblock_users(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -523,7 +656,14 @@ async def _change_blocks(gateway: Gateway, users: list[str], *, block: bool) -> 
     return {"messaging_product": "whatsapp", "block_users": result}
 
 
-@router.get("/{version}/{node}/block_users", summary="Blocked customers")
+@router.get(
+    "/{version}/{node}/block_users",
+    summary="Blocked customers",
+    responses={
+        200: {"model": BlockedUsers, "description": "the blocked customers"},
+        **error_responses(body=False),
+    },
+)
 async def blocked_users(version: Version, node: Node, gateway: Authorized) -> Response:
     check_phone(gateway, node)
     try:
