@@ -219,11 +219,11 @@ async def start_demo_gateway(
     """Run the demo airline's gateway (a second device of its account) next to the relay.
 
     Its first start registers the device, which withdraws the airline's certificate (new
-    device keys); the operator in this process verifies it again. Each run replaces the
-    token of the previous one.
+    device keys); the operator in this process verifies it again. Its API token stays the
+    same across runs (kept sealed with the gateway's key), until someone revokes it.
     """
     from tresen.cli.common import start_server
-    from tresen.gateway.app import build_gateway_app
+    from tresen.gateway.app import build_gateway_app, gateway_key
     from tresen.gateway.settings import GatewaySettings
 
     settings = GatewaySettings(
@@ -239,8 +239,7 @@ async def start_demo_gateway(
     try:
         gateway = app.state.gateway
         await _ensure_verified(ctx, AccountId(gateway.account_id))
-        await gateway.store.revoke_token(DEMO_API_USER)
-        _, token = await gateway.store.create_token(DEMO_API_USER)
+        token = await _demo_token(gateway, gateway_key(settings))
     except BaseException:
         server.should_exit = True
         await task
@@ -254,3 +253,30 @@ async def start_demo_gateway(
         server=server,
         task=task,
     )
+
+
+DEMO_TOKEN_META = "demo_api_token"  # noqa: S105 (a key of the meta table)
+DEMO_TOKEN_CONTEXT = b"gateway-demo-token"
+
+
+async def _demo_token(gateway: Any, key: bytes) -> str:
+    """The demo's API token: the one of the last run while it is valid, else a new one.
+    Tokens are stored hashed, so the demo keeps its own copy, sealed with the gateway's key,
+    to print it again."""
+    from tresen.crypto.secrets import SecretsError, seal, unseal
+    from tresen.gateway.store import get_meta, set_meta
+
+    db = gateway.store.db
+    async with db.read() as conn:
+        sealed = await get_meta(conn, DEMO_TOKEN_META)
+    if sealed is not None:
+        with contextlib.suppress(SecretsError):
+            kept = unseal(key, sealed, context=DEMO_TOKEN_CONTEXT).decode()
+            if await gateway.store.token_valid(kept):
+                return kept
+    await gateway.store.revoke_token(DEMO_API_USER)
+    _, token = await gateway.store.create_token(DEMO_API_USER)
+    sealed = seal(key, token.encode(), context=DEMO_TOKEN_CONTEXT)
+    async with db.write() as conn:
+        await set_meta(conn, DEMO_TOKEN_META, sealed)
+    return str(token)

@@ -338,7 +338,12 @@ async def test_blocked_customers_cannot_write_and_are_not_written_to(
 
         r = await gw.http.get(path)
         assert r.json()["data"] == [
-            {"messaging_product": "whatsapp", "wa_id": alice.phone.lstrip("+"), "user_id": user_id}
+            {
+                "messaging_product": "whatsapp",
+                "input": alice.phone.lstrip("+"),
+                "wa_id": alice.phone.lstrip("+"),
+                "user_id": user_id,
+            }
         ]
 
         with pytest.raises(RelayError) as refused:
@@ -484,27 +489,60 @@ async def test_a_wrong_verify_token_is_2200_and_nothing_is_stored(gw: RunningGat
         assert (await gw.http.get(path)).json() == {"data": []}
 
 
+async def test_a_new_callback_replaces_the_one_the_api_set(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    path = f"/{gw.waba_id}/subscribed_apps"
+    alice = await customer(relay, tmp_path / "alice")
+    try:
+        async with webhook_inbox(gw.gateway.app_secret) as first:
+            await subscribe(gw, first)
+            async with subscribed_inbox(gw) as second:
+                [app] = (await gw.http.get(path)).json()["data"]
+                assert app["override_callback_uri"] == second.url
+                await alice.send_text(gw.gateway.phone, "Only for the second endpoint")
+                value = await second.next_message("text")
+                assert value["messages"][0]["text"]["body"] == "Only for the second endpoint"
+            assert first.posts.empty()
+    finally:
+        await alice.close()
+
+
 async def test_subscriptions_are_limited(
     relay: RunningRelay, backend: Backend, tmp_path: Path
 ) -> None:
     async with serve_gateway(relay, backend, tmp_path, webhooks={"max_subscriptions": 2}) as gw:
         path = f"/{gw.waba_id}/subscribed_apps"
+
+        async def listed() -> list[str]:
+            return [a["override_callback_uri"] for a in (await gw.http.get(path)).json()["data"]]
+
         async with webhook_inbox(gw.gateway.app_secret) as inbox:
-            urls = [f"{inbox.url}?endpoint={i}" for i in range(3)]
-            for url in urls[:2]:
-                r = await gw.http.post(
+            urls = [f"{inbox.url}?endpoint={i}" for i in range(4)]
+
+            async def post(url: str) -> httpx.Response:
+                return await gw.http.post(
                     path, json={"override_callback_uri": url, "verify_token": inbox.verify_token}
                 )
+
+            # One added by the operator (``tresen gateway webhooks add``) stays; the API's
+            # callback is one, replaced by the next (the same URL again is an update).
+            await gw.gateway.outbox.subscribe(
+                urls[0], inbox.verify_token, gw.gateway.app_secret, ["messages"]
+            )
+            for url in (urls[1], urls[2], urls[2]):
+                r = await post(url)
                 assert r.status_code == 200, r.text
-            # The same URL again is an update, not one more.
-            r = await gw.http.post(
-                path, json={"override_callback_uri": urls[0], "verify_token": inbox.verify_token}
-            )
+                assert await listed() == [urls[0], url]
+
+            # No room once the operator's subscriptions fill it.
+            r = await gw.http.delete(path)
             assert r.status_code == 200, r.text
-            r = await gw.http.post(
-                path, json={"override_callback_uri": urls[2], "verify_token": inbox.verify_token}
-            )
+            for url in (urls[0], urls[3]):
+                await gw.gateway.outbox.subscribe(
+                    url, inbox.verify_token, gw.gateway.app_secret, ["messages"]
+                )
+            r = await post(urls[1])
             assert r.status_code == 400
             assert error_of(r)["code"] == 100
-            listed = [a["override_callback_uri"] for a in (await gw.http.get(path)).json()["data"]]
-            assert listed == urls[:2]
+            assert await listed() == [urls[0], urls[3]]

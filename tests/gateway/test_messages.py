@@ -222,3 +222,60 @@ async def test_template_interactive_and_statuses(
         assert [b.title for b in event.payload.buttons] == ["Mitte", "Kreuzberg"]
     finally:
         await alice.close()
+
+
+async def test_interactive_messages_the_rules_refuse_are_100(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    """Whatever rule an interactive message breaks (the gateway's or the end-to-end
+    payload's), the client gets 400 with code 100 naming it, never a server error."""
+    alice = await customer(relay, tmp_path / "alice")
+    try:
+        await alice.send_text(gw.gateway.phone, "Show me the options")
+
+        def buttons(*titles: str) -> dict[str, Any]:
+            return {
+                "type": "button",
+                "body": {"text": "Pick one"},
+                "action": {
+                    "buttons": [
+                        {"type": "reply", "reply": {"id": f"b{i}", "title": title}}
+                        for i, title in enumerate(titles)
+                    ]
+                },
+            }
+
+        def rows(*titles: str, section_title: str | None = None) -> dict[str, Any]:
+            section: dict[str, Any] = {
+                "rows": [{"id": f"r{i}", "title": t} for i, t in enumerate(titles)]
+            }
+            if section_title is not None:
+                section["title"] = section_title
+            return {
+                "type": "list",
+                "body": {"text": "Pick one"},
+                "action": {
+                    "button": "Options",
+                    "sections": [section, section | {"rows": [{"id": "x", "title": "X"}]}],
+                },
+            }
+
+        refused = [
+            buttons("   "),
+            buttons("Yes", " "),
+            buttons("\t\n"),
+            rows("   ", section_title="Morning"),
+            rows("Row", section_title="   "),
+            {**buttons("Yes"), "body": {"text": "   "}},
+            {**buttons("Yes"), "header": {"type": "text", "text": " "}},
+            {**buttons("Yes"), "footer": {"text": "\u0000"}},
+        ]
+        for interactive in refused:
+            r = await gw.send(
+                {"to": alice.phone, "type": "interactive", "interactive": interactive}
+            )
+            assert r.status_code == 400, (interactive, r.text)
+            assert error_of(r)["code"] == 100, interactive
+            assert error_of(r)["error_data"]["details"], interactive
+    finally:
+        await alice.close()

@@ -24,6 +24,28 @@ async def test_openapi_lists_the_cloud_api_paths(gw: RunningGateway) -> None:
         assert example["messaging_product"] == "whatsapp"
         assert spec["info"]["title"] == "Tresen gateway"
 
+        # Errors are the Graph envelope, on the statuses the routes answer; no 422.
+        schemes = spec["components"]["securitySchemes"]
+        assert schemes["bearer"]["scheme"] == "bearer"
+        assert schemes["access_token"] == {
+            "type": "apiKey",
+            "in": "query",
+            "name": "access_token",
+            "description": schemes["access_token"]["description"],
+        }
+        assert "HTTPValidationError" not in spec["components"]["schemas"]
+        for path, operations in paths.items():
+            for method, operation in operations.items():
+                responses = operation["responses"]
+                assert "422" not in responses, (method, path)
+                assert {"200", "400", "401", "429"} <= set(responses), (method, path)
+                bad = responses["400"]["content"]["application/json"]["schema"]
+                assert bad == {"$ref": "#/components/schemas/GraphErrorEnvelope"}
+                assert "schema" in responses["200"]["content"]["application/json"]
+                if method == "post":
+                    assert "413" in responses, (method, path)
+                    assert operation["requestBody"]["content"]["application/json"]["schema"]
+
         r = await anonymous.get("/docs")
         assert r.status_code == 200
         assert "text/html" in r.headers["content-type"]

@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from gateway_support import RunningGateway, approved_template, customer, next_of
+from pywa.errors import AuthorizationError
 from pywa_async import WhatsApp, types
-from pywa_async.types.templates import BodyText, HeaderText, TemplateLanguage, URLButton
+from pywa_async.types.templates import (
+    BodyText,
+    HeaderText,
+    TemplateLanguage,
+    TemplateStatus,
+    URLButton,
+)
 from starlette.applications import Starlette
 from support import RunningRelay, serve_asgi
 
@@ -24,9 +32,12 @@ VERIFY_TOKEN = "pywa-verify-token"
 
 
 @asynccontextmanager
-async def pywa_bot(gw: RunningGateway) -> AsyncIterator[tuple[WhatsApp, asyncio.Queue[Any], str]]:
+async def pywa_bot(
+    gw: RunningGateway, *, token_in_query: bool = False
+) -> AsyncIterator[tuple[WhatsApp, asyncio.Queue[Any], str]]:
     """pywa configured as its documentation says, its base URL pointed at the gateway, and
-    its built-in webhook routes served on a free port."""
+    its built-in webhook routes served on a free port. ``token_in_query``: the token goes in
+    ``?access_token=`` instead of the Authorization header, as Graph allows."""
     session = httpx.AsyncClient()
     server = Starlette()
     wa = WhatsApp(
@@ -40,6 +51,9 @@ async def pywa_bot(gw: RunningGateway) -> AsyncIterator[tuple[WhatsApp, asyncio.
         api_version="23.0",
     )
     session.base_url = gw.api_base  # pywa sets Graph's URL in __init__; this points it here
+    if token_in_query:
+        del session.headers["Authorization"]
+        session.params = {"access_token": gw.token}
     updates: asyncio.Queue[Any] = asyncio.Queue()
 
     @wa.on_message
@@ -93,15 +107,20 @@ async def test_pywa_sends_and_receives_through_the_gateway(
             assert event.payload.context is not None  # the reply quotes the question
 
             # Sent, delivered, then read: pywa's status handler sees each, with the contact.
+            # Pricing is on delivered and read (the reference puts it on sent or on those two).
             first = await next_update(updates, types.MessageStatus, id=sent.id)
             assert first.status.value == "sent"
             assert first.from_user.wa_id == alice.phone.lstrip("+")
+            assert first.pricing is None
             delivered = await next_update(updates, types.MessageStatus, id=sent.id)
             assert delivered.status.value == "delivered"
             assert delivered.pricing is not None
+            assert delivered.pricing.type.value == "free_customer_service"
+            assert delivered.pricing.category.value == "service"
             await alice.mark_read(gw.gateway.phone, [event.message_id])
             read = await next_update(updates, types.MessageStatus, id=sent.id)
             assert read.status.value == "read"
+            assert read.pricing == delivered.pricing
 
             # A template, with pywa's own parameter types.
             await approved_template(relay, gw)
@@ -138,5 +157,81 @@ async def test_pywa_sends_and_receives_through_the_gateway(
             tapped = await next_update(updates, types.CallbackButton)
             assert tapped.data == "kreuzberg"
             assert tapped.title == "Kreuzberg"
+    finally:
+        await alice.close()
+
+
+async def test_pywa_manages_templates_and_blocked_customers(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    alice = await customer(relay, tmp_path / "alice")
+    bob = await customer(relay, tmp_path / "bob")
+    try:
+        async with pywa_bot(gw) as (wa, updates, callback_url):
+            await wa.override_waba_callback_url(callback_url, VERIFY_TOKEN)
+            template_id = await approved_template(relay, gw)
+
+            templates = await wa.get_templates()
+            assert [t.id for t in templates] == [template_id]
+            (shipped,) = templates
+            assert shipped.name == "order_shipped"
+            assert shipped.status is TemplateStatus.APPROVED
+            assert shipped.quality_score is not None
+            assert shipped.quality_score.date.year >= 2024
+            assert templates.total_count == 1
+
+            # Both customers write; the business blocks one by phone, one by user id.
+            await alice.send_text(gw.gateway.phone, "Stop writing me")
+            from_alice = await next_update(updates, types.Message)
+            await bob.send_text(gw.gateway.phone, "Spam spam spam")
+            from_bob = await next_update(updates, types.Message)
+            alice_wa_id = alice.phone.lstrip("+")
+            bob_user_id = from_bob.from_user.bsuid
+            assert bob_user_id is not None
+            assert from_alice.from_user.wa_id == alice_wa_id
+
+            blocked = await wa.block_users([alice_wa_id, bob_user_id])
+            assert not blocked.failed_users
+            assert {u.input for u in blocked.added_users} == {alice_wa_id, bob_user_id}
+
+            listed = await wa.get_blocked_users()
+            assert {u.wa_id for u in listed} == {alice_wa_id, bob.phone.lstrip("+")}
+            assert {u.bsuid for u in listed} == {from_alice.from_user.bsuid, bob_user_id}
+            assert all(u.input for u in listed)
+
+            unblocked = await wa.unblock_users([bob_user_id])
+            assert [u.input for u in unblocked.removed_users] == [bob_user_id]
+            assert [u.wa_id for u in await wa.get_blocked_users()] == [alice_wa_id]
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_pywa_with_the_access_token_in_the_query(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    """Graph takes ``?access_token=…`` in place of the Authorization header; so does the
+    gateway, on the messages route and the others."""
+    alice = await customer(relay, tmp_path / "alice")
+    try:
+        async with pywa_bot(gw, token_in_query=True) as (wa, _updates, _callback_url):
+            await alice.send_text(gw.gateway.phone, "Hi")
+            sent = await wa.send_message(to=alice.phone.lstrip("+"), text="Hello Alice")
+            event = await next_of(alice, MessageEvent)
+            assert isinstance(event.payload, Text)
+            assert event.payload.text == "Hello Alice"
+            assert sent.id.startswith("wamid.")
+            profile = await wa.get_business_profile()
+            assert profile.about is not None
+
+            blocked = await wa.get_blocked_users()
+            assert list(blocked) == []
+
+        gw.token = "not-a-token"
+        async with pywa_bot(gw, token_in_query=True) as (wa, _updates, _callback_url):
+            with pytest.raises(AuthorizationError):
+                await wa.send_message(to=alice.phone.lstrip("+"), text="Hello again")
+            with pytest.raises(AuthorizationError):
+                await wa.get_business_profile()
     finally:
         await alice.close()

@@ -18,11 +18,12 @@ from gateway_support import (
     serve_gateway,
     subscribed_inbox,
 )
-from support import Backend, RunningRelay
+from support import Backend, MakeRelay, RunningRelay
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent, StatusChanged, TypingStarted
 from tresen.client.store import MessageStatus
+from tresen.core.clock import ManualClock
 from tresen.gateway.ids import decode_wamid, encode_wamid
 from tresen.wire.e2e import Interactive, InteractiveKind, Reaction, Text
 
@@ -506,3 +507,46 @@ async def test_currency_and_date_time_parameters_show_their_fallback(
         assert "your order ships on February 25, 1977." in event.template.body
     finally:
         await alice.close()
+
+
+async def test_a_number_off_the_network_is_131026_every_time(
+    make_relay: MakeRelay, backend: Backend, tmp_path: Path
+) -> None:
+    """Retrying a number nobody registered keeps its answer: the gateway remembers it for a
+    while instead of spending its lookup budget at the relay until sends turn into the
+    token's rate limit (code 4)."""
+    clock = ManualClock()
+    async with (
+        make_relay(clock=clock, limits={"lookup_burst": 3, "lookups_per_hour": 60}) as relay,
+        serve_gateway(relay, backend, tmp_path, clock=clock) as gw,
+    ):
+        nobody = relay.next_phone()
+        for _ in range(20):
+            r = await gw.send({"to": nobody, "type": "text", "text": {"body": "Hello?"}})
+            assert r.status_code == 400
+            assert error_of(r)["code"] == 131026
+
+        # New numbers each time spend the budget; then a throughput limit, not code 4.
+        codes = []
+        for _ in range(3):
+            r = await gw.send({"to": relay.next_phone(), "type": "text", "text": {"body": "?"}})
+            codes.append(error_of(r)["code"])
+        assert codes == [131026, 131026, 130429]
+        r = await gw.send({"to": nobody, "type": "text", "text": {"body": "Still there?"}})
+        assert error_of(r)["code"] == 131026
+
+        # The number registers and writes (two minutes on, well within the gateway's memory
+        # of it, the budget has room to look the writer up): it is reachable at once.
+        late = await customer(relay, tmp_path / "late", phone=nobody)
+        try:
+            clock.advance(minutes=2)
+            async with subscribed_inbox(gw) as inbox:
+                await late.send_text(gw.gateway.phone, "I am here now")
+                await inbox.next_message("text")
+            r = await gw.send({"to": nobody, "type": "text", "text": {"body": "Welcome"}})
+            assert r.status_code == 200, r.text
+            event = await next_of(late, MessageEvent)
+            assert isinstance(event.payload, Text)
+            assert event.payload.text == "Welcome"
+        finally:
+            await late.close()

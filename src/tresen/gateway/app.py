@@ -10,9 +10,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from tresen.client import Client
 from tresen.core.clock import Clock, SystemClock
@@ -77,6 +79,26 @@ async def app_secret(db: Database, key: bytes, configured: str | None) -> str:
         secret = secrets.token_hex(16)
         await set_meta(conn, "app_secret", seal(key, secret.encode(), context=APP_SECRET_CONTEXT))
         return secret
+
+
+def graph_openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document without FastAPI's 422 answers: invalid parameters are
+    answered 400 in the Graph error envelope (documented on every route), never 422."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = schema.get("components", {}).get("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def client_phone_number_id(client: Client) -> str:
@@ -156,5 +178,6 @@ def build_gateway_app(
     app.state.max_request_bytes = settings.api.max_request_bytes
     install_error_handlers(app)
     app.include_router(router)
+    app.openapi = lambda: graph_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(MessagesFastPath, state=app.state)
     return app

@@ -85,6 +85,8 @@ class _Current:
     direction: str
     origin: str
     message: StoredMessage | None
+    pricing: str | None = None
+    """As the relay reported it on ``delivered`` (JSON); ``read`` repeats it."""
 
 
 class Recorder:
@@ -351,7 +353,7 @@ class Recorder:
         rows = (await conn.execute(select(messages).where(messages.c.wamid.in_(wamids)))).all()
         current: dict[str, _Current] = {}
         for row in rows:
-            current[row.wamid] = _Current(row.status, row.direction, row.origin, None)
+            current[row.wamid] = _Current(row.status, row.direction, row.origin, None, row.pricing)
             current[row.wamid].message = StoredMessage(
                 wamid=row.wamid,
                 relay_message_id=row.relay_message_id,
@@ -388,6 +390,10 @@ class Recorder:
             if STATUS_RANK.get(state.status, 99) >= STATUS_RANK[report.status]:
                 continue  # already there, or further
             state.status = report.status
+            if report.pricing is not None:
+                state.pricing = report.pricing
+            # Pricing goes on delivered and read, never on sent (see docs/api.md).
+            pricing = state.pricing if report.status in ("delivered", "read") else None
             change = updates.setdefault(
                 report.wamid,
                 {"w": report.wamid, "pricing": None, "error_code": None, "error": None},
@@ -414,7 +420,7 @@ class Recorder:
                         contact,
                         report.status,
                         report.at_ms,
-                        report.pricing,
+                        pricing,
                         errors,
                     )
                     events.append(NewEvent(contact.account_id, "messages", value))

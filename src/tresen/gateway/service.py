@@ -34,6 +34,7 @@ from tresen.core.logging import get_logger
 from tresen.gateway.cloudapi.errors import GraphError, webhook_error
 from tresen.gateway.cloudapi.requests import ReadRequest, SendRequest
 from tresen.gateway.ids import InvalidWamid, encode_wamid, user_id_for, wa_id_of
+from tresen.gateway.lookups import UnknownNumbers
 from tresen.gateway.recorder import Echo, Received, Recorder, Sent, StatusReport
 from tresen.gateway.settings import GatewaySettings
 from tresen.gateway.store import Contact, GatewayStore, StoredMessage, Writer
@@ -62,6 +63,8 @@ log = get_logger("tresen.gateway")
 TEMPLATE_IDS_MAX_AGE_S = 30.0
 MAX_TEMPLATE_PAGES = 100
 DEFAULT_FIELDS = ["messages", "message_template_status_update"]
+UNKNOWN_NUMBER_TTL_S = 600
+MAX_UNKNOWN_NUMBERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,9 @@ class Gateway:
         self._template_ids: dict[tuple[str, str], int] = {}
         self._template_ids_at = 0.0
         self._template_lock = asyncio.Lock()
+        self._unknown_numbers = UnknownNumbers(
+            ttl_ms=UNKNOWN_NUMBER_TTL_S * 1000, max_entries=MAX_UNKNOWN_NUMBERS
+        )
         assert client.phone is not None
         self.phone = client.phone
         self.phone_number_id = self.phone.lstrip("+")
@@ -180,6 +186,29 @@ class Gateway:
         await self.writer.run(lambda conn: self.store.save_contact(conn, contact))
         return contact
 
+    async def resolve_phone(self, phone: str, given: str) -> str:
+        """The account of ``phone`` (E.164; ``given`` is how the client wrote it): 131026
+        for a number not on the network, also when asked again soon (without asking the
+        relay: see :mod:`tresen.gateway.lookups`)."""
+        now = self.clock.now_ms()
+        if self._unknown_numbers.holds(phone, now):
+            raise GraphError(131026, f"{given} is not on this Tresen network")
+        try:
+            return await self.client.resolve(phone)
+        except RelayError as exc:
+            if exc.code in (ErrorCode.UNDELIVERABLE, ErrorCode.INVALID_PARAMETER, 404):
+                self._unknown_numbers.add(phone, now)
+                raise GraphError(131026, f"{given} is not on this Tresen network") from None
+            if exc.code == ErrorCode.REQUEST_RATE_LIMITED:
+                # The gateway's own lookup budget at the relay, spent on new numbers: a
+                # throughput limit of this number, not of the client's token (code 4).
+                raise GraphError(
+                    130429,
+                    "Too many new numbers looked up at once; try this one again later",
+                    extra={"retry_after_ms": exc.details.get("retry_after_ms")},
+                ) from None
+            raise _graph(exc) from None
+
     async def _recipient(self, request: SendRequest) -> Contact:
         recipient = request.recipient
         if recipient.user_id is not None:
@@ -192,14 +221,7 @@ class Gateway:
                 )
             return contact
         assert recipient.phone is not None
-        try:
-            account_id = await self.client.resolve(recipient.phone)
-        except RelayError as exc:
-            if exc.code == ErrorCode.INVALID_PARAMETER or exc.code == 404:
-                raise GraphError(
-                    131026, f"{recipient.input} is not on this Tresen network"
-                ) from None
-            raise _graph(exc) from None
+        account_id = await self.resolve_phone(recipient.phone, recipient.input)
         if account_id == self.account_id:
             raise GraphError(131021, "The recipient is this business's own number")
         return await self.contact_for_account(account_id)
@@ -274,7 +296,8 @@ class Gateway:
             )
         return template_id
 
-    async def _all_templates(self) -> list[dict[str, Any]]:
+    async def all_templates(self) -> list[dict[str, Any]]:
+        """Every template of the business at the relay, all pages read."""
         templates: list[dict[str, Any]] = []
         after: str | None = None
         for _ in range(MAX_TEMPLATE_PAGES):
@@ -291,7 +314,7 @@ class Gateway:
 
     async def _load_template_ids(self) -> None:
         self._template_ids = {
-            (str(t["name"]), str(t["language"])): int(t["id"]) for t in await self._all_templates()
+            (str(t["name"]), str(t["language"])): int(t["id"]) for t in await self.all_templates()
         }
         self._template_ids_at = time.monotonic()
 
@@ -305,7 +328,7 @@ class Gateway:
     async def poll_templates(self) -> int:
         """Compare the relay's templates with the statuses last seen; each change becomes a
         ``message_template_status_update`` webhook. Returns the number of changes."""
-        templates = await self._all_templates()
+        templates = await self.all_templates()
         now = self.clock.now_ms()
 
         async def apply(conn: Any) -> int:
@@ -362,16 +385,27 @@ class Gateway:
     # --- webhook subscriptions made through the API ---------------------------------------
 
     async def subscribe_override(self, url: Any, verify_token: Any) -> None:
+        """Point the app's webhooks at ``url``. The app has one callback, as on the Cloud
+        API: a new one replaces the one the API set before (subscriptions added with
+        ``tresen gateway webhooks add`` stay)."""
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise GraphError(100, "Param override_callback_uri must be an http(s) URL")
         if not isinstance(verify_token, str) or not verify_token:
             raise GraphError(100, "Param verify_token is required")
+        previous = await self.store.api_callback()
         try:
-            await self.outbox.subscribe(url, verify_token, self.app_secret, DEFAULT_FIELDS)
+            await self.outbox.subscribe(
+                url,
+                verify_token,
+                self.app_secret,
+                DEFAULT_FIELDS,
+                replacing=previous,
+            )
         except SubscriptionRefused as exc:
             raise GraphError(2200, f"Callback verification failed: {exc}") from None
         except (InvalidSubscription, SubscriptionLimitReached) as exc:
             raise GraphError(100, str(exc)) from None
+        await self.writer.run(lambda conn: self.store.save_api_callback(conn, url))
 
     async def mark_read(self, request: ReadRequest) -> None:
         message = await self.store.message(request.message_id)
@@ -441,6 +475,8 @@ class Gateway:
         if wamid is None:
             return
         contact = await self.contact_for_account(event.chat)
+        if contact.phone is not None:
+            self._unknown_numbers.discard(contact.phone)  # it registered since
         kind, content, context = self._cloud_message(event.payload)
         if kind is None:
             return  # typing and receipts are not messages

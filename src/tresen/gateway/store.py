@@ -359,6 +359,17 @@ class GatewayStore:
                 .values(status="read", updated_ms=self.clock.now_ms())
             )
 
+    # --- the webhook callback set through the API --------------------------------------------
+
+    async def api_callback(self) -> str | None:
+        """The callback URL the Cloud API routes last subscribed (the one a new one replaces)."""
+        async with self.db.read() as conn:
+            url = await get_meta(conn, "api_callback_url")
+        return None if url is None else url.decode()
+
+    async def save_api_callback(self, conn: AsyncConnection, url: str) -> None:
+        await set_meta(conn, "api_callback_url", url.encode())
+
     # --- templates ---------------------------------------------------------------------------
 
     async def template_states(self, conn: AsyncConnection) -> dict[int, str]:

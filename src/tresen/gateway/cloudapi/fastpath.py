@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
 from starlette.datastructures import State
@@ -18,7 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tresen.core.logging import get_logger
 from tresen.gateway.cloudapi.errors import GraphError
-from tresen.gateway.cloudapi.messages import authorize, decode_json, send_messages
+from tresen.gateway.cloudapi.messages import (
+    authorize,
+    decode_json,
+    request_token,
+    send_messages,
+)
 
 __all__ = ["MessagesFastPath"]
 
@@ -74,7 +80,12 @@ class MessagesFastPath:
                 authorization = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 declared = int(value)
-        gateway = await authorize(state.gateway, state.api_buckets, authorization)
+        access_token = None
+        if authorization is None and scope.get("query_string"):
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            access_token = next(iter(query.get("access_token", ())), None)
+        token = request_token(authorization, access_token)
+        gateway = await authorize(state.gateway, state.api_buckets, token)
         limit: int = state.max_request_bytes
         if declared is not None and declared > limit:
             raise GraphError(100, f"The request body exceeds {limit} bytes", http_status=413)

@@ -6,10 +6,12 @@ front that answers it without the framework's routing and dependency injection.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
+from tresen.core.http import bearer_token
 from tresen.core.ratelimit import TokenBuckets
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.requests import (
@@ -20,22 +22,30 @@ from tresen.gateway.cloudapi.requests import (
 )
 from tresen.gateway.service import Gateway
 from tresen.gateway.store import Contact
-from tresen.relay.http import bearer_token
 
-__all__ = ["authorize", "check_phone", "decode_json", "send_messages"]
+__all__ = ["authorize", "check_phone", "decode_json", "request_token", "send_messages"]
 
 _decode = msgspec.json.Decoder()
 
 
-async def authorize(gateway: Gateway, buckets: TokenBuckets, authorization: str | None) -> Gateway:
-    """The gateway, once the bearer token is a current API token within its rate (190, 104
-    or 4 otherwise)."""
-    token = bearer_token(authorization)
+def request_token(authorization: str | None, access_token: str | None) -> str | None:
+    """The API token of a request: ``Authorization: Bearer …``, else the ``access_token``
+    query parameter (Graph accepts either)."""
+    return bearer_token(authorization) or access_token or None
+
+
+async def authorize(gateway: Gateway, buckets: TokenBuckets, token: str | None) -> Gateway:
+    """The gateway, once ``token`` is a current API token within its rate (190, 104 or 4
+    otherwise)."""
     if token is None:
         raise GraphError(
             104, "An access token is required to request this resource.", http_status=401
         )
-    if not await gateway.store.token_valid(token):
+    if (
+        len(token) > MAX_TOKEN_CHARS
+        or not token.isprintable()
+        or not await gateway.store.token_valid(token)
+    ):
         raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
     wait_ms = buckets.take(token)
     if wait_ms:
@@ -47,11 +57,45 @@ async def authorize(gateway: Gateway, buckets: TokenBuckets, authorization: str 
     return gateway
 
 
+MAX_TOKEN_CHARS = 512
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
 def decode_json(raw: bytes) -> Any:
+    """The JSON of a request body, refused (100) if malformed or if it holds a NUL character
+    or an integer beyond 64 bits anywhere: neither means anything in the Cloud API, and
+    neither can be stored (PostgreSQL text holds no NUL, its integers have 64 bits)."""
     try:
-        return _decode.decode(raw)
+        body = _decode.decode(raw)
     except msgspec.DecodeError as exc:
         raise GraphError(100, f"The request body is not valid JSON: {exc}") from None
+    # Both need bytes a scan finds quickly: the walk only runs for bodies that have them.
+    if b"\\u0000" in raw or _LONG_NUMBER.search(raw):
+        _check_values(body)
+    return body
+
+
+def _check_values(body: Any) -> None:
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise GraphError(100, "The request body holds a NUL character")
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise GraphError(100, "The request body holds an integer beyond 64 bits")
+
+
+def clean_text(value: str | None, param: str) -> None:
+    """Refuse (100) a path or query parameter with a NUL or other control character."""
+    if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise GraphError(100, f"Param {param} holds a control character")
 
 
 def check_phone(gateway: Gateway, node: str) -> None:

@@ -17,12 +17,15 @@ from tresen.wire.e2e import (
     Button,
     Interactive,
     InteractiveKind,
+    InvalidPayload,
     ListRow,
     ListSection,
     Payload,
+    PayloadTooLarge,
     Reaction,
     ReplyContext,
     Text,
+    encode_payload,
 )
 
 __all__ = ["ReadRequest", "Recipient", "SendRequest", "TemplateSend", "parse_message_request"]
@@ -102,8 +105,8 @@ def _optional(
         return None
     if not isinstance(value, str):
         raise _bad(f"Param {param} must be a string")
-    if not value and not allow_empty:
-        raise _bad(f"Param {param} must not be empty")
+    if not allow_empty and not value.strip():
+        raise _bad(f"Param {param} must not be empty or blank")
     if len(value) > max_length:
         raise _bad(f"Param {param} must be at most {max_length} characters long")
     return value
@@ -307,6 +310,29 @@ def _interactive(content: dict[str, Any], context: ReplyContext | None) -> Inter
 
 
 def _build_interactive(
+    kind: InteractiveKind,
+    body: str,
+    header: str | None,
+    footer: str | None,
+    context: ReplyContext | None,
+    *,
+    buttons: list[Button] | None = None,
+    sections: list[ListSection] | None = None,
+    label: str | None = None,
+) -> Interactive:
+    interactive = _interactive_payload(
+        kind, body, header, footer, context, buttons=buttons, sections=sections, label=label
+    )
+    # The end-to-end payload has rules of its own (a receiver checks them too): a message
+    # that breaks one is the client's error 100 now, not a failure while sending.
+    try:
+        encode_payload(interactive)
+    except (InvalidPayload, PayloadTooLarge) as exc:
+        raise _bad(f"Param interactive: {exc}") from None
+    return interactive
+
+
+def _interactive_payload(
     kind: InteractiveKind,
     body: str,
     header: str | None,

@@ -12,16 +12,48 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from tresen.client.api import RelayError
 from tresen.gateway.cloudapi.errors import GraphError
-from tresen.gateway.cloudapi.messages import authorize, check_phone, decode_json, send_messages
+from tresen.gateway.cloudapi.messages import (
+    authorize,
+    check_phone,
+    clean_text,
+    decode_json,
+    request_token,
+    send_messages,
+)
+from tresen.gateway.cloudapi.schemas import (
+    BlockedUsers,
+    BlockResult,
+    BusinessProfiles,
+    MessagesAnswer,
+    NodeAnswer,
+    SubscribedApps,
+    Success,
+    TemplateCreated,
+    TemplateDeleted,
+    TemplateList,
+    error_responses,
+)
+from tresen.gateway.cloudapi.schemas import json_body as body_schema
 from tresen.gateway.ids import is_user_id, wa_id_of
 from tresen.gateway.service import Gateway, relay_trouble
 
 __all__ = ["router"]
 
-router = APIRouter()
+
+async def clean_parameters(request: Request) -> None:
+    """No path or query parameter holds a control character (a NUL cannot be stored)."""
+    for name, value in request.query_params.multi_items():
+        clean_text(name, "name")
+        clean_text(value, name[:40])
+    for name, value in request.path_params.items():
+        clean_text(str(value), name)
+
+
+router = APIRouter(dependencies=[Depends(clean_parameters)])
 
 Version = Annotated[
     str,
@@ -32,6 +64,9 @@ Node = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="phone_number_i
 _json = msgspec.json.Encoder()
 PROFILE_FIELDS = ("about", "address", "description", "email", "websites", "vertical")
 MAX_BLOCK_USERS = 100
+MESSAGE_TEMPLATE_LIMIT = 6000
+"""Reported as ``summary.message_template_limit`` (the Cloud API's ceiling); the relay
+sets no limit of its own."""
 
 
 def ok(body: Any, status: int = 200) -> Response:
@@ -43,11 +78,28 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def authorized(request: Request) -> Gateway:
-    """The gateway, once the bearer token is a current API token (190/104 otherwise)."""
-    return await authorize(
-        gateway_of(request), request.app.state.api_buckets, request.headers.get("authorization")
-    )
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API token of this gateway (`tresen gateway token create`)",
+)
+_access_token = APIKeyQuery(
+    name="access_token",
+    auto_error=False,
+    scheme_name="access_token",
+    description="The same token as a query parameter, as Graph accepts it",
+)
+
+
+async def authorized(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[str | None, Depends(_access_token)],
+) -> Gateway:
+    """The gateway, once the request's token is a current API token (190/104 otherwise).
+    ``_credentials`` only documents the header: it is parsed as the fast path parses it."""
+    token = request_token(request.headers.get("authorization"), access_token)
+    return await authorize(gateway_of(request), request.app.state.api_buckets, token)
 
 
 Authorized = Annotated[Gateway, Depends(authorized)]
@@ -80,6 +132,50 @@ def _waba(gateway: Gateway, node: str) -> None:
         )
 
 
+_OBJECT_WITH_PRODUCT: dict[str, Any] = {
+    "type": "object",
+    "required": ["messaging_product"],
+    "properties": {"messaging_product": {"type": "string", "enum": ["whatsapp"]}},
+}
+_OVERRIDE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "override_callback_uri": {"type": "string", "format": "uri"},
+        "verify_token": {"type": "string"},
+    },
+}
+_WEBHOOK_CONFIGURATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["webhook_configuration"],
+    "properties": {"webhook_configuration": _OVERRIDE},
+}
+_TEMPLATE: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "language", "category", "components"],
+    "properties": {
+        "name": {"type": "string"},
+        "language": {"type": "string"},
+        "category": {"type": "string", "enum": ["MARKETING", "UTILITY", "AUTHENTICATION"]},
+        "components": {"type": "array", "items": {"type": "object"}},
+        "parameter_format": {"type": "string", "enum": ["POSITIONAL", "NAMED"]},
+    },
+}
+_BLOCK_USERS: dict[str, Any] = {
+    "type": "object",
+    "required": ["messaging_product", "block_users"],
+    "properties": {
+        "messaging_product": {"type": "string", "enum": ["whatsapp"]},
+        "block_users": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_BLOCK_USERS,
+            "items": {
+                "type": "object",
+                "properties": {"user": {"type": "string"}, "user_id": {"type": "string"}},
+            },
+        },
+    },
+}
 _SEND_EXAMPLE = {
     "messaging_product": "whatsapp",
     "to": "4915112345678",
@@ -91,25 +187,28 @@ _SEND_EXAMPLE = {
 @router.post(
     "/{version}/{node}/messages",
     summary="Send a message, mark one read, or show the typing indicator",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"example": _SEND_EXAMPLE}},
-        }
-    },
+    openapi_extra=body_schema(_OBJECT_WITH_PRODUCT, _SEND_EXAMPLE),
     responses={
+        **error_responses(body=True),
         200: {
+            "model": MessagesAnswer,
             "description": "accepted by the relay",
             "content": {
                 "application/json": {
                     "example": {
                         "messaging_product": "whatsapp",
-                        "contacts": [{"input": "4915112345678", "wa_id": "4915112345678"}],
+                        "contacts": [
+                            {
+                                "input": "4915112345678",
+                                "wa_id": "4915112345678",
+                                "user_id": "DE.17093030613609840875",
+                            }
+                        ],
                         "messages": [{"id": "wamid.HBgLNDkxNTExMjM0NTY3OBUCABEYEjA"}],
                     }
                 }
             },
-        }
+        },
     },
 )
 async def send_message(
@@ -123,7 +222,14 @@ async def send_message(
 # --- phone number and business profile -----------------------------------------------------
 
 
-@router.get("/{version}/{node}", summary="The phone number, as the Cloud API describes it")
+@router.get(
+    "/{version}/{node}",
+    summary="The phone number, as the Cloud API describes it",
+    responses={
+        200: {"model": NodeAnswer, "description": "the phone number or the business account"},
+        **error_responses(body=False),
+    },
+)
 async def phone_number(version: Version, node: Node, gateway: Authorized) -> Response:
     if node == gateway.waba_id and node != gateway.phone_number_id:
         return ok({"id": gateway.waba_id, "name": await _display_name(gateway)})
@@ -172,6 +278,7 @@ async def _quality(gateway: Gateway) -> str:
 @router.get(
     "/{version}/{node}/whatsapp_business_profile",
     summary="The business profile (about, address, description, email, websites, vertical)",
+    responses={200: {"model": BusinessProfiles, "description": "the profile"}, **error_responses()},
 )
 async def get_profile(
     version: Version, node: Node, gateway: Authorized, fields: str | None = None
@@ -197,7 +304,12 @@ async def get_profile(
     return ok({"data": [entry]})
 
 
-@router.post("/{version}/{node}/whatsapp_business_profile", summary="Update the business profile")
+@router.post(
+    "/{version}/{node}/whatsapp_business_profile",
+    summary="Update the business profile",
+    openapi_extra=body_schema(_OBJECT_WITH_PRODUCT),
+    responses={200: {"model": Success, "description": "saved"}, **error_responses(body=True)},
+)
 async def update_profile(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -222,7 +334,12 @@ async def update_profile(
     return ok({"success": True})
 
 
-@router.post("/{version}/{node}", summary="Phone number settings (webhook override)")
+@router.post(
+    "/{version}/{node}",
+    summary="Phone number settings (webhook override)",
+    openapi_extra=body_schema(_WEBHOOK_CONFIGURATION),
+    responses={200: {"model": Success, "description": "subscribed"}, **error_responses(body=True)},
+)
 async def phone_settings(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -240,7 +357,12 @@ async def phone_settings(
 # --- webhooks ------------------------------------------------------------------------------
 
 
-@router.post("/{version}/{node}/subscribed_apps", summary="Subscribe (or override) the webhook")
+@router.post(
+    "/{version}/{node}/subscribed_apps",
+    summary="Subscribe (or override) the webhook",
+    openapi_extra=body_schema(_OVERRIDE, required=False),
+    responses={200: {"model": Success, "description": "subscribed"}, **error_responses(body=True)},
+)
 async def subscribe_app(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -254,7 +376,14 @@ async def subscribe_app(
     return ok({"success": True})
 
 
-@router.get("/{version}/{node}/subscribed_apps", summary="Where webhooks go")
+@router.get(
+    "/{version}/{node}/subscribed_apps",
+    summary="Where webhooks go",
+    responses={
+        200: {"model": SubscribedApps, "description": "the app's callbacks"},
+        **error_responses(body=False),
+    },
+)
 async def subscribed_apps(version: Version, node: Node, gateway: Authorized) -> Response:
     _waba(gateway, node)
     subscriptions = await gateway.outbox.list()
@@ -271,7 +400,11 @@ async def subscribed_apps(version: Version, node: Node, gateway: Authorized) -> 
     )
 
 
-@router.delete("/{version}/{node}/subscribed_apps", summary="Stop sending webhooks")
+@router.delete(
+    "/{version}/{node}/subscribed_apps",
+    summary="Stop sending webhooks",
+    responses={200: {"model": Success, "description": "removed"}, **error_responses(body=False)},
+)
 async def unsubscribe_app(version: Version, node: Node, gateway: Authorized) -> Response:
     _waba(gateway, node)
     for subscription in await gateway.outbox.list():
@@ -282,7 +415,14 @@ async def unsubscribe_app(version: Version, node: Node, gateway: Authorized) -> 
 # --- templates -----------------------------------------------------------------------------
 
 
-@router.get("/{version}/{node}/message_templates", summary="This business's templates")
+@router.get(
+    "/{version}/{node}/message_templates",
+    summary="This business's templates",
+    responses={
+        200: {"model": TemplateList, "description": "a page of templates"},
+        **error_responses(body=False),
+    },
+)
 async def list_templates(
     version: Version,
     node: Node,
@@ -294,24 +434,38 @@ async def list_templates(
     language: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     after: str | None = None,
+    summary: str | None = None,
 ) -> Response:
     _waba(gateway, node)
+    statuses = _choices(status)
+    categories = _choices(category)
+    languages = set((language or "").replace(" ", "").split(",")) - {""}
     params = {
         k: v
-        for k, v in {"name": name, "status": status, "limit": limit, "after": after}.items()
+        for k, v in {
+            "name": name,
+            # The relay filters one status; a list (pywa joins them with commas) is
+            # filtered here.
+            "status": status if len(statuses) == 1 else None,
+            "limit": limit,
+            "after": after,
+        }.items()
         if v is not None
     }
     try:
         page = await gateway.client.api.templates(**params)
-    except RelayError as exc:
-        raise relay_trouble(exc) from None
     except Exception as exc:
         raise relay_trouble(exc) from None
-    data = page.get("data", [])
-    if category:
-        data = [t for t in data if str(t.get("category", "")).upper() == category.upper()]
-    if language:
-        data = [t for t in data if t.get("language") == language]
+
+    def wanted(t: dict[str, Any]) -> bool:
+        return (
+            (not statuses or str(t.get("status", "")).upper() in statuses)
+            and (not categories or str(t.get("category", "")).upper() in categories)
+            and (not languages or t.get("language") in languages)
+        )
+
+    now_s = gateway.clock.now_ms() // 1000
+    data = [_cloud_template(t, now_s) for t in page.get("data", []) if wanted(t)]
     # The relay's ``next`` is a path of the relay; clients (pywa's ``Result.next``) follow
     # ``next`` as it is, so it becomes this URL with the ``after`` cursor (the same filters).
     paging = dict(page.get("paging") or {})
@@ -320,10 +474,44 @@ async def list_templates(
         paging["next"] = str(request.url.include_query_params(after=cursor))
     else:
         paging.pop("next", None)
-    return ok({**page, "data": data, "paging": paging})
+    body: dict[str, Any] = {"data": data, "paging": paging}
+    if summary is not None:
+        try:
+            everything = await gateway.all_templates()
+        except Exception as exc:
+            raise relay_trouble(exc) from None
+        body["summary"] = {
+            "total_count": sum(1 for t in everything if wanted(t)),
+            "message_template_count": len(everything),
+            "message_template_limit": MESSAGE_TEMPLATE_LIMIT,
+            "are_translations_complete": True,
+        }
+    return ok(body)
 
 
-@router.post("/{version}/{node}/message_templates", summary="Submit a template for review")
+def _choices(value: str | None) -> set[str]:
+    return set((value or "").upper().replace(" ", "").split(",")) - {""}
+
+
+def _cloud_template(template: dict[str, Any], now_s: int) -> dict[str, Any]:
+    """A relay template as the Cloud API lists it: the quality score carries the time it
+    holds for (the relay keeps no history of scores, so: now, when it was read)."""
+    out = {k: v for k, v in template.items() if k != "paused_until_ms"}
+    quality = template.get("quality_score")
+    score = quality.get("score") if isinstance(quality, dict) else None
+    out["quality_score"] = {"score": str(score or "UNKNOWN"), "date": now_s}
+    return out
+
+
+@router.post(
+    "/{version}/{node}/message_templates",
+    summary="Submit a template for review",
+    openapi_extra=body_schema(_TEMPLATE),
+    responses={
+        200: {"model": TemplateCreated, "description": "submitted, PENDING review"},
+        **error_responses(body=True),
+    },
+)
 async def create_template(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -341,7 +529,14 @@ async def create_template(
     return ok(created)
 
 
-@router.delete("/{version}/{node}/message_templates", summary="Delete a template by name")
+@router.delete(
+    "/{version}/{node}/message_templates",
+    summary="Delete a template by name",
+    responses={
+        200: {"model": TemplateDeleted, "description": "deleted"},
+        **error_responses(body=False),
+    },
+)
 async def delete_template(
     version: Version,
     node: Node,
@@ -370,9 +565,12 @@ def _block_users(body: Any) -> list[str]:
         raise GraphError(100, f"Param block_users must hold 1 to {MAX_BLOCK_USERS} users")
     out = []
     for i, entry in enumerate(users):
-        user = entry.get("user") if isinstance(entry, dict) else None
-        if not isinstance(user, str) or not user:
-            raise GraphError(100, f"Param block_users[{i}]['user'] is required")
+        # A phone number or wa_id in ``user``, or a business-scoped user id in ``user_id``.
+        user = entry.get("user", entry.get("user_id")) if isinstance(entry, dict) else None
+        if not isinstance(user, str) or not user.strip() or len(user) > 128:
+            raise GraphError(
+                100, f"Param block_users[{i}] needs 'user' (a phone number) or 'user_id'"
+            )
         out.append(user)
     return out
 
@@ -384,10 +582,20 @@ async def _account_of(gateway: Gateway, user: str) -> str:
             raise LookupError("no customer with this user id has written to this business")
         return contact.account_id
     digits = "".join(ch for ch in user if ch.isdigit())
-    return await gateway.client.resolve("+" + digits)
+    if not 6 <= len(digits) <= 15:
+        raise LookupError(f"{user[:40]} is not a phone number or user id")
+    return await gateway.resolve_phone("+" + digits, user)
 
 
-@router.post("/{version}/{node}/block_users", summary="Block customers")
+@router.post(
+    "/{version}/{node}/block_users",
+    summary="Block customers",
+    openapi_extra=body_schema(_BLOCK_USERS),
+    responses={
+        200: {"model": BlockResult, "description": "blocked, and those that failed"},
+        **error_responses(body=True),
+    },
+)
 async def block_users(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -395,7 +603,15 @@ async def block_users(
     return ok(await _change_blocks(gateway, _block_users(await json_body(request)), block=True))
 
 
-@router.delete("/{version}/{node}/block_users", summary="Unblock customers")
+@router.delete(
+    "/{version}/{node}/block_users",
+    summary="Unblock customers",
+    openapi_extra=body_schema(_BLOCK_USERS),
+    responses={
+        200: {"model": BlockResult, "description": "unblocked, and those that failed"},
+        **error_responses(body=True),
+    },
+)
 async def unblock_users(
     version: Version, node: Node, request: Request, gateway: Authorized
 ) -> Response:
@@ -413,8 +629,8 @@ async def _change_blocks(gateway: Gateway, users: list[str], *, block: bool) -> 
                 await gateway.client.block(account)
             else:
                 await gateway.client.unblock(account)
-        except (RelayError, LookupError) as exc:
-            code = exc.code if isinstance(exc, RelayError) else 139100
+        except (RelayError, GraphError, LookupError) as exc:
+            code = exc.code if isinstance(exc, RelayError | GraphError) else 139100
             failed.append(
                 {
                     "input": user,
@@ -440,7 +656,14 @@ async def _change_blocks(gateway: Gateway, users: list[str], *, block: bool) -> 
     return {"messaging_product": "whatsapp", "block_users": result}
 
 
-@router.get("/{version}/{node}/block_users", summary="Blocked customers")
+@router.get(
+    "/{version}/{node}/block_users",
+    summary="Blocked customers",
+    responses={
+        200: {"model": BlockedUsers, "description": "the blocked customers"},
+        **error_responses(body=False),
+    },
+)
 async def blocked_users(version: Version, node: Node, gateway: Authorized) -> Response:
     check_phone(gateway, node)
     try:
@@ -450,8 +673,14 @@ async def blocked_users(version: Version, node: Node, gateway: Authorized) -> Re
     data = []
     for account in accounts:
         contact = await gateway.contact_for_account(account)
-        entry: dict[str, Any] = {"messaging_product": "whatsapp", "user_id": contact.user_id}
-        if contact.wa_id:
-            entry["wa_id"] = wa_id_of(contact.phone)
+        # ``input`` (pywa reads it) is what a block by phone number would have given.
+        wa_id = wa_id_of(contact.phone)
+        entry: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "input": wa_id or contact.user_id,
+            "user_id": contact.user_id,
+        }
+        if wa_id:
+            entry["wa_id"] = wa_id
         data.append(entry)
     return ok({"data": data})

@@ -293,11 +293,15 @@ class Outbox:
         fields: Collection[str],
         *,
         http: httpx.AsyncClient | None = None,
+        replacing: str | None = None,
     ) -> Subscription:
         """Verify ``url`` with the Cloud API handshake, then store the subscription (or
-        update the one with the same URL). Raises :class:`SubscriptionRefused` when the
+        update the one with the same URL); ``replacing`` (a URL) is removed in the same
+        transaction, as :meth:`remove` would. Raises :class:`SubscriptionRefused` when the
         handshake fails, :class:`SubscriptionLimitReached` beyond ``max_subscriptions``,
         :class:`InvalidSubscription` for a bad URL, token, secret or field."""
+        if replacing == url:
+            replacing = None
         _validate_url(url)
         if not verify_token or len(verify_token) > _MAX_TOKEN:
             raise InvalidSubscription(f"the verify token must be 1 to {_MAX_TOKEN} characters")
@@ -307,7 +311,7 @@ class Outbox:
         async with self.db.read() as conn:
             existing = await repo.subscription_by_url(conn, url)
             if existing is None or existing.removed_ms is not None:
-                await self._check_room(conn)
+                await self._check_room(conn, replacing)
         if http is None:
             # Like the POSTs, straight to the URL: no proxies from the environment.
             async with httpx.AsyncClient(trust_env=False) as client:
@@ -324,7 +328,7 @@ class Outbox:
         async with self.db.write() as conn:
             existing = await repo.subscription_by_url(conn, url)
             if existing is None or existing.removed_ms is not None:
-                await self._check_room(conn)
+                await self._check_room(conn, replacing)
             if existing is None:
                 result = await conn.execute(
                     repo.s.insert().values(url=url, created_ms=now, **values)
@@ -341,7 +345,10 @@ class Outbox:
                     .values(created_ms=created, **values)
                 )
                 subscription_id = int(existing.id)
+            replaced = None if replacing is None else await self._retire(conn, replacing, now)
         self._forget()
+        if replaced is not None:
+            log.info("webhook subscription replaced", subscription_id=replaced, url=replacing)
         log.info(
             "webhook subscription saved",
             subscription_id=subscription_id,
@@ -350,13 +357,26 @@ class Outbox:
         )
         return Subscription(subscription_id, url, wanted, created)
 
-    async def _check_room(self, conn: AsyncConnection) -> None:
+    async def _check_room(self, conn: AsyncConnection, replacing: str | None = None) -> None:
         limit = self.settings.max_subscriptions
+        if replacing is not None:
+            row = await repo.subscription_by_url(conn, replacing)
+            if row is not None and row.removed_ms is None:
+                return  # one goes for one that comes
         if await repo.count_active(conn) >= limit:
             raise SubscriptionLimitReached(
                 f"the gateway allows {limit} webhook subscriptions; remove one first "
                 "(webhooks.max_subscriptions)"
             )
+
+    async def _retire(self, conn: AsyncConnection, url: str, now_ms: int) -> int | None:
+        """Mark the active subscription of ``url`` removed; its id, or ``None``."""
+        row = await repo.subscription_by_url(conn, url)
+        if row is None or row.removed_ms is not None:
+            return None
+        await conn.execute(repo.s.update().where(repo.s.c.id == row.id).values(removed_ms=now_ms))
+        await repo.kill_pending(conn, row.id, REMOVED_ERROR)
+        return int(row.id)
 
     async def remove(self, subscription: str | int) -> Subscription:
         """Stop sending to a subscription (by URL or id). Its pending events become dead
