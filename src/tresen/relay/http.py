@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tresen.core.errors import ErrorCode, TresenError, http_status_for
+from tresen.core.http import bearer_token
 from tresen.core.logging import get_logger
 from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
@@ -26,7 +27,6 @@ __all__ = [
     "Ctx",
     "ErrorPublic",
     "OperatorAuthed",
-    "bearer_token",
     "errors",
     "install_error_handlers",
 ]
@@ -40,13 +40,6 @@ def get_context(request: Request) -> RelayContext:
 
 
 Ctx = Annotated[RelayContext, Depends(get_context)]
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, value = authorization.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else None
 
 
 # Declared for the OpenAPI document (security scheme "device"); the token itself is read

@@ -18,10 +18,10 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.http import bearer_token
 from tresen.core.logging import get_logger
 from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
-from tresen.relay.http import bearer_token
 from tresen.relay.mailbox.hub import CLOSE_REPLACED
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
 from tresen.relay.mailbox.service import AcceptedSend, failure_of, pricing_facts
