@@ -99,6 +99,36 @@ def entry_frame(entry: MailboxEntry) -> wire.ServerFrame:
     )
 
 
+def _decoded(raw: bytes) -> wire.ClientFrame:
+    """``raw`` as a client frame, or error 100 that says what is wrong and where."""
+    try:
+        return wire.decode_client_frame(raw)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
+        reason = str(exc)
+        problem, _, where = reason.rpartition(" - at `")
+        if not where:
+            raise TresenError(
+                ErrorCode.INVALID_PARAMETER, "frame does not match the protocol", reason=reason
+            ) from None
+        field = where.rstrip("`")
+        raise TresenError(
+            ErrorCode.INVALID_PARAMETER,
+            f"frame does not match the protocol: invalid {field}",
+            reason=reason,
+            field=field,
+            problem=problem,
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise TresenError(
+            ErrorCode.INVALID_PARAMETER, "frame is not valid msgpack", reason=str(exc)
+        ) from None
+    except RecursionError:
+        # msgspec gives up on very deep nesting (in an unknown field, say) this way.
+        raise TresenError(
+            ErrorCode.INVALID_PARAMETER, "frame is nested too deeply", reason="recursion limit"
+        ) from None
+
+
 @dataclass(slots=True)
 class _Reply:
     """The pending answer to one client frame."""
@@ -290,17 +320,10 @@ class DeviceConnection:
                     size=len(raw),
                 )
             try:
-                frame = wire.decode_client_frame(raw)
-            except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
-                raise TresenError(
-                    ErrorCode.INVALID_PARAMETER,
-                    "frame does not match the protocol",
-                    reason=str(exc),
-                ) from None
-            except msgspec.DecodeError as exc:
-                raise TresenError(
-                    ErrorCode.INVALID_PARAMETER, "frame is not valid msgpack", reason=str(exc)
-                ) from None
+                frame = _decoded(raw)
+            except TresenError:
+                client_msg_id = wire.rejected_send_id(raw)
+                raise
             if frame.v != wire.PROTOCOL_VERSION:
                 raise TresenError(
                     ErrorCode.UNSUPPORTED_VERSION,
@@ -322,6 +345,12 @@ class DeviceConnection:
             return _Reply(_resolved(wire.Pong(nonce=frame.nonce)))
         except TresenError as exc:
             return self._rejected(exc, client_msg_id)
+        except Exception as exc:
+            # Whatever a frame makes fail is answered to its sender alone.
+            self.log.error("frame dispatch failed", error=repr(exc))
+            return self._rejected(
+                TresenError(ErrorCode.INTERNAL, "internal error; try again"), client_msg_id
+            )
 
     async def _delivery_loop(self) -> None:
         window = self.limits.inflight_per_connection
