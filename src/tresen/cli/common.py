@@ -85,6 +85,14 @@ async def start_server(
         ws_per_message_deflate=False,
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # Slow or idle clients hold sockets, not memory: an idle keep-alive connection is
+        # closed after 5 s, request heads are capped at 16 KiB, and at most 4 received frames
+        # wait per WebSocket (up to 4 x ws_max_size) while the relay is busy with earlier ones.
+        # Bodies have their own timeout (limits.body_read_timeout_s, relay/http.py); uvicorn
+        # has none for a request head that arrives slowly: a reverse proxy bounds that.
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,
+        ws_max_queue=4,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

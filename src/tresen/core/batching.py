@@ -4,6 +4,12 @@ Callers submit operations and get futures; one worker takes whatever has queued 
 ``max_batch``), hands the list to ``process`` and resolves each future with that operation's
 result or exception. Operations are processed in submission order, so one connection's writes
 keep their order even when it does not wait for each answer before submitting the next.
+
+When ``process`` raises instead of answering per operation, the batch is split in halves and
+each half is processed again, recursively: one operation that makes the whole transaction fail
+(a value the database refuses, say) gets the exception alone, and the others are written. A
+lone operation that still fails is answered with ``blame(operation, exception)``. ``process``
+must therefore leave nothing behind when it raises (it runs in one transaction).
 """
 
 from __future__ import annotations
@@ -30,9 +36,13 @@ class GroupCommitter(Generic[T, R]):
         *,
         max_batch: int = 256,
         max_queued: int = 50_000,
+        blame: Callable[[T, Exception], BaseException] | None = None,
     ) -> None:
         self._process = process
+        self._blame = blame
         self._max_batch = max_batch
+        self.isolated_failures = 0
+        """Operations that failed alone after their batch was split (for tests and metrics)."""
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue(max_queued)
         self._worker: asyncio.Task[None] | None = None
 
@@ -64,20 +74,53 @@ class GroupCommitter(Generic[T, R]):
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            items = [item for item, _ in batch]
             try:
-                results: Sequence[R | BaseException] = await self._process(items)
+                await self._apply(batch)
             except asyncio.CancelledError:
                 for _, future in batch:
-                    future.cancel()
+                    if not future.done():
+                        future.cancel()
                 raise
-            except Exception as exc:
-                log.exception("batch failed", size=len(batch))
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+
+    async def _apply(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results: Sequence[R | BaseException] = await self._process(items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail_alone(batch[0], exc)
+                return
+            # One operation can make the whole transaction fail: retry the halves, in order,
+            # until the ones to blame are alone. The others cost one extra attempt per level.
+            log.warning("batch failed; retrying it in halves", size=len(batch), error=_kind(exc))
+            middle = len(batch) // 2
+            await self._apply(batch[:middle])
+            await self._apply(batch[middle:])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def _fail_alone(self, entry: tuple[T, asyncio.Future[R]], exc: Exception) -> None:
+        item, future = entry
+        self.isolated_failures += 1
+        error = exc if self._blame is None else self._blame(item, exc)
+        log.warning(
+            "operation failed alone",
+            error=_kind(exc),
+            answered=_kind(error),
+            isolated_failures=self.isolated_failures,
+        )
+        if not future.done():
+            future.set_exception(error)
+
+
+def _kind(exc: BaseException) -> str:
+    # Exception messages can quote the offending values (client data): only the type is logged.
+    return type(exc).__qualname__

@@ -75,6 +75,21 @@ class Limits(BaseModel):
     code_attempts_per_address: int = Field(
         default=30, ge=1, description="wrong codes from one source per code_request_window_s"
     )
+    # What a slow or non-reading client may make the relay hold for it. Mailbox entries wait
+    # for room (at most half the bytes, and the delivery window of inflight_per_connection
+    # frames); the rest is for answers, of which at most pipeline_per_connection are pending
+    # at a time, each a few hundred bytes. A reading client never comes near either bound.
+    max_outbox_frames: int = Field(
+        default=2048, ge=16, description="frames waiting to be written to one WebSocket"
+    )
+    max_outbox_bytes: int = Field(
+        default=4 * 1_048_576,
+        ge=65_536,
+        description="bytes waiting to be written to one WebSocket; beyond: close 4008",
+    )
+    body_read_timeout_s: float = Field(
+        default=30.0, gt=0, description="time to receive an HTTP request body; beyond: 408"
+    )
 
 
 class FileSettings(BaseSettings):

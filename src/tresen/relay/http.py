@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -241,41 +242,44 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Rejects HTTP request bodies larger than ``max_bytes`` with 413 / FRAME_TOO_LARGE.
+    """Rejects HTTP request bodies larger than ``max_bytes`` with 413 / FRAME_TOO_LARGE, and
+    bodies that take longer than ``read_timeout_s`` to arrive with 408.
 
-    A declared Content-Length is checked up front; a body of unknown length (chunked) is
-    read up to the limit first and then handed to the application from memory.
+    The body is read up to the limit first and then handed to the application from memory, so
+    that a client sending slowly holds a socket but never a handler. A declared Content-Length
+    over the limit is refused before anything is read. Without ``read_timeout_s`` the relay's
+    ``limits.body_read_timeout_s`` applies.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > self.max_bytes:
-                await self._reject(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self._read_timeout(scope)):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            response = error_response(
+                TresenError(ErrorCode.INVALID_PARAMETER, "request body not received in time")
+            )
+            response.status_code = 408
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
+        if body is None:
+            return  # the client went away
+        if len(body) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
         replayed = False
 
         async def buffered_receive() -> Message:
@@ -283,9 +287,29 @@ class BodyLimit:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, buffered_receive, send)
+
+    def _read_timeout(self, scope: Scope) -> float:
+        if self.read_timeout_s is not None:
+            return self.read_timeout_s
+        relay = getattr(getattr(scope.get("app"), "state", None), "relay", None)
+        return float(relay.settings.limits.body_read_timeout_s) if relay is not None else 30.0
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or as much as shows it is over the limit; None if the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.max_bytes or not message.get("more_body", False):
+                return b"".join(chunks)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(

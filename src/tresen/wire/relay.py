@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from tresen.wire.fields import Int63, PositiveId, SafeText
+
 __all__ = [
     "PROTOCOL_VERSION",
     "Accepted",
@@ -38,14 +40,18 @@ __all__ = [
     "decode_server_frame",
     "encode",
     "encode_pricing",
+    "rejected_send_id",
 ]
 
 PROTOCOL_VERSION = 1
 
-ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-AccountRef = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-EnvelopeId = Annotated[int, msgspec.Meta(ge=1)]
-MessageRef = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+# Every field a client sends is bounded to what the relay can store (wire/fields.py): a value
+# the database would refuse is answered with error 100 for that frame alone.
+ClientMsgId = Annotated[SafeText, msgspec.Meta(min_length=1, max_length=64)]
+AccountRef = Annotated[SafeText, msgspec.Meta(min_length=1, max_length=32)]
+EnvelopeId = PositiveId
+MessageRef = Annotated[SafeText, msgspec.Meta(min_length=1, max_length=32)]
+TemplateRef = Annotated[SafeText, msgspec.Meta(max_length=128)]
 
 
 class MessageClass(IntEnum):
@@ -67,10 +73,10 @@ class Frame(msgspec.Struct, tag_field="t", forbid_unknown_fields=True, kw_only=T
 class DeviceCiphertext(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One recipient device's copy: an Olm message ``{type: 0|1, body}``."""
 
-    device_id: Annotated[int, msgspec.Meta(ge=1)]
+    device_id: PositiveId
     type: Annotated[int, msgspec.Meta(ge=0, le=1)]
     body: bytes
-    registration_id: int | None = None
+    registration_id: Int63 | None = None
 
 
 class Send(Frame, tag="send"):
@@ -78,7 +84,7 @@ class Send(Frame, tag="send"):
     to: AccountRef
     per_device: Annotated[list[DeviceCiphertext], msgspec.Meta(min_length=1)]
     klass: MessageClass = MessageClass.SESSION
-    template_ref: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    template_ref: TemplateRef | None = None
 
 
 class Ack(Frame, tag="ack"):
@@ -232,6 +238,26 @@ def decode_pricing(raw: bytes) -> PricingFacts | None:
 def decode_client_frame(raw: bytes) -> ClientFrame:
     frame: ClientFrame = _client_decoder.decode(raw)
     return frame
+
+
+class _SendKey(msgspec.Struct):
+    """Just enough of a rejected frame to answer a send with its ``client_msg_id``."""
+
+    t: str = ""
+    client_msg_id: ClientMsgId | None = None
+
+
+_send_key_decoder = msgspec.msgpack.Decoder(_SendKey)
+
+
+def rejected_send_id(raw: bytes) -> str | None:
+    """The ``client_msg_id`` of a ``send`` frame that failed to decode, if it has a valid one,
+    so that its error can name the send it answers."""
+    try:
+        key = _send_key_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return key.client_msg_id if key.t == "send" else None
 
 
 def decode_server_frame(raw: bytes) -> ServerFrame:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tresen.relay.http import Authed, Ctx
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
 from tresen.relay.mailbox.service import failure_of, pricing_facts
+from tresen.wire.fields import INT63_MAX, INT63_MIN, MAX_ID, SAFE_TEXT_PATTERN
 from tresen.wire.relay import DeviceCiphertext, MessageClass, PricingFacts, Send, decode_pricing
 
 __all__ = ["router"]
@@ -32,10 +33,10 @@ _CLASS_NAMES: dict[MessageClass, ClassName] = {
 class CiphertextCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device_id: int = Field(ge=1)
+    device_id: int = Field(ge=1, le=MAX_ID)
     type: int = Field(ge=0, le=1)
     body: str = Field(description="base64 of the Olm message bytes", max_length=200_000)
-    registration_id: int | None = None
+    registration_id: int | None = Field(default=None, ge=INT63_MIN, le=INT63_MAX)
 
     @field_validator("body")
     @classmethod
@@ -50,10 +51,11 @@ class CiphertextCreate(BaseModel):
 class SendCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    client_msg_id: str = Field(min_length=1, max_length=64)
-    to: str = Field(min_length=1, max_length=32)
+    # The same bounds as the WebSocket's send frame (wire/relay.py).
+    client_msg_id: str = Field(min_length=1, max_length=64, pattern=SAFE_TEXT_PATTERN)
+    to: str = Field(min_length=1, max_length=32, pattern=SAFE_TEXT_PATTERN)
     klass: ClassName = Field(default="session", alias="class")
-    template_ref: str | None = Field(default=None, max_length=128)
+    template_ref: str | None = Field(default=None, max_length=128, pattern=SAFE_TEXT_PATTERN)
     per_device: list[CiphertextCreate] = Field(min_length=1, max_length=64)
 
 
@@ -110,7 +112,7 @@ class AckCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Hard cap for parsing; the configured limit (limits.max_acks_per_frame) is checked after.
-    ids: list[int] = Field(min_length=1, max_length=100_000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=100_000)
 
 
 class AckPublic(BaseModel):
@@ -120,9 +122,9 @@ class AckPublic(BaseModel):
 class ReceiptCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message_ids: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
-        min_length=1, max_length=100_000
-    )
+    message_ids: list[
+        Annotated[str, Field(min_length=1, max_length=32, pattern=SAFE_TEXT_PATTERN)]
+    ] = Field(min_length=1, max_length=100_000)
 
 
 class ReceiptPublic(BaseModel):
@@ -173,7 +175,7 @@ async def fetch_pending(
     principal: Authed,
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=10_000, description="capped by the relay")] = 100,
-    after: Annotated[int, Query(ge=0, description="only entries with a larger id")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="only entries with a larger id")] = 0,
 ) -> PendingPublic:
     limit = min(limit, ctx.settings.limits.max_fetch_batch)
     entries = await ctx.mailbox.pending(principal.device_pk, after_seq=after, limit=limit + 1)

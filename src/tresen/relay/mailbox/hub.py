@@ -46,6 +46,10 @@ class Hub:
     def is_connected(self, device_pk: DevicePk) -> bool:
         return device_pk in self._connections
 
+    def connection(self, device_pk: DevicePk) -> Connection | None:
+        """The device's connection on this relay process, if it has one."""
+        return self._connections.get(device_pk)
+
     def wake(self, device_pks: Iterable[DevicePk]) -> None:
         for pk in device_pks:
             connection = self._connections.get(pk)

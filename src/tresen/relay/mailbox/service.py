@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.batching import GroupCommitter
@@ -82,10 +83,13 @@ class AcceptedSend:
     pricing: Pricing | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _SendOp:
     sender: Principal
     frame: Send
+    # The platform rules' decision, made once: a batch that is retried after a failure
+    # (core/batching.py) must not take this send's rate tokens a second time.
+    decision: Admission | TresenError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +166,13 @@ class MailboxService:
         self._purger: asyncio.Task[None] | None = None
         self._next_purge_ms = clock.now_ms() + self._purge_interval_ms
         self._writes: GroupCommitter[_Op, _Done] = GroupCommitter(
-            self._apply_batch, max_batch=limits.write_batch
+            self._apply_batch, max_batch=limits.write_batch, blame=_blame
         )
+
+    @property
+    def write_failures_isolated(self) -> int:
+        """Operations that made their group commit fail and were answered alone."""
+        return self._writes.isolated_failures
 
     @property
     def _purge_interval_ms(self) -> int:
@@ -318,7 +327,12 @@ class MailboxService:
                 await self.policy.record(conn, batch.admitted, batch.now)
             await repo.insert_messages(conn, batch.messages)
             seqs = await repo.enqueue(conn, batch.entries)
-        self._hand_over(batch.entries, seqs, heads)
+        # Committed: from here on nothing may raise, or the group commit would write it again.
+        try:
+            self._hand_over(batch.entries, seqs, heads)
+        except Exception:
+            # The connections find the entries when they next read their mailboxes.
+            log.exception("handing committed entries to connections failed")
         results: list[_Result] = []
         for result in batch.results:
             assert result is not None
@@ -369,16 +383,24 @@ class MailboxService:
             return [(i, op, targets, Admission()) for i, op, targets in planned]
         if duplicates:
             await self._price_duplicates(conn, duplicates, batch)
-        decisions = await self.policy.admit(
-            conn,
-            [
-                SendIntent(op.sender.account_id, op.frame.to, op.frame.klass, op.frame.template_ref)
-                for _, op, _ in planned
-            ],
-            None if prefetch is None else await prefetch,
-        )
+        undecided = [op for _, op, _ in planned if op.decision is None]
+        if undecided:
+            decisions = await self.policy.admit(
+                conn,
+                [
+                    SendIntent(
+                        op.sender.account_id, op.frame.to, op.frame.klass, op.frame.template_ref
+                    )
+                    for op in undecided
+                ],
+                None if prefetch is None else await prefetch,
+            )
+            for op, decided in zip(undecided, decisions, strict=True):
+                op.decision = decided
         admitted: list[tuple[int, _SendOp, list[RecipientDevice], Admission]] = []
-        for (index, op, targets), decision in zip(planned, decisions, strict=True):
+        for index, op, targets in planned:
+            decision = op.decision
+            assert decision is not None
             if isinstance(decision, TresenError):
                 batch.results[index] = decision
             else:
@@ -691,6 +713,55 @@ class MailboxService:
                 await self.purge_if_due()
             except Exception:
                 log.exception("purging expired envelopes failed")
+
+
+def _blame(op: _Op, exc: Exception) -> TresenError:
+    """What an operation that failed alone in the group commit is answered with."""
+    if _is_bad_value(exc):
+        # A value the database refuses (out of range, a character it cannot store): the
+        # client's fault, whatever the decoder let through.
+        return TresenError(
+            ErrorCode.INVALID_PARAMETER,
+            "a value in this request cannot be stored",
+            operation=_OP_NAMES[type(op)],
+        )
+    log.error("write failed", operation=_OP_NAMES[type(op)], exc_info=exc)
+    return TresenError(ErrorCode.INTERNAL, "internal error; try again")
+
+
+_OP_NAMES: dict[type[_Op], str] = {
+    _SendOp: "send",
+    _AckOp: "ack",
+    _ReadOp: "receipt",
+    _PurgeOp: "purge",
+}
+
+
+def _is_bad_value(exc: BaseException) -> bool:
+    # SQLAlchemy wraps driver errors (``orig``); drivers chain theirs (``__cause__``).
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.DataError | OverflowError | UnicodeError):
+            return True
+        if type(current).__name__ in _DRIVER_DATA_ERRORS:
+            return True
+        orig = getattr(current, "orig", None)
+        todo += [current.__cause__, current.__context__]
+        if isinstance(orig, BaseException):
+            todo.append(orig)
+    return False
+
+
+# asyncpg's names for a value PostgreSQL (or asyncpg's encoder) refuses; matched by name so that
+# the SQLite-only installation need not import asyncpg.
+_DRIVER_DATA_ERRORS = frozenset(
+    {"DataError", "CharacterNotInRepertoireError", "UntranslatableCharacterError"}
+)
 
 
 def _template_number(ref: str | None) -> int | None:

@@ -3,12 +3,18 @@
 Three tasks serve one connection: a reader that handles the device's frames in order, a
 delivery loop that sends the device's mailbox in ``seq`` order (the stored backlog first, then
 whatever arrives), and a writer that owns the socket's send side.
+
+Everything waiting for the writer is bounded (``max_outbox_frames``, ``max_outbox_bytes``).
+Mailbox entries wait for room (they fill at most half the outbox, the rest is for answers), so
+they never trip the bound; answers and pushes do not wait: a device that keeps sending frames
+without reading the answers is disconnected with 4008 instead of growing the relay's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +40,9 @@ log = get_logger("tresen.relay.ws")
 router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_SLOW = 4008
+# What a mailbox entry's frame adds to its payload (ids, names, tags), with room to spare.
+ENTRY_OVERHEAD_BYTES = 1024
 
 
 @router.websocket("/v1/ws")
@@ -99,6 +108,36 @@ def entry_frame(entry: MailboxEntry) -> wire.ServerFrame:
     )
 
 
+def _decoded(raw: bytes) -> wire.ClientFrame:
+    """``raw`` as a client frame, or error 100 that says what is wrong and where."""
+    try:
+        return wire.decode_client_frame(raw)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
+        reason = str(exc)
+        problem, _, where = reason.rpartition(" - at `")
+        if not where:
+            raise TresenError(
+                ErrorCode.INVALID_PARAMETER, "frame does not match the protocol", reason=reason
+            ) from None
+        field = where.rstrip("`")
+        raise TresenError(
+            ErrorCode.INVALID_PARAMETER,
+            f"frame does not match the protocol: invalid {field}",
+            reason=reason,
+            field=field,
+            problem=problem,
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise TresenError(
+            ErrorCode.INVALID_PARAMETER, "frame is not valid msgpack", reason=str(exc)
+        ) from None
+    except RecursionError:
+        # msgspec gives up on very deep nesting (in an unknown field, say) this way.
+        raise TresenError(
+            ErrorCode.INVALID_PARAMETER, "frame is nested too deeply", reason="recursion limit"
+        ) from None
+
+
 @dataclass(slots=True)
 class _Reply:
     """The pending answer to one client frame."""
@@ -106,6 +145,12 @@ class _Reply:
     result: Awaitable[wire.ServerFrame | None]
     client_msg_id: str | None = None
     acked: tuple[int, ...] = ()
+
+
+def _discard(reply: _Reply) -> None:
+    """Drop an answer that will never be sent (the connection is ending)."""
+    if asyncio.iscoroutine(reply.result):
+        reply.result.close()
 
 
 async def _resolved(frame: wire.ServerFrame) -> wire.ServerFrame:
@@ -133,7 +178,18 @@ class DeviceConnection:
         self.ctx = ctx
         self.principal = principal
         self.limits = ctx.settings.limits
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # Encoded frames waiting for the writer; a frame counts until it has been written.
+        self._outbox: deque[bytes] = deque()
+        self._outbox_bytes = 0
+        self._outbox_ready = asyncio.Event()
+        self._outbox_room = asyncio.Event()
+        # Mailbox entries fill at most this much of the outbox; answers have the rest.
+        self._entry_room = self.limits.max_outbox_bytes // 2
+        self._entry_max = self.limits.max_ciphertext_bytes + ENTRY_OVERHEAD_BYTES
+        self.too_slow = asyncio.Event()
+        """Set when the device stopped reading and is being disconnected (close 4008)."""
+        self.outbox_peak_bytes = 0
+        """The most bytes the outbox has held (for tests and metrics)."""
         self._replies: asyncio.Queue[_Reply] = asyncio.Queue(self.limits.pipeline_per_connection)
         self._wake = asyncio.Event()
         self._window_open = asyncio.Event()
@@ -150,7 +206,29 @@ class DeviceConnection:
         self._wake.set()
 
     def push(self, frame: wire.ServerFrame) -> None:
-        self._outbox.put_nowait(wire.encode(frame))
+        if self._closed or self.too_slow.is_set():
+            return
+        data = wire.encode(frame)
+        frames, size = len(self._outbox) + 1, self._outbox_bytes + len(data)
+        if frames > self.limits.max_outbox_frames or size > self.limits.max_outbox_bytes:
+            # The device does not read what it is sent: disconnect it (run() closes with
+            # 4008) rather than hold more; whatever was not acked is sent again next time.
+            self.log.warning(
+                "device too slow; disconnecting",
+                outbox_frames=len(self._outbox),
+                outbox_bytes=self._outbox_bytes,
+            )
+            self.too_slow.set()
+            return
+        self._outbox.append(data)
+        self._outbox_bytes = size
+        self.outbox_peak_bytes = max(self.outbox_peak_bytes, size)
+        self._outbox_ready.set()
+
+    @property
+    def outbox_bytes(self) -> int:
+        """Bytes of encoded frames waiting to be written (or being written)."""
+        return self._outbox_bytes
 
     def offer(self, after_seq: int, entries: list[MailboxEntry]) -> None:
         """Send just-committed entries straight away when nothing older is still unsent.
@@ -160,6 +238,8 @@ class DeviceConnection:
         database read. Otherwise the delivery loop fetches them in order.
         """
         fits = len(self._inflight) + len(entries) <= self.limits.inflight_per_connection
+        size = sum(len(e.payload) + ENTRY_OVERHEAD_BYTES for e in entries)
+        fits = fits and self._outbox_bytes + size <= self._entry_room
         if not (self._drained and after_seq <= self._cursor and fits):
             self.wake()
             return
@@ -178,7 +258,7 @@ class DeviceConnection:
         if self._closed:
             return
         self._closed = True
-        self._outbox.put_nowait(None)
+        self._outbox_ready.set()
         with contextlib.suppress(Exception):
             if self.websocket.application_state is WebSocketState.CONNECTED:
                 await self.websocket.close(code, reason)
@@ -214,6 +294,7 @@ class DeviceConnection:
                 asyncio.create_task(self._read_loop()),
                 asyncio.create_task(self._reply_loop()),
                 asyncio.create_task(self._delivery_loop()),
+                asyncio.create_task(self.too_slow.wait()),
             ]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -226,18 +307,27 @@ class DeviceConnection:
             await asyncio.gather(*tasks, return_exceptions=True)
             hub.unregister(self.principal.device_pk, self)
             while not self._replies.empty():
-                unanswered = self._replies.get_nowait().result
-                if asyncio.iscoroutine(unanswered):
-                    unanswered.close()
-            await self.close(1000, "bye")
+                _discard(self._replies.get_nowait())
+            if self.too_slow.is_set():
+                await self.close(CLOSE_TOO_SLOW, "too slow")
+            else:
+                await self.close(1000, "bye")
+            self._outbox.clear()
+            self._outbox_bytes = 0
             self.log.info("device disconnected", unacked=len(self._inflight))
 
     async def _write_loop(self) -> None:
-        while True:
-            data = await self._outbox.get()
-            if data is None:
-                return
+        while not self._closed:
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            data = self._outbox[0]
+            # Blocks while the socket's buffers are full; the frame counts until then.
             await self.websocket.send_bytes(data)
+            self._outbox.popleft()
+            self._outbox_bytes -= len(data)
+            self._outbox_room.set()
 
     async def _read_loop(self) -> None:
         while True:
@@ -252,7 +342,11 @@ class DeviceConnection:
             else:
                 reply = self._dispatch(raw)
             # Bounded: a device that does not read its answers stops being read from.
-            await self._replies.put(reply)
+            try:
+                await self._replies.put(reply)
+            except asyncio.CancelledError:
+                _discard(reply)
+                raise
 
     async def _reply_loop(self) -> None:
         """Answers go out in the order the frames came in, each once its write is durable."""
@@ -290,17 +384,10 @@ class DeviceConnection:
                     size=len(raw),
                 )
             try:
-                frame = wire.decode_client_frame(raw)
-            except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
-                raise TresenError(
-                    ErrorCode.INVALID_PARAMETER,
-                    "frame does not match the protocol",
-                    reason=str(exc),
-                ) from None
-            except msgspec.DecodeError as exc:
-                raise TresenError(
-                    ErrorCode.INVALID_PARAMETER, "frame is not valid msgpack", reason=str(exc)
-                ) from None
+                frame = _decoded(raw)
+            except TresenError:
+                client_msg_id = wire.rejected_send_id(raw)
+                raise
             if frame.v != wire.PROTOCOL_VERSION:
                 raise TresenError(
                     ErrorCode.UNSUPPORTED_VERSION,
@@ -322,6 +409,12 @@ class DeviceConnection:
             return _Reply(_resolved(wire.Pong(nonce=frame.nonce)))
         except TresenError as exc:
             return self._rejected(exc, client_msg_id)
+        except Exception as exc:
+            # Whatever a frame makes fail is answered to its sender alone.
+            self.log.error("frame dispatch failed", error=repr(exc))
+            return self._rejected(
+                TresenError(ErrorCode.INTERNAL, "internal error; try again"), client_msg_id
+            )
 
     async def _delivery_loop(self) -> None:
         window = self.limits.inflight_per_connection
@@ -329,11 +422,16 @@ class DeviceConnection:
             while len(self._inflight) >= window:
                 self._window_open.clear()
                 await self._window_open.wait()
+            # A device that reads slowly is sent no more than its socket takes.
+            while self._outbox_bytes and self._entry_room - self._outbox_bytes < self._entry_max:
+                self._outbox_room.clear()
+                await self._outbox_room.wait()
+            room = max(1, (self._entry_room - self._outbox_bytes) // self._entry_max)
             self._wake.clear()
             batch = await self.ctx.mailbox.pending(
                 self.principal.device_pk,
                 after_seq=self._cursor,
-                limit=window - len(self._inflight),
+                limit=min(window - len(self._inflight), room),
             )
             for entry in batch:
                 self._send_entry(entry)
