@@ -10,7 +10,7 @@ import msgspec
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tresen.relay.http import Authed, Ctx
+from tresen.relay.http import Authed, Ctx, errors
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
 from tresen.relay.mailbox.service import failure_of, pricing_facts
 from tresen.wire.fields import INT63_MAX, INT63_MIN, MAX_ID, SAFE_TEXT_PATTERN
@@ -143,7 +143,7 @@ def _b64decode(value: str) -> bytes:
     return base64.b64decode(value + "=" * (-len(value) % 4))
 
 
-@router.post("/messages", response_model=AcceptedPublic)
+@router.post("/messages", response_model=AcceptedPublic, responses=errors(403, 404, 409, 429, 507))
 async def send_message(body: SendCreate, principal: Authed, ctx: Ctx) -> AcceptedPublic:
     frame = Send(
         client_msg_id=body.client_msg_id,
@@ -206,11 +206,11 @@ def _envelope(e: MailboxEntry) -> EnvelopePublic:
     )
 
 
-@router.post("/messages/ack", response_model=AckPublic)
+@router.post("/messages/ack", response_model=AckPublic, responses=errors(429))
 async def ack_messages(body: AckCreate, principal: Authed, ctx: Ctx) -> AckPublic:
     return AckPublic(deleted=await ctx.mailbox.ack(principal, body.ids))
 
 
-@router.post("/receipts", response_model=ReceiptPublic)
+@router.post("/receipts", response_model=ReceiptPublic, responses=errors(429))
 async def send_receipts(body: ReceiptCreate, principal: Authed, ctx: Ctx) -> ReceiptPublic:
     return ReceiptPublic(routed=await ctx.mailbox.read(principal, body.message_ids))
