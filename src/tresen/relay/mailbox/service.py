@@ -150,7 +150,7 @@ class MailboxService:
         clock: Clock,
         limits: Limits,
         hub: Hub,
-        policy: PolicyService | None = None,
+        policy: PolicyService,
         *,
         purge_chunk: int = PURGE_CHUNK,
     ) -> None:
@@ -282,7 +282,7 @@ class MailboxService:
         reads = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ReadOp)]
         purges = [(i, op) for i, op in enumerate(ops) if isinstance(op, _PurgeOp)]
         prefetch = None
-        if sends and self.policy is not None:
+        if sends:
             intents = [
                 SendIntent(op.sender.account_id, op.frame.to, op.frame.klass, op.frame.template_ref)
                 for _, op in sends
@@ -323,8 +323,7 @@ class MailboxService:
                 await repo.lock_devices(conn, targets)
             heads = await repo.mailbox_heads(conn, targets)
             self._admit_sends(planned, heads, batch)
-            if self.policy is not None:
-                await self.policy.record(conn, batch.admitted, batch.now)
+            await self.policy.record(conn, batch.admitted, batch.now)
             await repo.insert_messages(conn, batch.messages)
             seqs = await repo.enqueue(conn, batch.entries)
         # Committed: from here on nothing may raise, or the group commit would write it again.
@@ -379,8 +378,6 @@ class MailboxService:
                     batch.results[index] = exc
                     continue
                 planned.append((index, op, targets))
-        if self.policy is None:
-            return [(i, op, targets, Admission()) for i, op, targets in planned]
         if duplicates:
             await self._price_duplicates(conn, duplicates, batch)
         undecided = [op for _, op, _ in planned if op.decision is None]
@@ -411,7 +408,6 @@ class MailboxService:
         self, conn: AsyncConnection, duplicates: list[tuple[int, SentMessage]], batch: _Batch
     ) -> None:
         """A resend is answered with the pricing facts of its original."""
-        assert self.policy is not None
         found = await self.policy.pricing_of(conn, [m for _, m in duplicates])
         for index, message in duplicates:
             result = batch.results[index]
@@ -539,8 +535,7 @@ class MailboxService:
             batch.results[index] = len(mine)
         if first_acker:
             delivered = await repo.mark_delivered(conn, first_acker, batch.now)
-            if self.policy is not None:
-                batch.pricing = await self.policy.delivered(conn, delivered, batch.now)
+            batch.pricing = await self.policy.delivered(conn, delivered, batch.now)
             await self._events_for_senders(
                 conn,
                 delivered,
