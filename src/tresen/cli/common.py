@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tresen.cli.http_head import bounded_head_protocol
 from tresen.core.logging import configure_logging
 from tresen.core.settings import Settings, load_settings
 
@@ -63,7 +64,13 @@ def make_settings(config: Path | None, **overrides: Any) -> Settings:
 
 
 async def start_server(
-    app: Any, host: str, port: int, *, ws_max_size: int = 2 * 1_048_576
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    ws_max_size: int = 2 * 1_048_576,
+    head_timeout_s: float = 10.0,
+    max_head_bytes: int = 16 * 1024,
 ) -> tuple[Any, asyncio.Task[None], str]:
     """Start uvicorn serving ``app`` in this event loop: the server, its task and base URL.
 
@@ -86,12 +93,12 @@ async def start_server(
         ws_ping_interval=20,
         ws_ping_timeout=20,
         # Slow or idle clients hold sockets, not memory: an idle keep-alive connection is
-        # closed after 5 s, request heads are capped at 16 KiB, and at most 4 received frames
-        # wait per WebSocket (up to 4 x ws_max_size) while the relay is busy with earlier ones.
-        # Bodies have their own timeout (limits.body_read_timeout_s, relay/http.py); uvicorn
-        # has none for a request head that arrives slowly: a reverse proxy bounds that.
+        # closed after 5 s, a request head must arrive within head_timeout_s and
+        # max_head_bytes, and at most 4 received frames wait per WebSocket (up to
+        # 4 x ws_max_size) while the relay is busy with earlier ones. Bodies have their own
+        # timeout (limits.body_read_timeout_s, relay/http.py).
+        http=bounded_head_protocol(head_timeout_s, max_head_bytes),
         timeout_keep_alive=5,
-        h11_max_incomplete_event_size=16 * 1024,
         ws_max_queue=4,
     )
     server = uvicorn.Server(config)
@@ -123,7 +130,12 @@ def serve_app(
 
     async def main() -> None:
         server, task, url = await start_server(
-            app, settings.host, settings.port, ws_max_size=settings.limits.max_frame_bytes * 2
+            app,
+            settings.host,
+            settings.port,
+            ws_max_size=settings.limits.max_frame_bytes * 2,
+            head_timeout_s=settings.limits.head_read_timeout_s,
+            max_head_bytes=settings.limits.max_head_bytes,
         )
         if on_started is not None:
             on_started(url)

@@ -90,6 +90,12 @@ class Limits(BaseModel):
     body_read_timeout_s: float = Field(
         default=30.0, gt=0, description="time to receive an HTTP request body; beyond: 408"
     )
+    head_read_timeout_s: float = Field(
+        default=10.0, gt=0, description="time to receive an HTTP request head; beyond: 408"
+    )
+    max_head_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="size of an HTTP request head; beyond: 431"
+    )
 
 
 class FileSettings(BaseSettings):

@@ -68,7 +68,11 @@ def build_app(
     )
     app.state.relay = ctx
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_frame_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.limits.max_frame_bytes,
+        read_timeout_s=settings.limits.body_read_timeout_s,
+    )
     for router in (
         accounts_router,
         keys_router,

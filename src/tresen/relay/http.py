@@ -247,11 +247,10 @@ class BodyLimit:
 
     The body is read up to the limit first and then handed to the application from memory, so
     that a client sending slowly holds a socket but never a handler. A declared Content-Length
-    over the limit is refused before anything is read. Without ``read_timeout_s`` the relay's
-    ``limits.body_read_timeout_s`` applies.
+    over the limit is refused before anything is read.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
@@ -265,7 +264,7 @@ class BodyLimit:
             await self._reject(scope, receive, send)
             return
         try:
-            async with asyncio.timeout(self._read_timeout(scope)):
+            async with asyncio.timeout(self.read_timeout_s):
                 body = await self._read_body(receive)
         except TimeoutError:
             response = error_response(
@@ -290,12 +289,6 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, buffered_receive, send)
-
-    def _read_timeout(self, scope: Scope) -> float:
-        if self.read_timeout_s is not None:
-            return self.read_timeout_s
-        relay = getattr(getattr(scope.get("app"), "state", None), "relay", None)
-        return float(relay.settings.limits.body_read_timeout_s) if relay is not None else 30.0
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or as much as shows it is over the limit; None if the client left."""
