@@ -180,7 +180,10 @@ async def test_hostile_input_never_gives_a_server_error(make_relay: MakeRelay) -
         finally:
             stop.set()
             sent, send_failures = await honest
+        # Input is refused where it is decoded: no group commit had to be split over it.
+        isolated = relay.ctx.mailbox.write_failures_isolated
 
     assert server_errors == [], "\n".join(server_errors)
+    assert isolated == 0
     assert send_failures == []
     assert sent > 0
