@@ -20,6 +20,8 @@ from pydantic import AfterValidator, StringConstraints
 __all__ = [
     "INT63_MAX",
     "INT63_MIN",
+    "LINE_PATTERN",
+    "TEXT_PATTERN",
     "Count63",
     "Id63",
     "Int63",
@@ -30,12 +32,15 @@ __all__ = [
 ]
 
 INT63_MAX = 2**63 - 1
+"""The largest value of a signed 64-bit column (BIGINT; SQLite's INTEGER), and of an id."""
 INT63_MIN = -(2**63)
 
-# One line of text: no C0 control character (NUL, newline, escape, ...) and no DEL.
-LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+# One line of text: no control character (C0 such as NUL, newline and escape; DEL; C1), so
+# nothing PostgreSQL refuses and nothing that rewrites a log line or a terminal. Both
+# Python's ``re`` (msgspec) and pydantic's regex engine accept these patterns.
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 # Text a person writes: tab, newline and carriage return are fine, other controls are not.
-TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 
 SafeStr = Annotated[str, StringConstraints(pattern=LINE_PATTERN)]
 """A single line of text (names, ids, phone numbers, tokens)."""
@@ -78,7 +83,9 @@ def check_json(value: Any, depth: int = 0) -> Any:
     return value
 
 
-_CONTROLS = frozenset(chr(c) for c in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))
+_CONTROLS = frozenset(
+    chr(c) for c in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0))
+)
 
 
 def _check_text(text: str) -> None:

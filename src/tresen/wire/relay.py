@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from tresen.wire.fields import Int63, PositiveId, SafeText
+from tresen.wire.fields import Int63, PositiveId, SafeLine
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -47,11 +47,11 @@ PROTOCOL_VERSION = 1
 
 # Every field a client sends is bounded to what the relay can store (wire/fields.py): a value
 # the database would refuse is answered with error 100 for that frame alone.
-ClientMsgId = Annotated[SafeText, msgspec.Meta(min_length=1, max_length=64)]
-AccountRef = Annotated[SafeText, msgspec.Meta(min_length=1, max_length=32)]
+ClientMsgId = Annotated[SafeLine, msgspec.Meta(min_length=1, max_length=64)]
+AccountRef = Annotated[SafeLine, msgspec.Meta(min_length=1, max_length=32)]
 EnvelopeId = PositiveId
-MessageRef = Annotated[SafeText, msgspec.Meta(min_length=1, max_length=32)]
-TemplateRef = Annotated[SafeText, msgspec.Meta(max_length=128)]
+MessageRef = Annotated[SafeLine, msgspec.Meta(min_length=1, max_length=32)]
+TemplateRef = Annotated[SafeLine, msgspec.Meta(max_length=128)]
 
 
 class MessageClass(IntEnum):

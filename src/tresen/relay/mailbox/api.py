@@ -10,10 +10,10 @@ import msgspec
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tresen.core.fields import INT63_MAX, INT63_MIN, LINE_PATTERN
 from tresen.relay.http import Authed, Ctx, errors
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
 from tresen.relay.mailbox.service import failure_of, pricing_facts
-from tresen.wire.fields import INT63_MAX, INT63_MIN, MAX_ID, SAFE_TEXT_PATTERN
 from tresen.wire.relay import DeviceCiphertext, MessageClass, PricingFacts, Send, decode_pricing
 
 __all__ = ["router"]
@@ -33,7 +33,7 @@ _CLASS_NAMES: dict[MessageClass, ClassName] = {
 class CiphertextCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device_id: int = Field(ge=1, le=MAX_ID)
+    device_id: int = Field(ge=1, le=INT63_MAX)
     type: int = Field(ge=0, le=1)
     body: str = Field(description="base64 of the Olm message bytes", max_length=200_000)
     registration_id: int | None = Field(default=None, ge=INT63_MIN, le=INT63_MAX)
@@ -52,10 +52,10 @@ class SendCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # The same bounds as the WebSocket's send frame (wire/relay.py).
-    client_msg_id: str = Field(min_length=1, max_length=64, pattern=SAFE_TEXT_PATTERN)
-    to: str = Field(min_length=1, max_length=32, pattern=SAFE_TEXT_PATTERN)
+    client_msg_id: str = Field(min_length=1, max_length=64, pattern=LINE_PATTERN)
+    to: str = Field(min_length=1, max_length=32, pattern=LINE_PATTERN)
     klass: ClassName = Field(default="session", alias="class")
-    template_ref: str | None = Field(default=None, max_length=128, pattern=SAFE_TEXT_PATTERN)
+    template_ref: str | None = Field(default=None, max_length=128, pattern=LINE_PATTERN)
     per_device: list[CiphertextCreate] = Field(min_length=1, max_length=64)
 
 
@@ -112,7 +112,7 @@ class AckCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Hard cap for parsing; the configured limit (limits.max_acks_per_frame) is checked after.
-    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=100_000)
+    ids: list[Annotated[int, Field(ge=1, le=INT63_MAX)]] = Field(min_length=1, max_length=100_000)
 
 
 class AckPublic(BaseModel):
@@ -122,9 +122,9 @@ class AckPublic(BaseModel):
 class ReceiptCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message_ids: list[
-        Annotated[str, Field(min_length=1, max_length=32, pattern=SAFE_TEXT_PATTERN)]
-    ] = Field(min_length=1, max_length=100_000)
+    message_ids: list[Annotated[str, Field(min_length=1, max_length=32, pattern=LINE_PATTERN)]] = (
+        Field(min_length=1, max_length=100_000)
+    )
 
 
 class ReceiptPublic(BaseModel):
@@ -175,7 +175,9 @@ async def fetch_pending(
     principal: Authed,
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=10_000, description="capped by the relay")] = 100,
-    after: Annotated[int, Query(ge=0, le=MAX_ID, description="only entries with a larger id")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=INT63_MAX, description="only entries with a larger id")
+    ] = 0,
 ) -> PendingPublic:
     limit = min(limit, ctx.settings.limits.max_fetch_batch)
     entries = await ctx.mailbox.pending(principal.device_pk, after_seq=after, limit=limit + 1)
