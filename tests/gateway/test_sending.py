@@ -550,3 +550,31 @@ async def test_a_number_off_the_network_is_131026_every_time(
             assert event.payload.text == "Welcome"
         finally:
             await late.close()
+
+
+async def test_a_read_without_a_delivered_before_it_still_carries_the_pricing(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    async with subscribed_inbox(gw) as inbox:
+        alice = await open_chat(relay, gw, tmp_path)
+        token = alice.api.token
+        assert token is not None
+        await alice.close()  # offline: the reply waits in her mailbox, never acked
+
+        r = await gw.send({"to": alice.phone, "type": "text", "text": {"body": "On Friday."}})
+        assert r.status_code == 200, r.text
+        wamid = r.json()["messages"][0]["id"]
+        [sent] = (await inbox.next_status(wamid, "sent"))["statuses"]
+        assert "pricing" not in sent
+
+        # A device that marks a message read before acknowledging it: the Cloud API allows a
+        # read without a delivered before it, and the read still says how it is priced.
+        reader = await relay.ctx.accounts.authenticate(token)
+        assert await relay.ctx.mailbox.read(reader, [decode_wamid(wamid)]) == 1
+        [read] = (await inbox.next_status(wamid, "read"))["statuses"]
+        assert read["pricing"] == {
+            "billable": False,
+            "pricing_model": "PMP",
+            "type": "free_customer_service",
+            "category": "service",
+        }

@@ -172,6 +172,8 @@ class SentMessage:
     duplicate: bool
     consent: ConsentChanged | None = None
     """Set when the text was a STOP or START keyword to a business (see ``send_text``)."""
+    pricing: wire.PricingFacts | None = None
+    """A business's message to a customer: how the relay prices it, as it accepted it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1138,7 +1140,12 @@ class Client:
             wire.MessageClass.SYSTEM,
         )
         return SentMessage(
-            accepted.message_id, client_msg_id, account_id, accepted.server_ms, accepted.duplicate
+            accepted.message_id,
+            client_msg_id,
+            account_id,
+            accepted.server_ms,
+            accepted.duplicate,
+            pricing=accepted.pricing,
         )
 
     async def _deliver(

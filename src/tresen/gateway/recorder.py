@@ -300,7 +300,7 @@ class Recorder:
                     "status": m.status,
                     "error_code": m.error_code,
                     "error": None,
-                    "pricing": None,
+                    "pricing": m.pricing,
                     "callback_data": m.callback_data,
                     "template_name": m.content.get("name") if m.type == "template" else None,
                     "created_ms": m.created_ms,

@@ -245,6 +245,7 @@ class Gateway:
             error_code=None,
             callback_data=request.callback_data,
             created_ms=sent.server_ms or now,
+            pricing=_pricing_json(sent.pricing),
         )
         await self.recorder.record(Sent(stored, contact))
         return SendResult(wamid=wamid, contact=contact, input=request.recipient.input)

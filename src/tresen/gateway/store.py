@@ -101,6 +101,9 @@ class StoredMessage:
     error_code: int | None
     callback_data: str | None
     created_ms: int
+    pricing: str | None = None
+    """How the relay priced a sent message (JSON), as it accepted it; ``delivered`` may
+    correct it."""
 
 
 def _hash(token: str) -> str:
