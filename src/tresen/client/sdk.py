@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -1326,7 +1327,13 @@ class Client:
             backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     async def _on_frame(self, ws: ClientConnection, raw: bytes) -> None:
-        frame = wire.decode_server_frame(raw)
+        try:
+            frame = wire.decode_server_frame(raw)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # A frame of a newer protocol revision, or garbage: skipped, so one frame the
+            # client cannot read never takes its connection (and every later message) down.
+            log.warning("relay frame not understood", error=type(exc).__name__, size=len(raw))
+            return
         if isinstance(frame, wire.MessageFrame):
             await self._on_message(frame)
             self._ack(ws, frame.id)
