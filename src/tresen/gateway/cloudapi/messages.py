@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from tresen.core.fields import INT63_MAX, INT63_MIN
 from tresen.core.http import bearer_token
 from tresen.core.ratelimit import TokenBuckets
 from tresen.gateway.cloudapi.errors import GraphError
@@ -58,7 +59,6 @@ async def authorize(gateway: Gateway, buckets: TokenBuckets, token: str | None) 
 
 
 MAX_TOKEN_CHARS = 512
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
@@ -88,7 +88,7 @@ def _check_values(body: Any) -> None:
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
-        elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        elif isinstance(value, int) and not INT63_MIN <= value <= INT63_MAX:
             raise GraphError(100, "The request body holds an integer beyond 64 bits")
 
 
