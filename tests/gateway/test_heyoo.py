@@ -83,6 +83,17 @@ async def test_heyoo_sends_through_the_gateway(
             assert event.payload.text == "Only on weekdays."
             assert event.payload.preview_url is True  # heyoo's default
 
+            # heyoo reads the statuses of what it sent from the same webhook.
+            wamid = sent["messages"][0]["id"]
+            statuses = []
+            while len(statuses) < 2:
+                body = await asyncio.wait_for(bodies.get(), 20)
+                assert messenger.changed_field(body) == "messages"
+                value = body["entry"][0]["changes"][0]["value"]
+                if not messenger.is_message(body) and value["statuses"][0]["id"] == wamid:
+                    statuses.append(messenger.get_delivery(body))
+            assert statuses == ["sent", "delivered"]
+
             read = await asyncio.to_thread(messenger.mark_as_read, question)
             assert read == {"success": True}
 
