@@ -257,3 +257,53 @@ def test_help_lists_the_chat_commands() -> None:
     assert result.returncode == 0
     for command in ("open", "register", "send", "listen", "safety", "trust"):
         assert command in result.stdout
+
+
+def holds_folder(process: subprocess.Popen[str], data_dir: Path) -> None:
+    """Wait until ``process`` has opened ``data_dir`` (its lock file names it)."""
+    deadline = time.monotonic() + 60
+    lock = data_dir / "lock"
+    while not (lock.exists() and f"process {process.pid} " in lock.read_text()):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the listener never opened its data folder"
+        time.sleep(0.05)
+
+
+async def test_a_second_process_on_a_data_folder_is_refused_and_the_chat_goes_on(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    await relay_process.start()
+    alice_dir, bob_dir = tmp_path / "alice", tmp_path / "bob"
+    await register(relay_process, alice_dir, ALICE)
+    await register(relay_process, bob_dir, BOB)
+
+    listener = popen_chat(alice_dir, "listen", "--json")
+    assert listener.stdout is not None
+    holds_folder(listener, alice_dir)
+
+    # A second process on Alice's folder would use her sessions beside the listener's.
+    refused = chat(alice_dir, "send", "--to", BOB, "--text", "from a second process")
+    assert refused.returncode == 1
+    assert f"is in use by process {listener.pid} (" in refused.stderr
+    assert "close it first" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    # The conversation goes on in the process that owns the folder ...
+    assert chat(bob_dir, "send", "--to", ALICE, "--text", "still there?").returncode == 0
+    for line in listener.stdout:
+        event = json.loads(line)
+        if event["event"] == "message":
+            assert event["text"] == "still there?"
+            break
+    listener.send_signal(signal.SIGINT)
+    _, errors = listener.communicate(timeout=30)
+    assert listener.returncode == 0, errors
+
+    # ... and in the next one, once the first has let go.
+    answered = chat(alice_dir, "send", "--to", BOB, "--text", "yes, here")
+    assert answered.returncode == 0, answered.stderr
+    # The refused text was never sent: Bob's next message from Alice is her answer.
+    listened = chat(bob_dir, "listen", "--json", "--count", "1", "--timeout", "60")
+    assert listened.returncode == 0, listened.stderr
+    [received] = [e for e in json_lines(listened.stdout) if e["event"] == "message"]
+    assert received["text"] == "yes, here"

@@ -56,6 +56,7 @@ from tresen.client.events import (
     StatusChanged,
     TypingStarted,
 )
+from tresen.client.lock import FolderInUse
 from tresen.client.sdk import Client, IdentityNotTrusted, NotRegistered, OperatorKeyMismatch
 from tresen.client.store import Trust
 from tresen.client.templates import TemplateRejected, check_template_message
@@ -228,6 +229,11 @@ async def _client(
         ) from None
     except OperatorKeyMismatch as exc:
         raise ChatFailure(f"{exc}; a client of another operator needs its own --data-dir") from None
+    except FolderInUse as exc:
+        # Two processes on one session state would break its conversations for good.
+        raise ChatFailure(
+            f"{exc}; close it first (a device's data folder is used by one process at a time)"
+        ) from None
     except CertificateError as exc:
         raise ChatFailure(f"--operator-key: {exc}") from None
     except CryptoError as exc:

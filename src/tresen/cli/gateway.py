@@ -96,6 +96,7 @@ def serve(
 ) -> None:
     """Serve the Cloud API and deliver webhooks until interrupted; registers the gateway as a
     device of the business's number on its first run."""
+    from tresen.client.lock import FolderInUse
     from tresen.gateway.app import build_gateway_app
     from tresen.gateway.relay_link import GatewayNotRegistered
 
@@ -113,7 +114,7 @@ def serve(
     async def main() -> None:
         try:
             server, task, url = await start_server(gateway_app, settings.host, settings.port)
-        except GatewayNotRegistered as exc:
+        except (GatewayNotRegistered, FolderInUse) as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
         gateway = gateway_app.state.gateway
@@ -135,7 +136,7 @@ def serve(
 
     try:
         asyncio.run(main())
-    except GatewayNotRegistered as exc:
+    except (GatewayNotRegistered, FolderInUse) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tresen.client.lock import FolderLock
 from tresen.crypto.secrets import seal, unseal
 
 __all__ = [
@@ -156,11 +157,17 @@ class LocalStore:
     def __init__(self, path: Path, key: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._key = key
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        path.chmod(0o600)
+        # Raises FolderInUse while another process (or client) has this folder open.
+        self._lock = FolderLock.acquire(path.parent)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            path.chmod(0o600)
+        except BaseException:
+            self._lock.release()
+            raise
         # Read on every send: kept in memory, dropped on every change (and on a rollback).
         self._trust: dict[str, Trust] = {}
         self._devices: dict[str, dict[int, PeerDevice]] = {}
@@ -168,6 +175,7 @@ class LocalStore:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.release()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
