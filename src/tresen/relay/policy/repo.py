@@ -247,21 +247,7 @@ async def received_at(conn: AsyncConnection, business: str, customer: str) -> in
 
 async def record_recipients(conn: AsyncConnection, pairs: Collection[Pair], now_ms: int) -> None:
     """(business, customer) pairs whose message was delivered now."""
-    if not pairs:
-        return
-    rows = [
-        {"business_account": b, "customer_account": c, "delivered_ms": now_ms}
-        for b, c in sorted(pairs)
-    ]
-    await conn.execute(
-        _upsert(
-            conn,
-            recipients,
-            rows,
-            ["business_account", "customer_account"],
-            {"delivered_ms": lambda excluded: excluded.delivered_ms},
-        )
-    )
+    await _stamp_pairs(conn, recipients, "delivered_ms", pairs, now_ms)
 
 
 async def delivered_since(conn: AsyncConnection, business: str, since_ms: int) -> int:
@@ -351,19 +337,25 @@ async def windows(conn: AsyncConnection, pairs: Collection[Pair]) -> dict[Pair, 
 
 
 async def touch_windows(conn: AsyncConnection, pairs: Collection[Pair], now_ms: int) -> None:
+    await _stamp_pairs(conn, service_windows, "last_customer_ms", pairs, now_ms)
+
+
+async def _stamp_pairs(
+    conn: AsyncConnection, table: Table, column: str, pairs: Collection[Pair], now_ms: int
+) -> None:
+    """Set ``column`` to ``now_ms`` on each (business, customer) row, creating missing rows."""
     if not pairs:
         return
     rows = [
-        {"business_account": b, "customer_account": c, "last_customer_ms": now_ms}
-        for b, c in sorted(pairs)
+        {"business_account": b, "customer_account": c, column: now_ms} for b, c in sorted(pairs)
     ]
     await conn.execute(
         _upsert(
             conn,
-            service_windows,
+            table,
             rows,
             ["business_account", "customer_account"],
-            {"last_customer_ms": lambda excluded: excluded.last_customer_ms},
+            {column: lambda excluded: getattr(excluded, column)},
         )
     )
 
