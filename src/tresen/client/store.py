@@ -84,7 +84,14 @@ class Trust(StrEnum):
 
 
 class MessageStatus(StrEnum):
+    # Outgoing, not yet accepted by the relay (it could not be reached): kept in the outbox
+    # and sent, in order and with its client message id, when the connection returns.
+    PENDING = "pending"
     SENT = "sent"
+    # Outgoing: a device of the recipient could not decrypt it and asked for it again; it is
+    # being re-encrypted over a new session. Incoming: this device could not decrypt it and
+    # asked the sender's device for it again ("waiting for this message").
+    WAITING = "waiting"
     DELIVERED = "delivered"
     READ = "read"
     RECEIVED = "received"
