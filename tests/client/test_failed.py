@@ -148,8 +148,8 @@ async def test_a_delivered_message_never_becomes_failed(world: World) -> None:
         id=99, message_id=sent.message_id, recipient=ana.account_id, code=131026, reason=REASON
     )
     socket = Socket()
-    await shop._on_frame(socket, wire.encode(late))  # type: ignore[arg-type]
-    shop._flush_acks(socket)  # type: ignore[arg-type]
+    await shop.connection.on_frame(socket, wire.encode(late))  # type: ignore[arg-type]
+    shop.connection._flush_acks(socket)  # type: ignore[arg-type]
     await shop.flush_acks()
     assert acked == [99]
     assert [e for e in pending_events(shop) if isinstance(e, StatusChanged)] == []
@@ -179,7 +179,7 @@ class OvertakingSocket:
             client_msg_id=frame.client_msg_id, message_id=self.message_id, server_ms=1_000
         )
         for reply in (accepted, *self.reports):
-            await self.client._on_frame(self, wire.encode(reply))  # type: ignore[arg-type]
+            await self.client.connection.on_frame(self, wire.encode(reply))  # type: ignore[arg-type]
 
     async def close(self) -> None:
         pass
@@ -202,7 +202,7 @@ async def test_a_failure_that_comes_before_the_message_is_stored_is_applied(
     assert ana.phone is not None
     assert ana.account_id is not None
     socket = OvertakingSocket(shop, MESSAGE_ID, failed(ana.account_id))
-    shop._ws = socket  # type: ignore[assignment]
+    shop.connection.ws = socket  # type: ignore[assignment]
 
     await shop.send_text(ana.phone, "Your parcel is on its way")
 
@@ -230,7 +230,7 @@ async def test_an_early_failure_does_not_undo_an_early_delivery(world: World) ->
     delivered = wire.Delivered(id=8, message_id=MESSAGE_ID, recipient=ana.account_id, server_ms=1)
     # The failure is read first; the delivery is still what counts.
     socket = OvertakingSocket(shop, MESSAGE_ID, failed(ana.account_id), delivered)
-    shop._ws = socket  # type: ignore[assignment]
+    shop.connection.ws = socket  # type: ignore[assignment]
 
     await shop.send_text(ana.phone, "Your parcel is on its way")
 

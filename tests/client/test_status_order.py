@@ -54,7 +54,7 @@ class OvertakingSocket:
                 pricing=PRICING,
             ),
         ):
-            await self.client._on_frame(self, wire.encode(reply))  # type: ignore[arg-type]
+            await self.client.connection.on_frame(self, wire.encode(reply))  # type: ignore[arg-type]
 
     async def close(self) -> None:
         pass
@@ -85,7 +85,7 @@ async def test_reports_that_come_before_the_message_is_stored_are_applied(
     assert recipient.phone is not None
     message_id = "a96e06c32341d70992556bac22cec2e7"
     socket = OvertakingSocket(sender, message_id)
-    sender._ws = socket  # type: ignore[assignment]
+    sender.connection.ws = socket  # type: ignore[assignment]
 
     sent = await sender.send_text(recipient.phone, "Your parcel is on its way")
 

@@ -327,6 +327,9 @@ class LocalStore:
             "DELETE FROM sessions WHERE account_id = ? AND device_id = ?", (account_id, device_id)
         )
 
+    def drop_session(self, session_id: str) -> None:
+        self._db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
     # --- messages --------------------------------------------------------------------------
 
     def has_message(self, message_id: str) -> bool:

@@ -1,0 +1,193 @@
+"""Peers: numbers and accounts, their devices as the relay lists them, and trust in them.
+
+A peer's devices are pinned on first sight. A known device that later presents other
+identity keys marks the peer as changed: sending to it waits until the user compared safety
+numbers and trusted the new keys (``IdentityNotTrusted``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from tresen.client.api import RelayApi, RelayError
+from tresen.client.business import TickState
+from tresen.client.device import Device
+from tresen.client.events import DeviceAdded, Event, IdentityChanged
+from tresen.client.sessions import Sessions
+from tresen.client.store import LocalStore, PeerDevice, Trust
+from tresen.core.clock import Clock
+from tresen.core.logging import get_logger
+from tresen.crypto.safety import Party, safety_number
+
+__all__ = ["Directory", "IdentityNotTrusted"]
+
+log = get_logger("tresen.client")
+
+
+class IdentityNotTrusted(RuntimeError):
+    """Sending to a peer whose identity keys changed waits for ``Client.trust_identity``."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            f"the identity keys of {account_id} changed; compare safety numbers, then trust"
+        )
+        self.account_id = account_id
+
+
+class Directory:
+    def __init__(
+        self,
+        api: RelayApi,
+        store: LocalStore,
+        clock: Clock,
+        me: Device,
+        sessions: Sessions,
+        emit: Callable[[Event], None],
+        *,
+        max_age_s: float = 60.0,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.clock = clock
+        self.me = me
+        self.sessions = sessions
+        self.emit = emit
+        self.max_age_s = max_age_s
+        self._checked_ms: dict[str, int] = {}
+
+    async def resolve(self, peer: str) -> str:
+        """The account id of a phone number (``+49…``) or of an account id."""
+        if not peer.startswith("+"):
+            return peer
+        known = self.store.account_for_phone(peer)
+        if known is not None:
+            return known
+        found = await self.api.lookup_phone(peer)
+        self._learn_kind(found)
+        known = self.store.account_for_phone(found["phone"])
+        if known is None:
+            self.store.remember_peer(found["account_id"], found["phone"], self.clock.now_ms())
+        return found["account_id"]
+
+    def _learn_kind(self, found: dict[str, str]) -> None:
+        if found.get("kind") == "business":
+            self.store.mark_business(found["account_id"])
+
+    async def phone_of(self, account_id: str) -> str | None:
+        phone = self.store.peer_phone(account_id)
+        if phone is None:
+            with contextlib.suppress(RelayError):
+                found = await self.api.lookup_account(account_id)
+                self._learn_kind(found)
+                phone = found["phone"]
+                self.store.remember_peer(account_id, phone, self.clock.now_ms())
+        return phone
+
+    async def devices_of(self, account_id: str, *, refresh: bool = False) -> list[PeerDevice]:
+        """The peer's devices that receive our messages, checked against what we pinned.
+
+        A known device presenting other identity keys marks the peer as changed and emits
+        ``IdentityChanged``; new devices are pinned on first sight.
+        """
+        checked = self._checked_ms.get(account_id)
+        known = self.store.peer_devices(account_id)
+        now = self.clock.now_ms()
+        fresh = checked is not None and now - checked < self.max_age_s * 1000
+        if known and fresh and not refresh:
+            return self._recipients(account_id, known)
+        listed = await self.api.directory(account_id)
+        with self.store.transaction():
+            for device in listed:
+                pinned = known.get(device.device_id)
+                current = PeerDevice(
+                    account_id,
+                    device.device_id,
+                    device.registration_id,
+                    device.curve25519,
+                    device.ed25519,
+                )
+                if pinned is None:
+                    self.store.put_peer_device(current, now)
+                    if known:
+                        self.emit(DeviceAdded(account_id, device.device_id))
+                elif (pinned.curve25519, pinned.ed25519) != (device.curve25519, device.ed25519):
+                    if self.store.trust(account_id) is not Trust.CHANGED:
+                        self.store.set_trust(account_id, Trust.CHANGED, now)
+                        self.store.withdraw_tick(account_id, str(TickState.IDENTITY_CHANGED))
+                        log.warning(
+                            "identity keys of a peer device changed",
+                            account_id=account_id,
+                            device_id=device.device_id,
+                        )
+                        self.emit(
+                            IdentityChanged(
+                                account_id, device.device_id, pinned.ed25519, device.ed25519
+                            )
+                        )
+                elif pinned.registration_id != device.registration_id:
+                    self.store.put_peer_device(current, now)
+            listed_ids = {d.device_id for d in listed}
+            for device_id in set(known) - listed_ids:
+                self.store.forget_peer_device(account_id, device_id)
+                self.sessions.forget(account_id, device_id)
+        self._checked_ms[account_id] = self.clock.now_ms()
+        return self._recipients(account_id, self.store.peer_devices(account_id))
+
+    async def device(self, account_id: str, device_id: int) -> PeerDevice | None:
+        """One pinned device of a peer, asking the relay if it is not known yet."""
+        device = self.store.peer_devices(account_id).get(device_id)
+        if device is None:
+            await self.devices_of(account_id, refresh=True)
+            device = self.store.peer_devices(account_id).get(device_id)
+        return device
+
+    def _recipients(self, account_id: str, devices: dict[int, PeerDevice]) -> list[PeerDevice]:
+        if account_id == self.me.account_id:
+            return [d for d in devices.values() if d.device_id != self.me.device_id]
+        return list(devices.values())
+
+    def trust_of(self, account_id: str) -> Trust:
+        return self.store.trust(account_id)
+
+    async def trust_identity(self, account_id: str, *, expect: str | None = None) -> None:
+        account_id = await self.resolve(account_id)
+        if expect is not None:
+            current = await self.safety_number(account_id)
+            if " ".join(expect.split()) != current:
+                raise IdentityNotTrusted(account_id)
+        listed = await self.api.directory(account_id)
+        now = self.clock.now_ms()
+        with self.store.transaction():
+            for device in listed:
+                pinned = self.store.peer_devices(account_id).get(device.device_id)
+                if pinned is not None and (pinned.curve25519, pinned.ed25519) != (
+                    device.curve25519,
+                    device.ed25519,
+                ):
+                    # Sessions with the old keys must not be used again.
+                    self.sessions.forget(account_id, device.device_id)
+                self.store.put_peer_device(
+                    PeerDevice(
+                        account_id,
+                        device.device_id,
+                        device.registration_id,
+                        device.curve25519,
+                        device.ed25519,
+                    ),
+                    now,
+                )
+            self.store.set_trust(account_id, Trust.TRUSTED, now)
+        self._checked_ms[account_id] = self.clock.now_ms()
+
+    async def safety_number(self, peer: str) -> str:
+        identity = self.me.require_identity()
+        account_id = await self.resolve(peer)
+        await self.devices_of(account_id, refresh=True)
+        mine = {d.ed25519 for d in await self.api.directory(self.me.require_account())}
+        mine.add(identity.ed25519)
+        theirs = {d.ed25519 for d in await self.api.directory(account_id)}
+        their_phone = await self.phone_of(account_id)
+        return safety_number(
+            Party(self.me.phone or "", sorted(mine)), Party(their_phone or "", sorted(theirs))
+        )

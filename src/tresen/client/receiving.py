@@ -1,0 +1,376 @@
+"""Receiving: decrypt, check, store and announce what arrives; follow what was sent.
+
+``Receiver`` handles each message the relay hands this device: decrypts it, refuses what
+breaks the rules (a template that does not match its signed original, a chat message sent
+as a system message), stores it together with the new session state, and reports it as an
+event. ``Reports`` moves this account's sent messages forward as the relay reports on them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from tresen.client.api import RelayApi, RelayError
+from tresen.client.connection import Report
+from tresen.client.device import Device
+from tresen.client.directory import Directory
+from tresen.client.events import DecryptionFailed, Event, MessageEvent, StatusChanged, TypingStarted
+from tresen.client.sessions import Sessions
+from tresen.client.store import LocalStore, MessageStatus, StoredMessage
+from tresen.client.templates import REPORT_REASON, TemplateBook, TemplateRejected
+from tresen.core.clock import Clock
+from tresen.core.logging import get_logger
+from tresen.crypto import CryptoError
+from tresen.crypto.olm import Ciphertext
+from tresen.wire import relay as wire
+from tresen.wire.e2e import (
+    TYPING_MS,
+    Payload,
+    ReadReceipt,
+    SentTranscript,
+    Template,
+    Typing,
+    Unsupported,
+    decode_payload,
+    encode_payload,
+)
+from tresen.wire.templates import RenderedTemplate
+
+__all__ = ["Receiver", "Reports"]
+
+log = get_logger("tresen.client")
+
+EARLY_STATUSES_MAX = 10_000
+# Reason of the report a message sent under the wrong class earns its sender (the relay's
+# reasons are fixed; the detail names the mismatch).
+CLASS_REPORT_REASON = "other"
+
+_REPORTED_STATUS: dict[type[Report], MessageStatus] = {
+    wire.Delivered: MessageStatus.DELIVERED,
+    wire.Read: MessageStatus.READ,
+    wire.Failed: MessageStatus.FAILED,
+}
+_REPORT_ORDER: dict[type[Report], int] = {wire.Delivered: 0, wire.Read: 1, wire.Failed: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a received message is not shown, and the report it earns its sender (``None``:
+    nobody's fault)."""
+
+    kind: str
+    reason: str
+    report: str | None
+
+    @property
+    def text(self) -> str:
+        return f"{self.kind}: {self.reason}"
+
+
+class Reports:
+    """The relay's delivered/read/failed reports on messages this account sent."""
+
+    def __init__(self, store: LocalStore, emit: Callable[[Event], None]) -> None:
+        self.store = store
+        self.emit = emit
+        # Reports that came before this device stored the message they name (the relay's
+        # answer and its report can be read in one go), kept until it does.
+        self._early: OrderedDict[str, list[Report]] = OrderedDict()
+
+    def on_report(self, frame: Report) -> None:
+        if self._advance(frame):
+            return
+        if not self.store.has_message(frame.message_id):
+            # The relay's report overtook the storing of the message: its ``accepted``
+            # answer resolved ``send()``, but the connection read on before ``send()``
+            # resumed (or another device's transcript has not arrived yet). Kept until then.
+            self._early.setdefault(frame.message_id, []).append(frame)
+            while len(self._early) > EARLY_STATUSES_MAX:
+                self._early.popitem(last=False)
+
+    def _advance(self, frame: Report) -> bool:
+        """Move the stored message forward and tell the application; False if it is not
+        stored (or already that far: a message delivered or read never becomes failed)."""
+        failed = frame if isinstance(frame, wire.Failed) else None
+        error = None if failed is None else failed.reason
+        status = _REPORTED_STATUS[type(frame)]
+        if not self.store.advance_status(frame.message_id, status, error=error):
+            return False
+        stored = self.store.message(frame.message_id)
+        self.emit(
+            StatusChanged(
+                frame.message_id,
+                stored.chat if stored else "",
+                status,
+                pricing=frame.pricing if isinstance(frame, wire.Delivered) else None,
+                server_ms=frame.server_ms,
+                error_code=None if failed is None else failed.code,
+                error=error,
+            )
+        )
+        return True
+
+    def apply_early(self, message_id: str) -> None:
+        """Apply the reports on ``message_id`` that came before it was stored: delivered,
+        then read, then failed (which then no longer applies)."""
+        for frame in sorted(self._early.pop(message_id, ()), key=lambda f: _REPORT_ORDER[type(f)]):
+            self._advance(frame)
+
+
+class Receiver:
+    def __init__(
+        self,
+        api: RelayApi,
+        store: LocalStore,
+        clock: Clock,
+        device: Device,
+        directory: Directory,
+        sessions: Sessions,
+        templates: TemplateBook,
+        reports: Reports,
+        emit: Callable[[Event], None],
+        relay_offset_ms: Callable[[], int],
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.clock = clock
+        self.device = device
+        self.directory = directory
+        self.sessions = sessions
+        self.templates = templates
+        self.reports = reports
+        self.emit = emit
+        self._relay_offset_ms = relay_offset_ms
+
+    async def on_message(self, frame: wire.MessageFrame) -> bool:
+        """Handle one message; False if it could not be decrypted."""
+        if self.store.has_message(frame.message_id):
+            return True  # a redelivery: already stored, only the ack was lost
+        own = frame.sender == self.device.account_id
+        if not own and self.store.peer_phone(frame.sender) is None:
+            # A first message from someone: learn the number and whether it is a business,
+            # so that the chat is labelled from its first line.
+            await self.directory.phone_of(frame.sender)
+        try:
+            device = None
+            if frame.type == 0:
+                device = await self.directory.device(frame.sender, frame.sender_device)
+            decrypted = self.sessions.decrypt(
+                frame.sender, frame.sender_device, Ciphertext(frame.type, frame.body), device
+            )
+        except CryptoError as exc:
+            with self.store.transaction():
+                self._reject(frame, str(exc) or type(exc).__name__)
+            return False
+        plaintext = decrypted.plaintext
+        refusal = self._class_verdict(frame, plaintext)
+        template = None if refusal is not None else await self._template_verdict(frame, plaintext)
+        if isinstance(template, TemplateRejected):
+            report = REPORT_REASON if template.report else None
+            refusal = _Refusal(template.kind, template.reason, report)
+        # The new session state, the used-up one-time key and the message land together: a
+        # crash before the ack then redelivers a message we already hold, never one whose
+        # keys are gone.
+        with self.store.transaction():
+            self.sessions.save(frame.sender, frame.sender_device, decrypted.session)
+            if decrypted.new:
+                self.device.save_identity()
+            try:
+                payload = decode_payload(plaintext)
+            except ValueError as exc:
+                self._reject(frame, f"undecodable payload: {exc}")
+                return True
+            if refusal is not None:
+                self._record(frame, MessageStatus.FAILED, error=refusal.text)
+            elif isinstance(template, RenderedTemplate) and isinstance(payload, Template):
+                self._accept_template(frame, payload, template)
+            elif isinstance(payload, Typing) or (
+                frame.klass is wire.MessageClass.SYSTEM and isinstance(payload, Unsupported)
+            ):
+                # Nothing to show in the chat; kept only as handled (a redelivery is not
+                # decrypted again).
+                self._record(frame, MessageStatus.SEEN, chat="")
+                if isinstance(payload, Typing) and not own:
+                    self._typing(frame, payload)
+            else:
+                self._accept(frame, payload, plaintext)
+        if refusal is not None:
+            await self._refuse(frame, refusal)
+        return True
+
+    def _class_verdict(self, frame: wire.MessageFrame, plaintext: bytes) -> _Refusal | None:
+        """A message of class SYSTEM from another account must be a typing indicator: the
+        relay lets those through without rate tokens or a price, so anything else sent
+        under that class would slip past the rules (a newer client's system payload that
+        this one does not know is left unshown, unreported)."""
+        if frame.sender == self.device.account_id or frame.klass is not wire.MessageClass.SYSTEM:
+            return None
+        try:
+            payload = decode_payload(plaintext)
+        except ValueError:
+            return None  # refused as undecodable with the rest
+        if isinstance(payload, Typing | Unsupported):
+            return None
+        tag = payload.__struct_config__.tag
+        return _Refusal(
+            "class_mismatch",
+            f"a message of class system carries a {tag} payload, not a typing indicator",
+            CLASS_REPORT_REASON,
+        )
+
+    def _typing(self, frame: wire.MessageFrame, payload: Typing) -> None:
+        # Shown for what is left of its 25 s by the relay's clock (an indicator drained
+        # from the backlog long after is not shown at all).
+        now = self.clock.now_ms()
+        age = max(0, now + self._relay_offset_ms() - frame.server_ms)
+        if age < TYPING_MS:
+            self.emit(TypingStarted(frame.sender, payload.message_id, now + TYPING_MS - age))
+
+    async def _template_verdict(
+        self, frame: wire.MessageFrame, plaintext: bytes
+    ) -> RenderedTemplate | TemplateRejected | None:
+        """For a template message from a peer (class TEMPLATE, or a ``Template`` payload):
+        its rendering of the verified template, or why it is rejected; else ``None``."""
+        if frame.sender == self.device.account_id:
+            return None  # transcripts and receipts of our own devices
+        try:
+            payload = decode_payload(plaintext)
+        except ValueError:
+            return None  # refused as undecodable with the rest
+        if frame.klass is not wire.MessageClass.TEMPLATE and not isinstance(payload, Template):
+            return None
+        try:
+            # ``template_ref``: the template the relay accepted (and bills) the send as.
+            return await self.templates.check(
+                payload, sender=frame.sender, klass=frame.klass, template_ref=frame.template_ref
+            )
+        except TemplateRejected as exc:
+            return exc
+
+    def _accept_template(
+        self, frame: wire.MessageFrame, payload: Template, rendered: RenderedTemplate
+    ) -> None:
+        # Kept: the payload's known fields (re-encoded, so nothing else the sender put in
+        # survives) and, for the application, the signed template's rendering.
+        self._record(frame, MessageStatus.RECEIVED, payload=encode_payload(payload))
+        self.emit(
+            MessageEvent(
+                frame.message_id,
+                frame.sender,
+                False,
+                frame.sender,
+                frame.sender_device,
+                payload,
+                frame.server_ms,
+                template=rendered,
+            )
+        )
+
+    async def _refuse(self, frame: wire.MessageFrame, refusal: _Refusal) -> None:
+        """Report a mismatch to the operator, then tell the application (``DecryptionFailed``
+        with the reason); the rejection stands whether the report goes through or not."""
+        log.warning(
+            "message refused",
+            message_id=frame.message_id,
+            sender=frame.sender,
+            reason=refusal.text,
+        )
+        if refusal.report is not None:
+            # The report's reason names a template mismatch itself; others say it in detail.
+            detail = refusal.reason if refusal.report == refusal.kind else refusal.text
+            try:
+                await self.api.report(frame.sender, refusal.report, frame.message_id, detail[:512])
+            except (RelayError, httpx.HTTPError) as exc:
+                log.warning("report failed", message_id=frame.message_id, error=str(exc))
+        self.emit(
+            DecryptionFailed(frame.message_id, frame.sender, frame.sender_device, refusal.text)
+        )
+
+    def _record(
+        self,
+        frame: wire.MessageFrame,
+        status: MessageStatus,
+        *,
+        chat: str | None = None,
+        payload: bytes | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Store what arrived in ``frame``; its message id then never gets processed again."""
+        self.store.put_message(
+            StoredMessage(
+                message_id=frame.message_id,
+                chat=frame.sender if chat is None else chat,
+                outgoing=False,
+                sender_account=frame.sender,
+                sender_device=frame.sender_device,
+                client_msg_id=None,
+                payload=payload,
+                status=status,
+                server_ms=frame.server_ms,
+                error=error,
+            )
+        )
+
+    def _reject(self, frame: wire.MessageFrame, reason: str) -> None:
+        log.warning(
+            "message rejected",
+            message_id=frame.message_id,
+            sender=frame.sender,
+            sender_device=frame.sender_device,
+            reason=reason,
+        )
+        self._record(frame, MessageStatus.FAILED, error=reason)
+        self.emit(DecryptionFailed(frame.message_id, frame.sender, frame.sender_device, reason))
+
+    def _accept(self, frame: wire.MessageFrame, payload: Payload | Unsupported, raw: bytes) -> None:
+        own = frame.sender == self.device.account_id
+        if own and isinstance(payload, SentTranscript):
+            self.store.put_message(
+                StoredMessage(
+                    message_id=payload.message_id,
+                    chat=payload.to,
+                    outgoing=True,
+                    sender_account=frame.sender,
+                    sender_device=frame.sender_device,
+                    client_msg_id=payload.client_msg_id,
+                    payload=payload.payload,
+                    status=MessageStatus.SENT,
+                    server_ms=payload.server_ms,
+                    error=None,
+                )
+            )
+            # The relay message that carried the transcript is done with, too.
+            self._record(frame, MessageStatus.SEEN, chat="")
+            self.emit(
+                MessageEvent(
+                    payload.message_id,
+                    payload.to,
+                    True,
+                    frame.sender,
+                    frame.sender_device,
+                    decode_payload(payload.payload),
+                    payload.server_ms,
+                )
+            )
+            self.reports.apply_early(payload.message_id)
+            return
+        if own and isinstance(payload, ReadReceipt):
+            self.store.mark_seen(list(payload.message_ids))
+            self._record(frame, MessageStatus.SEEN, chat="")
+            return
+        self._record(frame, MessageStatus.RECEIVED, payload=raw)
+        self.emit(
+            MessageEvent(
+                frame.message_id,
+                frame.sender,
+                False,
+                frame.sender,
+                frame.sender_device,
+                payload,
+                frame.server_ms,
+            )
+        )
