@@ -20,6 +20,8 @@ __all__ = [
     "IdentityChanged",
     "KeysReplenished",
     "MessageEvent",
+    "MessageWaiting",
+    "PendingSent",
     "StatusChanged",
     "TypingStarted",
 ]
@@ -136,6 +138,30 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingSent:
+    """A message that waited in the outbox (the relay could not be reached) went out: from
+    now on it is known by the relay's ``message_id`` instead of its ``local_id``."""
+
+    local_id: str
+    message_id: str
+    chat: str
+    server_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageWaiting:
+    """A message of ``sender`` could not be decrypted on this device; its sending device
+    was asked to send it again over a new session ("waiting for this message"). A
+    ``MessageEvent`` with the same ``message_id`` follows once it arrives, or
+    ``DecryptionFailed`` when the retries are used up."""
+
+    message_id: str
+    sender: str
+    sender_device: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Drained:
     """Everything the relay held for this device when it connected has been processed."""
 
@@ -152,4 +178,6 @@ Event = (
     | Connected
     | Disconnected
     | Drained
+    | PendingSent
+    | MessageWaiting
 )

@@ -50,7 +50,7 @@ from tresen.client.receiving import Receiver, Reports
 from tresen.client.replies import Replies
 from tresen.client.sending import Sender, SentMessage
 from tresen.client.sessions import Sessions
-from tresen.client.store import KnownBusiness, LocalStore, Trust
+from tresen.client.store import KnownBusiness, LocalStore, Queued, Trust
 from tresen.client.templates import TemplateBook
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.logging import get_logger
@@ -58,7 +58,7 @@ from tresen.crypto.certificates import KeyRing, RingUpdate
 from tresen.crypto.olm import DeviceIdentity
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file
 from tresen.wire import relay as wire
-from tresen.wire.e2e import Interactive, Payload, Reaction, ReplyContext, Text
+from tresen.wire.e2e import Interactive, Payload, Reaction, ReplyContext, Text, decode_payload
 from tresen.wire.templates import Parameters
 
 __all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "OperatorKeyMismatch", "SentMessage"]
@@ -82,6 +82,7 @@ class Client:
         operator_key: str | None = None,
         clock: Clock | None = None,
         revocations_max_age_s: int = REVOCATIONS_MAX_AGE_S,
+        offline_outbox: bool = True,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -134,7 +135,11 @@ class Client:
             self.connection,
             self.reports,
             self.templates,
+            self.clock,
+            emit,
+            offline_outbox=offline_outbox,
         )
+        self.sender.after_flush = self._after_flush
         self.replies = Replies(store, self.directory, self.templates, self.sender)
         self._tasks: set[asyncio.Task[None]] = set()
         if operator_key is not None:
@@ -153,12 +158,15 @@ class Client:
         directory_max_age_s: float = 60.0,
         operator_key: str | None = None,
         clock: Clock | None = None,
+        offline_outbox: bool = True,
     ) -> Client:
         """Open (or create) the client whose state lives in ``data_dir``.
 
         The 32-byte storage key comes from ``key``, else ``TRESEN_CLIENT_KEY``, else the file
         ``data_dir/key`` (created with mode 0600). ``operator_key`` pins the operator's public
-        key from configuration instead of learning it at registration.
+        key from configuration instead of learning it at registration. With
+        ``offline_outbox`` (the default), a message sent while the relay cannot be reached
+        waits in the local outbox and goes out when it can; without, the send raises.
         """
         if relay_url is None and not (data_dir / "client.db").exists():
             raise NotRegistered(f"no relay URL known for {data_dir}; pass one")
@@ -182,6 +190,7 @@ class Client:
                 directory_max_age_s=directory_max_age_s,
                 operator_key=operator_key,
                 clock=clock,
+                offline_outbox=offline_outbox,
             )
         except BaseException:
             store.close()
@@ -444,9 +453,31 @@ class Client:
         confirmed by a ``ConsentChanged`` event and in ``SentMessage.consent``."""
         context = None if reply_to is None else ReplyContext(message_id=reply_to)
         sent = await self.send(to, Text(text=text, preview_url=preview_url, context=context))
+        if sent.pending:
+            return sent  # the keyword applies once the text went out (``_after_flush``)
         # After the text went out, so the business sees it whatever becomes of the change.
         changed = await self._keyword_consent(sent.chat, text)
         return sent if changed is None else dataclasses.replace(sent, consent=changed)
+
+    async def _after_flush(self, sent: SentMessage, inner: bytes) -> None:
+        with contextlib.suppress(ValueError):
+            payload = decode_payload(inner)
+            if isinstance(payload, Text):
+                with contextlib.suppress(RelayError, httpx.HTTPError):
+                    await self._keyword_consent(sent.chat, payload.text)
+
+    def pending(self, chat: str | None = None) -> list[Queued]:
+        """The messages that wait in the outbox (of ``chat``), oldest first."""
+        return self.store.queued(chat)
+
+    async def flush_outbox(self) -> dict[str, SentMessage]:
+        """Send what waits in the outbox now (done by itself whenever the client connects);
+        returns what went out, by the local id it waited under."""
+        return await self.sender.flush()
+
+    async def delete_pending(self, local_id: str) -> bool:
+        """Delete a message that waits in the outbox, so that it is never sent."""
+        return await self.sender.delete_pending(local_id)
 
     async def react(self, to: str, message_id: str, emoji: str) -> SentMessage:
         return await self.send(to, Reaction(message_id=message_id, emoji=emoji))
@@ -581,7 +612,14 @@ class Client:
             self._spawn(self._replenish(one_time_keys))
 
     def on_connected(self) -> None:
-        pass
+        if self.store.queued():
+            self._spawn(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.sender.flush()
+        except Exception:
+            log.exception("sending the outbox failed")
 
     async def _replenish(self, stored: int) -> None:
         try:

@@ -7,8 +7,10 @@ so that each of them shows the conversation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +20,14 @@ from tresen.client.api import RelayApi, RelayError
 from tresen.client.connection import Connection, NotConnected
 from tresen.client.device import Device
 from tresen.client.directory import Directory, IdentityNotTrusted
-from tresen.client.events import ConsentChanged
+from tresen.client.events import ConsentChanged, Event, PendingSent, StatusChanged
 from tresen.client.receiving import Reports
 from tresen.client.sessions import Sessions
 from tresen.client.store import LocalStore, MessageStatus, StoredMessage, Trust
 from tresen.client.templates import TemplateBook, TemplateRejected, TemplateUnavailable
+from tresen.core.clock import Clock
 from tresen.core.errors import ErrorCode
+from tresen.core.logging import get_logger
 from tresen.wire import relay as wire
 from tresen.wire.e2e import (
     Payload,
@@ -42,9 +46,13 @@ from tresen.wire.templates import (
     render,
 )
 
-__all__ = ["RECEIPT_CHUNK", "Sender", "SentMessage"]
+__all__ = ["LOCAL_ID_PREFIX", "RECEIPT_CHUNK", "Sender", "SentMessage", "offline"]
+
+log = get_logger("tresen.client")
 
 RECEIPT_CHUNK = 256
+LOCAL_ID_PREFIX = "local-"
+"""Of the id a message has while it waits in the outbox (the relay names it when it takes it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,9 @@ class SentMessage:
     """Set when the text was a STOP or START keyword to a business (see ``send_text``)."""
     pricing: wire.PricingFacts | None = None
     """A business's message to a customer: how the relay prices it, as it accepted it."""
+    pending: bool = False
+    """The relay could not be reached: the message waits in the outbox under this
+    ``message_id`` (a local id) and goes out when it can (``PendingSent``)."""
 
 
 class Sender:
@@ -71,6 +82,10 @@ class Sender:
         connection: Connection,
         reports: Reports,
         templates: TemplateBook,
+        clock: Clock,
+        emit: Callable[[Event], None],
+        *,
+        offline_outbox: bool = True,
     ) -> None:
         self.api = api
         self.store = store
@@ -80,7 +95,13 @@ class Sender:
         self.connection = connection
         self.reports = reports
         self.templates = templates
+        self.clock = clock
+        self.emit = emit
+        self.offline_outbox = offline_outbox
+        self.after_flush: Callable[[SentMessage, bytes], Awaitable[object]] | None = None
+        """Called for each message the outbox sent (the client applies STOP/START then)."""
         self._peer_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._flushing = asyncio.Lock()
 
     async def chat_with(self, to: str) -> str:
         """The account id of ``to``, which must be someone else and trusted."""
@@ -107,9 +128,118 @@ class Sender:
         account_id = await self.chat_with(to)
         inner = encode_payload(payload)
         client_msg_id = secrets.token_hex(16)
-        accepted = await self.deliver(account_id, inner, client_msg_id, klass, template_ref)
+        if self.offline_outbox and self.store.queued(account_id):
+            # Behind what waits already: in order, after it.
+            local_id = self._queue(account_id, inner, client_msg_id, klass, template_ref)
+            return (await self.flush()).get(local_id) or self._pending(local_id)
+        try:
+            accepted = await self.deliver(account_id, inner, client_msg_id, klass, template_ref)
+        except Exception as exc:
+            if not (self.offline_outbox and offline(exc)):
+                raise
+            log.info("relay unreachable; message kept in the outbox", error=type(exc).__name__)
+            return self._pending(self._queue(account_id, inner, client_msg_id, klass, template_ref))
         assert accepted is not None
         return await self.sent(account_id, inner, client_msg_id, accepted)
+
+    # --- the outbox ---------------------------------------------------------------------------
+
+    def _queue(
+        self,
+        account_id: str,
+        inner: bytes,
+        client_msg_id: str,
+        klass: wire.MessageClass,
+        template_ref: str | None,
+    ) -> str:
+        local_id = LOCAL_ID_PREFIX + client_msg_id
+        message = StoredMessage(
+            message_id=local_id,
+            chat=account_id,
+            outgoing=True,
+            sender_account=self.device.require_account(),
+            sender_device=self.device.require_device_id(),
+            client_msg_id=client_msg_id,
+            payload=inner,
+            status=MessageStatus.PENDING,
+            server_ms=self.clock.now_ms(),
+            error=None,
+        )
+        self.store.queue(message, int(klass), template_ref)
+        return local_id
+
+    def _pending(self, local_id: str) -> SentMessage:
+        stored = self.store.message(local_id)
+        assert stored is not None
+        assert stored.client_msg_id is not None
+        return SentMessage(
+            local_id, stored.client_msg_id, stored.chat, stored.server_ms, False, pending=True
+        )
+
+    async def flush(self) -> dict[str, SentMessage]:
+        """Send what waits in the outbox, oldest first, each with its own client message id
+        (the relay takes a send it already holds as a duplicate, never twice). Stops at the
+        first message the relay cannot be reached for; a message the relay refuses is marked
+        failed with its reason. Returns what went out, by local id."""
+        done: dict[str, SentMessage] = {}
+        async with self._flushing:
+            held: set[str] = set()  # chats waiting for the user to trust new keys
+            for queued in self.store.queued():
+                if queued.chat in held:
+                    continue
+                stored = self.store.message(queued.local_id)
+                if stored is None or stored.payload is None or stored.client_msg_id is None:
+                    self.store.unqueue(queued.local_id)
+                    continue
+                try:
+                    accepted = await self.deliver(
+                        queued.chat,
+                        stored.payload,
+                        stored.client_msg_id,
+                        wire.MessageClass(queued.klass),
+                        queued.template_ref,
+                    )
+                except IdentityNotTrusted:
+                    held.add(queued.chat)
+                    continue
+                except RelayError as exc:
+                    if transient(exc):
+                        break  # tried again at the next connection
+                    self._refused(queued.local_id, stored, exc)
+                    continue
+                except Exception as exc:
+                    if offline(exc):
+                        break
+                    raise
+                assert accepted is not None
+                if not self.store.unqueue(queued.local_id):
+                    continue  # deleted by the user meanwhile (the relay takes it anyway)
+                sent = await self.sent(queued.chat, stored.payload, stored.client_msg_id, accepted)
+                self.emit(PendingSent(queued.local_id, sent.message_id, sent.chat, sent.server_ms))
+                done[queued.local_id] = sent
+                if self.after_flush is not None:
+                    await self.after_flush(sent, stored.payload)
+        return done
+
+    def _refused(self, local_id: str, stored: StoredMessage, exc: RelayError) -> None:
+        failed = dataclasses.replace(stored, status=MessageStatus.FAILED, error=exc.message)
+        if self.store.unqueue(local_id, keep_as=failed):
+            self.emit(
+                StatusChanged(
+                    local_id,
+                    stored.chat,
+                    MessageStatus.FAILED,
+                    server_ms=stored.server_ms,
+                    error_code=int(exc.code),
+                    error=exc.message,
+                )
+            )
+
+    async def delete_pending(self, local_id: str) -> bool:
+        """Delete a message that waits in the outbox (it is then never sent); False if it is
+        not waiting there (any more)."""
+        async with self._flushing:
+            return self.store.unqueue(local_id)
 
     async def sent(
         self, account_id: str, inner: bytes, client_msg_id: str, accepted: wire.Accepted
@@ -315,6 +445,14 @@ class Sender:
             # Only now: a receipt that failed to go out is sent again next time.
             self.store.mark_seen(chunk)
         return len(unseen)
+
+
+def transient(exc: RelayError) -> bool:
+    """A refusal that passes by itself (the relay is busy, or failed inside)."""
+    return exc.code in _TRANSIENT or (exc.code >= 500 and exc.code < 600)
+
+
+_TRANSIENT = {ErrorCode.THROUGHPUT_REACHED, ErrorCode.INTERNAL}
 
 
 def offline(exc: BaseException) -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "LocalStore",
     "MessageStatus",
     "PeerDevice",
+    "Queued",
     "StoredMessage",
     "Trust",
 ]
@@ -68,6 +69,13 @@ CREATE TABLE IF NOT EXISTS messages (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_messages_chat ON messages (chat, server_ms);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    local_id TEXT NOT NULL UNIQUE REFERENCES messages (message_id),
+    chat TEXT NOT NULL,
+    klass INTEGER NOT NULL,
+    template_ref TEXT
+);
 CREATE TABLE IF NOT EXISTS businesses (
     account_id TEXT PRIMARY KEY,
     display_name TEXT,
@@ -130,6 +138,16 @@ class StoredMessage:
     status: MessageStatus
     server_ms: int
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A message in the outbox: stored under ``local_id`` until the relay accepts it."""
+
+    local_id: str
+    chat: str
+    klass: int
+    template_ref: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +479,38 @@ class LocalStore:
             ChatSummary(r[0], r[1], int(r[2]), int(r[3]), bool(r[4]), r[5], bool(r[6]))
             for r in rows
         ]
+
+    # --- the outbox: messages the relay has not accepted yet ---------------------------------
+
+    def queue(self, message: StoredMessage, klass: int, template_ref: str | None) -> None:
+        """Keep ``message`` (status pending) to be sent when the relay can be reached."""
+        with self.transaction():
+            self.put_message(message)
+            self._db.execute(
+                "INSERT INTO outbox (local_id, chat, klass, template_ref) VALUES (?, ?, ?, ?)",
+                (message.message_id, message.chat, klass, template_ref),
+            )
+
+    def queued(self, chat: str | None = None) -> list[Queued]:
+        """What waits in the outbox (of ``chat``, or of every chat), oldest first."""
+        rows = self._db.execute(
+            "SELECT o.local_id, o.chat, o.klass, o.template_ref FROM outbox o "
+            "WHERE ? IS NULL OR o.chat = ? ORDER BY o.seq",
+            (chat, chat),
+        ).fetchall()
+        return [Queued(str(r[0]), str(r[1]), int(r[2]), r[3]) for r in rows]
+
+    def unqueue(self, local_id: str, *, keep_as: StoredMessage | None = None) -> bool:
+        """Take a message out of the outbox: replaced by ``keep_as`` (what the relay accepted,
+        or the message marked failed), or deleted. False if it was not queued (any more)."""
+        with self.transaction():
+            gone = self._db.execute("DELETE FROM outbox WHERE local_id = ?", (local_id,))
+            if not gone.rowcount:
+                return False
+            self._db.execute("DELETE FROM messages WHERE message_id = ?", (local_id,))
+            if keep_as is not None:
+                self.put_message(keep_as)
+        return True
 
     # --- businesses --------------------------------------------------------------------------
 

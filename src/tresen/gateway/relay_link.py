@@ -49,7 +49,14 @@ async def open_device(
     """
     folder = settings.device_dir
     if (folder / "client.db").exists():
-        client = Client.open(folder, settings.relay_url, key=key, clock=clock, transport=transport)
+        client = Client.open(
+            folder,
+            settings.relay_url,
+            key=key,
+            clock=clock,
+            transport=transport,
+            offline_outbox=False,
+        )
         try:
             if client.registered:
                 me = await client.api.me()
@@ -77,7 +84,14 @@ async def open_device(
         raise GatewayNotRegistered("set the business's number (--phone or TRESEN_GATEWAY_PHONE)")
     if codes is None:
         raise GatewayNotRegistered("the gateway is not registered yet and cannot ask for a code")
-    client = Client.open(folder, settings.relay_url, key=key, clock=clock, transport=transport)
+    client = Client.open(
+        folder,
+        settings.relay_url,
+        key=key,
+        clock=clock,
+        transport=transport,
+        offline_outbox=False,
+    )
     try:
         await client.request_code(settings.phone)
         code = await codes(settings.phone)
