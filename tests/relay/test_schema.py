@@ -27,3 +27,62 @@ async def test_migrations_match_the_declared_schema(backend: Backend) -> None:
         assert await migrate.current_revision(db) == migrate.head_revision()
     finally:
         await db.dispose()
+
+
+async def test_messages_stored_before_resends_keep_their_template(backend: Backend) -> None:
+    """0006: a template message accepted before the upgrade can be resent as that template."""
+    from sqlalchemy import insert, select
+
+    from tresen.relay.schema import mailbox, message_pricing, messages
+
+    db = backend.database()
+    try:
+        await migrate.upgrade(db, "0005")
+        old = {"sender_account": "s", "sender_device_pk": 1, "recipient_account": "r"}
+        times = {"server_ms": 1, "expires_ms": 2}
+        async with db.write() as conn:
+            # Written with the 0005 columns only (the declared table has more).
+            for message_id, klass in (("waiting", 1), ("priced", 1), ("session", 0)):
+                await conn.execute(
+                    insert(messages).values(
+                        message_id=message_id, client_msg_id=message_id, klass=klass, **old, **times
+                    )
+                )
+            await conn.execute(
+                insert(mailbox).values(
+                    device_pk=2,
+                    kind=0,
+                    message_id="waiting",
+                    peer_account="s",
+                    peer_device=1,
+                    klass=1,
+                    olm_type=1,
+                    payload=b"c",
+                    template_id=41,
+                    **times,
+                )
+            )
+            await conn.execute(
+                insert(message_pricing).values(
+                    message_id="priced",
+                    business_account="s",
+                    recipient_account="r",
+                    template_id=42,
+                    category="marketing",
+                    billable=1,
+                    pricing_type="regular",
+                    country="DE",
+                    price_micros=1,
+                    currency="EUR",
+                    server_ms=1,
+                )
+            )
+        await migrate.upgrade(db)
+        async with db.read() as conn:
+            rows = await conn.execute(
+                select(messages.c.message_id, messages.c.template_id, messages.c.resends)
+            )
+            found = {r.message_id: (r.template_id, r.resends) for r in rows}
+        assert found == {"waiting": (41, 0), "priced": (42, 0), "session": (None, 0)}
+    finally:
+        await db.dispose()

@@ -37,6 +37,12 @@ class Limits(BaseModel):
     send_rate_per_device: float = Field(default=200.0, gt=0, description="sends per second")
     send_burst_per_device: int = Field(default=400, ge=1)
     max_acks_per_frame: int = Field(default=1024, ge=1)
+    max_resends_per_message: int = Field(
+        default=5,
+        ge=0,
+        description="times the sender may encrypt one message again for a device of its "
+        "recipient that could not decrypt it (0: never)",
+    )
     max_receipt_ids_per_frame: int = Field(default=256, ge=1)
     max_fetch_batch: int = Field(default=500, ge=1)
     inflight_per_connection: int = Field(default=512, ge=1)

@@ -155,6 +155,11 @@ messages = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Column("delivered_ms", BigInteger, nullable=True),
     Column("read_ms", BigInteger, nullable=True),
+    # The template a template-class message was accepted as: a resend carries it again, whatever
+    # the resending device says (migration 0006).
+    Column("template_id", BigInteger, nullable=True),
+    # How often its sender encrypted it again for a device that could not decrypt it (0006).
+    Column("resends", Integer, nullable=False, server_default="0"),
     UniqueConstraint("sender_device_pk", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_expires", "expires_ms"),
     # A business's deliveries over the quality period (migration 0004).

@@ -33,6 +33,8 @@ __all__ = [
     "QueueEmpty",
     "Read",
     "Receipt",
+    "Resend",
+    "Resent",
     "Send",
     "ServerFrame",
     "decode_client_frame",
@@ -87,10 +89,17 @@ class Send(Frame, tag="send"):
     template_ref: TemplateRef | None = None
 
 
-class Ack(Frame, tag="ack"):
-    """The device has stored these envelopes; the relay deletes them."""
+# Omits an empty ``undecryptable`` (and ``v``, which defaults to 1), so that an ordinary ack
+# is also understood by a relay that predates the field.
+class Ack(Frame, tag="ack", omit_defaults=True):
+    """The device has stored these envelopes; the relay deletes them.
+
+    ``undecryptable`` names those of ``ids`` that are messages this device could not decrypt:
+    they are deleted too, but do not count as delivered (no ``delivered``, no billing).
+    """
 
     ids: Annotated[list[EnvelopeId], msgspec.Meta(min_length=1)]
+    undecryptable: list[EnvelopeId] = []
 
 
 class Receipt(Frame, tag="receipt"):
@@ -99,11 +108,23 @@ class Receipt(Frame, tag="receipt"):
     message_ids: Annotated[list[MessageRef], msgspec.Meta(min_length=1)]
 
 
+class Resend(Frame, tag="resend"):
+    """A message this account sent, encrypted again for one device of its recipient (which
+    could not decrypt its copy); answered with ``resent``."""
+
+    client_msg_id: ClientMsgId
+    message_id: MessageRef
+    device_id: PositiveId
+    type: Annotated[int, msgspec.Meta(ge=0, le=1)]
+    body: bytes
+    registration_id: Int63 | None = None
+
+
 class Ping(Frame, tag="ping"):
     nonce: int = 0
 
 
-ClientFrame = Send | Ack | Receipt | Ping
+ClientFrame = Send | Ack | Receipt | Resend | Ping
 
 
 # --- relay -> client -------------------------------------------------------------------------
@@ -131,6 +152,15 @@ class Accepted(Frame, tag="accepted"):
     server_ms: int = 0
     duplicate: bool = False
     pricing: PricingFacts | None = None
+
+
+class Resent(Frame, tag="resent"):
+    """A ``resend`` is stored durably: ``resends`` of this message so far, this one included."""
+
+    client_msg_id: str = ""
+    message_id: str = ""
+    device_id: int = 0
+    resends: int = 0
 
 
 class ErrorFrame(Frame, tag="error"):
@@ -204,6 +234,7 @@ class Pong(Frame, tag="pong"):
 ServerFrame = (
     Hello
     | Accepted
+    | Resent
     | ErrorFrame
     | MessageFrame
     | Delivered
@@ -241,7 +272,8 @@ def decode_client_frame(raw: bytes) -> ClientFrame:
 
 
 class _SendKey(msgspec.Struct):
-    """Just enough of a rejected frame to answer a send with its ``client_msg_id``."""
+    """Just enough of a rejected frame to answer a send (or resend) with its
+    ``client_msg_id``."""
 
     t: str = ""
     client_msg_id: ClientMsgId | None = None
@@ -251,13 +283,16 @@ _send_key_decoder = msgspec.msgpack.Decoder(_SendKey)
 
 
 def rejected_send_id(raw: bytes) -> str | None:
-    """The ``client_msg_id`` of a ``send`` frame that failed to decode, if it has a valid one,
-    so that its error can name the send it answers."""
+    """The ``client_msg_id`` of a ``send`` or ``resend`` frame that failed to decode, if it
+    has a valid one, so that its error can name the request it answers."""
     try:
         key = _send_key_decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError):
         return None
-    return key.client_msg_id if key.t == "send" else None
+    return key.client_msg_id if key.t in _ANSWERED_BY_ID else None
+
+
+_ANSWERED_BY_ID = frozenset({"send", "resend"})
 
 
 def decode_server_frame(raw: bytes) -> ServerFrame:

@@ -33,16 +33,31 @@ VALUES = st.recursive(
     max_leaves=12,
 )
 FIELDS = st.sampled_from(
-    ["v", "client_msg_id", "to", "per_device", "klass", "template_ref", "ids", "message_ids"]
+    [
+        "v",
+        "client_msg_id",
+        "to",
+        "per_device",
+        "klass",
+        "template_ref",
+        "ids",
+        "message_ids",
+        "undecryptable",
+        "message_id",
+        "device_id",
+    ]
 )
 
 
 @st.composite
 def shaped(draw: st.DrawFn, to: str) -> dict[Any, Any]:
     """A client frame of each kind with arbitrary values where the protocol has fields."""
-    kind = draw(st.sampled_from(["send", "ack", "receipt", "ping"]))
+    kind = draw(st.sampled_from(["send", "ack", "receipt", "ping", "resend"]))
     if kind == "ack":
-        return {"t": kind, "ids": draw(st.lists(INTS, min_size=1, max_size=3))}
+        ack: dict[str, Any] = {"t": kind, "ids": draw(st.lists(INTS, min_size=1, max_size=3))}
+        if draw(st.booleans()):
+            ack["undecryptable"] = draw(st.lists(st.one_of(st.sampled_from(ack["ids"]), INTS)))
+        return ack
     if kind == "receipt":
         return {"t": kind, "message_ids": draw(st.lists(TEXT, min_size=1, max_size=3))}
     if kind == "ping":
@@ -54,6 +69,8 @@ def shaped(draw: st.DrawFn, to: str) -> dict[Any, Any]:
     }
     if draw(st.booleans()):
         copy["registration_id"] = draw(INTS)
+    if kind == "resend":
+        return {"t": kind, "client_msg_id": draw(TEXT), "message_id": draw(TEXT), **copy}
     frame = {
         "t": kind,
         "client_msg_id": draw(TEXT),

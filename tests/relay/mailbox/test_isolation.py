@@ -34,6 +34,19 @@ def _send(to: str, client_msg_id: str, **changes: Any) -> dict[str, Any]:
     return frame
 
 
+def _resend(client_msg_id: str, **changes: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "t": "resend",
+        "client_msg_id": client_msg_id,
+        "message_id": "7fbb70b2bd41c2d70044c8428bb26af7",
+        "device_id": 1,
+        "type": 1,
+        "body": b"ciphertext",
+    }
+    frame.update(changes)
+    return frame
+
+
 def _nested(depth: int) -> bytes:
     """A msgpack value: ``depth`` arrays, each holding the next."""
     return b"\x91" * depth + b"\xc0"
@@ -76,6 +89,14 @@ def bad_frames(to: str) -> list[tuple[str, bytes, str | None]]:
                 )
             ),
             "bad-reg",
+        ),
+        ("ack undecryptable 0", _encode({"t": "ack", "ids": [5], "undecryptable": [0]}), None),
+        ("NUL in resend.message_id", _encode(_resend("rs-id", message_id="ab\x00cd")), "rs-id"),
+        ("resend device_id 2**63", _encode(_resend("rs-dev", device_id=2**63)), "rs-dev"),
+        (
+            "resend registration_id 2**64-1",
+            _encode(_resend("rs-reg", registration_id=2**64 - 1)),
+            "rs-reg",
         ),
         ("nested value", b"\x82\xa1t\xa4ping\xa5nonce" + _nested(100_000), None),
         ("nested unknown field", b"\x82\xa1x" + _nested(100_000) + b"\xa1t\xa4ping", None),
@@ -122,6 +143,7 @@ async def offend_over_http(relay: RunningRelay, offender: Device, to: Device) ->
     """Every bad request of the HTTP mailbox routes: (what, status, code, fields named)."""
     send = _send(to.account_id, "http-bad")
     send["per_device"] = [{"device_id": 1, "type": 1, "body": "Y2lwaGVy"}]
+    resend = {"client_msg_id": "http-rs", "device_id": 1, "type": 1, "body": "Y2lwaGVy"}
     requests: list[tuple[str, str, str, Any]] = [
         ("ack id 2**63", "POST", "/v1/messages/ack", {"ids": [2**63]}),
         ("ack id 2**70", "POST", "/v1/messages/ack", {"ids": [1, 2**70]}),
@@ -137,6 +159,19 @@ async def offend_over_http(relay: RunningRelay, offender: Device, to: Device) ->
             {**send, "per_device": [{"device_id": 2**63, "type": 1, "body": "Yw"}]},
         ),
         ("after 2**63", "GET", f"/v1/messages?after={2**63}", None),
+        (
+            "ack undecryptable 2**63",
+            "POST",
+            "/v1/messages/ack",
+            {"ids": [1], "undecryptable": [2**63]},
+        ),
+        ("NUL in resend path", "POST", "/v1/messages/a%00b/resend", resend),
+        (
+            "resend device_id 2**63",
+            "POST",
+            "/v1/messages/7fbb70b2bd41c2d70044c8428bb26af7/resend",
+            {**resend, "device_id": 2**63},
+        ),
     ]
     answers = []
     for what, method, path, body in requests:
@@ -199,6 +234,11 @@ async def test_a_value_the_database_refuses_fails_only_its_operation(
         poisoned = [mailbox.submit_ack(offender, [2**63])]
         if backend.name == "postgres":
             poisoned.append(mailbox.submit_read(offender, ["ab\x00cd"]))
+            # Built past the decoder, which would refuse the NUL.
+            resend = wire.Resend(
+                client_msg_id="r", message_id="ab\x00cd", device_id=1, type=1, body=b"c"
+            )
+            poisoned.append(mailbox.submit_resend(offender, resend))
         futures += [good(i) for i in range(20, 40)]
         results = await asyncio.gather(*futures, *poisoned, return_exceptions=True)
 

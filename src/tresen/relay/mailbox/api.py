@@ -1,4 +1,5 @@
-"""The mailbox over plain HTTP, for clients without WebSocket: send, fetch pending, ack."""
+"""The mailbox over plain HTTP, for clients without WebSocket: send, resend, fetch pending,
+ack."""
 
 from __future__ import annotations
 
@@ -7,14 +8,21 @@ import binascii
 from typing import Annotated, Literal
 
 import msgspec
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tresen.core.fields import INT63_MAX, INT63_MIN, LINE_PATTERN
 from tresen.relay.http import Authed, Ctx, errors
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
 from tresen.relay.mailbox.service import failure_of, pricing_facts
-from tresen.wire.relay import DeviceCiphertext, MessageClass, PricingFacts, Send, decode_pricing
+from tresen.wire.relay import (
+    DeviceCiphertext,
+    MessageClass,
+    PricingFacts,
+    Resend,
+    Send,
+    decode_pricing,
+)
 
 __all__ = ["router"]
 
@@ -57,6 +65,29 @@ class SendCreate(BaseModel):
     klass: ClassName = Field(default="session", alias="class")
     template_ref: str | None = Field(default=None, max_length=128, pattern=LINE_PATTERN)
     per_device: list[CiphertextCreate] = Field(min_length=1, max_length=64)
+
+
+class ResendCreate(CiphertextCreate):
+    """The message encrypted again for ``device_id``, a device of its recipient."""
+
+    client_msg_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=LINE_PATTERN,
+        description="chosen by the client for this request; echoed in the answer",
+    )
+
+
+class ResentPublic(BaseModel):
+    client_msg_id: str
+    message_id: str
+    device_id: int
+    resends: int = Field(description="resends of this message so far, this one included")
+
+
+MessagePath = Annotated[
+    str, Path(min_length=1, max_length=32, pattern=LINE_PATTERN, description="a message_id")
+]
 
 
 class PricingPublic(BaseModel):
@@ -113,6 +144,12 @@ class AckCreate(BaseModel):
 
     # Hard cap for parsing; the configured limit (limits.max_acks_per_frame) is checked after.
     ids: list[Annotated[int, Field(ge=1, le=INT63_MAX)]] = Field(min_length=1, max_length=100_000)
+    undecryptable: list[Annotated[int, Field(ge=1, le=INT63_MAX)]] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="those of ids that are messages this device could not decrypt: deleted, "
+        "but not counted as delivered (each must also be in ids)",
+    )
 
 
 class AckPublic(BaseModel):
@@ -170,6 +207,33 @@ async def send_message(body: SendCreate, principal: Authed, ctx: Ctx) -> Accepte
     )
 
 
+@router.post(
+    "/messages/{message_id}/resend",
+    response_model=ResentPublic,
+    responses=errors(403, 404, 409, 429, 507),
+)
+async def resend_message(
+    message_id: MessagePath, body: ResendCreate, principal: Authed, ctx: Ctx
+) -> ResentPublic:
+    """A message this account sent, encrypted again for one device of its recipient that
+    could not decrypt it (docs/protocol.md §5.10)."""
+    frame = Resend(
+        client_msg_id=body.client_msg_id,
+        message_id=message_id,
+        device_id=body.device_id,
+        type=body.type,
+        body=_b64decode(body.body),
+        registration_id=body.registration_id,
+    )
+    resent = await ctx.mailbox.resend(principal, frame)
+    return ResentPublic(
+        client_msg_id=body.client_msg_id,
+        message_id=resent.message_id,
+        device_id=resent.device_id,
+        resends=resent.resends,
+    )
+
+
 @router.get("/messages", response_model=PendingPublic, response_model_by_alias=True)
 async def fetch_pending(
     principal: Authed,
@@ -210,7 +274,7 @@ def _envelope(e: MailboxEntry) -> EnvelopePublic:
 
 @router.post("/messages/ack", response_model=AckPublic, responses=errors(429))
 async def ack_messages(body: AckCreate, principal: Authed, ctx: Ctx) -> AckPublic:
-    return AckPublic(deleted=await ctx.mailbox.ack(principal, body.ids))
+    return AckPublic(deleted=await ctx.mailbox.ack(principal, body.ids, body.undecryptable))
 
 
 @router.post("/receipts", response_model=ReceiptPublic, responses=errors(429))

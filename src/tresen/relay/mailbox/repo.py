@@ -7,12 +7,12 @@ many keys at once, so one batch of sends and acks costs a handful of statements.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeVar
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.db import pairs_in
@@ -28,6 +28,8 @@ __all__ = [
     "NewMessage",
     "RecipientDevice",
     "SentMessage",
+    "StoredMessage",
+    "count_resends",
     "delete_entries",
     "device_pks_of",
     "enqueue",
@@ -39,6 +41,7 @@ __all__ = [
     "mailbox_heads",
     "mark_delivered",
     "mark_read",
+    "messages_to_resend",
     "pending_entries",
     "recipient_devices",
     "suspended_accounts",
@@ -83,6 +86,17 @@ class SentMessage:
 class NewMessage:
     message: SentMessage
     client_msg_id: str
+    expires_ms: int
+    template_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message record as a resend needs it."""
+
+    message: SentMessage
+    template_id: int | None
+    resends: int
     expires_ms: int
 
 
@@ -263,9 +277,42 @@ async def insert_messages(conn: AsyncConnection, rows: Sequence[NewMessage]) -> 
                 "klass": r.message.klass,
                 "server_ms": r.message.server_ms,
                 "expires_ms": r.expires_ms,
+                "template_id": r.template_id,
             }
             for r in rows
         ],
+    )
+
+
+async def messages_to_resend(
+    conn: AsyncConnection, message_ids: Iterable[MessageId]
+) -> dict[MessageId, StoredMessage]:
+    """The records of these messages, locked (PostgreSQL) until the transaction ends, so that
+    resends on several relay processes count against one limit."""
+    found: dict[MessageId, StoredMessage] = {}
+    for chunk in _chunks(sorted(set(message_ids))):
+        rows = await conn.execute(
+            select(messages)
+            .where(messages.c.message_id.in_(chunk))
+            .order_by(messages.c.message_id)
+            .with_for_update()
+        )
+        for r in rows:
+            found[MessageId(r.message_id)] = StoredMessage(
+                _message(r), r.template_id, r.resends, r.expires_ms
+            )
+    return found
+
+
+async def count_resends(conn: AsyncConnection, counts: Mapping[MessageId, int]) -> None:
+    """Add ``counts[message_id]`` to each message's ``resends``."""
+    if not counts:
+        return
+    await conn.execute(
+        update(messages)
+        .where(messages.c.message_id == bindparam("b_message_id"))
+        .values(resends=messages.c.resends + bindparam("b_count")),
+        [{"b_message_id": m, "b_count": n} for m, n in sorted(counts.items())],
     )
 
 

@@ -3,11 +3,12 @@
 Each send is checked (rate, sizes, device list, queue lengths) and stored as one envelope per
 recipient device; only once that is committed is it answered ``accepted``. An ack deletes the
 envelope and, the first time a message reaches any device of its recipient, queues a
-``delivered`` event for every device of the sender. Read receipts are routed the same way.
-A message whose lifetime ends before any device of its recipient received it is reported
-back as ``failed`` (131026) when the relay purges it.
+``delivered`` event for every device of the sender; an envelope acked as undecryptable is
+deleted without counting, and its sender may resend the message to that device (resend.py).
+Read receipts are routed the same way. A message whose lifetime ends before any device of its
+recipient received it is reported back as ``failed`` (131026) when the relay purges it.
 
-All writes go through one group commit: sends, acks, receipts and purges from every
+All writes go through one group commit: sends, resends, acks, receipts and purges from every
 connection that arrive together share one transaction and a handful of statements.
 """
 
@@ -43,11 +44,26 @@ from tresen.relay.mailbox.repo import (
     RecipientDevice,
     SentMessage,
 )
+from tresen.relay.mailbox.resend import (
+    AcceptedResend,
+    ResendOp,
+    admit_resends,
+    check_ciphertext,
+    plan_resends,
+)
 from tresen.relay.policy.rules import Pricing
 from tresen.relay.policy.service import Admission, PolicyService, Prefetched, SendIntent
-from tresen.wire.relay import MessageClass, PricingFacts, Send, encode_pricing
+from tresen.wire.relay import MessageClass, PricingFacts, Resend, Send, encode_pricing
 
-__all__ = ["UNDELIVERED", "AcceptedSend", "Failure", "MailboxService", "Purged", "failure_of"]
+__all__ = [
+    "UNDELIVERED",
+    "AcceptedResend",
+    "AcceptedSend",
+    "Failure",
+    "MailboxService",
+    "Purged",
+    "failure_of",
+]
 
 log = get_logger("tresen.relay.mailbox")
 
@@ -96,6 +112,10 @@ class _SendOp:
 class _AckOp:
     device: Principal
     seqs: tuple[int, ...]
+    undecryptable: frozenset[int] = frozenset()
+
+
+_ResendOp = ResendOp
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +145,8 @@ class Purged:
         )
 
 
-_Op = _SendOp | _AckOp | _ReadOp | _PurgeOp
-_Done = AcceptedSend | int | Purged
+_Op = _SendOp | _ResendOp | _AckOp | _ReadOp | _PurgeOp
+_Done = AcceptedSend | AcceptedResend | int | Purged
 _Result = _Done | BaseException
 
 
@@ -196,6 +216,10 @@ class MailboxService:
     def submit_send(self, sender: Principal, frame: Send) -> asyncio.Future[AcceptedSend]:
         """Check ``frame`` and queue it for storage; the future resolves once it is durable."""
         self._check_shape(frame)
+        self._take_send_token(sender)
+        return self._submit(_SendOp(sender, frame))  # type: ignore[return-value]
+
+    def _take_send_token(self, sender: Principal) -> None:
         wait_ms = self._send_rate.take(sender.device_pk)
         if wait_ms:
             raise TresenError(
@@ -204,17 +228,37 @@ class MailboxService:
                 retry_after_ms=wait_ms,
                 limit_per_s=self.limits.send_rate_per_device,
             )
-        return self._submit(_SendOp(sender, frame))  # type: ignore[return-value]
 
-    def submit_ack(self, device: Principal, seqs: Sequence[int]) -> asyncio.Future[int]:
-        """Queue the deletion of acknowledged entries; resolves to how many were deleted."""
+    def submit_resend(self, device: Principal, frame: Resend) -> asyncio.Future[AcceptedResend]:
+        """Check ``frame`` and queue the resent copy for storage (resend.py); the future
+        resolves once it is durable."""
+        check_ciphertext(frame.device_id, frame.body, self.limits)
+        self._take_send_token(device)
+        return self._submit(_ResendOp(device, frame))  # type: ignore[return-value]
+
+    def submit_ack(
+        self, device: Principal, seqs: Sequence[int], undecryptable: Sequence[int] = ()
+    ) -> asyncio.Future[int]:
+        """Queue the deletion of acknowledged entries; resolves to how many were deleted.
+
+        ``undecryptable`` (a subset of ``seqs``) are messages the device could not decrypt:
+        deleted like the others, but not counted as delivered."""
         if len(seqs) > self.limits.max_acks_per_frame:
             raise TresenError(
                 ErrorCode.INVALID_PARAMETER,
                 "too many ids in one ack",
                 max_ids=self.limits.max_acks_per_frame,
             )
-        return self._submit(_AckOp(device, tuple(dict.fromkeys(seqs))))  # type: ignore[return-value]
+        unknown = sorted(set(undecryptable) - set(seqs))
+        if unknown:
+            raise TresenError(
+                ErrorCode.INVALID_PARAMETER,
+                "undecryptable names ids that are not acked in ids",
+                field="undecryptable",
+                ids=unknown[:16],
+            )
+        op = _AckOp(device, tuple(dict.fromkeys(seqs)), frozenset(undecryptable))
+        return self._submit(op)  # type: ignore[return-value]
 
     def submit_read(self, reader: Principal, message_ids: Sequence[str]) -> asyncio.Future[int]:
         """Queue read receipts for messages addressed to ``reader``, routed to their senders."""
@@ -230,8 +274,13 @@ class MailboxService:
     async def send(self, sender: Principal, frame: Send) -> AcceptedSend:
         return await self.submit_send(sender, frame)
 
-    async def ack(self, device: Principal, seqs: Sequence[int]) -> int:
-        return await self.submit_ack(device, seqs)
+    async def resend(self, device: Principal, frame: Resend) -> AcceptedResend:
+        return await self.submit_resend(device, frame)
+
+    async def ack(
+        self, device: Principal, seqs: Sequence[int], undecryptable: Sequence[int] = ()
+    ) -> int:
+        return await self.submit_ack(device, seqs, undecryptable)
 
     async def read(self, reader: Principal, message_ids: Sequence[str]) -> int:
         return await self.submit_read(reader, message_ids)
@@ -254,17 +303,7 @@ class MailboxService:
                     device_id=copy.device_id,
                 )
             seen.add(copy.device_id)
-            if len(copy.body) > self.limits.max_ciphertext_bytes:
-                raise TresenError(
-                    ErrorCode.FRAME_TOO_LARGE,
-                    "a ciphertext is larger than allowed",
-                    device_id=copy.device_id,
-                    max_bytes=self.limits.max_ciphertext_bytes,
-                )
-            if not copy.body:
-                raise TresenError(
-                    ErrorCode.INVALID_PARAMETER, "empty ciphertext", device_id=copy.device_id
-                )
+            check_ciphertext(copy.device_id, copy.body, self.limits)
         if len(frame.per_device) > self.limits.max_devices_per_account:
             raise TresenError(
                 ErrorCode.INVALID_PARAMETER,
@@ -278,6 +317,7 @@ class MailboxService:
         now = self.clock.now_ms()
         batch = _Batch(now, now + self.limits.envelope_ttl_s * 1000, [None] * len(ops))
         sends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SendOp)]
+        resends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ResendOp)]
         acks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _AckOp)]
         reads = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ReadOp)]
         purges = [(i, op) for i, op in enumerate(ops) if isinstance(op, _PurgeOp)]
@@ -289,7 +329,7 @@ class MailboxService:
             ]
             prefetch = asyncio.ensure_future(self.policy.prefetch(intents))
         try:
-            return await self._write_batch(batch, sends, acks, reads, purges, prefetch)
+            return await self._write_batch(batch, sends, resends, acks, reads, purges, prefetch)
         finally:
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -300,15 +340,22 @@ class MailboxService:
         self,
         batch: _Batch,
         sends: list[tuple[int, _SendOp]],
+        resends: list[tuple[int, _ResendOp]],
         acks: list[tuple[int, _AckOp]],
         reads: list[tuple[int, _ReadOp]],
         purges: list[tuple[int, _PurgeOp]],
         prefetch: asyncio.Future[Prefetched | None] | None,
     ) -> list[_Result]:
         # Within one batch these never depend on each other: an envelope can only be acked,
-        # and a message only be read, after its send was answered, i.e. in a later batch.
+        # and a message only be read or resent, after its send was answered, i.e. in a later
+        # batch.
         async with self.db.write() as conn:
             planned = await self._plan_sends(conn, sends, batch, prefetch) if sends else []
+            planned_resends, refused = (
+                await plan_resends(conn, resends, batch.now) if resends else ([], {})
+            )
+            for index, error in refused.items():
+                batch.results[index] = error
             if acks:
                 await self._delete_acked(conn, acks, batch)
             if reads:
@@ -318,13 +365,20 @@ class MailboxService:
                 # reported delivered, not failed.
                 await self._purge(conn, purges, batch)
             targets = {t.pk for _, _, targets, _ in planned for t in targets}
+            targets.update(p.target.pk for p in planned_resends)
             targets.update(e.device_pk for e in batch.entries)
             if not self.db.is_sqlite:
                 await repo.lock_devices(conn, targets)
             heads = await repo.mailbox_heads(conn, targets)
-            self._admit_sends(planned, heads, batch)
+            queued = {pk: head.length for pk, head in heads.items()}
+            self._admit_sends(planned, queued, batch)
+            admitted = admit_resends(planned_resends, queued, self.limits, batch.expires)
+            batch.entries += admitted.entries
+            for index, answer in admitted.results.items():
+                batch.results[index] = answer
             await self.policy.record(conn, batch.admitted, batch.now)
             await repo.insert_messages(conn, batch.messages)
+            await repo.count_resends(conn, admitted.counts)
             seqs = await repo.enqueue(conn, batch.entries)
         # Committed: from here on nothing may raise, or the group commit would write it again.
         try:
@@ -449,11 +503,11 @@ class MailboxService:
     def _admit_sends(
         self,
         planned: list[tuple[int, _SendOp, list[RecipientDevice], Admission]],
-        heads: dict[DevicePk, repo.MailboxHead],
+        queued: dict[DevicePk, int],
         batch: _Batch,
     ) -> None:
-        """Store every planned send whose recipients' queues have room, in arrival order."""
-        queued = {pk: head.length for pk, head in heads.items()}
+        """Store every planned send whose recipients' queues have room, in arrival order;
+        ``queued`` (entries per device, this batch's included) is updated."""
         cap = self.limits.max_queue_per_device
         for index, op, targets, admission in planned:
             full = next((t for t in targets if queued.get(t.pk, 0) >= cap), None)
@@ -474,11 +528,13 @@ class MailboxService:
                 int(frame.klass),
                 batch.now,
             )
-            batch.messages.append(NewMessage(message, frame.client_msg_id, batch.expires))
             copies = {c.device_id: c for c in frame.per_device}
             template_id = admission.template_id
             if template_id is None and frame.klass is MessageClass.TEMPLATE:
                 template_id = _template_number(frame.template_ref)
+            batch.messages.append(
+                NewMessage(message, frame.client_msg_id, batch.expires, template_id)
+            )
             for target in targets:
                 queued[target.pk] = queued.get(target.pk, 0) + 1
                 copy = copies[target.device_id]
@@ -521,11 +577,14 @@ class MailboxService:
     ) -> None:
         owners = {op.device.device_pk: op.device for _, op in acks}
         keys = [(op.device.device_pk, seq) for _, op in acks for seq in op.seqs]
+        # A copy its device could not decrypt reached nobody: it is not a delivery (no event,
+        # no billing), and the message stays undelivered until some copy is acked normally.
+        undecryptable = {(op.device.device_pk, seq) for _, op in acks for seq in op.undecryptable}
         deleted = await repo.delete_entries(conn, keys)
         gone = {(device_pk, seq) for device_pk, seq, _, _ in deleted}
         first_acker: dict[MessageId, Principal] = {}
-        for device_pk, _, kind, message_id in deleted:
-            if kind is EntryKind.MESSAGE:
+        for device_pk, seq, kind, message_id in deleted:
+            if kind is EntryKind.MESSAGE and (device_pk, seq) not in undecryptable:
                 first_acker.setdefault(message_id, owners[device_pk])
         claimed: set[tuple[DevicePk, int]] = set()
         for index, op in acks:
@@ -726,6 +785,7 @@ def _blame(op: _Op, exc: Exception) -> TresenError:
 
 _OP_NAMES: dict[type[_Op], str] = {
     _SendOp: "send",
+    _ResendOp: "resend",
     _AckOp: "ack",
     _ReadOp: "receipt",
     _PurgeOp: "purge",

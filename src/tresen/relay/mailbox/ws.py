@@ -30,7 +30,7 @@ from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
 from tresen.relay.mailbox.hub import CLOSE_REPLACED
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
-from tresen.relay.mailbox.service import AcceptedSend, failure_of, pricing_facts
+from tresen.relay.mailbox.service import AcceptedResend, AcceptedSend, failure_of, pricing_facts
 from tresen.wire import relay as wire
 
 __all__ = ["DeviceConnection", "router"]
@@ -169,6 +169,16 @@ async def _accepted(frame: wire.Send, done: Awaitable[AcceptedSend]) -> wire.Acc
         server_ms=accepted.server_ms,
         duplicate=accepted.duplicate,
         pricing=None if accepted.pricing is None else pricing_facts(accepted.pricing),
+    )
+
+
+async def _resent(frame: wire.Resend, done: Awaitable[AcceptedResend]) -> wire.Resent:
+    resent = await done
+    return wire.Resent(
+        client_msg_id=frame.client_msg_id,
+        message_id=resent.message_id,
+        device_id=resent.device_id,
+        resends=resent.resends,
     )
 
 
@@ -401,8 +411,13 @@ class DeviceConnection:
                 return _Reply(
                     _accepted(frame, mailbox.submit_send(self.principal, frame)), client_msg_id
                 )
+            if isinstance(frame, wire.Resend):
+                client_msg_id = frame.client_msg_id
+                return _Reply(
+                    _resent(frame, mailbox.submit_resend(self.principal, frame)), client_msg_id
+                )
             if isinstance(frame, wire.Ack):
-                done = mailbox.submit_ack(self.principal, frame.ids)
+                done = mailbox.submit_ack(self.principal, frame.ids, frame.undecryptable)
                 return _Reply(_silent(done), None, acked=tuple(frame.ids))
             if isinstance(frame, wire.Receipt):
                 return _Reply(_silent(mailbox.submit_read(self.principal, frame.message_ids)))
