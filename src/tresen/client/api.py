@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from tresen.crypto.olm import SignedKey
+from tresen.wire import relay as wire
 
 __all__ = ["DirectoryDevice", "RelayApi", "RelayError"]
 
@@ -157,6 +158,19 @@ class RelayApi:
             {**c, "body": base64.b64encode(c["body"]).decode()} for c in frame["per_device"]
         ]
         result: dict[str, Any] = await self._call("POST", "/v1/messages", json=body)
+        return result
+
+    async def resend(self, frame: wire.Resend) -> dict[str, Any]:
+        body = {
+            "client_msg_id": frame.client_msg_id,
+            "device_id": frame.device_id,
+            "type": frame.type,
+            "body": base64.b64encode(frame.body).decode(),
+            "registration_id": frame.registration_id,
+        }
+        result: dict[str, Any] = await self._call(
+            "POST", f"/v1/messages/{frame.message_id}/resend", json=body
+        )
         return result
 
     async def receipts(self, message_ids: list[str]) -> int:

@@ -92,7 +92,7 @@ class Connection:
         if self.ws is not None:
             await self.ws.close()
 
-    async def request(self, frame: wire.Send) -> wire.ServerFrame:
+    async def request(self, frame: wire.Send | wire.Resend) -> wire.ServerFrame:
         """Send ``frame`` and wait for the relay's answer naming its ``client_msg_id``.
 
         Raises ``NotConnected`` without a live connection or when it closes (or the answer
@@ -159,7 +159,7 @@ class Connection:
         elif isinstance(frame, wire.Delivered | wire.Read | wire.Failed):
             self.receiving.on_report(frame)
             self._ack(ws, frame.id, True)
-        elif isinstance(frame, wire.Accepted):
+        elif isinstance(frame, wire.Accepted | wire.Resent):
             self._answer(frame.client_msg_id, frame)
         elif isinstance(frame, wire.ErrorFrame):
             if not self._answer(frame.client_msg_id or "", frame):
@@ -204,10 +204,11 @@ class Connection:
 
     def _flush_acks(self, ws: ClientConnection) -> None:
         ids, self._acks = self._acks, []
-        self._unreadable = []
+        unreadable, self._unreadable = set(self._unreadable), []
         for start in range(0, len(ids), MAX_ACKS_PER_FRAME):
             chunk = ids[start : start + MAX_ACKS_PER_FRAME]
-            frame = wire.encode(wire.Ack(ids=chunk))
+            failed = [i for i in chunk if i in unreadable]
+            frame = wire.encode(wire.Ack(ids=chunk, undecryptable=failed))
             task = asyncio.get_running_loop().create_task(self._send_quietly(ws, frame))
             self._ack_tasks.add(task)
             task.add_done_callback(self._ack_tasks.discard)

@@ -46,7 +46,8 @@ class MessageEvent:
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
     """An outgoing message was delivered to or read by its recipient, or could not be
-    delivered (``FAILED``, with ``error_code`` and ``error``)."""
+    delivered (``FAILED``, with ``error_code`` and ``error``), or is being sent again to a
+    device of the recipient that could not decrypt it (``WAITING``)."""
 
     message_id: str
     chat: str

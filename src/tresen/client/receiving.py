@@ -3,22 +3,22 @@
 ``Receiver`` handles each message the relay hands this device: decrypts it, refuses what
 breaks the rules (a template that does not match its signed original, a chat message sent
 as a system message), stores it together with the new session state, and reports it as an
-event. ``Reports`` moves this account's sent messages forward as the relay reports on them.
+event.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
 from tresen.client.api import RelayApi, RelayError
-from tresen.client.connection import Report
 from tresen.client.device import Device
 from tresen.client.directory import Directory
-from tresen.client.events import DecryptionFailed, Event, MessageEvent, StatusChanged, TypingStarted
+from tresen.client.events import DecryptionFailed, Event, MessageEvent, TypingStarted
+from tresen.client.healing import Healing
+from tresen.client.reports import Reports
 from tresen.client.sessions import Sessions
 from tresen.client.store import LocalStore, MessageStatus, StoredMessage
 from tresen.client.templates import REPORT_REASON, TemplateBook, TemplateRejected
@@ -31,6 +31,7 @@ from tresen.wire.e2e import (
     TYPING_MS,
     Payload,
     ReadReceipt,
+    RetryRequest,
     SentTranscript,
     Template,
     Typing,
@@ -40,21 +41,13 @@ from tresen.wire.e2e import (
 )
 from tresen.wire.templates import RenderedTemplate
 
-__all__ = ["Receiver", "Reports"]
+__all__ = ["Receiver"]
 
 log = get_logger("tresen.client")
 
-EARLY_STATUSES_MAX = 10_000
 # Reason of the report a message sent under the wrong class earns its sender (the relay's
 # reasons are fixed; the detail names the mismatch).
 CLASS_REPORT_REASON = "other"
-
-_REPORTED_STATUS: dict[type[Report], MessageStatus] = {
-    wire.Delivered: MessageStatus.DELIVERED,
-    wire.Read: MessageStatus.READ,
-    wire.Failed: MessageStatus.FAILED,
-}
-_REPORT_ORDER: dict[type[Report], int] = {wire.Delivered: 0, wire.Read: 1, wire.Failed: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,56 +64,6 @@ class _Refusal:
         return f"{self.kind}: {self.reason}"
 
 
-class Reports:
-    """The relay's delivered/read/failed reports on messages this account sent."""
-
-    def __init__(self, store: LocalStore, emit: Callable[[Event], None]) -> None:
-        self.store = store
-        self.emit = emit
-        # Reports that came before this device stored the message they name (the relay's
-        # answer and its report can be read in one go), kept until it does.
-        self._early: OrderedDict[str, list[Report]] = OrderedDict()
-
-    def on_report(self, frame: Report) -> None:
-        if self._advance(frame):
-            return
-        if not self.store.has_message(frame.message_id):
-            # The relay's report overtook the storing of the message: its ``accepted``
-            # answer resolved ``send()``, but the connection read on before ``send()``
-            # resumed (or another device's transcript has not arrived yet). Kept until then.
-            self._early.setdefault(frame.message_id, []).append(frame)
-            while len(self._early) > EARLY_STATUSES_MAX:
-                self._early.popitem(last=False)
-
-    def _advance(self, frame: Report) -> bool:
-        """Move the stored message forward and tell the application; False if it is not
-        stored (or already that far: a message delivered or read never becomes failed)."""
-        failed = frame if isinstance(frame, wire.Failed) else None
-        error = None if failed is None else failed.reason
-        status = _REPORTED_STATUS[type(frame)]
-        if not self.store.advance_status(frame.message_id, status, error=error):
-            return False
-        stored = self.store.message(frame.message_id)
-        self.emit(
-            StatusChanged(
-                frame.message_id,
-                stored.chat if stored else "",
-                status,
-                pricing=frame.pricing if isinstance(frame, wire.Delivered) else None,
-                server_ms=frame.server_ms,
-                error_code=None if failed is None else failed.code,
-                error=error,
-            )
-        )
-        return True
-
-    def apply_early(self, message_id: str) -> None:
-        """Apply the reports on ``message_id`` that came before it was stored: delivered,
-        then read, then failed (which then no longer applies)."""
-        for frame in sorted(self._early.pop(message_id, ()), key=lambda f: _REPORT_ORDER[type(f)]):
-            self._advance(frame)
-
-
 class Receiver:
     def __init__(
         self,
@@ -132,6 +75,7 @@ class Receiver:
         sessions: Sessions,
         templates: TemplateBook,
         reports: Reports,
+        healing: Healing,
         emit: Callable[[Event], None],
         relay_offset_ms: Callable[[], int],
     ) -> None:
@@ -143,12 +87,14 @@ class Receiver:
         self.sessions = sessions
         self.templates = templates
         self.reports = reports
+        self.healing = healing
         self.emit = emit
         self._relay_offset_ms = relay_offset_ms
 
     async def on_message(self, frame: wire.MessageFrame) -> bool:
         """Handle one message; False if it could not be decrypted."""
-        if self.store.has_message(frame.message_id):
+        waited = self.store.waiting_incoming(frame.message_id)
+        if not waited and self.store.has_message(frame.message_id):
             return True  # a redelivery: already stored, only the ack was lost
         own = frame.sender == self.device.account_id
         if not own and self.store.peer_phone(frame.sender) is None:
@@ -163,9 +109,17 @@ class Receiver:
                 frame.sender, frame.sender_device, Ciphertext(frame.type, frame.body), device
             )
         except CryptoError as exc:
+            reason = str(exc) or type(exc).__name__
             with self.store.transaction():
-                self._reject(frame, str(exc) or type(exc).__name__)
+                if frame.klass is wire.MessageClass.SYSTEM:
+                    # A typing indicator or a retry request: nothing anyone could send again
+                    # or show; the next chat message over the same session asks for a new one.
+                    self._record(frame, MessageStatus.FAILED, chat="", error=reason)
+                else:
+                    self.healing.unreadable(frame, reason)
             return False
+        if not decrypted.new:
+            self.healing.read(frame.sender, frame.sender_device)
         plaintext = decrypted.plaintext
         refusal = self._class_verdict(frame, plaintext)
         template = None if refusal is not None else await self._template_verdict(frame, plaintext)
@@ -175,10 +129,13 @@ class Receiver:
         # The new session state, the used-up one-time key and the message land together: a
         # crash before the ack then redelivers a message we already hold, never one whose
         # keys are gone.
+        asked: RetryRequest | None = None
         with self.store.transaction():
             self.sessions.save(frame.sender, frame.sender_device, decrypted.session)
             if decrypted.new:
                 self.device.save_identity()
+            if waited:
+                self.store.forget_message(frame.message_id)  # it came after all
             try:
                 payload = decode_payload(plaintext)
             except ValueError as exc:
@@ -196,14 +153,20 @@ class Receiver:
                 self._record(frame, MessageStatus.SEEN, chat="")
                 if isinstance(payload, Typing) and not own:
                     self._typing(frame, payload)
+            elif isinstance(payload, RetryRequest):
+                self._record(frame, MessageStatus.SEEN, chat="")
+                asked = payload
             else:
                 self._accept(frame, payload, plaintext)
         if refusal is not None:
             await self._refuse(frame, refusal)
+        if asked is not None:
+            self.healing.asked(frame.sender, frame.sender_device, asked)
         return True
 
     def _class_verdict(self, frame: wire.MessageFrame, plaintext: bytes) -> _Refusal | None:
-        """A message of class SYSTEM from another account must be a typing indicator: the
+        """A message of class SYSTEM from another account must be a typing indicator (or a
+        retry request): the
         relay lets those through without rate tokens or a price, so anything else sent
         under that class would slip past the rules (a newer client's system payload that
         this one does not know is left unshown, unreported)."""
@@ -213,12 +176,13 @@ class Receiver:
             payload = decode_payload(plaintext)
         except ValueError:
             return None  # refused as undecodable with the rest
-        if isinstance(payload, Typing | Unsupported):
+        if isinstance(payload, Typing | RetryRequest | Unsupported):
             return None
         tag = payload.__struct_config__.tag
         return _Refusal(
             "class_mismatch",
-            f"a message of class system carries a {tag} payload, not a typing indicator",
+            f"a message of class system carries a {tag} payload, not a typing indicator "
+            "or a retry request",
             CLASS_REPORT_REASON,
         )
 

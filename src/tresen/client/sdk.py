@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,16 @@ from tresen.client.consent import (
 from tresen.client.device import ONE_TIME_KEYS_TARGET, Device, DeviceKeys, NotRegistered
 from tresen.client.directory import Directory, IdentityNotTrusted
 from tresen.client.events import ConsentChanged, Event, KeysReplenished
+from tresen.client.healing import Healing
 from tresen.client.operator import (
     REVOCATIONS_MAX_AGE_S,
     Businesses,
     OperatorKeyMismatch,
     OperatorKeys,
 )
-from tresen.client.receiving import Receiver, Reports
+from tresen.client.receiving import Receiver
 from tresen.client.replies import Replies
+from tresen.client.reports import Reports
 from tresen.client.sending import Sender, SentMessage
 from tresen.client.sessions import Sessions
 from tresen.client.store import KnownBusiness, LocalStore, Queued, Trust
@@ -113,18 +115,6 @@ class Client:
         )
         self.consent = ConsentBook(self.api, self.clock, store, self.device.signer)
         self.reports = Reports(store, emit)
-        self.receiver = Receiver(
-            self.api,
-            store,
-            self.clock,
-            self.device,
-            self.directory,
-            self.sessions,
-            self.templates,
-            self.reports,
-            emit,
-            lambda: self.connection.relay_offset_ms,
-        )
         self.connection = Connection(self.relay_url, lambda: self.api.token, self.clock, emit, self)
         self.sender = Sender(
             self.api,
@@ -140,6 +130,31 @@ class Client:
             offline_outbox=offline_outbox,
         )
         self.sender.after_flush = self._after_flush
+        self.healing = Healing(
+            self.api,
+            store,
+            self.clock,
+            self.device,
+            self.directory,
+            self.sessions,
+            self.sender,
+            self.connection,
+            emit,
+            self._spawn,
+        )
+        self.receiver = Receiver(
+            self.api,
+            store,
+            self.clock,
+            self.device,
+            self.directory,
+            self.sessions,
+            self.templates,
+            self.reports,
+            self.healing,
+            emit,
+            lambda: self.connection.relay_offset_ms,
+        )
         self.replies = Replies(store, self.directory, self.templates, self.sender)
         self._tasks: set[asyncio.Task[None]] = set()
         if operator_key is not None:
@@ -612,14 +627,16 @@ class Client:
             self._spawn(self._replenish(one_time_keys))
 
     def on_connected(self) -> None:
-        if self.store.queued():
-            self._spawn(self._flush_quietly())
+        self._spawn(self._catch_up())
 
-    async def _flush_quietly(self) -> None:
+    async def _catch_up(self) -> None:
+        """What could not go out while the relay was away: the outbox, retry requests."""
         try:
-            await self.sender.flush()
+            if self.store.queued():
+                await self.sender.flush()
+            await self.healing.request_missing()
         except Exception:
-            log.exception("sending the outbox failed")
+            log.exception("catching up after connecting failed")
 
     async def _replenish(self, stored: int) -> None:
         try:
@@ -627,7 +644,7 @@ class Client:
         except (RelayError, httpx.HTTPError) as exc:
             log.warning("replenishing one-time keys failed", error=str(exc))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

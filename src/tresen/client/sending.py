@@ -21,7 +21,7 @@ from tresen.client.connection import Connection, NotConnected
 from tresen.client.device import Device
 from tresen.client.directory import Directory, IdentityNotTrusted
 from tresen.client.events import ConsentChanged, Event, PendingSent, StatusChanged
-from tresen.client.receiving import Reports
+from tresen.client.reports import Reports
 from tresen.client.sessions import Sessions
 from tresen.client.store import LocalStore, MessageStatus, StoredMessage, Trust
 from tresen.client.templates import TemplateBook, TemplateRejected, TemplateUnavailable

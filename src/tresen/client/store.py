@@ -69,6 +69,14 @@ CREATE TABLE IF NOT EXISTS messages (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_messages_chat ON messages (chat, server_ms);
+CREATE TABLE IF NOT EXISTS retries (
+    message_id TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    peer_device INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    requested INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (message_id, peer, peer_device)
+);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     local_id TEXT NOT NULL UNIQUE REFERENCES messages (message_id),
@@ -111,6 +119,7 @@ class MessageStatus(StrEnum):
 
 _RANK = {
     MessageStatus.SENT: 0,
+    MessageStatus.WAITING: 0,
     MessageStatus.DELIVERED: 1,
     MessageStatus.READ: 2,
     MessageStatus.FAILED: 3,
@@ -384,7 +393,8 @@ class LocalStore:
         self, message_id: str, status: MessageStatus, *, error: str | None = None
     ) -> bool:
         """Move an outgoing message forward (sent → delivered → read), never back; or mark
-        it failed (with ``error``), only while it is merely sent. A failed message stays so."""
+        it failed (with ``error``) or waiting (being resent), only while it is merely sent or
+        waiting. A failed message stays so."""
         row = self._db.execute(
             "SELECT status FROM messages WHERE message_id = ? AND outgoing = 1", (message_id,)
         ).fetchone()
@@ -394,6 +404,9 @@ class LocalStore:
         if status is MessageStatus.FAILED:
             # A message that reached the recipient did not fail, whatever came later.
             moves = current == _RANK[MessageStatus.SENT]
+        elif status is MessageStatus.WAITING:
+            # Resending it to a device that could not read it: only while no device did.
+            moves = MessageStatus(row[0]) is MessageStatus.SENT
         else:
             moves = current < _RANK[status]
         if not moves:
@@ -479,6 +492,51 @@ class LocalStore:
             ChatSummary(r[0], r[1], int(r[2]), int(r[3]), bool(r[4]), r[5], bool(r[6]))
             for r in rows
         ]
+
+    # --- retries: messages a device could not decrypt, asked for or sent again --------------
+
+    def count_retry(self, message_id: str, peer: str, peer_device: int) -> int:
+        """Count one more retry of ``message_id`` with that peer device; the count so far."""
+        self._db.execute(
+            "INSERT INTO retries (message_id, peer, peer_device, attempts) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (message_id, peer, peer_device) DO UPDATE SET "
+            "attempts = attempts + 1, requested = 0",
+            (message_id, peer, peer_device),
+        )
+        row = self._db.execute(
+            "SELECT attempts FROM retries WHERE message_id = ? AND peer = ? AND peer_device = ?",
+            (message_id, peer, peer_device),
+        ).fetchone()
+        return int(row[0])
+
+    def retry_requested(self, message_id: str, peer: str, peer_device: int) -> None:
+        """The request for the latest retry reached the relay."""
+        self._db.execute(
+            "UPDATE retries SET requested = 1 "
+            "WHERE message_id = ? AND peer = ? AND peer_device = ?",
+            (message_id, peer, peer_device),
+        )
+
+    def unrequested_retries(self) -> list[tuple[str, str, int, int]]:
+        """(message id, peer, peer device, attempt) of retries whose request did not go out,
+        for messages that still wait."""
+        rows = self._db.execute(
+            "SELECT r.message_id, r.peer, r.peer_device, r.attempts FROM retries r "
+            "JOIN messages m ON m.message_id = r.message_id "
+            "WHERE r.requested = 0 AND m.outgoing = 0 AND m.status = 'waiting'"
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    def waiting_incoming(self, message_id: str) -> bool:
+        """Whether ``message_id`` is a received message that waits to be sent again."""
+        row = self._db.execute(
+            "SELECT 1 FROM messages WHERE message_id = ? AND outgoing = 0 AND status = 'waiting'",
+            (message_id,),
+        ).fetchone()
+        return row is not None
+
+    def forget_message(self, message_id: str) -> None:
+        self._db.execute("DELETE FROM messages WHERE message_id = ?", (message_id,))
 
     # --- the outbox: messages the relay has not accepted yet ---------------------------------
 

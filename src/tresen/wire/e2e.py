@@ -50,6 +50,7 @@ __all__ = [
     "ReadReceipt",
     "ReplyContext",
     "ReplyKind",
+    "RetryRequest",
     "SentTranscript",
     "Template",
     "Text",
@@ -305,6 +306,18 @@ class Typing(Payload, tag="typing"):
     message_id: MessageRef
 
 
+class RetryRequest(Payload, tag="retry"):
+    """A device could not decrypt ``message_id`` (a lost, stale or damaged session, a used-up
+    one-time key): it asks the device that sent it, ``sender_device``, to encrypt it again
+    over the new session this request arrives on. Sent with class SYSTEM to every device of
+    the sender's account; devices other than ``sender_device`` ignore it. ``attempt`` counts
+    the requests for this message from 1; the sender resends a bounded number of times."""
+
+    message_id: MessageRef
+    sender_device: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    attempt: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+
+
 # --- reserved: shapes fixed now, filled by a later version -----------------------------------
 
 
@@ -343,6 +356,7 @@ AnyPayload = (
     | ButtonReply
     | Typing
     | Media
+    | RetryRequest
 )
 
 
