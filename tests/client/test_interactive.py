@@ -271,7 +271,8 @@ async def test_only_typing_may_travel_as_a_system_message(shop: Shop) -> None:
     failed = await next_of(customer, DecryptionFailed)
     assert failed.message_id == disguised.message_id
     assert failed.reason == (
-        "class_mismatch: a message of class system carries a text payload, not a typing indicator"
+        "class_mismatch: a message of class system carries a text payload, not a typing indicator "
+        "or a retry request"
     )
     stored = customer.store.message(disguised.message_id)
     assert stored is not None
