@@ -15,7 +15,6 @@ what it needs when the client is made:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Coroutine, Iterable
@@ -35,12 +34,12 @@ from tresen.client.consent import (
     ConsentRecord,
     ConsentState,
     PairRecords,
-    keyword_action,
 )
 from tresen.client.device import ONE_TIME_KEYS_TARGET, Device, DeviceKeys, NotRegistered
 from tresen.client.directory import Directory, IdentityNotTrusted
-from tresen.client.events import ConsentChanged, Event, KeysReplenished
+from tresen.client.events import Event, KeysReplenished
 from tresen.client.healing import Healing
+from tresen.client.keywords import Keywords
 from tresen.client.operator import (
     REVOCATIONS_MAX_AGE_S,
     Businesses,
@@ -60,7 +59,7 @@ from tresen.crypto.certificates import KeyRing, RingUpdate
 from tresen.crypto.olm import DeviceIdentity
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file
 from tresen.wire import relay as wire
-from tresen.wire.e2e import Interactive, Payload, Reaction, ReplyContext, Text, decode_payload
+from tresen.wire.e2e import Interactive, Payload, Reaction, ReplyContext, Text
 from tresen.wire.templates import Parameters
 
 __all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "OperatorKeyMismatch", "SentMessage"]
@@ -129,7 +128,6 @@ class Client:
             emit,
             offline_outbox=offline_outbox,
         )
-        self.sender.after_flush = self._after_flush
         self.healing = Healing(
             self.api,
             store,
@@ -155,6 +153,8 @@ class Client:
             emit,
             lambda: self.connection.relay_offset_ms,
         )
+        self.keywords = Keywords(self.directory, self.businesses, self.consent, emit)
+        self.sender.after_flush = self.keywords.after_flush
         self.replies = Replies(store, self.directory, self.templates, self.sender)
         self._tasks: set[asyncio.Task[None]] = set()
         if operator_key is not None:
@@ -413,23 +413,6 @@ class Client:
         }
         return ConsentRecord.from_json((await self.api.attest_consent(body))["consent"])
 
-    async def _keyword_consent(self, account_id: str, text: str) -> ConsentChanged | None:
-        """A STOP or START typed to a business becomes a signed revocation or opt-in."""
-        action = keyword_action(text)
-        if action is None:
-            return None
-        phone = await self.phone_of(account_id)  # also learns whether it is a business
-        known = self.known_business(account_id)
-        if known is None:
-            return None
-        name = known.display_name
-        if name is None:
-            with contextlib.suppress(RelayError, httpx.HTTPError):
-                name = (await self.business(account_id)).display_name
-        changed = await self.consent.keyword(account_id, name or phone or account_id, action)
-        self._events.put_nowait(changed)
-        return changed
-
     # --- peers, directory and trust ----------------------------------------------------------
 
     async def resolve(self, peer: str) -> str:
@@ -469,17 +452,10 @@ class Client:
         context = None if reply_to is None else ReplyContext(message_id=reply_to)
         sent = await self.send(to, Text(text=text, preview_url=preview_url, context=context))
         if sent.pending:
-            return sent  # the keyword applies once the text went out (``_after_flush``)
+            return sent  # the keyword applies once the text went out (``Keywords.after_flush``)
         # After the text went out, so the business sees it whatever becomes of the change.
-        changed = await self._keyword_consent(sent.chat, text)
+        changed = await self.keywords.after_text(sent.chat, text)
         return sent if changed is None else dataclasses.replace(sent, consent=changed)
-
-    async def _after_flush(self, sent: SentMessage, inner: bytes) -> None:
-        with contextlib.suppress(ValueError):
-            payload = decode_payload(inner)
-            if isinstance(payload, Text):
-                with contextlib.suppress(RelayError, httpx.HTTPError):
-                    await self._keyword_consent(sent.chat, payload.text)
 
     def pending(self, chat: str | None = None) -> list[Queued]:
         """The messages that wait in the outbox (of ``chat``), oldest first."""
