@@ -394,7 +394,7 @@ class MailboxService:
                 )
                 duplicates.append((index, message))
             elif key in first_in_batch:
-                # A resend that arrived in the same batch: answered like its original below.
+                # The same send twice in one batch: answered like its original below.
                 batch.results[index] = _SameAs(first_in_batch[key])
             else:
                 first_in_batch[key] = index
@@ -433,7 +433,7 @@ class MailboxService:
     async def _price_duplicates(
         self, conn: AsyncConnection, duplicates: list[tuple[int, SentMessage]], batch: _Batch
     ) -> None:
-        """A resend is answered with the pricing facts of its original."""
+        """A repeated send is answered with the pricing facts of its original."""
         found = await self.policy.pricing_of(conn, [m for _, m in duplicates])
         for index, message in duplicates:
             result = batch.results[index]
