@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tresen.core.fields import INT63_MAX, INT63_MIN, LINE_PATTERN
 from tresen.relay.http import Authed, Ctx, errors
+from tresen.relay.mailbox.payloads import failure_of, pricing_facts
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
-from tresen.relay.mailbox.service import failure_of, pricing_facts
 from tresen.wire.relay import (
     DeviceCiphertext,
     MessageClass,

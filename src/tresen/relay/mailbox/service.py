@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,6 +34,7 @@ from tresen.core.settings import Limits
 from tresen.relay.accounts.service import Principal
 from tresen.relay.mailbox import repo
 from tresen.relay.mailbox.hub import Hub
+from tresen.relay.mailbox.payloads import UNDELIVERED_PAYLOAD, encoded_pricing
 from tresen.relay.mailbox.repo import (
     EntryKind,
     MailboxEntry,
@@ -53,17 +52,9 @@ from tresen.relay.mailbox.resend import (
 )
 from tresen.relay.policy.rules import Pricing
 from tresen.relay.policy.service import Admission, PolicyService, Prefetched, SendIntent
-from tresen.wire.relay import MessageClass, PricingFacts, Resend, Send, encode_pricing
+from tresen.wire.relay import MessageClass, Resend, Send
 
-__all__ = [
-    "UNDELIVERED",
-    "AcceptedResend",
-    "AcceptedSend",
-    "Failure",
-    "MailboxService",
-    "Purged",
-    "failure_of",
-]
+__all__ = ["AcceptedResend", "AcceptedSend", "MailboxService", "Purged"]
 
 log = get_logger("tresen.relay.mailbox")
 
@@ -73,22 +64,6 @@ PURGE_CHUNK = 1000
 # Receipts and system messages are not themselves reported as delivered (or failed): that
 # would make every receipt produce another event for the other side.
 _REPORTED_CLASSES = {MessageClass.SESSION, MessageClass.TEMPLATE}
-
-
-class Failure(msgspec.Struct, array_like=True, frozen=True):
-    """Why a message could not be delivered: what a ``failed`` mailbox entry carries."""
-
-    code: int
-    reason: str
-
-
-UNDELIVERED = Failure(int(ErrorCode.UNDELIVERABLE), "expired before delivery")
-_failure_decoder = msgspec.msgpack.Decoder(Failure)
-
-
-def failure_of(payload: bytes) -> Failure:
-    """The failure a ``failed`` mailbox entry stores."""
-    return _failure_decoder.decode(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +88,6 @@ class _AckOp:
     device: Principal
     seqs: tuple[int, ...]
     undecryptable: frozenset[int] = frozenset()
-
-
-_ResendOp = ResendOp
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +117,7 @@ class Purged:
         )
 
 
-_Op = _SendOp | _ResendOp | _AckOp | _ReadOp | _PurgeOp
+_Op = _SendOp | ResendOp | _AckOp | _ReadOp | _PurgeOp
 _Done = AcceptedSend | AcceptedResend | int | Purged
 _Result = _Done | BaseException
 
@@ -234,7 +206,7 @@ class MailboxService:
         resolves once it is durable."""
         check_ciphertext(frame.device_id, frame.body, self.limits)
         self._take_send_token(device)
-        return self._submit(_ResendOp(device, frame))  # type: ignore[return-value]
+        return self._submit(ResendOp(device, frame))  # type: ignore[return-value]
 
     def submit_ack(
         self, device: Principal, seqs: Sequence[int], undecryptable: Sequence[int] = ()
@@ -317,7 +289,7 @@ class MailboxService:
         now = self.clock.now_ms()
         batch = _Batch(now, now + self.limits.envelope_ttl_s * 1000, [None] * len(ops))
         sends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SendOp)]
-        resends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ResendOp)]
+        resends = [(i, op) for i, op in enumerate(ops) if isinstance(op, ResendOp)]
         acks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _AckOp)]
         reads = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ReadOp)]
         purges = [(i, op) for i, op in enumerate(ops) if isinstance(op, _PurgeOp)]
@@ -340,7 +312,7 @@ class MailboxService:
         self,
         batch: _Batch,
         sends: list[tuple[int, _SendOp]],
-        resends: list[tuple[int, _ResendOp]],
+        resends: list[tuple[int, ResendOp]],
         acks: list[tuple[int, _AckOp]],
         reads: list[tuple[int, _ReadOp]],
         purges: list[tuple[int, _PurgeOp]],
@@ -422,7 +394,7 @@ class MailboxService:
                 )
                 duplicates.append((index, message))
             elif key in first_in_batch:
-                # A resend that arrived in the same batch: answered like its original below.
+                # The same send twice in one batch: answered like its original below.
                 batch.results[index] = _SameAs(first_in_batch[key])
             else:
                 first_in_batch[key] = index
@@ -461,7 +433,7 @@ class MailboxService:
     async def _price_duplicates(
         self, conn: AsyncConnection, duplicates: list[tuple[int, SentMessage]], batch: _Batch
     ) -> None:
-        """A resend is answered with the pricing facts of its original."""
+        """A repeated send is answered with the pricing facts of its original."""
         found = await self.policy.pricing_of(conn, [m for _, m in duplicates])
         for index, message in duplicates:
             result = batch.results[index]
@@ -688,9 +660,9 @@ class MailboxService:
     @staticmethod
     def _event_payload(kind: EntryKind, message: SentMessage, batch: _Batch) -> bytes:
         if kind is EntryKind.FAILED:
-            return _UNDELIVERED_PAYLOAD
+            return UNDELIVERED_PAYLOAD
         pricing = batch.pricing.get(message.message_id) if kind is EntryKind.DELIVERED else None
-        return b"" if pricing is None else _encoded_pricing(pricing)
+        return b"" if pricing is None else encoded_pricing(pricing)
 
     def _hand_over(
         self,
@@ -785,7 +757,7 @@ def _blame(op: _Op, exc: Exception) -> TresenError:
 
 _OP_NAMES: dict[type[_Op], str] = {
     _SendOp: "send",
-    _ResendOp: "resend",
+    ResendOp: "resend",
     _AckOp: "ack",
     _ReadOp: "receipt",
     _PurgeOp: "purge",
@@ -825,24 +797,6 @@ def _template_number(ref: str | None) -> int | None:
 
 def _peer(actor: Principal) -> tuple[AccountId, int]:
     return actor.account_id, actor.device_id
-
-
-_UNDELIVERED_PAYLOAD = msgspec.msgpack.encode(UNDELIVERED)
-
-
-@functools.lru_cache(maxsize=64)
-def _encoded_pricing(pricing: Pricing) -> bytes:
-    # A handful of distinct facts exist (billable, type, category): encoded once each.
-    return encode_pricing(pricing_facts(pricing))
-
-
-def pricing_facts(pricing: Pricing) -> PricingFacts:
-    return PricingFacts(
-        billable=pricing.billable,
-        pricing_model=pricing.pricing_model,
-        type=str(pricing.type),
-        category=str(pricing.category),
-    )
 
 
 @dataclass(frozen=True, slots=True)

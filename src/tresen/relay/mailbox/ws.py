@@ -29,8 +29,9 @@ from tresen.core.logging import get_logger
 from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
 from tresen.relay.mailbox.hub import CLOSE_REPLACED
+from tresen.relay.mailbox.payloads import failure_of, pricing_facts
 from tresen.relay.mailbox.repo import EntryKind, MailboxEntry
-from tresen.relay.mailbox.service import AcceptedResend, AcceptedSend, failure_of, pricing_facts
+from tresen.relay.mailbox.service import AcceptedResend, AcceptedSend
 from tresen.wire import relay as wire
 
 __all__ = ["DeviceConnection", "router"]

@@ -553,7 +553,7 @@ class PolicyService:
         self, conn: AsyncConnection, messages: Sequence[Delivery]
     ) -> dict[str, Pricing]:
         """The pricing facts of business → customer messages (e.g. for an answer to a
-        resend), as their ``accepted`` answer carried them."""
+        repeated send), as their ``accepted`` answer carried them."""
         if not self.policy.enabled or not messages:
             return {}
         return (await self._pricing(conn, messages))[0]
