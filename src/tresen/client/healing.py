@@ -34,7 +34,7 @@ from tresen.core.clock import Clock
 from tresen.core.logging import get_logger
 from tresen.crypto import CryptoError
 from tresen.wire import relay as wire
-from tresen.wire.e2e import RetryRequest, encode_payload
+from tresen.wire.e2e import RetryRefused, RetryRequest, encode_payload
 
 __all__ = ["MAX_ATTEMPTS", "Healing"]
 
@@ -47,6 +47,7 @@ RENEW_EVERY_MS = 30_000
 """A new session with one peer device at most this often: the messages that fail together
 (all those sent over a lost session) are asked for over the same new session."""
 GAVE_UP = "could not be decrypted, and asking the sender again did not help"
+NOT_RESENT = "could not be decrypted, and the sender's device cannot send it again"
 RECIPIENT_GAVE_UP = "the recipient's device could not decrypt it, even when sent again"
 
 
@@ -163,7 +164,10 @@ class Healing:
             or stored.chat != requester
             or stored.payload is None
         ):
+            # Never sent to them from here (or not kept): they need not wait for it.
             log.info("retry request for a message this device cannot resend")
+            refusal = encode_payload(RetryRefused(message_id=request.message_id))
+            self.spawn(self._tell(requester, refusal))
             return
         resends = self.store.count_retry(request.message_id, requester, requester_device)
         if resends > MAX_ATTEMPTS:
@@ -179,6 +183,17 @@ class Healing:
                 )
             )
         self.spawn(self._resend(stored, requester, requester_device))
+
+    async def _tell(self, account_id: str, plaintext: bytes) -> None:
+        try:
+            await self.sender.deliver_system(account_id, plaintext)
+        except (RelayError, CryptoError, httpx.HTTPError, NotConnected, OSError) as exc:
+            log.warning("retry answer not sent", error=str(exc))
+
+    def refused(self, sender: str, sender_device: int, refusal: RetryRefused) -> None:
+        """The sending device cannot send a message again: stop waiting for it."""
+        if self.store.fail_waiting(refusal.message_id, sender, sender_device, NOT_RESENT):
+            self.emit(DecryptionFailed(refusal.message_id, sender, sender_device, NOT_RESENT))
 
     async def _resend(self, stored: StoredMessage, requester: str, device_id: int) -> None:
         assert stored.payload is not None

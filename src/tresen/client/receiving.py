@@ -31,6 +31,7 @@ from tresen.wire.e2e import (
     TYPING_MS,
     Payload,
     ReadReceipt,
+    RetryRefused,
     RetryRequest,
     SentTranscript,
     Template,
@@ -129,7 +130,7 @@ class Receiver:
         # The new session state, the used-up one-time key and the message land together: a
         # crash before the ack then redelivers a message we already hold, never one whose
         # keys are gone.
-        asked: RetryRequest | None = None
+        asked: RetryRequest | RetryRefused | None = None
         with self.store.transaction():
             self.sessions.save(frame.sender, frame.sender_device, decrypted.session)
             if decrypted.new:
@@ -153,15 +154,17 @@ class Receiver:
                 self._record(frame, MessageStatus.SEEN, chat="")
                 if isinstance(payload, Typing) and not own:
                     self._typing(frame, payload)
-            elif isinstance(payload, RetryRequest):
+            elif isinstance(payload, RetryRequest | RetryRefused):
                 self._record(frame, MessageStatus.SEEN, chat="")
                 asked = payload
             else:
                 self._accept(frame, payload, plaintext)
         if refusal is not None:
             await self._refuse(frame, refusal)
-        if asked is not None:
+        if isinstance(asked, RetryRequest):
             self.healing.asked(frame.sender, frame.sender_device, asked)
+        elif isinstance(asked, RetryRefused):
+            self.healing.refused(frame.sender, frame.sender_device, asked)
         return True
 
     def _class_verdict(self, frame: wire.MessageFrame, plaintext: bytes) -> _Refusal | None:
@@ -176,7 +179,7 @@ class Receiver:
             payload = decode_payload(plaintext)
         except ValueError:
             return None  # refused as undecodable with the rest
-        if isinstance(payload, Typing | RetryRequest | Unsupported):
+        if isinstance(payload, Typing | RetryRequest | RetryRefused | Unsupported):
             return None
         tag = payload.__struct_config__.tag
         return _Refusal(

@@ -535,6 +535,15 @@ class LocalStore:
         ).fetchone()
         return row is not None
 
+    def fail_waiting(self, message_id: str, sender: str, sender_device: int, error: str) -> bool:
+        """Stop waiting for a received message from that device: it failed, with ``error``."""
+        cursor = self._db.execute(
+            "UPDATE messages SET status = 'failed', error = ? WHERE message_id = ? "
+            "AND outgoing = 0 AND status = 'waiting' AND sender_account = ? AND sender_device = ?",
+            (error, message_id, sender, sender_device),
+        )
+        return cursor.rowcount > 0
+
     def forget_message(self, message_id: str) -> None:
         self._db.execute("DELETE FROM messages WHERE message_id = ?", (message_id,))
 

@@ -50,6 +50,7 @@ __all__ = [
     "ReadReceipt",
     "ReplyContext",
     "ReplyKind",
+    "RetryRefused",
     "RetryRequest",
     "SentTranscript",
     "Template",
@@ -318,6 +319,14 @@ class RetryRequest(Payload, tag="retry"):
     attempt: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
 
 
+class RetryRefused(Payload, tag="retry_refused"):
+    """The answer of ``sender_device`` to a :class:`RetryRequest` it cannot serve: it holds
+    no message ``message_id`` that it sent to the requester. Sent with class SYSTEM; the
+    requester stops waiting and shows the message as failed."""
+
+    message_id: MessageRef
+
+
 # --- reserved: shapes fixed now, filled by a later version -----------------------------------
 
 
@@ -357,6 +366,7 @@ AnyPayload = (
     | Typing
     | Media
     | RetryRequest
+    | RetryRefused
 )
 
 

@@ -191,7 +191,9 @@ def admit_resends(
                 payload=frame.body,
                 # The original time, so that the recipient shows it in its place.
                 server_ms=message.message.server_ms,
-                expires_ms=expires_ms,
+                # Never beyond the message's own record: once that expires the sender is told
+                # the message failed, and no copy may still arrive after that.
+                expires_ms=min(expires_ms, message.expires_ms),
                 template_id=message.template_id,
             )
         )
