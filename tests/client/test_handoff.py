@@ -51,9 +51,9 @@ async def test_bad_requests_get_a_clear_answer(relay: RunningRelay, tmp_path: Pa
     handoff = HandOff(ana, tmp_path / "ana")
     await handoff.start()
 
-    with pytest.raises(HandOffError, match="to .* and text"):
+    with pytest.raises(HandOffError, match=r"to .* and text"):
         await hand_off_send(tmp_path / "ana", "+4915110000999", "")
-    with pytest.raises(HandOffError, match="to .* and text"):
+    with pytest.raises(HandOffError, match=r"to .* and text"):
         await hand_off_send(tmp_path / "ana", "+49\x00", "NUL in the number")
     with pytest.raises(HandOffError) as unknown:
         await hand_off_send(tmp_path / "ana", "+4915110000999", "to nobody")
