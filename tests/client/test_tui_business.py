@@ -21,8 +21,9 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from tresen.client import Client
+from tresen.client.app import ChatModel, LineKind
 from tresen.client.events import MessageEvent
-from tresen.client.tui import ChatApp, ChatItem, ChatModel, LineKind, LineView
+from tresen.client.tui import ChatApp, ChatItem, LineView
 from tresen.core.clock import ManualClock
 
 # Thursday 2026-01-01, 10:00 in Berlin.
