@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from tresen.client import Client
-from tresen.client.tui import ChatApp, LineView
+from tresen.client.tui import ChatApp, ChatItem, LineView
 
 
 @dataclass
@@ -103,3 +103,35 @@ async def test_the_newest_message_is_never_hidden(people: People, size: tuple[in
         await until(pilot, lambda: "thanks!" in text_of(list(app.query(LineView))[-1]))
         await pilot.pause()
         assert_in_view(app, list(app.query(LineView))[-1])
+
+
+def listed(app: ChatApp) -> list[str]:
+    """What the chat list shows, one chat a line."""
+    return [text_of(item.query_one(Static)) for item in app.query(ChatItem)]
+
+
+async def test_the_chat_list_counts_unread_messages_and_shows_names(people: People) -> None:
+    alice = await people.person("alice")
+    bob = await people.person("bob")
+    carol = await people.person("carol")
+    assert alice.phone is not None
+    await bob.send_text(alice.phone, "one")
+    await bob.send_text(alice.phone, "two")
+    await carol.send_text(alice.phone, "hi!")
+    app = ChatApp(alice)
+    async with app.run_test(size=(130, 40)) as pilot:
+        heading = app.query_one("#chats-title", Static)
+        await until(pilot, lambda: text_of(heading) == "Chats · 3 unread")
+        assert sorted(listed(app)) == sorted([f"{bob.phone}  2", f"{carol.phone}  1"])
+
+        await pilot.press(*f"/name {bob.phone} Bob Baumann", "enter")
+        await until(pilot, lambda: "Bob Baumann  2" in listed(app))
+        assert f"{bob.phone} is shown as Bob Baumann" in text_of(app.query_one("#feedback", Static))
+
+        # Opening the chat reads it: its count goes, the total drops.
+        await pilot.press(*f"/new {bob.phone}", "enter")
+        await until(pilot, lambda: text_of(heading) == "Chats · 1 unread")
+        assert "Bob Baumann" in listed(app)
+        title = text_of(app.query_one("#chat-title", Static))
+        assert title == f"Bob Baumann · {bob.phone}"
+        assert [v.line.text for v in app.query(LineView)] == ["one", "two"]
