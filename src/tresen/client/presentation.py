@@ -52,6 +52,7 @@ __all__ = [
     "Hints",
     "LineKind",
     "StatusMark",
+    "business_check_failed_text",
     "business_label",
     "category_name",
     "chat_lines",
@@ -63,11 +64,13 @@ __all__ = [
     "consent_summary",
     "consent_withdrawn_text",
     "describe",
+    "device_added_text",
     "directory_line",
     "error_text",
     "failure_text",
     "identity_text",
     "is_template_rejection",
+    "keys_unchanged_text",
     "message_line",
     "one_line",
     "operator_key_text",
@@ -438,6 +441,17 @@ def _coming(days: tuple[date, ...], timezone: str, now_ms: int) -> list[date]:
     return sorted(day for day in days if day >= today)
 
 
+def business_check_failed_text(who: str, exc: Exception) -> str:
+    """Why ``who`` could not be checked as a business (its label stays as last checked)."""
+    if isinstance(exc, RelayError) and exc.code == ErrorCode.UNDELIVERABLE:
+        return f"{who} is not (or no longer) a listed business: {exc.message}. It shows no tick."
+    if isinstance(exc, RelayError):
+        return f"Could not check {who}: {exc.message} (code {exc.code})."
+    if isinstance(exc, httpx.HTTPError):
+        return f"Could not check {who}: cannot reach the relay. The label is from the last check."
+    return f"Could not check {who}: {exc}."
+
+
 def directory_line(hit: BusinessSummary, number: int | None = None) -> str:
     """One business found in the directory: ``1. Tresen Air ✓ · Travel and transportation ·
     Flights across Europe  (account id)``; ✓ where this device checked the certificate."""
@@ -515,6 +529,14 @@ def consent_withdrawn_text(who: str, hints: Hints) -> str:
 
 
 # --- errors ------------------------------------------------------------------------------------
+
+
+def keys_unchanged_text(who: str) -> str:
+    return f"The security keys of {who} have not changed; nothing to accept."
+
+
+def device_added_text(who: str) -> str:
+    return f"{who} added a device."
 
 
 def identity_text(who: str, hints: Hints) -> str:

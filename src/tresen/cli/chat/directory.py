@@ -18,7 +18,12 @@ from tresen.cli.chat.runner import (
     print_line,
 )
 from tresen.client.api import RelayError
-from tresen.client.presentation import directory_line, profile_lines
+from tresen.client.presentation import (
+    business_check_failed_text,
+    directory_line,
+    keys_unchanged_text,
+    profile_lines,
+)
 from tresen.client.sdk import Client
 from tresen.client.store import Trust
 from tresen.core.errors import ErrorCode
@@ -67,7 +72,7 @@ async def trust(
             f"the safety number is now {number}, not the one you compared; nothing was trusted"
         )
     if client.trust_of(account_id) is not Trust.CHANGED:
-        print_line(f"The security keys of {peer} have not changed; nothing to accept.")
+        print_line(keys_unchanged_text(peer))
         return
     await client.trust_identity(account_id)
     print_line(f"Accepted the new security keys of {peer} (safety number {number}).")
@@ -92,9 +97,7 @@ async def business_profile(
     except RelayError as exc:
         if exc.code != ErrorCode.UNDELIVERABLE:
             raise
-        raise ChatFailure(
-            f"{peer} is not a listed business: {exc.message} (code {exc.code})"
-        ) from None
+        raise ChatFailure(business_check_failed_text(peer, exc)) from None
     now = client.clock.now_ms()
     if as_json:
         print_json(business_record(business, now))

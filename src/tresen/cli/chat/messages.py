@@ -52,11 +52,13 @@ from tresen.client.events import (
     TypingStarted,
 )
 from tresen.client.presentation import (
+    business_check_failed_text,
     business_label,
     chat_lines,
     cli_hints,
     code_retry_text,
     code_sent_text,
+    device_added_text,
     failure_text,
     identity_text,
     message_line,
@@ -351,7 +353,8 @@ async def _check_once(client: Client, chat: str, checked: set[str]) -> None:
         try:
             await client.business(chat)
         except (RelayError, httpx.HTTPError, CryptoError) as exc:
-            err.print(f"warning: could not check the business {escape(chat)}: {escape(str(exc))}")
+            who = await name_of(client, chat)
+            err.print(f"warning: {escape(business_check_failed_text(who, exc))}")
 
 
 async def _chat_name(client: Client, chat: str) -> str:
@@ -394,7 +397,7 @@ async def _event_lines(
         phone = await client.phone_of(event.account_id) or event.account_id
         return [f"warning: {identity_text(who, cli_hints(phone))}"]
     if isinstance(event, DeviceAdded):
-        return [f"{await name_of(client, event.account_id)} added device {event.device_id}"]
+        return [device_added_text(await name_of(client, event.account_id))]
     if isinstance(event, DecryptionFailed):
         return [f"warning: {failure_text(await name_of(client, event.sender), event.reason)}"]
     if isinstance(event, ConsentChanged):
@@ -512,7 +515,9 @@ async def read(
 @chat_command()
 async def name(
     client: Client,
-    peer: Annotated[str, typer.Argument(help="The phone number (+49...) to name.")],
+    peer: Annotated[
+        str, typer.Argument(metavar="NUMBER", help="The phone number (+49...) to name.")
+    ],
     new_name: Annotated[
         str | None, typer.Argument(metavar="NAME", help="The name to show instead.")
     ] = None,

@@ -23,6 +23,7 @@ from tresen.client.presentation import (
     consent_withdrawn_text,
     directory_line,
     error_text,
+    keys_unchanged_text,
     operator_key_text,
     opted_in_text,
     opted_out_text,
@@ -246,7 +247,7 @@ class Commands:
             return
         who = self.model.title(chat)
         if self.client.trust_of(chat) is not Trust.CHANGED:
-            self.model.feedback = f"The keys of {who} have not changed; nothing to accept."
+            self.model.feedback = keys_unchanged_text(who)
             return
         await self.client.trust_identity(chat)
         self.model.note(chat, LineKind.NOTICE, f"You accepted the new security keys of {who}.")

@@ -35,9 +35,11 @@ from tresen.client.presentation import (
     APP_HINTS,
     ChatLine,
     LineKind,
+    business_check_failed_text,
     business_label,
     chat_lines,
     choice_hint,
+    device_added_text,
     identity_text,
     is_template_rejection,
     unread_text,
@@ -46,7 +48,6 @@ from tresen.client.sdk import Client
 from tresen.client.store import Trust
 from tresen.client.templates import TemplateRejected, check_template_message
 from tresen.core.clock import Clock
-from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
 from tresen.crypto import CryptoError
 from tresen.wire.e2e import Template, decode_payload
@@ -277,26 +278,10 @@ class ChatModel:
 
     async def check_business(self, account_id: str) -> Business | None:
         """Fetch the business and decide its tick; on failure say why in ``feedback``."""
-        who = self.title(account_id)
         try:
             business = await self.client.business(account_id)
-        except RelayError as exc:
-            if exc.code == ErrorCode.UNDELIVERABLE:
-                self.feedback = (
-                    f"{who} is not (or no longer) a listed business: {exc.message}. "
-                    "It shows no tick."
-                )
-            else:
-                self.feedback = f"Could not check {who}: {exc.message} (code {exc.code})"
-            return None
-        except httpx.HTTPError:
-            self.feedback = (
-                f"Could not check {who}: the relay cannot be reached. The label is from the "
-                "last check."
-            )
-            return None
-        except CryptoError as exc:
-            self.feedback = f"Could not check {who}: {exc}"
+        except (RelayError, httpx.HTTPError, CryptoError) as exc:
+            self.feedback = business_check_failed_text(self.title(account_id), exc)
             return None
         finally:
             self._checked.add(account_id)
@@ -359,7 +344,7 @@ class ChatModel:
             else:
                 await self.learn_phone(event.account_id)
                 who = self.title(event.account_id)
-                self.note(event.account_id, LineKind.NOTICE, f"{who} added a device.")
+                self.note(event.account_id, LineKind.NOTICE, device_added_text(who))
         elif isinstance(event, Connected):
             self.connected = True
         elif isinstance(event, Disconnected):
