@@ -83,6 +83,7 @@ __all__ = [
     "sentence",
     "shorten",
     "status_mark",
+    "template_marker",
     "time_text",
     "transcript_line",
     "unread_text",

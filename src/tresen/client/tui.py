@@ -205,6 +205,7 @@ class ChatApp(App[None]):
         self._rows: list[ChatRow] = []
         self._shown: tuple[str | None, list[ChatLine]] = (None, [])
         self._closing_down = False
+        self._refreshing = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -289,7 +290,10 @@ class ChatApp(App[None]):
 
     async def refresh_views(self) -> None:
         try:
-            await self._refresh_views()
+            # One at a time: the events and the input both refresh, and two rebuilds of the
+            # chat pane interleaved would mount both sets of lines.
+            async with self._refreshing:
+                await self._refresh_views()
         except NoMatches:
             # An event or timer after /quit: the app is closing and its widgets are gone.
             if not self._closing_down:

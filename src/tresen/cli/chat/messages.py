@@ -92,15 +92,16 @@ async def run_app(place: Where, show: Callable[[Client], Awaitable[object]]) -> 
     """Open the data folder's client and ``show`` it (the app). A folder that was new or
     empty is taken away again when the app ends before the device was registered."""
     folder = NewFolder(place.folder)
+    registered = False
     try:
         async with open_client(place, registered=False) as client:
-            await show(client)
-            registered = client.registered
-    except BaseException:
-        folder.discard()
-        raise
-    if not registered:
-        folder.discard()
+            try:
+                await show(client)
+            finally:
+                registered = client.registered
+    finally:
+        if not registered:
+            folder.discard()
 
 
 def _terminal_app(place: Where) -> Callable[[Client], Awaitable[object]]:
@@ -165,6 +166,7 @@ async def register(
     pinned: compare it with your operator's.
     """
     folder = NewFolder(place.folder)
+    kept = False  # a code requested for later, or a device registered: the folder stays
     try:
         async with open_client(place, registered=False, operator_key=operator_key) as client:
             if client.registered:
@@ -175,17 +177,21 @@ async def register(
             if code is None:
                 lifetime = await client.request_code(phone)
                 if request_only:
+                    kept = True
                     err.print(
                         f"{escape(code_sent_text(phone, lifetime))} Then run: tresen chat "
                         f"register --phone {escape(phone)} --code CODE"
                     )
                     return
             name = device_name if device_name is not None else f"tresen chat on {platform.node()}"
-            await _verify(client, phone, code, name)
+            try:
+                await _verify(client, phone, code, name)
+            finally:
+                kept = client.registered
             _print_registered(client, as_json=as_json, configured=operator_key is not None)
-    except BaseException:
-        folder.discard()
-        raise
+    finally:
+        if not kept:
+            folder.discard()
 
 
 async def _verify(client: Client, phone: str, code: str | None, device_name: str) -> None:
