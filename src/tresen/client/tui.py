@@ -184,7 +184,7 @@ class ChatApp(App[None]):
     #messages > .notice { color: $text-muted; text-style: italic; }
     #messages > .warning { color: $error; text-style: bold; }
     #messages > .error { color: $error; }
-    #feedback { height: auto; max-height: 12; padding: 0 1; color: $text-muted; }
+    #feedback { height: auto; max-height: 70%; padding: 0 1; color: $text-muted; }
     #register { padding: 1 2; }
     #register > Static { margin: 1 0 0 0; }
     #register-error { color: $error; }
