@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tresen.client import Client
 from tresen.client.api import RelayError
+from tresen.client.consent import keyword_action
 from tresen.client.events import MessageEvent
 from tresen.core.errors import ErrorCode
 from tresen.core.ids import AccountId
@@ -83,8 +86,12 @@ class CodeCatcher:
             future.set_result(code)
 
 
-def reply_to(text: str, opening_status: str) -> str:
-    """The demo airline's answer to a customer's message."""
+def reply_to(text: str, opening_status: str) -> str | None:
+    """The demo airline's answer to a customer's message; ``None`` for a STOP or START
+    keyword, which the customer's own client confirms (a greeting on top of "You will no
+    longer receive marketing messages" would read as the opposite)."""
+    if keyword_action(text) is not None:
+        return None
     words = text.lower()
     if any(w in words for w in ("flight", "flug", "status", "boarding")):
         return (
@@ -119,12 +126,14 @@ class DemoBusiness:
                 continue
             if not isinstance(event.payload, Text) or event.chat == self.account_id:
                 continue
-            profile = await self.client.own_business_profile()
-            status = _opening_status(profile, self.client.clock.now_ms())
             try:
                 await self.client.mark_read(event.chat, [event.message_id])
-                await self.client.send_text(event.chat, reply_to(event.payload.text, status))
-            except (RelayError, OSError) as exc:
+                profile = await self.client.own_business_profile()
+                status = _opening_status(profile, self.client.clock.now_ms())
+                reply = reply_to(event.payload.text, status)
+                if reply is not None:
+                    await self.client.send_text(event.chat, reply)
+            except (RelayError, httpx.HTTPError, OSError) as exc:
                 log.warning("demo reply not sent", error=str(exc))
 
     async def close(self) -> None:

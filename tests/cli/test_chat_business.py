@@ -157,14 +157,17 @@ async def test_business_profiles_the_directory_and_the_operator_key(
     assert shown["hours_lines"][0] == "Mon  09:00-17:00"
     assert shown["hours_lines"][-1] == "Sun  closed"
     assert shown["opening_status"].startswith("Open now" if shown["open_now"] else "Closed")
+    # As the app shows it (presentation.profile_lines), with the account id for scripts.
     text = ok(chat(customer, "business", cargo.account_id or "")).splitlines()
-    assert text[0] == "Tresen Cargo  (no tick: not verified by the operator)"
+    assert text[0] == "Tresen Cargo · Business, no tick: not verified by the operator"
     assert "Freight" in text
-    assert "hours (Europe/Berlin):" in text
-    assert "  Fri  09:00-17:00" in text
+    assert "Category: Other" in text
+    assert f"Account: {cargo.account_id}" in text
+    assert "Opening hours (Europe/Berlin):" in text
+    assert "Fri  09:00-17:00" in text
     refused = chat(customer, "business", NOBODY)
     assert refused.returncode == 1
-    assert f"{NOBODY} is not a listed business" in refused.stderr
+    assert f"{NOBODY} is not (or no longer) a listed business" in refused.stderr
 
     # The directory: the tick is checked here, not taken from the relay.
     found = json.loads(ok(chat(customer, "businesses", "tresen", "--json")))
@@ -173,7 +176,9 @@ async def test_business_profiles_the_directory_and_the_operator_key(
         ("Tresen Cargo", False),
     ]
     travel = ok(chat(customer, "businesses", "--category", "travel")).splitlines()
-    assert travel == [f"Tresen Air ✓  TRAVEL  Flights across Europe  {airline.account_id}"]
+    assert travel == [
+        f"Tresen Air ✓ · Travel and transportation · Flights across Europe  ({airline.account_id})"
+    ]
 
     # A listener labels the business's answer with its name and tick.
     ok(chat(customer, "send", "--to", AIRLINE, "--text", "When do I board?"))

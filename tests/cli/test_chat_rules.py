@@ -97,7 +97,8 @@ async def test_consents_blocks_reports_and_template_messages_from_scripts(
         optout = await chat(folder, "optout", "tresen air", "--scope", "marketing")
         assert optout.ok == "Tresen Air: marketing off\n"
         assert (await chat(folder, "consents")).ok == (
-            f"Tresen Air  utility on (you)  marketing off (you)  {shop.account_id}\n"
+            "Tresen Air · utility on (you agreed) · marketing off (you withdrew)  "
+            f"({shop.account_id})\n"
         )
         [line] = json.loads((await chat(folder, "consents", "--json")).ok)
         assert (line["account_id"], line["display_name"], line["opted_in"]) == (

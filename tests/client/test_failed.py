@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import pytest
 from support import MakeRelay, RunningRelay, registered_client
 
-from tresen.cli.chat import _event_record
+from tresen.cli.chat.records import event_record
 from tresen.client import Client
+from tresen.client.app import ChatModel
 from tresen.client.events import Event, MessageEvent, StatusChanged
 from tresen.client.store import MessageStatus
-from tresen.client.tui import ChatModel
 from tresen.core.clock import ManualClock
 from tresen.wire import relay as wire
 
@@ -120,8 +120,8 @@ async def test_a_message_that_expires_undelivered_is_marked_failed(world: World)
 
     # The app shows the message with a red ✗; `tresen chat listen --json` says "failed".
     [line] = ChatModel(shop).lines(gone.account_id)
-    assert (line.text, line.ticks) == ("Your table is ready", "✗ not delivered")
-    record = await _event_record(shop, status)
+    assert (line.text, line.ticks) == ("Your table is ready", f"✗ not delivered: {REASON}")
+    record = await event_record(shop, status)
     assert (record["status"], record["error_code"], record["error"]) == ("failed", 131026, REASON)
 
 

@@ -17,9 +17,10 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from tresen.client import Client
+from tresen.client.app import ChatModel, LineKind
 from tresen.client.events import MessageEvent, StatusChanged
 from tresen.client.store import MessageStatus
-from tresen.client.tui import ChatApp, ChatItem, ChatModel, LineKind, LineView
+from tresen.client.tui import ChatApp, ChatItem, LineView
 from tresen.relay.accounts.sms import read_last_code
 from tresen.wire import relay as wire
 from tresen.wire.e2e import Text

@@ -17,8 +17,9 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from tresen.client import Client
+from tresen.client.app import ChatModel, LineKind
 from tresen.client.events import DecryptionFailed, MessageEvent, TypingStarted
-from tresen.client.tui import ChatApp, ChatModel, LineKind, LineView
+from tresen.client.tui import ChatApp, LineView
 from tresen.core.clock import ManualClock
 from tresen.relay.schema import consents
 from tresen.wire import relay as wire

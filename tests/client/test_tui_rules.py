@@ -16,8 +16,8 @@ from support import ORDER_SHIPPED, RunningRelay, read_last_code
 
 from tresen.client import Client
 from tresen.client.api import RelayError
+from tresen.client.app import ChatModel, LineKind
 from tresen.client.events import ConsentChanged, DecryptionFailed, MessageEvent
-from tresen.client.tui import ChatModel, LineKind
 from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
 from tresen.relay.schema import quality_events

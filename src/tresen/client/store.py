@@ -91,6 +91,11 @@ CREATE TABLE IF NOT EXISTS businesses (
     profile TEXT,
     checked_ms INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS contacts (
+    phone TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
 """
 
 
@@ -616,3 +621,28 @@ class LocalStore:
             return None
         profile = None if row[2] is None else json.loads(row[2])
         return KnownBusiness(account_id, row[0], str(row[1]), profile, int(row[3]))
+
+    # --- contacts (the address book, client/contacts.py) -------------------------------------
+
+    def contact_name(self, phone: str) -> str | None:
+        row = self._db.execute("SELECT name FROM contacts WHERE phone = ?", (phone,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_contact(self, phone: str, name: str, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO contacts (phone, name, updated_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (phone) DO UPDATE SET name = excluded.name, "
+            "updated_ms = excluded.updated_ms",
+            (phone, name, now_ms),
+        )
+
+    def delete_contact(self, phone: str) -> bool:
+        cursor = self._db.execute("DELETE FROM contacts WHERE phone = ?", (phone,))
+        return cursor.rowcount > 0
+
+    def contacts(self) -> list[tuple[str, str, int]]:
+        """(phone, name, updated_ms) of every named number, by name."""
+        rows = self._db.execute(
+            "SELECT phone, name, updated_ms FROM contacts ORDER BY name COLLATE NOCASE, phone"
+        )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
