@@ -8,17 +8,24 @@ code is in the SMS file, and ``register --request-only`` followed by ``register 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import vodozemac
-from support import RelayProcess, registered_client
+from chat_support import (
+    ENV,
+    chat,
+    holds_folder,
+    json_lines,
+    popen_chat,
+    register,
+    wait_for_code,
+    wait_for_socket,
+)
+from support import RelayProcess
 
 from tresen.relay.accounts.sms import read_last_code
 
@@ -27,57 +34,6 @@ pytestmark = pytest.mark.slow
 ALICE = "+4915130000001"
 BOB = "+4915130000002"
 NOBODY = "+4915139999999"
-
-# The child processes get no client settings from whoever runs the tests.
-ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if k not in ("TRESEN_CLIENT_KEY", "TRESEN_CHAT_DIR", "TRESEN_RELAY_URL")
-}
-
-
-def chat(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tresen", "chat", *args, "--data-dir", str(data_dir)],
-        env=ENV,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-
-
-def popen_chat(data_dir: Path, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tresen", "chat", *args, "--data-dir", str(data_dir)],
-        env=ENV,
-        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for_code(sms_file: Path, phone: str) -> str:
-    """The code the relay texted to ``phone``, once the other process requested it."""
-    deadline = time.monotonic() + 60
-    while (code := read_last_code(sms_file, phone)) is None:
-        assert time.monotonic() < deadline, f"no code was sent to {phone}"
-        time.sleep(0.05)
-    return code
-
-
-def json_lines(output: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in output.splitlines() if line.strip()]
-
-
-async def register(relay: RelayProcess, data_dir: Path, phone: str) -> str:
-    """Register ``data_dir`` with the SDK (faster than the CLI); returns the account id."""
-    client = await registered_client(relay.url, relay.sms_file, data_dir, phone)
-    account_id = client.account_id
-    await client.close()
-    assert account_id is not None
-    return account_id
 
 
 async def test_register_send_and_listen(relay_process: RelayProcess, tmp_path: Path) -> None:
@@ -259,17 +215,7 @@ def test_help_lists_the_chat_commands() -> None:
         assert command in result.stdout
 
 
-def holds_folder(process: subprocess.Popen[str], data_dir: Path) -> None:
-    """Wait until ``process`` has opened ``data_dir`` (its lock file names it)."""
-    deadline = time.monotonic() + 60
-    lock = data_dir / "lock"
-    while not (lock.exists() and f"process {process.pid} " in lock.read_text()):
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "the listener never opened its data folder"
-        time.sleep(0.05)
-
-
-async def test_a_second_process_on_a_data_folder_is_refused_and_the_chat_goes_on(
+async def test_a_second_process_on_a_data_folder_hands_its_send_to_the_owner(
     relay_process: RelayProcess, tmp_path: Path
 ) -> None:
     await relay_process.start()
@@ -280,29 +226,44 @@ async def test_a_second_process_on_a_data_folder_is_refused_and_the_chat_goes_on
     listener = popen_chat(alice_dir, "listen", "--json")
     assert listener.stdout is not None
     holds_folder(listener, alice_dir)
+    wait_for_socket(listener, alice_dir)
 
-    # A second process on Alice's folder would use her sessions beside the listener's.
-    refused = chat(alice_dir, "send", "--to", BOB, "--text", "from a second process")
+    # A second process never opens Alice's sessions beside the listener's: its send goes
+    # out through the listener.
+    handed = chat(alice_dir, "send", "--to", BOB, "--text", "from a second process", "--json")
+    assert handed.returncode == 0, handed.stderr
+    assert "Sent through the app" in handed.stderr
+    [record] = json_lines(handed.stdout)
+    # Other commands are refused with the holder's name, never run beside it.
+    refused = chat(alice_dir, "chats")
     assert refused.returncode == 1
     assert f"is in use by process {listener.pid} (" in refused.stderr
     assert "close it first" in refused.stderr
     assert "Traceback" not in refused.stderr
 
+    listened = chat(bob_dir, "listen", "--json", "--count", "1", "--timeout", "60")
+    assert listened.returncode == 0, listened.stderr
+    [received] = [e for e in json_lines(listened.stdout) if e["event"] == "message"]
+    assert (received["text"], received["message_id"]) == (
+        "from a second process",
+        record["message_id"],
+    )
+
     # The conversation goes on in the process that owns the folder ...
     assert chat(bob_dir, "send", "--to", ALICE, "--text", "still there?").returncode == 0
     for line in listener.stdout:
         event = json.loads(line)
-        if event["event"] == "message":
+        if event["event"] == "message" and not event.get("outgoing"):
             assert event["text"] == "still there?"
             break
     listener.send_signal(signal.SIGINT)
     _, errors = listener.communicate(timeout=30)
     assert listener.returncode == 0, errors
+    assert not (alice_dir / "app.sock").exists()
 
     # ... and in the next one, once the first has let go.
     answered = chat(alice_dir, "send", "--to", BOB, "--text", "yes, here")
     assert answered.returncode == 0, answered.stderr
-    # The refused text was never sent: Bob's next message from Alice is her answer.
     listened = chat(bob_dir, "listen", "--json", "--count", "1", "--timeout", "60")
     assert listened.returncode == 0, listened.stderr
     [received] = [e for e in json_lines(listened.stdout) if e["event"] == "message"]

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from tresen.client.api import RelayError
+from tresen.client.device import NotRegistered
 from tresen.client.directory import IdentityNotTrusted
 from tresen.client.sdk import Client
 from tresen.core.fields import LINE_PATTERN, TEXT_PATTERN
@@ -41,9 +42,11 @@ ANSWER_TIMEOUT_S = 60.0
 class HandOffError(RuntimeError):
     """The owning process could not be reached, or refused the request."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, *, listening: bool = True) -> None:
         super().__init__(message)
         self.code = code
+        self.listening = listening
+        """False: no process listens (the refusal is the owner's otherwise)."""
 
 
 class HandOff:
@@ -107,7 +110,7 @@ class HandOff:
             sent = await self.client.send_text(to, text, reply_to=reply_to)
         except RelayError as exc:
             return _error(int(exc.code), exc.message)
-        except (IdentityNotTrusted, ValueError) as exc:
+        except (IdentityNotTrusted, NotRegistered, ValueError) as exc:
             return _error(None, str(exc))
         except (httpx.HTTPError, OSError) as exc:
             return _error(None, f"the relay cannot be reached: {type(exc).__name__}")
@@ -149,7 +152,7 @@ async def hand_off_send(
     try:
         reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_REQUEST_BYTES)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise HandOffError(f"no running app listens on {path}") from exc
+        raise HandOffError(f"no running app listens on {path}", listening=False) from exc
     try:
         request = {"send": {"to": to, "text": text, "reply_to": reply_to}}
         writer.write(json.dumps(request).encode() + b"\n")

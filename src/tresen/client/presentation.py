@@ -46,6 +46,7 @@ from tresen.wire.templates import RenderedTemplate
 __all__ = [
     "APP_HINTS",
     "BUSINESS_LABEL",
+    "PENDING_TEXT",
     "VERIFIED_LABEL",
     "WAITING_TEXT",
     "ChatLine",
@@ -92,6 +93,9 @@ __all__ = [
 BUSINESS_LABEL = "Business"
 VERIFIED_LABEL = "✓ verified"
 WAITING_TEXT = "Waiting for this message. This may take a while."
+PENDING_TEXT = (
+    "⏱ The relay cannot be reached: the message waits and goes out, in order, when it is back."
+)
 
 
 @dataclass(frozen=True, slots=True)

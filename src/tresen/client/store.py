@@ -195,6 +195,7 @@ class LocalStore:
 
     def __init__(self, path: Path, key: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.folder = path.parent
         self._key = key
         # Raises FolderInUse while another process (or client) has this folder open.
         self._lock = FolderLock.acquire(path.parent)

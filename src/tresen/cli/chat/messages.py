@@ -23,6 +23,7 @@ from tresen.cli.chat.runner import (
     EXIT_TIMED_OUT,
     ChatFailure,
     DataDirOption,
+    FolderBusy,
     JsonOption,
     RelayOption,
     Where,
@@ -51,7 +52,9 @@ from tresen.client.events import (
     StatusChanged,
     TypingStarted,
 )
+from tresen.client.handoff import HandOff, HandOffError, hand_off_send
 from tresen.client.presentation import (
+    PENDING_TEXT,
     business_check_failed_text,
     business_label,
     chat_lines,
@@ -111,7 +114,13 @@ def _terminal_app(place: Where) -> Callable[[Client], Awaitable[object]]:
         with (place.folder / "chat.log").open("a") as log:
             # The terminal belongs to the app: warnings go to a file beside the data.
             configure_logging("warning", stream=log)
-            await ChatApp(client).run_async()
+            # A script's ``tresen chat send`` meanwhile goes out through the app.
+            handoff = HandOff(client, place.folder)
+            await handoff.start()
+            try:
+                await ChatApp(client).run_async()
+            finally:
+                await handoff.close()
 
     return show
 
@@ -236,9 +245,9 @@ def _print_registered(client: Client, *, as_json: bool, configured: bool) -> Non
 # --- sending and receiving ---------------------------------------------------------------------
 
 
-@chat_command()
+@chat_command(opens_client=False)
 async def send(
-    client: Client,
+    place: Where,
     to: Annotated[str, typer.Option("--to", help="Phone number (+49...) or account id.")],
     text: Annotated[str, typer.Option("--text", help="The message.")],
     reply_to: Annotated[
@@ -246,7 +255,32 @@ async def send(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Send one text message; prints its message id."""
+    """Send one text message; prints its message id.
+
+    While the app (or ``listen``) has the data folder open, the text is handed to it and goes
+    out over its sessions. While the relay cannot be reached, the text waits in the outbox
+    (⏱) and goes out, in order, the next time the client connects or sends.
+    """
+    try:
+        async with open_client(place) as client:
+            await _send_here(client, to, text, reply_to, as_json)
+            return
+    except FolderBusy as busy:
+        try:
+            handed = await hand_off_send(place.folder, to, text, reply_to)
+        except HandOffError as exc:
+            if exc.listening:
+                raise ChatFailure(f"nothing was sent: {exc}") from None
+            raise busy from None
+    err.print("Sent through the app that has this data folder open.")
+    _print_sent(
+        handed["message_id"], handed["chat"], handed["server_ms"], handed["pending"], None, as_json
+    )
+
+
+async def _send_here(
+    client: Client, to: str, text: str, reply_to: str | None, as_json: bool
+) -> None:
     account_id = await client.resolve(to)
     try:
         sent = await client.send_text(account_id, text, reply_to=reply_to)
@@ -263,17 +297,28 @@ async def send(
     if sent.consent is not None:
         # STOP or START typed to a business: what it changed, or that it did not.
         err.print(escape(sent.consent.confirmation))
+    _print_sent(sent.message_id, sent.chat, sent.server_ms, sent.pending, sent.consent, as_json)
+
+
+def _print_sent(
+    message_id: str,
+    chat: str,
+    server_ms: int,
+    pending: bool,
+    consent: ConsentChanged | None,
+    as_json: bool,
+) -> None:
+    if pending:
+        err.print(escape(PENDING_TEXT))
     if as_json:
-        record: dict[str, Any] = {
-            "message_id": sent.message_id,
-            "chat": sent.chat,
-            "server_ms": sent.server_ms,
-        }
-        if sent.consent is not None:
-            record["consent"] = consent_changed_record(sent.consent)
+        record: dict[str, Any] = {"message_id": message_id, "chat": chat, "server_ms": server_ms}
+        if pending:
+            record["pending"] = True
+        if consent is not None:
+            record["consent"] = consent_changed_record(consent)
         print_json(record)
     else:
-        print_line(sent.message_id)
+        print_line(message_id)
 
 
 @chat_command(stopped_by_ctrl_c=True)
@@ -298,11 +343,16 @@ async def listen(
     ``--count`` messages arrived.
     """
     client.start()
+    # A script's ``tresen chat send`` meanwhile goes out through this process.
+    handoff = HandOff(client, client.store.folder)
+    await handoff.start()
     try:
         async with asyncio.timeout(within):
             await _print_events(client, as_json, count, mark_read=mark_read)
     except TimeoutError:
         return EXIT_TIMED_OUT if count is not None else 0
+    finally:
+        await handoff.close()
     return 0
 
 

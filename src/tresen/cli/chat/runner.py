@@ -96,6 +96,10 @@ class ChatFailure(Exception):
         self.exit_code = exit_code
 
 
+class FolderBusy(ChatFailure):
+    """Another process holds the data folder (``FolderInUse``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Where:
     """The data folder and relay URL a command was given (after the subcommand or before)."""
@@ -161,7 +165,7 @@ async def open_client(
         raise ChatFailure(f"{exc}; a client of another operator needs its own --data-dir") from None
     except FolderInUse as exc:
         # Two processes on one session state would break its conversations for good.
-        raise ChatFailure(
+        raise FolderBusy(
             f"{exc}; close it first (a device's data folder is used by one process at a time)"
         ) from None
     except CertificateError as exc:

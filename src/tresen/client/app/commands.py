@@ -18,6 +18,7 @@ from tresen.client.consent import ALL_SCOPES
 from tresen.client.contacts import InvalidName
 from tresen.client.presentation import (
     APP_HINTS,
+    PENDING_TEXT,
     LineKind,
     consent_summary,
     consent_withdrawn_text,
@@ -58,6 +59,8 @@ HELP = "\n".join(
         "/optin, /optout [marketing|utility] in its chat",
         "/block, /unblock the open chat · /report spam|offensive|scam|unwanted|other [block]",
         "/choose 2 answers the chat's latest buttons, list or quick replies with option 2",
+        "/delete removes the chat's newest message that waits for the network (⏱); "
+        "/delete 2 the second of them",
         "STOP or START typed to a business ends or resumes its offers · //text sends “/text” "
         "· /quit",
     )
@@ -111,6 +114,7 @@ class Commands:
             ("/unblock",): self.unblock,
             ("/report",): self.report,
             ("/choose",): self.choose,
+            ("/delete",): self.delete,
             ("/help",): self.help,
         }
         self._handlers = {name: handler for names, handler in handlers.items() for name in names}
@@ -417,15 +421,42 @@ class Commands:
             self.model.feedback = "Open a chat first: /new +49… (the number of the other person)."
             return
         try:
-            await self.client.send_text(chat, text)
+            sent = await self.client.send_text(chat, text)
         except IdentityNotTrusted:
             self._not_sent(chat, text)
+            return
         except (RelayError, httpx.HTTPError, CryptoError) as exc:
             if isinstance(exc, RelayError) and exc.code == ErrorCode.BLOCKED_BY_YOU:
                 self.model.blocked.add(chat)
             self.model.note(
                 chat, LineKind.ERROR, f"Not sent: “{shorten(text)}”: {self._why(exc, chat)}."
             )
+            return
+        if sent.pending:
+            self.model.feedback = f"{PENDING_TEXT} /delete removes it."
+
+    async def delete(self, argument: str) -> None:
+        """``/delete [N]``: delete a message of the open chat that waits for the network."""
+        chat = self._open_chat("/delete removes a message of it that waits for the network")
+        if chat is None:
+            return
+        waiting = self.client.pending(chat)
+        if not waiting:
+            self.model.feedback = "No message of this chat waits for the network."
+            return
+        if not argument:
+            chosen = waiting[-1]
+        elif argument.isdigit() and 1 <= int(argument) <= len(waiting):
+            chosen = waiting[int(argument) - 1]
+        else:
+            self.model.feedback = (
+                f"/delete 1 to /delete {len(waiting)}: the waiting messages, oldest first."
+            )
+            return
+        if await self.client.delete_pending(chosen.local_id):
+            self.model.feedback = "Deleted; it will not be sent."
+        else:
+            self.model.feedback = "It went out just now; it can no longer be deleted."
 
     def _why(self, exc: RelayError | httpx.HTTPError | CryptoError, chat: str) -> str:
         if isinstance(exc, RelayError):
