@@ -27,6 +27,7 @@ from tresen.client.connection import Connection, NotConnected
 from tresen.client.device import Device
 from tresen.client.directory import Directory
 from tresen.client.events import DecryptionFailed, Event, MessageWaiting, StatusChanged
+from tresen.client.queues import Retries
 from tresen.client.sending import Sender, offline
 from tresen.client.sessions import Sessions
 from tresen.client.store import LocalStore, MessageStatus, StoredMessage
@@ -56,6 +57,7 @@ class Healing:
         self,
         api: RelayApi,
         store: LocalStore,
+        retries: Retries,
         clock: Clock,
         device: Device,
         directory: Directory,
@@ -67,6 +69,7 @@ class Healing:
     ) -> None:
         self.api = api
         self.store = store
+        self.retries = retries
         self.clock = clock
         self.device = device
         self.directory = directory
@@ -83,7 +86,7 @@ class Healing:
     def unreadable(self, frame: wire.MessageFrame, reason: str) -> None:
         """A message could not be decrypted: store it as waiting and ask for it again, or,
         once the requests are used up, as failed. Runs inside the store transaction."""
-        attempt = self.store.count_retry(frame.message_id, frame.sender, frame.sender_device)
+        attempt = self.retries.count(frame.message_id, frame.sender, frame.sender_device)
         self.store.forget_message(frame.message_id)  # a resend that failed again
         failed = attempt > MAX_ATTEMPTS
         self.store.put_message(
@@ -116,6 +119,10 @@ class Healing:
         self.emit(MessageWaiting(frame.message_id, frame.sender, frame.sender_device, reason))
         self.spawn(self._request(frame.message_id, frame.sender, frame.sender_device, attempt))
 
+    def waiting(self, message_id: str) -> bool:
+        """Whether a received message waits to be sent again (it may be decrypted now)."""
+        return self.retries.waiting(message_id)
+
     def read(self, sender: str, device_id: int) -> None:
         """A message of that device was decrypted over an existing session: it is healthy."""
         self._renewed_ms.pop((sender, device_id), None)
@@ -128,7 +135,7 @@ class Healing:
                     message_id=message_id, sender_device=device_id, attempt=attempt
                 )
                 await self.sender.deliver_system(sender, encode_payload(request))
-            self.store.retry_requested(message_id, sender, device_id)
+            self.retries.requested(message_id, sender, device_id)
         except (RelayError, CryptoError, httpx.HTTPError, NotConnected, OSError) as exc:
             # Asked again when the client next connects (``request_missing``).
             log.warning("retry request not sent", message_id=message_id, error=str(exc))
@@ -147,7 +154,7 @@ class Healing:
 
     async def request_missing(self) -> None:
         """Send the retry requests that could not be sent before (the relay was away)."""
-        for message_id, sender, device_id, attempt in self.store.unrequested_retries():
+        for message_id, sender, device_id, attempt in self.retries.unrequested():
             await self._request(message_id, sender, device_id, attempt)
 
     # --- the device that sent it ---------------------------------------------------------------
@@ -169,7 +176,7 @@ class Healing:
             refusal = encode_payload(RetryRefused(message_id=request.message_id))
             self.spawn(self._tell(requester, refusal))
             return
-        resends = self.store.count_retry(request.message_id, requester, requester_device)
+        resends = self.retries.count(request.message_id, requester, requester_device)
         if resends > MAX_ATTEMPTS:
             self._failed(stored, RECIPIENT_GAVE_UP)
             return
@@ -192,7 +199,7 @@ class Healing:
 
     def refused(self, sender: str, sender_device: int, refusal: RetryRefused) -> None:
         """The sending device cannot send a message again: stop waiting for it."""
-        if self.store.fail_waiting(refusal.message_id, sender, sender_device, NOT_RESENT):
+        if self.retries.fail_waiting(refusal.message_id, sender, sender_device, NOT_RESENT):
             self.emit(DecryptionFailed(refusal.message_id, sender, sender_device, NOT_RESENT))
 
     async def _resend(self, stored: StoredMessage, requester: str, device_id: int) -> None:

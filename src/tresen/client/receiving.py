@@ -94,7 +94,7 @@ class Receiver:
 
     async def on_message(self, frame: wire.MessageFrame) -> bool:
         """Handle one message; False if it could not be decrypted."""
-        waited = self.store.waiting_incoming(frame.message_id)
+        waited = self.healing.waiting(frame.message_id)
         if not waited and self.store.has_message(frame.message_id):
             return True  # a redelivery: already stored, only the ack was lost
         own = frame.sender == self.device.account_id

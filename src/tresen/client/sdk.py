@@ -46,12 +46,13 @@ from tresen.client.operator import (
     OperatorKeyMismatch,
     OperatorKeys,
 )
+from tresen.client.queues import Outbox, Queued, Retries
 from tresen.client.receiving import Receiver
 from tresen.client.replies import Replies
 from tresen.client.reports import Reports
 from tresen.client.sending import Sender, SentMessage
 from tresen.client.sessions import Sessions
-from tresen.client.store import KnownBusiness, LocalStore, Queued, Trust
+from tresen.client.store import KnownBusiness, LocalStore, Trust
 from tresen.client.templates import TemplateBook
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.logging import get_logger
@@ -114,6 +115,7 @@ class Client:
         )
         self.consent = ConsentBook(self.api, self.clock, store, self.device.signer)
         self.reports = Reports(store, emit)
+        self.outbox = Outbox(store)
         self.connection = Connection(self.relay_url, lambda: self.api.token, self.clock, emit, self)
         self.sender = Sender(
             self.api,
@@ -124,6 +126,7 @@ class Client:
             self.connection,
             self.reports,
             self.templates,
+            self.outbox,
             self.clock,
             emit,
             offline_outbox=offline_outbox,
@@ -131,6 +134,7 @@ class Client:
         self.healing = Healing(
             self.api,
             store,
+            Retries(store),
             self.clock,
             self.device,
             self.directory,
@@ -459,7 +463,7 @@ class Client:
 
     def pending(self, chat: str | None = None) -> list[Queued]:
         """The messages that wait in the outbox (of ``chat``), oldest first."""
-        return self.store.queued(chat)
+        return self.outbox.queued(chat)
 
     async def flush_outbox(self) -> dict[str, SentMessage]:
         """Send what waits in the outbox now (done by itself whenever the client connects);
@@ -608,7 +612,7 @@ class Client:
     async def _catch_up(self) -> None:
         """What could not go out while the relay was away: the outbox, retry requests."""
         try:
-            if self.store.queued():
+            if self.outbox.queued():
                 await self.sender.flush()
             await self.healing.request_missing()
         except Exception:

@@ -21,6 +21,7 @@ from tresen.client.connection import Connection, NotConnected
 from tresen.client.device import Device
 from tresen.client.directory import Directory, IdentityNotTrusted
 from tresen.client.events import ConsentChanged, Event, PendingSent, StatusChanged
+from tresen.client.queues import Outbox
 from tresen.client.reports import Reports
 from tresen.client.sessions import Sessions
 from tresen.client.store import LocalStore, MessageStatus, StoredMessage, Trust
@@ -82,6 +83,7 @@ class Sender:
         connection: Connection,
         reports: Reports,
         templates: TemplateBook,
+        outbox: Outbox,
         clock: Clock,
         emit: Callable[[Event], None],
         *,
@@ -95,6 +97,7 @@ class Sender:
         self.connection = connection
         self.reports = reports
         self.templates = templates
+        self.outbox = outbox
         self.clock = clock
         self.emit = emit
         self.offline_outbox = offline_outbox
@@ -128,7 +131,7 @@ class Sender:
         account_id = await self.chat_with(to)
         inner = encode_payload(payload)
         client_msg_id = secrets.token_hex(16)
-        if self.offline_outbox and self.store.queued(account_id):
+        if self.offline_outbox and self.outbox.queued(account_id):
             # Behind what waits already: in order, after it.
             local_id = self._queue(account_id, inner, client_msg_id, klass, template_ref)
             return (await self.flush()).get(local_id) or self._pending(local_id)
@@ -165,7 +168,7 @@ class Sender:
             server_ms=self.clock.now_ms(),
             error=None,
         )
-        self.store.queue(message, int(klass), template_ref)
+        self.outbox.queue(message, int(klass), template_ref)
         return local_id
 
     def _pending(self, local_id: str) -> SentMessage:
@@ -184,12 +187,12 @@ class Sender:
         done: dict[str, SentMessage] = {}
         async with self._flushing:
             held: set[str] = set()  # chats waiting for the user to trust new keys
-            for queued in self.store.queued():
+            for queued in self.outbox.queued():
                 if queued.chat in held:
                     continue
                 stored = self.store.message(queued.local_id)
                 if stored is None or stored.payload is None or stored.client_msg_id is None:
-                    self.store.unqueue(queued.local_id)
+                    self.outbox.unqueue(queued.local_id)
                     continue
                 try:
                     accepted = await self.deliver(
@@ -212,7 +215,7 @@ class Sender:
                         break
                     raise
                 assert accepted is not None
-                if not self.store.unqueue(queued.local_id):
+                if not self.outbox.unqueue(queued.local_id):
                     continue  # deleted by the user meanwhile (the relay takes it anyway)
                 sent = await self.sent(queued.chat, stored.payload, stored.client_msg_id, accepted)
                 self.emit(PendingSent(queued.local_id, sent.message_id, sent.chat, sent.server_ms))
@@ -223,7 +226,7 @@ class Sender:
 
     def _refused(self, local_id: str, stored: StoredMessage, exc: RelayError) -> None:
         failed = dataclasses.replace(stored, status=MessageStatus.FAILED, error=exc.message)
-        if self.store.unqueue(local_id, keep_as=failed):
+        if self.outbox.unqueue(local_id, keep_as=failed):
             self.emit(
                 StatusChanged(
                     local_id,
@@ -239,7 +242,7 @@ class Sender:
         """Delete a message that waits in the outbox (it is then never sent); False if it is
         not waiting there (any more)."""
         async with self._flushing:
-            return self.store.unqueue(local_id)
+            return self.outbox.unqueue(local_id)
 
     async def sent(
         self, account_id: str, inner: bytes, client_msg_id: str, accepted: wire.Accepted
