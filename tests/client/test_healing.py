@@ -12,6 +12,7 @@ import pytest
 from gateway_support import next_of
 from support import RelayProcess, registered_client
 
+from tresen.cli.chat.records import event_record
 from tresen.client import Client
 from tresen.client.events import (
     DecryptionFailed,
@@ -100,6 +101,12 @@ async def test_a_lost_session_heals_and_the_failed_message_arrives(
 
     waiting = await next_of(ana, MessageWaiting, 30)
     assert waiting.message_id == lost.message_id
+    record = await event_record(ana, waiting)
+    assert (record["event"], record["message_id"], record["from"]) == (
+        "waiting",
+        lost.message_id,
+        BEN,
+    )
     shown = ana.store.message(lost.message_id)
     assert shown is not None
     assert shown.status is MessageStatus.WAITING

@@ -9,6 +9,7 @@ import pytest
 from gateway_support import next_of
 from support import RelayProcess, registered_client
 
+from tresen.cli.chat.records import event_record
 from tresen.client import Client
 from tresen.client.events import MessageEvent, PendingSent, StatusChanged
 from tresen.client.store import MessageStatus
@@ -66,6 +67,15 @@ async def test_three_messages_sent_offline_arrive_once_in_order_after_restarts(
     ana.start()
     went_out = [await next_of(ana, PendingSent, 30) for _ in words]
     assert [w.local_id for w in went_out] == [p.message_id for p in pending]
+    # What ``tresen chat listen --json`` prints for it.
+    record = await event_record(ana, went_out[0])
+    assert record == {
+        "event": "pending_sent",
+        "local_id": pending[0].message_id,
+        "message_id": went_out[0].message_id,
+        "chat": ben.account_id,
+        "server_ms": went_out[0].server_ms,
+    }
 
     arrived = [await next_of(ben, MessageEvent, 30) for _ in words]
     assert [a.payload.text for a in arrived if isinstance(a.payload, Text)] == words

@@ -49,12 +49,15 @@ from tresen.client.events import (
     Event,
     IdentityChanged,
     MessageEvent,
+    MessageWaiting,
+    PendingSent,
     StatusChanged,
     TypingStarted,
 )
 from tresen.client.handoff import HandOff, HandOffError, hand_off_send
 from tresen.client.presentation import (
     PENDING_TEXT,
+    WAITING_TEXT,
     business_check_failed_text,
     business_label,
     chat_lines,
@@ -458,6 +461,11 @@ async def _event_lines(
         return [f"warning: {failure_text(await name_of(client, event.sender), event.reason)}"]
     if isinstance(event, ConsentChanged):
         return [event.confirmation]
+    if isinstance(event, MessageWaiting):
+        return [f"{await _chat_name(client, event.sender)}: {WAITING_TEXT} ({event.message_id})"]
+    if isinstance(event, PendingSent):
+        who = await name_of(client, event.chat)
+        return [f"sent {event.message_id} to {who} (it waited for the network as {event.local_id})"]
     if isinstance(event, Connected):
         err.print(f"connected to {escape(client.relay_url)}")
     elif isinstance(event, Disconnected):

@@ -22,6 +22,8 @@ from tresen.client.events import (
     IdentityChanged,
     KeysReplenished,
     MessageEvent,
+    MessageWaiting,
+    PendingSent,
     StatusChanged,
     TypingStarted,
 )
@@ -302,6 +304,24 @@ async def event_record(
             **_chat_fields(client, event.chat),
             "message_id": event.message_id,
             "until_ms": event.until_ms,
+        }
+    if isinstance(event, MessageWaiting):
+        return {
+            "event": "waiting",
+            "message_id": event.message_id,
+            "chat": event.sender,
+            "from": await _phone(client, event.sender),
+            "from_name": await name_of(client, event.sender),
+            "from_device": event.sender_device,
+            "reason": event.reason,
+        }
+    if isinstance(event, PendingSent):
+        return {
+            "event": "pending_sent",
+            "local_id": event.local_id,
+            "message_id": event.message_id,
+            "chat": event.chat,
+            "server_ms": event.server_ms,
         }
     if isinstance(event, Disconnected):
         return {"event": "disconnected", "reason": event.reason}
