@@ -5,6 +5,7 @@ relay (SQLite), Textual's Pilot driving the app headlessly."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,10 @@ async def test_the_newest_message_is_never_hidden(people: People, size: tuple[in
         await until(pilot, lambda: "thanks!" in text_of(list(app.query(LineView))[-1]))
         await pilot.pause()
         assert_in_view(app, list(app.query(LineView))[-1])
+        screenshots = os.environ.get("TRESEN_SCREENSHOTS")
+        if screenshots and size == (130, 40):
+            # docs/screenshots/chat-app.svg: TRESEN_SCREENSHOTS=docs/screenshots make test
+            app.save_screenshot("chat-app.svg", screenshots)
 
 
 def listed(app: ChatApp) -> list[str]:
