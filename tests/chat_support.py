@@ -3,11 +3,13 @@ registered data folders they work on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,41 @@ def wait_for_socket(process: subprocess.Popen[str], data_dir: Path) -> None:
     while not (data_dir / "app.sock").exists():
         assert process.poll() is None, process.communicate()[1]
         assert time.monotonic() < deadline, "the process never listened for hand-offs"
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a ``tresen chat`` child process did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> str:
+        assert self.returncode == 0, self.stdout + self.stderr
+        assert "Traceback" not in self.stderr
+        return self.stdout
+
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON lines it printed (it must have succeeded)."""
+        return [json.loads(line) for line in self.ok.splitlines() if line.strip()]
+
+
+async def run_chat(data_dir: Path, *args: str) -> Ran:
+    """``tresen chat …`` in a child process, awaited: a relay in this process keeps serving."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tresen",
+        "chat",
+        *args,
+        "--data-dir",
+        str(data_dir),
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())

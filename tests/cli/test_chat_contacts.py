@@ -4,15 +4,12 @@ its count. Child processes against a relay in this process, the other person an 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from chat_support import run_chat
 from support import Backend, RunningRelay, registered_client, serve_relay
 
 from tresen.client.events import StatusChanged
@@ -20,49 +17,12 @@ from tresen.client.store import MessageStatus
 
 pytestmark = pytest.mark.slow
 
-ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if k not in ("TRESEN_CLIENT_KEY", "TRESEN_CHAT_DIR", "TRESEN_RELAY_URL")
-}
-
 
 @pytest.fixture
 async def relay(tmp_path: Path) -> AsyncIterator[RunningRelay]:
     backend = Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}")
     async with serve_relay(backend, tmp_path) as running:
         yield running
-
-
-@dataclass(frozen=True)
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> str:
-        assert self.returncode == 0, self.stdout + self.stderr
-        assert "Traceback" not in self.stderr
-        return self.stdout
-
-
-async def chat(data_dir: Path, *args: str) -> Ran:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tresen",
-        "chat",
-        *args,
-        "--data-dir",
-        str(data_dir),
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 90)
-    assert process.returncode is not None
-    return Ran(process.returncode, out.decode(), err.decode())
 
 
 async def test_names_unread_counts_and_reading_a_chat(relay: RunningRelay, tmp_path: Path) -> None:
@@ -78,46 +38,46 @@ async def test_names_unread_counts_and_reading_a_chat(relay: RunningRelay, tmp_p
         await bob.send_text(alice_phone, "Hallo Alice")
         await bob.send_text(alice_phone, "bist du da?")
 
-        assert (await chat(folder, "name", bob_phone, "Bob Baumann")).ok == (
+        assert (await run_chat(folder, "name", bob_phone, "Bob Baumann")).ok == (
             f"{bob_phone} shows as Bob Baumann.\n"
         )
-        assert (await chat(folder, "name", bob_phone)).ok == "Bob Baumann\n"
-        assert (await chat(folder, "contacts")).ok == f"Bob Baumann  {bob_phone}\n"
-        refused = await chat(folder, "name", bob_phone, "Bob\tBaumann")
+        assert (await run_chat(folder, "name", bob_phone)).ok == "Bob Baumann\n"
+        assert (await run_chat(folder, "contacts")).ok == f"Bob Baumann  {bob_phone}\n"
+        refused = await run_chat(folder, "name", bob_phone, "Bob\tBaumann")
         assert refused.returncode == 1
         assert "nothing was saved: a name is one line without control characters" in (
             refused.stderr
         )
 
         # What arrives is printed with the name, not the number.
-        heard = (await chat(folder, "listen", "--count", "2", "--timeout", "60")).ok
+        heard = (await run_chat(folder, "listen", "--count", "2", "--timeout", "60")).ok
         assert "Bob Baumann → Hallo Alice" in heard
         assert bob_phone not in heard
 
         # Listened to, not read yet: the chat counts two unread messages.
-        [listed] = map(json.loads, (await chat(folder, "chats", "--json")).ok.splitlines())
+        [listed] = map(json.loads, (await run_chat(folder, "chats", "--json")).ok.splitlines())
         assert (listed["name"], listed["phone"], listed["unread"]) == ("Bob Baumann", bob_phone, 2)
-        assert (await chat(folder, "chats")).ok == (
+        assert (await run_chat(folder, "chats")).ok == (
             f"Bob Baumann  2 unread  {listed['account_id']}\n"
         )
 
         # Reading the chat prints it and tells Bob: the count drops.
         bob.start()
-        lines = (await chat(folder, "read", bob_phone)).ok.splitlines()
+        lines = (await run_chat(folder, "read", bob_phone)).ok.splitlines()
         assert [line.split(" ", 1)[1] for line in lines] == [
             "Bob Baumann → Hallo Alice",
             "Bob Baumann → bist du da?",
         ]
-        assert (await chat(folder, "chats")).ok == f"Bob Baumann  {listed['account_id']}\n"
+        assert (await run_chat(folder, "chats")).ok == f"Bob Baumann  {listed['account_id']}\n"
         read = 0
         while read < 2:
             event = await bob.next_event(30)
             read += isinstance(event, StatusChanged) and event.status is MessageStatus.READ
 
         # Own messages carry their status mark.
-        await chat(folder, "send", "--to", bob_phone, "--text", "ja, hier")
+        await run_chat(folder, "send", "--to", bob_phone, "--text", "ja, hier")
         [*_, mine] = map(
-            json.loads, (await chat(folder, "read", bob_phone, "--json")).ok.splitlines()
+            json.loads, (await run_chat(folder, "read", bob_phone, "--json")).ok.splitlines()
         )
         assert (mine["text"], mine["outgoing"], mine["status"], mine["mark"]) == (
             "ja, hier",
@@ -126,8 +86,8 @@ async def test_names_unread_counts_and_reading_a_chat(relay: RunningRelay, tmp_p
             "✓",
         )
 
-        forgotten = await chat(folder, "name", bob_phone, "--forget")
+        forgotten = await run_chat(folder, "name", bob_phone, "--forget")
         assert forgotten.ok == f"{bob_phone} shows as its number again.\n"
-        assert (await chat(folder, "chats")).ok == f"{bob_phone}  {listed['account_id']}\n"
+        assert (await run_chat(folder, "chats")).ok == f"{bob_phone}  {listed['account_id']}\n"
     finally:
         await bob.close()

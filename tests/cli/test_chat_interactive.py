@@ -6,15 +6,11 @@ do not run out while a process starts)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chat_support import run_chat
 from sqlalchemy import insert
 from support import DELIVERY_TOMORROW, registered_client
 
@@ -31,48 +27,6 @@ YES_NO = Interactive(
     body="May we leave it with a neighbour?",
     buttons=[Button(id="yes", title="Yes"), Button(id="no", title="No, keep it")],
 )
-
-# The child processes get no client settings from whoever runs the tests.
-ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if k not in ("TRESEN_CLIENT_KEY", "TRESEN_CHAT_DIR", "TRESEN_RELAY_URL")
-}
-
-
-@dataclass(frozen=True)
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> str:
-        assert self.returncode == 0, self.stdout + self.stderr
-        assert "Traceback" not in self.stderr
-        return self.stdout
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.ok.splitlines() if line.strip()]
-
-
-async def chat(data_dir: Path, *args: str) -> Ran:
-    """``tresen chat …`` in a child process; the relay in this process keeps serving."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tresen",
-        "chat",
-        *args,
-        "--data-dir",
-        str(data_dir),
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 90)
-    assert process.returncode is not None
-    return Ran(process.returncode, out.decode(), err.decode())
 
 
 async def test_listen_shows_the_choices_and_choose_answers_them(
@@ -112,12 +66,12 @@ async def test_listen_shows_the_choices_and_choose_answers_them(
             business = shop.phone or ""
 
             [asked] = (
-                await chat(folder, "send", "--to", business, "--text", "Parcel?", "--json")
+                await run_chat(folder, "send", "--to", business, "--text", "Parcel?", "--json")
             ).records()
             await shop.typing(phone, asked["message_id"])
             question = await shop.send_interactive(phone, YES_NO)
 
-            listened = await chat(folder, "listen", "--json", "--count", "1", "--timeout", "60")
+            listened = await run_chat(folder, "listen", "--json", "--count", "1", "--timeout", "60")
             records = [r for r in listened.records() if r["event"] in ("typing", "message")]
             assert records[0]["event"] == "typing"
             assert (records[0]["chat"], records[0]["message_id"]) == (
@@ -142,14 +96,14 @@ async def test_listen_shows_the_choices_and_choose_answers_them(
                 (2, "no", "No, keep it"),
             ]
 
-            refused = await chat(folder, "choose", business, question.message_id, "maybe")
+            refused = await run_chat(folder, "choose", business, question.message_id, "maybe")
             assert refused.returncode == 1
             assert (
                 "nothing was sent: “maybe” is not one of the choices: 1 (yes: Yes), 2 (no: No, "
                 "keep it)"
             ) in refused.stderr
             [chosen] = (
-                await chat(folder, "choose", business, question.message_id, "2", "--json")
+                await run_chat(folder, "choose", business, question.message_id, "2", "--json")
             ).records()
             assert (chosen["reply_to"], chosen["option"]["id"]) == (question.message_id, "no")
 
@@ -169,20 +123,20 @@ async def test_listen_shows_the_choices_and_choose_answers_them(
                 },
             ]
             offer = await shop.send_template(phone, created["id"], "en_US", components=components)
-            human = (await chat(folder, "listen", "--count", "1", "--timeout", "60")).ok
+            human = (await run_chat(folder, "listen", "--count", "1", "--timeout", "60")).ok
             assert (
                 "[template · utility] Your parcel #4711 arrives tomorrow. / [Track] "
                 "https://shop.example/o/4711 / [1] Leave with neighbour / [2] Stop updates"
             ) in human
             assert f"  answer: tresen chat choose {business} {offer.message_id} NUMBER" in human
-            tapped = (await chat(folder, "choose", business, offer.message_id, "1")).ok
+            tapped = (await run_chat(folder, "choose", business, offer.message_id, "1")).ok
             assert len(tapped.strip()) == 32  # the answer's message id
         finally:
             await shop.close()
 
         # What the business's device receives, as its own listener prints it.
         seen = (
-            await chat(shop_dir, "listen", "--json", "--count", "3", "--timeout", "60")
+            await run_chat(shop_dir, "listen", "--json", "--count", "3", "--timeout", "60")
         ).records()
         replies = [r for r in seen if r["event"] == "message"][1:]
         assert [(r["type"], r["text"], r["reply_to"]) for r in replies] == [

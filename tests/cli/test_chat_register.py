@@ -5,13 +5,13 @@ data folder. Child processes (and the app, headless) against a relay in this pro
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from chat_support import ENV
 from support import Backend, RunningRelay, serve_relay
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -23,13 +23,6 @@ from tresen.client.tui import ChatApp, RegisterScreen
 from tresen.relay.accounts.sms import read_last_code
 
 pytestmark = pytest.mark.slow
-
-# The child processes get no client settings from whoever runs the tests.
-ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if k not in ("TRESEN_CLIENT_KEY", "TRESEN_CHAT_DIR", "TRESEN_RELAY_URL")
-}
 
 
 @pytest.fixture

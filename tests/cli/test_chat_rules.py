@@ -4,15 +4,12 @@ in this process, the business an SDK client."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chat_support import run_chat
 from support import RunningRelay, registered_client
 
 pytestmark = pytest.mark.slow
@@ -30,45 +27,6 @@ ORDER: dict[str, Any] = {
         {"type": "FOOTER", "text": "Reply STOP to opt out"},
     ],
 }
-
-# The child processes get no client settings from whoever runs the tests.
-ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if k not in ("TRESEN_CLIENT_KEY", "TRESEN_CHAT_DIR", "TRESEN_RELAY_URL")
-}
-
-
-@dataclass(frozen=True)
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> str:
-        assert self.returncode == 0, self.stdout + self.stderr
-        assert "Traceback" not in self.stderr
-        return self.stdout
-
-
-async def chat(data_dir: Path, *args: str) -> Ran:
-    """``tresen chat …`` in a child process; the relay in this process keeps serving."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tresen",
-        "chat",
-        *args,
-        "--data-dir",
-        str(data_dir),
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 90)
-    assert process.returncode is not None
-    return Ran(process.returncode, out.decode(), err.decode())
 
 
 async def test_consents_blocks_reports_and_template_messages_from_scripts(
@@ -92,15 +50,15 @@ async def test_consents_blocks_reports_and_template_messages_from_scripts(
         business = shop.phone or ""
 
         assert (
-            await chat(folder, "optin", business)
+            await run_chat(folder, "optin", business)
         ).ok == "Tresen Air: utility on, marketing on\n"
-        optout = await chat(folder, "optout", "tresen air", "--scope", "marketing")
+        optout = await run_chat(folder, "optout", "tresen air", "--scope", "marketing")
         assert optout.ok == "Tresen Air: marketing off\n"
-        assert (await chat(folder, "consents")).ok == (
+        assert (await run_chat(folder, "consents")).ok == (
             "Tresen Air · utility on (you agreed) · marketing off (you withdrew)  "
             f"({shop.account_id})\n"
         )
-        [line] = json.loads((await chat(folder, "consents", "--json")).ok)
+        [line] = json.loads((await run_chat(folder, "consents", "--json")).ok)
         assert (line["account_id"], line["display_name"], line["opted_in"]) == (
             shop.account_id,
             "Tresen Air",
@@ -113,7 +71,7 @@ async def test_consents_blocks_reports_and_template_messages_from_scripts(
 
         # A template message is printed as its signed template renders it.
         sent = await shop.send_template(phone, created["id"], "en_US", {"body": ["Anna", "Mon"]})
-        listened = await chat(folder, "listen", "--json", "--count", "1", "--timeout", "60")
+        listened = await run_chat(folder, "listen", "--json", "--count", "1", "--timeout", "60")
         [record] = [r for r in map(json.loads, listened.ok.splitlines()) if r["event"] == "message"]
         assert record["message_id"] == sent.message_id
         assert record["type"] == "template"
@@ -124,22 +82,22 @@ async def test_consents_blocks_reports_and_template_messages_from_scripts(
             "category": "UTILITY",
         }
 
-        assert (await chat(folder, "block", business)).ok == f"Blocked {business}.\n"
-        refused = await chat(folder, "send", "--to", business, "--text", "hello?")
+        assert (await run_chat(folder, "block", business)).ok == f"Blocked {business}.\n"
+        refused = await run_chat(folder, "send", "--to", business, "--text", "hello?")
         assert refused.returncode == 1
         assert (
             f"nothing was sent: you blocked {business}; run `tresen chat unblock {business}`"
             in refused.stderr
         )
-        assert (await chat(folder, "unblock", business)).ok == f"Unblocked {business}.\n"
-        reported = await chat(folder, "report", business, "--reason", "spam", "--block")
+        assert (await run_chat(folder, "unblock", business)).ok == f"Unblocked {business}.\n"
+        reported = await run_chat(folder, "report", business, "--reason", "spam", "--block")
         assert reported.ok == f"Reported {business} (spam) and blocked them.\n"
         standing = await shop.quality()
         # The customer received the shop's template, so the block counts; the report after it
         # is kept, but one customer lowers the rating once per quality period.
         assert (standing["blocks"], standing["reports"], standing["uncounted"]) == (1, 0, 1)
 
-        revoked = await chat(folder, "revoke", "Tresen Air")
+        revoked = await run_chat(folder, "revoke", "Tresen Air")
         assert revoked.ok == "Tresen Air: utility off, marketing off\n"
     finally:
         await shop.close()
