@@ -224,18 +224,7 @@ class Receiver:
         # Kept: the payload's known fields (re-encoded, so nothing else the sender put in
         # survives) and, for the application, the signed template's rendering.
         self._record(frame, MessageStatus.RECEIVED, payload=encode_payload(payload))
-        self.emit(
-            MessageEvent(
-                frame.message_id,
-                frame.sender,
-                False,
-                frame.sender,
-                frame.sender_device,
-                payload,
-                frame.server_ms,
-                template=rendered,
-            )
-        )
+        self._show(frame, payload, rendered)
 
     async def _refuse(self, frame: wire.MessageFrame, refusal: _Refusal) -> None:
         """Report a mismatch to the operator, then tell the application (``DecryptionFailed``
@@ -330,6 +319,15 @@ class Receiver:
             self._record(frame, MessageStatus.SEEN, chat="")
             return
         self._record(frame, MessageStatus.RECEIVED, payload=raw)
+        self._show(frame, payload)
+
+    def _show(
+        self,
+        frame: wire.MessageFrame,
+        payload: Payload | Unsupported,
+        rendered: RenderedTemplate | None = None,
+    ) -> None:
+        """Tell the application of a message received in ``frame``'s chat."""
         self.emit(
             MessageEvent(
                 frame.message_id,
@@ -339,5 +337,6 @@ class Receiver:
                 frame.sender_device,
                 payload,
                 frame.server_ms,
+                template=rendered,
             )
         )
