@@ -23,9 +23,12 @@ from sqlalchemy import (
 from tresen.core.db import NAMING_CONVENTION
 
 __all__ = [
+    "agent_sessions",
+    "agents",
     "api_tokens",
     "contacts",
     "early_statuses",
+    "login_failures",
     "message_statuses",
     "messages",
     "meta",
@@ -175,3 +178,40 @@ webhook_events = Table(
 that made the change. ``body`` is the exact JSON POSTed (and signed) on every attempt;
 ``state`` is ``pending``, ``delivered`` or ``dead``; events of one ``conversation`` go out in
 ``id`` order."""
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("disabled_ms", BigInteger),
+)
+"""The people of the team inbox: ``role`` is owner, admin or agent; the password is kept only
+as an argon2id hash; a disabled agent keeps their name on what they did, and cannot sign in."""
+
+agent_sessions = Table(
+    "agent_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("agent_id", Integer, nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("ix_agent_sessions_agent_id", "agent_id"),
+)
+"""Signed-in browsers: only the SHA-256 of the session cookie is kept, with the session's
+CSRF token."""
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_start_ms", BigInteger, nullable=False),
+)
+"""Failed sign-ins per user name and per address, counted over a window (throttling)."""

@@ -1,0 +1,1 @@
+"""The team inbox: the business's people answer its customers in the browser."""
