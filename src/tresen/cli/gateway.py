@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from tresen.cli import gateway_webhooks
+from tresen.cli import gateway_agents, gateway_webhooks
 from tresen.cli.common import console, format_time, start_server
 from tresen.core.logging import configure_logging
 from tresen.gateway.settings import GatewaySettings, load_gateway_settings
@@ -27,6 +27,7 @@ app = typer.Typer(
 token_app = typer.Typer(help="Bearer tokens of the gateway's Cloud API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(gateway_webhooks.app, name="webhooks")
+app.add_typer(gateway_agents.app, name="agents")
 
 T = TypeVar("T")
 

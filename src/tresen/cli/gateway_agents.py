@@ -1,0 +1,183 @@
+"""``tresen gateway agents``: the people of the business's team inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from tresen.cli.common import console, format_time
+from tresen.core.clock import SystemClock
+from tresen.gateway.inbox.agents import Agent, AgentError, Agents, Role
+from tresen.gateway.settings import GatewaySettings
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="The people of the team inbox: owners, admins and agents.", no_args_is_help=True
+)
+
+T = TypeVar("T")
+
+RoleOption = Annotated[
+    Role, typer.Option("--role", help="owner, admin (settings, tokens, agents) or agent.")
+]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from standard input instead of asking."
+    ),
+]
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),
+]
+Config = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML settings file (also TRESEN_GATEWAY_CONFIG).", dir_okay=False
+    ),
+]
+
+
+def _settings(config: Path | None, data_dir: Path | None) -> GatewaySettings:
+    from tresen.cli.gateway import gateway_settings
+
+    return gateway_settings(config, data_dir=data_dir)
+
+
+def _with_agents(settings: GatewaySettings, action: Callable[[Agents], Awaitable[T]]) -> T:
+    from tresen.gateway.app import open_database
+
+    async def run() -> T:
+        db = await open_database(settings)
+        try:
+            return await action(Agents(db, SystemClock()))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except AgentError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        console.print("[red]the two passwords differ[/red]")
+        raise typer.Exit(1)
+    return first
+
+
+async def _agent(agents: Agents, username: str) -> Agent:
+    agent = await agents.by_username(username)
+    if agent is None:
+        raise AgentError(f"there is no agent {username}")
+    return agent
+
+
+@app.command("add")
+def add(
+    username: Annotated[str, typer.Argument(help="How they sign in, e.g. anna.")],
+    name: Annotated[str, typer.Option("--name", help="Shown to the team, e.g. Anna Schmidt.")],
+    role: RoleOption = Role.AGENT,
+    password_stdin: PasswordStdin = False,
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Add a person to the inbox with a first password."""
+    password = _password(password_stdin)
+    agent = _with_agents(
+        _settings(config, data_dir), lambda agents: agents.create(username, name, role, password)
+    )
+    console.print(f"Added {agent.username} ({agent.display_name}) as {agent.role}.")
+
+
+@app.command("list")
+def list_agents(data_dir: DataDir = None, config: Config = None) -> None:
+    """Everyone of the inbox, with their role."""
+    table = Table("user", "name", "role", "since", "disabled")
+    for agent in _with_agents(_settings(config, data_dir), lambda agents: agents.all()):
+        table.add_row(
+            agent.username,
+            agent.display_name,
+            str(agent.role),
+            format_time(agent.created_ms),
+            format_time(agent.disabled_ms),
+        )
+    console.print(table)
+
+
+@app.command("role")
+def set_role(
+    username: Annotated[str, typer.Argument(help="Whose role changes.")],
+    role: Annotated[Role, typer.Argument(help="owner, admin or agent.")],
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Change someone's role (the business always keeps an owner)."""
+
+    async def change(agents: Agents) -> Agent:
+        return await agents.set_role((await _agent(agents, username)).id, role)
+
+    agent = _with_agents(_settings(config, data_dir), change)
+    console.print(f"{agent.username} is {agent.role} now.")
+
+
+@app.command("disable")
+def disable(
+    username: Annotated[str, typer.Argument(help="Who may no longer sign in.")],
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Sign someone out everywhere and stop them signing in (their history stays)."""
+
+    async def change(agents: Agents) -> Agent:
+        return await agents.disable((await _agent(agents, username)).id)
+
+    agent = _with_agents(_settings(config, data_dir), change)
+    console.print(f"{agent.username} is disabled and signed out everywhere.")
+
+
+@app.command("enable")
+def enable(
+    username: Annotated[str, typer.Argument(help="Who may sign in again.")],
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Let a disabled person sign in again."""
+
+    async def change(agents: Agents) -> Agent:
+        return await agents.enable((await _agent(agents, username)).id)
+
+    agent = _with_agents(_settings(config, data_dir), change)
+    console.print(f"{agent.username} may sign in again.")
+
+
+@app.command("password")
+def password(
+    username: Annotated[str, typer.Argument(help="Whose password is set.")],
+    password_stdin: PasswordStdin = False,
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Set a new password; every session of that person ends."""
+    new = _password(password_stdin)
+
+    async def change(agents: Agents) -> None:
+        await agents.set_password((await _agent(agents, username)).id, new)
+
+    _with_agents(_settings(config, data_dir), change)
+    console.print(f"New password set for {username}; signed out everywhere.")
