@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 
 from tresen.client import Client
 from tresen.core.clock import Clock, SystemClock
@@ -25,6 +26,8 @@ from tresen.gateway import migrate
 from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
+from tresen.gateway.inbox import pages as inbox_pages
+from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -164,6 +167,16 @@ def build_gateway_app(
             stack.push_async_callback(gateway.close)
             app.state.gateway = gateway
             app.state.dispatcher = dispatcher
+            inbox = settings.inbox
+            app.state.inbox_agents = Agents(
+                db,
+                clock,
+                session_max_s=inbox.session_max_s,
+                session_idle_s=inbox.session_idle_s,
+                max_failures=inbox.max_failures,
+                throttle_window_s=inbox.throttle_window_s,
+                max_agents=inbox.max_agents,
+            )
             yield
 
     app = FastAPI(
@@ -177,6 +190,11 @@ def build_gateway_app(
     )
     app.state.max_request_bytes = settings.api.max_request_bytes
     install_error_handlers(app)
+    # The inbox first: the Cloud API's routes start with a path parameter (the version).
+    app.state.inbox_secure_cookies = settings.inbox.secure_cookies
+    app.include_router(inbox_pages.router)
+    app.add_exception_handler(inbox_pages.FormTooLarge, inbox_pages.form_too_large)
+    app.mount("/inbox/static", StaticFiles(directory=inbox_pages.STATIC_DIR), name="inbox-static")
     app.include_router(router)
     app.openapi = lambda: graph_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(MessagesFastPath, state=app.state)

@@ -17,7 +17,13 @@ from pydantic_settings import SettingsConfigDict
 
 from tresen.core.settings import FileSettings, load_from
 
-__all__ = ["ApiLimits", "GatewaySettings", "WebhookSettings", "load_gateway_settings"]
+__all__ = [
+    "ApiLimits",
+    "GatewaySettings",
+    "InboxSettings",
+    "WebhookSettings",
+    "load_gateway_settings",
+]
 
 DAY_S = 24 * 3600
 
@@ -57,6 +63,21 @@ class ApiLimits(BaseModel):
     max_page: int = Field(default=100, ge=1, description="items per list page")
 
 
+class InboxSettings(BaseModel):
+    """The team inbox's sign-in: sessions and throttling."""
+
+    session_max_s: int = Field(default=12 * 3600, ge=60, description="a session ends after")
+    session_idle_s: int = Field(default=2 * 3600, ge=60, description="or unused for this long")
+    max_failures: int = Field(default=5, ge=1, description="failed sign-ins per name or address")
+    throttle_window_s: int = Field(default=900, ge=1, description="counted over this long")
+    secure_cookies: bool = Field(
+        default=True,
+        description="mark the session cookie Secure (browsers keep sending it to "
+        "http://127.0.0.1 and localhost; turn off only for other plain-HTTP hosts)",
+    )
+    max_agents: int = Field(default=500, ge=1)
+
+
 class GatewaySettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRESEN_GATEWAY_", env_nested_delimiter="__", extra="forbid"
@@ -92,6 +113,7 @@ class GatewaySettings(FileSettings):
     )
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiLimits = Field(default_factory=ApiLimits)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
 
     @field_validator("phone")
     @classmethod

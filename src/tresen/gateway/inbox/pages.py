@@ -1,0 +1,332 @@
+"""The inbox's pages: sign in and out, and the team (owners and admins).
+
+Server-rendered (Jinja2, autoescaped) with a strict Content-Security-Policy: no script, no
+inline style, nothing from elsewhere. Every state change is a form POST that carries the
+session's CSRF token (sign-in carries a token of its own, from a cookie set with the form),
+and answers with a redirect. The session cookie is HttpOnly, SameSite=Strict, limited to
+``/inbox`` and, by default, Secure.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData, UploadFile
+
+from tresen.gateway.inbox.agents import Agent, AgentError, Agents, LoginThrottled, Role, SignedIn
+
+__all__ = [
+    "COOKIE",
+    "LOGIN_COOKIE",
+    "SECURITY_HEADERS",
+    "STATIC_DIR",
+    "FormTooLarge",
+    "form_too_large",
+    "router",
+]
+
+COOKIE = "tresen_inbox"
+LOGIN_COOKIE = "tresen_inbox_login"
+STATIC_DIR = Path(__file__).parent / "static"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+MAX_FIELDS = 16
+MAX_FORM_BYTES = 16 * 1024
+AgentId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+
+router = APIRouter(prefix="/inbox", include_in_schema=False)
+_templates = Environment(
+    loader=PackageLoader("tresen.gateway.inbox", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def _agents(request: Request) -> Agents:
+    agents: Agents = request.app.state.inbox_agents
+    return agents
+
+
+def _secure(request: Request) -> bool:
+    return bool(request.app.state.inbox_secure_cookies)
+
+
+def _page(
+    request: Request,
+    template: str,
+    *,
+    signed_in: SignedIn | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    gateway = getattr(request.app.state, "gateway", None)
+    html = _templates.get_template(template).render(
+        business=gateway.phone if gateway is not None else "Tresen",
+        me=None if signed_in is None else signed_in.agent,
+        csrf=context.pop("csrf", None) or (signed_in.csrf if signed_in else ""),
+        notice=request.query_params.get("notice", "")[:200],
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:] + "."
+
+
+def _redirect(to: str) -> RedirectResponse:
+    return RedirectResponse(to, status_code=303, headers=SECURITY_HEADERS)
+
+
+class FormTooLarge(Exception):
+    """A form larger than any of the inbox's."""
+
+
+async def form_too_large(request: Request, _exc: Exception) -> Response:
+    return HTMLResponse(
+        "That form is larger than any of the inbox's.", status_code=413, headers=SECURITY_HEADERS
+    )
+
+
+async def _form(request: Request) -> FormData:
+    """The page's URL-encoded form, read up to ``MAX_FORM_BYTES``."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_FORM_BYTES:
+            raise FormTooLarge
+    fields: list[tuple[str, str | UploadFile]] = list(
+        parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    )
+    if len(fields) > MAX_FIELDS:
+        raise FormTooLarge
+    return FormData(fields)
+
+
+async def _signed_in(request: Request) -> SignedIn | None:
+    return await _agents(request).session(request.cookies.get(COOKIE, ""))
+
+
+def _csrf_ok(given: object, expected: str) -> bool:
+    return isinstance(given, str) and bool(expected) and hmac.compare_digest(given, expected)
+
+
+def _refused(request: Request, signed_in: SignedIn | None) -> HTMLResponse:
+    return _page(
+        request,
+        "home.html" if signed_in else "login.html",
+        signed_in=signed_in,
+        status_code=403,
+        error="This form has expired or did not come from the inbox; nothing was changed. "
+        "Try again.",
+        csrf=None if signed_in else "",
+    )
+
+
+# --- signing in and out ------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    if await _signed_in(request) is not None:
+        return _redirect("/inbox")
+    token = secrets.token_urlsafe(32)
+    response = _page(request, "login.html", csrf=token)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        path="/inbox",
+        secure=_secure(request),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not _csrf_ok(form.get("csrf"), expected):
+        return _refused(request, None)
+    username, password = form.get("username"), form.get("password")
+    source = request.client.host if request.client else "unknown"
+    try:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise AgentError("the user name or the password is wrong")
+        token, _ = await _agents(request).sign_in(username, password, source)
+    except LoginThrottled as exc:
+        held = _page(request, "login.html", status_code=429, csrf=expected, error=_sentence(exc))
+        held.headers["Retry-After"] = str(exc.retry_after_s)
+        return held
+    except AgentError as exc:
+        return _page(request, "login.html", status_code=401, csrf=expected, error=_sentence(exc))
+    response = _redirect("/inbox")
+    response.set_cookie(
+        COOKIE, token, path="/inbox", secure=_secure(request), httponly=True, samesite="strict"
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/inbox")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    signed_in = await _signed_in(request)
+    if signed_in is None:
+        return _redirect("/inbox/login")
+    if not _csrf_ok((await _form(request)).get("csrf"), signed_in.csrf):
+        return _refused(request, signed_in)
+    await _agents(request).sign_out(signed_in.token_hash)
+    response = _redirect("/inbox/login?notice=Signed+out.")
+    response.delete_cookie(COOKIE, path="/inbox")
+    return response
+
+
+@router.post("/logout-everywhere")
+async def logout_everywhere(request: Request) -> Response:
+    signed_in = await _signed_in(request)
+    if signed_in is None:
+        return _redirect("/inbox/login")
+    if not _csrf_ok((await _form(request)).get("csrf"), signed_in.csrf):
+        return _refused(request, signed_in)
+    await _agents(request).sign_out_everywhere(signed_in.agent.id)
+    response = _redirect("/inbox/login?notice=Signed+out+everywhere.")
+    response.delete_cookie(COOKIE, path="/inbox")
+    return response
+
+
+@router.get("")
+async def home(request: Request) -> Response:
+    signed_in = await _signed_in(request)
+    if signed_in is None:
+        return _redirect("/inbox/login")
+    return _page(request, "home.html", signed_in=signed_in)
+
+
+# --- the team (owners and admins) --------------------------------------------------------------
+
+
+async def _manager(request: Request) -> SignedIn | Response:
+    signed_in = await _signed_in(request)
+    if signed_in is None:
+        return _redirect("/inbox/login")
+    if not signed_in.agent.role.manages:
+        return _page(
+            request,
+            "home.html",
+            signed_in=signed_in,
+            status_code=403,
+            error="Only owners and admins manage the team.",
+        )
+    return signed_in
+
+
+async def _team_page(
+    request: Request, signed_in: SignedIn, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    return _page(
+        request,
+        "agents.html",
+        signed_in=signed_in,
+        status_code=status_code,
+        agents=await _agents(request).all(),
+        roles=[str(r) for r in Role],
+        error=error,
+    )
+
+
+@router.get("/agents")
+async def team(request: Request) -> Response:
+    signed_in = await _manager(request)
+    if isinstance(signed_in, Response):
+        return signed_in
+    return await _team_page(request, signed_in)
+
+
+@router.post("/agents")
+async def add_agent(request: Request) -> Response:
+    signed_in = await _manager(request)
+    if isinstance(signed_in, Response):
+        return signed_in
+    form = await _form(request)
+    if not _csrf_ok(form.get("csrf"), signed_in.csrf):
+        return _refused(request, signed_in)
+    fields = [form.get(k) for k in ("username", "display_name", "role", "password")]
+    try:
+        username, name, role, password = (f if isinstance(f, str) else "" for f in fields)
+        if role not in {str(r) for r in Role}:
+            raise AgentError("choose a role: owner, admin or agent")
+        if Role(role) is Role.OWNER and signed_in.agent.role is not Role.OWNER:
+            raise AgentError("only an owner makes someone owner")
+        added = await _agents(request).create(username, name, Role(role), password)
+    except AgentError as exc:
+        return await _team_page(request, signed_in, error=_sentence(exc), status_code=400)
+    return _redirect(f"/inbox/agents?notice=Added+{added.username}.")
+
+
+async def _change(request: Request, agent_id: int, action: str) -> Response:
+    signed_in = await _manager(request)
+    if isinstance(signed_in, Response):
+        return signed_in
+    form = await _form(request)
+    if not _csrf_ok(form.get("csrf"), signed_in.csrf):
+        return _refused(request, signed_in)
+    agents = _agents(request)
+    try:
+        target = await agents.get(agent_id)
+        if target is None:
+            raise AgentError(f"there is no agent {agent_id}")
+        _may_change(signed_in.agent, target, form.get("role"))
+        if action == "role":
+            role = form.get("role")
+            if role not in {str(r) for r in Role}:
+                raise AgentError("choose a role: owner, admin or agent")
+            await agents.set_role(agent_id, Role(str(role)))
+        elif action == "disable":
+            await agents.disable(agent_id)
+        else:
+            await agents.enable(agent_id)
+    except AgentError as exc:
+        return await _team_page(request, signed_in, error=_sentence(exc), status_code=400)
+    return _redirect("/inbox/agents?notice=Saved.")
+
+
+def _may_change(me: Agent, target: Agent, role: object) -> None:
+    """Admins manage agents and admins; only owners touch owners or make owners."""
+    if role is not None and role not in {str(r) for r in Role}:
+        raise AgentError("choose a role: owner, admin or agent")
+    if me.role is Role.OWNER:
+        return
+    if target.role is Role.OWNER or role == str(Role.OWNER):
+        raise AgentError("only an owner changes an owner or makes someone owner")
+
+
+@router.post("/agents/{agent_id}/role")
+async def change_role(request: Request, agent_id: AgentId) -> Response:
+    return await _change(request, agent_id, "role")
+
+
+@router.post("/agents/{agent_id}/disable")
+async def disable_agent(request: Request, agent_id: AgentId) -> Response:
+    return await _change(request, agent_id, "disable")
+
+
+@router.post("/agents/{agent_id}/enable")
+async def enable_agent(request: Request, agent_id: AgentId) -> Response:
+    return await _change(request, agent_id, "enable")

@@ -1,0 +1,229 @@
+"""The inbox's sign-in and team pages over HTTP, as a browser uses them: cookies and their
+flags, CSRF tokens on every form, roles, signing out everywhere, throttling."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from gateway_support import RunningGateway
+
+from tresen.core.clock import SystemClock
+from tresen.gateway.app import open_database
+from tresen.gateway.inbox.agents import Agents, Role
+
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+PASSWORD = "Korrekt Pferd Batterie"
+
+
+class Browser:
+    """An HTTP client that keeps the inbox's cookies as a browser on 127.0.0.1 does (a
+    browser sends Secure cookies to 127.0.0.1; Python's cookie jar would not)."""
+
+    def __init__(self, base: str) -> None:
+        self.http = httpx.AsyncClient(base_url=base, follow_redirects=False)
+        self.cookies: dict[str, str] = {}
+        self.set_cookie_headers: list[str] = []
+
+    async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        header = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = await self.http.request(
+            method,
+            path,
+            headers={"Cookie": header} if header else {},
+            **kwargs,  # type: ignore[arg-type]
+        )
+        for raw in response.headers.get_list("set-cookie"):
+            self.set_cookie_headers.append(raw)
+            for name, morsel in SimpleCookie(raw).items():
+                if morsel["max-age"] == "0" or not morsel.value or morsel.value == '""':
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return response
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.request("GET", path)
+
+    async def post(self, path: str, data: dict[str, str]) -> httpx.Response:
+        return await self.request("POST", path, data=data)
+
+    async def csrf(self, path: str) -> str:
+        page = await self.get(path)
+        assert page.status_code == 200, page.text
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert found is not None, page.text
+        return found.group(1)
+
+    async def sign_in(self, username: str, password: str = PASSWORD) -> httpx.Response:
+        token = await self.csrf("/inbox/login")
+        return await self.post(
+            "/inbox/login", {"csrf": token, "username": username, "password": password}
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+@pytest.fixture
+async def team(gw: RunningGateway) -> AsyncIterator[Agents]:
+    db = await open_database(gw.settings)
+    agents = Agents(db, SystemClock(), hasher=FAST)
+    await agents.create("anna", "Anna Schmidt", Role.OWNER, PASSWORD)
+    await agents.create("ben", "Ben Meyer", Role.ADMIN, PASSWORD)
+    await agents.create("cem", "Cem Yilmaz", Role.AGENT, PASSWORD)
+    yield agents
+    await db.dispose()
+
+
+@pytest.fixture
+async def browsers(gw: RunningGateway) -> AsyncIterator[list[Browser]]:
+    made = [Browser(gw.url) for _ in range(2)]
+    yield made
+    for browser in made:
+        await browser.close()
+
+
+async def test_signing_in_sets_a_strict_session_cookie_and_a_strict_policy(
+    team: Agents, browsers: list[Browser]
+) -> None:
+    browser = browsers[0]
+    first = await browser.get("/inbox")
+    assert (first.status_code, first.headers["location"]) == (303, "/inbox/login")
+    form = await browser.get("/inbox/login")
+    csp = form.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "script-src" not in csp  # no script at all
+    assert "frame-ancestors 'none'" in csp
+    assert form.headers["cache-control"] == "no-store"
+
+    wrong = await browser.sign_in("anna", "not the password")
+    assert wrong.status_code == 401
+    assert "The user name or the password is wrong." in wrong.text
+    signed_in = await browser.sign_in("Anna")
+    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/inbox")
+    session_cookie = next(h for h in browser.set_cookie_headers if h.startswith("tresen_inbox="))
+    flags = {part.strip().lower() for part in session_cookie.split(";")[1:]}
+    assert {"httponly", "secure", "samesite=strict", "path=/inbox"} <= flags
+    home = await browser.get("/inbox")
+    assert home.status_code == 200
+    assert "Hello, Anna Schmidt" in home.text
+
+
+async def test_a_form_without_its_csrf_token_changes_nothing(
+    team: Agents, browsers: list[Browser]
+) -> None:
+    browser = browsers[0]
+    # Sign-in itself needs the token that came with its form.
+    refused = await browser.post("/inbox/login", {"username": "anna", "password": PASSWORD})
+    assert refused.status_code == 403
+    assert "nothing was changed" in refused.text
+    await browser.sign_in("anna")
+
+    for path in ("/inbox/logout", "/inbox/logout-everywhere"):
+        forged = await browser.post(path, {"csrf": "guessed"})
+        assert forged.status_code == 403
+    forged = await browser.post(
+        "/inbox/agents",
+        {"username": "mallory", "display_name": "M", "role": "owner", "password": PASSWORD * 2},
+    )
+    assert forged.status_code == 403
+    assert await team.by_username("mallory") is None
+    assert (await browser.get("/inbox")).status_code == 200  # still signed in
+
+    token = await browser.csrf("/inbox")
+    out = await browser.post("/inbox/logout", {"csrf": token})
+    assert out.headers["location"].startswith("/inbox/login")
+    assert (await browser.get("/inbox")).status_code == 303
+
+
+async def test_only_owners_and_admins_manage_the_team(
+    team: Agents, browsers: list[Browser]
+) -> None:
+    agent, admin = browsers
+    await agent.sign_in("cem")
+    assert (await agent.get("/inbox/agents")).status_code == 403
+    token = await agent.csrf("/inbox")
+    sneaky = await agent.post(
+        "/inbox/agents",
+        {
+            "csrf": token,
+            "username": "dora",
+            "display_name": "Dora",
+            "role": "agent",
+            "password": PASSWORD,
+        },
+    )
+    assert sneaky.status_code == 403
+    assert await team.by_username("dora") is None
+    home = await agent.get("/inbox")
+    assert 'href="/inbox/agents"' not in home.text  # not even offered
+
+    await admin.sign_in("ben")
+    token = await admin.csrf("/inbox/agents")
+    added = await admin.post(
+        "/inbox/agents",
+        {
+            "csrf": token,
+            "username": "Dora",
+            "display_name": "Dora Lang",
+            "role": "agent",
+            "password": PASSWORD,
+        },
+    )
+    assert added.status_code == 303
+    dora = await team.by_username("dora")
+    assert dora is not None
+    assert dora.role is Role.AGENT
+    page = await admin.get("/inbox/agents")
+    assert "Dora Lang" in page.text
+
+    anna = await team.by_username("anna")
+    assert anna is not None
+    for path, data in (
+        (f"/inbox/agents/{anna.id}/disable", {}),
+        (f"/inbox/agents/{dora.id}/role", {"role": "owner"}),
+    ):
+        refused = await admin.post(path, {"csrf": token, **data})
+        assert refused.status_code == 400
+        assert "Only an owner" in refused.text
+    assert (await team.by_username("anna")).active  # type: ignore[union-attr]
+    made_admin = await admin.post(f"/inbox/agents/{dora.id}/role", {"csrf": token, "role": "admin"})
+    assert made_admin.status_code == 303
+    assert (await team.by_username("dora")).role is Role.ADMIN  # type: ignore[union-attr]
+
+
+async def test_signing_out_everywhere_ends_the_other_browsers_session(
+    team: Agents, browsers: list[Browser]
+) -> None:
+    laptop, phone = browsers
+    await laptop.sign_in("anna")
+    await phone.sign_in("anna")
+    token = await laptop.csrf("/inbox")
+    out = await laptop.post("/inbox/logout-everywhere", {"csrf": token})
+    assert out.headers["location"].startswith("/inbox/login")
+    assert (await phone.get("/inbox")).status_code == 303
+    assert (await laptop.get("/inbox")).status_code == 303
+
+
+async def test_guessing_is_throttled_and_huge_forms_are_refused(
+    team: Agents, browsers: list[Browser]
+) -> None:
+    browser = browsers[0]
+    for _ in range(5):
+        assert (await browser.sign_in("anna", "guess guess guess")).status_code == 401
+    held = await browser.sign_in("anna")
+    assert held.status_code == 429
+    assert int(held.headers["retry-after"]) > 0
+    assert "Too many failed sign-ins" in held.text
+
+    huge = await browser.post("/inbox/login", {"csrf": "x", "username": "a" * 20_000})
+    assert huge.status_code == 413
+    many = await browser.post("/inbox/login", {f"f{i}": "x" for i in range(40)})
+    assert many.status_code == 413
+    bad_id = await browser.post("/inbox/agents/99999999999999999999/disable", {})
+    assert bad_id.status_code < 500
