@@ -3,18 +3,23 @@ flags, CSRF tokens on every form, roles, signing out everywhere, throttling."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from gateway_support import RunningGateway
+from gateway_support import RunningGateway, customer, next_of
+from support import RunningRelay
 
+from tresen.client.events import MessageEvent
 from tresen.core.clock import SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
+from tresen.wire.e2e import Text
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "Korrekt Pferd Batterie"
@@ -111,7 +116,8 @@ async def test_signing_in_sets_a_strict_session_cookie_and_a_strict_policy(
     assert {"httponly", "secure", "samesite=strict", "path=/inbox"} <= flags
     home = await browser.get("/inbox")
     assert home.status_code == 200
-    assert "Hello, Anna Schmidt" in home.text
+    assert "<h1>Conversations</h1>" in home.text
+    assert "Anna Schmidt" in home.text
 
 
 async def test_a_form_without_its_csrf_token_changes_nothing(
@@ -227,3 +233,57 @@ async def test_guessing_is_throttled_and_huge_forms_are_refused(
     assert many.status_code == 413
     bad_id = await browser.post("/inbox/agents/99999999999999999999/disable", {})
     assert bad_id.status_code < 500
+
+
+async def test_a_customer_writes_an_agent_takes_it_and_answers(
+    relay: RunningRelay, gw: RunningGateway, team: Agents, browsers: list[Browser], tmp_path: Path
+) -> None:
+    alice = await customer(relay, tmp_path / "alice")
+    await alice.send_text(gw.gateway.phone, "Wo bleibt mein Paket <4711>?")
+    agent = browsers[0]
+    await agent.sign_in("cem")
+
+    listed = await agent.get("/inbox")
+    deadline = asyncio.get_running_loop().time() + 15
+    while "Paket" not in listed.text:
+        assert asyncio.get_running_loop().time() < deadline, listed.text
+        await asyncio.sleep(0.05)
+        listed = await agent.get("/inbox")
+    assert "Wo bleibt mein Paket &lt;4711&gt;?" in listed.text  # escaped, never markup
+    assert 'aria-label="1 unread"' in listed.text
+    assert "window 23 h" in listed.text
+    assert alice.account_id is not None
+    thread = await agent.get(f"/inbox/c/{alice.account_id}")
+    assert thread.status_code == 200
+    assert "Wo bleibt mein Paket &lt;4711&gt;?" in thread.text
+    assert 'aria-label="1 unread"' not in (await agent.get("/inbox")).text  # read now
+
+    token = await agent.csrf(f"/inbox/c/{alice.account_id}")
+    cem = await team.by_username("cem")
+    assert cem is not None
+    taken = await agent.post(
+        f"/inbox/c/{alice.account_id}/assign", {"csrf": token, "agent": str(cem.id)}
+    )
+    assert taken.status_code == 303
+    assert "Wo bleibt" in (await agent.get("/inbox?mine=mine")).text
+    assert "Wo bleibt" not in (await agent.get("/inbox?mine=unassigned")).text
+
+    sent = await agent.post(
+        f"/inbox/c/{alice.account_id}/reply", {"csrf": token, "text": "Es kommt morgen."}
+    )
+    assert sent.status_code == 303
+    answer = await next_of(alice, MessageEvent, 30)
+    assert isinstance(answer.payload, Text)
+    assert answer.payload.text == "Es kommt morgen."
+    shown = await agent.get(f"/inbox/c/{alice.account_id}")
+    assert "Es kommt morgen." in shown.text
+
+    resolved = await agent.post(
+        f"/inbox/c/{alice.account_id}/status", {"csrf": token, "status": "resolved"}
+    )
+    assert resolved.status_code == 303
+    assert "Wo bleibt" not in (await agent.get("/inbox")).text
+    assert "Es kommt morgen." in (await agent.get("/inbox?status=resolved")).text
+    forged = await agent.post(f"/inbox/c/{alice.account_id}/reply", {"text": "forged"})
+    assert forged.status_code == 403
+    await alice.close()

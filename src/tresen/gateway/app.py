@@ -28,6 +28,7 @@ from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.inbox import pages as inbox_pages
 from tresen.gateway.inbox.agents import Agents
+from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -177,6 +178,7 @@ def build_gateway_app(
                 throttle_window_s=inbox.throttle_window_s,
                 max_agents=inbox.max_agents,
             )
+            app.state.inbox_conversations = Conversations(db, clock)
             yield
 
     app = FastAPI(

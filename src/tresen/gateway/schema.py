@@ -27,6 +27,7 @@ __all__ = [
     "agents",
     "api_tokens",
     "contacts",
+    "conversations",
     "early_statuses",
     "login_failures",
     "message_statuses",
@@ -215,3 +216,18 @@ login_failures = Table(
     Column("window_start_ms", BigInteger, nullable=False),
 )
 """Failed sign-ins per user name and per address, counted over a window (throttling)."""
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("contact", String(32), primary_key=True),
+    Column("status", String(12), nullable=False),
+    Column("assignee", Integer),
+    Column("snoozed_until_ms", BigInteger),
+    Column("read_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Index("ix_conversations_assignee", "assignee"),
+)
+"""The inbox's view of each customer's conversation: ``status`` is open, pending, snoozed or
+resolved; ``assignee`` the agent answering it; messages after ``read_ms`` are unread. A
+contact without a row is an open, unassigned conversation nobody read."""

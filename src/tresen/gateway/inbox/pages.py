@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote_plus
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
@@ -21,7 +22,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import FormData, UploadFile
 
+from tresen.gateway.cloudapi.errors import GraphError
+from tresen.gateway.cloudapi.requests import SendRequest, parse_message_request
 from tresen.gateway.inbox.agents import Agent, AgentError, Agents, LoginThrottled, Role, SignedIn
+from tresen.gateway.inbox.conversations import Conversations, Mine, Status
 
 __all__ = [
     "COOKIE",
@@ -54,6 +58,23 @@ _templates = Environment(
     loader=PackageLoader("tresen.gateway.inbox", "templates"),
     autoescape=select_autoescape(["html"]),
 )
+_TICKS = {"sent": "✓", "delivered": "✓✓", "read": "✓✓ read", "failed": "✗ failed"}
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%d.%m. %H:%M", time.gmtime(ms / 1000)) + " UTC"
+
+
+def _window(left_ms: int) -> str:
+    if left_ms <= 0:
+        return "window closed"
+    hours, rest = divmod(left_ms // 60_000, 60)
+    return f"window {hours} h {rest} min left"
+
+
+_templates.filters["clock"] = _clock
+_templates.filters["window"] = _window
+_templates.filters["tick"] = lambda status: _TICKS.get(str(status), "")
 
 
 def _agents(request: Request) -> Agents:
@@ -211,12 +232,143 @@ async def logout_everywhere(request: Request) -> Response:
     return response
 
 
+def _conversations(request: Request) -> Conversations:
+    found: Conversations = request.app.state.inbox_conversations
+    return found
+
+
+async def _names(request: Request) -> dict[int, str]:
+    return {a.id: a.display_name for a in await _agents(request).all()}
+
+
 @router.get("")
-async def home(request: Request) -> Response:
+async def home(request: Request, mine: str = "all", status: str = "open") -> Response:
     signed_in = await _signed_in(request)
     if signed_in is None:
         return _redirect("/inbox/login")
-    return _page(request, "home.html", signed_in=signed_in)
+    whose = Mine(mine) if mine in {str(m) for m in Mine} else Mine.ALL
+    shown = Status(status) if status in {str(s) for s in Status} else Status.OPEN
+    listed = await _conversations(request).list(me=signed_in.agent.id, mine=whose, status=shown)
+    return _page(
+        request,
+        "home.html",
+        signed_in=signed_in,
+        conversations=listed,
+        names=await _names(request),
+        whose=[("mine", "Mine"), ("unassigned", "Unassigned"), ("all", "All")],
+        mine=str(whose),
+        statuses=[str(s) for s in Status],
+        status=str(shown),
+    )
+
+
+ContactId = Annotated[str, PathParam(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]
+
+
+@router.get("/c/{contact}")
+async def thread(request: Request, contact: ContactId) -> Response:
+    signed_in = await _signed_in(request)
+    if signed_in is None:
+        return _redirect("/inbox/login")
+    shown = await _conversations(request).show(contact)
+    if shown is None:
+        return _page(
+            request,
+            "home.html",
+            signed_in=signed_in,
+            status_code=404,
+            error="There is no such conversation.",
+            conversations=[],
+            names={},
+            whose=[],
+            mine="all",
+            statuses=[],
+            status="open",
+        )
+    return _page(
+        request,
+        "thread.html",
+        signed_in=signed_in,
+        c=shown.conversation,
+        messages=shown.messages,
+        names=await _names(request),
+        statuses=[str(s) for s in Status],
+    )
+
+
+async def _conversation_form(
+    request: Request, contact: str
+) -> tuple[SignedIn, FormData] | Response:
+    signed_in = await _signed_in(request)
+    if signed_in is None:
+        return _redirect("/inbox/login")
+    form = await _form(request)
+    if not _csrf_ok(form.get("csrf"), signed_in.csrf):
+        return _refused(request, signed_in)
+    return signed_in, form
+
+
+@router.post("/c/{contact}/reply")
+async def reply(request: Request, contact: ContactId) -> Response:
+    got = await _conversation_form(request, contact)
+    if isinstance(got, Response):
+        return got
+    _, form = got
+    text = form.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return _redirect(f"/inbox/c/{contact}?notice=Nothing+to+send.")
+    gateway = request.app.state.gateway
+    found = await gateway.store.contact(contact)
+    if found is None:
+        return _redirect("/inbox?notice=There+is+no+such+conversation.")
+    body = {
+        "messaging_product": "whatsapp",
+        "recipient": found.user_id,
+        "type": "text",
+        "text": {"body": text.replace("\r\n", "\n")},
+    }
+    try:
+        request_ = parse_message_request(body)
+        assert isinstance(request_, SendRequest)
+        await gateway.send(request_)
+    except GraphError as exc:
+        return _redirect(
+            f"/inbox/c/{contact}?notice=" + quote_plus(f"Not sent: {exc.details}"[:200])
+        )
+    return _redirect(f"/inbox/c/{contact}")
+
+
+@router.post("/c/{contact}/assign")
+async def assign(request: Request, contact: ContactId) -> Response:
+    got = await _conversation_form(request, contact)
+    if isinstance(got, Response):
+        return got
+    signed_in, form = got
+    agent = form.get("agent")
+    if agent in (None, ""):
+        await _conversations(request).assign(contact, None)
+        return _redirect(f"/inbox/c/{contact}?notice=Unassigned.")
+    if not isinstance(agent, str) or not agent.isdigit() or len(agent) > 18:
+        return _redirect(f"/inbox/c/{contact}?notice=No+such+agent.")
+    target = await _agents(request).get(int(agent))
+    if target is None or not target.active:
+        return _redirect(f"/inbox/c/{contact}?notice=No+such+agent.")
+    await _conversations(request).assign(contact, target.id)
+    who = "you" if target.id == signed_in.agent.id else target.display_name
+    return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(f"Assigned to {who}."))
+
+
+@router.post("/c/{contact}/status")
+async def set_status(request: Request, contact: ContactId) -> Response:
+    got = await _conversation_form(request, contact)
+    if isinstance(got, Response):
+        return got
+    _, form = got
+    status = form.get("status")
+    if status not in {str(s) for s in Status}:
+        return _redirect(f"/inbox/c/{contact}?notice=Choose+a+status.")
+    await _conversations(request).set_status(contact, Status(str(status)))
+    return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(f"Now {status}."))
 
 
 # --- the team (owners and admins) --------------------------------------------------------------

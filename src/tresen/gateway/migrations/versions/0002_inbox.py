@@ -1,4 +1,4 @@
-"""The team inbox's people: agents, their sessions and failed sign-ins.
+"""The team inbox: agents, their sessions and failed sign-ins, and conversations.
 
 Revision ID: 0002
 Revises: 0001
@@ -46,9 +46,22 @@ def upgrade() -> None:
         sa.Column("window_start_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_login_failures")),
     )
+    op.create_table(
+        "conversations",
+        sa.Column("contact", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("assignee", sa.Integer(), nullable=True),
+        sa.Column("snoozed_until_ms", sa.BigInteger(), nullable=True),
+        sa.Column("read_ms", sa.BigInteger(), nullable=False),
+        sa.Column("updated_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("contact", name=op.f("pk_conversations")),
+    )
+    op.create_index("ix_conversations_assignee", "conversations", ["assignee"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_conversations_assignee", table_name="conversations")
+    op.drop_table("conversations")
     op.drop_table("login_failures")
     op.drop_index("ix_agent_sessions_agent_id", table_name="agent_sessions")
     op.drop_table("agent_sessions")

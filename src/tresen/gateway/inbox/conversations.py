@@ -1,0 +1,256 @@
+"""The inbox's conversations: one per customer, with a status, an assignee and unread messages.
+
+Built on the gateway's own record of every message (``messages``, ``contacts``): the list
+shows each customer's latest message, how many arrived since an agent last opened the
+conversation, and how much of the 24-hour window is left for free-form answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tresen.core.clock import Clock
+from tresen.core.db import Database
+from tresen.gateway.schema import contacts, conversations, messages
+
+__all__ = [
+    "WINDOW_MS",
+    "Conversation",
+    "Conversations",
+    "Mine",
+    "Shown",
+    "Status",
+    "ThreadMessage",
+    "preview",
+]
+
+WINDOW_MS = 24 * 3600 * 1000
+PAGE = 50
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    PENDING = "pending"
+    SNOOZED = "snoozed"
+    RESOLVED = "resolved"
+
+
+class Mine(StrEnum):
+    """Whose conversations a list shows."""
+
+    MINE = "mine"
+    UNASSIGNED = "unassigned"
+    ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    contact: str
+    name: str
+    phone: str | None
+    status: Status
+    assignee: int | None
+    last_ms: int
+    preview: str
+    unread: int
+    window_left_ms: int
+
+    @property
+    def window_open(self) -> bool:
+        return self.window_left_ms > 0
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadMessage:
+    wamid: str
+    incoming: bool
+    kind: str
+    text: str
+    status: str
+    error: str | None
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A conversation opened in the thread view."""
+
+    conversation: Conversation
+    messages: list[ThreadMessage]
+
+
+def preview(kind: str, content: dict[str, Any], template_name: str | None = None) -> str:
+    """One line of a message for people: its text, or what kind of message it is."""
+    if kind == "text":
+        return str(content.get("body", ""))
+    if kind == "reaction":
+        emoji = content.get("emoji")
+        return f"Reacted {emoji}" if emoji else "Removed a reaction"
+    if kind == "button":
+        return str(content.get("text", ""))
+    if kind == "interactive":
+        answer = content.get(str(content.get("type", "")), {})
+        if isinstance(answer, dict) and "title" in answer:
+            return f"Chose “{answer['title']}”"
+        body = content.get("body", {})
+        return str(body.get("text", "")) if isinstance(body, dict) else ""
+    if kind == "template":
+        name = template_name or content.get("name") or "a template"
+        return f"Template {name}"
+    return "A message this inbox cannot show yet"
+
+
+class Conversations:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def list(
+        self,
+        *,
+        me: int,
+        mine: Mine = Mine.ALL,
+        status: Status | None = Status.OPEN,
+        limit: int = PAGE,
+    ) -> list[Conversation]:
+        """The conversations, the latest message first."""
+        last = (
+            select(messages.c.contact, func.max(messages.c.created_ms).label("last_ms"))
+            .group_by(messages.c.contact)
+            .subquery()
+        )
+        query = (
+            select(contacts, conversations, last.c.last_ms)
+            .join(last, last.c.contact == contacts.c.account_id)
+            .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
+            .order_by(last.c.last_ms.desc())
+            .limit(min(limit, 500))
+        )
+        if mine is Mine.MINE:
+            query = query.where(conversations.c.assignee == me)
+        elif mine is Mine.UNASSIGNED:
+            query = query.where(conversations.c.assignee.is_(None))
+        if status is Status.OPEN:
+            query = query.where(
+                or_(conversations.c.status.is_(None), conversations.c.status == str(Status.OPEN))
+            )
+        elif status is not None:
+            query = query.where(conversations.c.status == str(status))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+            return [await self._conversation(conn, row) for row in rows]
+
+    async def _conversation(self, conn: AsyncConnection, row: Any) -> Conversation:
+        read_ms = row.read_ms or 0
+        latest = (
+            await conn.execute(
+                select(messages.c.type, messages.c.content, messages.c.template_name)
+                .where(messages.c.contact == row.account_id)
+                .order_by(messages.c.created_ms.desc())
+                .limit(1)
+            )
+        ).first()
+        unread = (
+            await conn.execute(
+                select(func.count())
+                .select_from(messages)
+                .where(
+                    messages.c.contact == row.account_id,
+                    messages.c.direction == "in",
+                    messages.c.created_ms > read_ms,
+                )
+            )
+        ).scalar_one()
+        text = (
+            ""
+            if latest is None
+            else preview(latest.type, json.loads(latest.content), latest.template_name)
+        )
+        window_end = (row.last_inbound_ms or 0) + WINDOW_MS
+        return Conversation(
+            contact=row.account_id,
+            name=row.profile_name or row.phone or row.user_id,
+            phone=row.phone,
+            status=Status(row.status) if row.status else Status.OPEN,
+            assignee=row.assignee,
+            last_ms=int(row.last_ms or 0),
+            preview=text[:160],
+            unread=int(unread),
+            window_left_ms=max(0, window_end - self.clock.now_ms()),
+        )
+
+    async def show(self, contact: str, *, limit: int = 200) -> Shown | None:
+        """A conversation with its latest messages, oldest first; marked read."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        contacts, conversations, func.max(messages.c.created_ms).label("last_ms")
+                    )
+                    .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
+                    .outerjoin(messages, messages.c.contact == contacts.c.account_id)
+                    .where(contacts.c.account_id == contact)
+                    .group_by(*contacts.c, *conversations.c)
+                )
+            ).first()
+            if row is None:
+                return None
+            conversation = await self._conversation(conn, row)
+            found = (
+                await conn.execute(
+                    select(messages)
+                    .where(messages.c.contact == contact)
+                    .order_by(messages.c.created_ms.desc())
+                    .limit(limit)
+                )
+            ).all()
+        thread = [
+            ThreadMessage(
+                wamid=m.wamid,
+                incoming=m.direction == "in",
+                kind=m.type,
+                text=preview(m.type, json.loads(m.content), m.template_name),
+                status=m.status,
+                error=m.error,
+                at_ms=int(m.created_ms),
+            )
+            for m in reversed(found)
+        ]
+        await self.mark_read(contact)
+        return Shown(conversation, thread)
+
+    async def mark_read(self, contact: str) -> None:
+        await self._upsert(contact, read_ms=self.clock.now_ms())
+
+    async def assign(self, contact: str, agent_id: int | None) -> None:
+        await self._upsert(contact, assignee=agent_id)
+
+    async def set_status(
+        self, contact: str, status: Status, snoozed_until_ms: int | None = None
+    ) -> None:
+        await self._upsert(
+            contact,
+            status=str(status),
+            snoozed_until_ms=snoozed_until_ms if status is Status.SNOOZED else None,
+        )
+
+    async def _upsert(self, contact: str, **values: Any) -> None:
+        now = self.clock.now_ms()
+        row = {"contact": contact, "status": str(Status.OPEN), "read_ms": 0, "updated_ms": now}
+        row.update(values)
+        changes = {**values, "updated_ms": now}
+        async with self.db.write() as conn:
+            if self.db.is_sqlite:
+                statement: Any = sqlite.insert(conversations).values(**row)
+            else:
+                statement = postgresql.insert(conversations).values(**row)
+            await conn.execute(
+                statement.on_conflict_do_update(index_elements=["contact"], set_=changes)
+            )
