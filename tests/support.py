@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 import websockets
+from sqlalchemy import MetaData, select
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
@@ -516,3 +517,24 @@ SLOTS = Interactive(
         ListSection(title="Friday", rows=[ListRow(id="fri", title="All day")]),
     ],
 )
+
+
+async def relay_database_bytes(backend: Backend) -> bytes:
+    """Everything the relay's database holds, as bytes (to search for plaintext)."""
+    if backend.name == "sqlite":
+        path = Path(backend.url.split("///", 1)[1])
+        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+        return b"".join(f.read_bytes() for f in files if f.exists())
+    db = backend.database()
+    dump: list[bytes] = []
+    try:
+        async with db.read() as conn:
+            tables = MetaData(schema=backend.schema)
+            await conn.run_sync(lambda sync: tables.reflect(sync))
+            for table in tables.sorted_tables:
+                for row in await conn.execute(select(table)):
+                    for value in row:
+                        dump.append(value if isinstance(value, bytes) else str(value).encode())
+    finally:
+        await db.dispose()
+    return b"\n".join(dump)

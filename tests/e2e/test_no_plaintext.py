@@ -18,7 +18,6 @@ import httpx
 import pytest
 import vodozemac
 import websockets
-from sqlalchemy import MetaData, select
 from support import (
     Backend,
     Device,
@@ -26,6 +25,7 @@ from support import (
     WsClient,
     make_key_bundle,
     registered_client,
+    relay_database_bytes,
 )
 
 from tresen.client import Client
@@ -47,26 +47,6 @@ async def receive(client: Client, count: int) -> list[str]:
             if len(texts) == count:
                 return texts
     raise AssertionError("event stream ended")
-
-
-async def relay_database_bytes(backend: Backend) -> bytes:
-    if backend.name == "sqlite":
-        path = Path(backend.url.split("///", 1)[1])
-        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
-        return b"".join(f.read_bytes() for f in files if f.exists())
-    db = backend.database()
-    dump: list[bytes] = []
-    try:
-        async with db.read() as conn:
-            tables = MetaData(schema=backend.schema)
-            await conn.run_sync(lambda sync: tables.reflect(sync))
-            for table in tables.sorted_tables:
-                for row in await conn.execute(select(table)):
-                    for value in row:
-                        dump.append(value if isinstance(value, bytes) else str(value).encode())
-    finally:
-        await db.dispose()
-    return b"\n".join(dump)
 
 
 async def test_no_marker_reaches_the_relays_storage_or_logs(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from gateway_support import RunningGateway, customer, next_of
-from support import RunningRelay
+from support import Backend, RunningRelay, relay_database_bytes
 
 from tresen.client.events import MessageEvent
 from tresen.core.clock import SystemClock
@@ -236,7 +236,12 @@ async def test_guessing_is_throttled_and_huge_forms_are_refused(
 
 
 async def test_a_customer_writes_an_agent_takes_it_and_answers(
-    relay: RunningRelay, gw: RunningGateway, team: Agents, browsers: list[Browser], tmp_path: Path
+    relay: RunningRelay,
+    backend: Backend,
+    gw: RunningGateway,
+    team: Agents,
+    browsers: list[Browser],
+    tmp_path: Path,
 ) -> None:
     alice = await customer(relay, tmp_path / "alice")
     await alice.send_text(gw.gateway.phone, "Wo bleibt mein Paket <4711>?")
@@ -277,13 +282,47 @@ async def test_a_customer_writes_an_agent_takes_it_and_answers(
     assert answer.payload.text == "Es kommt morgen."
     shown = await agent.get(f"/inbox/c/{alice.account_id}")
     assert "Es kommt morgen." in shown.text
+    assert "Cem Yilmaz assigned it to Cem Yilmaz" in shown.text  # the activity line
+
+    # The owner adds a quick reply; the agent answers with its shortcut.
+    owner = browsers[1]
+    await owner.sign_in("anna")
+    owner_token = await owner.csrf("/inbox/quick-replies")
+    added = await owner.post(
+        "/inbox/quick-replies",
+        {"csrf": owner_token, "shortcut": "hours", "text": "Wir sind Mo bis Fr 9 bis 17 Uhr da."},
+    )
+    assert added.status_code == 303
+    assert (await agent.get("/inbox/quick-replies")).status_code == 403
+    await agent.post(f"/inbox/c/{alice.account_id}/reply", {"csrf": token, "text": "/hours"})
+    quick = await next_of(alice, MessageEvent, 30)
+    assert isinstance(quick.payload, Text)
+    assert quick.payload.text == "Wir sind Mo bis Fr 9 bis 17 Uhr da."
+    unknown = await agent.post(
+        f"/inbox/c/{alice.account_id}/reply", {"csrf": token, "text": "/nosuch"}
+    )
+    assert "no+quick+reply" in unknown.headers["location"]
+
+    # A private note stays in the gateway: the customer never gets it, the relay never
+    # holds it.
+    secret = "Kunde ist VIP-Geheimnis-7731"
+    kept = await agent.post(f"/inbox/c/{alice.account_id}/note", {"csrf": token, "note": secret})
+    assert kept.status_code == 303
+    assert secret in (await agent.get(f"/inbox/c/{alice.account_id}")).text
+    await agent.post(f"/inbox/c/{alice.account_id}/reply", {"csrf": token, "text": "Bis bald"})
+    after = await next_of(alice, MessageEvent, 30)
+    assert isinstance(after.payload, Text)
+    assert after.payload.text == "Bis bald"  # the next thing Alice got: not the note
+    for message in alice.store.messages(gw.gateway.account_id):
+        assert message.payload is None or secret.encode() not in message.payload
+    assert secret.encode() not in await relay_database_bytes(backend)
 
     resolved = await agent.post(
         f"/inbox/c/{alice.account_id}/status", {"csrf": token, "status": "resolved"}
     )
     assert resolved.status_code == 303
     assert "Wo bleibt" not in (await agent.get("/inbox")).text
-    assert "Es kommt morgen." in (await agent.get("/inbox?status=resolved")).text
+    assert "Bis bald" in (await agent.get("/inbox?status=resolved")).text
     forged = await agent.post(f"/inbox/c/{alice.account_id}/reply", {"text": "forged"})
     assert forged.status_code == 403
     await alice.close()

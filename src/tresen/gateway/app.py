@@ -29,6 +29,7 @@ from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.inbox import pages as inbox_pages
 from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.conversations import Conversations
+from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -179,6 +180,7 @@ def build_gateway_app(
                 max_agents=inbox.max_agents,
             )
             app.state.inbox_conversations = Conversations(db, clock)
+            app.state.inbox_quick_replies = QuickReplies(db, clock)
             yield
 
     app = FastAPI(

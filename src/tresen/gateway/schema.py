@@ -23,6 +23,7 @@ from sqlalchemy import (
 from tresen.core.db import NAMING_CONVENTION
 
 __all__ = [
+    "activity",
     "agent_sessions",
     "agents",
     "api_tokens",
@@ -34,6 +35,7 @@ __all__ = [
     "messages",
     "meta",
     "metadata",
+    "quick_replies",
     "template_states",
     "webhook_events",
     "webhook_subscriptions",
@@ -231,3 +233,27 @@ conversations = Table(
 """The inbox's view of each customer's conversation: ``status`` is open, pending, snoozed or
 resolved; ``assignee`` the agent answering it; messages after ``read_ms`` are unread. A
 contact without a row is an open, unassigned conversation nobody read."""
+
+activity = Table(
+    "activity",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact", String(32), nullable=False),
+    Column("agent_id", Integer),
+    Column("kind", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_activity_contact_at", "contact", "at_ms"),
+)
+"""What the team did in each conversation, in order: ``kind`` is note (a private note, which
+never leaves the gateway), reply, assign or status; ``detail`` its text or new value."""
+
+quick_replies = Table(
+    "quick_replies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("shortcut", String(32), nullable=False, unique=True),
+    Column("text", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+"""Canned answers: typing ``/shortcut`` as a reply sends its text."""

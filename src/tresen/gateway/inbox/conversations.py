@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
-from tresen.gateway.schema import contacts, conversations, messages
+from tresen.gateway.schema import activity, contacts, conversations, messages
 
 __all__ = [
+    "MAX_NOTE",
     "WINDOW_MS",
+    "Activity",
     "Conversation",
     "Conversations",
     "Mine",
@@ -33,6 +35,7 @@ __all__ = [
 
 WINDOW_MS = 24 * 3600 * 1000
 PAGE = 50
+MAX_NOTE = 4096
 
 
 class Status(StrEnum):
@@ -79,11 +82,28 @@ class ThreadMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Activity:
+    """Something the team did in a conversation (a private note, an assignment, …)."""
+
+    kind: str
+    agent_id: int | None
+    detail: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Shown:
-    """A conversation opened in the thread view."""
+    """A conversation opened in the thread view: its messages and the team's activity, each
+    oldest first."""
 
     conversation: Conversation
     messages: list[ThreadMessage]
+    activity: list[Activity]
+
+    def timeline(self) -> list[ThreadMessage | Activity]:
+        """Messages and activity in one line of time."""
+        both: list[ThreadMessage | Activity] = [*self.messages, *self.activity]
+        return sorted(both, key=lambda item: item.at_ms)
 
 
 def preview(kind: str, content: dict[str, Any], template_name: str | None = None) -> str:
@@ -211,6 +231,14 @@ class Conversations:
                     .limit(limit)
                 )
             ).all()
+            done = (
+                await conn.execute(
+                    select(activity)
+                    .where(activity.c.contact == contact)
+                    .order_by(activity.c.at_ms.desc(), activity.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
         thread = [
             ThreadMessage(
                 wamid=m.wamid,
@@ -223,8 +251,24 @@ class Conversations:
             )
             for m in reversed(found)
         ]
+        team = [
+            Activity(str(a.kind), a.agent_id, str(a.detail), int(a.at_ms)) for a in reversed(done)
+        ]
         await self.mark_read(contact)
-        return Shown(conversation, thread)
+        return Shown(conversation, thread, team)
+
+    async def record(self, contact: str, agent_id: int, kind: str, detail: str) -> None:
+        """Add to the conversation's activity line (a note is only ever kept here)."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert(activity).values(
+                    contact=contact,
+                    agent_id=agent_id,
+                    kind=kind,
+                    detail=detail[:MAX_NOTE],
+                    at_ms=self.clock.now_ms(),
+                )
+            )
 
     async def mark_read(self, contact: str) -> None:
         await self._upsert(contact, read_ms=self.clock.now_ms())

@@ -26,6 +26,7 @@ from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.requests import SendRequest, parse_message_request
 from tresen.gateway.inbox.agents import Agent, AgentError, Agents, LoginThrottled, Role, SignedIn
 from tresen.gateway.inbox.conversations import Conversations, Mine, Status
+from tresen.gateway.inbox.quick import QuickReplies, QuickReplyError
 
 __all__ = [
     "COOKIE",
@@ -232,6 +233,11 @@ async def logout_everywhere(request: Request) -> Response:
     return response
 
 
+def _quick(request: Request) -> QuickReplies:
+    found: QuickReplies = request.app.state.inbox_quick_replies
+    return found
+
+
 def _conversations(request: Request) -> Conversations:
     found: Conversations = request.app.state.inbox_conversations
     return found
@@ -290,9 +296,10 @@ async def thread(request: Request, contact: ContactId) -> Response:
         "thread.html",
         signed_in=signed_in,
         c=shown.conversation,
-        messages=shown.messages,
+        timeline=shown.timeline(),
         names=await _names(request),
         statuses=[str(s) for s in Status],
+        shortcuts=[q.shortcut for q in await _quick(request).all()],
     )
 
 
@@ -313,10 +320,16 @@ async def reply(request: Request, contact: ContactId) -> Response:
     got = await _conversation_form(request, contact)
     if isinstance(got, Response):
         return got
-    _, form = got
+    signed_in, form = got
     text = form.get("text")
     if not isinstance(text, str) or not text.strip():
         return _redirect(f"/inbox/c/{contact}?notice=Nothing+to+send.")
+    expanded = await _quick(request).expand(text)
+    if expanded is None and text.strip().startswith("/") and " " not in text.strip():
+        return _redirect(
+            f"/inbox/c/{contact}?notice=" + quote_plus(f"There is no quick reply {text.strip()}.")
+        )
+    text = expanded or text
     gateway = request.app.state.gateway
     found = await gateway.store.contact(contact)
     if found is None:
@@ -335,7 +348,22 @@ async def reply(request: Request, contact: ContactId) -> Response:
         return _redirect(
             f"/inbox/c/{contact}?notice=" + quote_plus(f"Not sent: {exc.details}"[:200])
         )
+    await _conversations(request).record(contact, signed_in.agent.id, "reply", text[:200])
     return _redirect(f"/inbox/c/{contact}")
+
+
+@router.post("/c/{contact}/note")
+async def note(request: Request, contact: ContactId) -> Response:
+    """A private note: kept in the gateway for the team, never sent to anyone."""
+    got = await _conversation_form(request, contact)
+    if isinstance(got, Response):
+        return got
+    signed_in, form = got
+    text = form.get("note")
+    if not isinstance(text, str) or not text.strip():
+        return _redirect(f"/inbox/c/{contact}?notice=An+empty+note+was+not+kept.")
+    await _conversations(request).record(contact, signed_in.agent.id, "note", text.strip())
+    return _redirect(f"/inbox/c/{contact}?notice=Note+kept+for+the+team.")
 
 
 @router.post("/c/{contact}/assign")
@@ -347,6 +375,7 @@ async def assign(request: Request, contact: ContactId) -> Response:
     agent = form.get("agent")
     if agent in (None, ""):
         await _conversations(request).assign(contact, None)
+        await _conversations(request).record(contact, signed_in.agent.id, "assign", "")
         return _redirect(f"/inbox/c/{contact}?notice=Unassigned.")
     if not isinstance(agent, str) or not agent.isdigit() or len(agent) > 18:
         return _redirect(f"/inbox/c/{contact}?notice=No+such+agent.")
@@ -354,6 +383,7 @@ async def assign(request: Request, contact: ContactId) -> Response:
     if target is None or not target.active:
         return _redirect(f"/inbox/c/{contact}?notice=No+such+agent.")
     await _conversations(request).assign(contact, target.id)
+    await _conversations(request).record(contact, signed_in.agent.id, "assign", target.display_name)
     who = "you" if target.id == signed_in.agent.id else target.display_name
     return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(f"Assigned to {who}."))
 
@@ -363,11 +393,12 @@ async def set_status(request: Request, contact: ContactId) -> Response:
     got = await _conversation_form(request, contact)
     if isinstance(got, Response):
         return got
-    _, form = got
+    signed_in, form = got
     status = form.get("status")
     if status not in {str(s) for s in Status}:
         return _redirect(f"/inbox/c/{contact}?notice=Choose+a+status.")
     await _conversations(request).set_status(contact, Status(str(status)))
+    await _conversations(request).record(contact, signed_in.agent.id, "status", str(status))
     return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(f"Now {status}."))
 
 
@@ -482,3 +513,56 @@ async def disable_agent(request: Request, agent_id: AgentId) -> Response:
 @router.post("/agents/{agent_id}/enable")
 async def enable_agent(request: Request, agent_id: AgentId) -> Response:
     return await _change(request, agent_id, "enable")
+
+
+# --- quick replies (owners and admins) ---------------------------------------------------------
+
+
+async def _quick_page(
+    request: Request, signed_in: SignedIn, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    return _page(
+        request,
+        "quick.html",
+        signed_in=signed_in,
+        status_code=status_code,
+        replies=await _quick(request).all(),
+        error=error,
+    )
+
+
+@router.get("/quick-replies")
+async def quick_replies(request: Request) -> Response:
+    signed_in = await _manager(request)
+    if isinstance(signed_in, Response):
+        return signed_in
+    return await _quick_page(request, signed_in)
+
+
+@router.post("/quick-replies")
+async def add_quick_reply(request: Request) -> Response:
+    signed_in = await _manager(request)
+    if isinstance(signed_in, Response):
+        return signed_in
+    form = await _form(request)
+    if not _csrf_ok(form.get("csrf"), signed_in.csrf):
+        return _refused(request, signed_in)
+    shortcut, text = form.get("shortcut"), form.get("text")
+    try:
+        if not isinstance(shortcut, str) or not isinstance(text, str):
+            raise QuickReplyError("a quick reply needs a shortcut and a text")
+        added = await _quick(request).add(shortcut, text)
+    except QuickReplyError as exc:
+        return await _quick_page(request, signed_in, error=_sentence(exc), status_code=400)
+    return _redirect("/inbox/quick-replies?notice=" + quote_plus(f"Added /{added.shortcut}."))
+
+
+@router.post("/quick-replies/{reply_id}/remove")
+async def remove_quick_reply(request: Request, reply_id: AgentId) -> Response:
+    signed_in = await _manager(request)
+    if isinstance(signed_in, Response):
+        return signed_in
+    if not _csrf_ok((await _form(request)).get("csrf"), signed_in.csrf):
+        return _refused(request, signed_in)
+    await _quick(request).remove(reply_id)
+    return _redirect("/inbox/quick-replies?notice=Removed.")

@@ -1,4 +1,5 @@
-"""The team inbox: agents, their sessions and failed sign-ins, and conversations.
+"""The team inbox: agents, their sessions and failed sign-ins, conversations, their activity
+and quick replies.
 
 Revision ID: 0002
 Revises: 0001
@@ -57,9 +58,32 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("contact", name=op.f("pk_conversations")),
     )
     op.create_index("ix_conversations_assignee", "conversations", ["assignee"])
+    op.create_table(
+        "activity",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("contact", sa.String(length=32), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("at_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_activity")),
+    )
+    op.create_index("ix_activity_contact_at", "activity", ["contact", "at_ms"])
+    op.create_table(
+        "quick_replies",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("shortcut", sa.String(length=32), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_quick_replies")),
+        sa.UniqueConstraint("shortcut", name=op.f("uq_quick_replies_shortcut")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("quick_replies")
+    op.drop_index("ix_activity_contact_at", table_name="activity")
+    op.drop_table("activity")
     op.drop_index("ix_conversations_assignee", table_name="conversations")
     op.drop_table("conversations")
     op.drop_table("login_failures")
