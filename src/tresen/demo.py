@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +212,8 @@ class DemoGateway:
     token: str
     server: Any
     task: asyncio.Task[None]
+    inbox_user: str = ""
+    inbox_password: str = ""
 
     async def close(self) -> None:
         self.server.should_exit = True
@@ -249,6 +252,9 @@ async def start_demo_gateway(
         gateway = app.state.gateway
         await _ensure_verified(ctx, AccountId(gateway.account_id))
         token = await _demo_token(gateway, gateway_key(settings))
+        inbox_password = await _demo_inbox_login(
+            gateway, app.state.inbox_agents, gateway_key(settings)
+        )
     except BaseException:
         server.should_exit = True
         await task
@@ -261,6 +267,8 @@ async def start_demo_gateway(
         token=token,
         server=server,
         task=task,
+        inbox_user=DEMO_INBOX_USER,
+        inbox_password=inbox_password,
     )
 
 
@@ -289,3 +297,36 @@ async def _demo_token(gateway: Any, key: bytes) -> str:
     async with db.write() as conn:
         await set_meta(conn, DEMO_TOKEN_META, sealed)
     return str(token)
+
+
+DEMO_INBOX_USER = "owner"
+DEMO_INBOX_META = "demo_inbox_password"
+DEMO_INBOX_CONTEXT = b"gateway-demo-inbox-password"
+
+
+async def _demo_inbox_login(gateway: Any, agents: Any, key: bytes) -> str:
+    """The demo inbox's first login: an owner whose password the demo keeps sealed (only its
+    hash is in the agents table) to print it on every run, while it still signs in."""
+    from tresen.crypto.secrets import SecretsError, seal, unseal
+    from tresen.gateway.inbox.agents import Role
+    from tresen.gateway.store import get_meta, set_meta
+
+    db = gateway.store.db
+    async with db.read() as conn:
+        sealed = await get_meta(conn, DEMO_INBOX_META)
+    if sealed is not None:
+        with contextlib.suppress(SecretsError):
+            kept = unseal(key, sealed, context=DEMO_INBOX_CONTEXT).decode()
+            if await agents.check_password(DEMO_INBOX_USER, kept):
+                return kept
+    password = secrets.token_urlsafe(12)
+    owner = await agents.by_username(DEMO_INBOX_USER)
+    if owner is None:
+        await agents.create(DEMO_INBOX_USER, "Tresen Air owner", Role.OWNER, password)
+    else:
+        await agents.set_password(owner.id, password)
+    async with db.write() as conn:
+        await set_meta(
+            conn, DEMO_INBOX_META, seal(key, password.encode(), context=DEMO_INBOX_CONTEXT)
+        )
+    return password

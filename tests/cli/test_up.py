@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import httpx
@@ -44,7 +46,7 @@ def tresen_up(data_dir: Path, sms_file: Path) -> Iterator[dict[str, str]]:
         printed: dict[str, str] = {}
         for line in process.stdout:
             label, _, rest = line.partition(":")
-            if label in ("Relay", "Operator", "Demo", "Gateway", "API token"):
+            if label in ("Relay", "Operator", "Demo", "Gateway", "API token", "Inbox"):
                 printed[label] = rest.strip()
             if label == "Demo" or "did not start" in line:
                 break
@@ -104,7 +106,40 @@ async def test_up_runs_a_verified_demo_airline_that_answers(tmp_path: Path) -> N
         assert again["Operator"] == printed["Operator"]
         assert again["Demo"] == printed["Demo"]
         assert again["API token"] == printed["API token"]
+        # The same first login (on this run's port).
+        assert again["Inbox"].split("(")[1] == printed["Inbox"].split("(")[1]
         assert_gateway_answers(again)
+        assert_inbox_login_works(again)
+
+
+def assert_inbox_login_works(printed: dict[str, str]) -> None:
+    """The printed inbox URL and first login sign in (the owner sees the team page)."""
+    found = re.fullmatch(r"(\S+)\s+\(sign in as (\S+), password (\S+)\)", printed["Inbox"])
+    assert found is not None, printed["Inbox"]
+    inbox, user, password = found.groups()
+    with httpx.Client(follow_redirects=False) as http:
+        form = http.get(f"{inbox}/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        login_cookie = form.cookies.get("tresen_inbox_login") or next(
+            SimpleCookie(h)["tresen_inbox_login"].value
+            for h in form.headers.get_list("set-cookie")
+            if h.startswith("tresen_inbox_login=")
+        )
+        signed_in = http.post(
+            f"{inbox}/login",
+            data={"csrf": csrf.group(1), "username": user, "password": password},
+            headers={"Cookie": f"tresen_inbox_login={login_cookie}"},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        session = next(
+            SimpleCookie(h)["tresen_inbox"].value
+            for h in signed_in.headers.get_list("set-cookie")
+            if h.startswith("tresen_inbox=")
+        )
+        team = http.get(f"{inbox}/agents", headers={"Cookie": f"tresen_inbox={session}"})
+        assert team.status_code == 200
+        assert "Tresen Air owner" in team.text
 
 
 def assert_gateway_answers(printed: dict[str, str]) -> None:

@@ -126,6 +126,11 @@ def serve(
             f"            phone_number_id {gateway.phone_number_id}, "
             f"waba_id {gateway.waba_id}; docs at {url}/docs"
         )
+        console.print(f"Inbox:      {url}/inbox")
+        console.print(
+            "            first person: tresen gateway agents add NAME --name 'Full Name' "
+            "--role owner"
+        )
         console.print("Tokens:     tresen gateway token create NAME")
         console.print("Webhooks:   tresen gateway webhooks add URL --verify-token … --app-secret …")
         try:

@@ -84,6 +84,11 @@ def up(
             )
             console.print(f"API token:  {gateway.token}", soft_wrap=True)
             console.print(
+                f"Inbox:      {gateway.url}/inbox   (sign in as {gateway.inbox_user}, password "
+                f"{gateway.inbox_password})",
+                soft_wrap=True,
+            )
+            console.print(
                 f"            phone_number_id {gateway.phone_number_id}, waba_id "
                 f"{gateway.waba_id}; webhooks: tresen gateway webhooks add URL --data-dir "
                 f"{settings.data_dir / 'demo-gateway'} …",

@@ -278,6 +278,20 @@ class Agents:
             )
         return token, SignedIn(_agent(row), csrf, _hash_token(token))
 
+    async def check_password(self, username: str, password: str) -> bool:
+        """Whether ``password`` is that active agent's (no session, nothing counted)."""
+        agent = await self.by_username(username)
+        if agent is None or not agent.active:
+            return False
+        async with self.db.read() as conn:
+            stored = (
+                await conn.execute(select(agents.c.password_hash).where(agents.c.id == agent.id))
+            ).scalar_one()
+        try:
+            return bool(await asyncio.to_thread(self.hasher.verify, str(stored), password))
+        except (VerificationError, InvalidHashError):
+            return False
+
     async def set_password_hash(self, agent_id: int, hashed: str) -> None:
         async with self.db.write() as conn:
             await conn.execute(
