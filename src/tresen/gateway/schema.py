@@ -226,13 +226,16 @@ conversations = Table(
     Column("status", String(12), nullable=False),
     Column("assignee", Integer),
     Column("snoozed_until_ms", BigInteger),
+    Column("status_ms", BigInteger),
     Column("read_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_conversations_assignee", "assignee"),
 )
 """The inbox's view of each customer's conversation: ``status`` is open, pending, snoozed or
-resolved; ``assignee`` the agent answering it; messages after ``read_ms`` are unread. A
-contact without a row is an open, unassigned conversation nobody read."""
+resolved (set at ``status_ms``); ``assignee`` the agent answering it; messages after
+``read_ms`` are unread. A contact without a row is an open, unassigned conversation nobody
+read. A snoozed conversation opens again at ``snoozed_until_ms``, and a pending, snoozed or
+resolved one when the customer writes again."""
 
 activity = Table(
     "activity",

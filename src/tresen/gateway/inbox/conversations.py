@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,6 +59,7 @@ class Conversation:
     name: str
     phone: str | None
     status: Status
+    snoozed_until_ms: int | None
     assignee: int | None
     last_ms: int
     preview: str
@@ -157,15 +158,47 @@ class Conversations:
             query = query.where(conversations.c.assignee == me)
         elif mine is Mine.UNASSIGNED:
             query = query.where(conversations.c.assignee.is_(None))
+        reopened = self._reopened(self.clock.now_ms())
         if status is Status.OPEN:
             query = query.where(
-                or_(conversations.c.status.is_(None), conversations.c.status == str(Status.OPEN))
+                or_(
+                    conversations.c.status.is_(None),
+                    conversations.c.status == str(Status.OPEN),
+                    reopened,
+                )
             )
         elif status is not None:
-            query = query.where(conversations.c.status == str(status))
+            query = query.where(conversations.c.status == str(status), ~reopened)
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
             return [await self._conversation(conn, row) for row in rows]
+
+    @staticmethod
+    def _reopened(now_ms: int) -> Any:
+        """Conversations that are open again: snoozed until now, or waiting (pending, snoozed,
+        resolved) when the customer wrote after the status was set."""
+        waiting = conversations.c.status.in_(
+            [str(Status.PENDING), str(Status.SNOOZED), str(Status.RESOLVED)]
+        )
+        return or_(
+            and_(
+                conversations.c.status == str(Status.SNOOZED),
+                conversations.c.snoozed_until_ms <= now_ms,
+            ),
+            and_(waiting, contacts.c.last_inbound_ms > conversations.c.status_ms),
+        )
+
+    def _status(self, row: Any) -> Status:
+        if not row.status:
+            return Status.OPEN
+        status = Status(row.status)
+        if status is Status.OPEN:
+            return status
+        if status is Status.SNOOZED and (row.snoozed_until_ms or 0) <= self.clock.now_ms():
+            return Status.OPEN
+        if (row.last_inbound_ms or 0) > (row.status_ms or 0):
+            return Status.OPEN
+        return status
 
     async def _conversation(self, conn: AsyncConnection, row: Any) -> Conversation:
         read_ms = row.read_ms or 0
@@ -198,7 +231,8 @@ class Conversations:
             contact=row.account_id,
             name=row.profile_name or row.phone or row.user_id,
             phone=row.phone,
-            status=Status(row.status) if row.status else Status.OPEN,
+            status=self._status(row),
+            snoozed_until_ms=row.snoozed_until_ms,
             assignee=row.assignee,
             last_ms=int(row.last_ms or 0),
             preview=text[:160],
@@ -279,9 +313,14 @@ class Conversations:
     async def set_status(
         self, contact: str, status: Status, snoozed_until_ms: int | None = None
     ) -> None:
+        if status is Status.SNOOZED and (
+            snoozed_until_ms is None or snoozed_until_ms <= self.clock.now_ms()
+        ):
+            raise ValueError("snooze until a time in the future")
         await self._upsert(
             contact,
             status=str(status),
+            status_ms=self.clock.now_ms(),
             snoozed_until_ms=snoozed_until_ms if status is Status.SNOOZED else None,
         )
 

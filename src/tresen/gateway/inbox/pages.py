@@ -268,6 +268,7 @@ async def home(request: Request, mine: str = "all", status: str = "open") -> Res
     )
 
 
+SNOOZE_CHOICES = {"3600": "1 hour", "14400": "4 hours", "86400": "1 day", "604800": "1 week"}
 ContactId = Annotated[str, PathParam(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]
 
 
@@ -299,6 +300,7 @@ async def thread(request: Request, contact: ContactId) -> Response:
         timeline=shown.timeline(),
         names=await _names(request),
         statuses=[str(s) for s in Status],
+        snooze_choices=SNOOZE_CHOICES,
         shortcuts=[q.shortcut for q in await _quick(request).all()],
     )
 
@@ -397,7 +399,13 @@ async def set_status(request: Request, contact: ContactId) -> Response:
     status = form.get("status")
     if status not in {str(s) for s in Status}:
         return _redirect(f"/inbox/c/{contact}?notice=Choose+a+status.")
-    await _conversations(request).set_status(contact, Status(str(status)))
+    until = None
+    if status == str(Status.SNOOZED):
+        seconds = form.get("snooze")
+        if seconds not in SNOOZE_CHOICES:
+            return _redirect(f"/inbox/c/{contact}?notice=Choose+how+long+to+snooze.")
+        until = _conversations(request).clock.now_ms() + int(str(seconds)) * 1000
+    await _conversations(request).set_status(contact, Status(str(status)), until)
     await _conversations(request).record(contact, signed_in.agent.id, "status", str(status))
     return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(f"Now {status}."))
 

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("assignee", sa.Integer(), nullable=True),
         sa.Column("snoozed_until_ms", sa.BigInteger(), nullable=True),
+        sa.Column("status_ms", sa.BigInteger(), nullable=True),
         sa.Column("read_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("contact", name=op.f("pk_conversations")),
