@@ -143,3 +143,27 @@ async def test_unread_window_filters_snoozing_and_reopening(db: Database) -> Non
     await record.message(ANNA, "Noch eine Frage")
     reopened = [c for c in await inbox.list(me=1) if c.name == "Anna"]
     assert [(c.status, c.window_open) for c in reopened] == [(Status.OPEN, True)]
+
+
+async def test_labels_mark_conversations_and_filter_the_list(db: Database) -> None:
+    clock = ManualClock()
+    record = Record(db, clock)
+    inbox = Conversations(db, clock)
+    await record.customer(ANNA, "Anna")
+    await record.customer(BEN, "Ben")
+    await record.message(ANNA, "Ich will mein Geld zurück")
+    await record.message(BEN, "Danke!")
+
+    assert await inbox.label(ANNA, "Refund") == "refund"
+    await inbox.label(ANNA, "refund")  # once is enough
+    await inbox.label(BEN, "vip")
+    await inbox.label(ANNA, "vip")
+    assert await inbox.all_labels() == ("refund", "vip")
+    assert [c.name for c in await inbox.list(me=1, label="refund")] == ["Anna"]
+    assert {c.name for c in await inbox.list(me=1, label="vip")} == {"Anna", "Ben"}
+    assert [c.labels for c in await inbox.list(me=1) if c.name == "Anna"] == [("refund", "vip")]
+    await inbox.unlabel(ANNA, "vip")
+    assert [c.name for c in await inbox.list(me=1, label="vip")] == ["Ben"]
+    for bad in ("", "two words", "x" * 33, "<b>"):
+        with pytest.raises(ValueError, match="label"):
+            await inbox.label(ANNA, bad)

@@ -271,6 +271,12 @@ async def test_a_customer_writes_an_agent_takes_it_and_answers(
     )
     assert taken.status_code == 303
     assert "Wo bleibt" in (await agent.get("/inbox?mine=mine")).text
+    labelled = await agent.post(
+        f"/inbox/c/{alice.account_id}/label", {"csrf": token, "label": "Lieferung"}
+    )
+    assert labelled.status_code == 303
+    assert "Wo bleibt" in (await agent.get("/inbox?label=lieferung")).text
+    assert "#lieferung" in (await agent.get("/inbox")).text
     assert "Wo bleibt" not in (await agent.get("/inbox?mine=unassigned")).text
 
     sent = await agent.post(

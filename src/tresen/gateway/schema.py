@@ -28,8 +28,10 @@ __all__ = [
     "agents",
     "api_tokens",
     "contacts",
+    "conversation_labels",
     "conversations",
     "early_statuses",
+    "labels",
     "login_failures",
     "message_statuses",
     "messages",
@@ -260,3 +262,21 @@ quick_replies = Table(
     Column("created_ms", BigInteger, nullable=False),
 )
 """Canned answers: typing ``/shortcut`` as a reply sends its text."""
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(32), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+)
+"""Labels the team puts on conversations (e.g. refund, vip)."""
+
+conversation_labels = Table(
+    "conversation_labels",
+    metadata,
+    Column("contact", String(32), primary_key=True),
+    Column("label_id", Integer, primary_key=True),
+    Index("ix_conversation_labels_label_id", "label_id"),
+)
+"""Which conversation carries which label."""

@@ -8,17 +8,25 @@ conversation, and how much of the 24-hour window is left for free-form answers.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
-from tresen.gateway.schema import activity, contacts, conversations, messages
+from tresen.gateway.schema import (
+    activity,
+    contacts,
+    conversation_labels,
+    conversations,
+    labels,
+    messages,
+)
 
 __all__ = [
     "MAX_NOTE",
@@ -36,6 +44,8 @@ __all__ = [
 WINDOW_MS = 24 * 3600 * 1000
 PAGE = 50
 MAX_NOTE = 4096
+MAX_LABELS = 200
+LABEL = re.compile(r"^[\w-]{1,32}$")
 
 
 class Status(StrEnum):
@@ -65,6 +75,7 @@ class Conversation:
     preview: str
     unread: int
     window_left_ms: int
+    labels: tuple[str, ...] = ()
 
     @property
     def window_open(self) -> bool:
@@ -139,6 +150,7 @@ class Conversations:
         me: int,
         mine: Mine = Mine.ALL,
         status: Status | None = Status.OPEN,
+        label: str | None = None,
         limit: int = PAGE,
     ) -> list[Conversation]:
         """The conversations, the latest message first."""
@@ -158,6 +170,13 @@ class Conversations:
             query = query.where(conversations.c.assignee == me)
         elif mine is Mine.UNASSIGNED:
             query = query.where(conversations.c.assignee.is_(None))
+        if label is not None:
+            tagged = (
+                select(conversation_labels.c.contact)
+                .join(labels, labels.c.id == conversation_labels.c.label_id)
+                .where(labels.c.name == label)
+            )
+            query = query.where(contacts.c.account_id.in_(tagged))
         reopened = self._reopened(self.clock.now_ms())
         if status is Status.OPEN:
             query = query.where(
@@ -226,6 +245,18 @@ class Conversations:
             if latest is None
             else preview(latest.type, json.loads(latest.content), latest.template_name)
         )
+        tags = (
+            (
+                await conn.execute(
+                    select(labels.c.name)
+                    .join(conversation_labels, conversation_labels.c.label_id == labels.c.id)
+                    .where(conversation_labels.c.contact == row.account_id)
+                    .order_by(labels.c.name)
+                )
+            )
+            .scalars()
+            .all()
+        )
         window_end = (row.last_inbound_ms or 0) + WINDOW_MS
         return Conversation(
             contact=row.account_id,
@@ -238,6 +269,7 @@ class Conversations:
             preview=text[:160],
             unread=int(unread),
             window_left_ms=max(0, window_end - self.clock.now_ms()),
+            labels=tuple(str(t) for t in tags),
         )
 
     async def show(self, contact: str, *, limit: int = 200) -> Shown | None:
@@ -290,6 +322,52 @@ class Conversations:
         ]
         await self.mark_read(contact)
         return Shown(conversation, thread, team)
+
+    async def all_labels(self) -> tuple[str, ...]:
+        """Every label of the business, by name."""
+        async with self.db.read() as conn:
+            names = await conn.execute(select(labels.c.name).order_by(labels.c.name))
+            return tuple(str(n) for n in names.scalars())
+
+    async def label(self, contact: str, name: str) -> str:
+        """Put the label ``name`` on the conversation (made when it is new)."""
+        name = name.strip().lower()
+        if not LABEL.fullmatch(name):
+            raise ValueError("a label is 1 to 32 letters, digits, dashes or underscores")
+        async with self.db.write() as conn:
+            found = (
+                await conn.execute(select(labels.c.id).where(labels.c.name == name))
+            ).scalar_one_or_none()
+            if found is None:
+                count = (await conn.execute(select(func.count()).select_from(labels))).scalar_one()
+                if count >= MAX_LABELS:
+                    raise ValueError(f"a business has at most {MAX_LABELS} labels")
+                await conn.execute(insert(labels).values(name=name, created_ms=self.clock.now_ms()))
+                found = (
+                    await conn.execute(select(labels.c.id).where(labels.c.name == name))
+                ).scalar_one()
+            have = await conn.execute(
+                select(conversation_labels.c.label_id).where(
+                    conversation_labels.c.contact == contact,
+                    conversation_labels.c.label_id == found,
+                )
+            )
+            if have.first() is None:
+                await conn.execute(
+                    insert(conversation_labels).values(contact=contact, label_id=found)
+                )
+        return name
+
+    async def unlabel(self, contact: str, name: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                delete(conversation_labels).where(
+                    conversation_labels.c.contact == contact,
+                    conversation_labels.c.label_id.in_(
+                        select(labels.c.id).where(labels.c.name == name)
+                    ),
+                )
+            )
 
     async def record(self, contact: str, agent_id: int, kind: str, detail: str) -> None:
         """Add to the conversation's activity line (a note is only ever kept here)."""

@@ -248,13 +248,18 @@ async def _names(request: Request) -> dict[int, str]:
 
 
 @router.get("")
-async def home(request: Request, mine: str = "all", status: str = "open") -> Response:
+async def home(
+    request: Request, mine: str = "all", status: str = "open", label: str = ""
+) -> Response:
     signed_in = await _signed_in(request)
     if signed_in is None:
         return _redirect("/inbox/login")
     whose = Mine(mine) if mine in {str(m) for m in Mine} else Mine.ALL
     shown = Status(status) if status in {str(s) for s in Status} else Status.OPEN
-    listed = await _conversations(request).list(me=signed_in.agent.id, mine=whose, status=shown)
+    inbox = _conversations(request)
+    known = await inbox.all_labels()
+    chosen = label if label in known else None
+    listed = await inbox.list(me=signed_in.agent.id, mine=whose, status=shown, label=chosen)
     return _page(
         request,
         "home.html",
@@ -265,6 +270,8 @@ async def home(request: Request, mine: str = "all", status: str = "open") -> Res
         mine=str(whose),
         statuses=[str(s) for s in Status],
         status=str(shown),
+        labels=known,
+        label=chosen or "",
     )
 
 
@@ -301,6 +308,7 @@ async def thread(request: Request, contact: ContactId) -> Response:
         names=await _names(request),
         statuses=[str(s) for s in Status],
         snooze_choices=SNOOZE_CHOICES,
+        labels=await _conversations(request).all_labels(),
         shortcuts=[q.shortcut for q in await _quick(request).all()],
     )
 
@@ -352,6 +360,28 @@ async def reply(request: Request, contact: ContactId) -> Response:
         )
     await _conversations(request).record(contact, signed_in.agent.id, "reply", text[:200])
     return _redirect(f"/inbox/c/{contact}")
+
+
+@router.post("/c/{contact}/label")
+async def label(request: Request, contact: ContactId) -> Response:
+    got = await _conversation_form(request, contact)
+    if isinstance(got, Response):
+        return got
+    signed_in, form = got
+    name, remove = form.get("label"), form.get("remove")
+    inbox = _conversations(request)
+    if not isinstance(name, str):
+        return _redirect(f"/inbox/c/{contact}?notice=Name+a+label.")
+    if remove:
+        await inbox.unlabel(contact, name)
+        await inbox.record(contact, signed_in.agent.id, "unlabel", name)
+        return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(f"Label {name} removed."))
+    try:
+        added = await inbox.label(contact, name)
+    except ValueError as exc:
+        return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(_sentence(exc)))
+    await inbox.record(contact, signed_in.agent.id, "label", added)
+    return _redirect(f"/inbox/c/{contact}?notice=" + quote_plus(f"Labelled {added}."))
 
 
 @router.post("/c/{contact}/note")

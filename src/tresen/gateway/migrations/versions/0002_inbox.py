@@ -1,5 +1,5 @@
-"""The team inbox: agents, their sessions and failed sign-ins, conversations, their activity
-and quick replies.
+"""The team inbox: agents, their sessions and failed sign-ins, conversations, their activity,
+labels and quick replies.
 
 Revision ID: 0002
 Revises: 0001
@@ -71,6 +71,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_activity_contact_at", "activity", ["contact", "at_ms"])
     op.create_table(
+        "labels",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_labels")),
+        sa.UniqueConstraint("name", name=op.f("uq_labels_name")),
+    )
+    op.create_table(
+        "conversation_labels",
+        sa.Column("contact", sa.String(length=32), nullable=False),
+        sa.Column("label_id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("contact", "label_id", name=op.f("pk_conversation_labels")),
+    )
+    op.create_index("ix_conversation_labels_label_id", "conversation_labels", ["label_id"])
+    op.create_table(
         "quick_replies",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("shortcut", sa.String(length=32), nullable=False),
@@ -82,6 +97,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_conversation_labels_label_id", table_name="conversation_labels")
+    op.drop_table("conversation_labels")
+    op.drop_table("labels")
     op.drop_table("quick_replies")
     op.drop_index("ix_activity_contact_at", table_name="activity")
     op.drop_table("activity")
