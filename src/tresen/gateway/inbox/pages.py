@@ -209,11 +209,10 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    signed_in = await _signed_in(request)
-    if signed_in is None:
-        return _redirect("/inbox/login")
-    if not _csrf_ok((await _form(request)).get("csrf"), signed_in.csrf):
-        return _refused(request, signed_in)
+    got = await _posted(request)
+    if isinstance(got, Response):
+        return got
+    signed_in, _ = got
     await _agents(request).sign_out(signed_in.token_hash)
     response = _redirect("/inbox/login?notice=Signed+out.")
     response.delete_cookie(COOKIE, path="/inbox")
@@ -222,11 +221,10 @@ async def logout(request: Request) -> Response:
 
 @router.post("/logout-everywhere")
 async def logout_everywhere(request: Request) -> Response:
-    signed_in = await _signed_in(request)
-    if signed_in is None:
-        return _redirect("/inbox/login")
-    if not _csrf_ok((await _form(request)).get("csrf"), signed_in.csrf):
-        return _refused(request, signed_in)
+    got = await _posted(request)
+    if isinstance(got, Response):
+        return got
+    signed_in, _ = got
     await _agents(request).sign_out_everywhere(signed_in.agent.id)
     response = _redirect("/inbox/login?notice=Signed+out+everywhere.")
     response.delete_cookie(COOKIE, path="/inbox")
@@ -313,12 +311,16 @@ async def thread(request: Request, contact: ContactId) -> Response:
     )
 
 
-async def _conversation_form(
-    request: Request, contact: str
+async def _posted(
+    request: Request, *, manage: bool = False
 ) -> tuple[SignedIn, FormData] | Response:
-    signed_in = await _signed_in(request)
+    """The signed-in agent and the form they posted, its CSRF token checked; for ``manage``,
+    an owner or admin. Otherwise the answer to give instead."""
+    signed_in = await _manager(request) if manage else await _signed_in(request)
     if signed_in is None:
         return _redirect("/inbox/login")
+    if isinstance(signed_in, Response):
+        return signed_in
     form = await _form(request)
     if not _csrf_ok(form.get("csrf"), signed_in.csrf):
         return _refused(request, signed_in)
@@ -327,7 +329,7 @@ async def _conversation_form(
 
 @router.post("/c/{contact}/reply")
 async def reply(request: Request, contact: ContactId) -> Response:
-    got = await _conversation_form(request, contact)
+    got = await _posted(request)
     if isinstance(got, Response):
         return got
     signed_in, form = got
@@ -364,7 +366,7 @@ async def reply(request: Request, contact: ContactId) -> Response:
 
 @router.post("/c/{contact}/label")
 async def label(request: Request, contact: ContactId) -> Response:
-    got = await _conversation_form(request, contact)
+    got = await _posted(request)
     if isinstance(got, Response):
         return got
     signed_in, form = got
@@ -387,7 +389,7 @@ async def label(request: Request, contact: ContactId) -> Response:
 @router.post("/c/{contact}/note")
 async def note(request: Request, contact: ContactId) -> Response:
     """A private note: kept in the gateway for the team, never sent to anyone."""
-    got = await _conversation_form(request, contact)
+    got = await _posted(request)
     if isinstance(got, Response):
         return got
     signed_in, form = got
@@ -400,7 +402,7 @@ async def note(request: Request, contact: ContactId) -> Response:
 
 @router.post("/c/{contact}/assign")
 async def assign(request: Request, contact: ContactId) -> Response:
-    got = await _conversation_form(request, contact)
+    got = await _posted(request)
     if isinstance(got, Response):
         return got
     signed_in, form = got
@@ -422,7 +424,7 @@ async def assign(request: Request, contact: ContactId) -> Response:
 
 @router.post("/c/{contact}/status")
 async def set_status(request: Request, contact: ContactId) -> Response:
-    got = await _conversation_form(request, contact)
+    got = await _posted(request)
     if isinstance(got, Response):
         return got
     signed_in, form = got
@@ -482,12 +484,10 @@ async def team(request: Request) -> Response:
 
 @router.post("/agents")
 async def add_agent(request: Request) -> Response:
-    signed_in = await _manager(request)
-    if isinstance(signed_in, Response):
-        return signed_in
-    form = await _form(request)
-    if not _csrf_ok(form.get("csrf"), signed_in.csrf):
-        return _refused(request, signed_in)
+    got = await _posted(request, manage=True)
+    if isinstance(got, Response):
+        return got
+    signed_in, form = got
     fields = [form.get(k) for k in ("username", "display_name", "role", "password")]
     try:
         username, name, role, password = (f if isinstance(f, str) else "" for f in fields)
@@ -502,12 +502,10 @@ async def add_agent(request: Request) -> Response:
 
 
 async def _change(request: Request, agent_id: int, action: str) -> Response:
-    signed_in = await _manager(request)
-    if isinstance(signed_in, Response):
-        return signed_in
-    form = await _form(request)
-    if not _csrf_ok(form.get("csrf"), signed_in.csrf):
-        return _refused(request, signed_in)
+    got = await _posted(request, manage=True)
+    if isinstance(got, Response):
+        return got
+    signed_in, form = got
     agents = _agents(request)
     try:
         target = await agents.get(agent_id)
@@ -579,12 +577,10 @@ async def quick_replies(request: Request) -> Response:
 
 @router.post("/quick-replies")
 async def add_quick_reply(request: Request) -> Response:
-    signed_in = await _manager(request)
-    if isinstance(signed_in, Response):
-        return signed_in
-    form = await _form(request)
-    if not _csrf_ok(form.get("csrf"), signed_in.csrf):
-        return _refused(request, signed_in)
+    got = await _posted(request, manage=True)
+    if isinstance(got, Response):
+        return got
+    signed_in, form = got
     shortcut, text = form.get("shortcut"), form.get("text")
     try:
         if not isinstance(shortcut, str) or not isinstance(text, str):
@@ -597,10 +593,8 @@ async def add_quick_reply(request: Request) -> Response:
 
 @router.post("/quick-replies/{reply_id}/remove")
 async def remove_quick_reply(request: Request, reply_id: AgentId) -> Response:
-    signed_in = await _manager(request)
-    if isinstance(signed_in, Response):
-        return signed_in
-    if not _csrf_ok((await _form(request)).get("csrf"), signed_in.csrf):
-        return _refused(request, signed_in)
+    got = await _posted(request, manage=True)
+    if isinstance(got, Response):
+        return got
     await _quick(request).remove(reply_id)
     return _redirect("/inbox/quick-replies?notice=Removed.")
