@@ -122,9 +122,7 @@ class Agents:
         self.throttle_window_ms = throttle_window_s * 1000
         self.max_agents = max_agents
         self.hasher = hasher or PasswordHasher()
-        # A hash to verify against when the name is unknown, so that a wrong name takes as
-        # long as a wrong password and reveals nothing.
-        self._decoy = self.hasher.hash(secrets.token_hex(16))
+        self._decoy: str | None = None
 
     # --- the team ------------------------------------------------------------------------------
 
@@ -248,7 +246,12 @@ class Agents:
         await self._check_throttle(keys)
         async with self.db.read() as conn:
             row = (await conn.execute(select(agents).where(agents.c.username == name))).first()
-        stored = self._decoy if row is None else str(row.password_hash)
+        if row is None and self._decoy is None:
+            # A hash to verify against when the name is unknown, so that a wrong name takes
+            # as long as a wrong password and reveals nothing (made once, off the event loop).
+            self._decoy = await asyncio.to_thread(self.hasher.hash, secrets.token_hex(16))
+        stored = str(row.password_hash) if row is not None else self._decoy
+        assert stored is not None
         try:
             await asyncio.to_thread(self.hasher.verify, stored, password[:MAX_PASSWORD])
             valid = row is not None and row.disabled_ms is None
