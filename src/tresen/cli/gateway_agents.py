@@ -84,7 +84,7 @@ def _password(from_stdin: bool) -> str:
 async def _agent(agents: Agents, username: str) -> Agent:
     agent = await agents.by_username(username)
     if agent is None:
-        raise AgentError(f"there is no agent {username}")
+        raise AgentError("there is no agent {name}", name=username)
     return agent
 
 

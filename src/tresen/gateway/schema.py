@@ -194,6 +194,7 @@ agents = Table(
     Column("password_hash", String(256), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("disabled_ms", BigInteger),
+    Column("language", String(8)),
 )
 """The people of the team inbox: ``role`` is owner, admin or agent; the password is kept only
 as an argon2id hash; a disabled agent keeps their name on what they did, and cannot sign in."""

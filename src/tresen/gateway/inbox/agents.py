@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.fields import LINE_PATTERN
+from tresen.gateway.inbox.i18n import LANGUAGES, N_, Refused
 from tresen.gateway.schema import agent_sessions, agents, login_failures
 
 __all__ = [
@@ -53,13 +54,15 @@ class Role(StrEnum):
         return self is not Role.AGENT
 
 
-class AgentError(ValueError):
-    """A refused change, with a sentence for the person who asked for it."""
+class AgentError(Refused):
+    """A refused change to the team or a sign-in, with a sentence for the person who asked."""
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(Refused):
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"too many failed sign-ins; try again in {retry_after_s} s")
+        super().__init__(
+            N_("too many failed sign-ins; try again in {seconds} s"), seconds=retry_after_s
+        )
         self.retry_after_s = retry_after_s
 
 
@@ -71,6 +74,7 @@ class Agent:
     role: Role
     created_ms: int
     disabled_ms: int | None
+    language: str = "en"
 
     @property
     def active(self) -> bool:
@@ -98,6 +102,7 @@ def _agent(row: object) -> Agent:
         Role(row.role),  # type: ignore[attr-defined]
         int(row.created_ms),  # type: ignore[attr-defined]
         row.disabled_ms,  # type: ignore[attr-defined]
+        str(row.language or "en"),  # type: ignore[attr-defined]
     )
 
 
@@ -134,10 +139,10 @@ class Agents:
         async with self.db.write() as conn:
             count = (await conn.execute(select(func.count()).select_from(agents))).scalar_one()
             if count >= self.max_agents:
-                raise AgentError(f"a gateway has at most {self.max_agents} agents")
+                raise AgentError("a gateway has at most {n} agents", n=self.max_agents)
             taken = await conn.execute(select(agents.c.id).where(agents.c.username == username))
             if taken.first() is not None:
-                raise AgentError(f"the user name {username} is taken")
+                raise AgentError("the user name {name} is taken", name=username)
             await conn.execute(
                 insert(agents).values(
                     username=username,
@@ -204,6 +209,16 @@ class Agents:
         assert changed is not None
         return changed
 
+    async def set_language(self, agent_id: int, language: str) -> None:
+        """The language the agent reads the inbox in (one of ``LANGUAGES``)."""
+        if language not in LANGUAGES:
+            raise AgentError("choose English or Deutsch")
+        async with self.db.write() as conn:
+            await self._existing(conn, agent_id)
+            await conn.execute(
+                update(agents).where(agents.c.id == agent_id).values(language=language)
+            )
+
     async def set_password(self, agent_id: int, password: str) -> None:
         """A new password; every session of the agent ends."""
         _check_password(password)
@@ -218,7 +233,7 @@ class Agents:
     async def _existing(self, conn: AsyncConnection, agent_id: int) -> Agent:
         row = (await conn.execute(select(agents).where(agents.c.id == agent_id))).first()
         if row is None:
-            raise AgentError(f"there is no agent {agent_id}")
+            raise AgentError("there is no agent {id}", id=agent_id)
         return _agent(row)
 
     async def _keep_an_owner(self, conn: AsyncConnection, leaving: int) -> None:
@@ -395,4 +410,6 @@ def _check_name(display_name: str) -> str:
 
 def _check_password(password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise AgentError(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+        raise AgentError(
+            "a password has {low} to {high} characters", low=MIN_PASSWORD, high=MAX_PASSWORD
+        )

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
+from tresen.gateway.inbox.i18n import Refused
 from tresen.gateway.schema import (
     activity,
     contacts,
@@ -333,7 +334,7 @@ class Conversations:
         """Put the label ``name`` on the conversation (made when it is new)."""
         name = name.strip().lower()
         if not LABEL.fullmatch(name):
-            raise ValueError("a label is 1 to 32 letters, digits, dashes or underscores")
+            raise Refused("a label is 1 to 32 letters, digits, dashes or underscores")
         async with self.db.write() as conn:
             found = (
                 await conn.execute(select(labels.c.id).where(labels.c.name == name))
@@ -341,7 +342,7 @@ class Conversations:
             if found is None:
                 count = (await conn.execute(select(func.count()).select_from(labels))).scalar_one()
                 if count >= MAX_LABELS:
-                    raise ValueError(f"a business has at most {MAX_LABELS} labels")
+                    raise Refused("a business has at most {n} labels", n=MAX_LABELS)
                 await conn.execute(insert(labels).values(name=name, created_ms=self.clock.now_ms()))
                 found = (
                     await conn.execute(select(labels.c.id).where(labels.c.name == name))
@@ -394,7 +395,7 @@ class Conversations:
         if status is Status.SNOOZED and (
             snoozed_until_ms is None or snoozed_until_ms <= self.clock.now_ms()
         ):
-            raise ValueError("snooze until a time in the future")
+            raise Refused("snooze until a time in the future")
         await self._upsert(
             contact,
             status=str(status),

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, insert, select
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.fields import TEXT_PATTERN
+from tresen.gateway.inbox.i18n import Refused
 from tresen.gateway.schema import quick_replies
 
 __all__ = ["QuickReplies", "QuickReply", "QuickReplyError"]
@@ -20,8 +21,8 @@ MAX_TEXT = 4096
 MAX_QUICK_REPLIES = 500
 
 
-class QuickReplyError(ValueError):
-    pass
+class QuickReplyError(Refused):
+    """A refused quick reply, with a sentence for the person who asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +50,20 @@ class QuickReplies:
             )
         text = text.replace("\r\n", "\n").strip()
         if not 1 <= len(text) <= MAX_TEXT or not _TEXT.fullmatch(text):
-            raise QuickReplyError(f"a quick reply is 1 to {MAX_TEXT} characters of text")
+            raise QuickReplyError("a quick reply is 1 to {n} characters of text", n=MAX_TEXT)
         async with self.db.write() as conn:
             count = (
                 await conn.execute(select(func.count()).select_from(quick_replies))
             ).scalar_one()
             if count >= MAX_QUICK_REPLIES:
-                raise QuickReplyError(f"a business has at most {MAX_QUICK_REPLIES} quick replies")
+                raise QuickReplyError(
+                    "a business has at most {n} quick replies", n=MAX_QUICK_REPLIES
+                )
             taken = await conn.execute(
                 select(quick_replies.c.id).where(quick_replies.c.shortcut == shortcut)
             )
             if taken.first() is not None:
-                raise QuickReplyError(f"/{shortcut} exists already")
+                raise QuickReplyError("/{shortcut} exists already", shortcut=shortcut)
             await conn.execute(
                 insert(quick_replies).values(
                     shortcut=shortcut, text=text, created_ms=self.clock.now_ms()
