@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import string
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 
 import tresen.gateway.inbox as inbox_package
-from tresen.gateway.inbox.i18n import LOCALE_DIR, Refused, from_accept_language, translator
+from tresen.gateway.inbox.i18n import Refused, catalogue, from_accept_language, translator
 
 PACKAGE = Path(inbox_package.__file__).parent
 
@@ -43,20 +43,17 @@ def source_strings() -> dict[str, str]:
 
 
 def test_every_sentence_of_the_inbox_has_a_german_translation() -> None:
-    with (LOCALE_DIR / "de.po").open("rb") as source:
-        catalog = read_po(source, locale="de")
+    catalog = catalogue("de")
     translated = {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy}
     wanted = source_strings()
     assert len(wanted) > 100
     missing = {text: where for text, where in wanted.items() if text not in translated}
     lines = "".join(f'\n#: {where}\nmsgid "{text}"\nmsgstr ""\n' for text, where in missing.items())
-    assert not missing, f"add to locale/de.po:{lines}"
+    assert not missing, f"add to a catalogue in locale/de/ (one .po file per room):{lines}"
 
 
 def test_a_translation_keeps_the_placeholders_of_its_source() -> None:
-    with (LOCALE_DIR / "de.po").open("rb") as source:
-        catalog = read_po(source, locale="de")
-    import string
+    catalog = catalogue("de")
 
     def holes(text: str) -> set[str]:
         return {name for _, name, _, _ in string.Formatter().parse(text) if name}

@@ -1,4 +1,4 @@
-"""The inbox's languages: English (the source strings) and German (``locale/de.po``).
+"""The inbox's languages: English (the source strings) and German (``locale/de/*.po``).
 
 Every sentence a person reads goes through a catalogue: templates call ``_("…")`` and
 Python code marks its sentences with ``_`` or raises ``Refused("…", name=value)``, whose
@@ -14,6 +14,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -23,6 +24,7 @@ __all__ = [
     "LANGUAGES",
     "N_",
     "Refused",
+    "catalogue",
     "from_accept_language",
     "translations",
     "translator",
@@ -73,15 +75,24 @@ class Refused(ValueError):
 @functools.cache
 def translations(language: str) -> gettext.NullTranslations:
     """The catalogue of ``language`` (the source strings for English and the unknown)."""
-    path = LOCALE_DIR / f"{language}.po"
-    if language == DEFAULT or language not in LANGUAGES or not path.exists():
+    if language == DEFAULT or language not in LANGUAGES:
         return gettext.NullTranslations()
-    with path.open("rb") as source:
-        catalog = read_po(source, locale=language)
+    catalog = catalogue(language)
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
     return Translations(compiled)
+
+
+def catalogue(language: str) -> Catalog:
+    """Every ``locale/<language>/*.po`` file of the inbox (one per room) in one catalogue."""
+    merged = Catalog(locale=language)
+    for path in sorted((LOCALE_DIR / language).glob("*.po")):
+        with path.open("rb") as source:
+            for message in read_po(source, locale=language):
+                if message.id:
+                    merged[message.id] = message
+    return merged
 
 
 def translator(language: str) -> Any:
