@@ -27,8 +27,10 @@ from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.inbox import pages as inbox_pages
+from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.conversations import Conversations
+from tresen.gateway.inbox.events import Hub
 from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
@@ -144,6 +146,7 @@ def build_gateway_app(
             )
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
+            hub = Hub()
             recorder = Recorder(
                 lambda: gateway_database(settings),
                 store,
@@ -151,6 +154,7 @@ def build_gateway_app(
                 waba_id=settings.resolved_waba_id,
                 phone_number_id=client_phone_number_id(client),
                 on_events=dispatcher.wake,
+                on_recorded=hub.recorded,
             )
             gateway = Gateway(
                 settings,
@@ -179,8 +183,15 @@ def build_gateway_app(
                 throttle_window_s=inbox.throttle_window_s,
                 max_agents=inbox.max_agents,
             )
-            app.state.inbox_conversations = Conversations(db, clock)
+            app.state.inbox_hub = hub
+            app.state.inbox_conversations = Conversations(db, clock, hub)
             app.state.inbox_quick_replies = QuickReplies(db, clock)
+            app.state.inbox_actions = Actions(
+                gateway,
+                app.state.inbox_conversations,
+                app.state.inbox_agents,
+                app.state.inbox_quick_replies,
+            )
             yield
 
     app = FastAPI(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
+from tresen.gateway.inbox.events import Hub, InboxEvent
 from tresen.gateway.inbox.i18n import Refused
 from tresen.gateway.schema import (
     activity,
@@ -141,9 +142,10 @@ def preview(kind: str, content: dict[str, Any], template_name: str | None = None
 
 
 class Conversations:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, hub: Hub | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.hub = hub or Hub()
 
     async def list(
         self,
@@ -382,6 +384,7 @@ class Conversations:
                     at_ms=self.clock.now_ms(),
                 )
             )
+        self.hub.publish(InboxEvent("activity", contact, {"kind": kind, "agent_id": agent_id}))
 
     async def mark_read(self, contact: str) -> None:
         await self._upsert(contact, read_ms=self.clock.now_ms())
@@ -416,3 +419,5 @@ class Conversations:
             await conn.execute(
                 statement.on_conflict_do_update(index_elements=["contact"], set_=changes)
             )
+        if set(values) - {"read_ms"}:
+            self.hub.publish(InboxEvent("conversation", contact, dict(values)))
