@@ -34,12 +34,14 @@ class Browser:
         self.cookies: dict[str, str] = {}
         self.set_cookie_headers: list[str] = []
 
-    async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: object
+    ) -> httpx.Response:
         header = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         response = await self.http.request(
             method,
             path,
-            headers={"Cookie": header} if header else {},
+            headers={**(headers or {}), **({"Cookie": header} if header else {})},
             **kwargs,  # type: ignore[arg-type]
         )
         for raw in response.headers.get_list("set-cookie"):
@@ -333,3 +335,37 @@ async def test_a_customer_writes_an_agent_takes_it_and_answers(
     forged = await agent.post(f"/inbox/c/{alice.account_id}/reply", {"text": "forged"})
     assert forged.status_code == 403
     await alice.close()
+
+
+async def test_an_agent_reads_the_inbox_in_the_language_they_chose(
+    team: Agents, browsers: list[Browser]
+) -> None:
+    browser = browsers[0]
+    # Before signing in, the browser's language decides.
+    page = await browser.request("GET", "/inbox/login", headers={"Accept-Language": "de-DE"})
+    assert "Am Posteingang anmelden" in page.text
+    assert '<html lang="de">' in page.text
+    await browser.sign_in("cem")
+    assert "<h1>Conversations</h1>" in (await browser.get("/inbox")).text
+
+    token = await browser.csrf("/inbox")
+    chosen = await browser.post(
+        "/inbox/language", {"csrf": token, "language": "de", "back": "/inbox?status=pending"}
+    )
+    assert chosen.status_code == 303
+    assert chosen.headers["location"].startswith("/inbox?status=pending&notice=Sprache")
+    home = await browser.get("/inbox")
+    assert "<h1>Unterhaltungen</h1>" in home.text
+    assert "Überall abmelden" in home.text
+    # The choice is the agent's: a second browser of theirs follows it.
+    other = browsers[1]
+    await other.sign_in("cem")
+    assert "<h1>Unterhaltungen</h1>" in (await other.get("/inbox")).text
+
+    elsewhere = await browser.post(
+        "/inbox/language", {"csrf": token, "language": "en", "back": "//evil.example/inbox"}
+    )
+    assert elsewhere.headers["location"].startswith("/inbox?notice=Language")
+    unknown = await browser.post("/inbox/language", {"csrf": token, "language": "xx"})
+    assert unknown.status_code == 303
+    assert "<h1>Conversations</h1>" in (await browser.get("/inbox")).text
