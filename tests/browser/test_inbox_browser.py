@@ -211,6 +211,11 @@ async def test_at_phone_width_the_list_and_the_thread_fit_the_screen(
     alice: Client, gw: RunningGateway, team: Team, browser: Browser
 ) -> None:
     phone = await signed_in_page(browser, gw.url, team.agent, viewport=PHONE)
+    skip = phone.get_by_role("link", name="Skip to the content")
+    await expect(skip).not_to_be_in_viewport()  # out of the way until the keyboard reaches it
+    await phone.keyboard.press("Tab")
+    await expect(skip).to_be_focused()
+    await expect(skip).to_be_in_viewport()
     item = phone.get_by_role("link").filter(has_text=QUESTION)
     await shown_after_reload(phone, item)
     assert await horizontal_overflow(phone) <= 0
