@@ -56,7 +56,6 @@ meta = Table(
 
 api_tokens = Table(
     "api_tokens",
-    "assignment_settings",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(64), nullable=False),

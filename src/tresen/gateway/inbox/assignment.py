@@ -185,8 +185,8 @@ class Assignment:
         for row in rows:
             available = row.away_ms is None
             last_seen = seen.get(row.id)
-            online = available and last_seen is not None and now - last_seen <= (
-                self.online_window_ms
+            online = (
+                available and last_seen is not None and now - last_seen <= (self.online_window_ms)
             )
             members.append(
                 Member(
