@@ -274,6 +274,7 @@ async def test_a_running_gateway_assigns_a_customers_conversation_automatically(
             mine = await agent.get("/inbox?mine=mine")
         thread = await agent.get(f"/inbox/c/{alice.account_id}")
         assert "Assigned automatically to Cem Yilmaz" in thread.text
+        assert "someone" not in thread.text  # the opening is for reports, not the thread
         team = await owner.get("/inbox/assignment")
         assert "away" in team.text
     finally:
