@@ -1,5 +1,5 @@
 """An HTTP client that uses the inbox's pages as a browser does: its cookies, its forms and
-their CSRF tokens."""
+their CSRF tokens (the same as ``tests/gateway/test_inbox_pages.py``'s, for other modules)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,14 @@ class Browser:
         self.cookies: dict[str, str] = {}
         self.set_cookie_headers: list[str] = []
 
-    async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: object
+    ) -> httpx.Response:
         header = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         response = await self.http.request(
             method,
             path,
-            headers={"Cookie": header} if header else {},
+            headers={**(headers or {}), **({"Cookie": header} if header else {})},
             **kwargs,  # type: ignore[arg-type]
         )
         for raw in response.headers.get_list("set-cookie"):
