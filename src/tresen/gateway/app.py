@@ -29,9 +29,11 @@ from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.inbox import pages as inbox_pages
 from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
+from tresen.gateway.inbox.assignment import Assignment
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.events import Hub
 from tresen.gateway.inbox.quick import QuickReplies
+from tresen.gateway.inbox.reports import Reports
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -192,6 +194,11 @@ def build_gateway_app(
                 app.state.inbox_agents,
                 app.state.inbox_quick_replies,
             )
+            app.state.inbox_reports = Reports(db, clock)
+            assignment = Assignment(db, clock, app.state.inbox_conversations)
+            assignment.start()
+            stack.push_async_callback(assignment.close)
+            app.state.inbox_assignment = assignment
             yield
 
     app = FastAPI(
