@@ -31,6 +31,7 @@ from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.events import Hub
+from tresen.gateway.inbox.message_templates import MessageTemplates
 from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
@@ -184,7 +185,10 @@ def build_gateway_app(
                 max_agents=inbox.max_agents,
             )
             app.state.inbox_hub = hub
-            app.state.inbox_conversations = Conversations(db, clock, hub)
+            app.state.inbox_templates = MessageTemplates(gateway, clock)
+            app.state.inbox_conversations = Conversations(
+                db, clock, hub, templates=app.state.inbox_templates
+            )
             app.state.inbox_quick_replies = QuickReplies(db, clock)
             app.state.inbox_actions = Actions(
                 gateway,
