@@ -23,6 +23,7 @@ from tresen.core.clock import ManualClock, SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.ids import encode_wamid
 from tresen.gateway.inbox.agents import Agents, Role
+from tresen.gateway.inbox.render import Kind, Stored, arrange
 from tresen.wire.e2e import Interactive, Reaction, Text
 
 
@@ -280,3 +281,53 @@ async def test_with_the_window_closed_only_templates_are_offered_and_sent_as_pre
         finally:
             await browser.close()
             await alice.close()
+
+
+def test_the_thread_folds_reactions_and_marks_a_list_rows_choice() -> None:
+    """Pure rendering: a reaction taken back leaves nothing, the latest of each side counts,
+    a list row picked is marked, and an unknown kind is a placeholder."""
+    menu = {
+        "type": "list",
+        "body": {"text": "Which day?"},
+        "action": {
+            "button": "Days",
+            "sections": [
+                {
+                    "rows": [
+                        {"id": "mo", "title": "Monday"},
+                        {"id": "tu", "title": "Tuesday", "description": "afternoon"},
+                    ]
+                }
+            ],
+        },
+    }
+    shown = arrange(
+        [
+            Stored("w1", False, "interactive", menu),
+            Stored("w2", True, "reaction", {"message_id": "w1", "emoji": "😮"}),
+            Stored("w3", True, "reaction", {"message_id": "w1", "emoji": "👍"}),
+            Stored("w4", False, "reaction", {"message_id": "w1", "emoji": "🙏"}),
+            Stored("w5", False, "reaction", {"message_id": "w1", "emoji": ""}),
+            Stored(
+                "w6",
+                True,
+                "interactive",
+                {"type": "list_reply", "list_reply": {"id": "tu", "title": "Tuesday"}},
+                "w1",
+            ),
+            Stored("w7", True, "image", {}),
+        ]
+    )
+    assert [t.wamid for t in shown] == ["w1", "w6", "w7"]
+    question, answer, picture = shown
+    assert question.view.menu == "Days"
+    assert [(o.title, o.detail, o.chosen) for o in question.view.options] == [
+        ("Monday", None, False),
+        ("Tuesday", "afternoon", True),
+    ]
+    assert [(r.emoji, r.by_customer) for r in question.reactions] == [("👍", True)]
+    assert question.business_reaction == ""
+    assert answer.view.chosen == "Tuesday"
+    assert answer.quoted is not None
+    assert answer.quoted.text == "Which day?"
+    assert picture.view.kind is Kind.UNSUPPORTED
