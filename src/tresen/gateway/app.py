@@ -32,6 +32,7 @@ from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.assignment import Assignment
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.events import Hub
+from tresen.gateway.inbox.message_templates import MessageTemplates
 from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.inbox.reports import Reports
 from tresen.gateway.recorder import Recorder
@@ -186,7 +187,10 @@ def build_gateway_app(
                 max_agents=inbox.max_agents,
             )
             app.state.inbox_hub = hub
-            app.state.inbox_conversations = Conversations(db, clock, hub)
+            app.state.inbox_templates = MessageTemplates(gateway, clock)
+            app.state.inbox_conversations = Conversations(
+                db, clock, hub, templates=app.state.inbox_templates
+            )
             app.state.inbox_quick_replies = QuickReplies(db, clock)
             app.state.inbox_actions = Actions(
                 gateway,

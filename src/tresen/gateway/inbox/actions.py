@@ -16,7 +16,7 @@ from tresen.gateway.inbox.i18n import N_, Refused
 from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.service import Gateway
 
-__all__ = ["SNOOZE_CHOICES", "Actions"]
+__all__ = ["MAX_BUTTON_TITLE", "REACTIONS", "SNOOZE_CHOICES", "Actions"]
 
 SNOOZE_CHOICES = {
     "3600": N_("1 hour"),
@@ -24,6 +24,10 @@ SNOOZE_CHOICES = {
     "86400": N_("1 day"),
     "604800": N_("1 week"),
 }
+
+# The few reactions the composer offers, as in the WhatsApp Business app's quick bar.
+REACTIONS = ("👍", "❤️", "😂", "😮", "🙏")
+MAX_BUTTON_TITLE = 20
 
 
 class Actions:
@@ -56,15 +60,19 @@ class Actions:
         await self.conversations.record(contact, who.id, "reply", summary[:200])
         return result.wamid
 
-    async def reply(self, who: Agent, contact: str, text: str) -> str:
-        """Send ``text`` (or the quick reply it names, ``/shortcut``); the message's wamid."""
+    async def reply(self, who: Agent, contact: str, text: str, context: str | None = None) -> str:
+        """Send ``text`` (or the quick reply it names, ``/shortcut``), quoting the message
+        ``context`` (a wamid of this conversation) if given; the message's wamid."""
         if not text.strip():
             raise Refused("nothing to send")
         expanded = await self.quick.expand(text)
         if expanded is None and text.strip().startswith("/") and " " not in text.strip():
             raise Refused("there is no quick reply {shortcut}", shortcut=text.strip())
         text = (expanded or text).replace("\r\n", "\n")
-        return await self.send(who, contact, {"type": "text", "text": {"body": text}}, text)
+        message: dict[str, Any] = {"type": "text", "text": {"body": text}}
+        if context:
+            message["context"] = {"message_id": await self._message_of(contact, context)}
+        return await self.send(who, contact, message, text)
 
     async def note(self, who: Agent, contact: str, text: str) -> None:
         """A private note: kept in the gateway for the team, never sent to anyone."""
@@ -108,3 +116,77 @@ class Actions:
     async def unlabel(self, who: Agent, contact: str, name: str) -> None:
         await self.conversations.unlabel(contact, name)
         await self.conversations.record(contact, who.id, "unlabel", name)
+
+    async def _message_of(self, contact: str, wamid: str) -> str:
+        """``wamid``, when it is a message of this conversation."""
+        found = await self.gateway.store.message(wamid[:80])
+        if found is None or found.contact != contact:
+            raise Refused("that message is not in this conversation")
+        return found.wamid
+
+    async def react(self, who: Agent, contact: str, wamid: str, emoji: str) -> str:
+        """Put ``emoji`` (one of ``REACTIONS``; empty: take the reaction back) on the
+        customer's message ``wamid``; the reaction's wamid."""
+        if emoji and emoji not in REACTIONS:
+            raise Refused("choose one of the reactions offered")
+        found = await self.gateway.store.message(wamid[:80])
+        if found is None or found.contact != contact or found.direction != "in":
+            raise Refused("only a message from the customer takes a reaction")
+        message = {"type": "reaction", "reaction": {"message_id": found.wamid, "emoji": emoji}}
+        summary = f"Reacted {emoji}" if emoji else "Removed a reaction"
+        return await self.send(who, contact, message, summary)
+
+    async def buttons(
+        self,
+        who: Agent,
+        contact: str,
+        body: str,
+        titles: list[str],
+        context: str | None = None,
+    ) -> str:
+        """Send ``body`` with 1 to 3 reply buttons titled ``titles``; the message's wamid."""
+        body = body.replace("\r\n", "\n").strip()
+        if not body:
+            raise Refused("write the message the buttons answer")
+        if len(body) > 1024:
+            raise Refused("the message is at most {n} characters", n=1024)
+        titles = [t.strip() for t in titles if t.strip()]
+        if not 1 <= len(titles) <= 3:
+            raise Refused("give one to three buttons")
+        if any(len(t) > MAX_BUTTON_TITLE for t in titles):
+            raise Refused("a button's title is at most {n} characters", n=MAX_BUTTON_TITLE)
+        if len(set(titles)) != len(titles):
+            raise Refused("each button needs a title of its own")
+        message: dict[str, Any] = {
+            "type": "interactive",
+            "interactive": {
+                "type": "button",
+                "body": {"text": body},
+                "action": {
+                    "buttons": [
+                        {"type": "reply", "reply": {"id": f"button-{i + 1}", "title": title}}
+                        for i, title in enumerate(titles)
+                    ]
+                },
+            },
+        }
+        if context:
+            message["context"] = {"message_id": await self._message_of(contact, context)}
+        return await self.send(who, contact, message, body)
+
+    async def send_template(
+        self,
+        who: Agent,
+        contact: str,
+        name: str,
+        language: str,
+        components: list[dict[str, Any]],
+        summary: str,
+    ) -> str:
+        """Send the approved template ``name`` in ``language`` with the Cloud API
+        ``components``; the message's wamid."""
+        message = {
+            "type": "template",
+            "template": {"name": name, "language": {"code": language}, "components": components},
+        }
+        return await self.send(who, contact, message, summary)

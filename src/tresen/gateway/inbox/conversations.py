@@ -21,6 +21,15 @@ from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.gateway.inbox.events import Hub, InboxEvent
 from tresen.gateway.inbox.i18n import Refused
+from tresen.gateway.inbox.render import (
+    Quote,
+    Reacted,
+    SignedTemplates,
+    Stored,
+    View,
+    arrange,
+    fill_template,
+)
 from tresen.gateway.schema import (
     activity,
     contacts,
@@ -93,6 +102,12 @@ class ThreadMessage:
     status: str
     error: str | None
     at_ms: int
+    view: View | None = None
+    """How the customer sees it (``None``: only ``text`` is known)."""
+    quoted: Quote | None = None
+    reactions: tuple[Reacted, ...] = ()
+    business_reaction: str = ""
+    """The emoji the business put on it (empty: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +157,18 @@ def preview(kind: str, content: dict[str, Any], template_name: str | None = None
 
 
 class Conversations:
-    def __init__(self, db: Database, clock: Clock, hub: Hub | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        hub: Hub | None = None,
+        *,
+        templates: SignedTemplates | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.hub = hub or Hub()
+        self.templates = templates
 
     async def list(
         self,
@@ -308,6 +331,23 @@ class Conversations:
                     .limit(limit)
                 )
             ).all()
+            rows = list(reversed(found))
+            shown_ids = {m.wamid for m in rows}
+            quoted_ids = {m.context_wamid for m in rows if m.context_wamid} - shown_ids
+            earlier = (
+                (
+                    await conn.execute(
+                        select(messages).where(
+                            messages.c.contact == contact,
+                            messages.c.wamid.in_(sorted(quoted_ids)[:limit]),
+                        )
+                    )
+                ).all()
+                if quoted_ids
+                else []
+            )
+        stored = [await self._stored(m) for m in rows]
+        threaded = {t.wamid: t for t in arrange(stored, [await self._stored(m) for m in earlier])}
         thread = [
             ThreadMessage(
                 wamid=m.wamid,
@@ -317,14 +357,41 @@ class Conversations:
                 status=m.status,
                 error=m.error,
                 at_ms=int(m.created_ms),
+                view=threaded[m.wamid].view,
+                quoted=threaded[m.wamid].quoted,
+                reactions=threaded[m.wamid].reactions,
+                business_reaction=threaded[m.wamid].business_reaction,
             )
-            for m in reversed(found)
+            for m in rows
+            if m.wamid in threaded
         ]
         team = [
             Activity(str(a.kind), a.agent_id, str(a.detail), int(a.at_ms)) for a in reversed(done)
         ]
         await self.mark_read(contact)
         return Shown(conversation, thread, team)
+
+    async def _stored(self, row: Any) -> Stored:
+        """A message row as :mod:`render` reads it; an outbound template filled in as its
+        customer saw it, when its signed template is at hand."""
+        content = json.loads(row.content)
+        if not isinstance(content, dict):
+            content = {}
+        stored = Stored(row.wamid, row.direction == "in", row.type, content, row.context_wamid)
+        if row.type != "template" or row.direction == "in" or self.templates is None:
+            return stored
+        language = content.get("language")
+        code = language.get("code") if isinstance(language, dict) else None
+        signed = await self.templates.signed(str(content.get("name", "")), str(code or ""))
+        if signed is None:
+            return stored
+        try:
+            rendered = fill_template(signed, content.get("components") or [])
+        except (ValueError, TypeError, AttributeError):
+            return stored  # sent by another device: its parameters are not kept here
+        return Stored(
+            stored.wamid, stored.incoming, stored.kind, content, stored.context_wamid, rendered
+        )
 
     async def all_labels(self) -> tuple[str, ...]:
         """Every label of the business, by name."""

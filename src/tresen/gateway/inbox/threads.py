@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.actions import SNOOZE_CHOICES
+from tresen.gateway.inbox.composer import composing
 from tresen.gateway.inbox.conversations import Mine, Status
 from tresen.gateway.inbox.i18n import Refused
 
@@ -45,7 +46,7 @@ async def home(
 
 
 @router.get("/c/{contact}")
-async def thread(request: Request, contact: web.ContactId) -> Response:
+async def thread(request: Request, contact: web.ContactId, reply: str = "") -> Response:
     who = await web.signed_in(request)
     if who is None:
         return web.redirect("/inbox/login")
@@ -70,6 +71,7 @@ async def thread(request: Request, contact: web.ContactId) -> Response:
         snooze_choices=SNOOZE_CHOICES,
         labels=await web.conversations_of(request).all_labels(),
         shortcuts=[q.shortcut for q in await web.quick_of(request).all()],
+        **await composing(request, shown, reply[:80]),
     )
 
 
@@ -79,9 +81,11 @@ async def reply(request: Request, contact: web.ContactId) -> Response:
     if isinstance(got, Response):
         return got
     who, form = got
-    text = form.get("text")
+    text, context = form.get("text"), form.get("context")
     try:
-        await web.actions_of(request).reply(who.agent, contact, str(text or ""))
+        await web.actions_of(request).reply(
+            who.agent, contact, str(text or ""), context if isinstance(context, str) else None
+        )
     except Refused as exc:
         return web.redirect(f"/inbox/c/{contact}", exc.sentence(web.gettext_for(request, who)))
     return web.redirect(f"/inbox/c/{contact}")
