@@ -7,6 +7,7 @@ conversation, and how much of the 24-hour window is left for free-form answers.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from dataclasses import dataclass
@@ -610,3 +611,48 @@ class Conversations:
         )
         async with self.db.read() as conn:
             return tuple(str(c) for c in (await conn.execute(query)).scalars())
+
+    # --- labels as the settings manage them ------------------------------------------------
+
+    async def label_counts(self) -> builtins.list[tuple[str, int]]:
+        """Every label by name, with how many conversations carry it."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(labels.c.name, func.count(conversation_labels.c.contact))
+                .select_from(labels)
+                .outerjoin(conversation_labels, conversation_labels.c.label_id == labels.c.id)
+                .group_by(labels.c.id, labels.c.name)
+                .order_by(labels.c.name)
+            )
+            return [(str(name), int(count)) for name, count in rows]
+
+    async def rename_label(self, old: str, new: str) -> str:
+        """Give a label another name; the conversations that carry it keep it."""
+        new = new.strip().lower()
+        if not LABEL.fullmatch(new):
+            raise Refused("a label is 1 to 32 letters, digits, dashes or underscores")
+        async with self.db.write() as conn:
+            found = (
+                await conn.execute(select(labels.c.id).where(labels.c.name == old))
+            ).scalar_one_or_none()
+            if found is None:
+                raise Refused("there is no label {name}", name=old[:32])
+            if new != old:
+                taken = await conn.execute(select(labels.c.id).where(labels.c.name == new))
+                if taken.first() is not None:
+                    raise Refused("there is a label {name} already", name=new)
+                await conn.execute(update(labels).where(labels.c.id == found).values(name=new))
+        return new
+
+    async def remove_label(self, name: str) -> None:
+        """Take a label off every conversation and forget it."""
+        async with self.db.write() as conn:
+            found = (
+                await conn.execute(select(labels.c.id).where(labels.c.name == name))
+            ).scalar_one_or_none()
+            if found is None:
+                raise Refused("there is no label {name}", name=name[:32])
+            await conn.execute(
+                delete(conversation_labels).where(conversation_labels.c.label_id == found)
+            )
+            await conn.execute(delete(labels).where(labels.c.id == found))

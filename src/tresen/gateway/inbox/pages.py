@@ -10,6 +10,8 @@ from fastapi import APIRouter
 
 from tresen.gateway.inbox import (
     composer,
+    settings,
+    settings_api,
     signin,
     team,
     teamwork,
@@ -26,6 +28,8 @@ ROOMS = (
     composer,
     team,
     teamwork,
+    settings,
+    settings_api,
 )
 for room in ROOMS:
     router.include_router(room.router, prefix="/inbox", include_in_schema=False)
