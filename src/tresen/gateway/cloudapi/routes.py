@@ -351,6 +351,15 @@ async def update_profile(
             f"Invalid business profile: {exc}",
             extra={"problems": [p.to_dict() for p in exc.problems]},
         ) from None
+    except RelayError as exc:
+        if exc.code == 100 and exc.details.get("problems"):
+            # The relay's own rules (a new profile needs a display name), field by field.
+            raise GraphError(
+                100,
+                f"Invalid business profile: {str(exc).partition(' (')[2].rstrip(')')}",
+                extra={"problems": exc.details["problems"]},
+            ) from None
+        raise relay_trouble(exc) from None
     except Exception as exc:
         raise relay_trouble(exc) from None
     return ok({"success": True})
