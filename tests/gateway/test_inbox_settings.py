@@ -149,6 +149,10 @@ async def test_a_new_business_creates_its_profile_and_hours_and_customers_find_i
     assert first.status_code == 200
     assert "no business profile yet" in first.text
     assert '<a href="/inbox/settings">Settings</a>' in first.text
+    early = await post_form(owner, "/inbox/settings/hours", "/inbox/settings/hours", HOURS)
+    assert early.status_code == 400
+    assert "Save the business profile first; then its opening hours." in early.text
+    assert field_value(early.text, "hours_mon") == HOURS["hours_mon"]
 
     saved = await post_form(owner, "/inbox/settings", "/inbox/settings/profile", BAKERY)
     assert saved.status_code == 303, saved.text

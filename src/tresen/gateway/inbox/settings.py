@@ -420,6 +420,14 @@ async def save_hours(request: Request) -> Response:
         closed_dates=typed["closed_dates"].replace(",", " ").split(),
     )
     try:
+        if await gateway_of(request).business_profile() is None:
+            # Hours alone cannot make a business: the relay needs its name first.
+            return await _hours_page(
+                request,
+                who,
+                typed=typed,
+                problems=[_("Save the business profile first; then its opening hours.")],
+            )
         if unreadable:
             try:
                 edit.clean()
