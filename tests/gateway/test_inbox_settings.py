@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway.test_inbox_pages import FAST, PASSWORD, Browser
 from gateway_support import (
     RunningGateway,
     customer,
@@ -22,12 +21,15 @@ from gateway_support import (
     run_gateway,
     webhook_inbox,
 )
+from inbox_browser import FAST, PASSWORD, Browser
+from sqlalchemy import select
 from support import Backend, RunningRelay, drop_schema
 
 from tresen.core.clock import SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.conversations import Conversations
+from tresen.gateway.schema import activity
 from tresen.relay.operator.service import OperatorPrincipal
 
 SETTINGS_PAGES = [
@@ -541,3 +543,14 @@ async def test_labels_are_listed_with_their_conversations_renamed_and_removed(
     )
     assert removed.status_code == 303
     assert await inbox.label_counts() == [("refund", 1), ("stammkunde", 2)]
+    # The activity lines say so, which is what reports by label replay.
+    async with gw.gateway.store.db.read() as conn:
+        rows = await conn.execute(select(activity.c.contact, activity.c.kind, activity.c.detail))
+        recorded = sorted(tuple(r) for r in rows)
+    assert recorded == [
+        ("c1", "label", "stammkunde"),
+        ("c1", "unlabel", "vip"),
+        ("c2", "label", "stammkunde"),
+        ("c2", "unlabel", "vip"),
+        ("c3", "unlabel", "later"),
+    ]

@@ -475,7 +475,7 @@ async def rename_label(request: Request) -> Response:
     _ = web.gettext_for(request, who)
     try:
         renamed = await web.conversations_of(request).rename_label(
-            field(form, "label"), field(form, "new_name")
+            field(form, "label"), field(form, "new_name"), agent_id=who.agent.id
         )
     except Refused as exc:
         return await _labels_page(request, who, error=exc.sentence(_), status_code=400)
@@ -492,7 +492,9 @@ async def remove_label(request: Request) -> Response:
     who, form = got
     _ = web.gettext_for(request, who)
     try:
-        await web.conversations_of(request).remove_label(field(form, "label"))
+        await web.conversations_of(request).remove_label(
+            field(form, "label"), agent_id=who.agent.id
+        )
     except Refused as exc:
         return await _labels_page(request, who, error=exc.sentence(_), status_code=400)
     return web.redirect("/inbox/settings/labels", _("The label is removed."))
