@@ -25,6 +25,7 @@ from tresen.core.db import NAMING_CONVENTION
 __all__ = [
     "activity",
     "agent_sessions",
+    "agent_tokens",
     "agents",
     "api_tokens",
     "contacts",
@@ -281,3 +282,19 @@ conversation_labels = Table(
     Index("ix_conversation_labels_label_id", "label_id"),
 )
 """Which conversation carries which label."""
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", Integer, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+    Index("ix_agent_tokens_agent_id", "agent_id"),
+)
+"""Personal access tokens of the inbox's JSON API: each acts as its agent, with the agent's
+role. Only the SHA-256 is kept, and a short hint to tell them apart in listings."""
