@@ -56,15 +56,21 @@ class Actions:
         await self.conversations.record(contact, who.id, "reply", summary[:200])
         return result.wamid
 
-    async def reply(self, who: Agent, contact: str, text: str) -> str:
-        """Send ``text`` (or the quick reply it names, ``/shortcut``); the message's wamid."""
+    async def reply(
+        self, who: Agent, contact: str, text: str, *, reply_to: str | None = None
+    ) -> str:
+        """Send ``text`` (or the quick reply it names, ``/shortcut``), quoting the message
+        ``reply_to`` (a wamid) if given; the message's wamid."""
         if not text.strip():
             raise Refused("nothing to send")
         expanded = await self.quick.expand(text)
         if expanded is None and text.strip().startswith("/") and " " not in text.strip():
             raise Refused("there is no quick reply {shortcut}", shortcut=text.strip())
         text = (expanded or text).replace("\r\n", "\n")
-        return await self.send(who, contact, {"type": "text", "text": {"body": text}}, text)
+        message: dict[str, Any] = {"type": "text", "text": {"body": text}}
+        if reply_to is not None:
+            message["context"] = {"message_id": reply_to}
+        return await self.send(who, contact, message, text)
 
     async def note(self, who: Agent, contact: str, text: str) -> None:
         """A private note: kept in the gateway for the team, never sent to anyone."""

@@ -88,9 +88,7 @@ class AgentTokens:
                 .where(agent_tokens.c.agent_id == agent_id, agent_tokens.c.revoked_ms.is_(None))
             )
             if (active or 0) >= MAX_TOKENS:
-                raise TokenError(
-                    "an agent has at most {n} tokens; revoke one first", n=MAX_TOKENS
-                )
+                raise TokenError("an agent has at most {n} tokens; revoke one first", n=MAX_TOKENS)
             token_id = await conn.scalar(
                 insert(agent_tokens)
                 .values(
@@ -103,7 +101,9 @@ class AgentTokens:
                 .returning(agent_tokens.c.id)
             )
         assert token_id is not None
-        listed = AgentToken(int(token_id), agent_id, name, token[: len(PREFIX) + 6], now, None, None)
+        listed = AgentToken(
+            int(token_id), agent_id, name, token[: len(PREFIX) + 6], now, None, None
+        )
         return listed, token
 
     async def of(self, agent_id: int) -> list[AgentToken]:
