@@ -494,6 +494,7 @@ def _managing(who: Caller) -> None:
 @router.get(
     "/agents",
     responses=error_responses(),
+    response_model_exclude_none=True,
     summary="The team: in full for owners and admins, else the active agents' ids and names",
 )
 async def agents(request: Request, who: Who) -> AgentsPublic:
