@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -13,8 +14,16 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 from argon2 import PasswordHasher
 from gateway_support import RunningGateway, customer, next_of, serve_gateway
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from support import Backend, RunningRelay
 
 from tresen.client import Client
@@ -481,3 +490,110 @@ async def test_too_many_requests_are_answered_429_with_retry_after(
                 await other.close()
         finally:
             await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_openapi_document_describes_the_inbox_api_and_not_its_pages(
+    gw: RunningGateway,
+) -> None:
+    async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+        spec = (await anonymous.get("/openapi.json")).json()
+    paths = spec["paths"]
+    assert not [p for p in paths if p.startswith("/inbox") and not p.startswith(API)]
+    assert set(paths[f"{API}/conversations/{{contact}}/status"]) == {"put"}
+    assert set(paths[f"{API}/conversations/{{contact}}/labels/{{label}}"]) == {"delete"}
+    assert set(paths[f"{API}/quick-replies"]) == {"get", "post"}
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["agent_token"]["scheme"] == "bearer"
+    assert schemes["inbox_session"] == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "tresen_inbox",
+        "description": schemes["inbox_session"]["description"],
+    }
+    inbox = {p: ops for p, ops in paths.items() if p.startswith(API)}
+    assert len(inbox) == 13
+    for path, operations in inbox.items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "422" not in responses, (method, path)
+            assert {"400", "401", "403", "404", "429"} <= set(responses), (method, path)
+            bad = responses["400"]["content"]["application/json"]["schema"]
+            assert bad == {"$ref": "#/components/schemas/InboxErrorEnvelope"}
+            if method in {"post", "put"}:
+                assert "413" in responses, (method, path)
+                assert operation["requestBody"]["content"]["application/json"]["schema"]
+
+
+def conform_inbox(spec: dict[str, Any], base_url: str, token: str) -> tuple[int, list[str]]:
+    """Run every operation of the inbox's API with an owner's token: how many operations
+    ran, and the failures, with why."""
+    schema = schemathesis.openapi.from_dict(spec)
+    failed: list[str] = []
+    ran = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if not operation.path.startswith(API):
+            continue
+        ran += 1
+
+        @settings(
+            max_examples=12,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def run(case: Any) -> None:
+            case.call_and_validate(
+                base_url=base_url,
+                headers={"Authorization": f"Bearer {token}"},
+                checks=[
+                    not_a_server_error,
+                    status_code_conformance,
+                    content_type_conformance,
+                    response_schema_conformance,
+                ],
+                timeout=30,
+            )
+
+        try:
+            run()
+        except Exception as exc:
+            failed.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    return ran, failed
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_inbox_api_answers_as_its_openapi_document_says(
+    gw: RunningGateway, team: Agents, alice: Client
+) -> None:
+    owner = Bot(gw, await token_of(team, "anna"))
+    try:
+        await alice.send_text(gw.gateway.phone, "Guten Tag")
+        contact = (await first_conversation(owner, "Guten Tag"))["contact"]
+        await owner.call("POST", f"/conversations/{contact}/labels", {"name": "vip"})
+        added = await owner.call("POST", "/quick-replies", {"shortcut": "hi", "text": "Hallo!"})
+        async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+            spec = (await anonymous.get("/openapi.json")).json()
+    finally:
+        await owner.close()
+    # Path parameters drawn from this gateway's (and a foreign one now and then), so that
+    # requests reach the routes' own rules.
+    known = {
+        "contact": [contact, "abc123"],
+        "label": ["vip", "nosuch"],
+        "reply_id": [added.json()["id"], 999],
+    }
+    for path in spec["paths"].values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] in known:
+                    parameter["schema"] = {"enum": known[parameter["name"]]}
+    started = time.monotonic()
+    ran, failed = await asyncio.to_thread(conform_inbox, spec, gw.url, await token_of(team, "anna"))
+    assert failed == [], "\n\n".join(failed)
+    assert ran == 14  # every operation of the inbox's API
+    assert time.monotonic() - started < 100

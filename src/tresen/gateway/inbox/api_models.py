@@ -18,8 +18,8 @@ __all__ = [
     "ActivityPublic",
     "AgentPublic",
     "AgentsPublic",
-    "ApiErrorBody",
-    "ApiErrorEnvelope",
+    "InboxError",
+    "InboxErrorEnvelope",
     "AssigneeSet",
     "ConversationDetail",
     "ConversationPage",
@@ -49,7 +49,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class ApiErrorBody(BaseModel):
+class InboxError(BaseModel):
     code: str = Field(
         description="Stable, for programs: invalid_input, refused, not_sent, unauthenticated, "
         "csrf_failed, forbidden, not_found, conflict, too_large, rate_limited",
@@ -60,8 +60,8 @@ class ApiErrorBody(BaseModel):
     )
 
 
-class ApiErrorEnvelope(BaseModel):
-    error: ApiErrorBody
+class InboxErrorEnvelope(BaseModel):
+    error: InboxError
 
 
 class AgentPublic(BaseModel):
@@ -261,7 +261,7 @@ def error_responses(*, body: bool = False) -> dict[int | str, dict[str, Any]]:
         429: "Too many requests with this token or session; see Retry-After",
     }
     return {
-        status: {"model": ApiErrorEnvelope, "description": meaning}
+        status: {"model": InboxErrorEnvelope, "description": meaning}
         for status, meaning in meanings.items()
         if body or status != 413
     }
