@@ -155,6 +155,7 @@ async def test_an_agent_token_answers_a_customer_through_every_endpoint(
     try:
         me = await bot.call("GET", "/me")
         assert me.status_code == 200, me.text
+        assert me.headers["cache-control"] == "no-store"
         assert me.json()["username"] == "cem"
         assert me.json()["role"] == "agent"
 

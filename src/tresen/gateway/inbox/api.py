@@ -145,9 +145,12 @@ class ApiRoute(APIRoute):
             try:
                 if request.method in STATE_CHANGES:
                     await _read_body(request)
-                return await handler(request)
+                response = await handler(request)
             except ApiError as exc:
                 return exc.response(_gettext(request))
+            except Refused as exc:
+                # A refusal the route did not name more precisely.
+                return _refused(exc).response(_gettext(request))
             except RequestValidationError as exc:
                 _ = _gettext(request)
                 return answer_error(
@@ -155,6 +158,9 @@ class ApiRoute(APIRoute):
                     "invalid_input",
                     _("The request is not valid: {problems}").format(problems=_problems(exc)),
                 )
+            # Conversations are the business's customers' words: no cache keeps them.
+            response.headers.setdefault("Cache-Control", "no-store")
+            return response
 
         return answer
 
