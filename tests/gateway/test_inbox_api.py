@@ -24,11 +24,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from support import Backend, RunningRelay
+from support import Backend, MakeRelay, RunningRelay
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
-from tresen.core.clock import SystemClock
+from tresen.core.clock import ManualClock, SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.tokens import AgentTokens
@@ -196,6 +196,12 @@ async def test_an_agent_token_answers_a_customer_through_every_endpoint(
         assert by_shortcut.status_code == 201, by_shortcut.text
         expanded = await next_of(alice, MessageEvent, 30)
         assert expanded.payload.text == "Mo bis Fr 9 bis 17 Uhr."
+        foreign = await bot.call(
+            "POST",
+            f"/conversations/{contact}/messages",
+            {"text": "Hm?", "reply_to": "wamid.not-one-of-ours"},
+        )
+        error_of(foreign, 400, "not_sent")
         unknown = await bot.call("POST", f"/conversations/{contact}/messages", {"text": "/nosuch"})
         assert "/nosuch" in error_of(unknown, 400, "refused")
 
@@ -266,7 +272,7 @@ async def test_an_agent_token_answers_a_customer_through_every_endpoint(
         hours = added.json()["id"]
         error_of(await bot.call("DELETE", f"/quick-replies/{hours}"), 403, "forbidden")
         twice = await owner.call("POST", "/quick-replies", {"shortcut": "/hours", "text": "z"})
-        error_of(twice, 409, "refused")
+        error_of(twice, 409, "conflict")
         removed = await owner.call("DELETE", f"/quick-replies/{hours}")
         assert removed.json() == {"quick_replies": []}
     finally:
@@ -598,3 +604,30 @@ async def test_the_inbox_api_answers_as_its_openapi_document_says(
     assert failed == [], "\n\n".join(failed)
     assert ran == 14  # every operation of the inbox's API
     assert time.monotonic() - started < 100
+
+
+async def test_with_the_window_closed_an_answer_is_refused_409(
+    make_relay: MakeRelay, backend: Backend, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    async with (
+        make_relay(clock=clock) as relay,
+        serve_gateway(relay, backend, tmp_path, clock=clock) as gw,
+    ):
+        db = await open_database(gw.settings)
+        alice = await customer(relay, tmp_path / "alice")
+        try:
+            agents = Agents(db, clock, hasher=FAST)
+            await agents.create("cem", "Cem Yilmaz", Role.AGENT, PASSWORD)
+            bot = Bot(gw, await token_of(agents, "cem"))
+            await alice.send_text(gw.gateway.phone, "Noch da?")
+            contact = (await first_conversation(bot, "Noch da?"))["contact"]
+            clock.advance(seconds=25 * 3600)
+            listed = (await bot.call("GET", "/conversations")).json()["conversations"]
+            assert listed[0]["window_left_ms"] == 0
+            late = await bot.call("POST", f"/conversations/{contact}/messages", {"text": "Ja!"})
+            assert "24" in error_of(late, 409, "not_sent")
+            await bot.close()
+        finally:
+            await alice.close()
+            await db.dispose()

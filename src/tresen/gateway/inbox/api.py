@@ -467,12 +467,13 @@ async def quick_replies(request: Request, who: Who) -> QuickRepliesPublic:
 async def add_quick_reply(request: Request, who: Who, body: QuickReplyCreate) -> QuickReplyPublic:
     _managing(who)
     quick = web.quick_of(request)
+    shortcut = body.shortcut.lstrip("/")
+    if any(q.shortcut == shortcut for q in await quick.all()):
+        raise ApiError(409, "conflict", N_("/{shortcut} exists already"), shortcut=shortcut)
     try:
-        added = await quick.add(body.shortcut, body.text)
+        added = await quick.add(shortcut, body.text)
     except Refused as exc:
-        raise ApiError(
-            409 if "exists" in exc.text else 400, "refused", exc.text, **exc.values
-        ) from exc
+        raise _refused(exc) from exc
     found = next(q for q in await quick.all() if q.shortcut == added.shortcut)
     return QuickReplyPublic.of(found)
 
