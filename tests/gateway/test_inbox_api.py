@@ -336,6 +336,42 @@ async def test_the_session_cookie_needs_the_csrf_header_for_changes(
         shown = (await session.call("GET", f"/conversations/{contact}")).json()
         assert [a["detail"] for a in shown["activity"]] == ["echt"]
 
+        # Every other change, too: refused without the header, done with it.
+        cem = await team.by_username("cem")
+        assert cem is not None
+        changes: list[tuple[str, str, Any]] = [
+            ("POST", f"/conversations/{contact}/messages", {"text": "Ja, hier!"}),
+            ("PUT", f"/conversations/{contact}/assignee", {"agent_id": cem.id}),
+            ("POST", f"/conversations/{contact}/labels", {"name": "rueckruf"}),
+            ("DELETE", f"/conversations/{contact}/labels/rueckruf", None),
+            ("PUT", f"/conversations/{contact}/status", {"status": "pending"}),
+        ]
+        for method, change, body in changes:
+            error_of(await session.call(method, change, body), 403, "csrf_failed")
+            done = await session.call(method, change, body, csrf=session.csrf)
+            assert done.status_code in {200, 201}, (change, done.text)
+        answer = await next_of(alice, MessageEvent, 30)
+        assert answer.payload.text == "Ja, hier!"
+        after = (await session.call("GET", f"/conversations/{contact}")).json()
+        assert after["conversation"]["assignee"] == cem.id
+        assert after["conversation"]["status"] == "pending"
+        assert [a["kind"] for a in after["activity"]] == [
+            "note",
+            "reply",
+            "assign",
+            "label",
+            "unlabel",
+            "status",
+        ]
+        for read in ("/labels", "/quick-replies", "/agents"):
+            assert (await session.call("GET", read)).status_code == 200
+        quick = await session.call("POST", "/quick-replies", {"shortcut": "a", "text": "b"})
+        error_of(quick, 403, "csrf_failed")
+        quick = await session.call(
+            "POST", "/quick-replies", {"shortcut": "a", "text": "b"}, csrf=session.csrf
+        )
+        error_of(quick, 403, "forbidden")  # an agent's session: the role decides
+
         # Signed out, the cookie is worth nothing.
         await session._request("POST", "/inbox/logout", data={"csrf": session.csrf})
         error_of(await session.call("GET", "/me"), 401, "unauthenticated")

@@ -263,13 +263,9 @@ def _refused(exc: Refused) -> ApiError:
 # --- the routes ---------------------------------------------------------------------------------
 
 
-class Whose(StrEnum):
-    MINE = "mine"
-    UNASSIGNED = "unassigned"
-    ALL = "all"
-
-
 class StatusFilter(StrEnum):
+    """A status of ``Status``, or ``any``."""
+
     OPEN = "open"
     PENDING = "pending"
     SNOOZED = "snoozed"
@@ -290,7 +286,7 @@ async def me(who: Who) -> AgentPublic:
 async def conversations(
     request: Request,
     who: Who,
-    mine: Annotated[Whose, Query(description="Whose conversations")] = Whose.ALL,
+    mine: Annotated[Mine, Query(description="Whose conversations")] = Mine.ALL,
     status: Annotated[StatusFilter, Query()] = StatusFilter.OPEN,
     label: Annotated[
         str | None, Query(min_length=1, max_length=32, pattern=r"^[\w-]{1,32}$")
@@ -306,7 +302,7 @@ async def conversations(
         after = (int(last_ms), contact)
     listed = await web.conversations_of(request).list(
         me=who.agent.id,
-        mine=Mine(str(mine)),
+        mine=mine,
         status=None if status is StatusFilter.ANY else Status(str(status)),
         label=label.lower() if label else None,
         limit=limit + 1,
