@@ -31,7 +31,7 @@ from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
-from tresen.gateway.inbox.tokens import AgentTokens
+from tresen.gateway.inbox.tokens import AgentTokens, TokenError
 from tresen.gateway.settings import InboxSettings
 from tresen.wire.e2e import Text
 
@@ -458,6 +458,9 @@ async def test_a_token_ends_when_revoked_or_when_its_agent_is_disabled(
         error_of(await two.call("GET", "/me"), 401, "unauthenticated")
         listed = await tokens.of(cem.id)
         assert all(not t.active for t in listed)
+        await team.disable(cem.id)
+        with pytest.raises(TokenError, match="disabled"):
+            await tokens.create(cem.id, "third")
     finally:
         await one.close()
         await two.close()
@@ -667,3 +670,21 @@ async def test_with_the_window_closed_an_answer_is_refused_409(
         finally:
             await alice.close()
             await db.dispose()
+
+
+async def test_an_agent_has_at_most_20_active_tokens(gw: RunningGateway, team: Agents) -> None:
+    tokens = AgentTokens(team.db, team.clock, team)
+    anna = await team.by_username("anna")
+    assert anna is not None
+    made = [await tokens.create(anna.id, f"tool {i}") for i in range(20)]
+    with pytest.raises(TokenError, match="at most 20"):
+        await tokens.create(anna.id, "one too many")
+    assert await tokens.revoke(anna.id, made[0][0].id)
+    assert not await tokens.revoke(anna.id, made[0][0].id)  # once
+    await tokens.create(anna.id, "in its place")
+    cem = await team.by_username("cem")
+    assert cem is not None
+    assert not await tokens.revoke(cem.id, made[1][0].id)  # nobody revokes another's token
+    for bad in ("", " ", "x" * 65, "zwei\nZeilen"):
+        with pytest.raises(TokenError, match="1 to 64"):
+            await tokens.create(anna.id, bad)

@@ -77,8 +77,10 @@ class AgentTokens:
         if not 1 <= len(name) <= 64 or not _LINE.fullmatch(name):
             raise TokenError("a token's name is 1 to 64 characters on one line")
         agent = await self.agents.get(agent_id)
-        if agent is None or not agent.active:
+        if agent is None:
             raise TokenError("there is no agent {id}", id=agent_id)
+        if not agent.active:
+            raise TokenError("a disabled agent gets no tokens")
         token = PREFIX + secrets.token_urlsafe(32)
         now = self.clock.now_ms()
         async with self.db.write() as conn:
