@@ -201,7 +201,7 @@ async def test_an_agent_token_answers_a_customer_through_every_endpoint(
             f"/conversations/{contact}/messages",
             {"text": "Hm?", "reply_to": "wamid.not-one-of-ours"},
         )
-        error_of(foreign, 400, "not_sent")
+        assert "not in this conversation" in error_of(foreign, 400, "refused")
         unknown = await bot.call("POST", f"/conversations/{contact}/messages", {"text": "/nosuch"})
         assert "/nosuch" in error_of(unknown, 400, "refused")
 

@@ -56,11 +56,9 @@ class Actions:
         await self.conversations.record(contact, who.id, "reply", summary[:200])
         return result.wamid
 
-    async def reply(
-        self, who: Agent, contact: str, text: str, *, reply_to: str | None = None
-    ) -> str:
+    async def reply(self, who: Agent, contact: str, text: str, context: str | None = None) -> str:
         """Send ``text`` (or the quick reply it names, ``/shortcut``), quoting the message
-        ``reply_to`` (a wamid) if given; the message's wamid."""
+        ``context`` (a wamid of this conversation) if given; the message's wamid."""
         if not text.strip():
             raise Refused("nothing to send")
         expanded = await self.quick.expand(text)
@@ -68,8 +66,8 @@ class Actions:
             raise Refused("there is no quick reply {shortcut}", shortcut=text.strip())
         text = (expanded or text).replace("\r\n", "\n")
         message: dict[str, Any] = {"type": "text", "text": {"body": text}}
-        if reply_to is not None:
-            message["context"] = {"message_id": reply_to}
+        if context:
+            message["context"] = {"message_id": await self._message_of(contact, context)}
         return await self.send(who, contact, message, text)
 
     async def note(self, who: Agent, contact: str, text: str) -> None:
@@ -114,3 +112,10 @@ class Actions:
     async def unlabel(self, who: Agent, contact: str, name: str) -> None:
         await self.conversations.unlabel(contact, name)
         await self.conversations.record(contact, who.id, "unlabel", name)
+
+    async def _message_of(self, contact: str, wamid: str) -> str:
+        """``wamid``, when it is a message of this conversation."""
+        found = await self.gateway.store.message(wamid[:80])
+        if found is None or found.contact != contact:
+            raise Refused("that message is not in this conversation")
+        return found.wamid

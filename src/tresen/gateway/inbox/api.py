@@ -348,7 +348,7 @@ async def send_message(
     await _conversation(request, contact)
     try:
         wamid = await web.actions_of(request).reply(
-            who.agent, contact, body.text, reply_to=body.reply_to
+            who.agent, contact, body.text, context=body.reply_to
         )
     except Refused as exc:
         raise _refused(exc) from exc
