@@ -334,7 +334,7 @@ async def test_the_session_cookie_needs_the_csrf_header_for_changes(
         kept = await session.call("POST", path, {"text": "echt"}, csrf=session.csrf)
         assert kept.status_code == 201, kept.text
         shown = (await session.call("GET", f"/conversations/{contact}")).json()
-        assert [a["detail"] for a in shown["activity"]] == ["echt"]
+        assert [a["detail"] for a in shown["activity"] if a["kind"] == "note"] == ["echt"]
 
         # Every other change, too: refused without the header, done with it.
         cem = await team.by_username("cem")
@@ -355,7 +355,8 @@ async def test_the_session_cookie_needs_the_csrf_header_for_changes(
         after = (await session.call("GET", f"/conversations/{contact}")).json()
         assert after["conversation"]["assignee"] == cem.id
         assert after["conversation"]["status"] == "pending"
-        assert [a["kind"] for a in after["activity"]] == [
+        done_by_agents = [a["kind"] for a in after["activity"] if a["agent_id"] is not None]
+        assert done_by_agents == [
             "note",
             "reply",
             "assign",
