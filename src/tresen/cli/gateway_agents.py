@@ -15,6 +15,8 @@ from rich.table import Table
 from tresen.cli.common import console, format_time
 from tresen.core.clock import SystemClock
 from tresen.gateway.inbox.agents import Agent, AgentError, Agents, Role
+from tresen.gateway.inbox.i18n import Refused
+from tresen.gateway.inbox.tokens import AgentToken, AgentTokens
 from tresen.gateway.settings import GatewaySettings
 
 __all__ = ["app"]
@@ -66,7 +68,7 @@ def _with_agents(settings: GatewaySettings, action: Callable[[Agents], Awaitable
 
     try:
         return asyncio.run(run())
-    except AgentError as exc:
+    except Refused as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 
@@ -181,3 +183,77 @@ def password(
 
     _with_agents(_settings(config, data_dir), change)
     console.print(f"New password set for {username}; signed out everywhere.")
+
+
+tokens_app = typer.Typer(
+    help="Personal access tokens of the inbox's JSON API: each acts as its agent, with the "
+    "agent's role.",
+    no_args_is_help=True,
+)
+app.add_typer(tokens_app, name="token")
+
+
+def _tokens(agents: Agents) -> AgentTokens:
+    return AgentTokens(agents.db, agents.clock, agents)
+
+
+@tokens_app.command("create")
+def create_token(
+    username: Annotated[str, typer.Argument(help="Whose token: it acts as them.")],
+    name: Annotated[
+        str, typer.Option("--name", help="What it is for, e.g. the name of a tool.")
+    ] = "cli",
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Make a token and print it once: only its SHA-256 is kept."""
+
+    async def make(agents: Agents) -> tuple[AgentToken, str]:
+        return await _tokens(agents).create((await _agent(agents, username)).id, name)
+
+    listed, token = _with_agents(_settings(config, data_dir), make)
+    console.print(f"Token {listed.id} ({listed.name}) for {username}; shown only now:")
+    # Plain print: the token on a line of its own, never wrapped or styled.
+    print(token)
+
+
+@tokens_app.command("list")
+def list_tokens(
+    username: Annotated[str, typer.Argument(help="Whose tokens.")],
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Someone's tokens (by their hint; the tokens themselves are not kept)."""
+
+    async def find(agents: Agents) -> list[AgentToken]:
+        return await _tokens(agents).of((await _agent(agents, username)).id)
+
+    table = Table("id", "name", "hint", "created", "last used", "revoked")
+    for token in _with_agents(_settings(config, data_dir), find):
+        table.add_row(
+            str(token.id),
+            token.name,
+            token.hint + "…",
+            format_time(token.created_ms),
+            format_time(token.last_used_ms),
+            format_time(token.revoked_ms),
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def revoke_token(
+    username: Annotated[str, typer.Argument(help="Whose token.")],
+    token_id: Annotated[int, typer.Argument(help="The token's id (see list).", min=1)],
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Revoke one of someone's tokens: it stops working at once."""
+
+    async def revoke(agents: Agents) -> bool:
+        return await _tokens(agents).revoke((await _agent(agents, username)).id, token_id)
+
+    if not _with_agents(_settings(config, data_dir), revoke):
+        console.print(f"[red]{username} has no active token {token_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"Token {token_id} of {username} revoked.")

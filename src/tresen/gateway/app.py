@@ -26,6 +26,7 @@ from tresen.gateway import migrate
 from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
+from tresen.gateway.inbox import api as inbox_api
 from tresen.gateway.inbox import pages as inbox_pages
 from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
@@ -35,6 +36,7 @@ from tresen.gateway.inbox.events import Hub
 from tresen.gateway.inbox.message_templates import MessageTemplates
 from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.inbox.reports import Reports
+from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -186,6 +188,7 @@ def build_gateway_app(
                 throttle_window_s=inbox.throttle_window_s,
                 max_agents=inbox.max_agents,
             )
+            app.state.inbox_tokens = AgentTokens(db, clock, app.state.inbox_agents)
             app.state.inbox_hub = hub
             app.state.inbox_templates = MessageTemplates(gateway, clock)
             app.state.inbox_conversations = Conversations(
@@ -218,6 +221,10 @@ def build_gateway_app(
     install_error_handlers(app)
     # The inbox first: the Cloud API's routes start with a path parameter (the version).
     app.state.inbox_secure_cookies = settings.inbox.secure_cookies
+    app.state.inbox_api_buckets = TokenBuckets(
+        clock, settings.inbox.api_requests_per_second, settings.inbox.api_request_burst
+    )
+    app.include_router(inbox_api.router)
     app.include_router(inbox_pages.router)
     app.add_exception_handler(inbox_pages.FormTooLarge, inbox_pages.form_too_large)
     app.mount("/inbox/static", StaticFiles(directory=inbox_pages.STATIC_DIR), name="inbox-static")

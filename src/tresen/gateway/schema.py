@@ -25,6 +25,7 @@ from tresen.core.db import NAMING_CONVENTION
 __all__ = [
     "activity",
     "agent_sessions",
+    "agent_tokens",
     "agents",
     "api_tokens",
     "assignment_settings",
@@ -303,3 +304,19 @@ assignment_settings = Table(
 )
 """Automatic assignment for the business (one row, ``id`` 1; none: off, with the default
 limit): whether it is on, and how many open conversations it gives an agent at most."""
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", Integer, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+    Index("ix_agent_tokens_agent_id", "agent_id"),
+)
+"""Personal access tokens of the inbox's JSON API: each acts as its agent, with the agent's
+role. Only the SHA-256 is kept, and a short hint to tell them apart in listings."""

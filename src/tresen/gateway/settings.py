@@ -76,6 +76,10 @@ class InboxSettings(BaseModel):
         "http://127.0.0.1 and localhost; turn off only for other plain-HTTP hosts)",
     )
     max_agents: int = Field(default=500, ge=1)
+    api_requests_per_second: float = Field(
+        default=20.0, gt=0, description="the inbox's JSON API, per agent token or session"
+    )
+    api_request_burst: int = Field(default=200, ge=1)
 
 
 class GatewaySettings(FileSettings):

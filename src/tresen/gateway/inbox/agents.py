@@ -26,7 +26,7 @@ from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.fields import LINE_PATTERN
 from tresen.gateway.inbox.i18n import LANGUAGES, N_, Refused
-from tresen.gateway.schema import agent_sessions, agents, login_failures
+from tresen.gateway.schema import agent_sessions, agent_tokens, agents, login_failures
 
 __all__ = [
     "Agent",
@@ -186,7 +186,8 @@ class Agents:
         return changed
 
     async def disable(self, agent_id: int) -> Agent:
-        """Disable an agent: signed out everywhere, and no sign-in until enabled again."""
+        """Disable an agent: signed out everywhere, their API tokens revoked, and no sign-in
+        until enabled again."""
         async with self.db.write() as conn:
             agent = await self._existing(conn, agent_id)
             if agent.role is Role.OWNER:
@@ -197,6 +198,12 @@ class Agents:
                 .values(disabled_ms=self.clock.now_ms())
             )
             await conn.execute(delete(agent_sessions).where(agent_sessions.c.agent_id == agent_id))
+            # Their API tokens end too, for good: enabling them again does not revive them.
+            await conn.execute(
+                update(agent_tokens)
+                .where(agent_tokens.c.agent_id == agent_id, agent_tokens.c.revoked_ms.is_(None))
+                .values(revoked_ms=self.clock.now_ms())
+            )
         changed = await self.get(agent_id)
         assert changed is not None
         return changed

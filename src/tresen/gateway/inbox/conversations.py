@@ -179,8 +179,10 @@ class Conversations:
         status: Status | None = Status.OPEN,
         label: str | None = None,
         limit: int = PAGE,
+        after: tuple[int, str] | None = None,
     ) -> list[Conversation]:
-        """The conversations, the latest message first."""
+        """The conversations, the latest message first; ``after`` the (``last_ms``,
+        ``contact``) of the last one of the previous page."""
         last = (
             select(messages.c.contact, func.max(messages.c.created_ms).label("last_ms"))
             .group_by(messages.c.contact)
@@ -190,9 +192,16 @@ class Conversations:
             select(contacts, conversations, last.c.last_ms)
             .join(last, last.c.contact == contacts.c.account_id)
             .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
-            .order_by(last.c.last_ms.desc())
+            .order_by(last.c.last_ms.desc(), contacts.c.account_id.desc())
             .limit(min(limit, 500))
         )
+        if after is not None:
+            query = query.where(
+                or_(
+                    last.c.last_ms < after[0],
+                    and_(last.c.last_ms == after[0], contacts.c.account_id < after[1]),
+                )
+            )
         if mine is Mine.MINE:
             query = query.where(conversations.c.assignee == me)
         elif mine is Mine.UNASSIGNED:
@@ -299,8 +308,9 @@ class Conversations:
             labels=tuple(str(t) for t in tags),
         )
 
-    async def show(self, contact: str, *, limit: int = 200) -> Shown | None:
-        """A conversation with its latest messages, oldest first; marked read."""
+    async def show(self, contact: str, *, limit: int = 200, mark_read: bool = True) -> Shown | None:
+        """A conversation with its latest messages, oldest first; marked read (unless not
+        ``mark_read``)."""
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
@@ -369,7 +379,8 @@ class Conversations:
         team = [
             Activity(str(a.kind), a.agent_id, str(a.detail), int(a.at_ms)) for a in reversed(done)
         ]
-        await self.mark_read(contact)
+        if mark_read:
+            await self.mark_read(contact)
         return Shown(conversation, thread, team)
 
     async def _stored(self, row: Any) -> Stored:

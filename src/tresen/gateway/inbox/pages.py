@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from tresen.gateway.inbox import (
     composer,
+    me,
     settings,
     settings_api,
     signin,
@@ -27,6 +28,7 @@ ROOMS = (
     threads,
     composer,
     team,
+    me,
     teamwork,
     settings,
     settings_api,
