@@ -101,12 +101,14 @@ messages = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_messages_contact_created", "contact", "created_ms"),
+    Index("ix_messages_contact_direction_created", "contact", "direction", "created_ms"),
 )
 """Every message of every conversation, in (``direction``) and out: ``content`` is the Cloud
 API object of its ``type`` as JSON; ``status`` is ``received`` (then ``read``) for inbound and
 ``sent`` → ``delivered`` → ``read`` for outbound. ``origin`` is ``customer``, ``api`` (sent
 through this gateway: its statuses become webhooks) or ``device`` (sent by another device of
-the business)."""
+the business). Its words are indexed for search by the database itself (migration 0004: an FTS5
+table ``message_search`` on SQLite, a generated ``search`` column on PostgreSQL)."""
 
 message_statuses = Table(
     "message_statuses",
