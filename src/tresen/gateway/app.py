@@ -30,6 +30,7 @@ from tresen.gateway.inbox import pages as inbox_pages
 from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.quick import QuickReplies
+from tresen.gateway.inbox.search import Search
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -181,6 +182,7 @@ def build_gateway_app(
             )
             app.state.inbox_conversations = Conversations(db, clock)
             app.state.inbox_quick_replies = QuickReplies(db, clock)
+            app.state.inbox_search = Search(db, clock)
             yield
 
     app = FastAPI(

@@ -266,7 +266,7 @@ class Conversations:
         )
         return (await self._described(conn, page))[0]
 
-    async def _described(self, conn: AsyncConnection, page: Any) -> list[Conversation]:
+    async def _described(self, conn: AsyncConnection, page: Any) -> tuple[Conversation, ...]:
         """The conversations of ``page`` (a subquery of ``_LISTED`` and ``last_ms``), each with
         its latest message, unread count and labels: two queries, whatever the page's size."""
         latest = (
@@ -305,7 +305,7 @@ class Conversations:
             for contact, name in found:
                 tags.setdefault(str(contact), []).append(str(name))
         now = self.clock.now_ms()
-        listed = []
+        listed: list[Conversation] = []
         for row in rows:
             text = (
                 ""
@@ -328,7 +328,7 @@ class Conversations:
                     labels=tuple(tags.get(row.account_id, ())),
                 )
             )
-        return listed
+        return tuple(listed)
 
     async def show(self, contact: str, *, limit: int = 200) -> Shown | None:
         """A conversation with its latest messages, oldest first; marked read."""
