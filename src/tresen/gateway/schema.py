@@ -77,9 +77,13 @@ contacts = Table(
     Column("profile_name", String(128)),
     Column("last_inbound_ms", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
+    Column("last_message_ms", BigInteger),
+    Index("ix_contacts_last_message", "last_message_ms", "account_id"),
 )
 """The customers this business talks to: relay account, phone (``wa_id`` is its digits) and
-the business-scoped user id (``user_id``, ``CC.digits``) the Cloud API's BSUIDs stand for."""
+the business-scoped user id (``user_id``, ``CC.digits``) the Cloud API's BSUIDs stand for.
+``last_message_ms`` is the time of the latest message in or out, kept by the database's own
+triggers (migration 0004) for the inbox's list."""
 
 messages = Table(
     "messages",

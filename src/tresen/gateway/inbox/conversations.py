@@ -208,26 +208,22 @@ class Conversations:
         limit: int = PAGE,
     ) -> list[Conversation]:
         """The conversations, the latest message first."""
-        # Each contact's latest message time is one seek in (contact, created_ms); contacts
-        # without messages sort last and are left out of the page.
-        last_ms = (
-            select(func.max(messages.c.created_ms))
-            .where(messages.c.contact == contacts.c.account_id)
-            .scalar_subquery()
-        )
+        # The latest message's time is kept on the contact (by the database's triggers), so
+        # the first page is the first rows of its index.
+        latest = contacts.c.last_message_ms
         query = (
-            select(*_LISTED, last_ms.label("last_ms"))
+            select(*_LISTED, latest.label("last_ms"))
             .select_from(contacts)
             .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
-            .order_by(last_ms.desc().nulls_last(), contacts.c.account_id)
+            .where(latest.is_not(None))
+            .order_by(latest.desc(), contacts.c.account_id.desc())
             .limit(max(1, min(limit, 500)))
         )
         query = where_listed(
             query, me=me, mine=mine, status=status, label=label, now_ms=self.clock.now_ms()
         )
         async with self.db.read() as conn:
-            listed = await self._described(conn, query.subquery("page"))
-        return [c for c in listed if c.last_ms]
+            return list(await self._described(conn, query.subquery("page")))
 
     @staticmethod
     def _reopened(now_ms: int) -> Any:
@@ -291,7 +287,7 @@ class Conversations:
             select(rows_, messages.c.type, messages.c.content, messages.c.template_name)
             .select_from(rows_)
             .outerjoin(messages, messages.c.wamid == rows_.c.latest)
-            .order_by(rows_.c.last_ms.desc(), rows_.c.account_id)
+            .order_by(rows_.c.last_ms.desc(), rows_.c.account_id.desc())
         )
         rows = (await conn.execute(query)).all()
         tags: dict[str, list[str]] = {}

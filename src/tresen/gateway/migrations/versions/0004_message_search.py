@@ -1,5 +1,5 @@
-"""Search over every message (SQLite FTS5, PostgreSQL full text), and the indexes of a fast
-conversation list.
+"""Search over every message (SQLite FTS5, PostgreSQL full text), and what makes the
+conversation list fast: each contact's latest message time, kept by the database.
 
 The searchable text of a message is taken from its JSON ``content`` in SQL, so that the
 database keeps the index by itself and no write path changes: on SQLite an FTS5 table kept by
@@ -7,12 +7,19 @@ triggers on ``messages``, on PostgreSQL a generated ``search`` column with a GIN
 use a language-neutral tokenisation (a business writes German and English alike): words are
 lower-cased, not stemmed, umlauts kept.
 
+``contacts.last_message_ms`` (indexed) is the time of the contact's latest message, kept by
+triggers too: the list's first page is then the first rows of an index instead of a search
+for the latest message of every contact. The gateway may store a message before its contact
+(one transaction), so a new contact also takes the time of the messages already stored.
+
 Revision ID: 0004
 Revises: 0003
 """
 
+# ruff: noqa: S608 - every statement here is built from this module's own constants.
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
@@ -48,6 +55,9 @@ SEARCHABLE_POSTGRES = """CASE type
 END"""
 
 
+LATEST_OF = "(SELECT max(created_ms) FROM messages WHERE messages.contact = {contact})"
+
+
 def upgrade() -> None:
     # The conversation list counts each conversation's unread (inbound) messages.
     op.create_index(
@@ -55,14 +65,108 @@ def upgrade() -> None:
         "messages",
         ["contact", "direction", "created_ms"],
     )
+    with op.batch_alter_table("contacts") as batch:
+        batch.add_column(sa.Column("last_message_ms", sa.BigInteger(), nullable=True))
+    op.execute(
+        "UPDATE contacts SET last_message_ms = " + LATEST_OF.format(contact="contacts.account_id")
+    )
+    op.create_index("ix_contacts_last_message", "contacts", ["last_message_ms", "account_id"])
     if op.get_context().dialect.name == "sqlite":
+        _sqlite_latest()
         _sqlite_upgrade()
     else:
+        _postgres_latest()
         _postgres_upgrade()
 
 
+def _sqlite_latest() -> None:
+    op.execute(
+        "CREATE TRIGGER messages_latest_insert AFTER INSERT ON messages BEGIN "
+        "UPDATE contacts SET last_message_ms = new.created_ms WHERE account_id = new.contact "
+        "AND (last_message_ms IS NULL OR last_message_ms < new.created_ms); END"
+    )
+    op.execute(
+        "CREATE TRIGGER messages_latest_delete AFTER DELETE ON messages BEGIN "
+        "UPDATE contacts SET last_message_ms = "
+        + LATEST_OF.format(contact="old.contact")
+        + " WHERE account_id = old.contact; END"
+    )
+    op.execute(
+        "CREATE TRIGGER messages_latest_update AFTER UPDATE OF contact, created_ms ON messages "
+        "BEGIN UPDATE contacts SET last_message_ms = "
+        + LATEST_OF.format(contact="contacts.account_id")
+        + " WHERE account_id IN (old.contact, new.contact); END"
+    )
+    op.execute(
+        "CREATE TRIGGER contacts_latest_insert AFTER INSERT ON contacts BEGIN "
+        "UPDATE contacts SET last_message_ms = "
+        + LATEST_OF.format(contact="new.account_id")
+        + " WHERE account_id = new.account_id; END"
+    )
+
+
+def _postgres_latest() -> None:
+    # Statement-level triggers: a batch of messages updates each contact once.
+    op.execute(
+        """CREATE FUNCTION messages_latest_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE contacts SET last_message_ms = added.latest
+            FROM (SELECT contact, max(created_ms) AS latest FROM new_messages GROUP BY contact)
+                AS added
+            WHERE contacts.account_id = added.contact
+                AND (contacts.last_message_ms IS NULL OR contacts.last_message_ms < added.latest);
+            RETURN NULL;
+        END $$"""
+    )
+    op.execute(
+        "CREATE TRIGGER messages_latest_insert AFTER INSERT ON messages "
+        "REFERENCING NEW TABLE AS new_messages FOR EACH STATEMENT "
+        "EXECUTE FUNCTION messages_latest_inserted()"
+    )
+    op.execute(
+        f"""CREATE FUNCTION messages_latest_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE contacts SET last_message_ms = {LATEST_OF.format(contact="contacts.account_id")}
+            WHERE contacts.account_id IN (SELECT contact FROM old_messages);
+            RETURN NULL;
+        END $$"""
+    )
+    op.execute(
+        "CREATE TRIGGER messages_latest_delete AFTER DELETE ON messages "
+        "REFERENCING OLD TABLE AS old_messages FOR EACH STATEMENT "
+        "EXECUTE FUNCTION messages_latest_removed()"
+    )
+    # Rare (statuses change, times do not), so a row trigger, and only when they change.
+    op.execute(
+        f"""CREATE FUNCTION messages_latest_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE contacts SET last_message_ms = {LATEST_OF.format(contact="contacts.account_id")}
+            WHERE contacts.account_id IN (OLD.contact, NEW.contact);
+            RETURN NULL;
+        END $$"""
+    )
+    op.execute(
+        "CREATE TRIGGER messages_latest_update AFTER UPDATE OF contact, created_ms ON messages "
+        "FOR EACH ROW WHEN (OLD.created_ms IS DISTINCT FROM NEW.created_ms "
+        "OR OLD.contact IS DISTINCT FROM NEW.contact) "
+        "EXECUTE FUNCTION messages_latest_updated()"
+    )
+    op.execute(
+        f"""CREATE FUNCTION contacts_latest_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE contacts SET last_message_ms = {LATEST_OF.format(contact="contacts.account_id")}
+            WHERE contacts.account_id IN (SELECT account_id FROM new_contacts);
+            RETURN NULL;
+        END $$"""
+    )
+    op.execute(
+        "CREATE TRIGGER contacts_latest_insert AFTER INSERT ON contacts "
+        "REFERENCING NEW TABLE AS new_contacts FOR EACH STATEMENT "
+        "EXECUTE FUNCTION contacts_latest_inserted()"
+    )
+
+
 def _sqlite_upgrade() -> None:
-    # Every statement here is built from this module's constants only (S608).
     # A table of its own (not external content): deleting a row needs only its rowid, which
     # is the message's. Diacritics are kept so that both databases find the same.
     op.execute(
@@ -70,7 +174,7 @@ def _sqlite_upgrade() -> None:
         "text, tokenize = 'unicode61 remove_diacritics 0')"
     )
     op.execute(
-        "CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN "  # noqa: S608
+        "CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN "
         "INSERT INTO message_search (rowid, text) "
         f"VALUES (new.rowid, coalesce({searchable_sqlite('new')}, '')); END"
     )
@@ -80,14 +184,14 @@ def _sqlite_upgrade() -> None:
     )
     # Statuses change often and never touch the text: only these columns re-index a message.
     op.execute(
-        "CREATE TRIGGER messages_search_update "  # noqa: S608
+        "CREATE TRIGGER messages_search_update "
         "AFTER UPDATE OF type, content, template_name ON messages BEGIN "
         "DELETE FROM message_search WHERE rowid = old.rowid; "
         "INSERT INTO message_search (rowid, text) "
         f"VALUES (new.rowid, coalesce({searchable_sqlite('new')}, '')); END"
     )
     op.execute(
-        "INSERT INTO message_search (rowid, text) "  # noqa: S608
+        "INSERT INTO message_search (rowid, text) "
         f"SELECT rowid, coalesce({searchable_sqlite('messages')}, '') FROM messages"
     )
 
@@ -102,11 +206,30 @@ def _postgres_upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name == "sqlite":
-        for trigger in ("insert", "delete", "update"):
-            op.execute(f"DROP TRIGGER IF EXISTS messages_search_{trigger}")
+    sqlite = op.get_context().dialect.name == "sqlite"
+    for trigger in (
+        "messages_search_insert",
+        "messages_search_delete",
+        "messages_search_update",
+        "messages_latest_insert",
+        "messages_latest_delete",
+        "messages_latest_update",
+    ):
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger}" + ("" if sqlite else " ON messages"))
+    op.execute("DROP TRIGGER IF EXISTS contacts_latest_insert" + ("" if sqlite else " ON contacts"))
+    if sqlite:
         op.execute("DROP TABLE IF EXISTS message_search")
     else:
+        for function in (
+            "messages_latest_inserted",
+            "messages_latest_removed",
+            "messages_latest_updated",
+            "contacts_latest_inserted",
+        ):
+            op.execute(f"DROP FUNCTION IF EXISTS {function}()")
         op.execute("DROP INDEX IF EXISTS ix_messages_search")
         op.execute("ALTER TABLE messages DROP COLUMN IF EXISTS search")
+    op.drop_index("ix_contacts_last_message", table_name="contacts")
+    with op.batch_alter_table("contacts") as batch:
+        batch.drop_column("last_message_ms")
     op.drop_index("ix_messages_contact_direction_created", table_name="messages")
