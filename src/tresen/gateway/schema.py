@@ -106,6 +106,7 @@ messages = Table(
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_messages_contact_created", "contact", "created_ms"),
     Index("ix_messages_contact_direction_created", "contact", "direction", "created_ms"),
+    Index("ix_messages_created", "created_ms"),
 )
 """Every message of every conversation, in (``direction``) and out: ``content`` is the Cloud
 API object of its ``type`` as JSON; ``status`` is ``received`` (then ``read``) for inbound and

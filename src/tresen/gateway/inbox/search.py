@@ -152,7 +152,7 @@ class Search:
         terms = Terms.parse(text)
         if terms is None:
             return []
-        source, matching = self._matching(terms)
+        source, matching, newest = self._matching(terms)
         query = (
             select(
                 messages.c.wamid,
@@ -170,7 +170,7 @@ class Search:
             .where(matching)
             .join(contacts, contacts.c.account_id == messages.c.contact)
             .outerjoin(conversations, conversations.c.contact == messages.c.contact)
-            .order_by(messages.c.created_ms.desc())
+            .order_by(newest)
             .limit(SCANNED)
         )
         query = where_listed(
@@ -178,16 +178,24 @@ class Search:
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return _grouped(rows, terms, max(1, min(limit, RESULTS)))
+        newest_first = sorted(rows, key=lambda row: -int(row.created_ms))
+        return _grouped(newest_first, terms, max(1, min(limit, RESULTS)))
 
-    def _matching(self, terms: Terms) -> tuple[Any, Any]:
-        """What to select messages from, and the condition that keeps the matching ones."""
+    def _matching(self, terms: Terms) -> tuple[Any, Any, Any]:
+        """What to select messages from, the condition that keeps the matching ones, and
+        their order, newest first."""
         if self.db.is_sqlite:
-            # FTS5's MATCH takes the index table's name on its left; its rowid is the message's.
+            # FTS5's MATCH takes the index table's name on its left. Its rowid is the
+            # message's, which grows as messages are stored: in that order FTS5 hands out
+            # matches without sorting them all, and stops at the limit.
             joined = _fts.join(messages, literal_column("messages.rowid") == _fts.c.rowid)
-            return joined, literal_column("message_search").op("MATCH")(terms.fts5())
+            match = literal_column("message_search").op("MATCH")(terms.fts5())
+            return joined, match, _fts.c.rowid.desc()
+        # With an index on created_ms, PostgreSQL walks the newest messages for a common
+        # word and takes the GIN index for a rare one.
         query = func.to_tsquery(literal_column("'simple'"), terms.tsquery())
-        return messages, literal_column("messages.search").op("@@")(query)
+        match = literal_column("messages.search").op("@@")(query)
+        return messages, match, messages.c.created_ms.desc()
 
 
 def _grouped(rows: Any, terms: Terms, limit: int) -> list[Found]:

@@ -65,6 +65,8 @@ def upgrade() -> None:
         "messages",
         ["contact", "direction", "created_ms"],
     )
+    # Search walks the newest messages for a common word (PostgreSQL).
+    op.create_index("ix_messages_created", "messages", ["created_ms"])
     with op.batch_alter_table("contacts") as batch:
         batch.add_column(sa.Column("last_message_ms", sa.BigInteger(), nullable=True))
     op.execute(
@@ -230,6 +232,7 @@ def downgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_messages_search")
         op.execute("ALTER TABLE messages DROP COLUMN IF EXISTS search")
     op.drop_index("ix_contacts_last_message", table_name="contacts")
+    op.drop_index("ix_messages_created", table_name="messages")
     with op.batch_alter_table("contacts") as batch:
         batch.drop_column("last_message_ms")
     op.drop_index("ix_messages_contact_direction_created", table_name="messages")
