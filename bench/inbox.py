@@ -590,7 +590,7 @@ def main() -> None:
                 str(live.get("max_ms", "")),
                 "p99 ≤ 1000",
             )
-    Console().print(table)
+    Console(width=120).print(table)
     for r in results:
         print(
             f"{r['backend']}: seeded in {r['seeded_s']} s; slowest searches (p50 ms): "

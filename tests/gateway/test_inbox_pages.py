@@ -4,15 +4,12 @@ flags, CSRF tokens on every form, roles, signing out everywhere, throttling."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
-from http.cookies import SimpleCookie
 from pathlib import Path
 
-import httpx
 import pytest
-from argon2 import PasswordHasher
 from gateway_support import RunningGateway, customer, next_of
+from inbox_browser import FAST, PASSWORD, Browser
 from support import Backend, RunningRelay, relay_database_bytes
 
 from tresen.client.events import MessageEvent
@@ -20,58 +17,6 @@ from tresen.core.clock import SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.wire.e2e import Text
-
-FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-PASSWORD = "Korrekt Pferd Batterie"
-
-
-class Browser:
-    """An HTTP client that keeps the inbox's cookies as a browser on 127.0.0.1 does (a
-    browser sends Secure cookies to 127.0.0.1; Python's cookie jar would not)."""
-
-    def __init__(self, base: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base, follow_redirects=False)
-        self.cookies: dict[str, str] = {}
-        self.set_cookie_headers: list[str] = []
-
-    async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        header = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        response = await self.http.request(
-            method,
-            path,
-            headers={"Cookie": header} if header else {},
-            **kwargs,  # type: ignore[arg-type]
-        )
-        for raw in response.headers.get_list("set-cookie"):
-            self.set_cookie_headers.append(raw)
-            for name, morsel in SimpleCookie(raw).items():
-                if morsel["max-age"] == "0" or not morsel.value or morsel.value == '""':
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
-        return response
-
-    async def get(self, path: str) -> httpx.Response:
-        return await self.request("GET", path)
-
-    async def post(self, path: str, data: dict[str, str]) -> httpx.Response:
-        return await self.request("POST", path, data=data)
-
-    async def csrf(self, path: str) -> str:
-        page = await self.get(path)
-        assert page.status_code == 200, page.text
-        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert found is not None, page.text
-        return found.group(1)
-
-    async def sign_in(self, username: str, password: str = PASSWORD) -> httpx.Response:
-        token = await self.csrf("/inbox/login")
-        return await self.post(
-            "/inbox/login", {"csrf": token, "username": username, "password": password}
-        )
-
-    async def close(self) -> None:
-        await self.http.aclose()
 
 
 @pytest.fixture
@@ -333,3 +278,37 @@ async def test_a_customer_writes_an_agent_takes_it_and_answers(
     forged = await agent.post(f"/inbox/c/{alice.account_id}/reply", {"text": "forged"})
     assert forged.status_code == 403
     await alice.close()
+
+
+async def test_an_agent_reads_the_inbox_in_the_language_they_chose(
+    team: Agents, browsers: list[Browser]
+) -> None:
+    browser = browsers[0]
+    # Before signing in, the browser's language decides.
+    page = await browser.request("GET", "/inbox/login", headers={"Accept-Language": "de-DE"})
+    assert "Am Posteingang anmelden" in page.text
+    assert '<html lang="de">' in page.text
+    await browser.sign_in("cem")
+    assert "<h1>Conversations</h1>" in (await browser.get("/inbox")).text
+
+    token = await browser.csrf("/inbox")
+    chosen = await browser.post(
+        "/inbox/language", {"csrf": token, "language": "de", "back": "/inbox?status=pending"}
+    )
+    assert chosen.status_code == 303
+    assert chosen.headers["location"].startswith("/inbox?status=pending&notice=Sprache")
+    home = await browser.get("/inbox")
+    assert "<h1>Unterhaltungen</h1>" in home.text
+    assert "Überall abmelden" in home.text
+    # The choice is the agent's: a second browser of theirs follows it.
+    other = browsers[1]
+    await other.sign_in("cem")
+    assert "<h1>Unterhaltungen</h1>" in (await other.get("/inbox")).text
+
+    elsewhere = await browser.post(
+        "/inbox/language", {"csrf": token, "language": "en", "back": "//evil.example/inbox"}
+    )
+    assert elsewhere.headers["location"].startswith("/inbox?notice=Language")
+    unknown = await browser.post("/inbox/language", {"csrf": token, "language": "xx"})
+    assert unknown.status_code == 303
+    assert "<h1>Conversations</h1>" in (await browser.get("/inbox")).text

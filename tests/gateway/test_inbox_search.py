@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from argon2 import PasswordHasher
 from gateway_support import RunningGateway, gateway_database
 from sqlalchemy import delete, insert, update
@@ -298,12 +300,22 @@ async def test_changed_and_deleted_messages_are_searched_as_they_are_now(db: Dat
     assert [f.name for f in await search.find("bahnhof", me=1)] == ["Anna"]
 
 
+def before_search() -> str:
+    """The revision the search index's migration follows."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
+    revision = ScriptDirectory.from_config(config).get_revision("0004")
+    assert revision is not None
+    assert isinstance(revision.down_revision, str)
+    return revision.down_revision
+
+
 async def test_messages_kept_before_the_search_index_are_found(
     settings: GatewaySettings,
 ) -> None:
     older = open_unmigrated(settings)
     try:
-        await migrate.upgrade(older, "0003")
+        await migrate.upgrade(older, before_search())
         clock = ManualClock()
         record = Record(older, clock)
         await record.customer(ANNA, "Anna")

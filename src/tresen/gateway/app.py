@@ -27,9 +27,14 @@ from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.inbox import pages as inbox_pages
+from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
+from tresen.gateway.inbox.assignment import Assignment
 from tresen.gateway.inbox.conversations import Conversations
+from tresen.gateway.inbox.events import Hub
+from tresen.gateway.inbox.message_templates import MessageTemplates
 from tresen.gateway.inbox.quick import QuickReplies
+from tresen.gateway.inbox.reports import Reports
 from tresen.gateway.inbox.search import Search
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
@@ -145,6 +150,7 @@ def build_gateway_app(
             )
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
+            hub = Hub()
             recorder = Recorder(
                 lambda: gateway_database(settings),
                 store,
@@ -152,6 +158,7 @@ def build_gateway_app(
                 waba_id=settings.resolved_waba_id,
                 phone_number_id=client_phone_number_id(client),
                 on_events=dispatcher.wake,
+                on_recorded=hub.recorded,
             )
             gateway = Gateway(
                 settings,
@@ -180,8 +187,23 @@ def build_gateway_app(
                 throttle_window_s=inbox.throttle_window_s,
                 max_agents=inbox.max_agents,
             )
-            app.state.inbox_conversations = Conversations(db, clock)
+            app.state.inbox_hub = hub
+            app.state.inbox_templates = MessageTemplates(gateway, clock)
+            app.state.inbox_conversations = Conversations(
+                db, clock, hub, templates=app.state.inbox_templates
+            )
             app.state.inbox_quick_replies = QuickReplies(db, clock)
+            app.state.inbox_actions = Actions(
+                gateway,
+                app.state.inbox_conversations,
+                app.state.inbox_agents,
+                app.state.inbox_quick_replies,
+            )
+            app.state.inbox_reports = Reports(db, clock)
+            assignment = Assignment(db, clock, app.state.inbox_conversations)
+            assignment.start()
+            stack.push_async_callback(assignment.close)
+            app.state.inbox_assignment = assignment
             app.state.inbox_search = Search(db, clock)
             yield
 

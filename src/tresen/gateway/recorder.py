@@ -107,6 +107,7 @@ class Recorder:
         waba_id: str,
         phone_number_id: str,
         on_events: Callable[[], None] | None = None,
+        on_recorded: Callable[[Sequence[Op]], None] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._database = database
@@ -115,6 +116,7 @@ class Recorder:
         self.waba_id = waba_id
         self.phone_number_id = phone_number_id
         self._on_events = on_events
+        self._on_recorded = on_recorded
         self._max_batch = max_batch
         self._early: set[str] = set()
         self._contacts: dict[str, Contact] = {}
@@ -195,7 +197,7 @@ class Recorder:
             assert self.db is not None
             async with self.db.write() as conn:
                 events = await self._apply(conn, ops)
-            self._announce(events)
+            self._announce(events, ops)
             return [None] * len(ops)
         except Exception as exc:
             self._early = early_before
@@ -209,16 +211,22 @@ class Recorder:
                 assert self.db is not None
                 async with self.db.write() as conn:
                     events = await self._apply(conn, [op])
-                self._announce(events)
+                self._announce(events, [op])
                 results.append(None)
             except Exception as exc:
                 self._early = early_before
                 results.append(exc)
         return results
 
-    def _announce(self, events: int) -> None:
-        if events and self._on_events is not None and self._caller is not None:
+    def _announce(self, events: int, ops: Sequence[Op]) -> None:
+        """Wake the webhook dispatcher for ``events`` new events, and tell ``on_recorded`` of
+        the committed ``ops`` (both on the caller's event loop)."""
+        if self._caller is None:
+            return
+        if events and self._on_events is not None:
             self._caller.call_soon_threadsafe(self._on_events)
+        if self._on_recorded is not None:
+            self._caller.call_soon_threadsafe(self._on_recorded, list(ops))
 
     async def _apply(self, conn: AsyncConnection, ops: Sequence[Op]) -> int:
         """Write ``ops``; the number of webhook events queued."""

@@ -27,6 +27,7 @@ __all__ = [
     "agent_sessions",
     "agents",
     "api_tokens",
+    "assignment_settings",
     "contacts",
     "conversation_labels",
     "conversations",
@@ -202,9 +203,15 @@ agents = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("disabled_ms", BigInteger),
     Column("language", String(8)),
+    Column("away_ms", BigInteger),
+    Column("open_limit", Integer),
+    Column("assigned_turn", BigInteger),
 )
 """The people of the team inbox: ``role`` is owner, admin or agent; the password is kept only
-as an argon2id hash; a disabled agent keeps their name on what they did, and cannot sign in."""
+as an argon2id hash; a disabled agent keeps their name on what they did, and cannot sign in.
+An agent is away since ``away_ms`` (``NULL``: available); ``open_limit`` overrides the
+business's limit of open conversations assigned automatically; ``assigned_turn`` orders the
+agents by their last automatic assignment (the lowest goes next)."""
 
 agent_sessions = Table(
     "agent_sessions",
@@ -257,9 +264,13 @@ activity = Table(
     Column("detail", Text, nullable=False),
     Column("at_ms", BigInteger, nullable=False),
     Index("ix_activity_contact_at", "contact", "at_ms"),
+    Index("ix_activity_kind_at", "kind", "at_ms"),
 )
 """What the team did in each conversation, in order: ``kind`` is note (a private note, which
-never leaves the gateway), reply, assign or status; ``detail`` its text or new value."""
+never leaves the gateway), reply, assign, status, label, unlabel, or opened (the customer wrote
+into a new or resolved conversation); ``detail`` its text or new value. ``agent_id`` is
+``NULL`` for what the inbox did by itself (an automatic assignment, an opening). Reports are
+computed from these rows alone."""
 
 quick_replies = Table(
     "quick_replies",
@@ -288,3 +299,14 @@ conversation_labels = Table(
     Index("ix_conversation_labels_label_id", "label_id"),
 )
 """Which conversation carries which label."""
+
+assignment_settings = Table(
+    "assignment_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("enabled", Integer, nullable=False),
+    Column("default_limit", Integer, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+"""Automatic assignment for the business (one row, ``id`` 1; none: off, with the default
+limit): whether it is on, and how many open conversations it gives an agent at most."""

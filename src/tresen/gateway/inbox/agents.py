@@ -75,6 +75,7 @@ class Agent:
     created_ms: int
     disabled_ms: int | None
     language: str = "en"
+    available: bool = True
 
     @property
     def active(self) -> bool:
@@ -103,6 +104,7 @@ def _agent(row: object) -> Agent:
         int(row.created_ms),  # type: ignore[attr-defined]
         row.disabled_ms,  # type: ignore[attr-defined]
         str(row.language or "en"),  # type: ignore[attr-defined]
+        available=getattr(row, "away_ms", None) is None,
     )
 
 

@@ -13,13 +13,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
+from tresen.gateway.inbox.events import Hub, InboxEvent
 from tresen.gateway.inbox.i18n import Refused
+from tresen.gateway.inbox.render import (
+    Quote,
+    Reacted,
+    SignedTemplates,
+    Stored,
+    View,
+    arrange,
+    fill_template,
+)
 from tresen.gateway.schema import (
     activity,
     contacts,
@@ -93,6 +103,12 @@ class ThreadMessage:
     status: str
     error: str | None
     at_ms: int
+    view: View | None = None
+    """How the customer sees it (``None``: only ``text`` is known)."""
+    quoted: Quote | None = None
+    reactions: tuple[Reacted, ...] = ()
+    business_reaction: str = ""
+    """The emoji the business put on it (empty: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +210,18 @@ def where_listed(
 
 
 class Conversations:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        hub: Hub | None = None,
+        *,
+        templates: SignedTemplates | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.hub = hub or Hub()
+        self.templates = templates
 
     async def list(
         self,
@@ -359,6 +384,23 @@ class Conversations:
                     .limit(limit)
                 )
             ).all()
+            rows = list(reversed(found))
+            shown_ids = {m.wamid for m in rows}
+            quoted_ids = {m.context_wamid for m in rows if m.context_wamid} - shown_ids
+            earlier = (
+                (
+                    await conn.execute(
+                        select(messages).where(
+                            messages.c.contact == contact,
+                            messages.c.wamid.in_(sorted(quoted_ids)[:limit]),
+                        )
+                    )
+                ).all()
+                if quoted_ids
+                else []
+            )
+        stored = [await self._stored(m) for m in rows]
+        threaded = {t.wamid: t for t in arrange(stored, [await self._stored(m) for m in earlier])}
         thread = [
             ThreadMessage(
                 wamid=m.wamid,
@@ -368,14 +410,41 @@ class Conversations:
                 status=m.status,
                 error=m.error,
                 at_ms=int(m.created_ms),
+                view=threaded[m.wamid].view,
+                quoted=threaded[m.wamid].quoted,
+                reactions=threaded[m.wamid].reactions,
+                business_reaction=threaded[m.wamid].business_reaction,
             )
-            for m in reversed(found)
+            for m in rows
+            if m.wamid in threaded
         ]
         team = [
             Activity(str(a.kind), a.agent_id, str(a.detail), int(a.at_ms)) for a in reversed(done)
         ]
         await self.mark_read(contact)
         return Shown(conversation, thread, team)
+
+    async def _stored(self, row: Any) -> Stored:
+        """A message row as :mod:`render` reads it; an outbound template filled in as its
+        customer saw it, when its signed template is at hand."""
+        content = json.loads(row.content)
+        if not isinstance(content, dict):
+            content = {}
+        stored = Stored(row.wamid, row.direction == "in", row.type, content, row.context_wamid)
+        if row.type != "template" or row.direction == "in" or self.templates is None:
+            return stored
+        language = content.get("language")
+        code = language.get("code") if isinstance(language, dict) else None
+        signed = await self.templates.signed(str(content.get("name", "")), str(code or ""))
+        if signed is None:
+            return stored
+        try:
+            rendered = fill_template(signed, content.get("components") or [])
+        except (ValueError, TypeError, AttributeError):
+            return stored  # sent by another device: its parameters are not kept here
+        return Stored(
+            stored.wamid, stored.incoming, stored.kind, content, stored.context_wamid, rendered
+        )
 
     async def all_labels(self) -> tuple[str, ...]:
         """Every label of the business, by name."""
@@ -423,8 +492,9 @@ class Conversations:
                 )
             )
 
-    async def record(self, contact: str, agent_id: int, kind: str, detail: str) -> None:
-        """Add to the conversation's activity line (a note is only ever kept here)."""
+    async def record(self, contact: str, agent_id: int | None, kind: str, detail: str) -> None:
+        """Add to the conversation's activity line (a note is only ever kept here);
+        ``agent_id`` ``None``: the inbox did it by itself."""
         async with self.db.write() as conn:
             await conn.execute(
                 insert(activity).values(
@@ -435,6 +505,7 @@ class Conversations:
                     at_ms=self.clock.now_ms(),
                 )
             )
+        self.hub.publish(InboxEvent("activity", contact, {"kind": kind, "agent_id": agent_id}))
 
     async def mark_read(self, contact: str) -> None:
         await self._upsert(contact, read_ms=self.clock.now_ms())
@@ -469,3 +540,126 @@ class Conversations:
             await conn.execute(
                 statement.on_conflict_do_update(index_elements=["contact"], set_=changes)
             )
+        if set(values) - {"read_ms"}:
+            self.hub.publish(InboxEvent("conversation", contact, dict(values)))
+
+    # --- automatic assignment and reports ------------------------------------------------------
+
+    def _is_open(self, now_ms: int) -> Any:
+        """Open now, as the list shows it (needs ``contacts`` joined)."""
+        return or_(
+            conversations.c.status.is_(None),
+            conversations.c.status == str(Status.OPEN),
+            self._reopened(now_ms),
+        )
+
+    async def opening(self, contact: str) -> bool:
+        """Record ``opened`` when the customer wrote into a new or resolved conversation (the
+        start of what reports measure); whether it was one."""
+        async with self.db.write() as conn:
+            latest = (
+                await conn.execute(
+                    select(activity.c.kind)
+                    .where(
+                        activity.c.contact == contact,
+                        or_(
+                            activity.c.kind == "opened",
+                            and_(activity.c.kind == "status", activity.c.detail == "resolved"),
+                        ),
+                    )
+                    .order_by(activity.c.at_ms.desc(), activity.c.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            if latest == "opened":
+                return False
+            await conn.execute(
+                insert(activity).values(
+                    contact=contact,
+                    agent_id=None,
+                    kind="opened",
+                    detail="",
+                    at_ms=self.clock.now_ms(),
+                )
+            )
+        self.hub.publish(InboxEvent("activity", contact, {"kind": "opened", "agent_id": None}))
+        return True
+
+    async def take(self, contact: str, agent_id: int) -> bool:
+        """Assign an open conversation to ``agent_id`` only if no one has it; whether it was
+        assigned. One statement decides, so two racing assigners cannot both take it."""
+        now = self.clock.now_ms()
+        row = {"contact": contact, "status": str(Status.OPEN), "read_ms": 0, "updated_ms": now}
+        last_inbound = (
+            select(contacts.c.last_inbound_ms)
+            .where(contacts.c.account_id == contact)
+            .scalar_subquery()
+        )
+        waiting = conversations.c.status.in_(
+            [str(Status.PENDING), str(Status.SNOOZED), str(Status.RESOLVED)]
+        )
+        still_open = or_(
+            conversations.c.status == str(Status.OPEN),
+            and_(
+                conversations.c.status == str(Status.SNOOZED),
+                conversations.c.snoozed_until_ms <= now,
+            ),
+            and_(waiting, last_inbound > func.coalesce(conversations.c.status_ms, 0)),
+        )
+        async with self.db.write() as conn:
+            if self.db.is_sqlite:
+                made: Any = sqlite.insert(conversations).values(**row)
+            else:
+                made = postgresql.insert(conversations).values(**row)
+            await conn.execute(made.on_conflict_do_nothing(index_elements=["contact"]))
+            result = await conn.execute(
+                update(conversations)
+                .where(
+                    conversations.c.contact == contact,
+                    conversations.c.assignee.is_(None),
+                    still_open,
+                )
+                .values(assignee=agent_id, updated_ms=now)
+            )
+            taken = bool(result.rowcount)
+        if taken:
+            self.hub.publish(InboxEvent("conversation", contact, {"assignee": agent_id}))
+        return taken
+
+    async def open_counts(self) -> dict[int, int]:
+        """How many open conversations each agent has."""
+        query = (
+            select(conversations.c.assignee, func.count())
+            .select_from(
+                conversations.join(contacts, contacts.c.account_id == conversations.c.contact)
+            )
+            .where(conversations.c.assignee.is_not(None), self._is_open(self.clock.now_ms()))
+            .group_by(conversations.c.assignee)
+        )
+        async with self.db.read() as conn:
+            return {int(a): int(n) for a, n in (await conn.execute(query)).all()}
+
+    async def waiting(self, *, limit: int = 100) -> tuple[str, ...]:
+        """Open conversations no one has, in which the customer wrote: the longest waiting
+        (by their latest opening, else the customer's latest message) first."""
+        opened = (
+            select(activity.c.contact, func.max(activity.c.at_ms).label("at_ms"))
+            .where(activity.c.kind == "opened")
+            .group_by(activity.c.contact)
+            .subquery()
+        )
+        since = func.coalesce(opened.c.at_ms, contacts.c.last_inbound_ms)
+        query = (
+            select(contacts.c.account_id)
+            .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
+            .outerjoin(opened, opened.c.contact == contacts.c.account_id)
+            .where(
+                contacts.c.last_inbound_ms.is_not(None),
+                conversations.c.assignee.is_(None),
+                self._is_open(self.clock.now_ms()),
+            )
+            .order_by(since, contacts.c.account_id)
+            .limit(min(limit, 500))
+        )
+        async with self.db.read() as conn:
+            return tuple(str(c) for c in (await conn.execute(query)).scalars())

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tresen.gateway.inbox import finding, signin, team, threads
+from tresen.gateway.inbox import (
+    composer,
+    finding,
+    signin,
+    team,
+    teamwork,
+    threads,
+)
 from tresen.gateway.inbox.web import STATIC_DIR, FormTooLarge, form_too_large
 
 __all__ = ["STATIC_DIR", "FormTooLarge", "form_too_large", "router"]
 
 router = APIRouter()
-for room in (signin, threads, team, finding):
+ROOMS = (
+    signin,
+    threads,
+    composer,
+    team,
+    teamwork,
+    finding,
+)
+for room in ROOMS:
     router.include_router(room.router, prefix="/inbox", include_in_schema=False)

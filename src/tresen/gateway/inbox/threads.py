@@ -6,22 +6,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from tresen.gateway.cloudapi.errors import GraphError
-from tresen.gateway.cloudapi.requests import SendRequest, parse_message_request
 from tresen.gateway.inbox import web
+from tresen.gateway.inbox.actions import SNOOZE_CHOICES
+from tresen.gateway.inbox.composer import composing
 from tresen.gateway.inbox.conversations import Mine, Status
-from tresen.gateway.inbox.i18n import N_, Refused
+from tresen.gateway.inbox.i18n import Refused
 
-__all__ = ["SNOOZE_CHOICES", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
-
-SNOOZE_CHOICES = {
-    "3600": N_("1 hour"),
-    "14400": N_("4 hours"),
-    "86400": N_("1 day"),
-    "604800": N_("1 week"),
-}
 
 
 @router.get("")
@@ -53,7 +46,7 @@ async def home(
 
 
 @router.get("/c/{contact}")
-async def thread(request: Request, contact: web.ContactId) -> Response:
+async def thread(request: Request, contact: web.ContactId, reply: str = "") -> Response:
     who = await web.signed_in(request)
     if who is None:
         return web.redirect("/inbox/login")
@@ -78,6 +71,7 @@ async def thread(request: Request, contact: web.ContactId) -> Response:
         snooze_choices=SNOOZE_CHOICES,
         labels=await web.conversations_of(request).all_labels(),
         shortcuts=[q.shortcut for q in await web.quick_of(request).all()],
+        **await composing(request, shown, reply[:80]),
     )
 
 
@@ -87,35 +81,14 @@ async def reply(request: Request, contact: web.ContactId) -> Response:
     if isinstance(got, Response):
         return got
     who, form = got
-    _ = web.gettext_for(request, who)
-    back = f"/inbox/c/{contact}"
-    text = form.get("text")
-    if not isinstance(text, str) or not text.strip():
-        return web.redirect(back, _("Nothing to send."))
-    expanded = await web.quick_of(request).expand(text)
-    if expanded is None and text.strip().startswith("/") and " " not in text.strip():
-        return web.redirect(
-            back, _("There is no quick reply {shortcut}.").format(shortcut=text.strip())
-        )
-    text = expanded or text
-    gateway = request.app.state.gateway
-    found = await gateway.store.contact(contact)
-    if found is None:
-        return web.redirect("/inbox", _("There is no such conversation."))
-    body = {
-        "messaging_product": "whatsapp",
-        "recipient": found.user_id,
-        "type": "text",
-        "text": {"body": text.replace("\r\n", "\n")},
-    }
+    text, context = form.get("text"), form.get("context")
     try:
-        request_ = parse_message_request(body)
-        assert isinstance(request_, SendRequest)
-        await gateway.send(request_)
-    except GraphError as exc:
-        return web.redirect(back, _("Not sent: {reason}").format(reason=exc.details))
-    await web.conversations_of(request).record(contact, who.agent.id, "reply", text[:200])
-    return web.redirect(back)
+        await web.actions_of(request).reply(
+            who.agent, contact, str(text or ""), context if isinstance(context, str) else None
+        )
+    except Refused as exc:
+        return web.redirect(f"/inbox/c/{contact}", exc.sentence(web.gettext_for(request, who)))
+    return web.redirect(f"/inbox/c/{contact}")
 
 
 @router.post("/c/{contact}/label")
@@ -126,19 +99,17 @@ async def label(request: Request, contact: web.ContactId) -> Response:
     who, form = got
     _ = web.gettext_for(request, who)
     back = f"/inbox/c/{contact}"
-    name, remove = form.get("label"), form.get("remove")
-    inbox = web.conversations_of(request)
+    name = form.get("label")
+    actions = web.actions_of(request)
     if not isinstance(name, str):
         return web.redirect(back, _("Name a label."))
-    if remove:
-        await inbox.unlabel(contact, name)
-        await inbox.record(contact, who.agent.id, "unlabel", name)
-        return web.redirect(back, _("Label {name} removed.").format(name=name))
     try:
-        added = await inbox.label(contact, name)
+        if form.get("remove"):
+            await actions.unlabel(who.agent, contact, name)
+            return web.redirect(back, _("Label {name} removed.").format(name=name))
+        added = await actions.label(who.agent, contact, name)
     except Refused as exc:
         return web.redirect(back, exc.sentence(_))
-    await inbox.record(contact, who.agent.id, "label", added)
     return web.redirect(back, _("Labelled {name}.").format(name=added))
 
 
@@ -151,10 +122,10 @@ async def note(request: Request, contact: web.ContactId) -> Response:
     who, form = got
     _ = web.gettext_for(request, who)
     back = f"/inbox/c/{contact}"
-    text = form.get("note")
-    if not isinstance(text, str) or not text.strip():
-        return web.redirect(back, _("An empty note was not kept."))
-    await web.conversations_of(request).record(contact, who.agent.id, "note", text.strip())
+    try:
+        await web.actions_of(request).note(who.agent, contact, str(form.get("note") or ""))
+    except Refused as exc:
+        return web.redirect(back, exc.sentence(_))
     return web.redirect(back, _("Note kept for the team."))
 
 
@@ -166,19 +137,19 @@ async def assign(request: Request, contact: web.ContactId) -> Response:
     who, form = got
     _ = web.gettext_for(request, who)
     back = f"/inbox/c/{contact}"
-    inbox = web.conversations_of(request)
     agent = form.get("agent")
-    if agent in (None, ""):
-        await inbox.assign(contact, None)
-        await inbox.record(contact, who.agent.id, "assign", "")
+    if agent not in (None, "") and (
+        not isinstance(agent, str) or not agent.isdigit() or len(agent) > 18
+    ):
+        return web.redirect(back, _("There is no such agent."))
+    try:
+        target = await web.actions_of(request).assign(
+            who.agent, contact, int(agent) if isinstance(agent, str) and agent else None
+        )
+    except Refused as exc:
+        return web.redirect(back, exc.sentence(_))
+    if target is None:
         return web.redirect(back, _("Unassigned."))
-    if not isinstance(agent, str) or not agent.isdigit() or len(agent) > 18:
-        return web.redirect(back, _("There is no such agent."))
-    target = await web.agents_of(request).get(int(agent))
-    if target is None or not target.active:
-        return web.redirect(back, _("There is no such agent."))
-    await inbox.assign(contact, target.id)
-    await inbox.record(contact, who.agent.id, "assign", target.display_name)
     if target.id == who.agent.id:
         return web.redirect(back, _("Assigned to you."))
     return web.redirect(back, _("Assigned to {name}.").format(name=target.display_name))
@@ -192,16 +163,11 @@ async def set_status(request: Request, contact: web.ContactId) -> Response:
     who, form = got
     _ = web.gettext_for(request, who)
     back = f"/inbox/c/{contact}"
-    status = form.get("status")
-    if status not in {str(s) for s in Status}:
-        return web.redirect(back, _("Choose a status."))
-    inbox = web.conversations_of(request)
-    until = None
-    if status == str(Status.SNOOZED):
-        seconds = form.get("snooze")
-        if seconds not in SNOOZE_CHOICES:
-            return web.redirect(back, _("Choose how long to snooze."))
-        until = inbox.clock.now_ms() + int(str(seconds)) * 1000
-    await inbox.set_status(contact, Status(str(status)), until)
-    await inbox.record(contact, who.agent.id, "status", str(status))
-    return web.redirect(back, _("Now {status}.").format(status=_(str(status))))
+    status, snooze = form.get("status"), form.get("snooze")
+    try:
+        now = await web.actions_of(request).set_status(
+            who.agent, contact, str(status or ""), snooze if isinstance(snooze, str) else None
+        )
+    except Refused as exc:
+        return web.redirect(back, exc.sentence(_))
+    return web.redirect(back, _("Now {status}.").format(status=_(str(now))))

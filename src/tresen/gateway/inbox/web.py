@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import FormData, UploadFile
 
+from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents, SignedIn
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.i18n import LANGUAGES, from_accept_language, translations
@@ -34,6 +35,7 @@ __all__ = [
     "ContactId",
     "FormTooLarge",
     "RowId",
+    "actions_of",
     "agents_of",
     "conversations_of",
     "form_too_large",
@@ -79,6 +81,11 @@ def _clock(ms: int) -> str:
 
 
 _templates.filters["clock"] = _clock
+
+
+def actions_of(request: Request) -> Actions:
+    found: Actions = request.app.state.inbox_actions
+    return found
 
 
 def agents_of(request: Request) -> Agents:

@@ -13,7 +13,7 @@ for the latest message of every contact. The gateway may store a message before 
 (one transaction), so a new contact also takes the time of the messages already stored.
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0006
 """
 
 # ruff: noqa: S608 - every statement here is built from this module's own constants.
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
