@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from tresen.gateway.webhooks.errors import (
 )
 from tresen.gateway.webhooks.outbox import Outbox
 from tresen.wire import relay as wire
+from tresen.wire.business import ProfileEdit
 from tresen.wire.e2e import (
     ButtonReply,
     Interactive,
@@ -319,7 +321,51 @@ class Gateway:
         }
         self._template_ids_at = time.monotonic()
 
+    # --- the business profile ----------------------------------------------------------------
+
+    async def business_profile(self) -> dict[str, Any] | None:
+        """The business's own profile as the relay keeps it (with its verification);
+        ``None`` while the number has none (it is not yet a business)."""
+        try:
+            return await self.client.own_business_profile()
+        except RelayError as exc:
+            if exc.code == ErrorCode.NOT_A_BUSINESS:
+                return None
+            raise
+
+    async def save_business_profile(self, edit: ProfileEdit) -> dict[str, Any]:
+        """Create the business profile or change the fields ``edit`` sets; the one way the
+        Cloud API and the inbox's settings both save it. A new profile needs a display name:
+        saving it makes the number a business that customers find in the directory.
+
+        Raises :class:`~tresen.wire.business.InvalidProfile` (every offending field, checked
+        here before the relay is asked) or ``RelayError``."""
+        edit.clean()
+        fields: dict[str, Any] = {}
+        for field in dataclasses.fields(edit):
+            value = getattr(edit, field.name)
+            if value is None:
+                continue
+            if isinstance(value, list | tuple):
+                value = list(value)
+            elif field.name == "hours":
+                value = {day: [list(pair) for pair in spans] for day, spans in value.items()}
+            fields[field.name] = value
+        return await self.client.save_business_profile(**fields)
+
+    async def request_verification(self, note: str = "") -> dict[str, Any]:
+        """Ask the operator to verify the business (the green tick); ``RelayError`` when a
+        request is pending already, the business is verified, suspended or has no profile."""
+        return await self.client.request_verification(note)
+
     # --- templates ---------------------------------------------------------------------------
+
+    async def submit_template(self, template: dict[str, Any]) -> dict[str, Any]:
+        """Submit a template (the Cloud API's shape) for review: ``{"id", "status",
+        "category"}``; its review is looked for soon after."""
+        created = await self.client.api.submit_template(template)
+        await self.note_template_submitted()
+        return created
 
     async def note_template_submitted(self) -> None:
         """A template was just submitted: look for its review soon, and forget the name map."""

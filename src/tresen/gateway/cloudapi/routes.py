@@ -40,6 +40,7 @@ from tresen.gateway.cloudapi.schemas import (
 from tresen.gateway.cloudapi.schemas import json_body as body_schema
 from tresen.gateway.ids import is_user_id, wa_id_of
 from tresen.gateway.service import Gateway, relay_trouble
+from tresen.wire.business import InvalidProfile, ProfileEdit
 
 __all__ = ["router"]
 
@@ -62,7 +63,17 @@ Version = Annotated[
 Node = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="phone_number_id or waba_id")]
 
 _json = msgspec.json.Encoder()
-PROFILE_FIELDS = ("about", "address", "description", "email", "websites", "vertical")
+# ``display_name`` is the Tresen addition: it names the business in the directory, and a
+# number becomes a business by saving a profile with it.
+PROFILE_FIELDS = (
+    "display_name",
+    "about",
+    "address",
+    "description",
+    "email",
+    "websites",
+    "vertical",
+)
 MAX_BLOCK_USERS = 100
 MESSAGE_TEMPLATE_LIMIT = 6000
 """Reported as ``summary.message_template_limit`` (the Cloud API's ceiling); the relay
@@ -258,11 +269,7 @@ async def _display_name(gateway: Gateway) -> str:
 
 async def _own_profile(gateway: Gateway) -> dict[str, Any]:
     try:
-        return await gateway.client.own_business_profile()
-    except RelayError as exc:
-        if exc.code == 150050:  # not a business yet: no profile
-            return {}
-        raise relay_trouble(exc) from None
+        return await gateway.business_profile() or {}
     except Exception as exc:
         raise relay_trouble(exc) from None
 
@@ -306,7 +313,9 @@ async def get_profile(
 
 @router.post(
     "/{version}/{node}/whatsapp_business_profile",
-    summary="Update the business profile",
+    summary="Create or update the business profile",
+    description="A number becomes a business, listed in the directory, by saving a profile "
+    "with a `display_name` (a Tresen field); later saves change only the fields they carry.",
     openapi_extra=body_schema(_OBJECT_WITH_PRODUCT),
     responses={200: {"model": Success, "description": "saved"}, **error_responses(body=True)},
 )
@@ -327,9 +336,31 @@ async def update_profile(
         update["category"] = update.pop("vertical")
         if update["category"] == "UNDEFINED":
             update["category"] = "OTHER"
+    wrong = [k for k, v in update.items() if not isinstance(v, list if k == "websites" else str)]
+    if wrong or not all(isinstance(w, str) for w in update.get("websites", [])):
+        field = wrong[0] if wrong else "websites"
+        raise GraphError(
+            100,
+            f"Param {field} must be " + ("a list of URLs" if field == "websites" else "a string"),
+        )
     try:
-        await gateway.client.save_business_profile(**update)
+        await gateway.save_business_profile(ProfileEdit(**update))
+    except InvalidProfile as exc:
+        raise GraphError(
+            100,
+            f"Invalid business profile: {exc}",
+            extra={"problems": [p.to_dict() for p in exc.problems]},
+        ) from None
     except RelayError as exc:
+        if exc.code == 100 and exc.details.get("problems"):
+            # The relay's own rules (a new profile needs a display name), field by field.
+            raise GraphError(
+                100,
+                f"Invalid business profile: {str(exc).partition(' (')[2].rstrip(')')}",
+                extra={"problems": exc.details["problems"]},
+            ) from None
+        raise relay_trouble(exc) from None
+    except Exception as exc:
         raise relay_trouble(exc) from None
     return ok({"success": True})
 
@@ -520,12 +551,9 @@ async def create_template(
     if not isinstance(body, dict):
         raise GraphError(100, "The request body must be a JSON object")
     try:
-        created = await gateway.client.api.submit_template(body)
-    except RelayError as exc:
-        raise relay_trouble(exc) from None
+        created = await gateway.submit_template(body)
     except Exception as exc:
         raise relay_trouble(exc) from None
-    await gateway.note_template_submitted()
     return ok(created)
 
 

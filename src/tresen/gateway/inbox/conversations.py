@@ -7,6 +7,7 @@ conversation, and how much of the 24-hour window is left for free-form answers.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from dataclasses import dataclass
@@ -663,3 +664,88 @@ class Conversations:
         )
         async with self.db.read() as conn:
             return tuple(str(c) for c in (await conn.execute(query)).scalars())
+
+    # --- labels as the settings manage them ------------------------------------------------
+
+    async def label_counts(self) -> builtins.list[tuple[str, int]]:
+        """Every label by name, with how many conversations carry it."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(labels.c.name, func.count(conversation_labels.c.contact))
+                .select_from(labels)
+                .outerjoin(conversation_labels, conversation_labels.c.label_id == labels.c.id)
+                .group_by(labels.c.id, labels.c.name)
+                .order_by(labels.c.name)
+            )
+            return [(str(name), int(count)) for name, count in rows]
+
+    async def rename_label(self, old: str, new: str, *, agent_id: int) -> str:
+        """Give a label another name; the conversations that carry it keep it. Their
+        activity lines record the change (``unlabel`` the old, ``label`` the new name), so
+        reports by label, which replay the activity alone, follow it."""
+        new = new.strip().lower()
+        if not LABEL.fullmatch(new):
+            raise Refused("a label is 1 to 32 letters, digits, dashes or underscores")
+        async with self.db.write() as conn:
+            found = await self._label_id(conn, old)
+            if new == old:
+                return new
+            taken = await conn.execute(select(labels.c.id).where(labels.c.name == new))
+            if taken.first() is not None:
+                raise Refused("there is a label {name} already", name=new)
+            await conn.execute(update(labels).where(labels.c.id == found).values(name=new))
+            carriers = await self._carriers(conn, found)
+            await self._record_all(conn, carriers, agent_id, [("unlabel", old), ("label", new)])
+        self._tell_activity(carriers, agent_id, "label")
+        return new
+
+    async def remove_label(self, name: str, *, agent_id: int) -> None:
+        """Take a label off every conversation (each activity line records it) and forget it."""
+        async with self.db.write() as conn:
+            found = await self._label_id(conn, name)
+            carriers = await self._carriers(conn, found)
+            await conn.execute(
+                delete(conversation_labels).where(conversation_labels.c.label_id == found)
+            )
+            await conn.execute(delete(labels).where(labels.c.id == found))
+            await self._record_all(conn, carriers, agent_id, [("unlabel", name)])
+        self._tell_activity(carriers, agent_id, "unlabel")
+
+    @staticmethod
+    async def _label_id(conn: AsyncConnection, name: str) -> int:
+        found = (
+            await conn.execute(select(labels.c.id).where(labels.c.name == name))
+        ).scalar_one_or_none()
+        if found is None:
+            raise Refused("there is no label {name}", name=name[:32])
+        return int(found)
+
+    @staticmethod
+    async def _carriers(conn: AsyncConnection, label_id: int) -> builtins.list[str]:
+        rows = await conn.execute(
+            select(conversation_labels.c.contact).where(conversation_labels.c.label_id == label_id)
+        )
+        return [str(c) for c in rows.scalars()]
+
+    async def _record_all(
+        self,
+        conn: AsyncConnection,
+        contacts_: builtins.list[str],
+        agent_id: int,
+        entries: builtins.list[tuple[str, str]],
+    ) -> None:
+        if not contacts_:
+            return
+        now = self.clock.now_ms()
+        await conn.execute(
+            insert(activity),
+            [
+                {"contact": c, "agent_id": agent_id, "kind": kind, "detail": detail, "at_ms": now}
+                for c in contacts_
+                for kind, detail in entries
+            ],
+        )
+
+    def _tell_activity(self, contacts_: builtins.list[str], agent_id: int, kind: str) -> None:
+        for contact in contacts_:
+            self.hub.publish(InboxEvent("activity", contact, {"kind": kind, "agent_id": agent_id}))

@@ -11,6 +11,8 @@ from fastapi import APIRouter
 from tresen.gateway.inbox import (
     composer,
     finding,
+    settings,
+    settings_api,
     signin,
     team,
     teamwork,
@@ -28,6 +30,8 @@ ROOMS = (
     team,
     teamwork,
     finding,
+    settings,
+    settings_api,
 )
 for room in ROOMS:
     router.include_router(room.router, prefix="/inbox", include_in_schema=False)
