@@ -36,6 +36,7 @@ from tresen.gateway.inbox.events import Hub
 from tresen.gateway.inbox.message_templates import MessageTemplates
 from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.inbox.reports import Reports
+from tresen.gateway.inbox.search import Search
 from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
@@ -206,6 +207,7 @@ def build_gateway_app(
             assignment.start()
             stack.push_async_callback(assignment.close)
             app.state.inbox_assignment = assignment
+            app.state.inbox_search = Search(db, clock)
             yield
 
     app = FastAPI(

@@ -79,9 +79,13 @@ contacts = Table(
     Column("profile_name", String(128)),
     Column("last_inbound_ms", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
+    Column("last_message_ms", BigInteger),
+    Index("ix_contacts_last_message", "last_message_ms", "account_id"),
 )
 """The customers this business talks to: relay account, phone (``wa_id`` is its digits) and
-the business-scoped user id (``user_id``, ``CC.digits``) the Cloud API's BSUIDs stand for."""
+the business-scoped user id (``user_id``, ``CC.digits``) the Cloud API's BSUIDs stand for.
+``last_message_ms`` is the time of the latest message in or out, kept by the database's own
+triggers (migration 0004) for the inbox's list."""
 
 messages = Table(
     "messages",
@@ -103,12 +107,15 @@ messages = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_messages_contact_created", "contact", "created_ms"),
+    Index("ix_messages_contact_direction_created", "contact", "direction", "created_ms"),
+    Index("ix_messages_created", "created_ms"),
 )
 """Every message of every conversation, in (``direction``) and out: ``content`` is the Cloud
 API object of its ``type`` as JSON; ``status`` is ``received`` (then ``read``) for inbound and
 ``sent`` → ``delivered`` → ``read`` for outbound. ``origin`` is ``customer``, ``api`` (sent
 through this gateway: its statuses become webhooks) or ``device`` (sent by another device of
-the business)."""
+the business). Its words are indexed for search by the database itself (migration 0004: an FTS5
+table ``message_search`` on SQLite, a generated ``search`` column on PostgreSQL)."""
 
 message_statuses = Table(
     "message_statuses",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,6 +51,7 @@ __all__ = [
     "Status",
     "ThreadMessage",
     "preview",
+    "where_listed",
 ]
 
 WINDOW_MS = 24 * 3600 * 1000
@@ -157,6 +158,58 @@ def preview(kind: str, content: dict[str, Any], template_name: str | None = None
     return "A message this inbox cannot show yet"
 
 
+_LISTED = (
+    contacts.c.account_id,
+    contacts.c.phone,
+    contacts.c.user_id,
+    contacts.c.profile_name,
+    contacts.c.last_inbound_ms,
+    conversations.c.status,
+    conversations.c.assignee,
+    conversations.c.snoozed_until_ms,
+    conversations.c.status_ms,
+    conversations.c.read_ms,
+)
+"""The columns of a conversation in the list, from ``contacts`` outer-joined with
+``conversations``."""
+
+
+def where_listed(
+    query: Any,
+    *,
+    me: int,
+    mine: Mine,
+    status: Status | None,
+    label: str | None,
+    now_ms: int,
+) -> Any:
+    """``query`` (over ``contacts`` outer-joined with ``conversations``) narrowed to the
+    conversations the list shows with these filters."""
+    if mine is Mine.MINE:
+        query = query.where(conversations.c.assignee == me)
+    elif mine is Mine.UNASSIGNED:
+        query = query.where(conversations.c.assignee.is_(None))
+    if label is not None:
+        tagged = (
+            select(conversation_labels.c.contact)
+            .join(labels, labels.c.id == conversation_labels.c.label_id)
+            .where(labels.c.name == label)
+        )
+        query = query.where(contacts.c.account_id.in_(tagged))
+    reopened = Conversations._reopened(now_ms)
+    if status is Status.OPEN:
+        query = query.where(
+            or_(
+                conversations.c.status.is_(None),
+                conversations.c.status == str(Status.OPEN),
+                reopened,
+            )
+        )
+    elif status is not None:
+        query = query.where(conversations.c.status == str(status), ~reopened)
+    return query
+
+
 class Conversations:
     def __init__(
         self,
@@ -183,50 +236,29 @@ class Conversations:
     ) -> list[Conversation]:
         """The conversations, the latest message first; ``after`` the (``last_ms``,
         ``contact``) of the last one of the previous page."""
-        last = (
-            select(messages.c.contact, func.max(messages.c.created_ms).label("last_ms"))
-            .group_by(messages.c.contact)
-            .subquery()
-        )
+        # The latest message's time is kept on the contact (by the database's triggers), so
+        # the first page is the first rows of its index.
+        latest = contacts.c.last_message_ms
         query = (
-            select(contacts, conversations, last.c.last_ms)
-            .join(last, last.c.contact == contacts.c.account_id)
+            select(*_LISTED, latest.label("last_ms"))
+            .select_from(contacts)
             .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
-            .order_by(last.c.last_ms.desc(), contacts.c.account_id.desc())
-            .limit(min(limit, 500))
+            .where(latest.is_not(None))
+            .order_by(latest.desc(), contacts.c.account_id.desc())
+            .limit(max(1, min(limit, 500)))
         )
         if after is not None:
             query = query.where(
                 or_(
-                    last.c.last_ms < after[0],
-                    and_(last.c.last_ms == after[0], contacts.c.account_id < after[1]),
+                    latest < after[0],
+                    and_(latest == after[0], contacts.c.account_id < after[1]),
                 )
             )
-        if mine is Mine.MINE:
-            query = query.where(conversations.c.assignee == me)
-        elif mine is Mine.UNASSIGNED:
-            query = query.where(conversations.c.assignee.is_(None))
-        if label is not None:
-            tagged = (
-                select(conversation_labels.c.contact)
-                .join(labels, labels.c.id == conversation_labels.c.label_id)
-                .where(labels.c.name == label)
-            )
-            query = query.where(contacts.c.account_id.in_(tagged))
-        reopened = self._reopened(self.clock.now_ms())
-        if status is Status.OPEN:
-            query = query.where(
-                or_(
-                    conversations.c.status.is_(None),
-                    conversations.c.status == str(Status.OPEN),
-                    reopened,
-                )
-            )
-        elif status is not None:
-            query = query.where(conversations.c.status == str(status), ~reopened)
+        query = where_listed(
+            query, me=me, mine=mine, status=status, label=label, now_ms=self.clock.now_ms()
+        )
         async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
-            return [await self._conversation(conn, row) for row in rows]
+            return list(await self._described(conn, query.subquery("page")))
 
     @staticmethod
     def _reopened(now_ms: int) -> Any:
@@ -256,57 +288,78 @@ class Conversations:
         return status
 
     async def _conversation(self, conn: AsyncConnection, row: Any) -> Conversation:
-        read_ms = row.read_ms or 0
+        page = (
+            select(*_LISTED, literal(int(row.last_ms or 0)).label("last_ms"))
+            .select_from(contacts)
+            .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
+            .where(contacts.c.account_id == row.account_id)
+            .subquery("page")
+        )
+        return (await self._described(conn, page))[0]
+
+    async def _described(self, conn: AsyncConnection, page: Any) -> tuple[Conversation, ...]:
+        """The conversations of ``page`` (a subquery of ``_LISTED`` and ``last_ms``), each with
+        its latest message, unread count and labels: two queries, whatever the page's size."""
         latest = (
-            await conn.execute(
-                select(messages.c.type, messages.c.content, messages.c.template_name)
-                .where(messages.c.contact == row.account_id)
-                .order_by(messages.c.created_ms.desc())
-                .limit(1)
-            )
-        ).first()
+            select(messages.c.wamid)
+            .where(messages.c.contact == page.c.account_id)
+            .order_by(messages.c.created_ms.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
         unread = (
-            await conn.execute(
-                select(func.count())
-                .select_from(messages)
-                .where(
-                    messages.c.contact == row.account_id,
-                    messages.c.direction == "in",
-                    messages.c.created_ms > read_ms,
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.contact == page.c.account_id,
+                messages.c.direction == "in",
+                messages.c.created_ms > func.coalesce(page.c.read_ms, 0),
+            )
+            .scalar_subquery()
+        )
+        rows_ = select(page, latest.label("latest"), unread.label("unread")).subquery("counted")
+        query = (
+            select(rows_, messages.c.type, messages.c.content, messages.c.template_name)
+            .select_from(rows_)
+            .outerjoin(messages, messages.c.wamid == rows_.c.latest)
+            .order_by(rows_.c.last_ms.desc(), rows_.c.account_id.desc())
+        )
+        rows = (await conn.execute(query)).all()
+        tags: dict[str, list[str]] = {}
+        if rows:
+            found = await conn.execute(
+                select(conversation_labels.c.contact, labels.c.name)
+                .join(labels, labels.c.id == conversation_labels.c.label_id)
+                .where(conversation_labels.c.contact.in_([r.account_id for r in rows]))
+                .order_by(labels.c.name)
+            )
+            for contact, name in found:
+                tags.setdefault(str(contact), []).append(str(name))
+        now = self.clock.now_ms()
+        listed: list[Conversation] = []
+        for row in rows:
+            text = (
+                ""
+                if row.type is None
+                else preview(row.type, json.loads(row.content), row.template_name)
+            )
+            window_end = (row.last_inbound_ms or 0) + WINDOW_MS
+            listed.append(
+                Conversation(
+                    contact=row.account_id,
+                    name=row.profile_name or row.phone or row.user_id,
+                    phone=row.phone,
+                    status=self._status(row),
+                    snoozed_until_ms=row.snoozed_until_ms,
+                    assignee=row.assignee,
+                    last_ms=int(row.last_ms or 0),
+                    preview=text[:160],
+                    unread=int(row.unread),
+                    window_left_ms=max(0, window_end - now),
+                    labels=tuple(tags.get(row.account_id, ())),
                 )
             )
-        ).scalar_one()
-        text = (
-            ""
-            if latest is None
-            else preview(latest.type, json.loads(latest.content), latest.template_name)
-        )
-        tags = (
-            (
-                await conn.execute(
-                    select(labels.c.name)
-                    .join(conversation_labels, conversation_labels.c.label_id == labels.c.id)
-                    .where(conversation_labels.c.contact == row.account_id)
-                    .order_by(labels.c.name)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        window_end = (row.last_inbound_ms or 0) + WINDOW_MS
-        return Conversation(
-            contact=row.account_id,
-            name=row.profile_name or row.phone or row.user_id,
-            phone=row.phone,
-            status=self._status(row),
-            snoozed_until_ms=row.snoozed_until_ms,
-            assignee=row.assignee,
-            last_ms=int(row.last_ms or 0),
-            preview=text[:160],
-            unread=int(unread),
-            window_left_ms=max(0, window_end - self.clock.now_ms()),
-            labels=tuple(str(t) for t in tags),
-        )
+        return tuple(listed)
 
     async def show(self, contact: str, *, limit: int = 200, mark_read: bool = True) -> Shown | None:
         """A conversation with its latest messages, oldest first; marked read (unless not

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from tresen.gateway.inbox import (
     composer,
+    finding,
     me,
     settings,
     settings_api,
@@ -30,6 +31,7 @@ ROOMS = (
     team,
     me,
     teamwork,
+    finding,
     settings,
     settings_api,
 )

@@ -1,7 +1,7 @@
 """Automatic assignment: agents' availability, limits and turns; the business's settings;
 activity by kind and time (reports).
 
-Revision ID: 0006
+Revision ID: 0004
 Revises: 0003
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

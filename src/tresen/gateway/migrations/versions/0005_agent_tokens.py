@@ -1,7 +1,7 @@
 """Personal access tokens of the inbox's agents, for the inbox's JSON API.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
