@@ -31,7 +31,9 @@ from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.events import Hub
+from tresen.gateway.inbox.presence import Typing, customer_typing
 from tresen.gateway.inbox.quick import QuickReplies
+from tresen.gateway.inbox.streams import StreamLimits, Streams
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -192,6 +194,18 @@ def build_gateway_app(
                 app.state.inbox_agents,
                 app.state.inbox_quick_replies,
             )
+            app.state.inbox_streams = Streams(
+                hub,
+                app.state.inbox_agents,
+                StreamLimits(
+                    per_agent=inbox.live_streams_per_agent,
+                    total=inbox.live_streams,
+                    heartbeat_s=inbox.live_heartbeat_s,
+                    session_check_s=inbox.live_session_check_s,
+                    max_s=inbox.live_stream_max_s,
+                ),
+            )
+            app.state.inbox_typing = Typing(hub, clock, tell_customer=customer_typing(gateway))
             yield
 
     app = FastAPI(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tresen.gateway.inbox import signin, team, threads
+from tresen.gateway.inbox import live, signin, team, threads
 from tresen.gateway.inbox.web import STATIC_DIR, FormTooLarge, form_too_large
 
 __all__ = ["STATIC_DIR", "FormTooLarge", "form_too_large", "router"]
 
 router = APIRouter()
-for room in (signin, threads, team):
+for room in (signin, threads, team, live):
     router.include_router(room.router, prefix="/inbox", include_in_schema=False)
