@@ -106,6 +106,8 @@ class Page:
                         elif line == "" and kind:
                             await self.events.put(Said(kind, json.loads(data), data))
                             kind, data = "", ""
+            except httpx.TransportError:
+                pass  # the gateway stopped: the stream ended
             finally:
                 if not opened.done():
                     opened.set_result(0)
