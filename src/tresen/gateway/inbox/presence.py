@@ -64,6 +64,9 @@ def customer_typing(gateway: Gateway) -> TellCustomer:
                 await gateway.mark_read(request)
         except (GraphError, TimeoutError) as exc:
             log.info("typing indicator not shown", contact=contact, reason=str(exc))
+        except Exception:
+            # Only a courtesy: the agent's typing must never fail because of it.
+            log.exception("typing indicator failed", contact=contact)
 
     return tell
 
