@@ -71,11 +71,7 @@ class Streams:
 
     def room_for(self, agent_id: int) -> bool:
         """Whether ``agent_id`` may open another stream now."""
-        return (
-            self._open.get(agent_id, 0) < self.limits.per_agent
-            and self.open < self.limits.total
-            and self.hub.listeners < self.limits.total + 64
-        )
+        return self._open.get(agent_id, 0) < self.limits.per_agent and self.open < self.limits.total
 
     def _take(self, agent_id: int) -> Listener | None:
         if not self.room_for(agent_id):
