@@ -91,23 +91,18 @@ async def signed_in_page(
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+    return await live(page)
+
+
+async def live(page: Page) -> Page:
+    """``page`` once its event stream is open (what the inbox's script marks on ``<html>``)."""
+    await expect(page.locator("html[data-live=open]")).to_be_attached()
     return page
 
 
-async def shown_after_reload(page: Page, locator: Locator, within_s: float = 15) -> None:
-    """Wait until ``locator`` is visible, reloading the page meanwhile.
-
-    The inbox has no live updates yet; once it does, this becomes
-    ``await expect(locator).to_be_visible(timeout=1_000)`` without the reloads."""
-    attempts = max(1, int(within_s / 0.25))
-    for attempt in range(attempts):
-        try:
-            await expect(locator).to_be_visible(timeout=250)
-            return
-        except AssertionError:
-            if attempt == attempts - 1:
-                raise
-            await page.reload()
+def notice(page: Page) -> Locator:
+    """The notice a page shows after a form was sent."""
+    return page.locator("p.notice[role=status]")
 
 
 async def horizontal_overflow(page: Page) -> int:

@@ -180,7 +180,14 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
     base URL, and stops the server when the block ends."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=3,  # streams left open (the inbox's live pages) end then
+        )
     )
     task = asyncio.create_task(server.serve())
     try:

@@ -14,8 +14,9 @@ from browser_support import (
     Team,
     TwoAgents,
     horizontal_overflow,
+    live,
+    notice,
     shoot,
-    shown_after_reload,
     signed_in_page,
 )
 from gateway_support import RunningGateway, customer, next_of
@@ -44,7 +45,6 @@ async def open_thread(page: Page, text: str) -> None:
     """Open the conversation whose preview shows ``text`` from the list."""
     await page.goto("/inbox")
     item = page.get_by_role("link").filter(has_text=text)
-    await shown_after_reload(page, item)
     await item.click()
     await expect(page.locator("ol.thread")).to_contain_text(text)
 
@@ -57,35 +57,43 @@ async def answer(page: Page, text: str, *, shown: str | None = None) -> None:
     await expect(page.locator("ol.thread li.out").last).to_contain_text(shown or text)
 
 
-async def test_a_customers_message_reaches_both_agents_and_one_takes_it(
-    alice: Client, signed_in: TwoAgents
+async def test_a_customers_message_reaches_both_agents_live_and_one_takes_it(
+    relay: RunningRelay, gw: RunningGateway, signed_in: TwoAgents, tmp_path: Path
 ) -> None:
     anna, ben = signed_in.anna, signed_in.ben
+    bert = await customer(relay, tmp_path / "bert")
+    try:
+        # Both agents look at their lists, whose streams are open; nobody reloads.
+        await bert.send_text(gw.gateway.phone, QUESTION)
+        for page in (anna, ben):
+            item = page.get_by_role("link").filter(has_text=QUESTION)
+            await expect(item).to_be_visible(timeout=1_000)
+            await expect(item).to_contain_text("unassigned")
+            await expect(item.get_by_label("1 unread")).to_be_visible()
+        assert await anna.title() == f"(1) Conversations · {gw.gateway.phone}"
+        await shoot(anna, "inbox-list")
 
-    for page in (anna, ben):
-        item = page.get_by_role("link").filter(has_text=QUESTION)
-        await shown_after_reload(page, item)
-        await expect(item).to_contain_text("unassigned")
-        await expect(item.get_by_label("1 unread")).to_be_visible()
-    await shoot(anna, "inbox-list")
+        # Ben opens the thread; Anna takes the conversation from the list's thread.
+        await ben.get_by_role("link").filter(has_text=QUESTION).click()
+        await live(ben)
+        await anna.get_by_role("link").filter(has_text=QUESTION).click()
+        await anna.get_by_role("button", name="Assign to me").click()
+        await expect(notice(anna)).to_have_text("Assigned to you.")
+        await expect(anna.get_by_text("assigned to Anna Schmidt")).to_be_visible()
+        await expect(anna.get_by_role("button", name="Unassign me")).to_be_visible()
+        await expect(anna.locator("ol.thread")).to_contain_text(
+            "Anna Schmidt assigned it to Anna Schmidt"
+        )
 
-    await anna.get_by_role("link").filter(has_text=QUESTION).click()
-    await anna.get_by_role("button", name="Assign to me").click()
-    await expect(anna.get_by_role("status")).to_be_visible()
-    await expect(anna.get_by_text("assigned to Anna Schmidt")).to_be_visible()
-    await expect(anna.get_by_role("button", name="Unassign me")).to_be_visible()
-    await expect(anna.locator("ol.thread")).to_contain_text(
-        "Anna Schmidt assigned it to Anna Schmidt"
-    )
-
-    # Ben sees who has it, in the list and in the thread, and no longer under Unassigned.
-    ben_item = ben.get_by_role("link").filter(has_text=QUESTION)
-    await shown_after_reload(ben, ben_item.filter(has_text="Anna Schmidt"))
-    await ben.goto("/inbox?mine=unassigned")
-    await expect(ben.get_by_text("No conversations here.")).to_be_visible()
-    await open_thread(ben, QUESTION)
-    await expect(ben.get_by_text("assigned to Anna Schmidt")).to_be_visible()
-    await expect(ben.get_by_role("button", name="Assign to me")).to_be_visible()
+        # Ben sees who has it in the thread he has open, without reloading.
+        await expect(ben.get_by_text("assigned to Anna Schmidt")).to_be_visible(timeout=1_000)
+        await expect(ben.locator("ol.thread")).to_contain_text(
+            "Anna Schmidt assigned it to Anna Schmidt"
+        )
+        await ben.goto("/inbox?mine=unassigned")
+        await expect(ben.get_by_text("No conversations here.")).to_be_visible()
+    finally:
+        await bert.close()
 
 
 async def test_an_answer_with_a_quick_reply_reaches_the_customer_as_its_text(
@@ -217,7 +225,7 @@ async def test_at_phone_width_the_list_and_the_thread_fit_the_screen(
     await expect(skip).to_be_focused()
     await expect(skip).to_be_in_viewport()
     item = phone.get_by_role("link").filter(has_text=QUESTION)
-    await shown_after_reload(phone, item)
+    await expect(item).to_be_visible()
     assert await horizontal_overflow(phone) <= 0
     await shoot(phone, "inbox-phone")
 

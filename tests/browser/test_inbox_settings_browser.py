@@ -9,6 +9,7 @@ from browser_support import (
     Team,
     TwoAgents,
     horizontal_overflow,
+    notice,
     shoot,
     signed_in_page,
 )
@@ -30,7 +31,7 @@ async def test_an_admin_fills_in_the_profile_and_the_opening_hours(
     await anna.get_by_label("E-mail").fill("hallo@sonne.example")
     await anna.get_by_label("Website", exact=True).fill("https://sonne.example")
     await anna.get_by_role("button", name="Save the profile").click()
-    await expect(anna.get_by_role("status")).to_have_text("The business profile is saved.")
+    await expect(notice(anna)).to_have_text("The business profile is saved.")
     await expect(anna.get_by_text("State: verified")).to_be_visible()
     await shoot(anna, "inbox-settings")
 
@@ -46,7 +47,7 @@ async def test_an_admin_fills_in_the_profile_and_the_opening_hours(
     await expect(anna.get_by_label("Tuesday")).to_have_attribute("aria-invalid", "true")
     await anna.get_by_label("Tuesday").fill("")
     await anna.get_by_role("button", name="Save the opening hours").click()
-    await expect(anna.get_by_role("status")).to_have_text("The opening hours are saved.")
+    await expect(notice(anna)).to_have_text("The opening hours are saved.")
     await expect(anna.get_by_label("Monday")).to_have_value("07:00-13:00, 14:00-18:00")
 
     profile = await gw.gateway.business_profile()

@@ -63,7 +63,7 @@ def notice(response: httpx.Response) -> str:
 
 def message_item(page: str, text: str) -> str:
     """The thread's list item of the message that shows ``text``."""
-    for item in re.findall(r'<li class="(?:in|out)">(.*?)<span class="meta">\d', page, re.S):
+    for item in re.findall(r'<li class="(?:in|out)"[^>]*>(.*?)<span class="meta">\d', page, re.S):
         if text in item:
             return str(item)
     raise AssertionError(f"no message shows {text!r}:\n{page}")

@@ -100,6 +100,9 @@ async def start_server(
         http=bounded_head_protocol(head_timeout_s, max_head_bytes),
         timeout_keep_alive=5,
         ws_max_queue=4,
+        # Streamed responses (the inbox's live pages) never end by themselves: stopping
+        # waits this long for them, then ends them.
+        timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -34,9 +34,11 @@ from tresen.gateway.inbox.assignment import Assignment
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.events import Hub
 from tresen.gateway.inbox.message_templates import MessageTemplates
+from tresen.gateway.inbox.presence import Typing, customer_typing
 from tresen.gateway.inbox.quick import QuickReplies
 from tresen.gateway.inbox.reports import Reports
 from tresen.gateway.inbox.search import Search
+from tresen.gateway.inbox.streams import StreamLimits, Streams
 from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
@@ -208,6 +210,18 @@ def build_gateway_app(
             stack.push_async_callback(assignment.close)
             app.state.inbox_assignment = assignment
             app.state.inbox_search = Search(db, clock)
+            app.state.inbox_streams = Streams(
+                hub,
+                app.state.inbox_agents,
+                StreamLimits(
+                    per_agent=inbox.live_streams_per_agent,
+                    total=inbox.live_streams,
+                    heartbeat_s=inbox.live_heartbeat_s,
+                    session_check_s=inbox.live_session_check_s,
+                    max_s=inbox.live_stream_max_s,
+                ),
+            )
+            app.state.inbox_typing = Typing(hub, clock, tell_customer=customer_typing(gateway))
             yield
 
     app = FastAPI(

@@ -64,7 +64,7 @@ class ApiLimits(BaseModel):
 
 
 class InboxSettings(BaseModel):
-    """The team inbox's sign-in: sessions and throttling."""
+    """The team inbox's sign-in (sessions and throttling) and its live pages."""
 
     session_max_s: int = Field(default=12 * 3600, ge=60, description="a session ends after")
     session_idle_s: int = Field(default=2 * 3600, ge=60, description="or unused for this long")
@@ -80,6 +80,19 @@ class InboxSettings(BaseModel):
         default=20.0, gt=0, description="the inbox's JSON API, per agent token or session"
     )
     api_request_burst: int = Field(default=200, ge=1)
+    live_streams_per_agent: int = Field(
+        default=8, ge=1, le=100, description="live pages (event streams) open per agent"
+    )
+    live_streams: int = Field(default=1000, ge=1, le=10_000, description="and in all")
+    live_heartbeat_s: float = Field(
+        default=15, gt=0, le=300, description="a comment on an idle stream this often"
+    )
+    live_session_check_s: float = Field(
+        default=30, gt=0, le=600, description="a stream re-checks (and touches) its session"
+    )
+    live_stream_max_s: float = Field(
+        default=3600, gt=0, description="a stream ends after this long (the page reconnects)"
+    )
 
 
 class GatewaySettings(FileSettings):

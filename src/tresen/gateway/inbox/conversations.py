@@ -519,6 +519,17 @@ class Conversations:
             )
         self.hub.publish(InboxEvent("activity", contact, {"kind": kind, "agent_id": agent_id}))
 
+    async def unread_count(self) -> int:
+        """How many conversations have messages from the customer that no agent has read."""
+        query = (
+            select(func.count())
+            .select_from(contacts)
+            .outerjoin(conversations, conversations.c.contact == contacts.c.account_id)
+            .where(contacts.c.last_inbound_ms > func.coalesce(conversations.c.read_ms, 0))
+        )
+        async with self.db.read() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def mark_read(self, contact: str) -> None:
         await self._upsert(contact, read_ms=self.clock.now_ms())
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from tresen.gateway.inbox import (
     composer,
     finding,
+    live,
     me,
     settings,
     settings_api,
@@ -27,6 +28,7 @@ router = APIRouter()
 ROOMS = (
     signin,
     threads,
+    live,
     composer,
     team,
     me,
