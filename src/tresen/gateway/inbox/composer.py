@@ -12,9 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.actions import MAX_BUTTON_TITLE, REACTIONS
+from tresen.gateway.inbox.agents import SignedIn
 from tresen.gateway.inbox.conversations import Shown, ThreadMessage
 from tresen.gateway.inbox.i18n import Refused
 from tresen.gateway.inbox.message_templates import MessageTemplates
@@ -74,43 +76,32 @@ def _back(contact: str) -> str:
 
 @router.post("/c/{contact}/react")
 async def react(request: Request, contact: web.ContactId) -> Response:
-    got = await web.posted(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-    _ = web.gettext_for(request, who)
-    wamid, emoji = form.get("wamid"), form.get("emoji")
-    if not isinstance(wamid, str) or not isinstance(emoji, str):
-        return web.redirect(_back(contact), _("Choose a reaction."))
-    try:
+    async def deed(who: SignedIn, form: FormData, _: Any) -> str:
+        wamid, emoji = form.get("wamid"), form.get("emoji")
+        if not isinstance(wamid, str) or not isinstance(emoji, str):
+            return str(_("Choose a reaction."))
         await web.actions_of(request).react(who.agent, contact, wamid, emoji)
-    except Refused as exc:
-        return web.redirect(_back(contact), exc.sentence(_))
-    if not emoji:
-        return web.redirect(_back(contact), _("Reaction taken back."))
-    return web.redirect(_back(contact), _("Reacted {emoji}.").format(emoji=emoji))
+        if not emoji:
+            return str(_("Reaction taken back."))
+        return str(_("Reacted {emoji}.").format(emoji=emoji))
+
+    return await web.act(request, _back(contact), deed)
 
 
 @router.post("/c/{contact}/buttons")
 async def buttons(request: Request, contact: web.ContactId) -> Response:
-    got = await web.posted(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-    _ = web.gettext_for(request, who)
-    titles = [form.get(f"button{i}") for i in (1, 2, 3)]
-    body, context = form.get("body"), form.get("context")
-    try:
+    async def deed(who: SignedIn, form: FormData, _: Any) -> str:
+        titles = [web.field(form, f"button{i}") for i in (1, 2, 3)]
         await web.actions_of(request).buttons(
             who.agent,
             contact,
-            body if isinstance(body, str) else "",
-            [t for t in titles if isinstance(t, str)],
-            context if isinstance(context, str) and context else None,
+            web.field(form, "body"),
+            titles,
+            web.field(form, "context") or None,
         )
-    except Refused as exc:
-        return web.redirect(_back(contact), exc.sentence(_))
-    return web.redirect(_back(contact), _("Sent with buttons."))
+        return str(_("Sent with buttons."))
+
+    return await web.act(request, _back(contact), deed)
 
 
 def _template_id(raw: object) -> int | None:

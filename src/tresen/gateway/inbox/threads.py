@@ -3,11 +3,15 @@ and labels."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.actions import SNOOZE_CHOICES
+from tresen.gateway.inbox.agents import SignedIn
 from tresen.gateway.inbox.composer import composing
 from tresen.gateway.inbox.conversations import Mine, Status
 from tresen.gateway.inbox.i18n import Refused
@@ -75,99 +79,69 @@ async def thread(request: Request, contact: web.ContactId, reply: str = "") -> R
     )
 
 
+def _back(contact: str) -> str:
+    return f"/inbox/c/{contact}"
+
+
 @router.post("/c/{contact}/reply")
 async def reply(request: Request, contact: web.ContactId) -> Response:
-    got = await web.posted(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-    text, context = form.get("text"), form.get("context")
-    try:
-        await web.actions_of(request).reply(
-            who.agent, contact, str(text or ""), context if isinstance(context, str) else None
-        )
-    except Refused as exc:
-        return web.redirect(f"/inbox/c/{contact}", exc.sentence(web.gettext_for(request, who)))
-    return web.redirect(f"/inbox/c/{contact}")
+    async def deed(who: SignedIn, form: FormData, _: Any) -> None:
+        context = web.field(form, "context") or None
+        await web.actions_of(request).reply(who.agent, contact, web.field(form, "text"), context)
+
+    return await web.act(request, _back(contact), deed)
 
 
 @router.post("/c/{contact}/label")
 async def label(request: Request, contact: web.ContactId) -> Response:
-    got = await web.posted(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-    _ = web.gettext_for(request, who)
-    back = f"/inbox/c/{contact}"
-    name = form.get("label")
-    actions = web.actions_of(request)
-    if not isinstance(name, str):
-        return web.redirect(back, _("Name a label."))
-    try:
+    async def deed(who: SignedIn, form: FormData, _: Any) -> str:
+        name, actions = web.field(form, "label"), web.actions_of(request)
+        if not name:
+            return str(_("Name a label."))
         if form.get("remove"):
             await actions.unlabel(who.agent, contact, name)
-            return web.redirect(back, _("Label {name} removed.").format(name=name))
+            return str(_("Label {name} removed.").format(name=name))
         added = await actions.label(who.agent, contact, name)
-    except Refused as exc:
-        return web.redirect(back, exc.sentence(_))
-    return web.redirect(back, _("Labelled {name}.").format(name=added))
+        return str(_("Labelled {name}.").format(name=added))
+
+    return await web.act(request, _back(contact), deed)
 
 
 @router.post("/c/{contact}/note")
 async def note(request: Request, contact: web.ContactId) -> Response:
     """A private note: kept in the gateway for the team, never sent to anyone."""
-    got = await web.posted(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-    _ = web.gettext_for(request, who)
-    back = f"/inbox/c/{contact}"
-    try:
-        await web.actions_of(request).note(who.agent, contact, str(form.get("note") or ""))
-    except Refused as exc:
-        return web.redirect(back, exc.sentence(_))
-    return web.redirect(back, _("Note kept for the team."))
+
+    async def deed(who: SignedIn, form: FormData, _: Any) -> str:
+        await web.actions_of(request).note(who.agent, contact, web.field(form, "note"))
+        return str(_("Note kept for the team."))
+
+    return await web.act(request, _back(contact), deed)
 
 
 @router.post("/c/{contact}/assign")
 async def assign(request: Request, contact: web.ContactId) -> Response:
-    got = await web.posted(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-    _ = web.gettext_for(request, who)
-    back = f"/inbox/c/{contact}"
-    agent = form.get("agent")
-    if agent not in (None, "") and (
-        not isinstance(agent, str) or not agent.isdigit() or len(agent) > 18
-    ):
-        return web.redirect(back, _("There is no such agent."))
-    try:
+    async def deed(who: SignedIn, form: FormData, _: Any) -> str:
+        agent = web.field(form, "agent")
+        if agent and (not agent.isdigit() or len(agent) > 18):
+            raise Refused("there is no such agent")
         target = await web.actions_of(request).assign(
-            who.agent, contact, int(agent) if isinstance(agent, str) and agent else None
+            who.agent, contact, int(agent) if agent else None
         )
-    except Refused as exc:
-        return web.redirect(back, exc.sentence(_))
-    if target is None:
-        return web.redirect(back, _("Unassigned."))
-    if target.id == who.agent.id:
-        return web.redirect(back, _("Assigned to you."))
-    return web.redirect(back, _("Assigned to {name}.").format(name=target.display_name))
+        if target is None:
+            return str(_("Unassigned."))
+        if target.id == who.agent.id:
+            return str(_("Assigned to you."))
+        return str(_("Assigned to {name}.").format(name=target.display_name))
+
+    return await web.act(request, _back(contact), deed)
 
 
 @router.post("/c/{contact}/status")
 async def set_status(request: Request, contact: web.ContactId) -> Response:
-    got = await web.posted(request)
-    if isinstance(got, Response):
-        return got
-    who, form = got
-    _ = web.gettext_for(request, who)
-    back = f"/inbox/c/{contact}"
-    status, snooze = form.get("status"), form.get("snooze")
-    try:
+    async def deed(who: SignedIn, form: FormData, _: Any) -> str:
         now = await web.actions_of(request).set_status(
-            who.agent, contact, str(status or ""), snooze if isinstance(snooze, str) else None
+            who.agent, contact, web.field(form, "status"), web.field(form, "snooze") or None
         )
-    except Refused as exc:
-        return web.redirect(back, exc.sentence(_))
-    return web.redirect(back, _("Now {status}.").format(status=_(str(now))))
+        return str(_("Now {status}.").format(status=_(str(now))))
+
+    return await web.act(request, _back(contact), deed)

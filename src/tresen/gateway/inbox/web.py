@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote_plus
@@ -24,7 +25,7 @@ from starlette.datastructures import FormData, UploadFile
 from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents, SignedIn
 from tresen.gateway.inbox.conversations import Conversations
-from tresen.gateway.inbox.i18n import LANGUAGES, from_accept_language, translations
+from tresen.gateway.inbox.i18n import LANGUAGES, Refused, from_accept_language, translations
 from tresen.gateway.inbox.quick import QuickReplies
 
 __all__ = [
@@ -33,11 +34,14 @@ __all__ = [
     "SECURITY_HEADERS",
     "STATIC_DIR",
     "ContactId",
+    "Deed",
     "FormTooLarge",
     "RowId",
+    "act",
     "actions_of",
     "agents_of",
     "conversations_of",
+    "field",
     "form_too_large",
     "gettext_for",
     "language_of",
@@ -225,6 +229,30 @@ async def manager(request: Request) -> SignedIn | Response:
             error=_("Only owners and admins manage the team and the business's settings."),
         )
     return who
+
+
+def field(form: FormData, name: str, longest: int = MAX_FORM_BYTES) -> str:
+    """A text field of ``form`` (empty when missing or not text), cut to ``longest``."""
+    value = form.get(name)
+    return value[:longest] if isinstance(value, str) else ""
+
+
+Deed = Callable[[SignedIn, FormData, Any], Awaitable[str | None]]
+
+
+async def act(request: Request, back: str, deed: Deed, *, manage: bool = False) -> Response:
+    """Do ``deed`` (given the signed-in agent, their form and ``_``) for a posted form, then
+    go back to ``back`` with the notice it returns, or with the sentence of its refusal."""
+    got = await posted(request, manage=manage)
+    if isinstance(got, Response):
+        return got
+    who, form = got
+    _ = gettext_for(request, who)
+    try:
+        said = await deed(who, form, _)
+    except Refused as exc:
+        return redirect(back, exc.sentence(_))
+    return redirect(back, said)
 
 
 async def posted(request: Request, *, manage: bool = False) -> tuple[SignedIn, FormData] | Response:
