@@ -70,7 +70,7 @@ async def test_a_customers_message_reaches_both_agents_live_and_one_takes_it(
             await expect(item).to_be_visible(timeout=1_000)
             await expect(item).to_contain_text("unassigned")
             await expect(item.get_by_label("1 unread")).to_be_visible()
-        assert await anna.title() == f"(1) Conversations · {gw.gateway.phone}"
+        assert (await anna.title()).startswith("(1) Conversations · ")
         await shoot(anna, "inbox-list")
 
         # Ben opens the thread; Anna takes the conversation from the list's thread.

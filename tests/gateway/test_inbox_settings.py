@@ -162,6 +162,8 @@ async def test_a_new_business_creates_its_profile_and_hours_and_customers_find_i
     assert "The business profile is saved." in shown.text
     assert field_value(shown.text, "display_name") == "Bäckerei Sonnenschein"
     assert "no business profile yet" not in shown.text
+    # Every page of the inbox now names the business instead of its number.
+    assert '<span class="business">Bäckerei Sonnenschein</span>' in shown.text
 
     hours = await post_form(owner, "/inbox/settings/hours", "/inbox/settings/hours", HOURS)
     assert hours.status_code == 303, hours.text

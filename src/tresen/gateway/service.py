@@ -102,6 +102,9 @@ def _pricing_json(pricing: wire.PricingFacts | None) -> str | None:
     )
 
 
+NAME_RETRY_S = 60.0
+
+
 class Gateway:
     """One business's gateway: its device, its store and its webhook outbox."""
 
@@ -139,6 +142,9 @@ class Gateway:
         self.phone = client.phone
         self.phone_number_id = self.phone.lstrip("+")
         self.waba_id = settings.resolved_waba_id
+        self.display_name: str | None = None
+        """The business's display name as last seen at the relay (``None`` until known)."""
+        self._name_task: asyncio.Task[None] | None = None
 
     @property
     def account_id(self) -> str:
@@ -153,8 +159,15 @@ class Gateway:
             self._events_task = asyncio.create_task(self._consume_events())
         if self._poll_task is None:
             self._poll_task = asyncio.create_task(self._poll_templates_forever())
+        if self._name_task is None:
+            self._name_task = asyncio.create_task(self._learn_display_name())
 
     async def close(self) -> None:
+        if self._name_task is not None:
+            self._name_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._name_task
+            self._name_task = None
         if self._poll_task is not None:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -327,11 +340,29 @@ class Gateway:
         """The business's own profile as the relay keeps it (with its verification);
         ``None`` while the number has none (it is not yet a business)."""
         try:
-            return await self.client.own_business_profile()
+            profile = await self.client.own_business_profile()
         except RelayError as exc:
             if exc.code == ErrorCode.NOT_A_BUSINESS:
                 return None
             raise
+        self._remember_name(profile)
+        return profile
+
+    async def _learn_display_name(self) -> None:
+        """Learn the display name (the inbox shows it): at start, then each minute until the
+        number is a business whose profile the relay can give."""
+        while self.display_name is None:
+            try:
+                await self.business_profile()
+            except Exception as exc:
+                log.info("business profile not read", error=type(exc).__name__)
+            if self.display_name is None:
+                await asyncio.sleep(NAME_RETRY_S)
+
+    def _remember_name(self, profile: dict[str, Any] | None) -> None:
+        name = profile.get("display_name") if profile else None
+        if isinstance(name, str) and name:
+            self.display_name = name
 
     async def save_business_profile(self, edit: ProfileEdit) -> dict[str, Any]:
         """Create the business profile or change the fields ``edit`` sets; the one way the
@@ -351,7 +382,9 @@ class Gateway:
             elif field.name == "hours":
                 value = {day: [list(pair) for pair in spans] for day, spans in value.items()}
             fields[field.name] = value
-        return await self.client.save_business_profile(**fields)
+        saved = await self.client.save_business_profile(**fields)
+        self._remember_name(saved)
+        return saved
 
     async def request_verification(self, note: str = "") -> dict[str, Any]:
         """Ask the operator to verify the business (the green tick); ``RelayError`` when a

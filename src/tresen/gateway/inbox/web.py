@@ -128,6 +128,12 @@ def gettext_for(request: Request, who: SignedIn | None) -> Any:
     return translations(language_of(request, who)).gettext
 
 
+def _business_name(gateway: Any) -> str:
+    if gateway is None:
+        return "Tresen"
+    return str(gateway.display_name or gateway.phone)
+
+
 def page(
     request: Request,
     template: str,
@@ -141,7 +147,7 @@ def page(
     language = language_of(request, who)
     catalogue = translations(language)
     html = _templates.get_template(template).render(
-        business=gateway.phone if gateway is not None else "Tresen",
+        business=_business_name(gateway),
         me=None if who is None else who.agent,
         csrf=context.pop("csrf", None) or (who.csrf if who else ""),
         notice=request.query_params.get("notice", "")[:200],
