@@ -203,8 +203,13 @@ async def test_an_agent_who_chooses_deutsch_reads_the_inbox_in_german(
     signed_in: TwoAgents,
 ) -> None:
     ben = signed_in.ben
-    await ben.get_by_label("Language").select_option(label="Deutsch")
+    await ben.get_by_role("link", name="Me", exact=True).click()
+    await ben.get_by_label("The inbox's language for you, in every browser").select_option(
+        label="Deutsch"
+    )
     await ben.get_by_role("button", name="Change").click()
+    await expect(notice(ben)).to_have_text("Sprache geändert.")
+    await ben.get_by_role("link", name="Posteingang").click()
     await expect(ben.get_by_role("heading", name="Unterhaltungen")).to_be_visible()
     await expect(ben.get_by_role("button", name="Abmelden", exact=True)).to_be_visible()
     await expect(ben.locator("html")).to_have_attribute("lang", "de")
