@@ -171,6 +171,8 @@ async def test_a_new_business_creates_its_profile_and_hours_and_customers_find_i
     assert field_value(page, "hours_mon") == "07:00-13:00, 14:00-18:00"
     assert field_value(page, "hours_sat") == "08:00-12:00"
     assert field_value(page, "timezone") == "Europe/Berlin"
+    # Reports count days in the business's time zone from now on.
+    assert "By day (Europe/Berlin)" in (await owner.get("/inbox/reports")).text
 
     alice = await customer(relay, tmp_path / "alice")
     try:

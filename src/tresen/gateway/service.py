@@ -144,6 +144,8 @@ class Gateway:
         self.waba_id = settings.resolved_waba_id
         self.display_name: str | None = None
         """The business's display name as last seen at the relay (``None`` until known)."""
+        self.time_zone: str | None = None
+        """The time zone of the business's opening hours, as last seen (``None``: not set)."""
         self._name_task: asyncio.Task[None] | None = None
 
     @property
@@ -363,6 +365,9 @@ class Gateway:
         name = profile.get("display_name") if profile else None
         if isinstance(name, str) and name:
             self.display_name = name
+        zone = profile.get("timezone") if profile else None
+        if isinstance(zone, str) and zone:
+            self.time_zone = zone
 
     async def save_business_profile(self, edit: ProfileEdit) -> dict[str, Any]:
         """Create the business profile or change the fields ``edit`` sets; the one way the

@@ -152,6 +152,12 @@ def _day(text: str, default: date) -> date:
         raise Refused("a day is written like 2026-01-31") from None
 
 
+def _business_zone(request: Request) -> str:
+    """The time zone of the business's opening hours, else UTC."""
+    gateway = getattr(request.app.state, "gateway", None)
+    return str(getattr(gateway, "time_zone", None) or "UTC")
+
+
 async def _report(request: Request, start: str, end: str, zone: str) -> tuple[Report, str]:
     """The report the query asks for, and the name of its time zone."""
     chosen = _zone(zone.strip())
@@ -165,11 +171,12 @@ async def _report(request: Request, start: str, end: str, zone: str) -> tuple[Re
 
 @router.get("/reports")
 async def reports_page(
-    request: Request, start: str = "", end: str = "", zone: str = "UTC"
+    request: Request, start: str = "", end: str = "", zone: str = ""
 ) -> Response:
     who = await web.manager(request)
     if isinstance(who, Response):
         return who
+    zone = zone or _business_zone(request)
     _ = web.gettext_for(request, who)
     try:
         report, zone_name = await _report(request, start, end, zone)
@@ -215,12 +222,11 @@ async def reports_page(
 
 
 @router.get("/reports.csv")
-async def reports_csv(
-    request: Request, start: str = "", end: str = "", zone: str = "UTC"
-) -> Response:
+async def reports_csv(request: Request, start: str = "", end: str = "", zone: str = "") -> Response:
     who = await web.manager(request)
     if isinstance(who, Response):
         return who
+    zone = zone or _business_zone(request)
     _ = web.gettext_for(request, who)
     try:
         report, _zone_name = await _report(request, start, end, zone)
