@@ -154,16 +154,16 @@ async def test_labels_mark_conversations_and_filter_the_list(db: Database) -> No
     await record.message(ANNA, "Ich will mein Geld zurück")
     await record.message(BEN, "Danke!")
 
-    assert await inbox.label(ANNA, "Refund") == "refund"
-    await inbox.label(ANNA, "refund")  # once is enough
-    await inbox.label(BEN, "vip")
-    await inbox.label(ANNA, "vip")
-    assert await inbox.all_labels() == ("refund", "vip")
+    assert await inbox.labels.put(ANNA, "Refund") == "refund"
+    await inbox.labels.put(ANNA, "refund")  # once is enough
+    await inbox.labels.put(BEN, "vip")
+    await inbox.labels.put(ANNA, "vip")
+    assert await inbox.labels.all() == ("refund", "vip")
     assert [c.name for c in await inbox.list(me=1, label="refund")] == ["Anna"]
     assert {c.name for c in await inbox.list(me=1, label="vip")} == {"Anna", "Ben"}
     assert [c.labels for c in await inbox.list(me=1) if c.name == "Anna"] == [("refund", "vip")]
-    await inbox.unlabel(ANNA, "vip")
+    await inbox.labels.take_off(ANNA, "vip")
     assert [c.name for c in await inbox.list(me=1, label="vip")] == ["Ben"]
     for bad in ("", "two words", "x" * 33, "<b>"):
         with pytest.raises(ValueError, match="label"):
-            await inbox.label(ANNA, bad)
+            await inbox.labels.put(ANNA, bad)

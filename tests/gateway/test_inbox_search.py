@@ -252,7 +252,7 @@ async def test_results_follow_the_lists_filters_newest_first_and_are_limited(
     await record.message(CEM, "Kein Paket heute")
     await inbox.assign(BEN, 7)
     await inbox.set_status(CEM, Status.RESOLVED)
-    await inbox.label(ANNA, "lieferung")
+    await inbox.labels.put(ANNA, "lieferung")
 
     everything = await search.find("paket", me=7)
     assert [f.name for f in everything] == ["Cem", "Ben", "Anna"]

@@ -316,7 +316,7 @@ async def test_a_settings_form_without_its_csrf_token_changes_nothing(
 ) -> None:
     _agents, owner, _agent = people
     inbox = Conversations(gw.gateway.store.db, SystemClock())
-    await inbox.label("c1", "vip")
+    await inbox.labels.put("c1", "vip")
     tokens_before = await gw.gateway.store.tokens()
     forged = [
         ("/inbox/settings/profile", {**BAKERY}),
@@ -334,7 +334,7 @@ async def test_a_settings_form_without_its_csrf_token_changes_nothing(
     assert profile["display_name"] == "Gateway Test Shop"
     assert profile["hours"] == {}
     assert await gw.gateway.store.tokens() == tokens_before
-    assert await inbox.label_counts() == [("vip", 1)]
+    assert await inbox.labels.counts() == [("vip", 1)]
 
 
 # --- (d) refused input: a clear error in the agent's language, and what was typed kept ---------
@@ -522,7 +522,7 @@ async def test_labels_are_listed_with_their_conversations_renamed_and_removed(
     _agents, owner, _agent = people
     inbox = Conversations(gw.gateway.store.db, SystemClock())
     for contact, name in (("c1", "vip"), ("c2", "vip"), ("c2", "refund"), ("c3", "later")):
-        await inbox.label(contact, name)
+        await inbox.labels.put(contact, name)
     page = (await owner.get("/inbox/settings/labels")).text
     assert re.search(r"<td>vip</td>\s*<td>2</td>", page)
     assert re.search(r"<td>refund</td>\s*<td>1</td>", page)
@@ -546,7 +546,7 @@ async def test_labels_are_listed_with_their_conversations_renamed_and_removed(
         owner, "/inbox/settings/labels", "/inbox/settings/labels/remove", {"label": "later"}
     )
     assert removed.status_code == 303
-    assert await inbox.label_counts() == [("refund", 1), ("stammkunde", 2)]
+    assert await inbox.labels.counts() == [("refund", 1), ("stammkunde", 2)]
     # The activity lines say so, which is what reports by label replay.
     async with gw.gateway.store.db.read() as conn:
         rows = await conn.execute(select(activity.c.contact, activity.c.kind, activity.c.detail))

@@ -109,12 +109,12 @@ class Actions:
         return Status(status)
 
     async def label(self, who: Agent, contact: str, name: str) -> str:
-        added = await self.conversations.label(contact, name)
+        added = await self.conversations.labels.put(contact, name)
         await self.conversations.record(contact, who.id, "label", added)
         return added
 
     async def unlabel(self, who: Agent, contact: str, name: str) -> None:
-        await self.conversations.unlabel(contact, name)
+        await self.conversations.labels.take_off(contact, name)
         await self.conversations.record(contact, who.id, "unlabel", name)
 
     async def _message_of(self, contact: str, wamid: str) -> str:

@@ -445,7 +445,7 @@ async def remove_label(
 
 @router.get("/labels", responses=error_responses(), summary="Every label of the business")
 async def labels(request: Request, who: Who) -> LabelsPublic:
-    return LabelsPublic(labels=list(await web.conversations_of(request).all_labels()))
+    return LabelsPublic(labels=list(await web.conversations_of(request).labels.all()))
 
 
 @router.get("/quick-replies", responses=error_responses(), summary="The quick replies")

@@ -31,7 +31,7 @@ async def search(
     q = q[:MAX_QUERY]
     whose = Mine(mine) if mine in {str(m) for m in Mine} else Mine.ALL
     shown = Status(status) if status in {str(s) for s in Status} else None
-    known = await web.conversations_of(request).all_labels()
+    known = await web.conversations_of(request).labels.all()
     chosen = label if label in known else None
     found = await search_of(request).find(
         q, me=who.agent.id, mine=whose, status=shown, label=chosen

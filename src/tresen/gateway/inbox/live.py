@@ -71,7 +71,7 @@ async def list_items(
     whose = Mine(mine) if mine in {str(m) for m in Mine} else Mine.ALL
     shown = Status(status) if status in {str(s) for s in Status} else Status.OPEN
     inbox = web.conversations_of(request)
-    chosen = label if label in await inbox.all_labels() else None
+    chosen = label if label in await inbox.labels.all() else None
     listed = await inbox.list(me=who.agent.id, mine=whose, status=shown, label=chosen)
     return web.page(
         request,

@@ -453,7 +453,7 @@ async def _labels_page(
         who=who,
         status_code=status_code,
         section="labels",
-        labels=await web.conversations_of(request).label_counts(),
+        labels=await web.conversations_of(request).labels.counts(),
         error=error,
     )
 
@@ -474,7 +474,7 @@ async def rename_label(request: Request) -> Response:
     who, form = got
     _ = web.gettext_for(request, who)
     try:
-        renamed = await web.conversations_of(request).rename_label(
+        renamed = await web.conversations_of(request).labels.rename(
             field(form, "label"), field(form, "new_name"), agent_id=who.agent.id
         )
     except Refused as exc:
@@ -492,7 +492,7 @@ async def remove_label(request: Request) -> Response:
     who, form = got
     _ = web.gettext_for(request, who)
     try:
-        await web.conversations_of(request).remove_label(
+        await web.conversations_of(request).labels.remove(
             field(form, "label"), agent_id=who.agent.id
         )
     except Refused as exc:

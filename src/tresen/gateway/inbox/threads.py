@@ -31,7 +31,7 @@ async def home(
     whose = Mine(mine) if mine in {str(m) for m in Mine} else Mine.ALL
     shown = Status(status) if status in {str(s) for s in Status} else Status.OPEN
     inbox = web.conversations_of(request)
-    known = await inbox.all_labels()
+    known = await inbox.labels.all()
     chosen = label if label in known else None
     listed = await inbox.list(me=who.agent.id, mine=whose, status=shown, label=chosen)
     return web.page(
@@ -73,7 +73,7 @@ async def thread(request: Request, contact: web.ContactId, reply: str = "") -> R
         names=await web.names(request),
         statuses=[str(s) for s in Status],
         snooze_choices=SNOOZE_CHOICES,
-        labels=await web.conversations_of(request).all_labels(),
+        labels=await web.conversations_of(request).labels.all(),
         shortcuts=[q.shortcut for q in await web.quick_of(request).all()],
         **await composing(request, shown, reply[:80]),
     )
