@@ -1,4 +1,4 @@
-"""The team inbox under a large business's history: the conversation list and search.
+"""The team inbox: the conversation list and search under a large history, and live updates.
 
 A gateway's database is seeded directly through SQL, in bulk, with ``--conversations``
 customers and ``--messages`` messages (German and English, every kind the inbox shows, both
