@@ -41,7 +41,9 @@ async def test_what_was_not_confirmed_before_a_stop_comes_again_and_nothing_else
     relay_process: RelayProcess, tmp_path: Path
 ) -> None:
     await relay_process.start()
-    alice = await registered_client(relay_process.url, relay_process.sms_file, tmp_path / "a", ALICE)
+    alice = await registered_client(
+        relay_process.url, relay_process.sms_file, tmp_path / "a", ALICE
+    )
     bob = await registered_client(
         relay_process.url, relay_process.sms_file, tmp_path / "b", BOB, confirm_events=True
     )
