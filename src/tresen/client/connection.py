@@ -52,6 +52,10 @@ class Receiving(Protocol):
     def on_connected(self) -> None:
         """The backlog the relay held at connection time is handled."""
 
+    def after_handled(self, acknowledge: Callable[[], None]) -> None:
+        """Call ``acknowledge`` once the application is done with the envelope just handled
+        (at once, unless it confirms events: see :mod:`tresen.client.confirmations`)."""
+
 
 class Connection:
     def __init__(
@@ -155,10 +159,10 @@ class Connection:
             return
         if isinstance(frame, wire.MessageFrame):
             readable = await self.receiving.on_message(frame)
-            self._ack(ws, frame.id, readable)
+            self._ack_when_handled(ws, frame.id, readable)
         elif isinstance(frame, wire.Delivered | wire.Read | wire.Failed):
             self.receiving.on_report(frame)
-            self._ack(ws, frame.id, True)
+            self._ack_when_handled(ws, frame.id, True)
         elif isinstance(frame, wire.Accepted | wire.Resent):
             self._answer(frame.client_msg_id, frame)
         elif isinstance(frame, wire.ErrorFrame):
@@ -182,6 +186,14 @@ class Connection:
         else:
             future.set_result(frame)
         return True
+
+    def _ack_when_handled(self, ws: ClientConnection, envelope_id: int, readable: bool) -> None:
+        def acknowledge() -> None:
+            # On a connection that closed meanwhile the relay hands the envelope over again.
+            if self.ws is ws:
+                self._ack(ws, envelope_id, readable)
+
+        self.receiving.after_handled(acknowledge)
 
     def _ack(self, ws: ClientConnection, envelope_id: int, readable: bool) -> None:
         """Acknowledge a stored envelope. The acks of every frame handled in one turn of the

@@ -79,6 +79,8 @@ class Receiver:
         healing: Healing,
         emit: Callable[[Event], None],
         relay_offset_ms: Callable[[], int],
+        *,
+        repeat: bool = False,
     ) -> None:
         self.api = api
         self.store = store
@@ -91,11 +93,16 @@ class Receiver:
         self.healing = healing
         self.emit = emit
         self._relay_offset_ms = relay_offset_ms
+        # With confirmed events the relay hands a message over again when the application
+        # had not confirmed its event: it is raised again from what was stored.
+        self._repeat = repeat
 
     async def on_message(self, frame: wire.MessageFrame) -> bool:
         """Handle one message; False if it could not be decrypted."""
         waited = self.healing.waiting(frame.message_id)
         if not waited and self.store.has_message(frame.message_id):
+            if self._repeat:
+                await self._again(frame)
             return True  # a redelivery: already stored, only the ack was lost
         own = frame.sender == self.device.account_id
         if not own and self.store.peer_phone(frame.sender) is None:
@@ -166,6 +173,25 @@ class Receiver:
         elif isinstance(asked, RetryRefused):
             self.healing.refused(frame.sender, frame.sender_device, asked)
         return True
+
+    async def _again(self, frame: wire.MessageFrame) -> None:
+        """Raise again the event of a message handed over again: a customer's message, or
+        another device's transcript (what is stored of it; nothing for the rest)."""
+        stored = self.store.message(frame.message_id)
+        if stored is None or stored.payload is None or stored.outgoing:
+            return
+        try:
+            payload = decode_payload(stored.payload)
+            if frame.sender == self.device.account_id:
+                if isinstance(payload, SentTranscript):
+                    self._show_transcript(frame, payload)
+                return
+        except ValueError:
+            return
+        if stored.status not in (MessageStatus.RECEIVED, MessageStatus.SEEN) or not stored.chat:
+            return
+        template = await self._template_verdict(frame, stored.payload)
+        self._show(frame, payload, template if isinstance(template, RenderedTemplate) else None)
 
     def _class_verdict(self, frame: wire.MessageFrame, plaintext: bytes) -> _Refusal | None:
         """A message of class SYSTEM from another account must be a typing indicator (or a
@@ -299,19 +325,10 @@ class Receiver:
                     error=None,
                 )
             )
-            # The relay message that carried the transcript is done with, too.
-            self._record(frame, MessageStatus.SEEN, chat="")
-            self.emit(
-                MessageEvent(
-                    payload.message_id,
-                    payload.to,
-                    True,
-                    frame.sender,
-                    frame.sender_device,
-                    decode_payload(payload.payload),
-                    payload.server_ms,
-                )
-            )
+            # The relay message that carried the transcript is done with, too (kept, so
+            # that its event can be raised again).
+            self._record(frame, MessageStatus.SEEN, chat="", payload=raw)
+            self._show_transcript(frame, payload)
             self.reports.apply_early(payload.message_id)
             return
         if own and isinstance(payload, ReadReceipt):
@@ -320,6 +337,20 @@ class Receiver:
             return
         self._record(frame, MessageStatus.RECEIVED, payload=raw)
         self._show(frame, payload)
+
+    def _show_transcript(self, frame: wire.MessageFrame, payload: SentTranscript) -> None:
+        """Tell the application of a message another device of this account sent."""
+        self.emit(
+            MessageEvent(
+                payload.message_id,
+                payload.to,
+                True,
+                frame.sender,
+                frame.sender_device,
+                decode_payload(payload.payload),
+                payload.server_ms,
+            )
+        )
 
     def _show(
         self,

@@ -25,15 +25,22 @@ _REPORT_ORDER: dict[type[Report], int] = {wire.Delivered: 0, wire.Read: 1, wire.
 class Reports:
     """The relay's delivered/read/failed reports on messages this account sent."""
 
-    def __init__(self, store: LocalStore, emit: Callable[[Event], None]) -> None:
+    def __init__(
+        self, store: LocalStore, emit: Callable[[Event], None], *, repeat: bool = False
+    ) -> None:
         self.store = store
         self.emit = emit
+        # With confirmed events: a report handed over again (its ack was held back until the
+        # application confirmed it) is told again, as the application may not have kept it.
+        self._repeat = repeat
         # Reports that came before this device stored the message they name (the relay's
         # answer and its report can be read in one go), kept until it does.
         self._early: OrderedDict[str, list[Report]] = OrderedDict()
 
     def on_report(self, frame: Report) -> None:
         if self._advance(frame):
+            return
+        if self._repeat and self._again(frame):
             return
         if not self.store.has_message(frame.message_id):
             # The relay's report overtook the storing of the message: its ``accepted``
@@ -61,6 +68,29 @@ class Reports:
                 server_ms=frame.server_ms,
                 error_code=None if failed is None else failed.code,
                 error=error,
+            )
+        )
+        return True
+
+    def _again(self, frame: Report) -> bool:
+        """Tell the application again of a report the stored message is already as far as."""
+        stored = self.store.message(frame.message_id)
+        if stored is None or not stored.outgoing:
+            return False
+        status = _REPORTED_STATUS[type(frame)]
+        read_since = status is MessageStatus.DELIVERED and stored.status is MessageStatus.READ
+        if stored.status is not status and not read_since:
+            return False
+        failed = frame if isinstance(frame, wire.Failed) else None
+        self.emit(
+            StatusChanged(
+                frame.message_id,
+                stored.chat,
+                status,
+                pricing=frame.pricing if isinstance(frame, wire.Delivered) else None,
+                server_ms=frame.server_ms,
+                error_code=None if failed is None else failed.code,
+                error=None if failed is None else failed.reason,
             )
         )
         return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import httpx
 from tresen.client.api import RelayApi, RelayError
 from tresen.client.business import Business, BusinessSummary
 from tresen.client.choices import Choice
+from tresen.client.confirmations import Confirmations
 from tresen.client.connection import Connection, Report
 from tresen.client.consent import (
     ALL_SCOPES,
@@ -85,6 +86,7 @@ class Client:
         clock: Clock | None = None,
         revocations_max_age_s: int = REVOCATIONS_MAX_AGE_S,
         offline_outbox: bool = True,
+        confirm_events: bool = False,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -93,7 +95,8 @@ class Client:
         token = store.get_secret("token")
         self.api.token = None if token is None else token.decode()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
-        emit = self._events.put_nowait
+        self.confirmations: Confirmations | None = Confirmations() if confirm_events else None
+        emit = self._emit
         self.device = Device.load(store, key)
         self.keys = DeviceKeys(self.api, self.device)
         self.operator = OperatorKeys(self.api, store, self.clock, revocations_max_age_s)
@@ -114,7 +117,7 @@ class Client:
             self.api, store, self.clock, lambda: self.operator.ring, self.operator.refresh
         )
         self.consent = ConsentBook(self.api, self.clock, store, self.device.signer)
-        self.reports = Reports(store, emit)
+        self.reports = Reports(store, emit, repeat=confirm_events)
         self.outbox = Outbox(store)
         self.connection = Connection(self.relay_url, lambda: self.api.token, self.clock, emit, self)
         self.sender = Sender(
@@ -156,6 +159,7 @@ class Client:
             self.healing,
             emit,
             lambda: self.connection.relay_offset_ms,
+            repeat=confirm_events,
         )
         self.keywords = Keywords(self.directory, self.businesses, self.consent, emit)
         self.sender.after_flush = self.keywords.after_flush
@@ -178,6 +182,7 @@ class Client:
         operator_key: str | None = None,
         clock: Clock | None = None,
         offline_outbox: bool = True,
+        confirm_events: bool = False,
     ) -> Client:
         """Open (or create) the client whose state lives in ``data_dir``.
 
@@ -185,7 +190,9 @@ class Client:
         ``data_dir/key`` (created with mode 0600). ``operator_key`` pins the operator's public
         key from configuration instead of learning it at registration. With
         ``offline_outbox`` (the default), a message sent while the relay cannot be reached
-        waits in the local outbox and goes out when it can; without, the send raises.
+        waits in the local outbox and goes out when it can; without, the send raises. With
+        ``confirm_events``, what the relay hands over is acknowledged only once the
+        application confirms its events (:meth:`confirm`, :mod:`tresen.client.confirmations`).
         """
         if relay_url is None and not (data_dir / "client.db").exists():
             raise NotRegistered(f"no relay URL known for {data_dir}; pass one")
@@ -210,6 +217,7 @@ class Client:
                 operator_key=operator_key,
                 clock=clock,
                 offline_outbox=offline_outbox,
+                confirm_events=confirm_events,
             )
         except BaseException:
             store.close()
@@ -583,6 +591,18 @@ class Client:
         while True:
             yield await self._events.get()
 
+    def _emit(self, event: Event) -> None:
+        if self.confirmations is not None:
+            self.confirmations.raised(event)
+        self._events.put_nowait(event)
+
+    def confirm(self, event: Event) -> None:
+        """With ``confirm_events``: the application has kept what it needs of ``event``; the
+        relay envelope that raised it is acknowledged once all its events are confirmed
+        (see :mod:`tresen.client.confirmations`). Without, nothing to do."""
+        if self.confirmations is not None:
+            self.confirmations.confirm(event)
+
     async def next_event(self, within_s: float | None = None) -> Event:
         return await asyncio.wait_for(self._events.get(), within_s)
 
@@ -601,6 +621,12 @@ class Client:
 
     def on_report(self, frame: Report) -> None:
         self.reports.on_report(frame)
+
+    def after_handled(self, acknowledge: Callable[[], None]) -> None:
+        if self.confirmations is None:
+            acknowledge()
+        else:
+            self.confirmations.after_handled(acknowledge)
 
     def on_keys(self, one_time_keys: int) -> None:
         if one_time_keys < ONE_TIME_KEYS_TARGET // 5:

@@ -126,6 +126,8 @@ class Recorder:
         self._stopping: asyncio.Event | None = None
         self._caller: asyncio.AbstractEventLoop | None = None
         self.db: Database | None = None
+        self.commits = 0
+        """Transactions committed (for tests and metrics: received messages share them)."""
 
     async def start(self) -> None:
         """Start the recorder's thread; returns once it is ready to record."""
@@ -197,6 +199,7 @@ class Recorder:
             assert self.db is not None
             async with self.db.write() as conn:
                 events = await self._apply(conn, ops)
+            self.commits += 1
             self._announce(events, ops)
             return [None] * len(ops)
         except Exception as exc:
@@ -211,6 +214,7 @@ class Recorder:
                 assert self.db is not None
                 async with self.db.write() as conn:
                     events = await self._apply(conn, [op])
+                self.commits += 1
                 self._announce(events, [op])
                 results.append(None)
             except Exception as exc:

@@ -56,6 +56,8 @@ async def open_device(
             clock=clock,
             transport=transport,
             offline_outbox=False,
+            # What the relay hands over is acknowledged once the gateway has recorded it.
+            confirm_events=True,
         )
         try:
             if client.registered:
@@ -91,6 +93,7 @@ async def open_device(
         clock=clock,
         transport=transport,
         offline_outbox=False,
+        confirm_events=True,
     )
     try:
         await client.request_code(settings.phone)

@@ -103,6 +103,9 @@ def _pricing_json(pricing: wire.PricingFacts | None) -> str | None:
 
 
 NAME_RETRY_S = 60.0
+MAX_EVENTS_IN_FLIGHT = 128
+"""Received events recorded at once (their commits are shared); within the relay's delivery
+window of unacknowledged messages per connection (512 by default)."""
 
 
 class Gateway:
@@ -517,11 +520,50 @@ class Gateway:
     # --- receiving ---------------------------------------------------------------------------
 
     async def _consume_events(self) -> None:
-        async for event in self.client.events():
+        """Take the device's events and record them, up to ``MAX_EVENTS_IN_FLIGHT`` at once.
+
+        One event at a time would wait for each commit before taking the next, so the
+        database's commit latency would cap the messages received a second (about 60 on
+        PostgreSQL); events in flight together share the recorder's commits. Events of one
+        conversation still go one after the other (a lane per conversation), so its messages
+        are recorded, announced and delivered as webhooks in the order they came, and a
+        status never overtakes the echo it reports on. An event is confirmed to the device
+        (which then acknowledges it to the relay) only once its record is committed."""
+        slots = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
+        lanes: dict[str, asyncio.Task[None]] = {}
+        running: set[asyncio.Task[None]] = set()
+
+        async def handle(event: Event, key: str, before: asyncio.Task[None] | None) -> None:
             try:
+                if before is not None:
+                    await asyncio.wait([before])
                 await self._on_event(event)
             except Exception:
+                # Left unconfirmed: the relay hands it over again on the next connection.
                 log.exception("gateway event not recorded", kind=type(event).__name__)
+            else:
+                self.client.confirm(event)
+            finally:
+                slots.release()
+                if lanes.get(key) is asyncio.current_task():
+                    del lanes[key]
+
+        try:
+            async for event in self.client.events():
+                key = _lane_of(event)
+                if key is None:
+                    self.client.confirm(event)
+                    continue
+                await slots.acquire()
+                task = asyncio.create_task(handle(event, key, lanes.get(key)))
+                lanes[key] = task
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
 
     async def _on_event(self, event: Event) -> None:
         if isinstance(event, StatusChanged):
@@ -707,6 +749,16 @@ class Gateway:
             "errors": [webhook_error(131051, "The message could not be decrypted or read.")],
         }
         await self.recorder.record(Received(message, contact, entry))
+
+
+def _lane_of(event: Event) -> str | None:
+    """The conversation whose order ``event`` takes its place in (``None``: the gateway
+    records nothing for it)."""
+    if isinstance(event, MessageEvent | StatusChanged):
+        return event.chat
+    if isinstance(event, DecryptionFailed):
+        return event.sender
+    return None
 
 
 def relay_trouble(exc: BaseException) -> GraphError:
