@@ -148,8 +148,12 @@ async def test_a_delivered_message_never_becomes_failed(world: World) -> None:
         id=99, message_id=sent.message_id, recipient=ana.account_id, code=131026, reason=REASON
     )
     socket = Socket()
-    await shop.connection.on_frame(socket, wire.encode(late))  # type: ignore[arg-type]
-    shop.connection._flush_acks(socket)  # type: ignore[arg-type]
+    real, shop.connection.ws = shop.connection.ws, socket  # type: ignore[assignment]
+    try:  # acks go out on the connection the frame came on, while it is the open one
+        await shop.connection.on_frame(socket, wire.encode(late))  # type: ignore[arg-type]
+        shop.connection._flush_acks(socket)  # type: ignore[arg-type]
+    finally:
+        shop.connection.ws = real
     await shop.flush_acks()
     assert acked == [99]
     assert [e for e in pending_events(shop) if isinstance(e, StatusChanged)] == []
