@@ -64,7 +64,9 @@ async def team(gw: RunningGateway) -> AsyncIterator[Team]:
 
 
 @pytest.fixture
-async def clocked(make_relay: MakeRelay, backend: Backend, tmp_path: Path) -> AsyncIterator[Clocked]:
+async def clocked(
+    make_relay: MakeRelay, backend: Backend, tmp_path: Path
+) -> AsyncIterator[Clocked]:
     require_chromium()
     # Starts at the real time: the customer's client signs its opt-in with its own clock.
     clock = ManualClock(SystemClock().now_ms())
