@@ -48,7 +48,7 @@ async def test_an_agent_sees_who_else_is_replying_until_they_stop(
     await open_thread(anna, QUESTION)
     # Anna's page's time stands still from now on, and moves only as the test says.
     now_ms: int = await anna.evaluate("Date.now()")
-    await anna.clock.pause_at(now_ms + 1)
+    await anna.clock.pause_at((now_ms + 100) / 1000)  # seconds, in Python
     await open_thread(ben, QUESTION)
     presence = anna.locator("#presence")
     await expect(presence).to_have_text("")
