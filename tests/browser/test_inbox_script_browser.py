@@ -71,6 +71,12 @@ async def test_the_composer_quotes_reacts_offers_buttons_and_enter_sends(
     await open_thread(anna, QUESTION)
     asked = anna.locator("ol.thread li.in").filter(has_text=QUESTION)
 
+    # A message that comes in while the thread is open has the same controls as the others.
+    await alice.send_text(gw.gateway.phone, "Und haben Sie auch Roggenbrot?")
+    later = anna.locator("ol.thread li.in").filter(has_text="Roggenbrot")
+    await expect(later.get_by_role("link", name="Reply")).to_be_visible()
+    await expect(later.get_by_role("button", name="React 👍")).to_be_visible()
+
     # Reply quoting Alice's question; Shift+Enter makes a new line, Enter sends.
     await asked.get_by_role("link", name="Reply").click()
     await expect(anna.locator("blockquote.replying")).to_contain_text(QUESTION)
