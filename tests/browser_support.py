@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gateway_support import RunningGateway
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from support import RunningRelay
 
+from tresen.core.clock import ManualClock
 from tresen.gateway.inbox.agents import Agents
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,6 +35,17 @@ class Team:
     """Anna Schmidt, an admin."""
     agent: str = "ben"
     """Ben Meyer, an agent."""
+
+
+@dataclass(frozen=True)
+class Clocked:
+    """A relay and a gateway (with the team) that share a clock the test moves, so that a
+    customer's 24-hour window closes without waiting a day."""
+
+    clock: ManualClock
+    relay: RunningRelay
+    gw: RunningGateway
+    team: Team
 
 
 @dataclass(frozen=True)

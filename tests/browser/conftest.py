@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 from browser_support import (
     PASSWORD,
+    Clocked,
     Team,
     TwoAgents,
     chromium,
@@ -15,9 +17,9 @@ from browser_support import (
 )
 from gateway_support import RunningGateway, serve_gateway
 from playwright.async_api import Browser
-from support import Backend, RunningRelay
+from support import Backend, MakeRelay, RunningRelay
 
-from tresen.core.clock import SystemClock
+from tresen.core.clock import ManualClock, SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 
@@ -38,17 +40,43 @@ async def gw(
     """A verified business whose device is a gateway serving the inbox."""
     require_chromium()  # before the relay and gateway start, when there is no browser
     async with serve_gateway(relay, backend, tmp_path, display_name="Bäckerei Sonne") as running:
+        await running.gateway.business_profile()  # the pages' header shows its name at once
         yield running
+
+
+@asynccontextmanager
+async def made_team(gw: RunningGateway) -> AsyncIterator[Team]:
+    """Anna Schmidt (admin) and Ben Meyer (agent) in the gateway's inbox."""
+    db = await open_database(gw.settings)
+    try:
+        agents = Agents(db, SystemClock(), hasher=FAST)
+        await agents.create("anna", "Anna Schmidt", Role.ADMIN, PASSWORD)
+        await agents.create("ben", "Ben Meyer", Role.AGENT, PASSWORD)
+        yield Team(agents)
+    finally:
+        await db.dispose()
 
 
 @pytest.fixture
 async def team(gw: RunningGateway) -> AsyncIterator[Team]:
-    db = await open_database(gw.settings)
-    agents = Agents(db, SystemClock(), hasher=FAST)
-    await agents.create("anna", "Anna Schmidt", Role.ADMIN, PASSWORD)
-    await agents.create("ben", "Ben Meyer", Role.AGENT, PASSWORD)
-    yield Team(agents)
-    await db.dispose()
+    async with made_team(gw) as made:
+        yield made
+
+
+@pytest.fixture
+async def clocked(
+    make_relay: MakeRelay, backend: Backend, tmp_path: Path
+) -> AsyncIterator[Clocked]:
+    require_chromium()
+    # Starts at the real time: the customer's client signs its opt-in with its own clock.
+    clock = ManualClock(SystemClock().now_ms())
+    async with (
+        make_relay(clock=clock) as relay,
+        serve_gateway(relay, backend, tmp_path, display_name="Bäckerei Sonne", clock=clock) as gw,
+        made_team(gw) as team,
+    ):
+        await gw.gateway.business_profile()
+        yield Clocked(clock, relay, gw, team)
 
 
 @pytest.fixture

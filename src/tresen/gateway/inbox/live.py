@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from tresen.gateway.inbox import web
+from tresen.gateway.inbox.actions import REACTIONS
 from tresen.gateway.inbox.conversations import Mine, Status
 from tresen.gateway.inbox.presence import Typing
 from tresen.gateway.inbox.streams import Streams
@@ -108,10 +109,14 @@ async def thread_items(
     if shown is None:
         return _plain(_("There is no such conversation."), 404)
     timeline = [item for item in shown.timeline() if item.at_ms > after]
+    # With the conversation and the reactions, as on the thread page: a message fetched here
+    # replaces or joins the page's and must keep its Reply and reaction controls.
     response = web.page(
         request,
         "_thread_items.html",
         who=who,
+        c=shown.conversation,
+        reactions=REACTIONS,
         timeline=timeline,
         names=await web.names(request),
     )

@@ -139,7 +139,8 @@
     });
   }, THREAD_DELAY_MS);
 
-  // A status changes a message already shown: its ticks are rendered again.
+  // A status, a reaction or a customer's choice of a button changes a message already shown
+  // (none of them is an item of its own): the messages that changed are rendered again.
   var refreshTicks = coalesced(function () {
     var url = "/inbox/c/" + encodeURIComponent(contact) + "/items?after=0";
     return get(url)
@@ -152,19 +153,20 @@
       });
   }, THREAD_DELAY_MS);
 
-  // An assignment or a status change: the thread's heading line and actions are shown again,
-  // unless the agent is using them.
+  // An assignment or a status change: the thread's heading line and actions are shown again
+  // where they changed, unless the agent is using them (a block the same as before is left
+  // alone, so a choice made in it but not yet sent is kept).
   var refreshHeading = coalesced(function () {
     return get("/inbox/c/" + encodeURIComponent(contact))
       .then(function (r) { return r.text(); })
       .then(function (html) {
-        var fresh = new DOMParser().parseFromString(html, "text/html");
+        var page = new DOMParser().parseFromString(html, "text/html");
         ["main > h1 + p.meta", "main > div.actions", "main > ul.labels"].forEach(function (selector) {
           var now = document.querySelector(selector);
-          var then = fresh.querySelector(selector);
-          if (now && then && !now.contains(document.activeElement)) {
-            now.replaceWith(document.importNode(then, true));
-          }
+          var then = page.querySelector(selector);
+          if (!now || !then || now.contains(document.activeElement)) return;
+          var shown = document.importNode(then, true);
+          if (shown.outerHTML !== now.outerHTML) now.replaceWith(shown);
         });
       });
   }, THREAD_DELAY_MS);
@@ -249,6 +251,7 @@
       if (list) refreshList();
       if (ours(said)) {
         refreshThread();
+        refreshTicks();
         if (presence) presence.textContent = ""; // the answer (or a new question) is here
       }
       refreshUnread();
