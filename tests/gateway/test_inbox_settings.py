@@ -174,6 +174,34 @@ async def test_a_new_business_creates_its_profile_and_hours_and_customers_find_i
     # Reports count days in the business's time zone from now on.
     assert "By day (Europe/Berlin)" in (await owner.get("/inbox/reports")).text
 
+    # A picture: a PNG is taken, anything else is explained and changes nothing.
+    token = await owner.csrf("/inbox/settings")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(200)
+    wrong = await owner.request(
+        "POST",
+        "/inbox/settings/picture",
+        data={"csrf": token},
+        files={"picture": ("brot.gif", b"GIF89a" + bytes(50), "image/gif")},
+    )
+    assert wrong.status_code == 400
+    assert "Choose a JPEG or PNG picture of at most 512 KiB." in wrong.text
+    forged = await owner.request(
+        "POST",
+        "/inbox/settings/picture",
+        data={"csrf": "guessed"},
+        files={"picture": ("brot.png", png, "image/png")},
+    )
+    assert forged.status_code == 403
+    assert "No profile picture yet." in (await owner.get("/inbox/settings")).text
+    taken = await owner.request(
+        "POST",
+        "/inbox/settings/picture",
+        data={"csrf": token},
+        files={"picture": ("brot.png", png, "image/png")},
+    )
+    assert taken.status_code == 303, taken.text
+    assert "The business has a profile picture" in (await owner.get("/inbox/settings")).text
+
     alice = await customer(relay, tmp_path / "alice")
     try:
         [hit] = await alice.find_businesses("sonnenschein")
@@ -188,6 +216,7 @@ async def test_a_new_business_creates_its_profile_and_hours_and_customers_find_i
         assert list(profile.websites) == ["https://sonnenschein.example"]
         assert profile.hours_lines()[0] == "Mon  07:00-13:00, 14:00-18:00"
         assert profile.hours_lines()[6] == "Sun  closed"
+        assert profile.has_picture
         # Monday 7 December 2026, 10:00 in Berlin (09:00 UTC): open; at 13:30 the lunch break.
         assert profile.open_now(utc_ms("2026-12-07T09:00:00")) is True
         assert profile.open_now(utc_ms("2026-12-07T12:30:00")) is False

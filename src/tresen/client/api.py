@@ -84,8 +84,12 @@ class RelayApi:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    async def _call(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         response = await self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code >= 400:
             try:
@@ -203,6 +207,18 @@ class RelayApi:
     async def save_business_profile(self, profile: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = await self._call("PUT", "/v1/business/profile", json=profile)
         return body
+
+    async def set_business_picture(self, data: bytes, content_type: str) -> None:
+        """The business's profile picture: a JPEG or PNG (the relay checks type and size)."""
+        await self._call(
+            "PUT",
+            "/v1/business/profile/picture",
+            content=data,
+            headers={"Content-Type": content_type},
+        )
+
+    async def remove_business_picture(self) -> None:
+        await self._call("DELETE", "/v1/business/profile/picture")
 
     async def own_business_profile(self) -> dict[str, Any]:
         body: dict[str, Any] = await self._call("GET", "/v1/business/profile")

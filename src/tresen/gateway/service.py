@@ -394,6 +394,13 @@ class Gateway:
         self._remember_name(saved)
         return saved
 
+    async def set_profile_picture(self, data: bytes, content_type: str) -> None:
+        """The business's profile picture (JPEG or PNG; the relay checks type and size)."""
+        await self.client.api.set_business_picture(data, content_type)
+
+    async def remove_profile_picture(self) -> None:
+        await self.client.api.remove_business_picture()
+
     async def request_verification(self, note: str = "") -> dict[str, Any]:
         """Ask the operator to verify the business (the green tick); ``RelayError`` when a
         request is pending already, the business is verified, suspended or has no profile."""

@@ -16,7 +16,8 @@ from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from tresen.client.api import RelayError
 from tresen.core.errors import ErrorCode
@@ -309,6 +310,47 @@ async def save_profile(request: Request) -> Response:
         problems, invalid = _problems(exc, _)
         return await _profile_page(request, who, typed=typed, problems=problems, invalid=invalid)
     return web.redirect("/inbox/settings", _("The business profile is saved."))
+
+
+PICTURE_MAX_BYTES = 512 * 1024
+PICTURE_TYPES = {"image/jpeg", "image/png"}
+
+
+@router.post("/settings/picture")
+async def set_picture(request: Request) -> Response:
+    """The profile picture, from a file chosen on the page (multipart, one file)."""
+    who = await web.manager(request)
+    if isinstance(who, Response):
+        return who
+    _ = web.gettext_for(request, who)
+    if int(request.headers.get("content-length") or 0) > PICTURE_MAX_BYTES + 16 * 1024:
+        raise web.FormTooLarge
+    try:
+        form = await request.form(max_files=1, max_fields=4, max_part_size=PICTURE_MAX_BYTES)
+    except HTTPException:  # a malformed multipart body, or a part too large
+        return await _profile_page(
+            request, who, problems=[_("Choose a JPEG or PNG picture of at most 512 KiB.")]
+        )
+    try:
+        if not web.csrf_ok(form.get("csrf"), who.csrf):
+            return web.refused(request, who)
+        if form.get("remove"):
+            await gateway_of(request).remove_profile_picture()
+            return web.redirect("/inbox/settings", _("The profile picture is removed."))
+        upload = form.get("picture")
+        data = await upload.read(PICTURE_MAX_BYTES + 1) if isinstance(upload, UploadFile) else b""
+        kind = upload.content_type if isinstance(upload, UploadFile) else None
+        if not data or len(data) > PICTURE_MAX_BYTES or kind not in PICTURE_TYPES:
+            return await _profile_page(
+                request, who, problems=[_("Choose a JPEG or PNG picture of at most 512 KiB.")]
+            )
+        try:
+            await gateway_of(request).set_profile_picture(data, str(kind))
+        except Exception as exc:
+            return await _profile_page(request, who, problems=[relay_sentence(exc, _)])
+    finally:
+        await form.close()
+    return web.redirect("/inbox/settings", _("The profile picture is saved."))
 
 
 @router.post("/settings/verification")
