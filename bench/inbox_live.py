@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,45 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from gateway_api import drop_schema, free_port, stop, wait_http
 
 PG_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
 BUSINESS_PHONE = "+4930555077000"
 PASSWORD = "bench password for agents"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_http(url: str, path: str) -> None:
-    async with httpx.AsyncClient(base_url=url) as http:
-        for _ in range(600):
-            with contextlib.suppress(httpx.TransportError):
-                if (await http.get(path)).status_code < 500:
-                    return
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not start")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-async def drop_schema(schema: str | None) -> None:
-    if schema:
-        from tresen.core.db import Database
-
-        db = Database(PG_URL)
-        async with db.write() as conn:
-            await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await db.dispose()
 
 
 def percentile(sorted_values: list[float], share: float) -> float:
