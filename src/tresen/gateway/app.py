@@ -8,7 +8,7 @@ dispatcher and the template watcher; it stops them in reverse order.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,9 @@ from tresen.core.db import Database
 from tresen.core.ratelimit import TokenBuckets
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file, seal, unseal
 from tresen.gateway import migrate
+from tresen.gateway.automation.engine import Automation
+from tresen.gateway.automation.http_actions import ActionCaller
+from tresen.gateway.automation.store import AutomationStore
 from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
@@ -40,7 +43,7 @@ from tresen.gateway.inbox.reports import Reports
 from tresen.gateway.inbox.search import Search
 from tresen.gateway.inbox.streams import StreamLimits, Streams
 from tresen.gateway.inbox.tokens import AgentTokens
-from tresen.gateway.recorder import Recorder
+from tresen.gateway.recorder import Op, Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
@@ -128,6 +131,7 @@ def build_gateway_app(
     clock: Clock | None = None,
     relay_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    action_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The gateway as an ASGI app; ``codes`` answers the registration code on first run."""
     clock = clock or SystemClock()
@@ -155,6 +159,13 @@ def build_gateway_app(
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
             hub = Hub()
+            automation: list[Automation] = []
+
+            def recorded(ops: Sequence[Op]) -> None:
+                hub.recorded(ops)
+                for engine in automation:
+                    engine.recorded(ops)
+
             recorder = Recorder(
                 lambda: gateway_database(settings),
                 store,
@@ -162,7 +173,7 @@ def build_gateway_app(
                 waba_id=settings.resolved_waba_id,
                 phone_number_id=client_phone_number_id(client),
                 on_events=dispatcher.wake,
-                on_recorded=hub.recorded,
+                on_recorded=recorded,
             )
             gateway = Gateway(
                 settings,
@@ -205,10 +216,25 @@ def build_gateway_app(
                 app.state.inbox_quick_replies,
             )
             app.state.inbox_reports = Reports(db, clock)
-            assignment = Assignment(db, clock, app.state.inbox_conversations)
+            assignment = Assignment(
+                db, clock, app.state.inbox_conversations, follow_messages=False
+            )
             assignment.start()
             stack.push_async_callback(assignment.close)
             app.state.inbox_assignment = assignment
+            app.state.automation_store = AutomationStore(db, clock, key)
+            engine = Automation(
+                gateway,
+                app.state.automation_store,
+                app.state.inbox_conversations,
+                clock=clock,
+                forward=assignment.customer_wrote,
+                caller=ActionCaller(transport=action_transport),
+                agent_bot_transport=action_transport,
+            )
+            automation.append(engine)
+            stack.push_async_callback(engine.close)
+            app.state.automation = engine
             app.state.inbox_search = Search(db, clock)
             app.state.inbox_streams = Streams(
                 hub,

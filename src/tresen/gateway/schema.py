@@ -29,6 +29,11 @@ __all__ = [
     "agents",
     "api_tokens",
     "assignment_settings",
+    "automation_settings",
+    "bot_actions",
+    "bot_intents",
+    "bot_log",
+    "bot_state",
     "contacts",
     "conversation_labels",
     "conversations",
@@ -249,8 +254,8 @@ conversations = Table(
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_conversations_assignee", "assignee"),
 )
-"""The inbox's view of each customer's conversation: ``status`` is open, pending, snoozed or
-resolved (set at ``status_ms``); ``assignee`` the agent answering it; messages after
+"""The inbox's view of each customer's conversation: ``status`` is open, pending, snoozed,
+resolved or bot (the bot answers) (set at ``status_ms``); ``assignee`` the agent answering it; messages after
 ``read_ms`` are unread. A contact without a row is an open, unassigned conversation nobody
 read. A snoozed conversation opens again at ``snoozed_until_ms``, and a pending, snoozed or
 resolved one when the customer writes again."""
@@ -327,3 +332,73 @@ agent_tokens = Table(
 )
 """Personal access tokens of the inbox's JSON API: each acts as its agent, with the agent's
 role. Only the SHA-256 is kept, and a short hint to tell them apart in listings."""
+
+automation_settings = Table(
+    "automation_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("config", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+"""The business's automation (one row, ``id`` 1; none: everything off): greeting and away
+messages, which bot answers first (none, the FAQ bot, or the business's own bot), its
+thresholds, texts and hand-over rules, as JSON. Secrets are not in it (see ``meta``)."""
+
+bot_intents = Table(
+    "bot_intents",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("enabled", Integer, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+"""The FAQ bot's intents: example phrasings, the title of its "did you mean" button and the
+answer, as JSON (``spec``), in the order the business lists them."""
+
+bot_actions = Table(
+    "bot_actions",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("headers", LargeBinary, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+"""HTTP calls into the business's own systems that intents answer from: the request and the
+answer as JSON (``spec``), and the request's headers (tokens) sealed with the gateway's key."""
+
+bot_state = Table(
+    "bot_state",
+    metadata,
+    Column("contact", String(32), primary_key=True),
+    Column("language", String(2)),
+    Column("misunderstood", Integer, nullable=False),
+    Column("waiting", Text),
+    Column("took_ms", BigInteger),
+    Column("greeted_ms", BigInteger),
+    Column("away_ms", BigInteger),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+"""What automation remembers of each customer: the language they write, misunderstood messages
+in a row, the question the bot waits to be answered (``waiting``: an action's missing
+parameter, as JSON), when the bot last took the conversation, and when the greeting and the
+away message were last sent."""
+
+bot_log = Table(
+    "bot_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("intent", String(40)),
+    Column("score", Integer),
+    Column("detail", Text, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("dismissed_ms", BigInteger),
+    Index("ix_bot_log_kind_at", "kind", "at_ms"),
+    Index("ix_bot_log_contact_at", "contact", "at_ms"),
+)
+"""What automation did, for the reports: ``kind`` is took (the bot took a conversation),
+answered, suggested, unanswered (``detail``: the customer's question, kept until the business
+dismisses it or turns it into an example), action, action_failed, handoff (``detail``: the
+reason), greeting or away. ``score`` is the match's confidence in percent."""

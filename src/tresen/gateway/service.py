@@ -149,6 +149,8 @@ class Gateway:
         """The business's display name as last seen at the relay (``None`` until known)."""
         self.time_zone: str | None = None
         """The time zone of the business's opening hours, as last seen (``None``: not set)."""
+        self.profile: dict[str, Any] | None = None
+        """The business profile as last seen at the relay (``None`` until known)."""
         self._name_task: asyncio.Task[None] | None = None
 
     @property
@@ -365,6 +367,8 @@ class Gateway:
                 await asyncio.sleep(NAME_RETRY_S)
 
     def _remember_name(self, profile: dict[str, Any] | None) -> None:
+        if profile:
+            self.profile = profile
         name = profile.get("display_name") if profile else None
         if isinstance(name, str) and name:
             self.display_name = name

@@ -270,6 +270,7 @@ class StatusFilter(StrEnum):
     PENDING = "pending"
     SNOOZED = "snoozed"
     RESOLVED = "resolved"
+    BOT = "bot"
     ANY = "any"
 
 

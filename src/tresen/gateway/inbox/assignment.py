@@ -99,13 +99,17 @@ class Assignment:
         *,
         online_window_ms: int = ONLINE_WINDOW_MS,
         tick_s: float = TICK_S,
+        follow_messages: bool = True,
     ) -> None:
+        """``follow_messages`` False: customer messages reach ``handle`` from automation
+        (which keeps the conversations its bot answers), not from the hub."""
         self.db = db
         self.clock = clock
         self.conversations = conversations
         self.hub = conversations.hub
         self.online_window_ms = online_window_ms
         self.tick_s = tick_s
+        self.follow_messages = follow_messages
         # One assigner at a time in this process: the limits are counted, then used.
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -245,8 +249,13 @@ class Assignment:
         if event is None or event.kind in {"conversation", "availability", "assignment", "lagged"}:
             await self.drain()
         elif event.kind == "message" and event.data.get("direction") == "in" and event.contact:
-            await self.conversations.opening(event.contact)
-            await self.drain()
+            if self.follow_messages:
+                await self.customer_wrote(event.contact)
+
+    async def customer_wrote(self, contact: str) -> None:
+        """A customer message of the team's: record an opening, and give it out."""
+        await self.conversations.opening(contact)
+        await self.drain()
 
     # --- life cycle ----------------------------------------------------------------------------
 

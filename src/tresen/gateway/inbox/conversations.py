@@ -63,6 +63,8 @@ class Status(StrEnum):
     PENDING = "pending"
     SNOOZED = "snoozed"
     RESOLVED = "resolved"
+    BOT = "bot"
+    """The bot answers (the FAQ bot or the business's own); people take over on hand-over."""
 
 
 class Mine(StrEnum):

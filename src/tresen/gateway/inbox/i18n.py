@@ -46,6 +46,7 @@ WORDS = (
     N_("pending"),
     N_("snoozed"),
     N_("resolved"),
+    N_("bot"),
     N_("mine"),
     N_("unassigned"),
     N_("all"),
