@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from tresen.cli import gateway_agents, gateway_webhooks
+from tresen.cli import gateway_agents, gateway_bot, gateway_webhooks
 from tresen.cli.common import console, format_time, start_server
 from tresen.core.logging import configure_logging
 from tresen.gateway.settings import GatewaySettings, load_gateway_settings
@@ -28,6 +28,7 @@ token_app = typer.Typer(help="Bearer tokens of the gateway's Cloud API.", no_arg
 app.add_typer(token_app, name="token")
 app.add_typer(gateway_webhooks.app, name="webhooks")
 app.add_typer(gateway_agents.app, name="agents")
+app.add_typer(gateway_bot.app, name="bot")
 
 T = TypeVar("T")
 

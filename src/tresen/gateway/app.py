@@ -216,9 +216,7 @@ def build_gateway_app(
                 app.state.inbox_quick_replies,
             )
             app.state.inbox_reports = Reports(db, clock)
-            assignment = Assignment(
-                db, clock, app.state.inbox_conversations, follow_messages=False
-            )
+            assignment = Assignment(db, clock, app.state.inbox_conversations, follow_messages=False)
             assignment.start()
             stack.push_async_callback(assignment.close)
             app.state.inbox_assignment = assignment

@@ -158,7 +158,8 @@ DEFAULT_HANDOFF: Localized = {
 DEFAULT_HANDOFF_CLOSED: Localized = {
     "en": "I am passing you on to our team. They are not in right now and will answer here "
     "from {opens}.",
-    "de": "Ich gebe Sie an unser Team weiter. Es ist gerade nicht da und antwortet hier ab {opens}.",
+    "de": "Ich gebe Sie an unser Team weiter. Es ist gerade nicht da und antwortet hier "
+    "ab {opens}.",
 }
 
 
@@ -520,7 +521,9 @@ def parse_bot_file(text: str | bytes) -> BotConfig:
     raw_intents = data.get("intents") or []
     if not isinstance(raw_intents, list):
         raise ConfigError("bad_section", "intents must be a list")
-    intents = tuple(IntentSpec.from_json(item, f"intents[{i}]") for i, item in enumerate(raw_intents))
+    intents = tuple(
+        IntentSpec.from_json(item, f"intents[{i}]") for i, item in enumerate(raw_intents)
+    )
     raw_actions = data.get("actions") or []
     if not isinstance(raw_actions, list) or len(raw_actions) > MAX_ACTIONS:
         raise ConfigError("bad_section", f"actions must be a list of at most {MAX_ACTIONS}")
@@ -529,6 +532,9 @@ def parse_bot_file(text: str | bytes) -> BotConfig:
         item = _mapping(item, f"actions[{i}]")
         if not isinstance(item.get("name"), str) or not NAME.fullmatch(item["name"]):
             raise ConfigError("bad_name", f"actions[{i}].name must be a name like order_status")
-        actions.append(json.loads(json.dumps(item)))
+        try:
+            actions.append(json.loads(json.dumps(item)))
+        except (TypeError, ValueError):
+            raise ConfigError("bad_value", f"actions[{i}] holds a value that is not JSON") from None
     check_intents(intents, [str(a["name"]) for a in actions])
     return BotConfig(settings, intents, tuple(actions))

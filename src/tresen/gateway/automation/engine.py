@@ -110,6 +110,8 @@ class _Turn:
     state: BotState
     settings: AutomationSettings
     hours: Hours | None
+    entry: Mapping[str, Any]
+    """The message as the Cloud API's webhooks tell of it."""
 
 
 def message_text(message: StoredMessage) -> str:
@@ -199,7 +201,7 @@ class Automation:
                 log.warning("automation behind; a message goes to the team unhandled")
                 self._spawn(op.message.contact, self._forward(op.message.contact))
                 continue
-            self._spawn(op.message.contact, self._handle(op.message))
+            self._spawn(op.message.contact, self._handle(op.message, op.entry))
 
     def _spawn(self, contact: str, work: Awaitable[None]) -> None:
         before = self._lanes.get(contact)
@@ -263,7 +265,7 @@ class Automation:
             await self._agent_bot.aclose()
             self._agent_bot = None
         if settings.bot.mode is BotMode.EXTERNAL and settings.bot.external_url:
-            secret = await self.store.agent_bot_secret() or ""
+            secret = await self.store.agent_bot_secret() or await self.store.new_agent_bot_secret()
             self._agent_bot = AgentBot(
                 AgentBotSettings(url=settings.bot.external_url, secret=secret),
                 transport=self._agent_bot_transport,
@@ -282,7 +284,7 @@ class Automation:
 
     # --- one message -------------------------------------------------------------------------
 
-    async def _handle(self, message: StoredMessage) -> None:
+    async def _handle(self, message: StoredMessage, entry: Mapping[str, Any]) -> None:
         contact = message.contact
         settings = await self.current()
         state = await self.store.state(contact)
@@ -296,11 +298,14 @@ class Automation:
             replace(state, language=language or state.language),
             settings,
             Hours.from_profile(await self._profile()),
+            entry,
         )
         conversation = await self._conversation(contact)
         holds = conversation.status is Status.BOT
-        if settings.bot.mode is not BotMode.OFF and not holds and self._may_take(
-            conversation, message
+        if (
+            settings.bot.mode is not BotMode.OFF
+            and not holds
+            and self._may_take(conversation, message)
         ):
             await self.conversations.set_status(contact, Status.BOT)
             turn.state = replace(turn.state, took_ms=self.clock.now_ms(), misunderstood=0)
@@ -328,8 +333,7 @@ class Automation:
         if conversation.status is None:
             return True
         return (
-            conversation.status is Status.RESOLVED
-            and message.created_ms > conversation.status_ms
+            conversation.status is Status.RESOLVED and message.created_ms > conversation.status_ms
         )
 
     async def _conversation(self, contact: str) -> _Conversation:
@@ -434,9 +438,8 @@ class Automation:
             if intent is not None:
                 await self._answer(turn, intent, 1.0)
                 return
-        if turn.state.waiting:
-            if await self._fill_waiting(turn):
-                return
+        if turn.state.waiting and await self._fill_waiting(turn):
+            return
         rule = _rule(text, bot.handoff_keywords)
         if rule is not None:
             await self.hand_over(turn.contact, Reason.RULE, detail=rule, turn=turn)
@@ -529,9 +532,7 @@ class Automation:
             return
         turn.state = replace(turn.state, waiting=None)
         customer = await self._customer(turn.contact)
-        outcome = await self.caller.call(
-            action, params, customer=customer, language=turn.language
-        )
+        outcome = await self.caller.call(action, params, customer=customer, language=turn.language)
         if not outcome.ok or outcome.message is None:
             await self._action_failed(turn, action.name, outcome.error, action.failure)
             return
@@ -548,12 +549,11 @@ class Automation:
             turn.state = replace(turn.state, waiting=None)
             return False
         found, _missing = find_params(action, turn.text)
-        if not found:
-            if self._matcher is not None:
-                match = await asyncio.to_thread(self._matcher.match, turn.text)
-                if match.decision in {Decision.ANSWER, Decision.HANDOFF}:
-                    turn.state = replace(turn.state, waiting=None)
-                    return False  # a new question instead of the answer
+        if not found and self._matcher is not None:
+            match = await asyncio.to_thread(self._matcher.match, turn.text)
+            if match.decision in {Decision.ANSWER, Decision.HANDOFF}:
+                turn.state = replace(turn.state, waiting=None)
+                return False  # a new question instead of the answer
         known = {str(k): str(v) for k, v in dict(waiting.get("params") or {}).items()}
         await self._run_action(turn, intent, action, known)
         return True
@@ -564,7 +564,9 @@ class Automation:
         log.info("bot action failed", action=action, error=error)
         await self.store.log(turn.contact, "action_failed", intent=action, detail=error)
         await self._say(turn.contact, pick(failure or ACTION_FAILED, turn.language))
-        await self.hand_over(turn.contact, Reason.ACTION_FAILED, detail=f"{action}: {error}", turn=turn)
+        await self.hand_over(
+            turn.contact, Reason.ACTION_FAILED, detail=f"{action}: {error}", turn=turn
+        )
 
     async def _customer(self, contact: str) -> dict[str, str]:
         found = await self.gateway.store.contact(contact)
@@ -585,18 +587,11 @@ class Automation:
             await self.hand_over(turn.contact, Reason.EXTERNAL_DOWN, turn=turn)
             return
         customer = await self._customer(turn.contact)
-        message = turn.message
         payload = agent_bot_payload(
             event="message_created",
-            message={
-                "wamid": message.wamid,
-                "type": message.type,
-                message.type: message.content,
-                "text": turn.text,
-                "created_ms": message.created_ms,
-            },
+            message=turn.entry,
             contact=customer,
-            conversation={"id": turn.contact, "status": str(Status.BOT)},
+            conversation={"status": str(Status.BOT)},
         )
         outcome = await self._agent_bot.deliver(payload)
         if not outcome.ok:
@@ -708,8 +703,6 @@ def _rule(text: str, keywords: Sequence[str]) -> str | None:
     """The business's hand-over word or phrase that ``text`` contains, if any."""
     folded = f" {' '.join(text.casefold().split())} "
     for keyword in keywords:
-        if f" {keyword.casefold()} " in folded or (
-            " " in keyword and keyword.casefold() in folded
-        ):
+        if f" {keyword.casefold()} " in folded or (" " in keyword and keyword.casefold() in folded):
             return keyword
     return None

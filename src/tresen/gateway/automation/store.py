@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from tresen.gateway.automation.config import (
     IntentSpec,
     check_intents,
 )
+from tresen.gateway.automation.http_actions import ActionError, action_to_json, parse_action
 from tresen.gateway.schema import automation_settings, bot_actions, bot_intents, bot_log, bot_state
 from tresen.gateway.store import get_meta, set_meta
 
@@ -154,7 +155,9 @@ class AutomationStore:
         """A new signing secret (the old one stops verifying); shown once to the business."""
         secret = secrets.token_urlsafe(32)
         async with self.db.write() as conn:
-            await set_meta(conn, SECRET_META, seal(self._key, secret.encode(), context=SECRET_CONTEXT))
+            await set_meta(
+                conn, SECRET_META, seal(self._key, secret.encode(), context=SECRET_CONTEXT)
+            )
             await self._bump(conn)
         return secret
 
@@ -254,7 +257,8 @@ class AutomationStore:
         return out
 
     async def put_action(self, spec: Mapping[str, Any]) -> None:
-        """Add or replace the action named in ``spec`` (checked by the caller)."""
+        """Add or replace the action named in ``spec``."""
+        spec = checked_action(spec)
         async with self.db.write() as conn:
             await self._put_action(conn, spec)
             await self._bump(conn)
@@ -268,20 +272,14 @@ class AutomationStore:
             insert(bot_actions).values(
                 name=name,
                 spec=json.dumps(body, ensure_ascii=False),
-                headers=seal(
-                    self._key, json.dumps(headers).encode(), context=HEADERS_CONTEXT
-                ),
+                headers=seal(self._key, json.dumps(headers).encode(), context=HEADERS_CONTEXT),
                 updated_ms=self.clock.now_ms(),
             )
         )
 
     async def delete_action(self, name: str) -> None:
         async with self.db.write() as conn:
-            users = [
-                i.name
-                for i in await self._intents(conn)
-                if i.answer.action == name
-            ]
+            users = [i.name for i in await self._intents(conn) if i.answer.action == name]
             if users:
                 raise ConfigError(
                     "action_in_use", f"the action {name} is used by: {', '.join(users)}"
@@ -296,10 +294,11 @@ class AutomationStore:
     async def import_config(self, config: BotConfig) -> None:
         """Replace the intents and actions with the file's (and the settings, if it has
         them), in one transaction."""
+        actions = [checked_action(a) for a in config.actions]
         async with self.db.write() as conn:
             await conn.execute(delete(bot_intents))
             await conn.execute(delete(bot_actions))
-            for action in config.actions:
+            for action in actions:
                 await self._put_action(conn, action)
             for position, intent in enumerate(config.intents):
                 await conn.execute(insert(bot_intents).values(**self._intent_row(intent, position)))
@@ -434,7 +433,9 @@ class AutomationStore:
                     str(kind): int(n)
                     for kind, n in (
                         await conn.execute(
-                            select(bot_log.c.kind, func.count()).where(period).group_by(bot_log.c.kind)
+                            select(bot_log.c.kind, func.count())
+                            .where(period)
+                            .group_by(bot_log.c.kind)
                         )
                     ).all()
                 }
@@ -468,3 +469,11 @@ class AutomationStore:
             intents=tuple((str(i), int(n)) for i, n in intents if i),
         )
 
+
+def checked_action(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` checked as an HTTP action, in its normal form; refusals as ``ConfigError``."""
+    try:
+        return action_to_json(parse_action(spec))
+    except ActionError as exc:
+        name = spec.get("name", "?")
+        raise ConfigError(exc.code, f"action {name}: {exc}") from None
