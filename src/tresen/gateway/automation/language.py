@@ -17,9 +17,14 @@ LANGUAGES: Final = ("de", "en")
 _MAX_CHARS = 1_000
 _WORD = re.compile(r"[a-zäöüß]+(?:'[a-z]+)?")
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Function words, greetings and frequent chat words; spellings without umlauts and common
 # chat forms ("nen", "gibts", "pls") are included since customers write them.
-_GERMAN: Final = frozenset(
+_GERMAN: Final = _words(
     """
     aber alle als am an auch auf aus bei beim bekomme bekommen bin bis bitte bist brauche da
     danke dann das dass dem den denn der des die diese dieser doch dort du ein eine einem einen
@@ -31,9 +36,9 @@ _GERMAN: Final = frozenset(
     tschuess tschüss um und uns unser viel viele vom von vor wann war warum was weil welche
     welcher wenn werde werden wer wie wieso wieviel wird wo wurde wuerde würde zu zum zur
     zurück zurueck
-    """.split()
+    """
 )
-_ENGLISH: Final = frozenset(
+_ENGLISH: Final = _words(
     """
     a about after all also am an and any are as at be because been but by can cant can't
     cheers come could day did do does dont don't for from get go going good got had has have
@@ -42,7 +47,7 @@ _ENGLISH: Final = frozenset(
     since some sorry still than thank thanks that the their them then there they this to
     today tomorrow too two up us very want was we what whats when where which who why with
     would yes yesterday yet you your you're
-    """.split()
+    """
 )
 # Spellings typical of one language, a weak hint for words in neither list.
 _GERMAN_SHAPE: Final = re.compile(r"sch|tz|pf|ung$|keit$|heit$|lich$|chen$|ei[nt]|^[a-z]{3,}en$")

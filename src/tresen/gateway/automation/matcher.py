@@ -150,6 +150,11 @@ def normalise(text: str) -> str:
 
 # --- asking for a person ----------------------------------------------------------------------
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Asking for any of these is asking for a person, in any sentence.
 _PERSON_PHRASES: Final = tuple(
     normalise(p)
@@ -194,21 +199,21 @@ _PERSON_PHRASES: Final = tuple(
 # Single-word phrases ("kundenberater", "operator") may carry a typo.
 _ONE_WORD_PHRASES: Final = frozenset(p for p in _PERSON_PHRASES if " " not in p and len(p) >= 8)
 # These name a person; with a verb of talking, or in a short request, they ask for one.
-_PERSON_WORDS: Final = frozenset(
+_PERSON_WORDS: Final = _words(
     "agent agentin human mensch menschen mitarbeiter mitarbeiterin mitarbeitenden person "
-    "someone somebody jemand jemandem staff employee berater beraterin support".split()
+    "someone somebody jemand jemandem staff employee berater beraterin support"
 )
 # "person" and "someone" alone are too common ("a person limit"); they need a verb of talking.
-_WEAK_PERSON_WORDS: Final = frozenset("person someone somebody jemand jemandem support".split())
-_TALK_WORDS: Final = frozenset(
+_WEAK_PERSON_WORDS: Final = _words("person someone somebody jemand jemandem support")
+_TALK_WORDS: Final = _words(
     "talk speak chat connect transfer forward sprechen reden chatten verbinden weiterleiten "
-    "durchstellen verbinde".split()
+    "durchstellen verbinde"
 )
 # Words that may surround a bare request: "I want a human please", "Mitarbeiter bitte!".
-_REQUEST_FILLER: Final = frozenset(
+_REQUEST_FILLER: Final = _words(
     "i want would like a an the to please pls plz me give get need can could now real live "
     "ich moechte mochte will bitte einen eine ein einem mit haette hatte gern gerne brauche "
-    "jetzt sofort endlich echten echter echte mal hi hallo hello hey".split()
+    "jetzt sofort endlich echten echter echte mal hi hallo hello hey"
 )
 
 
