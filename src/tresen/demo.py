@@ -17,20 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tresen.client import Client
 from tresen.client.api import RelayError
-from tresen.client.consent import keyword_action
-from tresen.client.events import MessageEvent
 from tresen.core.errors import ErrorCode
 from tresen.core.ids import AccountId
 from tresen.core.logging import get_logger
+from tresen.demo_systems import build_systems_app
 from tresen.relay.accounts.sms import SmsSender
 from tresen.relay.context import RelayContext
 from tresen.relay.operator.service import OperatorPrincipal
 from tresen.wire.business import Verification
-from tresen.wire.e2e import Text
 
 __all__ = [
     "DEMO_PHONE",
@@ -51,8 +47,8 @@ PROFILE: dict[str, Any] = {
     "display_name": "Tresen Air",
     "about": "Flights across Europe ✈ Demo business of this Tresen relay",
     "description": (
-        "The demo airline of a Tresen relay. Write FLIGHT for the status of your flight, "
-        "HOURS for when the service desk is open, or anything else for help."
+        "The demo airline of a Tresen relay. Ask about your flight, baggage, check-in or your "
+        "boarding pass; write 'agent' to talk to a person."
     ),
     "address": "Flughafen BER, Terminal 1, 12529 Schönefeld",
     "email": "service@air.example",
@@ -87,26 +83,6 @@ class CodeCatcher:
             future.set_result(code)
 
 
-def reply_to(text: str, opening_status: str) -> str | None:
-    """The demo airline's answer to a customer's message; ``None`` for a STOP or START
-    keyword, which the customer's own client confirms (a greeting on top of "You will no
-    longer receive marketing messages" would read as the opposite)."""
-    if keyword_action(text) is not None:
-        return None
-    words = text.lower()
-    if any(w in words for w in ("flight", "flug", "status", "boarding")):
-        return (
-            "TA 100 Berlin (BER) → Lisbon (LIS) is on time: boarding 09:40 at gate B12, "
-            "departure 10:15."
-        )
-    if any(w in words for w in ("hour", "open", "zeit", "desk")):
-        return f"Our service desk: {opening_status}. Every day 06:00-22:00 (Berlin time)."
-    return (
-        "Hello from Tresen Air ✈ This is the demo business of this Tresen relay. "
-        "Write FLIGHT for your flight status or HOURS for our opening hours."
-    )
-
-
 @dataclass
 class DemoBusiness:
     client: Client
@@ -119,23 +95,12 @@ class DemoBusiness:
         assert self.client.account_id is not None
         return self.client.account_id
 
-    async def answer_forever(self) -> None:
-        """Reply to every text a customer sends (the device's receive loop runs meanwhile)."""
+    async def receive_forever(self) -> None:
+        """Take the device's messages (the relay then lets them go); the gateway's bot and
+        the inbox answer customers."""
         self.client.start()
-        async for event in self.client.events():
-            if not isinstance(event, MessageEvent) or event.outgoing:
-                continue
-            if not isinstance(event.payload, Text) or event.chat == self.account_id:
-                continue
-            try:
-                await self.client.mark_read(event.chat, [event.message_id])
-                profile = await self.client.own_business_profile()
-                status = _opening_status(profile, self.client.clock.now_ms())
-                reply = reply_to(event.payload.text, status)
-                if reply is not None:
-                    await self.client.send_text(event.chat, reply)
-            except (RelayError, httpx.HTTPError, OSError) as exc:
-                log.warning("demo reply not sent", error=str(exc))
+        async for _event in self.client.events():
+            pass
 
     async def close(self) -> None:
         if self.task is not None:
@@ -143,13 +108,6 @@ class DemoBusiness:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         await self.client.close()
-
-
-def _opening_status(profile: dict[str, Any], now_ms: int) -> str:
-    from tresen.client.business import BusinessProfile
-
-    public = BusinessProfile.from_json({**profile, "certificate": None})
-    return public.opening_status(now_ms)
 
 
 async def _registered_client(
@@ -197,7 +155,7 @@ async def start_demo_business(
         await client.close()
         raise
     demo = DemoBusiness(client, phone, str(PROFILE["display_name"]))
-    demo.task = asyncio.create_task(demo.answer_forever())
+    demo.task = asyncio.create_task(demo.receive_forever())
     return demo
 
 
@@ -214,10 +172,15 @@ class DemoGateway:
     task: asyncio.Task[None]
     inbox_user: str = ""
     inbox_password: str = ""
+    systems: Any = None
+    systems_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         self.server.should_exit = True
         await self.task
+        if self.systems is not None and self.systems_task is not None:
+            self.systems.should_exit = True
+            await self.systems_task
 
 
 async def start_demo_gateway(
@@ -246,10 +209,17 @@ async def start_demo_gateway(
     async def code(_phone: str) -> str:
         return await asyncio.wait_for(caught, CODE_WAIT_S)
 
+    systems, systems_task, systems_url = await start_server(build_systems_app(), "127.0.0.1", 0)
     app = build_gateway_app(settings, codes=code)
-    server, task, url = await start_server(app, settings.host, settings.port)
+    try:
+        server, task, url = await start_server(app, settings.host, settings.port)
+    except BaseException:
+        systems.should_exit = True
+        await systems_task
+        raise
     try:
         gateway = app.state.gateway
+        await demo_bot(app.state.automation_store, systems_url)
         await _ensure_verified(ctx, AccountId(gateway.account_id))
         token = await _demo_token(gateway, gateway_key(settings))
         inbox_password = await _demo_inbox_login(
@@ -258,6 +228,8 @@ async def start_demo_gateway(
     except BaseException:
         server.should_exit = True
         await task
+        systems.should_exit = True
+        await systems_task
         raise
     return DemoGateway(
         url=url,
@@ -269,6 +241,8 @@ async def start_demo_gateway(
         task=task,
         inbox_user=DEMO_INBOX_USER,
         inbox_password=inbox_password,
+        systems=systems,
+        systems_task=systems_task,
     )
 
 
@@ -330,3 +304,21 @@ async def _demo_inbox_login(gateway: Any, agents: Any, key: bytes) -> str:
             conn, DEMO_INBOX_META, seal(key, password.encode(), context=DEMO_INBOX_CONTEXT)
         )
     return password
+
+
+DEMO_BOT = Path(__file__).with_name("demo_bot.yaml")
+SYSTEMS_URL = "http://airline-systems.invalid"
+"""Where the bot file's actions call the airline's systems; each run serves them elsewhere."""
+
+
+async def demo_bot(store: Any, systems_url: str) -> None:
+    """The demo airline's bot: the bot file on the first run (later runs keep what the
+    business changed in the inbox), and its actions pointed at this run's systems."""
+    from tresen.gateway.automation.config import parse_bot_file
+
+    bot = parse_bot_file(DEMO_BOT.read_text().replace(SYSTEMS_URL, systems_url))
+    if not await store.intents():
+        await store.import_config(bot)
+        return
+    for action in bot.actions:
+        await store.put_action(action)

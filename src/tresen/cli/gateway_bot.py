@@ -220,6 +220,22 @@ def evaluate(
         raise _fail(f"{cases}: {exc}") from None
     report = run_evaluation(matcher, loaded)
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
+        sys.stdout.write(report.to_json() + "\n")
         return
-    console.print(report.summary())
+    table = Table("cases", "in domain", "top-1 accuracy", "answered right", "off-topic", "rejected")
+    slices = [("all", report.overall), *sorted(report.by_language.items())]
+    for name, figures in slices:
+        table.add_row(
+            name,
+            str(figures.in_domain),
+            f"{figures.top1_accuracy:.1%}",
+            f"{figures.answer_accuracy:.1%}",
+            str(figures.off_topic),
+            f"{figures.rejection_rate:.1%}",
+        )
+    console.print(table)
+    for miss in report.misses:
+        console.print(
+            f"  missed: {escape(miss.text)!r} expected {miss.expected or 'none'}, "
+            f"got {miss.decision} {miss.got or '-'} ({miss.score:.2f})"
+        )

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
+from tresen.client.consent import keyword_action
 from tresen.core.clock import Clock
 from tresen.core.logging import get_logger
 from tresen.gateway.automation.agent_bot import AgentBot, AgentBotSettings, agent_bot_payload
@@ -286,9 +287,15 @@ class Automation:
 
     async def _handle(self, message: StoredMessage, entry: Mapping[str, Any]) -> None:
         contact = message.contact
+        text = message_text(message)
+        if message.type == "text" and keyword_action(text) is not None:
+            # STOP and START: the customer's own client confirms them; an answer on top
+            # ("Hello!" after "You will no longer receive marketing messages") would read
+            # as the opposite. People still see the message.
+            await self._forward(contact)
+            return
         settings = await self.current()
         state = await self.store.state(contact)
-        text = message_text(message)
         language = guess_language(text, default=state.language or "en") if text else None
         turn = _Turn(
             contact,
