@@ -255,10 +255,11 @@ conversations = Table(
     Index("ix_conversations_assignee", "assignee"),
 )
 """The inbox's view of each customer's conversation: ``status`` is open, pending, snoozed,
-resolved or bot (the bot answers) (set at ``status_ms``); ``assignee`` the agent answering it; messages after
-``read_ms`` are unread. A contact without a row is an open, unassigned conversation nobody
-read. A snoozed conversation opens again at ``snoozed_until_ms``, and a pending, snoozed or
-resolved one when the customer writes again."""
+resolved or bot (the bot answers it), set at ``status_ms``; ``assignee`` the agent answering
+it; messages after ``read_ms`` are unread. A contact without a row is an open, unassigned
+conversation nobody read. A snoozed conversation opens again at ``snoozed_until_ms``, and a
+pending, snoozed or resolved one when the customer writes again; the bot keeps answering one
+of status bot until it hands it over."""
 
 activity = Table(
     "activity",

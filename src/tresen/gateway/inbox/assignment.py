@@ -248,9 +248,13 @@ class Assignment:
         """What one event (``None``: a tick) means for openings and assignments."""
         if event is None or event.kind in {"conversation", "availability", "assignment", "lagged"}:
             await self.drain()
-        elif event.kind == "message" and event.data.get("direction") == "in" and event.contact:
-            if self.follow_messages:
-                await self.customer_wrote(event.contact)
+        elif (
+            self.follow_messages
+            and event.kind == "message"
+            and event.data.get("direction") == "in"
+            and event.contact
+        ):
+            await self.customer_wrote(event.contact)
 
     async def customer_wrote(self, contact: str) -> None:
         """A customer message of the team's: record an opening, and give it out."""
