@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,9 @@ intents:
       - "Ab wann kann ich online einchecken?"
       - "check in times"
     answer:
-      text: {en: "Online check-in opens 30 hours before.", de: "Der Check-in öffnet 30 Stunden vorher."}
+      text:
+        en: "Online check-in opens 30 hours before."
+        de: "Der Check-in öffnet 30 Stunden vorher."
   - name: pets
     title: {en: Pets, de: Haustiere}
     examples:
@@ -70,16 +72,20 @@ class Desk:
     store: AutomationStore
     automation: Automation
     folder: Path
+    clients: list[Client] = field(default_factory=list)
 
     async def configure(self, **settings: Any) -> None:
         await self.store.save_settings(AutomationSettings.from_json(settings))
 
     async def bot(self, text: str = BOT, **settings: Any) -> None:
         await self.store.import_config(parse_bot_file(text))
-        await self.configure(bot={"mode": "faq"}, **settings)
+        settings.setdefault("bot", {"mode": "faq"})
+        await self.configure(**settings)
 
     async def customer(self, name: str = "anna") -> Client:
-        return await customer(self.relay, self.folder / name)
+        client = await customer(self.relay, self.folder / name)
+        self.clients.append(client)
+        return client
 
     async def hours(self, hours: dict[str, list[list[str]]], closed: list[str] = ()) -> None:  # type: ignore[assignment]
         await self.gw.gateway.client.save_business_profile(
@@ -117,7 +123,12 @@ async def desk(make_relay: MakeRelay, backend: Backend, tmp_path: Path) -> Async
         serve_gateway(relay, backend, tmp_path, clock=clock) as gw,
     ):
         state = gw.app.state
-        yield Desk(clock, relay, gw, state.automation_store, state.automation, tmp_path)
+        desk = Desk(clock, relay, gw, state.automation_store, state.automation, tmp_path)
+        try:
+            yield desk
+        finally:
+            for client in desk.clients:
+                await client.close()
 
 
 async def said(client: Client, within_s: float = 15) -> str:
@@ -150,7 +161,12 @@ async def written(desk: Desk, client: Client, text: str) -> str:
 async def nothing_more(desk: Desk, client: Client) -> None:
     """The business sent nothing more: a marker message from the business arrives next."""
     await desk.gw.send(
-        {"messaging_product": "whatsapp", "to": client.phone, "type": "text", "text": {"body": "marker"}}
+        {
+            "messaging_product": "whatsapp",
+            "to": client.phone,
+            "type": "text",
+            "text": {"body": "marker"},
+        }
     )
     assert await said(client) == "marker"
 
@@ -221,7 +237,7 @@ async def test_away_only_outside_hours_and_on_closed_dates_once_a_day(desk: Desk
 
     desk.clock.set(at(wednesday, 11))  # a closed date within the hours
     await written(desk, anna, "Wednesday question")
-    assert (await said(anna)).endswith("Thursday at 09:00 (Europe/Berlin).")
+    assert (await said(anna)).endswith("tomorrow at 09:00 (Europe/Berlin).")
 
 
 async def test_no_away_message_right_after_an_agent_answered(desk: Desk) -> None:
