@@ -19,7 +19,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from gateway_support import RunningGateway, customer, next_of, serve_gateway
 from sqlalchemy import select
-from support import Backend, MakeRelay, RunningRelay
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from support import Backend, MakeRelay, RunningRelay, serve_asgi
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
@@ -342,3 +346,100 @@ async def test_outside_hours_a_hand_over_tells_when_people_answer(desk: Desk) ->
         "I am passing you on to our team. They are not in right now and will answer here "
         "from Monday at 09:00 (Europe/Berlin)."
     )
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+SHOP = """
+intents:
+  - name: cancel_order
+    title: {en: Cancel order, de: Stornieren}
+    examples:
+      - "I want to cancel my order"
+      - "Bitte stornieren Sie meine Bestellung"
+      - "cancel order"
+    answer: {action: cancel_order}
+  - name: order_status
+    title: {en: Order status, de: Bestellstatus}
+    examples:
+      - "Where is my parcel?"
+      - "Wo ist meine Bestellung?"
+      - "order status tracking"
+    answer: {action: order_status}
+actions:
+  - name: cancel_order
+    url: "SHOP/orders/{{params.order}}/cancellation"
+    method: POST
+    headers: {Authorization: "Bearer shop-secret"}
+    body: '{"order": "{{params.order}}", "phone": "{{customer.phone}}"}'
+    timeout_s: 2
+    retries: 0
+    params:
+      - name: order
+        pattern: "\\\\b(\\\\d{5,8})\\\\b"
+        ask: {en: "Which order? Please write its number.", de: "Welche Bestellung?"}
+    answer:
+      en: "Order {{response.order}} is cancelled; {{response.refund}} EUR go back to your card."
+      de: "Bestellung {{response.order}} ist storniert; {{response.refund}} EUR gehen zurück."
+  - name: order_status
+    url: "SHOP/slow/{{params.order}}"
+    timeout_s: 0.3
+    retries: 1
+    params:
+      - name: order
+        pattern: "\\\\b(\\\\d{5,8})\\\\b"
+        ask: {en: "Which order? Please write its number.", de: "Welche Bestellung?"}
+    answer: {en: "Order {{response.order}}: {{response.status}}"}
+"""
+
+
+@dataclass
+class Shop:
+    """The shop's own system: it cancels orders, and its status lookup never answers."""
+
+    cancelled: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
+    stuck: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> Starlette:
+        async def cancel(request: Request) -> JSONResponse:
+            self.authorizations.append(request.headers.get("authorization", ""))
+            body = await request.json()
+            self.cancelled.append(body)
+            return JSONResponse({"order": body["order"], "refund": "49.90"})
+
+        async def slow(request: Request) -> JSONResponse:
+            await self.stuck.wait()
+            return JSONResponse({"order": "?", "status": "late"})
+
+        return Starlette(
+            routes=[
+                Route("/orders/{order}/cancellation", cancel, methods=["POST"]),
+                Route("/slow/{order}", slow),
+            ]
+        )
+
+
+async def test_an_order_is_cancelled_by_chat_and_a_timeout_hands_over(desk: Desk) -> None:
+    shop = Shop()
+    async with serve_asgi(shop.app()) as url:
+        await desk.bot(SHOP.replace("SHOP", url))
+        anna = await desk.customer()
+        await written(desk, anna, "I want to cancel my order")
+        assert await said(anna) == "Which order? Please write its number."
+        contact = await written(desk, anna, "it is 1234567")
+        assert await said(anna) == "Order 1234567 is cancelled; 49.90 EUR go back to your card."
+        assert shop.cancelled == [{"order": "1234567", "phone": anna.phone}]
+        assert shop.authorizations == ["Bearer shop-secret"]
+        assert await desk.status(contact) == str(Status.BOT)
+
+        # The status lookup times out (twice): a polite answer, and people take over.
+        await written(desk, anna, "Where is my parcel 7654321?")
+        assert await said(anna) == "Sorry, I cannot look that up right now."
+        assert (await said(anna)).startswith("I am passing you on")
+        assert await desk.status(contact) == str(Status.OPEN)
+        [handoff] = await desk.activities(contact, "handoff")
+        record = json.loads(handoff)
+        assert record["reason"] == "action_failed"
+        assert record["detail"].startswith("order_status: ")
+        shop.stuck.set()
