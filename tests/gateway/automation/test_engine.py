@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from gateway_support import RunningGateway, customer, next_of, serve_gateway
 from sqlalchemy import select
@@ -23,14 +24,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from support import Backend, MakeRelay, RunningRelay, serve_asgi
+from support import Backend, MakeRelay, RunningRelay, free_port, serve_asgi
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
+from tresen.gateway.automation.agent_bot import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tresen.gateway.automation.config import AutomationSettings, parse_bot_file
 from tresen.gateway.automation.engine import Automation
 from tresen.gateway.automation.store import AutomationStore
+from tresen.gateway.inbox.agents import Role
 from tresen.gateway.inbox.conversations import Status
 from tresen.gateway.schema import activity, conversations
 from tresen.wire.e2e import Interactive, Text
@@ -443,3 +446,95 @@ async def test_an_order_is_cancelled_by_chat_and_a_timeout_hands_over(desk: Desk
         assert record["reason"] == "action_failed"
         assert record["detail"].startswith("order_status: ")
         shop.stuck.set()
+
+
+# --- the business's own bot ----------------------------------------------------------------------
+
+
+@dataclass
+class OwnBot:
+    """The business's bot: it checks each post's signature, answers greetings through the
+    inbox's JSON API, and hands anything else over."""
+
+    secret: str
+    token: str
+    inbox: str
+    clock: ManualClock
+    posts: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def receive(request: Request) -> JSONResponse:
+            raw = await request.body()
+            timestamp = int(request.headers[TIMESTAMP_HEADER])
+            signed = verify(
+                self.secret,
+                timestamp,
+                raw,
+                request.headers[SIGNATURE_HEADER],
+                now_s=self.clock.now_ms() // 1000,
+            )
+            if not signed:
+                return JSONResponse({"error": "bad signature"}, status_code=401)
+            post = json.loads(raw)
+            self.posts.append(post)
+            asyncio.get_running_loop().create_task(self.answer(post))
+            return JSONResponse({"ok": True})
+
+        return Starlette(routes=[Route("/bot", receive, methods=["POST"])])
+
+    async def answer(self, post: dict[str, Any]) -> None:
+        contact = post["conversation"]["id"]
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(base_url=self.inbox, headers=headers) as api:
+            if post["content"].lower().startswith("hi"):
+                sent = await api.post(
+                    f"/conversations/{contact}/messages", json={"text": "Hi! I am the shop's bot."}
+                )
+                assert sent.status_code == 201, sent.text
+            else:
+                handed = await api.post(
+                    f"/conversations/{contact}/handoff", json={"reason": "not my topic"}
+                )
+                assert handed.status_code == 200, handed.text
+                assert handed.json()["status"] == "open"
+
+
+async def test_the_business_own_bot_answers_and_hands_over_through_the_inbox_api(
+    desk: Desk,
+) -> None:
+    agents = desk.gw.app.state.inbox_agents
+    bot_agent = await agents.create("shopbot", "Shop bot", Role.AGENT, "a long bot password 1")
+    _listed, token = await desk.gw.app.state.inbox_tokens.create(bot_agent.id, "the bot")
+    secret = await desk.store.new_agent_bot_secret()
+    own = OwnBot(secret, token, desk.gw.url + "/inbox/api/v1", desk.clock)
+    async with serve_asgi(own.app()) as url:
+        await desk.configure(bot={"mode": "external", "external_url": url + "/bot"})
+        anna = await desk.customer()
+        contact = await written(desk, anna, "hi there")
+        assert await said(anna) == "Hi! I am the shop's bot."
+        [post] = own.posts
+        assert post["event"] == "message_created"
+        assert post["content"] == "hi there"
+        assert post["conversation"]["id"] == contact
+        assert post["sender"]["phone_number"] == anna.phone
+        assert await desk.status(contact) == str(Status.BOT)
+
+        await written(desk, anna, "I need help with a return")
+        assert (await said(anna)).startswith("I am passing you on")
+        [handoff] = await desk.activities(contact, "handoff")
+        assert json.loads(handoff)["reason"] == "external"
+        assert json.loads(handoff)["detail"] == "not my topic"
+        # People have it: the bot is posted nothing more.
+        await written(desk, anna, "hello?")
+        assert len(own.posts) == 2
+
+
+async def test_a_bot_that_is_down_hands_over(desk: Desk) -> None:
+    await desk.configure(
+        bot={"mode": "external", "external_url": f"http://127.0.0.1:{free_port()}/bot"}
+    )
+    anna = await desk.customer()
+    contact = await written(desk, anna, "hello")
+    assert (await said(anna)).startswith("I am passing you on")
+    [handoff] = await desk.activities(contact, "handoff")
+    assert json.loads(handoff)["reason"] == "external_down"

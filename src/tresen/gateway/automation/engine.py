@@ -625,10 +625,13 @@ class Automation:
     ) -> None:
         """Give the conversation to people: open, with the reason and the bot's transcript in
         its activity; the customer is told when people answer (``tell``)."""
-        language = turn.language if turn else (language or "en")
+        state = turn.state if turn else await self.store.state(contact)
+        language = turn.language if turn else (language or state.language or "en")
         if turn is not None:
             turn.state = replace(turn.state, misunderstood=0, waiting=None)
-        took_ms = turn.state.took_ms if turn else None
+        elif state.waiting or state.misunderstood:
+            await self.store.save_state(replace(state, misunderstood=0, waiting=None))
+        took_ms = state.took_ms
         await self.conversations.set_status(contact, Status.OPEN)
         record = {
             "reason": reason,

@@ -40,6 +40,7 @@ from tresen.gateway.inbox.api_models import (
     ConversationDetail,
     ConversationPage,
     ConversationPublic,
+    HandoffCreate,
     LabelAdd,
     LabelsPublic,
     MessageCreate,
@@ -377,6 +378,25 @@ async def add_note(
         detail=body.text.strip(),
         at_ms=actions.conversations.clock.now_ms(),
     )
+
+
+@router.post(
+    "/conversations/{contact}/handoff",
+    responses=error_responses(body=True),
+    summary="Hand the conversation from the bot to people (the business's own bot calls it)",
+)
+async def handoff(
+    request: Request, who: Who, contact: web.ContactId, body: HandoffCreate
+) -> ConversationPublic:
+    """The conversation becomes open for the team, with the reason and the bot's transcript
+    in its activity; the customer is told when people answer. Refused (409) when the bot does
+    not hold the conversation."""
+    found = await _conversation(request, contact)
+    if found.status != Status.BOT:
+        raise ApiError(409, "not_with_bot", N_("the bot does not answer this conversation"))
+    automation = request.app.state.automation
+    await automation.hand_over(contact, "external", detail=body.reason.strip())
+    return await _conversation(request, contact)
 
 
 @router.put(

@@ -182,6 +182,14 @@ class NoteCreate(_Strict):
     text: Text
 
 
+class HandoffCreate(_Strict):
+    reason: str = Field(
+        default="",
+        max_length=300,
+        description="Why the bot hands over, for the team (shown with the conversation)",
+    )
+
+
 class AssigneeSet(_Strict):
     agent_id: int | None = Field(
         ge=1, le=2**31 - 1, description="The agent to answer it; null for no one"
