@@ -8,7 +8,7 @@ dispatcher and the template watcher; it stops them in reverse order.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -43,7 +43,7 @@ from tresen.gateway.inbox.reports import Reports
 from tresen.gateway.inbox.search import Search
 from tresen.gateway.inbox.streams import StreamLimits, Streams
 from tresen.gateway.inbox.tokens import AgentTokens
-from tresen.gateway.recorder import Op, Recorder
+from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
@@ -159,13 +159,6 @@ def build_gateway_app(
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
             hub = Hub()
-            automation: list[Automation] = []
-
-            def recorded(ops: Sequence[Op]) -> None:
-                hub.recorded(ops)
-                for engine in automation:
-                    engine.recorded(ops)
-
             recorder = Recorder(
                 lambda: gateway_database(settings),
                 store,
@@ -173,7 +166,7 @@ def build_gateway_app(
                 waba_id=settings.resolved_waba_id,
                 phone_number_id=client_phone_number_id(client),
                 on_events=dispatcher.wake,
-                on_recorded=recorded,
+                on_recorded=hub.recorded,
             )
             gateway = Gateway(
                 settings,
@@ -230,7 +223,7 @@ def build_gateway_app(
                 caller=ActionCaller(transport=action_transport),
                 agent_bot_transport=action_transport,
             )
-            automation.append(engine)
+            gateway.on_received = engine.received
             stack.push_async_callback(engine.close)
             app.state.automation = engine
             app.state.inbox_search = Search(db, clock)

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,8 @@ class Gateway:
         """The time zone of the business's opening hours, as last seen (``None``: not set)."""
         self.profile: dict[str, Any] | None = None
         """The business profile as last seen at the relay (``None`` until known)."""
+        self.on_received: Callable[[Received, asyncio.Future[None]], None] | None = None
+        """Told of each customer message as it arrives, with the future of its record."""
         self._name_task: asyncio.Task[None] | None = None
 
     @property
@@ -657,7 +660,15 @@ class Gateway:
                 "from": (contact.wa_id or contact.user_id) if by_customer else self.phone_number_id,
                 "id": context,
             }
-        await self.recorder.record(Received(message, contact, entry))
+        await self._received(Received(message, contact, entry))
+
+    async def _received(self, op: Received) -> None:
+        """Record a customer's message; ``on_received`` hears of it at once, with the record
+        in progress (automation answers while the record commits)."""
+        recording = asyncio.ensure_future(self.recorder.record(op))
+        if self.on_received is not None:
+            self.on_received(op, recording)
+        await recording
 
     def _cloud_message(
         self, payload: Payload | Unsupported
@@ -759,7 +770,7 @@ class Gateway:
             "type": "unsupported",
             "errors": [webhook_error(131051, "The message could not be decrypted or read.")],
         }
-        await self.recorder.record(Received(message, contact, entry))
+        await self._received(Received(message, contact, entry))
 
 
 def _lane_of(event: Event) -> str | None:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.client.consent import keyword_action
 from tresen.core.clock import Clock
@@ -57,7 +59,7 @@ from tresen.gateway.automation.store import AutomationStore, BotState
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.requests import SendRequest, parse_message_request
 from tresen.gateway.inbox.conversations import Conversations, Status, preview
-from tresen.gateway.recorder import Op, Received
+from tresen.gateway.recorder import Received
 from tresen.gateway.schema import activity, conversations, messages
 from tresen.gateway.service import Gateway
 from tresen.gateway.store import StoredMessage
@@ -66,6 +68,9 @@ __all__ = ["MAX_PENDING", "MAX_RUNNING", "Automation", "Reason"]
 
 log = get_logger(__name__)
 
+VERSION_CHECK_S = 1.0
+"""How often the configuration's version is read again (changes made through this process's
+store are seen at once; those of another process, such as ``bot import``, within this time)."""
 MAX_RUNNING = 32
 MAX_PENDING = 10_000
 PROFILE_TTL_MS = 5 * 60 * 1000
@@ -113,6 +118,8 @@ class _Turn:
     hours: Hours | None
     entry: Mapping[str, Any]
     """The message as the Cloud API's webhooks tell of it."""
+    recording: asyncio.Future[None]
+    """The message's record, committing meanwhile."""
 
 
 def message_text(message: StoredMessage) -> str:
@@ -156,6 +163,8 @@ class Automation:
         self._agent_bot_transport = agent_bot_transport
         self._max_pending = max_pending
         self._version = -1
+        self._changes = -1
+        self._checked = 0.0
         self._settings = AutomationSettings()
         self._intents: dict[str, IntentSpec] = {}
         self._matcher: Matcher | None = None
@@ -166,6 +175,8 @@ class Automation:
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._user_ids: OrderedDict[str, str] = OrderedDict()
+        """The customers' Cloud API user ids, as their messages came (no lookup to answer)."""
         self._profile_at = -PROFILE_TTL_MS
         self.handled = 0
 
@@ -187,22 +198,32 @@ class Automation:
 
     # --- taking messages ---------------------------------------------------------------------
 
-    def recorded(self, ops: Sequence[Op]) -> None:
-        """The recorder's ``on_recorded``: take the customer messages just committed."""
-        for op in ops:
-            if not isinstance(op, Received) or op.message.direction != "in":
-                continue
-            wamid = op.message.wamid
-            if wamid in self._seen:
-                continue  # the relay handed it over again
-            self._seen[wamid] = None
-            if len(self._seen) > SEEN:
-                self._seen.popitem(last=False)
-            if len(self._running) >= self._max_pending:
-                log.warning("automation behind; a message goes to the team unhandled")
-                self._spawn(op.message.contact, self._forward(op.message.contact))
-                continue
-            self._spawn(op.message.contact, self._handle(op.message, op.entry))
+    def received(self, op: Received, recording: asyncio.Future[None]) -> None:
+        """The gateway's ``on_received``: take a customer message as it arrives, while its
+        record commits (``recording``). What needs the record (the team's assignment, a
+        hand-over's transcript) waits for it; the answer does not."""
+        wamid = op.message.wamid
+        if wamid in self._seen:
+            return  # the relay handed it over again
+        self._seen[wamid] = None
+        if len(self._seen) > SEEN:
+            self._seen.popitem(last=False)
+        contact = op.message.contact
+        self._user_ids[contact] = op.contact.user_id
+        self._user_ids.move_to_end(contact)
+        if len(self._user_ids) > SEEN:
+            self._user_ids.popitem(last=False)
+        if len(self._running) >= self._max_pending:
+            log.warning("automation behind; a message goes to the team unhandled")
+            self._spawn(contact, self._after(recording, contact))
+            return
+        self._spawn(contact, self._handle(op.message, op.entry, recording))
+
+    async def _after(self, recording: asyncio.Future[None], contact: str) -> None:
+        """Hand the message to the team once it is recorded (not at all if it was not: the
+        relay hands it over again)."""
+        if await _recorded(recording):
+            await self._forward(contact)
 
     def _spawn(self, contact: str, work: Awaitable[None]) -> None:
         before = self._lanes.get(contact)
@@ -231,7 +252,11 @@ class Automation:
     async def current(self) -> AutomationSettings:
         """The settings, with the matcher and actions rebuilt when the configuration changed
         (here or in another process)."""
+        changes = self.store.changes
+        if changes == self._changes and time.monotonic() - self._checked < VERSION_CHECK_S:
+            return self._settings
         version = await self.store.version()
+        self._checked, self._changes = time.monotonic(), changes
         if version == self._version:
             return self._settings
         async with self._reload:
@@ -285,23 +310,32 @@ class Automation:
 
     # --- one message -------------------------------------------------------------------------
 
-    async def _handle(self, message: StoredMessage, entry: Mapping[str, Any]) -> None:
+    async def _handle(
+        self, message: StoredMessage, entry: Mapping[str, Any], recording: asyncio.Future[None]
+    ) -> None:
         try:
-            await self._handle_one(message, entry)
+            await self._handle_one(message, entry, recording)
         finally:
             self.handled += 1
+            if not await _recorded(recording):
+                self._seen.pop(message.wamid, None)  # handled again when it comes again
 
-    async def _handle_one(self, message: StoredMessage, entry: Mapping[str, Any]) -> None:
+    async def _handle_one(
+        self, message: StoredMessage, entry: Mapping[str, Any], recording: asyncio.Future[None]
+    ) -> None:
         contact = message.contact
         text = message_text(message)
         if message.type == "text" and keyword_action(text) is not None:
             # STOP and START: the customer's own client confirms them; an answer on top
             # ("Hello!" after "You will no longer receive marketing messages") would read
             # as the opposite. People still see the message.
-            await self._forward(contact)
+            await self._after(recording, contact)
             return
         settings = await self.current()
-        state = await self.store.state(contact)
+        async with self.conversations.db.read() as conn:
+            state = await self.store.state_in(conn, contact)
+            conversation = await self._conversation(conn, contact)
+            history = await self._history(conn, contact, message)
         language = guess_language(text, default=state.language or "en") if text else None
         turn = _Turn(
             contact,
@@ -312,8 +346,8 @@ class Automation:
             settings,
             Hours.from_profile(await self._profile()),
             entry,
+            recording,
         )
-        conversation = await self._conversation(contact)
         holds = conversation.status is Status.BOT
         if (
             settings.bot.mode is not BotMode.OFF
@@ -329,14 +363,14 @@ class Automation:
             # The bot was turned off while it held the conversation: people take it.
             await self.hand_over(contact, "off", language=turn.language, tell=False)
             holds = False
-        greeted = await self._greet_or_away(turn, holds)
+        greeted = await self._greet_or_away(turn, holds, history)
         try:
             if holds and settings.bot.mode is BotMode.FAQ:
                 await self._faq(turn, greeted)
             elif holds and settings.bot.mode is BotMode.EXTERNAL:
                 await self._external(turn)
             else:
-                await self._forward(contact)
+                await self._after(recording, contact)
         finally:
             await self.store.save_state(turn.state)
 
@@ -348,17 +382,17 @@ class Automation:
             conversation.status is Status.RESOLVED and message.created_ms > conversation.status_ms
         )
 
-    async def _conversation(self, contact: str) -> _Conversation:
-        async with self.conversations.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        conversations.c.status,
-                        conversations.c.status_ms,
-                        conversations.c.assignee,
-                    ).where(conversations.c.contact == contact)
-                )
-            ).first()
+    @staticmethod
+    async def _conversation(conn: AsyncConnection, contact: str) -> _Conversation:
+        row = (
+            await conn.execute(
+                select(
+                    conversations.c.status,
+                    conversations.c.status_ms,
+                    conversations.c.assignee,
+                ).where(conversations.c.contact == contact)
+            )
+        ).first()
         if row is None:
             return _Conversation(None, 0, None)
         return _Conversation(Status(row.status), int(row.status_ms or 0), row.assignee)
@@ -374,9 +408,11 @@ class Automation:
 
     # --- greeting and away -------------------------------------------------------------------
 
-    async def _greet_or_away(self, turn: _Turn, holds: bool) -> bool:
+    async def _greet_or_away(
+        self, turn: _Turn, holds: bool, history: tuple[int | None, int | None]
+    ) -> bool:
         """Send the greeting and the away message when due; whether the greeting went."""
-        before, answered = await self._history(turn.contact, turn.message)
+        before, answered = history
         facts = Facts(
             now_ms=self.clock.now_ms(),
             first_message=before is None,
@@ -398,36 +434,38 @@ class Automation:
             await self.store.log(turn.contact, kind)
         return "greeting" in kinds
 
-    async def _history(self, contact: str, message: StoredMessage) -> tuple[int | None, int | None]:
+    @staticmethod
+    async def _history(
+        conn: AsyncConnection, contact: str, message: StoredMessage
+    ) -> tuple[int | None, int | None]:
         """The time of the conversation's latest message before ``message``, and of the
         latest answer of an agent."""
-        async with self.conversations.db.read() as conn:
-            before = (
-                await conn.execute(
-                    select(messages.c.created_ms)
-                    .where(
-                        messages.c.contact == contact,
-                        messages.c.wamid != message.wamid,
-                        messages.c.created_ms <= message.created_ms,
-                    )
-                    .order_by(messages.c.created_ms.desc())
-                    .limit(1)
+        before = (
+            await conn.execute(
+                select(messages.c.created_ms)
+                .where(
+                    messages.c.contact == contact,
+                    messages.c.wamid != message.wamid,
+                    messages.c.created_ms <= message.created_ms,
                 )
-            ).scalar_one_or_none()
-            answered = (
-                await conn.execute(
-                    select(activity.c.at_ms)
-                    .where(
-                        and_(
-                            activity.c.contact == contact,
-                            activity.c.kind == "reply",
-                            activity.c.agent_id.is_not(None),
-                        )
+                .order_by(messages.c.created_ms.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        answered = (
+            await conn.execute(
+                select(activity.c.at_ms)
+                .where(
+                    and_(
+                        activity.c.contact == contact,
+                        activity.c.kind == "reply",
+                        activity.c.agent_id.is_not(None),
                     )
-                    .order_by(activity.c.at_ms.desc())
-                    .limit(1)
                 )
-            ).scalar_one_or_none()
+                .order_by(activity.c.at_ms.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
         return before, answered
 
     def _fill(self, text: str, turn: _Turn) -> str:
@@ -632,6 +670,7 @@ class Automation:
         elif state.waiting or state.misunderstood:
             await self.store.save_state(replace(state, misunderstood=0, waiting=None))
         took_ms = state.took_ms
+        recorded = turn is None or await _recorded(turn.recording)
         await self.conversations.set_status(contact, Status.OPEN)
         record = {
             "reason": reason,
@@ -647,7 +686,8 @@ class Automation:
             text = pick(bot.handoff_closed if closed else bot.handoff, language)
             opens = hours.opens(self.clock.now_ms(), language) if hours else ""
             await self._say(contact, text.replace("{opens}", opens))
-        await self._forward(contact)
+        if recorded:
+            await self._forward(contact)
 
     async def _transcript(self, contact: str, since_ms: int | None) -> list[dict[str, Any]]:
         """The conversation's latest messages since the bot took it: who said what."""
@@ -682,10 +722,13 @@ class Automation:
         await self._send(contact, _text(text))
 
     async def _send(self, contact: str, message: dict[str, Any]) -> None:
-        found = await self.gateway.store.contact(contact)
-        if found is None:
-            return
-        body = {"messaging_product": "whatsapp", "recipient": found.user_id, **message}
+        user_id = self._user_ids.get(contact)
+        if user_id is None:
+            found = await self.gateway.store.contact(contact)
+            if found is None:
+                return
+            user_id = found.user_id
+        body = {"messaging_product": "whatsapp", "recipient": user_id, **message}
         try:
             request = parse_message_request(body)
             assert isinstance(request, SendRequest)
@@ -721,3 +764,12 @@ def _rule(text: str, keywords: Sequence[str]) -> str | None:
         if f" {keyword.casefold()} " in folded or (" " in keyword and keyword.casefold() in folded):
             return keyword
     return None
+
+
+async def _recorded(recording: asyncio.Future[None]) -> bool:
+    """Whether the message's record committed (waited for)."""
+    try:
+        await asyncio.shield(recording)
+    except Exception:
+        return False
+    return True

@@ -102,6 +102,8 @@ class AutomationStore:
         self.db = db
         self.clock = clock
         self._key = key
+        self.changes = 0
+        """Changes made through this store (a change made elsewhere shows in ``version``)."""
 
     # --- version -----------------------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class AutomationStore:
     async def _bump(self, conn: AsyncConnection) -> None:
         value = await get_meta(conn, VERSION_META)
         await set_meta(conn, VERSION_META, str(int(value or b"0") + 1).encode())
+        self.changes += 1
 
     # --- settings ----------------------------------------------------------------------------
 
@@ -317,9 +320,10 @@ class AutomationStore:
 
     async def state(self, contact: str) -> BotState:
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(select(bot_state).where(bot_state.c.contact == contact))
-            ).first()
+            return await self.state_in(conn, contact)
+
+    async def state_in(self, conn: AsyncConnection, contact: str) -> BotState:
+        row = (await conn.execute(select(bot_state).where(bot_state.c.contact == contact))).first()
         if row is None:
             return BotState(contact)
         return BotState(
