@@ -47,6 +47,7 @@ from tresen.gateway.automation.config import (
 )
 from tresen.gateway.automation.hours import Facts, Hours, due
 from tresen.gateway.automation.http_actions import (
+    DEFAULT_FAILURE,
     ActionCaller,
     ActionError,
     HttpAction,
@@ -79,10 +80,6 @@ TRANSCRIPT_LINES = 20
 INTENT_BUTTON = "intent:"
 PERSON_BUTTON = "handoff"
 
-ACTION_FAILED: Localized = {
-    "en": "Sorry, I cannot look that up right now.",
-    "de": "Das kann ich gerade leider nicht nachsehen.",
-}
 PERSON_TITLE: Localized = {"en": "Talk to a person", "de": "Mit Mensch sprechen"}
 
 
@@ -584,7 +581,7 @@ class Automation:
         customer = await self._customer(turn.contact)
         outcome = await self.caller.call(action, params, customer=customer, language=turn.language)
         if not outcome.ok or outcome.message is None:
-            await self._action_failed(turn, action.name, outcome.error, action.failure)
+            await self._action_failed(turn, action.name, outcome.error, outcome.message)
             return
         await self._send(turn.contact, outcome.message)
         await self.store.log(turn.contact, "action", intent=intent.name, detail=action.name)
@@ -609,11 +606,12 @@ class Automation:
         return True
 
     async def _action_failed(
-        self, turn: _Turn, action: str, error: str, failure: Localized | None = None
+        self, turn: _Turn, action: str, error: str, failure: dict[str, Any] | None = None
     ) -> None:
+        """Say so politely (the action's failure text) and hand over."""
         log.info("bot action failed", action=action, error=error)
         await self.store.log(turn.contact, "action_failed", intent=action, detail=error)
-        await self._say(turn.contact, pick(failure or ACTION_FAILED, turn.language))
+        await self._send(turn.contact, failure or _text(pick(DEFAULT_FAILURE, turn.language)))
         await self.hand_over(
             turn.contact, Reason.ACTION_FAILED, detail=f"{action}: {error}", turn=turn
         )

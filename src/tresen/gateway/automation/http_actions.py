@@ -94,9 +94,8 @@ _ROOTS_OF_REQUEST = ("params", "customer")
 _ROOTS_OF_ANSWER = ("params", "customer", "response")
 
 DEFAULT_FAILURE: Mapping[str, str] = {
-    "en": "Sorry, I cannot look that up right now. A member of our team will get back to you.",
-    "de": "Das kann ich gerade leider nicht nachsehen. Jemand aus unserem Team meldet sich "
-    "bei Ihnen.",
+    "en": "Sorry, I cannot look that up right now.",
+    "de": "Das kann ich gerade leider nicht nachsehen.",
 }
 
 
