@@ -296,9 +296,14 @@ class Automation:
             )
 
     async def match(self, text: str) -> Match:
-        """What the FAQ bot makes of ``text`` now (the inbox's "try it" box)."""
-        await self.current()
+        """What the FAQ bot makes of ``text`` now (the inbox's "try it" box): the business's
+        hand-over words first, as for a customer's message."""
+        settings = await self.current()
         assert self._matcher is not None
+        rule = _rule(text, settings.bot.handoff_keywords)
+        if rule is not None:
+            language = guess_language(text)
+            return Match(Decision.HANDOFF, None, 0.0, (), language, reason=f"rule: {rule}")
         return await asyncio.to_thread(self._matcher.match, text)
 
     def intent_title(self, name: str, language: str) -> str:
@@ -352,7 +357,7 @@ class Automation:
             and self._may_take(conversation, message)
         ):
             await self.conversations.set_status(contact, Status.BOT)
-            turn.state = replace(turn.state, took_ms=self.clock.now_ms(), misunderstood=0)
+            turn.state = replace(turn.state, took_ms=message.created_ms, misunderstood=0)
             turn.state = replace(turn.state, waiting=None)
             await self.store.log(contact, "took")
             holds = True
