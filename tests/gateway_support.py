@@ -47,6 +47,8 @@ class RunningGateway:
     token: str
     http: httpx.AsyncClient
     """Authorized with ``token``, based at ``{url}/{API_VERSION}``."""
+    app: Any = None
+    """The gateway's ASGI app (its ``state`` holds the inbox's and automation's parts)."""
 
     @property
     def phone_number_id(self) -> str:
@@ -331,7 +333,7 @@ async def run_gateway(
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         ) as http:
-            yield RunningGateway(url, gateway, settings, token, http)
+            yield RunningGateway(url, gateway, settings, token, http, app)
 
 
 async def become_business(

@@ -314,11 +314,20 @@ SYSTEMS_URL = "http://airline-systems.invalid"
 async def demo_bot(store: Any, systems_url: str) -> None:
     """The demo airline's bot: the bot file on the first run (later runs keep what the
     business changed in the inbox), and its actions pointed at this run's systems."""
-    from tresen.gateway.automation.config import parse_bot_file
+    from tresen.gateway.automation.config import AutomationSettings, parse_bot_file
 
     bot = parse_bot_file(DEMO_BOT.read_text().replace(SYSTEMS_URL, systems_url))
     if not await store.intents():
         await store.import_config(bot)
+        await store.save_settings(
+            AutomationSettings.from_json(
+                {
+                    "greeting": {"enabled": True},
+                    "away": {"enabled": True},
+                    "bot": {"mode": "faq"},
+                }
+            )
+        )
         return
     for action in bot.actions:
         await store.put_action(action)

@@ -59,6 +59,14 @@ def tresen_up(data_dir: Path, sms_file: Path) -> Iterator[dict[str, str]]:
             process.stdout.close()
 
 
+async def next_text(customer: Client) -> str:
+    while True:
+        event = await customer.next_event(within_s=20)
+        if isinstance(event, MessageEvent) and not event.outgoing:
+            assert isinstance(event.payload, Text), event.payload
+            return event.payload.text
+
+
 async def talk_to_the_demo(
     customer: Client, sms_file: Path, printed: dict[str, str], fingerprint: str
 ) -> None:
@@ -76,13 +84,16 @@ async def talk_to_the_demo(
     assert business.profile.open_now(customer.clock.now_ms()) is not None
 
     customer.start()
+    # The gateway's bot greets, and asks which flight (the airline's systems know it).
     await customer.send_text(business.phone, "What is the status of my flight?")
-    while True:
-        event = await customer.next_event(within_s=20)
-        if isinstance(event, MessageEvent) and not event.outgoing:
-            break
-    assert isinstance(event.payload, Text)
-    assert "TA 100" in event.payload.text
+    greeting = await next_text(customer)
+    assert greeting.startswith("Hello and welcome to Tresen Air!")
+    assert await next_text(customer) == (
+        "Which flight is it? Please write its number, for example TA 100."
+    )
+    await customer.send_text(business.phone, "TA 104")
+    status = await next_text(customer)
+    assert status.startswith("TA 104 Berlin (BER) → Vienna (VIE) is delayed by 45 minutes")
     [chat] = customer.store.chats()
     assert (chat.business, chat.display_name, chat.verified) == (True, "Tresen Air", True)
 

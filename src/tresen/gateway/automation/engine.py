@@ -286,6 +286,12 @@ class Automation:
     # --- one message -------------------------------------------------------------------------
 
     async def _handle(self, message: StoredMessage, entry: Mapping[str, Any]) -> None:
+        try:
+            await self._handle_one(message, entry)
+        finally:
+            self.handled += 1
+
+    async def _handle_one(self, message: StoredMessage, entry: Mapping[str, Any]) -> None:
         contact = message.contact
         text = message_text(message)
         if message.type == "text" and keyword_action(text) is not None:
@@ -333,7 +339,6 @@ class Automation:
                 await self._forward(contact)
         finally:
             await self.store.save_state(turn.state)
-            self.handled += 1
 
     def _may_take(self, conversation: _Conversation, message: StoredMessage) -> bool:
         """A new conversation, or one resolved before the customer wrote again."""

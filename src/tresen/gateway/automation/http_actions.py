@@ -526,27 +526,45 @@ def find_params(action: HttpAction, text: str) -> tuple[dict[str, str], Param | 
 
 
 def in_language(texts: Mapping[str, str], language: str) -> str:
-    """The text in ``language``, else in English, else the first one ("" if none)."""
-    if language in texts:
-        return texts[language]
-    if "en" in texts:
-        return texts["en"]
-    return next(iter(texts.values()), "")
+    """The text in ``language`` (``de`` also for ``de-AT``), else in English, else the first
+    one ("" if none)."""
+    chosen = _chosen_language(texts, language)
+    return texts[chosen] if chosen else ""
+
+
+def _chosen_language(texts: Mapping[str, str], language: str) -> str:
+    base = language.replace("_", "-").partition("-")[0].lower()
+    for candidate in (base, "en"):
+        if candidate in texts:
+            return candidate
+    return next(iter(texts), "")
+
+
+# Languages that write 49,90 rather than 49.90: a number from the response is shown so.
+_DECIMAL_COMMA = frozenset(
+    {"de", "fr", "es", "it", "nl", "pt", "pl", "tr", "ru", "da", "sv", "nb", "fi", "cs"}
+)
 
 
 class _RenderError(Exception):
     pass
 
 
-def _render(text: str, scope: Mapping[str, Any], escape: Callable[[str], str]) -> str:
+def _render(
+    text: str,
+    scope: Mapping[str, Any],
+    escape: Callable[[str], str],
+    *,
+    decimal_comma: bool = False,
+) -> str:
     def value(match: re.Match[str]) -> str:
         path = match.group(1)
-        return escape(_lookup(scope, path))
+        return escape(_lookup(scope, path, decimal_comma=decimal_comma))
 
     return _PLACEHOLDER.sub(value, text)
 
 
-def _lookup(scope: Mapping[str, Any], path: str) -> str:
+def _lookup(scope: Mapping[str, Any], path: str, *, decimal_comma: bool = False) -> str:
     current: Any = scope
     for segment in path.split("."):
         if isinstance(current, Mapping) and segment in current:
@@ -561,6 +579,8 @@ def _lookup(scope: Mapping[str, Any], path: str) -> str:
         return "true" if current else "false"
     if isinstance(current, str):
         return current
+    if isinstance(current, float) and decimal_comma:
+        return json.dumps(current).replace(".", ",")
     if isinstance(current, int | float):
         return json.dumps(current)
     raise _RenderError(f"the value at {path} is not a single value")
@@ -797,8 +817,10 @@ def _decode(result: _Attempt) -> Any:
 
 def _answer(action: HttpAction, scope: Mapping[str, Any], language: str) -> dict[str, Any]:
     if action.template is not None:
+        comma = action.template.language.partition("_")[0] in _DECIMAL_COMMA
         parameters = [
-            {"type": "text", "text": _render(text, scope, _as_is)} for text in action.template.body
+            {"type": "text", "text": _render(text, scope, _as_is, decimal_comma=comma)}
+            for text in action.template.body
         ]
         template: dict[str, Any] = {
             "name": action.template.name,
@@ -807,7 +829,10 @@ def _answer(action: HttpAction, scope: Mapping[str, Any], language: str) -> dict
         if parameters:
             template["components"] = [{"type": "body", "parameters": parameters}]
         return {"type": "template", "template": template}
-    text = _render(in_language(action.answer, language), scope, _as_is).strip()
+    chosen = _chosen_language(action.answer, language)
+    text = _render(
+        action.answer[chosen], scope, _as_is, decimal_comma=chosen in _DECIMAL_COMMA
+    ).strip()
     if not text:
         raise _RenderError("the answer is empty once its values are in")
     if len(text) > _MAX_TEXT:

