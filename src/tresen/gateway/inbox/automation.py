@@ -413,7 +413,7 @@ async def bot_report(request: Request, report: Report) -> dict[str, Any]:
 
 def _reports_back(form: FormData) -> str:
     query = {k: web.field(form, k, 64) for k in ("start", "end", "zone")}
-    return "/inbox/reports?" + urlencode({k: v for k, v in query.items() if v}) + "#bot"
+    return "/inbox/reports?" + urlencode({k: v for k, v in query.items() if v})
 
 
 @router.post("/reports/unanswered/{question_id}/adopt")
