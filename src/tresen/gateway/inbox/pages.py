@@ -9,6 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tresen.gateway.inbox import (
+    automation,
+    automation_intents,
     composer,
     finding,
     live,
@@ -36,6 +38,8 @@ ROOMS = (
     finding,
     settings,
     settings_api,
+    automation,
+    automation_intents,
 )
 for room in ROOMS:
     router.include_router(room.router, prefix="/inbox", include_in_schema=False)

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.agents import SignedIn
 from tresen.gateway.inbox.assignment import MAX_LIMIT, Assignment
+from tresen.gateway.inbox.automation import bot_report
 from tresen.gateway.inbox.i18n import Refused
 from tresen.gateway.inbox.reports import MAX_DAYS, Report, Reports, as_csv, bar_chart
 
@@ -214,6 +215,7 @@ async def reports_page(
         report=report,
         counts=counts,
         minutes=minutes,
+        bot=await bot_report(request, report),
         start=report.start.isoformat(),
         end=report.end.isoformat(),
         zone=zone_name,

@@ -10,6 +10,7 @@ SameSite=Strict, limited to ``/inbox`` and, by default, Secure.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -85,6 +86,17 @@ def _clock(ms: int) -> str:
 
 
 _templates.filters["clock"] = _clock
+
+
+def _from_json(text: str) -> Any:
+    """A JSON text of an activity's detail as its value (``None`` when it is not JSON)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
+_templates.filters["from_json"] = _from_json
 
 
 def actions_of(request: Request) -> Actions:
