@@ -9,7 +9,6 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from browser_support import (
     PHONE,
@@ -21,7 +20,6 @@ from browser_support import (
     signed_in_page,
 )
 from gateway_support import RunningGateway, customer, next_of
-from inbox_browser import FAST, PASSWORD, Browser
 from playwright.async_api import Browser as Chromium
 from playwright.async_api import Page, expect
 from support import RunningRelay
@@ -32,7 +30,6 @@ from tresen.core.clock import SystemClock
 from tresen.gateway.app import gateway_key, open_database
 from tresen.gateway.automation.config import AutomationSettings, BotMode, parse_bot_file
 from tresen.gateway.automation.store import AutomationStore
-from tresen.gateway.inbox.agents import Agents, Role
 
 BOT_FILE = """
 intents:
@@ -67,27 +64,8 @@ async def faq_bot(gw: RunningGateway) -> AsyncIterator[AutomationStore]:
     bot = parse_bot_file(BOT_FILE)
     settings = AutomationSettings.from_json({"bot": {"mode": str(BotMode.FAQ)}})
     await store.import_config(bot.__class__(settings, bot.intents, bot.actions))
-    await warm(gw)
     yield store
     await db.dispose()
-
-
-async def warm(gw: RunningGateway) -> None:
-    """Let the gateway load the bot's matcher now, as "try it" does, so that the customer's
-    first message is not held up while the model loads."""
-    db = await open_database(gw.settings)
-    agents = Agents(db, SystemClock(), hasher=FAST)
-    await agents.create("warm", "Wilma Arm", Role.ADMIN, PASSWORD)
-    owner = Browser(gw.url)
-    owner.http.timeout = httpx.Timeout(60)  # loading the model takes a few seconds
-    try:
-        assert (await owner.sign_in("warm")).status_code == 303
-        token = await owner.csrf("/inbox/settings/automation/intents")
-        tried = await owner.post("/inbox/settings/automation/try", {"csrf": token, "text": "hi"})
-        assert tried.status_code == 200
-    finally:
-        await owner.close()
-        await db.dispose()
 
 
 async def said_to(client: Client) -> str:
