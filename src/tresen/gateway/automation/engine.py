@@ -337,7 +337,9 @@ class Automation:
         async with self.conversations.db.read() as conn:
             state = await self.store.state_in(conn, contact)
             conversation = await self._conversation(conn, contact)
-            history = await self._history(conn, contact, message)
+            history: tuple[int | None, int | None] = (None, None)
+            if settings.greeting.enabled or settings.away.enabled:
+                history = await self._history(conn, contact, message)
         language = guess_language(text, default=state.language or "en") if text else None
         turn = _Turn(
             contact,

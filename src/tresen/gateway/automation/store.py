@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +47,7 @@ HEADERS_CONTEXT = b"gateway-bot-action-headers"
 MAX_UNANSWERED = 1000
 """Unanswered questions kept for the business to learn from (the oldest go first)."""
 MAX_DETAIL = 1024
+STATES_CACHED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class AutomationStore:
         self.clock = clock
         self._key = key
         self.changes = 0
+        self._states: OrderedDict[str, BotState] = OrderedDict()
         """Changes made through this store (a change made elsewhere shows in ``version``)."""
 
     # --- version -----------------------------------------------------------------------------
@@ -323,18 +325,32 @@ class AutomationStore:
             return await self.state_in(conn, contact)
 
     async def state_in(self, conn: AsyncConnection, contact: str) -> BotState:
+        """What automation remembers of ``contact`` (kept in memory too: automation is the
+        one writer of these rows)."""
+        cached = self._states.get(contact)
+        if cached is not None:
+            self._states.move_to_end(contact)
+            return cached
         row = (await conn.execute(select(bot_state).where(bot_state.c.contact == contact))).first()
-        if row is None:
-            return BotState(contact)
-        return BotState(
-            contact,
-            row.language,
-            int(row.misunderstood),
-            json.loads(row.waiting) if row.waiting else None,
-            row.took_ms,
-            row.greeted_ms,
-            row.away_ms,
-        )
+        state = BotState(contact)
+        if row is not None:
+            state = BotState(
+                contact,
+                row.language,
+                int(row.misunderstood),
+                json.loads(row.waiting) if row.waiting else None,
+                row.took_ms,
+                row.greeted_ms,
+                row.away_ms,
+            )
+        self._remember(state)
+        return state
+
+    def _remember(self, state: BotState) -> None:
+        self._states[state.contact] = state
+        self._states.move_to_end(state.contact)
+        if len(self._states) > STATES_CACHED:
+            self._states.popitem(last=False)
 
     async def save_state(self, state: BotState) -> None:
         values = {
@@ -352,6 +368,7 @@ class AutomationStore:
             )
             if not changed.rowcount:
                 await conn.execute(insert(bot_state).values(contact=state.contact, **values))
+        self._remember(state)
 
     # --- the log -----------------------------------------------------------------------------
 
