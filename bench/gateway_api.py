@@ -75,6 +75,64 @@ async def drop_schema(schema: str | None) -> None:
         await db.dispose()
 
 
+# --- the relay's and the gateway's processes (the other benches use these too) -----------------
+
+UNLIMITED_RELAY = {
+    "TRESEN_LIMITS__SEND_RATE_PER_DEVICE": "1000000",
+    "TRESEN_LIMITS__SEND_BURST_PER_DEVICE": "1000000",
+    "TRESEN_LIMITS__LOOKUP_BURST": "100000",
+    "TRESEN_POLICY__PAIR_RATE_PER_MINUTE": "10000000",
+    "TRESEN_POLICY__PAIR_BURST": "1000000",
+}
+"""Relay limits lifted for a bench: a program sends far faster than people do."""
+
+
+def start_relay(
+    folder: Path, port: int, schema: str | None, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``tresen relay serve`` in a child process: SMS codes into ``folder / "sms.jsonl"``,
+    SQLite in ``folder / "relay"`` or PostgreSQL in ``schema``."""
+    env = {
+        **os.environ,
+        "TRESEN_SMS_SENDER": "file",
+        "TRESEN_SMS_FILE": str(folder / "sms.jsonl"),
+        "TRESEN_DATA_DIR": str(folder / "relay"),
+        "TRESEN_LOG_LEVEL": "warning",
+        "TRESEN_LIMITS__CODE_REQUESTS_PER_ADDRESS": "100000",
+        **(extra or {}),
+    }
+    if schema:
+        env["TRESEN_DATABASE_URL"] = PG_URL
+        env["TRESEN_DATABASE_SCHEMA"] = schema
+    return subprocess.Popen(
+        [sys.executable, "-m", "tresen", "relay", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def start_gateway(
+    folder: Path,
+    relay_url: str,
+    phone: str,
+    port: int,
+    schema: str | None,
+    extra: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``tresen gateway serve`` in a child process, on the device registered in
+    ``folder / "gateway"`` (SQLite there, or PostgreSQL in ``schema``)."""
+    env = {**os.environ, "TRESEN_GATEWAY_LOG_LEVEL": "warning", **(extra or {})}
+    if schema:
+        env["TRESEN_GATEWAY_DATABASE_URL"] = PG_URL
+        env["TRESEN_GATEWAY_DATABASE_SCHEMA"] = schema
+    command = ["gateway", "serve", "--data-dir", str(folder / "gateway"), "--relay", relay_url]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tresen", *command, "--phone", phone, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 # --- a lean HTTP/1.1 client: the load generator must not be what is measured ----------------
 
 
@@ -205,28 +263,15 @@ async def bench_sends(
         relay_port, gateway_port = free_port(), free_port()
         relay_url = f"http://127.0.0.1:{relay_port}"
         relay_schema = f"bench_{secrets.token_hex(4)}" if backend == "postgres" else None
-        env = {
-            **os.environ,
-            "TRESEN_SMS_SENDER": "file",
-            "TRESEN_SMS_FILE": str(folder / "sms.jsonl"),
-            "TRESEN_DATA_DIR": str(folder / "relay"),
-            "TRESEN_LOG_LEVEL": "warning",
-            "TRESEN_LIMITS__CODE_REQUESTS_PER_ADDRESS": "100000",
-            "TRESEN_LIMITS__SEND_RATE_PER_DEVICE": "1000000",
-            "TRESEN_LIMITS__SEND_BURST_PER_DEVICE": "1000000",
-            "TRESEN_LIMITS__LOOKUP_BURST": "100000",
-            "TRESEN_POLICY__BUSINESS_THROUGHPUT_MPS": "100000",
-            "TRESEN_POLICY__BUSINESS_THROUGHPUT_MAX_MPS": "100000",
-            "TRESEN_POLICY__PAIR_RATE_PER_MINUTE": "10000000",
-            "TRESEN_POLICY__PAIR_BURST": "1000000",
-        }
-        if relay_schema:
-            env["TRESEN_DATABASE_URL"] = PG_URL
-            env["TRESEN_DATABASE_SCHEMA"] = relay_schema
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "tresen", "relay", "serve", "--port", str(relay_port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
+        relay = start_relay(
+            folder,
+            relay_port,
+            relay_schema,
+            {
+                **UNLIMITED_RELAY,
+                "TRESEN_POLICY__BUSINESS_THROUGHPUT_MPS": "100000",
+                "TRESEN_POLICY__BUSINESS_THROUGHPUT_MAX_MPS": "100000",
+            },
         )
         gateway: subprocess.Popen[bytes] | None = None
         gateway_schema: str | None = None
@@ -242,33 +287,16 @@ async def bench_sends(
         try:
             await wait_http(relay_url, "/v1/health")
             token, gateway_schema = await setup_gateway(folder, relay_url, backend)
-            gateway_env = {
-                **os.environ,
-                "TRESEN_GATEWAY_LOG_LEVEL": "warning",
-                "TRESEN_GATEWAY_API__REQUESTS_PER_SECOND": "1000000",
-                "TRESEN_GATEWAY_API__REQUEST_BURST": "1000000",
-            }
-            if gateway_schema:
-                gateway_env["TRESEN_GATEWAY_DATABASE_URL"] = PG_URL
-                gateway_env["TRESEN_GATEWAY_DATABASE_SCHEMA"] = gateway_schema
-            gateway = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tresen",
-                    "gateway",
-                    "serve",
-                    "--data-dir",
-                    str(folder / "gateway"),
-                    "--relay",
-                    relay_url,
-                    "--phone",
-                    BUSINESS_PHONE,
-                    "--port",
-                    str(gateway_port),
-                ],
-                env=gateway_env,
-                stdout=subprocess.DEVNULL,
+            gateway = start_gateway(
+                folder,
+                relay_url,
+                BUSINESS_PHONE,
+                gateway_port,
+                gateway_schema,
+                {
+                    "TRESEN_GATEWAY_API__REQUESTS_PER_SECOND": "1000000",
+                    "TRESEN_GATEWAY_API__REQUEST_BURST": "1000000",
+                },
             )
             gateway_url = f"http://127.0.0.1:{gateway_port}"
             await wait_http(gateway_url, "/docs")

@@ -24,13 +24,20 @@ import multiprocessing
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from gateway_api import drop_schema, free_port, stop, wait_http
+from gateway_api import (
+    UNLIMITED_RELAY,
+    drop_schema,
+    free_port,
+    start_gateway,
+    start_relay,
+    stop,
+    wait_http,
+)
 
 PG_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
 BUSINESS_PHONE = "+4930555077000"
@@ -206,27 +213,7 @@ async def measure_live(
         relay_port, gateway_port = free_port(), free_port()
         relay_url = f"http://127.0.0.1:{relay_port}"
         relay_schema = f"bench_{secrets.token_hex(4)}" if backend == "postgres" else None
-        env = {
-            **os.environ,
-            "TRESEN_SMS_SENDER": "file",
-            "TRESEN_SMS_FILE": str(folder / "sms.jsonl"),
-            "TRESEN_DATA_DIR": str(folder / "relay"),
-            "TRESEN_LOG_LEVEL": "warning",
-            "TRESEN_LIMITS__CODE_REQUESTS_PER_ADDRESS": "100000",
-            "TRESEN_LIMITS__SEND_RATE_PER_DEVICE": "1000000",
-            "TRESEN_LIMITS__SEND_BURST_PER_DEVICE": "1000000",
-            "TRESEN_LIMITS__LOOKUP_BURST": "100000",
-            "TRESEN_POLICY__PAIR_RATE_PER_MINUTE": "10000000",
-            "TRESEN_POLICY__PAIR_BURST": "1000000",
-        }
-        if relay_schema:
-            env["TRESEN_DATABASE_URL"] = PG_URL
-            env["TRESEN_DATABASE_SCHEMA"] = relay_schema
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "tresen", "relay", "serve", "--port", str(relay_port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+        relay = start_relay(folder, relay_port, relay_schema, UNLIMITED_RELAY)
         gateway: subprocess.Popen[bytes] | None = None
         gateway_schema: str | None = None
         context = multiprocessing.get_context("spawn")
@@ -240,32 +227,13 @@ async def measure_live(
         try:
             await wait_http(relay_url, "/v1/health")
             cookies, gateway_schema = await setup_gateway(folder, relay_url, backend, agents)
-            gateway_env = {
-                **os.environ,
-                "TRESEN_GATEWAY_LOG_LEVEL": "warning",
-                "TRESEN_GATEWAY_INBOX__LIVE_STREAMS_PER_AGENT": "8",
-            }
-            if gateway_schema:
-                gateway_env["TRESEN_GATEWAY_DATABASE_URL"] = PG_URL
-                gateway_env["TRESEN_GATEWAY_DATABASE_SCHEMA"] = gateway_schema
-            gateway = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tresen",
-                    "gateway",
-                    "serve",
-                    "--data-dir",
-                    str(folder / "gateway"),
-                    "--relay",
-                    relay_url,
-                    "--phone",
-                    BUSINESS_PHONE,
-                    "--port",
-                    str(gateway_port),
-                ],
-                env=gateway_env,
-                stdout=subprocess.DEVNULL,
+            gateway = start_gateway(
+                folder,
+                relay_url,
+                BUSINESS_PHONE,
+                gateway_port,
+                gateway_schema,
+                {"TRESEN_GATEWAY_INBOX__LIVE_STREAMS_PER_AGENT": "8"},
             )
             await wait_http(f"http://127.0.0.1:{gateway_port}", "/inbox/login")
             streams = [Stream() for _ in cookies]

@@ -175,9 +175,10 @@ MakeRelay = Callable[..., AbstractAsyncContextManager["RunningRelay"]]
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
+async def serve_asgi(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free port inside the running event loop; yields its
-    base URL, and stops the server when the block ends."""
+    base URL, and stops the server when the block ends (``lifespan`` "off" for a bare ASGI
+    callable)."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -185,7 +186,7 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            lifespan="on",
+            lifespan=lifespan,
             timeout_graceful_shutdown=3,  # streams left open (the inbox's live pages) end then
         )
     )

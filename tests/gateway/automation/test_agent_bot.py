@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
-from support import free_port
+from support import free_port, serve_asgi
 
 from tresen.core.clock import ManualClock
 from tresen.gateway.automation.agent_bot import (
@@ -80,23 +79,11 @@ class Bot:
 
 @asynccontextmanager
 async def serve(app: Bot) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("the test server did not start")
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/bot"
-    finally:
-        app.stop.set()
-        server.should_exit = True
-        await task
+    async with serve_asgi(app, lifespan="off") as base:
+        try:
+            yield f"{base}/bot"
+        finally:
+            app.stop.set()  # what still waits answers, so that the server can stop
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
-from support import free_port
+from support import free_port, serve_asgi
 
 from tresen.gateway.automation.http_actions import (
     DEFAULT_FAILURE,
@@ -99,23 +98,11 @@ class System:
 
 @asynccontextmanager
 async def serve(app: System) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("the test server did not start")
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        app.stop.set()
-        server.should_exit = True
-        await task
+    async with serve_asgi(app, lifespan="off") as base:
+        try:
+            yield f"{base}"
+        finally:
+            app.stop.set()  # what still waits answers, so that the server can stop
 
 
 @pytest.fixture
