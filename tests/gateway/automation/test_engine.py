@@ -538,3 +538,22 @@ async def test_a_bot_that_is_down_hands_over(desk: Desk) -> None:
     assert (await said(anna)).startswith("I am passing you on")
     [handoff] = await desk.activities(contact, "handoff")
     assert json.loads(handoff)["reason"] == "external_down"
+
+
+async def test_did_you_mean_offers_buttons_and_a_press_answers(desk: Desk) -> None:
+    # Thresholds that make every question a suggestion.
+    await desk.bot(bot={"mode": "faq", "answer_threshold": 0.99, "suggest_threshold": 0.05})
+    anna = await desk.customer()
+    await anna.send_text(desk.gw.gateway.phone, "my dog and my suitcase")
+    while True:
+        event = await next_of(anna, MessageEvent, 15)
+        if not event.outgoing:
+            break
+    assert isinstance(event.payload, Interactive)
+    assert event.payload.body == "Did you mean one of these?"
+    titles = [b.title for b in event.payload.buttons]
+    assert 1 <= len(titles) <= 3
+    assert {"Pets", "Baggage"} <= set(titles)
+    await anna.answer(desk.gw.gateway.phone, event.message_id, "intent:pets")
+    assert await said(anna) == "Pets up to 8 kg fly in the cabin."
+    assert await desk.store.unanswered() == []  # a suggestion is no unanswered question
