@@ -210,6 +210,11 @@ class AutomationSettings:
     quiet_after_agent_minutes: int = 10
     """No greeting or away message when an agent answered within this many minutes."""
 
+    @property
+    def anything_on(self) -> bool:
+        """Whether automation does anything at all (greeting, away message or a bot)."""
+        return self.greeting.enabled or self.away.enabled or self.bot.mode is not BotMode.OFF
+
     def to_json(self) -> dict[str, Any]:
         bot = self.bot
         return {

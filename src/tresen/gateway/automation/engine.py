@@ -334,6 +334,17 @@ class Automation:
             await self._after(recording, contact)
             return
         settings = await self.current()
+        if not settings.anything_on:
+            # Nothing automatic: the team's message, unless the bot (turned off since) still
+            # holds the conversation.
+            async with self.conversations.db.read() as conn:
+                conversation = await self._conversation(conn, contact)
+            if conversation.status is Status.BOT:
+                if await _recorded(recording):  # the transcript holds the message
+                    await self.hand_over(contact, "off", tell=False)
+            else:
+                await self._after(recording, contact)
+            return
         async with self.conversations.db.read() as conn:
             state = await self.store.state_in(conn, contact)
             conversation = await self._conversation(conn, contact)
@@ -376,7 +387,8 @@ class Automation:
             else:
                 await self._after(recording, contact)
         finally:
-            await self.store.save_state(turn.state)
+            if turn.state != state:
+                await self.store.save_state(turn.state)
 
     def _may_take(self, conversation: _Conversation, message: StoredMessage) -> bool:
         """A new conversation, or one resolved before the customer wrote again."""
