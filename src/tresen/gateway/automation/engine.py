@@ -75,6 +75,8 @@ store are seen at once; those of another process, such as ``bot import``, within
 MAX_RUNNING = 32
 MAX_PENDING = 10_000
 PROFILE_TTL_MS = 5 * 60 * 1000
+PROFILE_RETRY_MS = 10 * 1000
+PROFILE_WAIT_S = 5.0
 SEEN = 4096
 TRANSCRIPT_LINES = 20
 INTENT_BUTTON = "intent:"
@@ -175,11 +177,16 @@ class Automation:
         self._user_ids: OrderedDict[str, str] = OrderedDict()
         """The customers' Cloud API user ids, as their messages came (no lookup to answer)."""
         self._profile_at = -PROFILE_TTL_MS
+        self._profile_task: asyncio.Task[None] | None = None
         self.handled = 0
 
     # --- life cycle --------------------------------------------------------------------------
 
     async def close(self) -> None:
+        if self._profile_task is not None:
+            self._profile_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._profile_task
         for task in list(self._running):
             task.cancel()
         if self._running:
@@ -414,13 +421,24 @@ class Automation:
         return _Conversation(Status(row.status), int(row.status_ms or 0), row.assignee)
 
     async def _profile(self) -> dict[str, Any] | None:
-        """The business profile (its hours), read again from the relay every few minutes."""
+        """The business profile (its hours), read again from the relay every few minutes: in
+        the background once known, so that no answer waits for the relay's profile."""
         now = self.clock.now_ms()
-        if self.gateway.profile is None or now - self._profile_at >= PROFILE_TTL_MS:
+        if self.gateway.profile is None and now - self._profile_at >= PROFILE_RETRY_MS:
             self._profile_at = now
-            with contextlib.suppress(Exception):
-                await self.gateway.business_profile()
+            await self._read_profile()
+        elif now - self._profile_at >= PROFILE_TTL_MS and self._profile_task is None:
+            self._profile_at = now
+            self._profile_task = asyncio.create_task(self._read_profile())
+            self._profile_task.add_done_callback(self._profile_read)
         return self.gateway.profile
+
+    async def _read_profile(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.gateway.business_profile(), PROFILE_WAIT_S)
+
+    def _profile_read(self, _task: asyncio.Task[None]) -> None:
+        self._profile_task = None
 
     # --- greeting and away -------------------------------------------------------------------
 
