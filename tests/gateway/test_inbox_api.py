@@ -550,6 +550,7 @@ async def test_the_openapi_document_describes_the_inbox_api_and_not_its_pages(
     assert set(paths[f"{API}/conversations/{{contact}}/status"]) == {"put"}
     assert set(paths[f"{API}/conversations/{{contact}}/labels/{{label}}"]) == {"delete"}
     assert set(paths[f"{API}/quick-replies"]) == {"get", "post"}
+    assert set(paths[f"{API}/conversations/{{contact}}/handoff"]) == {"post"}
     schemes = spec["components"]["securitySchemes"]
     assert schemes["agent_token"]["scheme"] == "bearer"
     assert schemes["inbox_session"] == {
@@ -559,7 +560,7 @@ async def test_the_openapi_document_describes_the_inbox_api_and_not_its_pages(
         "description": schemes["inbox_session"]["description"],
     }
     inbox = {p: ops for p, ops in paths.items() if p.startswith(API)}
-    assert len(inbox) == 13
+    assert len(inbox) == 14
     for path, operations in inbox.items():
         for method, operation in operations.items():
             responses = operation["responses"]
@@ -642,7 +643,7 @@ async def test_the_inbox_api_answers_as_its_openapi_document_says(
     started = time.monotonic()
     ran, failed = await asyncio.to_thread(conform_inbox, spec, gw.url, await token_of(team, "anna"))
     assert failed == [], "\n\n".join(failed)
-    assert ran == 14  # every operation of the inbox's API
+    assert ran == 15  # every operation of the inbox's API
     assert time.monotonic() - started < 100
 
 
