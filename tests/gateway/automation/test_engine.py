@@ -557,3 +557,17 @@ async def test_did_you_mean_offers_buttons_and_a_press_answers(desk: Desk) -> No
     await anna.answer(desk.gw.gateway.phone, event.message_id, "intent:pets")
     assert await said(anna) == "Pets up to 8 kg fly in the cabin."
     assert await desk.store.unanswered() == []  # a suggestion is no unanswered question
+
+
+async def test_customers_writing_at_once_while_the_bot_loads_are_all_answered(desk: Desk) -> None:
+    await desk.bot()
+    customers = [await desk.customer(name) for name in ("anna", "ben", "cem")]
+    # The first messages arrive while the bot's configuration is read and its matcher built.
+    await asyncio.gather(
+        *(
+            c.send_text(desk.gw.gateway.phone, "How much luggage can I take with me?")
+            for c in customers
+        )
+    )
+    answers = await asyncio.gather(*(said(c) for c in customers))
+    assert answers == ["One bag of 23 kg is included."] * 3

@@ -256,39 +256,49 @@ class Automation:
     async def current(self) -> AutomationSettings:
         """The settings, with the matcher and actions rebuilt when the configuration changed
         (here or in another process)."""
-        changes = self.store.changes
-        if changes == self._changes and time.monotonic() - self._checked < VERSION_CHECK_S:
+        if self._fresh():
             return self._settings
-        version = await self.store.version()
-        self._checked, self._changes = time.monotonic(), changes
-        if version == self._version:
-            return self._settings
-        async with self._reload:
-            if version == self._version:
+        async with self._reload:  # one reader at a time; the others wait for what it finds
+            if self._fresh():
                 return self._settings
-            settings = await self.store.settings()
-            intents = [i for i in await self.store.intents() if i.enabled]
-            actions: dict[str, HttpAction] = {}
-            for spec in await self.store.actions():
-                try:
-                    action = parse_action(spec)
-                except ActionError as exc:
-                    log.warning("action not usable", action=spec.get("name"), error=str(exc))
-                    continue
-                actions[action.name] = action
-            thresholds = Thresholds()
-            if settings.bot.answer_threshold:
-                thresholds = replace(thresholds, answer=settings.bot.answer_threshold)
-            if settings.bot.suggest_threshold:
-                thresholds = replace(thresholds, suggest=settings.bot.suggest_threshold)
-            examples = [IntentExamples(i.name, i.examples) for i in intents]
-            self._matcher = await asyncio.to_thread(Matcher, examples, thresholds)
-            self._intents = {i.name: i for i in intents}
-            self._actions = actions
-            await self._renew_agent_bot(settings)
-            self._settings = settings
-            self._version = version
-            return settings
+            changes = self.store.changes
+            version = await self.store.version()
+            if version != self._version:
+                await self._load(version)
+            self._checked, self._changes = time.monotonic(), changes
+            return self._settings
+
+    def _fresh(self) -> bool:
+        return (
+            self._version >= 0
+            and self.store.changes == self._changes
+            and time.monotonic() - self._checked < VERSION_CHECK_S
+        )
+
+    async def _load(self, version: int) -> None:
+        """Read the configuration of ``version`` and build the matcher from it."""
+        settings = await self.store.settings()
+        intents = [i for i in await self.store.intents() if i.enabled]
+        actions: dict[str, HttpAction] = {}
+        for spec in await self.store.actions():
+            try:
+                action = parse_action(spec)
+            except ActionError as exc:
+                log.warning("action not usable", action=spec.get("name"), error=str(exc))
+                continue
+            actions[action.name] = action
+        thresholds = Thresholds()
+        if settings.bot.answer_threshold:
+            thresholds = replace(thresholds, answer=settings.bot.answer_threshold)
+        if settings.bot.suggest_threshold:
+            thresholds = replace(thresholds, suggest=settings.bot.suggest_threshold)
+        examples = [IntentExamples(i.name, i.examples) for i in intents]
+        self._matcher = await asyncio.to_thread(Matcher, examples, thresholds)
+        self._intents = {i.name: i for i in intents}
+        self._actions = actions
+        await self._renew_agent_bot(settings)
+        self._settings = settings
+        self._version = version
 
     async def _renew_agent_bot(self, settings: AutomationSettings) -> None:
         if self._agent_bot is not None:
