@@ -571,3 +571,16 @@ async def test_customers_writing_at_once_while_the_bot_loads_are_all_answered(de
     )
     answers = await asyncio.gather(*(said(c) for c in customers))
     assert answers == ["One bag of 23 kg is included."] * 3
+
+
+async def test_assigning_a_conversation_of_the_bot_takes_it_from_the_bot(desk: Desk) -> None:
+    await desk.bot()
+    anna = await desk.customer()
+    contact = await written(desk, anna, "How much luggage can I take with me?")
+    assert await said(anna) == "One bag of 23 kg is included."
+    state = desk.gw.app.state
+    owner = await state.inbox_agents.create("olga", "Olga Owner", Role.OWNER, "a long password 1")
+    await state.inbox_actions.assign(owner, contact, owner.id)
+    assert await desk.status(contact) == str(Status.OPEN)
+    await written(desk, anna, "Can I bring my dog on the plane?")
+    await nothing_more(desk, anna)

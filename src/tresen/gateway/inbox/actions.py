@@ -91,6 +91,11 @@ class Actions:
             raise Refused("there is no such agent")
         await self.conversations.assign(contact, target.id)
         await self.conversations.record(contact, who.id, "assign", target.display_name)
+        shown = await self.conversations.show(contact, limit=0, mark_read=False)
+        if shown is not None and shown.conversation.status is Status.BOT:
+            # Someone of the team has it now: the bot stops answering.
+            await self.conversations.set_status(contact, Status.OPEN)
+            await self.conversations.record(contact, who.id, "status", str(Status.OPEN))
         return target
 
     async def set_status(
