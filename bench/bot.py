@@ -32,13 +32,13 @@ from gateway_api import (
     UNLIMITED_RELAY,
     drop_schema,
     free_port,
+    register_gateway,
     start_gateway,
     start_relay,
     stop,
     wait_http,
 )
 
-PG_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
 BUSINESS_PHONE = "+4930555088000"
 RESULTS = Path(__file__).parent / "results"
 
@@ -57,26 +57,10 @@ async def setup_gateway(folder: Path, relay_url: str, backend: str) -> tuple[str
     from tresen.gateway.app import gateway_key, open_database
     from tresen.gateway.automation.config import AnswerKind, AutomationSettings, parse_bot_file
     from tresen.gateway.automation.store import AutomationStore
-    from tresen.gateway.relay_link import open_device
-    from tresen.gateway.settings import GatewaySettings
-    from tresen.relay.accounts.sms import read_last_code
 
-    schema = f"bench_bot_{secrets.token_hex(4)}" if backend == "postgres" else None
-    settings = GatewaySettings(
-        data_dir=folder / "gateway",
-        relay_url=relay_url,
-        phone=BUSINESS_PHONE,
-        **({"database_url": PG_URL, "database_schema": schema} if schema else {}),
+    settings, schema = await register_gateway(
+        folder, relay_url, backend, BUSINESS_PHONE, "Bench Airline", "TRAVEL"
     )
-
-    async def code(phone: str) -> str:
-        found = read_last_code(folder / "sms.jsonl", phone)
-        assert found is not None
-        return found
-
-    client = await open_device(settings, gateway_key(settings), code)
-    await client.save_business_profile(display_name="Bench Airline", category="TRAVEL")
-    await client.close()
     db = await open_database(settings)
     store = AutomationStore(db, SystemClock(), gateway_key(settings))
     bot = parse_bot_file(DEMO_BOT.read_text().replace(SYSTEMS_URL, "http://127.0.0.1:9"))

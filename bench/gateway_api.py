@@ -224,31 +224,45 @@ async def _customers(
 # --- the send benchmark ----------------------------------------------------------------------
 
 
-async def setup_gateway(folder: Path, relay_url: str, backend: str) -> tuple[str, str | None]:
-    """Register the gateway's device and create an API token before its process starts."""
-    from tresen.core.clock import SystemClock
-    from tresen.gateway.app import gateway_key, open_database
+async def register_gateway(
+    folder: Path, relay_url: str, backend: str, phone: str, name: str, category: str
+) -> tuple[Any, str | None]:
+    """Register a gateway's device (its code read from ``folder / "sms.jsonl"``) and save the
+    business profile, before the gateway's process starts: its settings and its PostgreSQL
+    schema (``None`` on SQLite)."""
+    from tresen.gateway.app import gateway_key
     from tresen.gateway.relay_link import open_device
     from tresen.gateway.settings import GatewaySettings
-    from tresen.gateway.store import GatewayStore
     from tresen.relay.accounts.sms import read_last_code
 
     schema = f"bench_gw_{secrets.token_hex(4)}" if backend == "postgres" else None
     settings = GatewaySettings(
         data_dir=folder / "gateway",
         relay_url=relay_url,
-        phone=BUSINESS_PHONE,
+        phone=phone,
         **({"database_url": PG_URL, "database_schema": schema} if schema else {}),
     )
 
-    async def code(phone: str) -> str:
-        found = read_last_code(folder / "sms.jsonl", phone)
+    async def code(number: str) -> str:
+        found = read_last_code(folder / "sms.jsonl", number)
         assert found is not None
         return found
 
     client = await open_device(settings, gateway_key(settings), code)
-    await client.save_business_profile(display_name="Bench Shop", category="RETAIL")
+    await client.save_business_profile(display_name=name, category=category)
     await client.close()
+    return settings, schema
+
+
+async def setup_gateway(folder: Path, relay_url: str, backend: str) -> tuple[str, str | None]:
+    """Register the gateway's device and create an API token before its process starts."""
+    from tresen.core.clock import SystemClock
+    from tresen.gateway.app import open_database
+    from tresen.gateway.store import GatewayStore
+
+    settings, schema = await register_gateway(
+        folder, relay_url, backend, BUSINESS_PHONE, "Bench Shop", "RETAIL"
+    )
     db = await open_database(settings)
     _, token = await GatewayStore(db, SystemClock()).create_token("bench")
     await db.dispose()

@@ -33,6 +33,7 @@ from gateway_api import (
     UNLIMITED_RELAY,
     drop_schema,
     free_port,
+    register_gateway,
     start_gateway,
     start_relay,
     stop,
@@ -129,28 +130,12 @@ async def setup_gateway(
     from argon2 import PasswordHasher
 
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import gateway_key, open_database
+    from tresen.gateway.app import open_database
     from tresen.gateway.inbox.agents import Agents, Role
-    from tresen.gateway.relay_link import open_device
-    from tresen.gateway.settings import GatewaySettings
-    from tresen.relay.accounts.sms import read_last_code
 
-    schema = f"bench_live_{secrets.token_hex(4)}" if backend == "postgres" else None
-    settings = GatewaySettings(
-        data_dir=folder / "gateway",
-        relay_url=relay_url,
-        phone=BUSINESS_PHONE,
-        **({"database_url": PG_URL, "database_schema": schema} if schema else {}),
+    settings, schema = await register_gateway(
+        folder, relay_url, backend, BUSINESS_PHONE, "Bench Airline", "TRAVEL"
     )
-
-    async def code(phone: str) -> str:
-        found = read_last_code(folder / "sms.jsonl", phone)
-        assert found is not None
-        return found
-
-    client = await open_device(settings, gateway_key(settings), code)
-    await client.save_business_profile(display_name="Bench Airline", category="TRAVEL")
-    await client.close()
     db = await open_database(settings)
     team = Agents(
         db, SystemClock(), hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
