@@ -203,6 +203,17 @@ async def serve_asgi(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
+async def serve_until_stopped(app: Any) -> AsyncIterator[str]:
+    """``serve_asgi`` for a bare ASGI callable whose slow handlers wait on its ``stop`` event:
+    the event is set when the block ends, so that the server can stop."""
+    async with serve_asgi(app, lifespan="off") as base:
+        try:
+            yield base
+        finally:
+            app.stop.set()
+
+
+@contextlib.asynccontextmanager
 async def serve_relay(
     backend: Backend, tmp_path: Path, *, clock: Clock | None = None, **overrides: Any
 ) -> AsyncIterator[RunningRelay]:

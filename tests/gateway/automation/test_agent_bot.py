@@ -7,12 +7,11 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from support import free_port, serve_asgi
+from support import free_port, serve_until_stopped
 
 from tresen.core.clock import ManualClock
 from tresen.gateway.automation.agent_bot import (
@@ -77,20 +76,11 @@ class Bot:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-@asynccontextmanager
-async def serve(app: Bot) -> AsyncIterator[str]:
-    async with serve_asgi(app, lifespan="off") as base:
-        try:
-            yield f"{base}/bot"
-        finally:
-            app.stop.set()  # what still waits answers, so that the server can stop
-
-
 @pytest.fixture
 async def bot() -> AsyncIterator[tuple[Bot, str]]:
     app = Bot()
-    async with serve(app) as url:
-        yield app, url
+    async with serve_until_stopped(app) as base:
+        yield app, f"{base}/bot"
 
 
 @pytest.fixture

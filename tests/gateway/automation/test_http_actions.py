@@ -7,12 +7,11 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from support import free_port, serve_asgi
+from support import free_port, serve_until_stopped
 
 from tresen.gateway.automation.http_actions import (
     DEFAULT_FAILURE,
@@ -96,19 +95,10 @@ class System:
             )
 
 
-@asynccontextmanager
-async def serve(app: System) -> AsyncIterator[str]:
-    async with serve_asgi(app, lifespan="off") as base:
-        try:
-            yield f"{base}"
-        finally:
-            app.stop.set()  # what still waits answers, so that the server can stop
-
-
 @pytest.fixture
 async def system() -> AsyncIterator[tuple[System, str]]:
     app = System()
-    async with serve(app) as base:
+    async with serve_until_stopped(app) as base:
         yield app, base
 
 
