@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 
-class _Breaking(httpx.AsyncByteStream):
+class BreakingBody(httpx.AsyncByteStream):
     """A body that breaks off after ``keep`` bytes, as a dropped connection does."""
 
     def __init__(self, data: bytes, keep: int) -> None:
@@ -74,7 +74,7 @@ class BlobStore(httpx.AsyncBaseTransport):
             if self.break_downloads:
                 self.break_downloads -= 1
                 keep = (len(data) - start) // 2
-                return httpx.Response(status, stream=_Breaking(data[start:], keep))
+                return httpx.Response(status, stream=BreakingBody(data[start:], keep))
             return httpx.Response(status, content=data[start:])
         return _error(405, 100, "no such method")
 
