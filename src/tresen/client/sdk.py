@@ -15,6 +15,7 @@ what it needs when the client is made:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -523,7 +524,13 @@ class Client:
             voice=voice,
             duration_ms=duration_ms,
         )
-        return await self.send(to, media)
+        try:
+            return await self.send(to, media)
+        except Exception:
+            # Nobody can learn the key now: free the relay's space rather than wait for expiry.
+            with contextlib.suppress(RelayError, httpx.HTTPError):
+                await self.api.delete_attachment(media.blob_id)
+            raise
 
     def media_of(self, message_id: str) -> Media | None:
         """The attachment that the stored message ``message_id`` describes, if it is one."""
