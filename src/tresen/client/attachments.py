@@ -24,6 +24,7 @@ import msgspec
 from tresen.client.api import RelayApi, RelayError
 from tresen.client.store import LocalStore
 from tresen.client.thumbnails import ImageFacts, image_facts
+from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
 from tresen.crypto.attachments import (
     AttachmentTooLarge,
@@ -51,9 +52,6 @@ DEFAULT_PIECE_BYTES = 4 * 1024 * 1024
 connection, large enough that requests do not dominate."""
 
 _MAX_STALLED_TRIES = 5
-_ATTACHMENT_NOT_FOUND = 150072
-_ATTACHMENT_OFFSET_MISMATCH = 150073
-_ATTACHMENT_COMPLETE = 150074
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,7 +206,7 @@ class Attachments:
         return blob_id
 
     async def _offset(self, blob_id: str, exc: Exception) -> int:
-        if isinstance(exc, RelayError) and exc.code == _ATTACHMENT_COMPLETE:
+        if isinstance(exc, RelayError) and exc.code == ErrorCode.ATTACHMENT_COMPLETE:
             state = await self.api.attachment_upload(blob_id)
             return int(state["size"])
         if isinstance(exc, RelayError) and "offset" in exc.details:
@@ -271,7 +269,7 @@ class Attachments:
                             raise
                     continue
                 except RelayError as exc:
-                    if exc.code == _ATTACHMENT_NOT_FOUND:
+                    if exc.code == ErrorCode.ATTACHMENT_NOT_FOUND:
                         raise AttachmentUnavailable("the relay no longer has this file") from exc
                     raise
                 writer.flush()
@@ -311,8 +309,8 @@ def _resumable(exc: Exception) -> bool:
     if isinstance(exc, httpx.TransportError):
         return True
     return isinstance(exc, RelayError) and exc.code in (
-        _ATTACHMENT_OFFSET_MISMATCH,
-        _ATTACHMENT_COMPLETE,
+        ErrorCode.ATTACHMENT_OFFSET_MISMATCH,
+        ErrorCode.ATTACHMENT_COMPLETE,
     )
 
 

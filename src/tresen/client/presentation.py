@@ -606,6 +606,10 @@ def relay_error_text(exc: RelayError, who: str, hints: Hints) -> str:
         ErrorCode.TEMPLATE_PAUSED: "the template is paused: customers blocked or reported it",
         ErrorCode.TEMPLATE_DISABLED: "the template is disabled because of its low quality",
         ErrorCode.TEMPLATE_PARAMS_MISMATCH: "the parameters do not fit the template",
+        ErrorCode.ATTACHMENT_TOO_LARGE: "the file is larger than the relay accepts",
+        ErrorCode.ATTACHMENT_QUOTA_EXCEEDED: "your space for files on the relay is used up "
+        "for now; try again later",
+        ErrorCode.ATTACHMENT_NOT_FOUND: "the relay no longer has this file",
     }
     return sentences.get(exc.code) or f"{exc.message} (code {exc.code})"
 

@@ -14,8 +14,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+
+from tresen.client.api import RelayError
 from tresen.client.attachments import AttachmentUnavailable, safe_filename
-from tresen.client.presentation import LineKind, size_text
+from tresen.client.directory import IdentityNotTrusted
+from tresen.client.presentation import APP_HINTS, LineKind, error_text, size_text
 from tresen.client.store import MessageStatus
 from tresen.crypto.attachments import AttachmentError
 from tresen.wire.e2e import Media, decode_payload
@@ -94,10 +98,17 @@ class Files:
             return
         try:
             await self.client.send_file(chat, path, caption=caption)
-        except AttachmentError as exc:
-            self.model.note(chat, LineKind.ERROR, f"Not sent: {path.name}: {exc}.")
-            return
-        except ValueError as exc:  # a caption or name that does not fit the message
+        except IdentityNotTrusted:
+            self.model.note(
+                chat,
+                LineKind.WARNING,
+                f"Not sent: {path.name}. The security keys of {self.model.title(chat)} "
+                "changed; compare safety numbers (/safety), then /trust.",
+            )
+        except (RelayError, httpx.HTTPError) as exc:
+            why = error_text(exc, self.model.title(chat), APP_HINTS)
+            self.model.note(chat, LineKind.ERROR, f"Not sent: {path.name}: {why}.")
+        except (AttachmentError, ValueError) as exc:  # too large; a caption that does not fit
             self.model.note(chat, LineKind.ERROR, f"Not sent: {path.name}: {exc}.")
 
     async def save(self, argument: str) -> None:
