@@ -27,7 +27,13 @@ from tresen.crypto.attachments import (
     AttachmentTooLarge,
     decrypt_bytes,
 )
-from tresen.wire.e2e import MAX_THUMBNAIL_BYTES, MediaKind, decode_payload, encode_payload
+from tresen.wire.e2e import (
+    MAX_THUMBNAIL_BYTES,
+    InvalidPayload,
+    MediaKind,
+    decode_payload,
+    encode_payload,
+)
 
 
 @pytest.fixture
@@ -128,6 +134,17 @@ async def test_an_image_that_does_not_decode_is_sent_without_a_thumbnail(
     assert media.kind is MediaKind.IMAGE
     assert media.thumbnail is None
     assert media.width is None
+
+
+async def test_fields_that_do_not_fit_are_refused_before_anything_is_uploaded(
+    attachments: Attachments, blobs: BlobStore
+) -> None:
+    with pytest.raises(InvalidPayload):
+        await attachments.prepare(b"%PDF", filename="a.pdf", caption="x" * 1025)
+    with pytest.raises(InvalidPayload):
+        await attachments.prepare(b"%PDF", filename="a.pdf", duration_ms=1000)
+
+    assert blobs.requests == []
 
 
 def test_the_kind_follows_the_mime_type() -> None:

@@ -34,7 +34,7 @@ from tresen.crypto.attachments import (
     encrypt_bytes,
     encrypt_file,
 )
-from tresen.wire.e2e import Media, MediaKind, ReplyContext
+from tresen.wire.e2e import Media, MediaKind, ReplyContext, encode_payload
 
 __all__ = [
     "DEFAULT_PIECE_BYTES",
@@ -170,7 +170,10 @@ class Attachments:
             duration_ms=duration_ms,
             voice=voice,
             context=None if reply_to is None else ReplyContext(message_id=reply_to),
-        )  # built first so that a field that does not fit fails before anything is uploaded
+        )
+        # Checked as a recipient will check it, so a field that does not fit (a caption too
+        # long, dimensions on a document) fails before anything is uploaded.
+        encode_payload(draft)
         blob = _outgoing_blob(self.folder)
         try:
             # Sealing a large file takes a while: off the event loop, so the chat stays live.
@@ -233,7 +236,8 @@ class Attachments:
         if known is not None:
             return known
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
-        partial = self.folder / f".{media.blob_id}.blob"
+        # Named after the message too: two messages may name the same blob.
+        partial = self.folder / f".{_plain(message_id)}-{media.blob_id}.part"
         try:
             await self._fetch(media, partial)
             target = _target(self.folder, message_id, media)
@@ -282,11 +286,15 @@ def _target(folder: Path, message_id: str, media: Media) -> Path:
     name = safe_filename(media.filename, fallback)
     # The message id keeps two files of the same name apart; it is the relay's hex id or
     # our own local id, so it is a plain name too.
-    prefix = re.sub(r"[^0-9A-Za-z-]", "", message_id)[:32] or "message"
+    prefix = _plain(message_id)
     target = folder / f"{prefix}-{name}"
     with contextlib.suppress(FileNotFoundError):
         target.unlink()  # an earlier copy the store no longer knows
     return target
+
+
+def _plain(message_id: str) -> str:
+    return re.sub(r"[^0-9A-Za-z-]", "", message_id)[:32] or "message"
 
 
 def _outgoing_blob(folder: Path) -> Path:
