@@ -9,7 +9,7 @@ Part 2 (skipped with ``--no-relay``): ``tresen relay serve`` in a child process 
 ``tresen.client.Client`` in this process; per size, the time from ``send_file`` to the sender
 having sent it, and from the recipient's message event to its file decrypted on disk.
 
-    .venv/bin/python bench/attachments.py --sizes 1,16,100
+    .venv/bin/python bench/attachments.py --sizes 1,15,99
 
 Prints a table and writes ``bench/results/attachments.json``.
 """
@@ -127,7 +127,7 @@ async def through_relay(folder: Path, sizes: list[int]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1,16,100", help="file sizes in MiB, comma-separated")
+    parser.add_argument("--sizes", default="1,15,99", help="file sizes in MiB, comma-separated")
     parser.add_argument("--no-relay", action="store_true", help="only seal and open in-process")
     args = parser.parse_args()
     sizes = [int(float(s) * MIB) for s in args.sizes.split(",")]
@@ -137,7 +137,7 @@ def main() -> None:
         # The relay's limits: a media blob up to 16 MiB, a document up to 100 MiB.
         relayed = [] if args.no_relay else asyncio.run(through_relay(folder, sizes))
     print(f"{'size':>8} {'encrypt':>12} {'decrypt':>12} {'peak mem':>10}", end="")
-    print(f" {'send':>14} {'download':>14}" if relayed else "")
+    print(f" {'send':>18} {'download':>18}" if relayed else "")
     for i, row in enumerate(local):
         peak = max(row["encrypt_peak_bytes"], row["decrypt_peak_bytes"])
         line = (
@@ -146,8 +146,8 @@ def main() -> None:
         )
         if relayed:
             r = relayed[i]
-            line += f" {r['send_s']:>6.2f} s {r['send_mb_s']:>3.0f}/s"
-            line += f" {r['download_s']:>6.2f} s {r['download_mb_s']:>3.0f}/s"
+            line += f" {r['send_s']:>6.2f} s {r['send_mb_s']:>4.0f} MB/s"
+            line += f" {r['download_s']:>6.2f} s {r['download_mb_s']:>4.0f} MB/s"
         print(line)
     RESULTS.mkdir(exist_ok=True)
     result = {

@@ -150,7 +150,8 @@ class Attachments:
         limit = self.limits.blob_limit(described.kind)
         if blob_size(plain_size) > limit:
             raise AttachmentTooLarge(
-                f"a {described.kind} of {plain_size} bytes exceeds the limit of {limit} bytes"
+                f"a {described.kind} may be {limit} bytes once encrypted; this file would be "
+                f"{blob_size(plain_size)}"
             )
         image = described.image
         visual = described.kind in (MediaKind.IMAGE, MediaKind.STICKER)
