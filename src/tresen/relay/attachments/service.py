@@ -33,7 +33,7 @@ from tresen.core.settings import AttachmentLimits
 from tresen.relay.accounts.service import Principal
 from tresen.relay.attachments import repo
 from tresen.relay.attachments.repo import AttachmentRow
-from tresen.relay.attachments.storage import BlobStorage, BlobWriter
+from tresen.relay.attachments.storage import BlobReader, BlobStorage, BlobWriter
 
 __all__ = [
     "AppendResult",
@@ -42,6 +42,7 @@ __all__ = [
     "BodyBroken",
     "Download",
     "UploadState",
+    "log_id",
     "new_attachment_id",
 ]
 
@@ -85,12 +86,18 @@ class Download:
     size: int
     start: int
     end: int
-    chunks: AsyncIterator[bytes]
+    chunks: BlobReader
 
 
 def new_attachment_id() -> str:
     """43 characters of base64url: 32 random bytes, so the id says nothing about the blob."""
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def log_id(attachment_id: str) -> str:
+    """What logs name an attachment by: enough to follow one upload, not the id itself, which
+    is the capability to download the blob."""
+    return attachment_id[:8]
 
 
 def _not_found(attachment_id: str) -> TresenError:
@@ -213,6 +220,14 @@ class AttachmentService:
                 now_ms=now,
                 expires_ms=expires,
             )
+        log.info(
+            "attachment created",
+            attachment=log_id(attachment_id),
+            account_id=principal.account_id,
+            device_id=principal.device_id,
+            kind=kind.value,
+            size=size,
+        )
         return UploadState(
             id=attachment_id, size=size, offset=0, complete=False, upload_expires_ms=expires
         )
@@ -311,7 +326,7 @@ class AttachmentService:
                 if writer.offset - recorded >= CHECKPOINT_BYTES:
                     recorded = await self._record(row, writer, recorded)
         except BodyBroken:
-            log.info("attachment body broke off", attachment_id=row.id, offset=writer.offset)
+            log.info("attachment body broke off", attachment=log_id(row.id), offset=writer.offset)
         return await self._record(row, writer, recorded), too_long
 
     async def _record(self, row: AttachmentRow, writer: BlobWriter, previous: int) -> int:
@@ -336,6 +351,7 @@ class AttachmentService:
             )
         if not done:
             raise _not_found(row.id)
+        log.info("attachment complete", attachment=log_id(row.id), size=row.size)
 
     # --- downloading and deleting ------------------------------------------------------------
 
@@ -366,6 +382,7 @@ class AttachmentService:
         await self.storage.delete(attachment_id)
         async with self.db.write() as conn:
             await repo.delete_rows(conn, [attachment_id])
+        log.info("attachment deleted", attachment=log_id(attachment_id))
 
     # --- sweeping ----------------------------------------------------------------------------
 
