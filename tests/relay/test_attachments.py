@@ -398,6 +398,8 @@ async def test_the_relay_keeps_the_bytes_opaque_and_nothing_else(
     [stored] = blob_files(tmp_path)
     assert stored.read_bytes() == blob  # positive control: the bytes are there, unchanged
     assert marker not in await relay_database_bytes(backend)
+    r = await relay.http.delete(f"/v1/attachments/{attachment_id}", headers=device.auth)
+    assert r.status_code == 204
     out, err = capfd.readouterr()
     assert f"attachment={attachment_id[:8]}" in out + err  # positive control: logs captured
     assert attachment_id not in out + err  # the id is the capability to download
@@ -445,3 +447,25 @@ async def test_memory_stays_bounded_whatever_the_upload_size(relay: RunningRelay
     assert digest.digest() == hashlib.sha256(pattern * (size // piece)).digest()
     assert upload_peak < 8 * 1_048_576, upload_peak
     assert download_peak < 8 * 1_048_576, download_peak
+
+
+async def test_a_blob_finalised_but_never_recorded_is_resumed(tmp_path: Path) -> None:
+    """The relay moved the last bytes into place and stopped before its database said so:
+    the client resumes at the recorded offset and the blob is unfinished again."""
+    from tresen.relay.attachments.storage import FileBlobStorage
+
+    storage = FileBlobStorage(tmp_path)
+    writer = await storage.open_append("b" * 43, 0)
+    await writer.write(b"0123456789")
+    assert await writer.flush() == 10
+    await writer.close()
+    await storage.finalise("b" * 43)
+    assert await storage.size("b" * 43) == 10
+
+    writer = await storage.open_append("b" * 43, 6)  # the database recorded 6
+    await writer.write(b"6789")
+    await writer.flush()
+    await writer.close()
+    await storage.finalise("b" * 43)
+    reader = await storage.open_read("b" * 43, 0, 10)
+    assert b"".join([chunk async for chunk in reader]) == b"0123456789"

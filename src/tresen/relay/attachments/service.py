@@ -220,7 +220,8 @@ class AttachmentService:
                 now_ms=now,
                 expires_ms=expires,
             )
-        log.info(
+        # Debug: a business sends thousands a minute.
+        log.debug(
             "attachment created",
             attachment=log_id(attachment_id),
             account_id=principal.account_id,
@@ -297,8 +298,6 @@ class AttachmentService:
             finally:
                 await writer.close()
             complete = recorded == row.size
-            if complete:
-                await self._complete(row)
             if too_long:
                 raise TresenError(
                     ErrorCode.ATTACHMENT_TOO_LARGE,
@@ -327,6 +326,10 @@ class AttachmentService:
                     recorded = await self._record(row, writer, recorded)
         except BodyBroken:
             log.info("attachment body broke off", attachment=log_id(row.id), offset=writer.offset)
+        if writer.offset == row.size:
+            await writer.flush()
+            await self._complete(row, previous=recorded)
+            return row.size, too_long
         return await self._record(row, writer, recorded), too_long
 
     async def _record(self, row: AttachmentRow, writer: BlobWriter, previous: int) -> int:
@@ -342,16 +345,23 @@ class AttachmentService:
             raise _not_found(row.id)
         return durable
 
-    async def _complete(self, row: AttachmentRow) -> None:
+    async def _complete(self, row: AttachmentRow, *, previous: int) -> None:
+        """Make the flushed upload a complete blob: the file first (a relay that dies before
+        the row says so finds it again when the client resumes), then the row, in one write."""
         await self.storage.finalise(row.id)
         now = self.clock.now_ms()
         async with self.db.write() as conn:
             done = await repo.set_complete(
-                conn, row.id, now_ms=now, expires_ms=now + self.limits.ttl_s * 1000
+                conn,
+                row.id,
+                previous=previous,
+                size=row.size,
+                now_ms=now,
+                expires_ms=now + self.limits.ttl_s * 1000,
             )
         if not done:
             raise _not_found(row.id)
-        log.info("attachment complete", attachment=log_id(row.id), size=row.size)
+        log.debug("attachment complete", attachment=log_id(row.id), size=row.size)
 
     # --- downloading and deleting ------------------------------------------------------------
 

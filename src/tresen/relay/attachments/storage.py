@@ -90,6 +90,9 @@ class FileBlobStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             if offset == 0:
                 return path.open("wb")
+            with contextlib.suppress(FileNotFoundError):
+                # Finalised, but the relay stopped before recording it: unfinished again.
+                os.replace(self._complete(blob_id), path)
             file = path.open("r+b")  # FileNotFoundError: the blob is gone
             file.truncate(offset)
             file.seek(offset)
@@ -102,9 +105,12 @@ class FileBlobStorage:
 
         def move() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:
+                if not target.exists():  # moved already by a call the relay never recorded
+                    raise
             _fsync_dir(target.parent)
-            _fsync_dir(source.parent)
 
         await asyncio.to_thread(move)
 
