@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Device, MakeRelay, RunningRelay
+from support import Backend, Device, MakeRelay, RunningRelay, relay_database_bytes
 
 from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
@@ -379,3 +379,93 @@ async def test_sizes_around_the_write_buffer(relay: RunningRelay, size: int) -> 
     attachment_id = await upload(relay, device, blob)
     r = await relay.http.get(f"/v1/attachments/{attachment_id}", headers=device.auth)
     assert r.content == blob
+
+
+async def test_the_relay_keeps_the_bytes_opaque_and_nothing_else(
+    relay: RunningRelay, backend: Backend, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The relay stores what the client sent, as sent, in the blob store only: not in its
+    database, not in its logs (the client encrypts; the end-to-end test checks plaintext)."""
+    marker = f"blob-marker-{secrets.token_hex(8)}".encode()
+    blob = os.urandom(70_000) + marker + os.urandom(70_000)
+    device = await relay.register()
+    attachment_id = (await create(relay, device, len(blob)))["id"]
+    await append(relay, device, attachment_id, 0, blob[:100_000])
+    await append(relay, device, attachment_id, 100_000, blob[100_000:])
+    r = await relay.http.get(f"/v1/attachments/{attachment_id}", headers=device.auth)
+    assert r.content == blob
+
+    [stored] = blob_files(tmp_path)
+    assert stored.read_bytes() == blob  # positive control: the bytes are there, unchanged
+    assert marker not in await relay_database_bytes(backend)
+    r = await relay.http.delete(f"/v1/attachments/{attachment_id}", headers=device.auth)
+    assert r.status_code == 204
+    out, err = capfd.readouterr()
+    assert f"attachment={attachment_id[:8]}" in out + err  # positive control: logs captured
+    assert attachment_id not in out + err  # the id is the capability to download
+    assert marker.decode() not in out + err
+
+
+async def test_memory_stays_bounded_whatever_the_upload_size(relay: RunningRelay) -> None:
+    """64 MiB up and down in one request each: the process's peak allocation stays a small
+    fraction of it (bodies stream to and from the file)."""
+    import hashlib
+    import tracemalloc
+
+    size, piece = 64 * 1_048_576, 64 * 1024
+    device = await relay.register()
+    attachment_id = (await create(relay, device, size))["id"]
+    pattern = os.urandom(piece)
+
+    async def body() -> Any:
+        for _ in range(size // piece):
+            yield pattern
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        r = await relay.http.patch(
+            f"/v1/attachments/{attachment_id}",
+            content=body(),
+            headers={**device.auth, "Upload-Offset": "0", "Content-Length": str(size)},
+        )
+        _, upload_peak = tracemalloc.get_traced_memory()
+        assert r.json() == {"offset": size, "complete": True}
+
+        tracemalloc.reset_peak()
+        digest, received = hashlib.sha256(), 0
+        async with relay.http.stream(
+            "GET", f"/v1/attachments/{attachment_id}", headers=device.auth
+        ) as response:
+            async for chunk in response.aiter_bytes():
+                digest.update(chunk)
+                received += len(chunk)
+        _, download_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received == size
+    assert digest.digest() == hashlib.sha256(pattern * (size // piece)).digest()
+    assert upload_peak < 8 * 1_048_576, upload_peak
+    assert download_peak < 8 * 1_048_576, download_peak
+
+
+async def test_a_blob_finalised_but_never_recorded_is_resumed(tmp_path: Path) -> None:
+    """The relay moved the last bytes into place and stopped before its database said so:
+    the client resumes at the recorded offset and the blob is unfinished again."""
+    from tresen.relay.attachments.storage import FileBlobStorage
+
+    storage = FileBlobStorage(tmp_path)
+    writer = await storage.open_append("b" * 43, 0)
+    await writer.write(b"0123456789")
+    assert await writer.flush() == 10
+    await writer.close()
+    await storage.finalise("b" * 43)
+    assert await storage.size("b" * 43) == 10
+
+    writer = await storage.open_append("b" * 43, 6)  # the database recorded 6
+    await writer.write(b"6789")
+    await writer.flush()
+    await writer.close()
+    await storage.finalise("b" * 43)
+    reader = await storage.open_read("b" * 43, 0, 10)
+    assert b"".join([chunk async for chunk in reader]) == b"0123456789"

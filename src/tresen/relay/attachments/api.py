@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from tresen.core.errors import ErrorCode, TresenError
@@ -220,6 +221,8 @@ async def download_attachment(
         status_code=206 if wanted is not None else 200,
         media_type="application/octet-stream",
         headers=headers,
+        # Runs after the answer, also when the client left early: the file is closed.
+        background=BackgroundTask(download.chunks.close),
     )
 
 

@@ -148,17 +148,26 @@ async def set_received(
 
 
 async def set_complete(
-    conn: AsyncConnection, attachment_id: str, *, now_ms: int, expires_ms: int
+    conn: AsyncConnection,
+    attachment_id: str,
+    *,
+    previous: int,
+    size: int,
+    now_ms: int,
+    expires_ms: int,
 ) -> bool:
+    """Record every byte as flushed and the blob complete; False when the upload is gone,
+    expired or moved on meanwhile."""
     result = await conn.execute(
         update(a)
         .where(
             a.c.id == attachment_id,
             a.c.completed_ms.is_(None),
-            a.c.received == a.c.size,
+            a.c.received == previous,
+            a.c.size == size,
             a.c.expires_ms > now_ms,
         )
-        .values(completed_ms=now_ms, expires_ms=expires_ms)
+        .values(received=size, completed_ms=now_ms, expires_ms=expires_ms)
     )
     return bool(result.rowcount)
 

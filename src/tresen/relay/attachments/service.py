@@ -33,7 +33,7 @@ from tresen.core.settings import AttachmentLimits
 from tresen.relay.accounts.service import Principal
 from tresen.relay.attachments import repo
 from tresen.relay.attachments.repo import AttachmentRow
-from tresen.relay.attachments.storage import BlobStorage, BlobWriter
+from tresen.relay.attachments.storage import BlobReader, BlobStorage, BlobWriter
 
 __all__ = [
     "AppendResult",
@@ -42,6 +42,7 @@ __all__ = [
     "BodyBroken",
     "Download",
     "UploadState",
+    "log_id",
     "new_attachment_id",
 ]
 
@@ -85,12 +86,18 @@ class Download:
     size: int
     start: int
     end: int
-    chunks: AsyncIterator[bytes]
+    chunks: BlobReader
 
 
 def new_attachment_id() -> str:
     """43 characters of base64url: 32 random bytes, so the id says nothing about the blob."""
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def log_id(attachment_id: str) -> str:
+    """What logs name an attachment by: enough to follow one upload, not the id itself, which
+    is the capability to download the blob."""
+    return attachment_id[:8]
 
 
 def _not_found(attachment_id: str) -> TresenError:
@@ -213,6 +220,15 @@ class AttachmentService:
                 now_ms=now,
                 expires_ms=expires,
             )
+        # Debug: a business sends thousands a minute.
+        log.debug(
+            "attachment created",
+            attachment=log_id(attachment_id),
+            account_id=principal.account_id,
+            device_id=principal.device_id,
+            kind=kind.value,
+            size=size,
+        )
         return UploadState(
             id=attachment_id, size=size, offset=0, complete=False, upload_expires_ms=expires
         )
@@ -282,8 +298,6 @@ class AttachmentService:
             finally:
                 await writer.close()
             complete = recorded == row.size
-            if complete:
-                await self._complete(row)
             if too_long:
                 raise TresenError(
                     ErrorCode.ATTACHMENT_TOO_LARGE,
@@ -311,7 +325,11 @@ class AttachmentService:
                 if writer.offset - recorded >= CHECKPOINT_BYTES:
                     recorded = await self._record(row, writer, recorded)
         except BodyBroken:
-            log.info("attachment body broke off", attachment_id=row.id, offset=writer.offset)
+            log.info("attachment body broke off", attachment=log_id(row.id), offset=writer.offset)
+        if writer.offset == row.size:
+            await writer.flush()
+            await self._complete(row, previous=recorded)
+            return row.size, too_long
         return await self._record(row, writer, recorded), too_long
 
     async def _record(self, row: AttachmentRow, writer: BlobWriter, previous: int) -> int:
@@ -327,15 +345,23 @@ class AttachmentService:
             raise _not_found(row.id)
         return durable
 
-    async def _complete(self, row: AttachmentRow) -> None:
+    async def _complete(self, row: AttachmentRow, *, previous: int) -> None:
+        """Make the flushed upload a complete blob: the file first (a relay that dies before
+        the row says so finds it again when the client resumes), then the row, in one write."""
         await self.storage.finalise(row.id)
         now = self.clock.now_ms()
         async with self.db.write() as conn:
             done = await repo.set_complete(
-                conn, row.id, now_ms=now, expires_ms=now + self.limits.ttl_s * 1000
+                conn,
+                row.id,
+                previous=previous,
+                size=row.size,
+                now_ms=now,
+                expires_ms=now + self.limits.ttl_s * 1000,
             )
         if not done:
             raise _not_found(row.id)
+        log.debug("attachment complete", attachment=log_id(row.id), size=row.size)
 
     # --- downloading and deleting ------------------------------------------------------------
 
@@ -366,6 +392,7 @@ class AttachmentService:
         await self.storage.delete(attachment_id)
         async with self.db.write() as conn:
             await repo.delete_rows(conn, [attachment_id])
+        log.info("attachment deleted", attachment=log_id(attachment_id))
 
     # --- sweeping ----------------------------------------------------------------------------
 

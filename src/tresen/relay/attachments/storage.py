@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-__all__ = ["READ_CHUNK", "BlobStorage", "BlobWriter", "FileBlobStorage"]
+__all__ = ["READ_CHUNK", "BlobReader", "BlobStorage", "BlobWriter", "FileBlobStorage"]
 
 READ_CHUNK = 256 * 1024
 # Bytes gathered from the request before one write() in a worker thread: few thread hops
@@ -53,7 +52,7 @@ class BlobStorage(Protocol):
         """Make the unfinished blob complete and readable; durable when this returns."""
         ...
 
-    async def open_read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def open_read(self, blob_id: str, start: int, end: int) -> BlobReader:
         """Bytes ``start`` up to (excluding) ``end`` of a complete blob, in bounded chunks.
         Raises ``FileNotFoundError`` at once (before the first chunk is asked for) when the
         blob is not there."""
@@ -91,6 +90,9 @@ class FileBlobStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             if offset == 0:
                 return path.open("wb")
+            with contextlib.suppress(FileNotFoundError):
+                # Finalised, but the relay stopped before recording it: unfinished again.
+                os.replace(self._complete(blob_id), path)
             file = path.open("r+b")  # FileNotFoundError: the blob is gone
             file.truncate(offset)
             file.seek(offset)
@@ -103,15 +105,18 @@ class FileBlobStorage:
 
         def move() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:
+                if not target.exists():  # moved already by a call the relay never recorded
+                    raise
             _fsync_dir(target.parent)
-            _fsync_dir(source.parent)
 
         await asyncio.to_thread(move)
 
-    async def open_read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def open_read(self, blob_id: str, start: int, end: int) -> BlobReader:
         file = await asyncio.to_thread(self._complete(blob_id).open, "rb")
-        return _read_range(file, start, end)
+        return BlobReader(file, start, end)
 
     async def delete(self, blob_id: str) -> None:
         def remove() -> None:
@@ -162,25 +167,47 @@ class _FileWriter:
         return self._offset
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._file.close)
+        # Closed here, not in a worker thread: a cancelled hop to a thread could leave the
+        # file open, and after flush() there is nothing left for close() to write.
+        self._file.close()
 
 
-async def _read_range(file: BinaryIO, start: int, end: int) -> AsyncIterator[bytes]:
-    try:
+class BlobReader:
+    """Bytes ``start`` up to (excluding) ``end`` of an open file, in chunks of at most
+    :data:`READ_CHUNK`. :meth:`close` closes the file whether or not it was read (a client
+    may leave before the first chunk); iterating to the end closes it too."""
 
-        def read_at(position: int, size: int) -> bytes:
-            file.seek(position)
-            return file.read(size)
+    def __init__(self, file: BinaryIO, start: int, end: int) -> None:
+        self._file = file
+        self._position = start
+        self._end = end
 
-        position = start
-        while position < end:
-            chunk = await asyncio.to_thread(read_at, position, min(READ_CHUNK, end - position))
-            if not chunk:
-                return  # shorter than recorded: the answer's length tells the client
-            position += len(chunk)
-            yield chunk
-    finally:
-        await asyncio.to_thread(file.close)
+    def __aiter__(self) -> BlobReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._position >= self._end or self._file.closed:
+            self.close()
+            raise StopAsyncIteration
+        chunk = await asyncio.to_thread(
+            self._read_at, self._position, min(READ_CHUNK, self._end - self._position)
+        )
+        if not chunk:  # shorter than recorded: the answer's length tells the client
+            self.close()
+            raise StopAsyncIteration
+        self._position += len(chunk)
+        return chunk
+
+    def _read_at(self, position: int, size: int) -> bytes:
+        if self._file.closed:
+            return b""
+        self._file.seek(position)
+        return self._file.read(size)
+
+    def close(self) -> None:
+        # Synchronous: closing a file opened for reading does not block, and a cancelled hop
+        # to a worker thread could leave it open.
+        self._file.close()
 
 
 def _fsync_dir(path: Path) -> None:
