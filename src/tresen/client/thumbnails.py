@@ -23,6 +23,10 @@ THUMBNAIL_EDGE = 160
 _MAX_PIXELS = 80_000_000
 """Larger images are not decoded here (a decompression bomb must not take the client down)."""
 
+_ORIENTATION = 0x0112
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+"""EXIF orientations shown turned by 90 degrees: the picture's width is its stored height."""
+
 _MIME_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -53,9 +57,12 @@ def image_facts(source: Path | bytes) -> ImageFacts | None:
                 if width * height > _MAX_PIXELS:
                     return None
                 mime_type = _MIME_TYPES.get(image.format or "")
-                upright = ImageOps.exif_transpose(image)
-                width, height = upright.size
-                thumbnail = _thumbnail(upright)
+                if image.getexif().get(_ORIENTATION) in _QUARTER_TURNS:
+                    width, height = height, width
+                # A JPEG decodes at a fraction of its size: a 12-megapixel photo need not
+                # take 36 MB to make a 160-pixel thumbnail.
+                image.draft("RGB", (THUMBNAIL_EDGE * 2, THUMBNAIL_EDGE * 2))
+                thumbnail = _thumbnail(ImageOps.exif_transpose(image))
     except (
         OSError,
         ValueError,
