@@ -367,16 +367,15 @@ class AttachmentService:
     # --- downloading and deleting ------------------------------------------------------------
 
     async def download(
-        self, attachment_id: str, start: int = 0, end: int | None = None
+        self, blob: AttachmentRow, start: int = 0, end: int | None = None
     ) -> Download:
-        """A complete blob's bytes, for any authenticated device; ``end`` is clipped to the
-        size. Raises ATTACHMENT_NOT_FOUND when it is unknown, unfinished, deleted or expired."""
-        blob = await self.blob(attachment_id)
+        """The bytes of a blob found by :meth:`blob`, for any authenticated device; ``end``
+        is clipped to the size. Raises ATTACHMENT_NOT_FOUND when it was deleted meanwhile."""
         stop = blob.size if end is None else min(end, blob.size)
         try:
-            chunks = await self.storage.open_read(attachment_id, start, stop)
+            chunks = await self.storage.open_read(blob.id, start, stop)
         except FileNotFoundError:
-            raise _not_found(attachment_id) from None
+            raise _not_found(blob.id) from None
         return Download(size=blob.size, start=start, end=stop, chunks=chunks)
 
     async def blob(self, attachment_id: str) -> AttachmentRow:
