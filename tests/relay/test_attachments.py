@@ -372,7 +372,7 @@ async def test_expired_uploads_and_blobs_are_swept(make_relay: MakeRelay, tmp_pa
         assert count == 0
 
 
-@pytest.mark.parametrize("size", [1, 65_536, 3 * 1_048_576 + 7])
+@pytest.mark.parametrize("size", [1, 65_536, 262_144, 3 * 1_048_576 + 7])
 async def test_sizes_around_the_write_buffer(relay: RunningRelay, size: int) -> None:
     device = await relay.register()
     blob = os.urandom(size)

@@ -212,7 +212,7 @@ async def download_attachment(
         response.headers["Content-Range"] = f"bytes */{blob.size}"
         return response
     start, end = (0, blob.size) if wanted is None else wanted
-    download = await ctx.attachments.download(attachment_id, start, end)
+    download = await ctx.attachments.download(blob, start, end)
     headers = {"Content-Length": str(download.end - download.start), "Accept-Ranges": "bytes"}
     if wanted is not None:
         headers["Content-Range"] = f"bytes {download.start}-{download.end - 1}/{download.size}"

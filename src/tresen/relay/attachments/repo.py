@@ -151,19 +151,18 @@ async def set_complete(
     conn: AsyncConnection,
     attachment_id: str,
     *,
-    previous: int,
     size: int,
     now_ms: int,
     expires_ms: int,
 ) -> bool:
     """Record every byte as flushed and the blob complete; False when the upload is gone,
-    expired or moved on meanwhile."""
+    expired or complete already. One body at a time appends to an upload (the service's
+    lock), so the offset recorded before is the one this body started from."""
     result = await conn.execute(
         update(a)
         .where(
             a.c.id == attachment_id,
             a.c.completed_ms.is_(None),
-            a.c.received == previous,
             a.c.size == size,
             a.c.expires_ms > now_ms,
         )

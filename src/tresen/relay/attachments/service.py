@@ -298,6 +298,8 @@ class AttachmentService:
             finally:
                 await writer.close()
             complete = recorded == row.size
+            if complete:
+                await self._complete(row)
             if too_long:
                 raise TresenError(
                     ErrorCode.ATTACHMENT_TOO_LARGE,
@@ -310,8 +312,9 @@ class AttachmentService:
     async def _stream(
         self, row: AttachmentRow, writer: BlobWriter, body: AsyncIterator[bytes]
     ) -> tuple[int, bool]:
-        """Write ``body`` up to the upload's size; returns the recorded offset and whether
-        the body went on beyond the size."""
+        """Write ``body`` up to the upload's size; returns the durable offset and whether the
+        body went on beyond the size. The offset is recorded unless it is the size: then
+        :meth:`_complete` records it with the completion, in one write."""
         recorded = row.received
         too_long = False
         try:
@@ -328,7 +331,6 @@ class AttachmentService:
             log.info("attachment body broke off", attachment=log_id(row.id), offset=writer.offset)
         if writer.offset == row.size:
             await writer.flush()
-            await self._complete(row, previous=recorded)
             return row.size, too_long
         return await self._record(row, writer, recorded), too_long
 
@@ -345,7 +347,7 @@ class AttachmentService:
             raise _not_found(row.id)
         return durable
 
-    async def _complete(self, row: AttachmentRow, *, previous: int) -> None:
+    async def _complete(self, row: AttachmentRow) -> None:
         """Make the flushed upload a complete blob: the file first (a relay that dies before
         the row says so finds it again when the client resumes), then the row, in one write."""
         await self.storage.finalise(row.id)
@@ -354,7 +356,6 @@ class AttachmentService:
             done = await repo.set_complete(
                 conn,
                 row.id,
-                previous=previous,
                 size=row.size,
                 now_ms=now,
                 expires_ms=now + self.limits.ttl_s * 1000,
@@ -366,16 +367,15 @@ class AttachmentService:
     # --- downloading and deleting ------------------------------------------------------------
 
     async def download(
-        self, attachment_id: str, start: int = 0, end: int | None = None
+        self, blob: AttachmentRow, start: int = 0, end: int | None = None
     ) -> Download:
-        """A complete blob's bytes, for any authenticated device; ``end`` is clipped to the
-        size. Raises ATTACHMENT_NOT_FOUND when it is unknown, unfinished, deleted or expired."""
-        blob = await self.blob(attachment_id)
+        """The bytes of a blob found by :meth:`blob`, for any authenticated device; ``end``
+        is clipped to the size. Raises ATTACHMENT_NOT_FOUND when it was deleted meanwhile."""
         stop = blob.size if end is None else min(end, blob.size)
         try:
-            chunks = await self.storage.open_read(attachment_id, start, stop)
+            chunks = await self.storage.open_read(blob.id, start, stop)
         except FileNotFoundError:
-            raise _not_found(attachment_id) from None
+            raise _not_found(blob.id) from None
         return Download(size=blob.size, start=start, end=stop, chunks=chunks)
 
     async def blob(self, attachment_id: str) -> AttachmentRow:

@@ -19,8 +19,9 @@ __all__ = ["READ_CHUNK", "BlobReader", "BlobStorage", "BlobWriter", "FileBlobSto
 
 READ_CHUNK = 256 * 1024
 # Bytes gathered from the request before one write() in a worker thread: few thread hops
-# per megabyte, and a bound on what an upload holds in memory.
-WRITE_BUFFER = 1024 * 1024
+# per megabyte, and a small bound on what each upload in progress holds in memory (a device
+# may have many bodies streaming at once).
+WRITE_BUFFER = 256 * 1024
 
 
 class BlobWriter(Protocol):
