@@ -70,7 +70,9 @@ from tresen.wire.e2e import (
     Payload,
     Reaction,
     ReplyContext,
+    Template,
     Text,
+    Unsupported,
     decode_payload,
 )
 from tresen.wire.templates import Parameters
@@ -533,12 +535,12 @@ class Client:
             raise
 
     def media_of(self, message_id: str) -> Media | None:
-        """The attachment that the stored message ``message_id`` describes, if it is one."""
+        """The attachment that the stored message ``message_id`` describes, if it is one (or
+        the file of a template's media header)."""
         stored = self.store.message(message_id)
         if stored is None or stored.payload is None:
             return None
-        payload = decode_payload(stored.payload)
-        return payload if isinstance(payload, Media) else None
+        return _attached(decode_payload(stored.payload))
 
     async def download(self, message: str | MessageEvent) -> Path:
         """The file of the attachment ``message`` (a message event or id), downloaded,
@@ -552,7 +554,7 @@ class Client:
         """
         if isinstance(message, MessageEvent):
             message_id = message.message_id
-            media = message.payload if isinstance(message.payload, Media) else None
+            media = _attached(message.payload)
         else:
             message_id, media = message, self.media_of(message)
         if media is None:
@@ -636,6 +638,7 @@ class Client:
         parameters: Parameters | None = None,
         *,
         components: list[dict[str, Any]] | None = None,
+        header_media: Media | None = None,
     ) -> SentMessage:
         """Send this business's approved template ``template_id`` in ``language``.
 
@@ -644,9 +647,13 @@ class Client:
         its tap returns), or ``components`` as a Cloud API send gives them. The template is
         checked and rendered here first, as the recipient will: parameters that do not fit
         raise ``RelayError`` 132000 (with ``problems``), a template that is not this
-        business's approved one in that language 132001.
+        business's approved one in that language 132001. ``header_media``: the file of an
+        IMAGE, VIDEO or DOCUMENT header, prepared with :meth:`Attachments.prepare`; the
+        recipient downloads it like any attachment (:meth:`download`).
         """
-        return await self.sender.send_template(to, template_id, language, parameters, components)
+        return await self.sender.send_template(
+            to, template_id, language, parameters, components, header_media
+        )
 
     async def send(
         self,
@@ -748,3 +755,12 @@ class Client:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _attached(payload: Payload | Unsupported | None) -> Media | None:
+    """The file a message carries: a ``media`` message's, or a template's media header."""
+    if isinstance(payload, Media):
+        return payload
+    if isinstance(payload, Template):
+        return payload.header_media
+    return None

@@ -31,6 +31,7 @@ from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
 from tresen.wire import relay as wire
 from tresen.wire.e2e import (
+    Media,
     Payload,
     ReadReceipt,
     SentTranscript,
@@ -39,6 +40,7 @@ from tresen.wire.e2e import (
     encode_payload,
 )
 from tresen.wire.templates import (
+    Header,
     ParameterMismatch,
     Parameters,
     parameters_from_cloud_components,
@@ -388,6 +390,7 @@ class Sender:
         language: str,
         parameters: Parameters | None = None,
         components: list[dict[str, Any]] | None = None,
+        header_media: Media | None = None,
     ) -> SentMessage:
         self.device.require_identity()
         if components is not None:
@@ -418,6 +421,21 @@ class Sender:
                 "the parameters do not fit the template",
                 {"problems": [p.to_dict() for p in exc.problems]},
             ) from None
+        if header_media is not None:
+            header = next((c for c in template.components if isinstance(c, Header)), None)
+            if header is None or header.format.lower() != header_media.kind:
+                raise RelayError(
+                    ErrorCode.TEMPLATE_PARAMS_MISMATCH,
+                    "the parameters do not fit the template",
+                    {
+                        "problems": [
+                            {
+                                "field": "header",
+                                "problem": f"this template's header takes no {header_media.kind}",
+                            }
+                        ]
+                    },
+                )
         rest, button_payloads = quick_reply_payloads(template, given)
         payload = Template(
             template_id=str(template.id),
@@ -425,6 +443,7 @@ class Sender:
             language=template.language,
             parameters=plain_parameters(rest),
             button_payloads=button_payloads,
+            header_media=header_media,
         )
         return await self.send(
             to, payload, klass=wire.MessageClass.TEMPLATE, template_ref=str(template.id)

@@ -43,6 +43,9 @@ from tresen.gateway.inbox.reports import Reports
 from tresen.gateway.inbox.search import Search
 from tresen.gateway.inbox.streams import StreamLimits, Streams
 from tresen.gateway.inbox.tokens import AgentTokens
+from tresen.gateway.media.library import MediaLibrary
+from tresen.gateway.media.links import LinkFetcher
+from tresen.gateway.media.store import MediaStore
 from tresen.gateway.recorder import Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
@@ -132,6 +135,7 @@ def build_gateway_app(
     relay_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     action_transport: httpx.AsyncBaseTransport | None = None,
+    link_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The gateway as an ASGI app; ``codes`` answers the registration code on first run."""
     clock = clock or SystemClock()
@@ -168,6 +172,22 @@ def build_gateway_app(
                 on_events=dispatcher.wake,
                 on_recorded=hub.recorded,
             )
+            media = MediaLibrary(
+                MediaStore(db),
+                clock,
+                settings.media,
+                settings.media_dir,
+                attachments=client.attachments,
+                relay=client.api,
+                fetcher=LinkFetcher(
+                    timeout_s=settings.media.link_timeout_s,
+                    redirects=settings.media.link_redirects,
+                    allowed_networks=settings.media.link_allowed_networks,
+                    transport=link_transport,
+                ),
+            )
+            media.start()
+            stack.push_async_callback(media.close)
             gateway = Gateway(
                 settings,
                 client,
@@ -176,6 +196,7 @@ def build_gateway_app(
                 outbox,
                 recorder,
                 clock,
+                media,
                 wake=dispatcher.wake,
                 app_secret=await app_secret(db, key, settings.app_secret),
             )

@@ -40,6 +40,8 @@ __all__ = [
     "early_statuses",
     "labels",
     "login_failures",
+    "media",
+    "media_blobs",
     "message_statuses",
     "messages",
     "meta",
@@ -403,3 +405,29 @@ bot_log = Table(
 answered, suggested, unanswered (``detail``: the customer's question, kept until the business
 dismisses it or turns it into an example), action, action_failed, handoff (``detail``: the
 reason), greeting or away. ``score`` is the match's confidence in percent."""
+
+media = Table(
+    "media",
+    metadata,
+    Column("id", String(20), primary_key=True),
+    Column("origin", String(8), nullable=False),
+    Column("mime_type", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("file_size", BigInteger, nullable=False),
+    Column("filename", String(255)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False, index=True),
+)
+"""The business's media (the Cloud API's media ids): files uploaded through the API
+(``origin`` ``upload``) or received from customers (``inbound``), kept in plaintext under the
+data folder's ``media/`` until ``expires_ms``. ``sha256`` is the hex digest of the file."""
+
+media_blobs = Table(
+    "media_blobs",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("media_id", String(20), nullable=False, index=True),
+    Column("created_ms", BigInteger, nullable=False),
+)
+"""The relay's encrypted blobs made from a media (one per message that sent it): deleted at
+the relay when the business deletes the media, or when it expires."""

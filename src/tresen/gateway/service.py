@@ -37,6 +37,8 @@ from tresen.gateway.cloudapi.errors import GraphError, webhook_error
 from tresen.gateway.cloudapi.requests import ReadRequest, SendRequest
 from tresen.gateway.ids import InvalidWamid, encode_wamid, user_id_for, wa_id_of
 from tresen.gateway.lookups import UnknownNumbers
+from tresen.gateway.media.library import MediaLibrary, MediaRefused, Prepared
+from tresen.gateway.media.store import MediaRecord
 from tresen.gateway.recorder import Echo, Received, Recorder, Sent, StatusReport
 from tresen.gateway.settings import GatewaySettings
 from tresen.gateway.store import Contact, GatewayStore, StoredMessage, Writer
@@ -52,6 +54,8 @@ from tresen.wire.e2e import (
     ButtonReply,
     Interactive,
     InteractiveReply,
+    Media,
+    MediaKind,
     Payload,
     Reaction,
     Template,
@@ -121,10 +125,12 @@ class Gateway:
         outbox: Outbox,
         recorder: Recorder,
         clock: Clock,
+        media: MediaLibrary,
         wake: Any = None,
         app_secret: str = "",
     ) -> None:
         self.settings = settings
+        self.media = media
         self.client = client
         self.store = store
         self.writer = writer
@@ -255,7 +261,16 @@ class Gateway:
 
     async def send(self, request: SendRequest) -> SendResult:
         contact = await self._recipient(request)
-        sent = await self._send_to(contact.account_id, request)
+        prepared = await self._prepare_media(request)
+        try:
+            sent = await self._send_to(contact.account_id, request, prepared)
+        except BaseException:
+            if prepared is not None:
+                # Nobody can learn the key now: free the relay's space rather than wait.
+                await self.media.release_blob(prepared.payload.blob_id)
+            raise
+        if prepared is not None:
+            await self.media.sent(prepared)
         now = self.clock.now_ms()
         wamid = encode_wamid(sent.message_id)
         stored = StoredMessage(
@@ -275,7 +290,31 @@ class Gateway:
         await self.recorder.record(Sent(stored, contact))
         return SendResult(wamid=wamid, contact=contact, input=request.recipient.input)
 
-    async def _send_to(self, account_id: str, request: SendRequest) -> SentMessage:
+    async def _prepare_media(self, request: SendRequest) -> Prepared | None:
+        """The file of a media message or of a template's media header, encrypted and
+        uploaded for this message (``None``: the message has none)."""
+        outgoing = request.media
+        if outgoing is None and request.template is not None:
+            outgoing = request.template.header_media
+        if outgoing is None:
+            return None
+        try:
+            return await self.media.prepare(
+                outgoing, reply_to=request.reply_to if request.media is not None else None
+            )
+        except MediaRefused as exc:
+            raise GraphError(exc.code, exc.details) from None
+        except RelayError as exc:
+            raise _graph(exc) from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise GraphError(
+                131016, f"The relay cannot be reached now ({type(exc).__name__}); try again"
+            ) from None
+
+    async def _send_to(
+        self, account_id: str, request: SendRequest, prepared: Prepared | None = None
+    ) -> SentMessage:
+        attached = None if prepared is None else prepared.payload
         for attempt in range(2):
             try:
                 if request.template is not None:
@@ -287,9 +326,11 @@ class Gateway:
                         template_id,
                         request.template.language,
                         components=request.template.components,
+                        header_media=attached,
                     )
-                assert request.payload is not None
-                return await self.client.send(account_id, request.payload)
+                payload = attached if attached is not None else request.payload
+                assert payload is not None
+                return await self.client.send(account_id, payload)
             except IdentityNotTrusted:
                 if attempt:
                     raise GraphError(131000, "The customer's keys keep changing") from None
@@ -618,7 +659,14 @@ class Gateway:
         contact = await self.contact_for_account(event.chat)
         if contact.phone is not None:
             self._unknown_numbers.discard(contact.phone)  # it registered since
-        kind, content, context = self._cloud_message(event.payload)
+        failure: MediaRefused | None = None
+        kind: str | None
+        if isinstance(event.payload, Media):
+            kind, content, context, failure = await self._received_media(
+                event.message_id, event.payload
+            )
+        else:
+            kind, content, context = self._cloud_message(event.payload)
         if kind is None:
             return  # typing and receipts are not messages
         contact = Contact(
@@ -638,7 +686,7 @@ class Gateway:
             content=content,
             context_wamid=context,
             status="received",
-            error_code=None,
+            error_code=None if failure is None else failure.code,
             callback_data=None,
             created_ms=event.server_ms,
         )
@@ -649,7 +697,9 @@ class Gateway:
             "timestamp": _seconds(event.server_ms),
             "type": kind,
         }
-        if kind == "unsupported":
+        if failure is not None:
+            entry["errors"] = [webhook_error(failure.code, failure.details)]
+        elif kind == "unsupported":
             entry["errors"] = [webhook_error(131051, "Message type is currently not supported.")]
         else:
             entry[kind] = content
@@ -669,6 +719,20 @@ class Gateway:
         if self.on_received is not None:
             self.on_received(op, recording)
         await recording
+
+    async def _received_media(
+        self, message_id: str, payload: Media
+    ) -> tuple[str, dict[str, Any], str | None, MediaRefused | None]:
+        """A customer's attachment, downloaded and kept as a media id: the Cloud API type and
+        object, the quoted wamid, and why it could not be had (then the type is
+        ``unsupported``, as for a message that could not be decrypted)."""
+        context = _wamid_or_none(payload.context.message_id) if payload.context else None
+        try:
+            record = await self.media.receive(message_id, payload)
+        except MediaRefused as exc:
+            log.warning("customer attachment refused", reason=exc.details)
+            return "unsupported", {}, context, exc
+        return str(payload.kind), _media_object(payload, record), context, None
 
     def _cloud_message(
         self, payload: Payload | Unsupported
@@ -741,6 +805,15 @@ class Gateway:
             )
         if isinstance(payload, Interactive):
             return "interactive", {"type": str(payload.type), "body": {"text": payload.body}}, None
+        if isinstance(payload, Media):
+            # Another device's file stays with that device: the record says what it was.
+            described: dict[str, Any] = {"mime_type": payload.mime_type}
+            if payload.caption:
+                described["caption"] = payload.caption
+            if payload.filename and payload.kind is MediaKind.DOCUMENT:
+                described["filename"] = payload.filename
+            context = payload.context.message_id if payload.context else None
+            return str(payload.kind), described, _wamid_or_none(context)
         return "unsupported", {}, None
 
     async def _on_unreadable(self, event: DecryptionFailed) -> None:
@@ -771,6 +844,22 @@ class Gateway:
             "errors": [webhook_error(131051, "The message could not be decrypted or read.")],
         }
         await self._received(Received(message, contact, entry))
+
+
+def _media_object(payload: Media, record: MediaRecord) -> dict[str, Any]:
+    """A received file as a Cloud API webhook describes it (``image``, ``document``, ...)."""
+    described: dict[str, Any] = {
+        "id": record.id,
+        "mime_type": record.mime_type,
+        "sha256": record.sha256,
+    }
+    if payload.caption:
+        described["caption"] = payload.caption
+    if payload.kind is MediaKind.DOCUMENT and payload.filename:
+        described["filename"] = payload.filename
+    if payload.kind is MediaKind.AUDIO:
+        described["voice"] = payload.voice
+    return described
 
 
 def _lane_of(event: Event) -> str | None:

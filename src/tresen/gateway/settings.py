@@ -8,6 +8,7 @@ Precedence, highest first: command-line options, environment variables, the TOML
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +22,7 @@ __all__ = [
     "ApiLimits",
     "GatewaySettings",
     "InboxSettings",
+    "MediaSettings",
     "WebhookSettings",
     "load_gateway_settings",
 ]
@@ -95,6 +97,37 @@ class InboxSettings(BaseModel):
     )
 
 
+class MediaSettings(BaseModel):
+    """Media the business uploads, receives or sends by link (the Cloud API's media)."""
+
+    lifetime_s: int = Field(
+        default=30 * DAY_S, ge=60, description="an uploaded or received file is kept this long"
+    )
+    download_url_s: int = Field(
+        default=300, ge=10, le=3600, description="a media URL (GET /{media_id}) works this long"
+    )
+    link_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="fetching a `link` takes at most this long"
+    )
+    link_redirects: int = Field(default=3, ge=0, le=10, description="redirects followed")
+    link_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="networks (CIDR) a `link` may point into although they are loopback, "
+        "private, link-local or reserved; empty: none (no server-side request forgery)",
+    )
+    sweep_s: float = Field(default=3600.0, gt=0, description="expired media are deleted this often")
+
+    @field_validator("link_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a network in CIDR form (127.0.0.1/32): {network}") from exc
+        return value
+
+
 class GatewaySettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRESEN_GATEWAY_", env_nested_delimiter="__", extra="forbid"
@@ -131,6 +164,7 @@ class GatewaySettings(FileSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiLimits = Field(default_factory=ApiLimits)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
     @field_validator("phone")
     @classmethod
@@ -154,6 +188,11 @@ class GatewaySettings(FileSettings):
     @property
     def resolved_key_file(self) -> Path:
         return self.key_file or self.data_dir / "key"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where the business's media files live (plaintext: the business's own domain)."""
+        return self.data_dir / "media"
 
     @property
     def device_dir(self) -> Path:

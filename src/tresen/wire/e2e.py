@@ -174,6 +174,18 @@ class Template(Payload, tag="template"):
     language: Annotated[str, msgspec.Meta(min_length=2, max_length=15)]
     parameters: dict[str, list[str] | dict[str, str]] = {}
     button_payloads: Annotated[dict[ButtonKey, QuickReplyPayload], msgspec.Meta(max_length=10)] = {}
+    header_media: Media | None = None
+    """The file of an IMAGE, VIDEO or DOCUMENT header, as an attachment (``Media``, encrypted
+    and uploaded like any other): the header parameter names it (the sender's media id or
+    link), this carries it, so the recipient gets the file itself rather than a reference.
+    Clients that do not know the field skip it and show the reference."""
+
+    def __post_init__(self) -> None:
+        media = self.header_media
+        if media is not None and media.kind not in _HEADER_KINDS:
+            raise InvalidPayload(f"template: a {media.kind} cannot be a header")
+        if media is not None and (media.caption is not None or media.context is not None):
+            raise InvalidPayload("template: a header's file has no caption or reply of its own")
 
 
 class InteractiveKind(StrEnum):
@@ -343,6 +355,7 @@ MAX_THUMBNAIL_BYTES = 12 * 1024
 """Largest thumbnail carried inside a ``media`` payload (a small JPEG of an image)."""
 
 _VISUAL_KINDS = frozenset({MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.STICKER})
+_HEADER_KINDS = frozenset({MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.DOCUMENT})
 _TIMED_KINDS = frozenset({MediaKind.AUDIO, MediaKind.VIDEO})
 
 BlobId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]

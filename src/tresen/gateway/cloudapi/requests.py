@@ -13,6 +13,7 @@ from typing import Any
 
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.ids import InvalidWamid, decode_wamid, is_user_id
+from tresen.gateway.media.library import OutgoingMedia
 from tresen.wire.e2e import (
     Button,
     Interactive,
@@ -20,6 +21,7 @@ from tresen.wire.e2e import (
     InvalidPayload,
     ListRow,
     ListSection,
+    MediaKind,
     Payload,
     PayloadTooLarge,
     Reaction,
@@ -30,18 +32,15 @@ from tresen.wire.e2e import (
 
 __all__ = ["ReadRequest", "Recipient", "SendRequest", "TemplateSend", "parse_message_request"]
 
-SUPPORTED_TYPES = ("text", "interactive", "reaction", "template")
-UNSUPPORTED_TYPES = (
-    "image",
-    "video",
-    "audio",
-    "document",
-    "sticker",
-    "location",
-    "contacts",
-    "order",
-)
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+SUPPORTED_TYPES = ("text", "interactive", "reaction", "template", *MEDIA_TYPES)
+UNSUPPORTED_TYPES = ("location", "contacts", "order")
 MAX_CALLBACK_DATA = 512
+MAX_CAPTION = 1024
+MAX_FILENAME = 255
+MAX_LINK = 2048
+_CAPTIONED = ("image", "video", "document")
+_HEADER_MEDIA = ("image", "video", "document")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +58,8 @@ class TemplateSend:
     name: str
     language: str
     components: list[dict[str, Any]]
+    header_media: OutgoingMedia | None = None
+    """The file of a media header, delivered as an attachment with the template."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +69,12 @@ class SendRequest:
     content: dict[str, Any]
     """The Cloud API object of ``type`` as sent, kept in the store."""
     payload: Payload | None = None
-    """The end-to-end payload, for every type but ``template`` (built from the template)."""
+    """The end-to-end payload, for every type but ``template`` (built from the template)
+    and the media types (built once the file is encrypted and uploaded)."""
     template: TemplateSend | None = None
+    media: OutgoingMedia | None = None
+    reply_to: str | None = None
+    """The relay id of the quoted message (``context``)."""
     context_wamid: str | None = None
     callback_data: str | None = None
 
@@ -178,7 +183,10 @@ def parse_message_request(body: Any) -> SendRequest | ReadRequest:
     content = _object(body, kind)
     payload: Payload | None = None
     template: TemplateSend | None = None
-    if kind == "text":
+    media: OutgoingMedia | None = None
+    if kind in MEDIA_TYPES:
+        media = _media(kind, content)
+    elif kind == "text":
         payload = _text(content, context)
     elif kind == "reaction":
         payload = _reaction(content)
@@ -192,6 +200,8 @@ def parse_message_request(body: Any) -> SendRequest | ReadRequest:
         content=content,
         payload=payload,
         template=template,
+        media=media,
+        reply_to=None if context is None else context.message_id,
         context_wamid=context_wamid,
         callback_data=callback,
     )
@@ -217,6 +227,60 @@ def _text(content: dict[str, Any], context: ReplyContext | None) -> Text:
     if not isinstance(preview, bool):
         raise _bad("Param text['preview_url'] must be a boolean")
     return Text(text=text, preview_url=preview, context=context)
+
+
+def _media(kind: str, content: dict[str, Any], where: str | None = None) -> OutgoingMedia:
+    """A media object: ``{"id"|"link", "caption"?, "filename"?, "voice"?}``."""
+    where = where or kind
+    media_id, link = content.get("id"), content.get("link")
+    if (media_id is None) == (link is None):
+        raise _bad(f"Param {where} needs 'id' (an uploaded media) or 'link', one of the two")
+    if media_id is not None:
+        if isinstance(media_id, int) and not isinstance(media_id, bool):
+            media_id = str(media_id)
+        if not isinstance(media_id, str) or not media_id.isdigit() or len(media_id) > 20:
+            raise _bad(f"Param {where}['id'] must be a media id (digits)")
+    if link is not None:
+        if not isinstance(link, str) or not link.startswith(("https://", "http://")):
+            raise _bad(f"Param {where}['link'] must be an http or https URL")
+        if len(link) > MAX_LINK:
+            raise _bad(f"Param {where}['link'] must be at most {MAX_LINK} characters long")
+    caption = _optional(content, "caption", where, max_length=MAX_CAPTION)
+    if caption is not None and kind not in _CAPTIONED:
+        raise _bad(f"Param {where}['caption']: only images, videos and documents have captions")
+    filename = _optional(content, "filename", where, max_length=MAX_FILENAME)
+    if filename is not None and kind != "document":
+        raise _bad(f"Param {where}['filename']: only documents have a file name")
+    voice = content.get("voice")
+    if voice is not None and (not isinstance(voice, bool) or (voice and kind != "audio")):
+        raise _bad(f"Param {where}['voice'] must be a boolean, and only audio is a voice note")
+    return OutgoingMedia(
+        kind=MediaKind(kind),
+        media_id=media_id,
+        link=link,
+        caption=caption,
+        filename=filename,
+        voice=voice,
+        param=where,
+    )
+
+
+def _header_media(components: list[dict[str, Any]]) -> OutgoingMedia | None:
+    """The file of a template's media header parameter, if it has one."""
+    for i, component in enumerate(components):
+        if str(component.get("type", "")).lower() != "header":
+            continue
+        for j, parameter in enumerate(component.get("parameters", [])):
+            kind = parameter.get("type")
+            if kind not in _HEADER_MEDIA:
+                continue
+            where = f"template['components'][{i}]['parameters'][{j}]['{kind}']"
+            content = parameter.get(kind)
+            if not isinstance(content, dict):
+                raise _bad(f"Param {where} must be a JSON object")
+            # A header's file has no caption of its own (the template's body says it).
+            return _media(kind, {k: v for k, v in content.items() if k != "caption"}, where)
+    return None
 
 
 def _reaction(content: dict[str, Any]) -> Reaction:
@@ -375,4 +439,6 @@ def _template(content: dict[str, Any]) -> TemplateSend:
             )
         if not all(isinstance(p, dict) for p in parameters):
             raise _bad(f"Param template['components'][{i}]['parameters'] must hold objects")
-    return TemplateSend(name=name, language=code, components=components)
+    return TemplateSend(
+        name=name, language=code, components=components, header_media=_header_media(components)
+    )

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from tresen.client.api import RelayError
@@ -28,6 +28,7 @@ from tresen.gateway.cloudapi.schemas import (
     BlockedUsers,
     BlockResult,
     BusinessProfiles,
+    MediaUploaded,
     MessagesAnswer,
     NodeAnswer,
     SubscribedApps,
@@ -38,7 +39,10 @@ from tresen.gateway.cloudapi.schemas import (
     error_responses,
 )
 from tresen.gateway.cloudapi.schemas import json_body as body_schema
+from tresen.gateway.cloudapi.uploads import read_upload
 from tresen.gateway.ids import is_user_id, wa_id_of
+from tresen.gateway.media.library import MediaRefused
+from tresen.gateway.media.store import MediaRecord
 from tresen.gateway.service import Gateway, relay_trouble
 from tresen.wire.business import InvalidProfile, ProfileEdit
 
@@ -230,20 +234,163 @@ async def send_message(
     return ok(await send_messages(gateway, node, await json_body(request)))
 
 
+# --- media ---------------------------------------------------------------------------------
+
+MediaToken = Annotated[
+    str, Path(pattern=r"^[0-9]{1,20}\.[0-9]{1,15}\.[A-Za-z0-9_-]{1,64}$", max_length=120)
+]
+_UPLOAD: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "type", "messaging_product"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "type": {"type": "string", "example": "image/jpeg"},
+                        "messaging_product": {"type": "string", "enum": ["whatsapp"]},
+                        "ttl_minutes": {"type": "integer", "minimum": 1},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _media_refused(exc: MediaRefused) -> GraphError:
+    return GraphError(exc.code, exc.details)
+
+
+def _no_media(node: str) -> GraphError:
+    return GraphError(
+        100,
+        f"Unsupported request: object with ID '{node}' does not exist on this gateway (not "
+        "this number, its business account or a living media of this number)",
+        subcode=33,
+    )
+
+
+@router.get(
+    "/media/{token}",
+    summary="Download a media's file (the URL that GET /{media_id} gives)",
+    description="The URL works for a few minutes (media.download_url_s) and needs the bearer "
+    "token, as Meta's media URLs do.",
+    responses={
+        200: {
+            "description": "the file",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+        **error_responses(body=False),
+    },
+)
+async def download_media(token: MediaToken, gateway: Authorized) -> Response:
+    record = await gateway.media.by_token(token)
+    path = None if record is None else gateway.media.path(record.id)
+    if record is None or path is None or not path.is_file():
+        raise GraphError(
+            100,
+            "Unsupported request: this media URL expired or does not exist; ask GET "
+            "/{media_id} for a new one",
+            http_status=404,
+        )
+    return FileResponse(
+        path,
+        media_type=record.mime_type,
+        headers={"Cache-Control": "private, no-store"},
+    )
+
+
+@router.post(
+    "/{version}/{node}/media",
+    summary="Upload a media file (image, video, audio, document, sticker)",
+    openapi_extra=_UPLOAD,
+    responses={
+        200: {"model": MediaUploaded, "description": "stored; its media id"},
+        **error_responses(body=True),
+    },
+)
+async def upload_media(
+    version: Version, node: Node, request: Request, gateway: Authorized
+) -> Response:
+    check_phone(gateway, node)
+    async with read_upload(request, gateway.media.max_upload_bytes) as upload:
+        try:
+            record = await gateway.media.save_upload(
+                upload.file, upload.mime_type, upload.filename, upload.ttl_minutes
+            )
+        except MediaRefused as exc:
+            raise _media_refused(exc) from None
+    return ok({"id": record.id})
+
+
+async def _own_media(gateway: Gateway, node: str, phone_number_id: str | None) -> MediaRecord:
+    if phone_number_id is not None and phone_number_id != gateway.phone_number_id:
+        raise _no_media(node)
+    record = await gateway.media.get(node)
+    if record is None:
+        raise _no_media(node)
+    return record
+
+
+def _media_url(request: Request, gateway: Gateway, record: MediaRecord) -> dict[str, Any]:
+    base = str(request.base_url).rstrip("/")
+    return {
+        "messaging_product": "whatsapp",
+        "url": f"{base}/media/{gateway.media.download_token(record.id)}",
+        "mime_type": record.mime_type,
+        "sha256": record.sha256,
+        "file_size": record.file_size,
+        "id": record.id,
+    }
+
+
+@router.delete(
+    "/{version}/{node}",
+    summary="Delete a media (and the encrypted copies the relay still holds of it)",
+    responses={200: {"model": Success, "description": "deleted"}, **error_responses(body=False)},
+)
+async def delete_media(
+    version: Version,
+    node: Node,
+    gateway: Authorized,
+    phone_number_id: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}$")] = None,
+) -> Response:
+    record = await _own_media(gateway, node, phone_number_id)
+    if not await gateway.media.delete(record.id):
+        raise _no_media(node)
+    return ok({"success": True})
+
+
 # --- phone number and business profile -----------------------------------------------------
 
 
 @router.get(
     "/{version}/{node}",
-    summary="The phone number, as the Cloud API describes it",
+    summary="The phone number, the business account, or a media's download URL",
+    description="A media id answers the media URL object: a URL of this gateway that "
+    "serves the file for a few minutes to a request with the bearer token.",
     responses={
-        200: {"model": NodeAnswer, "description": "the phone number or the business account"},
+        200: {
+            "model": NodeAnswer,
+            "description": "the phone number, the business account or the media",
+        },
         **error_responses(body=False),
     },
 )
-async def phone_number(version: Version, node: Node, gateway: Authorized) -> Response:
+async def phone_number(
+    version: Version,
+    node: Node,
+    request: Request,
+    gateway: Authorized,
+    phone_number_id: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}$")] = None,
+) -> Response:
     if node == gateway.waba_id and node != gateway.phone_number_id:
         return ok({"id": gateway.waba_id, "name": await _display_name(gateway)})
+    if node != gateway.phone_number_id:
+        return ok(_media_url(request, gateway, await _own_media(gateway, node, phone_number_id)))
     check_phone(gateway, node)
     profile = await _own_profile(gateway)
     quality = await _quality(gateway)

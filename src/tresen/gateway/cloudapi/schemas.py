@@ -16,6 +16,8 @@ __all__ = [
     "BusinessAccount",
     "BusinessProfiles",
     "GraphErrorEnvelope",
+    "MediaUploaded",
+    "MediaUrl",
     "MessagesAnswer",
     "NodeAnswer",
     "PhoneNumber",
@@ -98,8 +100,25 @@ class BusinessAccount(BaseModel):
     name: str
 
 
-class NodeAnswer(RootModel[PhoneNumber | BusinessAccount]):
-    """The phone number (``node`` is its id) or the business account (its ``waba_id``)."""
+class MediaUrl(BaseModel):
+    """A media: where to download it (with the bearer token) for a few minutes, and what
+    it is."""
+
+    messaging_product: str
+    url: str
+    mime_type: str
+    sha256: str = Field(description="hex SHA-256 of the file")
+    file_size: int
+    id: str
+
+
+class MediaUploaded(BaseModel):
+    id: str = Field(examples=["1037543291543636"])
+
+
+class NodeAnswer(RootModel[PhoneNumber | BusinessAccount | MediaUrl]):
+    """The phone number (``node`` is its id), the business account (its ``waba_id``) or a
+    media (its media id)."""
 
 
 class BusinessProfile(BaseModel):

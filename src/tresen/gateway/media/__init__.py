@@ -1,0 +1,1 @@
+"""The business's media: uploads, links fetched safely, and customers' attachments."""
