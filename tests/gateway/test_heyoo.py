@@ -1,5 +1,6 @@
 """An unmodified heyoo (another Cloud API client) sends through the gateway: text, template,
-reply buttons, a list and a read mark; the webhooks it would parse arrive signed."""
+reply buttons, a list, a read mark, and images and documents by upload and by link; the
+webhooks it would parse arrive signed, and it downloads a customer's photo."""
 
 from __future__ import annotations
 
@@ -10,17 +11,26 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway_support import RunningGateway, approved_template, customer, next_of
+import pytest
+from gateway_support import (
+    RunningGateway,
+    approved_template,
+    customer,
+    next_of,
+    serve_gateway,
+)
 from heyoo import WhatsApp
+from media_support import file_server, pdf, png
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from support import RunningRelay, serve_asgi
+from support import Backend, RunningRelay, serve_asgi
 
 from tresen.client.events import MessageEvent
+from tresen.gateway.settings import MediaSettings
 from tresen.gateway.webhooks.signature import verify
-from tresen.wire.e2e import Interactive, InteractiveKind, Text
+from tresen.wire.e2e import Interactive, InteractiveKind, Media, MediaKind, Text
 
 VERIFY_TOKEN = "heyoo-verify"
 
@@ -184,3 +194,82 @@ async def test_heyoo_sends_through_the_gateway(
             assert "Hi Alice, your order ships on Monday." in event.template.body
     finally:
         await alice.close()
+
+
+# heyoo's upload_media opens the file it uploads and never closes it.
+@pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <_io\.FileIO name='[^']*/(photo\.png|invoice\.pdf)'"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_heyoo_sends_and_downloads_media(
+    relay: RunningRelay, backend: Backend, tmp_path: Path
+) -> None:
+    photo, invoice = png(90, 60), pdf("heyoo")
+    (tmp_path / "photo.png").write_bytes(photo)
+    (tmp_path / "invoice.pdf").write_bytes(invoice)
+    media = MediaSettings(link_allowed_networks=["127.0.0.1/32"])
+    async with serve_gateway(relay, backend, tmp_path, media=media) as gw:
+        alice = await customer(relay, tmp_path / "alice")
+        messenger = heyoo_for(gw)
+        to = alice.phone.lstrip("+")
+        try:
+            async with (
+                receiver(gw.gateway.app_secret) as (url, bodies),
+                file_server(
+                    {"/p.png": (photo, "image/png"), "/i.pdf": (invoice, "application/pdf")}
+                ) as files,
+            ):
+                r = await gw.http.post(
+                    f"/{gw.waba_id}/subscribed_apps",
+                    json={"override_callback_uri": url, "verify_token": VERIFY_TOKEN},
+                )
+                assert r.status_code == 200, r.text
+                await alice.send_text(gw.gateway.phone, "Hi")
+                await asyncio.wait_for(bodies.get(), 20)
+
+                image_id = (
+                    await asyncio.to_thread(messenger.upload_media, str(tmp_path / "photo.png"))
+                )["id"]
+                document_id = (
+                    await asyncio.to_thread(messenger.upload_media, str(tmp_path / "invoice.pdf"))
+                )["id"]
+                for send in (
+                    lambda: messenger.send_image(image_id, to, caption="Upload", link=False),
+                    lambda: messenger.send_document(
+                        document_id, to, link=False, filename="Invoice.pdf"
+                    ),
+                    lambda: messenger.send_image(f"{files}/p.png", to, caption="Link"),
+                    lambda: messenger.send_document(f"{files}/i.pdf", to, caption="Link"),
+                ):
+                    sent = await asyncio.to_thread(send)
+                    assert sent["messages"][0]["id"].startswith("wamid."), sent
+                received = []
+                while len(received) < 4:
+                    event = await next_of(alice, MessageEvent)
+                    if isinstance(event.payload, Media):
+                        received.append(event)
+                for event in received:
+                    assert isinstance(event.payload, Media)
+                    expected = photo if event.payload.kind is MediaKind.IMAGE else invoice
+                    assert (await alice.download(event)).read_bytes() == expected
+                # heyoo sends no name with an id: the uploaded file's (not its local path).
+                assert received[1].payload.filename == "invoice.pdf"
+
+                await alice.send_file(gw.gateway.phone, photo, filename="box.png")
+                while True:  # statuses of the messages above come first
+                    value = (await asyncio.wait_for(bodies.get(), 20))["entry"][0]["changes"][0]
+                    messages = value["value"].get("messages", [])
+                    if messages and messages[0]["type"] == "image":
+                        image = messages[0]["image"]
+                        break
+                media_url = await asyncio.to_thread(messenger.query_media_url, image["id"])
+                saved = await asyncio.to_thread(
+                    messenger.download_media, media_url, image["mime_type"], str(tmp_path / "got")
+                )
+                assert Path(saved).read_bytes() == photo
+                assert await asyncio.to_thread(messenger.delete_media, image["id"]) == {
+                    "success": True
+                }
+        finally:
+            await alice.close()

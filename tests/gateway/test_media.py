@@ -10,7 +10,6 @@ import io
 import ipaddress
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,8 @@ from gateway_support import (
     serve_gateway,
     subscribed_inbox,
 )
-from PIL import Image
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
-from support import Backend, RunningRelay, serve_asgi
+from media_support import file_server, pdf, png
+from support import Backend, RunningRelay
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
@@ -57,16 +52,6 @@ BOARDING_PASS: dict[str, Any] = {
         },
     ],
 }
-
-
-def png(width: int = 64, height: int = 48) -> bytes:
-    out = io.BytesIO()
-    Image.effect_noise((width, height), 60).convert("RGB").save(out, format="PNG")
-    return out.getvalue()
-
-
-def pdf(marker: str) -> bytes:
-    return b"%PDF-1.4\n" + f"BT (Boarding pass {marker}) Tj ET\n".encode() + b"%%EOF\n"
 
 
 async def upload(
@@ -103,27 +88,6 @@ async def media_events(client: Client, count: int = 1) -> list[MessageEvent]:
         if isinstance(event.payload, Media | Template):
             found.append(event)
     return found
-
-
-@asynccontextmanager
-async def file_server(files: dict[str, tuple[bytes, str]]) -> AsyncIterator[str]:
-    """An HTTP server on 127.0.0.1 serving ``files`` (path: body, content type), plus
-    ``/redirect?to=URL`` and a body that is larger than it says it is not."""
-
-    async def serve(request: Request) -> Response:
-        path = request.url.path
-        if path == "/redirect":
-            return RedirectResponse(request.query_params["to"], status_code=302)
-        if path == "/loop":
-            return RedirectResponse("/loop", status_code=302)
-        if path not in files:
-            return Response("not here", status_code=404)
-        body, content_type = files[path]
-        return Response(body, media_type=content_type)
-
-    app = Starlette(routes=[Route("/{path:path}", serve)])
-    async with serve_asgi(app) as url:
-        yield url
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ async def test_openapi_lists_the_cloud_api_paths(gw: RunningGateway) -> None:
         assert set(paths["/{version}/{node}/whatsapp_business_profile"]) == {"get", "post"}
         assert set(paths["/{version}/{node}/block_users"]) == {"get", "post", "delete"}
         assert set(paths["/{version}/{node}/subscribed_apps"]) == {"get", "post", "delete"}
-        assert "get" in paths["/{version}/{node}"]
+        assert set(paths["/{version}/{node}"]) == {"get", "post", "delete"}  # and media ids
+        assert set(paths["/{version}/{node}/media"]) == {"post"}
+        assert set(paths["/media/{token}"]) == {"get"}
         send = paths["/{version}/{node}/messages"]["post"]
         example = send["requestBody"]["content"]["application/json"]["example"]
         assert example["messaging_product"] == "whatsapp"
@@ -43,10 +45,15 @@ async def test_openapi_lists_the_cloud_api_paths(gw: RunningGateway) -> None:
                 assert {"200", "400", "401", "429"} <= set(responses), (method, path)
                 bad = responses["400"]["content"]["application/json"]["schema"]
                 assert bad == {"$ref": "#/components/schemas/GraphErrorEnvelope"}
-                assert "schema" in responses["200"]["content"]["application/json"]
+                # A media's file is its bytes; an upload is a multipart form.
+                answer = (
+                    "application/octet-stream" if path == "/media/{token}" else "application/json"
+                )
+                assert "schema" in responses["200"]["content"][answer]
                 if method == "post":
                     assert "413" in responses, (method, path)
-                    assert operation["requestBody"]["content"]["application/json"]["schema"]
+                    form = "multipart/form-data" if path.endswith("/media") else "application/json"
+                    assert operation["requestBody"]["content"][form]["schema"]
 
         r = await anonymous.get("/docs")
         assert r.status_code == 200

@@ -1,6 +1,7 @@
-"""An unmodified Cloud API client, pywa, pointed at the gateway: it sends text, template and
-interactive messages to a Tresen customer who decrypts them, and its own webhook server (with
-signature checking on) receives the customer's replies and the delivered and read statuses."""
+"""An unmodified Cloud API client, pywa, pointed at the gateway: it sends text, template,
+interactive and media messages to a Tresen customer who decrypts them, and its own webhook
+server (with signature checking on) receives the customer's replies, photos (downloaded
+through the gateway) and the delivered and read statuses."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import RunningGateway, approved_template, customer, next_of
+from gateway_support import RunningGateway, approved_template, customer, next_of, serve_gateway
+from media_support import file_server, pdf, png
 from pywa.errors import AuthorizationError
 from pywa_async import WhatsApp, types
 from pywa_async.types.templates import (
@@ -23,10 +25,11 @@ from pywa_async.types.templates import (
     URLButton,
 )
 from starlette.applications import Starlette
-from support import RunningRelay, serve_asgi
+from support import Backend, RunningRelay, serve_asgi
 
 from tresen.client.events import MessageEvent
-from tresen.wire.e2e import Interactive, Text
+from tresen.gateway.settings import MediaSettings
+from tresen.wire.e2e import Interactive, Media, MediaKind, Text
 
 VERIFY_TOKEN = "pywa-verify-token"
 
@@ -235,3 +238,62 @@ async def test_pywa_with_the_access_token_in_the_query(
                 await wa.get_business_profile()
     finally:
         await alice.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_pywa_sends_and_receives_media(
+    relay: RunningRelay, backend: Backend, tmp_path: Path
+) -> None:
+    """pywa uploads files itself (bytes and a path) and sends links; a customer's photo
+    reaches pywa's handler, which downloads it through the gateway."""
+    photo, invoice = png(120, 90), pdf("INV-9")
+    (tmp_path / "invoice-9.pdf").write_bytes(invoice)
+    media = MediaSettings(link_allowed_networks=["127.0.0.1/32"])
+    async with serve_gateway(relay, backend, tmp_path, media=media) as gw:
+        alice = await customer(relay, tmp_path / "alice")
+        try:
+            async with (
+                pywa_bot(gw) as (wa, updates, callback_url),
+                file_server(
+                    {"/p.png": (photo, "image/png"), "/i.pdf": (invoice, "application/pdf")}
+                ) as files,
+            ):
+                await wa.override_waba_callback_url(callback_url, VERIFY_TOKEN)
+                await alice.send_text(gw.gateway.phone, "Hi")
+                await next_update(updates, types.Message)
+                to = alice.phone.lstrip("+")
+
+                await wa.send_image(to, photo, caption="By upload", mime_type="image/png")
+                # (pywa's own default file name for a path is a sentinel object: named here.)
+                await wa.send_document(
+                    to, tmp_path / "invoice-9.pdf", filename="invoice-9.pdf", caption="By upload"
+                )
+                await wa.send_image(to, f"{files}/p.png", caption="By link")
+                await wa.send_document(to, f"{files}/i.pdf", filename="Invoice 9.pdf")
+                received = []
+                while len(received) < 4:
+                    event = await next_of(alice, MessageEvent)
+                    if isinstance(event.payload, Media):
+                        received.append(event)
+                kinds = [e.payload.kind for e in received if isinstance(e.payload, Media)]
+                assert kinds == [MediaKind.IMAGE, MediaKind.DOCUMENT] * 2
+                for event in received:
+                    expected = photo if event.payload.kind is MediaKind.IMAGE else invoice
+                    assert (await alice.download(event)).read_bytes() == expected
+                names = [e.payload.filename for e in received if isinstance(e.payload, Media)]
+                assert names[1] == "invoice-9.pdf"
+                assert names[3] == "Invoice 9.pdf"
+
+                # A customer's photo: pywa's handler gets it and downloads it.
+                await alice.send_file(
+                    gw.gateway.phone, photo, filename="dent.png", caption="Dented box"
+                )
+                message = await next_update(updates, types.Message)
+                assert message.image is not None
+                assert message.caption == "Dented box"
+                assert message.image.mime_type == "image/png"
+                assert await message.image.get_bytes() == photo
+                saved = await message.image.download(path=tmp_path, filename="dent.png")
+                assert saved.read_bytes() == photo
+        finally:
+            await alice.close()

@@ -101,7 +101,8 @@ async def read_upload(request: Request, largest_file: int) -> AsyncIterator[Uplo
         ttl = _field(form.get("ttl_minutes"), "ttl_minutes")
         if ttl is not None and (not ttl.isdigit() or len(ttl) > 9):
             raise GraphError(100, "Param ttl_minutes must be a whole number of minutes")
-        filename = file.filename
+        # Some clients send the whole local path (heyoo does): the name is its last part.
+        filename = (file.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
         if filename is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in filename):
             raise GraphError(100, "Param file: its file name holds a control character")
         yield Upload(
