@@ -44,6 +44,8 @@ _TITLES: dict[int, str] = {
     131048: "Spam rate limit hit",
     131050: "Unable to deliver the message",
     131051: "Unsupported message type",
+    131052: "Media download error",
+    131053: "Media upload error",
     131056: "(Business Account, Consumer Account) pair rate limit hit",
     132000: "Number of parameters does not match the expected number of params",
     132001: "Template name does not exist in the translation",
