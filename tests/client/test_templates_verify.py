@@ -26,7 +26,7 @@ from tresen.crypto.certificates import (
     UnknownOperatorKey,
 )
 from tresen.relay.templates.validation import validate_submission
-from tresen.wire.e2e import Template, Text, Unsupported
+from tresen.wire.e2e import Media, MediaKind, Template, Text, Unsupported
 from tresen.wire.relay import MessageClass
 from tresen.wire.templates import TEMPLATE_PREFIX, SignedTemplate, SignedTemplateBody
 
@@ -210,3 +210,51 @@ async def test_a_template_message_must_carry_a_template_payload() -> None:
             template_ref="7",
         )
     assert not newer.value.report
+
+
+def attachment(kind: MediaKind) -> Media:
+    return Media(
+        kind=kind,
+        blob_id="b" * 43,
+        key=bytes(32),
+        sha256=bytes(32),
+        size=100,
+        plain_size=76,
+        mime_type="application/pdf" if kind is MediaKind.DOCUMENT else "image/png",
+        filename="pass.pdf",
+    )
+
+
+def test_a_header_file_must_be_what_the_header_is() -> None:
+    """A template message attaches its header's file: only a file of the header's format."""
+    operator = OperatorKey.generate()
+    with_document = {
+        **ORDER,
+        "components": [
+            {
+                "type": "HEADER",
+                "format": "DOCUMENT",
+                "example": {"header_handle": ["https://a.example/b.pdf"]},
+            },
+            *ORDER["components"],
+        ],
+    }
+    clean = validate_submission(with_document)
+    ring = KeyRing(operator.public_key)
+    template = verify_template(sign(operator, components=clean.components), ring, NOW)
+    parameters = {"header": ["4127785590014437"], "body": ["Anna", "Monday"]}
+    document = payload(parameters=parameters, header_media=attachment(MediaKind.DOCUMENT))
+    shown = check_template_message(template, document, sender=BUSINESS, template_ref="7")
+    assert shown.header is not None
+    image = payload(parameters=parameters, header_media=attachment(MediaKind.IMAGE))
+    with pytest.raises(TemplateMismatch, match="attaches a image"):
+        check_template_message(template, image, sender=BUSINESS, template_ref="7")
+    # A template without a media header takes no file.
+    plain = verify_template(sign(operator), ring, NOW)
+    with pytest.raises(TemplateMismatch, match="attaches a document"):
+        check_template_message(
+            plain,
+            payload(header_media=attachment(MediaKind.DOCUMENT)),
+            sender=BUSINESS,
+            template_ref="7",
+        )

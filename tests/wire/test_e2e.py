@@ -662,3 +662,26 @@ def test_newer_fields_of_interactive_messages_and_answers_are_skipped() -> None:
 
 def test_a_typing_indicator_is_as_small_as_a_short_text() -> None:
     assert len(encode_payload(Typing(message_id=MESSAGE_ID))) == 64
+
+
+def test_a_template_carries_only_a_header_file() -> None:
+    """``header_media``: an image, video or document, without a caption or reply of its own."""
+    file = Media(
+        kind=MediaKind.DOCUMENT,
+        blob_id=BLOB_ID,
+        key=os.urandom(32),
+        sha256=os.urandom(32),
+        size=100,
+        plain_size=76,
+        mime_type="application/pdf",
+        filename="boarding-pass.pdf",
+    )
+    template = Template(template_id="7", name="boarding_pass", language="en_US", header_media=file)
+    assert decode_payload(encode_payload(template)) == template
+    for wrong in (
+        msgspec.structs.replace(file, kind=MediaKind.STICKER, mime_type="image/webp"),
+        msgspec.structs.replace(file, caption="Your pass"),
+        msgspec.structs.replace(file, context=ReplyContext(message_id=MESSAGE_ID)),
+    ):
+        with pytest.raises(InvalidPayload):
+            Template(template_id="7", name="boarding_pass", language="en_US", header_media=wrong)

@@ -40,9 +40,9 @@ from tresen.wire.e2e import (
     encode_payload,
 )
 from tresen.wire.templates import (
-    Header,
     ParameterMismatch,
     Parameters,
+    header_takes_file,
     parameters_from_cloud_components,
     plain_parameters,
     quick_reply_payloads,
@@ -421,21 +421,19 @@ class Sender:
                 "the parameters do not fit the template",
                 {"problems": [p.to_dict() for p in exc.problems]},
             ) from None
-        if header_media is not None:
-            header = next((c for c in template.components if isinstance(c, Header)), None)
-            if header is None or header.format.lower() != header_media.kind:
-                raise RelayError(
-                    ErrorCode.TEMPLATE_PARAMS_MISMATCH,
-                    "the parameters do not fit the template",
-                    {
-                        "problems": [
-                            {
-                                "field": "header",
-                                "problem": f"this template's header takes no {header_media.kind}",
-                            }
-                        ]
-                    },
-                )
+        if header_media is not None and not header_takes_file(template, header_media.kind):
+            raise RelayError(
+                ErrorCode.TEMPLATE_PARAMS_MISMATCH,
+                "the parameters do not fit the template",
+                {
+                    "problems": [
+                        {
+                            "field": "header",
+                            "problem": f"this template's header takes no {header_media.kind}",
+                        }
+                    ]
+                },
+            )
         rest, button_payloads = quick_reply_payloads(template, given)
         payload = Template(
             template_id=str(template.id),

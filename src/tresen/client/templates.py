@@ -37,6 +37,7 @@ from tresen.wire.templates import (
     SignedTemplateBody,
     component_keys,
     decode_signed_body,
+    header_takes_file,
     render,
 )
 
@@ -151,6 +152,9 @@ def check_template_message(
             f"template {template.id} is {template.name!r} in {template.language}, the message "
             f"names {payload.name!r} in {payload.language}"
         )
+    attached = payload.header_media
+    if attached is not None and not header_takes_file(template, attached.kind):
+        raise TemplateMismatch(f"the message attaches a {attached.kind}; the header is not one")
     parameters: dict[str, list[str] | dict[str, str]] = dict(payload.parameters)
     quick = {k for k, c in component_keys(template.components) if isinstance(c, QuickReplyButton)}
     for key, value in payload.button_payloads.items():

@@ -84,6 +84,7 @@ __all__ = [
     "decode_components",
     "decode_signed_body",
     "encode_components",
+    "header_takes_file",
     "parameters_from_cloud_components",
     "placeholders",
     "plain_parameters",
@@ -433,6 +434,18 @@ class RenderedTemplate:
             target = b.url or b.phone_number or b.code
             lines.append(f"[{b.text}]" + (f" {target}" if target else ""))
         return "\n".join(lines)
+
+
+def header_takes_file(template: SignedTemplateBody, kind: str) -> bool:
+    """Whether ``template``'s header is a file of ``kind`` (``image``, ``video``,
+    ``document``): what a template message's ``header_media`` must be."""
+    for component in template.components:
+        if isinstance(component, Header):
+            return component.format.lower() == kind and component.format in _FILE_HEADERS
+    return False
+
+
+_FILE_HEADERS = frozenset({HeaderFormat.IMAGE, HeaderFormat.VIDEO, HeaderFormat.DOCUMENT})
 
 
 def component_keys(
