@@ -27,6 +27,9 @@ from schemathesis.specs.openapi.checks import (
 
 __all__ = ["CHECKS", "ConformanceReport", "run_conformance"]
 
+# Resumable uploads (the relay's attachments, as in tus) send raw bytes under their own type.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -22,9 +22,46 @@ from pydantic_settings import (
 
 from tresen.core.policy import PolicySettings
 
-__all__ = ["FileSettings", "Limits", "Settings", "load_from", "load_settings"]
+__all__ = [
+    "AttachmentLimits",
+    "FileSettings",
+    "Limits",
+    "Settings",
+    "load_from",
+    "load_settings",
+]
 
 DAY_S = 24 * 3600
+MIB = 1_048_576
+GIB = 1024 * MIB
+
+
+class AttachmentLimits(BaseModel):
+    """The blob store of encrypted attachments (``/v1/attachments``): sizes per kind, what
+    one device may hold, and how long blobs live. Sizes count ciphertext bytes."""
+
+    max_media_bytes: int = Field(default=16 * MIB, ge=1, description="images, audio, video")
+    max_document_bytes: int = Field(default=100 * MIB, ge=1)
+    # A customer's device: a family's photos and voice notes for a month.
+    quota_bytes: int = Field(
+        default=2 * GIB, ge=1, description="stored plus reserved bytes per customer device"
+    )
+    max_unfinished: int = Field(default=32, ge=1, description="unfinished uploads per device")
+    creations_per_minute: int = Field(default=60, ge=1, description="new uploads per device")
+    # A business's device sends documents to every customer (an airline's boarding passes:
+    # 10,000+ PDFs of ~50 KB within minutes), so its limits are those of a mass sender.
+    business_quota_bytes: int = Field(default=50 * GIB, ge=1)
+    business_max_unfinished: int = Field(default=20_000, ge=1)
+    business_creations_per_minute: int = Field(default=120_000, ge=1)
+    upload_ttl_s: int = Field(
+        default=DAY_S, ge=60, description="an unfinished upload expires this long after creation"
+    )
+    ttl_s: int = Field(
+        default=30 * DAY_S, ge=60, description="a complete blob expires this long after completion"
+    )
+    sweep_interval_s: float = Field(
+        default=600.0, gt=0, description="delete expired blobs (files and rows) this often"
+    )
 
 
 class Limits(BaseModel):
@@ -144,6 +181,7 @@ class Settings(FileSettings):
     sms_file: Path | None = None
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     limits: Limits = Field(default_factory=Limits)
+    attachments: AttachmentLimits = Field(default_factory=AttachmentLimits)
     # Requests are attributed to the socket peer unless it is one of these reverse proxies
     # (IPs or CIDRs); only then do X-Forwarded-For / Forwarded name the client. Empty: off.
     trusted_proxies: list[str] = Field(default_factory=list, examples=[["10.0.0.0/8"]])

@@ -15,6 +15,8 @@ from tresen.core.settings import Settings
 from tresen.relay import migrate
 from tresen.relay.accounts.api import router as accounts_router
 from tresen.relay.accounts.sms import SmsSender
+from tresen.relay.attachments.api import router as attachments_router
+from tresen.relay.attachments.api import streams_body
 from tresen.relay.billing.api import router as billing_router
 from tresen.relay.businesses.api import router as businesses_router
 from tresen.relay.consent.api import router as consent_router
@@ -53,6 +55,7 @@ def build_app(
             raise
         await ctx.mailbox.start()
         await ctx.templates.start()
+        await ctx.attachments.start()
         try:
             yield
         finally:
@@ -72,6 +75,7 @@ def build_app(
         BodyLimit,
         max_bytes=settings.limits.max_frame_bytes,
         read_timeout_s=settings.limits.body_read_timeout_s,
+        streamed=streams_body,
     )
     for router in (
         accounts_router,
@@ -84,6 +88,7 @@ def build_app(
         policy_router,
         consent_router,
         billing_router,
+        attachments_router,
     ):
         app.include_router(router)
 

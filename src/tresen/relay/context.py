@@ -9,6 +9,8 @@ from tresen.core.db import Database
 from tresen.core.settings import Settings
 from tresen.relay.accounts.service import AccountService
 from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
+from tresen.relay.attachments.service import AttachmentService
+from tresen.relay.attachments.storage import BlobStorage, FileBlobStorage
 from tresen.relay.billing.service import BillingService
 from tresen.relay.businesses.service import BusinessService
 from tresen.relay.consent.service import ConsentService
@@ -37,9 +39,11 @@ class RelayContext:
     policy: PolicyService
     billing: BillingService
     templates: TemplateService
+    attachments: AttachmentService
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
+        await self.attachments.close()
         await self.templates.close()
         await self.operator.close()
         await self.mailbox.close()
@@ -58,6 +62,7 @@ def build_context(
     clock: Clock | None = None,
     sms: SmsSender | None = None,
     db: Database | None = None,
+    blobs: BlobStorage | None = None,
 ) -> RelayContext:
     clock = clock or SystemClock()
     db = db or Database(
@@ -112,5 +117,11 @@ def build_context(
         policy=policy,
         billing=BillingService(db, clock, policy),
         templates=TemplateService(db, clock, settings, operator),
+        attachments=AttachmentService(
+            db,
+            clock,
+            settings.attachments,
+            blobs or FileBlobStorage(settings.data_dir / "attachments"),
+        ),
         hub=hub,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Security
@@ -28,6 +29,7 @@ __all__ = [
     "Ctx",
     "ErrorPublic",
     "OperatorAuthed",
+    "error_response",
     "errors",
     "install_error_handlers",
 ]
@@ -248,15 +250,25 @@ class BodyLimit:
     The body is read up to the limit first and then handed to the application from memory, so
     that a client sending slowly holds a socket but never a handler. A declared Content-Length
     over the limit is refused before anything is read.
+
+    Requests for which ``streamed(method, path)`` is true pass untouched: their route streams
+    the body to storage and enforces its own limit and timeout (attachment uploads).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        read_timeout_s: float,
+        streamed: Callable[[str, str], bool] = lambda _method, _path: False,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self.streamed(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

@@ -26,6 +26,7 @@ from tresen.core.db import NAMING_CONVENTION
 __all__ = [
     "accounts",
     "admin_audit",
+    "attachments",
     "blocks",
     "business_limits",
     "business_profiles",
@@ -476,4 +477,23 @@ ledger = Table(
     Column("charged_ms", BigInteger, nullable=False),
     Index("ix_ledger_business_charged", "business_account", "charged_ms"),
     sqlite_autoincrement=True,
+)
+
+# Encrypted attachments: opaque ciphertext in the blob store (relay/attachments), one row per
+# blob. The id is random (it is the capability to download); the relay knows only the
+# ciphertext's length, never a file name, type or plaintext size.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", String(43), primary_key=True),
+    Column("device_pk", BigInteger, nullable=False),  # the uploader
+    Column("account_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # media, document
+    Column("size", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False, server_default="0"),  # flushed bytes
+    Column("created_ms", BigInteger, nullable=False),
+    Column("completed_ms", BigInteger, nullable=True),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("ix_attachments_device", "device_pk", "expires_ms"),
+    Index("ix_attachments_expires", "expires_ms"),
 )

@@ -1,0 +1,1 @@
+"""Encrypted attachments: the relay's blob store of opaque ciphertext."""
