@@ -10,6 +10,7 @@ import pytest
 
 from tresen.wire.e2e import (
     MAX_PAYLOAD_BYTES,
+    MAX_THUMBNAIL_BYTES,
     MAX_TRANSCRIPT_BYTES,
     Button,
     ButtonReply,
@@ -38,6 +39,7 @@ from tresen.wire.e2e import (
 )
 
 MESSAGE_ID = "a96e06c32341d70992556bac22cec2e7"
+BLOB_ID = "q3Jx0tL7n0b0Yk2H8sVwZc1dE4fG5hI6jK7lM8nO9pQ"
 ACCOUNT_ID = "a6a8d2daa6ff17aebf0a720206b257c4"
 
 
@@ -139,21 +141,49 @@ EXAMPLES: list[Payload] = [
     Typing(message_id=MESSAGE_ID),
     Media(
         kind=MediaKind.DOCUMENT,
-        blob_id="blob-1",
+        blob_id=BLOB_ID,
         key=os.urandom(32),
         sha256=os.urandom(32),
         size=123_456,
+        plain_size=123_400,
         mime_type="application/pdf",
         caption="Your invoice",
         filename="invoice.pdf",
+        context=ReplyContext(message_id=MESSAGE_ID),
     ),
     Media(
         kind=MediaKind.IMAGE,
-        blob_id="blob-2",
+        blob_id=BLOB_ID,
         key=os.urandom(32),
         sha256=os.urandom(32),
-        size=1,
+        size=24,
+        plain_size=0,
         mime_type="image/jpeg",
+        width=1280,
+        height=960,
+        thumbnail=os.urandom(MAX_THUMBNAIL_BYTES),
+    ),
+    Media(
+        kind=MediaKind.AUDIO,
+        blob_id=BLOB_ID,
+        key=os.urandom(32),
+        sha256=os.urandom(32),
+        size=9_000,
+        plain_size=8_000,
+        mime_type="audio/ogg",
+        duration_ms=4_200,
+        voice=True,
+    ),
+    Media(
+        kind=MediaKind.STICKER,
+        blob_id=BLOB_ID,
+        key=os.urandom(32),
+        sha256=os.urandom(32),
+        size=9_000,
+        plain_size=8_000,
+        mime_type="image/webp",
+        width=512,
+        height=512,
     ),
 ]
 
@@ -245,6 +275,18 @@ def test_a_missing_version_counts_as_version_1() -> None:
 
 # --- invalid payloads ------------------------------------------------------------------------
 
+MEDIA: dict[str, Any] = {
+    "t": "media",
+    "v": 1,
+    "kind": "image",
+    "blob_id": BLOB_ID,
+    "key": bytes(32),
+    "sha256": bytes(32),
+    "size": 100,
+    "plain_size": 60,
+    "mime_type": "image/png",
+}
+
 
 @pytest.mark.parametrize(
     "body",
@@ -267,8 +309,16 @@ def test_a_missing_version_counts_as_version_1() -> None:
             "key": bytes(32),
             "sha256": bytes(32),
             "size": 1,
+            "plain_size": 0,
             "mime_type": "x/y",
         },
+        {**MEDIA, "blob_id": "../../v1/me"},
+        {**MEDIA, "key": bytes(16)},
+        {**MEDIA, "size": 0},
+        {**MEDIA, "thumbnail": bytes(MAX_THUMBNAIL_BYTES + 1)},
+        {**MEDIA, "filename": "x" * 256},
+        {**MEDIA, "caption": "x" * 1025},
+        {key: value for key, value in MEDIA.items() if key != "plain_size"},
         {"v": 1, "text": "no tag"},
         {"t": 7, "v": 1},
     ],
@@ -277,6 +327,41 @@ def test_invalid_fields_are_refused(body: dict[str, Any]) -> None:
     with pytest.raises(InvalidPayload) as raised:
         decode_payload(frame(body))
     assert isinstance(raised.value.__cause__, msgspec.ValidationError)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"width": 10}, "width and height come together"),
+        ({"kind": "document", "width": 10, "height": 10}, "only images, videos and stickers"),
+        ({"kind": "audio", "thumbnail": b"jpeg"}, "only images, videos and stickers"),
+        ({"duration_ms": 1000}, "only audio and video have a duration"),
+        ({"kind": "video", "voice": True}, "only audio is a voice note"),
+    ],
+)
+def test_media_fields_must_fit_the_kind(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidPayload, match=problem):
+        decode_payload(frame({**MEDIA, **fields}))
+
+
+def test_a_media_payload_with_every_field_is_well_inside_the_limit() -> None:
+    media = Media(
+        kind=MediaKind.IMAGE,
+        blob_id=BLOB_ID,
+        key=bytes(32),
+        sha256=bytes(32),
+        size=2**40,
+        plain_size=2**40,
+        mime_type="m" * 255,
+        filename="f" * 255,
+        caption="ü" * 1024,
+        width=65_535,
+        height=65_535,
+        thumbnail=bytes(MAX_THUMBNAIL_BYTES),
+        context=ReplyContext(message_id=MESSAGE_ID, sender="a" * 32),
+    )
+
+    assert len(encode_payload(media)) <= MAX_PAYLOAD_BYTES // 2
 
 
 def test_the_longest_text_is_accepted() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import httpx
 
@@ -66,6 +67,17 @@ def _device(entry: dict[str, Any]) -> DirectoryDevice:
     )
 
 
+def _raise_for(response: httpx.Response) -> NoReturn:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        raise RelayError(response.status_code, response.text[:200]) from None
+    details = error.get("details") or {}
+    if "offset" not in details and "Upload-Offset" in response.headers:
+        details = {**details, "offset": response.headers["Upload-Offset"]}
+    raise RelayError(error["code"], error["message"], details)
+
+
 class RelayApi:
     def __init__(
         self,
@@ -92,11 +104,7 @@ class RelayApi:
             headers["Authorization"] = f"Bearer {self.token}"
         response = await self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                raise RelayError(response.status_code, response.text[:200]) from None
-            raise RelayError(error["code"], error["message"], error.get("details"))
+            _raise_for(response)
         return None if response.status_code == 204 else response.json()
 
     # --- registration ------------------------------------------------------------------------
@@ -314,6 +322,49 @@ class RelayApi:
             "POST", "/v1/consents/attestations", json=attestation
         )
         return body
+
+    # --- attachments (opaque encrypted blobs) ---------------------------------------------
+
+    async def create_attachment(self, kind: str, size: int) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "POST", "/v1/attachments", json={"kind": kind, "size": size}
+        )
+        return body
+
+    async def append_attachment(self, blob_id: str, offset: int, piece: bytes) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "PATCH",
+            f"/v1/attachments/{blob_id}",
+            headers={
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            },
+            content=piece,
+        )
+        return body
+
+    async def attachment_upload(self, blob_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", f"/v1/attachments/{blob_id}/upload")
+        return body
+
+    async def delete_attachment(self, blob_id: str) -> None:
+        await self._call("DELETE", f"/v1/attachments/{blob_id}")
+
+    async def download_attachment(
+        self, blob_id: str, start: int, sink: Callable[[bytes], None]
+    ) -> None:
+        """Hand the blob's bytes from ``start`` on to ``sink`` as they arrive (streamed)."""
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        async with self._http.stream("GET", f"/v1/attachments/{blob_id}", headers=headers) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                _raise_for(r)
+            if start and r.status_code != 206:
+                raise RelayError(r.status_code, "the relay did not resume the download")
+            async for block in r.aiter_bytes():
+                sink(block)
 
 
 def _key(key: SignedKey) -> dict[str, str]:

@@ -9,6 +9,7 @@ spelling of it (:class:`Hints`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -72,6 +73,7 @@ __all__ = [
     "identity_text",
     "is_template_rejection",
     "keys_unchanged_text",
+    "media_text",
     "message_line",
     "one_line",
     "operator_key_text",
@@ -83,6 +85,7 @@ __all__ = [
     "scope_words",
     "sentence",
     "shorten",
+    "size_text",
     "status_mark",
     "template_marker",
     "time_text",
@@ -215,6 +218,7 @@ class ChatLine:
     marker: str | None = None  # e.g. "template · utility": shown small above the text
     error: str | None = None  # why an outgoing message failed
     choices: int = 0  # options offered to answer with (buttons, list rows, quick replies)
+    attachment: int = 0  # a file: its number among the chat's files, from 1 (``/save N``)
 
     @property
     def mark(self) -> StatusMark:
@@ -257,8 +261,7 @@ def describe(payload: object, quoted: str | None = None) -> str:
         target = f" to “{shorten(quoted)}”" if quoted else ""
         return f"reacted {payload.emoji}{target}" if payload.emoji else "removed a reaction"
     if isinstance(payload, Media):
-        caption = f": {payload.caption}" if payload.caption else ""
-        return f"[{payload.kind} attachment{caption}] (attachments come in a later version)"
+        return media_text(payload)
     if isinstance(payload, Interactive):
         return interactive_text(payload)
     if isinstance(payload, InteractiveReply):
@@ -270,6 +273,33 @@ def describe(payload: object, quoted: str | None = None) -> str:
     if isinstance(payload, Unsupported):
         return "This message needs a newer version of Tresen."
     return f"[{type(payload).__name__}]"
+
+
+def size_text(n: int) -> str:
+    """``812 bytes``, ``14 KB``, ``1.2 MB``: a file's size as people read it (1000s)."""
+    if n < 1000:
+        return f"{n} byte" + ("" if n == 1 else "s")
+    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        value = n / scale
+        if value < 999.5 or unit == "GB":
+            return f"{value:.1f} {unit}" if value < 9.95 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def media_text(media: Media) -> str:
+    """``📎 document · invoice.pdf · 48 KB — Your invoice``: kind, name, size and caption."""
+    kind = "voice note" if media.voice else str(media.kind)
+    parts = [f"📎 {kind}"]
+    if media.filename:
+        parts.append(one_line(media.filename))
+    parts.append(size_text(media.plain_size))
+    if media.width and media.height:
+        parts.append(f"{media.width}x{media.height}")
+    if media.duration_ms is not None:
+        seconds = round(media.duration_ms / 1000)
+        parts.append(f"{seconds // 60}:{seconds % 60:02d}")
+    text = " · ".join(parts)
+    return f"{text} — {media.caption}" if media.caption else text
 
 
 def template_marker(rendered: RenderedTemplate) -> str:
@@ -287,6 +317,7 @@ def chat_lines(
     ``rejected`` why received messages were refused, by message id."""
     texts: dict[str, str] = {}
     lines = []
+    files = 0
     for message in messages:
         line = message_line(
             message,
@@ -295,6 +326,9 @@ def chat_lines(
             rejection=(rejected or {}).get(message.message_id),
             texts=texts,
         )
+        if line.attachment:
+            files += 1
+            line = dataclasses.replace(line, attachment=files, marker=f"file {files}")
         lines.append(line)
         if line.message_id is not None and line.kind is LineKind.MESSAGE:
             texts[line.message_id] = line.text
@@ -345,6 +379,7 @@ def message_line(
         marker=marker,
         error=message.error if message.outgoing else None,
         choices=0 if message.outgoing else choices,
+        attachment=1 if isinstance(payload, Media) else 0,
     )
 
 
@@ -571,6 +606,10 @@ def relay_error_text(exc: RelayError, who: str, hints: Hints) -> str:
         ErrorCode.TEMPLATE_PAUSED: "the template is paused: customers blocked or reported it",
         ErrorCode.TEMPLATE_DISABLED: "the template is disabled because of its low quality",
         ErrorCode.TEMPLATE_PARAMS_MISMATCH: "the parameters do not fit the template",
+        ErrorCode.ATTACHMENT_TOO_LARGE: "the file is larger than the relay accepts",
+        ErrorCode.ATTACHMENT_QUOTA_EXCEEDED: "your space for files on the relay is used up "
+        "for now; try again later",
+        ErrorCode.ATTACHMENT_NOT_FOUND: "the relay no longer has this file",
     }
     return sentences.get(exc.code) or f"{exc.message} (code {exc.code})"
 

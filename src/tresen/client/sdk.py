@@ -15,6 +15,7 @@ what it needs when the client is made:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from tresen.client.api import RelayApi, RelayError
+from tresen.client.attachments import AttachmentLimits, Attachments
 from tresen.client.business import Business, BusinessSummary
 from tresen.client.choices import Choice
 from tresen.client.confirmations import Confirmations
@@ -38,7 +40,7 @@ from tresen.client.consent import (
 )
 from tresen.client.device import ONE_TIME_KEYS_TARGET, Device, DeviceKeys, NotRegistered
 from tresen.client.directory import Directory, IdentityNotTrusted
-from tresen.client.events import Event, KeysReplenished
+from tresen.client.events import Event, KeysReplenished, MessageEvent
 from tresen.client.healing import Healing
 from tresen.client.keywords import Keywords
 from tresen.client.operator import (
@@ -61,7 +63,16 @@ from tresen.crypto.certificates import KeyRing, RingUpdate
 from tresen.crypto.olm import DeviceIdentity
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file
 from tresen.wire import relay as wire
-from tresen.wire.e2e import Interactive, Payload, Reaction, ReplyContext, Text
+from tresen.wire.e2e import (
+    Interactive,
+    Media,
+    MediaKind,
+    Payload,
+    Reaction,
+    ReplyContext,
+    Text,
+    decode_payload,
+)
 from tresen.wire.templates import Parameters
 
 __all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "OperatorKeyMismatch", "SentMessage"]
@@ -69,6 +80,8 @@ __all__ = ["Client", "IdentityNotTrusted", "NotRegistered", "OperatorKeyMismatch
 log = get_logger("tresen.client")
 
 KEY_ENV = "TRESEN_CLIENT_KEY"
+ATTACHMENTS_FOLDER = "attachments"
+"""Beside the store: the files of attachments once downloaded."""
 
 
 class Client:
@@ -87,6 +100,7 @@ class Client:
         revocations_max_age_s: int = REVOCATIONS_MAX_AGE_S,
         offline_outbox: bool = True,
         confirm_events: bool = False,
+        attachment_limits: AttachmentLimits | None = None,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -164,6 +178,9 @@ class Client:
         self.keywords = Keywords(self.directory, self.businesses, self.consent, emit)
         self.sender.after_flush = self.keywords.after_flush
         self.replies = Replies(store, self.directory, self.templates, self.sender)
+        self.attachments = Attachments(
+            self.api, store, store.folder / ATTACHMENTS_FOLDER, limits=attachment_limits
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         if operator_key is not None:
             self.pin_operator_key(operator_key)
@@ -183,6 +200,7 @@ class Client:
         clock: Clock | None = None,
         offline_outbox: bool = True,
         confirm_events: bool = False,
+        attachment_limits: AttachmentLimits | None = None,
     ) -> Client:
         """Open (or create) the client whose state lives in ``data_dir``.
 
@@ -218,6 +236,7 @@ class Client:
                 clock=clock,
                 offline_outbox=offline_outbox,
                 confirm_events=confirm_events,
+                attachment_limits=attachment_limits,
             )
         except BaseException:
             store.close()
@@ -468,6 +487,81 @@ class Client:
         # After the text went out, so the business sees it whatever becomes of the change.
         changed = await self.keywords.after_text(sent.chat, text)
         return sent if changed is None else dataclasses.replace(sent, consent=changed)
+
+    async def send_file(
+        self,
+        to: str,
+        source: Path | bytes,
+        *,
+        caption: str | None = None,
+        reply_to: str | None = None,
+        filename: str | None = None,
+        mime_type: str | None = None,
+        kind: MediaKind | None = None,
+        voice: bool = False,
+        duration_ms: int | None = None,
+    ) -> SentMessage:
+        """Send a file (a path, or its bytes with ``filename``) as an attachment.
+
+        The file is encrypted here with a fresh key and uploaded as an opaque blob; the key,
+        digest, name, type, caption and (for an image) its dimensions and a small thumbnail
+        then go to every device of ``to`` in a ``media`` message, like a text. The kind comes
+        from the MIME type (itself from the file name, else from the content) unless given.
+
+        Raises ``AttachmentTooLarge`` (code ``attachment_too_large``) before uploading a file
+        over its kind's limit, ``InvalidPayload`` for fields that do not fit, ``RelayError``
+        for the relay's refusals. Unlike a text, an attachment does not wait in the outbox:
+        the upload needs the relay.
+        """
+        await self.sender.chat_with(to)  # an unknown or untrusted peer fails before uploading
+        media = await self.attachments.prepare(
+            source,
+            filename=filename,
+            mime_type=mime_type,
+            kind=kind,
+            caption=caption,
+            reply_to=reply_to,
+            voice=voice,
+            duration_ms=duration_ms,
+        )
+        try:
+            return await self.send(to, media)
+        except Exception:
+            # Nobody can learn the key now: free the relay's space rather than wait for expiry.
+            with contextlib.suppress(RelayError, httpx.HTTPError):
+                await self.api.delete_attachment(media.blob_id)
+            raise
+
+    def media_of(self, message_id: str) -> Media | None:
+        """The attachment that the stored message ``message_id`` describes, if it is one."""
+        stored = self.store.message(message_id)
+        if stored is None or stored.payload is None:
+            return None
+        payload = decode_payload(stored.payload)
+        return payload if isinstance(payload, Media) else None
+
+    async def download(self, message: str | MessageEvent) -> Path:
+        """The file of the attachment ``message`` (a message event or id), downloaded,
+        checked and decrypted into the ``attachments`` folder beside the store once, and
+        kept there (its path is remembered).
+
+        Raises ``AttachmentDigestMismatch`` (``attachment_digest_mismatch``) or
+        ``AttachmentCorrupt`` when the blob is not what the sender described, and nothing
+        is kept; ``AttachmentUnavailable`` when the relay no longer has it; ``ValueError``
+        when the message is not an attachment.
+        """
+        if isinstance(message, MessageEvent):
+            message_id = message.message_id
+            media = message.payload if isinstance(message.payload, Media) else None
+        else:
+            message_id, media = message, self.media_of(message)
+        if media is None:
+            raise ValueError(f"message {message_id} is not an attachment")
+        return await self.attachments.download(message_id, media)
+
+    def attachment_path(self, message_id: str) -> Path | None:
+        """Where the downloaded file of ``message_id`` is, if it was downloaded."""
+        return self.attachments.saved(message_id)
 
     def pending(self, chat: str | None = None) -> list[Queued]:
         """The messages that wait in the outbox (of ``chat``), oldest first."""

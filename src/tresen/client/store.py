@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS contacts (
     name TEXT NOT NULL,
     updated_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS attachments (
+    message_id TEXT PRIMARY KEY,
+    path BLOB NOT NULL
+);
 """
 
 
@@ -518,6 +522,26 @@ class LocalStore:
             return None
         profile = None if row[2] is None else json.loads(row[2])
         return KnownBusiness(account_id, row[0], str(row[1]), profile, int(row[3]))
+
+    # --- attachments (client/attachments.py) -------------------------------------------------
+
+    def attachment_path(self, message_id: str) -> Path | None:
+        """Where the file of ``message_id`` was kept (the path is sealed: it holds the sender's
+        file name)."""
+        row = self._db.execute(
+            "SELECT path FROM attachments WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        context = b"attachment:" + message_id.encode()
+        return Path(unseal(self._key, bytes(row[0]), context=context).decode())
+
+    def put_attachment_path(self, message_id: str, path: Path) -> None:
+        sealed = seal(self._key, str(path).encode(), context=b"attachment:" + message_id.encode())
+        self._db.execute(
+            "INSERT OR REPLACE INTO attachments (message_id, path) VALUES (?, ?)",
+            (message_id, sealed),
+        )
 
     # --- contacts (the address book, client/contacts.py) -------------------------------------
 

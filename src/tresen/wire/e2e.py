@@ -30,6 +30,7 @@ __all__ = [
     "MAX_LIST_ROWS",
     "MAX_PAYLOAD_BYTES",
     "MAX_REPLY_BUTTONS",
+    "MAX_THUMBNAIL_BYTES",
     "MAX_TRANSCRIPT_BYTES",
     "PAYLOAD_VERSION",
     "TYPING_MS",
@@ -327,7 +328,7 @@ class RetryRefused(Payload, tag="retry_refused"):
     message_id: MessageRef
 
 
-# --- reserved: shapes fixed now, filled by a later version -----------------------------------
+# --- attachments -----------------------------------------------------------------------------
 
 
 class MediaKind(StrEnum):
@@ -335,23 +336,64 @@ class MediaKind(StrEnum):
     DOCUMENT = "document"
     AUDIO = "audio"
     VIDEO = "video"
+    STICKER = "sticker"
+
+
+MAX_THUMBNAIL_BYTES = 12 * 1024
+"""Largest thumbnail carried inside a ``media`` payload (a small JPEG of an image)."""
+
+_VISUAL_KINDS = frozenset({MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.STICKER})
+_TIMED_KINDS = frozenset({MediaKind.AUDIO, MediaKind.VIDEO})
+
+BlobId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+Pixels = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
 
 
 class Media(Payload, tag="media"):
-    """Reserved: filled by a later version (encrypted attachments).
+    """An attachment: a file encrypted by its sender with a fresh ``key`` and uploaded to the
+    relay as the opaque blob ``blob_id`` (``crypto/attachments.py``).
 
-    The file is encrypted client-side with ``key`` and uploaded to the relay as the opaque blob
-    ``blob_id``; ``sha256`` and ``size`` describe the encrypted blob as downloaded.
+    ``sha256`` and ``size`` describe the blob as uploaded (checked before decrypting),
+    ``plain_size`` the file. The relay never sees the name, type, caption or thumbnail: they
+    travel here, encrypted with the message. ``blob_id`` is URL-safe, so a sender cannot
+    point a recipient's download anywhere but at a blob.
     """
 
     kind: MediaKind
-    blob_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
+    blob_id: BlobId
+    key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     sha256: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
-    size: Annotated[int, msgspec.Meta(ge=0)]
+    size: Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+    plain_size: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
     mime_type: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    caption: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
     filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    caption: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
+    width: Pixels | None = None
+    height: Pixels | None = None
+    duration_ms: Annotated[int, msgspec.Meta(ge=0, le=2**53)] | None = None
+    voice: bool = False
+    thumbnail: (
+        Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_THUMBNAIL_BYTES)] | None
+    ) = None
+    context: ReplyContext | None = None
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem is not None:
+            raise InvalidPayload(f"media {self.kind}: {problem}")
+
+    def _problem(self) -> str | None:
+        if (self.width is None) != (self.height is None):
+            return "width and height come together"
+        if self.width is not None and self.kind not in _VISUAL_KINDS:
+            return "only images, videos and stickers have dimensions"
+        if self.thumbnail is not None and self.kind not in _VISUAL_KINDS:
+            return "only images, videos and stickers have a thumbnail"
+        if self.duration_ms is not None and self.kind not in _TIMED_KINDS:
+            return "only audio and video have a duration"
+        if self.voice and self.kind != MediaKind.AUDIO:
+            return "only audio is a voice note"
+        return None
 
 
 AnyPayload = (

@@ -182,7 +182,14 @@ def _payload_fields(payload: object) -> dict[str, Any]:
     if isinstance(payload, Unsupported):
         return {"type": "unsupported", "tag": payload.tag, "version": payload.v}
     if isinstance(payload, Media):
-        return {"type": "media", "kind": str(payload.kind), "caption": payload.caption}
+        return {
+            "type": "media",
+            "kind": str(payload.kind),
+            "filename": payload.filename,
+            "mime_type": payload.mime_type,
+            "size": payload.plain_size,
+            "caption": payload.caption,
+        }
     if isinstance(payload, Template):
         return {"type": "template"}
     if isinstance(payload, Interactive):

@@ -59,6 +59,8 @@ HELP = "\n".join(
         "/optin, /optout [marketing|utility] in its chat",
         "/block, /unblock the open chat · /report spam|offensive|scam|unwanted|other [block]",
         "/choose 2 answers the chat's latest buttons, list or quick replies with option 2",
+        "/attach PATH [caption] sends a file · /save 2 [PATH] saves the chat's file 2 · "
+        "/open 2 opens it (without a number: the newest file)",
         "/delete removes the chat's newest message that waits for the network (⏱); "
         "/delete 2 the second of them",
         "STOP or START typed to a business ends or resumes its offers · //text sends “/text” "
@@ -92,6 +94,11 @@ def parse(line: str) -> Typed | None:
     return Typed(None, text)
 
 
+def _is_file_number(argument: str) -> bool:
+    # A file's number is short; an account id is 32 hex digits, a phone number starts with +.
+    return argument.isdigit() and len(argument) <= 6
+
+
 class Commands:
     """The ``/…`` commands of the app, run on its model."""
 
@@ -99,7 +106,10 @@ class Commands:
         self.model = model
         self.client = model.client
         handlers: dict[tuple[str, ...], Callable[[str], Awaitable[None]]] = {
-            ("/new", "/open"): self.open,
+            ("/new",): self.open,
+            ("/open",): self.open_file_or_chat,
+            ("/attach",): model.files.attach,
+            ("/save",): model.files.save,
             ("/profile", "/info"): self.profile,
             ("/find",): self.find,
             ("/name",): self.name,
@@ -163,6 +173,13 @@ class Commands:
             self.model.feedback = "Whom? Type /new and the phone number, e.g. /new +4915112345"
             return
         await self.model.open(argument)
+
+    async def open_file_or_chat(self, argument: str) -> None:
+        """``/open N`` opens file N of the open chat; ``/open +49…`` (like ``/new``) a chat."""
+        if self.model.open_chat is not None and (argument == "" or _is_file_number(argument)):
+            await self.model.files.open(argument)
+            return
+        await self.open(argument)
 
     async def profile(self, _argument: str) -> None:
         chat = self._open_chat("/profile shows the profile of that business")

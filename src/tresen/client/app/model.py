@@ -17,6 +17,7 @@ import httpx
 
 from tresen.client.api import RelayError
 from tresen.client.app.commands import Commands
+from tresen.client.app.files import Files, Opener, system_opener
 from tresen.client.business import Business, BusinessSummary
 from tresen.client.consent import BusinessConsents
 from tresen.client.contacts import AddressBook
@@ -77,7 +78,9 @@ class ChatRow:
 class ChatModel:
     """The app's state and actions, apart from any widget."""
 
-    def __init__(self, client: Client, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, client: Client, *, clock: Clock | None = None, opener: Opener | None = None
+    ) -> None:
         self.client = client
         self.clock: Clock = clock or client.clock
         self.contacts = AddressBook(client.store, self.clock)
@@ -95,6 +98,7 @@ class ChatModel:
         self._checked: set[str] = set()  # businesses checked since the app started
         self._rejected: dict[str, str] = {}  # message id → why a template message was refused
         self._typing: dict[str, int] = {}  # chat → until when its peer shows as typing
+        self.files = Files(self, opener or system_opener)
         self.commands = Commands(self)
 
     # --- what the app shows ------------------------------------------------------------------
