@@ -7,6 +7,10 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 # Test processes in parallel (pytest-xdist); 0 runs everything in this process.
 TEST_WORKERS ?= 2
+# The dependencies are compiled to bytecode once, when they are installed: with
+# PYTHONDONTWRITEBYTECODE set (as container images often do) every `tresen` and test process
+# would otherwise compile SQLAlchemy, pydantic & co. from source again, a second each.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: up test lint venv clean
 
@@ -23,8 +27,11 @@ venv: .venv/.synced
 up: .venv/.synced
 	.venv/bin/tresen up
 
+# The tests keep the bytecode of src/ and of the assertion-rewritten tests (in __pycache__/,
+# ignored by git) even where PYTHONDONTWRITEBYTECODE is set: the test workers and the hundreds
+# of `python -m tresen` child processes then compile each module once, not each time.
 test: .venv/.synced
-	.venv/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: .venv/.synced
 	.venv/bin/ruff check src tests bench

@@ -3,6 +3,7 @@ clock: unread counts, the 24-hour window, filters, snoozing and reopening."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from support import Backend, drop_schema
 from tresen.core.clock import ManualClock
 from tresen.core.db import Database
 from tresen.gateway.app import open_database
-from tresen.gateway.inbox.conversations import Conversations, Mine, Status
+from tresen.gateway.inbox.conversations import Conversations, ConversationState, Mine, Status
 from tresen.gateway.schema import contacts, messages
 from tresen.gateway.settings import GatewaySettings
 
@@ -167,3 +168,28 @@ async def test_labels_mark_conversations_and_filter_the_list(db: Database) -> No
     for bad in ("", "two words", "x" * 33, "<b>"):
         with pytest.raises(ValueError, match="label"):
             await inbox.labels.put(ANNA, bad)
+
+
+async def test_the_status_read_for_the_bot_follows_every_change_at_once(db: Database) -> None:
+    clock = ManualClock()
+    record = Record(db, clock)
+    inbox = Conversations(db, clock)
+    await record.customer(ANNA, "Anna")
+    await record.message(ANNA, "Wo ist mein Paket?")
+    assert await inbox.state(ANNA) == ConversationState(None, 0, None)
+
+    await inbox.set_status(ANNA, Status.BOT)
+    assert (await inbox.state(ANNA)).status is Status.BOT
+    clock.advance(minutes=1)
+    await inbox.set_status(ANNA, Status.OPEN)
+    opened = await inbox.state(ANNA)
+    assert (opened.status, opened.status_ms) == (Status.OPEN, clock.now_ms())
+    assert await inbox.take(ANNA, 7)
+    assert (await inbox.state(ANNA)).assignee == 7
+    await inbox.assign(ANNA, None)
+
+    # Read while a change is being written: what was read then is not kept.
+    reading = asyncio.ensure_future(inbox.state(ANNA))
+    await inbox.set_status(ANNA, Status.RESOLVED)
+    assert (await reading).assignee is None
+    assert (await inbox.state(ANNA)).status is Status.RESOLVED

@@ -363,13 +363,7 @@ async def test_expired_uploads_and_blobs_are_swept(make_relay: MakeRelay, tmp_pa
         assert r.status_code == 404
         assert await service.sweep_expired() == 2
         assert blob_files(tmp_path) == []
-        async with relay.ctx.db.read() as conn:
-            from sqlalchemy import func, select
-
-            from tresen.relay.schema import attachments
-
-            count = (await conn.execute(select(func.count()).select_from(attachments))).scalar()
-        assert count == 0
+        assert await attachment_rows(relay) == 0
 
 
 @pytest.mark.parametrize("size", [1, 65_536, 262_144, 3 * 1_048_576 + 7])
@@ -469,3 +463,29 @@ async def test_a_blob_finalised_but_never_recorded_is_resumed(tmp_path: Path) ->
     await storage.finalise("b" * 43)
     reader = await storage.open_read("b" * 43, 0, 10)
     assert b"".join([chunk async for chunk in reader]) == b"0123456789"
+
+
+async def test_a_relay_that_starts_sweeps_what_expired_while_it_was_down(
+    make_relay: MakeRelay, tmp_path: Path
+) -> None:
+    import asyncio
+
+    clock = ManualClock()
+    async with make_relay(clock=clock) as relay:
+        device = await relay.register()
+        await upload(relay, device, b"expires while the relay is down")
+        assert len(blob_files(tmp_path)) == 1
+    clock.advance(hours=31 * 24)
+    async with make_relay(clock=clock) as restarted:
+        async with asyncio.timeout(20):
+            while blob_files(tmp_path) or await attachment_rows(restarted):
+                await asyncio.sleep(0.02)
+
+
+async def attachment_rows(relay: RunningRelay) -> int:
+    from sqlalchemy import func, select
+
+    from tresen.relay.schema import attachments
+
+    async with relay.ctx.db.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(attachments))).scalar_one())

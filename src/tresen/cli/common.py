@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tresen.cli.http_head import bounded_head_protocol
 from tresen.core.logging import configure_logging
 from tresen.core.settings import Settings, load_settings
 
@@ -76,7 +75,10 @@ async def start_server(
 
     Raises ``typer.Exit(1)`` when it cannot start (the port is taken, say).
     """
+    # uvicorn is loaded by the commands that serve, not by every command that shares these helpers.
     import uvicorn
+
+    from tresen.cli.http_head import bounded_head_protocol
 
     config = uvicorn.Config(
         app,

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -15,7 +15,9 @@ from rich.table import Table
 from tresen.cli import gateway_agents, gateway_bot, gateway_webhooks
 from tresen.cli.common import console, format_time, start_server
 from tresen.core.logging import configure_logging
-from tresen.gateway.settings import GatewaySettings, load_gateway_settings
+
+if TYPE_CHECKING:
+    from tresen.gateway.settings import GatewaySettings
 
 __all__ = ["app", "gateway_settings"]
 
@@ -45,6 +47,8 @@ GatewayConfig = Annotated[
 
 
 def gateway_settings(config: Path | None, **overrides: Any) -> GatewaySettings:
+    from tresen.gateway.settings import load_gateway_settings
+
     try:
         settings = load_gateway_settings(config, **overrides)
     except (FileNotFoundError, ValueError) as exc:

@@ -7,17 +7,21 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
 
 from tresen.cli.common import console, format_time
-from tresen.core.clock import SystemClock
-from tresen.gateway.inbox.agents import Agent, AgentError, Agents, Role
-from tresen.gateway.inbox.i18n import Refused
-from tresen.gateway.inbox.tokens import AgentToken, AgentTokens
-from tresen.gateway.settings import GatewaySettings
+from tresen.gateway.inbox.roles import Role
+
+if TYPE_CHECKING:
+    from tresen.gateway.inbox.agents import Agent, Agents
+    from tresen.gateway.inbox.tokens import AgentToken, AgentTokens
+    from tresen.gateway.settings import GatewaySettings
+
+# The inbox's storage is imported inside the commands, so `tresen gateway` and its other
+# commands do not load it (nor argon2 and the translations).
 
 __all__ = ["app"]
 
@@ -57,7 +61,10 @@ def _settings(config: Path | None, data_dir: Path | None) -> GatewaySettings:
 
 
 def _with_agents(settings: GatewaySettings, action: Callable[[Agents], Awaitable[T]]) -> T:
+    from tresen.core.clock import SystemClock
     from tresen.gateway.app import open_database
+    from tresen.gateway.inbox.agents import Agents
+    from tresen.gateway.inbox.i18n import Refused
 
     async def run() -> T:
         db = await open_database(settings)
@@ -84,6 +91,8 @@ def _password(from_stdin: bool) -> str:
 
 
 async def _agent(agents: Agents, username: str) -> Agent:
+    from tresen.gateway.inbox.agents import AgentError
+
     agent = await agents.by_username(username)
     if agent is None:
         raise AgentError("there is no agent {name}", name=username)
@@ -194,6 +203,8 @@ app.add_typer(tokens_app, name="token")
 
 
 def _tokens(agents: Agents) -> AgentTokens:
+    from tresen.gateway.inbox.tokens import AgentTokens
+
     return AgentTokens(agents.db, agents.clock, agents)
 
 

@@ -57,6 +57,7 @@ class Database:
     ) -> None:
         self.url = url
         self.schema = schema
+        self._synchronous = sqlite_synchronous
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
@@ -92,6 +93,7 @@ class Database:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            _record.info["synchronous"] = synchronous
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
@@ -109,10 +111,29 @@ class Database:
         return self._writer
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction; committed when the block ends without an exception."""
-        async with self._writer.begin() as conn:
-            yield conn
+    async def write(self, *, durable: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; committed when the block ends without an exception.
+
+        ``durable=False`` is for a transaction whose loss in a power failure (the machine,
+        not the process, going down) only repeats work, such as a device's ack that it
+        sends again: its commit returns without waiting for the disk. The next durable
+        commit's flush writes it too, as the log is written in order.
+        """
+        if durable and (not self.is_sqlite or self._synchronous == "NORMAL"):
+            async with self._writer.begin() as conn:
+                yield conn
+            return
+        if not self.is_sqlite:
+            async with self._writer.begin() as conn:
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield conn
+            return
+        async with self._writer.connect() as conn:
+            # SQLite takes its safety level only outside a transaction; a connection keeps
+            # the last one set, so a durable write sets it back before it begins.
+            await _sqlite_synchronous(conn, self._synchronous if durable else "NORMAL")
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -123,3 +144,15 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+async def _sqlite_synchronous(conn: AsyncConnection, level: str) -> None:
+    """Set the SQLite connection's ``synchronous`` level before its transaction begins (an
+    ``execute`` on ``conn`` would begin it first, and SQLite refuses the change inside)."""
+    raw = await conn.get_raw_connection()
+    if raw.info.get("synchronous") == level:
+        return
+    driver: Any = raw.driver_connection
+    cursor = await driver.execute(f"PRAGMA synchronous={level}")
+    await cursor.close()
+    raw.info["synchronous"] = level

@@ -579,11 +579,14 @@ class Gateway:
 
         One event at a time would wait for each commit before taking the next, so the
         database's commit latency would cap the messages received a second (about 60 on
-        PostgreSQL); events in flight together share the recorder's commits. Events of one
-        conversation still go one after the other (a lane per conversation), so its messages
-        are recorded, announced and delivered as webhooks in the order they came, and a
-        status never overtakes the echo it reports on. An event is confirmed to the device
-        (which then acknowledges it to the relay) only once its record is committed."""
+        PostgreSQL); events in flight together share the recorder's commits. Messages of one
+        conversation still go one after the other (a lane per conversation), so they are
+        recorded, announced and delivered as webhooks in the order they came; its statuses
+        take a lane of their own, so that a customer's message (which the bot answers) never
+        waits for the record of a report on an earlier answer. A status that overtakes the
+        echo it reports on is kept until the echo is recorded (the recorder's early
+        statuses). An event is confirmed to the device (which then acknowledges it to the
+        relay) only once its record is committed."""
         slots = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
         lanes: dict[str, asyncio.Task[None]] = {}
         running: set[asyncio.Task[None]] = set()
@@ -865,8 +868,10 @@ def _media_object(payload: Media, record: MediaRecord) -> dict[str, Any]:
 def _lane_of(event: Event) -> str | None:
     """The conversation whose order ``event`` takes its place in (``None``: the gateway
     records nothing for it)."""
-    if isinstance(event, MessageEvent | StatusChanged):
+    if isinstance(event, MessageEvent):
         return event.chat
+    if isinstance(event, StatusChanged):
+        return f"status:{event.chat}"
     if isinstance(event, DecryptionFailed):
         return event.sender
     return None

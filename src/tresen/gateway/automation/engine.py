@@ -59,9 +59,14 @@ from tresen.gateway.automation.matcher import Decision, IntentExamples, Match, M
 from tresen.gateway.automation.store import AutomationStore, BotState
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.requests import SendRequest, parse_message_request
-from tresen.gateway.inbox.conversations import Conversations, Status, preview
+from tresen.gateway.inbox.conversations import (
+    Conversations,
+    ConversationState,
+    Status,
+    preview,
+)
 from tresen.gateway.recorder import Received
-from tresen.gateway.schema import activity, conversations, messages
+from tresen.gateway.schema import activity, messages
 from tresen.gateway.service import Gateway
 from tresen.gateway.store import StoredMessage
 
@@ -95,13 +100,6 @@ class Reason:
     ACTION_FAILED = "action_failed"
     EXTERNAL = "external"
     EXTERNAL_DOWN = "external_down"
-
-
-@dataclass(frozen=True, slots=True)
-class _Conversation:
-    status: Status | None
-    status_ms: int
-    assignee: int | None
 
 
 @dataclass(slots=True)
@@ -354,19 +352,19 @@ class Automation:
         if not settings.anything_on:
             # Nothing automatic: the team's message, unless the bot (turned off since) still
             # holds the conversation.
-            async with self.conversations.db.read() as conn:
-                conversation = await self._conversation(conn, contact)
+            conversation = await self.conversations.state(contact)
             if conversation.status is Status.BOT:
                 if await _recorded(recording):  # the transcript holds the message
                     await self.hand_over(contact, "off", tell=False)
             else:
                 await self._after(recording, contact)
             return
-        async with self.conversations.db.read() as conn:
-            state = await self.store.state_in(conn, contact)
-            conversation = await self._conversation(conn, contact)
-            history: tuple[int | None, int | None] = (None, None)
-            if settings.greeting.enabled or settings.away.enabled:
+        # Both kept in memory by their one writer: no database read for most messages.
+        state = await self.store.state(contact)
+        conversation = await self.conversations.state(contact)
+        history: tuple[int | None, int | None] = (None, None)
+        if settings.greeting.enabled or settings.away.enabled:
+            async with self.conversations.db.read() as conn:
                 history = await self._history(conn, contact, message)
         language = guess_language(text, default=state.language or "en") if text else None
         turn = _Turn(
@@ -407,28 +405,13 @@ class Automation:
             if turn.state != state:
                 await self.store.save_state(turn.state)
 
-    def _may_take(self, conversation: _Conversation, message: StoredMessage) -> bool:
+    def _may_take(self, conversation: ConversationState, message: StoredMessage) -> bool:
         """A new conversation, or one resolved before the customer wrote again."""
         if conversation.status is None:
             return True
         return (
             conversation.status is Status.RESOLVED and message.created_ms > conversation.status_ms
         )
-
-    @staticmethod
-    async def _conversation(conn: AsyncConnection, contact: str) -> _Conversation:
-        row = (
-            await conn.execute(
-                select(
-                    conversations.c.status,
-                    conversations.c.status_ms,
-                    conversations.c.assignee,
-                ).where(conversations.c.contact == contact)
-            )
-        ).first()
-        if row is None:
-            return _Conversation(None, 0, None)
-        return _Conversation(Status(row.status), int(row.status_ms or 0), row.assignee)
 
     async def _profile(self) -> dict[str, Any] | None:
         """The business profile (its hours), read again from the relay every few minutes: in

@@ -321,6 +321,10 @@ class AutomationStore:
     # --- what automation remembers of each customer ------------------------------------------
 
     async def state(self, contact: str) -> BotState:
+        cached = self._states.get(contact)
+        if cached is not None:
+            self._states.move_to_end(contact)
+            return cached
         async with self.db.read() as conn:
             return await self.state_in(conn, contact)
 

@@ -15,7 +15,6 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,6 +25,7 @@ from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.fields import LINE_PATTERN
 from tresen.gateway.inbox.i18n import LANGUAGES, N_, Refused
+from tresen.gateway.inbox.roles import Role
 from tresen.gateway.schema import agent_sessions, agent_tokens, agents, login_failures
 
 __all__ = [
@@ -41,17 +41,6 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _LINE = re.compile(LINE_PATTERN)
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
-
-
-class Role(StrEnum):
-    OWNER = "owner"
-    ADMIN = "admin"
-    AGENT = "agent"
-
-    @property
-    def manages(self) -> bool:
-        """Settings, tokens and agents are for owners and admins only."""
-        return self is not Role.AGENT
 
 
 class AgentError(Refused):

@@ -8,6 +8,7 @@ conversation, and how much of the 24-hour window is left for free-form answers.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "WINDOW_MS",
     "Activity",
     "Conversation",
+    "ConversationState",
     "Conversations",
     "Mine",
     "Shown",
@@ -55,6 +57,7 @@ __all__ = [
 
 WINDOW_MS = 24 * 3600 * 1000
 PAGE = 50
+STATES_CACHED = 4096
 MAX_NOTE = 4096
 
 
@@ -92,6 +95,15 @@ class Conversation:
     @property
     def window_open(self) -> bool:
         return self.window_left_ms > 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """A conversation's status as stored (``None``: no row yet) and who has it."""
+
+    status: Status | None
+    status_ms: int
+    assignee: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +235,40 @@ class Conversations:
         self.hub = hub or Hub()
         self.labels = Labels(db, clock, self.hub)
         self.templates = templates
+        # Read for every customer message the bot looks at; this object is the one writer
+        # of these rows (a gateway is one process), so it drops a row's copy when it writes.
+        self._states: OrderedDict[str, ConversationState] = OrderedDict()
+        self._writes = 0
+
+    async def state(self, contact: str) -> ConversationState:
+        """The conversation's status and assignee as they are now."""
+        cached = self._states.get(contact)
+        if cached is not None:
+            self._states.move_to_end(contact)
+            return cached
+        writes = self._writes
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        conversations.c.status,
+                        conversations.c.status_ms,
+                        conversations.c.assignee,
+                    ).where(conversations.c.contact == contact)
+                )
+            ).first()
+        state = ConversationState(None, 0, None)
+        if row is not None:
+            state = ConversationState(Status(row.status), int(row.status_ms or 0), row.assignee)
+        if writes == self._writes:  # a write meanwhile may have made what was read stale
+            self._states[contact] = state
+            if len(self._states) > STATES_CACHED:
+                self._states.popitem(last=False)
+        return state
+
+    def _written(self, contact: str) -> None:
+        self._writes += 1
+        self._states.pop(contact, None)
 
     async def list(
         self,
@@ -509,14 +555,17 @@ class Conversations:
         row = {"contact": contact, "status": str(Status.OPEN), "read_ms": 0, "updated_ms": now}
         row.update(values)
         changes = {**values, "updated_ms": now}
-        async with self.db.write() as conn:
-            if self.db.is_sqlite:
-                statement: Any = sqlite.insert(conversations).values(**row)
-            else:
-                statement = postgresql.insert(conversations).values(**row)
-            await conn.execute(
-                statement.on_conflict_do_update(index_elements=["contact"], set_=changes)
-            )
+        try:
+            async with self.db.write() as conn:
+                if self.db.is_sqlite:
+                    statement: Any = sqlite.insert(conversations).values(**row)
+                else:
+                    statement = postgresql.insert(conversations).values(**row)
+                await conn.execute(
+                    statement.on_conflict_do_update(index_elements=["contact"], set_=changes)
+                )
+        finally:
+            self._written(contact)
         if set(values) - {"read_ms"}:
             self.hub.publish(InboxEvent("conversation", contact, dict(values)))
 
@@ -583,22 +632,25 @@ class Conversations:
             ),
             and_(waiting, last_inbound > func.coalesce(conversations.c.status_ms, 0)),
         )
-        async with self.db.write() as conn:
-            if self.db.is_sqlite:
-                made: Any = sqlite.insert(conversations).values(**row)
-            else:
-                made = postgresql.insert(conversations).values(**row)
-            await conn.execute(made.on_conflict_do_nothing(index_elements=["contact"]))
-            result = await conn.execute(
-                update(conversations)
-                .where(
-                    conversations.c.contact == contact,
-                    conversations.c.assignee.is_(None),
-                    still_open,
+        try:
+            async with self.db.write() as conn:
+                if self.db.is_sqlite:
+                    made: Any = sqlite.insert(conversations).values(**row)
+                else:
+                    made = postgresql.insert(conversations).values(**row)
+                await conn.execute(made.on_conflict_do_nothing(index_elements=["contact"]))
+                result = await conn.execute(
+                    update(conversations)
+                    .where(
+                        conversations.c.contact == contact,
+                        conversations.c.assignee.is_(None),
+                        still_open,
+                    )
+                    .values(assignee=agent_id, updated_ms=now)
                 )
-                .values(assignee=agent_id, updated_ms=now)
-            )
-            taken = bool(result.rowcount)
+                taken = bool(result.rowcount)
+        finally:
+            self._written(contact)
         if taken:
             self.hub.publish(InboxEvent("conversation", contact, {"assignee": agent_id}))
         return taken

@@ -321,7 +321,11 @@ class MailboxService:
         # Within one batch these never depend on each other: an envelope can only be acked,
         # and a message only be read or resent, after its send was answered, i.e. in a later
         # batch.
-        async with self.db.write() as conn:
+        # Acks alone need not wait for the disk: one lost in a power failure only has its
+        # envelope handed over again, which the device recognizes and acks once more. A
+        # send waits for it, and its flush writes whatever came before.
+        durable = bool(sends or resends or reads or purges)
+        async with self.db.write(durable=durable) as conn:
             planned = await self._plan_sends(conn, sends, batch, prefetch) if sends else []
             planned_resends, refused = (
                 await plan_resends(conn, resends, batch.now) if resends else ([], {})
