@@ -27,8 +27,11 @@ from media_support import file_server, pdf, png
 from support import Backend, RunningRelay
 
 from tresen.client import Client
+from tresen.client.attachments import AttachmentLimits
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock
+from tresen.crypto.attachments import blob_size
+from tresen.gateway.media.kinds import KindLimits, is_animated_webp
 from tresen.gateway.media.links import LinkFetcher, LinkRefused, address_allowed
 from tresen.gateway.settings import MediaSettings
 from tresen.wire.e2e import Media, MediaKind, Template
@@ -210,6 +213,25 @@ async def test_media_expire_and_urls_are_short_lived(
         assert error_of(await gw.http.get(f"/{kept}"))["code"] == 100
 
 
+def test_limits_are_metas_or_the_relays_whichever_is_smaller() -> None:
+    limits = KindLimits(AttachmentLimits())
+    assert limits.limit(MediaKind.IMAGE) == 5 * 1024 * 1024
+    assert limits.limit(MediaKind.STICKER, animated=False) == 100 * 1024
+    assert limits.limit(MediaKind.STICKER) == 500 * 1024
+    # 16 MiB of encrypted blob at the relay holds a little less than 16 MiB of video.
+    video = limits.limit(MediaKind.VIDEO)
+    assert blob_size(video) <= 16 * 1024 * 1024 < blob_size(video + 1)
+    assert video == 16_773_112
+    small = KindLimits(AttachmentLimits(media_bytes=1024 * 1024))
+    assert blob_size(small.limit(MediaKind.IMAGE)) <= 1024 * 1024
+    assert small.limit(MediaKind.IMAGE) < limits.limit(MediaKind.IMAGE)
+    assert limits.accepts(MediaKind.DOCUMENT, "image/png")  # a photo sent as a file
+    assert not limits.accepts(MediaKind.IMAGE, "application/pdf")
+    animated = b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x02" + bytes(16)
+    assert is_animated_webp(animated)
+    assert not is_animated_webp(b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(16))
+
+
 # --- sending -------------------------------------------------------------------------------
 
 
@@ -225,11 +247,15 @@ async def test_image_by_id_and_document_by_link_reach_the_customer(
         async with file_server({"/files/invoice-4711.pdf": (invoice, "application/pdf")}) as url:
             media_id = (await upload(gw, photo, "image/png", "parcel.png")).json()["id"]
             to = alice.phone.lstrip("+")
-            r = await gw.send(
-                {"to": to, "type": "image", "image": {"id": media_id, "caption": "Your parcel"}}
-            )
-            assert r.status_code == 200, r.text
-            wamid = r.json()["messages"][0]["id"]
+            async with subscribed_inbox(gw) as inbox:
+                r = await gw.send(
+                    {"to": to, "type": "image", "image": {"id": media_id, "caption": "Your parcel"}}
+                )
+                assert r.status_code == 200, r.text
+                wamid = r.json()["messages"][0]["id"]
+                # Statuses as for text: sent, then delivered once the customer's app has it.
+                await inbox.next_status(wamid, "sent")
+                await inbox.next_status(wamid, "delivered")
             r = await gw.send(
                 {
                     "to": to,
@@ -384,10 +410,14 @@ async def test_addresses_a_link_may_lead_to() -> None:
         "ff02::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::1",
+        "2002:a00:1::1",
     ):
         assert not allowed(internal), internal
     assert allowed("93.184.215.14")
     assert allowed("2a00:1450:4001:80b::200e")
+    assert allowed("::ffff:93.184.215.14")
     assert allowed("127.0.0.1", "127.0.0.1/32")
     assert allowed("::ffff:127.0.0.1", "127.0.0.1/32")
     assert not allowed("127.0.0.2", "127.0.0.1/32")

@@ -4,7 +4,7 @@ A link is the integration's input, but the request leaves from the gateway's net
 can reach what the integration cannot (the loopback interface, the office network, a cloud's
 metadata service at 169.254.169.254). So the host is resolved first and every address it
 resolves to is checked (loopback, private, link-local, multicast, unspecified, reserved, also
-inside IPv4-mapped IPv6); the connection then goes to the checked address, never to the name
+the IPv4 address inside an IPv6 one: mapped, NAT64, 6to4, Teredo); the connection then goes to the checked address, never to the name
 again, so a second DNS answer cannot swap it. Redirects are followed by hand, each hop checked
 the same way. Size and total time are bounded; nothing is read past the limit.
 """
@@ -50,9 +50,29 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and leads to: mapped, NAT64, 6to4, Teredo."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
 def _forbidden(address: Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _forbidden(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded(address)
+        if embedded is not None and _forbidden(embedded):
+            return True
+        if address.ipv4_mapped is not None:
+            return False  # a public IPv4 address, written as IPv6
     return (
         address.is_loopback
         or address.is_private
@@ -66,7 +86,7 @@ def _forbidden(address: Address) -> bool:
 
 def address_allowed(address: Address, allowed: Sequence[Network] = ()) -> bool:
     """Whether a link may lead to ``address``: a public address, or one in ``allowed``."""
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    mapped = _embedded(address) if isinstance(address, ipaddress.IPv6Address) else None
     for candidate in (address, mapped):
         if candidate is not None and any(candidate in network for network in allowed):
             return True
