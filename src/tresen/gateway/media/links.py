@@ -5,8 +5,9 @@ can reach what the integration cannot (the loopback interface, the office networ
 metadata service at 169.254.169.254). So the host is resolved first and every address it
 resolves to is checked (loopback, private, link-local, multicast, unspecified, reserved, also
 the IPv4 address inside an IPv6 one: mapped, NAT64, 6to4, Teredo); the connection then goes
-to the checked address, never to the name again, so a second DNS answer cannot swap it. Redirects are followed by hand, each hop checked
-the same way. Size and total time are bounded; nothing is read past the limit.
+to the checked address, never to the name again, so a second DNS answer cannot swap it.
+Redirects are followed by hand, each hop checked the same way. Size and total time are
+bounded; nothing is read past the limit.
 """
 
 from __future__ import annotations
