@@ -10,8 +10,9 @@ business once and opt in to its utility templates. Then this process:
 2. sends each as a ``document`` message by its media id, round robin over the customers;
 3. sends each again as a ``boarding_pass`` template with the PDF as its document header.
 
-For each phase: requests per second, API latency p50/p99, and (for 2 and 3) how long until
-every customer had downloaded, verified and decrypted every file. The gateway's and the
+For each phase: requests per second, API latency p50/p99, (for 2 and 3) how long until every
+customer had downloaded, verified and decrypted every file, and the CPU milliseconds per
+message each process spent (gateway, relay, customers; from /proc/PID/stat). The gateway's and the
 relay's resident memory (VmRSS, and the peak VmHWM) are read from /proc after each phase.
 
     .venv/bin/python bench/gateway_media.py --messages 300 --customers 20
@@ -75,6 +76,12 @@ def memory_mib(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = round(int(value.split()[0]) / 1024, 1)
     return out
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def boarding_pass(i: int, kib: int) -> bytes:
@@ -173,6 +180,20 @@ async def wait_decrypted(decrypted: Any, target: int, started: float) -> float:
     return time.perf_counter() - started
 
 
+class CpuMeter:
+    """CPU milliseconds per message of the gateway, the relay and the customers' process."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: cpu_s(pid) for name, pid in pids.items()}
+
+    def per_message(self, count: int) -> dict[str, float]:
+        return {
+            f"cpu_ms_{name}": round((cpu_s(pid) - self.start[name]) * 1000 / count, 1)
+            for name, pid in self.pids.items()
+        }
+
+
 def figures(name: str, count: int, elapsed: float, latencies: list[float]) -> dict[str, Any]:
     latencies = sorted(latencies)
     return {
@@ -253,11 +274,14 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                         data={"messaging_product": "whatsapp", "type": "application/pdf"},
                     )
 
+                pids = {"gateway": gateway.pid, "relay": relay.pid, "customers": crowd.pid or 0}
+                meter = CpuMeter(pids)
                 elapsed, latencies, answers = await run_phase(
                     http, [uploader(i) for i in range(messages)], connections
                 )
                 ids = [a.json()["id"] for a in answers]
                 rows.append(figures("upload", messages, elapsed, latencies))
+                rows[-1].update(meter.per_message(messages))
                 memory["after_upload"] = gateway_memory(gateway.pid, relay.pid)
 
                 def document(i: int) -> Any:
@@ -270,6 +294,7 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                     return lambda: http.post(f"/{node}/messages", json=body)
 
                 base = decrypted.value
+                meter = CpuMeter(pids)
                 started = time.perf_counter()
                 elapsed, latencies, answers = await run_phase(
                     http, [document(i) for i in range(messages)], connections
@@ -280,6 +305,7 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                     await wait_decrypted(decrypted, base + messages, started), 2
                 )
                 row["decrypted"] = decrypted.value - base
+                row.update(meter.per_message(messages))
                 rows.append(row)
                 memory["after_documents"] = gateway_memory(gateway.pid, relay.pid)
 
@@ -308,6 +334,7 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                     return lambda: http.post(f"/{node}/messages", json=body)
 
                 base = decrypted.value
+                meter = CpuMeter(pids)
                 started = time.perf_counter()
                 elapsed, latencies, answers = await run_phase(
                     http, [template(i) for i in range(messages)], connections
@@ -318,6 +345,7 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                     await wait_decrypted(decrypted, base + messages, started), 2
                 )
                 row["decrypted"] = decrypted.value - base
+                row.update(meter.per_message(messages))
                 rows.append(row)
                 memory["after_templates"] = gateway_memory(gateway.pid, relay.pid)
             return {
@@ -379,10 +407,22 @@ def main() -> None:
     parser.add_argument("--kib", type=int, default=40, help="size of each PDF")
     args = parser.parse_args()
     result = asyncio.run(bench(args.messages, args.customers, args.connections, args.kib))
-    header = ("phase", "count", "s", "per s", "p50 ms", "p99 ms", "all decrypted s")
+    header = (
+        "phase",
+        "count",
+        "s",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "all dec s",
+        "gw cpu",
+        "relay",
+        "cust",
+    )
     print(f"{header[0]:28} " + " ".join(f"{h:>8}" for h in header[1:]))
     for row in result["phases"]:
         keys = ("count", "seconds", "per_s", "api_p50_ms", "api_p99_ms", "all_decrypted_s")
+        keys += ("cpu_ms_gateway", "cpu_ms_relay", "cpu_ms_customers")
         print(f"{row['phase']:28} " + " ".join(f"{row.get(k, ''):>8}" for k in keys))
     for when, procs in result["memory_mib"].items():
         print(when, json.dumps(procs))
