@@ -9,6 +9,7 @@ import hashlib
 import io
 import ipaddress
 import secrets
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,33 @@ async def test_uploads_out_of_bounds_are_refused_with_clear_codes(gw: RunningGat
 
     r = await upload(gw, b"hi", "text/plain", "a.txt")
     assert r.status_code == 200  # a document
+
+
+@sqlite_only
+async def test_an_upload_streams_to_disk(gw: RunningGateway, tmp_path: Path) -> None:
+    """A 16 MB upload never sits in the gateway's memory: the traced peak (gateway and this
+    test's client together, in one process) stays a fraction of the file."""
+    size = 16_000_000
+    recording = tmp_path / "recording.mp3"
+    with recording.open("wb") as out:
+        for _ in range(size // 1_000_000):
+            out.write(secrets.token_bytes(1_000_000))
+    tracemalloc.start()
+    try:
+        with recording.open("rb") as reader:
+            r = await gw.http.post(
+                f"/{gw.phone_number_id}/media",
+                files={"file": ("recording.mp3", reader, "audio/mpeg")},
+                data={"messaging_product": "whatsapp", "type": "audio/mpeg"},
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 200, r.text
+    assert peak < 8 * 1024 * 1024, peak
+    described = (await gw.http.get(f"/{r.json()['id']}")).json()
+    assert described["file_size"] == size
+    assert described["sha256"] == hashlib.sha256(recording.read_bytes()).hexdigest()
 
 
 @sqlite_only

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from tresen.gateway.cloudapi.errors import GraphError
 
@@ -87,6 +88,8 @@ async def read_upload(request: Request, largest_file: int) -> AsyncIterator[Uplo
         form = await parser.parse()
     except MultiPartException as exc:
         raise GraphError(100, f"The multipart form cannot be read: {exc.message}") from None
+    except ClientDisconnect:
+        raise GraphError(100, "The client went away before sending the whole body") from None
     try:
         if _field(form.get("messaging_product"), "messaging_product") != "whatsapp":
             raise GraphError(
