@@ -1,0 +1,40 @@
+"""The gateway's migrations create the media tables exactly as ``gateway/schema.py`` declares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData
+from support import Backend
+
+from tresen.gateway import migrate
+from tresen.gateway.schema import media, media_blobs
+
+
+async def test_the_media_tables_match_their_declaration(backend: Backend) -> None:
+    declared = MetaData(naming_convention=media.metadata.naming_convention)
+    for table in (media, media_blobs):
+        table.to_metadata(declared)
+    db = backend.database()
+    try:
+        await migrate.upgrade(db)
+
+        def differences(connection: Any) -> list[Any]:
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "include_name": lambda name, kind, _: (
+                        kind != "table" or name in ("media", "media_blobs")
+                    )
+                },
+            )
+            return list(compare_metadata(context, declared))
+
+        async with db.read() as conn:
+            diff = await conn.run_sync(differences)
+        assert diff == []
+        assert await migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        await db.dispose()
