@@ -190,16 +190,11 @@ async def _customers(
 ) -> None:
     from tresen.client import Client
     from tresen.client.events import MessageEvent
-    from tresen.relay.accounts.sms import read_last_code
 
     clients: list[Client] = []
     for i in range(count):
         phone = f"+49151{secrets.randbelow(10**3):03d}{i:05d}"
-        client = Client.open(folder / phone, relay_url, key=os.urandom(32))
-        await client.request_code(phone)
-        code = read_last_code(folder / "sms.jsonl", phone)
-        assert code is not None
-        await client.register(phone, code)
+        client = await register_customer(relay_url, folder, phone)
         client.start()
         await client.send_text(BUSINESS_PHONE, "hello")
         clients.append(client)
@@ -222,6 +217,20 @@ async def _customers(
 
 
 # --- the send benchmark ----------------------------------------------------------------------
+
+
+async def register_customer(relay_url: str, folder: Path, phone: str) -> Any:
+    """A registered ``tresen.client.Client`` for ``phone`` (its code read from
+    ``folder / "sms.jsonl"``), not yet started."""
+    from tresen.client import Client
+    from tresen.relay.accounts.sms import read_last_code
+
+    client = Client.open(folder / phone, relay_url, key=os.urandom(32))
+    await client.request_code(phone)
+    code = read_last_code(folder / "sms.jsonl", phone)
+    assert code is not None
+    await client.register(phone, code)
+    return client
 
 
 async def register_gateway(

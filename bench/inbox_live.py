@@ -33,6 +33,7 @@ from gateway_api import (
     UNLIMITED_RELAY,
     drop_schema,
     free_port,
+    register_customer,
     register_gateway,
     start_gateway,
     start_relay,
@@ -79,16 +80,11 @@ async def _customers(
 ) -> None:
     from tresen.client import Client
     from tresen.gateway.ids import encode_wamid
-    from tresen.relay.accounts.sms import read_last_code
 
     clients: list[Client] = []
     for i in range(count):
         phone = f"+49152{secrets.randbelow(10**3):03d}{i:05d}"
-        client = Client.open(folder / phone, relay_url, key=os.urandom(32))
-        await client.request_code(phone)
-        code = read_last_code(folder / "sms.jsonl", phone)
-        assert code is not None
-        await client.register(phone, code)
+        client = await register_customer(relay_url, folder, phone)
         client.start()
         await client.send_text(BUSINESS_PHONE, "hello")  # the conversation starts
         clients.append(client)
