@@ -18,33 +18,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from relay_throughput import Relay
 
 from tresen.relay.accounts.sms import read_last_code
 
-PG_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
 PIECE = 256 * 1024
 RESULTS = Path(__file__).with_name("results") / "attachments.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -57,51 +46,17 @@ def memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
-class Relay:
-    def __init__(self, folder: Path, backend: str, max_bytes: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.sms = folder / "sms.jsonl"
-        self.schema = f"bench_{secrets.token_hex(4)}" if backend == "postgres" else None
-        env = {
-            **os.environ,
-            "TRESEN_SMS_SENDER": "file",
-            "TRESEN_SMS_FILE": str(self.sms),
-            "TRESEN_DATA_DIR": str(folder),
-            "TRESEN_LOG_LEVEL": "warning",
+def start_relay(folder: Path, backend: str, max_bytes: int) -> Relay:
+    """The relay of ``bench/relay_throughput.py`` with room for one blob of ``max_bytes``."""
+    return Relay(
+        backend,
+        folder,
+        write_batch=256,
+        extra_env={
             "TRESEN_ATTACHMENTS__MAX_DOCUMENT_BYTES": str(max_bytes),
             "TRESEN_ATTACHMENTS__BUSINESS_QUOTA_BYTES": str(8 * max_bytes),
-        }
-        if self.schema:
-            env["TRESEN_DATABASE_URL"] = PG_URL
-            env["TRESEN_DATABASE_SCHEMA"] = self.schema
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tresen", "relay", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-
-    async def wait(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            for _ in range(400):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/v1/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError("relay did not start")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-
-    async def drop_schema(self) -> None:
-        if self.schema:
-            from tresen.core.db import Database
-
-            db = Database(PG_URL)
-            async with db.write() as conn:
-                await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-            await db.dispose()
+        },
+    )
 
 
 async def business_device(http: httpx.AsyncClient, sms: Path) -> dict[str, str]:
@@ -204,7 +159,7 @@ async def small(
 
 async def run(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tresen-bench-attachments-") as folder:
-        relay = Relay(Path(folder), backend, max(args.large_mib, 1) * 1_048_576)
+        relay = start_relay(Path(folder), backend, max(args.large_mib, 1) * 1_048_576)
         try:
             await relay.wait()
             limits = httpx.Limits(max_connections=args.in_flight)

@@ -190,6 +190,30 @@ class CpuMeter:
         }
 
 
+async def delivered_phase(
+    http: httpx.AsyncClient,
+    name: str,
+    requests: list[Any],
+    connections: int,
+    decrypted: Any,
+    pids: dict[str, int],
+) -> dict[str, Any]:
+    """Send one message per request and wait until the customers decrypted them all: the
+    API's figures, the time until the last was decrypted and the CPU per message."""
+    base = decrypted.value
+    meter = CpuMeter(pids)
+    started = time.perf_counter()
+    elapsed, latencies, answers = await run_phase(http, requests, connections)
+    check(answers)
+    row = figures(name, len(requests), elapsed, latencies)
+    row["all_decrypted_s"] = round(
+        await wait_decrypted(decrypted, base + len(requests), started), 2
+    )
+    row["decrypted"] = decrypted.value - base
+    row.update(meter.per_message(len(requests)))
+    return row
+
+
 def figures(name: str, count: int, elapsed: float, latencies: list[float]) -> dict[str, Any]:
     latencies = sorted(latencies)
     return {
@@ -289,20 +313,16 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                     }
                     return lambda: http.post(f"/{node}/messages", json=body)
 
-                base = decrypted.value
-                meter = CpuMeter(pids)
-                started = time.perf_counter()
-                elapsed, latencies, answers = await run_phase(
-                    http, [document(i) for i in range(messages)], connections
+                rows.append(
+                    await delivered_phase(
+                        http,
+                        "document by id",
+                        [document(i) for i in range(messages)],
+                        connections,
+                        decrypted,
+                        pids,
+                    )
                 )
-                check(answers)
-                row = figures("document by id", messages, elapsed, latencies)
-                row["all_decrypted_s"] = round(
-                    await wait_decrypted(decrypted, base + messages, started), 2
-                )
-                row["decrypted"] = decrypted.value - base
-                row.update(meter.per_message(messages))
-                rows.append(row)
                 memory["after_documents"] = gateway_memory(gateway.pid, relay.pid)
 
                 def template(i: int) -> Any:
@@ -329,20 +349,16 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                     }
                     return lambda: http.post(f"/{node}/messages", json=body)
 
-                base = decrypted.value
-                meter = CpuMeter(pids)
-                started = time.perf_counter()
-                elapsed, latencies, answers = await run_phase(
-                    http, [template(i) for i in range(messages)], connections
+                rows.append(
+                    await delivered_phase(
+                        http,
+                        "template, document header",
+                        [template(i) for i in range(messages)],
+                        connections,
+                        decrypted,
+                        pids,
+                    )
                 )
-                check(answers)
-                row = figures("template, document header", messages, elapsed, latencies)
-                row["all_decrypted_s"] = round(
-                    await wait_decrypted(decrypted, base + messages, started), 2
-                )
-                row["decrypted"] = decrypted.value - base
-                row.update(meter.per_message(messages))
-                rows.append(row)
                 memory["after_templates"] = gateway_memory(gateway.pid, relay.pid)
             return {
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
