@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from attachment_support import BlobStore
 from PIL import Image
@@ -30,6 +31,7 @@ from tresen.crypto.attachments import (
 from tresen.wire.e2e import (
     MAX_THUMBNAIL_BYTES,
     InvalidPayload,
+    Media,
     MediaKind,
     decode_payload,
     encode_payload,
@@ -195,7 +197,8 @@ async def test_a_tampered_blob_is_refused_and_nothing_is_kept(
 async def test_a_blob_the_relay_no_longer_has_is_unavailable(
     attachments: Attachments, blobs: BlobStore
 ) -> None:
-    media = await attachments.prepare(b"hello", filename="a.txt")
+    media = await attachments.prepare(b"hello" * 5000, filename="a.txt")
+    assert media.blob_id is not None
     del blobs.blobs[media.blob_id]
 
     with pytest.raises(AttachmentUnavailable):
@@ -231,3 +234,82 @@ async def test_a_hostile_file_name_is_kept_inside_the_attachments_folder(
 
     assert kept.parent == tmp_path / "me" / "attachments"
     assert not (tmp_path / "escape.sh").exists()
+
+
+# --- small files inside the message ----------------------------------------------------------
+
+
+async def test_a_small_file_travels_inside_the_message_and_opens(
+    attachments: Attachments, blobs: BlobStore, tmp_path: Path
+) -> None:
+    plain = b"%PDF-1.7 boarding pass KL1234 seat 12A " + secrets.token_bytes(3000)
+
+    media = await attachments.prepare(plain, filename="boarding-pass.pdf")
+
+    assert blobs.requests == []  # nothing went to the blob store
+    assert media.blob_id is None
+    assert media.blob is not None
+    assert media.size == len(media.blob)
+    assert b"KL1234" not in media.blob
+    assert decode_payload(encode_payload(media)) == media
+    kept = await attachments.download("m-inline", media)
+    assert kept.read_bytes() == plain
+    assert kept.name == "m-inline-boarding-pass.pdf"
+    assert blobs.requests == []
+
+
+async def test_a_file_just_over_the_inline_size_is_uploaded(
+    attachments: Attachments, blobs: BlobStore
+) -> None:
+    attachments.inline_bytes = 4096
+    small, large = secrets.token_bytes(3000), secrets.token_bytes(5000)
+
+    inline = await attachments.prepare(small, filename="a.bin")
+    uploaded = await attachments.prepare(large, filename="b.bin")
+
+    assert inline.blob is not None
+    assert inline.blob_id is None
+    assert uploaded.blob is None
+    assert uploaded.blob_id is not None
+    assert decrypt_bytes(
+        blobs.complete(uploaded.blob_id), key=uploaded.key, sha256=uploaded.sha256
+    ) == (large)
+
+
+async def test_a_tampered_inline_file_is_refused_and_nothing_is_kept(
+    attachments: Attachments, tmp_path: Path
+) -> None:
+    media = await attachments.prepare(b"invoice 42 " * 100, filename="invoice.txt")
+    assert media.blob is not None
+    damaged = bytearray(media.blob)
+    damaged[-3] ^= 0x01
+    forged = msgspec.structs.replace(media, blob=bytes(damaged))
+
+    with pytest.raises(AttachmentDigestMismatch):
+        await attachments.download("m-forged", forged)
+
+    assert attachments.saved("m-forged") is None
+    assert [p.name for p in (tmp_path / "me" / "attachments").iterdir() if p.is_file()] == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({}, "exactly one of blob_id and blob"),
+        ({"blob_id": "abc", "blob": b"x"}, "exactly one of blob_id and blob"),
+        ({"blob": b"xy"}, "the inline blob's length is not its size"),
+    ],
+)
+def test_a_media_payload_names_its_file_exactly_once(
+    fields: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(InvalidPayload, match=problem):
+        Media(
+            kind=MediaKind.DOCUMENT,
+            key=bytes(32),
+            sha256=bytes(32),
+            size=1,
+            plain_size=0,
+            mime_type="application/pdf",
+            **fields,  # type: ignore[arg-type]
+        )

@@ -1,6 +1,6 @@
-"""Files end to end: a customer and a business exchange an image and a PDF both ways through a
-real relay process; the relay keeps only ciphertext, and a blob changed on the relay's disk is
-refused by its recipient.
+"""Files end to end: a customer and a business exchange an image, a PDF and a small ticket
+(carried inside the message) both ways through a real relay process; the relay keeps only
+ciphertext, and a blob changed on the relay's disk is refused by its recipient.
 
 A marker inside each file and in each file's name is searched for in everything the relay
 keeps: its database (the SQLite file with its WAL, or every PostgreSQL table), its blob
@@ -87,6 +87,8 @@ async def test_files_travel_encrypted_both_ways_and_the_relay_keeps_only_ciphert
             markers.extend([marker, file_marker])
             if kind == "image":
                 data, name = image_with(marker), f"parcel-{file_marker}.png"
+            elif kind == "ticket":  # small: it travels inside the message, not as a blob
+                data, name = f"Ticket {marker}\n".encode() * 40, f"ticket-{file_marker}.txt"
             else:
                 data, name = pdf_with(marker), f"invoice-{file_marker}.pdf"
             path = tmp_path / name
@@ -94,17 +96,19 @@ async def test_files_travel_encrypted_both_ways_and_the_relay_keeps_only_ciphert
             sent[name] = data
             await sender.send_file(to, path, caption=f"see {marker}")
 
-        at_business = asyncio.create_task(received_media(business, 2))
+        at_business = asyncio.create_task(received_media(business, 3))
         await send(customer, BUSINESS, "image")
         await send(customer, BUSINESS, "pdf")
-        at_customer = asyncio.create_task(received_media(customer, 2))
+        await send(customer, BUSINESS, "ticket")
+        at_customer = asyncio.create_task(received_media(customer, 3))
         await send(business, CUSTOMER, "image")
         await send(business, CUSTOMER, "pdf")
+        await send(business, CUSTOMER, "ticket")
         received = await asyncio.wait_for(asyncio.gather(at_business, at_customer), 60)
 
         for client, events in zip((business, customer), received, strict=True):
             kinds = [e.payload.kind for e in events if isinstance(e.payload, Media)]
-            assert kinds == [MediaKind.IMAGE, MediaKind.DOCUMENT]
+            assert kinds == [MediaKind.IMAGE, MediaKind.DOCUMENT, MediaKind.DOCUMENT]
             for event in events:
                 media = event.payload
                 assert isinstance(media, Media)
@@ -112,7 +116,13 @@ async def test_files_travel_encrypted_both_ways_and_the_relay_keeps_only_ciphert
                 kept = await client.download(event)
                 assert kept.read_bytes() == sent[media.filename]
                 assert client.attachment_path(event.message_id) == kept
-                blob_digests.append(media.sha256)
+                if media.blob_id is not None:
+                    blob_digests.append(media.sha256)
+            assert [isinstance(e.payload, Media) and e.payload.blob is None for e in events] == [
+                True,
+                True,
+                False,
+            ]
             image = events[0].payload
             assert isinstance(image, Media)
             assert (image.width, image.height) == (640, 480)

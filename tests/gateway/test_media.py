@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from gateway_support import (
     RunningGateway,
@@ -506,6 +507,7 @@ async def test_a_tampered_blob_becomes_an_error_webhook(
     alice = await customer(relay, tmp_path / "alice")
     try:
         async with subscribed_inbox(gw) as inbox:
+            alice.attachments.inline_bytes = 0  # through the blob store, where it is damaged
             media = await alice.attachments.prepare(pdf("forged"), filename="claim.pdf")
             stored = next(
                 p
@@ -522,6 +524,27 @@ async def test_a_tampered_blob_becomes_an_error_webhook(
             assert error["code"] == 131052
             assert "attachment_digest_mismatch" in error["error_data"]["details"]
             assert "document" not in message
+    finally:
+        await alice.close()
+
+
+async def test_a_forged_inline_file_becomes_an_error_webhook(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    alice = await customer(relay, tmp_path / "alice")
+    try:
+        async with subscribed_inbox(gw) as inbox:
+            media = await alice.attachments.prepare(pdf("forged"), filename="claim.pdf")
+            assert media.blob is not None
+            assert media.blob_id is None
+            damaged = bytearray(media.blob)
+            damaged[len(damaged) // 2] ^= 0x01
+            await alice.send(gw.gateway.phone, msgspec.structs.replace(media, blob=bytes(damaged)))
+
+            (message,) = (await inbox.next_message("unsupported"))["messages"]
+            (error,) = message["errors"]
+            assert error["code"] == 131052
+            assert "attachment_digest_mismatch" in error["error_data"]["details"]
     finally:
         await alice.close()
 

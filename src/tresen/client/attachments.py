@@ -1,5 +1,6 @@
-"""Attachments: encrypt a file, upload the blob with resume, describe it in a ``media``
-payload; download, verify, decrypt and keep a received one.
+"""Attachments: encrypt a file, upload the blob with resume (or, when small, carry it inside
+the message), describe it in a ``media`` payload; download, verify, decrypt and keep a
+received one.
 
 The relay only ever sees the encrypted blob (``crypto/attachments.py``). The file's name,
 type, caption and thumbnail travel inside the end-to-end message. Files live in the
@@ -30,11 +31,18 @@ from tresen.crypto.attachments import (
     AttachmentTooLarge,
     EncryptedAttachment,
     blob_size,
+    decrypt_bytes,
     decrypt_file,
     encrypt_bytes,
     encrypt_file,
 )
-from tresen.wire.e2e import Media, MediaKind, ReplyContext, encode_payload
+from tresen.wire.e2e import (
+    MAX_INLINE_BLOB_BYTES,
+    Media,
+    MediaKind,
+    ReplyContext,
+    encode_payload,
+)
 
 __all__ = [
     "DEFAULT_PIECE_BYTES",
@@ -117,12 +125,14 @@ class Attachments:
         *,
         limits: AttachmentLimits | None = None,
         piece_bytes: int = DEFAULT_PIECE_BYTES,
+        inline_bytes: int = MAX_INLINE_BLOB_BYTES,
     ) -> None:
         self.api = api
         self.store = store
         self.folder = folder
         self.limits = limits or AttachmentLimits()
         self.piece_bytes = piece_bytes
+        self.inline_bytes = min(inline_bytes, MAX_INLINE_BLOB_BYTES)
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -139,7 +149,8 @@ class Attachments:
         duration_ms: int | None = None,
     ) -> Media:
         """Encrypt ``source`` (a file or its bytes) with a fresh key, upload the blob and
-        return the ``media`` payload that describes it.
+        return the ``media`` payload that describes it. A blob that, with the thumbnail,
+        fits ``inline_bytes`` is not uploaded: it travels inside the payload.
 
         Raises :class:`AttachmentTooLarge` before uploading when the blob would exceed the
         kind's limit, ``InvalidPayload`` for fields that do not fit the kind (checked before
@@ -175,6 +186,14 @@ class Attachments:
         # Checked as a recipient will check it, so a field that does not fit (a caption too
         # long, dimensions on a document) fails before anything is uploaded.
         encode_payload(draft)
+        thumbnail = len(draft.thumbnail or b"")
+        if blob_size(plain_size) + thumbnail <= self.inline_bytes:
+            data = (
+                source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
+            )
+            inline, sealed = encrypt_bytes(data)
+            if sealed.size + thumbnail <= self.inline_bytes:  # the file did not grow meanwhile
+                return _filled(draft, sealed, blob=inline)
         blob = _outgoing_blob(self.folder)
         try:
             # Sealing a large file takes a while: off the event loop, so the chat stays live.
@@ -182,7 +201,7 @@ class Attachments:
             blob_id = await self.upload(blob, sealed, described.kind)
         finally:
             os.unlink(blob)
-        return _filled(draft, blob_id, sealed)
+        return _filled(draft, sealed, blob_id=blob_id)
 
     async def upload(self, blob: Path, sealed: EncryptedAttachment, kind: MediaKind) -> str:
         """Upload ``blob`` in pieces; after a lost connection, ask the relay how much arrived
@@ -237,6 +256,12 @@ class Attachments:
         if known is not None:
             return known
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        if media.blob is not None:
+            target = _target(self.folder, message_id, media)
+            await asyncio.to_thread(_open_inline, media, media.blob, target)
+            self.store.put_attachment_path(message_id, target)
+            return target
+        assert media.blob_id is not None  # a payload names its file by one of the two
         # Named after the message too: two messages may name the same blob.
         partial = self.folder / f".{_plain(message_id)}-{media.blob_id}.part"
         try:
@@ -252,6 +277,8 @@ class Attachments:
         return target
 
     async def _fetch(self, media: Media, partial: Path) -> None:
+        assert media.blob_id is not None
+        blob_id = media.blob_id
         stalled = 0
         with partial.open("ab") as writer:
             while True:
@@ -265,7 +292,7 @@ class Attachments:
                         writer.write(block[:room])
 
                 try:
-                    await self.api.download_attachment(media.blob_id, start, sink)
+                    await self.api.download_attachment(blob_id, start, sink)
                 except httpx.TransportError:
                     writer.flush()
                     if writer.tell() == start:
@@ -292,6 +319,21 @@ def _target(folder: Path, message_id: str, media: Media) -> Path:
     with contextlib.suppress(FileNotFoundError):
         target.unlink()  # an earlier copy the store no longer knows
     return target
+
+
+def _open_inline(media: Media, blob: bytes, target: Path) -> None:
+    """Check and decrypt an inline blob into ``target``, which appears only when complete."""
+    plain = decrypt_bytes(blob, key=media.key, sha256=media.sha256)
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        with partial.open("wb") as writer:
+            writer.write(plain)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _plain(message_id: str) -> str:
@@ -356,10 +398,17 @@ def _shortened(filename: str) -> str:
     return filename[:255]
 
 
-def _filled(draft: Media, blob_id: str, sealed: EncryptedAttachment) -> Media:
+def _filled(
+    draft: Media,
+    sealed: EncryptedAttachment,
+    *,
+    blob_id: str | None = None,
+    blob: bytes | None = None,
+) -> Media:
     return msgspec.structs.replace(
         draft,
         blob_id=blob_id,
+        blob=blob,
         key=sealed.key,
         sha256=sealed.sha256,
         size=sealed.size,

@@ -530,8 +530,9 @@ class Client:
             return await self.send(to, media)
         except Exception:
             # Nobody can learn the key now: free the relay's space rather than wait for expiry.
-            with contextlib.suppress(RelayError, httpx.HTTPError):
-                await self.api.delete_attachment(media.blob_id)
+            if media.blob_id is not None:
+                with contextlib.suppress(RelayError, httpx.HTTPError):
+                    await self.api.delete_attachment(media.blob_id)
             raise
 
     def media_of(self, message_id: str) -> Media | None:

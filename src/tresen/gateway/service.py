@@ -265,7 +265,7 @@ class Gateway:
         try:
             sent = await self._send_to(contact.account_id, request, prepared)
         except BaseException:
-            if prepared is not None:
+            if prepared is not None and prepared.payload.blob_id is not None:
                 # Nobody can learn the key now: free the relay's space rather than wait.
                 await self.media.release_blob(prepared.payload.blob_id)
             raise

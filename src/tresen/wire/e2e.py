@@ -27,6 +27,7 @@ from typing import Annotated, get_args
 import msgspec
 
 __all__ = [
+    "MAX_INLINE_BLOB_BYTES",
     "MAX_LIST_ROWS",
     "MAX_PAYLOAD_BYTES",
     "MAX_REPLY_BUTTONS",
@@ -354,6 +355,14 @@ class MediaKind(StrEnum):
 MAX_THUMBNAIL_BYTES = 12 * 1024
 """Largest thumbnail carried inside a ``media`` payload (a small JPEG of an image)."""
 
+MAX_INLINE_BLOB_BYTES = 16 * 1024
+"""Largest blob carried inside a ``media`` payload instead of the relay's blob store.
+
+A boarding pass, an invoice or a voice note of a few seconds is a few kilobytes: sending it
+inside the message spares four authenticated requests (create, upload, download, delete) and
+the blob store's ``fsync``. With a thumbnail and a template around it, the payload stays well
+under ``MAX_PAYLOAD_BYTES``."""
+
 _VISUAL_KINDS = frozenset({MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.STICKER})
 _HEADER_KINDS = frozenset({MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.DOCUMENT})
 _TIMED_KINDS = frozenset({MediaKind.AUDIO, MediaKind.VIDEO})
@@ -363,22 +372,26 @@ Pixels = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
 
 
 class Media(Payload, tag="media"):
-    """An attachment: a file encrypted by its sender with a fresh ``key`` and uploaded to the
-    relay as the opaque blob ``blob_id`` (``crypto/attachments.py``).
+    """An attachment: a file encrypted by its sender with a fresh ``key`` into a blob
+    (``crypto/attachments.py``), either uploaded to the relay as the opaque blob ``blob_id``
+    or, when small, carried here as ``blob`` (exactly one of the two).
 
-    ``sha256`` and ``size`` describe the blob as uploaded (checked before decrypting),
-    ``plain_size`` the file. The relay never sees the name, type, caption or thumbnail: they
-    travel here, encrypted with the message. ``blob_id`` is URL-safe, so a sender cannot
-    point a recipient's download anywhere but at a blob.
+    ``sha256`` and ``size`` describe the blob (checked before decrypting), ``plain_size`` the
+    file. The relay never sees the name, type, caption or thumbnail: they travel here,
+    encrypted with the message. ``blob_id`` is URL-safe, so a sender cannot point a
+    recipient's download anywhere but at a blob.
     """
 
     kind: MediaKind
-    blob_id: BlobId
     key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     sha256: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     size: Annotated[int, msgspec.Meta(ge=1, le=2**53)]
     plain_size: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
     mime_type: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    blob_id: BlobId | None = None
+    blob: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_INLINE_BLOB_BYTES)] | None = (
+        None
+    )
     filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
     caption: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
     width: Pixels | None = None
@@ -396,6 +409,10 @@ class Media(Payload, tag="media"):
             raise InvalidPayload(f"media {self.kind}: {problem}")
 
     def _problem(self) -> str | None:
+        if (self.blob_id is None) == (self.blob is None):
+            return "exactly one of blob_id and blob names the file"
+        if self.blob is not None and len(self.blob) != self.size:
+            return "the inline blob's length is not its size"
         if (self.width is None) != (self.height is None):
             return "width and height come together"
         if self.width is not None and self.kind not in _VISUAL_KINDS:

@@ -416,10 +416,9 @@ class MediaLibrary:
 
     async def sent(self, prepared: Prepared) -> None:
         """Remember the blob of a sent message, to free it with its media."""
-        if prepared.media_id is not None:
-            await self.store.add_blob(
-                prepared.media_id, prepared.payload.blob_id, self.clock.now_ms()
-            )
+        blob_id = prepared.payload.blob_id
+        if prepared.media_id is not None and blob_id is not None:
+            await self.store.add_blob(prepared.media_id, blob_id, self.clock.now_ms())
 
     # --- receiving ---------------------------------------------------------------------------
 
