@@ -199,10 +199,16 @@ async def start_demo_gateway(
     """
     from tresen.cli.common import start_server
     from tresen.gateway.app import build_gateway_app, gateway_key
-    from tresen.gateway.settings import GatewaySettings
+    from tresen.gateway.settings import GatewaySettings, MediaSettings
 
+    # The airline's systems answer on this machine's loopback: its bot sends boarding passes
+    # by links there, which a gateway refuses unless told otherwise.
     settings = GatewaySettings(
-        data_dir=folder, relay_url=relay_url, phone=business.phone, port=port
+        data_dir=folder,
+        relay_url=relay_url,
+        phone=business.phone,
+        port=port,
+        media=MediaSettings(link_allowed_networks=["127.0.0.1/32"]),
     )
     caught = codes.expect(business.phone)
 
@@ -221,6 +227,7 @@ async def start_demo_gateway(
         gateway = app.state.gateway
         await demo_bot(app.state.automation_store, systems_url)
         await _ensure_verified(ctx, AccountId(gateway.account_id))
+        await _ensure_templates(ctx, gateway)
         token = await _demo_token(gateway, gateway_key(settings))
         inbox_password = await _demo_inbox_login(
             gateway, app.state.inbox_agents, gateway_key(settings)
@@ -244,6 +251,55 @@ async def start_demo_gateway(
         systems=systems,
         systems_task=systems_task,
     )
+
+
+BOARDING_PASS_TEMPLATES: list[dict[str, Any]] = [
+    {
+        "name": "boarding_pass",
+        "language": language,
+        "category": "UTILITY",
+        "components": [
+            {
+                "type": "HEADER",
+                "format": "DOCUMENT",
+                "example": {"header_handle": ["https://air.example/bp/K7Q2ZP.pdf"]},
+            },
+            {
+                "type": "BODY",
+                "text": body,
+                "example": {"body_text": [["Anna", "TA 100", "BER", "LIS", "09:40", "B12", "12A"]]},
+            },
+            {"type": "FOOTER", "text": footer},
+        ],
+    }
+    for language, body, footer in (
+        (
+            "en",
+            "Hello {{1}}, check-in is complete. Your boarding pass for flight {{2}} from {{3}} "
+            "to {{4}} is attached: boarding {{5}} at gate {{6}}, seat {{7}}.",
+            "Show the QR code at security and at the gate.",
+        ),
+        (
+            "de",
+            "Hallo {{1}}, Ihr Check-in ist abgeschlossen. Anbei Ihre Bordkarte für Flug {{2}} "
+            "von {{3}} nach {{4}}: Boarding {{5}} Uhr an Gate {{6}}, Sitz {{7}}.",
+            "QR-Code an der Sicherheitskontrolle und am Gate zeigen.",
+        ),
+    )
+]
+"""The airline's boarding-pass message (a utility template whose header is the pass's PDF),
+in English and German: submitted and approved by the operator on the demo's first start."""
+
+
+async def _ensure_templates(ctx: RelayContext, gateway: Any) -> None:
+    have = {(t["name"], t["language"]): t for t in await gateway.all_templates()}
+    for template in BOARDING_PASS_TEMPLATES:
+        known = have.get((template["name"], template["language"]))
+        if known is None:
+            known = await gateway.submit_template(template)
+        if known["status"] != "APPROVED":
+            await ctx.templates.approve(OperatorPrincipal("tresen up"), int(known["id"]))
+            await gateway.note_template_submitted()
 
 
 DEMO_TOKEN_META = "demo_api_token"  # noqa: S105 (a key of the meta table)

@@ -3,25 +3,27 @@
 A business's bot answers some questions from its own systems (the bot file's ``actions:``).
 ``tresen up`` runs these few routes next to the relay so that the demo airline's bot has real
 systems to call: a flight's status by its number, and a passenger's boarding pass by the
-booking code. The data is made up, but the same for every run; times follow the clock.
+booking code, as data and as a PDF with the pass's QR code. The data is made up, but the same
+for every run; times follow the clock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tresen.core.clock import Clock, SystemClock
+from tresen.demo_passes import BoardingPass, boarding_pass_pdf
 
-__all__ = ["FLIGHTS", "build_systems_app"]
+__all__ = ["FLIGHTS", "boarding_pass", "build_systems_app", "pass_of"]
 
 ZONE = ZoneInfo("Europe/Berlin")
 FLIGHTS: dict[str, tuple[str, str, str, int]] = {
@@ -34,6 +36,25 @@ FLIGHTS: dict[str, tuple[str, str, str, int]] = {
     "TA211": ("Copenhagen (CPH)", "Munich (MUC)", "11:50", 0),
     "TA330": ("Hamburg (HAM)", "Barcelona (BCN)", "18:55", 20),
 }
+AIRPORTS = {
+    "BER": "Berlin",
+    "LIS": "Lisbon",
+    "VIE": "Vienna",
+    "MUC": "Munich",
+    "CPH": "Copenhagen",
+    "HAM": "Hamburg",
+    "BCN": "Barcelona",
+}
+PASSENGERS = (
+    "Anna Schmidt",
+    "Jonas Weber",
+    "Zoë Müller",
+    "Mehmet Y\u0131lmaz",
+    "Lucía Fernández",
+    "Sofia Rossi",
+    "Piotr Wiśniewski",
+    "Emma Jansen",
+)
 NUMBER = re.compile(r"[A-Za-z]{2}\s*\d{1,4}")
 BOOKING = re.compile(r"[A-Za-z0-9]{6}")
 
@@ -91,11 +112,37 @@ def boarding_pass(booking: str, now_ms: int) -> dict[str, Any] | None:
     group = digest[3] % 4 + 1
     return {
         "booking": code,
+        "passenger": PASSENGERS[digest[4] % len(PASSENGERS)],
         "flight": status,
         "seat": seat,
         "group": group,
+        "sequence": int.from_bytes(digest[5:7]) % 300 + 1,
+        "day": datetime.fromtimestamp(now_ms / 1000, ZONE).date().isoformat(),
         "link": f"https://air.example/bp/{code}",
     }
+
+
+def pass_of(found: dict[str, Any]) -> BoardingPass:
+    """The printable pass of :func:`boarding_pass`'s answer."""
+    status = found["flight"]
+    origin = status["from"].rsplit("(", 1)[-1].rstrip(")")
+    destination = status["to"].rsplit("(", 1)[-1].rstrip(")")
+    return BoardingPass(
+        passenger=found["passenger"],
+        booking=found["booking"],
+        flight=status["number"].replace(" ", ""),
+        origin=origin,
+        origin_city=AIRPORTS.get(origin, origin),
+        destination=destination,
+        destination_city=AIRPORTS.get(destination, destination),
+        day=date.fromisoformat(found["day"]),
+        departure=status["expected"],
+        boarding=status["boarding"],
+        gate=status["gate"],
+        seat=found["seat"],
+        group=found["group"],
+        sequence=found["sequence"],
+    )
 
 
 def build_systems_app(clock: Clock | None = None) -> Starlette:
@@ -114,11 +161,24 @@ def build_systems_app(clock: Clock | None = None) -> Starlette:
         found = boarding_pass(str(request.path_params["booking"]), clock.now_ms())
         if found is None:
             return JSONResponse({"error": "no such booking"}, status_code=404)
-        return JSONResponse(found)
+        pdf = request.url_for("boarding_pass_pdf", booking=found["booking"])
+        return JSONResponse({**found, "pdf": str(pdf)})
+
+    async def get_pass_pdf(request: Request) -> Response:
+        found = boarding_pass(str(request.path_params["booking"]), clock.now_ms())
+        if found is None:
+            return JSONResponse({"error": "no such booking"}, status_code=404)
+        name = f"boarding-pass-{found['booking']}.pdf"
+        return Response(
+            boarding_pass_pdf(pass_of(found)),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     return Starlette(
         routes=[
             Route("/flights/{number}", get_flight),
             Route("/bookings/{booking}/boarding-pass", get_pass),
+            Route("/bookings/{booking}/boarding-pass.pdf", get_pass_pdf, name="boarding_pass_pdf"),
         ]
     )

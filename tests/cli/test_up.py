@@ -16,7 +16,7 @@ from support import read_last_code
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
-from tresen.wire.e2e import Text
+from tresen.wire.e2e import Media, MediaKind, Text
 
 
 @contextmanager
@@ -67,6 +67,14 @@ async def next_text(customer: Client) -> str:
             return event.payload.text
 
 
+async def next_media(customer: Client) -> MessageEvent:
+    while True:
+        event = await customer.next_event(within_s=20)
+        if isinstance(event, MessageEvent) and not event.outgoing:
+            assert isinstance(event.payload, Media), event.payload
+            return event
+
+
 async def talk_to_the_demo(
     customer: Client, sms_file: Path, printed: dict[str, str], fingerprint: str
 ) -> None:
@@ -94,6 +102,18 @@ async def talk_to_the_demo(
     await customer.send_text(business.phone, "TA 104")
     status = await next_text(customer)
     assert status.startswith("TA 104 Berlin (BER) → Vienna (VIE) is delayed by 45 minutes")
+    # The boarding pass comes as a PDF from the airline's systems, encrypted to the customer.
+    await customer.send_text(business.phone, "Please send me my boarding pass, booking K7Q2ZP")
+    event = await next_media(customer)
+    media = event.payload
+    assert isinstance(media, Media)
+    assert media.kind is MediaKind.DOCUMENT
+    assert media.mime_type == "application/pdf"
+    assert media.filename == "Boarding pass TA 210 K7Q2ZP.pdf"
+    assert media.caption is not None
+    assert "show its qr code at the gate" in media.caption.lower()
+    kept = await customer.download(event)
+    assert kept.read_bytes().startswith(b"%PDF-")
     [chat] = customer.store.chats()
     assert (chat.business, chat.display_name, chat.verified) == (True, "Tresen Air", True)
 
@@ -165,3 +185,9 @@ def assert_gateway_answers(printed: dict[str, str]) -> None:
     r = httpx.get(base, headers=headers)
     assert r.json()["verified_name"] == "Tresen Air"
     assert r.json()["name_status"] == "APPROVED"
+    # The airline's boarding-pass template, with the pass's PDF as its header, is approved.
+    r = httpx.get(f"{base}/message_templates", params={"name": "boarding_pass"}, headers=headers)
+    templates = {(t["language"], t["status"]) for t in r.json()["data"]}
+    assert templates == {("en", "APPROVED"), ("de", "APPROVED")}
+    (header,) = [c for c in r.json()["data"][0]["components"] if c["type"] == "HEADER"]
+    assert header["format"] == "DOCUMENT"

@@ -311,6 +311,43 @@ async def test_a_boarding_pass_is_answered_with_a_template(
     assert app.seen[0].raw_path == "/boarding-pass?phone=%2B4915112345678"
 
 
+async def test_a_boarding_pass_is_answered_with_its_pdf_and_a_caption(
+    system: tuple[System, str], caller_factory: Any
+) -> None:
+    app, base = system
+    app.answer(
+        Reply(body=b'{"seat": "14C", "flight": "TA 100", "pdf": "https://air.example/K7.pdf"}')
+    )
+    action = parse_action(
+        {
+            "name": "boarding_pass",
+            "url": base + "/bookings/{{params.booking}}",
+            "params": [{"name": "booking", "pattern": r"\b([A-Z0-9]{6})\b", "ask": {"en": "?"}}],
+            "document": {
+                "link": "{{response.pdf}}",
+                "filename": "Boarding pass {{response.flight}}.pdf",
+            },
+            "answer": {"en": "Seat {{response.seat}}, show the QR code at the gate."},
+        }
+    )
+    caller, _ = caller_factory()
+    outcome = await caller.call(action, {"booking": "K7Q2ZP"}, customer=CUSTOMER, language="en")
+    assert outcome.message == {
+        "type": "document",
+        "document": {
+            "link": "https://air.example/K7.pdf",
+            "filename": "Boarding pass TA 100.pdf",
+            "caption": "Seat 14C, show the QR code at the gate.",
+        },
+    }
+    assert parse_action(action_to_json(action)) == action
+    # A response whose link is no web address fails politely instead of sending it.
+    app.answer(Reply(body=b'{"seat": "14C", "flight": "TA 100", "pdf": "file:///etc/passwd"}'))
+    refused = await caller.call(action, {"booking": "K7Q2ZP"}, customer=CUSTOMER, language="en")
+    assert not refused.ok
+    assert "not an http(s) URL" in refused.error
+
+
 async def test_a_system_that_does_not_answer_in_time_fails_after_the_retries(
     system: tuple[System, str], caller_factory: Any
 ) -> None:
@@ -558,6 +595,11 @@ def test_an_action_reads_back_what_it_writes() -> None:
         ({"answer": {"english": "Hi"}}, "bad_language"),
         ({"failure": {"en": "Sorry {{customer.name}}"}}, "bad_template"),
         ({"colour": "blue"}, "unknown_field"),
+        ({"document": {"link": "{{response.pdf}}"}, "answer": {}}, "bad_answer"),
+        ({"document": {"link": "{{params.order}}"}}, "bad_template"),  # never the customer's
+        ({"document": {"link": "file:///etc/passwd"}}, "bad_document"),
+        ({"document": {"url": "{{response.pdf}}"}}, "bad_document"),
+        ({"document": {"link": "{{response.pdf}}", "filename": "x" * 241}}, "bad_document"),
     ],
 )
 def test_bad_configurations_are_refused_with_their_code(change: dict[str, Any], code: str) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "ActionCaller",
     "ActionError",
     "ActionOutcome",
+    "DocumentAnswer",
     "HttpAction",
     "Param",
     "TemplateAnswer",
@@ -61,6 +62,7 @@ _MAX_VALUE = 200
 _MAX_SEARCHED_TEXT = 4096
 _MAX_TEXT = 4096  # a WhatsApp text message's body
 _MAX_SHORT_TEXT = 1024
+_MAX_FILENAME = 240
 _MAX_LANGUAGES = 10
 _MAX_TEMPLATE_PARAMS = 20
 _MIN_TIMEOUT_S, _MAX_TIMEOUT_S = 0.1, 30.0
@@ -170,6 +172,35 @@ class TemplateAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentAnswer:
+    """A file sent with the answer, which becomes its caption: the business's system names
+    it by a ``link`` in its response (``{{ response.pdf }}``), the gateway fetches it (with the
+    limits and the address checks of any ``link``) and sends it encrypted. ``filename`` is
+    a text template too."""
+
+    link: str
+    filename: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.link, str) or not 0 < len(self.link) <= _MAX_URL:
+            raise ActionError("bad_document", f"a document's link is 1-{_MAX_URL} characters")
+        if not _PLACEHOLDER.fullmatch(self.link.strip()) and not self.link.startswith(
+            ("https://", "http://")
+        ):
+            raise ActionError(
+                "bad_document",
+                "a document's link is an http(s) URL or one value of the response, "
+                "e.g. {{response.pdf}}",
+            )
+        if self.filename is not None and (
+            not isinstance(self.filename, str) or not 0 < len(self.filename) <= _MAX_FILENAME
+        ):
+            raise ActionError(
+                "bad_document", f"a document's file name is 1-{_MAX_FILENAME} characters"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpAction:
     """One call to the business's system and how to answer from it; checked when made."""
 
@@ -183,6 +214,7 @@ class HttpAction:
     params: tuple[Param, ...] = ()
     answer: Mapping[str, str] = field(default_factory=dict)
     template: TemplateAnswer | None = None
+    document: DocumentAnswer | None = None
     failure: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -237,6 +269,16 @@ def _check_action(action: HttpAction) -> None:
     if action.template is not None:
         for text in action.template.body:
             _check_template(text, _ROOTS_OF_ANSWER, declared, "the template's parameter")
+    if action.document is not None:
+        if not action.answer:
+            raise ActionError("bad_document", "a document goes with a text answer (its caption)")
+        _check_texts(action.answer, "the caption", required=True, limit=_MAX_SHORT_TEXT)
+        # The link comes whole from the business's system, never from the customer's words.
+        _check_template(action.document.link, ("response",), declared, "the document's link")
+        if action.document.filename is not None:
+            _check_template(
+                action.document.filename, _ROOTS_OF_ANSWER, declared, "the document's file name"
+            )
     _check_texts(action.failure, "the failure text", required=False)
     for text in action.failure.values():
         if "{{" in text:
@@ -399,6 +441,7 @@ _FIELDS = frozenset(
         "params",
         "answer",
         "template",
+        "document",
         "failure",
     }
 )
@@ -436,6 +479,7 @@ def parse_action(data: Mapping[str, Any]) -> HttpAction:
         params=tuple(_param(p) for p in params),
         answer=_mapping(data.get("answer"), "answer", "bad_answer"),
         template=None if template is None else _template(template),
+        document=_document(data.get("document")),
         failure=_mapping(data.get("failure"), "failure", "bad_answer"),
     )
 
@@ -471,6 +515,14 @@ def _template(data: Any) -> TemplateAnswer:
     )
 
 
+def _document(data: Any) -> DocumentAnswer | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or set(data) - {"link", "filename"} or "link" not in data:
+        raise ActionError("bad_document", "a document answer is {link, filename}")
+    return DocumentAnswer(link=data["link"], filename=data.get("filename"))
+
+
 def action_to_json(action: HttpAction) -> dict[str, Any]:
     """The form :func:`parse_action` reads; it holds the headers (secrets): the caller decides
     where it may go."""
@@ -497,6 +549,10 @@ def action_to_json(action: HttpAction) -> dict[str, Any]:
             "language": action.template.language,
             "body": list(action.template.body),
         }
+    if action.document is not None:
+        out["document"] = {"link": action.document.link}
+        if action.document.filename is not None:
+            out["document"]["filename"] = action.document.filename
     if action.failure:
         out["failure"] = dict(action.failure)
     return out
@@ -836,7 +892,26 @@ def _answer(action: HttpAction, scope: Mapping[str, Any], language: str) -> dict
         raise _RenderError("the answer is empty once its values are in")
     if len(text) > _MAX_TEXT:
         raise _RenderError(f"the answer is longer than {_MAX_TEXT} characters")
+    if action.document is not None:
+        return _document_message(action.document, scope, text)
     return _text(text)
+
+
+def _document_message(
+    document: DocumentAnswer, scope: Mapping[str, Any], caption: str
+) -> dict[str, Any]:
+    link = _render(document.link, scope, _as_is).strip()
+    if not link.startswith(("https://", "http://")) or len(link) > _MAX_RENDERED_URL:
+        raise _RenderError("the document's link is not an http(s) URL once its value is in")
+    sent: dict[str, Any] = {"link": link}
+    if len(caption) > _MAX_SHORT_TEXT:
+        raise _RenderError(f"the caption is longer than {_MAX_SHORT_TEXT} characters")
+    sent["caption"] = caption
+    if document.filename is not None:
+        filename = _render(document.filename, scope, _as_is).strip()
+        if filename:
+            sent["filename"] = filename[:_MAX_FILENAME]
+    return {"type": "document", "document": sent}
 
 
 def _text(body: str) -> dict[str, Any]:
