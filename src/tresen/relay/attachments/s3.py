@@ -38,7 +38,6 @@ from tresen.core.settings import S3Settings
 from tresen.relay.attachments.storage import READ_CHUNK, WRITE_BUFFER, BlobReader, BlobWriter
 
 if TYPE_CHECKING:
-    from aiobotocore.response import StreamingBody
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
@@ -49,6 +48,8 @@ log = get_logger("tresen.relay.attachments")
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 # Requests in flight to the bucket at once; beyond, they wait for a connection.
 MAX_CONNECTIONS = 64
+# What one download fetches (and holds) at a time.
+READ_WINDOW = 1024 * 1024
 
 
 class BlobStorageUnavailable(Exception):
@@ -165,21 +166,20 @@ class S3BlobStorage:
         return writer
 
     async def open_read(self, blob_id: str, start: int, end: int) -> BlobReader:
+        reader = _S3Reader(self, self.key(blob_id), start, end)
         if end <= start:
             if await self.size(blob_id) is None:
                 raise FileNotFoundError(blob_id)
-            return _S3Reader(None)
+            return reader
         try:
-            answer = await self.s3.get_object(
-                Bucket=self.bucket, Key=self.key(blob_id), Range=f"bytes={start}-{end - 1}"
-            )
+            await reader.fetch()  # the first window now: a missing blob is known at once
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 raise FileNotFoundError(blob_id) from None
-            if _code(exc) == "InvalidRange":  # shorter than recorded: the length tells
-                return _S3Reader(None)
-            raise
-        return _S3Reader(answer["Body"])
+            if _code(exc) != "InvalidRange":  # shorter than recorded: the length tells
+                raise
+            reader.close()
+        return reader
 
     async def delete(self, blob_id: str) -> None:
         for upload_id in await self._uploads(blob_id):
@@ -321,15 +321,15 @@ class S3BlobStorage:
     async def _read_into(self, spool: _Spool, key: str, start: int, end: int) -> None:
         if end <= start:
             return
-        answer = await self.s3.get_object(
-            Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
-        )
-        reader = _S3Reader(answer["Body"])
+        reader = _S3Reader(self, key, start, end)
         try:
-            async for chunk in reader:
-                await spool.append(chunk)
-        finally:
-            reader.close()
+            await reader.fetch()
+        except ClientError as exc:
+            if _code(exc) in _MISSING:  # deleted meanwhile
+                raise FileNotFoundError(key) from None
+            raise
+        async for chunk in reader:
+            await spool.append(chunk)
         if spool.size != end - start:
             raise FileNotFoundError(f"{key} is shorter than {end} bytes")
 
@@ -496,24 +496,55 @@ class _S3Writer:
 
 
 class _S3Reader:
-    """A ranged ``GetObject``'s body in chunks of at most :data:`READ_CHUNK`."""
+    """Bytes ``start`` up to (excluding) ``end`` of an object, in chunks of at most
+    :data:`READ_CHUNK`, fetched by ranged ``GetObject`` of :data:`READ_WINDOW` each, read
+    whole: a client that reads slowly holds a megabyte of memory, never one of the
+    connections that every upload and download of the relay shares."""
 
-    def __init__(self, body: StreamingBody | None) -> None:
-        self._body = body
+    def __init__(self, storage: S3BlobStorage, key: str, start: int, end: int) -> None:
+        self._storage = storage
+        self._key = key
+        self._position = start
+        self._end = end
+        self._window = b""
+        self._at = 0
+
+    async def fetch(self) -> None:
+        """The next window; raises ``ClientError`` (``NoSuchKey``, ``InvalidRange``)."""
+        last = min(self._position + READ_WINDOW, self._end) - 1
+        answer = await self._storage.s3.get_object(
+            Bucket=self._storage.bucket, Key=self._key, Range=f"bytes={self._position}-{last}"
+        )
+        body = answer["Body"]
+        try:
+            self._window = await body.read()
+        finally:
+            body.close()
+        self._at = 0
+        self._position += len(self._window)
+        if not self._window:  # shorter than recorded: the answer's length tells the client
+            self._end = self._position
 
     def __aiter__(self) -> _S3Reader:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._body is None:
-            raise StopAsyncIteration
-        chunk = await self._body.read(READ_CHUNK)
-        if not chunk:
-            self.close()
-            raise StopAsyncIteration
+        if self._at >= len(self._window):
+            if self._position >= self._end:
+                self.close()
+                raise StopAsyncIteration
+            try:
+                await self.fetch()
+            except ClientError:
+                # Deleted (or cut) while being read: the answer ends short, as a file that
+                # shrank would.
+                self.close()
+                raise StopAsyncIteration from None
+            if not self._window:
+                raise StopAsyncIteration
+        chunk = self._window[self._at : self._at + READ_CHUNK]
+        self._at += len(chunk)
         return chunk
 
     def close(self) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            body.close()
+        self._window, self._at, self._end = b"", 0, self._position
