@@ -96,6 +96,15 @@ async def test_a_blob_written_in_pieces_reads_back_whole_and_in_ranges(store: St
     assert await read_all(store.storage, BLOB, len(blob) - 1) == blob[-1:]
 
 
+@pytest.mark.parametrize("size", [PART, 2 * PART])
+async def test_blobs_of_whole_parts_resume_at_the_boundary(store: Store, size: int) -> None:
+    blob = os.urandom(size)
+    assert await append(store.storage, 0, blob[: size - PART]) == size - PART
+    assert await append(store.storage, size - PART, blob[size - PART : size - 1]) == size - 1
+    await finish(store.storage, size - 1, blob[-1:])
+    assert await read_all(store.storage, BLOB) == blob
+
+
 async def test_bytes_flushed_but_never_recorded_are_dropped(store: Store) -> None:
     """The relay flushed, then stopped before its database said so: the client resumes at
     the offset recorded before, and the bytes after it are replaced."""

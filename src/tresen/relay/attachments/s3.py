@@ -246,7 +246,7 @@ class S3BlobStorage:
         except BaseException:
             await writer.close()
             raise
-        log.info("complete attachment reopened", bytes=offset)
+        log.info("complete attachment reopened", attachment=blob_id[:8], offset=offset)
         return writer
 
     async def _find_parts(self, blob_id: str, count: int) -> tuple[str, list[str]] | None:
