@@ -13,6 +13,7 @@ from support import (
     MakeRelay,
     RelayProcess,
     RunningRelay,
+    S3Server,
     drop_schema,
     new_schema_name,
     postgres_reachable,
@@ -63,3 +64,14 @@ def relay_process(backend: Backend, tmp_path: Path) -> Iterator[RelayProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3-compatible server (moto's) for the whole session; each test makes its bucket."""
+    server = S3Server(tmp_path_factory.mktemp("s3") / "s3.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

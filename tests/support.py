@@ -557,3 +557,84 @@ async def relay_database_bytes(backend: Backend) -> bytes:
     finally:
         await db.dispose()
     return b"\n".join(dump)
+
+
+# --- S3-compatible blob storage (relay/attachments) ------------------------------------------
+
+S3_KEYS = {"access_key_id": "test-access-key", "secret_access_key": "test-secret-key-never-logged"}
+
+
+class S3Server:
+    """moto's S3-compatible server (``python -m moto.server``) in a child process on a free
+    port: the relay talks to it over HTTP as to any S3 endpoint."""
+
+    def __init__(self, log_file: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import time
+
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.log_file.read_text())
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the S3 server did not start:\n" + self.log_file.read_text())
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def client(self) -> Any:
+        """A synchronous boto3 client, to look into buckets from a test."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEYS["access_key_id"],
+            aws_secret_access_key=S3_KEYS["secret_access_key"],
+        )
+
+    def new_bucket(self) -> str:
+        bucket = f"tresen-{secrets.token_hex(6)}"
+        self.client().create_bucket(Bucket=bucket)
+        return bucket
+
+    def settings(self, bucket: str, **overrides: Any) -> dict[str, Any]:
+        """``attachments`` settings that keep blobs in ``bucket`` on this server."""
+        return {
+            "storage": "s3",
+            "s3": {
+                "endpoint_url": self.url,
+                "bucket": bucket,
+                "path_style": True,
+                **S3_KEYS,
+                **overrides,
+            },
+        }
+
+    def held(self, bucket: str) -> list[str]:
+        """Every key in ``bucket``, and ``upload:<key>`` for each multipart upload in
+        progress."""
+        client = self.client()
+        keys = [
+            item["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for item in page.get("Contents", [])
+        ]
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return sorted(keys + [f"upload:{u['Key']}" for u in uploads])

@@ -1,16 +1,28 @@
 """The relay's blob store for encrypted attachments (``/v1/attachments``): resumable uploads,
-ranged downloads, limits per kind and per device, who may do what, and expiry."""
+ranged downloads, limits per kind and per device, who may do what, and expiry — with blobs
+on the filesystem and in an S3-compatible bucket."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support import Backend, Device, MakeRelay, RunningRelay, relay_database_bytes
+from support import (
+    Backend,
+    Device,
+    MakeRelay,
+    RunningRelay,
+    S3Server,
+    relay_database_bytes,
+    serve_relay,
+)
 
 from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
@@ -55,8 +67,61 @@ async def upload(relay: RunningRelay, device: Device, blob: bytes, kind: str = "
     return str(created["id"])
 
 
-def blob_files(root: Path) -> list[Path]:
-    return sorted(p for p in (root / "attachments").rglob("*") if p.is_file())
+@dataclass
+class BlobStore:
+    """Where the relay under test keeps blobs: its ``attachments`` settings, and a look at
+    what is stored."""
+
+    settings: dict[str, Any]
+    root: Path | None = None
+    s3: S3Server | None = None
+    bucket: str = ""
+
+    def held(self) -> list[str]:
+        """Names of the stored objects (files, or keys and multipart uploads)."""
+        if self.s3 is not None:
+            return self.s3.held(self.bucket)
+        assert self.root is not None
+        return sorted(str(p) for p in (self.root / "attachments").rglob("*") if p.is_file())
+
+    def read(self, name: str) -> bytes:
+        if self.s3 is not None:
+            body: bytes = self.s3.client().get_object(Bucket=self.bucket, Key=name)["Body"].read()
+            return body
+        return Path(name).read_bytes()
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def blob_store(request: pytest.FixtureRequest, backend: Backend, tmp_path: Path) -> BlobStore:
+    if request.param == "filesystem":
+        return BlobStore({}, root=tmp_path)
+    if backend.name != "sqlite":
+        pytest.skip("the blob storage does not depend on the database: S3 runs with SQLite")
+    s3: S3Server = request.getfixturevalue("s3_server")
+    bucket = s3.new_bucket()
+    return BlobStore(s3.settings(bucket), s3=s3, bucket=bucket)
+
+
+# For the rules the relay's database enforces (limits, quotas, rates, ids), one storage is
+# enough.
+rules_only = pytest.mark.parametrize("blob_store", ["filesystem"], indirect=True)
+
+
+@pytest.fixture
+async def relay(
+    backend: Backend, tmp_path: Path, blob_store: BlobStore
+) -> AsyncIterator[RunningRelay]:
+    async with serve_relay(backend, tmp_path, attachments=blob_store.settings) as running:
+        yield running
+
+
+@pytest.fixture
+def make_relay(backend: Backend, tmp_path: Path, blob_store: BlobStore) -> MakeRelay:
+    def factory(**overrides: Any) -> AbstractAsyncContextManager[RunningRelay]:
+        attachments = {**blob_store.settings, **overrides.pop("attachments", {})}
+        return serve_relay(backend, tmp_path, attachments=attachments, **overrides)
+
+    return factory
 
 
 async def test_an_uploaded_blob_downloads_byte_for_byte_by_any_device(
@@ -79,6 +144,7 @@ async def test_an_uploaded_blob_downloads_byte_for_byte_by_any_device(
     assert r.content == blob
 
 
+@rules_only
 async def test_ids_are_random_and_reveal_nothing(relay: RunningRelay) -> None:
     device = await relay.register()
     ids = {(await create(relay, device, 10))["id"] for _ in range(5)}
@@ -216,6 +282,7 @@ async def test_ranges_resume_a_download(relay: RunningRelay) -> None:
     assert (r.status_code, r.content) == (200, blob)
 
 
+@rules_only
 async def test_each_kind_has_its_size_limit(make_relay: MakeRelay) -> None:
     limits = {"max_media_bytes": 1000, "max_document_bytes": 5000}
     async with make_relay(attachments=limits) as relay:
@@ -234,6 +301,7 @@ async def test_each_kind_has_its_size_limit(make_relay: MakeRelay) -> None:
             assert error_of(r)["code"] == ErrorCode.INVALID_PARAMETER
 
 
+@rules_only
 async def test_a_device_quota_counts_stored_and_reserved_bytes(make_relay: MakeRelay) -> None:
     async with make_relay(attachments={"quota_bytes": 1000}) as relay:
         device, other = await relay.register(), await relay.register()
@@ -253,6 +321,7 @@ async def test_a_device_quota_counts_stored_and_reserved_bytes(make_relay: MakeR
         await create(relay, device, 700)
 
 
+@rules_only
 async def test_unfinished_uploads_per_device_are_bounded(make_relay: MakeRelay) -> None:
     async with make_relay(attachments={"max_unfinished": 2}) as relay:
         device = await relay.register()
@@ -267,6 +336,7 @@ async def test_unfinished_uploads_per_device_are_bounded(make_relay: MakeRelay) 
         await create(relay, device, 10)
 
 
+@rules_only
 async def test_creations_per_minute_are_limited(make_relay: MakeRelay) -> None:
     clock = ManualClock()
     async with make_relay(clock=clock, attachments={"creations_per_minute": 3}) as relay:
@@ -283,6 +353,7 @@ async def test_creations_per_minute_are_limited(make_relay: MakeRelay) -> None:
         await create(relay, device, 10)
 
 
+@rules_only
 async def test_a_business_device_may_hold_what_a_customer_may_not(make_relay: MakeRelay) -> None:
     limits = {"max_unfinished": 1, "business_max_unfinished": 50}
     async with make_relay(attachments=limits) as relay:
@@ -325,6 +396,7 @@ async def test_only_the_uploader_appends_inspects_or_deletes(relay: RunningRelay
     assert r.status_code == 404
 
 
+@rules_only
 async def test_unknown_ids_and_no_token(relay: RunningRelay) -> None:
     device = await relay.register()
     unknown = "A" * 43
@@ -336,7 +408,9 @@ async def test_unknown_ids_and_no_token(relay: RunningRelay) -> None:
     assert r.status_code == 401
 
 
-async def test_expired_uploads_and_blobs_are_swept(make_relay: MakeRelay, tmp_path: Path) -> None:
+async def test_expired_uploads_and_blobs_are_swept(
+    make_relay: MakeRelay, blob_store: BlobStore
+) -> None:
     clock = ManualClock()
     limits = {"upload_ttl_s": 3600, "ttl_s": 2 * 86_400, "quota_bytes": 2000}
     async with make_relay(clock=clock, attachments=limits) as relay:
@@ -346,13 +420,13 @@ async def test_expired_uploads_and_blobs_are_swept(make_relay: MakeRelay, tmp_pa
         await append(relay, device, unfinished, 0, b"u" * 10)
         clock.advance(minutes=30)
         complete = await upload(relay, device, b"c" * 1000)
-        assert len(blob_files(tmp_path)) == 2
+        assert len(blob_store.held()) == 2
 
         clock.advance(minutes=31)  # the upload's hour is over
         r = await append(relay, device, unfinished, 10, b"u" * 10)
         assert r.status_code == 404
         assert await service.sweep_expired() == 1
-        assert len(blob_files(tmp_path)) == 1
+        assert len(blob_store.held()) == 1
         await create(relay, device, 1000)  # its reserved bytes are free again
 
         clock.advance(hours=47)
@@ -362,7 +436,7 @@ async def test_expired_uploads_and_blobs_are_swept(make_relay: MakeRelay, tmp_pa
         r = await relay.http.get(f"/v1/attachments/{complete}", headers=device.auth)
         assert r.status_code == 404
         assert await service.sweep_expired() == 2
-        assert blob_files(tmp_path) == []
+        assert blob_store.held() == []
         assert await attachment_rows(relay) == 0
 
 
@@ -376,7 +450,10 @@ async def test_sizes_around_the_write_buffer(relay: RunningRelay, size: int) -> 
 
 
 async def test_the_relay_keeps_the_bytes_opaque_and_nothing_else(
-    relay: RunningRelay, backend: Backend, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    relay: RunningRelay,
+    backend: Backend,
+    blob_store: BlobStore,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """The relay stores what the client sent, as sent, in the blob store only: not in its
     database, not in its logs (the client encrypts; the end-to-end test checks plaintext)."""
@@ -389,8 +466,8 @@ async def test_the_relay_keeps_the_bytes_opaque_and_nothing_else(
     r = await relay.http.get(f"/v1/attachments/{attachment_id}", headers=device.auth)
     assert r.content == blob
 
-    [stored] = blob_files(tmp_path)
-    assert stored.read_bytes() == blob  # positive control: the bytes are there, unchanged
+    [stored] = blob_store.held()
+    assert blob_store.read(stored) == blob  # positive control: the bytes are there, unchanged
     assert marker not in await relay_database_bytes(backend)
     r = await relay.http.delete(f"/v1/attachments/{attachment_id}", headers=device.auth)
     assert r.status_code == 204
@@ -443,30 +520,8 @@ async def test_memory_stays_bounded_whatever_the_upload_size(relay: RunningRelay
     assert download_peak < 8 * 1_048_576, download_peak
 
 
-async def test_a_blob_finalised_but_never_recorded_is_resumed(tmp_path: Path) -> None:
-    """The relay moved the last bytes into place and stopped before its database said so:
-    the client resumes at the recorded offset and the blob is unfinished again."""
-    from tresen.relay.attachments.storage import FileBlobStorage
-
-    storage = FileBlobStorage(tmp_path)
-    writer = await storage.open_append("b" * 43, 0)
-    await writer.write(b"0123456789")
-    assert await writer.flush() == 10
-    await writer.close()
-    await storage.finalise("b" * 43)
-    assert await storage.size("b" * 43) == 10
-
-    writer = await storage.open_append("b" * 43, 6)  # the database recorded 6
-    await writer.write(b"6789")
-    await writer.flush()
-    await writer.close()
-    await storage.finalise("b" * 43)
-    reader = await storage.open_read("b" * 43, 0, 10)
-    assert b"".join([chunk async for chunk in reader]) == b"0123456789"
-
-
 async def test_a_relay_that_starts_sweeps_what_expired_while_it_was_down(
-    make_relay: MakeRelay, tmp_path: Path
+    make_relay: MakeRelay, blob_store: BlobStore
 ) -> None:
     import asyncio
 
@@ -474,11 +529,11 @@ async def test_a_relay_that_starts_sweeps_what_expired_while_it_was_down(
     async with make_relay(clock=clock) as relay:
         device = await relay.register()
         await upload(relay, device, b"expires while the relay is down")
-        assert len(blob_files(tmp_path)) == 1
+        assert len(blob_store.held()) == 1
     clock.advance(hours=31 * 24)
     async with make_relay(clock=clock) as restarted:
         async with asyncio.timeout(20):
-            while blob_files(tmp_path) or await attachment_rows(restarted):
+            while blob_store.held() or await attachment_rows(restarted):
                 await asyncio.sleep(0.02)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "AttachmentLimits",
     "FileSettings",
     "Limits",
+    "S3Settings",
     "Settings",
     "load_from",
     "load_settings",
@@ -34,6 +35,43 @@ __all__ = [
 DAY_S = 24 * 3600
 MIB = 1_048_576
 GIB = 1024 * MIB
+
+
+class S3Settings(BaseModel):
+    """An S3-compatible bucket for the blobs of encrypted attachments
+    (``attachments.storage = "s3"``). Without keys, the usual AWS sources are used (the
+    ``AWS_*`` environment variables, a shared credentials file, an instance profile)."""
+
+    endpoint_url: str | None = Field(
+        default=None,
+        examples=["https://s3.eu-central-1.amazonaws.com", "http://127.0.0.1:9000"],
+        description="the S3 API's base URL; default: AWS for the region",
+    )
+    bucket: str = Field(default="", description="an existing bucket; the relay never creates one")
+    region: str = "us-east-1"
+    prefix: str = Field(
+        default="attachments/",
+        pattern=r"^[A-Za-z0-9!_.*'()/-]{0,200}$",
+        description="what every key starts with, before the blob's id",
+    )
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    path_style: bool = Field(
+        default=False,
+        description="bucket in the path (http://host/bucket/key), as most self-hosted "
+        "S3-compatible servers need; else in the host name",
+    )
+    # A part is what one upload in progress buffers (on disk beyond a small part in memory)
+    # before sending it. S3 wants at least 5 MiB for every part but the last.
+    part_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> S3Settings:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both access_key_id and secret_access_key, or neither")
+        return self
 
 
 class AttachmentLimits(BaseModel):
@@ -62,6 +100,18 @@ class AttachmentLimits(BaseModel):
     sweep_interval_s: float = Field(
         default=600.0, gt=0, description="delete expired blobs (files and rows) this often"
     )
+    storage: Literal["filesystem", "s3"] = Field(
+        default="filesystem",
+        description="where blobs are kept: files under the data folder, or an S3-compatible "
+        "bucket (attachments.s3)",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings)
+
+    @model_validator(mode="after")
+    def _s3_has_a_bucket(self) -> AttachmentLimits:
+        if self.storage == "s3" and not self.s3.bucket:
+            raise ValueError("attachments.storage is s3: set attachments.s3.bucket")
+        return self
 
 
 class Limits(BaseModel):

@@ -55,8 +55,10 @@ def build_app(
             raise
         await ctx.mailbox.start()
         await ctx.templates.start()
-        await ctx.attachments.start()
         try:
+            # Raises when the blob storage cannot be used (an S3 bucket that is missing or
+            # unreachable): the relay does not start.
+            await ctx.attachments.start()
             yield
         finally:
             await ctx.hub.close_all()

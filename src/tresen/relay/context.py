@@ -9,6 +9,7 @@ from tresen.core.db import Database
 from tresen.core.settings import Settings
 from tresen.relay.accounts.service import AccountService
 from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
+from tresen.relay.attachments.s3 import S3BlobStorage
 from tresen.relay.attachments.service import AttachmentService
 from tresen.relay.attachments.storage import BlobStorage, FileBlobStorage
 from tresen.relay.billing.service import BillingService
@@ -22,7 +23,7 @@ from tresen.relay.policy.service import PolicyService
 from tresen.relay.templates.service import TemplateService
 from tresen.wire.relay import KeysLow
 
-__all__ = ["RelayContext", "build_context", "default_sms_sender"]
+__all__ = ["RelayContext", "build_context", "default_blob_storage", "default_sms_sender"]
 
 
 @dataclass
@@ -54,6 +55,13 @@ def default_sms_sender(settings: Settings) -> SmsSender:
     if settings.sms_sender == "file":
         return FileSmsSender(settings.sms_file or settings.data_dir / "sms.jsonl")
     return ConsoleSmsSender()
+
+
+def default_blob_storage(settings: Settings) -> BlobStorage:
+    """The storage ``attachments.storage`` names; its client connects in ``start()``."""
+    if settings.attachments.storage == "s3":
+        return S3BlobStorage(settings.attachments.s3)
+    return FileBlobStorage(settings.data_dir / "attachments")
 
 
 def build_context(
@@ -121,7 +129,7 @@ def build_context(
             db,
             clock,
             settings.attachments,
-            blobs or FileBlobStorage(settings.data_dir / "attachments"),
+            blobs or default_blob_storage(settings),
         ),
         hub=hub,
     )

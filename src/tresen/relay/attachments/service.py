@@ -138,8 +138,10 @@ class AttachmentService:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Sweep now, then every ``attachments.sweep_interval_s`` until :meth:`close`."""
+        """Open the blob storage (which raises when it cannot be used), then sweep now and
+        every ``attachments.sweep_interval_s`` until :meth:`close`."""
         if self._sweeper is None:
+            await self.storage.start()
             self._sweeper = asyncio.create_task(self._sweep_periodically())
 
     async def close(self) -> None:
@@ -148,6 +150,7 @@ class AttachmentService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        await self.storage.close()
 
     async def _sweep_periodically(self) -> None:
         while True:
@@ -313,8 +316,8 @@ class AttachmentService:
         self, row: AttachmentRow, writer: BlobWriter, body: AsyncIterator[bytes]
     ) -> tuple[int, bool]:
         """Write ``body`` up to the upload's size; returns the durable offset and whether the
-        body went on beyond the size. The offset is recorded unless it is the size: then
-        :meth:`_complete` records it with the completion, in one write."""
+        body went on beyond the size. The offset is recorded unless it is the size: then the
+        blob is finalised in storage and :meth:`_complete` records it, in one write."""
         recorded = row.received
         too_long = False
         try:
@@ -330,7 +333,9 @@ class AttachmentService:
         except BodyBroken:
             log.info("attachment body broke off", attachment=log_id(row.id), offset=writer.offset)
         if writer.offset == row.size:
-            await writer.flush()
+            # One step from written to complete: a blob that fits one part of an S3 bucket
+            # takes one request.
+            await writer.finalise()
             return row.size, too_long
         return await self._record(row, writer, recorded), too_long
 
@@ -348,9 +353,8 @@ class AttachmentService:
         return durable
 
     async def _complete(self, row: AttachmentRow) -> None:
-        """Make the flushed upload a complete blob: the file first (a relay that dies before
-        the row says so finds it again when the client resumes), then the row, in one write."""
-        await self.storage.finalise(row.id)
+        """Record the upload, finalised in storage, as a complete blob (a relay that died
+        between the two reopens the stored blob when the client resumes), in one write."""
         now = self.clock.now_ms()
         async with self.db.write() as conn:
             done = await repo.set_complete(

@@ -3,8 +3,8 @@ filesystem implementation.
 
 The relay's database knows each blob's state (how many bytes were flushed, whether it is
 complete); a storage only holds bytes. It never sees anything but ciphertext and its length.
-An S3-compatible backend fits behind the same seam (multipart upload for the appends, ranged
-GET for reads); only the filesystem is implemented.
+The filesystem is the default; :mod:`tresen.relay.attachments.s3` keeps blobs in an
+S3-compatible bucket behind the same seam.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-__all__ = ["READ_CHUNK", "BlobReader", "BlobStorage", "BlobWriter", "FileBlobStorage"]
+__all__ = [
+    "READ_CHUNK",
+    "WRITE_BUFFER",
+    "BlobReader",
+    "BlobStorage",
+    "BlobWriter",
+    "FileBlobStorage",
+]
 
 READ_CHUNK = 256 * 1024
 # Bytes gathered from the request before one write() in a worker thread: few thread hops
@@ -38,19 +45,39 @@ class BlobWriter(Protocol):
         """Make every byte written so far durable (fsync); returns the durable size."""
         ...
 
+    async def finalise(self) -> None:
+        """Make the blob complete with every byte written and readable; durable when this
+        returns. Nothing is written after it."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class BlobReader(Protocol):
+    """Bytes of a complete blob in bounded chunks. :meth:`close` releases what the reader
+    holds whether or not it was read (a client may leave before the first chunk); iterating
+    to the end releases it too."""
+
+    def __aiter__(self) -> BlobReader: ...
+
+    async def __anext__(self) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class BlobStorage(Protocol):
     """Bytes of blobs by id. Ids are opaque, URL-safe and at least 16 characters long."""
 
+    async def start(self) -> None:
+        """Connect and check that the storage can be used; the relay does not start
+        otherwise."""
+        ...
+
+    async def close(self) -> None: ...
+
     async def open_append(self, blob_id: str, offset: int) -> BlobWriter:
         """A writer at ``offset`` of the unfinished blob, created empty when ``offset`` is 0;
         bytes beyond ``offset`` (written but never recorded) are dropped."""
-        ...
-
-    async def finalise(self, blob_id: str) -> None:
-        """Make the unfinished blob complete and readable; durable when this returns."""
         ...
 
     async def open_read(self, blob_id: str, start: int, end: int) -> BlobReader:
@@ -78,6 +105,12 @@ class FileBlobStorage:
         self.uploading = root / "uploading"
         self.blobs = root / "blobs"
 
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
     def _partial(self, blob_id: str) -> Path:
         return self.uploading / blob_id[:2] / blob_id
 
@@ -99,9 +132,11 @@ class FileBlobStorage:
             file.seek(offset)
             return file
 
-        return _FileWriter(await asyncio.to_thread(open_file), offset)
+        return _FileWriter(self, blob_id, await asyncio.to_thread(open_file), offset)
 
     async def finalise(self, blob_id: str) -> None:
+        """Move the unfinished blob's file among the complete ones (also when a call the
+        relay never recorded moved it already)."""
         source, target = self._partial(blob_id), self._complete(blob_id)
 
         def move() -> None:
@@ -117,7 +152,7 @@ class FileBlobStorage:
 
     async def open_read(self, blob_id: str, start: int, end: int) -> BlobReader:
         file = await asyncio.to_thread(self._complete(blob_id).open, "rb")
-        return BlobReader(file, start, end)
+        return _FileReader(file, start, end)
 
     async def delete(self, blob_id: str) -> None:
         def remove() -> None:
@@ -136,7 +171,9 @@ class FileBlobStorage:
 
 
 class _FileWriter:
-    def __init__(self, file: BinaryIO, offset: int) -> None:
+    def __init__(self, storage: FileBlobStorage, blob_id: str, file: BinaryIO, offset: int) -> None:
+        self._storage = storage
+        self._blob_id = blob_id
         self._file = file
         self._offset = offset
         self._buffer = bytearray()
@@ -167,23 +204,26 @@ class _FileWriter:
         await asyncio.to_thread(sync)
         return self._offset
 
+    async def finalise(self) -> None:
+        await self.flush()
+        await self._storage.finalise(self._blob_id)
+
     async def close(self) -> None:
         # Closed here, not in a worker thread: a cancelled hop to a thread could leave the
         # file open, and after flush() there is nothing left for close() to write.
         self._file.close()
 
 
-class BlobReader:
+class _FileReader:
     """Bytes ``start`` up to (excluding) ``end`` of an open file, in chunks of at most
-    :data:`READ_CHUNK`. :meth:`close` closes the file whether or not it was read (a client
-    may leave before the first chunk); iterating to the end closes it too."""
+    :data:`READ_CHUNK`."""
 
     def __init__(self, file: BinaryIO, start: int, end: int) -> None:
         self._file = file
         self._position = start
         self._end = end
 
-    def __aiter__(self) -> BlobReader:
+    def __aiter__(self) -> _FileReader:
         return self
 
     async def __anext__(self) -> bytes:
