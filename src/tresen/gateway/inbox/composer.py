@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.actions import MAX_BUTTON_TITLE, REACTIONS
 from tresen.gateway.inbox.agents import SignedIn
+from tresen.gateway.inbox.attaching import ACCEPTED_TYPES, MAX_CAPTION
 from tresen.gateway.inbox.conversations import Shown, ThreadMessage
 from tresen.gateway.inbox.i18n import Refused
 from tresen.gateway.inbox.message_templates import MessageTemplates
@@ -60,6 +61,8 @@ async def composing(request: Request, shown: Shown, reply: str = "") -> dict[str
         "button_title_max": MAX_BUTTON_TITLE,
         "templates": [],
         "templates_trouble": "",
+        "attach_accept": ACCEPTED_TYPES,
+        "caption_max": MAX_CAPTION,
     }
     if not shown.conversation.window_open:
         try:

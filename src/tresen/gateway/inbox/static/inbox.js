@@ -208,6 +208,42 @@
     }
   }
 
+  // --- a file dropped on the composer goes into the attach form's file picker --------------
+
+  var attach = document.getElementById("attach");
+  var picker = attach ? attach.querySelector('input[type="file"]') : null;
+  if (attach && picker && typeof DataTransfer === "function") {
+    var dropHint = attach.querySelector(".drop-hint");
+    if (dropHint) dropHint.hidden = false;
+    var carriesFiles = function (event) {
+      var types = event.dataTransfer ? event.dataTransfer.types : [];
+      return Array.prototype.indexOf.call(types, "Files") >= 0;
+    };
+    [attach, reply].forEach(function (zone) {
+      if (!zone) return;
+      zone.addEventListener("dragover", function (event) {
+        if (!carriesFiles(event)) return;
+        event.preventDefault();
+        attach.classList.add("dropping");
+      });
+      zone.addEventListener("dragleave", function () {
+        attach.classList.remove("dropping");
+      });
+      zone.addEventListener("drop", function (event) {
+        if (!carriesFiles(event)) return;
+        event.preventDefault();
+        attach.classList.remove("dropping");
+        var dropped = event.dataTransfer.files;
+        if (!dropped || !dropped.length) return;
+        var chosen = new DataTransfer();
+        chosen.items.add(dropped[0]); // one file per message, as on WhatsApp's composer
+        picker.files = chosen.files;
+        var caption = attach.querySelector('input[name="caption"]');
+        if (caption) caption.focus();
+      });
+    });
+  }
+
   // --- the event stream, reconnected with backoff ------------------------------------------
 
   var source = null;
