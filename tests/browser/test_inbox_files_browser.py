@@ -105,6 +105,21 @@ async def test_an_agent_sees_the_customers_photo_and_document_and_attaches_a_pdf
         await anna.locator("ol.thread li.out").last.scroll_into_view_if_needed()
         await shoot(anna, "inbox-files-sent")
 
+        # A file dropped on the answer box goes into the attach form, ready to be sent.
+        dropped = await anna.evaluate_handle(
+            """() => {
+                const files = new DataTransfer();
+                files.items.add(new File(["%PDF-1.4"], "dropped.pdf", {type: "application/pdf"}));
+                return files;
+            }"""
+        )
+        await anna.dispatch_event("#text", "dragover", {"dataTransfer": dropped})
+        await expect(anna.locator("#attach.dropping")).to_be_attached()
+        await anna.dispatch_event("#text", "drop", {"dataTransfer": dropped})
+        assert await anna.evaluate("document.getElementById('file').files[0].name") == "dropped.pdf"
+        await expect(anna.get_by_label("Caption (optional)")).to_be_focused()
+        await expect(anna.locator("#attach.dropping")).not_to_be_attached()
+
         # A file the Cloud API would not take is refused with its reason and code.
         (tmp_path / "setup.exe").write_bytes(b"MZ" + bytes(64))
         await anna.get_by_label("Attach a file").set_input_files(tmp_path / "setup.exe")

@@ -17,7 +17,7 @@ import pytest
 from gateway_support import RunningGateway, customer, next_of, serve_gateway
 from inbox_browser import FAST, PASSWORD, Browser
 from media_support import pdf, png
-from PIL import Image
+from PIL import Image, ImageDraw
 from support import Backend, MakeRelay, RunningRelay
 
 from tresen.client import Client
@@ -208,6 +208,59 @@ async def test_a_customers_picture_and_document_show_in_the_thread_for_agents_on
     finally:
         await alice.close()
         await bob.close()
+
+
+def webp_sticker() -> bytes:
+    out = io.BytesIO()
+    sticker = Image.new("RGBA", (96, 96), (0, 0, 0, 0))
+    ImageDraw.Draw(sticker).ellipse((8, 8, 88, 88), fill=(240, 180, 20, 255))
+    sticker.save(out, format="WEBP", lossless=True)
+    return out.getvalue()
+
+
+@sqlite_only
+async def test_voice_notes_and_videos_play_in_the_thread_and_stickers_show_small(
+    relay: RunningRelay, gw: RunningGateway, browser: Browser, tmp_path: Path
+) -> None:
+    alice = await customer(relay, tmp_path / "alice")
+    voice = b"OggS" + bytes(300)
+    clip = bytes(8) + b"ftypisom" + bytes(200)
+    try:
+        said = await alice.send_file(gw.gateway.phone, voice, filename="note.ogg", voice=True)
+        shown = await alice.send_file(
+            gw.gateway.phone, clip, filename="dent.mp4", caption="Hier das Video"
+        )
+        stuck = await alice.send_file(
+            gw.gateway.phone,
+            webp_sticker(),
+            filename="s.webp",
+            mime_type="image/webp",
+            kind=MediaKind.STICKER,
+        )
+        page = await thread_of(browser, alice.account_id, "Hier das Video")
+        page = await thread_of(browser, alice.account_id, 'class="sticker"')
+        base = f"/inbox/c/{alice.account_id}/file/"
+        note_url = base + encode_wamid(said.message_id)
+        assert f'<audio class="player" controls preload="metadata" src="{note_url}">' in page
+        assert "Voice message" in page
+        video_url = base + encode_wamid(shown.message_id)
+        assert f'<video class="player" controls preload="metadata" src="{video_url}">' in page
+        sticker_url = base + encode_wamid(stuck.message_id)
+        assert f'<img class="sticker" src="{sticker_url}/preview"' in page
+
+        played = await browser.get(note_url)
+        assert played.content == voice
+        assert played.headers["content-type"] == "audio/ogg"
+        assert played.headers["content-disposition"].startswith("inline;")
+        # A player asks for parts of the file (to seek): served as ranges.
+        part = await browser.request("GET", video_url, headers={"Range": "bytes=8-15"})
+        assert part.status_code == 206
+        assert part.content == b"ftypisom"
+        assert part.headers["content-type"] == "video/mp4"
+        sticker = await browser.get(f"{sticker_url}/preview")
+        assert sticker.headers["content-type"] == "image/png"  # it has transparency
+    finally:
+        await alice.close()
 
 
 @sqlite_only
