@@ -16,10 +16,10 @@ import io
 import mimetypes
 import warnings
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -32,9 +32,9 @@ from starlette.requests import ClientDisconnect
 
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.attaching import MAX_CAPTION, FileRefused, human_size, mime_type_of
-from tresen.gateway.inbox.conversations import ThreadMessage
+from tresen.gateway.inbox.conversations import Activity, ThreadMessage
 from tresen.gateway.inbox.i18n import N_, Refused
-from tresen.gateway.inbox.render import MEDIA_KINDS, Attached, Kind
+from tresen.gateway.inbox.render import MEDIA_KINDS, Attached
 from tresen.gateway.media.kinds import DOCUMENT_TYPES, KIND_TYPES, MB, plain_mime
 from tresen.gateway.media.library import MediaLibrary
 from tresen.gateway.media.store import MediaRecord
@@ -138,16 +138,15 @@ def present(contact: str, wamid: str, attached: Attached, record: MediaRecord | 
 
 
 async def files_for(
-    request: Request, contact: str, messages: Sequence[ThreadMessage | Any]
+    request: Request, contact: str, items: Iterable[ThreadMessage | Activity]
 ) -> dict[str, Presented]:
-    """The files of the media messages among ``messages``, by wamid."""
+    """The files of the media messages among ``items`` (a thread's), by wamid."""
     library = library_of(request)
     found: dict[str, Presented] = {}
-    for m in messages:
-        view = getattr(m, "view", None)
-        if view is None or view.kind is not Kind.MEDIA or view.attached is None:
+    for m in items:
+        if not isinstance(m, ThreadMessage) or m.view is None or m.view.attached is None:
             continue
-        attached = view.attached
+        attached = m.view.attached
         record = None if attached.media_id is None else await library.get(attached.media_id)
         found[m.wamid] = present(contact, m.wamid, attached, record)
     return found
@@ -204,7 +203,7 @@ def _file_response(path: Path, mime_type: str, disposition: str) -> Response:
 
 
 @router.get("/c/{contact}/file/{wamid}")
-async def file(
+async def serve_file(
     request: Request, contact: web.ContactId, wamid: Wamid, download: str = ""
 ) -> Response:
     """The file of a media message: pictures, audio and video inline (a page shows them),
@@ -222,7 +221,7 @@ async def file(
 
 
 @router.get("/c/{contact}/file/{wamid}/preview")
-async def preview(request: Request, contact: web.ContactId, wamid: Wamid) -> Response:
+async def serve_preview(request: Request, contact: web.ContactId, wamid: Wamid) -> Response:
     """A picture made small for the thread (the picture itself when it cannot be)."""
     got = await _served(request, contact, wamid)
     if isinstance(got, Response):
