@@ -120,6 +120,23 @@ async def test_an_agent_sees_the_customers_photo_and_document_and_attaches_a_pdf
         await expect(anna.get_by_label("Caption (optional)")).to_be_focused()
         await expect(anna.locator("#attach.dropping")).not_to_be_attached()
 
+        # A file larger than any message takes is refused before it is uploaded.
+        message = await anna.evaluate(
+            """() => {
+                const picker = document.getElementById("file");
+                const huge = new File(["x"], "film.mp4", {type: "video/mp4"});
+                Object.defineProperty(huge, "size", {value: 200 * 1024 * 1024});
+                const files = new DataTransfer();
+                files.items.add(huge);
+                picker.files = files.files;
+                Object.defineProperty(picker.files[0], "size", {value: 200 * 1024 * 1024});
+                picker.dispatchEvent(new Event("change"));
+                return picker.validationMessage;
+            }"""
+        )
+        assert message.startswith("The file is larger than any message takes (at most ")
+        assert message.endswith("(file_too_large).")
+
         # A file the Cloud API would not take is refused with its reason and code.
         (tmp_path / "setup.exe").write_bytes(b"MZ" + bytes(64))
         await anna.get_by_label("Attach a file").set_input_files(tmp_path / "setup.exe")
