@@ -53,7 +53,7 @@ async def answer(page: Page, text: str, *, shown: str | None = None) -> None:
     """Send ``text`` from the reply box; the thread then shows ``shown`` (``text`` itself
     unless it is a quick reply's shortcut) as the latest answer."""
     await page.get_by_label(re.compile(r"^Answer ")).fill(text)
-    await page.get_by_role("button", name="Send").click()
+    await page.get_by_role("button", name="Send", exact=True).click()
     await expect(page.locator("ol.thread li.out").last).to_contain_text(shown or text)
 
 

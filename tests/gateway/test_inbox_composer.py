@@ -330,4 +330,6 @@ def test_the_thread_folds_reactions_and_marks_a_list_rows_choice() -> None:
     assert answer.view.chosen == "Tuesday"
     assert answer.quoted is not None
     assert answer.quoted.text == "Which day?"
-    assert picture.view.kind is Kind.UNSUPPORTED
+    assert picture.view.kind is Kind.MEDIA
+    assert picture.view.attached is not None
+    assert picture.view.attached.kind == "image"

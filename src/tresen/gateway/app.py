@@ -36,6 +36,7 @@ from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.assignment import Assignment
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.events import Hub
+from tresen.gateway.inbox.files import Previews
 from tresen.gateway.inbox.message_templates import MessageTemplates
 from tresen.gateway.inbox.presence import Typing, customer_typing
 from tresen.gateway.inbox.quick import QuickReplies
@@ -218,6 +219,7 @@ def build_gateway_app(
             )
             app.state.inbox_tokens = AgentTokens(db, clock, app.state.inbox_agents)
             app.state.inbox_hub = hub
+            app.state.inbox_previews = Previews()
             app.state.inbox_templates = MessageTemplates(gateway, clock)
             app.state.inbox_conversations = Conversations(
                 db, clock, hub, templates=app.state.inbox_templates

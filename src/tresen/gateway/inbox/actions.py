@@ -6,14 +6,17 @@ tells the live pages). A refused action raises :class:`Refused` with a sentence 
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, BinaryIO
 
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.requests import SendRequest, parse_message_request
 from tresen.gateway.inbox.agents import Agent, Agents
+from tresen.gateway.inbox.attaching import FileRefused, file_kind
 from tresen.gateway.inbox.conversations import Conversations, Status
 from tresen.gateway.inbox.i18n import N_, Refused
 from tresen.gateway.inbox.quick import QuickReplies
+from tresen.gateway.media.library import MediaRefused
 from tresen.gateway.service import Gateway
 
 __all__ = ["MAX_BUTTON_TITLE", "REACTIONS", "SNOOZE_CHOICES", "Actions"]
@@ -73,6 +76,50 @@ class Actions:
         if context:
             message["context"] = {"message_id": await self._message_of(contact, context)}
         return await self.send(who, contact, message, text)
+
+    async def attach(
+        self,
+        who: Agent,
+        contact: str,
+        file: BinaryIO,
+        *,
+        mime_type: str,
+        filename: str | None,
+        caption: str = "",
+        context: str | None = None,
+    ) -> str:
+        """Send ``file`` as the image, video, audio, sticker or document its MIME type makes
+        it, with ``caption``, quoting ``context`` if given; the message's wamid. Kept as a
+        media id like an API upload, so the thread shows it as it shows the customer's."""
+        caption = caption.replace("\r\n", "\n").strip()
+        size = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        head = file.read(32)
+        media = self.gateway.media
+        kind = file_kind(media.limits, mime_type, size, head, caption)
+        if await self.gateway.store.contact(contact) is None:
+            raise Refused("there is no such conversation")
+        quoted = await self._message_of(contact, context) if context else None
+        try:
+            record = await media.save_upload(file, mime_type, filename, None)
+        except MediaRefused as exc:
+            raise FileRefused(
+                "not sent: {reason}", code="file_refused", reason=exc.details
+            ) from None
+        described: dict[str, Any] = {"id": record.id}
+        if caption:
+            described["caption"] = caption
+        if kind == "document" and record.filename:
+            described["filename"] = record.filename
+        message: dict[str, Any] = {"type": str(kind), str(kind): described}
+        if quoted is not None:
+            message["context"] = {"message_id": quoted}
+        summary = caption or record.filename or str(kind)
+        try:
+            return await self.send(who, contact, message, summary)
+        except BaseException:
+            await media.delete(record.id)  # not sent: nothing refers to it
+            raise
 
     async def note(self, who: Agent, contact: str, text: str) -> None:
         """A private note: kept in the gateway for the team, never sent to anyone."""

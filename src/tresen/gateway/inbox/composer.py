@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.actions import MAX_BUTTON_TITLE, REACTIONS
 from tresen.gateway.inbox.agents import SignedIn
+from tresen.gateway.inbox.attaching import ACCEPTED_TYPES, MAX_CAPTION, human_size
 from tresen.gateway.inbox.conversations import Shown, ThreadMessage
 from tresen.gateway.inbox.i18n import Refused
 from tresen.gateway.inbox.message_templates import MessageTemplates
@@ -54,12 +55,17 @@ async def composing(request: Request, shown: Shown, reply: str = "") -> dict[str
     """What the thread page's composer shows: the message being answered (``reply``, a wamid
     of this thread), the reactions offered, and while the window is closed the approved
     templates (the only thing that may be sent then)."""
+    largest = web.actions_of(request).gateway.media.max_upload_bytes
     context: dict[str, Any] = {
         "reactions": REACTIONS,
         "replying": _replying(shown, reply),
         "button_title_max": MAX_BUTTON_TITLE,
         "templates": [],
         "templates_trouble": "",
+        "attach_accept": ACCEPTED_TYPES,
+        "attach_largest": largest,
+        "attach_largest_size": human_size(largest),
+        "caption_max": MAX_CAPTION,
     }
     if not shown.conversation.window_open:
         try:

@@ -57,6 +57,13 @@ __all__ = [
 
 WINDOW_MS = 24 * 3600 * 1000
 PAGE = 50
+MEDIA_WORDS = {
+    "image": "📷 Photo",
+    "video": "🎥 Video",
+    "audio": "🎵 Audio",
+    "document": "📄 Document",
+    "sticker": "Sticker",
+}
 STATES_CACHED = 4096
 MAX_NOTE = 4096
 
@@ -166,6 +173,13 @@ def preview(kind: str, content: dict[str, Any], template_name: str | None = None
     if kind == "template":
         name = template_name or content.get("name") or "a template"
         return f"Template {name}"
+    if kind in MEDIA_WORDS:
+        caption, filename = content.get("caption"), content.get("filename")
+        said = caption if isinstance(caption, str) and caption else filename
+        if kind == "audio" and content.get("voice") is True:
+            return "🎤 Voice message"
+        word = MEDIA_WORDS[kind]
+        return f"{word}: {said}" if isinstance(said, str) and said else word
     return "A message this inbox cannot show yet"
 
 
@@ -488,7 +502,14 @@ class Conversations:
         content = json.loads(row.content)
         if not isinstance(content, dict):
             content = {}
-        stored = Stored(row.wamid, row.direction == "in", row.type, content, row.context_wamid)
+        stored = Stored(
+            row.wamid,
+            row.direction == "in",
+            row.type,
+            content,
+            row.context_wamid,
+            error_code=row.error_code,
+        )
         if row.type != "template" or row.direction == "in" or self.templates is None:
             return stored
         language = content.get("language")

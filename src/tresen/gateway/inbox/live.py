@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.actions import REACTIONS
 from tresen.gateway.inbox.conversations import Mine, Status
+from tresen.gateway.inbox.files import files_for
 from tresen.gateway.inbox.presence import Typing
 from tresen.gateway.inbox.streams import Streams
 
@@ -118,6 +119,7 @@ async def thread_items(
         c=shown.conversation,
         reactions=REACTIONS,
         timeline=timeline,
+        files=await files_for(request, contact, timeline),
         names=await web.names(request),
     )
     response.headers["X-Inbox-Until"] = str(max([after, *(i.at_ms for i in timeline)]))

@@ -37,6 +37,9 @@ from tresen.wire.templates import (
 
 __all__ = [
     "MAX_PARAMETER",
+    "MEDIA_KINDS",
+    "MEDIA_NOT_RECEIVED",
+    "Attached",
     "Field",
     "Kind",
     "Option",
@@ -56,6 +59,10 @@ __all__ = [
 ]
 
 MAX_PARAMETER = 1024
+MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
+"""The Cloud API's message types that carry a file."""
+MEDIA_NOT_RECEIVED = 131052
+"""The Cloud API's code of a customer's file the gateway could not have (tampered, expired)."""
 
 
 class Kind(StrEnum):
@@ -64,7 +71,24 @@ class Kind(StrEnum):
     ANSWER = "answer"
     TEMPLATE = "template"
     REACTION = "reaction"
+    MEDIA = "media"
+    MEDIA_FAILED = "media_failed"
+    """A customer's file that could not be received (changed on its way, or gone)."""
     UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True, slots=True)
+class Attached:
+    """The file of a media message, as its stored Cloud API object names it."""
+
+    kind: str
+    """``image``, ``video``, ``audio``, ``document`` or ``sticker``."""
+    media_id: str | None
+    """The media id it is kept under here (``None``: sent by link, or by another device)."""
+    mime_type: str | None
+    filename: str | None
+    link: str | None = None
+    voice: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +118,8 @@ class View:
     """A template message: the template's name."""
     rendered: bool = True
     """False for a template that could not be filled in here (only its name is shown)."""
+    attached: Attached | None = None
+    """A media message's file (its caption is the ``body``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +148,7 @@ class Stored:
     context_wamid: str | None = None
     template: RenderedTemplate | None = None
     """An outbound template message, filled in (``None``: not renderable here)."""
+    error_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +330,31 @@ def _interactive(content: dict[str, Any]) -> View:
     )
 
 
+def _optional_text(content: dict[str, Any], key: str) -> str | None:
+    value = content.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _media(kind: str, content: dict[str, Any]) -> View:
+    media_id = content.get("id")
+    attached = Attached(
+        kind=kind,
+        media_id=str(media_id) if isinstance(media_id, str | int) and media_id else None,
+        mime_type=_optional_text(content, "mime_type"),
+        filename=_optional_text(content, "filename"),
+        link=_optional_text(content, "link"),
+        voice=content.get("voice") is True,
+    )
+    return View(Kind.MEDIA, body=_optional_text(content, "caption") or "", attached=attached)
+
+
 def view_of(message: Stored) -> View:
     """How ``message`` looks to the customer (its answers and reactions not yet applied)."""
     content = message.content
+    if message.kind in MEDIA_KINDS:
+        return _media(message.kind, content)
+    if message.kind == "unsupported" and message.error_code == MEDIA_NOT_RECEIVED:
+        return View(Kind.MEDIA_FAILED)
     if message.kind == "text":
         return View(Kind.TEXT, body=str(content.get("body", "")))
     if message.kind == "interactive":
@@ -326,6 +375,8 @@ def _one_line(view: View) -> str:
         return view.chosen or ""
     if view.kind is Kind.TEMPLATE and not view.rendered:
         return view.template or ""
+    if view.kind is Kind.MEDIA and view.attached is not None and not view.body:
+        return view.attached.filename or f"[{view.attached.kind}]"
     return " ".join((view.body or view.header or "").split())[:160]
 
 
@@ -343,6 +394,7 @@ def _choose(view: View, title: str) -> View:
         chosen=view.chosen,
         template=view.template,
         rendered=view.rendered,
+        attached=view.attached,
     )
 
 

@@ -14,6 +14,7 @@ from tresen.gateway.inbox.actions import SNOOZE_CHOICES
 from tresen.gateway.inbox.agents import SignedIn
 from tresen.gateway.inbox.composer import composing
 from tresen.gateway.inbox.conversations import Mine, Status
+from tresen.gateway.inbox.files import files_for
 from tresen.gateway.inbox.i18n import Refused
 
 __all__ = ["router"]
@@ -70,6 +71,7 @@ async def thread(request: Request, contact: web.ContactId, reply: str = "") -> R
         who=who,
         c=shown.conversation,
         timeline=shown.timeline(),
+        files=await files_for(request, contact, shown.messages),
         names=await web.names(request),
         statuses=[str(s) for s in Status],
         snooze_choices=SNOOZE_CHOICES,

@@ -208,6 +208,62 @@
     }
   }
 
+  // --- a file dropped on the composer goes into the attach form's file picker --------------
+
+  var attach = document.getElementById("attach");
+  var picker = attach ? attach.querySelector('input[type="file"]') : null;
+  if (attach && picker && typeof DataTransfer === "function") {
+    var dropHint = attach.querySelector(".drop-hint");
+    if (dropHint) dropHint.hidden = false;
+    var choose = function (file) {
+      var chosen = new DataTransfer();
+      chosen.items.add(file); // one file per message, as on WhatsApp's composer
+      picker.files = chosen.files;
+      picker.dispatchEvent(new Event("change"));
+      var caption = attach.querySelector('input[name="caption"]');
+      if (caption && picker.checkValidity()) caption.focus();
+    };
+    var carriesFiles = function (event) {
+      var types = event.dataTransfer ? event.dataTransfer.types : [];
+      return Array.prototype.indexOf.call(types, "Files") >= 0;
+    };
+    // A picture pasted into the answer box goes into the picker too.
+    if (reply) {
+      reply.addEventListener("paste", function (event) {
+        var pasted = event.clipboardData ? event.clipboardData.files : null;
+        if (!pasted || !pasted.length) return;
+        event.preventDefault();
+        choose(pasted[0]);
+      });
+    }
+    [attach, reply].forEach(function (zone) {
+      if (!zone) return;
+      zone.addEventListener("dragover", function (event) {
+        if (!carriesFiles(event)) return;
+        event.preventDefault();
+        attach.classList.add("dropping");
+      });
+      zone.addEventListener("dragleave", function () {
+        attach.classList.remove("dropping");
+      });
+      zone.addEventListener("drop", function (event) {
+        if (!carriesFiles(event)) return;
+        event.preventDefault();
+        attach.classList.remove("dropping");
+        var dropped = event.dataTransfer.files;
+        if (dropped && dropped.length) choose(dropped[0]);
+      });
+    });
+    // A file far larger than any message takes is refused here, before it is uploaded (the
+    // gateway refuses it too, with the same sentence).
+    picker.addEventListener("change", function () {
+      var largest = Number(attach.dataset.largest) || 0;
+      var file = picker.files && picker.files[0];
+      picker.setCustomValidity(file && largest && file.size > largest ? attach.dataset.tooLarge || "" : "");
+      picker.reportValidity();
+    });
+  }
+
   // --- the event stream, reconnected with backoff ------------------------------------------
 
   var source = null;
