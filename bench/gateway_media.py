@@ -388,11 +388,13 @@ def gateway_memory(gateway_pid: int, relay_pid: int) -> dict[str, Any]:
     return {"gateway": memory_mib(gateway_pid), "relay": memory_mib(relay_pid)}
 
 
-async def approve_template(folder: Path, relay_url: str, http: httpx.AsyncClient) -> None:
-    """Submit the boarding-pass template through the gateway and approve it as the operator
-    does, with an operator token (``tresen admin token create``)."""
+async def approve_template(
+    folder: Path, relay_url: str, http: httpx.AsyncClient, template: dict[str, Any] = TEMPLATE
+) -> None:
+    """Submit a template (the boarding-pass one) through the gateway and approve it as the
+    operator does, with an operator token (``tresen admin token create``)."""
     node = BUSINESS_PHONE.lstrip("+")
-    r = await http.post(f"/{node}/message_templates", json=TEMPLATE)
+    r = await http.post(f"/{node}/message_templates", json=template)
     r.raise_for_status()
     template_id = r.json()["id"]
     process = await asyncio.create_subprocess_exec(
