@@ -156,8 +156,11 @@ class Attachments:
         kind's limit, ``InvalidPayload`` for fields that do not fit the kind (checked before
         uploading too), ``RelayError`` for the relay's refusals.
         """
-        described = await asyncio.to_thread(_describe, source, filename, mime_type, kind, voice)
         plain_size = len(source) if isinstance(source, bytes) else os.stat(source).st_size
+        if plain_size <= self.inline_bytes:  # a few kilobytes: no need to leave the event loop
+            described = _describe(source, filename, mime_type, kind, voice)
+        else:
+            described = await asyncio.to_thread(_describe, source, filename, mime_type, kind, voice)
         limit = self.limits.blob_limit(described.kind)
         if blob_size(plain_size) > limit:
             raise AttachmentTooLarge(
@@ -188,9 +191,7 @@ class Attachments:
         encode_payload(draft)
         thumbnail = len(draft.thumbnail or b"")
         if blob_size(plain_size) + thumbnail <= self.inline_bytes:
-            data = (
-                source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
-            )
+            data = source if isinstance(source, bytes) else _small_file(source)
             inline, sealed = encrypt_bytes(data)
             if sealed.size + thumbnail <= self.inline_bytes:  # the file did not grow meanwhile
                 return _filled(draft, sealed, blob=inline)
@@ -319,6 +320,13 @@ def _target(folder: Path, message_id: str, media: Media) -> Path:
     with contextlib.suppress(FileNotFoundError):
         target.unlink()  # an earlier copy the store no longer knows
     return target
+
+
+def _small_file(path: Path) -> bytes:
+    """The bytes of a file of at most ``MAX_INLINE_BLOB_BYTES`` (read on the event loop: a
+    thread hop would cost more than the read)."""
+    with path.open("rb") as reader:
+        return reader.read(MAX_INLINE_BLOB_BYTES + 1)
 
 
 def _open_inline(media: Media, blob: bytes, target: Path) -> None:

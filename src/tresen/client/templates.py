@@ -170,6 +170,12 @@ def check_template_message(
         raise TemplateMismatch(f"the parameters do not fit (132000): {problems}") from None
 
 
+VERIFIED_FOR_MS = 60_000
+"""How long a verified template is used without checking its signature again (a key the
+operator retires stops being trusted within this time)."""
+VERIFIED_KEPT = 1_000
+
+
 class TemplateBook:
     """Signed templates this client fetched and verified, kept in its local store.
 
@@ -191,6 +197,10 @@ class TemplateBook:
         self.clock = clock
         self._ring = ring
         self._refresh_keys = refresh_keys
+        # Verified bodies by id, with the key ring and the time they were checked against: a
+        # business sending one template thousands of times checks its signature once a
+        # minute, not once a message.
+        self._verified: dict[int, tuple[KeyRing, int, SignedTemplateBody]] = {}
 
     async def template(self, template_id: int) -> SignedTemplateBody:
         """The verified template ``template_id``, from the store or the relay.
@@ -202,6 +212,17 @@ class TemplateBook:
         ring = self._ring()
         if ring is None:
             raise TemplateUnavailable("no operator key is pinned to check templates with")
+        now = self.clock.now_ms()
+        known = self._verified.get(template_id)
+        if known is not None and known[0] is ring and 0 <= now - known[1] < VERIFIED_FOR_MS:
+            return known[2]
+        body = await self._verify(template_id, ring)
+        if len(self._verified) >= VERIFIED_KEPT:
+            self._verified.clear()
+        self._verified[template_id] = (ring, now, body)
+        return body
+
+    async def _verify(self, template_id: int, ring: KeyRing) -> SignedTemplateBody:
         cached = self._cached(template_id)
         if cached is not None:
             try:

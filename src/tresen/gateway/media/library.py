@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -57,6 +58,8 @@ MEDIA_ID_DIGITS = 16
 """Longer than any phone_number_id (15 digits at most) or waba_id (15), so ``GET /{id}``
 never confuses them."""
 MIN_TTL_MINUTES = 1
+RECORDS_KEPT = 10_000
+"""Media records the library keeps in memory (a few hundred bytes each)."""
 _COPY_BYTES = 1 << 20
 _SIGNATURE_CHARS = 32
 
@@ -146,6 +149,9 @@ class MediaLibrary:
         self.limits = KindLimits(attachments.limits)
         self._secret = secrets.token_bytes(32)
         self._sweeper: asyncio.Task[None] | None = None
+        # Records never change once made: the ones last used are kept, so that a campaign
+        # sending thousands of files does not read each record from the database again.
+        self._records: OrderedDict[str, MediaRecord] = OrderedDict()
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -263,6 +269,7 @@ class MediaLibrary:
         except BaseException:
             target.unlink(missing_ok=True)
             raise
+        self._remember(record)
         return record
 
     async def save_received(
@@ -290,14 +297,26 @@ class MediaLibrary:
         except BaseException:
             target.unlink(missing_ok=True)
             raise
+        self._remember(record)
         return record
 
     async def get(self, media_id: str) -> MediaRecord | None:
         """The media ``media_id`` while it lives (``None``: unknown, deleted or expired)."""
-        record = await self.store.get(media_id)
+        record = self._records.get(media_id)
+        if record is None:
+            record = await self.store.get(media_id)
+            if record is not None:
+                self._remember(record)
+        else:
+            self._records.move_to_end(media_id)
         if record is None or record.expires_ms <= self.clock.now_ms():
             return None
         return record
+
+    def _remember(self, record: MediaRecord) -> None:
+        self._records[record.id] = record
+        if len(self._records) > RECORDS_KEPT:
+            self._records.popitem(last=False)
 
     async def delete(self, media_id: str) -> bool:
         """Delete a living media (``False``: there is none), with the relay blobs made from it."""
@@ -307,6 +326,7 @@ class MediaLibrary:
         return True
 
     async def _remove(self, media_id: str) -> None:
+        self._records.pop(media_id, None)
         blob_ids = await self.store.remove(media_id)
         self.path(media_id).unlink(missing_ok=True)
         for blob_id in blob_ids:
@@ -359,11 +379,24 @@ class MediaLibrary:
                     "number (unknown, deleted or expired)",
                 )
             path = self.path(record.id)
-            with path.open("rb") as reader:
-                head = reader.read(32)
+            small = record.file_size <= self.attachments.inline_bytes
+            try:
+                with path.open("rb") as reader:
+                    # A small file is read once, whole: it travels inside the message.
+                    data = reader.read() if small else None
+                    head = data[:32] if data is not None else reader.read(32)
+            except FileNotFoundError:
+                self._records.pop(record.id, None)
+                raise MediaRefused(
+                    131009, f"Param {outgoing.param}['id']: media {record.id} was deleted"
+                ) from None
             self.check_file(outgoing.kind, record.mime_type, record.file_size, head)
             payload = await self._seal(
-                outgoing, path, record.mime_type, record.filename, reply_to=reply_to
+                outgoing,
+                path if data is None else data,
+                record.mime_type,
+                record.filename,
+                reply_to=reply_to,
             )
             return Prepared(payload, record.id)
         assert outgoing.link is not None
@@ -392,7 +425,7 @@ class MediaLibrary:
     async def _seal(
         self,
         outgoing: OutgoingMedia,
-        path: Path,
+        source: Path | bytes,
         mime_type: str,
         known_name: str | None,
         *,
@@ -405,7 +438,7 @@ class MediaLibrary:
         extension = mimetypes.guess_extension(plain_mime(mime_type)) or ".bin"
         filename = outgoing.filename or known_name or f"{kind}{extension}"
         return await self.attachments.prepare(
-            path,
+            source,
             filename=filename,
             mime_type=mime_type,
             kind=kind,
