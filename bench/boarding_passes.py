@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import platform
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
@@ -40,21 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from gateway_api import (
-    BUSINESS_PHONE,
-    UNLIMITED_RELAY,
-    free_port,
-    setup_gateway,
-    start_gateway,
-    start_relay,
-    stop,
-    wait_http,
-)
 from gateway_media import (
     CpuMeter,
     approve_template,
-    customers_main,
     figures,
+    media_platform,
     memory_mib,
     wait_decrypted,
 )
@@ -197,165 +185,117 @@ async def bench(passengers: int, customers: int, connections: int) -> dict[str, 
     sizes = sorted(len(p) for p in pdfs)
     assert len(set(pdfs)) == passengers, "every passenger's pass differs"
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        relay_port, gateway_port = free_port(), free_port()
-        relay_url = f"http://127.0.0.1:{relay_port}"
-        relay = start_relay(
-            folder,
-            relay_port,
-            None,
-            {
-                **UNLIMITED_RELAY,
-                "TRESEN_POLICY__BUSINESS_THROUGHPUT_MPS": "100000",
-                "TRESEN_POLICY__BUSINESS_THROUGHPUT_MAX_MPS": "100000",
-            },
-        )
-        gateway = None
-        context = multiprocessing.get_context("spawn")
-        done, ready = context.Event(), context.Event()
-        decrypted = context.Value("q", 0)
-        phones: Any = context.Queue()
-        crowd = context.Process(
-            target=customers_main,
-            args=(relay_url, str(folder), customers, ready, decrypted, phones, done),
-        )
-        try:
-            await wait_http(relay_url, "/v1/health")
-            token, _ = await setup_gateway(folder, relay_url, "sqlite")
-            gateway = start_gateway(
-                folder,
-                relay_url,
-                BUSINESS_PHONE,
+    async with media_platform(customers, {}) as running:
+        gateway_port, token, node = running.gateway_port, running.token, running.node
+        async with httpx.AsyncClient(
+            base_url=f"{running.gateway_url}/v23.0",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=300,
+        ) as http:
+            await approve_template(running.folder, running.relay_url, http, TEMPLATE)
+        to = await running.start_customers(customers)
+        pids = running.pids()
+        servers = {"gateway": running.gateway.pid, "relay": running.relay.pid}
+        rows: list[dict[str, Any]] = []
+
+        # The upload forms are made beforehand too.
+        boundary = "tresen-bench-boundary"
+        forms = [
+            multipart(f"Boarding pass {passenger(i).booking}.pdf", pdfs[i], boundary)
+            for i in range(passengers)
+        ]
+        meter = CpuMeter(pids)
+        own_cpu = time.process_time()
+        with MemorySampler(servers) as memory:
+            elapsed, latencies, answers = await post_all(
                 gateway_port,
-                None,
-                {
-                    "TRESEN_GATEWAY_API__REQUESTS_PER_SECOND": "1000000",
-                    "TRESEN_GATEWAY_API__REQUEST_BURST": "1000000",
-                },
+                f"/v23.0/{node}/media",
+                token,
+                forms,
+                connections,
+                f"multipart/form-data; boundary={boundary}",
             )
-            gateway_url = f"http://127.0.0.1:{gateway_port}"
-            await wait_http(gateway_url, "/docs")
-            node = BUSINESS_PHONE.lstrip("+")
-            async with httpx.AsyncClient(
-                base_url=f"{gateway_url}/v23.0",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=300,
-                limits=httpx.Limits(max_connections=connections),
-            ) as http:
-                await approve_template(folder, relay_url, http, TEMPLATE)
-                crowd.start()
-                while not ready.is_set():
-                    await asyncio.sleep(0.1)
-                to = [phones.get().lstrip("+") for _ in range(customers)]
-                pids = {"gateway": gateway.pid, "relay": relay.pid, "customers": crowd.pid or 0}
-                servers = {"gateway": gateway.pid, "relay": relay.pid}
-                rows: list[dict[str, Any]] = []
+        ids = [json.loads(a)["id"] for a in answers]
+        row = figures("upload", passengers, elapsed, latencies)
+        row.update(meter.per_message(passengers))
+        row["cpu_ms_bench"] = round((time.process_time() - own_cpu) * 1000 / passengers, 2)
+        row["cores_busy"] = cores_busy(row, elapsed)
+        row["peak_rss_mib"] = dict(memory.peak)
+        rows.append(row)
 
-                # The upload forms are made beforehand too.
-                boundary = "tresen-bench-boundary"
-                forms = [
-                    multipart(f"Boarding pass {passenger(i).booking}.pdf", pdfs[i], boundary)
-                    for i in range(passengers)
-                ]
-                meter = CpuMeter(pids)
-                own_cpu = time.process_time()
-                with MemorySampler(servers) as memory:
-                    elapsed, latencies, answers = await post_all(
-                        gateway_port,
-                        f"/v23.0/{node}/media",
-                        token,
-                        forms,
-                        connections,
-                        f"multipart/form-data; boundary={boundary}",
-                    )
-                ids = [json.loads(a)["id"] for a in answers]
-                row = figures("upload", passengers, elapsed, latencies)
-                row.update(meter.per_message(passengers))
-                row["cpu_ms_bench"] = round((time.process_time() - own_cpu) * 1000 / passengers, 2)
-                row["cores_busy"] = cores_busy(row, elapsed)
-                row["peak_rss_mib"] = dict(memory.peak)
-                rows.append(row)
-
-                def body_of(i: int) -> bytes:
-                    bp = passenger(i)
-                    values = [
-                        bp.passenger.split()[0],
-                        bp.flight,
-                        bp.origin,
-                        bp.destination,
-                        bp.boarding,
-                        bp.gate,
-                        bp.seat,
-                    ]
-                    document = {"id": ids[i], "filename": f"Boarding pass {bp.booking}.pdf"}
-                    body = {
-                        "messaging_product": "whatsapp",
-                        "to": to[i % customers],
-                        "type": "template",
-                        "template": {
-                            "name": TEMPLATE["name"],
-                            "language": {"code": TEMPLATE["language"]},
-                            "components": [
-                                {
-                                    "type": "header",
-                                    "parameters": [{"type": "document", "document": document}],
-                                },
-                                {
-                                    "type": "body",
-                                    "parameters": [{"type": "text", "text": v} for v in values],
-                                },
-                            ],
+        def body_of(i: int) -> bytes:
+            bp = passenger(i)
+            values = [
+                bp.passenger.split()[0],
+                bp.flight,
+                bp.origin,
+                bp.destination,
+                bp.boarding,
+                bp.gate,
+                bp.seat,
+            ]
+            document = {"id": ids[i], "filename": f"Boarding pass {bp.booking}.pdf"}
+            body = {
+                "messaging_product": "whatsapp",
+                "to": to[i % customers],
+                "type": "template",
+                "template": {
+                    "name": TEMPLATE["name"],
+                    "language": {"code": TEMPLATE["language"]},
+                    "components": [
+                        {
+                            "type": "header",
+                            "parameters": [{"type": "document", "document": document}],
                         },
-                    }
-                    return json.dumps(body).encode()
-
-            # The bodies are made beforehand: the load generator shares the two cores.
-            bodies = [body_of(i) for i in range(passengers)]
-            path = f"/v23.0/{node}/messages"
-            base = decrypted.value
-            meter = CpuMeter(pids)
-            own_cpu = time.process_time()
-            # For a profiler to attach to (py-spy record -p PID) while the sends run.
-            print(f"sends start: {json.dumps(pids)}", flush=True)
-            with MemorySampler(servers) as memory:
-                started = time.perf_counter()
-                elapsed, latencies, _ = await post_all(
-                    gateway_port, path, token, bodies, connections, "application/json"
-                )
-                all_decrypted = await wait_decrypted(decrypted, base + passengers, started)
-            row = figures("boarding-pass template", passengers, elapsed, latencies)
-            row["all_decrypted_s"] = round(all_decrypted, 2)
-            row["decrypted"] = decrypted.value - base
-            row.update(meter.per_message(passengers))
-            row["cores_busy"] = cores_busy(row, all_decrypted)
-            row["cpu_ms_bench"] = round((time.process_time() - own_cpu) * 1000 / passengers, 2)
-            row["peak_rss_mib"] = dict(memory.peak)
-            rows.append(row)
-            return {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "passengers": passengers,
-                "customers": customers,
-                "connections": connections,
-                "pdf_bytes": {
-                    "min": sizes[0],
-                    "median": sizes[len(sizes) // 2],
-                    "max": sizes[-1],
+                        {
+                            "type": "body",
+                            "parameters": [{"type": "text", "text": v} for v in values],
+                        },
+                    ],
                 },
-                "drawing": {
-                    "seconds": round(drawing_s, 2),
-                    "workers": workers,
-                    "per_s": round(passengers / drawing_s, 1),
-                },
-                "phases": rows,
             }
-        finally:
-            done.set()
-            if crowd.is_alive():
-                crowd.join(timeout=120)
-            if gateway is not None:
-                stop(gateway)
-            stop(relay)
+            return json.dumps(body).encode()
+
+        # The bodies are made beforehand: the load generator shares the two cores.
+        bodies = [body_of(i) for i in range(passengers)]
+        path = f"/v23.0/{node}/messages"
+        decrypted = running.decrypted
+        base = decrypted.value
+        meter = CpuMeter(pids)
+        own_cpu = time.process_time()
+        # For a profiler to attach to (py-spy record -p PID) while the sends run.
+        print(f"sends start: {json.dumps(pids)}", flush=True)
+        with MemorySampler(servers) as memory:
+            started = time.perf_counter()
+            elapsed, latencies, _ = await post_all(
+                gateway_port, path, token, bodies, connections, "application/json"
+            )
+            all_decrypted = await wait_decrypted(decrypted, base + passengers, started)
+        row = figures("boarding-pass template", passengers, elapsed, latencies)
+        row["all_decrypted_s"] = round(all_decrypted, 2)
+        row["decrypted"] = decrypted.value - base
+        row.update(meter.per_message(passengers))
+        row["cores_busy"] = cores_busy(row, all_decrypted)
+        row["cpu_ms_bench"] = round((time.process_time() - own_cpu) * 1000 / passengers, 2)
+        row["peak_rss_mib"] = dict(memory.peak)
+        rows.append(row)
+        return {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "passengers": passengers,
+            "customers": customers,
+            "connections": connections,
+            "pdf_bytes": {
+                "min": sizes[0],
+                "median": sizes[len(sizes) // 2],
+                "max": sizes[-1],
+            },
+            "drawing": {
+                "seconds": round(drawing_s, 2),
+                "workers": workers,
+                "per_s": round(passengers / drawing_s, 1),
+            },
+            "phases": rows,
+        }
 
 
 def main() -> None:

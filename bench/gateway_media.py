@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
 import platform
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +230,49 @@ def figures(name: str, count: int, elapsed: float, latencies: list[float]) -> di
     }
 
 
-async def bench(messages: int, customers: int, connections: int, kib: int) -> dict[str, Any]:
+@dataclass
+class Platform:
+    """A relay and a gateway in child processes, and the customers' process (started by the
+    bench once the gateway is set up): what the media benches share."""
+
+    folder: Path
+    relay_url: str
+    gateway_port: int
+    token: str
+    relay: subprocess.Popen[bytes]
+    gateway: subprocess.Popen[bytes]
+    crowd: Any
+    ready: Any
+    decrypted: Any
+    phones: Any
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def node(self) -> str:
+        return BUSINESS_PHONE.lstrip("+")
+
+    def pids(self) -> dict[str, int]:
+        return {
+            "gateway": self.gateway.pid,
+            "relay": self.relay.pid,
+            "customers": self.crowd.pid or 0,
+        }
+
+    async def start_customers(self, customers: int) -> list[str]:
+        """Start the customers' process; their numbers once all have written and opted in."""
+        self.crowd.start()
+        while not self.ready.is_set():
+            await asyncio.sleep(0.1)
+        return [self.phones.get().lstrip("+") for _ in range(customers)]
+
+
+@contextlib.asynccontextmanager
+async def media_platform(customers: int, relay_extra: dict[str, str]) -> AsyncIterator[Platform]:
+    """The relay (SQLite, throughput caps lifted, ``relay_extra`` added) and the gateway
+    running, the customers' process made; all stopped on the way out."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         relay_port, gateway_port = free_port(), free_port()
@@ -239,9 +285,7 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                 **UNLIMITED_RELAY,
                 "TRESEN_POLICY__BUSINESS_THROUGHPUT_MPS": "100000",
                 "TRESEN_POLICY__BUSINESS_THROUGHPUT_MAX_MPS": "100000",
-                "TRESEN_ATTACHMENTS__CREATIONS_PER_MINUTE": "1000000",
-                "TRESEN_ATTACHMENTS__BUSINESS_CREATIONS_PER_MINUTE": "1000000",
-                "TRESEN_ATTACHMENTS__MAX_UNFINISHED": "100000",
+                **relay_extra,
             },
         )
         gateway = None
@@ -267,115 +311,130 @@ async def bench(messages: int, customers: int, connections: int, kib: int) -> di
                     "TRESEN_GATEWAY_API__REQUEST_BURST": "1000000",
                 },
             )
-            gateway_url = f"http://127.0.0.1:{gateway_port}"
-            await wait_http(gateway_url, "/docs")
-            node = BUSINESS_PHONE.lstrip("+")
-            limits = httpx.Limits(max_connections=connections)
-            async with httpx.AsyncClient(
-                base_url=f"{gateway_url}/v23.0",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=120,
-                limits=limits,
-            ) as http:
-                await approve_template(folder, relay_url, http)
-                crowd.start()
-                while not ready.is_set():
-                    await asyncio.sleep(0.1)
-                to = [phones.get().lstrip("+") for _ in range(customers)]
-                rows: list[dict[str, Any]] = []
-                memory: dict[str, Any] = {}
-
-                files = [boarding_pass(i, kib) for i in range(messages)]
-
-                def uploader(i: int) -> Any:
-                    return lambda: http.post(
-                        f"/{node}/media",
-                        files={"file": (f"bp-{i:06d}.pdf", files[i], "application/pdf")},
-                        data={"messaging_product": "whatsapp", "type": "application/pdf"},
-                    )
-
-                pids = {"gateway": gateway.pid, "relay": relay.pid, "customers": crowd.pid or 0}
-                meter = CpuMeter(pids)
-                elapsed, latencies, answers = await run_phase(
-                    http, [uploader(i) for i in range(messages)], connections
-                )
-                ids = [a.json()["id"] for a in answers]
-                rows.append(figures("upload", messages, elapsed, latencies))
-                rows[-1].update(meter.per_message(messages))
-                memory["after_upload"] = gateway_memory(gateway.pid, relay.pid)
-
-                def document(i: int) -> Any:
-                    body = {
-                        "messaging_product": "whatsapp",
-                        "to": to[i % customers],
-                        "type": "document",
-                        "document": {"id": ids[i], "filename": f"Boarding pass {i}.pdf"},
-                    }
-                    return lambda: http.post(f"/{node}/messages", json=body)
-
-                rows.append(
-                    await delivered_phase(
-                        http,
-                        "document by id",
-                        [document(i) for i in range(messages)],
-                        connections,
-                        decrypted,
-                        pids,
-                    )
-                )
-                memory["after_documents"] = gateway_memory(gateway.pid, relay.pid)
-
-                def template(i: int) -> Any:
-                    body = {
-                        "messaging_product": "whatsapp",
-                        "to": to[i % customers],
-                        "type": "template",
-                        "template": {
-                            "name": "boarding_pass",
-                            "language": {"code": "en_US"},
-                            "components": [
-                                {
-                                    "type": "header",
-                                    "parameters": [
-                                        {"type": "document", "document": {"id": ids[i]}}
-                                    ],
-                                },
-                                {
-                                    "type": "body",
-                                    "parameters": [{"type": "text", "text": f"KL{i:04d}"}],
-                                },
-                            ],
-                        },
-                    }
-                    return lambda: http.post(f"/{node}/messages", json=body)
-
-                rows.append(
-                    await delivered_phase(
-                        http,
-                        "template, document header",
-                        [template(i) for i in range(messages)],
-                        connections,
-                        decrypted,
-                        pids,
-                    )
-                )
-                memory["after_templates"] = gateway_memory(gateway.pid, relay.pid)
-            return {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "messages": messages,
-                "customers": customers,
-                "connections": connections,
-                "kib": kib,
-                "phases": rows,
-                "memory_mib": memory,
-            }
+            await wait_http(f"http://127.0.0.1:{gateway_port}", "/docs")
+            yield Platform(
+                folder=folder,
+                relay_url=relay_url,
+                gateway_port=gateway_port,
+                token=token,
+                relay=relay,
+                gateway=gateway,
+                crowd=crowd,
+                ready=ready,
+                decrypted=decrypted,
+                phones=phones,
+            )
         finally:
             done.set()
             if crowd.is_alive():
-                crowd.join(timeout=60)
+                crowd.join(timeout=120)
             if gateway is not None:
                 stop(gateway)
             stop(relay)
+
+
+async def bench(messages: int, customers: int, connections: int, kib: int) -> dict[str, Any]:
+    attachments = {
+        "TRESEN_ATTACHMENTS__CREATIONS_PER_MINUTE": "1000000",
+        "TRESEN_ATTACHMENTS__BUSINESS_CREATIONS_PER_MINUTE": "1000000",
+        "TRESEN_ATTACHMENTS__MAX_UNFINISHED": "100000",
+    }
+    async with media_platform(customers, attachments) as running:
+        node = running.node
+        limits = httpx.Limits(max_connections=connections)
+        async with httpx.AsyncClient(
+            base_url=f"{running.gateway_url}/v23.0",
+            headers={"Authorization": f"Bearer {running.token}"},
+            timeout=120,
+            limits=limits,
+        ) as http:
+            await approve_template(running.folder, running.relay_url, http)
+            to = await running.start_customers(customers)
+            rows: list[dict[str, Any]] = []
+            memory: dict[str, Any] = {}
+
+            files = [boarding_pass(i, kib) for i in range(messages)]
+
+            def uploader(i: int) -> Any:
+                return lambda: http.post(
+                    f"/{node}/media",
+                    files={"file": (f"bp-{i:06d}.pdf", files[i], "application/pdf")},
+                    data={"messaging_product": "whatsapp", "type": "application/pdf"},
+                )
+
+            pids = running.pids()
+            meter = CpuMeter(pids)
+            elapsed, latencies, answers = await run_phase(
+                http, [uploader(i) for i in range(messages)], connections
+            )
+            ids = [a.json()["id"] for a in answers]
+            rows.append(figures("upload", messages, elapsed, latencies))
+            rows[-1].update(meter.per_message(messages))
+            memory["after_upload"] = gateway_memory(running.gateway.pid, running.relay.pid)
+
+            def document(i: int) -> Any:
+                body = {
+                    "messaging_product": "whatsapp",
+                    "to": to[i % customers],
+                    "type": "document",
+                    "document": {"id": ids[i], "filename": f"Boarding pass {i}.pdf"},
+                }
+                return lambda: http.post(f"/{node}/messages", json=body)
+
+            rows.append(
+                await delivered_phase(
+                    http,
+                    "document by id",
+                    [document(i) for i in range(messages)],
+                    connections,
+                    running.decrypted,
+                    pids,
+                )
+            )
+            memory["after_documents"] = gateway_memory(running.gateway.pid, running.relay.pid)
+
+            def template(i: int) -> Any:
+                body = {
+                    "messaging_product": "whatsapp",
+                    "to": to[i % customers],
+                    "type": "template",
+                    "template": {
+                        "name": "boarding_pass",
+                        "language": {"code": "en_US"},
+                        "components": [
+                            {
+                                "type": "header",
+                                "parameters": [{"type": "document", "document": {"id": ids[i]}}],
+                            },
+                            {
+                                "type": "body",
+                                "parameters": [{"type": "text", "text": f"KL{i:04d}"}],
+                            },
+                        ],
+                    },
+                }
+                return lambda: http.post(f"/{node}/messages", json=body)
+
+            rows.append(
+                await delivered_phase(
+                    http,
+                    "template, document header",
+                    [template(i) for i in range(messages)],
+                    connections,
+                    running.decrypted,
+                    pids,
+                )
+            )
+            memory["after_templates"] = gateway_memory(running.gateway.pid, running.relay.pid)
+        return {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "messages": messages,
+            "customers": customers,
+            "connections": connections,
+            "kib": kib,
+            "phases": rows,
+            "memory_mib": memory,
+        }
 
 
 def check(answers: list[Any]) -> None:

@@ -261,10 +261,27 @@ async def test_a_second_process_on_a_data_folder_hands_its_send_to_the_owner(
     assert listener.returncode == 0, errors
     assert not (alice_dir / "app.sock").exists()
 
-    # ... and in the next one, once the first has let go.
+    # ... and in the next one, once the first has let go: a text, then a file.
     answered = chat(alice_dir, "send", "--to", BOB, "--text", "yes, here")
     assert answered.returncode == 0, answered.stderr
     listened = chat(bob_dir, "listen", "--json", "--count", "1", "--timeout", "60")
     assert listened.returncode == 0, listened.stderr
     [received] = [e for e in json_lines(listened.stdout) if e["event"] == "message"]
     assert received["text"] == "yes, here"
+
+    ticket = tmp_path / "ticket.pdf"
+    ticket.write_bytes(b"%PDF-1.4 ticket " + bytes(3000))
+    sent = chat(alice_dir, "send", "--to", BOB, "--file", str(ticket), "--text", "your ticket")
+    assert sent.returncode == 0, sent.stderr
+    listened = chat(bob_dir, "listen", "--json", "--count", "1", "--timeout", "60")
+    assert listened.returncode == 0, listened.stderr
+    [received] = [e for e in json_lines(listened.stdout) if e["event"] == "message"]
+    assert (received["type"], received["kind"], received["filename"]) == (
+        "media",
+        "document",
+        "ticket.pdf",
+    )
+    assert received["caption"] == "your ticket"
+    nothing = chat(alice_dir, "send", "--to", BOB)
+    assert nothing.returncode != 0
+    assert "give --text, --file or both" in nothing.stderr

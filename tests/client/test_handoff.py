@@ -13,7 +13,7 @@ from support import RunningRelay
 
 from tresen.client.events import MessageEvent
 from tresen.client.handoff import SOCKET_NAME, HandOff, HandOffError, hand_off_send
-from tresen.wire.e2e import Text
+from tresen.wire.e2e import Media, Text
 
 
 async def test_a_send_handed_to_the_owner_goes_out_over_its_sessions(
@@ -72,3 +72,36 @@ async def test_bad_requests_get_a_clear_answer(relay: RunningRelay, tmp_path: Pa
     assert "at most" in str(await raw(b'{"send": "' + b"x" * 70_000 + b'"}\n'))
     await handoff.close()
     await ana.close()
+
+
+async def test_a_file_handed_to_the_owner_goes_out_encrypted_with_its_caption(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    ana = await customer(relay, tmp_path / "ana")
+    ben = await customer(relay, tmp_path / "ben")
+    assert ben.phone is not None
+    handoff = HandOff(ana, tmp_path / "ana")
+    await handoff.start()
+    invoice = tmp_path / "Rechnung 42.pdf"
+    invoice.write_bytes(b"%PDF-1.7 invoice 42 " + bytes(range(256)) * 40)
+
+    sent = await hand_off_send(tmp_path / "ana", ben.phone, "Ihre Rechnung", file=invoice)
+
+    arrived = await next_of(ben, MessageEvent)
+    assert arrived.message_id == sent["message_id"]
+    assert isinstance(arrived.payload, Media)
+    assert (arrived.payload.filename, arrived.payload.caption) == (
+        "Rechnung 42.pdf",
+        "Ihre Rechnung",
+    )
+    assert (await ben.download(arrived)).read_bytes() == invoice.read_bytes()
+    # Without a caption too; a missing file and a relative path are refused clearly.
+    await hand_off_send(tmp_path / "ana", ben.phone, None, file=invoice)
+    assert (await next_of(ben, MessageEvent)).payload.caption is None  # type: ignore[union-attr]
+    with pytest.raises(HandOffError, match="cannot be read"):
+        await hand_off_send(tmp_path / "ana", ben.phone, None, file=tmp_path / "gone.pdf")
+    with pytest.raises(ValueError, match="absolute"):
+        await hand_off_send(tmp_path / "ana", ben.phone, None, file=Path("relative.pdf"))
+    await handoff.close()
+    await ana.close()
+    await ben.close()

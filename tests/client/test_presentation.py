@@ -29,7 +29,17 @@ from tresen.client.presentation import (
 )
 from tresen.client.store import MessageStatus, StoredMessage
 from tresen.core.errors import ErrorCode
-from tresen.wire.e2e import Reaction, Text, encode_payload
+from tresen.wire.e2e import (
+    Button,
+    Interactive,
+    InteractiveKind,
+    Media,
+    MediaKind,
+    Reaction,
+    Template,
+    Text,
+    encode_payload,
+)
 
 NOW = 1_767_225_600_000 + 9 * 3_600_000  # Thursday 2026-01-01, 10:00 in Berlin
 
@@ -187,3 +197,52 @@ def test_errors_name_the_front_ends_own_commands() -> None:
     offline = error_text(httpx.ConnectError("connection refused"), "Alice", APP_HINTS)
     assert offline == "cannot reach the relay (connection refused); try again in a moment"
     assert error_text(ValueError("x"), "Alice", APP_HINTS) is None
+
+
+def test_files_in_template_and_button_headers_are_numbered_like_other_files() -> None:
+    def file(name: str, kind: MediaKind = MediaKind.DOCUMENT) -> Media:
+        return Media(
+            kind=kind,
+            blob=bytes(40),
+            key=bytes(32),
+            sha256=bytes(32),
+            size=40,
+            plain_size=16,
+            mime_type="application/pdf" if kind is MediaKind.DOCUMENT else "image/png",
+            filename=name,
+        )
+
+    def received(message_id: str, payload: object) -> StoredMessage:
+        return StoredMessage(
+            message_id, "chat", False, "them", 1, None, encode_payload(payload), MessageStatus.SEEN,
+            NOW, None,
+        )  # fmt: skip
+
+    boarding = Template(
+        template_id="7", name="boarding_pass", language="en", header_media=file("pass.pdf")
+    )
+    offer = Interactive(
+        type=InteractiveKind.BUTTON,
+        body="Keep it?",
+        buttons=[Button(id="y", title="Yes")],
+        header_media=file("jacket.png", MediaKind.IMAGE),
+    )
+    lines = chat_lines(
+        [
+            received("m1", file("invoice.pdf")),
+            received("m2", boarding),
+            stored("m3", "thanks", MessageStatus.SEEN),
+            received("m4", offer),
+        ],
+        "Tresen Air",
+        {},
+    )
+    assert [(line.marker, line.attachment) for line in lines] == [
+        ("file 1", 1),
+        ("file 2", 2),
+        (None, 0),
+        ("file 3", 3),
+    ]
+    assert lines[1].text.startswith("📎 document · pass.pdf · 16 bytes")
+    assert lines[3].text.splitlines()[0] == "📎 image · jacket.png · 16 bytes"
+    assert "[1] Yes" in lines[3].text

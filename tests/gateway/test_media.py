@@ -36,7 +36,7 @@ from tresen.crypto.attachments import blob_size
 from tresen.gateway.media.kinds import KindLimits, is_animated_webp
 from tresen.gateway.media.links import LinkFetcher, LinkRefused, address_allowed
 from tresen.gateway.settings import MediaSettings
-from tresen.wire.e2e import Media, MediaKind, Template
+from tresen.wire.e2e import Interactive, Media, MediaKind, Template
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -90,7 +90,7 @@ async def media_events(client: Client, count: int = 1) -> list[MessageEvent]:
     found: list[MessageEvent] = []
     while len(found) < count:
         event = await next_of(client, MessageEvent, within_s=30)
-        if isinstance(event.payload, Media | Template):
+        if isinstance(event.payload, Media | Template | Interactive):
             found.append(event)
     return found
 
@@ -604,5 +604,61 @@ async def test_a_document_header_reaches_the_customer_as_an_attachment(
 
         r = await gw.send(template({"id": "1234567890123456"}))
         assert error_of(r)["code"] == 131009
+    finally:
+        await alice.close()
+
+
+@sqlite_only
+async def test_reply_buttons_with_a_photo_header_reach_the_customer_with_the_photo(
+    relay: RunningRelay, gw_links: RunningGateway, tmp_path: Path
+) -> None:
+    gw = gw_links
+    alice = await customer(relay, tmp_path / "alice")
+    photo = png(320, 200)
+    try:
+        await alice.send_text(gw.gateway.phone, "Is the jacket still there?")
+        media_id = (await upload(gw, photo, "image/png", "jacket.png")).json()["id"]
+
+        def buttons(header: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "to": alice.phone.lstrip("+"),
+                "type": "interactive",
+                "interactive": {
+                    "type": "button",
+                    "header": header,
+                    "body": {"text": "Yes, in blue. Shall we keep it for you?"},
+                    "action": {
+                        "buttons": [
+                            {"type": "reply", "reply": {"id": "keep", "title": "Keep it"}},
+                            {"type": "reply", "reply": {"id": "no", "title": "No, thanks"}},
+                        ]
+                    },
+                },
+            }
+
+        r = await gw.send(buttons({"type": "image", "image": {"id": media_id}}))
+        assert r.status_code == 200, r.text
+        (event,) = await media_events(alice)
+        assert isinstance(event.payload, Interactive)
+        assert [b.title for b in event.payload.buttons] == ["Keep it", "No, thanks"]
+        header = event.payload.header_media
+        assert header is not None
+        assert (header.kind, header.width, header.height) == (MediaKind.IMAGE, 320, 200)
+        assert (await alice.download(event)).read_bytes() == photo
+
+        async with file_server({"/a.png": (photo, "image/png")}) as url:
+            r = await gw.send(buttons({"type": "image", "image": {"link": f"{url}/a.png"}}))
+            assert r.status_code == 200, r.text
+            (event,) = await media_events(alice)
+        assert (await alice.download(event)).read_bytes() == photo
+
+        # A caption on the header's file, a sticker header and a list with a file are refused.
+        captioned = {"type": "image", "image": {"id": media_id, "caption": "x"}}
+        assert error_of(await gw.send(buttons(captioned)))["code"] == 100
+        sticker = {"type": "sticker", "sticker": {"id": media_id}}
+        assert error_of(await gw.send(buttons(sticker)))["code"] == 100
+        listed = buttons({"type": "image", "image": {"id": media_id}})
+        listed["interactive"]["type"] = "list"
+        assert error_of(await gw.send(listed))["code"] == 100
     finally:
         await alice.close()

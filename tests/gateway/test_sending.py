@@ -333,17 +333,6 @@ async def test_other_types_are_not_supported_yet(
         bodies: list[dict[str, Any]] = [
             {"type": "location", "location": {"latitude": 52.5, "longitude": 13.4}},
             {"type": "contacts", "contacts": [{"name": {"formatted_name": "Jo"}}]},
-            {
-                "type": "interactive",
-                "interactive": {
-                    "type": "button",
-                    "header": {"type": "image", "image": {"link": "https://shop.example/a.jpg"}},
-                    "body": {"text": "Like it?"},
-                    "action": {
-                        "buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]
-                    },
-                },
-            },
         ]
         for body in bodies:
             r = await gw.send({"to": alice.phone, **body})

@@ -685,3 +685,33 @@ def test_a_template_carries_only_a_header_file() -> None:
     ):
         with pytest.raises(InvalidPayload):
             Template(template_id="7", name="boarding_pass", language="en_US", header_media=wrong)
+
+
+def test_only_reply_buttons_have_a_file_header_and_never_beside_a_text_one() -> None:
+    photo = Media(
+        kind=MediaKind.IMAGE,
+        blob=bytes(40),
+        key=bytes(32),
+        sha256=bytes(32),
+        size=40,
+        plain_size=16,
+        mime_type="image/png",
+    )
+    buttons = [Button(id="a", title="A")]
+    fine = Interactive(type=InteractiveKind.BUTTON, body="B", buttons=buttons, header_media=photo)
+    assert decode_payload(encode_payload(fine)) == fine
+    with pytest.raises(InvalidPayload, match="text or a file, not both"):
+        Interactive(
+            type=InteractiveKind.BUTTON, body="B", buttons=buttons, header="H", header_media=photo
+        )
+    with pytest.raises(InvalidPayload, match="only reply buttons have a file"):
+        Interactive(
+            type=InteractiveKind.LIST,
+            body="B",
+            button="Menu",
+            sections=[ListSection(rows=[ListRow(id="a", title="A")])],
+            header_media=photo,
+        )
+    sticker = msgspec.structs.replace(photo, kind=MediaKind.STICKER, mime_type="image/webp")
+    with pytest.raises(InvalidPayload, match="not sticker"):
+        Interactive(type=InteractiveKind.BUTTON, body="B", buttons=buttons, header_media=sticker)

@@ -5,7 +5,9 @@ still send while the app is open, the owning process listens on a Unix socket in
 (``data_dir/app.sock``, mode 0600) and sends on the script's behalf, with its own sessions:
 one JSON request per connection, one JSON answer.
 
-Request: ``{"send": {"to": "+49…", "text": "…", "reply_to": null}}``. Answer:
+Request: ``{"send": {"to": "+49…", "text": "…", "reply_to": null}}``, or with ``"file":
+"/absolute/path"`` a file to send as an attachment (``text`` is then its caption, and may be
+left out). Answer:
 ``{"sent": {"message_id", "client_msg_id", "chat", "server_ms", "pending"}}`` or
 ``{"error": {"code": int | null, "message": str}}``.
 """
@@ -28,6 +30,8 @@ from tresen.client.directory import IdentityNotTrusted
 from tresen.client.sdk import Client
 from tresen.core.fields import LINE_PATTERN, TEXT_PATTERN
 from tresen.core.logging import get_logger
+from tresen.crypto.attachments import AttachmentError
+from tresen.wire.e2e import InvalidPayload
 
 __all__ = ["MAX_REQUEST_BYTES", "SOCKET_NAME", "HandOff", "HandOffError", "hand_off_send"]
 
@@ -102,15 +106,32 @@ class HandOff:
         if not isinstance(send, dict):
             return _error(None, "unknown request; only send is handed over")
         to, text, reply_to = send.get("to"), send.get("text"), send.get("reply_to")
-        if not isinstance(to, str) or not _line(to) or not isinstance(text, str) or not _text(text):
-            return _error(None, "send needs to (a number or account id) and text")
+        file = send.get("file")
+        if file is not None and (
+            not isinstance(file, str) or not _line_of(file, 4096) or not Path(file).is_absolute()
+        ):
+            return _error(None, "file must be an absolute path")
+        text_ok = isinstance(text, str) and _text(text)
+        if not isinstance(to, str) or not _line(to) or not (text_ok or (file and text is None)):
+            return _error(None, "send needs to (a number or account id) and text or a file")
         if reply_to is not None and (not isinstance(reply_to, str) or not _line(reply_to)):
             return _error(None, "reply_to must be a message id")
         try:
-            sent = await self.client.send_text(to, text, reply_to=reply_to)
+            if file is not None:
+                caption = text if isinstance(text, str) else None
+                sent = await self.client.send_file(
+                    to, Path(file), caption=caption, reply_to=reply_to
+                )
+            else:
+                assert isinstance(text, str)
+                sent = await self.client.send_text(to, text, reply_to=reply_to)
         except RelayError as exc:
             return _error(int(exc.code), exc.message)
-        except (IdentityNotTrusted, NotRegistered, ValueError) as exc:
+        except AttachmentError as exc:
+            return _error(None, f"{exc} ({exc.code})")
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return _error(None, f"the file cannot be read: {exc.strerror}")
+        except (IdentityNotTrusted, NotRegistered, InvalidPayload, ValueError) as exc:
             return _error(None, str(exc))
         except (httpx.HTTPError, OSError) as exc:
             return _error(None, f"the relay cannot be reached: {type(exc).__name__}")
@@ -130,7 +151,11 @@ _TEXT = re.compile(TEXT_PATTERN)
 
 
 def _line(value: str) -> bool:
-    return 0 < len(value) <= 64 and _LINE.fullmatch(value) is not None
+    return _line_of(value, 64)
+
+
+def _line_of(value: str, most: int) -> bool:
+    return 0 < len(value) <= most and _LINE.fullmatch(value) is not None
 
 
 def _text(value: str) -> bool:
@@ -142,19 +167,25 @@ def _error(code: int | None, message: str) -> dict[str, Any]:
 
 
 async def hand_off_send(
-    data_dir: Path, to: str, text: str, reply_to: str | None = None
+    data_dir: Path, to: str, text: str | None, reply_to: str | None = None, file: Path | None = None
 ) -> dict[str, Any]:
-    """Ask the process that owns ``data_dir`` to send a text; what it sent.
+    """Ask the process that owns ``data_dir`` to send a text, or a file with ``text`` as its
+    caption (``file`` an absolute path); what it sent.
 
     Raises ``HandOffError`` when no process listens there or it refuses the send.
     """
+    if file is not None and not file.is_absolute():
+        raise ValueError("the file to hand over is named by an absolute path")
     path = data_dir / SOCKET_NAME
     try:
         reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_REQUEST_BYTES)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         raise HandOffError(f"no running app listens on {path}", listening=False) from exc
     try:
-        request = {"send": {"to": to, "text": text, "reply_to": reply_to}}
+        send: dict[str, Any] = {"to": to, "text": text, "reply_to": reply_to}
+        if file is not None:
+            send["file"] = str(file)
+        request = {"send": send}
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
         raw = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT_S)

@@ -40,6 +40,7 @@ from tresen.wire.e2e import (
     Template,
     Text,
     Unsupported,
+    attached_file,
     decode_payload,
 )
 from tresen.wire.templates import RenderedTemplate
@@ -369,6 +370,9 @@ def message_line(
     elif isinstance(payload, Interactive):
         marker = "buttons" if payload.type == InteractiveKind.BUTTON else "list"
         choices = len(interactive_choices(payload))
+    file = attached_file(payload)
+    if file is not None and file is not payload:
+        text = f"{media_text(file)}\n{text}"  # a template's or buttons' file header
     return ChatLine(
         LineKind.MESSAGE,
         text,
@@ -379,7 +383,7 @@ def message_line(
         marker=marker,
         error=message.error if message.outgoing else None,
         choices=0 if message.outgoing else choices,
-        attachment=1 if isinstance(payload, Media) else 0,
+        attachment=0 if file is None else 1,
     )
 
 

@@ -70,9 +70,8 @@ from tresen.wire.e2e import (
     Payload,
     Reaction,
     ReplyContext,
-    Template,
     Text,
-    Unsupported,
+    attached_file,
     decode_payload,
 )
 from tresen.wire.templates import Parameters
@@ -541,7 +540,7 @@ class Client:
         stored = self.store.message(message_id)
         if stored is None or stored.payload is None:
             return None
-        return _attached(decode_payload(stored.payload))
+        return attached_file(decode_payload(stored.payload))
 
     async def download(self, message: str | MessageEvent) -> Path:
         """The file of the attachment ``message`` (a message event or id), downloaded,
@@ -555,7 +554,7 @@ class Client:
         """
         if isinstance(message, MessageEvent):
             message_id = message.message_id
-            media = _attached(message.payload)
+            media = attached_file(message.payload)
         else:
             message_id, media = message, self.media_of(message)
         if media is None:
@@ -756,12 +755,3 @@ class Client:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _attached(payload: Payload | Unsupported | None) -> Media | None:
-    """The file a message carries: a ``media`` message's, or a template's media header."""
-    if isinstance(payload, Media):
-        return payload
-    if isinstance(payload, Template):
-        return payload.header_media
-    return None

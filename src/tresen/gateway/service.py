@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 import websockets
 
 from tresen.client import Client
@@ -293,7 +294,7 @@ class Gateway:
     async def _prepare_media(self, request: SendRequest) -> Prepared | None:
         """The file of a media message or of a template's media header, encrypted and
         uploaded for this message (``None``: the message has none)."""
-        outgoing = request.media
+        outgoing = request.media or request.header_media
         if outgoing is None and request.template is not None:
             outgoing = request.template.header_media
         if outgoing is None:
@@ -328,7 +329,11 @@ class Gateway:
                         components=request.template.components,
                         header_media=attached,
                     )
-                payload = attached if attached is not None else request.payload
+                payload = request.payload
+                if isinstance(payload, Interactive) and attached is not None:
+                    payload = msgspec.structs.replace(payload, header_media=attached)
+                elif attached is not None:
+                    payload = attached
                 assert payload is not None
                 return await self.client.send(account_id, payload)
             except IdentityNotTrusted:

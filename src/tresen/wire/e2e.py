@@ -59,6 +59,7 @@ __all__ = [
     "Text",
     "Typing",
     "Unsupported",
+    "attached_file",
     "decode_payload",
     "encode_payload",
     "padded_size",
@@ -232,14 +233,31 @@ class Interactive(Payload, tag="interactive"):
     footer: Annotated[str, msgspec.Meta(min_length=1, max_length=60)] | None = None
     button: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] | None = None
     context: ReplyContext | None = None
+    header_media: Media | None = None
+    """Reply buttons may have an image, a video or a document as their header instead of a
+    text, as in the Cloud API."""
 
     def __post_init__(self) -> None:
         # Raised while decoding, msgspec wraps it as a ValidationError (→ InvalidPayload).
-        problem = (
+        problem = self._header_problem() or (
             self._button_problem() if self.type == InteractiveKind.BUTTON else self._list_problem()
         )
         if problem is not None:
             raise InvalidPayload(f"interactive {self.type}: {problem}")
+
+    def _header_problem(self) -> str | None:
+        media = self.header_media
+        if media is None:
+            return None
+        if self.type != InteractiveKind.BUTTON:
+            return "only reply buttons have a file as their header"
+        if self.header is not None:
+            return "the header is a text or a file, not both"
+        if media.kind not in _HEADER_KINDS:
+            return f"a header's file is an image, a video or a document, not {media.kind}"
+        if media.context is not None or media.caption is not None:
+            return "a header's file has no caption and quotes nothing"
+        return None
 
     def _button_problem(self) -> str | None:
         if not self.buttons:
@@ -440,6 +458,16 @@ AnyPayload = (
     | RetryRequest
     | RetryRefused
 )
+
+
+def attached_file(payload: object) -> Media | None:
+    """The file a message carries: a ``media`` message's, or the file header of a template
+    or of reply buttons (``None``: it carries none)."""
+    if isinstance(payload, Media):
+        return payload
+    if isinstance(payload, Template | Interactive):
+        return payload.header_media
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import platform
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -80,7 +81,8 @@ from tresen.client.templates import TemplateRejected, check_template_message
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import configure_logging
 from tresen.crypto import CryptoError
-from tresen.wire.e2e import Interactive, Template, decode_payload
+from tresen.crypto.attachments import AttachmentError
+from tresen.wire.e2e import Interactive, InvalidPayload, Template, decode_payload
 from tresen.wire.templates import RenderedTemplate
 
 __all__ = ["run_app"]
@@ -252,25 +254,41 @@ def _print_registered(client: Client, *, as_json: bool, configured: bool) -> Non
 async def send(
     place: Where,
     to: Annotated[str, typer.Option("--to", help="Phone number (+49...) or account id.")],
-    text: Annotated[str, typer.Option("--text", help="The message.")],
+    text: Annotated[
+        str | None, typer.Option("--text", help="The message (with --file: its caption).")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="A file to send encrypted: a photo, document, voice note or video.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            resolve_path=True,
+        ),
+    ] = None,
     reply_to: Annotated[
         str | None, typer.Option("--reply-to", help="Message id this one answers.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Send one text message; prints its message id.
+    """Send one text message or file; prints its message id.
 
-    While the app (or ``listen``) has the data folder open, the text is handed to it and goes
-    out over its sessions. While the relay cannot be reached, the text waits in the outbox
-    (⏱) and goes out, in order, the next time the client connects or sends.
+    While the app (or ``listen``) has the data folder open, the message is handed to it and
+    goes out over its sessions. While the relay cannot be reached, a text waits in the outbox
+    (⏱) and goes out, in order, the next time the client connects or sends; a file is not
+    sent then (try again).
     """
+    if text is None and file is None:
+        raise ChatFailure("give --text, --file or both (the text is then the file's caption)")
     try:
         async with open_client(place) as client:
-            await _send_here(client, to, text, reply_to, as_json)
+            await _send_here(client, to, text, reply_to, as_json, file)
             return
     except FolderBusy as busy:
         try:
-            handed = await hand_off_send(place.folder, to, text, reply_to)
+            handed = await hand_off_send(place.folder, to, text, reply_to, file)
         except HandOffError as exc:
             if exc.listening:
                 raise ChatFailure(f"nothing was sent: {exc}") from None
@@ -282,11 +300,23 @@ async def send(
 
 
 async def _send_here(
-    client: Client, to: str, text: str, reply_to: str | None, as_json: bool
+    client: Client,
+    to: str,
+    text: str | None,
+    reply_to: str | None,
+    as_json: bool,
+    file: Path | None = None,
 ) -> None:
     account_id = await client.resolve(to)
     try:
-        sent = await client.send_text(account_id, text, reply_to=reply_to)
+        if file is not None:
+            sent = await client.send_file(account_id, file, caption=text, reply_to=reply_to)
+        else:
+            assert text is not None
+            sent = await client.send_text(account_id, text, reply_to=reply_to)
+    except (AttachmentError, InvalidPayload) as exc:
+        code = f" ({exc.code})" if isinstance(exc, AttachmentError) else ""
+        raise ChatFailure(f"nothing was sent: {exc}{code}") from None
     except IdentityNotTrusted:
         who = await client.phone_of(account_id) or to
         raise ChatFailure(

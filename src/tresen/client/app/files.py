@@ -22,7 +22,7 @@ from tresen.client.directory import IdentityNotTrusted
 from tresen.client.presentation import APP_HINTS, LineKind, error_text, size_text
 from tresen.client.store import MessageStatus
 from tresen.crypto.attachments import AttachmentError
-from tresen.wire.e2e import Media, decode_payload
+from tresen.wire.e2e import Media, attached_file, decode_payload
 
 if TYPE_CHECKING:
     from tresen.client.app.model import ChatModel
@@ -200,6 +200,7 @@ class Files:
                 payload = decode_payload(message.payload)
             except ValueError:
                 continue
-            if isinstance(payload, Media):
-                files.append((message.message_id, payload))
+            file = attached_file(payload)
+            if file is not None:
+                files.append((message.message_id, file))
         return files

@@ -73,6 +73,8 @@ class SendRequest:
     and the media types (built once the file is encrypted and uploaded)."""
     template: TemplateSend | None = None
     media: OutgoingMedia | None = None
+    header_media: OutgoingMedia | None = None
+    """The file header of reply buttons (``interactive``), sent with them."""
     reply_to: str | None = None
     """The relay id of the quoted message (``context``)."""
     context_wamid: str | None = None
@@ -184,6 +186,7 @@ def parse_message_request(body: Any) -> SendRequest | ReadRequest:
     payload: Payload | None = None
     template: TemplateSend | None = None
     media: OutgoingMedia | None = None
+    header_media: OutgoingMedia | None = None
     if kind in MEDIA_TYPES:
         media = _media(kind, content)
     elif kind == "text":
@@ -192,6 +195,7 @@ def parse_message_request(body: Any) -> SendRequest | ReadRequest:
         payload = _reaction(content)
     elif kind == "interactive":
         payload = _interactive(content, context)
+        header_media = _interactive_header_media(content)
     else:
         template = _template(content)
     return SendRequest(
@@ -201,6 +205,7 @@ def parse_message_request(body: Any) -> SendRequest | ReadRequest:
         payload=payload,
         template=template,
         media=media,
+        header_media=header_media,
         reply_to=None if context is None else context.message_id,
         context_wamid=context_wamid,
         callback_data=callback,
@@ -296,10 +301,28 @@ def _section_text(content: dict[str, Any], key: str, limit: int) -> str | None:
     if not isinstance(part, dict):
         raise _bad(f"Param interactive['{key}'] must be a JSON object")
     if key == "header" and part.get("type", "text") != "text":
-        raise GraphError(
-            131051, "Interactive headers with media are not supported by this gateway yet"
+        if part.get("type") in _HEADER_MEDIA and content.get("type") == "button":
+            return None  # a file header: _interactive_header_media
+        raise _bad(
+            "Param interactive['header']['type'] must be 'text', or for reply buttons "
+            "'image', 'video' or 'document'"
         )
     return _required(part, "text", f"interactive['{key}']", max_length=limit)
+
+
+def _interactive_header_media(content: dict[str, Any]) -> OutgoingMedia | None:
+    """The file header of reply buttons, if they have one (checked by ``_section_text``)."""
+    header = content.get("header")
+    if not isinstance(header, dict) or header.get("type") not in _HEADER_MEDIA:
+        return None
+    kind = str(header["type"])
+    where = f"interactive['header']['{kind}']"
+    file = header.get(kind)
+    if not isinstance(file, dict):
+        raise _bad(f"Param {where} must be a JSON object")
+    if "caption" in file:
+        raise _bad(f"Param {where}['caption']: a header's file has no caption (the body says it)")
+    return _media(kind, file, where)
 
 
 def _interactive(content: dict[str, Any], context: ReplyContext | None) -> Interactive:
