@@ -333,3 +333,15 @@ def test_the_thread_folds_reactions_and_marks_a_list_rows_choice() -> None:
     assert picture.view.kind is Kind.MEDIA
     assert picture.view.attached is not None
     assert picture.view.attached.kind == "image"
+
+
+def test_reply_buttons_with_a_file_header_show_the_file_kind_as_their_header() -> None:
+    offer = {
+        "type": "button",
+        "header": {"type": "image", "image": {"id": "123"}},
+        "body": {"text": "Keep it?"},
+        "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]},
+    }
+    (shown,) = arrange([Stored("w1", False, "interactive", offer)])
+    assert shown.view.header == "[image]"
+    assert [o.title for o in shown.view.options] == ["Yes"]

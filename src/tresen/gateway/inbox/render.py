@@ -302,6 +302,16 @@ def _text_of(part: Any) -> str | None:
     return None
 
 
+def _file_header(part: Any) -> str | None:
+    """``[image] jacket.png``: the file header of reply buttons, as a template's is shown."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind not in ("image", "video", "document"):
+        return None
+    file = part.get(kind)
+    name = file.get("filename") if isinstance(file, dict) else None
+    return f"[{kind}] {name}" if isinstance(name, str) and name else f"[{kind}]"
+
+
 def _interactive(content: dict[str, Any]) -> View:
     kind = content.get("type")
     answer = content.get(str(kind)) if isinstance(kind, str) else None
@@ -323,7 +333,7 @@ def _interactive(content: dict[str, Any]) -> View:
     return View(
         Kind.INTERACTIVE,
         body=_text_of(content.get("body")) or "",
-        header=_text_of(content.get("header")),
+        header=_text_of(content.get("header")) or _file_header(content.get("header")),
         footer=_text_of(content.get("footer")),
         options=tuple(options),
         menu=str(menu) if isinstance(menu, str) else None,
