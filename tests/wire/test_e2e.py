@@ -636,7 +636,7 @@ def test_newer_fields_of_interactive_messages_and_answers_are_skipped() -> None:
         interactive(
             type="button",
             buttons=buttons("Yes"),
-            header_media={"type": "image", "link": "https://example.com/a.jpg"},
+            header_location={"latitude": 52.52, "longitude": 13.40},
         )
     )
     assert decode_payload(raw) == Interactive(
