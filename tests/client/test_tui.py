@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import vodozemac
 from support import RelayProcess, registered_client
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from tui_support import until
 
 from tresen.client import Client
 from tresen.client.app import ChatModel, LineKind
@@ -56,24 +56,6 @@ async def make_client(relay_process: RelayProcess, tmp_path: Path) -> AsyncItera
     yield make
     for client in made:
         await client.close()
-
-
-async def until(pilot: Pilot[None], condition: Callable[[], object], timeout: float = 30) -> None:
-    """Let the app run until ``condition`` holds (the relay and the peer are other parties).
-    While the app rebuilds a chat's lines there are none for a moment: a condition about a
-    line that is not there yet does not hold yet."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not _holds(condition):
-        assert loop.time() < deadline, "the app never got there"
-        await pilot.pause(0.05)
-
-
-def _holds(condition: Callable[[], object]) -> bool:
-    try:
-        return bool(condition())
-    except IndexError:
-        return False
 
 
 async def next_message(peer: Client, timeout: float = 30) -> MessageEvent:

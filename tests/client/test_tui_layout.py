@@ -4,17 +4,16 @@ relay (SQLite), Textual's Pilot driving the app headlessly."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from support import Backend, RunningRelay, registered_client, serve_relay
 from textual.containers import VerticalScroll
-from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from tui_support import until
 
 from tresen.client import Client
 from tresen.client.tui import ChatApp, ChatItem, LineView
@@ -42,14 +41,6 @@ async def people(tmp_path: Path) -> AsyncIterator[People]:
         yield made
         for client in made.clients:
             await client.close()
-
-
-async def until(pilot: Pilot[None], condition: Callable[[], object], timeout: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "the app never got there"
-        await pilot.pause(0.05)
 
 
 def text_of(widget: Static) -> str:
@@ -126,7 +117,8 @@ async def test_the_chat_list_counts_unread_messages_and_shows_names(people: Peop
     app = ChatApp(alice)
     async with app.run_test(size=(130, 40)) as pilot:
         heading = app.query_one("#chats-title", Static)
-        await until(pilot, lambda: text_of(heading) == "Chats · 3 unread")
+        # The heading and the list are drawn one after the other: wait for both.
+        await until(pilot, lambda: text_of(heading) == "Chats · 3 unread" and len(listed(app)) == 2)
         assert sorted(listed(app)) == sorted([f"{bob.phone}  2", f"{carol.phone}  1"])
 
         await pilot.press(*f"/name {bob.phone} Bob Baumann", "enter")
