@@ -3,13 +3,15 @@ their CSRF tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from argon2 import PasswordHasher
 
-__all__ = ["FAST", "PASSWORD", "Browser"]
+__all__ = ["FAST", "PASSWORD", "Browser", "notice", "thread_of"]
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "Korrekt Pferd Batterie"
@@ -64,3 +66,20 @@ class Browser:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+async def thread_of(browser: Browser, contact: str, until: str, within_s: float = 20) -> str:
+    """The thread page of ``contact`` once ``until`` shows in it."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        page = await browser.get(f"/inbox/c/{contact}")
+        if page.status_code == 200 and until in page.text:
+            return page.text
+        assert asyncio.get_running_loop().time() < deadline, page.text
+        await asyncio.sleep(0.05)
+
+
+def notice(response: httpx.Response) -> str:
+    """The notice a form's redirect carries back to the page."""
+    assert response.status_code == 303, response.text
+    return parse_qs(urlsplit(response.headers["location"]).query).get("notice", [""])[0]

@@ -4,20 +4,17 @@ window closed only templates, sent exactly as their preview showed them."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
-import httpx
 import pytest
 from gateway_support import RunningGateway, approved_template, customer, next_of, serve_gateway
-from inbox_browser import FAST, PASSWORD, Browser
+from inbox_browser import FAST, PASSWORD, Browser, notice, thread_of
 from support import Backend, MakeRelay, RunningRelay
 
-from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
 from tresen.gateway.app import open_database
@@ -45,22 +42,6 @@ async def browser(gw: RunningGateway) -> AsyncIterator[Browser]:
     await made.close()
 
 
-async def thread_of(browser: Browser, alice: Client, until: str) -> str:
-    """The thread page once ``until`` shows in it."""
-    deadline = asyncio.get_running_loop().time() + 15
-    while True:
-        page = await browser.get(f"/inbox/c/{alice.account_id}")
-        if page.status_code == 200 and until in page.text:
-            return page.text
-        assert asyncio.get_running_loop().time() < deadline, page.text
-        await asyncio.sleep(0.05)
-
-
-def notice(response: httpx.Response) -> str:
-    assert response.status_code == 303, response.text
-    return parse_qs(urlsplit(response.headers["location"]).query).get("notice", [""])[0]
-
-
 def message_item(page: str, text: str) -> str:
     """The thread's list item of the message that shows ``text``."""
     for item in re.findall(r'<li class="(?:in|out)"[^>]*>(.*?)<span class="meta">\d', page, re.S):
@@ -75,9 +56,9 @@ async def test_reply_to_a_message_react_and_send_buttons(
     alice = await customer(relay, tmp_path / "alice")
     try:
         asked = await alice.send_text(gw.gateway.phone, "Habt ihr Samstag offen?")
-        await thread_of(browser, alice, "Habt ihr Samstag offen?")
+        await thread_of(browser, alice.account_id, "Habt ihr Samstag offen?")
         # Each message of the customer offers "Reply" while the window is open.
-        page = await thread_of(browser, alice, ">Reply</a>")
+        page = await thread_of(browser, alice.account_id, ">Reply</a>")
         token = await browser.csrf(f"/inbox/c/{alice.account_id}")
         wamid = encode_wamid(asked.message_id)
         reply_link = f"/inbox/c/{alice.account_id}?reply={quote(wamid, safe='')}#text"
@@ -98,7 +79,7 @@ async def test_reply_to_a_message_react_and_send_buttons(
         assert answer.payload.text == "Ja, bis 14 Uhr."
         assert answer.payload.context is not None
         assert answer.payload.context.message_id == asked.message_id
-        shown = await thread_of(browser, alice, "Ja, bis 14 Uhr.")
+        shown = await thread_of(browser, alice.account_id, "Ja, bis 14 Uhr.")
         item = message_item(shown, "Ja, bis 14 Uhr.")
         assert "In reply to the customer" in item
         assert "Habt ihr Samstag offen?" in item
@@ -118,7 +99,7 @@ async def test_reply_to_a_message_react_and_send_buttons(
         reaction = await next_of(alice, MessageEvent, 30)
         assert isinstance(reaction.payload, Reaction)
         assert (reaction.payload.message_id, reaction.payload.emoji) == (asked.message_id, "👍")
-        shown = await thread_of(browser, alice, "👍 from you")
+        shown = await thread_of(browser, alice.account_id, "👍 from you")
         assert "👍 from you" in message_item(shown, "Habt ihr Samstag offen?")
         assert "Reacted" not in shown
         odd = await browser.post(
@@ -132,7 +113,9 @@ async def test_reply_to_a_message_react_and_send_buttons(
         removal = await next_of(alice, MessageEvent, 30)
         assert isinstance(removal.payload, Reaction)
         assert removal.payload.emoji == ""
-        assert "from you" not in await thread_of(browser, alice, "Habt ihr Samstag offen?")
+        assert "from you" not in await thread_of(
+            browser, alice.account_id, "Habt ihr Samstag offen?"
+        )
 
         # Reply buttons; the customer's choice shows on the message and as the answer.
         buttons = await browser.post(
@@ -152,7 +135,7 @@ async def test_reply_to_a_message_react_and_send_buttons(
         assert [b.title for b in offered.payload.buttons] == ["Vormittags", "Nachmittags"]
         chosen_id = offered.payload.buttons[1].id
         await alice.answer(gw.gateway.phone, offered.message_id, chosen_id)
-        shown = await thread_of(browser, alice, "Chose “Nachmittags”")
+        shown = await thread_of(browser, alice.account_id, "Chose “Nachmittags”")
         question = message_item(shown, "Wann passt Ihnen die Abholung?")
         assert re.search(r'<li class="chosen">Nachmittags <strong>✓ chosen</strong>', question)
         assert 'class="chosen">Vormittags' not in question
@@ -160,7 +143,7 @@ async def test_reply_to_a_message_react_and_send_buttons(
 
         # The customer's reaction to the business's message shows on it.
         await alice.react(gw.gateway.phone, answer.message_id, "❤️")
-        shown = await thread_of(browser, alice, "❤️ from the customer")
+        shown = await thread_of(browser, alice.account_id, "❤️ from the customer")
         assert "❤️ from the customer" in message_item(shown, "Ja, bis 14 Uhr.")
 
         too_many = await browser.post(
@@ -210,12 +193,12 @@ async def test_with_the_window_closed_only_templates_are_offered_and_sent_as_pre
             await alice.opt_in(gw.gateway.phone)  # to utility templates
             await alice.send_text(gw.gateway.phone, "Wo ist meine Bestellung?")
             await browser.sign_in("cem")
-            open_page = await thread_of(browser, alice, "Wo ist meine Bestellung?")
+            open_page = await thread_of(browser, alice.account_id, "Wo ist meine Bestellung?")
             assert 'id="text"' in open_page
             clock.advance(hours=25)
 
             await browser.sign_in("cem")  # the session of yesterday has ended
-            closed = await thread_of(browser, alice, "Wo ist meine Bestellung?")
+            closed = await thread_of(browser, alice.account_id, "Wo ist meine Bestellung?")
             assert "The 24-hour window is closed" in closed
             assert 'id="text"' not in closed  # no free-form reply box
             assert "/buttons" not in closed  # no buttons either
@@ -267,7 +250,9 @@ async def test_with_the_window_closed_only_templates_are_offered_and_sent_as_pre
             assert event.template.text() == "\n".join(lines)
 
             # The thread shows it as Alice sees it.
-            shown = await thread_of(browser, alice, "Hi Alice, your order ships on Montag.")
+            shown = await thread_of(
+                browser, alice.account_id, "Hi Alice, your order ships on Montag."
+            )
             item = message_item(shown, "Hi Alice, your order ships on Montag.")
             assert "Order #4711" in item
             assert "https://shop.example/o/4711" in item

@@ -10,12 +10,12 @@ import io
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 import httpx
 import pytest
 from gateway_support import RunningGateway, customer, next_of, serve_gateway
-from inbox_browser import FAST, PASSWORD, Browser
+from inbox_browser import FAST, PASSWORD, Browser, notice, thread_of
 from media_support import pdf, png
 from PIL import Image, ImageDraw
 from support import Backend, MakeRelay, RunningRelay
@@ -54,22 +54,6 @@ async def browser(gw: RunningGateway) -> AsyncIterator[Browser]:
     await made.sign_in("cem")
     yield made
     await made.close()
-
-
-async def thread_of(browser: Browser, contact: str, until: str) -> str:
-    """The thread page once ``until`` shows in it."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        page = await browser.get(f"/inbox/c/{contact}")
-        if page.status_code == 200 and until in page.text:
-            return page.text
-        assert asyncio.get_running_loop().time() < deadline, page.text
-        await asyncio.sleep(0.05)
-
-
-def notice(response: httpx.Response) -> str:
-    assert response.status_code == 303, response.text
-    return parse_qs(urlsplit(response.headers["location"]).query).get("notice", [""])[0]
 
 
 async def attach(
