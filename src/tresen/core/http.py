@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["bearer_token"]
+__all__ = ["WS_BEARER_PREFIX", "WS_SUBPROTOCOL", "bearer_token", "subprotocol_token"]
+
+# Browsers cannot set headers on a WebSocket upgrade, so a browser device offers its token as
+# a subprotocol, `tresen.bearer.<token>`, beside `tresen.v1`, which the relay selects.
+WS_SUBPROTOCOL = "tresen.v1"
+WS_BEARER_PREFIX = "tresen.bearer."
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -12,3 +17,12 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     scheme, _, value = authorization.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
+
+
+def subprotocol_token(subprotocols: list[str]) -> str | None:
+    """The token a browser offers as the subprotocol ``tresen.bearer.<token>``; ``None`` if
+    it offers none."""
+    for protocol in subprotocols:
+        if protocol.startswith(WS_BEARER_PREFIX):
+            return protocol.removeprefix(WS_BEARER_PREFIX) or None
+    return None

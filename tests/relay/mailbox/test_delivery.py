@@ -483,3 +483,22 @@ async def test_a_suspended_business_cannot_send(relay: RunningRelay) -> None:
     await send_ok(c, send_frame(shop, "hi", {1: b"y"}))
     await s.close()
     await c.close()
+
+
+async def test_a_browser_offers_its_token_as_a_subprotocol(relay: RunningRelay) -> None:
+    import websockets
+
+    device = await receiving_device(relay)
+    offered = ["tresen.v1", f"tresen.bearer.{device.token}"]
+    async with websockets.connect(relay.ws_url, subprotocols=offered) as ws:  # type: ignore[arg-type]
+        assert ws.subprotocol == "tresen.v1"
+        hello = wire.decode_server_frame(await ws.recv())  # type: ignore[arg-type]
+        assert isinstance(hello, wire.Hello)
+        assert (hello.account_id, hello.device_id) == (device.account_id, device.device_id)
+    wrong = ["tresen.v1", "tresen.bearer.not-a-token"]
+    async with websockets.connect(relay.ws_url, subprotocols=wrong) as ws:  # type: ignore[arg-type]
+        frame = wire.decode_server_frame(await ws.recv())  # type: ignore[arg-type]
+        assert isinstance(frame, wire.ErrorFrame)
+        assert frame.code == ErrorCode.INVALID_TOKEN
+        await ws.wait_closed()
+        assert ws.close_code == 4401

@@ -24,7 +24,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tresen.core.errors import ErrorCode, TresenError
-from tresen.core.http import bearer_token
+from tresen.core.http import WS_SUBPROTOCOL, bearer_token, subprotocol_token
 from tresen.core.logging import get_logger
 from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
@@ -49,11 +49,11 @@ ENTRY_OVERHEAD_BYTES = 1024
 @router.websocket("/v1/ws")
 async def device_socket(websocket: WebSocket) -> None:
     ctx: RelayContext = websocket.app.state.relay
-    await websocket.accept()
+    offered: list[str] = list(websocket.scope.get("subprotocols") or [])
+    await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None)
+    token = bearer_token(websocket.headers.get("authorization")) or subprotocol_token(offered)
     try:
-        principal = await ctx.accounts.authenticate(
-            bearer_token(websocket.headers.get("authorization"))
-        )
+        principal = await ctx.accounts.authenticate(token)
     except TresenError as exc:
         await websocket.send_bytes(wire.encode(_error_frame(exc)))
         await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
