@@ -656,6 +656,49 @@ export class Client {
     return sent;
   }
 
+  /** Answer an interactive message (reply button or list row) or a template's quick reply. */
+  async answer(
+    chat: string,
+    message: Message,
+    option: { id: string; title: string; description?: string },
+  ): Promise<Message> {
+    const reply: Payload = {
+      t: "interactive_reply",
+      kind: (this.payloadOf(message) as Record<string, unknown> | null)?.["type"] === "list" ? "list_reply" : "button_reply",
+      message_id: message.id,
+      id: option.id,
+      title: option.title,
+    };
+    if (option.description) (reply as Record<string, unknown>)["description"] = option.description;
+    return this.send(chat, reply);
+  }
+
+  async block(accountId: string): Promise<void> {
+    await this.api.block(accountId);
+    const peer = this.peer(accountId);
+    peer.blocked = true;
+    await this.savePeer(peer);
+    this.changed();
+  }
+
+  async unblock(accountId: string): Promise<void> {
+    await this.api.unblock(accountId);
+    const peer = this.peer(accountId);
+    peer.blocked = false;
+    await this.savePeer(peer);
+    this.changed();
+  }
+
+  async report(accountId: string, reason: string, block: boolean, messageId: string | null = null): Promise<void> {
+    await this.api.report(accountId, reason, messageId, "", block);
+    if (block) {
+      const peer = this.peer(accountId);
+      peer.blocked = true;
+      await this.savePeer(peer);
+      this.changed();
+    }
+  }
+
   private find(chat: string, clientMsgId: string): Message | undefined {
     return this.messages.get(chat)?.find((m) => m.client_msg_id === clientMsgId);
   }

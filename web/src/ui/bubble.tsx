@@ -1,0 +1,161 @@
+import type { Client, Message } from "../core/client";
+import { t, locale, type Key } from "./i18n";
+
+export function timeOf(ms: number): string {
+  return new Date(ms).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
+}
+
+export function dayOf(ms: number): string {
+  const date = new Date(ms);
+  const today = new Date();
+  if (date.toDateString() === today.toDateString()) return timeOf(ms);
+  const yesterday = new Date(today.getTime() - 86_400_000);
+  if (date.toDateString() === yesterday.toDateString()) return t("time.yesterday");
+  return date.toLocaleDateString(locale(), { day: "2-digit", month: "2-digit", year: "2-digit" });
+}
+
+const TICKS: Record<string, [string, Key]> = {
+  pending: ["⏱", "chat.pending"],
+  sent: ["✓", "chat.sent"],
+  delivered: ["✓✓", "chat.delivered"],
+  read: ["✓✓", "chat.read"],
+  failed: ["✗", "chat.failed"],
+};
+
+export function Ticks({ status }: { status: string }) {
+  const tick = TICKS[status];
+  if (!tick) return null;
+  return (
+    <span class={`ticks ticks-${status}`} title={t(tick[1])} aria-label={t(tick[1])} data-status={status}>
+      {tick[0]}
+    </span>
+  );
+}
+
+interface Rendered {
+  header?: { type?: string; kind?: string; text?: string } | string | null;
+  body?: string;
+  footer?: string | null;
+  buttons?: { type?: string; kind?: string; text?: string; url?: string; phone_number?: string; phone?: string }[];
+}
+
+function TemplateView({ rendered }: { rendered: Rendered }) {
+  const header = typeof rendered.header === "string" ? { text: rendered.header } : rendered.header;
+  return (
+    <div class="template" data-testid="template">
+      {header?.text && <strong class="template-header">{header.text}</strong>}
+      {header && !header.text && (header.kind || header.type) && (
+        <div class="template-media">📎 {header.kind ?? header.type}</div>
+      )}
+      <p class="body">{rendered.body}</p>
+      {rendered.footer && <small class="footer">{rendered.footer}</small>}
+      {rendered.buttons && rendered.buttons.length > 0 && (
+        <div class="template-buttons">
+          {rendered.buttons.map((b, i) =>
+            b.url ? (
+              <a key={i} class="option" href={b.url} target="_blank" rel="noopener noreferrer">
+                ↗ {b.text}
+              </a>
+            ) : (
+              <span key={i} class="option passive">
+                {b.text}
+              </span>
+            ),
+          )}
+        </div>
+      )}
+    </div>
+  );
+}
+
+interface Option {
+  id: string;
+  title: string;
+  description?: string;
+}
+
+function options(p: Record<string, unknown>): Option[] {
+  if (p["type"] === "button") return (p["buttons"] as Option[]) ?? [];
+  const sections = (p["sections"] as { title?: string; rows: Option[] }[]) ?? [];
+  return sections.flatMap((s) => s.rows);
+}
+
+export function Bubble({
+  client,
+  message,
+  answered,
+  onChoose,
+}: {
+  client: Client;
+  message: Message;
+  answered: boolean;
+  onChoose: (message: Message, option: Option) => void;
+}) {
+  const payload = client.payloadOf(message) as (Record<string, unknown> & { t: string }) | null;
+  let content: preact.ComponentChildren;
+  if (message.status === "failed" && !message.outgoing) {
+    content = (
+      <p class="notice">
+        {message.error?.startsWith("template_mismatch")
+          ? t("chat.template_refused")
+          : message.error?.startsWith("could not be decrypted")
+            ? t("chat.undecryptable")
+            : t("chat.refused", { reason: message.error ?? "" })}
+      </p>
+    );
+  } else if (message.status === "waiting") {
+    content = <p class="notice">{t("chat.waiting")}</p>;
+  } else if (message.rendered) {
+    content = <TemplateView rendered={message.rendered as Rendered} />;
+  } else if (!payload) {
+    content = <p class="notice">{t("chat.unsupported")}</p>;
+  } else if (payload.t === "text") {
+    content = <p class="body">{String(payload["text"])}</p>;
+  } else if (payload.t === "interactive") {
+    const list = options(payload);
+    content = (
+      <div class="interactive">
+        {typeof payload["header"] === "string" && <strong>{payload["header"]}</strong>}
+        <p class="body">{String(payload["body"])}</p>
+        {typeof payload["footer"] === "string" && <small class="footer">{payload["footer"]}</small>}
+        <div class="options" role="group">
+          {list.map((option) => (
+            <button
+              key={option.id}
+              type="button"
+              class="option"
+              disabled={message.outgoing || answered}
+              onClick={() => onChoose(message, option)}
+            >
+              {option.title}
+              {option.description && <small>{option.description}</small>}
+            </button>
+          ))}
+        </div>
+      </div>
+    );
+  } else if (payload.t === "interactive_reply" || payload.t === "button_reply") {
+    content = <p class="body reply">↩ {String(payload["title"] ?? payload["text"] ?? "")}</p>;
+  } else if (payload.t === "media") {
+    const caption = payload["caption"] ?? payload["filename"] ?? "";
+    content = (
+      <p class="body media">
+        📎 {String(payload["kind"])} {String(caption)}
+      </p>
+    );
+  } else if (payload.t === "reaction") {
+    content = <p class="body reaction">{String(payload["emoji"] ?? "")}</p>;
+  } else {
+    content = <p class="notice">{t("chat.unsupported")}</p>;
+  }
+  return (
+    <li class={`bubble ${message.outgoing ? "out" : "in"}`} data-message-id={message.id} data-status={message.status}>
+      {content}
+      <span class="meta">
+        {timeOf(message.ms)}
+        {message.outgoing && <Ticks status={message.status} />}
+      </span>
+      {message.outgoing && message.status === "failed" && message.error && <small class="error">{message.error}</small>}
+    </li>
+  );
+}

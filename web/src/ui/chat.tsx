@@ -1,0 +1,151 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+import type { Businesses } from "../core/businesses";
+import type { Client, Message } from "../core/client";
+import { Bubble } from "./bubble";
+import { describeError, go, useNow } from "./hooks";
+import { t } from "./i18n";
+import { BusinessLine, Tick } from "./business";
+
+const TYPING_EVERY_MS = 5_000;
+
+export function Chat({ client, businesses, chat }: { client: Client; businesses: Businesses; chat: string }) {
+  const [messages, setMessages] = useState<Message[]>([]);
+  const [draft, setDraft] = useState("");
+  const [error, setError] = useState("");
+  const lastTyping = useRef(0);
+  const list = useRef<HTMLOListElement>(null);
+  const now = useNow(1000);
+  const peer = client.peer(chat);
+  const business = businesses.cached(chat);
+
+  useEffect(() => {
+    void client.load(chat).then((loaded) => setMessages([...loaded]));
+    void client.learn(chat).then((p) => {
+      if (p.kind === "business") void businesses.get(chat).catch(() => undefined);
+    });
+    return client.subscribe(() => setMessages([...(client.messages.get(chat) ?? [])]));
+  }, [client, chat, businesses]);
+
+  useEffect(() => {
+    if (document.visibilityState === "visible") void client.markRead(chat).catch(() => undefined);
+    list.current?.lastElementChild?.scrollIntoView({ block: "end" });
+  }, [messages.length, chat, client]);
+
+  useEffect(() => {
+    const seen = (): void => {
+      if (document.visibilityState === "visible") void client.markRead(chat).catch(() => undefined);
+    };
+    document.addEventListener("visibilitychange", seen);
+    return () => document.removeEventListener("visibilitychange", seen);
+  }, [client, chat]);
+
+  const send = async (event: Event): Promise<void> => {
+    event.preventDefault();
+    const text = draft.trim();
+    if (!text) return;
+    setDraft("");
+    setError("");
+    try {
+      await client.sendText(chat, text);
+    } catch (failure) {
+      setDraft(text);
+      setError(describeError(failure));
+    }
+  };
+
+  const typed = (value: string): void => {
+    setDraft(value);
+    if (value && Date.now() - lastTyping.current > TYPING_EVERY_MS) {
+      lastTyping.current = Date.now();
+      void client.sendTyping(chat).catch(() => undefined);
+    }
+  };
+
+  const choose = async (message: Message, option: { id: string; title: string; description?: string }): Promise<void> => {
+    setError("");
+    try {
+      await client.answer(chat, message, option);
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
+
+  const answered = new Set<string>();
+  for (const m of messages) {
+    if (!m.outgoing) continue;
+    const p = client.payloadOf(m) as Record<string, unknown> | null;
+    if (p && (p["t"] === "interactive_reply" || p["t"] === "button_reply")) answered.add(String(p["message_id"]));
+  }
+  const typing = client.typing.get(chat);
+  const isTyping = typing !== undefined && typing.until > now;
+  const name = peer.name ?? business?.profile.display_name ?? peer.phone ?? chat.slice(0, 8);
+
+  return (
+    <section class="chat" aria-label={name}>
+      <header class="chat-header">
+        <button type="button" class="icon back" aria-label={t("chat.back")} onClick={() => go()}>
+          ‹
+        </button>
+        <button type="button" class="who" onClick={() => go("profile", chat)}>
+          <span class="avatar" aria-hidden="true">
+            {name.slice(0, 1).toUpperCase()}
+          </span>
+          <span class="who-text">
+            <strong class="name" data-testid="chat-name">
+              {name} {business && <Tick tick={business.tick} />}
+            </strong>
+            <small class="sub">{isTyping ? t("chat.typing") : business ? <BusinessLine business={business} now={now} /> : peer.phone}</small>
+          </span>
+        </button>
+      </header>
+      {peer.trust === "changed" && (
+        <div class="banner warning" role="alert" data-testid="identity-changed">
+          <p>{t("chat.identity_changed")}</p>
+          <button type="button" onClick={() => go("safety", chat)}>
+            {t("chat.safety")}
+          </button>
+        </div>
+      )}
+      <ol class="messages" ref={list} aria-live="polite">
+        <li class="e2e-note">🔒 {t("chat.encrypted")}</li>
+        {messages.map((m) => (
+          <Bubble key={m.id} client={client} message={m} answered={answered.has(m.id)} onChoose={(msg, o) => void choose(msg, o)} />
+        ))}
+        {isTyping && (
+          <li class="bubble in typing" aria-label={t("chat.typing")}>
+            <span class="dots">•••</span>
+          </li>
+        )}
+      </ol>
+      {error && (
+        <p class="error composer-error" role="alert">
+          {error}
+        </p>
+      )}
+      {peer.blocked ? (
+        <p class="banner">{t("chat.blocked")}</p>
+      ) : (
+        <form class="composer" onSubmit={send}>
+          <textarea
+            name="message"
+            rows={1}
+            maxLength={4096}
+            placeholder={t("chat.placeholder")}
+            value={draft}
+            aria-label={t("chat.placeholder")}
+            onInput={(e) => typed((e.target as HTMLTextAreaElement).value)}
+            onKeyDown={(e) => {
+              if (e.key === "Enter" && !e.shiftKey) {
+                e.preventDefault();
+                void send(e);
+              }
+            }}
+          />
+          <button type="submit" class="primary send" disabled={!draft.trim()} aria-label={t("chat.send")}>
+            ➤
+          </button>
+        </form>
+      )}
+    </section>
+  );
+}
