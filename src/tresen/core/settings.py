@@ -230,6 +230,11 @@ class Settings(FileSettings):
     sms_sender: Literal["console", "file"] = "console"
     sms_file: Path | None = None
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    webapp_dir: Path | None = Field(
+        default=None,
+        description="the built customer web app that the relay serves at /app/ (default: the "
+        "one `make web` builds into the relay's package)",
+    )
     limits: Limits = Field(default_factory=Limits)
     attachments: AttachmentLimits = Field(default_factory=AttachmentLimits)
     # Requests are attributed to the socket peer unless it is one of these reverse proxies

@@ -28,6 +28,8 @@ from tresen.relay.mailbox.ws import router as ws_router
 from tresen.relay.operator.api import router as operator_router
 from tresen.relay.policy.api import router as policy_router
 from tresen.relay.templates.api import router as templates_router
+from tresen.relay.webapp.api import router as webapp_router
+from tresen.relay.webapp.headers import WebAppHeaders
 
 __all__ = ["build_app"]
 
@@ -79,6 +81,7 @@ def build_app(
         read_timeout_s=settings.limits.body_read_timeout_s,
         streamed=streams_body,
     )
+    app.add_middleware(WebAppHeaders)
     for router in (
         accounts_router,
         keys_router,
@@ -91,6 +94,7 @@ def build_app(
         consent_router,
         billing_router,
         attachments_router,
+        webapp_router,
     ):
         app.include_router(router)
 
