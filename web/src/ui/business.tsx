@@ -86,7 +86,7 @@ export function Profile({ client, businesses, account }: { client: Client; busin
           {p.display_name} <Tick tick={business.tick} />
         </h2>
         <p class={business.tick.verified ? "verified-note" : "muted"} data-testid="tick-reason">
-          {business.tick.verified ? t("business.verified_by") : t(business.tick.reason === "verified" ? "business.tick_reason.none" : reason)}
+          {t(reason)}
         </p>
         <p>
           <BusinessLine business={business} now={now} />

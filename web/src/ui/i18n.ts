@@ -76,6 +76,8 @@ const en = {
   "business.tick_reason.revoked": "The operator revoked this business's verification.",
   "business.tick_reason.expired": "The verification of this business has expired.",
   "business.tick_reason.mismatch": "This business's keys or name do not match its certificate.",
+  "business.tick_reason.unavailable": "The verification could not be checked right now.",
+  "business.tick_reason.verified": "Verified by the operator of this server",
   "business.consent": "Messages from this business",
   "business.consent.utility": "Order and account updates",
   "business.consent.marketing": "Offers and news",
@@ -198,6 +200,8 @@ const de: Record<Key, string> = {
   "business.tick_reason.revoked": "Der Betreiber hat die Verifizierung dieses Unternehmens widerrufen.",
   "business.tick_reason.expired": "Die Verifizierung dieses Unternehmens ist abgelaufen.",
   "business.tick_reason.mismatch": "Schlüssel oder Name dieses Unternehmens passen nicht zu seinem Zertifikat.",
+  "business.tick_reason.unavailable": "Die Verifizierung kann gerade nicht geprüft werden.",
+  "business.tick_reason.verified": "Vom Betreiber dieses Servers verifiziert",
   "business.consent": "Nachrichten von diesem Unternehmen",
   "business.consent.utility": "Bestell- und Kontoinfos",
   "business.consent.marketing": "Angebote und Neuigkeiten",
@@ -265,7 +269,7 @@ export function setLanguage(next: Language): void {
 }
 
 export function t(key: Key, vars: Record<string, string | number> = {}): string {
-  const text = tables[current][key] ?? en[key];
+  const text: string = tables[current][key] ?? en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name: string) => String(vars[name] ?? `{${name}}`));
 }
 
