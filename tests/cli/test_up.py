@@ -16,6 +16,7 @@ from support import read_last_code
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
+from tresen.relay.webapp.files import BUNDLED_DIST, is_built
 from tresen.wire.e2e import Media, MediaKind, Text
 
 
@@ -46,7 +47,7 @@ def tresen_up(data_dir: Path, sms_file: Path) -> Iterator[dict[str, str]]:
         printed: dict[str, str] = {}
         for line in process.stdout:
             label, _, rest = line.partition(":")
-            if label in ("Relay", "Operator", "Demo", "Gateway", "API token", "Inbox"):
+            if label in ("Relay", "Web app", "Operator", "Demo", "Gateway", "API token", "Inbox"):
                 printed[label] = rest.strip()
             if label == "Demo" or "did not start" in line:
                 break
@@ -124,6 +125,7 @@ async def test_up_runs_a_verified_demo_airline_that_answers(tmp_path: Path) -> N
         url = printed["Relay"].split()[0]
         assert url.startswith("http://127.0.0.1:")
         assert httpx.get(url + "/v1/health").json() == {"status": "ok"}
+        assert_web_app_answers(url, printed["Web app"])
         assert "Tresen Air ✓" in printed["Demo"]
         fingerprint = printed["Operator"].removeprefix("key fingerprint ").strip()
 
@@ -141,6 +143,21 @@ async def test_up_runs_a_verified_demo_airline_that_answers(tmp_path: Path) -> N
         assert again["Inbox"].split("(")[1] == printed["Inbox"].split("(")[1]
         assert_gateway_answers(again)
         assert_inbox_login_works(again)
+
+
+def assert_web_app_answers(url: str, line: str) -> None:
+    """The printed web app URL answers with the app, or says how to build it."""
+    webapp = line.split()[0]
+    assert webapp == f"{url}/app/"
+    page = httpx.get(webapp, headers={"Accept": "text/html"})
+    if is_built(BUNDLED_DIST):
+        assert page.status_code == 200
+        assert '<div id="root">' in page.text
+        assert "not built" not in line
+    else:
+        assert page.status_code == 503
+        assert "run make web" in page.text
+        assert "(not built: run make web)" in line
 
 
 def assert_inbox_login_works(printed: dict[str, str]) -> None:

@@ -29,6 +29,7 @@ def up(
     from tresen.demo import CodeCatcher
     from tresen.relay.app import build_app, context_of
     from tresen.relay.context import default_sms_sender
+    from tresen.relay.webapp.files import BUNDLED_DIST, is_built
 
     settings = make_settings(config, data_dir=data_dir, port=port)
     codes = CodeCatcher(default_sms_sender(settings))
@@ -39,6 +40,10 @@ def up(
         console.rule("Tresen is up")
         console.print(f"Relay:      {url}   (API docs: {url}/docs)")
         console.print(f"WebSocket:  {url.replace('http', 'ws', 1)}/v1/ws")
+        webapp = f"Web app:    {url}/app/"
+        if not is_built(settings.webapp_dir or BUNDLED_DIST):
+            webapp += "   (not built: run make web)"
+        console.print(webapp, soft_wrap=True)
         console.print(f"Data:       {settings.data_dir.resolve()}")
         console.print(f"Database:   {settings.resolved_database_url}")
         console.print(
