@@ -48,18 +48,40 @@ export class Connection {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    if (typeof window !== "undefined") window.addEventListener("online", this.wake);
+    if (typeof window !== "undefined") {
+      window.addEventListener("online", this.wake);
+      window.addEventListener("offline", this.lost);
+    }
     this.dial();
   }
 
   stop(): void {
     this.stopped = true;
-    if (typeof window !== "undefined") window.removeEventListener("online", this.wake);
+    if (typeof window !== "undefined") {
+      window.removeEventListener("online", this.wake);
+      window.removeEventListener("offline", this.lost);
+    }
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.socket?.close(1000, "bye");
     this.socket = null;
   }
+
+  /** The browser lost its network: the socket is as good as dead, and waiting for its pings
+   * to time out would leave sends hanging. Dial again when the browser is online. */
+  private readonly lost = (): void => {
+    const socket = this.socket;
+    if (!socket) return;
+    this.socket = null;
+    this.open = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    socket.onclose = null;
+    socket.close(1000, "offline");
+    for (const [, waiting] of this.waiting) waiting.reject(new NotConnected("the browser is offline"));
+    this.waiting.clear();
+    this.events.onClose(1006, "offline");
+  };
 
   private readonly wake = (): void => {
     if (this.open || this.stopped) return;
@@ -72,6 +94,7 @@ export class Connection {
     this.timer = null;
     const token = this.token();
     if (!token || this.stopped) return;
+    if (typeof navigator !== "undefined" && navigator.onLine === false) return; // `online` dials
     let socket: WebSocket;
     try {
       socket = new WebSocket(this.url, ["tresen.v1", `tresen.bearer.${token}`]);

@@ -85,10 +85,13 @@ export function Register({ client }: { client: Client }) {
                 maxLength={64}
                 value={phone}
                 placeholder="+49 151 12345678"
+                aria-describedby="phone-hint"
                 onInput={(e) => setPhone((e.target as HTMLInputElement).value)}
               />
-              <small>{t("register.phone_hint")}</small>
             </label>
+            <small id="phone-hint" class="hint">
+              {t("register.phone_hint")}
+            </small>
             <button type="submit" class="primary" disabled={busy || !phone.trim()}>
               {t("register.send_code")}
             </button>
@@ -104,10 +107,13 @@ export function Register({ client }: { client: Client }) {
                 required
                 maxLength={12}
                 value={code}
+                aria-describedby="code-hint"
                 onInput={(e) => setCode((e.target as HTMLInputElement).value)}
               />
-              <small>{t("register.code_hint", { phone })}</small>
             </label>
+            <small id="code-hint" class="hint">
+              {t("register.code_hint", { phone })}
+            </small>
             <label>
               {t("register.device")}
               <input
