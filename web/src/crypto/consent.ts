@@ -9,7 +9,7 @@
 // device's key can check it offline.
 
 import { Base64Error, fromBase64, toBase64 } from "../wire/base64";
-import { MsgpackError, pack, unpack } from "../wire/msgpack";
+import { MsgpackError, pack, unpackWith } from "../wire/msgpack";
 import { pyRepr } from "../wire/pytext";
 import { bytes, decodeWith, int, oneOf, required, SchemaError, str, struct, writeWith } from "../wire/schema";
 import { verifyEd25519 } from "./ed25519";
@@ -113,7 +113,7 @@ export function signStatement(identity: DeviceIdentity, fields: StatementFields)
 export function decodeStatement(body: Uint8Array): ConsentStatement {
   let statement: ConsentStatement;
   try {
-    statement = decodeWith(statementSchema, unpack(body));
+    statement = unpackWith(body, (value) => decodeWith(statementSchema, value));
   } catch (error) {
     if (error instanceof SchemaError || error instanceof MsgpackError) {
       throw new ForgedConsent(`not a consent statement: ${error.message}`);

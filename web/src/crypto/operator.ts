@@ -15,7 +15,7 @@
 // endorsed. A certificate is valid while now < expires_ms and its signing key has not retired.
 
 import { Base64Error, fromBase64 } from "../wire/base64";
-import { MsgpackError, unpack } from "../wire/msgpack";
+import { MsgpackError, unpackWith } from "../wire/msgpack";
 import { array, decodeWith, int, required, SchemaError, str, struct } from "../wire/schema";
 import { verifyEd25519 } from "./ed25519";
 import { ED25519_KEY_BYTES, ed25519KeyBytes } from "./keys";
@@ -172,7 +172,7 @@ function strictly<T>(decode: () => T, refuse: (reason: string) => never): T {
 /** The certificate in `body`, decoded strictly; no signature check (see verifyCertificate). */
 export function decodeCertificate(body: Uint8Array): BusinessCertificate {
   const cert = strictly(
-    () => decodeWith(certificateSchema, unpack(body)),
+    () => unpackWith(body, (value) => decodeWith(certificateSchema, value)),
     (reason) => {
       throw new ForgedCertificate(`not a certificate: ${reason}`);
     },
@@ -373,7 +373,7 @@ export class OperatorKeyRing {
   /** The key `keyId` names, if it signed `prefix + body` with `signature`. */
   async signer(body: Uint8Array, signature: string, prefix: Uint8Array, what: string): Promise<TrustedKey> {
     const { key_id: keyId } = strictly(
-      () => decodeWith(keyIdOnly, unpack(body)),
+      () => unpackWith(body, (value) => decodeWith(keyIdOnly, value)),
       () => {
         throw new ForgedCertificate(`${what} is not readable`);
       },
@@ -471,7 +471,7 @@ export async function verifyRevocations(
 ): Promise<RevocationList> {
   const key = await ring.signer(signed.body, signed.signature, REVOCATIONS_PREFIX, "revocation list");
   const listing = strictly(
-    () => decodeWith(revocationsSchema, unpack(signed.body)),
+    () => unpackWith(signed.body, (value) => decodeWith(revocationsSchema, value)),
     (reason) => {
       throw new ForgedCertificate(`not a revocation list: ${reason}`);
     },

@@ -10,7 +10,7 @@
 //   msgspec's reason.
 
 import { frame, InvalidPayload, MAX_PAYLOAD_BYTES, PayloadTooLarge, unframe } from "./framing";
-import { MsgpackError, pack, unpack } from "./msgpack";
+import { MsgpackError, pack, unpackWith } from "./msgpack";
 import { isPyBlank } from "./pytext";
 import {
   array,
@@ -253,7 +253,8 @@ function payload(
   fields: readonly Field[],
   check?: (p: Record<string, unknown>) => string | null,
 ): Schema<unknown> {
-  return struct({ tag: { field: "t", value: tag }, fields: [versionField, ...fields], ...(check ? { check } : {}) });
+  // msgspec puts the base's keyword-only `v` after the payload's own fields.
+  return struct({ tag: { field: "t", value: tag }, fields: [...fields, versionField], ...(check ? { check } : {}) });
 }
 
 const replyContext = struct<ReplyContext>({
@@ -474,8 +475,11 @@ function invalid(error: unknown): never {
 
 function decodeBody(body: Uint8Array): Payload {
   try {
-    const map = unpack(body);
-    const { t, v } = decodeWith(header, map);
+    let map: unknown;
+    const { t, v } = unpackWith(body, (value) => {
+      map = value;
+      return decodeWith(header, value);
+    });
     const schema = schemaOf(t);
     if (!schema || v > PAYLOAD_VERSION) return { t: "unsupported", tag: t, v };
     return decodeWith(schema, map) as KnownPayload;

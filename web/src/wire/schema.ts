@@ -6,7 +6,7 @@
 // field is the one reported; then missing required fields; then the struct's own rule (its
 // `__post_init__`). Unknown fields are skipped unless the struct forbids them.
 
-import { FOREIGN_KEY, kindOf } from "./msgpack";
+import { FOREIGN_KEY, kindOf, WIDE_MAP } from "./msgpack";
 import { codePoints, pyRepr } from "./pytext";
 
 export class SchemaError extends Error {
@@ -242,6 +242,7 @@ function isDefault(value: unknown, fallback: unknown): boolean {
  * declaration order, defaults filled in and unset optional fields left out. */
 export function struct<T>(spec: StructSpec): Schema<T> {
   const byName = new Map(spec.fields.map((field) => [field.name, field]));
+  const wide = spec.fields.length + (spec.tag ? 1 : 0) >= 16;
   return {
     expected: "object",
     accepts: isPlainMap,
@@ -278,6 +279,7 @@ export function struct<T>(spec: StructSpec): Schema<T> {
     write(value) {
       if (!isPlainMap(value)) return value;
       const out: Record<string, unknown> = {};
+      if (wide) Object.defineProperty(out, WIDE_MAP, { value: true });
       if (spec.tag) out[spec.tag.field] = spec.tag.value;
       for (const field of spec.fields) {
         const given = Object.hasOwn(value, field.name) ? value[field.name] : undefined;

@@ -16,7 +16,7 @@ import {
 import { verifyEd25519 } from "../crypto/ed25519";
 import { concat } from "../crypto/olm";
 import { Base64Error, fromBase64, toBase64 } from "./base64";
-import { MsgpackError, unpack } from "./msgpack";
+import { MsgpackError, unpackWith } from "./msgpack";
 import type { Media, Payload, Template } from "./payloads";
 import { codePoints, hasPySpace, isPyBlank, isPySpace, pyRepr } from "./pytext";
 import {
@@ -228,7 +228,7 @@ export class TemplateFormatError extends Error {
 export function decodeSignedBody(body: Uint8Array): SignedTemplateBody {
   let decoded: SignedTemplateBody;
   try {
-    decoded = decodeWith(signedBody, unpack(body));
+    decoded = unpackWith(body, (value) => decodeWith(signedBody, value));
   } catch (error) {
     if (error instanceof SchemaError || error instanceof MsgpackError) {
       throw new TemplateFormatError(`not a signed template: ${error.message}`);
