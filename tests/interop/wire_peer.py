@@ -46,7 +46,7 @@ from tresen.crypto.consent import (
     sign_statement,
     verify_statement,
 )
-from tresen.crypto.olm import DeviceIdentity
+from tresen.crypto.olm import CryptoError, DeviceIdentity
 from tresen.crypto.safety import Party, fingerprint, safety_number
 from tresen.relay.templates.validation import validate_submission
 from tresen.wire.e2e import (
@@ -345,6 +345,18 @@ class Peer:
     def op_identity_keys(self, count: int) -> list[str]:
         return [vodozemac.Account().ed25519_key.to_base64() for _ in range(count)]
 
+    def op_ed25519_valid(self, keys: list[str]) -> list[bool]:
+        """Whether vodozemac reads each text as an Ed25519 public key."""
+        valid = []
+        for key in keys:
+            try:
+                vodozemac.Ed25519PublicKey.from_base64(key)
+            except Exception:  # vodozemac's own exception types
+                valid.append(False)
+            else:
+                valid.append(True)
+        return valid
+
     def op_safety(self, mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
         a = Party(mine["phone"], mine["keys"])
         b = Party(theirs["phone"], theirs["keys"])
@@ -354,7 +366,7 @@ class Peer:
                 "mine": fingerprint(a),
                 "theirs": fingerprint(b),
             }
-        except ValueError as exc:
+        except (ValueError, CryptoError) as exc:
             return {"refused": type(exc).__name__, "reason": str(exc)}
 
 

@@ -27,16 +27,8 @@ afterAll(() => peer?.close());
 
 type Decoded = { payload?: unknown; unsupported?: { tag: string; v: number }; invalid?: string };
 
-// The two msgpack libraries word their reasons for malformed bytes differently; the rest of
-// every reason is the same.
-const MALFORMED = "invalid payload: MessagePack data is malformed";
-
-function comparable(decoded: Decoded): Decoded {
-  return decoded.invalid?.startsWith(MALFORMED) ? { invalid: MALFORMED } : decoded;
-}
-
 async function pythonDecodes(raw: Uint8Array): Promise<Decoded> {
-  return comparable(await peer.call<Decoded>("decode_payload", { raw: toBase64(raw) }));
+  return peer.call<Decoded>("decode_payload", { raw: toBase64(raw) });
 }
 
 function browserDecodes(raw: Uint8Array): Decoded {
@@ -44,7 +36,7 @@ function browserDecodes(raw: Uint8Array): Decoded {
   try {
     payload = decodePayload(raw);
   } catch (error) {
-    if (error instanceof InvalidPayload) return comparable({ invalid: error.message });
+    if (error instanceof InvalidPayload) return { invalid: error.message };
     throw error;
   }
   if (payload.t === "unsupported") return { unsupported: { tag: payload.tag, v: payload.v } };
@@ -287,6 +279,7 @@ const BODIES: [string, unknown][] = [
 const RAW: [string, Uint8Array][] = [
   ["an integer key at the top", Uint8Array.from([0x83, 0xa1, 0x74, 0xa6, ...new TextEncoder().encode("typing"), 0xaa, ...new TextEncoder().encode("message_id"), 0xa1, 0x6d, 0x05, 0x01])],
   ["malformed msgpack", Uint8Array.from([0xc1])],
+  ["a bad type byte inside", Uint8Array.from([0x82, 0xa1, 0x74, 0xa4, 0x74, 0x65, 0x78, 0x74, 0xa4, 0x74, 0x65, 0x78, 0x74, 0xc1])],
   ["an empty map", Uint8Array.from([0x80])],
   ["a map with a missing value", Uint8Array.from([0x81, 0xa1, 0x74])],
   ["trailing bytes", Uint8Array.from([0x80, 0x00])],

@@ -128,10 +128,17 @@ export function unpackWith<T>(bytes: Uint8Array, read: (value: unknown) => T): T
 
 const EXTRA = /^Extra \d+ of \d+ byte\(s\) found at buffer\[(\d+)\]$/;
 
-// msgspec's words where the two libraries agree on the cause.
+// msgspec's words for the same causes. The position of a bad type byte is where the decoder
+// stopped (it keeps it in a field its types call private).
 function malformed(error: unknown): string {
   if (error instanceof RangeError) return "Input data was truncated";
-  return `MessagePack data is malformed: ${error instanceof Error ? error.message : String(error)}`;
+  const reason = error instanceof Error ? error.message : String(error);
+  const opcode = /^Unrecognized type byte: 0x([0-9a-f]{2})$/.exec(reason);
+  const position = (decoder as unknown as { pos?: unknown }).pos;
+  if (opcode && typeof position === "number") {
+    return `MessagePack data is malformed: invalid opcode '\\x${opcode[1]}' (byte ${position - 1})`;
+  }
+  return `MessagePack data is malformed: ${reason}`;
 }
 
 /** msgspec's name for the type of a decoded value, as it writes it in its errors. */
