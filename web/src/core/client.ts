@@ -10,6 +10,8 @@ import {
   decodePayload,
   encodePayload,
   InvalidPayload,
+  type InteractiveReply,
+  type KnownPayload,
   type Payload,
   type SentTranscript,
 } from "../wire/payloads";
@@ -156,7 +158,7 @@ function sessionKey(account: string, device: number): string {
 /** One-line preview of a payload for the chat list. */
 export function previewOf(payload: Payload | undefined): string {
   if (!payload) return "";
-  const p = payload as Record<string, unknown>;
+  const p = payload as unknown as Record<string, unknown>;
   switch (payload.t) {
     case "text":
       return String(p["text"] ?? "");
@@ -619,7 +621,7 @@ export class Client {
 
   /** Send a chat message: kept as pending (⏱) at once, sent now or when the relay can be
    * reached again. */
-  async send(to: string, payload: Payload, klass = SESSION): Promise<Message> {
+  async send(to: string, payload: KnownPayload, klass = SESSION): Promise<Message> {
     const me = this.requireMe();
     const chat = await this.resolve(to);
     if (chat === me.account_id) throw new RelayError(131009, "a chat needs someone else on the other side");
@@ -662,14 +664,15 @@ export class Client {
     message: Message,
     option: { id: string; title: string; description?: string },
   ): Promise<Message> {
-    const reply: Payload = {
+    const asked = this.payloadOf(message);
+    const reply: InteractiveReply = {
       t: "interactive_reply",
-      kind: (this.payloadOf(message) as Record<string, unknown> | null)?.["type"] === "list" ? "list_reply" : "button_reply",
+      kind: asked?.t === "interactive" && asked.type === "list" ? "list_reply" : "button_reply",
       message_id: message.id,
       id: option.id,
       title: option.title,
     };
-    if (option.description) (reply as Record<string, unknown>)["description"] = option.description;
+    if (option.description) reply.description = option.description;
     return this.send(chat, reply);
   }
 
@@ -951,9 +954,9 @@ export class Client {
   private async accept(frame: MessageFrame, payload: Payload, raw: Uint8Array, writes: Write[]): Promise<void> {
     const me = this.requireMe();
     const own = frame.sender === me.account_id;
-    const p = payload as Record<string, unknown>;
+    const p = payload as unknown as Record<string, unknown>;
     const system = ["typing", "retry", "retry_refused", "unsupported"];
-    if (!own && frame.klass === SYSTEM && !system.includes(payload.t) && !("tag" in p)) {
+    if (!own && frame.klass === SYSTEM && !system.includes(payload.t)) {
       throw new Refused("class_mismatch", `a message of class system carries a ${payload.t} payload, not a typing indicator or a retry request`, "other");
     }
     if (own && payload.t === "sent_transcript") {

@@ -1,0 +1,415 @@
+"""The Python side of the web app's protocol-library tests (web/tests/wire-interop.test.ts).
+
+Reads one JSON command per line on stdin and answers one JSON line on stdout, so that the
+TypeScript ports of the wire and crypto modules can be held against the Python reference:
+payloads encoded and decoded both ways, certificates, revocation lists, key endorsements and
+templates signed with the relay's own signing code, consent statements, attachments and
+safety numbers. Bytes travel as standard base64; a Python exception becomes
+``{"error": "Type: message"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from typing import Any
+
+import msgspec
+import vodozemac
+
+from tresen.client.business import judge
+from tresen.client.templates import (
+    TemplateRejected,
+    check_template_message,
+    verify_template,
+)
+from tresen.crypto.attachments import AttachmentError, decrypt_bytes, encrypt_bytes
+from tresen.crypto.certificates import (
+    BusinessCertificate,
+    CertificateError,
+    KeyRing,
+    OperatorKey,
+    PublishedKey,
+    SignedCertificate,
+    SignedRevocationList,
+    key_fingerprint,
+    key_id_of,
+    verify_certificate,
+    verify_revocations,
+)
+from tresen.crypto.consent import (
+    ConsentScope,
+    ConsentState,
+    ConsentStatement,
+    SignedConsent,
+    sign_statement,
+    verify_statement,
+)
+from tresen.crypto.olm import CryptoError, DeviceIdentity
+from tresen.crypto.safety import Party, fingerprint, safety_number
+from tresen.relay.templates.validation import validate_submission
+from tresen.wire.e2e import (
+    AnyPayload,
+    InvalidPayload,
+    PayloadTooLarge,
+    Unsupported,
+    decode_payload,
+    encode_payload,
+    padded_size,
+)
+from tresen.wire.templates import (
+    TEMPLATE_PREFIX,
+    ParameterMismatch,
+    RenderedTemplate,
+    SignedTemplate,
+    SignedTemplateBody,
+    render,
+)
+
+_payload_json = msgspec.json.Decoder(AnyPayload)
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+class Peer:
+    def __init__(self) -> None:
+        # Operator keys by the name a test gives them, created on first use.
+        self.operators: dict[str, OperatorKey] = {}
+        self.devices: dict[str, DeviceIdentity] = {}
+
+    def operator(self, name: str) -> OperatorKey:
+        if name not in self.operators:
+            self.operators[name] = OperatorKey.generate()
+        return self.operators[name]
+
+    def device(self, name: str) -> DeviceIdentity:
+        if name not in self.devices:
+            self.devices[name] = DeviceIdentity.create()
+        return self.devices[name]
+
+    def handle(self, command: dict[str, Any]) -> Any:
+        op = command.pop("op")
+        return getattr(self, f"op_{op}")(**command)
+
+    # --- payloads ------------------------------------------------------------------------------
+
+    def op_encode_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Build the payload from its JSON form (bytes in base64) and encode it."""
+        try:
+            built = _payload_json.decode(json.dumps(payload))
+        except (msgspec.ValidationError, InvalidPayload) as exc:
+            return {"invalid": str(exc)}
+        try:
+            return {"raw": b64(encode_payload(built))}
+        except PayloadTooLarge as exc:
+            return {"too_large": str(exc)}
+        except InvalidPayload as exc:
+            return {"invalid": str(exc)}
+
+    def op_decode_payload(self, raw: str) -> dict[str, Any]:
+        try:
+            payload = decode_payload(unb64(raw))
+        except InvalidPayload as exc:
+            return {"invalid": str(exc)}
+        if isinstance(payload, Unsupported):
+            return {"unsupported": {"tag": payload.tag, "v": payload.v}}
+        return {"payload": json.loads(msgspec.json.encode(payload))}
+
+    def op_padded_size(self, sizes: list[int]) -> list[int]:
+        return [padded_size(n) for n in sizes]
+
+    # --- the operator's signatures -------------------------------------------------------------
+
+    def op_operator_key(self, name: str) -> dict[str, Any]:
+        key = self.operator(name)
+        return {
+            "public_key": key.public_key,
+            "key_id": key.key_id,
+            "fingerprint": key.fingerprint(),
+        }
+
+    def op_key_id(self, public_key: str) -> dict[str, Any]:
+        return {"key_id": key_id_of(public_key), "fingerprint": key_fingerprint(public_key)}
+
+    def op_endorse(self, name: str, by: str, signs_from_ms: int) -> dict[str, Any]:
+        key = self.operator(name)
+        return {"endorsement": self.operator(by).endorse(key.public_key, signs_from_ms)}
+
+    def op_sign_certificate(self, key: str, **fields: Any) -> dict[str, Any]:
+        operator = self.operator(key)
+        cert = BusinessCertificate(key_id=operator.key_id, **fields)
+        return operator.sign_certificate(cert).to_json()
+
+    def op_sign_revocations(self, key: str, issued_ms: int, serials: list[int]) -> dict[str, Any]:
+        return self.operator(key).sign_revocations(issued_ms, serials).to_json()
+
+    def op_sign_raw(self, key: str, message: str) -> dict[str, Any]:
+        """Any bytes signed by an operator key (for bodies a test builds itself)."""
+        return {"signature": self.operator(key).sign(unb64(message))}
+
+    def op_sign_template(
+        self,
+        key: str,
+        template: dict[str, Any],
+        template_id: int,
+        business_account: str,
+        approved_ms: int,
+    ) -> dict[str, Any]:
+        """The relay's approval: the submission checked as the relay checks it, then signed."""
+        operator = self.operator(key)
+        clean = validate_submission(template)
+        body = msgspec.msgpack.encode(
+            SignedTemplateBody(
+                key_id=operator.key_id,
+                id=template_id,
+                business_account=business_account,
+                name=clean.name,
+                language=clean.language,
+                category=clean.category,
+                parameter_format=clean.parameter_format,
+                components=clean.components,
+                approved_ms=approved_ms,
+            )
+        )
+        signed = SignedTemplate(template_id, body, operator.sign(TEMPLATE_PREFIX + body))
+        return signed.to_json()
+
+    def ring(self, pinned: str, published: list[dict[str, Any]]) -> KeyRing:
+        ring = KeyRing(pinned)
+        ring.update([PublishedKey.from_json(entry) for entry in published])
+        return ring
+
+    def op_ring(self, pinned: str, published: list[dict[str, Any]]) -> dict[str, Any]:
+        ring = KeyRing(pinned)
+        update = ring.update([PublishedKey.from_json(entry) for entry in published])
+        return {
+            "added": update.added,
+            "retired": update.retired,
+            "ignored": update.ignored,
+            "key_ids": ring.key_ids,
+            "retires": {k: ring.retires_ms(k) for k in ring.key_ids},
+            "json": ring.to_json(),
+        }
+
+    def op_verify_certificate(
+        self,
+        certificate: dict[str, Any],
+        pinned: str,
+        published: list[dict[str, Any]],
+        now_ms: int,
+        revoked: list[int],
+    ) -> dict[str, Any]:
+        ring = self.ring(pinned, published)
+        try:
+            cert = verify_certificate(SignedCertificate.from_json(certificate), ring, now_ms, revoked)
+        except CertificateError as exc:
+            return {"refused": type(exc).__name__, "reason": str(exc)}
+        return {"certificate": msgspec.to_builtins(cert)}
+
+    def op_verify_revocations(
+        self,
+        revocations: dict[str, Any],
+        pinned: str,
+        published: list[dict[str, Any]],
+        now_ms: int,
+        max_age_ms: int,
+    ) -> dict[str, Any]:
+        ring = self.ring(pinned, published)
+        try:
+            signed = SignedRevocationList.from_json(revocations)
+            listing = verify_revocations(signed, ring, now_ms, max_age_ms)
+        except CertificateError as exc:
+            return {"refused": type(exc).__name__, "reason": str(exc)}
+        return {"revocations": msgspec.to_builtins(listing)}
+
+    def op_judge(
+        self,
+        certificate: dict[str, Any] | None,
+        pinned: str | None,
+        published: list[dict[str, Any]],
+        now_ms: int,
+        revoked: list[int] | None,
+        account_id: str,
+        phone: str,
+        display_name: str,
+        device_keys: list[str],
+        identity_changed: bool,
+    ) -> dict[str, Any]:
+        tick = judge(
+            certificate,
+            None if pinned is None else self.ring(pinned, published),
+            now_ms,
+            revoked=revoked,
+            account_id=account_id,
+            phone=phone,
+            display_name=display_name,
+            device_keys=device_keys,
+            identity_changed=identity_changed,
+        )
+        return {
+            "state": str(tick.state),
+            "detail": tick.detail,
+            "serial": tick.serial,
+            "expires_ms": tick.expires_ms,
+            "reason": tick.reason,
+        }
+
+    # --- templates -----------------------------------------------------------------------------
+
+    def op_render(self, signed: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+        """The signed template rendered with ``parameters`` (no signature check)."""
+        template = SignedTemplate.from_json(signed)
+        body = msgspec.msgpack.decode(template.body, type=SignedTemplateBody)
+        try:
+            return {"rendered": rendered_json(render(body, parameters))}
+        except ParameterMismatch as exc:
+            return {"problems": [[p.field, p.problem] for p in exc.problems]}
+
+    def op_check_template(
+        self,
+        signed: dict[str, Any],
+        pinned: str,
+        published: list[dict[str, Any]],
+        now_ms: int,
+        payload: str,
+        sender: str,
+        template_ref: str | None,
+    ) -> dict[str, Any]:
+        """§10.5 steps 2 to 5: verify the signed template, then check the message against it."""
+        ring = self.ring(pinned, published)
+        try:
+            template = verify_template(SignedTemplate.from_json(signed), ring, now_ms)
+        except CertificateError as exc:
+            return {"refused": type(exc).__name__, "reason": str(exc)}
+        message = decode_payload(unb64(payload))
+        try:
+            shown = check_template_message(
+                template,
+                message,  # type: ignore[arg-type]  # the test sends a template payload
+                sender=sender,
+                template_ref=template_ref,
+            )
+        except TemplateRejected as exc:
+            return {"rejected": exc.kind, "reason": exc.reason}
+        return {"rendered": rendered_json(shown)}
+
+    # --- consent -------------------------------------------------------------------------------
+
+    def op_consent_body(self, nonce: str, **fields: Any) -> dict[str, Any]:
+        statement = ConsentStatement(nonce=unb64(nonce), **fields)
+        return {"body": b64(msgspec.msgpack.encode(statement))}
+
+    def op_consent_sign(self, device: str, nonce: str, **fields: Any) -> dict[str, Any]:
+        identity = self.device(device)
+        statement = ConsentStatement(
+            nonce=unb64(nonce), device_ed25519=identity.ed25519, **fields
+        )
+        signed = sign_statement(identity, statement)
+        return {**signed.to_json(), "ed25519": identity.ed25519}
+
+    def op_consent_verify(self, signed: dict[str, Any], ed25519: str) -> dict[str, Any]:
+        try:
+            statement = verify_statement(SignedConsent.from_json(signed), ed25519)
+        except Exception as exc:  # the test compares the refusal
+            return {"refused": type(exc).__name__, "reason": str(exc)}
+        fields = msgspec.to_builtins(statement)
+        fields["scope"] = str(ConsentScope(fields["scope"]))
+        fields["state"] = str(ConsentState(fields["state"]))
+        return {"statement": fields}
+
+    # --- attachments and safety numbers --------------------------------------------------------
+
+    def op_seal(self, plaintext: str) -> dict[str, Any]:
+        blob, sealed = encrypt_bytes(unb64(plaintext))
+        return {
+            "blob": b64(blob),
+            "key": b64(sealed.key),
+            "sha256": b64(sealed.sha256),
+            "size": sealed.size,
+            "plain_size": sealed.plain_size,
+        }
+
+    def op_open(self, blob: str, key: str, sha256: str) -> dict[str, Any]:
+        try:
+            return {"plaintext": b64(decrypt_bytes(unb64(blob), key=unb64(key), sha256=unb64(sha256)))}
+        except AttachmentError as exc:
+            return {"code": exc.code, "reason": str(exc)}
+
+    def op_identity_keys(self, count: int) -> list[str]:
+        return [vodozemac.Account().ed25519_key.to_base64() for _ in range(count)]
+
+    def op_ed25519_valid(self, keys: list[str]) -> list[bool]:
+        """Whether vodozemac reads each text as an Ed25519 public key."""
+        valid = []
+        for key in keys:
+            try:
+                vodozemac.Ed25519PublicKey.from_base64(key)
+            except Exception:  # vodozemac's own exception types
+                valid.append(False)
+            else:
+                valid.append(True)
+        return valid
+
+    def op_safety(self, mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+        a = Party(mine["phone"], mine["keys"])
+        b = Party(theirs["phone"], theirs["keys"])
+        try:
+            return {
+                "number": safety_number(a, b),
+                "mine": fingerprint(a),
+                "theirs": fingerprint(b),
+            }
+        except (ValueError, CryptoError) as exc:
+            return {"refused": type(exc).__name__, "reason": str(exc)}
+
+
+def rendered_json(shown: RenderedTemplate) -> dict[str, Any]:
+    return {
+        "template_id": shown.template_id,
+        "name": shown.name,
+        "language": shown.language,
+        "category": str(shown.category),
+        "body": shown.body,
+        "header": None
+        if shown.header is None
+        else {
+            "format": str(shown.header.format),
+            "text": shown.header.text,
+            "media": shown.header.media,
+        },
+        "footer": shown.footer,
+        "buttons": [
+            {
+                "type": b.type,
+                "text": b.text,
+                "url": b.url,
+                "phone_number": b.phone_number,
+                "code": b.code,
+                "payload": b.payload,
+            }
+            for b in shown.buttons
+        ],
+        "text": shown.text(),
+    }
+
+
+def main() -> None:
+    peer = Peer()
+    for line in sys.stdin:
+        command: dict[str, Any] = json.loads(line)
+        try:
+            answer = peer.handle(command)
+        except Exception as exc:  # the test reads the failure
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()
