@@ -208,7 +208,8 @@ class Peer:
     ) -> dict[str, Any]:
         ring = self.ring(pinned, published)
         try:
-            cert = verify_certificate(SignedCertificate.from_json(certificate), ring, now_ms, revoked)
+            signed = SignedCertificate.from_json(certificate)
+            cert = verify_certificate(signed, ring, now_ms, revoked)
         except CertificateError as exc:
             return {"refused": type(exc).__name__, "reason": str(exc)}
         return {"certificate": msgspec.to_builtins(cert)}
@@ -308,9 +309,7 @@ class Peer:
 
     def op_consent_sign(self, device: str, nonce: str, **fields: Any) -> dict[str, Any]:
         identity = self.device(device)
-        statement = ConsentStatement(
-            nonce=unb64(nonce), device_ed25519=identity.ed25519, **fields
-        )
+        statement = ConsentStatement(nonce=unb64(nonce), device_ed25519=identity.ed25519, **fields)
         signed = sign_statement(identity, statement)
         return {**signed.to_json(), "ed25519": identity.ed25519}
 
@@ -338,9 +337,10 @@ class Peer:
 
     def op_open(self, blob: str, key: str, sha256: str) -> dict[str, Any]:
         try:
-            return {"plaintext": b64(decrypt_bytes(unb64(blob), key=unb64(key), sha256=unb64(sha256)))}
+            plaintext = decrypt_bytes(unb64(blob), key=unb64(key), sha256=unb64(sha256))
         except AttachmentError as exc:
             return {"code": exc.code, "reason": str(exc)}
+        return {"plaintext": b64(plaintext)}
 
     def op_identity_keys(self, count: int) -> list[str]:
         return [vodozemac.Account().ed25519_key.to_base64() for _ in range(count)]

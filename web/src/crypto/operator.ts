@@ -370,7 +370,9 @@ export class OperatorKeyRing {
     return null;
   }
 
-  /** The key `keyId` names, if it signed `prefix + body` with `signature`. */
+  /** The key the body's `key_id` names, if it signed `prefix + body` with `signature`
+   * (for verifyCertificate and verifyRevocations; throws UnknownOperatorKey or
+   * ForgedCertificate). */
   async signer(body: Uint8Array, signature: string, prefix: Uint8Array, what: string): Promise<TrustedKey> {
     const { key_id: keyId } = strictly(
       () => unpackWith(body, (value) => decodeWith(keyIdOnly, value)),
