@@ -286,6 +286,32 @@ async def shoot_app(page: Page, name: str) -> None:
     await shoot(page, f"webapp-{name}")
 
 
+# --- what a person does in the app ---------------------------------------------------------
+
+
+async def register(app: AppPage, platform: Platform, phone: str | None = None) -> str:
+    """Register the browser with a one-time code, as a person does; its phone number."""
+    page = app.page
+    phone = phone or platform.next_phone()
+    await interactive(page)
+    used = platform.code_for(phone)  # a number registered before: its code was used up
+    await page.get_by_label("Phone number").fill(phone)
+    await page.get_by_role("button", name="Send code").click()
+    code = await platform.wait_for_code(phone)
+    while code == used:
+        await asyncio.sleep(0.05)
+        code = await platform.wait_for_code(phone)
+    await page.get_by_label("Code", exact=True).fill(code)
+    await page.get_by_role("button", name="Verify").click()
+    await expect(page.get_by_role("heading", name="Chats")).to_be_visible(timeout=20_000)
+    return phone
+
+
+async def write(page: Page, text: str) -> None:
+    await page.get_by_label("Message", exact=True).fill(text)
+    await page.get_by_role("button", name="Send").click()
+
+
 # --- customers on the Python SDK ----------------------------------------------------------
 
 MakeCustomer = Callable[..., Awaitable[Client]]

@@ -290,10 +290,46 @@ BOARDING_PASS_TEMPLATES: list[dict[str, Any]] = [
 """The airline's boarding-pass message (a utility template whose header is the pass's PDF),
 in English and German: submitted and approved by the operator on the demo's first start."""
 
+OFFER_TEMPLATES: list[dict[str, Any]] = [
+    {
+        "name": "flight_offer",
+        "language": language,
+        "category": "MARKETING",
+        "components": [
+            {"type": "HEADER", "format": "TEXT", "text": header},
+            {
+                "type": "BODY",
+                "text": body,
+                "example": {"body_text": [["Anna", "Lisbon", "79"]]},
+            },
+            {"type": "FOOTER", "text": footer},
+            {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": stop}]},
+        ],
+    }
+    for language, header, body, footer, stop in (
+        (
+            "en",
+            "This week's fares",
+            "Hello {{1}}, fly to {{2}} from {{3}} EUR, one way, booked by Sunday.",
+            "Reply STOP to stop offers.",
+            "Stop offers",
+        ),
+        (
+            "de",
+            "Die Preise dieser Woche",
+            "Hallo {{1}}, fliegen Sie nach {{2}} ab {{3}} EUR pro Strecke, gebucht bis Sonntag.",
+            "Antworten Sie STOPP, um keine Angebote mehr zu erhalten.",
+            "Keine Angebote",
+        ),
+    )
+]
+"""The airline's offers (a marketing template: only to customers who opted in), in English
+and German, approved like the boarding pass."""
+
 
 async def _ensure_templates(ctx: RelayContext, gateway: Any) -> None:
     have = {(t["name"], t["language"]): t for t in await gateway.all_templates()}
-    for template in BOARDING_PASS_TEMPLATES:
+    for template in [*BOARDING_PASS_TEMPLATES, *OFFER_TEMPLATES]:
         known = have.get((template["name"], template["language"]))
         if known is None:
             known = await gateway.submit_template(template)

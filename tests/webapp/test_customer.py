@@ -5,40 +5,25 @@ writing while offline, and follow the conversation on a second browser linked to
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import sqlite3
 
-from playwright.async_api import Page, expect
-from webapp_support import AppPage, MakeCustomer, Platform, interactive, open_app, shoot_app
+from playwright.async_api import expect
+from webapp_support import (
+    AppPage,
+    MakeCustomer,
+    Platform,
+    interactive,
+    open_app,
+    register,
+    shoot_app,
+    write,
+)
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent, StatusChanged
 from tresen.client.store import MessageStatus
 from tresen.wire.e2e import Text
-
-
-async def register(app: AppPage, platform: Platform, phone: str | None = None) -> str:
-    """Register the browser with a one-time code, as a person does; its phone number."""
-    page = app.page
-    phone = phone or platform.next_phone()
-    await interactive(page)
-    used = platform.code_for(phone)  # a number registered before: its code was used up
-    await page.get_by_label("Phone number").fill(phone)
-    await page.get_by_role("button", name="Send code").click()
-    code = await platform.wait_for_code(phone)
-    while code == used:
-        await asyncio.sleep(0.05)
-        code = await platform.wait_for_code(phone)
-    await page.get_by_label("Code", exact=True).fill(code)
-    await page.get_by_role("button", name="Verify").click()
-    await expect(page.get_by_role("heading", name="Chats")).to_be_visible(timeout=20_000)
-    return phone
-
-
-async def write(page: Page, text: str) -> None:
-    await page.get_by_label("Message", exact=True).fill(text)
-    await page.get_by_role("button", name="Send").click()
 
 
 async def next_message(client: Client, within_s: float = 20) -> MessageEvent:

@@ -189,6 +189,8 @@ export class Client {
   readonly peers = new Map<string, Peer>();
   readonly messages = new Map<string, Message[]>();
   readonly typing = new Map<string, Typing>();
+  /** A line the app shows under a chat's messages (a consent change a keyword made). */
+  readonly notices = new Map<string, string>();
   connected = false;
   drained = false;
   offsetMs = 0;
@@ -676,6 +678,11 @@ export class Client {
     return this.send(chat, reply);
   }
 
+  /** Tap a QUICK_REPLY button of a template message. */
+  async tapQuickReply(chat: string, message: Message, payload: string, text: string): Promise<Message> {
+    return this.send(chat, { t: "button_reply", message_id: message.id, payload, text });
+  }
+
   async block(accountId: string): Promise<void> {
     await this.api.block(accountId);
     const peer = this.peer(accountId);
@@ -1065,7 +1072,14 @@ export class Client {
       ms: frame.server_ms,
     };
     if (extra.error) message.error = extra.error;
-    await this.store.write([{ store: "messages", id: message.id, value: message, chat, ms: message.ms }]);
+    const writes: Write[] = [{ store: "messages", id: message.id, value: message, chat, ms: message.ms }];
+    if (chat) {
+      // Shown in its chat (as refused or unreadable), so the chat is listed.
+      const peer = this.peer(chat);
+      this.touch(peer, message);
+      writes.push(this.peerWrite(peer));
+    }
+    await this.store.write(writes);
     if (chat) this.add(message);
   }
 
@@ -1130,7 +1144,8 @@ export class Client {
   private touch(peer: Peer, message: Message): void {
     if (peer.last_ms === undefined || message.ms >= peer.last_ms) {
       peer.last_ms = message.ms;
-      peer.preview = message.rendered ? "" : this.safePreview(message);
+      const rendered = message.rendered as { body?: string } | undefined;
+      peer.preview = rendered?.body ? rendered.body.slice(0, 120) : this.safePreview(message);
     }
   }
 

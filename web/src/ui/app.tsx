@@ -158,7 +158,7 @@ export function App({ services }: { services: Services }) {
     </section>
   );
   if (chat) main = <Chat key={chat} client={client} businesses={businesses} chat={chat} />;
-  else if (screen === "profile" && account) main = <Profile client={client} businesses={businesses} account={account} />;
+  else if (screen === "profile" && account) main = <Profile client={client} businesses={businesses} consent={services.consent} account={account} />;
   else if (screen === "find") main = <Find client={client} businesses={businesses} />;
   else if (screen === "settings") main = <Settings client={client} />;
   else if (screen === "privacy") main = <Privacy client={client} consent={services.consent} />;

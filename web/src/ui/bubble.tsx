@@ -1,4 +1,5 @@
 import type { Client, Message } from "../core/client";
+import type { RenderedButton, RenderedTemplate } from "../wire/templates";
 import { t, locale, type Key } from "./i18n";
 
 export function timeOf(ms: number): string {
@@ -32,36 +33,53 @@ export function Ticks({ status }: { status: string }) {
   );
 }
 
-interface Rendered {
-  header?: { type?: string; kind?: string; text?: string } | string | null;
-  body?: string;
-  footer?: string | null;
-  buttons?: { type?: string; kind?: string; text?: string; url?: string; phone_number?: string; phone?: string }[];
-}
-
-function TemplateView({ rendered }: { rendered: Rendered }) {
-  const header = typeof rendered.header === "string" ? { text: rendered.header } : rendered.header;
+function TemplateView({
+  rendered,
+  answered,
+  onQuickReply,
+}: {
+  rendered: RenderedTemplate;
+  answered: boolean;
+  onQuickReply: (button: RenderedButton) => void;
+}) {
+  const header = rendered.header;
   return (
-    <div class="template" data-testid="template">
-      {header?.text && <strong class="template-header">{header.text}</strong>}
-      {header && !header.text && (header.kind || header.type) && (
-        <div class="template-media">📎 {header.kind ?? header.type}</div>
-      )}
+    <div class="template" data-testid="template" data-template={rendered.name}>
+      {header?.text !== undefined && <strong class="template-header">{header.text}</strong>}
+      {header && header.text === undefined && <div class="template-media">📎 {header.format.toLowerCase()}</div>}
       <p class="body">{rendered.body}</p>
       {rendered.footer && <small class="footer">{rendered.footer}</small>}
-      {rendered.buttons && rendered.buttons.length > 0 && (
+      {rendered.buttons.length > 0 && (
         <div class="template-buttons">
-          {rendered.buttons.map((b, i) =>
-            b.url ? (
-              <a key={i} class="option" href={b.url} target="_blank" rel="noopener noreferrer">
-                ↗ {b.text}
-              </a>
-            ) : (
-              <span key={i} class="option passive">
+          {rendered.buttons.map((b, i) => {
+            if (b.type === "URL" && b.url) {
+              return (
+                <a key={i} class="option" href={b.url} target="_blank" rel="noopener noreferrer">
+                  ↗ {b.text}
+                </a>
+              );
+            }
+            if (b.type === "PHONE_NUMBER" && b.phone_number) {
+              return (
+                <a key={i} class="option" href={`tel:${b.phone_number}`}>
+                  ☎ {b.text}
+                </a>
+              );
+            }
+            if ((b.type === "COPY_CODE" || b.type === "OTP") && b.code) {
+              const code = b.code;
+              return (
+                <button key={i} type="button" class="option" onClick={() => void navigator.clipboard?.writeText(code)}>
+                  ⧉ {b.text}
+                </button>
+              );
+            }
+            return (
+              <button key={i} type="button" class="option" disabled={answered} onClick={() => onQuickReply(b)}>
                 {b.text}
-              </span>
-            ),
-          )}
+              </button>
+            );
+          })}
         </div>
       )}
     </div>
@@ -85,11 +103,13 @@ export function Bubble({
   message,
   answered,
   onChoose,
+  onQuickReply,
 }: {
   client: Client;
   message: Message;
   answered: boolean;
   onChoose: (message: Message, option: Option) => void;
+  onQuickReply: (message: Message, button: RenderedButton) => void;
 }) {
   const payload = client.payloadOf(message) as (Record<string, unknown> & { t: string }) | null;
   let content: preact.ComponentChildren;
@@ -106,7 +126,13 @@ export function Bubble({
   } else if (message.status === "waiting") {
     content = <p class="notice">{t("chat.waiting")}</p>;
   } else if (message.rendered) {
-    content = <TemplateView rendered={message.rendered as Rendered} />;
+    content = (
+      <TemplateView
+        rendered={message.rendered as RenderedTemplate}
+        answered={answered}
+        onQuickReply={(button) => onQuickReply(message, button)}
+      />
+    );
   } else if (!payload) {
     content = <p class="notice">{t("chat.unsupported")}</p>;
   } else if (payload.t === "text") {

@@ -1,6 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Business, Businesses, Tick as TickInfo } from "../core/businesses";
+import type { ConsentRecord } from "../core/api";
 import type { Client } from "../core/client";
+import type { ConsentActions } from "./settings";
 import { describeError, go, useNow } from "./hooks";
 import { locale, t, type Key } from "./i18n";
 
@@ -43,7 +45,58 @@ function dayName(index: number): string {
   return new Date(Date.UTC(2024, 0, 1 + index)).toLocaleDateString(locale(), { weekday: "long", timeZone: "UTC" });
 }
 
-export function Profile({ client, businesses, account }: { client: Client; businesses: Businesses; account: string }) {
+function Consents({ consent, account }: { consent: ConsentActions; account: string }) {
+  const [records, setRecords] = useState<ConsentRecord[] | null>(null);
+  const [error, setError] = useState("");
+  const load = (): void => {
+    consent.dashboard().then(
+      (entries) => setRecords(entries.find((e) => e.business_account === account)?.consents ?? []),
+      (failure: unknown) => setError(describeError(failure)),
+    );
+  };
+  useEffect(load, [consent, account]);
+  const flip = async (scope: "utility" | "marketing", allowed: boolean): Promise<void> => {
+    setError("");
+    try {
+      await consent.set(account, scope, allowed ? "opted_out" : "opted_in");
+      load();
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
+  if (records === null) return null;
+  return (
+    <fieldset class="consents-here">
+      <legend>{t("business.consent")}</legend>
+      {(["utility", "marketing"] as const).map((scope) => {
+        const allowed = records.find((r) => r.scope === scope)?.state === "opted_in";
+        return (
+          <label key={scope} class="check" data-scope={scope}>
+            <input type="checkbox" checked={allowed} onChange={() => void flip(scope, allowed)} />
+            {t(scope === "utility" ? "business.consent.utility" : "business.consent.marketing")}
+          </label>
+        );
+      })}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+    </fieldset>
+  );
+}
+
+export function Profile({
+  client,
+  businesses,
+  consent,
+  account,
+}: {
+  client: Client;
+  businesses: Businesses;
+  consent: ConsentActions;
+  account: string;
+}) {
   const [business, setBusiness] = useState<Business | null>(businesses.cached(account) ?? null);
   const [error, setError] = useState("");
   const [notice, setNotice] = useState("");
@@ -138,6 +191,7 @@ export function Profile({ client, businesses, account }: { client: Client; busin
             </table>
           </details>
         )}
+        <Consents consent={consent} account={account} />
         <div class="actions">
           <button type="button" class="primary" onClick={() => go("chat", account)}>
             {t("business.message")}

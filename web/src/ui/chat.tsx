@@ -70,6 +70,15 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
     }
   };
 
+  const act = async (work: () => Promise<unknown>): Promise<void> => {
+    setError("");
+    try {
+      await work();
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
+
   const answered = new Set<string>();
   for (const m of messages) {
     if (!m.outgoing) continue;
@@ -109,8 +118,20 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
       <ol class="messages" ref={list} aria-live="polite">
         <li class="e2e-note">🔒 {t("chat.encrypted")}</li>
         {messages.map((m) => (
-          <Bubble key={m.id} client={client} message={m} answered={answered.has(m.id)} onChoose={(msg, o) => void choose(msg, o)} />
+          <Bubble
+            key={m.id}
+            client={client}
+            message={m}
+            answered={answered.has(m.id)}
+            onChoose={(msg, o) => void choose(msg, o)}
+            onQuickReply={(msg, b) => void act(() => client.tapQuickReply(chat, msg, b.payload ?? b.text, b.text))}
+          />
         ))}
+        {client.notices.get(chat) && (
+          <li class="system-note" role="status" data-testid="chat-notice">
+            {client.notices.get(chat)}
+          </li>
+        )}
         {isTyping && (
           <li class="bubble in typing" aria-label={t("chat.typing")}>
             <span class="dots">•••</span>

@@ -81,6 +81,9 @@ const en = {
   "business.consent": "Messages from this business",
   "business.consent.utility": "Order and account updates",
   "business.consent.marketing": "Offers and news",
+  "consent.stopped": "You will no longer receive marketing messages from {name}. Send START to receive them again.",
+  "consent.started": "You will now receive marketing messages from {name}. Send STOP to stop them.",
+  "consent.failed": "Your choice could not be recorded ({reason}). Please send it again.",
   "find.title": "Find businesses",
   "find.placeholder": "Search by name",
   "find.none": "No business found.",
@@ -205,6 +208,9 @@ const de: Record<Key, string> = {
   "business.consent": "Nachrichten von diesem Unternehmen",
   "business.consent.utility": "Bestell- und Kontoinfos",
   "business.consent.marketing": "Angebote und Neuigkeiten",
+  "consent.stopped": "Sie erhalten keine Werbenachrichten mehr von {name}. Senden Sie ANMELDEN, um sie wieder zu erhalten.",
+  "consent.started": "Sie erhalten jetzt Werbenachrichten von {name}. Senden Sie ABMELDEN, um sie abzubestellen.",
+  "consent.failed": "Ihre Wahl konnte nicht gespeichert werden ({reason}). Bitte senden Sie sie noch einmal.",
   "find.title": "Unternehmen finden",
   "find.placeholder": "Nach Namen suchen",
   "find.none": "Kein Unternehmen gefunden.",
@@ -269,7 +275,12 @@ export function setLanguage(next: Language): void {
 }
 
 export function t(key: Key, vars: Record<string, string | number> = {}): string {
-  const text: string = tables[current][key] ?? en[key] ?? key;
+  return tIn(current, key, vars);
+}
+
+/** A text in a given language, whatever the app's language is. */
+export function tIn(lang: Language, key: Key, vars: Record<string, string | number> = {}): string {
+  const text: string = tables[lang][key] ?? en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name: string) => String(vars[name] ?? `{${name}}`));
 }
 
