@@ -261,14 +261,18 @@ async def open_app(
     return AppPage(page, context, problems, responses)
 
 
+# page.wait_for_function() takes these as functions: a bare expression that is not true at
+# once is polled with eval() in the page, which the app's CSP refuses ('unsafe-eval').
+
+
 async def rendered(page: Page) -> None:
     """Wait until the app has put something into ``#root``."""
-    await page.wait_for_function("document.getElementById('root')?.childElementCount > 0")
+    await page.wait_for_function("() => document.getElementById('root')?.childElementCount > 0")
 
 
 async def interactive(page: Page) -> None:
     """Wait until the app marks itself interactive: ``<html data-ready="1">``."""
-    await page.wait_for_function("document.documentElement.dataset.ready === '1'")
+    await page.wait_for_function("() => document.documentElement.dataset.ready === '1'")
 
 
 async def shoot_app(page: Page, name: str) -> None:
