@@ -4,14 +4,17 @@ Starts ``tresen relay serve`` in a child process (SQLite in a temporary folder; 
 running relay with ``--url``) and loads ``/app/`` ``--runs`` times in Debian's headless
 Chromium, each time in a new browser context (empty cache, no storage), over the loopback and
 over a throttled network (``--networks``: ``loopback``, ``slow4g`` = 150 ms round trip,
-1.6 Mbit/s down, 750 kbit/s up, as Chromium's DevTools emulate it). Per load, from the start
-of the navigation:
+1.6 Mbit/s down, 750 kbit/s up, as Chromium's DevTools emulate it), as a browser normally asks
+(``gzip``: the relay sends its files gzipped) and without compression (``identity``), for the
+difference (``--encodings``). Per load, from the start of the navigation:
 
 - ``interactive``: until the app marks ``<html data-ready="1">`` (its own
   ``window.__tresenReadyMs`` when it records one, else the moment the attribute is set); a
   build that never sets it within ``--ready-timeout`` seconds is reported without it;
 - ``rendered``: until the app first puts an element into ``#root``;
-- ``DOMContentLoaded`` and ``load`` (navigation timing);
+- ``DOMContentLoaded`` and ``load`` (navigation timing), and ``last byte``: when the last
+  file the page fetched by then had arrived (Olm's WebAssembly, which the app fetches after
+  ``load``);
 - the bytes transferred (navigation and resource timing: headers and bodies as sent) and the
   number of requests.
 
@@ -84,6 +87,7 @@ TIMINGS = """() => {
   return {
     dcl: nav.domContentLoadedEventEnd,
     load: nav.loadEventEnd,
+    last: Math.max(...entries.map((e) => e.responseEnd)),
     transferred: entries.reduce((sum, e) => sum + e.transferSize, 0),
     encoded: entries.reduce((sum, e) => sum + e.encodedBodySize, 0),
     decoded: entries.reduce((sum, e) => sum + e.decodedBodySize, 0),
@@ -98,6 +102,7 @@ METRICS = (
     ("rendered", "rendered", "ms"),
     ("DOMContentLoaded", "dcl", "ms"),
     ("load", "load", "ms"),
+    ("last byte", "last", "ms"),
     ("transferred", "transferred", "bytes"),
     ("body (as sent)", "encoded", "bytes"),
     ("requests", "requests", ""),
@@ -156,10 +161,17 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 async def cold_load(
-    browser: Browser, url: str, network: dict[str, Any] | None, ready_timeout_s: float | None
+    browser: Browser,
+    url: str,
+    network: dict[str, Any] | None,
+    ready_timeout_s: float | None,
+    encoding: str = "gzip",
 ) -> dict[str, Any]:
     """One first visit in a new context; ``ready_timeout_s`` None: do not wait for data-ready."""
-    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844},
+        extra_http_headers={"Accept-Encoding": "identity"} if encoding == "identity" else None,
+    )
     try:
         await context.add_init_script(OBSERVE)
         page = await context.new_page()
@@ -196,7 +208,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 async def measure(
-    url: str, runs: int, networks: list[str], ready_timeout_s: float
+    url: str, runs: int, networks: list[str], encodings: list[str], ready_timeout_s: float
 ) -> tuple[list[dict[str, Any]], str]:
     results = []
     async with chromium() as browser:
@@ -204,10 +216,14 @@ async def measure(
         # The first load also warms the relay (and tells whether the app marks data-ready).
         first = await cold_load(browser, url, None, ready_timeout_s)
         marks_ready = first["ready"] is not None
-        for name in networks:
+        for name, encoding in ((n, e) for n in networks for e in encodings):
             samples = [
                 await cold_load(
-                    browser, url, NETWORKS[name], ready_timeout_s if marks_ready else None
+                    browser,
+                    url,
+                    NETWORKS[name],
+                    ready_timeout_s if marks_ready else None,
+                    encoding,
                 )
                 for _ in range(runs)
             ]
@@ -218,6 +234,7 @@ async def measure(
             results.append(
                 {
                     "network": name,
+                    "encoding": encoding,
                     "runs": runs,
                     **figures,
                     "errors": sorted({e for s in samples for e in s["errors"]}),
@@ -251,14 +268,15 @@ def print_tables(sizes: dict[str, dict[str, int]], loads: list[dict[str, Any]]) 
         print(f"{kind:8} {entry['files']:>5} {kib(entry['raw']):>12} {kib(entry['gzip']):>12}")
     print()
     for load in loads:
-        print(f"{load['network']} ({load['runs']} cold loads)   median        p90")
+        title = f"{load['network']}, {load['encoding']} ({load['runs']} cold loads)"
+        print(f"{title:36} {'median':>10} {'p90':>10}")
         for label, key, unit in METRICS:
             figure = load[key]
             if figure is None:
-                print(f"  {label:18} {'—':>10} {'—':>10}")
+                print(f"  {label:34} {'—':>10} {'—':>10}")
                 continue
             show = kib if unit == "bytes" else (lambda v: f"{v:.0f} ms") if unit else "{:g}".format
-            print(f"  {label:18} {show(figure['median']):>10} {show(figure['p90']):>10}")
+            print(f"  {label:34} {show(figure['median']):>10} {show(figure['p90']):>10}")
         for error in load["errors"]:
             print(f"  page error: {error}")
         print()
@@ -268,15 +286,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="cold loads per network")
     parser.add_argument("--networks", default="loopback,slow4g", help=", ".join(NETWORKS))
+    parser.add_argument("--encodings", default="gzip,identity", help="gzip, identity")
     parser.add_argument("--url", help="a running relay (default: start one)")
     parser.add_argument("--dist", type=Path, default=BUNDLED_DIST, help="the build to size")
     parser.add_argument("--ready-timeout", type=float, default=15.0, help="seconds")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     networks = [n for n in args.networks.split(",") if n]
-    unknown = set(networks) - set(NETWORKS)
+    encodings = [e for e in args.encodings.split(",") if e]
+    unknown = set(networks) - set(NETWORKS) | set(encodings) - {"gzip", "identity"}
     if unknown:
-        parser.error(f"unknown networks: {', '.join(sorted(unknown))}")
+        parser.error(f"unknown networks or encodings: {', '.join(sorted(unknown))}")
     if not (args.dist / "index.html").is_file():
         raise SystemExit(f"the web app is not built ({args.dist}): run make web")
 
@@ -285,7 +305,9 @@ def main() -> None:
         url = args.url or stack.enter_context(
             relay(Path(stack.enter_context(tempfile.TemporaryDirectory())))
         )
-        loads, version = asyncio.run(measure(url, args.runs, networks, args.ready_timeout))
+        loads, version = asyncio.run(
+            measure(url, args.runs, networks, encodings, args.ready_timeout)
+        )
     print_tables(sizes, loads)
     payload = {
         "cpus": os.cpu_count(),
