@@ -25,7 +25,14 @@ from typing import Any
 
 import pytest
 from browser_support import PHONE, REQUIRE_BROWSER, shoot
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Response
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Response,
+    expect,
+)
 
 from tresen.client import Client
 from tresen.relay.accounts.sms import read_last_code
@@ -261,18 +268,16 @@ async def open_app(
     return AppPage(page, context, problems, responses)
 
 
-# page.wait_for_function() takes these as functions: a bare expression that is not true at
-# once is polled with eval() in the page, which the app's CSP refuses ('unsafe-eval').
-
-
 async def rendered(page: Page) -> None:
-    """Wait until the app has put something into ``#root``."""
-    await page.wait_for_function("() => document.getElementById('root')?.childElementCount > 0")
+    """Wait until the app has put something into ``#root``. (A locator, not
+    ``wait_for_function``: a string predicate is evaluated with ``eval``, which the app's CSP
+    refuses.)"""
+    await expect(page.locator("#root > *").first).to_be_attached()
 
 
 async def interactive(page: Page) -> None:
     """Wait until the app marks itself interactive: ``<html data-ready="1">``."""
-    await page.wait_for_function("() => document.documentElement.dataset.ready === '1'")
+    await expect(page.locator("html")).to_have_attribute("data-ready", "1")
 
 
 async def shoot_app(page: Page, name: str) -> None:
