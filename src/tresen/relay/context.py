@@ -21,6 +21,8 @@ from tresen.relay.mailbox.service import MailboxService
 from tresen.relay.operator.service import OperatorService
 from tresen.relay.policy.service import PolicyService
 from tresen.relay.templates.service import TemplateService
+from tresen.relay.webapp.files import BUNDLED_DIST
+from tresen.relay.webapp.service import WebApp
 from tresen.wire.relay import KeysLow
 
 __all__ = ["RelayContext", "build_context", "default_blob_storage", "default_sms_sender"]
@@ -41,6 +43,7 @@ class RelayContext:
     billing: BillingService
     templates: TemplateService
     attachments: AttachmentService
+    webapp: WebApp
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
@@ -131,5 +134,6 @@ def build_context(
             settings.attachments,
             blobs or default_blob_storage(settings),
         ),
+        webapp=WebApp(settings.webapp_dir or BUNDLED_DIST),
         hub=hub,
     )

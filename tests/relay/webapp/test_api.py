@@ -26,7 +26,7 @@ CSP = (
 INDEX = b'<!doctype html><title>Tresen</title><div id="root"></div>'
 SCRIPT = b"document.documentElement.dataset.ready = '1';\n"
 STYLE = b"main { color: #0b6e4f; }\n"
-WASM = b"\x00asm\x01\x00\x00\x00"
+WASM = b"\x00asm\x01\x00\x00\x00" + bytes(range(256)) * 64
 MANIFEST = b'{"name": "Tresen", "start_url": "/app/"}'
 ICON = b'<svg xmlns="http://www.w3.org/2000/svg"/>'
 SECRET = b"the operator's secret, outside the build"
@@ -146,6 +146,31 @@ async def test_files_come_with_their_types_and_hashed_assets_are_cached_for_a_ye
         assert r.status_code == 200, path
         assert (r.headers["content-type"], r.headers["cache-control"]) == (content_type, cache)
         assert r.content == body, path
+
+
+async def test_files_are_sent_gzipped_to_browsers_that_take_it(built: Served) -> None:
+    wasm = "/app/assets/olm-CLvJQKwB.wasm"
+    packed = await built.http.get(wasm, headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert packed.headers["content-encoding"] == "gzip"
+    assert int(packed.headers["content-length"]) < len(WASM) / 4
+    assert packed.content == WASM  # as the browser unpacks it
+    assert packed.headers["vary"] == "Accept-Encoding"
+    assert packed.headers["content-type"] == "application/wasm"
+    plain = await built.http.get(wasm, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.content == WASM
+    assert plain.headers["vary"] == "Accept-Encoding"
+    refused = await built.http.get(wasm, headers={"Accept-Encoding": "gzip;q=0, br"})
+    assert "content-encoding" not in refused.headers
+    # Each representation has its own validator.
+    assert packed.headers["etag"] != plain.headers["etag"]
+    again = await built.http.get(
+        wasm, headers={"Accept-Encoding": "gzip", "If-None-Match": packed.headers["etag"]}
+    )
+    assert again.status_code == 304
+    # A file smaller than a request's headers is sent as it is.
+    icon = await built.http.get("/app/icon.svg", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in icon.headers
 
 
 async def test_an_unchanged_file_is_not_sent_again(built: Served) -> None:

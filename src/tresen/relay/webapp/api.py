@@ -7,22 +7,14 @@ of it is in the OpenAPI document: it is the app, not the API.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
 from tresen.core.errors import ErrorCode, TresenError
 from tresen.relay.http import Ctx, error_response
-from tresen.relay.webapp.files import (
-    BUNDLED_DIST,
-    Lookup,
-    cache_control,
-    content_type,
-    find,
-    is_built,
-)
+from tresen.relay.webapp.files import Lookup, cache_control, content_type
+from tresen.relay.webapp.service import accepts_gzip, compressible
 
 __all__ = ["router"]
 
@@ -51,22 +43,28 @@ async def app_root(request: Request) -> Response:
 
 @router.api_route("/app/{requested:path}", methods=["GET", "HEAD"])
 async def app_file(requested: str, request: Request, ctx: Ctx) -> Response:
-    dist = ctx.settings.webapp_dir or BUNDLED_DIST
-    if not is_built(dist):
+    webapp = ctx.webapp
+    if not webapp.is_built():
         return _not_built(request)
-    found = find(dist, requested)
+    found = webapp.find(requested)
     if found.lookup is Lookup.MISSING or found.path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
-    return _file(found.path, found.name, request)
-
-
-def _file(path: Path, name: str, request: Request) -> Response:
-    stat = path.stat()
-    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-    headers = {"Cache-Control": cache_control(name), "ETag": etag}
+    stat = found.path.stat()
+    gzipped = None
+    if accepts_gzip(request.headers.get("accept-encoding", "")):
+        gzipped = await webapp.gzipped(found.path, found.name, stat)
+    # Each encoding is its own representation, with its own validator.
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}{"-gz" if gzipped is not None else ""}"'
+    headers = {"Cache-Control": cache_control(found.name), "ETag": etag}
+    if compressible(found.name):
+        headers["Vary"] = "Accept-Encoding"
     if etag in _etags(request.headers.get("if-none-match", "")):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return FileResponse(path, headers=headers, media_type=content_type(name), stat_result=stat)
+    media_type = content_type(found.name)
+    if gzipped is not None:
+        headers["Content-Encoding"] = "gzip"
+        return Response(gzipped, media_type=media_type, headers=headers)
+    return FileResponse(found.path, headers=headers, media_type=media_type, stat_result=stat)
 
 
 def _etags(header: str) -> set[str]:
