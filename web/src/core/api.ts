@@ -244,6 +244,18 @@ export class RelayApi {
     });
   }
 
+  resend(frame: {
+    client_msg_id: string;
+    message_id: string;
+    device_id: number;
+    type: number;
+    body: Uint8Array;
+    registration_id: number;
+  }): Promise<{ resends: number }> {
+    const { message_id: messageId, body, ...rest } = frame;
+    return this.request("POST", `/v1/messages/${encodeURIComponent(messageId)}/resend`, { ...rest, body: toBase64(body) });
+  }
+
   receipts(messageIds: string[]): Promise<{ routed: number }> {
     return this.request("POST", "/v1/receipts", { message_ids: messageIds });
   }

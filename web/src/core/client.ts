@@ -17,6 +17,7 @@ import {
 } from "../wire/payloads";
 import { Offline, RelayApi, RelayError, type ListedDevice } from "./api";
 import { Connection, NotConnected, type ServerFrame } from "./connection";
+import { Healing } from "./healing";
 import { Store, type Write } from "./store";
 
 export const SESSION = 0;
@@ -42,7 +43,7 @@ export type Status =
   | "seen"
   | "waiting";
 
-const ORDER: Record<string, number> = { pending: 0, sent: 1, delivered: 2, read: 3 };
+const ORDER: Record<string, number> = { pending: 0, sent: 1, waiting: 1, delivered: 2, read: 3 };
 
 export interface Message {
   id: string;
@@ -185,6 +186,7 @@ export class Client {
   identity: DeviceIdentity | null = null;
   connection: Connection | null = null;
   checks: Checks = {};
+  readonly healing = new Healing(this);
 
   readonly peers = new Map<string, Peer>();
   readonly messages = new Map<string, Message[]>();
@@ -445,7 +447,8 @@ export class Client {
 
   // --- sessions ------------------------------------------------------------------------------
 
-  private async sessionsOf(account: string, device: number): Promise<Session[]> {
+  /** The sessions with one peer device, the one to use next first. */
+  async sessionsOf(account: string, device: number): Promise<Session[]> {
     const key = sessionKey(account, device);
     let list = this.sessions.get(key);
     if (!list) {
@@ -463,7 +466,7 @@ export class Client {
     return list;
   }
 
-  private sessionWrite(account: string, device: number): Write {
+  sessionWrite(account: string, device: number): Write {
     const key = sessionKey(account, device);
     const list = this.sessions.get(key) ?? [];
     const pickleKey = this.requireMe().pickle_key;
@@ -488,7 +491,22 @@ export class Client {
     for (const device of devices) {
       if ((await this.sessionsOf(account, device.device_id)).length === 0) without.push(device);
     }
-    if (without.length === 0) return;
+    if (without.length > 0) await this.startSessions(account, without);
+  }
+
+  /** A new session with one peer device from a freshly claimed key, used next from now on
+   * (to heal a session the peer lost, §8.6). */
+  async startSession(account: string, deviceId: number): Promise<void> {
+    let device = this.peer(account).devices[String(deviceId)];
+    if (!device) {
+      await this.devicesOf(account, true);
+      device = this.peer(account).devices[String(deviceId)];
+    }
+    if (!device) throw new Error("the sending device is not in the relay's directory");
+    await this.startSessions(account, [device]);
+  }
+
+  private async startSessions(account: string, without: PeerDevice[]): Promise<void> {
     const claimed = await this.api.claim(account, without.map((d) => d.device_id));
     const pinned = new Map(without.map((d) => [d.device_id, d]));
     const writes: Write[] = [];
@@ -617,7 +635,8 @@ export class Client {
     return { t: "accepted", ...answer };
   }
 
-  private async deliverSystem(account: string, plaintext: Uint8Array): Promise<void> {
+  /** A system message (transcript, receipt, typing, retry request): no price, nothing kept. */
+  async deliverSystem(account: string, plaintext: Uint8Array): Promise<void> {
     await this.deliver(account, plaintext, randomHex(16), SYSTEM);
   }
 
@@ -885,6 +904,7 @@ export class Client {
       // again at the next keys_low
     }
     await this.flush();
+    await this.healing.requestMissing();
   }
 
   private ack(id: number, undecryptable = false): void {
@@ -910,7 +930,7 @@ export class Client {
   private async onMessage(frame: MessageFrame): Promise<void> {
     const me = this.requireMe();
     const existing = await this.store.get<Message>("messages", frame.message_id);
-    if (existing && existing.status !== "waiting") {
+    if (existing && !(existing.status === "waiting" && !existing.outgoing)) {
       this.ack(frame.id);
       return;
     }
@@ -922,13 +942,15 @@ export class Client {
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       if (frame.klass !== SYSTEM) {
-        await this.record(frame, "failed", { error: `could not be decrypted: ${reason}` });
+        await this.healing.unreadable(frame, `could not be decrypted: ${reason}`);
       } else {
+        // A typing indicator or a retry request: nobody could send it again.
         await this.record(frame, "failed", { chat: "", error: reason });
       }
       this.ack(frame.id, true);
       return;
     }
+    if (!decrypted.fresh) this.healing.read(frame.sender, frame.sender_device);
     const writes: Write[] = [this.sessionWrite(frame.sender, frame.sender_device)];
     if (decrypted.fresh) writes.push(await this.saveIdentity());
     let payload: Payload;
@@ -1014,6 +1036,13 @@ export class Client {
       this.changed();
       return;
     }
+    if (payload.t === "retry" || payload.t === "retry_refused") {
+      writes.push(this.hidden(frame));
+      await this.store.write(writes);
+      if (payload.t === "retry") await this.healing.asked(frame.sender, frame.sender_device, payload);
+      else await this.healing.refused(frame.sender, frame.sender_device, payload);
+      return;
+    }
     if (payload.t === "typing" || frame.klass === SYSTEM) {
       writes.push(this.hidden(frame));
       await this.store.write(writes);
@@ -1052,6 +1081,50 @@ export class Client {
     await this.store.write(writes);
     this.add(message);
     this.notify(peer, message);
+  }
+
+  /** A received message that cannot be shown (yet): waiting to be sent again, or failed. */
+  async recordIncoming(frame: MessageFrame, status: Status, error: string): Promise<void> {
+    await this.record(frame, status, { error });
+  }
+
+  /** Change a kept message's status (and error), and show it. */
+  async setStatus(message: Message, status: Status, error?: string): Promise<void> {
+    message.status = status;
+    if (error !== undefined) message.error = error;
+    await this.store.write([{ store: "messages", id: message.id, value: message, chat: message.chat, ms: message.ms }]);
+    this.replace(message.id, message);
+  }
+
+  /** Encrypt a message this browser sent again, for one device of its recipient, over the
+   * session used next with it (the new one its retry request arrived on). */
+  async resend(message: Message, account: string, deviceId: number): Promise<void> {
+    if (!message.payload) throw new Error("nothing kept to send again");
+    const device = this.peer(account).devices[String(deviceId)];
+    const [session] = await this.sessionsOf(account, deviceId);
+    if (!device || !session) {
+      await this.setStatus(message, "failed", "the recipient's device is gone");
+      return;
+    }
+    const ciphertext = session.encrypt(message.payload);
+    await this.store.write([this.sessionWrite(account, deviceId)]);
+    const frame = {
+      client_msg_id: randomHex(16),
+      message_id: message.id,
+      device_id: deviceId,
+      type: ciphertext.type,
+      body: ciphertext.body,
+      registration_id: device.registration_id,
+    };
+    if (this.connection?.connected) {
+      try {
+        await this.connection.request({ t: "resend", ...frame });
+        return;
+      } catch (error) {
+        if (!(error instanceof NotConnected)) throw error;
+      }
+    }
+    await this.api.resend(frame);
   }
 
   /** A relay message handled but not shown (transcripts, receipts, typing): kept under its id
@@ -1110,7 +1183,7 @@ export class Client {
 
   private async applyReport(message: Message, frame: ServerFrame): Promise<void> {
     if (frame.t === "failed") {
-      if (message.status !== "sent" && message.status !== "pending") return;
+      if (message.status !== "sent" && message.status !== "pending" && message.status !== "waiting") return;
       message.status = "failed";
       message.error = String(frame["reason"] ?? "not delivered");
       message.error_code = Number(frame["code"]);

@@ -21,6 +21,7 @@ const TICKS: Record<string, [string, Key]> = {
   delivered: ["✓✓", "chat.delivered"],
   read: ["✓✓", "chat.read"],
   failed: ["✗", "chat.failed"],
+  waiting: ["⟳", "chat.resending"],
 };
 
 export function Ticks({ status }: { status: string }) {

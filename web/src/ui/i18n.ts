@@ -46,6 +46,7 @@ const en = {
   "chat.read": "Read",
   "chat.failed": "Not delivered",
   "chat.waiting": "Waiting for this message",
+  "chat.resending": "Sending again",
   "chat.undecryptable": "This message could not be decrypted.",
   "chat.refused": "This message was refused: {reason}",
   "chat.template_refused": "This message does not match the template the operator approved and was not shown. It was reported.",
@@ -172,6 +173,7 @@ const de: Record<Key, string> = {
   "chat.read": "Gelesen",
   "chat.failed": "Nicht zugestellt",
   "chat.waiting": "Warte auf diese Nachricht",
+  "chat.resending": "Wird erneut gesendet",
   "chat.undecryptable": "Diese Nachricht konnte nicht entschlüsselt werden.",
   "chat.refused": "Diese Nachricht wurde abgelehnt: {reason}",
   "chat.template_refused":
