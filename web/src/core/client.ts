@@ -443,6 +443,7 @@ export class Client {
     writes.push(this.peerWrite(peer));
     await this.store.write(writes);
     this.changed();
+    await this.flush(); // what waited for this decision goes out now
   }
 
   // --- sessions ------------------------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""The rest of a conversation in the web app: unread counts, typing, reply buttons, safety
+numbers and a changed identity, blocking and reporting a business, and the app in German."""
+
+from __future__ import annotations
+
+import httpx
+from playwright.async_api import Page, expect
+from webapp_support import AppPage, MakeCustomer, Platform, open_app, register, write
+
+from tresen.client import Client
+from tresen.client.events import MessageEvent, StatusChanged
+from tresen.client.store import MessageStatus
+from tresen.crypto.olm import DeviceIdentity
+from tresen.wire.e2e import Button, Interactive, InteractiveKind, InteractiveReply, Text
+
+
+async def incoming(client: Client, within_s: float = 20) -> MessageEvent:
+    while True:
+        event = await client.next_event(within_s=within_s)
+        if isinstance(event, MessageEvent) and not event.outgoing:
+            return event
+
+
+async def chat_with(page: Page, phone: str) -> None:
+    await page.get_by_role("button", name="Find businesses").first.click()
+    await page.get_by_label("Or write to a phone number").fill(phone)
+    await page.get_by_role("button", name="Start chat").click()
+
+
+async def test_unread_counts_typing_and_reply_buttons(
+    app: AppPage, platform: Platform, make_customer: MakeCustomer
+) -> None:
+    page = app.page
+    anna = await make_customer("anna")
+    assert anna.phone is not None
+    await register(app, platform)
+    await chat_with(page, anna.phone)
+    await write(page, "Hallo")
+    first = await incoming(anna)
+    await page.get_by_role("button", name="Back").click()
+
+    # Two messages while the chat list is shown: a badge of 2, gone once the chat is open,
+    # and Anna sees them read.
+    one = await anna.send_text(first.chat, "eins")
+    await anna.send_text(first.chat, "zwei")
+    row = page.get_by_test_id("chat-row")
+    await expect(row.get_by_test_id("unread")).to_have_text("2")
+    await expect(row).to_contain_text("zwei")
+    await row.click()
+    await expect(page.locator(".bubble.in .body")).to_have_text(["eins", "zwei"])
+    await page.get_by_role("button", name="Back").click()
+    await expect(row.get_by_test_id("unread")).to_have_count(0)
+    while True:
+        event = await anna.next_event(within_s=20)
+        read = isinstance(event, StatusChanged) and event.status is MessageStatus.READ
+        if read and event.message_id == one.message_id:
+            break
+    await row.click()
+
+    # Anna types an answer: the header says so.
+    await anna.typing(first.chat, first.message_id)
+    await expect(page.get_by_text("typing…")).to_be_visible()
+
+    # Reply buttons: a tap answers with the button's id.
+    asked = await anna.send_interactive(
+        first.chat,
+        Interactive(
+            type=InteractiveKind.BUTTON,
+            body="Darf das Paket zum Nachbarn?",
+            buttons=[Button(id="yes", title="Ja"), Button(id="no", title="Nein, behalten")],
+        ),
+    )
+    await expect(page.get_by_text("typing…")).to_have_count(0)
+    await page.get_by_role("button", name="Nein, behalten").click()
+    answer = await incoming(anna)
+    assert isinstance(answer.payload, InteractiveReply)
+    assert (answer.payload.message_id, answer.payload.id) == (asked.message_id, "no")
+    await expect(page.get_by_role("button", name="Ja")).to_be_disabled()
+    assert app.problems.all() == []
+
+
+async def test_safety_numbers_match_and_a_changed_identity_holds_messages(
+    app: AppPage, platform: Platform, make_customer: MakeCustomer
+) -> None:
+    page = app.page
+    anna = await make_customer("anna")
+    assert anna.phone is not None
+    phone = await register(app, platform)
+    await chat_with(page, anna.phone)
+    await write(page, "Hallo")
+    await incoming(anna)
+
+    await page.get_by_role("button", name=anna.phone).click()
+    await page.goto(page.url.replace("#/profile/", "#/safety/"))
+    shown = page.get_by_test_id("safety-number")
+    await expect(shown).to_have_text(await anna.safety_number(phone), use_inner_text=True)
+    assert len((await shown.inner_text()).split()) == 12
+
+    # Anna's device presents other identity keys: the browser holds what it writes to her
+    # until its user compared safety numbers and trusted the new keys.
+    other = DeviceIdentity.create()
+    [one_time_key] = other.generate_one_time_keys(1)
+    async with httpx.AsyncClient(base_url=platform.url) as http:
+        changed = await http.put(
+            "/v1/keys",
+            json={
+                "identity_keys": {"curve25519": other.curve25519, "ed25519": other.ed25519},
+                "one_time_keys": [
+                    {
+                        "key_id": one_time_key.key_id,
+                        "public_key": one_time_key.public_key,
+                        "signature": one_time_key.signature,
+                    }
+                ],
+            },
+            headers={"Authorization": f"Bearer {anna.api.token}"},
+        )
+        assert changed.status_code == 200, changed.text
+    await page.go_back()
+    await page.go_back()
+    await write(page, "Bist du das noch?")
+    await expect(page.get_by_test_id("identity-changed")).to_be_visible(timeout=20_000)
+    held = page.locator(".bubble.out").filter(has_text="Bist du das noch?")
+    await expect(held.locator(".ticks")).to_have_attribute("data-status", "pending")
+    await (
+        page.get_by_test_id("identity-changed").get_by_role("button", name="Safety number").click()
+    )
+    await expect(shown).not_to_have_text(await anna.safety_number(phone), use_inner_text=True)
+    await page.get_by_role("button", name="I compared them — trust the new keys").click()
+    await expect(page.get_by_test_id("identity-changed")).to_have_count(0)
+    await expect(held.locator(".ticks")).to_have_attribute("data-status", "sent", timeout=20_000)
+
+
+async def test_blocking_and_reporting_the_airline(app: AppPage, platform: Platform) -> None:
+    page = app.page
+    phone = await register(app, platform)
+    await page.get_by_role("button", name="Find businesses").first.click()
+    await page.get_by_label("Search by name").fill("Tresen Air")
+    await page.get_by_test_id("business-result").first.click()
+    await page.get_by_role("button", name="Message").click()
+    await write(page, "hi")
+    await expect(page.locator(".bubble.in").first).to_be_visible(timeout=20_000)
+
+    gateway = platform.printed["Gateway"].split()[0]
+    headers = {"Authorization": f"Bearer {platform.printed['API token']}"}
+    text = {"messaging_product": "whatsapp", "to": phone, "type": "text", "text": {"body": "x"}}
+    async with httpx.AsyncClient(headers=headers, timeout=20) as api:
+        assert (await api.post(gateway, json=text)).status_code == 200
+
+        await page.get_by_role("button", name="Tresen Air").click()
+        await page.get_by_role("button", name="Block", exact=True).click()
+        await expect(page.get_by_role("button", name="Unblock")).to_be_visible()
+        refused = await api.post(gateway, json=text)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == 131026
+
+        await page.get_by_role("button", name="Unblock").click()
+        await expect(page.get_by_role("button", name="Block", exact=True)).to_be_visible()
+        assert (await api.post(gateway, json=text)).status_code == 200
+
+        await page.get_by_role("button", name="Report and block").click()
+        await expect(page.get_by_role("status")).to_have_text("Reported. Thank you.")
+        assert (await api.post(gateway, json=text)).json()["error"]["code"] == 131026
+    await page.get_by_role("button", name="Message").click()
+    await expect(page.get_by_text("You blocked this business")).to_be_visible()
+
+
+async def test_the_app_speaks_german_to_a_german_browser(app: AppPage, platform: Platform) -> None:
+    german = await open_app(app.context.browser, platform, locale="de-DE")  # type: ignore[arg-type]
+    try:
+        page = german.page
+        await expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Mit Unternehmen chatten, Ende-zu-Ende-verschlüsselt"
+        )
+        await expect(page.get_by_role("button", name="Code senden")).to_be_visible()
+        assert await page.evaluate("() => document.documentElement.lang") == "de"
+    finally:
+        await german.close()
+
+
+async def test_the_text_a_peer_sends_is_never_markup(
+    app: AppPage, platform: Platform, make_customer: MakeCustomer
+) -> None:
+    page = app.page
+    anna = await make_customer("anna")
+    assert anna.phone is not None
+    await register(app, platform)
+    await chat_with(page, anna.phone)
+    await write(page, "Hallo")
+    first = await incoming(anna)
+    payload = '<img src=x onerror="window.pwned=1"><b>fett</b>'
+    await anna.send(first.chat, Text(text=payload))
+    await expect(page.locator(".bubble.in .body")).to_have_text([payload])
+    assert await page.evaluate("() => window.pwned === undefined")
+    assert await page.locator(".bubble.in img").count() == 0
