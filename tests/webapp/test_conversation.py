@@ -11,7 +11,15 @@ from tresen.client import Client
 from tresen.client.events import MessageEvent, StatusChanged
 from tresen.client.store import MessageStatus
 from tresen.crypto.olm import DeviceIdentity
-from tresen.wire.e2e import Button, Interactive, InteractiveKind, InteractiveReply, Text
+from tresen.wire.e2e import (
+    Button,
+    Interactive,
+    InteractiveKind,
+    InteractiveReply,
+    ListRow,
+    ListSection,
+    Text,
+)
 
 
 async def incoming(client: Client, within_s: float = 20) -> MessageEvent:
@@ -193,3 +201,39 @@ async def test_the_text_a_peer_sends_is_never_markup(
     await expect(page.locator(".bubble.in .body")).to_have_text([payload])
     assert await page.evaluate("() => window.pwned === undefined")
     assert await page.locator(".bubble.in img").count() == 0
+
+
+async def test_a_list_opens_from_its_menu_button_and_a_row_answers(
+    app: AppPage, platform: Platform, make_customer: MakeCustomer
+) -> None:
+    page = app.page
+    anna = await make_customer("anna")
+    assert anna.phone is not None
+    await register(app, platform)
+    await chat_with(page, anna.phone)
+    await write(page, "Wann kommt ihr?")
+    first = await incoming(anna)
+    asked = await anna.send_interactive(
+        first.chat,
+        Interactive(
+            type=InteractiveKind.LIST,
+            body="Wann sollen wir kommen?",
+            button="Zeit wählen",
+            sections=[
+                ListSection(
+                    title="Morgen",
+                    rows=[ListRow(id="am", title="Vormittag", description="8 bis 12 Uhr")],
+                ),
+                ListSection(title="Freitag", rows=[ListRow(id="fri", title="Ganztags")]),
+            ],
+        ),
+    )
+    morning = page.get_by_role("button", name="Vormittag")
+    await expect(morning).to_be_hidden()
+    await page.get_by_text("Zeit wählen").click()
+    await expect(page.get_by_role("group", name="Freitag")).to_contain_text("Ganztags")
+    await morning.click()
+    answer = await incoming(anna)
+    assert isinstance(answer.payload, InteractiveReply)
+    assert (answer.payload.message_id, answer.payload.id) == (asked.message_id, "am")
+    assert answer.payload.description == "8 bis 12 Uhr"

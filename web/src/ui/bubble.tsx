@@ -139,26 +139,40 @@ export function Bubble({
   } else if (payload.t === "text") {
     content = <p class="body">{String(payload["text"])}</p>;
   } else if (payload.t === "interactive") {
-    const list = options(payload);
+    const choice = (option: Option) => (
+      <button
+        key={option.id}
+        type="button"
+        class="option"
+        disabled={message.outgoing || answered}
+        onClick={() => onChoose(message, option)}
+      >
+        {option.title}
+        {option.description && <small>{option.description}</small>}
+      </button>
+    );
+    const sections = (payload["sections"] as { title?: string; rows: Option[] }[] | undefined) ?? [];
     content = (
       <div class="interactive">
         {typeof payload["header"] === "string" && <strong>{payload["header"]}</strong>}
         <p class="body">{String(payload["body"])}</p>
         {typeof payload["footer"] === "string" && <small class="footer">{payload["footer"]}</small>}
-        <div class="options" role="group">
-          {list.map((option) => (
-            <button
-              key={option.id}
-              type="button"
-              class="option"
-              disabled={message.outgoing || answered}
-              onClick={() => onChoose(message, option)}
-            >
-              {option.title}
-              {option.description && <small>{option.description}</small>}
-            </button>
-          ))}
-        </div>
+        {payload["type"] === "list" ? (
+          // A list opens from its menu button, its rows under their sections' titles.
+          <details class="list-menu">
+            <summary class="option">☰ {String(payload["button"] ?? t("chat.choose"))}</summary>
+            {sections.map((section, i) => (
+              <div key={i} class="options" role="group" aria-label={section.title ?? undefined}>
+                {section.title && <small class="section-title">{section.title}</small>}
+                {section.rows.map(choice)}
+              </div>
+            ))}
+          </details>
+        ) : (
+          <div class="options" role="group">
+            {options(payload).map(choice)}
+          </div>
+        )}
       </div>
     );
   } else if (payload.t === "interactive_reply" || payload.t === "button_reply") {
