@@ -237,3 +237,54 @@ async def test_a_list_opens_from_its_menu_button_and_a_row_answers(
     assert isinstance(answer.payload, InteractiveReply)
     assert (answer.payload.message_id, answer.payload.id) == (asked.message_id, "am")
     assert answer.payload.description == "8 bis 12 Uhr"
+
+
+async def test_one_tab_at_a_time_is_the_device_and_another_can_take_over(
+    app: AppPage, platform: Platform
+) -> None:
+    page = app.page
+    await register(app, platform)
+    second = await app.context.new_page()
+    await second.goto("/app/")
+    await expect(second.get_by_test_id("elsewhere")).to_contain_text(
+        "Tresen is open in another tab"
+    )
+    await second.get_by_role("button", name="Use here").click()
+    await expect(second.get_by_role("heading", name="Chats")).to_be_visible()
+    await expect(page.get_by_test_id("elsewhere")).to_contain_text(
+        "Tresen was opened in another tab"
+    )
+    await page.get_by_role("button", name="Use here").click()
+    await expect(page.get_by_role("heading", name="Chats")).to_be_visible()
+    await expect(second.get_by_test_id("elsewhere")).to_be_visible()
+    assert app.problems.all() == []
+
+
+async def test_removing_this_browser_deletes_its_device_and_its_data(
+    app: AppPage, platform: Platform
+) -> None:
+    page = app.page
+    phone = await register(app, platform)
+    await page.get_by_role("button", name="Settings").click()
+    await expect(page.get_by_test_id("my-phone")).to_have_text(phone)
+    await expect(page.locator(".devices li")).to_have_count(1)
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Remove this browser").click()
+    await expect(page.get_by_label("Phone number")).to_be_visible()
+    databases = await page.evaluate("async () => (await indexedDB.databases()).map(d => d.name)")
+    assert "tresen" not in databases or await page.evaluate(
+        """() => new Promise((resolve) => {
+             const open = indexedDB.open("tresen");
+             open.onsuccess = () => {
+               const tx = open.result.transaction("meta");
+               const read = tx.objectStore("meta").get("me");
+               read.onsuccess = () => resolve(read.result === undefined);
+             };
+           })"""
+    )
+
+    # Registered again, the account has this one device: the removed one is gone.
+    await register(app, platform, phone)
+    await page.get_by_role("button", name="Settings").click()
+    await expect(page.locator(".devices li")).to_have_count(1)
+    await expect(page.locator(".devices li")).to_contain_text("(This browser)")

@@ -262,6 +262,21 @@ export class Client {
     this.store?.close();
   }
 
+  /** Remove this browser from the account (when the relay still knows it) and delete
+   * everything it holds: keys, sessions, messages. */
+  async signOut(dbName = "tresen"): Promise<void> {
+    const me = this.me;
+    if (me && this.problem !== "device_removed") {
+      try {
+        await this.api.removeDevice(me.device_id);
+      } catch (error) {
+        if (!(error instanceof RelayError) || error.code !== 190) throw error;
+      }
+    }
+    this.close();
+    await Store.erase(dbName);
+  }
+
   // --- registration --------------------------------------------------------------------------
 
   async requestCode(phone: string): Promise<number> {

@@ -8,7 +8,7 @@ import { Find } from "./find";
 import { go, useClient, useRoute } from "./hooks";
 import { t } from "./i18n";
 import { Register } from "./register";
-import { Privacy, Settings, type ConsentActions } from "./settings";
+import { Privacy, Settings, signOut, type ConsentActions } from "./settings";
 
 export interface Services {
   client: Client;
@@ -130,7 +130,16 @@ function Safety({ services, account }: { services: Services; account: string }) 
 }
 
 function Status({ client }: { client: Client }) {
-  if (client.problem === "device_removed") return <p class="status-bar error">{t("app.removed")}</p>;
+  if (client.problem === "device_removed") {
+    return (
+      <p class="status-bar error" role="alert">
+        {t("app.removed")}{" "}
+        <button type="button" class="small" onClick={() => void signOut(client, () => undefined)}>
+          {t("settings.sign_out")}
+        </button>
+      </p>
+    );
+  }
   if (client.connected) return null;
   const offline = typeof navigator !== "undefined" && navigator.onLine === false;
   return (

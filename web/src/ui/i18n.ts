@@ -6,6 +6,10 @@ const en = {
   "app.offline": "Offline — messages wait and go out when you are back online",
   "app.connecting": "Connecting…",
   "app.removed": "This browser was removed from your account. Register again to use it.",
+  "app.elsewhere": "Tresen is open in another tab",
+  "app.taken_over": "Tresen was opened in another tab",
+  "app.elsewhere_note": "This browser is one device of your account, and one tab at a time can use it.",
+  "app.use_here": "Use here",
   "register.title": "Chat with businesses, end to end encrypted",
   "register.lead": "Enter your phone number. We send you a code to check it is yours.",
   "register.phone": "Phone number",
@@ -103,6 +107,10 @@ const en = {
   "settings.none_blocked": "You have not blocked anyone.",
   "settings.notifications": "Notifications",
   "settings.notifications_on": "Show notifications while Tresen is open",
+  "settings.sign_out": "Remove this browser",
+  "settings.sign_out_note":
+    "Removes this browser from your account and deletes its keys and messages here. Your other devices keep everything.",
+  "settings.sign_out_confirm": "Remove this browser from your account and delete its messages here?",
   "privacy.title": "Consent",
   "privacy.lead":
     "Businesses may send you notifications and offers only with your consent. You can withdraw it here at any time.",
@@ -132,6 +140,10 @@ const de: Record<Key, string> = {
   "app.offline": "Offline – Nachrichten warten und gehen raus, sobald du wieder online bist",
   "app.connecting": "Verbinde…",
   "app.removed": "Dieser Browser wurde aus deinem Konto entfernt. Registriere ihn neu, um ihn zu nutzen.",
+  "app.elsewhere": "Tresen ist in einem anderen Tab geöffnet",
+  "app.taken_over": "Tresen wurde in einem anderen Tab geöffnet",
+  "app.elsewhere_note": "Dieser Browser ist ein Gerät deines Kontos, und ihn kann immer nur ein Tab nutzen.",
+  "app.use_here": "Hier verwenden",
   "register.title": "Mit Unternehmen chatten, Ende-zu-Ende-verschlüsselt",
   "register.lead": "Gib deine Telefonnummer ein. Wir schicken dir einen Code, um zu prüfen, dass sie dir gehört.",
   "register.phone": "Telefonnummer",
@@ -231,6 +243,10 @@ const de: Record<Key, string> = {
   "settings.none_blocked": "Du hast niemanden blockiert.",
   "settings.notifications": "Benachrichtigungen",
   "settings.notifications_on": "Benachrichtigungen zeigen, solange Tresen offen ist",
+  "settings.sign_out": "Diesen Browser entfernen",
+  "settings.sign_out_note":
+    "Entfernt diesen Browser aus deinem Konto und löscht seine Schlüssel und Nachrichten hier. Deine anderen Geräte behalten alles.",
+  "settings.sign_out_confirm": "Diesen Browser aus deinem Konto entfernen und seine Nachrichten hier löschen?",
   "privacy.title": "Einwilligungen",
   "privacy.lead":
     "Unternehmen dürfen dir Benachrichtigungen und Angebote nur mit deiner Einwilligung schicken. Du kannst sie hier jederzeit widerrufen.",

@@ -127,6 +127,11 @@ export function Settings({ client }: { client: Client }) {
           />
           {t("settings.notifications_on")}
         </label>
+        <h3>{t("settings.sign_out")}</h3>
+        <p class="muted">{t("settings.sign_out_note")}</p>
+        <button type="button" class="danger" onClick={() => void signOut(client, setError)}>
+          {t("settings.sign_out")}
+        </button>
         {error && (
           <p class="error" role="alert">
             {error}
@@ -135,6 +140,17 @@ export function Settings({ client }: { client: Client }) {
       </div>
     </section>
   );
+}
+
+export async function signOut(client: Client, failed: (message: string) => void): Promise<void> {
+  if (!confirm(t("settings.sign_out_confirm"))) return;
+  try {
+    await client.signOut();
+    location.hash = "";
+    location.reload();
+  } catch (failure) {
+    failed(describeError(failure));
+  }
 }
 
 export function Privacy({ client, consent }: { client: Client; consent: ConsentActions }) {
