@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import httpx
 from playwright.async_api import Page, expect
-from webapp_support import AppPage, MakeCustomer, Platform, open_app, register, write
+from webapp_support import (
+    AppPage,
+    MakeCustomer,
+    Platform,
+    open_app,
+    register,
+    shoot_app,
+    write,
+)
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent, StatusChanged
@@ -18,6 +26,8 @@ from tresen.wire.e2e import (
     InteractiveReply,
     ListRow,
     ListSection,
+    Reaction,
+    ReplyContext,
     Text,
 )
 
@@ -288,3 +298,47 @@ async def test_removing_this_browser_deletes_its_device_and_its_data(
     await page.get_by_role("button", name="Settings").click()
     await expect(page.locator(".devices li")).to_have_count(1)
     await expect(page.locator(".devices li")).to_contain_text("(This browser)")
+
+
+async def test_reactions_and_quoted_replies_both_ways(
+    app: AppPage, platform: Platform, make_customer: MakeCustomer
+) -> None:
+    page = app.page
+    anna = await make_customer("anna")
+    assert anna.phone is not None
+    await register(app, platform)
+    await chat_with(page, anna.phone)
+    await write(page, "Kommst du morgen?")
+    question = await incoming(anna)
+
+    # Anna reacts and answers quoting the question: the browser shows both on the message.
+    await anna.react(question.chat, question.message_id, "👍")
+    await anna.send(
+        question.chat,
+        Text(text="Ja, um neun", context=ReplyContext(message_id=question.message_id)),
+    )
+    mine = page.locator(".bubble.out").filter(has_text="Kommst du morgen?")
+    await expect(mine.get_by_test_id("reactions")).to_have_text("👍")
+    answer = page.locator(".bubble.in").filter(has_text="Ja, um neun")
+    await expect(answer.get_by_test_id("quoted")).to_contain_text("Kommst du morgen?")
+    await expect(page.locator(".bubble")).to_have_count(2)  # a reaction is no bubble
+
+    # The browser reacts to Anna's answer and replies to it.
+    await answer.click()
+    await answer.get_by_label("React").click()
+    await answer.get_by_role("button", name="❤️").click()
+    reaction = await incoming(anna)
+    assert isinstance(reaction.payload, Reaction)
+    assert reaction.payload.emoji == "❤️"
+    await expect(answer.get_by_test_id("reactions")).to_have_text("❤️")
+    await answer.click()
+    await answer.get_by_role("button", name="Reply").click()
+    await expect(page.get_by_test_id("replying")).to_contain_text("Ja, um neun")
+    await write(page, "Super")
+    reply = await incoming(anna)
+    assert isinstance(reply.payload, Text)
+    assert reply.payload.context is not None
+    assert reply.payload.context.message_id == reaction.payload.message_id
+    await expect(page.get_by_test_id("replying")).to_have_count(0)
+    await shoot_app(page, "reactions")
+    assert app.problems.all() == []

@@ -14,6 +14,7 @@ import {
   type KnownPayload,
   type Payload,
   type SentTranscript,
+  type Text,
 } from "../wire/payloads";
 import { Offline, RelayApi, RelayError, type ListedDevice } from "./api";
 import { Connection, NotConnected, type ServerFrame } from "./connection";
@@ -689,13 +690,20 @@ export class Client {
     return this.find(chat, clientMsgId) ?? message;
   }
 
-  async sendText(to: string, text: string): Promise<Message> {
-    const sent = await this.send(to, { t: "text", text });
+  async sendText(to: string, text: string, quoting?: Message): Promise<Message> {
+    const payload: Text = { t: "text", text };
+    if (quoting) payload.context = { message_id: quoting.id, sender: quoting.sender };
+    const sent = await this.send(to, payload);
     await this.checks.afterText?.(sent.chat, text);
     return sent;
   }
 
   /** Answer an interactive message (reply button or list row) or a template's quick reply. */
+  /** React to a message with an emoji; "" takes this user's reaction back. */
+  async react(chat: string, message: Message, emoji: string): Promise<Message> {
+    return this.send(chat, { t: "reaction", message_id: message.id, emoji });
+  }
+
   async answer(
     chat: string,
     message: Message,

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Businesses } from "../core/businesses";
 import type { Client, Peer } from "../core/client";
-import { dayOf, Ticks } from "./bubble";
+import { dayOf, initials, Ticks } from "./bubble";
 import { Profile, Tick } from "./business";
 import { Chat } from "./chat";
 import { Find } from "./find";
@@ -32,7 +32,7 @@ function ChatRow({ services, peer, active }: { services: Services; peer: Peer; a
         data-account={peer.account_id}
       >
         <span class="avatar" aria-hidden="true">
-          {name.slice(0, 1).toUpperCase()}
+          {initials(name)}
         </span>
         <span class="row-text">
           <span class="row-top">

@@ -2,6 +2,12 @@ import type { Client, Message } from "../core/client";
 import type { RenderedButton, RenderedTemplate } from "../wire/templates";
 import { t, locale, type Key } from "./i18n";
 
+/** What an avatar shows: a name's first letter, or a number's last two digits. */
+export function initials(name: string): string {
+  if (/^\+?[\d\s]+$/.test(name)) return name.replace(/\D/g, "").slice(-2);
+  return Array.from(name)[0]?.toUpperCase() ?? "?";
+}
+
 export function timeOf(ms: number): string {
   return new Date(ms).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
 }
@@ -105,12 +111,14 @@ export function Bubble({
   answered,
   onChoose,
   onQuickReply,
+  extras,
 }: {
   client: Client;
   message: Message;
   answered: boolean;
   onChoose: (message: Message, option: Option) => void;
   onQuickReply: (message: Message, button: RenderedButton) => void;
+  extras?: Extras;
 }) {
   const payload = client.payloadOf(message) as (Record<string, unknown> & { t: string }) | null;
   let content: preact.ComponentChildren;
@@ -189,14 +197,72 @@ export function Bubble({
   } else {
     content = <p class="notice">{t("chat.unsupported")}</p>;
   }
+  const shown = message.status !== "failed" && message.status !== "waiting" && !message.id.startsWith("local-");
   return (
-    <li class={`bubble ${message.outgoing ? "out" : "in"}`} data-message-id={message.id} data-status={message.status}>
+    <li
+      class={`bubble ${message.outgoing ? "out" : "in"}`}
+      tabIndex={0}
+      data-message-id={message.id}
+      data-status={message.status}
+    >
+      {extras?.quoted && (
+        <blockquote class="quoted" data-testid="quoted">
+          <small>{extras.quoted.mine ? t("chat.you") : extras.quoted.name}</small>
+          {extras.quoted.text}
+        </blockquote>
+      )}
       {content}
       <span class="meta">
         {timeOf(message.ms)}
         {message.outgoing && <Ticks status={message.status} />}
       </span>
       {message.outgoing && message.status === "failed" && message.error && <small class="error">{message.error}</small>}
+      {extras && extras.reactions.length > 0 && (
+        <span class="reactions" data-testid="reactions" aria-label={t("chat.reactions")}>
+          {extras.reactions.join(" ")}
+        </span>
+      )}
+      {extras && shown && (
+        <span class="bubble-actions">
+          <button type="button" class="icon small-icon" aria-label={t("chat.reply")} title={t("chat.reply")} onClick={() => extras.onReply(message)}>
+            ↩
+          </button>
+          <details class="react">
+            <summary class="icon small-icon" aria-label={t("chat.react")} title={t("chat.react")}>
+              ☺
+            </summary>
+            <span class="react-choices">
+              {REACTIONS.map((emoji) => (
+                <button
+                  key={emoji}
+                  type="button"
+                  class="icon"
+                  aria-label={emoji}
+                  onClick={(event) => {
+                    (event.currentTarget.closest("details") as HTMLDetailsElement | null)?.removeAttribute("open");
+                    extras.onReact(message, extras.mine === emoji ? "" : emoji);
+                  }}
+                >
+                  {emoji}
+                </button>
+              ))}
+            </span>
+          </details>
+        </span>
+      )}
     </li>
   );
+}
+
+export const REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
+
+/** What a bubble shows beside its own content: reactions to it, the message it quotes, and
+ * the actions on it. */
+export interface Extras {
+  reactions: string[];
+  /** This user's own reaction to it, if any. */
+  mine: string | null;
+  quoted: { text: string; name: string; mine: boolean } | null;
+  onReact(message: Message, emoji: string): void;
+  onReply(message: Message): void;
 }

@@ -1,17 +1,24 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Businesses } from "../core/businesses";
-import type { Client, Message } from "../core/client";
-import { Bubble } from "./bubble";
+import { previewOf, type Client, type Message } from "../core/client";
+import { Bubble, initials, type Extras } from "./bubble";
 import { describeError, go, useNow } from "./hooks";
 import { t } from "./i18n";
 import { BusinessLine, Tick } from "./business";
 
 const TYPING_EVERY_MS = 5_000;
 
+function quoteOf(client: Client, message: Message): string {
+  const rendered = message.rendered as { body?: string } | undefined;
+  const text = rendered?.body ?? previewOf(client.payloadOf(message) ?? undefined);
+  return text.length > 100 ? `${text.slice(0, 100)}…` : text;
+}
+
 export function Chat({ client, businesses, chat }: { client: Client; businesses: Businesses; chat: string }) {
   const [messages, setMessages] = useState<Message[]>([]);
   const [draft, setDraft] = useState("");
   const [error, setError] = useState("");
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
   const lastTyping = useRef(0);
   const list = useRef<HTMLOListElement>(null);
   const now = useNow(1000);
@@ -45,8 +52,10 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
     if (!text) return;
     setDraft("");
     setError("");
+    const quoting = replyTo ?? undefined;
+    setReplyTo(null);
     try {
-      await client.sendText(chat, text);
+      await client.sendText(chat, text, quoting);
     } catch (failure) {
       setDraft(text);
       setError(describeError(failure));
@@ -80,11 +89,40 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
   };
 
   const answered = new Set<string>();
+  // Reactions are not bubbles of their own: each person's latest one shows on its message.
+  const reactions = new Map<string, Map<string, string>>();
+  const shown: Message[] = [];
+  const byId = new Map(messages.map((m) => [m.id, m]));
   for (const m of messages) {
-    if (!m.outgoing) continue;
-    const p = client.payloadOf(m) as Record<string, unknown> | null;
-    if (p && (p["t"] === "interactive_reply" || p["t"] === "button_reply")) answered.add(String(p["message_id"]));
+    const p = client.payloadOf(m);
+    if (p?.t === "reaction" && m.status !== "failed") {
+      const who = reactions.get(p.message_id) ?? new Map<string, string>();
+      who.set(m.outgoing ? "me" : m.sender, p.emoji);
+      reactions.set(p.message_id, who);
+      continue;
+    }
+    if (m.outgoing && (p?.t === "interactive_reply" || p?.t === "button_reply")) answered.add(p.message_id);
+    shown.push(m);
   }
+  const extrasOf = (m: Message): Extras => {
+    const who = reactions.get(m.id);
+    const p = client.payloadOf(m);
+    const context = p && "context" in p ? p.context : undefined;
+    const target = context ? byId.get(context.message_id) : undefined;
+    return {
+      reactions: [...(who?.values() ?? [])].filter(Boolean),
+      mine: who?.get("me") || null,
+      quoted: context
+        ? {
+            text: target ? quoteOf(client, target) : "…",
+            name: target && !target.outgoing ? name : t("chat.you"),
+            mine: target?.outgoing ?? false,
+          }
+        : null,
+      onReact: (message, emoji) => void act(() => client.react(chat, message, emoji)),
+      onReply: (message) => setReplyTo(message),
+    };
+  };
   const typing = client.typing.get(chat);
   const isTyping = typing !== undefined && typing.until > now;
   const name = peer.name ?? business?.profile.display_name ?? peer.phone ?? chat.slice(0, 8);
@@ -97,7 +135,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
         </button>
         <button type="button" class="who" onClick={() => go("profile", chat)}>
           <span class="avatar" aria-hidden="true">
-            {name.slice(0, 1).toUpperCase()}
+            {initials(name)}
           </span>
           <span class="who-text">
             <strong class="name" data-testid="chat-name">
@@ -117,7 +155,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
       )}
       <ol class="messages" ref={list} aria-live="polite">
         <li class="e2e-note">🔒 {t("chat.encrypted")}</li>
-        {messages.map((m) => (
+        {shown.map((m) => (
           <Bubble
             key={m.id}
             client={client}
@@ -125,6 +163,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
             answered={answered.has(m.id)}
             onChoose={(msg, o) => void choose(msg, o)}
             onQuickReply={(msg, b) => void act(() => client.tapQuickReply(chat, msg, b.payload ?? b.text, b.text))}
+            extras={extrasOf(m)}
           />
         ))}
         {client.notices.get(chat) && (
@@ -146,6 +185,17 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
       {peer.blocked ? (
         <p class="banner">{t("chat.blocked")}</p>
       ) : (
+        <>
+        {replyTo && (
+          <div class="replying" data-testid="replying">
+            <span>
+              <small>{t("chat.replying_to")}</small> {quoteOf(client, replyTo)}
+            </span>
+            <button type="button" class="icon" aria-label={t("chat.cancel_reply")} onClick={() => setReplyTo(null)}>
+              ×
+            </button>
+          </div>
+        )}
         <form class="composer" onSubmit={send}>
           <textarea
             name="message"
@@ -166,6 +216,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
             ➤
           </button>
         </form>
+        </>
       )}
     </section>
   );
