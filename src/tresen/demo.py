@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -137,6 +138,20 @@ async def _registered_client(
     return client
 
 
+def logo_png(size: int = 256) -> bytes:
+    """The demo airline's profile picture: its initials, white on the airline's blue."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (size, size), (22, 78, 140))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=size * 0.42)
+    draw.text((size / 2, size / 2), "TA", fill=(255, 255, 255), font=font, anchor="mm")
+    draw.line((size * 0.2, size * 0.74, size * 0.8, size * 0.74), fill=(255, 196, 0), width=8)
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
 async def _ensure_verified(ctx: RelayContext, account_id: AccountId) -> None:
     own = await ctx.businesses.own_profile(account_id)
     if own.profile.verification != Verification.VERIFIED:
@@ -150,6 +165,7 @@ async def start_demo_business(
     client = await _registered_client(ctx, url, folder, codes, phone)
     try:
         await client.save_business_profile(**PROFILE)
+        await client.api.set_business_picture(logo_png(), "image/png")
         await _ensure_verified(ctx, AccountId(client.account_id or ""))
     except BaseException:
         await client.close()

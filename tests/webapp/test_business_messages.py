@@ -4,6 +4,7 @@ consent given and withdrawn in the browser decides whether the airline may send 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -67,6 +68,10 @@ async def test_a_template_from_the_gateway_renders_and_a_forged_one_is_refused(
     await expect(page.get_by_test_id("tick-reason")).to_have_text(
         "Verified by the operator of this server"
     )
+    # The airline's logo, fetched with the device's token and shown from a blob: URL.
+    logo = page.locator(".profile-body img.avatar")
+    await expect(logo).to_have_attribute("src", re.compile(r"^blob:"))
+    assert await logo.evaluate("(image) => image.complete && image.naturalWidth") == 256
     offers = page.locator("[data-scope=marketing] input")
     await offers.check()
     await expect(offers).to_be_checked()

@@ -217,6 +217,21 @@ export class RelayApi {
     return this.request("GET", `/v1/businesses/${encodeURIComponent(accountId)}`);
   }
 
+  /** A business's profile picture (JPEG or PNG), fetched with this device's token. */
+  async picture(accountId: string): Promise<Uint8Array & { type: string }> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers["Authorization"] = `Bearer ${this.token}`;
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}/v1/businesses/${encodeURIComponent(accountId)}/picture`, { headers });
+    } catch (error) {
+      throw new Offline(String(error));
+    }
+    if (!response.ok) throw new RelayError(response.status, `no picture (${response.status})`);
+    const type = response.headers.get("content-type") ?? "image/png";
+    return Object.assign(new Uint8Array(await response.arrayBuffer()), { type });
+  }
+
   operatorKeys(): Promise<unknown> {
     return this.request("GET", "/v1/operator/keys", undefined, { auth: false });
   }

@@ -68,6 +68,24 @@ export class Businesses {
     return business;
   }
 
+  private readonly pictures = new Map<string, Promise<string | null>>();
+
+  /** The business's picture as an object URL (fetched with this device's token), or null. */
+  picture(accountId: string): Promise<string | null> {
+    let url = this.pictures.get(accountId);
+    if (!url) {
+      url = this.get(accountId)
+        .then(async (business) => {
+          if (!business.profile.has_picture) return null;
+          const bytes = await this.client.api.picture(accountId);
+          return URL.createObjectURL(new Blob([bytes as BlobPart], { type: bytes.type }));
+        })
+        .catch(() => null);
+      this.pictures.set(accountId, url);
+    }
+    return url;
+  }
+
   /** The directory, each entry with its tick decided here. */
   async find(query: string): Promise<Business[]> {
     const { businesses } = await this.client.api.findBusinesses(query, 20);

@@ -1,7 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
+import { Avatar } from "./avatar";
 import type { Businesses } from "../core/businesses";
 import type { Client, Peer } from "../core/client";
-import { dayOf, initials, Ticks } from "./bubble";
+import { dayOf, Ticks } from "./bubble";
 import { Profile, Tick } from "./business";
 import { Chat } from "./chat";
 import { Find } from "./find";
@@ -31,9 +32,7 @@ function ChatRow({ services, peer, active }: { services: Services; peer: Peer; a
         data-testid="chat-row"
         data-account={peer.account_id}
       >
-        <span class="avatar" aria-hidden="true">
-          {initials(name)}
-        </span>
+        <Avatar name={name} account={peer.kind === "business" ? peer.account_id : undefined} businesses={businesses} />
         <span class="row-text">
           <span class="row-top">
             <strong>

@@ -1,4 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
+import { Avatar } from "./avatar";
 import type { Business, Businesses, Tick as TickInfo } from "../core/businesses";
 import type { ConsentRecord } from "../core/api";
 import type { Client } from "../core/client";
@@ -132,9 +133,7 @@ export function Profile({
         <strong>{t("chat.profile")}</strong>
       </header>
       <div class="profile-body">
-        <div class="avatar large" aria-hidden="true">
-          {p.display_name.slice(0, 1).toUpperCase()}
-        </div>
+        <Avatar name={p.display_name} account={account} businesses={businesses} large />
         <h2 data-testid="profile-name">
           {p.display_name} <Tick tick={business.tick} />
         </h2>

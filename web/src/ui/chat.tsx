@@ -1,7 +1,8 @@
 import { useEffect, useRef, useState } from "preact/hooks";
+import { Avatar } from "./avatar";
 import type { Businesses } from "../core/businesses";
 import { previewOf, type Client, type Message } from "../core/client";
-import { Bubble, initials, type Extras } from "./bubble";
+import { Bubble, type Extras } from "./bubble";
 import { describeError, go, useNow } from "./hooks";
 import { t } from "./i18n";
 import { BusinessLine, Tick } from "./business";
@@ -134,9 +135,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
           ‹
         </button>
         <button type="button" class="who" onClick={() => go("profile", chat)}>
-          <span class="avatar" aria-hidden="true">
-            {initials(name)}
-          </span>
+          <Avatar name={name} account={peer.kind === "business" ? chat : undefined} businesses={businesses} />
           <span class="who-text">
             <strong class="name" data-testid="chat-name">
               {name} {business && <Tick tick={business.tick} />}

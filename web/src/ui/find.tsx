@@ -1,4 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
+import { Avatar } from "./avatar";
 import type { Business, Businesses } from "../core/businesses";
 import type { Client } from "../core/client";
 import { describeError, go } from "./hooks";
@@ -57,9 +58,7 @@ export function Find({ client, businesses }: { client: Client; businesses: Busin
           {found?.map((b) => (
             <li key={b.profile.account_id}>
               <button type="button" class="row" onClick={() => go("profile", b.profile.account_id)} data-testid="business-result">
-                <span class="avatar" aria-hidden="true">
-                  {b.profile.display_name.slice(0, 1).toUpperCase()}
-                </span>
+                <Avatar name={b.profile.display_name} account={b.profile.account_id} businesses={businesses} />
                 <span class="row-text">
                   <strong>
                     {b.profile.display_name} <Tick tick={b.tick} />
