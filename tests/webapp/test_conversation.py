@@ -342,3 +342,43 @@ async def test_reactions_and_quoted_replies_both_ways(
     await expect(page.get_by_test_id("replying")).to_have_count(0)
     await shoot_app(page, "reactions")
     assert app.problems.all() == []
+
+
+RECORD_NOTIFICATIONS = """
+window.shownNotifications = [];
+window.Notification = class {
+  static permission = "granted";
+  static async requestPermission() { return "granted"; }
+  constructor(title, options) { window.shownNotifications.push({title, body: options.body}); }
+};
+"""
+
+
+async def test_a_message_for_a_tab_in_the_background_is_notified(
+    app: AppPage, platform: Platform, make_customer: MakeCustomer
+) -> None:
+    # The browser's notifications are recorded instead of shown (headless Chromium has no
+    # notification centre); everything else is the app's own code.
+    await app.context.add_init_script(RECORD_NOTIFICATIONS)
+    page = app.page
+    await page.reload()
+    anna = await make_customer("anna")
+    assert anna.phone is not None
+    await register(app, platform)
+    await chat_with(page, anna.phone)
+    await write(page, "Hallo")
+    first = await incoming(anna)
+    await anna.send_text(first.chat, "Sichtbar, kein Hinweis")
+    await expect(page.locator(".bubble.in .body")).to_have_text(["Sichtbar, kein Hinweis"])
+
+    # Playwright tells every page it has the focus; without that, the page loses it to
+    # another tab brought to the front, as with a person switching tabs.
+    cdp = await app.context.new_cdp_session(page)
+    await cdp.send("Emulation.setFocusEmulationEnabled", {"enabled": False})
+    other = await app.context.new_page()
+    await other.bring_to_front()
+    assert await page.evaluate("() => document.hasFocus()") is False
+    await anna.send_text(first.chat, "Im Hintergrund")
+    await expect(page.locator(".bubble.in .body")).to_have_count(2)
+    shown = await page.evaluate("() => window.shownNotifications")
+    assert shown == [{"title": anna.phone, "body": "Im Hintergrund"}]

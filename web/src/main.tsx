@@ -22,8 +22,9 @@ async function run(): Promise<void> {
   running = client;
   const services: Services = wire(client, Businesses);
   client.onIncoming = (peer, message) => {
-    if (document.visibilityState === "visible" || typeof Notification === "undefined") return;
-    if (Notification.permission !== "granted") return;
+    // While the user looks at the app, the chat list and the open chat show it already.
+    if (document.visibilityState === "visible" && document.hasFocus()) return;
+    if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
     const name = peer.name ?? peer.phone ?? t("app.name");
     const note = new Notification(name, { body: peer.preview ?? "", tag: message.chat, icon: "/app/icon.svg" });
     note.onclick = () => {
