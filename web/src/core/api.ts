@@ -105,9 +105,9 @@ export class RelayApi {
     method: string,
     path: string,
     body?: unknown,
-    options: { auth?: boolean; raw?: BodyInit; contentType?: string } = {},
+    options: { auth?: boolean; raw?: BodyInit; contentType?: string; headers?: Record<string, string> } = {},
   ): Promise<T> {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...options.headers };
     if (options.auth !== false && this.token) headers["Authorization"] = `Bearer ${this.token}`;
     let payload: BodyInit | undefined;
     if (options.raw !== undefined) {
@@ -131,17 +131,7 @@ export class RelayApi {
     } catch {
       parsed = null;
     }
-    if (!response.ok) {
-      const error = (parsed as { error?: { code?: number; message?: string; details?: Record<string, unknown> } } | null)
-        ?.error;
-      if (!error && response.status >= 502) throw new Offline(`the relay answered ${response.status}`);
-      throw new RelayError(
-        error?.code ?? response.status,
-        error?.message ?? text.slice(0, MAX_ERROR_TEXT),
-        error?.details ?? {},
-        response.status,
-      );
-    }
+    if (!response.ok) throw refusal(response.status, parsed, text);
     return parsed as T;
   }
 
@@ -310,20 +300,75 @@ export class RelayApi {
     return this.request("POST", "/v1/reports", body);
   }
 
-  // --- attachments ---------------------------------------------------------------------------
+  // --- attachments (docs/protocol.md §13) --------------------------------------------------
 
-  async download(id: string): Promise<Uint8Array> {
+  createAttachment(kind: "media" | "document", size: number): Promise<{ id: string; size: number; offset: number }> {
+    return this.request("POST", "/v1/attachments", { kind, size });
+  }
+
+  /** Append `piece` at `offset` of the upload `id`: the offset the relay recorded after it. */
+  appendAttachment(id: string, offset: number, piece: Uint8Array): Promise<{ offset: number; complete: boolean }> {
+    return this.request("PATCH", `/v1/attachments/${encodeURIComponent(id)}`, undefined, {
+      raw: piece as BufferSource,
+      contentType: "application/offset+octet-stream",
+      headers: { "Upload-Offset": String(offset) },
+    });
+  }
+
+  /** Where the upload `id` stands, to resume it after a lost connection. */
+  attachmentUpload(id: string): Promise<{ offset: number; size: number; complete: boolean }> {
+    return this.request("GET", `/v1/attachments/${encodeURIComponent(id)}/upload`);
+  }
+
+  /** Hand the blob's bytes from `start` on to `sink` as they arrive, each with its position in
+   * the blob (from 0 again should the relay ignore the range). A connection that breaks
+   * midway throws Offline after the bytes that did arrive were handed over. */
+  async downloadAttachment(id: string, start: number, sink: (chunk: Uint8Array, at: number) => void): Promise<void> {
     const headers: Record<string, string> = {};
     if (this.token) headers["Authorization"] = `Bearer ${this.token}`;
+    if (start > 0) headers["Range"] = `bytes=${start}-`;
     let response: Response;
     try {
       response = await fetch(`${this.base}/v1/attachments/${encodeURIComponent(id)}`, { headers });
     } catch (error) {
-      throw new Offline(String(error));
+      throw new Offline(`the relay cannot be reached: ${String(error)}`);
     }
-    if (!response.ok) throw new RelayError(response.status, `download failed (${response.status})`);
-    return new Uint8Array(await response.arrayBuffer());
+    if (!response.ok) {
+      const text = await response.text().catch(() => "");
+      let parsed: unknown = null;
+      try {
+        parsed = text ? JSON.parse(text) : null;
+      } catch {
+        parsed = null;
+      }
+      throw refusal(response.status, parsed, text);
+    }
+    let at = response.status === 206 ? start : 0;
+    if (!response.body) {
+      sink(new Uint8Array(await response.arrayBuffer()), at);
+      return;
+    }
+    const reader = response.body.getReader();
+    for (;;) {
+      let read: ReadableStreamReadResult<Uint8Array>;
+      try {
+        read = await reader.read();
+      } catch (error) {
+        throw new Offline(`the download broke off: ${String(error)}`);
+      }
+      if (read.done) return;
+      sink(read.value, at);
+      at += read.value.length;
+    }
   }
+}
+
+/** The error an answer that is not ok stands for: the relay's envelope as a RelayError; no
+ * envelope from a gateway in front of it (502, 503, 504) means the relay cannot be reached. */
+function refusal(status: number, parsed: unknown, text: string): Error {
+  const error = (parsed as { error?: { code?: number; message?: string; details?: Record<string, unknown> } } | null)?.error;
+  if (!error && status >= 502) return new Offline(`the relay answered ${status}`);
+  return new RelayError(error?.code ?? status, error?.message ?? text.slice(0, MAX_ERROR_TEXT), error?.details ?? {}, status);
 }
 
 export interface ConsentRecord {
