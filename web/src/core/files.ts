@@ -57,7 +57,7 @@ export class FileTooLarge extends AttachmentTooLarge {
     readonly limit: number,
     readonly blobBytes: number,
   ) {
-    super(`a ${kind} may be ${limit} bytes once encrypted; this file would be ${blobBytes}`);
+    super(`a file sent as ${kind} may be ${limit} bytes once encrypted; this one would be ${blobBytes}`);
   }
 }
 
@@ -177,7 +177,7 @@ function shortened(name: string): string {
   return chars.slice(0, 255).join("");
 }
 
-const UNSAFE = /[^\p{L}\p{N}\p{M}_.\- ()+,@=]+/gu;
+const UNSAFE = /[^\p{L}\p{N}_.\- ()+,@=]+/gu;
 
 /** `name` as a plain file name: no path, no separators, no leading dot, no control
  * characters, at most 120 characters (the extension kept); else `fallback`. As the Python
