@@ -1,5 +1,7 @@
 import type { Client, Message } from "../core/client";
 import type { RenderedButton, RenderedTemplate } from "../wire/templates";
+import { attachedFile, type Payload } from "../wire/payloads";
+import { FileView } from "./attachments";
 import { t, locale, type Key } from "./i18n";
 
 /** What an avatar shows: a name's first letter, or a number's last two digits. */
@@ -44,16 +46,19 @@ function TemplateView({
   rendered,
   answered,
   onQuickReply,
+  file,
 }: {
   rendered: RenderedTemplate;
   answered: boolean;
   onQuickReply: (button: RenderedButton) => void;
+  /** The header's file, shown in place of the sender's reference to it. */
+  file?: preact.ComponentChildren;
 }) {
   const header = rendered.header;
   return (
     <div class="template" data-testid="template" data-template={rendered.name}>
       {header?.text !== undefined && <strong class="template-header">{header.text}</strong>}
-      {header && header.text === undefined && <div class="template-media">📎 {header.format.toLowerCase()}</div>}
+      {header && header.text === undefined && (file ?? <div class="template-media">📎 {header.format.toLowerCase()}</div>)}
       <p class="body">{rendered.body}</p>
       {rendered.footer && <small class="footer">{rendered.footer}</small>}
       {rendered.buttons.length > 0 && (
@@ -121,6 +126,8 @@ export function Bubble({
   extras?: Extras;
 }) {
   const payload = client.payloadOf(message) as (Record<string, unknown> & { t: string }) | null;
+  const media = payload ? attachedFile(payload as unknown as Payload) : undefined;
+  const file = media && <FileView client={client} message={message} media={media} />;
   let content: preact.ComponentChildren;
   if (message.status === "failed" && !message.outgoing) {
     content = (
@@ -140,6 +147,7 @@ export function Bubble({
         rendered={message.rendered as RenderedTemplate}
         answered={answered}
         onQuickReply={(button) => onQuickReply(message, button)}
+        file={file}
       />
     );
   } else if (!payload) {
@@ -162,6 +170,7 @@ export function Bubble({
     const sections = (payload["sections"] as { title?: string; rows: Option[] }[] | undefined) ?? [];
     content = (
       <div class="interactive">
+        {file}
         {typeof payload["header"] === "string" && <strong>{payload["header"]}</strong>}
         <p class="body">{String(payload["body"])}</p>
         {typeof payload["footer"] === "string" && <small class="footer">{payload["footer"]}</small>}
@@ -186,12 +195,7 @@ export function Bubble({
   } else if (payload.t === "interactive_reply" || payload.t === "button_reply") {
     content = <p class="body reply">↩ {String(payload["title"] ?? payload["text"] ?? "")}</p>;
   } else if (payload.t === "media") {
-    const caption = payload["caption"] ?? payload["filename"] ?? "";
-    content = (
-      <p class="body media">
-        📎 {String(payload["kind"])} {String(caption)}
-      </p>
-    );
+    content = file;
   } else if (payload.t === "reaction") {
     content = <p class="body reaction">{String(payload["emoji"] ?? "")}</p>;
   } else {

@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Avatar } from "./avatar";
 import type { Businesses } from "../core/businesses";
 import { previewOf, type Client, type Message } from "../core/client";
+import { AttachButton, StagedFiles, UploadBubbles, useAttachments } from "./attachments";
 import { Bubble, type Extras } from "./bubble";
 import { describeError, go, useNow } from "./hooks";
 import { t } from "./i18n";
@@ -25,6 +26,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
   const now = useNow(1000);
   const peer = client.peer(chat);
   const business = businesses.cached(chat);
+  const attach = useAttachments(client, chat, setError);
 
   useEffect(() => {
     void client.load(chat).then((loaded) => setMessages([...loaded]));
@@ -129,7 +131,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
   const name = peer.name ?? business?.profile.display_name ?? peer.phone ?? chat.slice(0, 8);
 
   return (
-    <section class="chat" aria-label={name}>
+    <section class={attach.dragging ? "chat dropping" : "chat"} aria-label={name} {...(peer.blocked ? {} : attach.dropZone)}>
       <header class="chat-header">
         <button type="button" class="icon back" aria-label={t("chat.back")} onClick={() => go()}>
           ‹
@@ -165,6 +167,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
             extras={extrasOf(m)}
           />
         ))}
+        <UploadBubbles client={client} chat={chat} />
         {client.notices.get(chat) && (
           <li class="system-note" role="status" data-testid="chat-notice">
             {client.notices.get(chat)}
@@ -181,6 +184,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
           {error}
         </p>
       )}
+      {!peer.blocked && <StagedFiles attach={attach} />}
       {peer.blocked ? (
         <p class="banner">{t("chat.blocked")}</p>
       ) : (
@@ -196,6 +200,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
           </div>
         )}
         <form class="composer" onSubmit={send}>
+          <AttachButton attach={attach} />
           <textarea
             name="message"
             rows={1}
@@ -204,6 +209,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
             value={draft}
             aria-label={t("chat.placeholder")}
             onInput={(e) => typed((e.target as HTMLTextAreaElement).value)}
+            onPaste={attach.onPaste}
             onKeyDown={(e) => {
               if (e.key === "Enter" && !e.shiftKey) {
                 e.preventDefault();
