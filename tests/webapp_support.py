@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from browser_support import PHONE, REQUIRE_BROWSER, shoot
 from playwright.async_api import (
@@ -35,6 +36,7 @@ from playwright.async_api import (
 )
 
 from tresen.client import Client
+from tresen.client.events import MessageEvent
 from tresen.relay.accounts.sms import read_last_code
 from tresen.relay.webapp.files import BUNDLED_DIST, is_built
 
@@ -312,10 +314,47 @@ async def write(page: Page, text: str) -> None:
     await page.get_by_role("button", name="Send").click()
 
 
+async def open_airline(page: Page) -> None:
+    """Find the demo airline and open its profile."""
+    await page.get_by_role("button", name="Find businesses").first.click()
+    await page.get_by_label("Search by name").fill("Tresen Air")
+    await page.get_by_test_id("business-result").first.click()
+    await expect(page.get_by_test_id("profile-name")).to_contain_text("Tresen Air")
+
+
+async def open_chat_with(page: Page, phone: str) -> None:
+    """Start (or open) the chat with the account of ``phone``."""
+    await page.get_by_role("button", name="Find businesses").first.click()
+    await page.get_by_label("Or write to a phone number").fill(phone)
+    await page.get_by_role("button", name="Start chat").click()
+
+
+# --- the demo airline's systems -----------------------------------------------------------
+
+
+def gateway(platform: Platform) -> httpx.AsyncClient:
+    """The airline's Cloud API (``/v23.0/{phone_number_id}``), with the token `tresen up`
+    printed."""
+    messages = platform.printed["Gateway"].split()[0]
+    return httpx.AsyncClient(
+        base_url=messages.removesuffix("/messages"),
+        headers={"Authorization": f"Bearer {platform.printed['API token']}"},
+        timeout=20,
+    )
+
+
 # --- customers on the Python SDK ----------------------------------------------------------
 
 MakeCustomer = Callable[..., Awaitable[Client]]
 """``await make_customer("anna")`` (the fixture): a registered, started SDK customer."""
+
+
+async def next_message(client: Client, within_s: float = 20) -> MessageEvent:
+    """The next message ``client`` receives (other events are passed over)."""
+    while True:
+        event = await client.next_event(within_s=within_s)
+        if isinstance(event, MessageEvent) and not event.outgoing:
+            return event
 
 
 async def sdk_customer(

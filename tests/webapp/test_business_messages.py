@@ -7,9 +7,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
-from playwright.async_api import Page, expect
-from webapp_support import AppPage, MakeCustomer, Platform, register, shoot_app, write
+from playwright.async_api import expect
+from webapp_support import (
+    AppPage,
+    MakeCustomer,
+    Platform,
+    gateway,
+    open_airline,
+    register,
+    shoot_app,
+    write,
+)
 
 from tresen.client import Client
 from tresen.wire.e2e import Template
@@ -36,23 +44,6 @@ def offer(phone: str, name: str = "Anna") -> dict[str, Any]:
             ],
         },
     }
-
-
-def gateway(platform: Platform) -> httpx.AsyncClient:
-    """The airline's Cloud API, with the token `tresen up` printed."""
-    messages = platform.printed["Gateway"].split()[0]
-    return httpx.AsyncClient(
-        base_url=messages.removesuffix("/messages"),
-        headers={"Authorization": f"Bearer {platform.printed['API token']}"},
-        timeout=20,
-    )
-
-
-async def open_airline(page: Page) -> None:
-    await page.get_by_role("button", name="Find businesses").first.click()
-    await page.get_by_label("Search by name").fill("Tresen Air")
-    await page.get_by_test_id("business-result").first.click()
-    await expect(page.get_by_test_id("profile-name")).to_contain_text("Tresen Air")
 
 
 async def test_a_template_from_the_gateway_renders_and_a_forged_one_is_refused(

@@ -14,23 +14,16 @@ from webapp_support import (
     MakeCustomer,
     Platform,
     interactive,
+    next_message,
     open_app,
     register,
     shoot_app,
     write,
 )
 
-from tresen.client import Client
-from tresen.client.events import MessageEvent, StatusChanged
+from tresen.client.events import StatusChanged
 from tresen.client.store import MessageStatus
 from tresen.wire.e2e import Text
-
-
-async def next_message(client: Client, within_s: float = 20) -> MessageEvent:
-    while True:
-        event = await client.next_event(within_s=within_s)
-        if isinstance(event, MessageEvent) and not event.outgoing:
-            return event
 
 
 async def test_a_customer_registers_finds_the_airline_and_asks_about_a_flight(

@@ -490,18 +490,22 @@ function DocumentCard({ client, message, media }: { client: Client; message: Mes
             {typeLabel(media)} · {formatBytes(media.plain_size)}
           </small>
         </span>
-        <button type="button" class="small" disabled={state.busy} onClick={() => void download()}>
-          {state.busy ? t("file.opening") : t("file.download")}
-        </button>
+        <span class="file-actions">
+          {!state.opened && (
+            <button type="button" class="small" disabled={state.busy} onClick={() => void download()}>
+              {state.busy ? t("file.opening") : t("file.download")}
+            </button>
+          )}
+          {/* The Download click saves through this link; once decrypted it saves again. */}
+          <a
+            ref={anchor}
+            class={state.opened ? "button small" : "hidden-input"}
+            {...(state.opened ? { href: state.opened.url, download: state.opened.name } : { "aria-hidden": "true", tabIndex: -1 })}
+          >
+            {t("file.save")}
+          </a>
+        </span>
       </div>
-      {/* Once decrypted, a link that saves it again (and the target of the Download click). */}
-      <a
-        ref={anchor}
-        class={state.opened ? "file-save" : "hidden-input"}
-        {...(state.opened ? { href: state.opened.url, download: state.opened.name } : { "aria-hidden": "true", tabIndex: -1 })}
-      >
-        {t("file.save")}
-      </a>
       {state.error !== undefined && <Failed error={state.error} onRetry={() => void download()} />}
     </div>
   );
