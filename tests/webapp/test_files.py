@@ -26,6 +26,7 @@ from webapp_support import (
     open_chat_with,
     register,
     shoot_app,
+    write,
 )
 
 from tresen.demo_passes import BoardingPass, boarding_pass_pdf
@@ -288,6 +289,41 @@ async def test_the_airlines_boarding_pass_arrives_as_a_template_with_its_pdf(
     download = await started.value
     assert download.suggested_filename == name
     assert await downloaded(download) == document
+
+    # Within the service window, reply buttons may carry a picture as their header.
+    await write(page, "Can I take my bike?")
+    photo = png(240, 160)
+    async with gateway(platform) as api:
+        uploaded = await api.post(
+            "/media",
+            files={"file": ("bike.png", photo, "image/png")},
+            data={"messaging_product": "whatsapp", "type": "image/png"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        buttons = [
+            {"type": "reply", "reply": {"id": "book", "title": "Book a bike box"}},
+            {"type": "reply", "reply": {"id": "no", "title": "No, thanks"}},
+        ]
+        sent = await api.post(
+            "/messages",
+            json={
+                "messaging_product": "whatsapp",
+                "to": phone,
+                "type": "interactive",
+                "interactive": {
+                    "type": "button",
+                    "header": {"type": "image", "image": {"id": uploaded.json()["id"]}},
+                    "body": {"text": "Yes, in our bike box. Shall we book one?"},
+                    "action": {"buttons": buttons},
+                },
+            },
+        )
+        assert sent.status_code == 200, sent.text
+    offer = page.locator(".bubble.in .interactive").filter(has_text="Shall we book one?")
+    picture = offer.locator("[data-testid=file-image][data-loaded='1'] img")
+    await expect(picture).to_have_count(1, timeout=20_000)
+    assert await picture.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [240, 160]
+    await expect(offer.get_by_role("button", name="Book a bike box")).to_be_visible()
     assert app.problems.all() == []
 
 
