@@ -160,6 +160,10 @@ async def test_pictures_from_the_browser_reach_an_sdk_customer_byte_for_byte(
     await expect(pictures).to_have_count(4)
     assert await pictures.first.evaluate("img => img.naturalWidth") == 64
     await expect(page.locator(".bubble.out .caption")).to_have_text(["Our flag"])
+    # The chat fits the phone's width, the large picture included.
+    viewport = page.viewport_size
+    assert viewport is not None
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
     await shoot_app(page, "files-sent")
     assert app.problems.all() == []
 
