@@ -4,19 +4,20 @@ numbers and a changed identity, blocking and reporting a business, and the app i
 from __future__ import annotations
 
 import httpx
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from webapp_support import (
     AppPage,
     MakeCustomer,
     Platform,
+    next_message,
     open_app,
+    open_chat_with,
     register,
     shoot_app,
     write,
 )
 
-from tresen.client import Client
-from tresen.client.events import MessageEvent, StatusChanged
+from tresen.client.events import StatusChanged
 from tresen.client.store import MessageStatus
 from tresen.crypto.olm import DeviceIdentity
 from tresen.wire.e2e import (
@@ -32,19 +33,6 @@ from tresen.wire.e2e import (
 )
 
 
-async def incoming(client: Client, within_s: float = 20) -> MessageEvent:
-    while True:
-        event = await client.next_event(within_s=within_s)
-        if isinstance(event, MessageEvent) and not event.outgoing:
-            return event
-
-
-async def chat_with(page: Page, phone: str) -> None:
-    await page.get_by_role("button", name="Find businesses").first.click()
-    await page.get_by_label("Or write to a phone number").fill(phone)
-    await page.get_by_role("button", name="Start chat").click()
-
-
 async def test_unread_counts_typing_and_reply_buttons(
     app: AppPage, platform: Platform, make_customer: MakeCustomer
 ) -> None:
@@ -52,9 +40,9 @@ async def test_unread_counts_typing_and_reply_buttons(
     anna = await make_customer("anna")
     assert anna.phone is not None
     await register(app, platform)
-    await chat_with(page, anna.phone)
+    await open_chat_with(page, anna.phone)
     await write(page, "Hallo")
-    first = await incoming(anna)
+    first = await next_message(anna)
     await page.get_by_role("button", name="Back").click()
 
     # Two messages while the chat list is shown: a badge of 2, gone once the chat is open,
@@ -90,7 +78,7 @@ async def test_unread_counts_typing_and_reply_buttons(
     )
     await expect(page.get_by_text("typing…")).to_have_count(0)
     await page.get_by_role("button", name="Nein, behalten").click()
-    answer = await incoming(anna)
+    answer = await next_message(anna)
     assert isinstance(answer.payload, InteractiveReply)
     assert (answer.payload.message_id, answer.payload.id) == (asked.message_id, "no")
     await expect(page.get_by_role("button", name="Ja")).to_be_disabled()
@@ -104,9 +92,9 @@ async def test_safety_numbers_match_and_a_changed_identity_holds_messages(
     anna = await make_customer("anna")
     assert anna.phone is not None
     phone = await register(app, platform)
-    await chat_with(page, anna.phone)
+    await open_chat_with(page, anna.phone)
     await write(page, "Hallo")
-    await incoming(anna)
+    await next_message(anna)
 
     await page.get_by_role("button", name=anna.phone).click()
     await page.goto(page.url.replace("#/profile/", "#/safety/"))
@@ -203,9 +191,9 @@ async def test_the_text_a_peer_sends_is_never_markup(
     anna = await make_customer("anna")
     assert anna.phone is not None
     await register(app, platform)
-    await chat_with(page, anna.phone)
+    await open_chat_with(page, anna.phone)
     await write(page, "Hallo")
-    first = await incoming(anna)
+    first = await next_message(anna)
     payload = '<img src=x onerror="window.pwned=1"><b>fett</b>'
     await anna.send(first.chat, Text(text=payload))
     await expect(page.locator(".bubble.in .body")).to_have_text([payload])
@@ -220,9 +208,9 @@ async def test_a_list_opens_from_its_menu_button_and_a_row_answers(
     anna = await make_customer("anna")
     assert anna.phone is not None
     await register(app, platform)
-    await chat_with(page, anna.phone)
+    await open_chat_with(page, anna.phone)
     await write(page, "Wann kommt ihr?")
-    first = await incoming(anna)
+    first = await next_message(anna)
     asked = await anna.send_interactive(
         first.chat,
         Interactive(
@@ -243,7 +231,7 @@ async def test_a_list_opens_from_its_menu_button_and_a_row_answers(
     await page.get_by_text("Zeit wählen").click()
     await expect(page.get_by_role("group", name="Freitag")).to_contain_text("Ganztags")
     await morning.click()
-    answer = await incoming(anna)
+    answer = await next_message(anna)
     assert isinstance(answer.payload, InteractiveReply)
     assert (answer.payload.message_id, answer.payload.id) == (asked.message_id, "am")
     assert answer.payload.description == "8 bis 12 Uhr"
@@ -307,9 +295,9 @@ async def test_reactions_and_quoted_replies_both_ways(
     anna = await make_customer("anna")
     assert anna.phone is not None
     await register(app, platform)
-    await chat_with(page, anna.phone)
+    await open_chat_with(page, anna.phone)
     await write(page, "Kommst du morgen?")
-    question = await incoming(anna)
+    question = await next_message(anna)
 
     # Anna reacts and answers quoting the question: the browser shows both on the message.
     await anna.react(question.chat, question.message_id, "👍")
@@ -327,7 +315,7 @@ async def test_reactions_and_quoted_replies_both_ways(
     await answer.click()
     await answer.get_by_label("React").click()
     await answer.get_by_role("button", name="❤️").click()
-    reaction = await incoming(anna)
+    reaction = await next_message(anna)
     assert isinstance(reaction.payload, Reaction)
     assert reaction.payload.emoji == "❤️"
     await expect(answer.get_by_test_id("reactions")).to_have_text("❤️")
@@ -335,7 +323,7 @@ async def test_reactions_and_quoted_replies_both_ways(
     await answer.get_by_role("button", name="Reply").click()
     await expect(page.get_by_test_id("replying")).to_contain_text("Ja, um neun")
     await write(page, "Super")
-    reply = await incoming(anna)
+    reply = await next_message(anna)
     assert isinstance(reply.payload, Text)
     assert reply.payload.context is not None
     assert reply.payload.context.message_id == reaction.payload.message_id
@@ -365,9 +353,9 @@ async def test_a_message_for_a_tab_in_the_background_is_notified(
     anna = await make_customer("anna")
     assert anna.phone is not None
     await register(app, platform)
-    await chat_with(page, anna.phone)
+    await open_chat_with(page, anna.phone)
     await write(page, "Hallo")
-    first = await incoming(anna)
+    first = await next_message(anna)
     await anna.send_text(first.chat, "Sichtbar, kein Hinweis")
     await expect(page.locator(".bubble.in .body")).to_have_text(["Sichtbar, kein Hinweis"])
 

@@ -16,6 +16,7 @@ from webapp_support import (
     interactive,
     next_message,
     open_app,
+    open_chat_with,
     register,
     shoot_app,
     write,
@@ -70,9 +71,7 @@ async def test_the_browser_and_an_sdk_customer_write_to_each_other(
     assert anna.phone is not None
     await register(app, platform)
 
-    await page.get_by_role("button", name="Find businesses").first.click()
-    await page.get_by_label("Or write to a phone number").fill(anna.phone)
-    await page.get_by_role("button", name="Start chat").click()
+    await open_chat_with(page, anna.phone)
     await write(page, "Hallo Anna, hier schreibt der Browser")
     received = await next_message(anna)
     assert isinstance(received.payload, Text)
@@ -102,9 +101,7 @@ async def test_messages_written_offline_wait_and_go_out_when_back_online(
     anna = await make_customer("anna")
     assert anna.phone is not None
     await register(app, platform)
-    await page.get_by_role("button", name="Find businesses").first.click()
-    await page.get_by_label("Or write to a phone number").fill(anna.phone)
-    await page.get_by_role("button", name="Start chat").click()
+    await open_chat_with(page, anna.phone)
     await write(page, "first, online")
     await next_message(anna)
 
@@ -133,9 +130,7 @@ async def test_a_second_browser_linked_to_the_account_sees_the_conversation(
     try:
         await register(second, platform, phone)  # the same number: another device
         first_page, second_page = app.page, second.page
-        await first_page.get_by_role("button", name="Find businesses").first.click()
-        await first_page.get_by_label("Or write to a phone number").fill(anna.phone)
-        await first_page.get_by_role("button", name="Start chat").click()
+        await open_chat_with(first_page, anna.phone)
         await write(first_page, "Von Gerät eins")
         received = await next_message(anna)
         # Anna's answer goes to both browsers; the first one's message reached the second
@@ -165,9 +160,7 @@ async def test_nothing_typed_in_the_browser_reaches_the_relays_database_or_logs(
     assert anna.phone is not None
     await register(app, platform)
     marker = f"browser-marker-{secrets.token_hex(8)}"
-    await page.get_by_role("button", name="Find businesses").first.click()
-    await page.get_by_label("Or write to a phone number").fill(anna.phone)
-    await page.get_by_role("button", name="Start chat").click()
+    await open_chat_with(page, anna.phone)
     await write(page, f"{marker} to Anna")
     received = await next_message(anna)
     assert isinstance(received.payload, Text)

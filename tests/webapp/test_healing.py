@@ -8,10 +8,18 @@ import sqlite3
 from pathlib import Path
 
 from playwright.async_api import Page, expect
-from webapp_support import AppPage, MakeCustomer, Platform, register, write
+from webapp_support import (
+    AppPage,
+    MakeCustomer,
+    Platform,
+    next_message,
+    open_chat_with,
+    register,
+    write,
+)
 
 from tresen.client import Client
-from tresen.client.events import MessageEvent, StatusChanged
+from tresen.client.events import StatusChanged
 from tresen.client.store import MessageStatus
 from tresen.wire.e2e import Text
 
@@ -27,20 +35,16 @@ FORGET_SESSIONS = """() => new Promise((resolve, reject) => {
 })"""
 
 
-async def text_from(client: Client, within_s: float = 30) -> tuple[str, str]:
-    while True:
-        event = await client.next_event(within_s=within_s)
-        if isinstance(event, MessageEvent) and not event.outgoing:
-            assert isinstance(event.payload, Text)
-            return event.chat, event.payload.text
+async def text_from(client: Client) -> tuple[str, str]:
+    received = await next_message(client, within_s=30)
+    assert isinstance(received.payload, Text)
+    return received.chat, received.payload.text
 
 
 async def talking(page: Page, anna: Client) -> str:
     """The browser and Anna have written to each other (sessions both ways); Anna's chat."""
     assert anna.phone is not None
-    await page.get_by_role("button", name="Find businesses").first.click()
-    await page.get_by_label("Or write to a phone number").fill(anna.phone)
-    await page.get_by_role("button", name="Start chat").click()
+    await open_chat_with(page, anna.phone)
     await write(page, "Hallo Anna")
     chat, _ = await text_from(anna)
     await anna.send_text(chat, "Hallo Browser")

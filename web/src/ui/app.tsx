@@ -7,6 +7,7 @@ import { Profile, Tick } from "./business";
 import { Chat } from "./chat";
 import { Find } from "./find";
 import { go, useClient, useRoute } from "./hooks";
+import { PaneHeader } from "./parts";
 import { t } from "./i18n";
 import { Register } from "./register";
 import { Privacy, Settings, signOut, type ConsentActions } from "./settings";
@@ -104,12 +105,7 @@ function Safety({ services, account }: { services: Services; account: string }) 
   }, [account, services]);
   return (
     <section class="safety" aria-label={t("safety.title")}>
-      <header class="chat-header">
-        <button type="button" class="icon back" aria-label={t("chat.back")} onClick={() => history.back()}>
-          ‹
-        </button>
-        <strong>{t("safety.title")}</strong>
-      </header>
+      <PaneHeader title={t("safety.title")} onBack={() => history.back()} />
       <div class="settings-body">
         <p>{t("safety.lead", { name })}</p>
         <p class="safety-number" data-testid="safety-number">

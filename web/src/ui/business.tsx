@@ -6,6 +6,7 @@ import type { Client } from "../core/client";
 import type { ConsentActions } from "./settings";
 import { describeError, go, useNow } from "./hooks";
 import { locale, t, type Key } from "./i18n";
+import { Alert, PaneHeader } from "./parts";
 
 export function Tick({ tick }: { tick: TickInfo }) {
   if (!tick.verified) return null;
@@ -78,11 +79,7 @@ function Consents({ consent, account }: { consent: ConsentActions; account: stri
           </label>
         );
       })}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert text={error} />
     </fieldset>
   );
 }
@@ -126,12 +123,7 @@ export function Profile({
   const reason = `business.tick_reason.${business.tick.reason}` as Key;
   return (
     <section class="profile" aria-label={p.display_name}>
-      <header class="chat-header">
-        <button type="button" class="icon back" aria-label={t("chat.back")} onClick={() => history.back()}>
-          ‹
-        </button>
-        <strong>{t("chat.profile")}</strong>
-      </header>
+      <PaneHeader title={t("chat.profile")} onBack={() => history.back()} />
       <div class="profile-body">
         <Avatar name={p.display_name} account={account} businesses={businesses} large />
         <h2 data-testid="profile-name">
@@ -213,11 +205,7 @@ export function Profile({
             {notice}
           </p>
         )}
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert text={error} />
       </div>
     </section>
   );

@@ -3,6 +3,7 @@ import { Avatar } from "./avatar";
 import type { Business, Businesses } from "../core/businesses";
 import type { Client } from "../core/client";
 import { describeError, go } from "./hooks";
+import { Alert, PaneHeader } from "./parts";
 import { t } from "./i18n";
 import { Tick } from "./business";
 
@@ -38,12 +39,7 @@ export function Find({ client, businesses }: { client: Client; businesses: Busin
 
   return (
     <section class="find" aria-label={t("find.title")}>
-      <header class="chat-header">
-        <button type="button" class="icon back" aria-label={t("chat.back")} onClick={() => go()}>
-          ‹
-        </button>
-        <strong>{t("find.title")}</strong>
-      </header>
+      <PaneHeader title={t("find.title")} onBack={() => go()} />
       <div class="find-body">
         <input
           type="search"
@@ -79,11 +75,7 @@ export function Find({ client, businesses }: { client: Client; businesses: Busin
             {t("find.start")}
           </button>
         </form>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert text={error} />
       </div>
     </section>
   );

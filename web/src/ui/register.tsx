@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import type { Client } from "../core/client";
 import { fromBase64 } from "../wire/base64";
 import { describeError } from "./hooks";
+import { Alert } from "./parts";
 import { t } from "./i18n";
 
 interface PublishedKeys {
@@ -132,11 +133,7 @@ export function Register({ client }: { client: Client }) {
             </button>
           </form>
         )}
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert text={error} />
         {operator && (
           <details class="operator">
             <summary>{t("register.operator")}</summary>

@@ -3,6 +3,7 @@ import type { ConsentDashboardEntry } from "../core/api";
 import type { Client } from "../core/client";
 import { describeError, go, useClient } from "./hooks";
 import { language, setLanguage, t, locale, type Language } from "./i18n";
+import { Alert, PaneHeader } from "./parts";
 
 /** What the consent dashboard needs: the records, and signed changes. */
 export interface ConsentActions {
@@ -43,12 +44,7 @@ export function Settings({ client }: { client: Client }) {
   const blocked = client.chats().filter((p) => p.blocked);
   return (
     <section class="settings" aria-label={t("settings.title")}>
-      <header class="chat-header">
-        <button type="button" class="icon back" aria-label={t("chat.back")} onClick={() => go()}>
-          ‹
-        </button>
-        <strong>{t("settings.title")}</strong>
-      </header>
+      <PaneHeader title={t("settings.title")} onBack={() => go()} />
       <div class="settings-body">
         <h3>{t("settings.account")}</h3>
         <dl>
@@ -132,11 +128,7 @@ export function Settings({ client }: { client: Client }) {
         <button type="button" class="danger" onClick={() => void signOut(client, setError)}>
           {t("settings.sign_out")}
         </button>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert text={error} />
       </div>
     </section>
   );
@@ -178,12 +170,7 @@ export function Privacy({ client, consent }: { client: Client; consent: ConsentA
 
   return (
     <section class="privacy" aria-label={t("privacy.title")}>
-      <header class="chat-header">
-        <button type="button" class="icon back" aria-label={t("chat.back")} onClick={() => go("settings")}>
-          ‹
-        </button>
-        <strong>{t("privacy.title")}</strong>
-      </header>
+      <PaneHeader title={t("privacy.title")} onBack={() => go("settings")} />
       <div class="settings-body">
         <p class="lead">{t("privacy.lead")}</p>
         {entries && entries.length === 0 && <p class="muted">{t("privacy.none")}</p>}
@@ -227,11 +214,7 @@ export function Privacy({ client, consent }: { client: Client; consent: ConsentA
             </li>
           ))}
         </ul>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert text={error} />
       </div>
     </section>
   );
