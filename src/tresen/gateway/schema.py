@@ -431,3 +431,86 @@ media_blobs = Table(
 )
 """The relay's encrypted blobs made from a media (one per message that sent it): deleted at
 the relay when the business deletes the media, or when it expires."""
+
+subscriber_lists = Table(
+    "subscriber_lists",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("keyword", String(30), unique=True),
+    Column("description", String(500), nullable=False),
+    Column("confirmation", String(1024), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+"""Newsletters and other lists customers subscribe to. ``keyword`` (upper case, e.g. NEWS):
+a customer who writes ``START NEWS`` is asked to confirm (double opt-in); ``confirmation`` is
+the text that asks."""
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("list_id", Integer, primary_key=True),
+    Column("account_id", String(32), primary_key=True),
+    Column("phone", String(20), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("attributes", Text, nullable=False),
+    Column("evidence", String(1024)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Index("ix_subscribers_list_state", "list_id", "state"),
+)
+"""Who is on which list: ``state`` pending (asked to confirm), subscribed or unsubscribed;
+``source`` keyword, link or import; ``attributes`` a JSON object of the subscriber's fields
+(from a CSV import or set later), for segments and per-recipient parameters; ``evidence``
+what an import said about the subscriber's consent."""
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("template_name", String(512), nullable=False),
+    Column("language", String(15), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("audience", Text, nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("schedule", Text, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("reason", String(256)),
+    Column("start_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("finished_ms", BigInteger),
+    Index("ix_campaigns_state", "state"),
+)
+"""A template sent to an audience: ``audience`` (JSON: a list and/or labels and attribute
+conditions), ``parameters`` (JSON: the template's parameters, with ``{{attribute}}`` taken
+from each recipient), ``schedule`` (JSON: when, how spread out, quiet hours); ``state`` draft,
+scheduled, running, paused, waiting (for the tier's budget), done or cancelled."""
+
+campaign_recipients = Table(
+    "campaign_recipients",
+    metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("account_id", String(32), primary_key=True),
+    Column("phone", String(20), nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("reason", String(256)),
+    Column("error_code", Integer),
+    Column("client_msg_id", String(64), nullable=False),
+    Column("wamid", String(64)),
+    Column("due_ms", BigInteger),
+    Column("sent_ms", BigInteger),
+    Column("delivered_ms", BigInteger),
+    Column("read_ms", BigInteger),
+    Column("replied_ms", BigInteger),
+    Column("pricing", Text),
+    Index("ix_campaign_recipients_state", "campaign_id", "state"),
+    Index("ix_campaign_recipients_wamid", "wamid"),
+)
+"""One row per recipient of a campaign, made when it starts: ``state`` queued, sent,
+delivered, read, failed or opted_out (with ``reason`` and the Cloud API ``error_code``).
+``client_msg_id`` is fixed per campaign and recipient, so a send repeated after a crash is
+the relay's duplicate, never a second message."""
