@@ -438,11 +438,14 @@ subscriber_lists = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(100), nullable=False, unique=True),
     Column("keyword", String(30), unique=True),
+    Column("purpose", String(12), nullable=False),
     Column("description", String(500), nullable=False),
     Column("confirmation", String(1024), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
 )
-"""Newsletters and other lists customers subscribe to. ``keyword`` (upper case, e.g. NEWS):
+"""Newsletters and other lists customers subscribe to: ``purpose`` marketing (offers,
+newsletters: only with the customer's own signed opt-in) or utility (notifications such as
+flight updates: a business may attest the customer's consent). ``keyword`` (upper case, e.g. NEWS):
 a customer who writes ``START NEWS`` is asked to confirm (double opt-in); ``confirmation`` is
 the text that asks."""
 

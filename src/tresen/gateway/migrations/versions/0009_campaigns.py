@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("keyword", sa.String(length=30), nullable=True),
+        sa.Column("purpose", sa.String(length=12), nullable=False),
         sa.Column("description", sa.String(length=500), nullable=False),
         sa.Column("confirmation", sa.String(length=1024), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
