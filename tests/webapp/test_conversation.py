@@ -370,3 +370,20 @@ async def test_a_message_for_a_tab_in_the_background_is_notified(
     await expect(page.locator(".bubble.in .body")).to_have_count(2)
     shown = await page.evaluate("() => window.shownNotifications")
     assert shown == [{"title": anna.phone, "body": "Im Hintergrund"}]
+
+
+async def test_a_deep_link_opens_the_chat_with_a_text_ready_to_send(
+    app: AppPage, platform: Platform
+) -> None:
+    page = app.page
+    await register(app, platform)
+    await page.get_by_role("button", name="Find businesses").first.click()
+    await page.get_by_label("Search by name").fill("Tresen Air")
+    result = page.get_by_test_id("business-result").first
+    await result.click()
+    airline = page.url.split("#/profile/")[1]
+    await page.goto(f"/app/#/chat/{airline}?text=START%20NEWS")
+    composer = page.get_by_label("Message", exact=True)
+    await expect(composer).to_have_value("START NEWS")
+    await expect(page.locator(".bubble")).to_have_count(0)  # nothing went out by itself
+    await expect(page.get_by_test_id("chat-name")).to_contain_text("Tresen Air")

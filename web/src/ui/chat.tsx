@@ -4,7 +4,7 @@ import type { Businesses } from "../core/businesses";
 import { previewOf, type Client, type Message } from "../core/client";
 import { AttachButton, StagedFiles, UploadBubbles, useAttachments } from "./attachments";
 import { Bubble, type Extras } from "./bubble";
-import { describeError, go, useNow } from "./hooks";
+import { describeError, go, routeParameter, useNow } from "./hooks";
 import { t } from "./i18n";
 import { BusinessLine, Tick } from "./business";
 
@@ -18,7 +18,9 @@ function quoteOf(client: Client, message: Message): string {
 
 export function Chat({ client, businesses, chat }: { client: Client; businesses: Businesses; chat: string }) {
   const [messages, setMessages] = useState<Message[]>([]);
-  const [draft, setDraft] = useState("");
+  // A deep link may bring a text to send (e.g. START NEWS): ready in the composer, never sent
+  // without the user.
+  const [draft, setDraft] = useState(() => (routeParameter("text") ?? "").slice(0, 4096));
   const [error, setError] = useState("");
   const [replyTo, setReplyTo] = useState<Message | null>(null);
   const lastTyping = useRef(0);

@@ -11,7 +11,8 @@ export function useClient(client: Client): void {
 
 /** The current hash route, e.g. ["chat", "<account id>"]. */
 export function useRoute(): string[] {
-  const read = (): string[] => location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const read = (): string[] =>
+    location.hash.replace(/^#\/?/, "").split("?")[0]!.split("/").filter(Boolean).map(decodeURIComponent);
   const [route, setRoute] = useState(read);
   useEffect(() => {
     const update = (): void => setRoute(read());
@@ -39,4 +40,11 @@ export function useNow(everyMs = 1000): number {
     return () => clearInterval(timer);
   }, [everyMs]);
   return now;
+}
+
+/** A parameter of the route's query (`#/chat/<account>?text=START%20NEWS`): a deep link or a
+ * QR code can open a chat with a text ready to send. */
+export function routeParameter(name: string): string | null {
+  const query = location.hash.split("?")[1];
+  return query ? new URLSearchParams(query).get(name) : null;
 }
