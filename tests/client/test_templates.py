@@ -314,3 +314,29 @@ def test_a_quick_reply_may_carry_the_payload_its_tap_returns() -> None:
     assert quick_reply_payloads(template, parameters) == (GOOD, {"button:0": "track-4711"})
     # Without a payload, a tap returns the button's text (the client's part).
     assert render(template, GOOD).buttons[0] == RenderedButton("QUICK_REPLY", "Track")
+
+
+def test_a_url_parameter_that_breaks_the_host_is_refused_not_raised() -> None:
+    # A link whose host is the parameter: "[x" would make urlsplit raise ("Invalid IPv6 URL").
+    whole_link: dict[str, Any] = {
+        "name": "open_link",
+        "language": "en",
+        "category": "UTILITY",
+        "components": [
+            {"type": "BODY", "text": "Your link"},
+            {
+                "type": "BUTTONS",
+                "buttons": [
+                    {
+                        "type": "URL",
+                        "text": "Open",
+                        "url": "https://{{1}}",
+                        "example": ["shop.example"],
+                    }
+                ],
+            },
+        ],
+    }
+    assert problems(whole_link, {"button:0": ["[x"]}) == [
+        ("button:0", "the filled-in URL is not an http(s) URL")
+    ]

@@ -715,3 +715,10 @@ def test_only_reply_buttons_have_a_file_header_and_never_beside_a_text_one() -> 
     sticker = msgspec.structs.replace(photo, kind=MediaKind.STICKER, mime_type="image/webp")
     with pytest.raises(InvalidPayload, match="not sticker"):
         Interactive(type=InteractiveKind.BUTTON, body="B", buttons=buttons, header_media=sticker)
+
+
+def test_a_string_that_is_not_utf8_is_an_invalid_payload() -> None:
+    body = b"\x82\xa1t\xa4text\xa4text\xa2\xff\xfe"  # {"t": "text", "text": <2 bytes not UTF-8>}
+    framed = len(body).to_bytes(2, "big") + body
+    with pytest.raises(InvalidPayload, match="invalid payload"):
+        decode_payload(framed)

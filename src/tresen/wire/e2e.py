@@ -559,4 +559,6 @@ def _decode_body(body: bytes) -> AnyPayload | Unsupported:
         payload: AnyPayload = _payload_decoder.decode(body)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise InvalidPayload(f"invalid payload: {exc}") from exc
+    except UnicodeDecodeError as exc:  # a str that is not UTF-8
+        raise InvalidPayload(f"invalid payload: {exc}") from exc
     return payload

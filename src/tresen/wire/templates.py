@@ -637,8 +637,7 @@ def render(template: SignedTemplateBody, parameters: Parameters) -> RenderedTemp
                 if suffix is not None:
                     _token_value(key, suffix, URL_MAX, "a URL parameter", problems)
                     url = _fill(url, {"1": suffix})
-                    parts = urlsplit(url)
-                    if parts.scheme not in ("http", "https") or not parts.netloc:
+                    if not _http_url(url):
                         problems.append(Problem(key, "the filled-in URL is not an http(s) URL"))
                     elif len(url) > URL_MAX:
                         problems.append(Problem(key, f"the filled-in URL exceeds {URL_MAX}"))
@@ -737,3 +736,13 @@ def _cloud_value(parameter: Mapping[str, Any]) -> str:
             raise ValueError(f"a {kind} parameter needs its fallback_value")
         return fallback
     raise ValueError(f"unsupported parameter type {kind!r}")
+
+
+def _http_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host; one ``urlsplit`` cannot even split
+    (an unbalanced ``[`` of an IPv6 host) is not."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
