@@ -331,7 +331,7 @@ async def test_the_airlines_boarding_pass_arrives_as_a_template_with_its_pdf(
     assert app.problems.all() == []
 
 
-async def test_a_file_that_cannot_be_uploaded_says_so_and_goes_when_tried_again(
+async def test_a_file_sent_offline_waits_across_a_reload_and_goes_by_itself(
     app: AppPage, platform: Platform, make_customer: MakeCustomer
 ) -> None:
     page = app.page
@@ -347,17 +347,25 @@ async def test_a_file_that_cannot_be_uploaded_says_so_and_goes_when_tried_again(
     )
     await page.get_by_test_id("file-tray").get_by_role("button", name="Send", exact=True).click()
     upload = page.get_by_test_id("upload")
-    await expect(upload).to_have_attribute("data-stage", "failed")
-    await expect(upload.get_by_role("alert")).to_have_text("Not sent: no connection to the server")
-    await shoot_app(page, "file-not-sent")
+    await expect(upload).to_have_attribute("data-stage", "waiting", timeout=30_000)
+    await expect(upload.get_by_role("status")).to_have_text(
+        "Waiting for a connection — it goes out by itself"
+    )
+    await expect(upload.locator(".ticks")).to_have_attribute("data-status", "pending")
+    await shoot_app(page, "file-waiting")
 
+    # The tab is closed while offline; the browser comes back online and the app is opened
+    # again: the file goes out without anyone asking.
+    chat_url = page.url
+    await page.close()
     await app.context.set_offline(False)
-    await upload.get_by_role("button", name="Try again").click()
+    again = await app.context.new_page()
+    await again.goto(chat_url)
     received = await next_message(anna, within_s=40)
     assert isinstance(received.payload, Media)
     assert (await anna.download(received)).read_bytes() == contract
-    await expect(upload).to_have_count(0)
-    await expect(page.locator(".bubble.out").get_by_test_id("file-card")).to_contain_text(
+    await expect(again.get_by_test_id("upload")).to_have_count(0)
+    await expect(again.locator(".bubble.out").get_by_test_id("file-card")).to_contain_text(
         "Vertrag.pdf"
     )
     # Offline, the browser logs its failed requests; nothing else may go wrong.

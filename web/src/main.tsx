@@ -3,6 +3,7 @@ import wasmUrl from "@towns-protocol/olm/olm.wasm?url";
 import { initOlm } from "./crypto/olm";
 import { Businesses } from "./core/businesses";
 import { Client } from "./core/client";
+import { filesOf } from "./core/files";
 import { App, type Services } from "./ui/app";
 import { language, setLanguage, t } from "./ui/i18n";
 import { wire } from "./wiring";
@@ -21,6 +22,8 @@ async function run(): Promise<void> {
   await client.open();
   running = client;
   const services: Services = wire(client, Businesses);
+  // Files that waited for the network when the tab was closed go out as soon as it is back.
+  if (client.registered) filesOf(client);
   client.onIncoming = (peer, message) => {
     // While the user looks at the app, the chat list and the open chat show it already.
     if (document.visibilityState === "visible" && document.hasFocus()) return;

@@ -4,7 +4,7 @@
 // fetch), the digest check, and the bounded cache of decrypted files.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Offline, RelayApi } from "../src/core/api";
+import { Offline, RelayApi, RelayError } from "../src/core/api";
 import type { Message } from "../src/core/client";
 import {
   AttachmentUnavailable,
@@ -46,6 +46,8 @@ class FakeRelay {
   private brokenPatches = new Set<number>();
   private downloadCut: number | null = null;
   down = false;
+  /** Answer the next attachment's creation with the quota refusal (150071). */
+  refuseCreate = false;
 
   breakPatch(n: number): void {
     this.brokenPatches.add(n);
@@ -64,6 +66,7 @@ class FakeRelay {
     if (headers.get("Authorization") !== "Bearer device-token") return error(401, 190, "no token");
     const id = /^\/v1\/attachments\/([A-Za-z0-9_-]+)/.exec(path)?.[1];
     if (method === "POST" && path === "/v1/attachments") {
+      if (this.refuseCreate) return error(429, 150071, "quota exceeded");
       const { size } = JSON.parse(String(init.body)) as { size: number };
       const blobId = `blob${this.blobs.size + 1}`.padEnd(43, "x");
       this.blobs.set(blobId, { size, bytes: new Uint8Array(size), offset: 0 });
@@ -308,26 +311,64 @@ describe("sending a file", () => {
     expect(opened.blob.type).toBe("application/octet-stream");
   });
 
-  it("that cannot reach the relay fails with Offline and stays as a failed upload to try again", async () => {
-    const client = fakeClient(relay);
-    const waits: number[] = [];
-    const files = new Files(client, {
-      pieceBytes: 64 * 1024,
-      pause: async (ms) => {
-        waits.push(ms);
-        relay.down = true;
+  it("that cannot reach the relay waits, kept in the store, and goes by itself when the relay is back", async () => {
+    const kept = new Map<string, unknown>();
+    const store = {
+      put: async (_store: "files", id: string, value: unknown) => void kept.set(id, structuredClone(value)),
+      delete: async (_store: "files", id: string) => void kept.delete(id),
+      all: async <T,>() => [...kept.values()] as T[],
+    };
+    const listeners = new Set<() => void>();
+    const client = Object.assign(fakeClient(relay), {
+      store,
+      connected: true,
+      subscribe(listener: () => void) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
       },
     });
+    const waits: number[] = [];
+    const pause = async (ms: number) => {
+      waits.push(ms);
+      relay.down = true;
+    };
+    const files = new Files(client, { pieceBytes: 64 * 1024, pause });
     relay.breakPatch(1);
     const file = fileOf(pattern(200_000, 5), "big.pdf", "application/pdf");
-    await expect(files.send("peer", file)).rejects.toBeInstanceOf(Offline);
+    await expect(files.send("peer", file, "Vertrag")).rejects.toBeInstanceOf(Offline);
     expect(waits).toHaveLength(MAX_STALLED_TRIES);
     expect(waits).toEqual([...waits].sort((a, b) => a - b));
-    const [failed] = files.pending("peer");
-    expect(failed).toMatchObject({ stage: "failed", name: "big.pdf", kind: "document" });
+    const [waiting] = files.pending("peer");
+    expect(waiting).toMatchObject({ stage: "waiting", name: "big.pdf", kind: "document", caption: "Vertrag" });
     expect(client.sent).toEqual([]);
+    expect(kept.size).toBe(1);
 
+    // The tab is closed and opened again, still offline: the file is back, waiting.
+    client.connected = false;
+    const reopened = new Files(client, { pieceBytes: 64 * 1024, pause: noPause });
+    await reopened.restore();
+    expect(reopened.pending("peer")).toMatchObject([{ stage: "waiting", name: "big.pdf", caption: "Vertrag" }]);
+
+    // The relay is back: the file goes without anyone asking, with its caption, and is
+    // no longer kept.
     relay.down = false;
+    client.connected = true;
+    for (const listener of listeners) listener();
+    await reopened.resendWaiting();
+    expect(client.sent).toHaveLength(1);
+    expect(client.sent[0]).toMatchObject({ filename: "big.pdf", caption: "Vertrag" });
+    expect(reopened.pending("peer")).toEqual([]);
+    expect(kept.size).toBe(0);
+  });
+
+  it("refused by the relay stays as a failed upload to try again", async () => {
+    const client = fakeClient(relay);
+    const files = new Files(client, { pause: noPause });
+    relay.refuseCreate = true;
+    await expect(files.send("peer", fileOf(pattern(200_000, 5), "big.pdf", "application/pdf"))).rejects.toBeInstanceOf(RelayError);
+    const [failed] = files.pending("peer");
+    expect(failed).toMatchObject({ stage: "failed" });
+    relay.refuseCreate = false;
     await files.retry(failed!.id);
     expect(client.sent).toHaveLength(1);
     expect(files.pending("peer")).toEqual([]);

@@ -130,14 +130,11 @@ describe("templates against the Python reference", () => {
     }
   });
 
-  it("refuse a URL whose host cannot be parsed, where the Python client raises", async () => {
+  it("refuse a URL whose host cannot be parsed, as the Python client does", async () => {
     const template = await verified(ANY_HOST);
-    await expect(peer.call("render", { signed: await signed(ANY_HOST), parameters: { "button:0": ["[x"] } })).rejects.toThrow(
-      /Invalid IPv6 URL/,
-    );
-    expect(browserRenders(template, { "button:0": ["[x"] })).toEqual({
-      problems: [["button:0", "the filled-in URL is not an http(s) URL"]],
-    });
+    const refused = { problems: [["button:0", "the filled-in URL is not an http(s) URL"]] };
+    expect(await peer.call("render", { signed: await signed(ANY_HOST), parameters: { "button:0": ["[x"] } })).toEqual(refused);
+    expect(browserRenders(template, { "button:0": ["[x"] })).toEqual(refused);
   });
 
   it("verify the operator's signature and refuse what it does not cover", async () => {

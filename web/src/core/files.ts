@@ -406,14 +406,43 @@ function cacheKey(media: Media): string {
 
 // --- the chat's side -------------------------------------------------------------------------
 
-/** What Files needs of the client (Client has it). */
+/** Where files that wait for the network are kept, sealed like everything in the store. */
+export interface KeptFiles {
+  put(store: "files", id: string, value: unknown): Promise<void>;
+  delete(store: "files", id: string): Promise<void>;
+  all<T>(store: "files"): Promise<T[]>;
+}
+
+/** What Files needs of the client (Client has it). `store`, `connected` and `subscribe` let
+ * files written offline wait across reloads and go out when the relay is back. */
 export interface FileClient {
   readonly api: UploadApi & DownloadApi;
   send(to: string, payload: Media): Promise<Message>;
   payloadOf(message: Message): Payload | null;
+  readonly store?: KeptFiles;
+  readonly connected?: boolean;
+  subscribe?(listener: () => void): () => void;
 }
 
-export type UploadStage = "encrypting" | "uploading" | "sending" | "failed";
+/** `waiting`: no network; the file waits (kept in the store) and goes when the relay is back. */
+export type UploadStage = "encrypting" | "uploading" | "sending" | "waiting" | "failed";
+
+/** The largest file kept to wait for the network across reloads (larger ones wait in this
+ * tab only). */
+export const KEEP_MAX_BYTES = 32 * 1024 * 1024;
+
+interface KeptUpload {
+  id: string;
+  chat: string;
+  name: string;
+  type: string;
+  caption?: string;
+  bytes: Uint8Array;
+}
+
+function offline(error: unknown): boolean {
+  return error instanceof Offline || error instanceof TypeError || (error instanceof Error && error.name === "NotConnected");
+}
 
 /** A file on its way out, shown as an outgoing bubble until its message exists. */
 export interface Upload {
@@ -445,11 +474,57 @@ export class Files {
   private readonly opening = new Map<string, Promise<OpenedFile>>();
   readonly cache: FileCache;
 
+  private wasConnected = false;
+  private resending: Promise<void> | null = null;
+
   constructor(
     private readonly client: FileClient,
     private readonly options: FilesOptions = {},
   ) {
     this.cache = options.cache ?? new FileCache();
+    this.wasConnected = client.connected ?? false;
+    client.subscribe?.(() => {
+      const now = client.connected ?? false;
+      if (now && !this.wasConnected) void this.resendWaiting();
+      this.wasConnected = now;
+    });
+  }
+
+  /** Bring back the files that waited for the network when the tab was closed. */
+  async restore(): Promise<void> {
+    const kept = (await this.client.store?.all<KeptUpload>("files")) ?? [];
+    for (const entry of kept) {
+      if (this.uploads.has(entry.id)) continue;
+      const file = new Blob([entry.bytes as BlobPart], { type: entry.type });
+      const plan = planFile({ name: entry.name, type: entry.type, size: file.size });
+      const upload: Upload = { id: entry.id, chat: entry.chat, file, name: entry.name, kind: plan.kind, size: file.size, stage: "waiting", done: 0, total: 0 };
+      if (entry.caption) upload.caption = entry.caption;
+      this.uploads.set(upload.id, upload);
+    }
+    this.changed();
+    if (this.client.connected) await this.resendWaiting();
+  }
+
+  /** Send, oldest first, every file that waits for the network. */
+  resendWaiting(): Promise<void> {
+    if (!this.resending) {
+      this.resending = (async () => {
+        for (const upload of [...this.uploads.values()]) {
+          if (upload.stage !== "waiting") continue;
+          const plan = planFile({ name: upload.name, type: upload.file.type, size: upload.size });
+          upload.stage = "encrypting";
+          this.changed();
+          try {
+            await this.run(upload, plan);
+          } catch {
+            if ((upload.stage as UploadStage) === "waiting") break; // the network went again
+          }
+        }
+      })().finally(() => {
+        this.resending = null;
+      });
+    }
+    return this.resending;
   }
 
   subscribe(listener: () => void): () => void {
@@ -475,7 +550,7 @@ export class Files {
     const plan = planFile({ name, type: file.type, size: file.size });
     uploadCounter += 1;
     const upload: Upload = {
-      id: `upload-${uploadCounter}`,
+      id: `upload-${Date.now().toString(36)}-${uploadCounter}`,
       chat,
       file,
       name,
@@ -503,10 +578,12 @@ export class Files {
     return this.run(upload, plan);
   }
 
-  /** Forget a failed upload. */
+  /** Forget a failed upload, or one that waits for the network. */
   dismiss(id: string): void {
-    if (this.uploads.get(id)?.stage !== "failed") return;
+    const stage = this.uploads.get(id)?.stage;
+    if (stage !== "failed" && stage !== "waiting") return;
     this.uploads.delete(id);
+    void this.client.store?.delete("files", id);
     this.changed();
   }
 
@@ -515,15 +592,42 @@ export class Files {
       const media = await this.prepare(upload, plan);
       upload.stage = "sending";
       this.changed();
+      // From here the client's outbox keeps the message, with or without a network.
       const message = await this.client.send(upload.chat, media);
       this.uploads.delete(upload.id);
+      await this.client.store?.delete("files", upload.id);
       this.changed();
       return message;
     } catch (error) {
-      upload.stage = "failed";
       upload.error = error;
+      if (offline(error)) {
+        // No network: the file waits, across reloads when it is not too large, and goes out
+        // by itself when the relay is back.
+        upload.stage = "waiting";
+        if (upload.size <= KEEP_MAX_BYTES) await this.keep(upload);
+      } else {
+        upload.stage = "failed";
+      }
       this.changed();
       throw error;
+    }
+  }
+
+  private async keep(upload: Upload): Promise<void> {
+    const store = this.client.store;
+    if (!store) return;
+    const kept: KeptUpload = {
+      id: upload.id,
+      chat: upload.chat,
+      name: upload.name,
+      type: upload.file.type,
+      bytes: new Uint8Array(await upload.file.arrayBuffer()),
+    };
+    if (upload.caption) kept.caption = upload.caption;
+    try {
+      await store.put("files", upload.id, kept);
+    } catch {
+      // A full disk: it still waits in this tab.
     }
   }
 
@@ -624,12 +728,14 @@ export class Files {
 
 const perClient = new WeakMap<FileClient, Files>();
 
-/** The Files of `client`, made on first use. */
+/** The Files of `client`, made on first use (and then bringing back the files that waited
+ * for the network when the tab was last closed). */
 export function filesOf(client: FileClient): Files {
   let files = perClient.get(client);
   if (!files) {
     files = new Files(client);
     perClient.set(client, files);
+    void files.restore().catch(() => undefined);
   }
   return files;
 }

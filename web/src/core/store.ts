@@ -6,12 +6,12 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 const IV_BYTES = 12;
 const KEY_RECORD = "at-rest-key";
 
-export type StoreName = "meta" | "sessions" | "messages" | "peers" | "outbox" | "templates";
-const STORES: StoreName[] = ["meta", "sessions", "messages", "peers", "outbox", "templates"];
+export type StoreName = "meta" | "sessions" | "messages" | "peers" | "outbox" | "templates" | "files";
+const STORES: StoreName[] = ["meta", "sessions", "messages", "peers", "outbox", "templates", "files"];
 
 interface Row {
   id: string;

@@ -23,6 +23,7 @@ import { AttachmentCorrupt, AttachmentDigestMismatch } from "../crypto/attachmen
 import { attachedFile, type Media, type MediaKind } from "../wire/payloads";
 import { describeError } from "./hooks";
 import { locale, t, type Key } from "./i18n";
+import { Ticks } from "./bubble";
 
 const QUOTA_EXCEEDED = 150071;
 const RATE_LIMITED = 4;
@@ -295,9 +296,11 @@ function UploadBubble({ client, upload }: { client: Client; upload: Upload }) {
         ? t("file.uploading", { percent })
         : upload.stage === "sending"
           ? t("file.sending")
-          : t("file.not_sent", { reason: describeSendError(upload.error) });
+          : upload.stage === "waiting"
+            ? t("file.waiting")
+            : t("file.not_sent", { reason: describeSendError(upload.error) });
   return (
-    <li ref={item} class="bubble out upload" data-testid="upload" data-stage={upload.stage} aria-busy={upload.stage !== "failed"}>
+    <li ref={item} class="bubble out upload" data-testid="upload" data-stage={upload.stage} aria-busy={upload.stage !== "failed" && upload.stage !== "waiting"}>
       <div class="file-card">
         {upload.kind === "image" || upload.kind === "sticker" ? (
           <LocalPreview file={upload.file} />
@@ -315,11 +318,18 @@ function UploadBubble({ client, upload }: { client: Client; upload: Upload }) {
       <small class={upload.stage === "failed" ? "error" : "muted"} role={upload.stage === "failed" ? "alert" : "status"}>
         {status}
       </small>
-      {upload.stage === "failed" && (
+      {upload.stage === "waiting" && (
+        <span class="meta">
+          <Ticks status="pending" />
+        </span>
+      )}
+      {(upload.stage === "failed" || upload.stage === "waiting") && (
         <div class="file-actions">
-          <button type="button" class="small" onClick={() => void files.retry(upload.id).catch(() => undefined)}>
-            {t("file.retry")}
-          </button>
+          {upload.stage === "failed" && (
+            <button type="button" class="small" onClick={() => void files.retry(upload.id).catch(() => undefined)}>
+              {t("file.retry")}
+            </button>
+          )}
           <button type="button" class="small" onClick={() => files.dismiss(upload.id)}>
             {t("file.dismiss")}
           </button>
