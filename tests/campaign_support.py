@@ -107,3 +107,16 @@ async def until(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"campaign did not get there: {summary}")
         await asyncio.sleep(0.05)
+
+
+async def no_template_within(client: Client, within_s: float = 0.5) -> bool:
+    """Whether ``client`` receives no template message for ``within_s`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            event = await client.next_event(left)
+        except TimeoutError:
+            return True
+        if isinstance(event, MessageEvent) and event.template is not None:
+            return False
+    return True
