@@ -301,6 +301,11 @@ class RelayApi:
         body: dict[str, Any] = await self._call("GET", "/v1/business/quality")
         return body
 
+    async def rate_card(self) -> list[dict[str, Any]]:
+        """The prices per delivered template that apply to this business."""
+        body = await self._call("GET", "/v1/business/rate-card")
+        return list(body["rates"])
+
     # --- consent ---------------------------------------------------------------------------
 
     async def submit_consents(self, statements: list[dict[str, str]]) -> list[dict[str, Any]]:

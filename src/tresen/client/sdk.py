@@ -639,6 +639,7 @@ class Client:
         *,
         components: list[dict[str, Any]] | None = None,
         header_media: Media | None = None,
+        client_msg_id: str | None = None,
     ) -> SentMessage:
         """Send this business's approved template ``template_id`` in ``language``.
 
@@ -649,10 +650,11 @@ class Client:
         raise ``RelayError`` 132000 (with ``problems``), a template that is not this
         business's approved one in that language 132001. ``header_media``: the file of an
         IMAGE, VIDEO or DOCUMENT header, prepared with :meth:`Attachments.prepare`; the
-        recipient downloads it like any attachment (:meth:`download`).
+        recipient downloads it like any attachment (:meth:`download`). ``client_msg_id``: as
+        for :meth:`send`.
         """
         return await self.sender.send_template(
-            to, template_id, language, parameters, components, header_media
+            to, template_id, language, parameters, components, header_media, client_msg_id
         )
 
     async def send(
@@ -662,6 +664,7 @@ class Client:
         *,
         klass: wire.MessageClass = wire.MessageClass.SESSION,
         template_ref: str | None = None,
+        client_msg_id: str | None = None,
     ) -> SentMessage:
         """Encrypt ``payload`` for every device of ``to`` (phone or account id) and send it.
 
@@ -674,8 +677,15 @@ class Client:
         Raises ``IdentityNotTrusted`` while a peer's changed keys wait for the user,
         ``CryptoError`` when a claimed one-time key is not signed by the peer's pinned
         identity, and ``RelayError`` for the relay's rejections (with their codes).
+
+        ``client_msg_id`` (1 to 64 characters; default: a random one) makes a repeated send of
+        the same message idempotent: the relay answers a send it already holds as a
+        ``duplicate`` and stores nothing, so a caller that lost track after a crash can send
+        again with the same id and nobody gets it twice.
         """
-        return await self.sender.send(to, payload, klass=klass, template_ref=template_ref)
+        return await self.sender.send(
+            to, payload, klass=klass, template_ref=template_ref, client_msg_id=client_msg_id
+        )
 
     async def mark_read(self, chat: str, message_ids: list[str] | None = None) -> int:
         """Mark received messages of ``chat`` read: the sender sees it, and so do our devices."""

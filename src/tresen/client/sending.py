@@ -126,13 +126,17 @@ class Sender:
         *,
         klass: wire.MessageClass = wire.MessageClass.SESSION,
         template_ref: str | None = None,
+        client_msg_id: str | None = None,
     ) -> SentMessage:
         self.device.require_identity()
         if isinstance(payload, Typing | SentTranscript | ReadReceipt):
             raise ValueError(f"a {payload.__struct_config__.tag} payload is not a chat message")
         account_id = await self.chat_with(to)
         inner = encode_payload(payload)
-        client_msg_id = secrets.token_hex(16)
+        if client_msg_id is None:
+            client_msg_id = secrets.token_hex(16)
+        elif not 1 <= len(client_msg_id) <= 64:
+            raise ValueError("a client message id has 1 to 64 characters")
         if self.offline_outbox and self.outbox.queued(account_id):
             # Behind what waits already: in order, after it.
             local_id = self._queue(account_id, inner, client_msg_id, klass, template_ref)
@@ -391,6 +395,7 @@ class Sender:
         parameters: Parameters | None = None,
         components: list[dict[str, Any]] | None = None,
         header_media: Media | None = None,
+        client_msg_id: str | None = None,
     ) -> SentMessage:
         self.device.require_identity()
         if components is not None:
@@ -444,7 +449,11 @@ class Sender:
             header_media=header_media,
         )
         return await self.send(
-            to, payload, klass=wire.MessageClass.TEMPLATE, template_ref=str(template.id)
+            to,
+            payload,
+            klass=wire.MessageClass.TEMPLATE,
+            template_ref=str(template.id),
+            client_msg_id=client_msg_id,
         )
 
     async def mark_read(self, chat: str, message_ids: list[str] | None = None) -> int:

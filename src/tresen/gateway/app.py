@@ -8,7 +8,7 @@ dispatcher and the template watcher; it stops them in reverse order.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,13 @@ from tresen.gateway import migrate
 from tresen.gateway.automation.engine import Automation
 from tresen.gateway.automation.http_actions import ActionCaller
 from tresen.gateway.automation.store import AutomationStore
+from tresen.gateway.campaigns import (
+    CampaignRepo,
+    CampaignRunner,
+    Campaigns,
+    GatewaySender,
+    Tracking,
+)
 from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
@@ -47,7 +54,7 @@ from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.media.library import MediaLibrary
 from tresen.gateway.media.links import LinkFetcher
 from tresen.gateway.media.store import MediaStore
-from tresen.gateway.recorder import Recorder
+from tresen.gateway.recorder import Op, Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
@@ -128,6 +135,41 @@ def client_phone_number_id(client: Client) -> str:
     return client.phone.lstrip("+")
 
 
+def campaigns_of(
+    gateway: Gateway, db: Database, repo: CampaignRepo, clock: Clock, settings: GatewaySettings
+) -> Campaigns:
+    """The campaign actions and their runner, sending through ``gateway``."""
+    sender = GatewaySender(gateway)
+
+    async def last_inbound(account_id: str) -> int | None:
+        contact = await gateway.store.contact(account_id)
+        return None if contact is None else contact.last_inbound_ms
+
+    async def account_of(phone: str) -> str:
+        return await gateway.resolve_phone(phone, phone)
+
+    runner = CampaignRunner(
+        repo,
+        sender,
+        gateway.client.api.quality,
+        last_inbound,
+        clock,
+        settings.campaigns,
+        time_zone=lambda: gateway.time_zone,
+    )
+    return Campaigns(
+        db,
+        repo,
+        runner,
+        sender,
+        clock,
+        templates=gateway.all_templates,
+        rate_card=gateway.client.api.rate_card,
+        account_of=account_of,
+        phone_of=gateway.client.phone_of,
+    )
+
+
 def build_gateway_app(
     settings: GatewaySettings,
     *,
@@ -164,6 +206,15 @@ def build_gateway_app(
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
             hub = Hub()
+            campaign_repo = CampaignRepo(db)
+            tracking = Tracking(campaign_repo)
+            tracking.start()
+            stack.push_async_callback(tracking.close)
+
+            def recorded(ops: Sequence[Op]) -> None:
+                hub.recorded(ops)
+                tracking.recorded(ops)
+
             recorder = Recorder(
                 lambda: gateway_database(settings),
                 store,
@@ -171,7 +222,7 @@ def build_gateway_app(
                 waba_id=settings.resolved_waba_id,
                 phone_number_id=client_phone_number_id(client),
                 on_events=dispatcher.wake,
-                on_recorded=hub.recorded,
+                on_recorded=recorded,
             )
             media = MediaLibrary(
                 MediaStore(db),
@@ -205,6 +256,10 @@ def build_gateway_app(
             stack.push_async_callback(recorder.close)
             gateway.start()
             stack.push_async_callback(gateway.close)
+            app.state.campaigns = campaigns_of(gateway, db, campaign_repo, clock, settings)
+            app.state.campaign_tracking = tracking
+            app.state.campaigns.runner.start()
+            stack.push_async_callback(app.state.campaigns.runner.close)
             app.state.gateway = gateway
             app.state.dispatcher = dispatcher
             inbox = settings.inbox

@@ -482,6 +482,7 @@ campaigns = Table(
     Column("state", String(12), nullable=False),
     Column("reason", String(256)),
     Column("start_ms", BigInteger),
+    Column("resume_ms", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("finished_ms", BigInteger),
@@ -490,7 +491,8 @@ campaigns = Table(
 """A template sent to an audience: ``audience`` (JSON: a list and/or labels and attribute
 conditions), ``parameters`` (JSON: the template's parameters, with ``{{attribute}}`` taken
 from each recipient), ``schedule`` (JSON: when, how spread out, quiet hours); ``state`` draft,
-scheduled, running, paused, waiting (for the tier's budget), done or cancelled."""
+scheduled, running, paused, waiting (for the tier's budget), done or cancelled; ``resume_ms``
+when a waiting campaign (or one in its quiet hours) goes on."""
 
 campaign_recipients = Table(
     "campaign_recipients",
@@ -514,6 +516,7 @@ campaign_recipients = Table(
     Index("ix_campaign_recipients_wamid", "wamid"),
 )
 """One row per recipient of a campaign, made when it starts: ``state`` queued, sent,
-delivered, read, failed or opted_out (with ``reason`` and the Cloud API ``error_code``).
+delivered, read, failed or opted_out (with ``reason`` and the Cloud API ``error_code``);
+sending while the relay is asked.
 ``client_msg_id`` is fixed per campaign and recipient, so a send repeated after a crash is
 the relay's duplicate, never a second message."""

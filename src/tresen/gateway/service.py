@@ -80,6 +80,10 @@ class SendResult:
     wamid: str
     contact: Contact
     input: str
+    pricing: str | None = None
+    """How the relay priced it (JSON, as stored), as it accepted it."""
+    duplicate: bool = False
+    """The relay held a send of this client message id already (nothing new was sent)."""
 
 
 def _seconds(ms: int) -> str:
@@ -260,11 +264,13 @@ class Gateway:
 
     # --- sending -----------------------------------------------------------------------------
 
-    async def send(self, request: SendRequest) -> SendResult:
+    async def send(self, request: SendRequest, *, client_msg_id: str | None = None) -> SendResult:
+        """Send ``request``; ``client_msg_id`` fixed makes a repeated send (after a crash)
+        the relay's duplicate instead of a second message."""
         contact = await self._recipient(request)
         prepared = await self._prepare_media(request)
         try:
-            sent = await self._send_to(contact.account_id, request, prepared)
+            sent = await self._send_to(contact.account_id, request, prepared, client_msg_id)
         except BaseException:
             if prepared is not None and prepared.payload.blob_id is not None:
                 # Nobody can learn the key now: free the relay's space rather than wait.
@@ -289,7 +295,13 @@ class Gateway:
             pricing=_pricing_json(sent.pricing),
         )
         await self.recorder.record(Sent(stored, contact))
-        return SendResult(wamid=wamid, contact=contact, input=request.recipient.input)
+        return SendResult(
+            wamid=wamid,
+            contact=contact,
+            input=request.recipient.input,
+            pricing=stored.pricing,
+            duplicate=sent.duplicate,
+        )
 
     async def _prepare_media(self, request: SendRequest) -> Prepared | None:
         """The file of a media message or of a template's media header, encrypted and
@@ -313,7 +325,11 @@ class Gateway:
             ) from None
 
     async def _send_to(
-        self, account_id: str, request: SendRequest, prepared: Prepared | None = None
+        self,
+        account_id: str,
+        request: SendRequest,
+        prepared: Prepared | None = None,
+        client_msg_id: str | None = None,
     ) -> SentMessage:
         attached = None if prepared is None else prepared.payload
         for attempt in range(2):
@@ -328,6 +344,7 @@ class Gateway:
                         request.template.language,
                         components=request.template.components,
                         header_media=attached,
+                        client_msg_id=client_msg_id,
                     )
                 payload = request.payload
                 if isinstance(payload, Interactive) and attached is not None:
@@ -335,7 +352,7 @@ class Gateway:
                 elif attached is not None:
                     payload = attached
                 assert payload is not None
-                return await self.client.send(account_id, payload)
+                return await self.client.send(account_id, payload, client_msg_id=client_msg_id)
             except IdentityNotTrusted:
                 if attempt:
                     raise GraphError(131000, "The customer's keys keep changing") from None
@@ -902,4 +919,7 @@ def _graph(exc: RelayError) -> GraphError:
     problems = exc.details.get("problems")
     if problems:
         extra["problems"] = problems
+    retry_after_ms = exc.details.get("retry_after_ms")
+    if retry_after_ms is not None:
+        extra["retry_after_ms"] = retry_after_ms
     return GraphError(int(exc.code), exc.message, extra=extra)

@@ -128,6 +128,23 @@ class MediaSettings(BaseModel):
         return value
 
 
+class CampaignSettings(BaseModel):
+    """How campaigns are paced beyond what the relay tells (its throughput and tier)."""
+
+    device_rate_per_s: float = Field(
+        default=200.0,
+        gt=0,
+        description="the relay's per-device send rate (limits.send_rate_per_device): a "
+        "campaign never sends faster, whatever the business's throughput",
+    )
+    quality_every_s: float = Field(
+        default=60.0, gt=0, description="the tier and throughput are read again this often"
+    )
+    max_wait_s: float = Field(
+        default=5.0, gt=0, description="the runner looks at the clock again at least this often"
+    )
+
+
 class GatewaySettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRESEN_GATEWAY_", env_nested_delimiter="__", extra="forbid"
@@ -165,6 +182,7 @@ class GatewaySettings(FileSettings):
     api: ApiLimits = Field(default_factory=ApiLimits)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
 
     @field_validator("phone")
     @classmethod

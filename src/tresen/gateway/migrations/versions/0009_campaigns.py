@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=12), nullable=False),
         sa.Column("reason", sa.String(length=256), nullable=True),
         sa.Column("start_ms", sa.BigInteger(), nullable=True),
+        sa.Column("resume_ms", sa.BigInteger(), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
         sa.Column("finished_ms", sa.BigInteger(), nullable=True),

@@ -1,0 +1,242 @@
+"""Campaign actions: create, start, pause, resume, cancel, preview the cost, test-send,
+and read the results. The inbox's JSON API and the CLI call these."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tresen.core.clock import Clock
+from tresen.core.db import Database
+from tresen.gateway.campaigns.audience import AudienceSource, resolve_audience
+from tresen.gateway.campaigns.cost import CostPreview, preview_cost
+from tresen.gateway.campaigns.model import (
+    ACTIVE,
+    CampaignDraft,
+    CampaignId,
+    CampaignState,
+    CampaignSummary,
+    Recipient,
+    RecipientState,
+)
+from tresen.gateway.campaigns.pacing import due_times
+from tresen.gateway.campaigns.parameters import MissingAttribute, fill_components
+from tresen.gateway.campaigns.repo import CampaignRepo, NewRecipient, RecipientRow
+from tresen.gateway.campaigns.runner import CampaignRunner
+from tresen.gateway.campaigns.sending import Accepted, CampaignSender
+from tresen.gateway.cloudapi.errors import GraphError
+
+__all__ = ["CampaignProblem", "Campaigns", "Results"]
+
+Templates = Callable[[], Awaitable[list[dict[str, Any]]]]
+RateCard = Callable[[], Awaitable[list[dict[str, Any]]]]
+AccountOf = Callable[[str], Awaitable[str]]
+"""The account id of a phone number (raises ``GraphError`` 131026 when none)."""
+PhoneOf = Callable[[str], Awaitable[str | None]]
+
+
+class CampaignProblem(ValueError):
+    """A campaign that cannot be made or changed as asked (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    counts: dict[str, int]
+    sent: int
+    delivered: int
+    read: int
+    replied: int
+    opted_out: int
+    failed: int
+    cost_micros: int
+    """Of the delivered messages the relay priced billable, at the card's prices."""
+    currency: str | None
+
+    def rate(self, part: int) -> float:
+        return part / self.sent if self.sent else 0.0
+
+
+class Campaigns:
+    def __init__(
+        self,
+        db: Database,
+        repo: CampaignRepo,
+        runner: CampaignRunner,
+        sender: CampaignSender,
+        clock: Clock,
+        *,
+        templates: Templates,
+        rate_card: RateCard,
+        account_of: AccountOf,
+        phone_of: PhoneOf,
+        lists: AudienceSource | None = None,
+    ) -> None:
+        self.db = db
+        self.repo = repo
+        self.runner = runner
+        self.sender = sender
+        self.clock = clock
+        self.templates = templates
+        self.rate_card = rate_card
+        self.account_of = account_of
+        self.phone_of = phone_of
+        self.lists = lists
+
+    async def create(self, draft: CampaignDraft) -> CampaignId:
+        """A draft campaign of an approved template (its category taken from it)."""
+        for template in await self.templates():
+            if (
+                template.get("name") == draft.template_name
+                and template.get("language") == draft.language
+            ):
+                if str(template.get("status", "")).upper() != "APPROVED":
+                    raise CampaignProblem(
+                        f"template {draft.template_name} ({draft.language}) is not approved"
+                    )
+                category = str(template.get("category", "MARKETING")).upper()
+                return await self.repo.create(draft, category, self.clock.now_ms())
+        raise CampaignProblem(f"no template {draft.template_name} in {draft.language}")
+
+    async def get(self, campaign_id: CampaignId) -> CampaignSummary:
+        found = await self.repo.get(campaign_id)
+        if found is None:
+            raise CampaignProblem(f"no campaign {campaign_id}")
+        return found
+
+    async def all(self) -> list[CampaignSummary]:
+        return await self.repo.find()
+
+    async def recipients(
+        self, campaign_id: CampaignId, state: RecipientState | None = None
+    ) -> list[RecipientRow]:
+        return await self.repo.recipients(campaign_id, state)
+
+    async def audience(self, campaign_id: CampaignId) -> list[Recipient]:
+        campaign = await self.get(campaign_id)
+        return await resolve_audience(campaign.audience, db=self.db, lists=self.lists)
+
+    async def start(self, campaign_id: CampaignId) -> CampaignSummary:
+        """Materialise the recipients (each with their parameters filled in, or failed with
+        the reason) and hand the campaign to the runner."""
+        campaign = await self.get(campaign_id)
+        if campaign.state is not CampaignState.DRAFT:
+            raise CampaignProblem(f"campaign {campaign_id} is {campaign.state}, not a draft")
+        rows: dict[str, NewRecipient] = {}
+        for recipient in await self.audience(campaign_id):
+            row = await self._materialise(campaign, recipient)
+            if row is not None and row.account_id not in rows:
+                rows[row.account_id] = row
+        now = self.clock.now_ms()
+        start_ms = max(now, campaign.schedule.start_ms or now)
+        recipients = list(rows.values())
+        due = due_times(start_ms, len(recipients), campaign.schedule.spread_s)
+        state = CampaignState.SCHEDULED if start_ms > now else CampaignState.RUNNING
+        if not await self.repo.start(campaign_id, start_ms, recipients, due, now, state=state):
+            raise CampaignProblem(f"campaign {campaign_id} was started already")
+        self.runner.wake()
+        return await self.get(campaign_id)
+
+    async def _materialise(
+        self, campaign: CampaignSummary, recipient: Recipient
+    ) -> NewRecipient | None:
+        phone = recipient.phone
+        account_id = recipient.account_id
+        try:
+            if account_id is None:
+                assert phone is not None
+                account_id = await self.account_of(phone)
+            elif phone is None:
+                phone = await self.phone_of(account_id)
+        except GraphError:
+            return None  # not on this network: nobody to count
+        if phone is None:
+            return None
+        values = {"name": recipient.name or "", "phone": phone, **recipient.attributes}
+        try:
+            parameters = fill_components(campaign.components, values)
+        except MissingAttribute as exc:
+            return NewRecipient(
+                account_id,
+                phone,
+                [],
+                state=RecipientState.FAILED,
+                reason=f"The recipient has no {exc.attribute}",
+            )
+        return NewRecipient(account_id, phone, parameters)
+
+    async def pause(self, campaign_id: CampaignId) -> CampaignSummary:
+        return await self._change(campaign_id, CampaignState.PAUSED, list(ACTIVE))
+
+    async def resume(self, campaign_id: CampaignId) -> CampaignSummary:
+        return await self._change(campaign_id, CampaignState.RUNNING, [CampaignState.PAUSED])
+
+    async def cancel(self, campaign_id: CampaignId) -> CampaignSummary:
+        return await self._change(
+            campaign_id,
+            CampaignState.CANCELLED,
+            [CampaignState.DRAFT, CampaignState.PAUSED, *ACTIVE],
+        )
+
+    async def _change(
+        self, campaign_id: CampaignId, to: CampaignState, only_from: list[CampaignState]
+    ) -> CampaignSummary:
+        if not await self.repo.change_state(
+            campaign_id, to, self.clock.now_ms(), only_from=only_from
+        ):
+            campaign = await self.get(campaign_id)
+            raise CampaignProblem(f"campaign {campaign_id} is {campaign.state}; cannot be {to}")
+        self.runner.wake()
+        return await self.get(campaign_id)
+
+    async def preview_cost(self, campaign_id: CampaignId) -> CostPreview:
+        """What the campaign would cost if every message were delivered, at the business's
+        rate card, by the template's category and each recipient's country."""
+        campaign = await self.get(campaign_id)
+        if campaign.state is CampaignState.DRAFT:
+            phones = [r.phone for r in await self.audience(campaign_id)]
+        else:
+            phones = [
+                r.phone
+                for r in await self.repo.recipients(campaign_id)
+                if r.state not in (RecipientState.FAILED, RecipientState.OPTED_OUT)
+            ]
+        return preview_cost(await self.rate_card(), campaign.category, phones)
+
+    async def test_send(self, campaign_id: CampaignId, phone: str) -> Accepted:
+        """The campaign's template to ``phone`` (e.g. the business's own test phone), with
+        the parameters of a recipient without attributes."""
+        campaign = await self.get(campaign_id)
+        values = {"name": "", "phone": phone}
+        try:
+            components = fill_components(campaign.components, values)
+        except MissingAttribute as exc:
+            raise CampaignProblem(
+                f"a test send needs a value for {{{{{exc.attribute}}}}}: send to a recipient"
+            ) from None
+        return await self.sender.send_template(
+            phone, campaign.template_name, campaign.language, components, client_msg_id=None
+        )
+
+    async def results(self, campaign_id: CampaignId) -> Results:
+        campaign = await self.get(campaign_id)
+        rows = await self.repo.recipients(campaign_id)
+        sent = [r for r in rows if r.sent_ms is not None]
+        rates = await self.rate_card()
+        priced = [
+            r.phone
+            for r in sent
+            if r.delivered_ms is not None and (r.pricing or {}).get("billable")
+        ]
+        cost = preview_cost(rates, campaign.category, priced)
+        return Results(
+            counts=campaign.counts,
+            sent=len(sent),
+            delivered=sum(1 for r in sent if r.delivered_ms is not None),
+            read=sum(1 for r in sent if r.read_ms is not None),
+            replied=sum(1 for r in sent if r.replied_ms is not None),
+            opted_out=campaign.counts.get(str(RecipientState.OPTED_OUT), 0),
+            failed=campaign.counts.get(str(RecipientState.FAILED), 0),
+            cost_micros=cost.total_micros,
+            currency=cost.currency,
+        )
