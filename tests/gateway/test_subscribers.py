@@ -12,6 +12,7 @@ from support import RunningRelay
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
+from tresen.gateway.automation.config import AutomationSettings, GreetingSettings
 from tresen.gateway.subscribers import ListSpec, Purpose, State, Subscribers
 from tresen.wire.e2e import Interactive, Text
 
@@ -125,6 +126,11 @@ async def test_a_withdrawal_in_the_dashboard_unsubscribes(
     news = await subs.lists.create_list(
         ListSpec(name="News", keyword="NEWS", purpose=Purpose.MARKETING)
     )
+    # The greeting is on, yet the keywords get only the list's answers (a greeting between
+    # them would be the next message the customer reads).
+    await gw.app.state.automation_store.save_settings(
+        AutomationSettings(greeting=GreetingSettings(enabled=True, text={"en": "Hello!"}))
+    )
     ben = await customer(relay, tmp_path / "ben")
     try:
         await ben.send_text(business, "START NEWS")
@@ -140,5 +146,11 @@ async def test_a_withdrawal_in_the_dashboard_unsubscribes(
         assert entry.reason.startswith("marketing consent withdrawn by the customer on ")
         assert not await subs.lists.still_subscribed(news.id, entry.account_id)
         assert await subs.segments.recipients({"list": news.id}) == []
+        dora = await customer(relay, tmp_path / "dora")
+        try:
+            await dora.send_text(business, "Hi")  # the same first message without a keyword
+            assert await said(dora, business) == "Hello!"
+        finally:
+            await dora.close()
     finally:
         await ben.close()

@@ -24,7 +24,6 @@ class Subscribers:
     keywords: KeywordOptIn
     imports: SubscriberImport
     segments: Segments
-    gateway: Gateway
 
     async def took(self, message: StoredMessage, recorded: Callable[[], Awaitable[bool]]) -> bool:
         """The automation's hook: whether a customer's message was a subscription keyword
@@ -44,5 +43,4 @@ def build_subscribers(db: Database, clock: Clock, gateway: Gateway) -> Subscribe
         ),
         imports=SubscriberImport(db, clock, relay, business_account_id=business),
         segments=Segments(db),
-        gateway=gateway,
     )
