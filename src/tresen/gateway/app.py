@@ -59,6 +59,7 @@ from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
 from tresen.gateway.store import GatewayStore, Writer, get_meta, set_meta
+from tresen.gateway.subscribers import build_subscribers
 from tresen.gateway.webhooks.dispatcher import WebhookDispatcher
 from tresen.gateway.webhooks.outbox import Outbox
 
@@ -292,6 +293,7 @@ def build_gateway_app(
             stack.push_async_callback(assignment.close)
             app.state.inbox_assignment = assignment
             app.state.automation_store = AutomationStore(db, clock, key)
+            app.state.subscribers = build_subscribers(db, clock, gateway)
             engine = Automation(
                 gateway,
                 app.state.automation_store,
@@ -300,6 +302,7 @@ def build_gateway_app(
                 forward=assignment.customer_wrote,
                 caller=ActionCaller(transport=action_transport),
                 agent_bot_transport=action_transport,
+                subscriptions=app.state.subscribers,
             )
             gateway.on_received = engine.received
             stack.push_async_callback(engine.close)

@@ -459,6 +459,7 @@ subscribers = Table(
     Column("source", String(8), nullable=False),
     Column("attributes", Text, nullable=False),
     Column("evidence", String(1024)),
+    Column("reason", String(256)),
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_subscribers_list_state", "list_id", "state"),
@@ -466,7 +467,9 @@ subscribers = Table(
 """Who is on which list: ``state`` pending (asked to confirm), subscribed or unsubscribed;
 ``source`` keyword, link or import; ``attributes`` a JSON object of the subscriber's fields
 (from a CSV import or set later), for segments and per-recipient parameters; ``evidence``
-what an import said about the subscriber's consent."""
+what an import said about the subscriber's consent; ``reason`` why the state last changed
+(e.g. the customer's STOP, or consent withdrawn in their app); ``updated_ms`` when, which for
+a pending subscriber is when they were asked to confirm."""
 
 campaigns = Table(
     "campaigns",

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -70,7 +70,7 @@ from tresen.gateway.schema import activity, messages
 from tresen.gateway.service import Gateway
 from tresen.gateway.store import StoredMessage
 
-__all__ = ["MAX_PENDING", "MAX_RUNNING", "Automation", "Reason"]
+__all__ = ["MAX_PENDING", "MAX_RUNNING", "Automation", "Reason", "Subscriptions"]
 
 log = get_logger(__name__)
 
@@ -100,6 +100,14 @@ class Reason:
     ACTION_FAILED = "action_failed"
     EXTERNAL = "external"
     EXTERNAL_DOWN = "external_down"
+
+
+class Subscriptions(Protocol):
+    async def took(self, message: StoredMessage, recorded: Callable[[], Awaitable[bool]]) -> bool:
+        """Whether a customer's message was a subscription keyword (``START NEWS``,
+        ``START``, ``STOP``) and was handled as one; ``recorded()`` waits for the message's
+        record (whether it committed)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -148,10 +156,13 @@ class Automation:
         caller: ActionCaller | None = None,
         agent_bot_transport: Any = None,
         max_pending: int = MAX_PENDING,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         """``forward(contact)`` hands a customer message of the team's on to automatic
-        assignment (the inbox's opening and assignment)."""
+        assignment (the inbox's opening and assignment); ``subscriptions`` sees each message
+        first and takes the subscription keywords."""
         self.gateway = gateway
+        self._subscriptions = subscriptions
         self.store = store
         self.conversations = conversations
         self.clock = clock
@@ -342,6 +353,13 @@ class Automation:
     ) -> None:
         contact = message.contact
         text = message_text(message)
+        if self._subscriptions is not None and await self._subscriptions.took(
+            message, lambda: _recorded(recording)
+        ):
+            # The subscription answered (a confirmation asked for, or nothing after STOP):
+            # a greeting or the bot on top would muddle it. People still see the message.
+            await self._after(recording, contact)
+            return
         if message.type == "text" and keyword_action(text) is not None:
             # STOP and START: the customer's own client confirms them; an answer on top
             # ("Hello!" after "You will no longer receive marketing messages") would read

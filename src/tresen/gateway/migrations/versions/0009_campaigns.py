@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=8), nullable=False),
         sa.Column("attributes", sa.Text(), nullable=False),
         sa.Column("evidence", sa.String(length=1024), nullable=True),
+        sa.Column("reason", sa.String(length=256), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("list_id", "account_id", name=op.f("pk_subscribers")),
