@@ -8,7 +8,7 @@ dispatcher and the template watcher; it stops them in reverse order.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -27,16 +27,19 @@ from tresen.gateway.automation.engine import Automation
 from tresen.gateway.automation.http_actions import ActionCaller
 from tresen.gateway.automation.store import AutomationStore
 from tresen.gateway.campaigns import (
+    CampaignProblem,
     CampaignRepo,
     CampaignRunner,
     Campaigns,
     GatewaySender,
+    Recipient,
     Tracking,
 )
 from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.inbox import api as inbox_api
+from tresen.gateway.inbox import api_campaigns as inbox_campaigns_api
 from tresen.gateway.inbox import pages as inbox_pages
 from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
@@ -59,7 +62,8 @@ from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
 from tresen.gateway.store import GatewayStore, Writer, get_meta, set_meta
-from tresen.gateway.subscribers import build_subscribers
+from tresen.gateway.subscribers import Subscribers, build_subscribers
+from tresen.gateway.subscribers.model import ListNotFound
 from tresen.gateway.webhooks.dispatcher import WebhookDispatcher
 from tresen.gateway.webhooks.outbox import Outbox
 
@@ -136,8 +140,35 @@ def client_phone_number_id(client: Client) -> str:
     return client.phone.lstrip("+")
 
 
+class ListAudience:
+    """A campaign's subscriber lists: the subscribed members, after the list was checked
+    against the relay's consent records (someone who withdrew consent is no recipient)."""
+
+    def __init__(self, subscribers: Callable[[], Subscribers | None]) -> None:
+        self._subscribers = subscribers
+
+    async def recipients(self, list_id: int) -> list[Recipient]:
+        subscribers = self._subscribers()
+        if subscribers is None:
+            return []
+        try:
+            await subscribers.lists.reconcile(list_id)
+            members = await subscribers.segments.recipients({"list": list_id})
+        except ListNotFound:
+            raise CampaignProblem(f"there is no subscriber list {list_id}") from None
+        return [
+            Recipient(phone=m.phone, account_id=m.account_id, attributes=dict(m.attributes))
+            for m in members
+        ]
+
+
 def campaigns_of(
-    gateway: Gateway, db: Database, repo: CampaignRepo, clock: Clock, settings: GatewaySettings
+    gateway: Gateway,
+    db: Database,
+    repo: CampaignRepo,
+    clock: Clock,
+    settings: GatewaySettings,
+    lists: ListAudience | None = None,
 ) -> Campaigns:
     """The campaign actions and their runner, sending through ``gateway``."""
     sender = GatewaySender(gateway)
@@ -168,6 +199,7 @@ def campaigns_of(
         rate_card=gateway.client.api.rate_card,
         account_of=account_of,
         phone_of=gateway.client.phone_of,
+        lists=lists,
     )
 
 
@@ -257,7 +289,8 @@ def build_gateway_app(
             stack.push_async_callback(recorder.close)
             gateway.start()
             stack.push_async_callback(gateway.close)
-            app.state.campaigns = campaigns_of(gateway, db, campaign_repo, clock, settings)
+            lists = ListAudience(lambda: getattr(app.state, "subscribers", None))
+            app.state.campaigns = campaigns_of(gateway, db, campaign_repo, clock, settings, lists)
             app.state.campaign_tracking = tracking
             app.state.campaigns.runner.start()
             stack.push_async_callback(app.state.campaigns.runner.close)
@@ -338,6 +371,8 @@ def build_gateway_app(
     app.state.inbox_api_buckets = TokenBuckets(
         clock, settings.inbox.api_requests_per_second, settings.inbox.api_request_burst
     )
+    # Before the inbox API's router, whose last route answers every other path under it.
+    app.include_router(inbox_campaigns_api.router)
     app.include_router(inbox_api.router)
     app.include_router(inbox_pages.router)
     app.add_exception_handler(inbox_pages.FormTooLarge, inbox_pages.form_too_large)

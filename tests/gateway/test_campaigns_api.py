@@ -1,0 +1,156 @@
+"""Campaigns through the inbox's JSON API: a newsletter's subscribers as the audience, the
+cost before it goes, a test send, start, results and the CSV; only owners and admins change
+campaigns, and bad input is a 4xx in the API's envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from campaign_support import BODY, news_template, templates_seen
+from gateway_support import RunningGateway, customer
+from support import RunningRelay
+
+from tresen.client import Client
+from tresen.core.clock import SystemClock
+from tresen.gateway.app import open_database
+from tresen.gateway.inbox.agents import Agents, Role
+from tresen.gateway.inbox.tokens import AgentTokens
+from tresen.gateway.subscribers import Subscribers
+from tresen.gateway.subscribers.model import ListSpec, Purpose, State
+
+API = "/inbox/api/v1"
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture
+async def tokens(gw: RunningGateway) -> AsyncIterator[dict[str, str]]:
+    """An owner's and an agent's personal access tokens."""
+    db = await open_database(gw.settings)
+    agents = Agents(db, SystemClock(), hasher=FAST)
+    made = {}
+    for username, role in (("anna", Role.OWNER), ("cem", Role.AGENT)):
+        agent = await agents.create(username, username.title(), role, "Korrekt Pferd Batterie")
+        _listed, made[username] = await AgentTokens(db, agents.clock, agents).create(
+            agent.id, "tests"
+        )
+    yield made
+    await db.dispose()
+
+
+def api(gw: RunningGateway, token: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=gw.url + API, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+async def subscribed(gw: RunningGateway, people: list[Client]) -> int:
+    """A marketing list the customers subscribed to (their own signed opt-in)."""
+    subscribers: Subscribers = gw.app.state.subscribers
+    made = await subscribers.lists.create_list(
+        ListSpec(
+            name="Wochenpost",
+            purpose=Purpose.MARKETING,
+            keyword="NEWS",
+            description="News",
+            confirmation="Möchten Sie unsere Wochenpost?",
+        )
+    )
+    for person in people:
+        await person.send_text(gw.gateway.phone, "START NEWS")
+        await person.send_text(gw.gateway.phone, "START")
+    for _ in range(400):
+        listed = await subscribers.lists.get_list(made.id)
+        if listed is not None and listed.counts.get(State.SUBSCRIBED, 0) == len(people):
+            return made.id
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not subscribed: {listed}")
+
+
+async def test_a_campaign_to_a_newsletter_through_the_api(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    await news_template(relay, gw)
+    anna = await customer(relay, tmp_path / "anna")
+    ben = await customer(relay, tmp_path / "ben")
+    outsider = await customer(relay, tmp_path / "outsider")
+    owner, agent = api(gw, tokens["anna"]), api(gw, tokens["cem"])
+    try:
+        list_id = await subscribed(gw, [anna, ben])
+        body: dict[str, Any] = {
+            "name": "Wochenpost 49",
+            "template": "weekly_news",
+            "language": "en_US",
+            "audience": {"lists": [list_id]},
+            "components": [
+                {
+                    **BODY[0],
+                    "parameters": [
+                        {"type": "text", "text": "there"},
+                        {"type": "text", "text": "fresh rolls"},
+                    ],
+                }
+            ],
+            "schedule": {"quiet_hours": []},
+        }
+        refused = await agent.post("/campaigns", json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "forbidden"
+        made = await owner.post("/campaigns", json=body)
+        assert made.status_code == 201, made.text
+        campaign = made.json()
+        assert (campaign["state"], campaign["category"]) == ("draft", "MARKETING")
+
+        cost = (await owner.get(f"/campaigns/{campaign['id']}/cost")).json()
+        assert cost["recipients"] == 2  # the two subscribers, not the outsider
+        assert cost["total_micros"] > 0
+        assert cost["currency"] == "EUR"
+
+        tested = await owner.post(
+            f"/campaigns/{campaign['id']}/test", json={"phone": outsider.phone}
+        )
+        # A test send is still a marketing template: the outsider never agreed.
+        assert tested.status_code == 409
+        assert "131050" in tested.json()["error"]["message"]
+
+        started = await owner.post(f"/campaigns/{campaign['id']}/start")
+        assert started.status_code == 200, started.text
+        assert await templates_seen(anna, 1) == ["Hi there, this week: fresh rolls."]
+        assert await templates_seen(ben, 1) == ["Hi there, this week: fresh rolls."]
+        for _ in range(400):
+            shown = (await agent.get(f"/campaigns/{campaign['id']}")).json()
+            if shown["state"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        assert shown["state"] == "done", shown
+        results = (await agent.get(f"/campaigns/{campaign['id']}/results")).json()
+        assert results["sent"] == 2
+        rows = list(
+            csv.DictReader(
+                io.StringIO((await agent.get(f"/campaigns/{campaign['id']}/results.csv")).text)
+            )
+        )
+        assert sorted(r["phone"] for r in rows) == sorted([anna.phone, ben.phone])
+        assert {r["state"] for r in rows} <= {"sent", "delivered", "read"}
+
+        again = await owner.post(f"/campaigns/{campaign['id']}/start")
+        assert again.status_code == 400
+        assert (await owner.get("/campaigns/999999")).status_code == 404
+        bad = await owner.post("/campaigns", json={**body, "audience": {"recipients": [{}]}})
+        assert bad.status_code == 400
+        unknown = await owner.post("/campaigns", json={**body, "template": "no_such"})
+        assert unknown.status_code == 400
+        no_list = await owner.post("/campaigns", json={**body, "audience": {"lists": [4242]}})
+        assert (await owner.get(f"/campaigns/{no_list.json()['id']}/cost")).status_code == 400
+    finally:
+        await owner.aclose()
+        await agent.aclose()
+        for person in (anna, ben, outsider):
+            await person.close()
