@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -153,4 +157,89 @@ async def test_a_campaign_to_a_newsletter_through_the_api(
         await owner.aclose()
         await agent.aclose()
         for person in (anna, ben, outsider):
+            await person.close()
+
+
+def campaigns_cli(gw: RunningGateway, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tresen", "gateway", "campaigns", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "TRESEN_GATEWAY_URL": gw.url,
+            "TRESEN_INBOX_TOKEN": token,
+            "COLUMNS": "200",
+        },
+        check=False,
+    )
+
+
+async def test_the_command_line_makes_starts_follows_and_reports_a_campaign(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    await news_template(relay, gw)
+    people = [await customer(relay, tmp_path / f"c{i}") for i in range(3)]
+    try:
+        for person in people:
+            await person.opt_in(gw.gateway.phone)
+        table = tmp_path / "recipients.csv"
+        table.write_text(
+            "phone,name,offer\n"
+            + "".join(f"{p.phone},Kunde{i},Brezeln\n" for i, p in enumerate(people)),
+            encoding="utf-8",
+        )
+        components = json.dumps(
+            [
+                {
+                    "type": "body",
+                    "parameters": [
+                        {"type": "text", "text": "{{name}}"},
+                        {"type": "text", "text": "{{offer}}"},
+                    ],
+                }
+            ]
+        )
+        owner = tokens["anna"]
+        made = await asyncio.to_thread(
+            campaigns_cli,
+            gw,
+            owner,
+            "create",
+            "--name",
+            "Brezeltag",
+            "--template",
+            "weekly_news",
+            "--language",
+            "en_US",
+            "--csv",
+            str(table),
+            "--components",
+            components,
+            "--quiet-hours",
+            "none",
+        )
+        assert made.returncode == 0, made.stdout + made.stderr
+        campaign = made.stdout.split("Campaign ")[1].split()[0]
+        cost = await asyncio.to_thread(campaigns_cli, gw, owner, "cost", campaign)
+        assert "3 recipients" in cost.stdout, cost.stdout
+        started = await asyncio.to_thread(campaigns_cli, gw, owner, "start", campaign, "--watch")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "3/3" in started.stdout
+        for i, person in enumerate(people):
+            assert await templates_seen(person, 1) == [f"Hi Kunde{i}, this week: Brezeln."]
+        out = tmp_path / "results.csv"
+        results = await asyncio.to_thread(
+            campaigns_cli, gw, tokens["cem"], "results", campaign, "--csv", str(out)
+        )
+        assert results.returncode == 0, results.stdout + results.stderr
+        assert "sent" in results.stdout
+        assert len(out.read_text(encoding="utf-8").splitlines()) == 4
+        # An agent may read campaigns but not start or cancel them.
+        refused = await asyncio.to_thread(campaigns_cli, gw, tokens["cem"], "cancel", campaign)
+        assert refused.returncode == 1
+        assert "forbidden" in refused.stdout
+    finally:
+        for person in people:
             await person.close()
