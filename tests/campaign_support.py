@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import pytest
+from argon2 import PasswordHasher
 from gateway_support import RunningGateway, approved_template
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
+from tresen.core.clock import SystemClock
+from tresen.gateway.app import open_database
 from tresen.gateway.campaigns import (
     AudienceSpec,
     CampaignDraft,
@@ -17,6 +23,11 @@ from tresen.gateway.campaigns import (
     Recipient,
     Schedule,
 )
+from tresen.gateway.inbox.agents import Agents, Role
+from tresen.gateway.inbox.tokens import AgentTokens
+
+API = "/inbox/api/v1"
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 NEWS: dict[str, Any] = {
     "name": "weekly_news",
@@ -120,3 +131,24 @@ async def no_template_within(client: Client, within_s: float = 0.5) -> bool:
         if isinstance(event, MessageEvent) and event.template is not None:
             return False
     return True
+
+
+@pytest.fixture
+async def tokens(gw: RunningGateway) -> AsyncIterator[dict[str, str]]:
+    """An owner's and an agent's personal access tokens."""
+    db = await open_database(gw.settings)
+    agents = Agents(db, SystemClock(), hasher=FAST)
+    made = {}
+    for username, role in (("anna", Role.OWNER), ("cem", Role.AGENT)):
+        agent = await agents.create(username, username.title(), role, "Korrekt Pferd Batterie")
+        _listed, made[username] = await AgentTokens(db, agents.clock, agents).create(
+            agent.id, "tests"
+        )
+    yield made
+    await db.dispose()
+
+
+def api(gw: RunningGateway, token: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=gw.url + API, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )

@@ -11,48 +11,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-from argon2 import PasswordHasher
-from campaign_support import BODY, news_template, templates_seen
+from campaign_support import BODY, api, news_template, templates_seen, tokens
 from gateway_support import RunningGateway, customer
 from support import RunningRelay
 
 from tresen.client import Client
-from tresen.core.clock import SystemClock
-from tresen.gateway.app import open_database
-from tresen.gateway.inbox.agents import Agents, Role
-from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.subscribers import Subscribers
 from tresen.gateway.subscribers.model import ListSpec, Purpose, State
 
-API = "/inbox/api/v1"
-FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-@pytest.fixture
-async def tokens(gw: RunningGateway) -> AsyncIterator[dict[str, str]]:
-    """An owner's and an agent's personal access tokens."""
-    db = await open_database(gw.settings)
-    agents = Agents(db, SystemClock(), hasher=FAST)
-    made = {}
-    for username, role in (("anna", Role.OWNER), ("cem", Role.AGENT)):
-        agent = await agents.create(username, username.title(), role, "Korrekt Pferd Batterie")
-        _listed, made[username] = await AgentTokens(db, agents.clock, agents).create(
-            agent.id, "tests"
-        )
-    yield made
-    await db.dispose()
-
-
-def api(gw: RunningGateway, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=gw.url + API, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
+__all__ = ["tokens"]  # the fixture
 
 
 async def subscribed(gw: RunningGateway, people: list[Client]) -> int:

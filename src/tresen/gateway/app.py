@@ -40,6 +40,7 @@ from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.inbox import api as inbox_api
 from tresen.gateway.inbox import api_campaigns as inbox_campaigns_api
+from tresen.gateway.inbox import api_lists as inbox_lists_api
 from tresen.gateway.inbox import pages as inbox_pages
 from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents
@@ -373,6 +374,8 @@ def build_gateway_app(
     )
     # Before the inbox API's router, whose last route answers every other path under it.
     app.include_router(inbox_campaigns_api.router)
+    app.include_router(inbox_lists_api.router)
+    app.include_router(inbox_lists_api.imports)
     app.include_router(inbox_api.router)
     app.include_router(inbox_pages.router)
     app.add_exception_handler(inbox_pages.FormTooLarge, inbox_pages.form_too_large)

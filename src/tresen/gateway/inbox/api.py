@@ -110,20 +110,16 @@ def _gettext(request: Request) -> Any:
     return translator(from_accept_language(request.headers.get("accept-language", "")))
 
 
-async def _read_body(request: Request) -> None:
-    """Read the body up to ``MAX_BODY_BYTES`` before anything parses it."""
+async def _read_body(request: Request, limit: int = MAX_BODY_BYTES) -> None:
+    """Read the body up to ``limit`` bytes before anything parses it."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(
-            413, "too_large", N_("the request is larger than {n} bytes"), n=MAX_BODY_BYTES
-        )
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", N_("the request is larger than {n} bytes"), n=limit)
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(
-                413, "too_large", N_("the request is larger than {n} bytes"), n=MAX_BODY_BYTES
-            )
+        if len(body) > limit:
+            raise ApiError(413, "too_large", N_("the request is larger than {n} bytes"), n=limit)
     request._body = bytes(body)  # what ``request.body()`` answers from now on
 
 
@@ -139,13 +135,15 @@ class ApiRoute(APIRoute):
     """A route of the inbox's API: its body bounded, and every refusal — its own, invalid
     input — in the API's envelope (the Cloud API's routes keep the Graph envelope)."""
 
+    max_body = MAX_BODY_BYTES
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
             try:
                 if request.method in STATE_CHANGES:
-                    await _read_body(request)
+                    await _read_body(request, self.max_body)
                 response = await handler(request)
             except ApiError as exc:
                 return exc.response(_gettext(request))
