@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from support import (
     Backend,
     RunningRelay,
     drop_schema,
+    free_port,
     new_schema_name,
     registered_client,
     serve_asgi,
@@ -342,3 +348,65 @@ async def become_business(
     """Give the gateway's account a business profile, verified by the operator."""
     await running.gateway.client.save_business_profile(display_name=display_name, category="RETAIL")
     await relay.ctx.operator.verify(OperatorPrincipal("tests"), running.gateway.account_id)
+
+
+class GatewayProcess:
+    """``python -m tresen gateway serve`` in a child process, on the data folder and database
+    of ``settings`` (a gateway already registered there: no code is given); ``env`` adds
+    settings (``TRESEN_GATEWAY_CAMPAIGNS__MAX_WAIT_S``, …)."""
+
+    def __init__(self, settings: GatewaySettings, log_file: Path, **env: str) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith("TRESEN_GATEWAY_")
+        } | env
+        if settings.database_schema is not None:
+            self.env["TRESEN_GATEWAY_DATABASE_SCHEMA"] = settings.database_schema
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        """Start it and wait until it answers HTTP (its campaign runner then runs)."""
+        assert self.settings.phone is not None
+        command = [
+            sys.executable, "-m", "tresen", "gateway", "serve",
+            "--data-dir", str(self.settings.data_dir),
+            "--relay", self.settings.relay_url,
+            "--phone", self.settings.phone,
+            "--database-url", self.settings.resolved_database_url,
+            "--port", str(self.port),
+        ]  # fmt: skip
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            for _ in range(600):
+                if self.process.poll() is not None:
+                    raise RuntimeError("gateway exited:\n" + self.log_file.read_text())
+                with contextlib.suppress(httpx.TransportError):
+                    await http.get("/docs")
+                    return
+                await asyncio.sleep(0.05)
+        raise RuntimeError("gateway did not start:\n" + self.log_file.read_text())
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown of any kind."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    async def stop(self) -> None:
+        """SIGTERM, waited for without blocking: its shutdown may need a relay served by
+        this event loop."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        for _ in range(400):
+            if self.process.poll() is not None:
+                return
+            await asyncio.sleep(0.05)
+        self.kill()
+        raise RuntimeError("gateway did not stop on SIGTERM:\n" + self.log_file.read_text())

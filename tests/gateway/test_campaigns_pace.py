@@ -1,36 +1,65 @@
 """The pace of a campaign follows the business's throughput and tier, on a clock shared by
-the relay and the gateway; quiet hours send nothing."""
+the relay and the gateway; quiet hours send nothing; a pause holds every send until it is
+resumed, a cancel for good."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from campaign_support import campaigns_of, draft, news_template
+from campaign_support import (
+    campaigns_of,
+    draft,
+    news_template,
+    no_template_within,
+    templates_seen,
+)
 from gateway_support import RunningGateway, customer, serve_gateway
 from support import Backend, MakeRelay, RunningRelay
 
 from tresen.client import Client
 from tresen.core.clock import ManualClock, SystemClock
-from tresen.gateway.campaigns import CampaignState, Schedule
+from tresen.gateway.campaigns import CampaignProblem, CampaignState, Schedule
 
 pytestmark = pytest.mark.slow
 
 POLICY = {"business_throughput_mps": 3, "tier_ladder": [4, 8, 0], "verified_start_tier": 0}
 
 
-@pytest.fixture
-async def world(
-    make_relay: MakeRelay, backend: Backend, tmp_path: Path
-) -> AsyncIterator[tuple[ManualClock, RunningRelay, RunningGateway]]:
+World = tuple[ManualClock, RunningRelay, RunningGateway]
+
+
+@asynccontextmanager
+async def shared_clock(
+    make_relay: MakeRelay, backend: Backend, tmp_path: Path, policy: dict[str, Any]
+) -> AsyncIterator[World]:
     # Starts at the real time: the customers' clients sign their opt-ins with their own clock.
     clock = ManualClock(SystemClock().now_ms())
     async with (
-        make_relay(clock=clock, policy=POLICY) as relay,
+        make_relay(clock=clock, policy=policy) as relay,
         serve_gateway(relay, backend, tmp_path, clock=clock, campaigns={"max_wait_s": 600}) as gw,
     ):
         yield clock, relay, gw
+
+
+@pytest.fixture
+async def world(make_relay: MakeRelay, backend: Backend, tmp_path: Path) -> AsyncIterator[World]:
+    async with shared_clock(make_relay, backend, tmp_path, POLICY) as running:
+        yield running
+
+
+@pytest.fixture
+async def roomy_world(
+    make_relay: MakeRelay, backend: Backend, tmp_path: Path
+) -> AsyncIterator[World]:
+    """3 a second, and the tier of a verified business (far more new customers than here)."""
+    policy = {"business_throughput_mps": 3}
+    async with shared_clock(make_relay, backend, tmp_path, policy) as running:
+        yield running
 
 
 async def opted_in(relay: RunningRelay, gw: RunningGateway, tmp_path: Path, n: int) -> list[Client]:
@@ -52,7 +81,7 @@ async def sent_after(
 
 
 async def test_the_pace_follows_throughput_and_tier_including_a_tier_change(
-    world: tuple[ManualClock, RunningRelay, RunningGateway], tmp_path: Path
+    world: World, tmp_path: Path
 ) -> None:
     clock, relay, gw = world
     await news_template(relay, gw)
@@ -82,9 +111,7 @@ async def test_the_pace_follows_throughput_and_tier_including_a_tier_change(
             await person.close()
 
 
-async def test_nothing_is_sent_in_quiet_hours(
-    world: tuple[ManualClock, RunningRelay, RunningGateway], tmp_path: Path
-) -> None:
+async def test_nothing_is_sent_in_quiet_hours(world: World, tmp_path: Path) -> None:
     clock, relay, gw = world
     await news_template(relay, gw)
     people = await opted_in(relay, gw, tmp_path, 2)
@@ -98,6 +125,73 @@ async def test_nothing_is_sent_in_quiet_hours(
         assert await sent_after(gw, campaign_id, clock) == 0
         assert await sent_after(gw, campaign_id, clock, minutes=50) == 0
         assert await sent_after(gw, campaign_id, clock, hours=2) == 2
+    finally:
+        for person in people:
+            await person.close()
+
+
+async def test_a_pause_mid_way_holds_every_send_until_resume_finishes_it(
+    roomy_world: World, tmp_path: Path
+) -> None:
+    clock, relay, gw = roomy_world
+    await news_template(relay, gw)
+    people = await opted_in(relay, gw, tmp_path, 7)
+    try:
+        campaigns = campaigns_of(gw)
+        campaign_id = await draft(gw, people)
+        await campaigns.start(campaign_id)
+        assert await sent_after(gw, campaign_id, clock) == 3  # the first second's worth
+        paused = await campaigns.pause(campaign_id)
+        assert paused.state is CampaignState.PAUSED
+
+        # Long enough for the rest at 3 a second: nothing moves while paused.
+        assert await sent_after(gw, campaign_id, clock, seconds=10) == 3
+        assert await sent_after(gw, campaign_id, clock, minutes=5) == 3
+        held = await campaigns.get(campaign_id)
+        assert held.state is CampaignState.PAUSED
+        assert held.counts["queued"] == 4
+        rows = {r.account_id: r for r in await campaigns.recipients(campaign_id)}
+        waiting = [p for p in people if rows[p.account_id or ""].sent_ms is None]
+        assert len(waiting) == 4
+        assert all(await asyncio.gather(*(no_template_within(p) for p in waiting)))
+
+        await campaigns.resume(campaign_id)
+        assert await sent_after(gw, campaign_id, clock) == 6
+        assert await sent_after(gw, campaign_id, clock, seconds=1) == 7
+        done = await campaigns.get(campaign_id)
+        assert done.state is CampaignState.DONE
+        # Everyone has it once: the three before the pause, the four after the resume.
+        got = await asyncio.gather(*(templates_seen(p, 1) for p in people))
+        assert [len(bodies) for bodies in got] == [1] * 7
+        assert all(await asyncio.gather(*(no_template_within(p) for p in people)))
+    finally:
+        for person in people:
+            await person.close()
+
+
+async def test_a_cancel_mid_way_sends_nothing_more_and_cannot_be_resumed(
+    roomy_world: World, tmp_path: Path
+) -> None:
+    clock, relay, gw = roomy_world
+    await news_template(relay, gw)
+    people = await opted_in(relay, gw, tmp_path, 5)
+    try:
+        campaigns = campaigns_of(gw)
+        campaign_id = await draft(gw, people)
+        await campaigns.start(campaign_id)
+        assert await sent_after(gw, campaign_id, clock) == 3
+        cancelled = await campaigns.cancel(campaign_id)
+        assert cancelled.state is CampaignState.CANCELLED
+        assert await sent_after(gw, campaign_id, clock, minutes=5) == 3
+        with pytest.raises(CampaignProblem, match="cancelled"):
+            await campaigns.resume(campaign_id)
+        after = await campaigns.get(campaign_id)
+        assert after.state is CampaignState.CANCELLED
+        assert after.counts["queued"] == cancelled.counts["queued"] == 2
+        rows = {r.account_id: r for r in await campaigns.recipients(campaign_id)}
+        never = [p for p in people if rows[p.account_id or ""].sent_ms is None]
+        assert len(never) == 2
+        assert all(await asyncio.gather(*(no_template_within(p) for p in never)))
     finally:
         for person in people:
             await person.close()
