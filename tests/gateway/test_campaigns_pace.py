@@ -195,3 +195,56 @@ async def test_a_cancel_mid_way_sends_nothing_more_and_cannot_be_resumed(
     finally:
         for person in people:
             await person.close()
+
+
+async def test_when_the_tier_is_spent_customers_with_an_open_window_still_get_it(
+    world: World, tmp_path: Path
+) -> None:
+    clock, relay, gw = world
+    await news_template(relay, gw)
+    people = await opted_in(relay, gw, tmp_path, 9)
+    new, talking = people[:6], people[6:]
+    try:
+        # Three wrote to the shop today: their window is open, so they cost no tier budget.
+        for person in talking:
+            await person.send_text(gw.gateway.phone, "Any news this week?")
+        for person in talking:
+            await written(gw, person)
+        campaigns = campaigns_of(gw)
+        # Spread over a second, in this order: the talking customers come after the new ones.
+        campaign_id = await draft(gw, people, schedule=Schedule(quiet_hours=(), spread_s=1))
+        await campaigns.start(campaign_id)
+        assert await sent_after(gw, campaign_id, clock) == 1
+        # 3 a second; tier 0 lets 4 new customers be reached.
+        assert await sent_after(gw, campaign_id, clock, seconds=1) == 4
+        assert await sent_after(gw, campaign_id, clock, seconds=1) == 7
+        waiting = await campaigns.get(campaign_id)
+        assert waiting.state is CampaignState.WAITING
+        rows = {r.account_id: r for r in await campaigns.recipients(campaign_id)}
+        assert all(rows[p.account_id or ""].sent_ms is not None for p in talking)
+        assert [rows[p.account_id or ""].sent_ms is not None for p in new] == [True] * 4 + [
+            False
+        ] * 2
+        got = await asyncio.gather(*(templates_seen(p, 1) for p in talking))
+        assert [len(bodies) for bodies in got] == [1, 1, 1]
+
+        # A day later the business is on the next tier: the two left go.
+        assert await sent_after(gw, campaign_id, clock, hours=24, seconds=1) == 9
+        done = await campaigns.get(campaign_id)
+        assert done.state is CampaignState.DONE
+        assert done.counts["failed"] == 0  # never a 131048 of its own making
+    finally:
+        for person in people:
+            await person.close()
+
+
+async def written(gw: RunningGateway, person: Client, within_s: float = 15) -> None:
+    """Wait until the gateway has recorded a message from ``person``."""
+    assert person.account_id is not None
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        contact = await gw.gateway.store.contact(person.account_id)
+        if contact is not None and contact.last_inbound_ms is not None:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the gateway never got it"
+        await asyncio.sleep(0.02)

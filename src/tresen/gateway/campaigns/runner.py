@@ -3,8 +3,9 @@ relay allows, so that no refusal of the relay is self-inflicted.
 
 Pace: a token bucket at the business's throughput (``GET /v1/business/quality``), never above
 the device's send rate; the tier's budget of new customers per 24 h (a customer outside the
-service window costs one); quiet hours. The standing is read again periodically and after a
-131048, so a tier or throughput change mid-campaign is picked up.
+service window costs one: when the budget is spent, those recipients wait for it while the
+ones whose window is open still go); quiet hours. The standing is read again periodically
+and after a 131048, so a tier or throughput change mid-campaign is picked up.
 
 Exactly once: a recipient is marked ``sending`` before the relay is asked and ``sent`` after,
 always with the same client message id, so a send repeated after a crash is the relay's
@@ -93,6 +94,8 @@ class CampaignRunner:
         self._budget: int | None = None
         self._rate = 0.0
         self._bucket: TokenBuckets | None = None
+        self._held: dict[CampaignId, int] = {}
+        """Campaigns with recipients put off until the tier's budget may have room: until when."""
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -156,16 +159,26 @@ class CampaignRunner:
         if campaign.state is CampaignState.WAITING:
             if campaign.resume_ms is not None and campaign.resume_ms > now:
                 return campaign.resume_ms
+            # Running again: who still needs the budget is put off again if it has no room.
             await self._read_standing(force=True)
-            if self._budget == 0:
-                return await self._wait_for_budget(campaign.id, now)
+            self._held.pop(campaign.id, None)
             await self._move(campaign.id, CampaignState.RUNNING, [CampaignState.WAITING])
         elif campaign.state is CampaignState.SCHEDULED:
             await self._move(campaign.id, CampaignState.RUNNING, [CampaignState.SCHEDULED])
         rows, later = await self.repo.next_due(campaign.id, now, BATCH)
         if not rows:
             if later is None and await self.repo.left(campaign.id) == 0:
+                self._held.pop(campaign.id, None)
                 await self._move(campaign.id, CampaignState.DONE, list(ACTIVE))
+            elif later is not None and later >= self._held.get(campaign.id, later + 1):
+                # Only recipients who wait for the tier's budget are left.
+                await self._move(
+                    campaign.id,
+                    CampaignState.WAITING,
+                    [CampaignState.RUNNING, CampaignState.SCHEDULED],
+                    reason="The tier's limit of new customers per 24 hours is reached",
+                    resume_ms=later,
+                )
             return later
         hours = quiet_hours_of(campaign)
         tz = campaign.schedule.time_zone or self.time_zone()
@@ -190,7 +203,8 @@ class CampaignRunner:
         last = await self.last_inbound(row.account_id)
         new_customer = last is None or last <= now - WINDOW_MS
         if new_customer and self._budget == 0:
-            return await self._wait_for_budget(campaign.id, now)
+            await self._hold(campaign.id, row, now)
+            return None
         assert self._bucket is not None
         wait_ms = self._bucket.take("campaigns")
         if wait_ms:
@@ -248,8 +262,8 @@ class CampaignRunner:
         if code == 131048:
             await self._requeue(campaign.id, row)
             self._budget = 0
-            self._read_at = None  # read again when the wait is over
-            return await self._wait_for_budget(campaign.id, now)
+            await self._hold(campaign.id, row, now)
+            return None
         if code in (130429, 131056):
             await self._requeue(campaign.id, row)
             retry = exc.extra.get("retry_after_ms")
@@ -284,21 +298,16 @@ class CampaignRunner:
     async def _requeue(self, campaign_id: CampaignId, row: RecipientRow) -> None:
         await self.repo.set_recipient(campaign_id, row.account_id, state=RecipientState.QUEUED)
 
-    async def _wait_for_budget(self, campaign_id: CampaignId, now: int) -> int:
-        """Put the campaign in ``waiting`` until the tier's budget may have room again: the
-        next campaign reach leaving the 24-hour period, or the next read of the standing."""
-        reached = await self.repo.reached_since(now - WINDOW_MS)
-        reread = now + int(self.settings.quality_every_s * 1000)
-        frees = reached[0] + WINDOW_MS if reached else reread
-        resume = max(now + 1, min(frees, reread))
-        await self._move(
-            campaign_id,
-            CampaignState.WAITING,
-            [CampaignState.RUNNING, CampaignState.SCHEDULED, CampaignState.WAITING],
-            reason="The tier's limit of new customers per 24 hours is reached",
-            resume_ms=resume,
-        )
-        return resume
+    async def _hold(self, campaign_id: CampaignId, row: RecipientRow, now: int) -> None:
+        """Put off a recipient the tier's budget has no room for until it may have: the next
+        campaign reach leaving the 24-hour period, or the next read of the standing."""
+        until = self._held.get(campaign_id)
+        if until is None or until <= now:
+            reached = await self.repo.reached_since(now - WINDOW_MS)
+            reread = now + int(self.settings.quality_every_s * 1000)
+            frees = reached[0] + WINDOW_MS if reached else reread
+            until = self._held[campaign_id] = max(now + 1, min(frees, reread))
+        await self.repo.set_recipient(campaign_id, row.account_id, due_ms=until)
 
     async def _move(
         self,
