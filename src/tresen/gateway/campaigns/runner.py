@@ -44,8 +44,10 @@ __all__ = ["CampaignRunner", "Standing", "quiet_hours_of"]
 
 log = get_logger("tresen.gateway.campaigns")
 
-BATCH = 20
+BATCH = 64
 """Recipients of one campaign sent before the next campaign's turn (fairness)."""
+IN_FLIGHT = 16
+"""Sends of one campaign waiting for the relay at once."""
 RETRY_MS = 5_000
 """After a send the relay could not answer (it may hold it: the same id goes again)."""
 TEMPLATE_TROUBLE = frozenset({132001, 132015, 132016})
@@ -94,6 +96,9 @@ class CampaignRunner:
         self._budget: int | None = None
         self._rate = 0.0
         self._bucket: TokenBuckets | None = None
+        self._reading = asyncio.Lock()
+        self._reserved = 0
+        """Units of the tier's budget taken by sends still waiting for the relay's answer."""
         self._held: dict[CampaignId, int] = {}
         """Campaigns with recipients put off until the tier's budget may have room: until when."""
 
@@ -182,19 +187,44 @@ class CampaignRunner:
             return later
         hours = quiet_hours_of(campaign)
         tz = campaign.schedule.time_zone or self.time_zone()
-        for row in rows:
-            now = self.clock.now_ms()
-            if hours is not None:
-                ends = quiet_until(now, hours, tz)
-                if ends is not None:
-                    return ends
-            # Pause and cancel take effect before the next send.
-            if await self.repo.state_of(campaign.id) not in ACTIVE:
-                return None
-            at = await self._send(campaign, row)
-            if at is not None:
-                return at
-        return self.clock.now_ms()
+        # Several sends at once: each waits for the relay's answer (and, for a new customer,
+        # for a key claim and a new Olm session), so one at a time would leave the pace the
+        # relay allows unused. The token bucket still decides when each may start.
+        flying: set[asyncio.Task[int | None]] = set()
+        wait_until: list[int] = []
+
+        def landed(done: set[asyncio.Task[int | None]]) -> None:
+            for task in done:
+                at = task.result()
+                if at is not None:
+                    wait_until.append(at)
+
+        try:
+            for row in rows:
+                now = self.clock.now_ms()
+                if hours is not None:
+                    ends = quiet_until(now, hours, tz)
+                    if ends is not None:
+                        wait_until.append(ends)
+                        break
+                # Pause and cancel take effect before the next send.
+                if await self.repo.state_of(campaign.id) not in ACTIVE:
+                    break
+                while len(flying) >= IN_FLIGHT:
+                    done, flying = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+                    landed(done)
+                if wait_until:
+                    break  # the pace says wait: nothing more starts now
+                flying.add(asyncio.create_task(self._send(campaign, row)))
+            if flying:
+                done, flying = await asyncio.wait(flying)
+                landed(done)
+        finally:
+            for task in flying:
+                task.cancel()
+        if await self.repo.state_of(campaign.id) not in ACTIVE:
+            return None
+        return min(wait_until) if wait_until else self.clock.now_ms()
 
     async def _send(self, campaign: CampaignSummary, row: RecipientRow) -> int | None:
         """Send to one recipient if the pace allows; else when to try again."""
@@ -209,32 +239,48 @@ class CampaignRunner:
         wait_ms = self._bucket.take("campaigns")
         if wait_ms:
             return now + wait_ms
-        if row.state is not RecipientState.SENDING:
-            await self.repo.set_recipient(campaign.id, row.account_id, state=RecipientState.SENDING)
+        # A new customer's unit of the tier's budget is taken before the send (sends run
+        # side by side), and given back if the relay did not count one.
+        reserved = new_customer and self._budget is not None
+        if reserved:
+            assert self._budget is not None
+            self._budget -= 1
+            self._reserved += 1
+        counted = spent = False
         try:
-            accepted = await self.sender.send_template(
-                row.phone,
-                campaign.template_name,
-                campaign.language,
-                row.parameters,
-                client_msg_id=row.client_msg_id,
+            if row.state is not RecipientState.SENDING:
+                await self.repo.set_recipient(
+                    campaign.id, row.account_id, state=RecipientState.SENDING
+                )
+            try:
+                accepted = await self.sender.send_template(
+                    row.phone,
+                    campaign.template_name,
+                    campaign.language,
+                    row.parameters,
+                    client_msg_id=row.client_msg_id,
+                )
+            except GraphError as exc:
+                spent = exc.code == 131048  # the relay says the budget is spent: it stays 0
+                return await self._refused(campaign, row, exc)
+            except Exception as exc:
+                log.warning("campaign send not answered", error=type(exc).__name__)
+                await self._requeue(campaign.id, row)
+                return self.clock.now_ms() + RETRY_MS
+            counted = not accepted.duplicate
+            await self.repo.mark_sent(
+                campaign.id,
+                row.account_id,
+                wamid=accepted.wamid,
+                sent_ms=self.clock.now_ms(),
+                pricing=accepted.pricing,
             )
-        except GraphError as exc:
-            return await self._refused(campaign, row, exc)
-        except Exception as exc:
-            log.warning("campaign send not answered", error=type(exc).__name__)
-            await self._requeue(campaign.id, row)
-            return self.clock.now_ms() + RETRY_MS
-        await self.repo.mark_sent(
-            campaign.id,
-            row.account_id,
-            wamid=accepted.wamid,
-            sent_ms=self.clock.now_ms(),
-            pricing=accepted.pricing,
-        )
-        if new_customer and self._budget is not None and not accepted.duplicate:
-            self._budget = max(0, self._budget - 1)
-        return None
+            return None
+        finally:
+            if reserved:
+                self._reserved -= 1
+                if not counted and not spent and self._budget is not None:
+                    self._budget += 1
 
     async def _refused(
         self, campaign: CampaignSummary, row: RecipientRow, exc: GraphError
@@ -328,17 +374,25 @@ class CampaignRunner:
         )
 
     async def _read_standing(self, *, force: bool = False) -> None:
-        """The tier's budget and the throughput, read again when due."""
-        now = self.clock.now_ms()
-        every_ms = int(self.settings.quality_every_s * 1000)
-        if not force and self._read_at is not None and now - self._read_at < every_ms:
-            return
-        standing = await self.standing()
-        self._read_at = now
-        limit = standing.get("tier_limit")
-        self._budget = budget_of(
-            int(limit) if limit is not None else None, int(standing.get("reached_24h", 0))
-        )
+        """The tier's budget and the throughput, read again when due (one read at a time:
+        sends run side by side)."""
+        async with self._reading:
+            now = self.clock.now_ms()
+            every_ms = int(self.settings.quality_every_s * 1000)
+            fresh = self._read_at is not None and now - self._read_at < every_ms
+            if fresh and not (force and self._read_at != now):
+                return
+            standing = await self.standing()
+            self._read_at = now
+            limit = standing.get("tier_limit")
+            budget = budget_of(
+                int(limit) if limit is not None else None, int(standing.get("reached_24h", 0))
+            )
+            # Units taken by sends still waiting for the relay are not in its count yet.
+            self._budget = None if budget is None else max(0, budget - self._reserved)
+            self._apply_rate(standing)
+
+    def _apply_rate(self, standing: dict[str, Any]) -> None:
         rate = min(float(standing.get("throughput_mps", 1)), self.settings.device_rate_per_s)
         if rate != self._rate or self._bucket is None:
             # The relay keeps a bucket per throughput, full when first used: so does this.
