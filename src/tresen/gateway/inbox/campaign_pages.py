@@ -114,6 +114,11 @@ def _bars(results: Results, _: Any) -> list[Bar]:
     ]
 
 
+def _sentence(said: str) -> str:
+    """A service's refusal (lower case, no full stop) as the notice shows sentences."""
+    return said[:1].upper() + said[1:] + "."
+
+
 def _money(micros: int, currency: str | None) -> str:
     return f"{micros / 1_000_000:.2f} {currency or ''}".strip()
 
@@ -299,7 +304,7 @@ async def create_campaign(request: Request) -> Response:
         )
         made = await service.create(draft)
     except CampaignProblem as exc:
-        return web.redirect(back, str(exc))
+        return web.redirect(back, _sentence(str(exc)))
     except ClientDisconnect:
         return Response(status_code=400, headers=web.SECURITY_HEADERS)
     except Refused as exc:
@@ -407,7 +412,7 @@ async def change_campaign(request: Request, campaign_id: web.RowId, action: str)
             await act(cid)
             return str(_(said))
         except CampaignProblem as exc:
-            return str(exc)
+            return _sentence(str(exc))
 
     return await web.act(request, back, deed, manage=True)
 
