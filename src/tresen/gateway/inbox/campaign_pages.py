@@ -68,7 +68,7 @@ WORDS = (
     N_("delivered"),
     N_("read"),
     N_("failed"),
-    N_("opted_out"),
+    N_("opted out"),
 )
 
 
