@@ -45,7 +45,7 @@ async def test_an_owner_imports_a_list_and_sends_a_campaign_to_it(
     browser: Browser,
     tmp_path: Path,
 ) -> None:
-    await approved_template(relay, gw, FLIGHT_DELAY)
+    template_id = await approved_template(relay, gw, FLIGHT_DELAY)
     marie = await customer(relay, tmp_path / "marie")
     jonas = await customer(relay, tmp_path / "jonas")
     anna, ben = signed_in.anna, signed_in.ben
@@ -155,7 +155,12 @@ async def test_an_owner_imports_a_list_and_sends_a_campaign_to_it(
         phone = await signed_in_page(
             browser, gw.url, "anna", viewport={"width": 375, "height": 800}
         )
-        for path in ("/inbox/campaigns", "/inbox/lists"):
+        for path in (
+            "/inbox/campaigns",
+            "/inbox/lists",
+            "/inbox/lists/1",
+            f"/inbox/campaigns/new?t={template_id}",
+        ):
             await phone.goto(path)
             assert await horizontal_overflow(phone) == 0, path
         await phone.goto("/inbox/campaigns")

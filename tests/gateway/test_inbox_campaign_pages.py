@@ -6,13 +6,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from gateway_support import RunningGateway
+from campaign_support import NEWS
+from gateway_support import RunningGateway, approved_template
 from inbox_browser import FAST, PASSWORD, Browser, notice
+from support import RunningRelay
 
 from tresen.core.clock import SystemClock
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 
+NO_FILE = {"csv": ("", b"", "application/octet-stream")}
+"""What a browser sends for a file input left empty."""
 LIST = {
     "name": "Newsletter",
     "purpose": "marketing",
@@ -97,3 +101,65 @@ async def test_the_pages_speak_german_to_an_agent_who_chose_it(
     lists = (await browser.get("/inbox/lists")).text
     assert "<h1>Abonnentenlisten</h1>" in lists
     assert "Wofür die Liste ist" in lists
+
+
+async def test_a_scheduled_campaign_is_paused_resumed_and_cancelled_with_plain_forms(
+    relay: RunningRelay, gw: RunningGateway, team: Agents, browser: Browser
+) -> None:
+    template_id = await approved_template(relay, gw, NEWS)
+    await browser.sign_in("anna")
+    form = await browser.get(f"/inbox/campaigns/new?t={template_id}")
+    assert "Hi {{1}}, this week: {{2}}." in form.text  # the template's text, its placeholders
+    assert 'name="p.body.1"' in form.text
+    assert 'name="p.body.2"' in form.text
+    token = await browser.csrf(f"/inbox/campaigns/new?t={template_id}")
+    fields = {
+        "csrf": token,
+        "t": template_id,
+        "name": "Friday news",
+        "p.body.1": "{{name}}",
+        "p.body.2": "{{offer}}",
+        "when": "at",
+        "at": "2099-01-01T10:00",
+        "quiet_from": "21:00",
+        "quiet_until": "08:00",
+    }
+    people = "phone,name,offer\n+4915100000001,Marie,rolls\n"
+    nobody = await browser.request("POST", "/inbox/campaigns/new", data=fields, files=NO_FILE)
+    assert "Choose who gets it" in notice(nobody)
+    forged = await browser.request(
+        "POST",
+        "/inbox/campaigns/new",
+        data={**fields, "csrf": "guessed"},
+        files={"csv": ("people.csv", people, "text/csv")},
+    )
+    assert forged.status_code == 403
+    made = await browser.request(
+        "POST",
+        "/inbox/campaigns/new",
+        data=fields,
+        files={"csv": ("people.csv", people, "text/csv")},
+    )
+    assert notice(made) == "Campaign Friday news made: check it, then start it."
+    page = made.headers["location"].split("?")[0]
+    campaign = gw.app.state.campaigns
+    (draft,) = await campaign.all()
+    assert draft.audience.recipients[0].attributes == {"offer": "rolls"}
+    assert draft.schedule.quiet_hours == ("21:00", "08:00")
+
+    # Nobody on this network has that number: the campaign starts, scheduled, and waits.
+    for action, said in (
+        ("start", "Campaign started."),
+        ("pause", "Campaign paused."),
+        ("resume", "Campaign resumed."),
+        ("cancel", "Campaign cancelled."),
+    ):
+        answer = await browser.post(f"{page}/{action}", {"csrf": token})
+        assert notice(answer) == said
+    shown = await browser.get(page)
+    assert 'class="campaign-state state-cancelled"' in shown.text
+    again = await browser.post(f"{page}/resume", {"csrf": token})
+    assert notice(again).startswith("Campaign 1 is cancelled")
+    csv = await browser.get(f"{page}/results.csv")
+    assert csv.status_code == 200
+    assert csv.text.splitlines()[0].startswith("phone,account_id,state")
