@@ -126,7 +126,11 @@ async def test_a_scheduled_campaign_is_paused_resumed_and_cancelled_with_plain_f
     }
     people = "phone,name,offer\n+4915100000001,Marie,rolls\n"
     nobody = await browser.request("POST", "/inbox/campaigns/new", data=fields, files=NO_FILE)
-    assert "Choose who gets it" in notice(nobody)
+    # Refused, the form comes back with the reason and with what was filled in.
+    assert nobody.status_code == 400
+    assert "Choose who gets it: a list, a label or a CSV of recipients." in nobody.text
+    assert 'value="Friday news"' in nobody.text
+    assert 'value="2099-01-01T10:00"' in nobody.text
     forged = await browser.request(
         "POST",
         "/inbox/campaigns/new",

@@ -185,8 +185,24 @@ async def new_campaign(request: Request, t: str = "") -> Response:
     who = await web.manager(request)
     if isinstance(who, Response):
         return who
+    return await _new_form(request, who, t)
+
+
+async def _new_form(
+    request: Request,
+    who: SignedIn,
+    t: str,
+    given: FormData | None = None,
+    trouble: str = "",
+) -> Response:
+    """The new-campaign form; after a refused POST again with what was ``given`` (all but
+    the file, which a browser never fills in again) and the ``trouble`` with it."""
     _ = web.gettext_for(request, who)
     context: dict[str, Any] = {"templates": [], "chosen": None, "fields": [], "text": []}
+    context["given"] = (
+        {} if given is None else {k: v for k, v in given.items() if isinstance(v, str)}
+    )
+    context["given_lists"] = set() if given is None else {str(v) for v in given.getlist("list")}
     subscribers = getattr(request.app.state, "subscribers", None)
     context["lists"] = [] if subscribers is None else await subscribers.lists.lists()
     context["zone"] = _zone(request)
@@ -208,8 +224,15 @@ async def new_campaign(request: Request, t: str = "") -> Response:
                 ],
             )
     except Refused as exc:
-        context["trouble"] = exc.sentence(_)
-    return web.page(request, "campaign_new.html", who=who, **context)
+        trouble = trouble or exc.sentence(_)
+    return web.page(
+        request,
+        "campaign_new.html",
+        who=who,
+        status_code=400 if trouble else 200,
+        trouble=trouble,
+        **context,
+    )
 
 
 async def _file_text(form: FormData, name: str) -> str:
@@ -261,6 +284,7 @@ async def create_campaign(request: Request) -> Response:
     if service is None:
         return web.redirect("/inbox/campaigns", _("Campaigns are not available on this gateway."))
     form: FormData | None = None
+    chosen_id: int | None = None
     try:
         form = await web.read_upload(request, MAX_UPLOAD)
         if not web.csrf_ok(form.get("csrf"), who.csrf):
@@ -304,11 +328,13 @@ async def create_campaign(request: Request) -> Response:
         )
         made = await service.create(draft)
     except CampaignProblem as exc:
-        return web.redirect(back, _sentence(str(exc)))
+        return await _new_form(request, who, str(chosen_id or ""), form, _sentence(str(exc)))
     except ClientDisconnect:
         return Response(status_code=400, headers=web.SECURITY_HEADERS)
     except Refused as exc:
-        return web.redirect(back, exc.sentence(_))
+        if form is None or chosen_id is None:
+            return web.redirect(back, exc.sentence(_))
+        return await _new_form(request, who, str(chosen_id), form, exc.sentence(_))
     finally:
         if form is not None:
             await form.close()
