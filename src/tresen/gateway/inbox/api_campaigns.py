@@ -35,7 +35,7 @@ from tresen.gateway.inbox.api import PREFIX, ApiError, ApiRoute, Caller, Who
 from tresen.gateway.inbox.api_models import error_responses
 from tresen.gateway.inbox.i18n import N_
 
-__all__ = ["router"]
+__all__ = ["CSV_COLUMNS", "csv_cell", "router"]
 
 router = APIRouter(prefix=PREFIX, route_class=ApiRoute, tags=["campaigns"])
 
@@ -434,7 +434,7 @@ async def campaign_results_csv(request: Request, who: Who, campaign_id: Campaign
     writer.writerow(CSV_COLUMNS)
     for r in rows:
         writer.writerow(
-            [_cell(getattr(r, column)) for column in CSV_COLUMNS],
+            [csv_cell(getattr(r, column)) for column in CSV_COLUMNS],
         )
     return Response(
         out.getvalue(),
@@ -443,7 +443,7 @@ async def campaign_results_csv(request: Request, who: Who, campaign_id: Campaign
     )
 
 
-def _cell(value: object) -> str:
+def csv_cell(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text, never runs as a formula (a phone number
     in E.164 is no formula and stays as it is)."""
     text = "" if value is None else str(value)

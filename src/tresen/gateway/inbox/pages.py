@@ -11,9 +11,11 @@ from fastapi import APIRouter
 from tresen.gateway.inbox import (
     automation,
     automation_intents,
+    campaign_pages,
     composer,
     files,
     finding,
+    list_pages,
     live,
     me,
     settings,
@@ -42,6 +44,8 @@ ROOMS = (
     settings_api,
     automation,
     automation_intents,
+    campaign_pages,
+    list_pages,
 )
 for room in ROOMS:
     router.include_router(room.router, prefix="/inbox", include_in_schema=False)

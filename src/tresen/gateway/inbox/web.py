@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote_plus
@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from tresen.gateway.inbox.actions import Actions
 from tresen.gateway.inbox.agents import Agents, SignedIn
@@ -52,6 +53,7 @@ __all__ = [
     "posted",
     "quick_of",
     "read_form",
+    "read_upload",
     "redirect",
     "secure",
     "signed_in",
@@ -286,3 +288,36 @@ async def posted(request: Request, *, manage: bool = False) -> tuple[SignedIn, F
     if not csrf_ok(form.get("csrf"), who.csrf):
         return refused(request, who)
     return who, form
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _bounded(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _TooLarge
+        yield chunk
+
+
+async def read_upload(request: Request, limit: int) -> FormData:
+    """A multipart form with at most one file, read up to ``limit`` bytes. Raises
+    :class:`Refused` for a form that is not one, or too large."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise Refused("the form did not come as the page sends it")
+    parser = MultiPartParser(
+        request.headers,
+        _bounded(request, limit + 64 * 1024),
+        max_files=1,
+        max_fields=MAX_FIELDS,
+        max_part_size=MAX_FORM_BYTES,
+    )
+    try:
+        return await parser.parse()
+    except _TooLarge:
+        raise Refused("the file is too large (at most {limit} MB)", limit=limit // 2**20) from None
+    except MultiPartException:
+        raise Refused("the form did not come as the page sends it") from None
