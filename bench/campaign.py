@@ -245,6 +245,10 @@ async def run(subscribers: int) -> dict[str, Any]:
                 )
                 made.raise_for_status()
                 campaign = made.json()["id"]
+                print(
+                    f"campaign start: {json.dumps({'gateway': gateway.pid, 'relay': relay.pid})}",
+                    flush=True,
+                )  # for attaching a profiler
                 cpu0 = {"gateway": cpu_s(gateway.pid), "relay": cpu_s(relay.pid)}
                 peak = {"gateway": 0.0, "relay": 0.0}
                 started = time.perf_counter()
