@@ -119,6 +119,10 @@ async def test_a_campaign_to_a_newsletter_through_the_api(
         assert (await owner.get("/campaigns/999999")).status_code == 404
         bad = await owner.post("/campaigns", json={**body, "audience": {"recipients": [{}]}})
         assert bad.status_code == 400
+        # Thousands of recipients in one request (far over the API's usual 64 KiB body).
+        many = {"recipients": [{"phone": f"+49151{i:08d}"} for i in range(3_000)]}
+        big = await owner.post("/campaigns", json={**body, "audience": many})
+        assert big.status_code == 201, big.text
         unknown = await owner.post("/campaigns", json={**body, "template": "no_such"})
         assert unknown.status_code == 400
         no_list = await owner.post("/campaigns", json={**body, "audience": {"lists": [4242]}})

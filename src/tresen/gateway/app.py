@@ -373,6 +373,7 @@ def build_gateway_app(
         clock, settings.inbox.api_requests_per_second, settings.inbox.api_request_burst
     )
     # Before the inbox API's router, whose last route answers every other path under it.
+    app.include_router(inbox_campaigns_api.creating)
     app.include_router(inbox_campaigns_api.router)
     app.include_router(inbox_lists_api.router)
     app.include_router(inbox_lists_api.imports)
