@@ -205,17 +205,26 @@ async def run(subscribers: int) -> dict[str, Any]:
             codes = Codes(folder / "sms.jsonl")
             async with httpx.AsyncClient(base_url=relay_url, timeout=60) as http:
                 business = await business_account(http, codes)
-            phones = [f"+49152{i:08d}" for i in range(subscribers)]
             prepared = time.perf_counter()
-            limits = httpx.Limits(max_connections=AT_ONCE)
+            # The relay closes a keep-alive connection idle for 5 s: never reuse one that old.
+            limits = httpx.Limits(max_connections=AT_ONCE, keepalive_expiry=2.0)
             async with httpx.AsyncClient(base_url=relay_url, timeout=60, limits=limits) as http:
                 slots = asyncio.Semaphore(AT_ONCE)
 
-                async def one(phone: str) -> None:
-                    async with slots:
-                        await subscriber(http, codes, phone, business)
+                async def one(i: int) -> str:
+                    # A connection lost mid-registration: the same person under another
+                    # number (a used code cannot be verified again).
+                    for prefix in ("152", "153", "155"):
+                        phone = f"+49{prefix}{i:08d}"
+                        try:
+                            async with slots:
+                                await subscriber(http, codes, phone, business)
+                            return phone
+                        except httpx.TransportError:
+                            continue
+                    raise RuntimeError(f"subscriber {i} could not be registered")
 
-                await asyncio.gather(*(one(p) for p in phones))
+                phones = list(await asyncio.gather(*(one(i) for i in range(subscribers))))
             prepare_s = time.perf_counter() - prepared
 
             inbox = httpx.AsyncClient(
