@@ -343,6 +343,19 @@ def gateway(platform: Platform) -> httpx.AsyncClient:
     )
 
 
+async def writing_to_anna(
+    app: AppPage, platform: Platform, make_customer: MakeCustomer, first: str = "Hallo"
+) -> tuple[Client, MessageEvent]:
+    """The browser registered and writing to Anna, a customer on the Python SDK: Anna, and
+    the browser's first message ``first`` as she received it."""
+    anna = await make_customer("anna")
+    assert anna.phone is not None
+    await register(app, platform)
+    await open_chat_with(app.page, anna.phone)
+    await write(app.page, first)
+    return anna, await next_message(anna)
+
+
 # --- customers on the Python SDK ----------------------------------------------------------
 
 MakeCustomer = Callable[..., Awaitable[Client]]

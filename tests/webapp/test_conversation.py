@@ -15,6 +15,7 @@ from webapp_support import (
     register,
     shoot_app,
     write,
+    writing_to_anna,
 )
 
 from tresen.client.events import StatusChanged
@@ -37,12 +38,7 @@ async def test_unread_counts_typing_and_reply_buttons(
     app: AppPage, platform: Platform, make_customer: MakeCustomer
 ) -> None:
     page = app.page
-    anna = await make_customer("anna")
-    assert anna.phone is not None
-    await register(app, platform)
-    await open_chat_with(page, anna.phone)
-    await write(page, "Hallo")
-    first = await next_message(anna)
+    anna, first = await writing_to_anna(app, platform, make_customer, "Hallo")
     await page.get_by_role("button", name="Back").click()
 
     # Two messages while the chat list is shown: a badge of 2, gone once the chat is open,
@@ -188,12 +184,7 @@ async def test_the_text_a_peer_sends_is_never_markup(
     app: AppPage, platform: Platform, make_customer: MakeCustomer
 ) -> None:
     page = app.page
-    anna = await make_customer("anna")
-    assert anna.phone is not None
-    await register(app, platform)
-    await open_chat_with(page, anna.phone)
-    await write(page, "Hallo")
-    first = await next_message(anna)
+    anna, first = await writing_to_anna(app, platform, make_customer, "Hallo")
     payload = '<img src=x onerror="window.pwned=1"><b>fett</b>'
     await anna.send(first.chat, Text(text=payload))
     await expect(page.locator(".bubble.in .body")).to_have_text([payload])
@@ -205,12 +196,7 @@ async def test_a_list_opens_from_its_menu_button_and_a_row_answers(
     app: AppPage, platform: Platform, make_customer: MakeCustomer
 ) -> None:
     page = app.page
-    anna = await make_customer("anna")
-    assert anna.phone is not None
-    await register(app, platform)
-    await open_chat_with(page, anna.phone)
-    await write(page, "Wann kommt ihr?")
-    first = await next_message(anna)
+    anna, first = await writing_to_anna(app, platform, make_customer, "Wann kommt ihr?")
     asked = await anna.send_interactive(
         first.chat,
         Interactive(
@@ -292,12 +278,7 @@ async def test_reactions_and_quoted_replies_both_ways(
     app: AppPage, platform: Platform, make_customer: MakeCustomer
 ) -> None:
     page = app.page
-    anna = await make_customer("anna")
-    assert anna.phone is not None
-    await register(app, platform)
-    await open_chat_with(page, anna.phone)
-    await write(page, "Kommst du morgen?")
-    question = await next_message(anna)
+    anna, question = await writing_to_anna(app, platform, make_customer, "Kommst du morgen?")
 
     # Anna reacts and answers quoting the question: the browser shows both on the message.
     await anna.react(question.chat, question.message_id, "👍")
@@ -350,12 +331,7 @@ async def test_a_message_for_a_tab_in_the_background_is_notified(
     await app.context.add_init_script(RECORD_NOTIFICATIONS)
     page = app.page
     await page.reload()
-    anna = await make_customer("anna")
-    assert anna.phone is not None
-    await register(app, platform)
-    await open_chat_with(page, anna.phone)
-    await write(page, "Hallo")
-    first = await next_message(anna)
+    anna, first = await writing_to_anna(app, platform, make_customer, "Hallo")
     await anna.send_text(first.chat, "Sichtbar, kein Hinweis")
     await expect(page.locator(".bubble.in .body")).to_have_text(["Sichtbar, kein Hinweis"])
 

@@ -20,6 +20,7 @@ from webapp_support import (
     register,
     shoot_app,
     write,
+    writing_to_anna,
 )
 
 from tresen.client.events import StatusChanged
@@ -98,12 +99,7 @@ async def test_messages_written_offline_wait_and_go_out_when_back_online(
     app: AppPage, platform: Platform, make_customer: MakeCustomer
 ) -> None:
     page = app.page
-    anna = await make_customer("anna")
-    assert anna.phone is not None
-    await register(app, platform)
-    await open_chat_with(page, anna.phone)
-    await write(page, "first, online")
-    await next_message(anna)
+    anna, _ = await writing_to_anna(app, platform, make_customer, "first, online")
 
     await app.context.set_offline(True)
     await expect(page.get_by_test_id("connection-status")).to_be_visible(timeout=30_000)

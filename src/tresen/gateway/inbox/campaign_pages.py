@@ -132,20 +132,9 @@ def _progress(c: CampaignSummary) -> tuple[int, int]:
 
 
 async def _reader(request: Request) -> tuple[SignedIn, Campaigns] | Response:
-    who = await web.signed_in(request)
-    if who is None:
-        return web.redirect("/inbox/login")
-    service = _campaigns(request)
-    if service is None:
-        _ = web.gettext_for(request, who)
-        return web.page(
-            request,
-            "error.html",
-            who=who,
-            status_code=404,
-            error=_("Campaigns are not available on this gateway."),
-        )
-    return who, service
+    return await web.reading(
+        request, _campaigns(request), N_("Campaigns are not available on this gateway.")
+    )
 
 
 async def _one(request: Request, who: SignedIn, service: Campaigns, campaign_id: int) -> Any:

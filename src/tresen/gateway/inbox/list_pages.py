@@ -57,20 +57,9 @@ def _reports(request: Request) -> OrderedDict[str, ImportReport]:
 
 
 async def _reader(request: Request) -> tuple[SignedIn, Subscribers] | Response:
-    who = await web.signed_in(request)
-    if who is None:
-        return web.redirect("/inbox/login")
-    service = _subscribers(request)
-    if service is None:
-        _ = web.gettext_for(request, who)
-        return web.page(
-            request,
-            "error.html",
-            who=who,
-            status_code=404,
-            error=_("Subscriber lists are not available on this gateway."),
-        )
-    return who, service
+    return await web.reading(
+        request, _subscribers(request), N_("Subscriber lists are not available on this gateway.")
+    )
 
 
 async def _one(

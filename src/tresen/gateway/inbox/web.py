@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, quote_plus
 
 from fastapi import Path as PathParam
@@ -54,10 +54,13 @@ __all__ = [
     "quick_of",
     "read_form",
     "read_upload",
+    "reading",
     "redirect",
     "secure",
     "signed_in",
 ]
+
+T = TypeVar("T")
 
 COOKIE = "tresen_inbox"
 LOGIN_COOKIE = "tresen_inbox_login"
@@ -210,6 +213,21 @@ async def read_form(request: Request) -> FormData:
     if len(fields) > MAX_FIELDS:
         raise FormTooLarge
     return FormData(fields)
+
+
+async def reading(
+    request: Request, service: T | None, unavailable: str
+) -> tuple[SignedIn, T] | Response:
+    """The signed-in agent and a service of the gateway's (campaigns, lists) for a page that
+    shows it; else the answer to give: the login, or a 404 page saying ``unavailable``
+    (marked with ``N_`` where it is written, translated here)."""
+    who = await signed_in(request)
+    if who is None:
+        return redirect("/inbox/login")
+    if service is None:
+        _ = gettext_for(request, who)
+        return page(request, "error.html", who=who, status_code=404, error=_(unavailable))
+    return who, service
 
 
 async def signed_in(request: Request) -> SignedIn | None:
