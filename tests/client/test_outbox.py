@@ -81,8 +81,8 @@ async def test_three_messages_sent_offline_arrive_once_in_order_after_restarts(
     assert [a.payload.text for a in arrived if isinstance(a.payload, Text)] == words
     assert [a.message_id for a in arrived] == [w.message_id for w in went_out]
     # Delivered once: each reaches ``delivered`` on Ana's side, and Ben holds each once.
-    # Ben's app reconnects with a growing pause (up to 30 s, with jitter) after the relay
-    # was away: its acknowledgements, and so the ``delivered`` reports, may come that late.
+    # After the relay was away, the apps reconnect with a growing pause (up to 30 s, with
+    # jitter), so the ``delivered`` reports may take that long on a busy machine.
     delivered = {(await next_of(ana, StatusChanged, 60)).message_id for _ in words}
     assert delivered == {w.message_id for w in went_out}
     assert texts_received(ben, ana.account_id) == ["Hallo Ben", *words]
