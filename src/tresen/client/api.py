@@ -162,6 +162,15 @@ class RelayApi:
         )
         return [_device(d) for d in body["devices"]]
 
+    async def claim_many(
+        self, account_ids: list[str]
+    ) -> tuple[dict[str, list[DirectoryDevice]], list[str]]:
+        """A key of every device of each of up to 64 accounts; also the accounts that do not
+        exist."""
+        body = await self._call("POST", "/v1/keys/claim", json={"accounts": account_ids})
+        found = {a["account_id"]: [_device(d) for d in a["devices"]] for a in body["accounts"]}
+        return found, list(body["unknown"])
+
     # --- mailbox (HTTP fallback) -----------------------------------------------------------
 
     async def send(self, frame: dict[str, Any]) -> dict[str, Any]:

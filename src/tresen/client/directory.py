@@ -8,9 +8,9 @@ numbers and trusted the new keys (``IdentityNotTrusted``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from tresen.client.api import RelayApi, RelayError
+from tresen.client.api import DirectoryDevice, RelayApi, RelayError
 from tresen.client.business import TickState
 from tresen.client.device import Device
 from tresen.client.events import DeviceAdded, Event, IdentityChanged
@@ -18,9 +18,13 @@ from tresen.client.sessions import Sessions
 from tresen.client.store import LocalStore, PeerDevice, Trust
 from tresen.core.clock import Clock
 from tresen.core.logging import get_logger
+from tresen.crypto import CryptoError
 from tresen.crypto.safety import Party, safety_number
 
-__all__ = ["Directory", "IdentityNotTrusted"]
+__all__ = ["PREPARE_MAX", "Directory", "IdentityNotTrusted"]
+
+PREPARE_MAX = 64
+"""Peers whose keys one :meth:`Directory.prepare` claims in one request (the relay's bound)."""
 
 log = get_logger("tresen.client")
 
@@ -98,41 +102,80 @@ class Directory:
             return self._recipients(account_id, known)
         listed = await self.api.directory(account_id)
         with self.store.transaction():
-            for device in listed:
-                pinned = known.get(device.device_id)
-                current = PeerDevice(
-                    account_id,
-                    device.device_id,
-                    device.registration_id,
-                    device.curve25519,
-                    device.ed25519,
-                )
-                if pinned is None:
-                    self.store.put_peer_device(current, now)
-                    if known:
-                        self.emit(DeviceAdded(account_id, device.device_id))
-                elif (pinned.curve25519, pinned.ed25519) != (device.curve25519, device.ed25519):
-                    if self.store.trust(account_id) is not Trust.CHANGED:
-                        self.store.set_trust(account_id, Trust.CHANGED, now)
-                        self.store.withdraw_tick(account_id, str(TickState.IDENTITY_CHANGED))
-                        log.warning(
-                            "identity keys of a peer device changed",
-                            account_id=account_id,
-                            device_id=device.device_id,
-                        )
-                        self.emit(
-                            IdentityChanged(
-                                account_id, device.device_id, pinned.ed25519, device.ed25519
-                            )
-                        )
-                elif pinned.registration_id != device.registration_id:
-                    self.store.put_peer_device(current, now)
-            listed_ids = {d.device_id for d in listed}
-            for device_id in set(known) - listed_ids:
-                self.store.forget_peer_device(account_id, device_id)
-                self.sessions.forget(account_id, device_id)
+            self._learn(account_id, known, listed, now)
         self._checked_ms[account_id] = self.clock.now_ms()
         return self._recipients(account_id, self.store.peer_devices(account_id))
+
+    def _learn(
+        self,
+        account_id: str,
+        known: dict[int, PeerDevice],
+        listed: Sequence[DirectoryDevice],
+        now: int,
+    ) -> None:
+        """Pin what the relay lists: new devices on first sight, a known device with other
+        identity keys marks the peer as changed, devices no longer listed are forgotten."""
+        for device in listed:
+            pinned = known.get(device.device_id)
+            current = PeerDevice(
+                account_id,
+                device.device_id,
+                device.registration_id,
+                device.curve25519,
+                device.ed25519,
+            )
+            if pinned is None:
+                self.store.put_peer_device(current, now)
+                if known:
+                    self.emit(DeviceAdded(account_id, device.device_id))
+            elif (pinned.curve25519, pinned.ed25519) != (device.curve25519, device.ed25519):
+                if self.store.trust(account_id) is not Trust.CHANGED:
+                    self.store.set_trust(account_id, Trust.CHANGED, now)
+                    self.store.withdraw_tick(account_id, str(TickState.IDENTITY_CHANGED))
+                    log.warning(
+                        "identity keys of a peer device changed",
+                        account_id=account_id,
+                        device_id=device.device_id,
+                    )
+                    self.emit(
+                        IdentityChanged(
+                            account_id, device.device_id, pinned.ed25519, device.ed25519
+                        )
+                    )
+            elif pinned.registration_id != device.registration_id:
+                self.store.put_peer_device(current, now)
+        listed_ids = {d.device_id for d in listed}
+        for device_id in set(known) - listed_ids:
+            self.store.forget_peer_device(account_id, device_id)
+            self.sessions.forget(account_id, device_id)
+
+    async def prepare(self, account_ids: Sequence[str]) -> list[str]:
+        """Pin the devices of peers never seen before and start a session with each of them,
+        up to :data:`PREPARE_MAX` peers in one request to the relay (a business about to
+        write to many new customers); the accounts that do not exist. Peers known already
+        are left to :meth:`devices_of` and the sessions' own checks."""
+        new = [
+            a
+            for a in dict.fromkeys(account_ids)
+            if a != self.me.account_id and not self.store.peer_devices(a)
+        ][:PREPARE_MAX]
+        if not new:
+            return []
+        claimed, unknown = await self.api.claim_many(new)
+        now = self.clock.now_ms()
+        with self.store.transaction():
+            for account_id, devices in claimed.items():
+                self._learn(account_id, {}, devices, now)
+                self._checked_ms[account_id] = now
+                pinned = list(self.store.peer_devices(account_id).values())
+                try:
+                    self.sessions.start_from(account_id, pinned, devices)
+                except CryptoError as exc:
+                    # A key not signed by the device's identity: left to the usual claim.
+                    log.warning(
+                        "claimed key refused", account_id=account_id, error=type(exc).__name__
+                    )
+        return unknown
 
     async def device(self, account_id: str, device_id: int) -> PeerDevice | None:
         """One pinned device of a peer, asking the relay if it is not known yet."""

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from tresen.client.consent import (
     PairRecords,
 )
 from tresen.client.device import ONE_TIME_KEYS_TARGET, Device, DeviceKeys, NotRegistered
-from tresen.client.directory import Directory, IdentityNotTrusted
+from tresen.client.directory import PREPARE_MAX, Directory, IdentityNotTrusted
 from tresen.client.events import Event, KeysReplenished, MessageEvent
 from tresen.client.healing import Healing
 from tresen.client.keywords import Keywords
@@ -453,6 +453,16 @@ class Client:
 
     async def phone_of(self, account_id: str) -> str | None:
         return await self.directory.phone_of(account_id)
+
+    async def prepare_peers(self, account_ids: Sequence[str]) -> list[str]:
+        """Before writing to many accounts at once: pin the devices of those never seen and
+        start their sessions in one request to the relay (up to 64 at a time). Returns the
+        accounts that do not exist. Sending works without it, one request per peer slower."""
+        unknown: list[str] = []
+        new = list(dict.fromkeys(account_ids))
+        for at in range(0, len(new), PREPARE_MAX):
+            unknown += await self.directory.prepare(new[at : at + PREPARE_MAX])
+        return unknown
 
     def trust_of(self, account_id: str) -> Trust:
         return self.directory.trust_of(account_id)

@@ -8,7 +8,7 @@ is dropped, so that a new session is made instead of the conversation stopping f
 
 from __future__ import annotations
 
-from tresen.client.api import RelayApi
+from tresen.client.api import DirectoryDevice, RelayApi
 from tresen.client.device import Device
 from tresen.client.store import LocalStore, PeerDevice
 from tresen.core.clock import Clock
@@ -93,8 +93,14 @@ class Sessions:
     async def start(self, account_id: str, devices: list[PeerDevice]) -> list[int]:
         """Start a new session with each of ``devices`` (used next from now on), from a
         one-time key claimed for it; the ids of the devices a session was started with."""
-        identity = self.device.require_identity()
         claimed = await self.api.claim(account_id, [d.device_id for d in devices])
+        return self.start_from(account_id, devices, claimed)
+
+    def start_from(
+        self, account_id: str, devices: list[PeerDevice], claimed: list[DirectoryDevice]
+    ) -> list[int]:
+        """:meth:`start` with keys claimed already."""
+        identity = self.device.require_identity()
         pinned = {d.device_id: d for d in devices}
         started = []
         for device in claimed:

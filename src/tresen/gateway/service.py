@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,8 +210,13 @@ class Gateway:
         known = await self.store.contact(account_id)
         if known is not None:
             return known
+        contact = await self._new_contact(account_id)
+        await self.writer.run(lambda conn: self.store.save_contact(conn, contact))
+        return contact
+
+    async def _new_contact(self, account_id: str) -> Contact:
         phone = await self.client.phone_of(account_id)
-        contact = Contact(
+        return Contact(
             account_id=account_id,
             phone=phone,
             wa_id=wa_id_of(phone),
@@ -219,8 +224,17 @@ class Gateway:
             profile_name=None,
             last_inbound_ms=None,
         )
-        await self.writer.run(lambda conn: self.store.save_contact(conn, contact))
-        return contact
+
+    async def prepare_recipients(self, account_ids: Sequence[str]) -> None:
+        """Before sending to many customers (a campaign): the contacts of those the gateway
+        never wrote to in one write, and their devices' keys and sessions in one request to
+        the relay per 64. Each send still checks everything itself."""
+        wanted = [a for a in dict.fromkeys(account_ids) if a != self.account_id]
+        known = await self.store.known_contacts(wanted)
+        new = [await self._new_contact(a) for a in wanted if a not in known]
+        if new:
+            await self.writer.run(lambda conn: self.store.add_contacts(conn, new))
+        await self.client.prepare_peers(wanted)
 
     async def resolve_phone(self, phone: str, given: str) -> str:
         """The account of ``phone`` (E.164; ``given`` is how the client wrote it): 131026

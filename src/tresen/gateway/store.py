@@ -294,6 +294,41 @@ class GatewayStore:
             )
         self._remember(contact)
 
+    async def known_contacts(self, account_ids: Sequence[str]) -> set[str]:
+        """Which of ``account_ids`` are contacts already (one query for those not cached)."""
+        known = {a for a in account_ids if a in self._contacts}
+        asked = [a for a in account_ids if a not in known]
+        if asked:
+            async with self.db.read() as conn:
+                for row in await conn.execute(
+                    select(contacts).where(contacts.c.account_id.in_(asked))
+                ):
+                    known.add(self._remember(contact_of(row)).account_id)
+        return known
+
+    async def add_contacts(self, conn: AsyncConnection, batch: Sequence[Contact]) -> None:
+        """Insert the contacts of ``batch`` that do not exist yet (inside a write); the ones
+        that do are left as they are."""
+        ids = [c.account_id for c in batch]
+        there = {
+            r.account_id
+            for r in await conn.execute(
+                select(contacts.c.account_id).where(contacts.c.account_id.in_(ids))
+            )
+        }
+        new = [c for c in batch if c.account_id not in there]
+        if new:
+            now = self.clock.now_ms()
+            await conn.execute(
+                insert(contacts),
+                [
+                    {"account_id": c.account_id, "created_ms": now, **_contact_values(c)}
+                    for c in new
+                ],
+            )
+        for contact in new:
+            self._remember(contact)
+
     async def save_contacts(self, conn: AsyncConnection, batch: list[Contact]) -> None:
         """Insert or update many contacts (inside a write): two statements for the lot."""
         ids = [c.account_id for c in batch]

@@ -21,7 +21,7 @@ from tresen.gateway.campaigns.model import (
 )
 from tresen.gateway.schema import campaign_recipients, campaigns, message_statuses
 
-__all__ = ["CampaignRepo", "NewRecipient", "RecipientRow", "client_msg_id_for"]
+__all__ = ["CampaignRepo", "Mark", "NewRecipient", "RecipientRow", "client_msg_id_for"]
 
 SENT_STATES = (RecipientState.SENT, RecipientState.DELIVERED, RecipientState.READ)
 
@@ -39,6 +39,19 @@ class NewRecipient:
     state: RecipientState = RecipientState.QUEUED
     reason: str | None = None
     error_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A recipient's new state: ``sending`` before the relay is asked, ``sent`` (with what
+    the relay answered) after."""
+
+    campaign_id: CampaignId
+    account_id: str
+    state: RecipientState
+    wamid: str | None = None
+    sent_ms: int | None = None
+    pricing: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,43 +316,42 @@ class CampaignRepo:
                 .values(**values)
             )
 
-    async def mark_sent(
-        self,
-        campaign_id: CampaignId,
-        account_id: str,
-        *,
-        wamid: str,
-        sent_ms: int,
-        pricing: dict[str, Any] | None,
-    ) -> None:
-        """Record the relay's acceptance, and any status of the message recorded before
-        (a ``delivered`` can overtake this write)."""
+    async def apply_marks(self, marks: Sequence[Mark]) -> list[None]:
+        """Record recipients' states in one write. A ``sent`` mark records the relay's
+        acceptance, and any status of the message recorded before it (a ``delivered`` can
+        overtake this write)."""
         async with self.db.write() as conn:
-            await conn.execute(
-                update(campaign_recipients)
-                .where(
-                    campaign_recipients.c.campaign_id == campaign_id,
-                    campaign_recipients.c.account_id == account_id,
-                )
-                .values(
-                    state=str(RecipientState.SENT),
-                    wamid=wamid,
-                    sent_ms=sent_ms,
-                    pricing=json.dumps(pricing) if pricing is not None else None,
-                    reason=None,
-                    error_code=None,
-                )
-            )
-            earlier = (
-                await conn.execute(
-                    select(message_statuses.c.status, message_statuses.c.at_ms).where(
-                        message_statuses.c.wamid == wamid,
-                        message_statuses.c.status.in_(["delivered", "read", "failed"]),
+            for mark in marks:
+                values: dict[str, Any] = {"state": str(mark.state)}
+                if mark.state is RecipientState.SENT:
+                    values.update(
+                        wamid=mark.wamid,
+                        sent_ms=mark.sent_ms,
+                        pricing=json.dumps(mark.pricing) if mark.pricing is not None else None,
+                        reason=None,
+                        error_code=None,
                     )
+                await conn.execute(
+                    update(campaign_recipients)
+                    .where(
+                        campaign_recipients.c.campaign_id == mark.campaign_id,
+                        campaign_recipients.c.account_id == mark.account_id,
+                    )
+                    .values(**values)
                 )
-            ).all()
-            for status in earlier:
-                await _apply_status(conn, wamid, status.status, status.at_ms, None, None)
+                if mark.wamid is None:
+                    continue
+                earlier = (
+                    await conn.execute(
+                        select(message_statuses.c.status, message_statuses.c.at_ms).where(
+                            message_statuses.c.wamid == mark.wamid,
+                            message_statuses.c.status.in_(["delivered", "read", "failed"]),
+                        )
+                    )
+                ).all()
+                for status in earlier:
+                    await _apply_status(conn, mark.wamid, status.status, status.at_ms, None, None)
+        return [None] * len(marks)
 
     async def status(
         self,

@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from tresen.core.batching import GroupCommitter
 from tresen.core.clock import Clock
 from tresen.core.logging import get_logger
 from tresen.core.ratelimit import TokenBuckets
@@ -35,7 +36,7 @@ from tresen.gateway.campaigns.pacing import (
     budget_of,
     quiet_until,
 )
-from tresen.gateway.campaigns.repo import CampaignRepo, RecipientRow
+from tresen.gateway.campaigns.repo import CampaignRepo, Mark, RecipientRow
 from tresen.gateway.campaigns.sending import CampaignSender
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.settings import CampaignSettings
@@ -99,6 +100,7 @@ class CampaignRunner:
         self._reading = asyncio.Lock()
         self._reserved = 0
         """Units of the tier's budget taken by sends still waiting for the relay's answer."""
+        self._marks: GroupCommitter[Mark, None] | None = None
         self._held: dict[CampaignId, int] = {}
         """Campaigns with recipients put off until the tier's budget may have room: until when."""
 
@@ -106,6 +108,8 @@ class CampaignRunner:
 
     def start(self) -> None:
         if self._task is None:
+            self._marks = GroupCommitter(self.repo.apply_marks, max_batch=IN_FLIGHT * 4)
+            self._marks.start()
             self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
@@ -114,6 +118,9 @@ class CampaignRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._marks is not None:
+            await self._marks.close()
+            self._marks = None
 
     def wake(self) -> None:
         """Look again now (a campaign changed, or the clock was moved)."""
@@ -199,8 +206,9 @@ class CampaignRunner:
                 if at is not None:
                     wait_until.append(at)
 
+        prepared = False
         try:
-            for row in rows:
+            for at, row in enumerate(rows):
                 now = self.clock.now_ms()
                 if hours is not None:
                     ends = quiet_until(now, hours, tz)
@@ -215,6 +223,9 @@ class CampaignRunner:
                     landed(done)
                 if wait_until:
                     break  # the pace says wait: nothing more starts now
+                if not prepared:
+                    prepared = True
+                    await self._prepare(rows[at:])
                 flying.add(asyncio.create_task(self._send(campaign, row)))
             if flying:
                 done, flying = await asyncio.wait(flying)
@@ -225,6 +236,21 @@ class CampaignRunner:
         if await self.repo.state_of(campaign.id) not in ACTIVE:
             return None
         return min(wait_until) if wait_until else self.clock.now_ms()
+
+    async def _prepare(self, rows: list[RecipientRow]) -> None:
+        """Keys and sessions of the recipients about to be sent to, in one request (each send
+        would otherwise ask the relay twice); a failure leaves it to each send."""
+        try:
+            await self.sender.prepare([r.account_id for r in rows])
+        except Exception as exc:
+            log.warning("campaign recipients not prepared", error=type(exc).__name__)
+
+    async def _mark(self, mark: Mark) -> None:
+        """Record a recipient's state; marks of sends running side by side share a write."""
+        if self._marks is None:
+            await self.repo.apply_marks([mark])
+        else:
+            await self._marks.submit(mark)
 
     async def _send(self, campaign: CampaignSummary, row: RecipientRow) -> int | None:
         """Send to one recipient if the pace allows; else when to try again."""
@@ -249,9 +275,7 @@ class CampaignRunner:
         counted = spent = False
         try:
             if row.state is not RecipientState.SENDING:
-                await self.repo.set_recipient(
-                    campaign.id, row.account_id, state=RecipientState.SENDING
-                )
+                await self._mark(Mark(campaign.id, row.account_id, RecipientState.SENDING))
             try:
                 accepted = await self.sender.send_template(
                     row.phone,
@@ -268,12 +292,15 @@ class CampaignRunner:
                 await self._requeue(campaign.id, row)
                 return self.clock.now_ms() + RETRY_MS
             counted = not accepted.duplicate
-            await self.repo.mark_sent(
-                campaign.id,
-                row.account_id,
-                wamid=accepted.wamid,
-                sent_ms=self.clock.now_ms(),
-                pricing=accepted.pricing,
+            await self._mark(
+                Mark(
+                    campaign.id,
+                    row.account_id,
+                    RecipientState.SENT,
+                    wamid=accepted.wamid,
+                    sent_ms=self.clock.now_ms(),
+                    pricing=accepted.pricing,
+                )
             )
             return None
         finally:

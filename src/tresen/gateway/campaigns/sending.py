@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +24,9 @@ class CampaignSender(Protocol):
     """Sends a template to one customer; raises ``GraphError`` with the Cloud API code of
     a refusal."""
 
+    async def prepare(self, account_ids: list[str]) -> None:
+        """Get ready to send to these customers soon (keys, sessions, contacts)."""
+
     async def send_template(
         self,
         to: str,
@@ -42,6 +46,8 @@ class _Result(Protocol):
 
 class GatewayLike(Protocol):
     async def send(self, request: SendRequest, *, client_msg_id: str | None = None) -> Any: ...
+
+    async def prepare_recipients(self, account_ids: Sequence[str]) -> None: ...
 
 
 def template_request(
@@ -71,6 +77,9 @@ class GatewaySender:
 
     def __init__(self, gateway: GatewayLike) -> None:
         self.gateway = gateway
+
+    async def prepare(self, account_ids: list[str]) -> None:
+        await self.gateway.prepare_recipients(account_ids)
 
     async def send_template(
         self,

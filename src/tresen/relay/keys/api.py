@@ -34,6 +34,7 @@ AccountPath = Annotated[SafeStr, Path(min_length=1, max_length=64)]
 # error TOO_MANY_ONE_TIME_KEYS) is the service's rule.
 MAX_KEYS_PER_UPLOAD = 100
 MAX_CLAIM_DEVICES = 64
+MAX_CLAIM_ACCOUNTS = 64
 
 
 class _Strict(BaseModel):
@@ -92,6 +93,12 @@ class ClaimCreate(_Strict):
     device_ids: list[Id63] | None = Field(default=None, max_length=MAX_CLAIM_DEVICES)
 
 
+class ClaimManyCreate(_Strict):
+    accounts: list[Annotated[SafeStr, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=MAX_CLAIM_ACCOUNTS
+    )
+
+
 class ClaimedKeyPublic(BaseModel):
     key_id: str
     public_key: str
@@ -106,6 +113,11 @@ class ClaimedDevicePublic(DeviceKeysPublic):
 class ClaimPublic(BaseModel):
     account_id: str
     devices: list[ClaimedDevicePublic]
+
+
+class ClaimManyPublic(BaseModel):
+    accounts: list[ClaimPublic] = Field(description="each existing account's devices, claimed")
+    unknown: list[str] = Field(description="accounts that do not exist")
 
 
 def _identity_public(device: DeviceKeys) -> IdentityKeysPublic:
@@ -185,3 +197,18 @@ async def claim_keys(
         device_ids = [DeviceId(d) for d in body.device_ids]
     claimed = await ctx.keys.claim_keys(principal, AccountId(account_id), device_ids)
     return ClaimPublic(account_id=account_id, devices=[_claimed_public(c) for c in claimed])
+
+
+@router.post("/keys/claim", response_model=ClaimManyPublic)
+async def claim_many_keys(body: ClaimManyCreate, principal: Authed, ctx: Ctx) -> ClaimManyPublic:
+    """One key per device of each of up to 64 accounts, in one request (as a business starts
+    sessions with many new customers); every device of every named account."""
+    found = await ctx.keys.claim_many(principal, [AccountId(a) for a in body.accounts])
+    return ClaimManyPublic(
+        accounts=[
+            ClaimPublic(account_id=a, devices=[_claimed_public(c) for c in claimed])
+            for a, claimed in found.items()
+            if claimed is not None
+        ],
+        unknown=[a for a, claimed in found.items() if claimed is None],
+    )

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import vodozemac
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
@@ -277,41 +278,11 @@ class KeyService:
                 field="device_ids",
                 device_id=principal.device_id,
             )
-        claimed: list[ClaimedDevice] = []
         low: list[tuple[DevicePk, int]] = []
         async with self.db.write() as conn:
-            if not await repo.account_exists(conn, account_id):
+            claimed = await self._claim_in(conn, principal, account_id, device_ids, low)
+            if claimed is None:
                 raise _unknown_account(account_id)
-            directory = [
-                d
-                for d in await repo.device_directory(conn, account_id)
-                if d.device_pk != principal.device_pk
-            ]
-            if device_ids is not None:
-                wanted = set(device_ids)
-                missing = sorted(wanted - {d.device_id for d in directory})
-                if missing:
-                    raise TresenError(
-                        ErrorCode.UNKNOWN_DEVICE,
-                        "no such device with identity keys",
-                        account_id=account_id,
-                        device_ids=missing,
-                    )
-                directory = [d for d in directory if d.device_id in wanted]
-            for device in directory:
-                key = await repo.claim_one_time_key(conn, device.device_pk)
-                one_time_key: ClaimedKey | None = None
-                if key is not None:
-                    one_time_key = ClaimedKey(key, fallback=False)
-                else:
-                    fallback = await repo.get_fallback_key(conn, device.device_pk)
-                    if fallback is not None:
-                        one_time_key = ClaimedKey(fallback, fallback=True)
-                claimed.append(ClaimedDevice(device, one_time_key))
-                remaining = await repo.count_one_time_keys(conn, device.device_pk)
-                if remaining < self.limits.one_time_keys_low:
-                    low.append((device.device_pk, remaining))
-
         log.info(
             "keys claimed",
             account_id=principal.account_id,
@@ -322,6 +293,71 @@ class KeyService:
             missing=sum(1 for c in claimed if c.one_time_key is None),
         )
         self._notify_low(low)
+        return claimed
+
+    async def claim_many(
+        self, principal: Principal, account_ids: Sequence[AccountId]
+    ) -> dict[AccountId, list[ClaimedDevice] | None]:
+        """:meth:`claim_keys` for every device of each of ``account_ids`` in one transaction
+        (a business starting sessions with many new customers at once); ``None`` for an
+        account that does not exist."""
+        found: dict[AccountId, list[ClaimedDevice] | None] = {}
+        low: list[tuple[DevicePk, int]] = []
+        async with self.db.write() as conn:
+            for account_id in dict.fromkeys(account_ids):
+                found[account_id] = await self._claim_in(conn, principal, account_id, None, low)
+        log.info(
+            "keys claimed",
+            account_id=principal.account_id,
+            device_id=principal.device_id,
+            targets=len(found),
+            devices=sum(len(c) for c in found.values() if c is not None),
+        )
+        self._notify_low(low)
+        return found
+
+    async def _claim_in(
+        self,
+        conn: AsyncConnection,
+        principal: Principal,
+        account_id: AccountId,
+        device_ids: Sequence[DeviceId] | None,
+        low: list[tuple[DevicePk, int]],
+    ) -> list[ClaimedDevice] | None:
+        """Claim within ``conn``'s transaction; ``None`` for an unknown account. Devices left
+        with few one-time keys are added to ``low``."""
+        if not await repo.account_exists(conn, account_id):
+            return None
+        directory = [
+            d
+            for d in await repo.device_directory(conn, account_id)
+            if d.device_pk != principal.device_pk
+        ]
+        if device_ids is not None:
+            wanted = set(device_ids)
+            missing = sorted(wanted - {d.device_id for d in directory})
+            if missing:
+                raise TresenError(
+                    ErrorCode.UNKNOWN_DEVICE,
+                    "no such device with identity keys",
+                    account_id=account_id,
+                    device_ids=missing,
+                )
+            directory = [d for d in directory if d.device_id in wanted]
+        claimed: list[ClaimedDevice] = []
+        for device in directory:
+            key = await repo.claim_one_time_key(conn, device.device_pk)
+            one_time_key: ClaimedKey | None = None
+            if key is not None:
+                one_time_key = ClaimedKey(key, fallback=False)
+            else:
+                fallback = await repo.get_fallback_key(conn, device.device_pk)
+                if fallback is not None:
+                    one_time_key = ClaimedKey(fallback, fallback=True)
+            claimed.append(ClaimedDevice(device, one_time_key))
+            remaining = await repo.count_one_time_keys(conn, device.device_pk)
+            if remaining < self.limits.one_time_keys_low:
+                low.append((device.device_pk, remaining))
         return claimed
 
     def _notify_low(self, low: Sequence[tuple[DevicePk, int]]) -> None:
