@@ -85,7 +85,11 @@ class SubscriberLists:
     async def _free(conn: AsyncConnection, spec: ListSpec, list_id: int | None) -> None:
         taken = await repo.name_taken(conn, spec, list_id)
         if taken is not None:
-            raise ListInvalid(taken, f"another list already has this {taken}")
+            if taken == "keyword":
+                raise ListInvalid(
+                    "keyword", "keyword_taken", "another list already has this keyword"
+                )
+            raise ListInvalid(taken, "name_taken", "another list already has this name")
 
     async def lists(self) -> list[SubscriberList]:
         """Every list with its subscribers counted by state."""
@@ -198,7 +202,9 @@ class SubscriberLists:
         """The deep link that opens the chat with ``START <KEYWORD>`` typed in."""
         found = await self.get_list(list_id)
         if found.keyword is None:
-            raise ListInvalid("keyword", "a list needs a keyword for a link or a QR code")
+            raise ListInvalid(
+                "keyword", "no_keyword", "a list needs a keyword for a link or a QR code"
+            )
         return deep_link(self.relay_url, self.business_account_id, found.keyword)
 
     async def qr_code(self, list_id: int, kind: str) -> bytes:
