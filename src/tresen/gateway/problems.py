@@ -9,7 +9,7 @@ in afterwards, so that an agent reads the refusal in their own language.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,14 @@ class Reason:
 
     def __str__(self) -> str:
         return self.text.format(**self.values) if self.values else self.text
+
+    def said(self, gettext: Callable[[str], str] = str) -> str:
+        """In the language of ``gettext``: the text translated, then filled in."""
+        text = gettext(self.text)
+        try:
+            return text.format(**self.values) if self.values else text
+        except (KeyError, IndexError, ValueError):
+            return str(self)
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "text": self.text, "values": dict(self.values)}

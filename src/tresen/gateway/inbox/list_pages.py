@@ -26,7 +26,6 @@ from tresen.gateway.subscribers.importing import (
     KEPT_IMPORTS,
     MAX_BYTES,
     ImportRefused,
-    say,
 )
 from tresen.gateway.subscribers.model import (
     ListInvalid,
@@ -318,5 +317,5 @@ async def import_report(request: Request, list_id: web.RowId, import_id: web.Row
         l=found,
         report=report,
         when=_local(request, report.created_ms),
-        reasons=[say(r.why, _) for r in report.rows],
+        reasons=[r.why.said(_) for r in report.rows],
     )

@@ -47,7 +47,6 @@ __all__ = [
     "SubscriberImport",
     "kept_rows",
     "normalize_phone",
-    "say",
 ]
 
 log = get_logger(__name__)
@@ -132,17 +131,8 @@ class ImportReport:
         for r in self.rows:
             result = gettext("accepted" if r.accepted else "refused")
             state = gettext(str(r.state)) if r.state else ""
-            writer.writerow([r.row, r.phone, result, state, say(r.why, gettext)])
+            writer.writerow([r.row, r.phone, result, state, r.why.said(gettext)])
         return out.getvalue()
-
-
-def say(why: Reason, gettext: Callable[[str], str] = str) -> str:
-    """``why`` in the language of ``gettext`` (its text translated, then filled in)."""
-    text = gettext(why.text)
-    try:
-        return text.format(**why.values) if why.values else text
-    except (KeyError, IndexError, ValueError):
-        return str(why)
 
 
 def kept_rows(rows: list[ImportRow], most: int) -> list[ImportRow]:

@@ -33,6 +33,8 @@ __all__ = ["RECONCILE_AT_ONCE", "SubscriberLists"]
 log = get_logger(__name__)
 
 RECONCILE_AT_ONCE = 8
+ATTRIBUTE_SAMPLE = 5_000
+"""Subscribers read for the attribute names a list holds (a form's suggestions)."""
 """Consent records read from the relay at once while a list is reconciled."""
 
 
@@ -119,6 +121,12 @@ class SubscriberLists:
             if await repo.get_list(conn, list_id) is None:
                 raise ListNotFound(list_id)
             return await repo.subscribers_of(conn, list_id, states=states)
+
+    async def attribute_names(self, list_ids: Sequence[int], *, most: int) -> list[str]:
+        """The attribute names the lists' subscribers hold (of the newest few thousand), for
+        a form that offers them; at most ``most``, sorted."""
+        async with self.db.read() as conn:
+            return await repo.attribute_names(conn, list_ids, rows=ATTRIBUTE_SAMPLE, most=most)
 
     async def remove_subscriber(self, list_id: int, account_id: str) -> bool:
         """Take a customer off a list (their consent at the relay stays as it is)."""
