@@ -7,6 +7,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import pytest
 from babel.messages.extract import extract_from_dir
 
 import tresen.gateway.campaigns as campaigns_package
@@ -60,23 +61,19 @@ def test_every_refusal_of_the_services_has_a_german_translation() -> None:
 
 
 def test_a_refusal_has_a_code_english_for_the_api_and_german_for_a_page() -> None:
-    try:
+    with pytest.raises(ListInvalid) as keyword:
         check_spec(ListSpec(name="News", purpose=Purpose.MARKETING, keyword="STOP"))
-    except ListInvalid as exc:
-        assert (exc.field, exc.code) == ("keyword", "keyword_reserved")
-        assert str(exc) == "STOP already means something to every customer's app"
-        german = refusal(exc).sentence(translator("de"))
-        assert german.startswith("STOP bedeutet") and german.endswith(".")
-    else:
-        raise AssertionError("STOP was taken as a keyword")
-    try:
+    assert (keyword.value.field, keyword.value.code) == ("keyword", "keyword_reserved")
+    assert str(keyword.value) == "STOP already means something to every customer's app"
+    german = refusal(keyword.value).sentence(translator("de"))
+    assert german == "STOP bedeutet in der App jedes Kunden schon etwas."
+    with pytest.raises(CsvProblem) as csv:
         recipients_from_csv("phone,name\n,Ana\n")
-    except CsvProblem as exc:
-        assert exc.code == "csv_no_recipient"
-        assert exc.values == {"line": 2}
-        assert "2" in exc.reason.said(translator("de"))
-    else:
-        raise AssertionError("a row without a phone was taken")
+    assert csv.value.code == "csv_no_recipient"
+    assert csv.value.values == {"line": 2}
+    assert csv.value.reason.said(translator("de")) == (
+        "Zeile 2: weder eine Telefonnummer noch eine Konto-ID"
+    )
     problem = CampaignProblem("no_campaign", "no campaign {campaign}", campaign=7)
     assert str(problem) == "no campaign 7"
     assert refusal(problem).sentence(translator("en")) == "No campaign 7."
