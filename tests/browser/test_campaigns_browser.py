@@ -90,6 +90,11 @@ async def test_an_owner_imports_a_list_and_sends_a_campaign_to_it(
         await shoot(anna, "inbox-list-import")
         await anna.get_by_role("link", name="Flight TR 118").click()
         await expect(anna.locator("table.subscribers tbody tr")).to_have_count(2)
+        # The list keeps its import, with the report and its CSV, for later.
+        kept = anna.locator("table.imports tbody tr")
+        await expect(kept).to_have_count(1)
+        await expect(kept).to_contain_text("Anna")
+        await shoot(anna, "inbox-list-imports")
 
         # The campaign: the template's text and placeholders, the list, values per person.
         await anna.goto("/inbox/campaigns")
@@ -107,11 +112,30 @@ async def test_an_owner_imports_a_list_and_sends_a_campaign_to_it(
         await anna.get_by_label("Body: {{2}}").fill("TR 118")
         await anna.get_by_label("Body: {{3}}").fill("16:45")
         await anna.get_by_label("No quiet hours").check()
+        # Only passengers with a seat; a second condition, added and left without its value,
+        # is refused on its own row.
+        await anna.get_by_label("Attribute").fill("seat")
+        await anna.get_by_label("Condition", exact=True).select_option(label="has a value")
+        await anna.get_by_role("button", name="Add a condition").click()
+        second = anna.get_by_role("group", name="Condition 2")
+        await second.get_by_label("Attribute").fill("first_name")
+        await anna.get_by_role("button", name="Review the campaign").click()
+        await expect(anna.locator("#cond-trouble-2")).to_have_text("Give the value it must equal.")
+        await shoot(anna, "inbox-campaign-conditions")
+        again = anna.get_by_role("group", name="Condition 2")
+        await again.get_by_label("Condition", exact=True).select_option(label="is one of")
+        await again.get_by_label(re.compile(r"^Value")).fill("Marie, Jonas")
+        await anna.get_by_role("checkbox", name=re.compile(r"Flight TR 118")).check()
         await anna.get_by_role("button", name="Review the campaign").click()
         await expect(notice(anna)).to_have_text(
             "Campaign TR 118 delayed made: check it, then start it."
         )
         await expect(anna.locator(".cost")).to_contain_text("for 2 recipients")
+        await expect(anna.locator("ul.conditions")).to_contain_text("seat has a value")
+        await expect(anna.locator("ul.conditions")).to_contain_text(
+            "first_name is one of Marie, Jonas"
+        )
+        await expect(anna.locator(".audience-count")).to_have_text("Recipients now: 2")
         await shoot(anna, "inbox-campaign-review")
 
         # A test send needs every value: {{first_name}} comes only from a recipient.

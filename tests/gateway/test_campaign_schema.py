@@ -11,9 +11,15 @@ from sqlalchemy import MetaData
 from support import Backend
 
 from tresen.gateway import migrate
-from tresen.gateway.schema import campaign_recipients, campaigns, subscriber_lists, subscribers
+from tresen.gateway.schema import (
+    campaign_recipients,
+    campaigns,
+    subscriber_imports,
+    subscriber_lists,
+    subscribers,
+)
 
-TABLES = (subscriber_lists, subscribers, campaigns, campaign_recipients)
+TABLES = (subscriber_lists, subscribers, subscriber_imports, campaigns, campaign_recipients)
 
 
 async def test_the_campaign_tables_match_their_declaration(backend: Backend) -> None:

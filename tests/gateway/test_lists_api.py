@@ -71,6 +71,15 @@ async def test_a_newsletter_through_the_api(
         assert (report["accepted"], report["refused"]) == (0, 2)
         assert [r["row"] for r in report["rows"]] == [2, 3]
         assert all(r["reason"] for r in report["rows"])
+        assert report["rows"][1]["code"] == "not_a_phone"
+        assert report["rows"][1]["reason"] == "not a phone number (write it like +4915112345678)"
+        # The import is kept: listed, and its report read again, by any agent.
+        listed = (await agent.get(f"{path}/imports")).json()["imports"]
+        assert [(i["id"], i["accepted"], i["refused"]) for i in listed] == [(report["id"], 0, 2)]
+        again = await agent.get(f"{path}/imports/{report['id']}")
+        assert again.json()["rows"] == report["rows"]
+        assert again.json()["complete"] is True
+        assert (await agent.get(f"{path}/imports/999")).json()["error"]["code"] == "not_found"
         too_large = await owner.post(
             f"{path}/import",
             content=b"phone\n" + b"+4915100000000\n" * 800_000,

@@ -156,7 +156,9 @@ class ListAudience:
             await subscribers.lists.reconcile(list_id)
             members = await subscribers.segments.recipients({"list": list_id})
         except ListNotFound:
-            raise CampaignProblem(f"there is no subscriber list {list_id}") from None
+            raise CampaignProblem(
+                "no_list", "there is no subscriber list {list}", list=list_id
+            ) from None
         return [
             Recipient(phone=m.phone, account_id=m.account_id, attributes=dict(m.attributes))
             for m in members

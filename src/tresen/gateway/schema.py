@@ -471,6 +471,25 @@ what an import said about the subscriber's consent; ``reason`` why the state las
 (e.g. the customer's STOP, or consent withdrawn in their app); ``updated_ms`` when, which for
 a pending subscriber is when they were asked to confirm."""
 
+subscriber_imports = Table(
+    "subscriber_imports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("list_id", Integer, nullable=False),
+    Column("by", String(100), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("refused", Integer, nullable=False),
+    Column("counts", Text, nullable=False),
+    Column("rows", Text, nullable=False),
+    Index("ix_subscriber_imports_list", "list_id", "id"),
+)
+"""The CSV imports of a list, newest kept (a bounded number per list): who imported and
+when, how many rows were accepted and refused, ``counts`` (JSON) the accepted rows by the
+state they got, and ``rows`` (JSON) the report of each row, refused rows first when a large
+file's report is cut short; each row's reason is kept as its code, English text and values,
+so that it can be shown in any language."""
+
 campaigns = Table(
     "campaigns",
     metadata,

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from tresen.core.db import Database
 from tresen.gateway.campaigns.model import AudienceSpec, Recipient
+from tresen.gateway.problems import Problem
 from tresen.gateway.schema import contacts, conversation_labels, labels
 
 __all__ = ["AudienceSource", "CsvProblem", "labelled", "recipients_from_csv", "resolve_audience"]
@@ -25,7 +26,7 @@ class AudienceSource(Protocol):
     async def recipients(self, list_id: int) -> list[Recipient]: ...
 
 
-class CsvProblem(ValueError):
+class CsvProblem(Problem, ValueError):
     """A CSV of recipients that cannot be read (the line says where)."""
 
 
@@ -35,14 +36,18 @@ def recipients_from_csv(text: str) -> list[Recipient]:
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     if "phone" not in header and "account_id" not in header:
-        raise CsvProblem("the CSV needs a phone or account_id column")
+        raise CsvProblem("csv_no_phone_column", "the CSV needs a phone or account_id column")
     found: list[Recipient] = []
     for line, row in enumerate(reader, start=2):
         cells = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         phone = cells.get("phone") or None
         account_id = cells.get("account_id") or None
         if phone is None and account_id is None:
-            raise CsvProblem(f"line {line}: neither a phone number nor an account id")
+            raise CsvProblem(
+                "csv_no_recipient",
+                "line {line}: neither a phone number nor an account id",
+                line=line,
+            )
         attributes = {k: v for k, v in cells.items() if k and k not in RESERVED_COLUMNS and v}
         found.append(Recipient(phone, account_id, cells.get("name") or None, attributes))
     return found

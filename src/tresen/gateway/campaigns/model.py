@@ -79,7 +79,8 @@ class Recipient:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """An attribute condition: ``op`` equals (one value) or in (any of the values)."""
+    """An attribute condition: ``op`` equals (one value), in (any of the values) or has
+    (any value at all)."""
 
     attribute: str
     op: str
@@ -89,6 +90,8 @@ class Condition:
         value = attributes.get(self.attribute)
         if value is None:
             return False
+        if self.op == "has":
+            return value != ""
         if self.op == "equals":
             return value == self.values[0]
         return value in self.values

@@ -26,6 +26,7 @@ from tresen.gateway.campaigns.repo import CampaignRepo, NewRecipient, RecipientR
 from tresen.gateway.campaigns.runner import CampaignRunner
 from tresen.gateway.campaigns.sending import Accepted, CampaignSender
 from tresen.gateway.cloudapi.errors import GraphError
+from tresen.gateway.problems import Problem
 
 __all__ = ["CampaignProblem", "Campaigns", "Results"]
 
@@ -36,8 +37,8 @@ AccountOf = Callable[[str], Awaitable[str]]
 PhoneOf = Callable[[str], Awaitable[str | None]]
 
 
-class CampaignProblem(ValueError):
-    """A campaign that cannot be made or changed as asked (the message says why)."""
+class CampaignProblem(Problem, ValueError):
+    """A campaign that cannot be made or changed as asked (the code and message say why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +93,24 @@ class Campaigns:
             ):
                 if str(template.get("status", "")).upper() != "APPROVED":
                     raise CampaignProblem(
-                        f"template {draft.template_name} ({draft.language}) is not approved"
+                        "template_not_approved",
+                        "template {template} ({language}) is not approved",
+                        template=draft.template_name,
+                        language=draft.language,
                     )
                 category = str(template.get("category", "MARKETING")).upper()
                 return await self.repo.create(draft, category, self.clock.now_ms())
-        raise CampaignProblem(f"no template {draft.template_name} in {draft.language}")
+        raise CampaignProblem(
+            "no_template",
+            "no template {template} in {language}",
+            template=draft.template_name,
+            language=draft.language,
+        )
 
     async def get(self, campaign_id: CampaignId) -> CampaignSummary:
         found = await self.repo.get(campaign_id)
         if found is None:
-            raise CampaignProblem(f"no campaign {campaign_id}")
+            raise CampaignProblem("no_campaign", "no campaign {campaign}", campaign=campaign_id)
         return found
 
     async def all(self) -> list[CampaignSummary]:
@@ -121,7 +130,12 @@ class Campaigns:
         the reason) and hand the campaign to the runner."""
         campaign = await self.get(campaign_id)
         if campaign.state is not CampaignState.DRAFT:
-            raise CampaignProblem(f"campaign {campaign_id} is {campaign.state}, not a draft")
+            raise CampaignProblem(
+                "not_a_draft",
+                "campaign {campaign} is {state}, not a draft",
+                campaign=campaign_id,
+                state=str(campaign.state),
+            )
         rows: dict[str, NewRecipient] = {}
         for recipient in await self.audience(campaign_id):
             row = await self._materialise(campaign, recipient)
@@ -133,7 +147,9 @@ class Campaigns:
         due = due_times(start_ms, len(recipients), campaign.schedule.spread_s)
         state = CampaignState.SCHEDULED if start_ms > now else CampaignState.RUNNING
         if not await self.repo.start(campaign_id, start_ms, recipients, due, now, state=state):
-            raise CampaignProblem(f"campaign {campaign_id} was started already")
+            raise CampaignProblem(
+                "started_already", "campaign {campaign} was started already", campaign=campaign_id
+            )
         self.runner.wake()
         return await self.get(campaign_id)
 
@@ -185,7 +201,13 @@ class Campaigns:
             campaign_id, to, self.clock.now_ms(), only_from=only_from
         ):
             campaign = await self.get(campaign_id)
-            raise CampaignProblem(f"campaign {campaign_id} is {campaign.state}; cannot be {to}")
+            raise CampaignProblem(
+                "wrong_state",
+                "campaign {campaign} is {state}; cannot be {wanted}",
+                campaign=campaign_id,
+                state=str(campaign.state),
+                wanted=str(to),
+            )
         self.runner.wake()
         return await self.get(campaign_id)
 
@@ -212,7 +234,9 @@ class Campaigns:
             components = fill_components(campaign.components, values)
         except MissingAttribute as exc:
             raise CampaignProblem(
-                f"a test send needs a value for {{{{{exc.attribute}}}}}: send to a recipient"
+                "test_needs_value",
+                "a test send needs a value for {{{{{attribute}}}}}: send to a recipient",
+                attribute=exc.attribute,
             ) from None
         return await self.sender.send_template(
             phone, campaign.template_name, campaign.language, components, client_msg_id=None

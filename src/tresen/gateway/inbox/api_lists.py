@@ -16,7 +16,13 @@ from tresen.gateway.inbox.api import PREFIX, ApiError, ApiRoute, Caller, Who
 from tresen.gateway.inbox.api_models import error_responses
 from tresen.gateway.inbox.i18n import N_
 from tresen.gateway.subscribers import Subscribers
-from tresen.gateway.subscribers.importing import MAX_BYTES, ImportRefused, ImportReport
+from tresen.gateway.subscribers.importing import (
+    KEPT_IMPORTS,
+    KEPT_ROWS,
+    MAX_BYTES,
+    ImportRefused,
+    ImportReport,
+)
 from tresen.gateway.subscribers.model import (
     ListInvalid,
     ListNotFound,
@@ -32,6 +38,7 @@ __all__ = ["imports", "router"]
 router = APIRouter(prefix=PREFIX, route_class=ApiRoute, tags=["lists"])
 
 ListPath = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+ImportPath = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 AccountPath = Annotated[str, PathParam(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]
 
 
@@ -124,6 +131,31 @@ class ImportRowPublic(BaseModel):
     accepted: bool
     state: State | None
     reason: str
+    code: str = Field(description="What became of the row, as a stable code (e.g. not_a_phone)")
+
+
+class ImportSummaryPublic(BaseModel):
+    id: int = Field(description="The import, for GET /lists/{list_id}/imports/{import_id}")
+    by: str = Field(description="Who imported the file")
+    created_ms: int
+    accepted: int
+    refused: int
+    counts: dict[str, int]
+
+    @classmethod
+    def of(cls, report: ImportReport) -> ImportSummaryPublic:
+        return cls(
+            id=report.id or 0,
+            by=report.by,
+            created_ms=report.created_ms,
+            accepted=report.accepted,
+            refused=report.refused,
+            counts=report.counts(),
+        )
+
+
+class ImportsPublic(BaseModel):
+    imports: list[ImportSummaryPublic] = Field(description="Newest first")
 
 
 class ImportPublic(BaseModel):
@@ -131,6 +163,13 @@ class ImportPublic(BaseModel):
     refused: int
     counts: dict[str, int]
     rows: list[ImportRowPublic]
+    id: int = Field(description="The import, for GET /lists/{list_id}/imports/{import_id}")
+    by: str = Field(description="Who imported the file")
+    created_ms: int
+    complete: bool = Field(
+        description=f"Whether rows holds every row; a kept report holds at most {KEPT_ROWS}, "
+        "the refused first"
+    )
 
     @classmethod
     def of(cls, report: ImportReport) -> ImportPublic:
@@ -140,10 +179,19 @@ class ImportPublic(BaseModel):
             counts=report.counts(),
             rows=[
                 ImportRowPublic(
-                    row=r.row, phone=r.phone, accepted=r.accepted, state=r.state, reason=r.reason
+                    row=r.row,
+                    phone=r.phone,
+                    accepted=r.accepted,
+                    state=r.state,
+                    reason=r.reason,
+                    code=r.why.code,
                 )
                 for r in report.rows
             ],
+            id=report.id or 0,
+            by=report.by,
+            created_ms=report.created_ms,
+            complete=report.complete,
         )
 
 
@@ -320,7 +368,35 @@ async def import_subscribers(request: Request, who: Who, list_id: ListPath) -> I
     _managing(who)
     await _list(request, list_id)
     try:
-        report = await _subscribers(request).imports.import_csv(list_id, await request.body())
+        report = await _subscribers(request).imports.import_csv(
+            list_id, await request.body(), by=who.agent.display_name or who.agent.username
+        )
     except ImportRefused as exc:
         raise ApiError(400, "refused", N_("{reason}"), reason=str(exc)) from None
     return ImportPublic.of(report)
+
+
+@router.get(
+    "/lists/{list_id}/imports",
+    responses=error_responses(),
+    summary=f"The list's last {KEPT_IMPORTS} imports, newest first, without their rows",
+)
+async def list_imports(request: Request, who: Who, list_id: ListPath) -> ImportsPublic:
+    await _list(request, list_id)
+    found = await _subscribers(request).imports.recent(list_id)
+    return ImportsPublic(imports=[ImportSummaryPublic.of(r) for r in found])
+
+
+@router.get(
+    "/lists/{list_id}/imports/{import_id}",
+    responses=error_responses(),
+    summary="One kept import with the report of its rows",
+)
+async def one_import(
+    request: Request, who: Who, list_id: ListPath, import_id: ImportPath
+) -> ImportPublic:
+    await _list(request, list_id)
+    found = await _subscribers(request).imports.report(list_id, import_id)
+    if found is None:
+        raise ApiError(404, "not_found", N_("there is no such import of the list (any more)"))
+    return ImportPublic.of(found)

@@ -4,7 +4,8 @@ starts, and a campaign's live progress, recipients and results.
 
 Every agent sees campaigns; owners and admins make and change them. Every form works
 without JavaScript (a POST and a redirect); ``static/campaign.js`` only refreshes the
-progress while a campaign sends.
+progress while a campaign sends, and ``static/campaign_form.js`` adds rows of attribute
+conditions to the new-campaign form.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tresen.gateway.campaigns import (
     Campaigns,
     CampaignState,
     CampaignSummary,
+    Condition,
     CsvProblem,
     RecipientState,
     Schedule,
@@ -44,6 +46,7 @@ from tresen.gateway.inbox.agents import SignedIn
 from tresen.gateway.inbox.api_campaigns import CSV_COLUMNS, HOUR, csv_cell
 from tresen.gateway.inbox.composer import templates_of
 from tresen.gateway.inbox.i18n import N_, Refused
+from tresen.gateway.inbox.problems import refusal
 from tresen.gateway.inbox.render import cloud_components, parameter_fields
 
 __all__ = ["router"]
@@ -54,6 +57,13 @@ MAX_UPLOAD = 2 * 1024 * 1024
 """A CSV of recipients in the new-campaign form (a larger audience is a list)."""
 MAX_SPREAD_HOURS = 7 * 24
 SHOWN_RECIPIENTS = 500
+MAX_CONDITIONS = 10
+"""Attribute conditions of the new-campaign form (the JSON API takes up to 20)."""
+SHOWN_ATTRIBUTES = 100
+ATTRIBUTE_MAX = 64
+VALUE_MAX = 1024
+VALUES_MAX = 100
+OPS = ("equals", "in", "has")
 WORDS = (
     N_("draft"),
     N_("scheduled"),
@@ -114,9 +124,105 @@ def _bars(results: Results, _: Any) -> list[Bar]:
     ]
 
 
-def _sentence(said: str) -> str:
-    """A service's refusal (lower case, no full stop) as the notice shows sentences."""
-    return said[:1].upper() + said[1:] + "."
+@dataclass(frozen=True, slots=True)
+class ConditionRow:
+    """A row of the new-campaign form's attribute conditions as it was filled in, with the
+    condition it makes or what is wrong with it."""
+
+    attribute: str = ""
+    op: str = "equals"
+    values: str = ""
+    condition: Condition | None = None
+    trouble: Refused | None = None
+
+    @property
+    def blank(self) -> bool:
+        return not self.attribute and not self.values
+
+
+def _condition(attribute: str, op: str, raw: str) -> Condition:
+    if not attribute:
+        raise Refused("name the attribute, like city")
+    if len(attribute) > ATTRIBUTE_MAX:
+        raise Refused("an attribute's name has at most {most} characters", most=ATTRIBUTE_MAX)
+    if op not in OPS:
+        raise Refused("choose equals, is one of or has a value")
+    if op == "has":
+        if raw:
+            raise Refused("has a value compares with nothing: leave the values empty")
+        return Condition(attribute, "has", ())
+    if op == "equals":
+        if not raw:
+            raise Refused("give the value it must equal")
+        if len(raw) > VALUE_MAX:
+            raise Refused("a value has at most {most} characters", most=VALUE_MAX)
+        return Condition(attribute, "equals", (raw,))
+    values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    if not values:
+        raise Refused("give the values, separated by commas, like gold, silver")
+    if len(values) > VALUES_MAX or any(len(v) > VALUE_MAX for v in values):
+        raise Refused(
+            "at most {most} values of at most {longest} characters each",
+            most=VALUES_MAX,
+            longest=VALUE_MAX,
+        )
+    return Condition(attribute, "in", values)
+
+
+def _condition_rows(form: FormData | None) -> list[ConditionRow]:
+    """The form's attribute conditions, row by row (rows left empty left out)."""
+    if form is None:
+        return []
+
+    def column(name: str, most: int) -> list[str]:
+        return [v.strip()[:most] for v in form.getlist(name) if isinstance(v, str)]
+
+    attributes = column("cond_attribute", ATTRIBUTE_MAX + 1)
+    ops = column("cond_op", 10)
+    values = column("cond_values", VALUES_MAX * (VALUE_MAX + 2))
+    rows: list[ConditionRow] = []
+    for i, attribute in enumerate(attributes):
+        op = ops[i] if i < len(ops) else "equals"
+        raw = values[i] if i < len(values) else ""
+        row = ConditionRow(attribute, op, raw)
+        if row.blank:
+            continue
+        try:
+            rows.append(ConditionRow(attribute, op, raw, condition=_condition(attribute, op, raw)))
+        except Refused as exc:
+            rows.append(ConditionRow(attribute, op, raw, trouble=exc))
+    return rows
+
+
+def _conditions(form: FormData) -> tuple[Condition, ...]:
+    """The form's attribute conditions, or a refusal when one of them cannot be used (the
+    form shows which, row by row)."""
+    rows = _condition_rows(form)
+    if len(rows) > MAX_CONDITIONS:
+        raise Refused("at most {most} conditions", most=MAX_CONDITIONS)
+    wrong = sum(1 for r in rows if r.trouble is not None)
+    if wrong:
+        raise Refused("check the conditions: {n} of them cannot be used as written", n=wrong)
+    return tuple(r.condition for r in rows if r.condition is not None)
+
+
+def _shown_rows(rows: list[ConditionRow]) -> list[ConditionRow]:
+    """The rows the form shows: those filled in, and room for more (one blank row without
+    JavaScript's button, which adds rows up to the most)."""
+    return [*rows[:MAX_CONDITIONS], ConditionRow()][:MAX_CONDITIONS]
+
+
+def condition_words(c: Condition, _: Any) -> str:
+    """A condition as a person reads it, e.g. ``tier is one of gold, silver``."""
+    if c.op == "has":
+        return str(_("{attribute} has a value")).format(attribute=c.attribute)
+    if c.op == "in":
+        return str(_("{attribute} is one of {values}")).format(
+            attribute=c.attribute, values=", ".join(c.values)
+        )
+    return str(_("{attribute} equals {value}")).format(
+        attribute=c.attribute, value=c.values[0] if c.values else ""
+    )
 
 
 def _money(micros: int, currency: str | None) -> str:
@@ -195,6 +301,18 @@ async def _new_form(
     subscribers = getattr(request.app.state, "subscribers", None)
     context["lists"] = [] if subscribers is None else await subscribers.lists.lists()
     context["zone"] = _zone(request)
+    context["conditions"] = _shown_rows(_condition_rows(given))
+    context["condition_trouble"] = [
+        "" if r.trouble is None else r.trouble.sentence(_) for r in context["conditions"]
+    ]
+    context["most_conditions"] = MAX_CONDITIONS
+    context["attribute_names"] = (
+        []
+        if subscribers is None
+        else await subscribers.lists.attribute_names(
+            [x.id for x in context["lists"]], most=SHOWN_ATTRIBUTES
+        )
+    )
     try:
         shelf = templates_of(request)
         context["templates"] = await shelf.approved()
@@ -304,20 +422,24 @@ async def create_campaign(request: Request) -> Response:
         try:
             recipients = tuple(recipients_from_csv(text)) if text.strip() else ()
         except CsvProblem as exc:
-            raise Refused("the CSV: {problem}", problem=str(exc)) from None
+            raise Refused("the CSV: {problem}", problem=exc.reason.said(_)) from None
         if not (lists or labels or recipients):
             raise Refused("choose who gets it: a list, a label or a CSV of recipients")
+        conditions = _conditions(form)
         draft = CampaignDraft(
             name=name,
             template_name=chosen.name,
             language=chosen.language,
-            audience=AudienceSpec(recipients=recipients, lists=lists, labels=labels),
+            audience=AudienceSpec(
+                recipients=recipients, lists=lists, labels=labels, conditions=conditions
+            ),
             components=cloud_components(signed, fields, values),
             schedule=_schedule(form, _zone(request)),
         )
         made = await service.create(draft)
     except CampaignProblem as exc:
-        return await _new_form(request, who, str(chosen_id or ""), form, _sentence(str(exc)))
+        trouble = refusal(exc).sentence(_)
+        return await _new_form(request, who, str(chosen_id or ""), form, trouble)
     except ClientDisconnect:
         return Response(status_code=400, headers=web.SECURITY_HEADERS)
     except Refused as exc:
@@ -341,6 +463,37 @@ async def _cost(service: Campaigns, campaign_id: CampaignId) -> CostPreview | No
         return await service.preview_cost(campaign_id)
     except CampaignProblem:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceShown:
+    """Who a draft goes to, as its review shows it."""
+
+    lists: list[str]
+    labels: tuple[str, ...]
+    from_csv: int
+    conditions: list[str]
+    count: int | None
+    """How many recipients the audience has now (``None`` when it cannot be told)."""
+
+
+async def _audience(
+    request: Request, service: Campaigns, c: CampaignSummary, _: Any
+) -> AudienceShown:
+    spec = c.audience
+    subscribers = getattr(request.app.state, "subscribers", None)
+    names = {} if subscribers is None else {x.id: x.name for x in await subscribers.lists.lists()}
+    try:
+        count: int | None = len(await service.audience(c.id))
+    except (CampaignProblem, LookupError):
+        count = None
+    return AudienceShown(
+        lists=[names.get(i, f"#{i}") for i in spec.lists],
+        labels=spec.labels,
+        from_csv=len(spec.recipients),
+        conditions=[condition_words(x, _) for x in spec.conditions],
+        count=count,
+    )
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -372,6 +525,7 @@ async def campaign_page(request: Request, campaign_id: web.RowId, state: str = "
     }
     if c.state is CampaignState.DRAFT:
         context["cost"] = await _cost(service, c.id)
+        context["audience"] = await _audience(request, service, c, _)
     else:
         results = await service.results(c.id)
         context.update(
@@ -427,7 +581,7 @@ async def change_campaign(request: Request, campaign_id: web.RowId, action: str)
             await act(cid)
             return str(_(said))
         except CampaignProblem as exc:
-            return _sentence(str(exc))
+            raise refusal(exc) from None
 
     return await web.act(request, back, deed, manage=True)
 

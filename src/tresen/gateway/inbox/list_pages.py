@@ -8,9 +8,9 @@ session's CSRF token, answered with a redirect.
 
 from __future__ import annotations
 
-import secrets
-from collections import OrderedDict
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -20,8 +20,13 @@ from starlette.requests import ClientDisconnect
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.agents import SignedIn
 from tresen.gateway.inbox.i18n import N_, Refused
+from tresen.gateway.inbox.problems import refusal
 from tresen.gateway.subscribers import Subscribers
-from tresen.gateway.subscribers.importing import MAX_BYTES, ImportRefused, ImportReport
+from tresen.gateway.subscribers.importing import (
+    KEPT_IMPORTS,
+    MAX_BYTES,
+    ImportRefused,
+)
 from tresen.gateway.subscribers.model import (
     ListInvalid,
     ListNotFound,
@@ -35,10 +40,22 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-KEPT_REPORTS = 32
-"""Import reports kept for their page and download (the newest; older ones are gone)."""
 SHOWN_SUBSCRIBERS = 1_000
-WORDS = (N_("subscribed"), N_("unsubscribed"), N_("keyword"), N_("link"), N_("import"))
+WORDS = (
+    N_("subscribed"),
+    N_("unsubscribed"),
+    N_("keyword"),
+    N_("link"),
+    N_("import"),
+    # The import report's CSV: its columns and outcomes.
+    N_("row"),
+    N_("phone"),
+    N_("result"),
+    N_("state"),
+    N_("reason"),
+    N_("accepted"),
+    N_("refused"),
+)
 
 
 def _subscribers(request: Request) -> Subscribers | None:
@@ -46,14 +63,14 @@ def _subscribers(request: Request) -> Subscribers | None:
     return found
 
 
-def _reports(request: Request) -> OrderedDict[str, ImportReport]:
-    kept: OrderedDict[str, ImportReport] | None = getattr(
-        request.app.state, "inbox_import_reports", None
-    )
-    if kept is None:
-        kept = OrderedDict()
-        request.app.state.inbox_import_reports = kept
-    return kept
+def _local(request: Request, ms: int) -> str:
+    """``ms`` as the business's local day and time."""
+    gateway = getattr(request.app.state, "gateway", None)
+    try:
+        zone = ZoneInfo(str(getattr(gateway, "time_zone", None) or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return datetime.fromtimestamp(ms / 1000, zone).strftime("%d.%m.%Y %H:%M")
 
 
 async def _reader(request: Request) -> tuple[SignedIn, Subscribers] | Response:
@@ -108,7 +125,7 @@ async def create_list(request: Request) -> Response:
         try:
             made = await service.lists.create_list(_spec(form))
         except ListInvalid as exc:
-            return str(exc)
+            raise refusal(exc) from None
         return str(_("List {name} made.").format(name=made.name))
 
     return await web.act(request, "/inbox/lists", deed, manage=True)
@@ -125,6 +142,7 @@ async def list_page(request: Request, list_id: web.RowId) -> Response:
         return found
     people = await service.lists.subscribers(list_id)
     link = await service.lists.link(list_id) if found.keyword else None
+    imports = await service.imports.recent(list_id)
     return web.page(
         request,
         "list.html",
@@ -136,6 +154,8 @@ async def list_page(request: Request, list_id: web.RowId) -> Response:
         link=link,
         purposes=Purpose,
         largest_mb=MAX_BYTES // 2**20,
+        imports=[(i, _local(request, i.created_ms)) for i in imports],
+        kept_imports=KEPT_IMPORTS,
     )
 
 
@@ -148,7 +168,7 @@ async def edit_list(request: Request, list_id: web.RowId) -> Response:
         try:
             await service.lists.edit_list(list_id, _spec(form))
         except ListInvalid as exc:
-            return str(exc)
+            raise refusal(exc) from None
         except ListNotFound:
             raise Refused("there is no such list") from None
         return str(_("List saved."))
@@ -162,7 +182,10 @@ async def delete_list(request: Request, list_id: web.RowId) -> Response:
         service = _subscribers(request)
         if service is None:
             raise Refused("subscriber lists are not available on this gateway")
-        await service.lists.delete_list(list_id)
+        try:
+            await service.lists.delete_list(list_id)
+        except ListNotFound:
+            raise Refused("there is no such list") from None
         return str(_("List deleted."))
 
     return await web.act(request, "/inbox/lists", deed, manage=True)
@@ -221,9 +244,11 @@ async def import_csv(request: Request, list_id: web.RowId) -> Response:
         if not data:
             raise Refused("choose a CSV file to import")
         await service.lists.get_list(list_id)
-        report = await service.imports.import_csv(list_id, data)
+        report = await service.imports.import_csv(
+            list_id, data, by=who.agent.display_name or who.agent.username
+        )
     except ImportRefused as exc:
-        return web.redirect(back, str(exc))
+        return web.redirect(back, refusal(exc).sentence(_))
     except ListNotFound:
         return web.redirect("/inbox/lists", _("There is no such list."))
     except ClientDisconnect:
@@ -233,44 +258,38 @@ async def import_csv(request: Request, list_id: web.RowId) -> Response:
     finally:
         if form is not None:
             await form.close()
-    kept = _reports(request)
-    token = secrets.token_urlsafe(12)
-    kept[token] = report
-    while len(kept) > KEPT_REPORTS:
-        kept.popitem(last=False)
     return web.redirect(
-        f"/inbox/lists/{list_id}/imports/{token}",
+        f"/inbox/lists/{list_id}/imports/{report.id}",
         _("Imported: {accepted} accepted, {refused} refused.").format(
             accepted=report.accepted, refused=report.refused
         ),
     )
 
 
-def _report(request: Request, list_id: int, token: str) -> ImportReport | None:
-    found = _reports(request).get(token[:40])
-    return found if found is not None and found.list_id == list_id else None
-
-
-@router.get("/lists/{list_id}/imports/{token}.csv")
-async def import_report_csv(request: Request, list_id: web.RowId, token: str) -> Response:
+@router.get("/lists/{list_id}/imports/{import_id}.csv")
+async def import_report_csv(request: Request, list_id: web.RowId, import_id: web.RowId) -> Response:
     got = await _reader(request)
     if isinstance(got, Response):
         return got
-    report = _report(request, list_id, token)
+    who, service = got
+    report = await service.imports.report(list_id, import_id)
     if report is None:
         return Response(status_code=404, headers=web.SECURITY_HEADERS)
+    _ = web.gettext_for(request, who)
     return Response(
-        report.to_csv(),
+        report.to_csv(lambda text: str(_(text))),
         media_type="text/csv; charset=utf-8",
         headers={
             **web.SECURITY_HEADERS,
-            "Content-Disposition": f'attachment; filename="import-list-{list_id}.csv"',
+            "Content-Disposition": (
+                f'attachment; filename="import-list-{list_id}-{import_id}.csv"'
+            ),
         },
     )
 
 
-@router.get("/lists/{list_id}/imports/{token}")
-async def import_report(request: Request, list_id: web.RowId, token: str) -> Response:
+@router.get("/lists/{list_id}/imports/{import_id}")
+async def import_report(request: Request, list_id: web.RowId, import_id: web.RowId) -> Response:
     got = await _reader(request)
     if isinstance(got, Response):
         return got
@@ -278,14 +297,25 @@ async def import_report(request: Request, list_id: web.RowId, token: str) -> Res
     found = await _one(request, who, service, list_id)
     if isinstance(found, Response):
         return found
-    report = _report(request, list_id, token)
+    _ = web.gettext_for(request, who)
+    report = await service.imports.report(list_id, import_id)
     if report is None:
-        _ = web.gettext_for(request, who)
         return web.page(
             request,
             "error.html",
             who=who,
             status_code=404,
-            error=_("That import report is no longer kept; import the file again to see one."),
+            error=_(
+                "That import report is no longer kept (a list keeps its last {n}); import "
+                "the file again to see one."
+            ).format(n=KEPT_IMPORTS),
         )
-    return web.page(request, "list_import.html", who=who, l=found, report=report, token=token)
+    return web.page(
+        request,
+        "list_import.html",
+        who=who,
+        l=found,
+        report=report,
+        when=_local(request, report.created_ms),
+        reasons=[r.why.said(_) for r in report.rows],
+    )

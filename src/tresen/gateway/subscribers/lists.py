@@ -33,6 +33,8 @@ __all__ = ["RECONCILE_AT_ONCE", "SubscriberLists"]
 log = get_logger(__name__)
 
 RECONCILE_AT_ONCE = 8
+ATTRIBUTE_SAMPLE = 5_000
+"""Subscribers read for the attribute names a list holds (a form's suggestions)."""
 """Consent records read from the relay at once while a list is reconciled."""
 
 
@@ -85,7 +87,11 @@ class SubscriberLists:
     async def _free(conn: AsyncConnection, spec: ListSpec, list_id: int | None) -> None:
         taken = await repo.name_taken(conn, spec, list_id)
         if taken is not None:
-            raise ListInvalid(taken, f"another list already has this {taken}")
+            if taken == "keyword":
+                raise ListInvalid(
+                    "keyword", "keyword_taken", "another list already has this keyword"
+                )
+            raise ListInvalid(taken, "name_taken", "another list already has this name")
 
     async def lists(self) -> list[SubscriberList]:
         """Every list with its subscribers counted by state."""
@@ -115,6 +121,12 @@ class SubscriberLists:
             if await repo.get_list(conn, list_id) is None:
                 raise ListNotFound(list_id)
             return await repo.subscribers_of(conn, list_id, states=states)
+
+    async def attribute_names(self, list_ids: Sequence[int], *, most: int) -> list[str]:
+        """The attribute names the lists' subscribers hold (of the newest few thousand), for
+        a form that offers them; at most ``most``, sorted."""
+        async with self.db.read() as conn:
+            return await repo.attribute_names(conn, list_ids, rows=ATTRIBUTE_SAMPLE, most=most)
 
     async def remove_subscriber(self, list_id: int, account_id: str) -> bool:
         """Take a customer off a list (their consent at the relay stays as it is)."""
@@ -198,7 +210,9 @@ class SubscriberLists:
         """The deep link that opens the chat with ``START <KEYWORD>`` typed in."""
         found = await self.get_list(list_id)
         if found.keyword is None:
-            raise ListInvalid("keyword", "a list needs a keyword for a link or a QR code")
+            raise ListInvalid(
+                "keyword", "no_keyword", "a list needs a keyword for a link or a QR code"
+            )
         return deep_link(self.relay_url, self.business_account_id, found.keyword)
 
     async def qr_code(self, list_id: int, kind: str) -> bytes:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from tresen.gateway.problems import Problem
 
 __all__ = [
     "CONFIRM_WITHIN_MS",
@@ -51,16 +54,18 @@ class Source(StrEnum):
     IMPORT = "import"
 
 
-class ListInvalid(ValueError):
+class ListInvalid(Problem, ValueError):
     """A list the business described cannot be kept; ``field`` names the culprit."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, code: str, text: str, **values: Any) -> None:
+        super().__init__(code, text, **values)
         self.field = field
 
 
-class ListNotFound(LookupError):
-    pass
+class ListNotFound(Problem, LookupError):
+    def __init__(self, list_id: int) -> None:
+        super().__init__("no_list", "there is no subscriber list {list}", list=list_id)
+        self.list_id = list_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +114,18 @@ def check_keyword(keyword: str | None) -> str | None:
     word = keyword.strip().upper()
     if not _KEYWORD.fullmatch(word):
         raise ListInvalid(
-            "keyword", f"a keyword is 1 to {KEYWORD_MAX} letters A-Z or digits, without spaces"
+            "keyword",
+            "keyword_form",
+            "a keyword is 1 to {most} letters A-Z or digits, without spaces",
+            most=KEYWORD_MAX,
         )
     if word in {"START", "STOP", "STOPP", "ANMELDEN", "ABMELDEN"}:
-        raise ListInvalid("keyword", f"{word} already means something to every customer's app")
+        raise ListInvalid(
+            "keyword",
+            "keyword_reserved",
+            "{keyword} already means something to every customer's app",
+            keyword=word,
+        )
     return word
 
 
@@ -120,15 +133,25 @@ def check_spec(spec: ListSpec) -> ListSpec:
     """``spec`` trimmed, or :class:`ListInvalid` saying what is wrong."""
     name = spec.name.strip()
     if not name or len(name) > NAME_MAX:
-        raise ListInvalid("name", f"a list's name is 1 to {NAME_MAX} characters")
+        raise ListInvalid(
+            "name", "name_length", "a list's name is 1 to {most} characters", most=NAME_MAX
+        )
     description = spec.description.strip()
     if len(description) > DESCRIPTION_MAX:
-        raise ListInvalid("description", f"a description has at most {DESCRIPTION_MAX} characters")
+        raise ListInvalid(
+            "description",
+            "description_length",
+            "a description has at most {most} characters",
+            most=DESCRIPTION_MAX,
+        )
     confirmation = spec.confirmation.strip()
     if len(confirmation) > CONFIRMATION_MAX - 200:
         # Room for the line the gateway adds ("Reply START to confirm").
         raise ListInvalid(
-            "confirmation", f"a confirmation has at most {CONFIRMATION_MAX - 200} characters"
+            "confirmation",
+            "confirmation_length",
+            "a confirmation has at most {most} characters",
+            most=CONFIRMATION_MAX - 200,
         )
     return ListSpec(
         name=name,

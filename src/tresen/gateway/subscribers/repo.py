@@ -9,7 +9,13 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tresen.gateway.schema import conversation_labels, labels, subscriber_lists, subscribers
+from tresen.gateway.schema import (
+    conversation_labels,
+    labels,
+    subscriber_imports,
+    subscriber_lists,
+    subscribers,
+)
 from tresen.gateway.subscribers.model import (
     ListSpec,
     Purpose,
@@ -20,12 +26,16 @@ from tresen.gateway.subscribers.model import (
 )
 
 __all__ = [
+    "attribute_names",
     "counts",
     "delete_list",
     "delete_subscriber",
+    "get_import",
     "get_list",
     "get_lists",
     "get_subscriber",
+    "imports_of",
+    "insert_import",
     "insert_list",
     "list_by_keyword",
     "lists_of",
@@ -101,6 +111,7 @@ async def update_list(conn: AsyncConnection, list_id: int, spec: ListSpec) -> bo
 
 async def delete_list(conn: AsyncConnection, list_id: int) -> bool:
     await conn.execute(delete(subscribers).where(subscribers.c.list_id == list_id))
+    await conn.execute(delete(subscriber_imports).where(subscriber_imports.c.list_id == list_id))
     result = await conn.execute(delete(subscriber_lists).where(subscriber_lists.c.id == list_id))
     return bool(result.rowcount)
 
@@ -271,3 +282,89 @@ async def delete_subscriber(conn: AsyncConnection, list_id: int, account_id: str
         )
     )
     return bool(result.rowcount)
+
+
+async def attribute_names(
+    conn: AsyncConnection, list_ids: Sequence[int], *, rows: int, most: int
+) -> list[str]:
+    """The attribute names the subscribers of ``list_ids`` hold (read from at most ``rows``
+    subscribers, the newest), sorted, at most ``most`` of them."""
+    if not list_ids:
+        return []
+    found: set[str] = set()
+    result = await conn.execute(
+        select(subscribers.c.attributes)
+        .where(subscribers.c.list_id.in_(list(list_ids)), subscribers.c.attributes != "{}")
+        .order_by(subscribers.c.updated_ms.desc())
+        .limit(rows)
+    )
+    for row in result:
+        try:
+            attributes = json.loads(row.attributes)
+        except ValueError:
+            continue
+        if isinstance(attributes, dict):
+            found.update(str(k) for k in attributes)
+    return sorted(found)[:most]
+
+
+async def insert_import(
+    conn: AsyncConnection,
+    list_id: int,
+    *,
+    by: str,
+    now_ms: int,
+    accepted: int,
+    refused: int,
+    counted: dict[str, int],
+    rows: list[list[Any]],
+    keep: int,
+) -> int:
+    """Record an import of ``list_id`` and forget all but its ``keep`` newest imports."""
+    result = await conn.execute(
+        insert(subscriber_imports).values(
+            list_id=list_id,
+            by=by[:100],
+            created_ms=now_ms,
+            accepted=accepted,
+            refused=refused,
+            counts=json.dumps(counted),
+            rows=json.dumps(rows, separators=(",", ":"), ensure_ascii=False),
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    old = (
+        (
+            await conn.execute(
+                select(subscriber_imports.c.id)
+                .where(subscriber_imports.c.list_id == list_id)
+                .order_by(subscriber_imports.c.id.desc())
+                .offset(keep)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if old:
+        await conn.execute(delete(subscriber_imports).where(subscriber_imports.c.id.in_(old)))
+    return int(key[0])
+
+
+async def imports_of(conn: AsyncConnection, list_id: int) -> list[Any]:
+    """The kept imports of a list, newest first, without their rows."""
+    columns = [c for c in subscriber_imports.c if c.name != "rows"]
+    query = (
+        select(*columns)
+        .where(subscriber_imports.c.list_id == list_id)
+        .order_by(subscriber_imports.c.id.desc())
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def get_import(conn: AsyncConnection, list_id: int, import_id: int) -> Any | None:
+    """One kept import of a list, with its rows."""
+    query = select(subscriber_imports).where(
+        subscriber_imports.c.id == import_id, subscriber_imports.c.list_id == list_id
+    )
+    return (await conn.execute(query)).first()

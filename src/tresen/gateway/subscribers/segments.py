@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tresen.core.db import Database
+from tresen.gateway.problems import Problem
 from tresen.gateway.subscribers import repo
 from tresen.gateway.subscribers.model import ListNotFound, State
 
@@ -31,8 +32,8 @@ MAX_LABELS = 20
 MAX_CONDITIONS = 20
 
 
-class AudienceInvalid(ValueError):
-    pass
+class AudienceInvalid(Problem, ValueError):
+    """An audience spec that cannot be used (the code and message say what is wrong)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,9 @@ class Recipient:
 
 def _text(value: object, attribute: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise AudienceInvalid(f"{attribute}: compare with text or a number")
+        raise AudienceInvalid(
+            "condition_value", "{attribute}: compare with text or a number", attribute=attribute
+        )
     return str(value)
 
 
@@ -68,39 +71,53 @@ def _condition(attribute: str, spec: object) -> Condition:
     if not isinstance(spec, Mapping):
         return Condition(attribute, "equals", (_text(spec, attribute),))
     if len(spec) != 1:
-        raise AudienceInvalid(f"{attribute}: one of equals, in or has")
+        raise AudienceInvalid(
+            "condition_op", "{attribute}: one of equals, in or has", attribute=attribute
+        )
     [(op, value)] = spec.items()
     if op == "equals":
         return Condition(attribute, "equals", (_text(value, attribute),))
     if op == "in":
         if not isinstance(value, list) or not value:
-            raise AudienceInvalid(f"{attribute}: in takes a list of values")
+            raise AudienceInvalid(
+                "condition_in", "{attribute}: in takes a list of values", attribute=attribute
+            )
         return Condition(attribute, "in", tuple(_text(v, attribute) for v in value))
     if op == "has":
         if not isinstance(value, bool):
-            raise AudienceInvalid(f"{attribute}: has takes true or false")
+            raise AudienceInvalid(
+                "condition_has", "{attribute}: has takes true or false", attribute=attribute
+            )
         return Condition(attribute, "has", present=value)
-    raise AudienceInvalid(f"{attribute}: {op} is not equals, in or has")
+    raise AudienceInvalid(
+        "condition_op", "{attribute}: {op} is not equals, in or has", attribute=attribute, op=op
+    )
 
 
 def parse_audience(spec: Mapping[str, Any]) -> Audience:
     """An audience spec (JSON) checked, or :class:`AudienceInvalid` saying what is wrong."""
     unknown = set(spec) - {"list", "labels", "where"}
     if unknown:
-        raise AudienceInvalid(f"an audience has list, labels and where, not {sorted(unknown)}")
+        raise AudienceInvalid(
+            "audience_keys",
+            "an audience has list, labels and where, not {unknown}",
+            unknown=sorted(unknown),
+        )
     list_id = spec.get("list")
     if isinstance(list_id, bool) or not isinstance(list_id, int):
-        raise AudienceInvalid("an audience names its list by id")
+        raise AudienceInvalid("audience_list", "an audience names its list by id")
     labels = spec.get("labels") or []
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise AudienceInvalid("labels is a list of label names")
+        raise AudienceInvalid("audience_labels", "labels is a list of label names")
     if len(labels) > MAX_LABELS:
-        raise AudienceInvalid(f"at most {MAX_LABELS} labels")
+        raise AudienceInvalid("too_many_labels", "at most {most} labels", most=MAX_LABELS)
     where = spec.get("where") or {}
     if not isinstance(where, Mapping):
-        raise AudienceInvalid("where maps attributes to conditions")
+        raise AudienceInvalid("audience_where", "where maps attributes to conditions")
     if len(where) > MAX_CONDITIONS:
-        raise AudienceInvalid(f"at most {MAX_CONDITIONS} conditions")
+        raise AudienceInvalid(
+            "too_many_conditions", "at most {most} conditions", most=MAX_CONDITIONS
+        )
     return Audience(
         list_id,
         tuple(dict.fromkeys(labels)),
