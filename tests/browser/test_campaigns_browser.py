@@ -114,11 +114,11 @@ async def test_an_owner_imports_a_list_and_sends_a_campaign_to_it(
         await anna.get_by_label("No quiet hours").check()
         # Only passengers with a seat; a second condition, added and left without its value,
         # is refused on its own row.
-        await anna.get_by_label("Attribute").fill("seat")
+        await anna.get_by_label("Attribute", exact=True).fill("seat")
         await anna.get_by_label("Condition", exact=True).select_option(label="has a value")
         await anna.get_by_role("button", name="Add a condition").click()
         second = anna.get_by_role("group", name="Condition 2")
-        await second.get_by_label("Attribute").fill("first_name")
+        await second.get_by_label("Attribute", exact=True).fill("first_name")
         await anna.get_by_role("button", name="Review the campaign").click()
         await expect(anna.locator("#cond-trouble-2")).to_have_text("Give the value it must equal.")
         await shoot(anna, "inbox-campaign-conditions")

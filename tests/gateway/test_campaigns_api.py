@@ -125,6 +125,20 @@ async def test_a_campaign_to_a_newsletter_through_the_api(
         assert big.status_code == 201, big.text
         unknown = await owner.post("/campaigns", json={**body, "template": "no_such"})
         assert unknown.status_code == 400
+        # Conditions on the recipients' attributes: "has" takes anyone with a value.
+        attributed = {
+            "recipients": [
+                {"phone": anna.phone, "attributes": {"loyalty_id": "A-17"}},
+                {"phone": ben.phone, "attributes": {"city": "Berlin"}},
+            ],
+            "conditions": [{"attribute": "loyalty_id", "op": "has"}],
+        }
+        having = await owner.post("/campaigns", json={**body, "audience": attributed})
+        assert having.status_code == 201, having.text
+        having_cost = (await owner.get(f"/campaigns/{having.json()['id']}/cost")).json()
+        assert having_cost["recipients"] == 1
+        wrong = {**attributed, "conditions": [{"attribute": "city", "op": "has", "values": ["x"]}]}
+        assert (await owner.post("/campaigns", json={**body, "audience": wrong})).status_code == 400
         no_list = await owner.post("/campaigns", json={**body, "audience": {"lists": [4242]}})
         assert (await owner.get(f"/campaigns/{no_list.json()['id']}/cost")).status_code == 400
     finally:

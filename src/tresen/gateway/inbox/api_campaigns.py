@@ -75,8 +75,20 @@ class RecipientIn(_Strict):
 
 class ConditionIn(_Strict):
     attribute: str = Field(min_length=1, max_length=64)
-    op: Literal["equals", "in"]
-    values: list[Annotated[str, Field(max_length=1024)]] = Field(min_length=1, max_length=100)
+    op: Literal["equals", "in", "has"] = Field(
+        description="equals: the first value; in: one of the values; has: any value at all"
+    )
+    values: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+    @model_validator(mode="after")
+    def _values_fit(self) -> ConditionIn:
+        if self.op == "has" and self.values:
+            raise ValueError("has takes no values")
+        if self.op != "has" and not self.values:
+            raise ValueError(f"{self.op} takes at least one value")
+        return self
 
 
 class AudienceIn(_Strict):
