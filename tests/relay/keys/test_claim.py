@@ -94,6 +94,7 @@ async def test_unknown_accounts_are_undeliverable(relay: RunningRelay) -> None:
         ("GET", "/v1/keys/count", None),
         ("GET", f"/v1/keys/{'0' * 32}", None),
         ("POST", f"/v1/keys/{'0' * 32}/claim", {}),
+        ("POST", "/v1/keys/claim", {"accounts": ["0" * 32]}),
     ],
 )
 async def test_key_routes_need_a_device_token(
@@ -191,6 +192,38 @@ async def test_claims_take_one_key_per_device_and_skip_the_caller(relay: Running
     assert error_of(r)["code"] == ErrorCode.UNKNOWN_DEVICE
     assert error_of(r)["details"]["device_ids"] == [9]
     assert [await one_time_key_count(relay, d) for d in devices] == [2, 0, 0]
+
+
+async def test_one_request_claims_the_keys_of_many_accounts(relay: RunningRelay) -> None:
+    phone = relay.next_phone()
+    anna = [await relay.register(phone) for _ in range(2)]
+    for device in anna:
+        await upload_keys(relay, device, vodozemac.Account(), 2)
+    ben = await relay.register()
+    await upload_keys(relay, ben, vodozemac.Account(), 1)
+    shop = await relay.register()
+    unknown = "0" * 32
+
+    r = await relay.http.post(
+        "/v1/keys/claim",
+        json={"accounts": [anna[0].account_id, unknown, ben.account_id, ben.account_id]},
+        headers=shop.auth,
+    )
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["unknown"] == [unknown]
+    claimed = {a["account_id"]: a["devices"] for a in body["accounts"]}
+    assert sorted(claimed) == sorted([anna[0].account_id, ben.account_id])
+    assert [d["device_id"] for d in claimed[anna[0].account_id]] == [1, 2]
+    assert all(d["one_time_key"] is not None for d in claimed[anna[0].account_id])
+    # Named twice, claimed once.
+    assert [await one_time_key_count(relay, d) for d in (*anna, ben)] == [1, 1, 0]
+
+    for bad in ({"accounts": []}, {"accounts": ["a"] * 65}, {"accounts": ["x"], "more": 1}):
+        refused = await relay.http.post("/v1/keys/claim", json=bad, headers=shop.auth)
+        assert refused.status_code == 400, bad
+        assert error_of(refused)["code"] == ErrorCode.INVALID_PARAMETER
 
 
 async def test_a_claimed_key_is_really_gone(relay: RunningRelay) -> None:
