@@ -4,6 +4,7 @@ preview (pause, resume and cancel: test_campaigns_pace.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from campaign_support import (
@@ -14,11 +15,12 @@ from campaign_support import (
     templates_seen,
     until,
 )
-from gateway_support import RunningGateway, customer
-from support import RunningRelay
+from gateway_support import RunningGateway, customer, serve_gateway
+from support import Backend, RunningRelay
 
 from tresen.gateway.campaigns import CampaignState, RecipientState
 from tresen.gateway.campaigns.model import CampaignSummary
+from tresen.gateway.campaigns.repo import is_unresolved
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +70,44 @@ async def test_a_campaign_reaches_only_customers_who_agreed_and_did_not_block(
     finally:
         for person in people:
             await person.close()
+
+
+async def test_numbers_the_relay_would_not_look_up_yet_still_get_the_campaign_once(
+    make_relay: Any, backend: Backend, tmp_path: Path
+) -> None:
+    # The relay looks up two numbers at once, then one a second: a campaign to five new
+    # numbers meets its limit when it starts.
+    async with (
+        make_relay(limits={"lookup_burst": 2, "lookups_per_hour": 3_600}) as relay,
+        serve_gateway(relay, backend, tmp_path / "gw") as gw,
+    ):
+        await news_template(relay, gw)
+        people = [await customer(relay, tmp_path / f"c{i}") for i in range(5)]
+        try:
+            for person in people:
+                await person.opt_in(gw.gateway.phone)
+            campaigns = campaigns_of(gw)
+            campaign_id = await draft(gw, people)
+            await campaigns.start(campaign_id)
+            keyed = [r.account_id for r in await campaigns.recipients(campaign_id)]
+            assert any(is_unresolved(k) for k in keyed)  # some were put off
+            assert len(keyed) == 5
+
+            summary = await until(campaigns, campaign_id, finished)
+
+            rows = await campaigns.recipients(campaign_id)
+            assert sorted(r.account_id for r in rows) == sorted(p.account_id for p in people)
+            sent = (RecipientState.SENT, RecipientState.DELIVERED, RecipientState.READ)
+            assert all(r.state in sent for r in rows), rows
+            assert summary.counts["opted_out"] == summary.counts["failed"] == 0
+            for i, person in enumerate(people):
+                assert await templates_seen(person, 1) == [
+                    f"Hi Customer{i}, this week: fresh rolls."
+                ]
+                assert await no_template_within(person)  # once
+        finally:
+            for person in people:
+                await person.close()
 
 
 async def test_parameters_per_recipient_and_a_missing_attribute_is_never_sent(

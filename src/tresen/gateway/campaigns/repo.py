@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from tresen.core.db import Database
 from tresen.gateway.campaigns.model import (
@@ -21,9 +21,27 @@ from tresen.gateway.campaigns.model import (
 )
 from tresen.gateway.schema import campaign_recipients, campaigns, message_statuses
 
-__all__ = ["CampaignRepo", "Mark", "NewRecipient", "RecipientRow", "client_msg_id_for"]
+__all__ = [
+    "CampaignRepo",
+    "Mark",
+    "NewRecipient",
+    "RecipientRow",
+    "client_msg_id_for",
+    "is_unresolved",
+    "unresolved",
+]
 
 SENT_STATES = (RecipientState.SENT, RecipientState.DELIVERED, RecipientState.READ)
+
+
+def unresolved(phone: str) -> str:
+    """The key of a recipient whose number is not looked up yet: the number itself (an
+    account id never starts with ``+``)."""
+    return phone
+
+
+def is_unresolved(account_id: str) -> bool:
+    return account_id.startswith("+")
 
 
 def client_msg_id_for(campaign_id: int, account_id: str) -> str:
@@ -300,6 +318,43 @@ class CampaignRepo:
                 )
             )
         return int(n or 0)
+
+    async def resolve_recipient(
+        self, campaign_id: CampaignId, phone: str, account_id: str
+    ) -> RecipientRow | None:
+        """Key a recipient looked up late by its account; ``None`` if the account already
+        has a row of this campaign (the same person listed twice: the later row goes)."""
+        async with self.db.write() as conn:
+            here = and_(
+                campaign_recipients.c.campaign_id == campaign_id,
+                campaign_recipients.c.account_id == unresolved(phone),
+            )
+            taken = await conn.scalar(
+                select(func.count()).where(
+                    campaign_recipients.c.campaign_id == campaign_id,
+                    campaign_recipients.c.account_id == account_id,
+                )
+            )
+            if taken:
+                await conn.execute(delete(campaign_recipients).where(here))
+                return None
+            await conn.execute(
+                update(campaign_recipients)
+                .where(here)
+                .values(
+                    account_id=account_id,
+                    client_msg_id=client_msg_id_for(campaign_id, account_id),
+                )
+            )
+            row = (
+                await conn.execute(
+                    select(campaign_recipients).where(
+                        campaign_recipients.c.campaign_id == campaign_id,
+                        campaign_recipients.c.account_id == account_id,
+                    )
+                )
+            ).first()
+        return None if row is None else _recipient(row)
 
     async def set_recipient(self, campaign_id: CampaignId, account_id: str, **values: Any) -> None:
         if "state" in values:

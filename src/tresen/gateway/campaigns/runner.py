@@ -36,7 +36,7 @@ from tresen.gateway.campaigns.pacing import (
     budget_of,
     quiet_until,
 )
-from tresen.gateway.campaigns.repo import CampaignRepo, Mark, RecipientRow
+from tresen.gateway.campaigns.repo import CampaignRepo, Mark, RecipientRow, is_unresolved
 from tresen.gateway.campaigns.sending import CampaignSender
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.settings import CampaignSettings
@@ -241,7 +241,9 @@ class CampaignRunner:
         """Keys and sessions of the recipients about to be sent to, in one request (each send
         would otherwise ask the relay twice); a failure leaves it to each send."""
         try:
-            await self.sender.prepare([r.account_id for r in rows])
+            await self.sender.prepare(
+                [r.account_id for r in rows if not is_unresolved(r.account_id)]
+            )
         except Exception as exc:
             log.warning("campaign recipients not prepared", error=type(exc).__name__)
 
@@ -254,6 +256,11 @@ class CampaignRunner:
 
     async def _send(self, campaign: CampaignSummary, row: RecipientRow) -> int | None:
         """Send to one recipient if the pace allows; else when to try again."""
+        if is_unresolved(row.account_id):
+            found = await self._resolve(campaign, row)
+            if not isinstance(found, RecipientRow):
+                return found
+            row = found
         await self._read_standing()
         now = self.clock.now_ms()
         last = await self.last_inbound(row.account_id)
@@ -308,6 +315,28 @@ class CampaignRunner:
                 self._reserved -= 1
                 if not counted and not spent and self._budget is not None:
                     self._budget += 1
+
+    async def _resolve(
+        self, campaign: CampaignSummary, row: RecipientRow
+    ) -> RecipientRow | int | None:
+        """Look up a number the campaign's start could not (the relay's look-ups were spent):
+        the row keyed by its account, or when to try again, or ``None`` when it is done."""
+        try:
+            account_id = await self.sender.resolve(row.phone)
+        except GraphError as exc:
+            if exc.code == 130429:
+                retry = exc.extra.get("retry_after_ms")
+                wait = int(retry) if isinstance(retry, int | float) and retry > 0 else RETRY_MS
+                await self.repo.set_recipient(
+                    campaign.id, row.account_id, due_ms=self.clock.now_ms() + wait
+                )
+                return self.clock.now_ms() + wait
+            await self._finish(campaign.id, row, RecipientState.FAILED, exc.code, exc.details)
+            return None
+        except Exception as exc:
+            log.warning("campaign recipient not looked up", error=type(exc).__name__)
+            return self.clock.now_ms() + RETRY_MS
+        return await self.repo.resolve_recipient(campaign.id, row.phone, account_id)
 
     async def _refused(
         self, campaign: CampaignSummary, row: RecipientRow, exc: GraphError

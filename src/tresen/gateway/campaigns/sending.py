@@ -27,6 +27,10 @@ class CampaignSender(Protocol):
     async def prepare(self, account_ids: list[str]) -> None:
         """Get ready to send to these customers soon (keys, sessions, contacts)."""
 
+    async def resolve(self, phone: str) -> str:
+        """The account of a number; ``GraphError`` 131026 (not on the network) or 130429
+        (too many look-ups for now)."""
+
     async def send_template(
         self,
         to: str,
@@ -48,6 +52,8 @@ class GatewayLike(Protocol):
     async def send(self, request: SendRequest, *, client_msg_id: str | None = None) -> Any: ...
 
     async def prepare_recipients(self, account_ids: Sequence[str]) -> None: ...
+
+    async def resolve_phone(self, phone: str, given: str) -> str: ...
 
 
 def template_request(
@@ -80,6 +86,9 @@ class GatewaySender:
 
     async def prepare(self, account_ids: list[str]) -> None:
         await self.gateway.prepare_recipients(account_ids)
+
+    async def resolve(self, phone: str) -> str:
+        return await self.gateway.resolve_phone(phone, phone)
 
     async def send_template(
         self,

@@ -3,6 +3,7 @@ and read the results. The inbox's JSON API and the CLI call these."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from tresen.gateway.campaigns.model import (
 )
 from tresen.gateway.campaigns.pacing import due_times
 from tresen.gateway.campaigns.parameters import MissingAttribute, fill_components
-from tresen.gateway.campaigns.repo import CampaignRepo, NewRecipient, RecipientRow
+from tresen.gateway.campaigns.repo import CampaignRepo, NewRecipient, RecipientRow, unresolved
 from tresen.gateway.campaigns.runner import CampaignRunner
 from tresen.gateway.campaigns.sending import Accepted, CampaignSender
 from tresen.gateway.cloudapi.errors import GraphError
@@ -35,6 +36,9 @@ RateCard = Callable[[], Awaitable[list[dict[str, Any]]]]
 AccountOf = Callable[[str], Awaitable[str]]
 """The account id of a phone number (raises ``GraphError`` 131026 when none)."""
 PhoneOf = Callable[[str], Awaitable[str | None]]
+
+LOOKUPS_AT_ONCE = 16
+"""Recipients' numbers looked up at the relay side by side when a campaign starts."""
 
 
 class CampaignProblem(Problem, ValueError):
@@ -137,10 +141,13 @@ class Campaigns:
                 state=str(campaign.state),
             )
         rows: dict[str, NewRecipient] = {}
-        for recipient in await self.audience(campaign_id):
-            row = await self._materialise(campaign, recipient)
-            if row is not None and row.account_id not in rows:
-                rows[row.account_id] = row
+        audience = await self.audience(campaign_id)
+        # Numbers without an account are looked up at the relay: several at a time.
+        for at in range(0, len(audience), LOOKUPS_AT_ONCE):
+            chunk = audience[at : at + LOOKUPS_AT_ONCE]
+            for row in await asyncio.gather(*(self._materialise(campaign, r) for r in chunk)):
+                if row is not None and row.account_id not in rows:
+                    rows[row.account_id] = row
         now = self.clock.now_ms()
         start_ms = max(now, campaign.schedule.start_ms or now)
         recipients = list(rows.values())
@@ -164,8 +171,12 @@ class Campaigns:
                 account_id = await self.account_of(phone)
             elif phone is None:
                 phone = await self.phone_of(account_id)
-        except GraphError:
-            return None  # not on this network: nobody to count
+        except GraphError as exc:
+            if exc.code != 130429 or phone is None:
+                return None  # not on this network: nobody to count
+            # The relay's budget of look-ups is spent for now: the runner looks the number
+            # up when its turn comes (a row keyed by the number until then).
+            account_id = unresolved(phone)
         if phone is None:
             return None
         values = {"name": recipient.name or "", "phone": phone, **recipient.attributes}
