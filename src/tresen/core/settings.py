@@ -191,6 +191,27 @@ class Limits(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    """Several relay nodes on one PostgreSQL database tell each other what they must know
+    over NATS (docs/operations.md, "Several relay nodes")."""
+
+    nats_url: str | None = Field(
+        default=None,
+        examples=["nats://127.0.0.1:4222"],
+        description="NATS server of the nodes; unset: this relay is the only node",
+    )
+    subject: str = Field(
+        default="tresen",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="subject prefix shared by the nodes of one platform",
+    )
+    node_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="this node's name in the logs (default: random)",
+    )
+
+
 class FileSettings(BaseSettings):
     """Settings read from keyword arguments, the environment, then a TOML file named by
     :func:`load_from` or by the environment variable ``config_env``."""
@@ -241,6 +262,7 @@ class Settings(FileSettings):
     # (IPs or CIDRs); only then do X-Forwarded-For / Forwarded name the client. Empty: off.
     trusted_proxies: list[str] = Field(default_factory=list, examples=[["10.0.0.0/8"]])
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     # The operator's certificate signing key is stored sealed with this 32-byte
     # key-encryption key (64 hex digits or base64); without it, with a key file.
     operator_key: SecretStr | None = None
@@ -271,6 +293,15 @@ class Settings(FileSettings):
             except ValueError:
                 raise ValueError(f"not an IP address or CIDR: {entry!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _nodes_share_a_server_database(self) -> Settings:
+        if self.cluster.nats_url and not self.resolved_database_url.startswith("postgresql"):
+            raise ValueError(
+                "several relay nodes (cluster.nats_url) share one PostgreSQL database; "
+                "set database_url to it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _renewal_inside_lifetime(self) -> Settings:

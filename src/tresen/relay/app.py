@@ -55,6 +55,7 @@ def build_app(
         except BaseException:
             await ctx.db.dispose()
             raise
+        await ctx.hub.cluster.start()
         await ctx.mailbox.start()
         await ctx.templates.start()
         try:

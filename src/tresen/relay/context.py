@@ -14,6 +14,7 @@ from tresen.relay.attachments.service import AttachmentService
 from tresen.relay.attachments.storage import BlobStorage, FileBlobStorage
 from tresen.relay.billing.service import BillingService
 from tresen.relay.businesses.service import BusinessService
+from tresen.relay.cluster import Notice, cluster_of
 from tresen.relay.consent.service import ConsentService
 from tresen.relay.keys.service import KeyService
 from tresen.relay.mailbox.hub import Hub
@@ -47,6 +48,7 @@ class RelayContext:
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
+        await self.hub.cluster.close()
         await self.attachments.close()
         await self.templates.close()
         await self.operator.close()
@@ -82,15 +84,23 @@ def build_context(
         schema=settings.database_schema,
     )
     limits = settings.limits
-    hub = Hub()
+    cluster = settings.cluster
+    hub = Hub(cluster_of(cluster.nats_url, cluster.subject, cluster.node_id))
     # Collaborators are passed to the constructors, so a service cannot exist half-wired.
     policy = PolicyService(db, clock, settings.policy)
+
+    def forget_everywhere(account_id: str) -> None:
+        policy.forget(account_id)
+        if hub.cluster.shared:
+            hub.cluster.tell(Notice("forget", hub.cluster.node_id, text=account_id))
+
+    hub.cluster.listen(lambda n: policy.forget(n.text) if n.kind == "forget" else None)
     operator = OperatorService(db, clock, settings)
     businesses = BusinessService(
         db,
         clock,
         certificate_for=operator.certificate_json,
-        on_became_business=policy.forget,
+        on_became_business=forget_everywhere,
         on_back_to_pending=lambda conn, account_id, reason: operator.revoke_for_change(
             account_id, reason, conn=conn
         ),

@@ -674,13 +674,17 @@ class MailboxService:
         seqs: Sequence[int],
         heads: dict[DevicePk, repo.MailboxHead],
     ) -> None:
-        """Give committed entries to the connections of their devices on this relay."""
+        """Give committed entries to the connections of their devices (on this node; the
+        others hear of them)."""
         by_device: dict[DevicePk, list[MailboxEntry]] = defaultdict(list)
         for entry, seq in zip(entries, seqs, strict=True):
             by_device[entry.device_pk].append(entry.stored_as(seq))
-        for device_pk, fresh in by_device.items():
-            head = heads.get(device_pk)
-            self.hub.offer(device_pk, head.last_seq if head else 0, fresh)
+        self.hub.hand_over(
+            [
+                (device_pk, head.last_seq if (head := heads.get(device_pk)) else 0, fresh)
+                for device_pk, fresh in by_device.items()
+            ]
+        )
 
     # --- receiving ---------------------------------------------------------------------------
 
