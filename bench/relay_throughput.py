@@ -253,13 +253,22 @@ async def run_pair(
     return latencies
 
 
-def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) process ``pid`` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profile(pid: int, out: Path, *, gil: bool = False) -> subprocess.Popen[bytes]:
     """py-spy recording process ``pid`` (100 samples/s, per thread) until it is interrupted;
-    speedscope JSON for a ``.json`` file, else folded stacks."""
+    speedscope JSON for a ``.json`` file, else folded stacks. ``gil``: only samples of the
+    thread that holds the GIL, i.e. where the interpreter's time goes."""
     py_spy = shutil.which("py-spy") or str(Path.home() / ".local/bin/py-spy")
     form = "speedscope" if out.suffix == ".json" else "raw"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [py_spy, "record", "--pid", str(pid), "-r", "100", "--threads", "-f", form]
+    if gil:
+        command.append("--gil")
     return subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL)
 
 
@@ -278,6 +287,7 @@ async def bench(
     *,
     relay_kind: str = "tresen",
     profile: Path | None = None,
+    profile_gil: bool = False,
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
         relay = (
@@ -288,9 +298,12 @@ async def bench(
         try:
             await relay.wait()
             devs = await relay.devices(2 * pairs)
-            profiler = None if profile is None else start_profile(relay.proc.pid, profile)
+            profiler = (
+                None if profile is None else start_profile(relay.proc.pid, profile, gil=profile_gil)
+            )
             finished: list[float] = []
             started = time.perf_counter()
+            cpu_before = cpu_seconds(relay.proc.pid)
             try:
                 results = await asyncio.gather(
                     *(
@@ -310,6 +323,7 @@ async def bench(
                 if profiler is not None:
                     stop_profile(profiler)
             elapsed = max(finished) - started
+            cpu = cpu_seconds(relay.proc.pid) - cpu_before
         finally:
             relay.stop()
             await relay.drop_schema()
@@ -327,6 +341,7 @@ async def bench(
         "messages_per_s": round(total / elapsed, 1),
         "latency_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "latency_p99_ms": round(latencies[int(total * 0.99) - 1] * 1000, 2),
+        "relay_cpu_us_per_message": round(cpu / total * 1e6, 1),
     }
 
 
@@ -339,10 +354,14 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
     ]
     runs: list[dict[str, object]] = []
     backends = args.backends.split(",")
-    profiled = None
-    if args.profile:
-        # Sampling slows the relay down: the profiled run is one of its own, not in the medians.
-        profiled = asyncio.run(
+    profiled = []
+    for kind in ("tresen", "reference") if args.profile else ():
+        # Sampling slows a relay down: the profiled runs are runs of their own, not in the
+        # medians. The reference relay's profile goes next to Tresen's, named *_reference.
+        out = args.profile
+        if kind == "reference":
+            out = out.with_name(f"{out.stem}_reference{out.suffix}")
+        row = asyncio.run(
             bench(
                 backends[0],
                 write_batch,
@@ -350,11 +369,13 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
                 args.messages,
                 args.window,
                 args.size,
-                profile=args.profile,
+                relay_kind=kind,
+                profile=out,
+                profile_gil=args.profile_gil,
             )
         )
-        profiled["profile"] = str(args.profile)
-        print(f"  profiled run: {profiled['messages_per_s']} msg/s, {args.profile}", flush=True)
+        profiled.append(row | {"profile": str(out)})
+        print(f"  profiled {kind}: {row['messages_per_s']} msg/s, {out}", flush=True)
     for backend in backends:
         for config, pairs, window, messages in configs:
             for round_ in range(args.rounds):
@@ -374,7 +395,8 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
                     runs.append(row)
                     print(
                         f"  {backend:<9}{config:<11}{kind:<10}{row['messages_per_s']:>9} msg/s"
-                        f"{row['latency_p50_ms']:>8} /{row['latency_p99_ms']:>7} ms",
+                        f"{row['latency_p50_ms']:>8} /{row['latency_p99_ms']:>7} ms"
+                        f"{row['relay_cpu_us_per_message']:>8} cpu us/msg",
                         flush=True,
                     )
     summary = []
@@ -390,7 +412,12 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
                 return round(statistics.median(values), 2)
 
             line: dict[str, object] = {"backend": backend, "config": config}
-            for key in ("messages_per_s", "latency_p50_ms", "latency_p99_ms"):
+            for key in (
+                "messages_per_s",
+                "latency_p50_ms",
+                "latency_p99_ms",
+                "relay_cpu_us_per_message",
+            ):
                 tresen, reference = median("tresen", key), median("reference", key)
                 line[key] = {
                     "tresen": tresen,
@@ -401,21 +428,30 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
     print(
         f"\n{'backend':<10}{'config':<12}{'msg/s T':>9}{'msg/s R':>9}{'T/R':>6}"
         f"{'p50 T':>8}{'p50 R':>8}{'T/R':>6}{'p99 T':>8}{'p99 R':>8}{'T/R':>6}"
+        f"{'cpu T':>7}{'cpu R':>7}{'T/R':>6}"
     )
     for line in summary:
         cells = ""
-        for key, width in (("messages_per_s", 9), ("latency_p50_ms", 8), ("latency_p99_ms", 8)):
+        for key, width in (
+            ("messages_per_s", 9),
+            ("latency_p50_ms", 8),
+            ("latency_p99_ms", 8),
+            ("relay_cpu_us_per_message", 7),
+        ):
             m: dict[str, float] = line[key]  # type: ignore[assignment]
             cells += f"{m['tresen']:>{width}}{m['reference']:>{width}}{m['ratio']:>6}"
         print(f"{line['backend']:<10}{line['config']:<12}{cells}")
-    print("T = tresen relay serve, R = bench/reference_relay.py; medians of the rounds")
+    print(
+        "T = tresen relay serve, R = bench/reference_relay.py; medians of the rounds; "
+        "p50/p99 in ms; cpu: the relay process's CPU microseconds per message"
+    )
     return {
         "rounds": args.rounds,
         "write_batch": write_batch,
         "configs": {c: {"pairs": p, "window": w, "messages": m} for c, p, w, m in configs},
         "summary": summary,
         "runs": runs,
-        "profiled_run": profiled,
+        "profiled_runs": profiled,
     }
 
 
@@ -447,6 +483,9 @@ def main() -> None:
         "else folded stacks); py-spy is not a dependency: uv tool install py-spy",
     )
     parser.add_argument(
+        "--profile-gil", action="store_true", help="profile only the thread holding the GIL"
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help="default bench/results/relay_throughput.json, "
@@ -474,6 +513,7 @@ def main() -> None:
                         args.window,
                         args.size,
                         profile=None if rows else args.profile,
+                        profile_gil=args.profile_gil,
                     )
                 )
             )
