@@ -35,7 +35,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from tresen.wire import relay as wire
 
@@ -314,8 +314,8 @@ class ReferenceRelay:
                     await self.queue.put(("ack", conn, frame.ids))
                 elif isinstance(frame, wire.Ping):
                     conn.send(wire.Pong(nonce=frame.nonce))
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            pass  # the device went away (or its socket failed while being written to)
         finally:
             writer.cancel()
             if self.connections.get(account) is conn:
