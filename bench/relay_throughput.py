@@ -10,7 +10,8 @@ With ``--reference`` the same generator runs against Tresen's relay and the mini
 window 1 for latency, and prints both side by side with the ratio Tresen/reference. The
 reference relay is given its accounts and tokens directly; what is timed is identical.
 ``--profile`` records Tresen's relay with py-spy while its first workload runs (with
-``--reference``: an extra throughput run on the first backend, left out of the medians).
+``--reference``: one extra throughput run of each relay on the first backend, left out of the
+medians; the reference relay's profile is named ``*_reference``).
 
     .venv/bin/python bench/relay_throughput.py --pairs 8 --messages 500
     .venv/bin/python bench/relay_throughput.py --reference --pairs 32 --window 32 --rounds 2
