@@ -1,10 +1,20 @@
 """Relay hot path: send -> store -> push -> ack -> delete, end to end over WebSocket.
 
 Starts ``tresen relay serve`` in a child process (SQLite in a temporary folder, or PostgreSQL
-with ``--postgres``), registers sender/recipient pairs, and streams messages with a bounded
+in a schema of its own), registers sender/recipient pairs, and streams messages with a bounded
 window of unanswered sends per sender. Prints a table and writes JSON.
 
+With ``--reference`` the same generator runs against Tresen's relay and the minimal relay of
+``bench/reference_relay.py`` in turn (Tresen, reference, Tresen, reference, ... for
+``--rounds``), in a throughput configuration (``--pairs``, ``--window``) and at one pair with
+window 1 for latency, and prints both side by side with the ratio Tresen/reference. The
+reference relay is given its accounts and tokens directly; what is timed is identical.
+``--profile`` records Tresen's relay with py-spy while its first workload runs (with
+``--reference``: one extra throughput run of each relay on the first backend, left out of the
+medians; the reference relay's profile is named ``*_reference``).
+
     .venv/bin/python bench/relay_throughput.py --pairs 8 --messages 500
+    .venv/bin/python bench/relay_throughput.py --reference --pairs 32 --window 32 --rounds 2
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -34,6 +45,7 @@ from tresen.relay.accounts.sms import read_last_code
 from tresen.wire import relay as wire
 
 PG_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
+REFERENCE = Path(__file__).with_name("reference_relay.py")
 
 
 def free_port() -> int:
@@ -89,6 +101,12 @@ class Relay:
             stderr=None,
         )
 
+    async def devices(self, count: int) -> list[Dev]:
+        async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+            return [
+                await register(http, self.sms, f"+49151{70000000 + i:08d}") for i in range(count)
+            ]
+
     async def wait(self) -> None:
         async with httpx.AsyncClient(base_url=self.url) as http:
             for _ in range(400):
@@ -110,6 +128,43 @@ class Relay:
             async with db.write() as conn:
                 await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
             await db.dispose()
+
+
+class ReferenceRelay(Relay):
+    """``bench/reference_relay.py`` in a child process, with ``count`` accounts made up front."""
+
+    def __init__(self, backend: str, folder: Path, write_batch: int, count: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.schema = None  # the reference relay drops its own schema when it stops
+        self.accounts = [Dev(f"ref{i:05d}", secrets.token_urlsafe(24)) for i in range(count)]
+        accounts = folder / "accounts.json"
+        accounts.write_text(
+            json.dumps([{"account_id": d.account_id, "token": d.token} for d in self.accounts])
+        )
+        store = (
+            ["--postgres", PG_URL.replace("+asyncpg", "")]
+            if backend == "postgres"
+            else ["--sqlite", str(folder / "reference.db")]
+        )
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REFERENCE),
+                "--accounts",
+                str(accounts),
+                *store,
+                "--port",
+                str(self.port),
+                "--batch",
+                str(write_batch),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=None,
+        )
+
+    async def devices(self, count: int) -> list[Dev]:
+        return self.accounts[:count]
 
 
 async def register(http: httpx.AsyncClient, sms: Path, phone: str) -> Dev:
@@ -199,35 +254,84 @@ async def run_pair(
     return latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) process ``pid`` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profile(pid: int, out: Path, *, gil: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy recording process ``pid`` (100 samples/s, per thread) until it is interrupted;
+    speedscope JSON for a ``.json`` file, else folded stacks. ``gil``: only samples of the
+    thread that holds the GIL, i.e. where the interpreter's time goes."""
+    py_spy = shutil.which("py-spy") or str(Path.home() / ".local/bin/py-spy")
+    form = "speedscope" if out.suffix == ".json" else "raw"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [py_spy, "record", "--pid", str(pid), "-r", "100", "--threads", "-f", form]
+    if gil:
+        command.append("--gil")
+    return subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL)
+
+
+def stop_profile(profiler: subprocess.Popen[bytes]) -> None:
+    profiler.send_signal(signal.SIGINT)
+    profiler.wait(timeout=60)
+
+
 async def bench(
-    backend: str, write_batch: int, pairs: int, messages: int, window: int, size: int
+    backend: str,
+    write_batch: int,
+    pairs: int,
+    messages: int,
+    window: int,
+    size: int,
+    *,
+    relay_kind: str = "tresen",
+    profile: Path | None = None,
+    profile_gil: bool = False,
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
-        relay = Relay(backend, Path(folder), write_batch)
+        relay = (
+            ReferenceRelay(backend, Path(folder), write_batch, 2 * pairs)
+            if relay_kind == "reference"
+            else Relay(backend, Path(folder), write_batch)
+        )
         try:
             await relay.wait()
-            async with httpx.AsyncClient(base_url=relay.url, timeout=60) as http:
-                devs = [
-                    await register(http, relay.sms, f"+49151{70000000 + i:08d}")
-                    for i in range(2 * pairs)
-                ]
+            devs = await relay.devices(2 * pairs)
+            profiler = (
+                None if profile is None else start_profile(relay.proc.pid, profile, gil=profile_gil)
+            )
             finished: list[float] = []
             started = time.perf_counter()
-            results = await asyncio.gather(
-                *(
-                    run_pair(
-                        relay.url, devs[2 * i], devs[2 * i + 1], messages, window, size, finished
+            cpu_before = cpu_seconds(relay.proc.pid)
+            try:
+                results = await asyncio.gather(
+                    *(
+                        run_pair(
+                            relay.url,
+                            devs[2 * i],
+                            devs[2 * i + 1],
+                            messages,
+                            window,
+                            size,
+                            finished,
+                        )
+                        for i in range(pairs)
                     )
-                    for i in range(pairs)
                 )
-            )
+            finally:
+                if profiler is not None:
+                    stop_profile(profiler)
             elapsed = max(finished) - started
+            cpu = cpu_seconds(relay.proc.pid) - cpu_before
         finally:
             relay.stop()
             await relay.drop_schema()
     latencies = sorted(x for r in results for x in r)
     total = len(latencies)
     return {
+        "relay": relay_kind,
         "backend": backend,
         "write_batch": write_batch,
         "pairs": pairs,
@@ -238,6 +342,117 @@ async def bench(
         "messages_per_s": round(total / elapsed, 1),
         "latency_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "latency_p99_ms": round(latencies[int(total * 0.99) - 1] * 1000, 2),
+        "relay_cpu_us_per_message": round(cpu / total * 1e6, 1),
+    }
+
+
+def compare(args: argparse.Namespace) -> dict[str, object]:
+    """Tresen and the reference relay in turn, in both configurations, on every backend."""
+    write_batch = int(args.write_batches.split(",")[0])
+    configs = [
+        ("throughput", args.pairs, args.window, args.messages),
+        ("latency", 1, 1, args.latency_messages),
+    ]
+    runs: list[dict[str, object]] = []
+    backends = args.backends.split(",")
+    profiled = []
+    for kind in ("tresen", "reference") if args.profile else ():
+        # Sampling slows a relay down: the profiled runs are runs of their own, not in the
+        # medians. The reference relay's profile goes next to Tresen's, named *_reference.
+        out = args.profile
+        if kind == "reference":
+            out = out.with_name(f"{out.stem}_reference{out.suffix}")
+        row = asyncio.run(
+            bench(
+                backends[0],
+                write_batch,
+                args.pairs,
+                args.messages,
+                args.window,
+                args.size,
+                relay_kind=kind,
+                profile=out,
+                profile_gil=args.profile_gil,
+            )
+        )
+        profiled.append(row | {"profile": str(out)})
+        print(f"  profiled {kind}: {row['messages_per_s']} msg/s, {out}", flush=True)
+    for backend in backends:
+        for config, pairs, window, messages in configs:
+            for round_ in range(args.rounds):
+                for kind in ("tresen", "reference"):
+                    row = asyncio.run(
+                        bench(
+                            backend,
+                            write_batch,
+                            pairs,
+                            messages,
+                            window,
+                            args.size,
+                            relay_kind=kind,
+                        )
+                    )
+                    row |= {"config": config, "round": round_ + 1}
+                    runs.append(row)
+                    print(
+                        f"  {backend:<9}{config:<11}{kind:<10}{row['messages_per_s']:>9} msg/s"
+                        f"{row['latency_p50_ms']:>8} /{row['latency_p99_ms']:>7} ms"
+                        f"{row['relay_cpu_us_per_message']:>8} cpu us/msg",
+                        flush=True,
+                    )
+    summary = []
+    for backend in backends:
+        for config, *_ in configs:
+
+            def median(kind: str, key: str, backend: str = backend, config: str = config) -> float:
+                values = [
+                    float(r[key])  # type: ignore[arg-type]
+                    for r in runs
+                    if (r["backend"], r["config"], r["relay"]) == (backend, config, kind)
+                ]
+                return round(statistics.median(values), 2)
+
+            line: dict[str, object] = {"backend": backend, "config": config}
+            for key in (
+                "messages_per_s",
+                "latency_p50_ms",
+                "latency_p99_ms",
+                "relay_cpu_us_per_message",
+            ):
+                tresen, reference = median("tresen", key), median("reference", key)
+                line[key] = {
+                    "tresen": tresen,
+                    "reference": reference,
+                    "ratio": round(tresen / reference, 2),
+                }
+            summary.append(line)
+    print(
+        f"\n{'backend':<10}{'config':<12}{'msg/s T':>9}{'msg/s R':>9}{'T/R':>6}"
+        f"{'p50 T':>8}{'p50 R':>8}{'T/R':>6}{'p99 T':>8}{'p99 R':>8}{'T/R':>6}"
+        f"{'cpu T':>7}{'cpu R':>7}{'T/R':>6}"
+    )
+    for line in summary:
+        cells = ""
+        for key, width in (
+            ("messages_per_s", 9),
+            ("latency_p50_ms", 8),
+            ("latency_p99_ms", 8),
+            ("relay_cpu_us_per_message", 7),
+        ):
+            m: dict[str, float] = line[key]  # type: ignore[assignment]
+            cells += f"{m['tresen']:>{width}}{m['reference']:>{width}}{m['ratio']:>6}"
+        print(f"{line['backend']:<10}{line['config']:<12}{cells}")
+    print(
+        "T = tresen relay serve, R = bench/reference_relay.py; medians of the rounds; "
+        "p50/p99 in ms; cpu: the relay process's CPU microseconds per message"
+    )
+    return {
+        "rounds": args.rounds,
+        "write_batch": write_batch,
+        "configs": {c: {"pairs": p, "window": w, "messages": m} for c, p, w, m in configs},
+        "summary": summary,
+        "runs": runs,
+        "profiled_runs": profiled,
     }
 
 
@@ -253,13 +468,56 @@ def main() -> None:
         default="256",
         help="operations per transaction to compare, e.g. 1,256 (1 = no group commit)",
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/relay_throughput.json"))
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="run bench/reference_relay.py too, alternating, and print the ratios",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --reference: runs of each")
+    parser.add_argument(
+        "--latency-messages", type=int, default=1000, help="with --reference: at 1 pair, window 1"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record Tresen's relay with py-spy during its first run (.json: speedscope, "
+        "else folded stacks); py-spy is not a dependency: uv tool install py-spy",
+    )
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="profile only the thread holding the GIL"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default bench/results/relay_throughput.json, "
+        "with --reference bench/results/relay_reference.json",
+    )
     args = parser.parse_args()
-    rows = [
-        asyncio.run(bench(b, int(w), args.pairs, args.messages, args.window, args.size))
-        for b in args.backends.split(",")
-        for w in args.write_batches.split(",")
-    ]
+    machine = {"machine": os.uname().nodename, "cpus": os.cpu_count()}
+    if args.reference:
+        out = args.out or Path("bench/results/relay_reference.json")
+        result = compare(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**machine, **result}, indent=2) + "\n")
+        print(f"written {out}")
+        return
+    rows: list[dict[str, object]] = []
+    for backend in args.backends.split(","):
+        for batch in args.write_batches.split(","):
+            rows.append(
+                asyncio.run(
+                    bench(
+                        backend,
+                        int(batch),
+                        args.pairs,
+                        args.messages,
+                        args.window,
+                        args.size,
+                        profile=None if rows else args.profile,
+                        profile_gil=args.profile_gil,
+                    )
+                )
+            )
     print(
         f"{'backend':<10}{'batch':>6}{'pairs':>6}{'messages':>10}{'msg/s':>10}"
         f"{'p50 ms':>10}{'p99 ms':>10}"
@@ -269,14 +527,10 @@ def main() -> None:
             f"{r['backend']:<10}{r['write_batch']:>6}{r['pairs']:>6}{r['messages']:>10}"
             f"{r['messages_per_s']:>10}{r['latency_p50_ms']:>10}{r['latency_p99_ms']:>10}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {"machine": os.uname().nodename, "cpus": os.cpu_count(), "results": rows}, indent=2
-        )
-        + "\n"
-    )
-    print(f"written {args.out}")
+    out = args.out or Path("bench/results/relay_throughput.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**machine, "results": rows}, indent=2) + "\n")
+    print(f"written {out}")
 
 
 if __name__ == "__main__":
