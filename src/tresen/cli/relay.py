@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -48,13 +49,33 @@ def serve(
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     migrate: Annotated[bool, typer.Option(help="Apply database migrations before serving.")] = True,
+    nodes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Start this many relay nodes on consecutive ports (one PostgreSQL database "
+            "and NATS; for development).",
+        ),
+    ] = 1,
+    nats: Annotated[
+        str | None,
+        typer.Option(help="NATS server of several relay nodes (setting cluster.nats_url)."),
+    ] = None,
 ) -> None:
     """Serve the relay's HTTP API and WebSocket."""
-    from tresen.relay.app import build_app
-
+    if nats is not None:
+        os.environ["TRESEN_CLUSTER__NATS_URL"] = nats
     settings = make_settings(
         config, host=host, port=port, database_url=database_url, data_dir=data_dir
     )
+    if nodes > 1:
+        from tresen.cli.relay_nodes import serve_nodes
+
+        serve_nodes(settings, nodes, config=config, migrate=migrate)
+        return
+    from tresen.relay.app import build_app
+
     relay_app = build_app(settings, run_migrations=migrate)
 
     def started(url: str) -> None:
