@@ -67,11 +67,14 @@ class Relay:
         folder: Path,
         write_batch: int,
         extra_env: dict[str, str] | None = None,
+        *,
+        schema: str | None = None,
     ) -> None:
+        """``schema``: a PostgreSQL schema another node made already (several nodes)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.sms = folder / "sms.jsonl"
-        self.schema = f"bench_{secrets.token_hex(4)}" if backend == "postgres" else None
+        self.schema = schema or (f"bench_{secrets.token_hex(4)}" if backend == "postgres" else None)
         env = {
             **os.environ,
             "TRESEN_SMS_SENDER": "file",
@@ -205,9 +208,12 @@ async def run_pair(
     window: int,
     size: int,
     finished: list[float],
+    rx_url: str | None = None,
 ) -> list[float]:
+    """``sender`` streams ``count`` messages to ``recipient`` with ``window`` unanswered; the
+    recipient connects to ``rx_url`` (another relay node) when given. Latencies in seconds."""
     tx = await connect(url, sender)
-    rx = await connect(url, recipient)
+    rx = await connect(rx_url or url, recipient)
     latencies: list[float] = []
     slots = asyncio.Semaphore(window)
     done = asyncio.Event()
