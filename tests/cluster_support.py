@@ -16,8 +16,11 @@ NATS_URL = "nats://127.0.0.1:4222"
 REQUIRE_NATS = os.environ.get("TRESEN_REQUIRE_NATS") == "1"
 
 
-def nats_or_skip() -> str:
-    """The NATS server's URL; the test skips (or fails where NATS is required) without it."""
+def cluster_or_skip(backend_name: str) -> str:
+    """The NATS server's URL for nodes on ``backend_name``: the test skips on SQLite (nodes
+    share PostgreSQL) and without NATS (or fails where NATS is required)."""
+    if backend_name != "postgres":
+        pytest.skip("relay nodes share a PostgreSQL database")
     try:
         socket.create_connection(("127.0.0.1", 4222), timeout=1).close()
     except OSError:

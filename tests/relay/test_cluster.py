@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster_support import Balancer, nats_or_skip, new_subject
+from cluster_support import Balancer, cluster_or_skip, new_subject
 from gateway_support import next_of
 from support import Backend, RelayProcess, free_port, registered_client
 
@@ -33,9 +33,7 @@ POLL_S = 60
 async def test_two_nodes_deliver_across_at_once_and_survive_a_node_killed(
     backend: Backend, tmp_path: Path
 ) -> None:
-    if backend.name != "postgres":
-        pytest.skip("relay nodes share a PostgreSQL database")
-    nats_url = nats_or_skip()
+    nats_url = cluster_or_skip(backend.name)
     shared = {
         "TRESEN_CLUSTER__NATS_URL": nats_url,
         "TRESEN_CLUSTER__SUBJECT": new_subject(),
@@ -117,9 +115,7 @@ def two_free_ports() -> int:
 async def test_serve_nodes_starts_several_nodes_and_stops_them_together(
     backend: Backend, tmp_path: Path
 ) -> None:
-    if backend.name != "postgres":
-        pytest.skip("relay nodes share a PostgreSQL database")
-    nats_url = nats_or_skip()
+    nats_url = cluster_or_skip(backend.name)
     port = two_free_ports()
     env = {
         **os.environ,

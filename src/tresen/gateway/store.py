@@ -309,37 +309,16 @@ class GatewayStore:
     async def add_contacts(self, conn: AsyncConnection, batch: Sequence[Contact]) -> None:
         """Insert the contacts of ``batch`` that do not exist yet (inside a write); the ones
         that do are left as they are."""
-        ids = [c.account_id for c in batch]
-        there = {
-            r.account_id
-            for r in await conn.execute(
-                select(contacts.c.account_id).where(contacts.c.account_id.in_(ids))
-            )
-        }
+        there = await _contact_ids(conn, [c.account_id for c in batch])
         new = [c for c in batch if c.account_id not in there]
-        if new:
-            now = self.clock.now_ms()
-            await conn.execute(
-                insert(contacts),
-                [
-                    {"account_id": c.account_id, "created_ms": now, **_contact_values(c)}
-                    for c in new
-                ],
-            )
+        await self._insert_contacts(conn, new)
         for contact in new:
             self._remember(contact)
 
     async def save_contacts(self, conn: AsyncConnection, batch: list[Contact]) -> None:
         """Insert or update many contacts (inside a write): two statements for the lot."""
-        ids = [c.account_id for c in batch]
-        known = {
-            r.account_id
-            for r in await conn.execute(
-                select(contacts.c.account_id).where(contacts.c.account_id.in_(ids))
-            )
-        }
+        known = await _contact_ids(conn, [c.account_id for c in batch])
         changed = [c for c in batch if c.account_id in known]
-        new = [c for c in batch if c.account_id not in known]
         if changed:
             await conn.execute(
                 update(contacts)
@@ -353,6 +332,11 @@ class GatewayStore:
                 ),
                 [{"a": c.account_id, **_contact_values(c)} for c in changed],
             )
+        await self._insert_contacts(conn, [c for c in batch if c.account_id not in known])
+        for contact in batch:
+            self._remember(contact)
+
+    async def _insert_contacts(self, conn: AsyncConnection, new: Sequence[Contact]) -> None:
         if new:
             now = self.clock.now_ms()
             await conn.execute(
@@ -362,8 +346,6 @@ class GatewayStore:
                     for c in new
                 ],
             )
-        for contact in batch:
-            self._remember(contact)
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -470,6 +452,12 @@ async def set_meta(conn: AsyncConnection, key: str, value: bytes) -> None:
     changed = await conn.execute(update(meta).where(meta.c.key == key).values(value=value))
     if not changed.rowcount:
         await conn.execute(insert(meta).values(key=key, value=value))
+
+
+async def _contact_ids(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are contacts."""
+    rows = await conn.execute(select(contacts.c.account_id).where(contacts.c.account_id.in_(ids)))
+    return {r.account_id for r in rows}
 
 
 def _contact_values(contact: Contact) -> dict[str, Any]:
