@@ -320,10 +320,11 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def _connect(url: str) -> Any:
+async def _connect(url: str, schema: str) -> Any:
     import asyncpg  # type: ignore[import-untyped]
 
-    return await asyncpg.connect(_dsn(url))
+    # As the server's own connections: names in triggers and defaults resolve in the schema.
+    return await asyncpg.connect(_dsn(url), server_settings={"search_path": schema})
 
 
 async def _tables_in_order(conn: Any, schema: str) -> list[str]:
@@ -360,7 +361,7 @@ async def _tables_in_order(conn: Any, schema: str) -> list[str]:
 
 async def pg_schema_tables(url: str, schema: str) -> list[str]:
     """The tables in ``schema`` (none when it does not exist)."""
-    conn = await _connect(url)
+    conn = await _connect(url, schema)
     try:
         return await _tables_in_order(conn, schema)
     finally:
@@ -372,7 +373,7 @@ async def pg_dump_schema(url: str, schema: str, into: Path) -> str | None:
     ``tables.json``), all read in one snapshot; returns the Alembic revision of that
     snapshot."""
     await asyncio.to_thread(into.mkdir, parents=True, exist_ok=True)
-    conn = await _connect(url)
+    conn = await _connect(url, schema)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             tables = await _tables_in_order(conn, schema)
@@ -410,7 +411,7 @@ async def pg_dump_schema(url: str, schema: str, into: Path) -> str | None:
 
 async def pg_reset_schema(url: str, schema: str) -> None:
     """Drop ``schema`` with everything in it and create it again, empty."""
-    conn = await _connect(url)
+    conn = await _connect(url, schema)
     try:
         quoted = _quote(schema)
         await conn.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE; CREATE SCHEMA {quoted}")
@@ -423,7 +424,7 @@ async def pg_load_schema(url: str, schema: str, folder: Path, *, keep: set[str])
     the rows in ``folder``, replacing what the migrations put there, except in the tables
     named in ``keep``; then move each sequence past its column's largest value."""
     listing = json.loads((folder / "tables.json").read_text())
-    conn = await _connect(url)
+    conn = await _connect(url, schema)
     try:
         async with conn.transaction():
             present = set(await _tables_in_order(conn, schema))
@@ -437,6 +438,12 @@ async def pg_load_schema(url: str, schema: str, folder: Path, *, keep: set[str])
             if wanted:
                 names = ", ".join(f"{_quote(schema)}.{_quote(e['table'])}" for e in wanted)
                 await conn.execute(f"TRUNCATE {names}")
+            # The rows go back as they were: triggers that keep derived columns stay off
+            # (foreign keys are still checked).
+            for entry in wanted:
+                await conn.execute(
+                    f"ALTER TABLE {_quote(schema)}.{_quote(entry['table'])} DISABLE TRIGGER USER"
+                )
             for entry in wanted:
                 await conn.copy_to_table(
                     entry["table"],
@@ -444,6 +451,10 @@ async def pg_load_schema(url: str, schema: str, folder: Path, *, keep: set[str])
                     columns=entry["columns"],
                     source=str(folder / f"{entry['table']}.copy"),
                     format="binary",
+                )
+            for entry in wanted:
+                await conn.execute(
+                    f"ALTER TABLE {_quote(schema)}.{_quote(entry['table'])} ENABLE TRIGGER USER"
                 )
             sequences = await conn.fetch(
                 "SELECT c.relname AS tbl, a.attname AS col, pg_get_serial_sequence("
