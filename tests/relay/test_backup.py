@@ -99,6 +99,23 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
         bob = await register(http, relay_process.sms_file, "+4915110000002")
         await publish_identity(shim, alice)
         await publish_identity(shim, bob)
+        # An attachment Alice uploaded: its blob is a file in the relay's data folder.
+        blob = os.urandom(100_000)
+        r = await http.post(
+            "/v1/attachments", json={"kind": "document", "size": len(blob)}, headers=alice.auth
+        )
+        assert r.status_code == 201, r.text
+        attachment = r.json()["id"]
+        r = await http.patch(
+            f"/v1/attachments/{attachment}",
+            content=blob,
+            headers={
+                **alice.auth,
+                "Upload-Offset": "0",
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        assert r.json()["complete"], r.text
 
     # Alice streams messages to Bob, who is offline.
     sender = await connect(relay_process.url, alice)
@@ -156,6 +173,7 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
         names = tar.getnames()
     assert names[0] == "manifest.json"
     assert "key/key" in names
+    assert any(name.startswith("files/attachments/") for name in names)
 
     async with fresh_target(backend, tmp_path / "restored") as target:
         env = relay_env(target, tmp_path / "restored" / "data")
@@ -178,6 +196,10 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
                 received.append(frame.message_id)
                 await receiver.send(wire.Ack(ids=[frame.id]))
             await receiver.close()
+            async with httpx.AsyncClient(base_url=restored.url, timeout=30) as http:
+                r = await http.get(f"/v1/attachments/{attachment}", headers=bob.auth)
+                assert r.status_code == 200, r.text
+                assert r.content == blob
         finally:
             restored.stop()
     lost = before - set(received)

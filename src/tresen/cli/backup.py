@@ -377,7 +377,13 @@ def run_backup(data: DataSet, target: Path, *, with_key: bool) -> None:
     )
     for note in manifest.notes:
         console.print(f"note: {note}", soft_wrap=True)
-    if not with_key:
+    if data.key_in_environment:
+        console.print(
+            f"The key ({data.key_in_environment}) is not in the archive: keep it apart from "
+            "the backups.",
+            soft_wrap=True,
+        )
+    elif not with_key:
         console.print(
             f"The key file ({data.key_file.name}) is not in the archive: keep a copy of it "
             "apart from the backups (or pass --with-key).",
