@@ -166,7 +166,7 @@ def _device_key_problem(client_db: Path, key_file: Path, key_env: str) -> str | 
     """Whether the gateway's device store opens with the key the gateway would use."""
     import sqlite3
 
-    from tresen.crypto.secrets import SecretsError, key_from_env, unseal
+    from tresen.crypto.secrets import SecretsError, key_from_env, load_or_create_key_file, unseal
 
     if not client_db.exists():
         return None
@@ -175,17 +175,22 @@ def _device_key_problem(client_db: Path, key_file: Path, key_env: str) -> str | 
         if from_env:
             key, source = key_from_env(from_env), key_env
         elif key_file.exists():
-            key, source = key_file.read_bytes(), f"the key file {key_file}"
+            # Read (and its mode checked) as the gateway reads it; never created here.
+            key, source = load_or_create_key_file(key_file), f"the key file {key_file}"
         else:
             return f"the device's secrets are sealed with a key, but {key_file} does not exist"
-        db = sqlite3.connect(client_db)
-        try:
-            row = db.execute("SELECT v FROM meta WHERE k = 'token'").fetchone()
-        finally:
-            db.close()
-        if row is not None:
-            unseal(key, bytes(row[0]), context=b"token")
-    except (SecretsError, ValueError, OSError):
+    except SecretsError as exc:
+        return str(exc)
+    db = sqlite3.connect(client_db)
+    try:
+        row = db.execute("SELECT v FROM meta WHERE k = 'token'").fetchone()
+    finally:
+        db.close()
+    if row is None:
+        return None
+    try:
+        unseal(key, bytes(row[0]), context=b"token")
+    except SecretsError:
         return (
             f"the device's secrets do not open with {source}: it is not the key they were "
             "sealed with"
