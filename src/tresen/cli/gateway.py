@@ -221,3 +221,53 @@ def token_revoke(
         console.print(f"[red]no active token matches {which}[/red]")
         raise typer.Exit(1)
     console.print(f"revoked {count} token{'s' if count != 1 else ''}")
+
+
+@app.command()
+def backup(
+    to: Annotated[
+        Path, typer.Option("--to", help="The archive to write (.tar, or .tar.gz to compress).")
+    ],
+    with_key: Annotated[
+        bool,
+        typer.Option(
+            "--with-key",
+            help="Put the gateway's storage key file into the archive too (keep such an "
+            "archive as secret as the key).",
+        ),
+    ] = False,
+    data_dir: GatewayDataDir = None,
+    config: GatewayConfig = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data folder)."),
+    ] = None,
+) -> None:
+    """Back up the gateway's database, device (keys and sessions) and media while it runs."""
+    from tresen.cli.backup import gateway_data, run_backup
+
+    settings = gateway_settings(config, data_dir=data_dir, database_url=database_url)
+    run_backup(gateway_data(settings), to, with_key=with_key)
+
+
+@app.command()
+def restore(
+    from_: Annotated[
+        Path, typer.Option("--from", help="An archive written by `tresen gateway backup`.")
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace what the database and data folder hold.")
+    ] = False,
+    data_dir: GatewayDataDir = None,
+    config: GatewayConfig = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data folder)."),
+    ] = None,
+) -> None:
+    """Restore a backup into an empty database and data folder (the gateway stopped), bring
+    its schema up to date and check that the gateway can open its device with its key."""
+    from tresen.cli.backup import gateway_data, run_restore
+
+    settings = gateway_settings(config, data_dir=data_dir, database_url=database_url)
+    run_restore(gateway_data(settings), from_, force=force)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
 __all__ = ["app", "database_for"]
 
 app = typer.Typer(help="The relay: accounts, keys and store-and-forward delivery.")
+
+WithKeyOption = Annotated[
+    bool,
+    typer.Option(
+        "--with-key",
+        help="Put the key file that protects the operator signing key into the archive too "
+        "(keep such an archive as secret as the key).",
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace what the database and data folder hold.")
+]
 
 HostOption = Annotated[str | None, typer.Option("--host", help="Address to bind.")]
 PortOption = Annotated[int | None, typer.Option("--port", help="Port to bind (0: any free).")]
@@ -106,3 +119,38 @@ def migrate(
 
     before, after = asyncio.run(run())
     console.print(f"relay database at revision {after} (was {before or 'empty'})")
+
+
+@app.command()
+def backup(
+    to: Annotated[
+        Path, typer.Option("--to", help="The archive to write (.tar, or .tar.gz to compress).")
+    ],
+    with_key: WithKeyOption = False,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Back up the relay's database and attachment files while it serves."""
+    from tresen.cli.backup import relay_data, run_backup
+
+    settings = make_settings(config, database_url=database_url, data_dir=data_dir)
+    run_backup(relay_data(settings), to, with_key=with_key)
+
+
+@app.command()
+def restore(
+    from_: Annotated[
+        Path, typer.Option("--from", help="An archive written by `tresen relay backup`.")
+    ],
+    force: ForceOption = False,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Restore a backup into an empty database and data folder (the relay stopped), bring
+    its schema up to date and check that the relay can open its signing key."""
+    from tresen.cli.backup import relay_data, run_restore
+
+    settings = make_settings(config, database_url=database_url, data_dir=data_dir)
+    run_restore(relay_data(settings), from_, force=force)
