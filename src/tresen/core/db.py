@@ -8,18 +8,31 @@ of deferred transactions. Readers run beside the writer thanks to WAL.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, event, or_, text
+from sqlalchemy import (
+    ARRAY,
+    String,
+    bindparam,
+    column,
+    event,
+    func,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.sql.selectable import NamedFromClause
+from sqlalchemy.types import TypeEngine
 
-__all__ = ["NAMING_CONVENTION", "Database", "pairs_in"]
+__all__ = ["NAMING_CONVENTION", "Database", "key_pair_params", "key_pairs"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -30,20 +43,60 @@ NAMING_CONVENTION = {
 """Constraint and index names of every schema (migrations name them alike)."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def pairs_in(
-    first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[tuple[Any, Any]]
-) -> ColumnElement[bool]:
-    """``(first, second) IN pairs``, spelt as ``first = a AND second IN (...) OR ...``.
+def key_pairs(dialect: str, first: TypeEngine[Any], second: TypeEngine[Any]) -> NamedFromClause:
+    """A table of (``a``, ``b``) rows bound from :func:`key_pair_params`, to join a table on
+    two columns at once.
 
-    Row-value IN is avoided on purpose: SQLite 3.40 returns no rows for a one-row
-    ``(a, b) IN (VALUES (?, ?))`` when an index covers both columns.
+    A statement built on it has the same text for any number of pairs, so it is compiled
+    once and its compiled form cached (a condition with one branch per key would be built
+    and compiled anew for every batch). SQLite reads the pairs from one JSON parameter
+    (``json_each``), PostgreSQL from one array per column (``unnest``). Row-value IN is
+    avoided on purpose: SQLite 3.40 returns no rows for a one-row ``(a, b) IN (VALUES (?, ?))``
+    when an index covers both columns.
     """
-    grouped: dict[Any, list[Any]] = defaultdict(list)
+    if dialect == "sqlite":
+        rows = func.json_each(bindparam("pairs", type_=String())).table_valued("value")
+        return (
+            select(
+                type_coerce(func.json_extract(rows.c.value, literal_column("'$[0]'")), first).label(
+                    "a"
+                ),
+                type_coerce(
+                    func.json_extract(rows.c.value, literal_column("'$[1]'")), second
+                ).label("b"),
+            )
+            .select_from(rows)
+            .subquery("pairs")
+        )
+    return (
+        func.unnest(
+            bindparam("pairs_a", type_=ARRAY(first)), bindparam("pairs_b", type_=ARRAY(second))
+        )
+        .table_valued(column("a", first), column("b", second))
+        .render_derived(name="pairs")
+    )
+
+
+def key_pair_params(dialect: str, pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+    """The parameters of a statement built on :func:`key_pairs` that name ``pairs``."""
+    if dialect == "sqlite":
+        rows = [[a, b] for a, b in pairs]
+        for row in rows:
+            for value in row:
+                if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+                    # Refused as sqlite3 refuses such a parameter (JSON would carry it
+                    # and match nothing).
+                    raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return {"pairs": json.dumps(rows)}
+    firsts: list[Any] = []
+    seconds: list[Any] = []
     for a, b in pairs:
-        grouped[a].append(b)
-    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
+        firsts.append(a)
+        seconds.append(b)
+    return {"pairs_a": firsts, "pairs_b": seconds}
 
 
 class Database:

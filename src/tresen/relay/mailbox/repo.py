@@ -6,16 +6,30 @@ many keys at once, so one batch of sends and acks costs a handful of statements.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
-from tresen.core.db import pairs_in
+from tresen.core.db import key_pair_params, key_pairs
 from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
 from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
@@ -214,17 +228,25 @@ async def suspended_accounts(
     return found
 
 
+@functools.cache
+def _find_messages(dialect: str) -> Select[Any]:
+    keys = key_pairs(dialect, BigInteger(), String())
+    return select(messages).select_from(
+        keys.join(
+            messages,
+            and_(messages.c.sender_device_pk == keys.c.a, messages.c.client_msg_id == keys.c.b),
+        )
+    )
+
+
 async def find_messages(
     conn: AsyncConnection, keys: Iterable[tuple[DevicePk, str]]
 ) -> dict[tuple[DevicePk, str], SentMessage]:
     """Earlier sends by (sender device, client message id)."""
+    dialect = conn.dialect.name
     found: dict[tuple[DevicePk, str], SentMessage] = {}
     for chunk in _chunks(sorted(set(keys))):
-        rows = await conn.execute(
-            select(messages).where(
-                pairs_in(messages.c.sender_device_pk, messages.c.client_msg_id, chunk)
-            )
-        )
+        rows = await conn.execute(_find_messages(dialect), key_pair_params(dialect, chunk))
         for r in rows:
             found[(DevicePk(r.sender_device_pk), r.client_msg_id)] = _message(r)
     return found
@@ -409,17 +431,32 @@ async def pending_entries(
     ]
 
 
+@functools.cache
+def _delete_entries(dialect: str) -> ReturningDelete[Any]:
+    keys = key_pairs(dialect, BigInteger(), BigInteger())
+    owned = mailbox.alias("owned")
+    # seq is the key: the pairs pick the seqs their devices own, and those are deleted.
+    return (
+        delete(mailbox)
+        .where(
+            mailbox.c.seq.in_(
+                select(owned.c.seq).select_from(
+                    keys.join(owned, and_(owned.c.device_pk == keys.c.a, owned.c.seq == keys.c.b))
+                )
+            )
+        )
+        .returning(mailbox.c.device_pk, mailbox.c.seq, mailbox.c.kind, mailbox.c.message_id)
+    )
+
+
 async def delete_entries(
     conn: AsyncConnection, keys: Sequence[tuple[DevicePk, int]]
 ) -> list[tuple[DevicePk, int, EntryKind, MessageId]]:
     """Delete entries by (owning device, seq); a device can only delete its own."""
+    dialect = conn.dialect.name
     deleted: list[tuple[DevicePk, int, EntryKind, MessageId]] = []
     for chunk in _chunks(keys):
-        rows = await conn.execute(
-            delete(mailbox)
-            .where(pairs_in(mailbox.c.device_pk, mailbox.c.seq, chunk))
-            .returning(mailbox.c.device_pk, mailbox.c.seq, mailbox.c.kind, mailbox.c.message_id)
-        )
+        rows = await conn.execute(_delete_entries(dialect), key_pair_params(dialect, chunk))
         deleted.extend(
             (DevicePk(r.device_pk), r.seq, EntryKind(r.kind), MessageId(r.message_id)) for r in rows
         )
@@ -442,20 +479,40 @@ async def mark_delivered(
     return delivered
 
 
+@functools.cache
+def _mark_read(dialect: str) -> ReturningUpdate[Any]:
+    keys = key_pairs(dialect, String(), String())
+    addressed = messages.alias("addressed")
+    return (
+        update(messages)
+        .where(
+            messages.c.message_id.in_(
+                select(addressed.c.message_id).select_from(
+                    keys.join(
+                        addressed,
+                        and_(
+                            addressed.c.recipient_account == keys.c.a,
+                            addressed.c.message_id == keys.c.b,
+                        ),
+                    )
+                )
+            ),
+            messages.c.read_ms.is_(None),
+        )
+        .values(read_ms=bindparam("now_ms"))
+        .returning(*messages.c)
+    )
+
+
 async def mark_read(
     conn: AsyncConnection, keys: Iterable[tuple[MessageId, AccountId]], now_ms: int
 ) -> list[SentMessage]:
     """Set ``read_ms`` on (message, its recipient) pairs, first read only."""
+    dialect = conn.dialect.name
     read: list[SentMessage] = []
     for chunk in _chunks(sorted({(account, message) for message, account in keys})):
         rows = await conn.execute(
-            update(messages)
-            .where(
-                pairs_in(messages.c.recipient_account, messages.c.message_id, chunk),
-                messages.c.read_ms.is_(None),
-            )
-            .values(read_ms=now_ms)
-            .returning(*messages.c)
+            _mark_read(dialect), {**key_pair_params(dialect, chunk), "now_ms": now_ms}
         )
         read.extend(_message(r) for r in rows)
     return read
