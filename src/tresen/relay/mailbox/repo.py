@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Select,
     String,
     and_,
@@ -165,6 +166,30 @@ class MailboxHead:
     last_seq: int
 
 
+# Statements of every group commit, built once; ``ids`` is bound to a list of keys.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_RECIPIENT_DEVICES = (
+    select(devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id)
+    .where(devices.c.account_id.in_(_IDS), devices.c.identity_curve25519.is_not(None))
+    .order_by(devices.c.account_id, devices.c.device_id)
+)
+_DEVICE_PKS = select(devices.c.account_id, devices.c.pk).where(devices.c.account_id.in_(_IDS))
+_SUSPENDED = select(business_profiles.c.account_id).where(
+    business_profiles.c.account_id.in_(_IDS), business_profiles.c.suspended_ms.is_not(None)
+)
+_MAILBOX_HEADS = (
+    select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
+    .where(mailbox.c.device_pk.in_(_IDS))
+    .group_by(mailbox.c.device_pk)
+)
+_MARK_DELIVERED = (
+    update(messages)
+    .where(messages.c.message_id.in_(_IDS), messages.c.delivered_ms.is_(None))
+    .values(delivered_ms=bindparam("now_ms"))
+    .returning(*messages.c)
+)
+
+
 def _message(row: object) -> SentMessage:
     m = row._mapping  # type: ignore[attr-defined]
     return SentMessage(
@@ -183,13 +208,7 @@ async def recipient_devices(
     """Devices that can receive ciphertext (their identity keys are known), per account."""
     found: dict[AccountId, list[RecipientDevice]] = defaultdict(list)
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(
-            select(
-                devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id
-            )
-            .where(devices.c.account_id.in_(chunk), devices.c.identity_curve25519.is_not(None))
-            .order_by(devices.c.account_id, devices.c.device_id)
-        )
+        rows = await conn.execute(_RECIPIENT_DEVICES, {"ids": chunk})
         for r in rows:
             found[AccountId(r.account_id)].append(
                 RecipientDevice(DevicePk(r.pk), DeviceId(r.device_id), r.registration_id)
@@ -203,9 +222,7 @@ async def device_pks_of(
     """Every device of each account, with or without keys (relay events reach them all)."""
     found: dict[AccountId, list[DevicePk]] = defaultdict(list)
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(
-            select(devices.c.account_id, devices.c.pk).where(devices.c.account_id.in_(chunk))
-        )
+        rows = await conn.execute(_DEVICE_PKS, {"ids": chunk})
         for r in rows:
             found[AccountId(r.account_id)].append(DevicePk(r.pk))
     return found
@@ -217,12 +234,7 @@ async def suspended_accounts(
     """Those of ``account_ids`` that are businesses suspended by the operator."""
     found: set[AccountId] = set()
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(
-            select(business_profiles.c.account_id).where(
-                business_profiles.c.account_id.in_(chunk),
-                business_profiles.c.suspended_ms.is_not(None),
-            )
-        )
+        rows = await conn.execute(_SUSPENDED, {"ids": chunk})
         found.update(AccountId(r.account_id) for r in rows)
     return found
 
@@ -273,11 +285,7 @@ async def mailbox_heads(
 ) -> dict[DevicePk, MailboxHead]:
     heads: dict[DevicePk, MailboxHead] = {}
     for chunk in _chunks(sorted(set(device_pks))):
-        rows = await conn.execute(
-            select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
-            .where(mailbox.c.device_pk.in_(chunk))
-            .group_by(mailbox.c.device_pk)
-        )
+        rows = await conn.execute(_MAILBOX_HEADS, {"ids": chunk})
         for pk, length, last_seq in rows:
             heads[DevicePk(pk)] = MailboxHead(int(length), int(last_seq))
     return heads
@@ -513,12 +521,7 @@ async def mark_delivered(
     """Set ``delivered_ms`` where unset; returns the messages delivered for the first time."""
     delivered: list[SentMessage] = []
     for chunk in _chunks(sorted(set(message_ids))):
-        rows = await conn.execute(
-            update(messages)
-            .where(messages.c.message_id.in_(chunk), messages.c.delivered_ms.is_(None))
-            .values(delivered_ms=now_ms)
-            .returning(*messages.c)
-        )
+        rows = await conn.execute(_MARK_DELIVERED, {"ids": chunk, "now_ms": now_ms})
         delivered.extend(_message(r) for r in rows)
     return delivered
 
