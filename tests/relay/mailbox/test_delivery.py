@@ -439,6 +439,28 @@ async def test_acks_in_one_batch_are_each_counted_once(relay: RunningRelay) -> N
     await a.close()
 
 
+async def test_a_device_acks_only_its_own_envelopes_in_a_shared_batch(
+    relay: RunningRelay,
+) -> None:
+    alice = await receiving_device(relay)
+    bob = await receiving_device(relay)
+    carol = await receiving_device(relay)
+    a = await relay.connect(alice)
+    await send_ok(a, send_frame(bob, "to-bob", {1: b"x"}))
+    await send_ok(a, send_frame(carol, "to-carol", {1: b"y"}))
+    accounts, mailbox = relay.ctx.accounts, relay.ctx.mailbox
+    bob_device = await accounts.authenticate(bob.token)
+    carol_device = await accounts.authenticate(carol.token)
+    (bobs,) = [e.seq for e in await mailbox.pending(bob_device.device_pk)]
+    (carols,) = [e.seq for e in await mailbox.pending(carol_device.device_pk)]
+    # One batch: Bob names Carol's envelope besides his own, Carol names only Bob's.
+    by_bob = mailbox.submit_ack(bob_device, [bobs, carols])
+    by_carol = mailbox.submit_ack(carol_device, [bobs])
+    assert (await by_bob, await by_carol) == (1, 0)
+    assert [e.seq for e in await mailbox.pending(carol_device.device_pk)] == [carols]
+    await a.close()
+
+
 async def test_removing_a_device_closes_its_connection(relay: RunningRelay) -> None:
     import websockets
 

@@ -6,16 +6,30 @@ many keys at once, so one batch of sends and acks costs a handful of statements.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Select,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
-from tresen.core.db import pairs_in
+from tresen.core.db import key_pair_params, key_pairs
 from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
 from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
@@ -152,6 +166,30 @@ class MailboxHead:
     last_seq: int
 
 
+# Statements of every group commit, built once; ``ids`` is bound to a list of keys.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_RECIPIENT_DEVICES = (
+    select(devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id)
+    .where(devices.c.account_id.in_(_IDS), devices.c.identity_curve25519.is_not(None))
+    .order_by(devices.c.account_id, devices.c.device_id)
+)
+_DEVICE_PKS = select(devices.c.account_id, devices.c.pk).where(devices.c.account_id.in_(_IDS))
+_SUSPENDED = select(business_profiles.c.account_id).where(
+    business_profiles.c.account_id.in_(_IDS), business_profiles.c.suspended_ms.is_not(None)
+)
+_MAILBOX_HEADS = (
+    select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
+    .where(mailbox.c.device_pk.in_(_IDS))
+    .group_by(mailbox.c.device_pk)
+)
+_MARK_DELIVERED = (
+    update(messages)
+    .where(messages.c.message_id.in_(_IDS), messages.c.delivered_ms.is_(None))
+    .values(delivered_ms=bindparam("now_ms"))
+    .returning(*messages.c)
+)
+
+
 def _message(row: object) -> SentMessage:
     m = row._mapping  # type: ignore[attr-defined]
     return SentMessage(
@@ -170,13 +208,7 @@ async def recipient_devices(
     """Devices that can receive ciphertext (their identity keys are known), per account."""
     found: dict[AccountId, list[RecipientDevice]] = defaultdict(list)
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(
-            select(
-                devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id
-            )
-            .where(devices.c.account_id.in_(chunk), devices.c.identity_curve25519.is_not(None))
-            .order_by(devices.c.account_id, devices.c.device_id)
-        )
+        rows = await conn.execute(_RECIPIENT_DEVICES, {"ids": chunk})
         for r in rows:
             found[AccountId(r.account_id)].append(
                 RecipientDevice(DevicePk(r.pk), DeviceId(r.device_id), r.registration_id)
@@ -190,9 +222,7 @@ async def device_pks_of(
     """Every device of each account, with or without keys (relay events reach them all)."""
     found: dict[AccountId, list[DevicePk]] = defaultdict(list)
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(
-            select(devices.c.account_id, devices.c.pk).where(devices.c.account_id.in_(chunk))
-        )
+        rows = await conn.execute(_DEVICE_PKS, {"ids": chunk})
         for r in rows:
             found[AccountId(r.account_id)].append(DevicePk(r.pk))
     return found
@@ -204,27 +234,30 @@ async def suspended_accounts(
     """Those of ``account_ids`` that are businesses suspended by the operator."""
     found: set[AccountId] = set()
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(
-            select(business_profiles.c.account_id).where(
-                business_profiles.c.account_id.in_(chunk),
-                business_profiles.c.suspended_ms.is_not(None),
-            )
-        )
+        rows = await conn.execute(_SUSPENDED, {"ids": chunk})
         found.update(AccountId(r.account_id) for r in rows)
     return found
+
+
+@functools.cache
+def _find_messages(dialect: str) -> Select[Any]:
+    keys = key_pairs(dialect, BigInteger(), String())
+    return select(messages).select_from(
+        keys.join(
+            messages,
+            and_(messages.c.sender_device_pk == keys.c.a, messages.c.client_msg_id == keys.c.b),
+        )
+    )
 
 
 async def find_messages(
     conn: AsyncConnection, keys: Iterable[tuple[DevicePk, str]]
 ) -> dict[tuple[DevicePk, str], SentMessage]:
     """Earlier sends by (sender device, client message id)."""
+    dialect = conn.dialect.name
     found: dict[tuple[DevicePk, str], SentMessage] = {}
     for chunk in _chunks(sorted(set(keys))):
-        rows = await conn.execute(
-            select(messages).where(
-                pairs_in(messages.c.sender_device_pk, messages.c.client_msg_id, chunk)
-            )
-        )
+        rows = await conn.execute(_find_messages(dialect), key_pair_params(dialect, chunk))
         for r in rows:
             found[(DevicePk(r.sender_device_pk), r.client_msg_id)] = _message(r)
     return found
@@ -252,33 +285,58 @@ async def mailbox_heads(
 ) -> dict[DevicePk, MailboxHead]:
     heads: dict[DevicePk, MailboxHead] = {}
     for chunk in _chunks(sorted(set(device_pks))):
-        rows = await conn.execute(
-            select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
-            .where(mailbox.c.device_pk.in_(chunk))
-            .group_by(mailbox.c.device_pk)
-        )
+        rows = await conn.execute(_MAILBOX_HEADS, {"ids": chunk})
         for pk, length, last_seq in rows:
             heads[DevicePk(pk)] = MailboxHead(int(length), int(last_seq))
     return heads
 
 
+@functools.cache
+def _driver_insert(dialect: str, table: str, columns: tuple[str, ...]) -> str:
+    """``INSERT`` of one row of ``columns`` in the driver's own parameter style.
+
+    The group commit inserts a row per message and per envelope: handed to the driver as
+    tuples, they skip SQLAlchemy's per-row parameter processing, the larger part of what
+    storing a message cost the event loop.
+    """
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+    else:
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    # Names of this schema's tables and columns, never input.
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+
+
+_MESSAGE_COLUMNS = (
+    "message_id",
+    "sender_account",
+    "sender_device_pk",
+    "client_msg_id",
+    "recipient_account",
+    "klass",
+    "server_ms",
+    "expires_ms",
+    "template_id",
+)
+
+
 async def insert_messages(conn: AsyncConnection, rows: Sequence[NewMessage]) -> None:
     if not rows:
         return
-    await conn.execute(
-        insert(messages),
+    await conn.exec_driver_sql(
+        _driver_insert(conn.dialect.name, messages.name, _MESSAGE_COLUMNS),
         [
-            {
-                "message_id": r.message.message_id,
-                "sender_account": r.message.sender_account,
-                "sender_device_pk": r.message.sender_device_pk,
-                "client_msg_id": r.client_msg_id,
-                "recipient_account": r.message.recipient_account,
-                "klass": r.message.klass,
-                "server_ms": r.message.server_ms,
-                "expires_ms": r.expires_ms,
-                "template_id": r.template_id,
-            }
+            (
+                r.message.message_id,
+                r.message.sender_account,
+                r.message.sender_device_pk,
+                r.client_msg_id,
+                r.message.recipient_account,
+                r.message.klass,
+                r.message.server_ms,
+                r.expires_ms,
+                r.template_id,
+            )
             for r in rows
         ],
     )
@@ -340,28 +398,44 @@ async def _allocate_seqs(conn: AsyncConnection, count: int) -> list[int]:
     return sorted(int(seq) for seq in rows.scalars())
 
 
+_MAILBOX_COLUMNS = (
+    "seq",
+    "device_pk",
+    "kind",
+    "message_id",
+    "peer_account",
+    "peer_device",
+    "klass",
+    "olm_type",
+    "payload",
+    "server_ms",
+    "expires_ms",
+    "template_id",
+)
+
+
 async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[int]:
     """Append entries to their devices' mailboxes; returns their ``seq`` in the same order."""
     if not entries:
         return []
     seqs = await _allocate_seqs(conn, len(entries))
-    await conn.execute(
-        insert(mailbox),
+    await conn.exec_driver_sql(
+        _driver_insert(conn.dialect.name, mailbox.name, _MAILBOX_COLUMNS),
         [
-            {
-                "seq": seq,
-                "device_pk": e.device_pk,
-                "kind": int(e.kind),
-                "message_id": e.message_id,
-                "peer_account": e.peer_account,
-                "peer_device": e.peer_device,
-                "klass": e.klass,
-                "olm_type": e.olm_type,
-                "payload": e.payload,
-                "server_ms": e.server_ms,
-                "expires_ms": e.expires_ms,
-                "template_id": e.template_id,
-            }
+            (
+                seq,
+                e.device_pk,
+                int(e.kind),
+                e.message_id,
+                e.peer_account,
+                e.peer_device,
+                e.klass,
+                e.olm_type,
+                e.payload,
+                e.server_ms,
+                e.expires_ms,
+                e.template_id,
+            )
             for seq, e in zip(seqs, entries, strict=True)
         ],
     )
@@ -409,17 +483,32 @@ async def pending_entries(
     ]
 
 
+@functools.cache
+def _delete_entries(dialect: str) -> ReturningDelete[Any]:
+    keys = key_pairs(dialect, BigInteger(), BigInteger())
+    owned = mailbox.alias("owned")
+    # seq is the key: the pairs pick the seqs their devices own, and those are deleted.
+    return (
+        delete(mailbox)
+        .where(
+            mailbox.c.seq.in_(
+                select(owned.c.seq).select_from(
+                    keys.join(owned, and_(owned.c.device_pk == keys.c.a, owned.c.seq == keys.c.b))
+                )
+            )
+        )
+        .returning(mailbox.c.device_pk, mailbox.c.seq, mailbox.c.kind, mailbox.c.message_id)
+    )
+
+
 async def delete_entries(
     conn: AsyncConnection, keys: Sequence[tuple[DevicePk, int]]
 ) -> list[tuple[DevicePk, int, EntryKind, MessageId]]:
     """Delete entries by (owning device, seq); a device can only delete its own."""
+    dialect = conn.dialect.name
     deleted: list[tuple[DevicePk, int, EntryKind, MessageId]] = []
     for chunk in _chunks(keys):
-        rows = await conn.execute(
-            delete(mailbox)
-            .where(pairs_in(mailbox.c.device_pk, mailbox.c.seq, chunk))
-            .returning(mailbox.c.device_pk, mailbox.c.seq, mailbox.c.kind, mailbox.c.message_id)
-        )
+        rows = await conn.execute(_delete_entries(dialect), key_pair_params(dialect, chunk))
         deleted.extend(
             (DevicePk(r.device_pk), r.seq, EntryKind(r.kind), MessageId(r.message_id)) for r in rows
         )
@@ -432,30 +521,45 @@ async def mark_delivered(
     """Set ``delivered_ms`` where unset; returns the messages delivered for the first time."""
     delivered: list[SentMessage] = []
     for chunk in _chunks(sorted(set(message_ids))):
-        rows = await conn.execute(
-            update(messages)
-            .where(messages.c.message_id.in_(chunk), messages.c.delivered_ms.is_(None))
-            .values(delivered_ms=now_ms)
-            .returning(*messages.c)
-        )
+        rows = await conn.execute(_MARK_DELIVERED, {"ids": chunk, "now_ms": now_ms})
         delivered.extend(_message(r) for r in rows)
     return delivered
+
+
+@functools.cache
+def _mark_read(dialect: str) -> ReturningUpdate[Any]:
+    keys = key_pairs(dialect, String(), String())
+    addressed = messages.alias("addressed")
+    return (
+        update(messages)
+        .where(
+            messages.c.message_id.in_(
+                select(addressed.c.message_id).select_from(
+                    keys.join(
+                        addressed,
+                        and_(
+                            addressed.c.recipient_account == keys.c.a,
+                            addressed.c.message_id == keys.c.b,
+                        ),
+                    )
+                )
+            ),
+            messages.c.read_ms.is_(None),
+        )
+        .values(read_ms=bindparam("now_ms"))
+        .returning(*messages.c)
+    )
 
 
 async def mark_read(
     conn: AsyncConnection, keys: Iterable[tuple[MessageId, AccountId]], now_ms: int
 ) -> list[SentMessage]:
     """Set ``read_ms`` on (message, its recipient) pairs, first read only."""
+    dialect = conn.dialect.name
     read: list[SentMessage] = []
     for chunk in _chunks(sorted({(account, message) for message, account in keys})):
         rows = await conn.execute(
-            update(messages)
-            .where(
-                pairs_in(messages.c.recipient_account, messages.c.message_id, chunk),
-                messages.c.read_ms.is_(None),
-            )
-            .values(read_ms=now_ms)
-            .returning(*messages.c)
+            _mark_read(dialect), {**key_pair_params(dialect, chunk), "now_ms": now_ms}
         )
         read.extend(_message(r) for r in rows)
     return read

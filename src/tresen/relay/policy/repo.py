@@ -3,15 +3,29 @@ transaction (the mailbox's group commit, or a route's own)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, delete, func, insert, literal, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tresen.core.db import pairs_in
+from tresen.core.db import key_pair_params, key_pairs
 from tresen.relay.policy.rules import country_of
 from tresen.relay.schema import (
     accounts,
@@ -85,6 +99,47 @@ def _upsert(
     return statement.on_conflict_do_update(index_elements=list(keys), set_=values)
 
 
+def _params(conn: AsyncConnection, pairs: Iterable[Pair]) -> dict[str, Any]:
+    return key_pair_params(conn.dialect.name, sorted(pairs))
+
+
+def _of_pairs(dialect: str, table: Table, first: str, second: str) -> Select[Any]:
+    """``SELECT * FROM table`` where (first, second) is one of the bound pairs
+    (:func:`_params`); built once per dialect and statement by its caller."""
+    keys = key_pairs(dialect, String(), String())
+    return select(table).select_from(
+        keys.join(table, and_(table.c[first] == keys.c.a, table.c[second] == keys.c.b))
+    )
+
+
+@functools.cache
+def _blocked_pairs(dialect: str) -> Select[Any]:
+    return _of_pairs(dialect, blocks, "blocker_account", "blocked_account")
+
+
+@functools.cache
+def _windows(dialect: str) -> Select[Any]:
+    return _of_pairs(dialect, service_windows, "business_account", "customer_account")
+
+
+@functools.cache
+def _reached(dialect: str) -> Select[Any]:
+    return _of_pairs(dialect, reach, "business_account", "customer_account").where(
+        reach.c.at_ms > bindparam("since_ms")
+    )
+
+
+@functools.cache
+def _consent_states(dialect: str) -> Select[Any]:
+    return _of_pairs(dialect, consents, "business_account", "customer_account").with_only_columns(
+        consents.c.business_account,
+        consents.c.customer_account,
+        consents.c.scope,
+        consents.c.state,
+        consents.c.source,
+    )
+
+
 # --- accounts ----------------------------------------------------------------------------------
 
 
@@ -122,11 +177,7 @@ async def blocked_pairs(conn: AsyncConnection, pairs: Collection[Pair]) -> set[P
     """Those (blocker, blocked) pairs that are blocks now."""
     if not pairs:
         return set()
-    rows = await conn.execute(
-        select(blocks.c.blocker_account, blocks.c.blocked_account).where(
-            pairs_in(blocks.c.blocker_account, blocks.c.blocked_account, pairs)
-        )
-    )
+    rows = await conn.execute(_blocked_pairs(conn.dialect.name), _params(conn, pairs))
     return {(r.blocker_account, r.blocked_account) for r in rows.all()}
 
 
@@ -328,11 +379,7 @@ async def windows(conn: AsyncConnection, pairs: Collection[Pair]) -> dict[Pair, 
     """The customer's last message time per (business, customer)."""
     if not pairs:
         return {}
-    rows = await conn.execute(
-        select(service_windows).where(
-            pairs_in(service_windows.c.business_account, service_windows.c.customer_account, pairs)
-        )
-    )
+    rows = await conn.execute(_windows(conn.dialect.name), _params(conn, pairs))
     return {(r.business_account, r.customer_account): r.last_customer_ms for r in rows.all()}
 
 
@@ -365,10 +412,7 @@ async def reached(conn: AsyncConnection, pairs: Collection[Pair], since_ms: int)
     if not pairs:
         return set()
     rows = await conn.execute(
-        select(reach.c.business_account, reach.c.customer_account).where(
-            pairs_in(reach.c.business_account, reach.c.customer_account, pairs),
-            reach.c.at_ms > since_ms,
-        )
+        _reached(conn.dialect.name), {**_params(conn, pairs), "since_ms": since_ms}
     )
     return {(r.business_account, r.customer_account) for r in rows.all()}
 
@@ -455,15 +499,7 @@ async def consent_states(
     """(state, source) per (business, customer, scope)."""
     if not pairs:
         return {}
-    rows = await conn.execute(
-        select(
-            consents.c.business_account,
-            consents.c.customer_account,
-            consents.c.scope,
-            consents.c.state,
-            consents.c.source,
-        ).where(pairs_in(consents.c.business_account, consents.c.customer_account, pairs))
-    )
+    rows = await conn.execute(_consent_states(conn.dialect.name), _params(conn, pairs))
     return {
         (r.business_account, r.customer_account, r.scope): (r.state, r.source) for r in rows.all()
     }
