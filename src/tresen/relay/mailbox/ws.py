@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import structlog
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -47,7 +47,6 @@ CLOSE_TOO_SLOW = 4008
 ENTRY_OVERHEAD_BYTES = 1024
 
 
-@router.websocket("/v1/ws")
 async def device_socket(websocket: WebSocket) -> None:
     ctx: RelayContext = websocket.app.state.relay
     offered: list[str] = list(websocket.scope.get("subprotocols") or [])
@@ -61,6 +60,11 @@ async def device_socket(websocket: WebSocket) -> None:
         return
     connection = DeviceConnection(websocket, ctx, principal)
     await connection.run()
+
+
+# A plain Starlette route: the socket needs no dependency injection, and FastAPI's would keep
+# its exit stacks and frames for as long as the connection lasts.
+router.add_websocket_route("/v1/ws", device_socket)
 
 
 def _error_frame(exc: TresenError, client_msg_id: str | None = None) -> wire.ErrorFrame:
@@ -193,13 +197,42 @@ class DeviceConnection:
     node holds many idle devices this way (``bench/connections.py``).
     """
 
+    __slots__ = (
+        "_answerer",
+        "_closed",
+        "_closer",
+        "_cursor",
+        "_delivery",
+        "_drained",
+        "_entry_max",
+        "_entry_room",
+        "_inflight",
+        "_outbox",
+        "_outbox_bytes",
+        "_outbox_frames",
+        "_replies",
+        "_reply_room",
+        "_room",
+        "_started",
+        "_woken",
+        "_writer",
+        "ctx",
+        "limits",
+        "outbox_peak_bytes",
+        "principal",
+        "too_slow",
+        "websocket",
+    )
+
     def __init__(self, websocket: WebSocket, ctx: RelayContext, principal: Principal) -> None:
         self.websocket = websocket
         self.ctx = ctx
         self.principal = principal
         self.limits = ctx.settings.limits
-        # Encoded frames waiting for the writer; a frame counts until it has been written.
-        self._outbox: deque[bytes] = deque()
+        # Encoded frames waiting for the writer, which takes them a list at a time; a frame
+        # counts until it has been written.
+        self._outbox: list[bytes] = []
+        self._outbox_frames = 0
         self._outbox_bytes = 0
         # Mailbox entries fill at most this much of the outbox; answers have the rest.
         self._entry_room = self.limits.max_outbox_bytes // 2
@@ -208,8 +241,9 @@ class DeviceConnection:
         """Set when the device stopped reading and is being disconnected (close 4008)."""
         self.outbox_peak_bytes = 0
         """The most bytes the outbox has held (for tests and metrics)."""
-        # Answers to the device's frames, in the order the frames came in.
-        self._replies: deque[_Reply] = deque()
+        # Answers to the device's frames, in the order the frames came in (a short list:
+        # at most pipeline_per_connection + 1).
+        self._replies: list[_Reply] = []
         self._inflight: set[int] = set()
         self._cursor = 0
         self._drained = False  # the stored backlog has been sent once (QueueEmpty)
@@ -223,7 +257,11 @@ class DeviceConnection:
         self._closer: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None  # outbox or delivery window
         self._reply_room: asyncio.Future[None] | None = None  # pipeline_per_connection
-        self.log = log.bind(account_id=principal.account_id, device_id=principal.device_id)
+
+    @property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        """The relay's logger bound to this device (bound when something is logged)."""
+        return log.bind(account_id=self.principal.account_id, device_id=self.principal.device_id)
 
     # --- Hub's view ----------------------------------------------------------------------
 
@@ -236,13 +274,13 @@ class DeviceConnection:
         if self._closed or self.too_slow.is_set():
             return
         data = wire.encode(frame)
-        frames, size = len(self._outbox) + 1, self._outbox_bytes + len(data)
+        frames, size = self._outbox_frames + 1, self._outbox_bytes + len(data)
         if frames > self.limits.max_outbox_frames or size > self.limits.max_outbox_bytes:
             # The device does not read what it is sent: disconnect it with 4008 rather than
             # hold more; whatever was not acked is sent again next time.
             self.log.warning(
                 "device too slow; disconnecting",
-                outbox_frames=len(self._outbox),
+                outbox_frames=self._outbox_frames,
                 outbox_bytes=self._outbox_bytes,
             )
             self.too_slow.set()
@@ -251,6 +289,7 @@ class DeviceConnection:
             )
             return
         self._outbox.append(data)
+        self._outbox_frames = frames
         self._outbox_bytes = size
         self.outbox_peak_bytes = max(self.outbox_peak_bytes, size)
         if self._writer is None and self._started:
@@ -339,8 +378,9 @@ class DeviceConnection:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            while self._replies:
-                _discard(self._replies.popleft())
+            for reply in self._replies:
+                _discard(reply)
+            self._replies.clear()
             if self.too_slow.is_set():
                 await self.close(CLOSE_TOO_SLOW, "too slow")
             else:
@@ -348,7 +388,7 @@ class DeviceConnection:
             if self._closer is not None:
                 await asyncio.gather(self._closer, return_exceptions=True)
             self._outbox.clear()
-            self._outbox_bytes = 0
+            self._outbox_frames = self._outbox_bytes = 0
             self.log.info("device disconnected", unacked=len(self._inflight))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -371,12 +411,13 @@ class DeviceConnection:
         """Write the outbox until it is empty."""
         try:
             while self._outbox and not self._closed:
-                data = self._outbox[0]
-                # Blocks while the socket's buffers are full; the frame counts until then.
-                await self.websocket.send_bytes(data)
-                self._outbox.popleft()
-                self._outbox_bytes -= len(data)
-                _resolve(self._room)
+                frames, self._outbox = self._outbox, []
+                for data in frames:
+                    # Blocks while the socket's buffers are full; the frame counts until then.
+                    await self.websocket.send_bytes(data)
+                    self._outbox_frames -= 1
+                    self._outbox_bytes -= len(data)
+                    _resolve(self._room)
         finally:
             self._writer = None
 
@@ -418,7 +459,7 @@ class DeviceConnection:
                         TresenError(ErrorCode.INTERNAL, "internal error; try again"),
                         reply.client_msg_id,
                     )
-                self._replies.popleft()
+                del self._replies[0]
                 _resolve(self._reply_room)
                 if reply.acked:
                     self._inflight.difference_update(reply.acked)
