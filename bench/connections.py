@@ -447,10 +447,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             await relay.wait()
             await asyncio.sleep(1)
             before = memory_of(relay.proc.pid)
-            opening = time.perf_counter()
+            opening, open_cpu = time.perf_counter(), cpu_seconds_of(relay.proc.pid)
             await clients.start(relay.url, shares, args)
             opened_reports = await clients.reports()
             open_s = time.perf_counter() - opening
+            open_cpu = cpu_seconds_of(relay.proc.pid) - open_cpu
             held = sum(r["opened"] for r in opened_reports)
             cpu_start = cpu_seconds_of(relay.proc.pid)
             hold_started = time.perf_counter()
@@ -487,6 +488,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "prepare_s": round(prepare_s, 1),
         "open_s": round(open_s, 1),
         "opens_per_s": round(held / open_s, 1),
+        "relay_cpu_ms_per_open": round(1000 * open_cpu / max(held, 1), 2),
         "hold_s": round(hold_s, 1),
         "idle_cpu_percent": round(100 * idle_cpu / hold_s, 1),
         "rss_before_mib": mib(before.rss),
@@ -514,6 +516,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("still open after hold", f"{r['still_open_after_hold']:,}"),
         ("client processes", f"{r['client_processes']} from {r['source_addresses']} addresses"),
         ("time to open", f"{r['open_s']} s ({r['opens_per_s']:,} /s)"),
+        ("relay CPU per open", f"{r['relay_cpu_ms_per_open']} ms"),
         ("relay CPU while idle", f"{r['idle_cpu_percent']} % over {r['hold_s']} s"),
         ("relay RSS before", f"{r['rss_before_mib']} MiB"),
         ("relay RSS after", f"{r['rss_after_mib']} MiB"),
