@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ __all__ = [
     "console",
     "format_time",
     "make_settings",
+    "raise_open_files_limit",
     "serve_app",
     "start_server",
 ]
@@ -89,6 +91,10 @@ async def start_server(
         lifespan="on",
         # The relay trusts forwarding headers only from its own `trusted_proxies` setting.
         proxy_headers=False,
+        # The sans-I/O implementation keeps pings on timers and reads a socket only while the
+        # application takes its messages: an idle WebSocket costs no task and no buffered
+        # frames (bench/connections.py).
+        ws="websockets-sansio",
         ws_max_size=ws_max_size,
         # Frames carry ciphertext, which does not compress: deflate would only cost CPU.
         ws_per_message_deflate=False,
@@ -96,12 +102,11 @@ async def start_server(
         ws_ping_timeout=20,
         # Slow or idle clients hold sockets, not memory: an idle keep-alive connection is
         # closed after 5 s, a request head must arrive within head_timeout_s and
-        # max_head_bytes, and at most 4 received frames wait per WebSocket (up to
-        # 4 x ws_max_size) while the relay is busy with earlier ones. Bodies have their own
-        # timeout (limits.body_read_timeout_s, relay/http.py).
+        # max_head_bytes, and a WebSocket's reading pauses as soon as a received frame waits
+        # for the relay. Bodies have their own timeout (limits.body_read_timeout_s,
+        # relay/http.py).
         http=bounded_head_protocol(head_timeout_s, max_head_bytes),
         timeout_keep_alive=5,
-        ws_max_queue=4,
         # Streamed responses (the inbox's live pages) never end by themselves: stopping
         # waits this long for them, then ends them.
         timeout_graceful_shutdown=3,
@@ -120,6 +125,21 @@ async def start_server(
     return server, task, f"http://{host}:{bound}"
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; returns the limit.
+
+    Every connection holds a file descriptor, and the usual soft limit (1024) would cap a
+    server at about a thousand devices whatever its memory.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve_app(
     app: Any,
     settings: Settings,
@@ -132,6 +152,8 @@ def serve_app(
     ``alongside(url)`` is entered once the server is up and left when it stops: what runs
     next to the server (``tresen up``'s demo business).
     """
+
+    raise_open_files_limit()
 
     async def main() -> None:
         server, task, url = await start_server(

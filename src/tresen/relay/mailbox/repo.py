@@ -46,6 +46,7 @@ __all__ = [
     "count_resends",
     "delete_entries",
     "device_pks_of",
+    "devices_with_entries_after",
     "enqueue",
     "expire_entries",
     "expire_messages",
@@ -56,6 +57,7 @@ __all__ = [
     "mark_delivered",
     "mark_read",
     "messages_to_resend",
+    "newest_seq",
     "pending_entries",
     "recipient_devices",
     "suspended_accounts",
@@ -440,6 +442,25 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[in
         ],
     )
     return seqs
+
+
+async def newest_seq(conn: AsyncConnection) -> int:
+    """The highest seq in the mailbox (0 when it is empty)."""
+    return int((await conn.execute(select(func.max(mailbox.c.seq)))).scalar_one() or 0)
+
+
+async def devices_with_entries_after(
+    conn: AsyncConnection, after_seq: int
+) -> tuple[list[DevicePk], int]:
+    """The devices with entries after ``after_seq``, and the newest seq (``after_seq`` if
+    there is none)."""
+    rows = await conn.execute(
+        select(mailbox.c.device_pk, func.max(mailbox.c.seq))
+        .where(mailbox.c.seq > after_seq)
+        .group_by(mailbox.c.device_pk)
+    )
+    found = [(DevicePk(pk), int(seq)) for pk, seq in rows]
+    return [pk for pk, _ in found], max((seq for _, seq in found), default=after_seq)
 
 
 async def pending_entries(

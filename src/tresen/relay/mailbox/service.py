@@ -156,6 +156,7 @@ class MailboxService:
         )
         self.purge_chunk = purge_chunk
         self._purger: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._next_purge_ms = clock.now_ms() + self._purge_interval_ms
         self._writes: GroupCommitter[_Op, _Done] = GroupCommitter(
             self._apply_batch, max_batch=limits.write_batch, blame=_blame
@@ -171,16 +172,19 @@ class MailboxService:
         return int(self.limits.purge_interval_s * 1000)
 
     async def start(self) -> None:
-        """Start the group commit, and purging every ``limits.purge_interval_s``."""
+        """Start the group commit, purging every ``limits.purge_interval_s`` and the watch
+        for entries that other relay processes store."""
         self._writes.start()
         self._purger = asyncio.create_task(self._purge_periodically())
+        self._watcher = asyncio.create_task(self._watch_periodically())
 
     async def close(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+        for task in (self._purger, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._purger = self._watcher = None
         await self._writes.close()
 
     # --- submitting --------------------------------------------------------------------------
@@ -739,6 +743,32 @@ class MailboxService:
     def _seconds_until_purge(self) -> float:
         left_ms = self._next_purge_ms - self.clock.now_ms()
         return min(max(left_ms, 0), self._purge_interval_ms) / 1000
+
+    async def _watch_periodically(self) -> None:
+        """Wake this process's connections for entries that another relay process stored.
+
+        This process's own commits wake their devices at once (``Hub.offer``); one query
+        every ``limits.delivery_poll_s`` finds the devices with entries stored since the last
+        looks, whoever stored them, so that a connection needs no polling of its own.
+        """
+        marks: tuple[int, int] | None = None
+        while True:
+            try:
+                async with self.db.read() as conn:
+                    if marks is None:
+                        # What is stored already, each connection reads when it connects.
+                        newest = await repo.newest_seq(conn)
+                        device_pks: list[DevicePk] = []
+                    else:
+                        device_pks, newest = await repo.devices_with_entries_after(conn, marks[0])
+            except Exception:
+                log.exception("watching the mailbox failed")
+            else:
+                # Each look starts where the one before the last ended: on PostgreSQL a
+                # transaction can commit after another that took a higher seq.
+                marks = (newest, newest) if marks is None else (marks[1], max(newest, marks[1]))
+                self.hub.wake(device_pks)
+            await asyncio.sleep(self.limits.delivery_poll_s)
 
     async def _purge_periodically(self) -> None:
         while True:

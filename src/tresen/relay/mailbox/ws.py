@@ -1,8 +1,9 @@
 """``/v1/ws``: the device's live connection (binary msgpack frames, see ``wire.relay``).
 
-Three tasks serve one connection: a reader that handles the device's frames in order, a
-delivery loop that sends the device's mailbox in ``seq`` order (the stored backlog first, then
-whatever arrives), and a writer that owns the socket's send side.
+The device's frames are read in order, and answered in that order once their writes are
+durable; its mailbox is sent in ``seq`` order (the stored backlog first, then whatever
+arrives); one writer owns the socket's send side. Each of these runs only while it has work,
+so an idle connection costs little more than its socket (``DeviceConnection``).
 
 Everything waiting for the writer is bounded (``max_outbox_frames``, ``max_outbox_bytes``).
 Mailbox entries wait for room (they fill at most half the outbox, the rest is for answers), so
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import structlog
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -46,7 +47,6 @@ CLOSE_TOO_SLOW = 4008
 ENTRY_OVERHEAD_BYTES = 1024
 
 
-@router.websocket("/v1/ws")
 async def device_socket(websocket: WebSocket) -> None:
     ctx: RelayContext = websocket.app.state.relay
     offered: list[str] = list(websocket.scope.get("subprotocols") or [])
@@ -60,6 +60,11 @@ async def device_socket(websocket: WebSocket) -> None:
         return
     connection = DeviceConnection(websocket, ctx, principal)
     await connection.run()
+
+
+# A plain Starlette route: the socket needs no dependency injection, and FastAPI's would keep
+# its exit stacks and frames for as long as the connection lasts.
+router.add_websocket_route("/v1/ws", device_socket)
 
 
 def _error_frame(exc: TresenError, client_msg_id: str | None = None) -> wire.ErrorFrame:
@@ -184,16 +189,51 @@ async def _resent(frame: wire.Resend, done: Awaitable[AcceptedResend]) -> wire.R
 
 
 class DeviceConnection:
+    """One device's live connection.
+
+    An idle connection runs no task of its own: ``run()`` reads the device's frames in the
+    server's task for the socket, and the writer, the answers and the mailbox delivery each
+    run in a task only while they have work, started by whatever gives them some. A relay
+    node holds many idle devices this way (``bench/connections.py``).
+    """
+
+    __slots__ = (
+        "_answerer",
+        "_closed",
+        "_closer",
+        "_cursor",
+        "_delivery",
+        "_drained",
+        "_entry_max",
+        "_entry_room",
+        "_inflight",
+        "_outbox",
+        "_outbox_bytes",
+        "_outbox_frames",
+        "_replies",
+        "_reply_room",
+        "_room",
+        "_started",
+        "_woken",
+        "_writer",
+        "ctx",
+        "limits",
+        "outbox_peak_bytes",
+        "principal",
+        "too_slow",
+        "websocket",
+    )
+
     def __init__(self, websocket: WebSocket, ctx: RelayContext, principal: Principal) -> None:
         self.websocket = websocket
         self.ctx = ctx
         self.principal = principal
         self.limits = ctx.settings.limits
-        # Encoded frames waiting for the writer; a frame counts until it has been written.
-        self._outbox: deque[bytes] = deque()
+        # Encoded frames waiting for the writer, which takes them a list at a time; a frame
+        # counts until it has been written.
+        self._outbox: list[bytes] = []
+        self._outbox_frames = 0
         self._outbox_bytes = 0
-        self._outbox_ready = asyncio.Event()
-        self._outbox_room = asyncio.Event()
         # Mailbox entries fill at most this much of the outbox; answers have the rest.
         self._entry_room = self.limits.max_outbox_bytes // 2
         self._entry_max = self.limits.max_ciphertext_bytes + ENTRY_OVERHEAD_BYTES
@@ -201,40 +241,59 @@ class DeviceConnection:
         """Set when the device stopped reading and is being disconnected (close 4008)."""
         self.outbox_peak_bytes = 0
         """The most bytes the outbox has held (for tests and metrics)."""
-        self._replies: asyncio.Queue[_Reply] = asyncio.Queue(self.limits.pipeline_per_connection)
-        self._wake = asyncio.Event()
-        self._window_open = asyncio.Event()
-        self._window_open.set()
+        # Answers to the device's frames, in the order the frames came in (a short list:
+        # at most pipeline_per_connection + 1).
+        self._replies: list[_Reply] = []
         self._inflight: set[int] = set()
         self._cursor = 0
         self._drained = False  # the stored backlog has been sent once (QueueEmpty)
+        self._woken = False  # new entries may be waiting since the last mailbox read
+        self._started = False  # Hello is in the outbox: the writer and delivery may run
         self._closed = False
-        self.log = log.bind(account_id=principal.account_id, device_id=principal.device_id)
+        # The tasks that run while there is work, and what a waiting one waits for.
+        self._writer: asyncio.Task[None] | None = None
+        self._answerer: asyncio.Task[None] | None = None
+        self._delivery: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None  # outbox or delivery window
+        self._reply_room: asyncio.Future[None] | None = None  # pipeline_per_connection
+
+    @property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        """The relay's logger bound to this device (bound when something is logged)."""
+        return log.bind(account_id=self.principal.account_id, device_id=self.principal.device_id)
 
     # --- Hub's view ----------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._wake.set()
+        self._woken = True
+        if self._delivery is None and self._started and not self._closed:
+            self._delivery = self._spawn(self._deliver())
 
     def push(self, frame: wire.ServerFrame) -> None:
         if self._closed or self.too_slow.is_set():
             return
         data = wire.encode(frame)
-        frames, size = len(self._outbox) + 1, self._outbox_bytes + len(data)
+        frames, size = self._outbox_frames + 1, self._outbox_bytes + len(data)
         if frames > self.limits.max_outbox_frames or size > self.limits.max_outbox_bytes:
-            # The device does not read what it is sent: disconnect it (run() closes with
-            # 4008) rather than hold more; whatever was not acked is sent again next time.
+            # The device does not read what it is sent: disconnect it with 4008 rather than
+            # hold more; whatever was not acked is sent again next time.
             self.log.warning(
                 "device too slow; disconnecting",
-                outbox_frames=len(self._outbox),
+                outbox_frames=self._outbox_frames,
                 outbox_bytes=self._outbox_bytes,
             )
             self.too_slow.set()
+            self._closer = asyncio.get_running_loop().create_task(
+                self.close(CLOSE_TOO_SLOW, "too slow")
+            )
             return
         self._outbox.append(data)
+        self._outbox_frames = frames
         self._outbox_bytes = size
         self.outbox_peak_bytes = max(self.outbox_peak_bytes, size)
-        self._outbox_ready.set()
+        if self._writer is None and self._started:
+            self._writer = self._spawn(self._write())
 
     @property
     def outbox_bytes(self) -> int:
@@ -246,7 +305,7 @@ class DeviceConnection:
 
         ``after_seq`` is where the device's mailbox ended before these entries; if this
         connection has already sent up to there, the entries are next in line and need no
-        database read. Otherwise the delivery loop fetches them in order.
+        database read. Otherwise the delivery task fetches them in order.
         """
         fits = len(self._inflight) + len(entries) <= self.limits.inflight_per_connection
         size = sum(len(e.payload) + ENTRY_OVERHEAD_BYTES for e in entries)
@@ -269,7 +328,12 @@ class DeviceConnection:
         if self._closed:
             return
         self._closed = True
-        self._outbox_ready.set()
+        # The writer may be waiting for a socket that is not read: it stops here.
+        for task in (self._writer, self._delivery):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        _resolve(self._room)
+        _resolve(self._reply_room)
         with contextlib.suppress(Exception):
             if self.websocket.application_state is WebSocketState.CONNECTED:
                 await self.websocket.close(code, reason)
@@ -282,7 +346,6 @@ class DeviceConnection:
         if previous is not None:
             await previous.close(CLOSE_REPLACED, "connected elsewhere")
         self.log.info("device connected")
-        tasks: list[asyncio.Task[Any]] = []
         try:
             await self.ctx.accounts.touch(self.principal)
             count = await self.ctx.keys.one_time_key_count(self.principal.device_pk)
@@ -300,50 +363,70 @@ class DeviceConnection:
                         one_time_keys=count, max_one_time_keys=self.limits.max_one_time_keys
                     )
                 )
-            tasks = [
-                asyncio.create_task(self._write_loop()),
-                asyncio.create_task(self._read_loop()),
-                asyncio.create_task(self._reply_loop()),
-                asyncio.create_task(self._delivery_loop()),
-                asyncio.create_task(self.too_slow.wait()),
-            ]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = None if task.cancelled() else task.exception()
-                if exc is not None and not isinstance(exc, WebSocketDisconnect):
-                    self.log.error("connection failed", error=repr(exc))
+            self._started = True
+            if self._outbox and self._writer is None:
+                self._writer = self._spawn(self._write())
+            self.wake()  # the stored backlog
+            await self._read()
+        except WebSocketDisconnect:
+            pass
+        except Exception as exc:
+            self.log.error("connection failed", error=repr(exc))
         finally:
+            hub.unregister(self.principal.device_pk, self)
+            tasks = [t for t in (self._writer, self._answerer, self._delivery) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            hub.unregister(self.principal.device_pk, self)
-            while not self._replies.empty():
-                _discard(self._replies.get_nowait())
+            for reply in self._replies:
+                _discard(reply)
+            self._replies.clear()
             if self.too_slow.is_set():
                 await self.close(CLOSE_TOO_SLOW, "too slow")
             else:
                 await self.close(1000, "bye")
+            if self._closer is not None:
+                await asyncio.gather(self._closer, return_exceptions=True)
             self._outbox.clear()
-            self._outbox_bytes = 0
+            self._outbox_frames = self._outbox_bytes = 0
             self.log.info("device disconnected", unacked=len(self._inflight))
 
-    async def _write_loop(self) -> None:
-        while not self._closed:
-            if not self._outbox:
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-                continue
-            data = self._outbox[0]
-            # Blocks while the socket's buffers are full; the frame counts until then.
-            await self.websocket.send_bytes(data)
-            self._outbox.popleft()
-            self._outbox_bytes -= len(data)
-            self._outbox_room.set()
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        task.add_done_callback(self._task_done)
+        return task
 
-    async def _read_loop(self) -> None:
-        while True:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or self._closed:
+            return
+        if not isinstance(exc, WebSocketDisconnect):
+            self.log.error("connection failed", error=repr(exc))
+        # The connection cannot go on without this part: end it (run() then cleans up).
+        self._closer = asyncio.get_running_loop().create_task(self.close(1000, "bye"))
+
+    async def _write(self) -> None:
+        """Write the outbox until it is empty."""
+        try:
+            while self._outbox and not self._closed:
+                frames, self._outbox = self._outbox, []
+                for data in frames:
+                    # Blocks while the socket's buffers are full; the frame counts until then.
+                    await self.websocket.send_bytes(data)
+                    self._outbox_frames -= 1
+                    self._outbox_bytes -= len(data)
+                    _resolve(self._room)
+        finally:
+            self._writer = None
+
+    async def _read(self) -> None:
+        """Handle the device's frames in order until it disconnects (or is disconnected)."""
+        pipeline = self.limits.pipeline_per_connection
+        while not self._closed:
             message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
+            if message["type"] == "websocket.disconnect" or self._closed:
                 return
             raw = message.get("bytes")
             if raw is None:
@@ -352,33 +435,39 @@ class DeviceConnection:
                 )
             else:
                 reply = self._dispatch(raw)
+            self._replies.append(reply)
+            if self._answerer is None:
+                self._answerer = self._spawn(self._answer())
             # Bounded: a device that does not read its answers stops being read from.
-            try:
-                await self._replies.put(reply)
-            except asyncio.CancelledError:
-                _discard(reply)
-                raise
+            while len(self._replies) > pipeline and not self._closed:
+                self._reply_room = asyncio.get_running_loop().create_future()
+                await self._reply_room
 
-    async def _reply_loop(self) -> None:
+    async def _answer(self) -> None:
         """Answers go out in the order the frames came in, each once its write is durable."""
-        while True:
-            reply = await self._replies.get()
-            try:
-                frame = await reply.result
-            except TresenError as exc:
-                frame = _error_frame(exc, reply.client_msg_id)
-            except Exception as exc:
-                # A failure while handling one frame must not take the connection down.
-                self.log.error("frame handling failed", error=repr(exc))
-                frame = _error_frame(
-                    TresenError(ErrorCode.INTERNAL, "internal error; try again"),
-                    reply.client_msg_id,
-                )
-            if reply.acked:
-                self._inflight.difference_update(reply.acked)
-                self._window_open.set()
-            if frame is not None:
-                self.push(frame)
+        try:
+            while self._replies:
+                reply = self._replies[0]
+                try:
+                    frame = await reply.result
+                except TresenError as exc:
+                    frame = _error_frame(exc, reply.client_msg_id)
+                except Exception as exc:
+                    # A failure while handling one frame must not take the connection down.
+                    self.log.error("frame handling failed", error=repr(exc))
+                    frame = _error_frame(
+                        TresenError(ErrorCode.INTERNAL, "internal error; try again"),
+                        reply.client_msg_id,
+                    )
+                del self._replies[0]
+                _resolve(self._reply_room)
+                if reply.acked:
+                    self._inflight.difference_update(reply.acked)
+                    _resolve(self._room)
+                if frame is not None:
+                    self.push(frame)
+        finally:
+            self._answerer = None
 
     def _rejected(self, exc: TresenError, client_msg_id: str | None = None) -> _Reply:
         return _Reply(_resolved(_error_frame(exc, client_msg_id)), client_msg_id)
@@ -432,31 +521,41 @@ class DeviceConnection:
                 TresenError(ErrorCode.INTERNAL, "internal error; try again"), client_msg_id
             )
 
-    async def _delivery_loop(self) -> None:
-        window = self.limits.inflight_per_connection
-        while True:
-            while len(self._inflight) >= window:
-                self._window_open.clear()
-                await self._window_open.wait()
-            # A device that reads slowly is sent no more than its socket takes.
-            while self._outbox_bytes and self._entry_room - self._outbox_bytes < self._entry_max:
-                self._outbox_room.clear()
-                await self._outbox_room.wait()
-            room = max(1, (self._entry_room - self._outbox_bytes) // self._entry_max)
-            self._wake.clear()
-            batch = await self.ctx.mailbox.pending(
-                self.principal.device_pk,
-                after_seq=self._cursor,
-                limit=min(window - len(self._inflight), room),
-            )
-            for entry in batch:
-                self._send_entry(entry)
-            if batch:
-                continue
-            if not self._drained:
-                self._drained = True
-                self.push(wire.QueueEmpty())
-            # Woken by this process's commits; the timeout also catches entries that another
-            # relay process stored for this device.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.limits.delivery_poll_s)
+    async def _deliver(self) -> None:
+        """Send the mailbox in ``seq`` order until nothing more is waiting."""
+        try:
+            window = self.limits.inflight_per_connection
+            while not self._closed:
+                # A device that reads slowly is sent no more than its socket takes.
+                full = len(self._inflight) >= window or (
+                    self._outbox_bytes and self._entry_room - self._outbox_bytes < self._entry_max
+                )
+                if full:
+                    self._room = asyncio.get_running_loop().create_future()
+                    await self._room
+                    continue
+                room = max(1, (self._entry_room - self._outbox_bytes) // self._entry_max)
+                self._woken = False
+                batch = await self.ctx.mailbox.pending(
+                    self.principal.device_pk,
+                    after_seq=self._cursor,
+                    limit=min(window - len(self._inflight), room),
+                )
+                for entry in batch:
+                    self._send_entry(entry)
+                if batch:
+                    continue
+                if not self._drained:
+                    self._drained = True
+                    self.push(wire.QueueEmpty())
+                if not self._woken:
+                    # Woken again by this node's commits (Hub.offer, Hub.wake) and by the
+                    # mailbox's watch for entries that another relay process stored.
+                    return
+        finally:
+            self._delivery = None
+
+
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
