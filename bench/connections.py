@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -44,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import websockets
+from relay_throughput import wait_for_health
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
@@ -180,13 +179,7 @@ class Relay:
         )
 
     async def wait(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            for _ in range(600):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/v1/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError("relay did not start")
+        await wait_for_health(self.url, within_s=30.0)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

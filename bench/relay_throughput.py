@@ -54,6 +54,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def wait_for_health(url: str, within_s: float = 30.0) -> None:
+    """Return once the relay at ``url`` answers its health check."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        for _ in range(int(within_s / 0.05)):
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get("/v1/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"the relay at {url} did not start within {within_s:.0f} s")
+
+
 @dataclass
 class Dev:
     account_id: str
@@ -111,13 +122,7 @@ class Relay:
             ]
 
     async def wait(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            for _ in range(400):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/v1/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError("relay did not start")
+        await wait_for_health(self.url)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -167,8 +167,77 @@ class WsClient:
                 return frame
             kept.append(frame)
 
+    async def drain(self, *, ack: bool = False, timeout: float = 30) -> list[str]:
+        """The message ids of every message frame up to ``queue_empty``, acked if asked."""
+        received: list[str] = []
+        while True:
+            frame = await self.recv(timeout=timeout)
+            if isinstance(frame, wire.QueueEmpty):
+                return received
+            if isinstance(frame, wire.KeysLow):
+                continue
+            assert isinstance(frame, wire.MessageFrame), frame
+            received.append(frame.message_id)
+            if ack:
+                await self.send(wire.Ack(ids=[frame.id]))
+
     async def close(self) -> None:
         await self.ws.close()
+
+
+class SendStream:
+    """``sender`` sends numbered ciphertexts to the account ``to`` (``total`` of them, or until
+    stopped) while the relay's ``accepted`` answers are collected: client message id → the
+    relay's message id. With ``ahead``, it stays at most that many sends ahead of the answers."""
+
+    def __init__(
+        self, sender: WsClient, to: str, *, total: int | None = None, ahead: int | None = None
+    ) -> None:
+        self.sender = sender
+        self.to = to
+        self.total = total
+        self.ahead = ahead
+        self.accepted: dict[str, str] = {}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._collect())]
+
+    async def until_accepted(self, count: int) -> None:
+        while len(self.accepted) < count:
+            await asyncio.sleep(0.002)
+            collecting = self._tasks[1]
+            assert not collecting.done(), collecting
+
+    async def stop(self) -> None:
+        """Stop sending and collecting (the connection may already be gone)."""
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._tasks[0], 10)
+        self._tasks[1].cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.sender.close()
+
+    async def _pump(self) -> None:
+        i = 0
+        while not self._stop.is_set() and (self.total is None or i < self.total):
+            frame = wire.Send(
+                client_msg_id=f"m{i}",
+                to=self.to,
+                per_device=[wire.DeviceCiphertext(device_id=1, type=1, body=f"c{i}".encode())],
+            )
+            await self.sender.ws.send(wire.encode(frame))
+            i += 1
+            if self.ahead is not None and i - len(self.accepted) > self.ahead:
+                await asyncio.sleep(0.005)
+
+    async def _collect(self) -> None:
+        while True:
+            frame = wire.decode_server_frame(await self.sender.ws.recv())  # type: ignore[arg-type]
+            if isinstance(frame, wire.Accepted):
+                self.accepted[frame.client_msg_id] = frame.message_id
 
 
 MakeRelay = Callable[..., AbstractAsyncContextManager["RunningRelay"]]
@@ -235,13 +304,14 @@ async def serve_relay(
         yield RunningRelay(app.state.relay, url, sms_file, http)
 
 
-async def publish_identity(relay: RunningRelay, device: Device) -> Any:
+async def publish_identity(relay: RunningRelay | httpx.AsyncClient, device: Device) -> Any:
     """Give ``device`` real identity keys so that it can receive ciphertext; returns the
     vodozemac account that holds them."""
     import vodozemac
 
     account = vodozemac.Account()
-    r = await relay.http.put(
+    http = relay if isinstance(relay, httpx.AsyncClient) else relay.http
+    r = await http.put(
         "/v1/keys",
         headers=device.auth,
         json={
@@ -424,6 +494,27 @@ class RelayProcess:
         )
         await ws.recv()  # hello
         return ws
+
+
+async def register_device(http: httpx.AsyncClient, sms_file: Path, phone: str) -> Device:
+    """Register ``phone`` on the relay ``http`` talks to (its codes written to ``sms_file``)."""
+    r = await http.post("/v1/registration/code", json={"phone": phone})
+    assert r.status_code == 202, r.text
+    code = read_last_code(sms_file, phone)
+    r = await http.post("/v1/registration/verify", json={"phone": phone, "code": code})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return Device(phone, body["account_id"], body["device_id"], body["token"])
+
+
+async def connect_device(url: str, device: Device) -> WsClient:
+    """A raw protocol connection of ``device`` to the relay at ``url``, past its hello."""
+    ws = await websockets.connect(
+        url.replace("http", "ws", 1) + "/v1/ws", additional_headers=device.auth
+    )
+    client = WsClient(ws)
+    client.hello = await client.expect(wire.Hello)
+    return client
 
 
 async def registered_client(

@@ -17,20 +17,18 @@ from typing import Any
 import httpx
 import pytest
 import vodozemac
-import websockets
 from support import (
     Backend,
-    Device,
     RelayProcess,
-    WsClient,
+    connect_device,
     make_key_bundle,
+    register_device,
     registered_client,
     relay_database_bytes,
 )
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
-from tresen.relay.accounts.sms import read_last_code
 from tresen.wire import relay as wire
 from tresen.wire.e2e import Text
 
@@ -87,23 +85,6 @@ async def test_no_marker_reaches_the_relays_storage_or_logs(
     assert found == []
 
 
-async def register(http: httpx.AsyncClient, sms_file: Path, phone: str) -> Device:
-    r = await http.post("/v1/registration/code", json={"phone": phone})
-    assert r.status_code == 202, r.text
-    code = read_last_code(sms_file, phone)
-    r = await http.post("/v1/registration/verify", json={"phone": phone, "code": code})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    return Device(phone, body["account_id"], body["device_id"], body["token"])
-
-
-async def connect(relay: RelayProcess, device: Device) -> WsClient:
-    url = relay.url.replace("http", "ws", 1) + "/v1/ws"
-    client = WsClient(await websockets.connect(url, additional_headers=device.auth))
-    await client.expect(wire.Hello)
-    return client
-
-
 def encrypt(sender: Any, recipient: Any, one_time_key: str, text: str) -> tuple[int, bytes]:
     """``text`` as the pre-key message of a new Olm session from ``sender`` to ``recipient``."""
     session = sender.create_outbound_session(
@@ -128,13 +109,13 @@ async def test_no_marker_of_a_resent_message_reaches_the_relays_storage_or_logs(
     alice_olm, bob_olm = vodozemac.Account(), vodozemac.Account()
     try:
         async with httpx.AsyncClient(base_url=relay.url) as http:
-            alice = await register(http, relay.sms_file, "+4915110000011")
-            bob = await register(http, relay.sms_file, "+4915110000012")
+            alice = await register_device(http, relay.sms_file, "+4915110000011")
+            bob = await register_device(http, relay.sms_file, "+4915110000012")
             bundle = make_key_bundle(bob_olm, 4)
             r = await http.put("/v1/keys", json=bundle, headers=bob.auth)
             assert r.status_code == 200, r.text
         one_time_keys = [k["public_key"] for k in bundle["one_time_keys"]]
-        a, b = await connect(relay, alice), await connect(relay, bob)
+        a, b = await connect_device(relay.url, alice), await connect_device(relay.url, bob)
 
         olm_type, lost = encrypt(alice_olm, bob_olm, one_time_keys[0], text)
         await a.send(

@@ -14,21 +14,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 from support import (
     PG_URL,
     Backend,
-    Device,
     RelayProcess,
     RunningRelay,
-    WsClient,
+    SendStream,
+    connect_device,
     drop_schema,
     new_schema_name,
     publish_identity,
+    register_device,
 )
-
-from tresen.relay.accounts.sms import read_last_code
-from tresen.wire import relay as wire
 
 pytestmark = pytest.mark.slow
 
@@ -69,36 +66,15 @@ async def fresh_target(backend: Backend, folder: Path) -> AsyncIterator[Backend]
         await drop_schema(schema)
 
 
-async def register(http: httpx.AsyncClient, sms_file: Path, phone: str) -> Device:
-    r = await http.post("/v1/registration/code", json={"phone": phone})
-    assert r.status_code == 202, r.text
-    code = read_last_code(sms_file, phone)
-    r = await http.post("/v1/registration/verify", json={"phone": phone, "code": code})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    return Device(phone, body["account_id"], body["device_id"], body["token"])
-
-
-async def connect(url: str, device: Device) -> WsClient:
-    ws = await websockets.connect(
-        url.replace("http", "ws", 1) + "/v1/ws", additional_headers=device.auth
-    )
-    client = WsClient(ws)
-    client.hello = await client.expect(wire.Hello)
-    return client
-
-
 async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_restore(
     relay_process: RelayProcess, backend: Backend, tmp_path: Path
 ) -> None:
     await relay_process.start()
     async with httpx.AsyncClient(base_url=relay_process.url, timeout=30) as http:
-        shim = RunningRelay.__new__(RunningRelay)
-        shim.http = http
-        alice = await register(http, relay_process.sms_file, "+4915110000001")
-        bob = await register(http, relay_process.sms_file, "+4915110000002")
-        await publish_identity(shim, alice)
-        await publish_identity(shim, bob)
+        alice = await register_device(http, relay_process.sms_file, "+4915110000001")
+        bob = await register_device(http, relay_process.sms_file, "+4915110000002")
+        await publish_identity(http, alice)
+        await publish_identity(http, bob)
         # An attachment Alice uploaded: its blob is a file in the relay's data folder.
         blob = os.urandom(100_000)
         r = await http.post(
@@ -118,34 +94,11 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
         assert r.json()["complete"], r.text
 
     # Alice streams messages to Bob, who is offline.
-    sender = await connect(relay_process.url, alice)
-    accepted: dict[str, str] = {}
-    stop = asyncio.Event()
-
-    async def pump() -> None:
-        i = 0
-        while not stop.is_set():
-            frame = wire.Send(
-                client_msg_id=f"m{i}",
-                to=bob.account_id,
-                per_device=[wire.DeviceCiphertext(device_id=1, type=1, body=f"c{i}".encode())],
-            )
-            await sender.ws.send(wire.encode(frame))
-            i += 1
-            if i - len(accepted) > 200:  # stay a little ahead of the relay's answers
-                await asyncio.sleep(0.005)
-
-    async def collect() -> None:
-        while True:
-            frame = wire.decode_server_frame(await sender.ws.recv())  # type: ignore[arg-type]
-            if isinstance(frame, wire.Accepted):
-                accepted[frame.client_msg_id] = frame.message_id
-
-    pumping = asyncio.create_task(pump())
-    collecting = asyncio.create_task(collect())
-    while len(accepted) < 200:
-        await asyncio.sleep(0.01)
-        assert not collecting.done(), collecting
+    sender = await connect_device(relay_process.url, alice)
+    stream = SendStream(sender, bob.account_id, ahead=200)
+    accepted = stream.accepted
+    stream.start()
+    await stream.until_accepted(200)
 
     archive = tmp_path / "relay-backup.tar.gz"
     before = set(accepted.values())
@@ -159,12 +112,7 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
     )
     assert code == 0, out
     during = len(accepted) - len(before)
-    stop.set()
-    await pumping
-    collecting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await collecting
-    await sender.close()
+    await stream.stop()
     relay_process.stop()
     assert during > 0, "the relay accepted nothing while the backup ran"
     assert "relay backup written" in out
@@ -184,17 +132,8 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
         restored = RelayProcess(target, tmp_path / "restored")
         try:
             await restored.start()
-            receiver = await connect(restored.url, bob)
-            received: list[str] = []
-            while True:
-                frame = await receiver.recv(timeout=30)
-                if isinstance(frame, wire.QueueEmpty):
-                    break
-                if isinstance(frame, wire.KeysLow):
-                    continue
-                assert isinstance(frame, wire.MessageFrame)
-                received.append(frame.message_id)
-                await receiver.send(wire.Ack(ids=[frame.id]))
+            receiver = await connect_device(restored.url, bob)
+            received = await receiver.drain(ack=True)
             await receiver.close()
             async with httpx.AsyncClient(base_url=restored.url, timeout=30) as http:
                 r = await http.get(f"/v1/attachments/{attachment}", headers=bob.auth)

@@ -18,12 +18,14 @@ CONNECT_WITH_TOKEN = """async ([url, token]) => {
       socket.close();
     };
     socket.onerror = () => reject(new Error("the WebSocket failed"));
+    socket.onclose = (event) => reject(new Error("the relay closed the WebSocket: " + event.code));
+    setTimeout(() => reject(new Error("no frame from the relay within 30 s")), 30000);
   });
 }"""
 
 FETCH = """async (url) => {
   try {
-    const response = await fetch(url);
+    const response = await fetch(url, {signal: AbortSignal.timeout(30000)});
     return response.status;
   } catch (error) {
     return String(error);
@@ -36,6 +38,8 @@ OPEN_SOCKET = """async (url) => {
     return await new Promise((resolve) => {
       socket.onopen = () => { socket.close(); resolve("open"); };
       socket.onerror = () => resolve("failed");
+      socket.onclose = () => resolve("closed");
+      setTimeout(() => resolve("no answer within 30 s"), 30000);
     });
   } catch (error) {
     return String(error);

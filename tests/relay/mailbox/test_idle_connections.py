@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-from support import Backend, RunningRelay, receiving_device, send_frame
+from support import Backend, Device, RunningRelay, WsClient, receiving_device, send_frame
 
 from tresen.cli.common import start_server
 from tresen.core.settings import Settings
@@ -42,15 +42,20 @@ async def served_like_relay_serve(backend: Backend, tmp_path: Path) -> AsyncIter
         await task
 
 
+async def sender_and_recipient(relay: RunningRelay) -> tuple[WsClient, Device, WsClient]:
+    """Alice's connection, and Bob with his connection past its queue's end."""
+    a = await relay.connect(await receiving_device(relay))
+    bob = await receiving_device(relay)
+    b = await relay.connect(bob)
+    await b.expect(wire.QueueEmpty)
+    return a, bob, b
+
+
 async def test_an_idle_device_is_sent_each_message_as_it_arrives(
     backend: Backend, tmp_path: Path
 ) -> None:
     async with served_like_relay_serve(backend, tmp_path) as relay:
-        alice = await receiving_device(relay)
-        bob = await receiving_device(relay)
-        a = await relay.connect(alice)
-        b = await relay.connect(bob)
-        await b.expect(wire.QueueEmpty)
+        a, bob, b = await sender_and_recipient(relay)
         for n in range(3):
             await a.send(send_frame(bob, f"m{n}", {1: b"x" * (n + 1)}))
             accepted = await a.expect(wire.Accepted)
@@ -69,11 +74,7 @@ async def test_a_device_connected_again_is_sent_what_it_did_not_ack(
     backend: Backend, tmp_path: Path
 ) -> None:
     async with served_like_relay_serve(backend, tmp_path) as relay:
-        alice = await receiving_device(relay)
-        bob = await receiving_device(relay)
-        a = await relay.connect(alice)
-        b = await relay.connect(bob)
-        await b.expect(wire.QueueEmpty)
+        a, bob, b = await sender_and_recipient(relay)
         await a.send(send_frame(bob, "kept", {1: b"k"}))
         accepted = await a.expect(wire.Accepted)
         first = await b.expect(wire.MessageFrame)
