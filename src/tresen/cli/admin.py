@@ -961,3 +961,7 @@ def billing_statement(
         )
     console.print(table)
     console.print(f"{body['items_total']} line items; --csv or --json lists them")
+    if body.get("items_reduced"):
+        console.print(
+            f"{body['items_reduced']} charges reduced to these totals after the dispute period"
+        )

@@ -9,7 +9,15 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["DAY_MS", "Clock", "ManualClock", "SystemClock", "day_start_ms"]
+
+DAY_MS = 86_400_000
+
+
+def day_start_ms(ms: int) -> int:
+    """The first millisecond of the UTC day ``ms`` falls in: the precision the relay keeps of
+    when a person did something nobody needs to the minute (a device's last connection)."""
+    return ms - ms % DAY_MS
 
 
 class Clock(Protocol):

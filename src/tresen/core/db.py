@@ -104,6 +104,10 @@ def key_pair_params(dialect: str, pairs: Iterable[tuple[Any, Any]]) -> dict[str,
 
 
 class Database:
+    """The engines of one database. They are made with ``hide_parameters``: an error's text
+    (and so every log line and traceback that carries it) never holds a statement's values,
+    which are account ids, phone numbers and ciphertext."""
+
     def __init__(
         self,
         url: str,
@@ -129,6 +133,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_pre_ping=True,
+                hide_parameters=True,
                 connect_args={"server_settings": {"search_path": schema}} if schema else {},
             )
             self._writer = engine
@@ -142,6 +147,7 @@ class Database:
             poolclass=AsyncAdaptedQueuePool,
             pool_size=size,
             max_overflow=0,
+            hide_parameters=True,
             async_creator=lambda: _connect_sqlite(*args, **kwargs),
         )
 

@@ -26,6 +26,7 @@ __all__ = [
     "AttachmentLimits",
     "FileSettings",
     "Limits",
+    "RetentionSettings",
     "S3Settings",
     "Settings",
     "load_from",
@@ -191,6 +192,57 @@ class Limits(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """How long the relay keeps metadata it no longer needs (docs/privacy.md), and the task
+    that deletes it. Each period is the shortest that still lets its rule work; the rules'
+    own periods (``policy.window_hours``, ``policy.quality_days``, the throttle's window)
+    need no setting here."""
+
+    interval_s: float = Field(
+        default=600.0, gt=0, le=DAY_S, description="run the retention task this often"
+    )
+    chunk_rows: int = Field(
+        default=1000, ge=10, le=100_000, description="rows one retention transaction deletes"
+    )
+    dedupe_window_s: int = Field(
+        default=DAY_S,
+        ge=60,
+        le=30 * DAY_S,
+        description="a received message's record (the answer to a retried send with the "
+        "same client_msg_id, the route of its read receipt) is kept this long after the "
+        "relay accepted it",
+    )
+    business_message_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="a received message between a business and a customer is kept this "
+        "long after it was accepted: a customer's report may name it",
+    )
+    quality_detail_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="a block's or report's customer, message and written detail are erased "
+        "this long after it was made (never before policy.quality_days); its kind, reason "
+        "and day stay as the business's history",
+    )
+    consent_evidence_days: int = Field(
+        default=3 * 365,
+        ge=30,
+        le=3650,
+        description="an ended consent's statements and history are kept this long after it "
+        "ended, as evidence for the business and for the customer",
+    )
+    ledger_dispute_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="a month's charges keep their line items this long after the month's "
+        "statement is final; then only its totals remain",
+    )
+
+
 class ClusterSettings(BaseModel):
     """Several relay nodes on one PostgreSQL database tell each other what they must know
     over NATS (docs/operations.md, "Several relay nodes")."""
@@ -262,6 +314,7 @@ class Settings(FileSettings):
     # (IPs or CIDRs); only then do X-Forwarded-For / Forwarded name the client. Empty: off.
     trusted_proxies: list[str] = Field(default_factory=list, examples=[["10.0.0.0/8"]])
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     # The operator's certificate signing key is stored sealed with this 32-byte
     # key-encryption key (64 hex digits or base64); without it, with a key file.

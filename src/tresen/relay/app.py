@@ -58,6 +58,7 @@ def build_app(
         await ctx.hub.cluster.start()
         await ctx.mailbox.start()
         await ctx.templates.start()
+        await ctx.retention.start()
         try:
             # Raises when the blob storage cannot be used (an S3 bucket that is missing or
             # unreachable): the relay does not start.

@@ -21,6 +21,7 @@ from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
 from tresen.relay.operator.service import OperatorService
 from tresen.relay.policy.service import PolicyService
+from tresen.relay.retention.service import Retention
 from tresen.relay.templates.service import TemplateService
 from tresen.relay.webapp.files import BUNDLED_DIST
 from tresen.relay.webapp.service import WebApp
@@ -45,9 +46,11 @@ class RelayContext:
     templates: TemplateService
     attachments: AttachmentService
     webapp: WebApp
+    retention: Retention
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
+        await self.retention.close()
         await self.hub.cluster.close()
         await self.attachments.close()
         await self.templates.close()
@@ -145,5 +148,6 @@ def build_context(
             blobs or default_blob_storage(settings),
         ),
         webapp=WebApp(settings.webapp_dir or BUNDLED_DIST),
+        retention=Retention(db, clock, settings),
         hub=hub,
     )

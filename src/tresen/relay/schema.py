@@ -37,6 +37,7 @@ __all__ = [
     "devices",
     "fallback_keys",
     "ledger",
+    "ledger_months",
     "lookup_budgets",
     "mailbox",
     "message_pricing",
@@ -52,6 +53,7 @@ __all__ = [
     "recipients",
     "service_windows",
     "templates",
+    "throttle_keys",
     "verification_codes",
     "verification_requests",
 ]
@@ -102,6 +104,9 @@ verification_codes = Table(
     Column("previous_expires_ms", BigInteger, nullable=True),
 )
 
+# Code requests and wrong codes, per bucket: an HMAC of "kind:pair:{phone}:{source}" or
+# "kind:addr:{source}" under the key of the throttle window the event fell in (migration 0008),
+# so the table never holds a phone number or an address. Deleted after the window.
 rate_events = Table(
     "rate_events",
     metadata,
@@ -109,6 +114,16 @@ rate_events = Table(
     Column("bucket", String(96), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
     Index("ix_rate_events_bucket_at", "bucket", "at_ms"),
+)
+
+# The random key of each throttle window (``slot`` = time // the window's length): shared by
+# the relay nodes, and deleted with the window's events, after which their buckets cannot be
+# told apart from random (migration 0008).
+throttle_keys = Table(
+    "throttle_keys",
+    metadata,
+    Column("slot", BigInteger, primary_key=True, autoincrement=False),
+    Column("key", LargeBinary(32), nullable=False),
 )
 
 # Each account's lookup budget as a theoretical arrival time (GCRA): one row per account,
@@ -163,8 +178,8 @@ messages = Table(
     Column("resends", Integer, nullable=False, server_default="0"),
     UniqueConstraint("sender_device_pk", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_expires", "expires_ms"),
-    # A business's deliveries over the quality period (migration 0004).
-    Index("ix_messages_sender_delivered", "sender_account", "delivered_ms"),
+    # Retention: received messages by age (migration 0008).
+    Index("ix_messages_server", "server_ms"),
 )
 
 # Per-device mailbox, delivered in ``seq`` order. ``kind`` 0 carries a ciphertext; the other
@@ -188,6 +203,8 @@ mailbox = Table(
     Column("template_id", BigInteger, nullable=True),
     Index("ix_mailbox_device_seq", "device_pk", "seq"),
     Index("ix_mailbox_expires", "expires_ms"),
+    # Retention: whether a message still has a copy waiting (migration 0008).
+    Index("ix_mailbox_message", "message_id"),
     # Never reuse a seq, even when the table runs empty: delivery loops resume after one.
     sqlite_autoincrement=True,
 )
@@ -346,7 +363,9 @@ recipients = Table(
     Column("delivered_ms", BigInteger, nullable=False),
 )
 
-# Delivered messages per business, template and UTC day: the denominator of quality ratings.
+# Delivered messages per business, template (0: every message without one) and UTC day: the
+# denominators of the business's and its templates' quality ratings (non-template messages
+# since migration 0008).
 delivery_counts = Table(
     "delivery_counts",
     metadata,
@@ -476,7 +495,23 @@ ledger = Table(
     Column("currency", String(3), nullable=False),
     Column("charged_ms", BigInteger, nullable=False),
     Index("ix_ledger_business_charged", "business_account", "charged_ms"),
+    # Retention: charges by age (migration 0008).
+    Index("ix_ledger_charged", "charged_ms"),
     sqlite_autoincrement=True,
+)
+
+# A month's charges once their line items were given up (``retention.ledger_dispute_days``
+# after the month's statement became final): what the statement's totals show (0008).
+ledger_months = Table(
+    "ledger_months",
+    metadata,
+    Column("business_account", String(32), primary_key=True),
+    Column("month_ms", BigInteger, primary_key=True, autoincrement=False),  # its first ms, UTC
+    Column("category", String(32), primary_key=True),
+    Column("country", String(2), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
 )
 
 # Encrypted attachments: opaque ciphertext in the blob store (relay/attachments), one row per

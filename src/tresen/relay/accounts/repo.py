@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tresen.core.clock import day_start_ms
 from tresen.core.ids import AccountId, DeviceId, DevicePk
 from tresen.relay.schema import (
     accounts,
@@ -15,6 +17,7 @@ from tresen.relay.schema import (
     lookup_budgets,
     mailbox,
     rate_events,
+    throttle_keys,
     verification_codes,
 )
 
@@ -36,10 +39,10 @@ __all__ = [
     "list_devices",
     "lock_buckets",
     "lookup_arrival",
-    "prune_rate_events",
     "put_code",
     "rate_event_times",
     "save_lookup_arrival",
+    "throttle_key",
     "touch_device",
 ]
 
@@ -90,11 +93,14 @@ def _device(row: object) -> DeviceRow:
     )
 
 
-async def rate_event_times(conn: AsyncConnection, bucket: str, since_ms: int) -> list[int]:
-    """When the events of ``bucket`` after ``since_ms`` happened, oldest first."""
+async def rate_event_times(
+    conn: AsyncConnection, bucket: Sequence[str], since_ms: int
+) -> list[int]:
+    """When the events of one bucket (stored under any of these names) after ``since_ms``
+    happened, oldest first."""
     stmt = (
         select(rate_events.c.at_ms)
-        .where(rate_events.c.bucket == bucket, rate_events.c.at_ms > since_ms)
+        .where(rate_events.c.bucket.in_(sorted(set(bucket))), rate_events.c.at_ms > since_ms)
         .order_by(rate_events.c.at_ms)
     )
     return [int(t) for t in (await conn.execute(stmt)).scalars()]
@@ -108,8 +114,18 @@ async def clear_rate_events(conn: AsyncConnection, buckets: list[str]) -> None:
     await conn.execute(delete(rate_events).where(rate_events.c.bucket.in_(buckets)))
 
 
-async def prune_rate_events(conn: AsyncConnection, before_ms: int) -> None:
-    await conn.execute(delete(rate_events).where(rate_events.c.at_ms <= before_ms))
+async def throttle_key(conn: AsyncConnection, slot: int, candidate: bytes) -> bytes:
+    """The key of throttle window ``slot``: ``candidate`` if there was none yet."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    await conn.execute(
+        dialect.insert(throttle_keys)
+        .values(slot=slot, key=candidate)
+        .on_conflict_do_nothing(index_elements=["slot"])
+    )
+    stored = (
+        await conn.execute(select(throttle_keys.c.key).where(throttle_keys.c.slot == slot))
+    ).scalar_one()
+    return bytes(stored)
 
 
 async def lock_buckets(conn: AsyncConnection, buckets: list[str]) -> None:
@@ -216,7 +232,9 @@ async def account_entry(conn: AsyncConnection, account_id: AccountId) -> tuple[s
 async def create_account(
     conn: AsyncConnection, account_id: AccountId, phone: str, now_ms: int
 ) -> None:
-    await conn.execute(insert(accounts).values(id=account_id, phone=phone, created_ms=now_ms))
+    await conn.execute(
+        insert(accounts).values(id=account_id, phone=phone, created_ms=day_start_ms(now_ms))
+    )
 
 
 async def count_devices(conn: AsyncConnection, account_id: AccountId) -> int:
@@ -250,8 +268,8 @@ async def create_device(
             registration_id=registration_id,
             token_hash=token_hash,
             name=name,
-            created_ms=now_ms,
-            last_seen_ms=now_ms,
+            created_ms=day_start_ms(now_ms),
+            last_seen_ms=day_start_ms(now_ms),
         )
     )
     row = (
@@ -282,4 +300,10 @@ async def delete_device(conn: AsyncConnection, device_pk: DevicePk) -> None:
 
 
 async def touch_device(conn: AsyncConnection, device_pk: DevicePk, now_ms: int) -> None:
-    await conn.execute(update(devices).where(devices.c.pk == device_pk).values(last_seen_ms=now_ms))
+    """Record that the device connected today (the day only: only its owner reads it)."""
+    day = day_start_ms(now_ms)
+    await conn.execute(
+        update(devices)
+        .where(devices.c.pk == device_pk, devices.c.last_seen_ms != day)
+        .values(last_seen_ms=day)
+    )

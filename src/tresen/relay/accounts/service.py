@@ -34,6 +34,7 @@ from tresen.relay.accounts.limits import (
 )
 from tresen.relay.accounts.phone import normalize_phone
 from tresen.relay.accounts.sms import SmsSender
+from tresen.relay.accounts.throttle import ThrottleKeys, throttle_window_ms
 
 __all__ = ["AccountPublic", "AccountService", "Principal", "Registration", "hash_token"]
 
@@ -118,6 +119,7 @@ class AccountService:
         self.limits = limits
         self.sms = sms
         self._lookup_interval_ms = lookup_interval_ms(limits.lookups_per_hour)
+        self.throttle = ThrottleKeys(throttle_window_ms(limits))
         # Called with the account id after one of its devices was removed: a certificate that
         # names the removed device's key no longer holds.
         self.on_device_removed = on_device_removed
@@ -135,11 +137,12 @@ class AccountService:
         now = self.clock.now_ms()
         window_ms = limits.code_request_window_s * 1000
         ttl_ms = limits.code_ttl_s * 1000
-        pair, per_source = _code_buckets(phone, source)
+        buckets = _code_buckets(phone, source)
         async with self.db.write() as conn:
-            await repo.lock_buckets(conn, [pair, per_source, f"code:{phone}"])
-            pair_times = await repo.rate_event_times(conn, pair, now - window_ms)
-            source_times = await repo.rate_event_times(conn, per_source, now - window_ms)
+            await repo.lock_buckets(conn, [*buckets, f"code:{phone}"])
+            pair, per_source = await self.throttle.stored(conn, buckets, now)
+            pair_times = await repo.rate_event_times(conn, pair.both, now - window_ms)
+            source_times = await repo.rate_event_times(conn, per_source.both, now - window_ms)
             waits = [
                 (
                     "addr",
@@ -168,8 +171,7 @@ class AccountService:
                     scope=scope,
                     retry_after_s=_seconds(wait_ms),
                 )
-            await repo.add_rate_events(conn, [pair, per_source], now)
-            await repo.prune_rate_events(conn, now - max(window_ms, ttl_ms))
+            await repo.add_rate_events(conn, [pair.current, per_source.current], now)
             pending = await repo.get_code(conn, phone)
             if pending is not None and keeps_code(pending.expires_ms, now, ttl_ms):
                 sent = pending
@@ -199,13 +201,16 @@ class AccountService:
         now = self.clock.now_ms()
         ttl_ms = limits.code_ttl_s * 1000
         window_ms = limits.code_request_window_s * 1000
-        pair, per_source = _verify_buckets(phone, source)
+        buckets = _verify_buckets(phone, source)
         failure: TresenError | None = None
         registration: Registration | None = None
         async with self.db.write() as conn:
-            await repo.lock_buckets(conn, [pair, per_source])
-            pair_times = await repo.rate_event_times(conn, pair, now - ttl_ms)
-            source_times = await repo.rate_event_times(conn, per_source, now - window_ms)
+            await repo.lock_buckets(conn, list(buckets))
+            pair, per_source, requests = await self.throttle.stored(
+                conn, [*buckets, _code_buckets(phone, source)[0]], now
+            )
+            pair_times = await repo.rate_event_times(conn, pair.both, now - ttl_ms)
+            source_times = await repo.rate_event_times(conn, per_source.both, now - window_ms)
             waits = [
                 ("phone", window_wait_ms(pair_times, now, ttl_ms, limits.code_max_attempts)),
                 (
@@ -230,7 +235,7 @@ class AccountService:
                     ErrorCode.CODE_EXPIRED, "no valid code for this number; request a new one"
                 )
             elif not _matches(code.strip(), valid):
-                await repo.add_rate_events(conn, [pair, per_source], now)
+                await repo.add_rate_events(conn, [pair.current, per_source.current], now)
                 failure = TresenError(
                     ErrorCode.CODE_INCORRECT,
                     "the code is not correct",
@@ -240,7 +245,7 @@ class AccountService:
                 await repo.delete_code(conn, phone)
                 # The source proved it holds the number: its requests and guesses start afresh
                 # (a second device is registered without waiting out a back-off).
-                await repo.clear_rate_events(conn, [pair, _code_buckets(phone, source)[0]])
+                await repo.clear_rate_events(conn, [*pair.both, *requests.both])
                 registration = await self._add_device(conn, phone, device_name[:64], now)
         if failure is not None:
             raise failure

@@ -175,7 +175,11 @@ class StatementPublic(BaseModel):
     totals: list[TotalPublic] = Field(description="per category, country and currency")
     grand_totals: list[GrandTotalPublic] = Field(description="per currency")
     items: list[ItemPublic] = Field(description="this page of line items, by charge time")
-    items_total: int = Field(description="line items in the month")
+    items_total: int = Field(description="line items in the month (those still held)")
+    items_reduced: int = Field(
+        description="charges of the month whose line items were given up after the dispute "
+        "period: counted in the totals, not listed"
+    )
     items_left: int = Field(description="line items after this page")
     truncated: bool = Field(description="more line items follow; fetch with after=next_after")
     next_after: str | None
@@ -222,6 +226,7 @@ def _statement(s: Statement) -> StatementPublic:
         ],
         items=[ItemPublic.model_validate(i, from_attributes=True) for i in s.items],
         items_total=s.items_total,
+        items_reduced=s.items_reduced,
         items_left=s.items_left,
         truncated=s.truncated,
         next_after=s.next_after,
@@ -312,6 +317,7 @@ async def _answer(
             f'attachment; filename="statement-{account_id}-{statement.month}.csv"'
         ),
         "X-Tresen-Items-Total": str(statement.items_total),
+        "X-Tresen-Items-Reduced": str(statement.items_reduced),
     }
     if statement.next_after is not None:
         headers["X-Tresen-Next-After"] = statement.next_after

@@ -3,7 +3,8 @@ by month. Every function runs in the caller's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select
@@ -11,7 +12,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tresen.relay.schema import ledger, rate_cards
+from tresen.relay.schema import ledger, ledger_months, rate_cards
 
 __all__ = [
     "DEFAULT_CARD",
@@ -23,7 +24,9 @@ __all__ = [
     "ledger_items_after",
     "ledger_totals",
     "lock_card",
+    "month_totals",
     "rates_of",
+    "reduce_ledger",
     "upsert_rates",
 ]
 
@@ -217,3 +220,83 @@ async def ledger_items_after(
         )
     ).scalar_one()
     return int(value)
+
+
+async def month_totals(conn: AsyncConnection, business: str, month_ms: int) -> list[LedgerTotal]:
+    """The totals of a month whose line items were reduced (``reduce_ledger``)."""
+    m = ledger_months
+    rows = await conn.execute(
+        select(m.c.category, m.c.country, m.c.currency, m.c.count, m.c.amount_micros).where(
+            m.c.business_account == business, m.c.month_ms == month_ms
+        )
+    )
+    return [LedgerTotal(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows.all()]
+
+
+async def reduce_ledger(
+    conn: AsyncConnection, before_ms: int, limit: int, month_of: Callable[[int], int]
+) -> int:
+    """Fold up to ``limit`` charges made before ``before_ms`` into their month's totals per
+    (business, category, country, currency), and delete them; ``month_of`` gives the first
+    millisecond of a time's month. Returns how many charges were folded."""
+    rows = (
+        await conn.execute(
+            select(
+                ledger.c.pk,
+                ledger.c.business_account,
+                ledger.c.category,
+                ledger.c.country,
+                ledger.c.currency,
+                ledger.c.price_micros,
+                ledger.c.charged_ms,
+            )
+            .where(ledger.c.charged_ms < before_ms)
+            .order_by(ledger.c.charged_ms)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return 0
+    sums: dict[tuple[str, int, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        total = sums[
+            (r.business_account, month_of(r.charged_ms), r.category, r.country, r.currency)
+        ]
+        total[0] += 1
+        total[1] += int(r.price_micros)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    values = [
+        {
+            "business_account": business,
+            "month_ms": month_ms,
+            "category": category,
+            "country": country,
+            "currency": currency,
+            "count": count,
+            "amount_micros": amount,
+        }
+        for (business, month_ms, category, country, currency), (count, amount) in sorted(
+            sums.items()
+        )
+    ]
+    for start in range(0, len(values), _WRITE_CHUNK):
+        statement = dialect.insert(ledger_months).values(values[start : start + _WRITE_CHUNK])
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["business_account", "month_ms", "category", "country", "currency"],
+                set_={
+                    "count": ledger_months.c.count + statement.excluded.count,
+                    "amount_micros": ledger_months.c.amount_micros
+                    + statement.excluded.amount_micros,
+                },
+            )
+        )
+    pks = [r.pk for r in rows]
+    for start in range(0, len(pks), _WRITE_CHUNK):
+        await conn.execute(delete(ledger).where(ledger.c.pk.in_(pks[start : start + _WRITE_CHUNK])))
+    return len(rows)
+
+
+# Rows per statement: far below the limits on bound parameters (SQLite 32,766, asyncpg 32,767).
+_WRITE_CHUNK = 500

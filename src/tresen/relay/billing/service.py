@@ -52,6 +52,7 @@ __all__ = [
     "Statement",
     "check_key",
     "check_rates",
+    "month_start_ms",
 ]
 
 log = get_logger("tresen.relay.billing")
@@ -173,6 +174,9 @@ class Statement:
     items_total: int
     items_left: int
     next_after: str | None
+    items_reduced: int = 0
+    """Charges of the month whose line items were given up after the dispute period
+    (``retention.ledger_dispute_days``): in the totals, not in the items."""
 
     @property
     def truncated(self) -> bool:
@@ -453,7 +457,8 @@ class BillingService:
         start, end = month.start_ms, month.end_ms
         async with self.db.read() as conn:
             await self._require_business(conn, business)
-            totals = await repo.ledger_totals(conn, business, start, end)
+            items_totals = await repo.ledger_totals(conn, business, start, end)
+            reduced = await repo.month_totals(conn, business, start)
             page = await repo.ledger_items(conn, business, start, end, cursor, limit + 1)
             items = page[:limit]
             more = len(page) > limit
@@ -463,6 +468,7 @@ class BillingService:
                 left = await repo.ledger_items_after(
                     conn, business, start, end, (last.charged_ms, last.pk)
                 )
+        totals = _merged(items_totals, reduced)
         totals.sort(key=lambda t: (*_key_order((t.category, t.country)), t.currency))
         grand: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for t in totals:
@@ -476,10 +482,28 @@ class BillingService:
             totals=totals,
             grand_totals=[GrandTotal(c, n, a) for c, (n, a) in sorted(grand.items())],
             items=items,
-            items_total=sum(t.count for t in totals),
+            items_total=sum(t.count for t in items_totals),
             items_left=left,
             next_after=f"{items[-1].charged_ms}-{items[-1].pk}" if more else None,
+            items_reduced=sum(t.count for t in reduced),
         )
+
+
+def month_start_ms(ms: int) -> int:
+    """The first millisecond of the calendar month (UTC) that ``ms`` falls in."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return Month(moment.year, moment.month).start_ms
+
+
+def _merged(*parts: list[LedgerTotal]) -> list[LedgerTotal]:
+    """Totals of the same (category, country, currency) added up."""
+    sums: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for part in parts:
+        for t in part:
+            total = sums[(t.category, t.country, t.currency)]
+            total[0] += t.count
+            total[1] += t.amount_micros
+    return [LedgerTotal(*key, n, a) for key, (n, a) in sums.items()]
 
 
 def _source(

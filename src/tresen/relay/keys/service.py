@@ -287,7 +287,6 @@ class KeyService:
             "keys claimed",
             account_id=principal.account_id,
             device_id=principal.device_id,
-            target=account_id,
             devices=len(claimed),
             fallback=sum(1 for c in claimed if c.one_time_key and c.one_time_key.fallback),
             missing=sum(1 for c in claimed if c.one_time_key is None),

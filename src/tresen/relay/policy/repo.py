@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.db import key_pair_params, key_pairs
-from tresen.relay.policy.rules import country_of
+from tresen.relay.policy.rules import DAY_MS, country_of
 from tresen.relay.schema import (
     accounts,
     blocks,
@@ -302,14 +302,13 @@ async def record_recipients(conn: AsyncConnection, pairs: Collection[Pair], now_
 
 
 async def delivered_since(conn: AsyncConnection, business: str, since_ms: int) -> int:
-    """Messages of a business delivered to others since ``since_ms`` (the relay keeps sent
-    messages for their whole TTL, longer than any quality period)."""
+    """Messages of a business delivered to others on the UTC days from ``since_ms``'s on
+    (``delivery_counts``: the message records themselves are gone soon after delivery)."""
     value = (
         await conn.execute(
-            select(func.count()).where(
-                messages.c.sender_account == business,
-                messages.c.delivered_ms >= since_ms,
-                messages.c.recipient_account != business,
+            select(func.coalesce(func.sum(delivery_counts.c.delivered), 0)).where(
+                delivery_counts.c.business_account == business,
+                delivery_counts.c.day >= since_ms // DAY_MS,
             )
         )
     ).scalar_one()

@@ -533,21 +533,36 @@ class PolicyService:
         if not self.policy.enabled or not messages:
             return {}
         priced, rows = await self._pricing(conn, messages)
+        await repo.count_deliveries(conn, await self._delivery_counts(conn, messages, rows, now_ms))
         if rows:
-            # Per template: the denominator of template quality (a business's own
-            # deliveries are counted from its sent messages when asked).
-            counts: dict[tuple[str, int, int], int] = defaultdict(int)
-            for row in rows.values():
-                if row.template_id is not None:
-                    counts[(row.business_account, row.template_id, now_ms // DAY_MS)] += 1
             await repo.charge(conn, rows.values(), now_ms)
-            await repo.count_deliveries(conn, counts)
         # Whose blocks and reports count: customers the business's messages reached.
         received = {
             (m.sender_account, m.recipient_account) for m in messages if m.message_id in priced
         }
         await repo.record_recipients(conn, received, now_ms)
         return priced
+
+    async def _delivery_counts(
+        self,
+        conn: AsyncConnection,
+        messages: Sequence[Delivery],
+        rows: dict[str, repo.PricingRow],
+        now_ms: int,
+    ) -> dict[tuple[str, int, int], int]:
+        """Deliveries of businesses' messages to others per (business, template or 0, day):
+        the denominators of quality, kept as counts so that no message record is needed."""
+        others = [m for m in messages if m.sender_account != m.recipient_account]
+        facts = await self._facts_of(conn, {m.sender_account for m in others})
+        counts: dict[tuple[str, int, int], int] = defaultdict(int)
+        for m in others:
+            sender = facts.get(m.sender_account)
+            if sender is None or sender.kind != "business":
+                continue
+            row = rows.get(m.message_id)
+            template_id = 0 if row is None or row.template_id is None else row.template_id
+            counts[(m.sender_account, template_id, now_ms // DAY_MS)] += 1
+        return counts
 
     async def pricing_of(
         self, conn: AsyncConnection, messages: Sequence[Delivery]

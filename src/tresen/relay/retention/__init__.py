@@ -1,0 +1,1 @@
+"""Retention: the periodic deletion of metadata the relay's rules no longer need."""
