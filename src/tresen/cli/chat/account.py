@@ -58,10 +58,13 @@ async def delete_account(
     Your number can register again as a new account. Businesses keep their own records until
     you ask them to erase them."""
     phone = client.phone or "this account"
-    if not yes and not typer.confirm(
-        f"Delete the account of {phone} with all its devices? This cannot be undone", err=True
-    ):
-        err.print("Nothing deleted.")
+    question = f"Delete the account of {phone} with all its devices? This cannot be undone"
+    try:
+        confirmed = yes or typer.confirm(question, err=True)
+    except typer.Abort:  # no answer (end of input)
+        confirmed = False
+    if not confirmed:
+        err.print("\nNothing deleted.")
         return 1
     await client.delete_account()
     print_line(f"Deleted the account of {phone}.")
