@@ -564,7 +564,8 @@ async def test_the_openapi_document_describes_the_inbox_api_and_not_its_pages(
     inbox = {p: ops for p, ops in paths.items() if p.startswith(API)}
     assert set(paths[f"{API}/lists/{{list_id}}"]) == {"get", "put", "delete"}
     assert set(paths[f"{API}/lists/{{list_id}}/imports/{{import_id}}"]) == {"get"}
-    assert len(inbox) == 31
+    assert set(paths[f"{API}/customers/{{customer}}"]) == {"delete"}
+    assert len(inbox) == 32
     for path, operations in inbox.items():
         for method, operation in operations.items():
             responses = operation["responses"]
@@ -650,7 +651,7 @@ async def test_the_inbox_api_answers_as_its_openapi_document_says(
     started = time.monotonic()
     ran, failed = await asyncio.to_thread(conform_inbox, spec, gw.url, await token_of(team, "anna"))
     assert failed == [], "\n\n".join(failed)
-    assert ran == 36  # every operation of the inbox's API, campaigns and lists included
+    assert ran == 37  # every operation of the inbox's API, campaigns and lists included
     assert time.monotonic() - started < 100
 
 
@@ -697,3 +698,27 @@ async def test_an_agent_has_at_most_20_active_tokens(gw: RunningGateway, team: A
     for bad in ("", " ", "x" * 65, "zwei\nZeilen"):
         with pytest.raises(TokenError, match="1 to 64"):
             await tokens.create(anna.id, bad)
+
+
+async def test_owners_and_admins_erase_a_customer_through_the_api(
+    gw: RunningGateway, team: Agents, alice: Client
+) -> None:
+    await alice.send_text(gw.gateway.account_id, "Please delete my data")
+    contact = alice.account_id or ""
+    async with httpx.AsyncClient(base_url=f"{gw.url}{API}") as http:
+        for _ in range(100):
+            if await gw.gateway.store.contact(contact) is not None:
+                break
+            await asyncio.sleep(0.05)
+        body = {"reason": "asked in the chat on 2025-11-05"}
+        agent = {"Authorization": f"Bearer {await token_of(team, 'cem')}"}
+        r = await http.request("DELETE", f"/customers/{contact}", json=body, headers=agent)
+        assert r.status_code == 403, r.text
+        owner = {"Authorization": f"Bearer {await token_of(team, 'anna')}"}
+        r = await http.request("DELETE", f"/customers/{contact}", json=body, headers=owner)
+        assert r.status_code == 200, r.text
+        assert r.json()["removed"]["messages"] == 1
+        r = await http.request("DELETE", f"/customers/{contact}", json=body, headers=owner)
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "not_found"
+    assert await gw.gateway.store.contact(contact) is None

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from tresen.cli import gateway_agents, gateway_bot, gateway_campaigns, gateway_webhooks
+from tresen.cli import (
+    gateway_agents,
+    gateway_bot,
+    gateway_campaigns,
+    gateway_customers,
+    gateway_webhooks,
+)
 from tresen.cli.common import console, format_time, start_server
 from tresen.core.logging import configure_logging
 
@@ -32,6 +38,7 @@ app.add_typer(gateway_webhooks.app, name="webhooks")
 app.add_typer(gateway_agents.app, name="agents")
 app.add_typer(gateway_bot.app, name="bot")
 app.add_typer(gateway_campaigns.app, name="campaigns")
+app.add_typer(gateway_customers.app, name="customers")
 
 T = TypeVar("T")
 

@@ -125,6 +125,15 @@ class RelayApi:
         body: dict[str, Any] = await self._call("GET", "/v1/me")
         return body
 
+    async def export_me(self) -> dict[str, Any]:
+        """What the relay holds about this account (``GET /v1/me/export``)."""
+        body: dict[str, Any] = await self._call("GET", "/v1/me/export")
+        return body
+
+    async def delete_me(self) -> None:
+        """Delete this account at the relay (``DELETE /v1/me``)."""
+        await self._call("DELETE", "/v1/me")
+
     async def lookup_phone(self, phone: str) -> dict[str, str]:
         body: dict[str, str] = await self._call("GET", "/v1/accounts", params={"phone": phone})
         return body

@@ -12,6 +12,7 @@ from tresen.wire.templates import RenderedTemplate
 __all__ = [
     "Connected",
     "ConsentChanged",
+    "DataRequested",
     "DecryptionFailed",
     "DeviceAdded",
     "Disconnected",
@@ -71,6 +72,16 @@ class TypingStarted:
     chat: str
     message_id: str
     until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataRequested:
+    """The customer ``chat`` asks this account (a business) for a copy of what it holds
+    about them; the answer names ``request_id`` (``wire.e2e.DataExport``)."""
+
+    chat: str
+    message_id: str
+    request_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,4 +192,5 @@ Event = (
     | Drained
     | PendingSent
     | MessageWaiting
+    | DataRequested
 )

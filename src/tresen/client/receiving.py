@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
 from tresen.client.api import RelayApi, RelayError
 from tresen.client.device import Device
 from tresen.client.directory import Directory
-from tresen.client.events import DecryptionFailed, Event, MessageEvent, TypingStarted
+from tresen.client.events import (
+    DataRequested,
+    DecryptionFailed,
+    Event,
+    MessageEvent,
+    TypingStarted,
+)
 from tresen.client.healing import Healing
 from tresen.client.reports import Reports
 from tresen.client.sessions import Sessions
@@ -29,6 +36,8 @@ from tresen.crypto.olm import Ciphertext
 from tresen.wire import relay as wire
 from tresen.wire.e2e import (
     TYPING_MS,
+    DataExport,
+    DataRequest,
     Payload,
     ReadReceipt,
     RetryRefused,
@@ -65,6 +74,12 @@ class _Refusal:
         return f"{self.kind}: {self.reason}"
 
 
+class ExportAnswered(Protocol):
+    """Told of a business's :class:`DataExport` answer (``client/personal_data.py``)."""
+
+    def __call__(self, sender: str, message_id: str, answer: DataExport, /) -> None: ...
+
+
 class Receiver:
     def __init__(
         self,
@@ -80,6 +95,7 @@ class Receiver:
         emit: Callable[[Event], None],
         relay_offset_ms: Callable[[], int],
         *,
+        on_export: ExportAnswered,
         repeat: bool = False,
     ) -> None:
         self.api = api
@@ -93,6 +109,7 @@ class Receiver:
         self.healing = healing
         self.emit = emit
         self._relay_offset_ms = relay_offset_ms
+        self._on_export = on_export
         # With confirmed events the relay hands a message over again when the application
         # had not confirmed its event: it is raised again from what was stored.
         self._repeat = repeat
@@ -164,6 +181,16 @@ class Receiver:
             elif isinstance(payload, RetryRequest | RetryRefused):
                 self._record(frame, MessageStatus.SEEN, chat="")
                 asked = payload
+            elif isinstance(payload, DataRequest | DataExport):
+                # Not chat messages: the request goes to the application (a business's
+                # gateway answers it), the answer to whoever waits for it; neither is kept.
+                self._record(frame, MessageStatus.SEEN, chat="")
+                if own:
+                    pass
+                elif isinstance(payload, DataRequest):
+                    self.emit(DataRequested(frame.sender, frame.message_id, payload.request_id))
+                else:
+                    self._on_export(frame.sender, frame.message_id, payload)
             else:
                 self._accept(frame, payload, plaintext)
         if refusal is not None:

@@ -49,6 +49,7 @@ from tresen.client.operator import (
     OperatorKeyMismatch,
     OperatorKeys,
 )
+from tresen.client.personal_data import PersonalData
 from tresen.client.queues import Outbox, Queued, Retries
 from tresen.client.receiving import Receiver
 from tresen.client.replies import Replies
@@ -162,6 +163,12 @@ class Client:
             emit,
             self._spawn,
         )
+        self.attachments = Attachments(
+            self.api, store, store.folder / ATTACHMENTS_FOLDER, limits=attachment_limits
+        )
+        self.personal_data = PersonalData(
+            self.api, store, self.clock, self.device, self.sender, self.attachments
+        )
         self.receiver = Receiver(
             self.api,
             store,
@@ -174,14 +181,12 @@ class Client:
             self.healing,
             emit,
             lambda: self.connection.relay_offset_ms,
+            on_export=self.personal_data.answered,
             repeat=confirm_events,
         )
         self.keywords = Keywords(self.directory, self.businesses, self.consent, emit)
         self.sender.after_flush = self.keywords.after_flush
         self.replies = Replies(store, self.directory, self.templates, self.sender)
-        self.attachments = Attachments(
-            self.api, store, store.folder / ATTACHMENTS_FOLDER, limits=attachment_limits
-        )
         self._tasks: set[asyncio.Task[None]] = set()
         if operator_key is not None:
             self.pin_operator_key(operator_key)
@@ -271,6 +276,24 @@ class Client:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
+
+    # --- the account's data ------------------------------------------------------------------
+
+    async def export_data(self, *, timeout_s: float = 30.0) -> dict[str, Any]:
+        """A copy of everything held about this account, as one JSON-able document: what the
+        relay holds (``relay``), and what each business this account dealt with holds in its
+        gateway, asked end to end (``businesses``: each ``answered`` with its ``data``, or
+        ``no_answer`` within ``timeout_s``, ``not_asked`` with the relay's refusal, e.g. a
+        business blocked, ``refused`` or ``invalid``). The client must be started
+        (:meth:`start`) for the answers to arrive."""
+        return await self.personal_data.export(timeout_s=timeout_s)
+
+    async def delete_account(self) -> None:
+        """Delete this account at the relay: every device (this one too), keys, queued
+        messages and consents; its number can register again as a new account. Raises
+        ``RelayError`` 150025 for a business account (the operator closes those)."""
+        await self.connection.close()
+        await self.personal_data.delete_account()
 
     # --- registration ------------------------------------------------------------------------
 

@@ -226,6 +226,9 @@ class LocalStore:
     def set_meta(self, k: str, v: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
 
+    def delete_meta(self, k: str) -> None:
+        self._db.execute("DELETE FROM meta WHERE k = ?", (k,))
+
     def get_secret(self, k: str) -> bytes | None:
         sealed = self.get_meta(k)
         return None if sealed is None else unseal(self._key, sealed, context=k.encode())
@@ -307,6 +310,45 @@ class LocalStore:
                 now_ms,
             ),
         )
+
+    def forget_peer(self, account_id: str) -> int:
+        """Forget everything held about one peer: its number, devices and sessions, the
+        messages of its chat (with their queued and downloaded files' records), and its
+        business profile. Returns the number of messages forgotten. The files themselves are
+        the caller's (``Attachments`` folder)."""
+        self._forget_cached()
+        chat = "SELECT message_id FROM messages WHERE chat = ? OR sender_account = ?"
+        with self.transaction():
+            for table in ("outbox", "attachments"):
+                exists = self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+                ).fetchone()
+                if exists:
+                    self._db.execute(
+                        f"DELETE FROM {table} WHERE local_id IN ({chat})"  # noqa: S608
+                        if table == "outbox"
+                        else f"DELETE FROM {table} WHERE message_id IN ({chat})",  # noqa: S608
+                        (account_id, account_id),
+                    )
+            if self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retries'"
+            ).fetchone():
+                self._db.execute("DELETE FROM retries WHERE peer = ?", (account_id,))
+            forgotten = self._db.execute(
+                "DELETE FROM messages WHERE chat = ? OR sender_account = ?",
+                (account_id, account_id),
+            ).rowcount
+            for table in ("peers", "peer_devices", "sessions", "businesses"):
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE account_id = ?",  # noqa: S608
+                    (account_id,),
+                )
+        return int(forgotten)
+
+    def business_accounts(self) -> list[str]:
+        """The accounts this store knows as businesses."""
+        rows = self._db.execute("SELECT account_id FROM businesses ORDER BY account_id")
+        return [str(r[0]) for r in rows]
 
     def forget_peer_device(self, account_id: str, device_id: int) -> None:
         self._devices.pop(account_id, None)

@@ -48,6 +48,7 @@ class ErrorCode(IntEnum):
     IDENTITY_KEYS_MISSING = 150022
     TOO_MANY_DEVICES = 150023
     UNKNOWN_DEVICE = 150024
+    BUSINESS_ACCOUNT_NOT_DELETABLE = 150025
     # operator: business verification and administration (relay/operator)
     NOT_A_BUSINESS = 150050
     NO_PENDING_REQUEST = 150051
@@ -106,6 +107,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.IDENTITY_KEYS_MISSING: 409,
     ErrorCode.TOO_MANY_DEVICES: 409,
     ErrorCode.UNKNOWN_DEVICE: 404,
+    ErrorCode.BUSINESS_ACCOUNT_NOT_DELETABLE: 409,
     # operator
     ErrorCode.NOT_A_BUSINESS: 404,
     ErrorCode.NO_PENDING_REQUEST: 409,

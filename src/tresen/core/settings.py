@@ -156,6 +156,12 @@ class Limits(BaseModel):
         default=3600, ge=1, description="phone/account lookups per account (all its devices)"
     )
     lookup_burst: int = Field(default=200, ge=1)
+    exports_per_hour: int = Field(
+        default=4, ge=1, description="copies of its data an account may ask for per hour"
+    )
+    export_rows: int = Field(
+        default=1000, ge=1, le=100_000, description="rows per section of an account's export"
+    )
     # Registration against abuse: code requests and wrong codes are counted per (number,
     # source) and per source, never per number alone, so nobody can lock a number's owner out.
     # code_requests_per_number and code_max_attempts above count per (number, source).

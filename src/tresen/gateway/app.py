@@ -38,6 +38,9 @@ from tresen.gateway.campaigns import (
 from tresen.gateway.cloudapi.errors import install_error_handlers
 from tresen.gateway.cloudapi.fastpath import MessagesFastPath
 from tresen.gateway.cloudapi.routes import router
+from tresen.gateway.customers.answering import ExportAnswers
+from tresen.gateway.customers.device_store import forget_device_peer
+from tresen.gateway.customers.service import CustomerData
 from tresen.gateway.inbox import api as inbox_api
 from tresen.gateway.inbox import api_campaigns as inbox_campaigns_api
 from tresen.gateway.inbox import api_lists as inbox_lists_api
@@ -276,6 +279,14 @@ def build_gateway_app(
             )
             media.start()
             stack.push_async_callback(media.close)
+            customers = CustomerData(
+                db,
+                clock,
+                business=lambda: {"account_id": client.account_id, "phone": client.phone},
+                delete_media=media.delete,
+                forget_peer=lambda account_id: forget_device_peer(client, account_id),
+                on_erased=store.forget_contact,
+            )
             gateway = Gateway(
                 settings,
                 client,
@@ -287,6 +298,7 @@ def build_gateway_app(
                 media,
                 wake=dispatcher.wake,
                 app_secret=await app_secret(db, key, settings.app_secret),
+                on_data_request=ExportAnswers(client, customers).answer,
             )
             await recorder.start()
             stack.push_async_callback(recorder.close)
@@ -298,6 +310,7 @@ def build_gateway_app(
             app.state.campaigns.runner.start()
             stack.push_async_callback(app.state.campaigns.runner.close)
             app.state.gateway = gateway
+            app.state.customers = customers
             app.state.dispatcher = dispatcher
             inbox = settings.inbox
             app.state.inbox_agents = Agents(

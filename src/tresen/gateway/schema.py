@@ -29,6 +29,7 @@ __all__ = [
     "agents",
     "api_tokens",
     "assignment_settings",
+    "audit_log",
     "automation_settings",
     "bot_actions",
     "bot_intents",
@@ -542,3 +543,21 @@ delivered, read, failed or opted_out (with ``reason`` and the Cloud API ``error_
 sending while the relay is asked.
 ``client_msg_id`` is fixed per campaign and recipient, so a send repeated after a crash is
 the relay's duplicate, never a second message."""
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(64)),
+    Column("reason", String(512)),
+    Column("details", Text, nullable=False),
+    Index("ix_audit_log_at", "at_ms"),
+)
+"""The business's actions on its customers' personal data: ``actor`` is an agent
+(``agent:{id}``), the command line (``cli:{user}``) or the gateway itself (``gateway``);
+``action`` customer_erased, export_answered, subscribers_imported or contact_edited;
+``subject`` a hash of the customer's account id (``gateway/customers/audit.py``: it proves
+which customer when asked with the id, and names nobody by itself); ``details`` JSON counts."""

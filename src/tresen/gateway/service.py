@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ import websockets
 from tresen.client import Client
 from tresen.client.api import RelayError
 from tresen.client.events import (
+    DataRequested,
     DecryptionFailed,
     Event,
     MessageEvent,
@@ -133,6 +134,7 @@ class Gateway:
         media: MediaLibrary,
         wake: Any = None,
         app_secret: str = "",
+        on_data_request: Callable[[DataRequested], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.media = media
@@ -144,6 +146,8 @@ class Gateway:
         self.clock = clock
         self._wake = wake
         self.app_secret = app_secret
+        # A customer asked for their data (``gateway/customers/answering.py`` answers).
+        self.on_data_request = on_data_request or _unanswered
         self._poll_now = asyncio.Event()
         self._poll_task: asyncio.Task[None] | None = None
         self._events_task: asyncio.Task[None] | None = None
@@ -671,6 +675,8 @@ class Gateway:
                 await self._on_inbound(event)
         elif isinstance(event, DecryptionFailed) and event.sender != self.account_id:
             await self._on_unreadable(event)
+        elif isinstance(event, DataRequested):
+            await self.on_data_request(event)
 
     async def _on_status(self, event: StatusChanged) -> None:
         status = {
@@ -901,10 +907,14 @@ def _media_object(payload: Media, record: MediaRecord) -> dict[str, Any]:
     return described
 
 
+async def _unanswered(request: DataRequested) -> None:
+    log.warning("a customer's data request is not answered by this gateway")
+
+
 def _lane_of(event: Event) -> str | None:
     """The conversation whose order ``event`` takes its place in (``None``: the gateway
     records nothing for it)."""
-    if isinstance(event, MessageEvent):
+    if isinstance(event, MessageEvent | DataRequested):
         return event.chat
     if isinstance(event, StatusChanged):
         return f"status:{event.chat}"

@@ -250,6 +250,12 @@ class GatewayStore:
 
     # --- contacts ----------------------------------------------------------------------------
 
+    def forget_contact(self, account_id: str) -> None:
+        """Drop what is cached of a contact (it was erased)."""
+        known = self._contacts.pop(account_id, None)
+        if known is not None:
+            self._by_user_id.pop(known.user_id, None)
+
     def _remember(self, contact: Contact) -> Contact:
         self._contacts[contact.account_id] = contact
         self._by_user_id[contact.user_id] = contact.account_id

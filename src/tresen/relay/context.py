@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.db import Database
 from tresen.core.settings import Settings
+from tresen.relay.accounts.personal_data import PersonalDataService
 from tresen.relay.accounts.service import AccountService
 from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
 from tresen.relay.attachments.s3 import S3BlobStorage
@@ -45,6 +46,7 @@ class RelayContext:
     billing: BillingService
     templates: TemplateService
     attachments: AttachmentService
+    personal_data: PersonalDataService
     webapp: WebApp
     retention: Retention
     hub: Hub = field(default_factory=Hub)
@@ -128,6 +130,7 @@ def build_context(
             account_id, "a device was removed"
         ),
     )
+    blob_store = blobs or default_blob_storage(settings)
     return RelayContext(
         settings=settings,
         db=db,
@@ -145,7 +148,14 @@ def build_context(
             db,
             clock,
             settings.attachments,
-            blobs or default_blob_storage(settings),
+            blob_store,
+        ),
+        personal_data=PersonalDataService(
+            db,
+            clock,
+            limits,
+            delete_blob=blob_store.delete,
+            on_account_deleted=forget_everywhere,
         ),
         webapp=WebApp(settings.webapp_dir or BUNDLED_DIST),
         retention=Retention(db, clock, settings),

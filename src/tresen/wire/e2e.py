@@ -27,6 +27,7 @@ from typing import Annotated, get_args
 import msgspec
 
 __all__ = [
+    "MAX_EXPORT_INLINE_BYTES",
     "MAX_INLINE_BLOB_BYTES",
     "MAX_LIST_ROWS",
     "MAX_PAYLOAD_BYTES",
@@ -38,6 +39,8 @@ __all__ = [
     "AnyPayload",
     "Button",
     "ButtonReply",
+    "DataExport",
+    "DataRequest",
     "Interactive",
     "InteractiveKind",
     "InteractiveReply",
@@ -444,6 +447,41 @@ class Media(Payload, tag="media"):
         return None
 
 
+# --- a person's data, asked of a business ---------------------------------------------------
+
+MAX_EXPORT_INLINE_BYTES = 40 * 1024
+"""Largest export document carried inside a :class:`DataExport`; a larger one travels as a
+JSON document attachment (``file``)."""
+
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class DataRequest(Payload, tag="data_request"):
+    """A customer asks a business for a copy of everything it holds about them (the right
+    of access). Sent with class SESSION (it is the customer writing to the business); the
+    business's gateway answers with a :class:`DataExport` naming ``request_id``."""
+
+    request_id: RequestId
+
+
+class DataExport(Payload, tag="data_export"):
+    """A business's answer to a :class:`DataRequest`: the JSON document inline
+    (``document``, UTF-8), or as a document attachment (``file``) when it is larger than
+    :data:`MAX_EXPORT_INLINE_BYTES`, or why it cannot answer (``error``): exactly one."""
+
+    request_id: RequestId
+    document: (
+        Annotated[bytes, msgspec.Meta(min_length=2, max_length=MAX_EXPORT_INLINE_BYTES)] | None
+    ) = None
+    file: Media | None = None
+    error: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+
+    def __post_init__(self) -> None:
+        given = [x for x in (self.document, self.file, self.error) if x is not None]
+        if len(given) != 1:
+            raise InvalidPayload("data_export: exactly one of document, file and error")
+
+
 AnyPayload = (
     Text
     | Reaction
@@ -457,6 +495,8 @@ AnyPayload = (
     | Media
     | RetryRequest
     | RetryRefused
+    | DataRequest
+    | DataExport
 )
 
 

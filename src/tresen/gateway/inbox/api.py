@@ -27,9 +27,11 @@ from fastapi.security import (
     HTTPAuthorizationCredentials,
     HTTPBearer,
 )
+from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.ratelimit import TokenBuckets
 from tresen.gateway.cloudapi.errors import GraphError
+from tresen.gateway.customers.service import CustomerData, CustomerNotFound
 from tresen.gateway.inbox import web
 from tresen.gateway.inbox.agents import Agent
 from tresen.gateway.inbox.api_models import (
@@ -525,6 +527,47 @@ async def agents(request: Request, who: Who) -> AgentsPublic:
     return AgentsPublic(
         agents=[AgentPublic.of(a, full=full) for a in team if full or a.active],
     )
+
+
+class ErasureCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=512,
+        description="why (e.g. the customer's request and its date); kept in the audit trail",
+    )
+
+
+class ErasedPublic(BaseModel):
+    subject: str = Field(description="the customer as the audit trail names them")
+    removed: dict[str, int] = Field(description="rows removed (or emptied), by table")
+
+
+@router.delete(
+    "/customers/{customer}",
+    responses=error_responses(body=True),
+    summary="Erase a customer (owners and admins): conversation, messages, files, contact",
+    description="Deletes everything the gateway holds about the customer (an account id, or "
+    "a phone number in E.164 or as digits): conversation, messages and their files, contact, "
+    "labels, automation state, activity and notes, subscriptions, webhook events, the device "
+    "store's rows; a campaign keeps a row without the person so its figures stay right. "
+    "Writes an audit row with the reason. docs/privacy.md says what stays.",
+)
+async def erase_customer(
+    request: Request,
+    who: Who,
+    customer: Annotated[str, PathParam(min_length=1, max_length=32)],
+    body: ErasureCreate,
+) -> ErasedPublic:
+    if not who.agent.role.manages:
+        raise ApiError(403, "forbidden", N_("only owners and admins erase a customer"))
+    customers: CustomerData = request.app.state.customers
+    try:
+        erased = await customers.erase(customer, actor=f"agent:{who.agent.id}", reason=body.reason)
+    except CustomerNotFound:
+        raise ApiError(404, "not_found", N_("there is no such customer")) from None
+    return ErasedPublic(subject=erased.subject, removed=erased.counts)
 
 
 @router.api_route(

@@ -24,6 +24,7 @@ from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
+from tresen.gateway.customers.audit import add_audit
 from tresen.gateway.problems import Problem, Reason
 from tresen.gateway.subscribers import repo
 from tresen.gateway.subscribers.consent import ConsentRelay, day_of, own_opt_in
@@ -216,6 +217,15 @@ class SubscriberImport:
                 counted=report.counts(),
                 rows=[_row_json(r) for r in kept],
                 keep=KEPT_IMPORTS,
+            )
+            # Many customers at once: the audit row names the list and counts, nobody.
+            await add_audit(
+                conn,
+                at_ms=report.created_ms,
+                actor=by or "gateway",
+                action="subscribers_imported",
+                account_id=None,
+                details={"list_id": report.list_id, **report.counts()},
             )
         return report
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.fields import Id63, SafeStr
 from tresen.core.ids import AccountId, DeviceId
+from tresen.relay.accounts.export_schema import ExportPublic
+from tresen.relay.accounts.personal_data import EXPORT_FORMAT
 from tresen.relay.accounts.source import Source
 from tresen.relay.http import Authed, Ctx, errors
 
@@ -87,6 +89,35 @@ async def me(principal: Authed, ctx: Ctx) -> MePublic:
     return MePublic(
         account_id=principal.account_id, device_id=principal.device_id, phone=phone or ""
     )
+
+
+@router.get("/me/export", response_model=ExportPublic, responses=errors(429))
+async def export_me(principal: Authed, ctx: Ctx) -> ExportPublic:
+    """A copy of everything the relay holds about the caller's account (machine-readable).
+
+    What a business's gateway holds is asked of each business end to end (the SDK's
+    ``Client.export_data``). At most ``limits.exports_per_hour`` per account (429, code 4)."""
+    export = await ctx.personal_data.export(principal)
+    return ExportPublic.model_validate(
+        {
+            "format": EXPORT_FORMAT,
+            "generated_ms": export.generated_ms,
+            "row_limit": export.row_limit,
+            "truncated": export.truncated,
+            **export.sections,
+        }
+    )
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=errors(409))
+async def delete_me(principal: Authed, ctx: Ctx) -> None:
+    """Delete the caller's account: every device and token, its keys, the messages queued to
+    and from it, its consents (withdrawn in their history), its uploads. Its number can
+    register again, as a new account; the blocks it made then apply again. A business
+    account is closed by the operator (409, code 150025). docs/privacy.md lists what stays."""
+    deleted = await ctx.personal_data.delete_account(principal)
+    for device_pk in deleted.devices:
+        await ctx.hub.disconnect(device_pk, "account deleted")
 
 
 class AccountLookup(BaseModel):

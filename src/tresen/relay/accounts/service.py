@@ -24,7 +24,7 @@ from tresen.core.ids import (
 )
 from tresen.core.logging import get_logger
 from tresen.core.settings import Limits
-from tresen.relay.accounts import repo
+from tresen.relay.accounts import personal_data_repo, repo
 from tresen.relay.accounts.limits import (
     backoff_wait_ms,
     keeps_code,
@@ -266,6 +266,8 @@ class AccountService:
         account_id = new_account_id() if found is None else found[0]
         if new_account:
             await repo.create_account(conn, account_id, phone, now)
+            # The blocks a deleted account of this number made protect its holder again.
+            await personal_data_repo.adopt_retired_blocks(conn, phone, account_id)
         elif await repo.count_devices(conn, account_id) >= self.limits.max_devices_per_account:
             raise TresenError(
                 ErrorCode.TOO_MANY_DEVICES,
