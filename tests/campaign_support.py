@@ -14,6 +14,7 @@ from gateway_support import RunningGateway, approved_template
 from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import SystemClock
+from tresen.core.http import tls_context
 from tresen.gateway.app import open_database
 from tresen.gateway.campaigns import (
     AudienceSpec,
@@ -150,5 +151,8 @@ async def tokens(gw: RunningGateway) -> AsyncIterator[dict[str, str]]:
 
 def api(gw: RunningGateway, token: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=gw.url + API, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        verify=tls_context(),
+        base_url=gw.url + API,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
     )

@@ -34,6 +34,7 @@ from support import (
 from tresen.client import Client
 from tresen.client.events import Event
 from tresen.core.clock import Clock
+from tresen.core.http import tls_context
 from tresen.gateway.app import build_gateway_app
 from tresen.gateway.relay_link import CodeSource
 from tresen.gateway.service import Gateway
@@ -335,6 +336,7 @@ async def run_gateway(
         if token is None:
             _, token = await gateway.store.create_token("tests")
         async with httpx.AsyncClient(
+            verify=tls_context(),
             base_url=f"{url}/{API_VERSION}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
@@ -382,7 +384,7 @@ class GatewayProcess:
             self.process = subprocess.Popen(
                 command, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        async with httpx.AsyncClient(base_url=self.url) as http:
+        async with httpx.AsyncClient(verify=tls_context(), base_url=self.url) as http:
             for _ in range(600):
                 if self.process.poll() is not None:
                     raise RuntimeError("gateway exited:\n" + self.log_file.read_text())

@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from argon2 import PasswordHasher
 
+from tresen.core.http import tls_context
+
 __all__ = ["FAST", "PASSWORD", "Browser", "notice", "thread_of"]
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -22,7 +24,7 @@ class Browser:
     browser sends Secure cookies to 127.0.0.1; Python's cookie jar would not)."""
 
     def __init__(self, base: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base, follow_redirects=False)
+        self.http = httpx.AsyncClient(verify=tls_context(), base_url=base, follow_redirects=False)
         self.cookies: dict[str, str] = {}
         self.set_cookie_headers: list[str] = []
 

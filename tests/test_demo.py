@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tresen.core.clock import ManualClock
+from tresen.core.http import tls_context
 from tresen.demo import DEMO_BOT, SYSTEMS_URL
 from tresen.demo_passes import BoardingPass, bcbp, boarding_pass_pdf
 from tresen.demo_systems import build_systems_app, pass_of
@@ -32,7 +33,7 @@ def test_the_demo_bot_file_is_complete() -> None:
 def systems() -> httpx.AsyncClient:
     clock = ManualClock(1_767_261_600_000)  # 2026-01-01 10:00 Berlin
     transport = httpx.ASGITransport(app=build_systems_app(clock))
-    return httpx.AsyncClient(transport=transport, base_url="http://systems")
+    return httpx.AsyncClient(verify=tls_context(), transport=transport, base_url="http://systems")
 
 
 async def test_the_airline_systems_know_flights_and_boarding_passes(

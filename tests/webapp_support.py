@@ -37,6 +37,7 @@ from playwright.async_api import (
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
+from tresen.core.http import tls_context
 from tresen.relay.accounts.sms import read_last_code
 from tresen.relay.webapp.files import BUNDLED_DIST, is_built
 
@@ -337,6 +338,7 @@ def gateway(platform: Platform) -> httpx.AsyncClient:
     printed."""
     messages = platform.printed["Gateway"].split()[0]
     return httpx.AsyncClient(
+        verify=tls_context(),
         base_url=messages.removesuffix("/messages"),
         headers={"Authorization": f"Bearer {platform.printed['API token']}"},
         timeout=20,

@@ -18,6 +18,7 @@ import vodozemac
 from sqlalchemy import insert
 from support import Backend, RelayProcess
 
+from tresen.core.http import tls_context
 from tresen.crypto.certificates import KeyRing, PublishedKey, SignedCertificate, verify_certificate
 from tresen.relay.accounts.sms import read_last_code
 from tresen.relay.schema import business_profiles, verification_requests
@@ -65,7 +66,7 @@ def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
 async def business(relay: RelayProcess, phone: str, name: str) -> tuple[str, str]:
     """A registered business with one device's identity keys and a pending request;
     returns (account id, Ed25519 key)."""
-    async with httpx.AsyncClient(base_url=relay.url) as http:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=relay.url) as http:
         r = await http.post("/v1/registration/code", json={"phone": phone})
         assert r.status_code == 202, r.text
         code = read_last_code(relay.sms_file, phone)
@@ -110,7 +111,7 @@ async def business(relay: RelayProcess, phone: str, name: str) -> tuple[str, str
 
 
 async def operator_keys(relay: RelayProcess) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=relay.url) as http:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=relay.url) as http:
         body: dict[str, Any] = (await http.get("/v1/operator/keys")).json()
     return body
 
@@ -142,7 +143,7 @@ async def test_an_operator_verifies_a_business_from_the_command_line(
     published = await operator_keys(relay_process)
     [current] = [k for k in published["keys"] if k["key_id"] == published["current_key_id"]]
     ring = KeyRing(current["public_key"])
-    async with httpx.AsyncClient(base_url=relay_process.url) as http:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=relay_process.url) as http:
         signed = SignedCertificate.from_json(
             (await http.get(f"/v1/certificates/{account_id}")).json()
         )

@@ -18,6 +18,7 @@ from support import Backend, RelayProcess, registered_client
 
 from tresen.client import Client
 from tresen.core.clock import SystemClock
+from tresen.core.http import tls_context
 from tresen.core.settings import Settings
 from tresen.relay.accounts.sms import read_last_code
 from tresen.relay.operator.service import OperatorService
@@ -86,7 +87,7 @@ async def business(
     await client.save_business_profile(**(defaults | profile))
     await client.request_verification("we are who we say")
     if verify_with is not None:
-        async with httpx.AsyncClient(base_url=relay.url) as http:
+        async with httpx.AsyncClient(verify=tls_context(), base_url=relay.url) as http:
             r = await http.post(
                 f"/v1/admin/businesses/{client.account_id}/verify",
                 headers={"Authorization": f"Bearer {verify_with}"},
@@ -126,7 +127,7 @@ async def test_business_profiles_the_directory_and_the_operator_key(
         about="Freight",
         category="OTHER",
     )
-    async with httpx.AsyncClient(base_url=relay_process.url) as http:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=relay_process.url) as http:
         published = (await http.get("/v1/operator/keys")).json()
         r = await http.post("/v1/registration/code", json={"phone": CUSTOMER})
         assert r.status_code == 202, r.text

@@ -16,6 +16,7 @@ from support import read_last_code
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
+from tresen.core.http import tls_context
 from tresen.relay.webapp.files import BUNDLED_DIST, is_built
 from tresen.wire.e2e import Media, MediaKind, Text
 
@@ -165,7 +166,7 @@ def assert_inbox_login_works(printed: dict[str, str]) -> None:
     found = re.fullmatch(r"(\S+)\s+\(sign in as (\S+), password (\S+)\)", printed["Inbox"])
     assert found is not None, printed["Inbox"]
     inbox, user, password = found.groups()
-    with httpx.Client(follow_redirects=False) as http:
+    with httpx.Client(verify=tls_context(), follow_redirects=False) as http:
         form = http.get(f"{inbox}/login")
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
         assert csrf is not None

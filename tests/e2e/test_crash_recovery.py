@@ -6,12 +6,16 @@ import httpx
 import pytest
 from support import RelayProcess, SendStream, connect_device, publish_identity, register_device
 
+from tresen.core.http import tls_context
+
 pytestmark = pytest.mark.slow
 
 
 async def test_sigkill_mid_stream_loses_no_accepted_message(relay_process: RelayProcess) -> None:
     await relay_process.start()
-    async with httpx.AsyncClient(base_url=relay_process.url, timeout=30) as http:
+    async with httpx.AsyncClient(
+        verify=tls_context(), base_url=relay_process.url, timeout=30
+    ) as http:
         alice = await register_device(http, relay_process.sms_file, "+4915110000001")
         bob = await register_device(http, relay_process.sms_file, "+4915110000002")
         await publish_identity(http, alice)

@@ -29,6 +29,7 @@ from support import (
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
+from tresen.core.http import tls_context
 from tresen.wire import relay as wire
 from tresen.wire.e2e import Text
 
@@ -108,7 +109,7 @@ async def test_no_marker_of_a_resent_message_reaches_the_relays_storage_or_logs(
     text = f"Your order {marker} is on its way"
     alice_olm, bob_olm = vodozemac.Account(), vodozemac.Account()
     try:
-        async with httpx.AsyncClient(base_url=relay.url) as http:
+        async with httpx.AsyncClient(verify=tls_context(), base_url=relay.url) as http:
             alice = await register_device(http, relay.sms_file, "+4915110000011")
             bob = await register_device(http, relay.sms_file, "+4915110000012")
             bundle = make_key_bundle(bob_olm, 4)

@@ -20,6 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tresen.core.http import tls_context
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -76,7 +78,7 @@ def conform(spec: dict[str, Any], base_url: str, token: str) -> list[str]:
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_every_operation_answers_as_documented(gw: RunningGateway) -> None:
-    async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=gw.url) as anonymous:
         spec = (await anonymous.get("/openapi.json")).json()
     started = time.monotonic()
     # schemathesis calls synchronously; the gateway serves on this loop meanwhile.

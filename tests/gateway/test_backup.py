@@ -26,6 +26,7 @@ from gateway_support import (
 from support import PG_URL, Backend, RunningRelay, drop_schema, new_schema_name
 
 from tresen.core.clock import SystemClock
+from tresen.core.http import tls_context
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.tokens import AgentTokens
@@ -128,6 +129,7 @@ async def test_a_restored_gateway_decrypts_the_next_message_and_shows_the_old_co
                     assert after["from"] == before["from"]
 
                     async with httpx.AsyncClient(
+                        verify=tls_context(),
                         base_url=second.url + INBOX_API,
                         headers={"Authorization": f"Bearer {inbox_token}"},
                         timeout=30,

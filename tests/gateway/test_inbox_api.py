@@ -29,6 +29,7 @@ from support import Backend, MakeRelay, RunningRelay
 from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
+from tresen.core.http import tls_context
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.tokens import AgentTokens, TokenError
@@ -62,7 +63,10 @@ class Bot:
 
     def __init__(self, gw: RunningGateway, token: str) -> None:
         self.http = httpx.AsyncClient(
-            base_url=gw.url + API, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            verify=tls_context(),
+            base_url=gw.url + API,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
         )
 
     async def call(self, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -77,7 +81,7 @@ class Session:
     sends a Secure cookie) and, for changes, the session's CSRF token as a header."""
 
     def __init__(self, gw: RunningGateway) -> None:
-        self.http = httpx.AsyncClient(base_url=gw.url, timeout=30)
+        self.http = httpx.AsyncClient(verify=tls_context(), base_url=gw.url, timeout=30)
         self.cookies: dict[str, str] = {}
         self.csrf = ""
 
@@ -384,7 +388,7 @@ async def test_every_refusal_is_one_envelope_with_a_4xx_status(
     gw: RunningGateway, team: Agents
 ) -> None:
     bot = Bot(gw, await token_of(team, "cem"))
-    anonymous = httpx.AsyncClient(base_url=gw.url + API, timeout=30)
+    anonymous = httpx.AsyncClient(verify=tls_context(), base_url=gw.url + API, timeout=30)
     try:
         error_of(await anonymous.get("/me"), 401, "unauthenticated")
         for header in ("Bearer tia_guessed", "Bearer " + gw.token, "Basic YTpi", "Bearer"):
@@ -543,7 +547,7 @@ async def test_too_many_requests_are_answered_429_with_retry_after(
 async def test_the_openapi_document_describes_the_inbox_api_and_not_its_pages(
     gw: RunningGateway,
 ) -> None:
-    async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=gw.url) as anonymous:
         spec = (await anonymous.get("/openapi.json")).json()
     paths = spec["paths"]
     assert not [p for p in paths if p.startswith("/inbox") and not p.startswith(API)]
@@ -632,7 +636,7 @@ async def test_the_inbox_api_answers_as_its_openapi_document_says(
         contact = (await first_conversation(owner, "Guten Tag"))["contact"]
         await owner.call("POST", f"/conversations/{contact}/labels", {"name": "vip"})
         added = await owner.call("POST", "/quick-replies", {"shortcut": "hi", "text": "Hallo!"})
-        async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+        async with httpx.AsyncClient(verify=tls_context(), base_url=gw.url) as anonymous:
             spec = (await anonymous.get("/openapi.json")).json()
     finally:
         await owner.close()
@@ -705,7 +709,7 @@ async def test_owners_and_admins_erase_a_customer_through_the_api(
 ) -> None:
     await alice.send_text(gw.gateway.account_id, "Please delete my data")
     contact = alice.account_id or ""
-    async with httpx.AsyncClient(base_url=f"{gw.url}{API}") as http:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=f"{gw.url}{API}") as http:
         for _ in range(100):
             if await gw.gateway.store.contact(contact) is not None:
                 break

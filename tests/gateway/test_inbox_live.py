@@ -22,6 +22,7 @@ from support import Backend, RunningRelay
 
 from tresen.client.events import MessageEvent, TypingStarted
 from tresen.core.clock import ManualClock, SystemClock
+from tresen.core.http import tls_context
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agent, Agents, Role
 from tresen.gateway.inbox.events import Hub, InboxEvent
@@ -44,7 +45,9 @@ class Page:
     """One agent's browser: its session cookie, its forms' token, its live stream."""
 
     def __init__(self, base: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base, follow_redirects=False, timeout=30)
+        self.http = httpx.AsyncClient(
+            verify=tls_context(), base_url=base, follow_redirects=False, timeout=30
+        )
         self.cookies: dict[str, str] = {}
         self.csrf = ""
         self.events: asyncio.Queue[Said | None] = asyncio.Queue()
@@ -330,7 +333,7 @@ async def test_signing_out_everywhere_ends_the_stream(live: RunningGateway, anna
 async def test_strangers_get_401_and_an_agent_only_so_many_streams(
     live: RunningGateway, anna: Page
 ) -> None:
-    async with httpx.AsyncClient(base_url=live.url) as stranger:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=live.url) as stranger:
         refused = await stranger.get("/inbox/events")
         assert refused.status_code == 401
         assert "Sign in to the inbox" in refused.text

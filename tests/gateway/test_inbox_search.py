@@ -20,6 +20,7 @@ from support import Backend, drop_schema
 
 from tresen.core.clock import ManualClock, SystemClock
 from tresen.core.db import Database
+from tresen.core.http import tls_context
 from tresen.gateway import migrate
 from tresen.gateway.app import gateway_database as open_unmigrated
 from tresen.gateway.app import open_database
@@ -347,7 +348,7 @@ async def test_the_search_page_marks_the_words_and_escapes_the_rest(gw: RunningG
     record = Record(db, ManualClock(SystemClock().now_ms()))
     await record.customer(ANNA, "Anna <b>Admin</b>")
     await record.message(ANNA, "Mein <script>alert(1)</script> Paket ist nicht da")
-    async with httpx.AsyncClient(base_url=gw.url) as http:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=gw.url) as http:
         cookies: dict[str, str] = {}
         login = await http.get("/inbox/login")
         cookies.update(login.cookies)

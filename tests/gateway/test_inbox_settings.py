@@ -26,6 +26,7 @@ from sqlalchemy import select
 from support import Backend, RunningRelay, drop_schema
 
 from tresen.core.clock import SystemClock
+from tresen.core.http import tls_context
 from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.conversations import Conversations
@@ -446,7 +447,7 @@ async def test_a_token_is_shown_once_works_and_stops_working_when_revoked(
     token = re.search(r'<code class="token">([^<]+)</code>', made.text)
     assert token is not None
     bearer = {"Authorization": f"Bearer {token.group(1)}"}
-    async with httpx.AsyncClient(base_url=gw.api_base) as api:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=gw.api_base) as api:
         assert (await api.get(f"/{gw.phone_number_id}", headers=bearer)).status_code == 200
         listed = (await owner.get("/inbox/settings/api")).text
         assert token.group(1) not in listed  # shown once

@@ -32,6 +32,7 @@ from tresen.client import Client
 from tresen.client.attachments import AttachmentLimits
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock
+from tresen.core.http import tls_context
 from tresen.crypto.attachments import blob_size
 from tresen.gateway.media.kinds import KindLimits, is_animated_webp
 from tresen.gateway.media.links import LinkFetcher, LinkRefused, address_allowed
@@ -138,7 +139,9 @@ async def test_upload_then_url_download_and_delete(gw: RunningGateway, tmp_path:
     assert got.content == photo
     assert got.headers["content-type"] == "image/png"
     # The URL needs the token, as Meta's do.
-    async with httpx.AsyncClient() as anonymous:
+    async with httpx.AsyncClient(
+        verify=tls_context(),
+    ) as anonymous:
         r = await anonymous.get(described["url"])
     assert r.status_code == 401
     assert error_of(r)["code"] == 104

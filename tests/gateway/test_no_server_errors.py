@@ -16,6 +16,8 @@ from gateway_support import API_VERSION, RunningGateway
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from tresen.core.http import tls_context
+
 EDGES = ["", "messages", "message_templates", "whatsapp_business_profile", "block_users"]
 EDGES += ["subscribed_apps"]
 QUERY_KEYS = ["name", "status", "category", "language", "limit", "after", "summary", "fields"]
@@ -85,7 +87,10 @@ def requests(draw: st.DrawFn, phone_number_id: str, waba_id: str) -> dict[str, A
 
 def never_a_server_error(gw: RunningGateway, examples: int) -> None:
     with httpx.Client(
-        base_url=gw.url, headers={"Authorization": f"Bearer {gw.token}"}, timeout=30
+        verify=tls_context(),
+        base_url=gw.url,
+        headers={"Authorization": f"Bearer {gw.token}"},
+        timeout=30,
     ) as http:
 
         @settings(

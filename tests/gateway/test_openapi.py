@@ -6,9 +6,11 @@ from __future__ import annotations
 import httpx
 from gateway_support import RunningGateway
 
+from tresen.core.http import tls_context
+
 
 async def test_openapi_lists_the_cloud_api_paths(gw: RunningGateway) -> None:
-    async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=gw.url) as anonymous:
         r = await anonymous.get("/openapi.json")
         assert r.status_code == 200, r.text
         spec = r.json()

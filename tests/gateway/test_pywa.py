@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from support import Backend, RunningRelay, serve_asgi
 
 from tresen.client.events import MessageEvent
+from tresen.core.http import tls_context
 from tresen.gateway.settings import MediaSettings
 from tresen.wire.e2e import Interactive, Media, MediaKind, Text
 
@@ -41,7 +42,9 @@ async def pywa_bot(
     """pywa configured as its documentation says, its base URL pointed at the gateway, and
     its built-in webhook routes served on a free port. ``token_in_query``: the token goes in
     ``?access_token=`` instead of the Authorization header, as Graph allows."""
-    session = httpx.AsyncClient()
+    session = httpx.AsyncClient(
+        verify=tls_context(),
+    )
     server = Starlette()
     wa = WhatsApp(
         phone_id=gw.phone_number_id,

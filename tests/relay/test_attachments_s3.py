@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 from support import S3_KEYS, Backend, RelayProcess, S3Server, free_port
 
+from tresen.core.http import tls_context
 from tresen.core.settings import Settings
 from tresen.relay.accounts.sms import read_last_code
 
@@ -41,7 +42,7 @@ async def test_a_relay_process_keeps_blobs_in_the_bucket(
     relay = RelayProcess(sqlite(tmp_path), tmp_path / "relay", **s3_env(s3_server, bucket))
     await relay.start()
     try:
-        async with httpx.AsyncClient(base_url=relay.url, timeout=30) as http:
+        async with httpx.AsyncClient(verify=tls_context(), base_url=relay.url, timeout=30) as http:
             phone = "+4915123400001"
             r = await http.post("/v1/registration/code", json={"phone": phone})
             assert r.status_code == 202, r.text

@@ -27,6 +27,8 @@ from support import (
     register_device,
 )
 
+from tresen.core.http import tls_context
+
 pytestmark = pytest.mark.slow
 
 
@@ -70,7 +72,9 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
     relay_process: RelayProcess, backend: Backend, tmp_path: Path
 ) -> None:
     await relay_process.start()
-    async with httpx.AsyncClient(base_url=relay_process.url, timeout=30) as http:
+    async with httpx.AsyncClient(
+        verify=tls_context(), base_url=relay_process.url, timeout=30
+    ) as http:
         alice = await register_device(http, relay_process.sms_file, "+4915110000001")
         bob = await register_device(http, relay_process.sms_file, "+4915110000002")
         await publish_identity(http, alice)
@@ -135,7 +139,9 @@ async def test_messages_accepted_before_a_backup_under_load_are_delivered_after_
             receiver = await connect_device(restored.url, bob)
             received = await receiver.drain(ack=True)
             await receiver.close()
-            async with httpx.AsyncClient(base_url=restored.url, timeout=30) as http:
+            async with httpx.AsyncClient(
+                verify=tls_context(), base_url=restored.url, timeout=30
+            ) as http:
                 r = await http.get(f"/v1/attachments/{attachment}", headers=bob.auth)
                 assert r.status_code == 200, r.text
                 assert r.content == blob

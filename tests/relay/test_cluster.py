@@ -22,6 +22,7 @@ from support import Backend, RelayProcess, free_port, registered_client
 
 from tresen.client import Client
 from tresen.client.events import MessageEvent
+from tresen.core.http import tls_context
 from tresen.wire.e2e import Text
 
 pytestmark = pytest.mark.slow
@@ -129,7 +130,9 @@ async def test_serve_nodes_starts_several_nodes_and_stops_them_together(
     with log.open("wb") as out:
         parent = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(
+            verify=tls_context(),
+        ) as http:
             for node in (port, port + 1):
                 for _ in range(600):
                     with contextlib.suppress(httpx.TransportError):

@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from support import Device, MakeRelay, RunningRelay, receiving_device
 
+from tresen.core.http import tls_context
+
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 
@@ -126,7 +128,7 @@ async def honest_sends(
 
 def fuzz(routes: list[Route], base_url: str, device: str, operator: str) -> list[str]:
     server_errors: list[str] = []
-    with httpx.Client(base_url=base_url, timeout=30) as http:
+    with httpx.Client(verify=tls_context(), base_url=base_url, timeout=30) as http:
 
         @given(request=hostile_request(routes))
         @settings(

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from tresen.core.http import tls_context
 from tresen.core.settings import Settings
 from tresen.relay.app import build_app
 from tresen.relay.http import install_error_handlers
@@ -100,7 +101,9 @@ def _wrapped(orig: Exception) -> DBAPIError:
 )
 async def test_a_value_the_database_refuses_answers_400(exc: Exception) -> None:
     transport = httpx.ASGITransport(_failing_app(exc), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://relay") as http:
+    async with httpx.AsyncClient(
+        verify=tls_context(), transport=transport, base_url="http://relay"
+    ) as http:
         r = await http.get("/boom")
     assert r.status_code == 400
     assert r.json()["error"]["code"] == 100
@@ -109,7 +112,9 @@ async def test_a_value_the_database_refuses_answers_400(exc: Exception) -> None:
 async def test_other_database_errors_stay_internal() -> None:
     app = _failing_app(IntegrityError("INSERT ...", {}, Exception("duplicate key")))
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://relay") as http:
+    async with httpx.AsyncClient(
+        verify=tls_context(), transport=transport, base_url="http://relay"
+    ) as http:
         r = await http.get("/boom")
     assert r.status_code == 500
     assert r.json()["error"]["code"] == 131000

@@ -20,6 +20,7 @@ from webapp_support import (
 
 from tresen.client.events import StatusChanged
 from tresen.client.store import MessageStatus
+from tresen.core.http import tls_context
 from tresen.crypto.olm import DeviceIdentity
 from tresen.wire.e2e import (
     Button,
@@ -102,7 +103,7 @@ async def test_safety_numbers_match_and_a_changed_identity_holds_messages(
     # until its user compared safety numbers and trusted the new keys.
     other = DeviceIdentity.create()
     [one_time_key] = other.generate_one_time_keys(1)
-    async with httpx.AsyncClient(base_url=platform.url) as http:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=platform.url) as http:
         changed = await http.put(
             "/v1/keys",
             json={
@@ -146,7 +147,7 @@ async def test_blocking_and_reporting_the_airline(app: AppPage, platform: Platfo
     gateway = platform.printed["Gateway"].split()[0]
     headers = {"Authorization": f"Bearer {platform.printed['API token']}"}
     text = {"messaging_product": "whatsapp", "to": phone, "type": "text", "text": {"body": "x"}}
-    async with httpx.AsyncClient(headers=headers, timeout=20) as api:
+    async with httpx.AsyncClient(verify=tls_context(), headers=headers, timeout=20) as api:
         assert (await api.post(gateway, json=text)).status_code == 200
 
         await page.get_by_role("button", name="Tresen Air").click()

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from tresen.core.http import tls_context
 from tresen.crypto.olm import SignedKey
 from tresen.wire import relay as wire
 
@@ -90,7 +91,7 @@ class RelayApi:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, transport=transport, timeout=timeout_s
+            base_url=self.base_url, transport=transport, timeout=timeout_s, verify=tls_context()
         )
 
     async def close(self) -> None:

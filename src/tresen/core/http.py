@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["WS_BEARER_PREFIX", "WS_SUBPROTOCOL", "bearer_token", "subprotocol_token"]
+import functools
+import ssl
+
+__all__ = [
+    "WS_BEARER_PREFIX",
+    "WS_SUBPROTOCOL",
+    "bearer_token",
+    "subprotocol_token",
+    "tls_context",
+]
 
 # Browsers cannot set headers on a WebSocket upgrade, so a browser device offers its token as
 # a subprotocol, `tresen.bearer.<token>`, beside `tresen.v1`, which the relay selects.
@@ -26,3 +35,16 @@ def subprotocol_token(subprotocols: list[str]) -> str | None:
         if protocol.startswith(WS_BEARER_PREFIX):
             return protocol.removeprefix(WS_BEARER_PREFIX) or None
     return None
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings of every outgoing HTTP client, made once per process.
+
+    httpx otherwise builds a context for each client and loads the certificate authorities
+    into it (about 25 ms of CPU each time), which a gateway or a test run pays for every
+    client it opens. One context serves any number of connections and threads.
+    """
+    import httpx
+
+    return httpx.create_ssl_context()

@@ -29,6 +29,7 @@ from support import Backend, MakeRelay, RunningRelay, free_port, serve_asgi
 from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
+from tresen.core.http import tls_context
 from tresen.gateway.automation.agent_bot import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tresen.gateway.automation.config import AutomationSettings, parse_bot_file
 from tresen.gateway.automation.engine import Automation
@@ -485,7 +486,9 @@ class OwnBot:
     async def answer(self, post: dict[str, Any]) -> None:
         contact = post["conversation"]["id"]
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with httpx.AsyncClient(base_url=self.inbox, headers=headers) as api:
+        async with httpx.AsyncClient(
+            verify=tls_context(), base_url=self.inbox, headers=headers
+        ) as api:
             if post["content"].lower().startswith("hi"):
                 sent = await api.post(
                     f"/conversations/{contact}/messages", json={"text": "Hi! I am the shop's bot."}

@@ -17,6 +17,7 @@ from support import Backend
 
 from tresen.core.clock import ManualClock
 from tresen.core.db import Database
+from tresen.core.http import tls_context
 from tresen.gateway import migrate
 from tresen.gateway.settings import WebhookSettings
 from tresen.gateway.webhooks import Outbox, WebhookDispatcher
@@ -76,7 +77,9 @@ def receiver(clock: ManualClock) -> Receiver:
 @pytest.fixture
 async def handshake_http() -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client whose every URL answers the handshake for ``VERIFY_TOKEN``."""
-    async with httpx.AsyncClient(transport=httpx.MockTransport(echo_handshake)) as http:
+    async with httpx.AsyncClient(
+        verify=tls_context(), transport=httpx.MockTransport(echo_handshake)
+    ) as http:
         yield http
 
 

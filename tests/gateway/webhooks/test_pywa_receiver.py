@@ -20,6 +20,7 @@ from starlette.responses import PlainTextResponse
 from webhook_support import APP_SECRET, VERIFY_TOKEN, WABA_ID, serve_asgi
 
 from tresen.core.db import Database
+from tresen.core.http import tls_context
 from tresen.gateway.schema import webhook_events, webhook_subscriptions
 from tresen.gateway.webhooks import Outbox, SubscriptionRefused, WebhookDispatcher
 
@@ -188,7 +189,7 @@ async def test_a_handshake_that_never_answers_times_out(outbox: Outbox) -> None:
     def hang(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("no answer", request=request)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as http:
+    async with httpx.AsyncClient(verify=tls_context(), transport=httpx.MockTransport(hang)) as http:
         with pytest.raises(SubscriptionRefused, match="no answer within"):
             await outbox.subscribe(
                 "https://slow.example/", VERIFY_TOKEN, APP_SECRET, ["messages"], http=http

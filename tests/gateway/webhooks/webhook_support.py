@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
-from support import free_port
+import support
 
 from tresen.core.clock import ManualClock
 from tresen.gateway.webhooks import verify
@@ -104,20 +103,6 @@ def echo_handshake(request: httpx.Request) -> httpx.Response:
 
 @asynccontextmanager
 async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """``app`` served by uvicorn on a free port of 127.0.0.1; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("the test server did not start")
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    """``app`` (no lifespan) served by uvicorn on a free port of 127.0.0.1; yields its base URL."""
+    async with support.serve_asgi(app, lifespan="off") as url:
+        yield url

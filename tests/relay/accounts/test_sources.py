@@ -21,6 +21,7 @@ from support import Backend
 from tresen.cli.common import start_server
 from tresen.core.clock import ManualClock
 from tresen.core.errors import ErrorCode
+from tresen.core.http import tls_context
 from tresen.core.settings import Settings
 from tresen.relay.accounts.limits import backoff_wait_ms, take_lookup, window_wait_ms
 from tresen.relay.accounts.sms import read_last_code
@@ -33,7 +34,7 @@ ATTACKER = "198.51.100.66"
 
 class Relay:
     def __init__(self, url: str, sms_file: Path) -> None:
-        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+        self.http = httpx.AsyncClient(verify=tls_context(), base_url=url, timeout=30)
         self.sms_file = sms_file
 
     async def request_code(self, phone: str, source: str | None = None) -> httpx.Response:

@@ -14,6 +14,7 @@ import httpx
 from support import Backend, Device, RunningRelay, WsClient, receiving_device, send_frame
 
 from tresen.cli.common import start_server
+from tresen.core.http import tls_context
 from tresen.core.settings import Settings
 from tresen.relay.app import build_app
 from tresen.wire import relay as wire
@@ -35,7 +36,7 @@ async def served_like_relay_serve(backend: Backend, tmp_path: Path) -> AsyncIter
         app, "127.0.0.1", 0, ws_max_size=settings.limits.max_frame_bytes * 2
     )
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(verify=tls_context(), base_url=url, timeout=30) as http:
             yield RunningRelay(app.state.relay, url, sms_file, http)
     finally:
         server.should_exit = True

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from support import serve_asgi
 
+from tresen.core.http import tls_context
 from tresen.core.settings import Settings
 from tresen.relay.app import build_app
 
@@ -60,7 +61,7 @@ async def serve(tmp_path: Path, dist: Path) -> AsyncIterator[Served]:
     )
     async with (
         serve_asgi(build_app(settings)) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as http,
+        httpx.AsyncClient(verify=tls_context(), base_url=url, timeout=10) as http,
     ):
         yield Served(url, http, dist)
 

@@ -22,6 +22,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
+from tresen.core.http import tls_context
+
 __all__ = ["Fetched", "LinkFetcher", "LinkRefused", "Resolver", "address_allowed"]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -126,6 +128,7 @@ class LinkFetcher:
     async def _fetch(self, url: str, sink: BinaryIO, limit: int) -> Fetched:
         async with httpx.AsyncClient(
             transport=self._transport,
+            verify=tls_context(),
             follow_redirects=False,
             trust_env=False,
             timeout=self.timeout_s,

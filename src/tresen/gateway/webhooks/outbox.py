@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
+from tresen.core.http import tls_context
 from tresen.core.logging import get_logger
 from tresen.crypto.secrets import SecretsError, seal, unseal
 from tresen.gateway.settings import WebhookSettings
@@ -314,7 +315,7 @@ class Outbox:
                 await self._check_room(conn, replacing)
         if http is None:
             # Like the POSTs, straight to the URL: no proxies from the environment.
-            async with httpx.AsyncClient(trust_env=False) as client:
+            async with httpx.AsyncClient(trust_env=False, verify=tls_context()) as client:
                 await confirm_callback(client, url, verify_token, timeout_s=self.settings.timeout_s)
         else:
             await confirm_callback(http, url, verify_token, timeout_s=self.settings.timeout_s)
