@@ -37,6 +37,23 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder for the SQLite database and files.")
 ]
+ArchiveOption = Annotated[
+    Path, typer.Option("--to", help="The archive to write (.tar, or .tar.gz to compress).")
+]
+RestoreFromOption = Annotated[
+    Path, typer.Option("--from", help="An archive written by `backup` of the same server.")
+]
+WithKeyOption = Annotated[
+    bool,
+    typer.Option(
+        "--with-key",
+        help="Put the key file that protects the stored secrets into the archive too (keep "
+        "such an archive as secret as the key).",
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace what the database and data folder hold.")
+]
 DatabaseUrlOption = Annotated[
     str | None,
     typer.Option(

@@ -19,7 +19,16 @@ from tresen.cli import (
     gateway_customers,
     gateway_webhooks,
 )
-from tresen.cli.common import console, format_time, start_server
+from tresen.cli.common import (
+    ArchiveOption,
+    DatabaseUrlOption,
+    ForceOption,
+    RestoreFromOption,
+    WithKeyOption,
+    console,
+    format_time,
+    start_server,
+)
 from tresen.core.logging import configure_logging
 
 if TYPE_CHECKING:
@@ -232,23 +241,11 @@ def token_revoke(
 
 @app.command()
 def backup(
-    to: Annotated[
-        Path, typer.Option("--to", help="The archive to write (.tar, or .tar.gz to compress).")
-    ],
-    with_key: Annotated[
-        bool,
-        typer.Option(
-            "--with-key",
-            help="Put the gateway's storage key file into the archive too (keep such an "
-            "archive as secret as the key).",
-        ),
-    ] = False,
+    to: ArchiveOption,
+    with_key: WithKeyOption = False,
     data_dir: GatewayDataDir = None,
     config: GatewayConfig = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data folder)."),
-    ] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Back up the gateway's database, device (keys and sessions) and media while it runs."""
     from tresen.cli.backup import gateway_data, run_backup
@@ -259,18 +256,11 @@ def backup(
 
 @app.command()
 def restore(
-    from_: Annotated[
-        Path, typer.Option("--from", help="An archive written by `tresen gateway backup`.")
-    ],
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace what the database and data folder hold.")
-    ] = False,
+    from_: RestoreFromOption,
+    force: ForceOption = False,
     data_dir: GatewayDataDir = None,
     config: GatewayConfig = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data folder)."),
-    ] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Restore a backup into an empty database and data folder (the gateway stopped), bring
     its schema up to date and check that the gateway can open its device with its key."""

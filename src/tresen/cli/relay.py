@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tresen.cli.common import (
+    ArchiveOption,
     ConfigOption,
     DatabaseUrlOption,
     DataDirOption,
+    ForceOption,
+    RestoreFromOption,
+    WithKeyOption,
     console,
     make_settings,
     serve_app,
@@ -27,18 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["app", "database_for"]
 
 app = typer.Typer(help="The relay: accounts, keys and store-and-forward delivery.")
-
-WithKeyOption = Annotated[
-    bool,
-    typer.Option(
-        "--with-key",
-        help="Put the key file that protects the operator signing key into the archive too "
-        "(keep such an archive as secret as the key).",
-    ),
-]
-ForceOption = Annotated[
-    bool, typer.Option("--force", help="Replace what the database and data folder hold.")
-]
 
 HostOption = Annotated[str | None, typer.Option("--host", help="Address to bind.")]
 PortOption = Annotated[int | None, typer.Option("--port", help="Port to bind (0: any free).")]
@@ -123,9 +114,7 @@ def migrate(
 
 @app.command()
 def backup(
-    to: Annotated[
-        Path, typer.Option("--to", help="The archive to write (.tar, or .tar.gz to compress).")
-    ],
+    to: ArchiveOption,
     with_key: WithKeyOption = False,
     database_url: DatabaseUrlOption = None,
     data_dir: DataDirOption = None,
@@ -140,9 +129,7 @@ def backup(
 
 @app.command()
 def restore(
-    from_: Annotated[
-        Path, typer.Option("--from", help="An archive written by `tresen relay backup`.")
-    ],
+    from_: RestoreFromOption,
     force: ForceOption = False,
     database_url: DatabaseUrlOption = None,
     data_dir: DataDirOption = None,
