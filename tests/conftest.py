@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from support import (
     PG_URL,
+    SCHEMAS,
     Backend,
     MakeRelay,
     RelayProcess,
@@ -22,6 +24,12 @@ from support import (
 
 REQUIRE_POSTGRES = os.environ.get("TRESEN_REQUIRE_POSTGRES") == "1"
 
+SERVES_RELAY = frozenset({"relay", "make_relay", "relay_process"})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    asyncio.run(SCHEMAS.drop_all())
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
@@ -33,11 +41,16 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         if REQUIRE_POSTGRES:
             pytest.fail("PostgreSQL at 127.0.0.1:5432 is required (TRESEN_REQUIRE_POSTGRES=1)")
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    schema = new_schema_name()
+    # A test that serves a relay gets a schema the relay's migrations made already, emptied.
+    pooled = not SERVES_RELAY.isdisjoint(request.fixturenames)
+    schema = SCHEMAS.take("relay") if pooled else new_schema_name()
     try:
         yield Backend("postgres", PG_URL, schema)
     finally:
-        await drop_schema(schema)
+        if pooled:
+            await SCHEMAS.give_back("relay", schema)
+        else:
+            await drop_schema(schema)
 
 
 @pytest.fixture

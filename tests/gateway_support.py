@@ -22,11 +22,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from support import (
     ORDER_SHIPPED,
+    SCHEMAS,
     Backend,
     RunningRelay,
-    drop_schema,
     free_port,
-    new_schema_name,
     registered_client,
     serve_asgi,
 )
@@ -80,7 +79,7 @@ def gateway_database(backend: Backend, tmp_path: Path) -> tuple[dict[str, Any], 
     PostgreSQL: the relay's tables live in the test's other schema)."""
     if backend.name == "sqlite":
         return {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"}, None
-    schema = new_schema_name()
+    schema = SCHEMAS.take("gateway")
     return {"database_url": backend.url, "database_schema": schema}, schema
 
 
@@ -121,7 +120,7 @@ async def serve_gateway(
             yield running
     finally:
         if schema is not None:
-            await drop_schema(schema)
+            await SCHEMAS.give_back("gateway", schema)
 
 
 async def customer(relay: RunningRelay, folder: Path, phone: str | None = None) -> Client:

@@ -248,7 +248,7 @@ def next_month_start(ms: int) -> int:
 
 
 @settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
