@@ -37,6 +37,16 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder for the SQLite database and files.")
 ]
+GatewayDataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),
+]
+GatewayConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML settings file (also TRESEN_GATEWAY_CONFIG).", dir_okay=False
+    ),
+]
 ArchiveOption = Annotated[
     Path, typer.Option("--to", help="The archive to write (.tar, or .tar.gz to compress).")
 ]

@@ -23,6 +23,8 @@ from tresen.cli.common import (
     ArchiveOption,
     DatabaseUrlOption,
     ForceOption,
+    GatewayConfigOption,
+    GatewayDataDirOption,
     RestoreFromOption,
     WithKeyOption,
     console,
@@ -50,17 +52,6 @@ app.add_typer(gateway_campaigns.app, name="campaigns")
 app.add_typer(gateway_customers.app, name="customers")
 
 T = TypeVar("T")
-
-GatewayDataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),
-]
-GatewayConfig = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML settings file (also TRESEN_GATEWAY_CONFIG).", dir_okay=False
-    ),
-]
 
 
 def gateway_settings(config: Path | None, **overrides: Any) -> GatewaySettings:
@@ -100,8 +91,8 @@ def code_source(code: str | None) -> Callable[[str], Awaitable[str]]:
 
 @app.command()
 def serve(
-    data_dir: GatewayDataDir = None,
-    config: GatewayConfig = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     relay: Annotated[str | None, typer.Option("--relay", help="The relay's base URL.")] = None,
     phone: Annotated[
         str | None, typer.Option("--phone", help="The business's number, E.164 (+49…).")
@@ -187,8 +178,8 @@ def _with_store(settings: GatewaySettings, action: Callable[[Any], Awaitable[T]]
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Argument(help="What the token is for, e.g. crm.")],
-    data_dir: GatewayDataDir = None,
-    config: GatewayConfig = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Create an API token; it is shown once (only its hash is stored)."""
     settings = gateway_settings(config, data_dir=data_dir)
@@ -207,7 +198,7 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(data_dir: GatewayDataDir = None, config: GatewayConfig = None) -> None:
+def token_list(data_dir: GatewayDataDirOption = None, config: GatewayConfigOption = None) -> None:
     """The gateway's API tokens (never the tokens themselves)."""
     settings = gateway_settings(config, data_dir=data_dir)
     tokens = _with_store(settings, lambda store: store.tokens())
@@ -227,8 +218,8 @@ def token_list(data_dir: GatewayDataDir = None, config: GatewayConfig = None) ->
 @token_app.command("revoke")
 def token_revoke(
     which: Annotated[str, typer.Argument(help="Token id, name or the start shown by list.")],
-    data_dir: GatewayDataDir = None,
-    config: GatewayConfig = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Revoke tokens: calls with them fail with error 190 from then on."""
     settings = gateway_settings(config, data_dir=data_dir)
@@ -243,8 +234,8 @@ def token_revoke(
 def backup(
     to: ArchiveOption,
     with_key: WithKeyOption = False,
-    data_dir: GatewayDataDir = None,
-    config: GatewayConfig = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Back up the gateway's database, device (keys and sessions) and media while it runs."""
@@ -258,8 +249,8 @@ def backup(
 def restore(
     from_: RestoreFromOption,
     force: ForceOption = False,
-    data_dir: GatewayDataDir = None,
-    config: GatewayConfig = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Restore a backup into an empty database and data folder (the gateway stopped), bring

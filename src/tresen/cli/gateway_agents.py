@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from tresen.cli.common import console, format_time
+from tresen.cli.common import GatewayConfigOption, GatewayDataDirOption, console, format_time
 from tresen.gateway.inbox.roles import Role
 
 if TYPE_CHECKING:
@@ -38,18 +38,6 @@ PasswordStdin = Annotated[
     bool,
     typer.Option(
         "--password-stdin", help="Read the password from standard input instead of asking."
-    ),
-]
-
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),
-]
-Config = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML settings file (also TRESEN_GATEWAY_CONFIG).", dir_okay=False
     ),
 ]
 
@@ -105,8 +93,8 @@ def add(
     name: Annotated[str, typer.Option("--name", help="Shown to the team, e.g. Anna Schmidt.")],
     role: RoleOption = Role.AGENT,
     password_stdin: PasswordStdin = False,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Add a person to the inbox with a first password."""
     password = _password(password_stdin)
@@ -117,7 +105,7 @@ def add(
 
 
 @app.command("list")
-def list_agents(data_dir: DataDir = None, config: Config = None) -> None:
+def list_agents(data_dir: GatewayDataDirOption = None, config: GatewayConfigOption = None) -> None:
     """Everyone of the inbox, with their role."""
     table = Table("user", "name", "role", "since", "disabled")
     for agent in _with_agents(_settings(config, data_dir), lambda agents: agents.all()):
@@ -135,8 +123,8 @@ def list_agents(data_dir: DataDir = None, config: Config = None) -> None:
 def set_role(
     username: Annotated[str, typer.Argument(help="Whose role changes.")],
     role: Annotated[Role, typer.Argument(help="owner, admin or agent.")],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Change someone's role (the business always keeps an owner)."""
 
@@ -150,8 +138,8 @@ def set_role(
 @app.command("disable")
 def disable(
     username: Annotated[str, typer.Argument(help="Who may no longer sign in.")],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Sign someone out everywhere and stop them signing in (their history stays)."""
 
@@ -165,8 +153,8 @@ def disable(
 @app.command("enable")
 def enable(
     username: Annotated[str, typer.Argument(help="Who may sign in again.")],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Let a disabled person sign in again."""
 
@@ -181,8 +169,8 @@ def enable(
 def password(
     username: Annotated[str, typer.Argument(help="Whose password is set.")],
     password_stdin: PasswordStdin = False,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Set a new password; every session of that person ends."""
     new = _password(password_stdin)
@@ -214,8 +202,8 @@ def create_token(
     name: Annotated[
         str, typer.Option("--name", help="What it is for, e.g. the name of a tool.")
     ] = "cli",
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Make a token and print it once: only its SHA-256 is kept."""
 
@@ -231,8 +219,8 @@ def create_token(
 @tokens_app.command("list")
 def list_tokens(
     username: Annotated[str, typer.Argument(help="Whose tokens.")],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Someone's tokens (by their hint; the tokens themselves are not kept)."""
 
@@ -256,8 +244,8 @@ def list_tokens(
 def revoke_token(
     username: Annotated[str, typer.Argument(help="Whose token.")],
     token_id: Annotated[int, typer.Argument(help="The token's id (see list).", min=1)],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Revoke one of someone's tokens: it stops working at once."""
 

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tresen.cli.common import console
+from tresen.cli.common import GatewayConfigOption, GatewayDataDirOption, console
 
 if TYPE_CHECKING:
     from tresen.gateway.automation.config import IntentSpec
@@ -37,16 +37,6 @@ app = typer.Typer(
 
 T = TypeVar("T")
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),
-]
-Config = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML settings file (also TRESEN_GATEWAY_CONFIG).", dir_okay=False
-    ),
-]
 IntentsFile = Annotated[
     Path | None,
     typer.Option(
@@ -118,8 +108,8 @@ def _matcher(intents: list[IntentSpec]) -> object:
 @app.command("import")
 def import_file(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The bot file (YAML).")],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Replace the bot's intents and actions (and settings, if the file has them) with a
     file's; a refused file changes nothing."""
@@ -140,8 +130,8 @@ def import_file(
 
 @app.command("export")
 def export(
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     with_headers: Annotated[
         bool, typer.Option("--with-headers", help="Include the actions' header values (secrets).")
     ] = False,
@@ -160,8 +150,8 @@ def export(
 def match(
     text: Annotated[str, typer.Argument(help="A customer's message.")],
     intents_file: IntentsFile = None,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     as_json: AsJson = False,
 ) -> None:
     """What the bot makes of a message: the decision, the intent, its score, the alternatives."""
@@ -202,8 +192,8 @@ def evaluate(
         ),
     ],
     intents_file: IntentsFile = None,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     as_json: AsJson = False,
 ) -> None:
     """Top-1 accuracy on the cases that name an intent, and how many off-topic cases (intent

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tresen.cli.common import console
+from tresen.cli.common import GatewayConfigOption, GatewayDataDirOption, console
 
 __all__ = ["app"]
 
 app = typer.Typer(
     help="A customer's data at the business: erasure on request.", no_args_is_help=True
 )
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),
-]
-Config = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML settings file (also TRESEN_GATEWAY_CONFIG).", dir_okay=False
-    ),
-]
 
 
 @app.command()
@@ -38,8 +26,8 @@ def erase(
         str,
         typer.Option("--reason", help="Why (e.g. the customer's request and its date); audited."),
     ],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
 ) -> None:
     """Erase everything the gateway holds about a customer, and record it in the audit trail.
 

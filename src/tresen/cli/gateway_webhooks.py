@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tresen.cli.common import console, format_time
+from tresen.cli.common import GatewayConfigOption, GatewayDataDirOption, console, format_time
 
 if TYPE_CHECKING:
     from tresen.core.db import Database
@@ -40,16 +40,6 @@ app = typer.Typer(
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),
-]
-Config = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML settings file (also TRESEN_GATEWAY_CONFIG).", dir_okay=False
-    ),
-]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data folder)."),
@@ -131,8 +121,8 @@ def add(
             show_default=False,
         ),
     ] = None,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Subscribe URL: the Cloud API handshake first (GET with hub.challenge), then store it.
@@ -150,8 +140,8 @@ def add(
 
 @app.command("list")
 def list_subscriptions(
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """The active subscriptions."""
@@ -172,8 +162,8 @@ def list_subscriptions(
 @app.command("remove")
 def remove(
     subscription: Annotated[str, typer.Argument(help="The subscription's URL or id.")],
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Stop sending to a subscription. Its pending events become dead letters (adding the
@@ -189,8 +179,8 @@ def dead(
     after: Annotated[
         int | None, typer.Option("--after", help="Page on after this id.", show_default=False)
     ] = None,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Dead letters: events given up after webhooks.give_up_s, oldest first."""
@@ -223,8 +213,8 @@ def replay(
         typer.Argument(help="Event ids (from `dead`) to send again.", show_default=False),
     ] = None,
     all_dead: Annotated[bool, typer.Option("--all", help="Replay every dead event.")] = False,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Send dead events again, with their event ids and bodies; tries start over."""
@@ -254,8 +244,8 @@ def prune(
     dead: Annotated[
         bool, typer.Option("--dead", help="Dead letters too, not only delivered events.")
     ] = False,
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Delete old delivered events (their bodies hold message content); pending ones stay."""
@@ -267,8 +257,8 @@ def prune(
 
 @app.command("stats")
 def stats(
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """How many events are pending, delivered and dead; how old the oldest pending one is."""
@@ -287,8 +277,8 @@ def stats(
 
 @app.command("secret")
 def secret(
-    data_dir: DataDir = None,
-    config: Config = None,
+    data_dir: GatewayDataDirOption = None,
+    config: GatewayConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """The app secret that signs webhooks of subscriptions made through the Cloud API

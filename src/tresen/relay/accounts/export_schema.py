@@ -54,7 +54,7 @@ class ExportMessage(BaseModel):
     resends: int
 
 
-class ExportConsent(BaseModel):
+class _ConsentFields(BaseModel):
     business_account: str
     customer_account: str
     scope: str
@@ -65,20 +65,13 @@ class ExportConsent(BaseModel):
     device_id: int | None
     evidence: str | None
     evidence_ms: int | None
+
+
+class ExportConsent(_ConsentFields):
     updated_ms: int
 
 
-class ExportConsentChange(BaseModel):
-    business_account: str
-    customer_account: str
-    scope: str
-    state: str
-    source: str
-    statement: str | None = Field(description="the signed statement, base64")
-    signature: str | None
-    device_id: int | None
-    evidence: str | None
-    evidence_ms: int | None
+class ExportConsentChange(_ConsentFields):
     at_ms: int
 
 

@@ -74,10 +74,10 @@ class PersonalDataService:
         restarts and relay nodes), each section to ``limits.export_rows`` rows, newest first.
         """
         now = self.clock.now_ms()
-        bucket = f"export:{principal.account_id}"
+        bucket = repo.export_bucket(principal.account_id)
         async with self.db.write() as conn:
             await accounts_repo.lock_buckets(conn, [bucket])
-            times = await accounts_repo.rate_event_times(conn, bucket, now - EXPORT_WINDOW_MS)
+            times = await accounts_repo.rate_event_times(conn, [bucket], now - EXPORT_WINDOW_MS)
             if len(times) >= self.limits.exports_per_hour:
                 wait_ms = times[-self.limits.exports_per_hour] + EXPORT_WINDOW_MS - now
                 raise TresenError(
@@ -117,7 +117,7 @@ class PersonalDataService:
             erased = await repo.erase_account(
                 conn, account_id, phone, now, withdrawal_note=WITHDRAWAL_NOTE
             )
-            await accounts_repo.clear_rate_events(conn, [f"export:{account_id}"])
+            await accounts_repo.clear_rate_events(conn, [repo.export_bucket(account_id)])
             await add_audit(
                 conn,
                 at_ms=now,

@@ -215,16 +215,18 @@ async def export_sections(
     out["rate_events"] = int(
         (
             await conn.execute(
-                select(func.count()).where(rate_events.c.bucket.like(_bucket_pattern(account)))
+                select(func.count()).where(rate_events.c.bucket == export_bucket(account.id))
             )
         ).scalar_one()
     )
     return out, truncated
 
 
-def _bucket_pattern(account: Any) -> str:
-    # Buckets name the number as ``kind:pair:{phone}:{source}`` (accounts/service.py).
-    return f"%:pair:{account.phone}:%"
+def export_bucket(account_id: str) -> str:
+    """The rate bucket of an account's exports. The registration throttle's buckets are keyed
+    hashes (accounts/throttle.py) that nobody can tie to a number once their window's key is
+    gone, two windows later; an export neither reports nor deletes them."""
+    return f"export:{account_id}"
 
 
 async def _key_counts(conn: AsyncConnection, device_rows: Any) -> list[dict[str, Any]]:
@@ -352,7 +354,7 @@ async def erase_account(
         "verification_codes", delete(verification_codes).where(verification_codes.c.phone == phone)
     )
     await run(
-        "rate_events", delete(rate_events).where(rate_events.c.bucket.like(f"%:pair:{phone}:%"))
+        "rate_events", delete(rate_events).where(rate_events.c.bucket == export_bucket(account_id))
     )
     await run("attachments", delete(attachments).where(attachments.c.account_id == account_id))
     retired = retired_blocker(phone)
