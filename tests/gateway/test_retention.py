@@ -4,6 +4,7 @@ sign-in); on SQLite and PostgreSQL, on the gateway's clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -15,7 +16,9 @@ from argon2 import PasswordHasher
 from gateway_support import gateway_database
 from sqlalchemy import Table, insert, select
 from support import Backend, drop_schema
+from typer.testing import CliRunner
 
+from tresen.cli.main import app as tresen
 from tresen.client.store import LocalStore, MessageStatus, StoredMessage
 from tresen.core.clock import DAY_MS, ManualClock
 from tresen.core.db import Database
@@ -458,3 +461,21 @@ async def test_conversations_are_kept_unless_the_business_sets_a_period(
     ]
     assert audit[0]["details"]["customers"] == 1
     assert (await retention.run())["conversations"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_operator_applies_the_periods_now_from_the_command_line(
+    db: Database, tmp_path: Path
+) -> None:
+    await _add(db, webhook_events, _event("dead", "dead", 0), _event("pending", "pending", 0))
+    await _add(db, bot_log, _bot("answered", 0))
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        tresen,
+        ["gateway", "retention", "run", "--data-dir", str(tmp_path / "gw")],
+        env={"TRESEN_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "webhook_events: 1\n" in result.output
+    assert "bot_log: 1\n" in result.output
+    assert [r.event_id for r in await _all(db, webhook_events)] == ["pending"]
