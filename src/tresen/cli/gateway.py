@@ -17,6 +17,7 @@ from tresen.cli import (
     gateway_bot,
     gateway_campaigns,
     gateway_customers,
+    gateway_retention,
     gateway_webhooks,
 )
 from tresen.cli.common import (
@@ -50,6 +51,7 @@ app.add_typer(gateway_agents.app, name="agents")
 app.add_typer(gateway_bot.app, name="bot")
 app.add_typer(gateway_campaigns.app, name="campaigns")
 app.add_typer(gateway_customers.app, name="customers")
+app.add_typer(gateway_retention.app, name="retention")
 
 T = TypeVar("T")
 

@@ -393,6 +393,17 @@ class LocalStore:
     def forget_message(self, message_id: str) -> None:
         self._db.execute("DELETE FROM messages WHERE message_id = ?", (message_id,))
 
+    def clear_payloads(self, accepted_before_ms: int, limit: int) -> int:
+        """Drop the sealed payload of at most ``limit`` messages the relay accepted before
+        ``accepted_before_ms`` (a gateway keeps its own copy); their rows stay, so that a
+        repeated delivery is still recognised. Returns how many were cleared."""
+        cleared = self._db.execute(
+            "UPDATE messages SET payload = NULL WHERE message_id IN (SELECT message_id FROM "
+            "messages WHERE payload IS NOT NULL AND server_ms < ? LIMIT ?)",
+            (accepted_before_ms, limit),
+        ).rowcount
+        return int(cleared)
+
     def has_message(self, message_id: str) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM messages WHERE message_id = ?", (message_id,)

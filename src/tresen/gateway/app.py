@@ -7,6 +7,8 @@ dispatcher and the template watcher; it stops them in reverse order.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -63,6 +65,7 @@ from tresen.gateway.media.links import LinkFetcher
 from tresen.gateway.media.store import MediaStore
 from tresen.gateway.recorder import Op, Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
+from tresen.gateway.retention.service import Retention
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
 from tresen.gateway.store import GatewayStore, Writer, get_meta, set_meta
@@ -75,6 +78,7 @@ __all__ = ["build_gateway_app", "gateway_key", "open_database"]
 
 KEY_ENV = "TRESEN_GATEWAY_KEY"
 APP_SECRET_CONTEXT = b"gateway-app-secret"
+LOGIN_ADDRESS_CONTEXT = b"gateway-login-address"
 
 
 def gateway_key(settings: GatewaySettings) -> bytes:
@@ -104,6 +108,12 @@ async def open_database(settings: GatewaySettings) -> Database:
         await db.dispose()
         raise
     return db
+
+
+def login_address_key(key: bytes) -> bytes:
+    """The key under which failed sign-ins name their address (derived from the gateway's
+    storage key: the same across restarts, and never stored)."""
+    return hmac.new(key, LOGIN_ADDRESS_CONTEXT, hashlib.sha256).digest()
 
 
 async def app_secret(db: Database, key: bytes, configured: str | None) -> str:
@@ -321,6 +331,7 @@ def build_gateway_app(
                 max_failures=inbox.max_failures,
                 throttle_window_s=inbox.throttle_window_s,
                 max_agents=inbox.max_agents,
+                address_key=login_address_key(key),
             )
             app.state.inbox_tokens = AgentTokens(db, clock, app.state.inbox_agents)
             app.state.inbox_hub = hub
@@ -369,6 +380,16 @@ def build_gateway_app(
                 ),
             )
             app.state.inbox_typing = Typing(hub, clock, tell_customer=customer_typing(gateway))
+            retention = Retention(
+                db,
+                clock,
+                settings,
+                clear_payloads=client.store.clear_payloads,
+                erase_inactive=customers.erase_inactive,
+            )
+            await retention.start()
+            stack.push_async_callback(retention.close)
+            app.state.retention = retention
             yield
 
     app = FastAPI(

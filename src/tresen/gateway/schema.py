@@ -514,13 +514,17 @@ campaigns = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("finished_ms", BigInteger),
+    Column("figures", Text),
     Index("ix_campaigns_state", "state"),
 )
 """A template sent to an audience: ``audience`` (JSON: a list and/or labels and attribute
 conditions), ``parameters`` (JSON: the template's parameters, with ``{{attribute}}`` taken
 from each recipient), ``schedule`` (JSON: when, how spread out, quiet hours); ``state`` draft,
 scheduled, running, paused, waiting (for the tier's budget), done or cancelled; ``resume_ms``
-when a waiting campaign (or one in its quiet hours) goes on."""
+when a waiting campaign (or one in its quiet hours) goes on. ``figures`` (JSON) is set when
+retention reduced a finished campaign's recipients: their counts by state, how many were sent,
+delivered, read and replied to, and the billable deliveries by country; the campaign's
+results are read from it from then on."""
 
 campaign_recipients = Table(
     "campaign_recipients",

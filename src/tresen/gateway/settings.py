@@ -23,6 +23,7 @@ __all__ = [
     "GatewaySettings",
     "InboxSettings",
     "MediaSettings",
+    "RetentionSettings",
     "WebhookSettings",
     "load_gateway_settings",
 ]
@@ -145,6 +146,78 @@ class CampaignSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """How long the gateway keeps what its rules no longer need (docs/privacy.md, the
+    gateway's section), and the task that deletes or reduces it. Delivered webhook events
+    have their own period (``webhooks.keep_delivered_s``); failed sign-ins are kept for
+    ``inbox.throttle_window_s``, expired sessions until the next run."""
+
+    interval_s: float = Field(
+        default=3600.0, gt=0, le=DAY_S, description="run the retention task this often"
+    )
+    chunk_rows: int = Field(
+        default=1000, ge=10, le=100_000, description="rows one retention transaction changes"
+    )
+    dead_webhook_days: int | None = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="dead webhook events (they hold message content) are deleted this long "
+        "after they were made; null keeps them until `tresen gateway webhooks prune --dead`",
+    )
+    early_status_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="a status whose message was never recorded is deleted this long after "
+        "it arrived",
+    )
+    import_report_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="an import's per-row report (the numbers as written) is cleared this "
+        "long after the import; its counts stay",
+    )
+    unsubscribed_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="an unsubscribed subscriber loses their attributes and consent evidence "
+        "this long after they left; number, state, reason and time stay (the opt-out)",
+    )
+    campaign_detail_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="a finished campaign's per-recipient rows are reduced to its figures "
+        "this long after it ended",
+    )
+    bot_log_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="automation's log (other than unanswered questions) is deleted this long "
+        "after it was written; the automation report covers no further back",
+    )
+    device_payload_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="the device store's sealed copy of each message is cleared this long "
+        "after the relay accepted it (the gateway's `messages` keeps its own); the message "
+        "id stays to recognise a repeated delivery",
+    )
+    conversation_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="erase a resolved conversation (its customer, as `tresen gateway "
+        "customers erase` does) after this long without a message or activity; null (the "
+        "default) keeps the business's record",
+    )
+
+
 class GatewaySettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRESEN_GATEWAY_", env_nested_delimiter="__", extra="forbid"
@@ -183,6 +256,7 @@ class GatewaySettings(FileSettings):
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("phone")
     @classmethod

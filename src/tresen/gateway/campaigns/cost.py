@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
 
-__all__ = ["CostPreview", "country_of", "preview_cost"]
+__all__ = ["CostPreview", "country_of", "preview_cost", "price_countries"]
 
 ANY_COUNTRY = "*"
 
@@ -43,6 +43,13 @@ def preview_cost(
     rates: Sequence[dict[str, Any]], category: str, phones: Sequence[str | None]
 ) -> CostPreview:
     """``rates`` as ``GET /v1/business/rate-card`` lists them; one template per phone."""
+    return price_countries(rates, category, (country_of(phone) for phone in phones))
+
+
+def price_countries(
+    rates: Sequence[dict[str, Any]], category: str, countries: Iterable[str]
+) -> CostPreview:
+    """As :func:`preview_cost`, one template per recipient in each of ``countries``."""
     wanted = category.lower()
     card = {
         (str(r["country"])): (int(r["price_micros"]), str(r["currency"]))
@@ -53,8 +60,9 @@ def preview_cost(
     total = 0
     unpriced = 0
     by_country: dict[str, tuple[int, int]] = {}
-    for phone in phones:
-        country = country_of(phone)
+    recipients = 0
+    for country in countries:
+        recipients += 1
         price = card.get(country) or card.get(ANY_COUNTRY)
         if price is None:
             unpriced += 1
@@ -64,4 +72,4 @@ def preview_cost(
         total += micros
         count, sum_micros = by_country.get(country, (0, 0))
         by_country[country] = (count + 1, sum_micros + micros)
-    return CostPreview(currency, total, len(phones), by_country, unpriced)
+    return CostPreview(currency, total, recipients, by_country, unpriced)

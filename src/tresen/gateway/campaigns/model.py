@@ -202,6 +202,9 @@ class CampaignSummary:
     finished_ms: int | None
     counts: dict[str, int]
     """Recipients per state (every :class:`RecipientState`, 0 included)."""
+    figures: dict[str, Any] | None = None
+    """Set once retention reduced the recipients' rows: what the results are read from
+    (``campaigns.figures``)."""
 
     @property
     def total(self) -> int:

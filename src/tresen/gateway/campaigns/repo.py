@@ -165,6 +165,10 @@ class CampaignRepo:
             counts: dict[int, dict[str, int]] = {}
             for c in (await conn.execute(counted)).all() if rows else []:
                 counts.setdefault(c.campaign_id, {})[c.state] = int(c.n)
+        figures = {r.id: json.loads(r.figures) for r in rows if r.figures}
+        for campaign_id, kept in figures.items():
+            # Reduced by retention: the rows are gone (or going), the figures stay.
+            counts[campaign_id] = {str(k): int(v) for k, v in kept["counts"].items()}
         return [
             CampaignSummary(
                 id=CampaignId(r.id),
@@ -183,6 +187,7 @@ class CampaignRepo:
                 updated_ms=r.updated_ms,
                 finished_ms=r.finished_ms,
                 counts={str(s): counts.get(r.id, {}).get(str(s), 0) for s in RecipientState},
+                figures=figures.get(r.id),
             )
             for r in rows
         ]

@@ -11,7 +11,7 @@ from typing import Any
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.gateway.campaigns.audience import AudienceSource, resolve_audience
-from tresen.gateway.campaigns.cost import CostPreview, preview_cost
+from tresen.gateway.campaigns.cost import CostPreview, preview_cost, price_countries
 from tresen.gateway.campaigns.model import (
     ACTIVE,
     CampaignDraft,
@@ -255,6 +255,8 @@ class Campaigns:
 
     async def results(self, campaign_id: CampaignId) -> Results:
         campaign = await self.get(campaign_id)
+        if campaign.figures is not None:
+            return await self._kept_results(campaign.category, campaign.counts, campaign.figures)
         rows = await self.repo.recipients(campaign_id)
         sent = [r for r in rows if r.sent_ms is not None]
         rates = await self.rate_card()
@@ -272,6 +274,25 @@ class Campaigns:
             replied=sum(1 for r in sent if r.replied_ms is not None),
             opted_out=campaign.counts.get(str(RecipientState.OPTED_OUT), 0),
             failed=campaign.counts.get(str(RecipientState.FAILED), 0),
+            cost_micros=cost.total_micros,
+            currency=cost.currency,
+        )
+
+    async def _kept_results(
+        self, category: str, counts: dict[str, int], figures: dict[str, Any]
+    ) -> Results:
+        """The results of a campaign whose recipients retention reduced to its figures."""
+        billable: dict[str, int] = figures.get("billable", {})
+        countries = [country for country, n in billable.items() for _ in range(int(n))]
+        cost = price_countries(await self.rate_card(), category, countries)
+        return Results(
+            counts=counts,
+            sent=int(figures["sent"]),
+            delivered=int(figures["delivered"]),
+            read=int(figures["read"]),
+            replied=int(figures["replied"]),
+            opted_out=counts.get(str(RecipientState.OPTED_OUT), 0),
+            failed=counts.get(str(RecipientState.FAILED), 0),
             cost_micros=cost.total_micros,
             currency=cost.currency,
         )

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, delete, desc, func, or_, select, update
+from sqlalchemy import Table, and_, delete, desc, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.gateway.schema import (
@@ -41,6 +41,7 @@ __all__ = [
     "erase_customer",
     "export_customer",
     "find_customer",
+    "inactive_customers",
     "inbound_media_ids",
 ]
 
@@ -353,3 +354,23 @@ async def _scrub_imports(conn: AsyncConnection, phone: str) -> int:
             )
             scrubbed += changed
     return scrubbed
+
+
+async def inactive_customers(conn: AsyncConnection, before_ms: int, limit: int) -> list[str]:
+    """Customers whose conversation is resolved, with no message, status change or team
+    activity since ``before_ms`` (at most ``limit``, longest inactive first)."""
+    c = conversations
+    condition = and_(
+        c.c.status == "resolved",
+        c.c.updated_ms < before_ms,
+        or_(c.c.status_ms.is_(None), c.c.status_ms < before_ms),
+        ~exists().where(
+            contacts.c.account_id == c.c.contact, contacts.c.last_message_ms >= before_ms
+        ),
+        ~exists().where(messages.c.contact == c.c.contact, messages.c.created_ms >= before_ms),
+        ~exists().where(activity.c.contact == c.c.contact, activity.c.at_ms >= before_ms),
+    )
+    rows = await conn.execute(
+        select(c.c.contact).where(condition).order_by(c.c.updated_ms, c.c.contact).limit(limit)
+    )
+    return [str(r[0]) for r in rows]

@@ -16,13 +16,15 @@ from tresen.core.logging import get_logger
 from tresen.gateway.customers import repo
 from tresen.gateway.customers.audit import add_audit, subject_of
 
-__all__ = ["EXPORT_FORMAT", "CustomerData", "CustomerNotFound", "Erased"]
+__all__ = ["EXPIRED_BATCH", "EXPORT_FORMAT", "CustomerData", "CustomerNotFound", "Erased"]
 
 log = get_logger("tresen.gateway.customers")
 
 EXPORT_FORMAT = "tresen.gateway.export/1"
 EXPORT_ROWS = 2000
 """Rows per section of a customer's export, newest first."""
+EXPIRED_BATCH = 100
+"""Customers erased in one transaction by the conversation period."""
 
 
 class CustomerNotFound(LookupError):
@@ -124,3 +126,46 @@ class CustomerData:
         self.on_erased(account_id)
         log.info("customer erased", subject=subject_of(account_id), actor=actor)
         return Erased(subject_of(account_id), counts)
+
+    async def erase_inactive(
+        self, before_ms: int, *, limit: int = EXPIRED_BATCH, reason: str
+    ) -> dict[str, int]:
+        """Erase, as :meth:`erase` does, at most ``limit`` customers whose resolved
+        conversation saw nothing since ``before_ms`` (the business's conversation period),
+        with one audit row for all of them (``conversations_expired``, counts only). The
+        counts include ``customers``: how many were erased."""
+        now = self.clock.now_ms()
+        media_ids: list[str] = []
+        total: dict[str, int] = {}
+        async with self.db.write() as conn:
+            # Chosen in the transaction that erases them: a customer who wrote meanwhile stays.
+            erased = await repo.inactive_customers(conn, before_ms, limit)
+            if not erased:
+                return {}
+            for account_id in erased:
+                found = await repo.find_customer(conn, account_id)
+                phone = None if found is None else found[1]
+                media_ids += await repo.inbound_media_ids(conn, account_id)
+                for name, n in (await repo.erase_customer(conn, account_id, phone)).counts.items():
+                    total[name] = total.get(name, 0) + n
+            total = {"customers": len(erased), **{k: v for k, v in total.items() if v}}
+            if media_ids:
+                total["media"] = len(media_ids)
+            await add_audit(
+                conn,
+                at_ms=now,
+                actor="gateway",
+                action="conversations_expired",
+                account_id=None,
+                reason=reason,
+                details=total,
+            )
+        # The rows are gone; the customers' files and device-store rows follow.
+        for media_id in media_ids:
+            await self.delete_media(media_id)
+        for account_id in erased:
+            forgotten = await self.forget_peer(account_id)
+            if forgotten:
+                total["device_store_messages"] = total.get("device_store_messages", 0) + forgotten
+            self.on_erased(account_id)
+        return total

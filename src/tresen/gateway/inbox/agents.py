@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class Agents:
         throttle_window_s: int = 900,
         max_agents: int = 500,
         hasher: PasswordHasher | None = None,
+        address_key: bytes | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -118,6 +120,9 @@ class Agents:
         self.throttle_window_ms = throttle_window_s * 1000
         self.max_agents = max_agents
         self.hasher = hasher or PasswordHasher()
+        # Failed sign-ins are counted per address under a keyed hash, so that the table
+        # names no address; without the gateway's key, a random one for this process.
+        self._address_key = address_key or secrets.token_bytes(32)
         self._decoy: str | None = None
 
     # --- the team ------------------------------------------------------------------------------
@@ -255,7 +260,7 @@ class Agents:
         Raises ``LoginThrottled`` after too many failures for the name or the address, and
         ``AgentError`` (one sentence for every wrong name or password) otherwise."""
         name = username.strip().lower()[:64]
-        keys = [f"user:{name}", f"addr:{source[:120]}"]
+        keys = [f"user:{name}", f"addr:{self._address(source)}"]
         await self._check_throttle(keys)
         async with self.db.read() as conn:
             row = (await conn.execute(select(agents).where(agents.c.username == name))).first()
@@ -293,6 +298,9 @@ class Agents:
                 )
             )
         return token, SignedIn(_agent(row), csrf, _hash_token(token))
+
+    def _address(self, source: str) -> str:
+        return hmac.new(self._address_key, source[:120].encode(), hashlib.sha256).hexdigest()[:32]
 
     async def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is that active agent's (no session, nothing counted)."""
