@@ -24,7 +24,8 @@ def test_migrate_creates_and_then_keeps_the_schema(tmp_path: Path) -> None:
     from tresen.relay.migrate import head_revision
 
     head = head_revision()
-    assert head is not None and head.isdigit()
+    assert head is not None
+    assert head.isdigit()
     first = runner.invoke(app, ["relay", "migrate", "--data-dir", str(tmp_path)])
     assert first.exit_code == 0, first.output
     assert f"at revision {head} (was empty)" in first.output
