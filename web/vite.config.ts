@@ -37,5 +37,8 @@ export default defineConfig({
   test: {
     environment: "node",
     include: ["tests/**/*.test.ts"],
+    // Some tests encrypt megabytes or derive keys; on a busy two-core machine that takes
+    // longer than vitest's default of 5 s without anything being wrong.
+    testTimeout: 30_000,
   },
 });
