@@ -16,7 +16,7 @@ import phonenumbers
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from tresen.core.settings import FileSettings, load_from
+from tresen.core.settings import FileSettings, MetricsSettings, load_from
 
 __all__ = [
     "ApiLimits",
@@ -183,6 +183,7 @@ class GatewaySettings(FileSettings):
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("phone")
     @classmethod

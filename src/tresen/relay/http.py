@@ -107,6 +107,7 @@ _STATUS_TEXT = {
     410: "gone",
     413: "request body larger than max_frame_bytes (code 150001)",
     429: "rate limited; Retry-After says when to try again",
+    503: "not ready (code 150080; details.checks says what)",
     507: "the recipient's queue is full (code 150002)",
 }
 _RETRY_AFTER = {
@@ -190,11 +191,12 @@ def _printable(text: str) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_tresen_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_tresen_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TresenError)
+        get_context(request).metrics.refused(exc, "http")
         return error_response(exc)
 
-    async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems: list[dict[str, Any]] = [
             {
@@ -203,9 +205,9 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        return error_response(
-            TresenError(ErrorCode.INVALID_PARAMETER, "invalid request", problems=problems)
-        )
+        error = TresenError(ErrorCode.INVALID_PARAMETER, "invalid request", problems=problems)
+        get_context(request).metrics.refused(error, "http")
+        return error_response(error)
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         # Unknown paths and methods answer in the same envelope as every other error.
