@@ -216,7 +216,7 @@ def _response(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _cluster_probe(ctx: RelayContext) -> Probe:
     async def probe() -> None:
-        if not getattr(ctx.hub.cluster, "connected", True):
+        if not ctx.hub.cluster.connected:
             raise NotReady("no connection to the NATS server of the relay nodes")
 
     return probe

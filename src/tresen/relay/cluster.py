@@ -79,6 +79,11 @@ class Cluster:
         """True when other nodes may hold connections."""
         return False
 
+    @property
+    def connected(self) -> bool:
+        """True while this node can tell the others (always, for a single node)."""
+        return True
+
 
 class SingleNode(Cluster):
     def __init__(self) -> None:

@@ -190,10 +190,17 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode()[:200]
 
 
+def _count_refusal(request: Request, error: TresenError) -> None:
+    # An app without the relay's context (a test's) has no metrics to count in.
+    ctx: RelayContext | None = getattr(request.app.state, "relay", None)
+    if ctx is not None:
+        ctx.metrics.refused(error, "http")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_tresen_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TresenError)
-        get_context(request).metrics.refused(exc, "http")
+        _count_refusal(request, exc)
         return error_response(exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -206,7 +213,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         error = TresenError(ErrorCode.INVALID_PARAMETER, "invalid request", problems=problems)
-        get_context(request).metrics.refused(error, "http")
+        _count_refusal(request, error)
         return error_response(error)
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -220,22 +227,24 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
-    async def on_unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed", error=repr(exc))
-        return error_response(TresenError(ErrorCode.INTERNAL, "internal error; try again"))
+        error = TresenError(ErrorCode.INTERNAL, "internal error; try again")
+        _count_refusal(request, error)
+        return error_response(error)
 
     async def on_data_error(request: Request, exc: Exception) -> JSONResponse:
         # A safety net: input is bounded where it is decoded, so this is a missing bound.
         if not _input_data_error(exc):
             return await on_unexpected_error(request, exc)
         log.warning("input refused by the database", error=repr(exc), path=request.url.path)
-        return error_response(
-            TresenError(
-                ErrorCode.INVALID_PARAMETER,
-                "invalid request: a value cannot be stored",
-                problems=[{"field": "", "problem": "a value is out of range or not storable"}],
-            )
+        error = TresenError(
+            ErrorCode.INVALID_PARAMETER,
+            "invalid request: a value cannot be stored",
+            problems=[{"field": "", "problem": "a value is out of range or not storable"}],
         )
+        _count_refusal(request, error)
+        return error_response(error)
 
     app.add_exception_handler(TresenError, on_tresen_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

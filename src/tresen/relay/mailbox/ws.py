@@ -436,7 +436,7 @@ class DeviceConnection:
                 return
             raw = message.get("bytes")
             if raw is None:
-                self.metrics.invalid_frames.inc()
+                self.metrics.frame_invalid()
                 reply = self._rejected(
                     TresenError(ErrorCode.INVALID_PARAMETER, "frames must be binary msgpack")
                 )
@@ -463,10 +463,9 @@ class DeviceConnection:
                 except Exception as exc:
                     # A failure while handling one frame must not take the connection down.
                     self.log.error("frame handling failed", error=repr(exc))
-                    frame = _error_frame(
-                        TresenError(ErrorCode.INTERNAL, "internal error; try again"),
-                        reply.client_msg_id,
-                    )
+                    internal = TresenError(ErrorCode.INTERNAL, "internal error; try again")
+                    self.metrics.refused(internal, "ws")
+                    frame = _error_frame(internal, reply.client_msg_id)
                 del self._replies[0]
                 _resolve(self._reply_room)
                 if reply.acked:
@@ -495,7 +494,7 @@ class DeviceConnection:
             try:
                 frame = _decoded(raw)
             except TresenError:
-                self.metrics.invalid_frames.inc()
+                self.metrics.frame_invalid()
                 client_msg_id = wire.rejected_send_id(raw)
                 raise
             self.metrics.frame_received(frame)
