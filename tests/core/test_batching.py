@@ -110,3 +110,19 @@ async def test_without_blame_the_lone_operation_gets_the_exception_itself() -> N
     finally:
         await committer.close()
     assert committer.isolated_failures == 1
+
+
+async def test_the_observer_hears_each_batch_with_its_size() -> None:
+    store = Store()
+    heard: list[tuple[int, float]] = []
+    committer = GroupCommitter(
+        store.process, max_batch=4, observe=lambda size, s: heard.append((size, s))
+    )
+    committer.start()
+    try:
+        await submit_all(committer, [f"op{i}" for i in range(6)])
+    finally:
+        await committer.close()
+
+    assert [size for size, _ in heard] == [4, 2]
+    assert all(seconds >= 0 for _, seconds in heard)

@@ -79,8 +79,13 @@ def serve(
         serve_nodes(settings, nodes, config=config, migrate=migrate)
         return
     from tresen.relay.app import build_app
+    from tresen.relay.context import ConsoleSmsRefused
 
-    relay_app = build_app(settings, run_migrations=migrate)
+    try:
+        relay_app = build_app(settings, run_migrations=migrate)
+    except ConsoleSmsRefused as exc:
+        console.print(f"[red]configuration error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
     def started(url: str) -> None:
         console.print(f"Tresen relay listening on {url}", soft_wrap=True)

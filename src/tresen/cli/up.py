@@ -28,11 +28,15 @@ def up(
     how to reach both."""
     from tresen.demo import CodeCatcher
     from tresen.relay.app import build_app, context_of
-    from tresen.relay.context import default_sms_sender
+    from tresen.relay.context import ConsoleSmsRefused, default_sms_sender
     from tresen.relay.webapp.files import BUNDLED_DIST, is_built
 
     settings = make_settings(config, data_dir=data_dir, port=port)
-    codes = CodeCatcher(default_sms_sender(settings))
+    try:
+        codes = CodeCatcher(default_sms_sender(settings))
+    except ConsoleSmsRefused as exc:
+        console.print(f"[red]configuration error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
     relay_app = build_app(settings, sms=codes)
     ctx = context_of(relay_app)
 

@@ -10,12 +10,17 @@ each half is processed again, recursively: one operation that makes the whole tr
 (a value the database refuses, say) gets the exception alone, and the others are written. A
 lone operation that still fails is answered with ``blame(operation, exception)``. ``process``
 must therefore leave nothing behind when it raises (it runs in one transaction).
+
+``observe(size, seconds)``, when given, hears of every batch taken from the queue: how many
+operations it held and how long it took to answer them all (retries of halves included); the
+relay's metrics use it, so this module needs to know nothing of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -37,9 +42,11 @@ class GroupCommitter(Generic[T, R]):
         max_batch: int = 256,
         max_queued: int = 50_000,
         blame: Callable[[T, Exception], BaseException] | None = None,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self._process = process
         self._blame = blame
+        self._observe = observe
         self._max_batch = max_batch
         self.isolated_failures = 0
         """Operations that failed alone after their batch was split (for tests and metrics)."""
@@ -74,6 +81,7 @@ class GroupCommitter(Generic[T, R]):
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            started = time.perf_counter()
             try:
                 await self._apply(batch)
             except asyncio.CancelledError:
@@ -81,6 +89,12 @@ class GroupCommitter(Generic[T, R]):
                     if not future.done():
                         future.cancel()
                 raise
+            if self._observe is not None:
+                try:
+                    self._observe(len(batch), time.perf_counter() - started)
+                except Exception:
+                    # Measuring must never stop the writes.
+                    log.exception("batch observer failed")
 
     async def _apply(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in batch]

@@ -72,6 +72,8 @@ class ErrorCode(IntEnum):
     ATTACHMENT_OFFSET_MISMATCH = 150073
     ATTACHMENT_COMPLETE = 150074
     ATTACHMENT_RANGE_NOT_SATISFIABLE = 150075
+    # operations
+    NOT_READY = 150080
 
 
 _HTTP_STATUS: dict[ErrorCode, int] = {
@@ -131,6 +133,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ATTACHMENT_OFFSET_MISMATCH: 409,
     ErrorCode.ATTACHMENT_COMPLETE: 409,
     ErrorCode.ATTACHMENT_RANGE_NOT_SATISFIABLE: 416,
+    ErrorCode.NOT_READY: 503,
 }
 
 

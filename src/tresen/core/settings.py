@@ -26,9 +26,11 @@ __all__ = [
     "AttachmentLimits",
     "FileSettings",
     "Limits",
+    "MetricsSettings",
     "RetentionSettings",
     "S3Settings",
     "Settings",
+    "is_loopback",
     "load_from",
     "load_settings",
 ]
@@ -270,6 +272,45 @@ class ClusterSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics at ``/metrics`` (docs/operations.md, "Metrics"). They reveal how
+    busy the platform is, so who may read them is a choice: a bearer token, or a listener of
+    their own on an address only the scraper reaches. Without either, ``/metrics`` answers
+    only on a server bound to a loopback address, and only requests that did not come
+    through a reverse proxy."""
+
+    enabled: bool = True
+    token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="scrapers send it as `Authorization: Bearer <token>`",
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="serve the metrics on this port of `metrics.host` instead of the API's "
+        "port (which then has no /metrics)",
+    )
+    host: str = Field(default="127.0.0.1", description="address of the metrics port")
+    sample_s: float = Field(
+        default=15.0,
+        ge=0.05,
+        description="how often gauges that need a database query (queue depths, backlogs) "
+        "are sampled; a scrape never queries the database",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address (or ``localhost``) that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class FileSettings(BaseSettings):
     """Settings read from keyword arguments, the environment, then a TOML file named by
     :func:`load_from` or by the environment variable ``config_env``."""
@@ -322,6 +363,7 @@ class Settings(FileSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     # The operator's certificate signing key is stored sealed with this 32-byte
     # key-encryption key (64 hex digits or base64); without it, with a key file.
     operator_key: SecretStr | None = None

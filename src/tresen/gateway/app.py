@@ -15,14 +15,24 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from tresen.client import Client
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.db import Database
+from tresen.core.metrics import HttpMetrics, Sampler, metrics_response, serve_metrics_port
 from tresen.core.ratelimit import TokenBuckets
+from tresen.core.readiness import (
+    NotReady,
+    Probe,
+    ReadyPublic,
+    database_probe,
+    readiness,
+    schema_probe,
+)
 from tresen.crypto.secrets import key_from_env, load_or_create_key_file, seal, unseal
 from tresen.gateway import migrate
 from tresen.gateway.automation.engine import Automation
@@ -63,6 +73,7 @@ from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.media.library import MediaLibrary
 from tresen.gateway.media.links import LinkFetcher
 from tresen.gateway.media.store import MediaStore
+from tresen.gateway.metrics import GatewayMetrics
 from tresen.gateway.recorder import Op, Recorder
 from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.retention.service import Retention
@@ -187,7 +198,7 @@ def campaigns_of(
     lists: ListAudience | None = None,
 ) -> Campaigns:
     """The campaign actions and their runner, sending through ``gateway``."""
-    sender = GatewaySender(gateway)
+    sender = GatewaySender(gateway, gateway.metrics)
 
     async def last_inbound(account_id: str) -> int | None:
         contact = await gateway.store.contact(account_id)
@@ -231,6 +242,7 @@ def build_gateway_app(
 ) -> FastAPI:
     """The gateway as an ASGI app; ``codes`` answers the registration code on first run."""
     clock = clock or SystemClock()
+    metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -240,6 +252,12 @@ def build_gateway_app(
             stack.push_async_callback(db.dispose)
             client = await open_device(settings, key, codes, clock=clock, transport=relay_transport)
             stack.push_async_callback(client.close)
+            metrics.watch_relay_link(lambda: client.connection.ws is not None)
+            app.state.probes = {
+                "database": database_probe(db),
+                "schema": schema_probe(db, migrate.current_revision, migrate.head_revision()),
+                "relay": _relay_probe(client),
+            }
             store = GatewayStore(db, clock)
             writer = Writer(db)
             writer.start()
@@ -251,6 +269,7 @@ def build_gateway_app(
                 settings=settings.webhooks,
                 transport=webhook_transport,
                 keep_delivered_s=settings.webhooks.keep_delivered_s,
+                metrics=metrics,
             )
             dispatcher.start()
             stack.push_async_callback(dispatcher.close)
@@ -309,6 +328,7 @@ def build_gateway_app(
                 wake=dispatcher.wake,
                 app_secret=await app_secret(db, key, settings.app_secret),
                 on_data_request=ExportAnswers(client, customers).answer,
+                metrics=metrics,
             )
             await recorder.start()
             stack.push_async_callback(recorder.close)
@@ -390,6 +410,18 @@ def build_gateway_app(
             await retention.start()
             stack.push_async_callback(retention.close)
             app.state.retention = retention
+            metrics.watch_inbox(lambda: app.state.inbox_streams.agents_connected)
+
+            async def sample_webhooks() -> None:
+                pending, oldest_s = await outbox.backlog()
+                metrics.webhook_backlog.set(pending)
+                metrics.webhook_oldest_pending.set(oldest_s)
+
+            if settings.metrics.enabled:
+                sampler = Sampler("webhooks", settings.metrics.sample_s, sample_webhooks)
+                sampler.start()
+                stack.push_async_callback(sampler.close)
+            stack.enter_context(serve_metrics_port(metrics.registry, settings.metrics))
             yield
 
     app = FastAPI(
@@ -398,6 +430,7 @@ def build_gateway_app(
         version="1",
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     app.state.api_buckets = TokenBuckets(
         clock, settings.api.requests_per_second, settings.api.request_burst
     )
@@ -418,6 +451,43 @@ def build_gateway_app(
     app.add_exception_handler(inbox_pages.FormTooLarge, inbox_pages.form_too_large)
     app.mount("/inbox/static", StaticFiles(directory=inbox_pages.STATIC_DIR), name="inbox-static")
     app.include_router(router)
+    install_operations(app, settings, metrics)
     app.openapi = lambda: graph_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(MessagesFastPath, state=app.state)
+    # Outermost: it counts the fast path's answers too.
+    app.add_middleware(HttpMetrics, requests=metrics.http_requests)
     return app
+
+
+def install_operations(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
+    """``/health`` (liveness), ``/ready`` (readiness) and ``/metrics``: for the operator's
+    tools, so outside the Cloud API's OpenAPI document (docs/operations.md describes them)."""
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers (no I/O)."""
+        return {"status": "ok"}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: the database answers within 2 s, its schema is this version's, and the
+        WebSocket to the relay is open."""
+        probes: dict[str, Probe] | None = getattr(request.app.state, "probes", None)
+        if probes is None:
+            found = ReadyPublic(status="not ready", checks={"gateway": "starting"})
+        else:
+            found = await readiness(probes, needs={"schema": "database"})
+        status = 200 if found.status == "ready" else 503
+        return JSONResponse(found.model_dump(), status_code=status)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request) -> Response:
+        return metrics_response(request, metrics.registry, settings.metrics, settings.host)
+
+
+def _relay_probe(client: Client) -> Probe:
+    async def probe() -> None:
+        if client.connection.ws is None:
+            raise NotReady("no connection to the relay (reconnecting)")
+
+    return probe

@@ -41,6 +41,7 @@ from tresen.gateway.ids import InvalidWamid, encode_wamid, user_id_for, wa_id_of
 from tresen.gateway.lookups import UnknownNumbers
 from tresen.gateway.media.library import MediaLibrary, MediaRefused, Prepared
 from tresen.gateway.media.store import MediaRecord
+from tresen.gateway.metrics import GatewayMetrics
 from tresen.gateway.recorder import Echo, Received, Recorder, Sent, StatusReport
 from tresen.gateway.settings import GatewaySettings
 from tresen.gateway.store import Contact, GatewayStore, StoredMessage, Writer
@@ -135,6 +136,7 @@ class Gateway:
         wake: Any = None,
         app_secret: str = "",
         on_data_request: Callable[[DataRequested], Awaitable[None]] | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.media = media
@@ -148,6 +150,7 @@ class Gateway:
         self.app_secret = app_secret
         # A customer asked for their data (``gateway/customers/answering.py`` answers).
         self.on_data_request = on_data_request or _unanswered
+        self.metrics = metrics or GatewayMetrics()
         self._poll_now = asyncio.Event()
         self._poll_task: asyncio.Task[None] | None = None
         self._events_task: asyncio.Task[None] | None = None
@@ -296,6 +299,8 @@ class Gateway:
             raise
         if prepared is not None:
             await self.media.sent(prepared)
+        if not sent.duplicate:
+            self.metrics.messages_sent.inc()
         now = self.clock.now_ms()
         wamid = encode_wamid(sent.message_id)
         stored = StoredMessage(
@@ -760,6 +765,7 @@ class Gateway:
     async def _received(self, op: Received) -> None:
         """Record a customer's message; ``on_received`` hears of it at once, with the record
         in progress (automation answers while the record commits)."""
+        self.metrics.messages_received.inc()
         recording = asyncio.ensure_future(self.recorder.record(op))
         if self.on_received is not None:
             self.on_received(op, recording)

@@ -16,7 +16,7 @@ import phonenumbers
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from tresen.core.settings import FileSettings, load_from
+from tresen.core.settings import FileSettings, MetricsSettings, load_from
 
 __all__ = [
     "ApiLimits",
@@ -257,6 +257,7 @@ class GatewaySettings(FileSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("phone")
     @classmethod

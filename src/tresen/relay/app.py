@@ -6,11 +6,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 
 from tresen.core.clock import Clock
 from tresen.core.db import Database
+from tresen.core.errors import ErrorCode, TresenError
+from tresen.core.metrics import HttpMetrics, Sampler, metrics_response, serve_metrics_port
+from tresen.core.readiness import (
+    NotReady,
+    Probe,
+    ReadyPublic,
+    database_probe,
+    readiness,
+    schema_probe,
+)
 from tresen.core.settings import Settings
 from tresen.relay import migrate
 from tresen.relay.accounts.api import router as accounts_router
@@ -21,7 +32,7 @@ from tresen.relay.billing.api import router as billing_router
 from tresen.relay.businesses.api import router as businesses_router
 from tresen.relay.consent.api import router as consent_router
 from tresen.relay.context import RelayContext, build_context
-from tresen.relay.http import BodyLimit, ErrorPublic, error_doc, install_error_handlers
+from tresen.relay.http import BodyLimit, ErrorPublic, error_doc, errors, install_error_handlers
 from tresen.relay.keys.api import router as keys_router
 from tresen.relay.mailbox.api import router as mailbox_router
 from tresen.relay.mailbox.ws import router as ws_router
@@ -43,6 +54,12 @@ def build_app(
     run_migrations: bool = True,
 ) -> FastAPI:
     ctx = build_context(settings, clock=clock, sms=sms, db=db)
+    metrics = ctx.metrics
+
+    async def sample_mailbox() -> None:
+        metrics.mailbox_entries.set(await ctx.mailbox.depth())
+
+    sampler = Sampler("mailbox", settings.metrics.sample_s, sample_mailbox)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -63,8 +80,12 @@ def build_app(
             # Raises when the blob storage cannot be used (an S3 bucket that is missing or
             # unreachable): the relay does not start.
             await ctx.attachments.start()
-            yield
+            if settings.metrics.enabled:
+                sampler.start()
+            with serve_metrics_port(metrics.registry, settings.metrics):
+                yield
         finally:
+            await sampler.close()
             await ctx.hub.close_all()
             await ctx.close()
 
@@ -100,9 +121,39 @@ def build_app(
     ):
         app.include_router(router)
 
+    # Outermost: it sees every answer, those of the middlewares above included.
+    app.add_middleware(HttpMetrics, requests=metrics.http_requests)
+
     @app.get("/v1/health", tags=["meta"])
     async def health() -> dict[str, str]:
+        """Liveness: the process answers (no I/O)."""
         return {"status": "ok"}
+
+    probes: dict[str, Probe] = {
+        "database": database_probe(ctx.db),
+        "schema": schema_probe(ctx.db, migrate.current_revision, migrate.head_revision()),
+    }
+    if ctx.hub.cluster.shared:
+        probes["cluster"] = _cluster_probe(ctx)
+
+    @app.get(
+        "/v1/ready",
+        tags=["meta"],
+        response_model=ReadyPublic,
+        responses=errors(503),
+    )
+    async def ready() -> ReadyPublic:
+        """Readiness: the database answers within 2 s, its schema is this version's, and the
+        link to the other relay nodes is up (with `cluster.nats_url`). When not, 503 with
+        code 150080 and `details.checks`."""
+        found = await readiness(probes, needs={"schema": "database"})
+        if found.status != "ready":
+            raise TresenError(ErrorCode.NOT_READY, "the relay is not ready", checks=found.checks)
+        return found
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request) -> Response:
+        return metrics_response(request, metrics.registry, settings.metrics, settings.host)
 
     install_openapi(app)
     return app
@@ -162,6 +213,14 @@ def _response(doc: dict[str, Any]) -> dict[str, Any]:
     if "headers" in doc:
         response["headers"] = doc["headers"]
     return response
+
+
+def _cluster_probe(ctx: RelayContext) -> Probe:
+    async def probe() -> None:
+        if not ctx.hub.cluster.connected:
+            raise NotReady("no connection to the NATS server of the relay nodes")
+
+    return probe
 
 
 def context_of(app: FastAPI) -> RelayContext:

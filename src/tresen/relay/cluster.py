@@ -57,6 +57,10 @@ class Cluster:
     """What a node tells the others; a single node tells nobody."""
 
     node_id: str
+    published = 0
+    """Notices handed to the other nodes (for metrics)."""
+    dropped = 0
+    """Notices not published because too many were waiting (for tests and metrics)."""
 
     def tell(self, notice: Notice) -> None:
         """Publish ``notice`` (never blocks; best effort)."""
@@ -75,6 +79,11 @@ class Cluster:
         """True when other nodes may hold connections."""
         return False
 
+    @property
+    def connected(self) -> bool:
+        """True while this node can tell the others (always, for a single node)."""
+        return True
+
 
 class SingleNode(Cluster):
     def __init__(self) -> None:
@@ -92,12 +101,15 @@ class NatsCluster(Cluster):
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED)
         self._nc: Any = None
         self._sender: asyncio.Task[None] | None = None
-        self.dropped = 0
-        """Notices not published because too many were waiting (for tests and metrics)."""
 
     @property
     def shared(self) -> bool:
         return True
+
+    @property
+    def connected(self) -> bool:
+        """True while the link to the NATS server is up."""
+        return self._nc is not None and bool(self._nc.is_connected)
 
     def listen(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -142,9 +154,11 @@ class NatsCluster(Cluster):
             data = await self._queue.get()
             try:
                 await self._nc.publish(self.subject, data)
+                self.published += 1
                 # Whatever else queued meanwhile goes out in the same flush.
                 while not self._queue.empty():
                     await self._nc.publish(self.subject, self._queue.get_nowait())
+                    self.published += 1
                 await self._nc.flush()
             except asyncio.CancelledError:
                 raise

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.db import Database
-from tresen.core.settings import Settings
+from tresen.core.settings import Settings, is_loopback
 from tresen.relay.accounts.personal_data import PersonalDataService
 from tresen.relay.accounts.service import AccountService
 from tresen.relay.accounts.sms import ConsoleSmsSender, FileSmsSender, SmsSender
@@ -20,6 +20,7 @@ from tresen.relay.consent.service import ConsentService
 from tresen.relay.keys.service import KeyService
 from tresen.relay.mailbox.hub import Hub
 from tresen.relay.mailbox.service import MailboxService
+from tresen.relay.metrics import RelayMetrics
 from tresen.relay.operator.service import OperatorService
 from tresen.relay.policy.service import PolicyService
 from tresen.relay.retention.service import Retention
@@ -28,7 +29,13 @@ from tresen.relay.webapp.files import BUNDLED_DIST
 from tresen.relay.webapp.service import WebApp
 from tresen.wire.relay import KeysLow
 
-__all__ = ["RelayContext", "build_context", "default_blob_storage", "default_sms_sender"]
+__all__ = [
+    "ConsoleSmsRefused",
+    "RelayContext",
+    "build_context",
+    "default_blob_storage",
+    "default_sms_sender",
+]
 
 
 @dataclass
@@ -50,6 +57,7 @@ class RelayContext:
     webapp: WebApp
     retention: Retention
     hub: Hub = field(default_factory=Hub)
+    metrics: RelayMetrics = field(default_factory=RelayMetrics)
 
     async def close(self) -> None:
         await self.retention.close()
@@ -61,9 +69,20 @@ class RelayContext:
         await self.db.dispose()
 
 
+class ConsoleSmsRefused(ValueError):
+    """The ``console`` SMS sender on a relay that others can reach."""
+
+
 def default_sms_sender(settings: Settings) -> SmsSender:
     if settings.sms_sender == "file":
         return FileSmsSender(settings.sms_file or settings.data_dir / "sms.jsonl")
+    if not is_loopback(settings.host):
+        # It writes every phone number with its code to the log: for development only.
+        raise ConsoleSmsRefused(
+            f'sms_sender = "console" logs phone numbers and codes and is for development '
+            f"on a loopback address; this relay listens on {settings.host}: set sms_sender "
+            f'(TRESEN_SMS_SENDER) to "file" with sms_file, or listen on 127.0.0.1'
+        )
     return ConsoleSmsSender()
 
 
@@ -91,6 +110,9 @@ def build_context(
     limits = settings.limits
     cluster = settings.cluster
     hub = Hub(cluster_of(cluster.nats_url, cluster.subject, cluster.node_id))
+    metrics = RelayMetrics()
+    metrics.watch_connections(lambda: hub.connected)
+    metrics.watch_cluster(lambda: (hub.cluster.published, hub.cluster.dropped))
     # Collaborators are passed to the constructors, so a service cannot exist half-wired.
     policy = PolicyService(db, clock, settings.policy)
 
@@ -137,7 +159,7 @@ def build_context(
         clock=clock,
         accounts=accounts,
         keys=keys,
-        mailbox=MailboxService(db, clock, limits, hub, policy),
+        mailbox=MailboxService(db, clock, limits, hub, policy, metrics=metrics),
         operator=operator,
         businesses=businesses,
         consent=ConsentService(db, clock, settings.policy),
@@ -160,4 +182,5 @@ def build_context(
         webapp=WebApp(settings.webapp_dir or BUNDLED_DIST),
         retention=Retention(db, clock, settings),
         hub=hub,
+        metrics=metrics,
     )

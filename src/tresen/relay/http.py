@@ -107,6 +107,7 @@ _STATUS_TEXT = {
     410: "gone",
     413: "request body larger than max_frame_bytes (code 150001)",
     429: "rate limited; Retry-After says when to try again",
+    503: "not ready (code 150080; details.checks says what)",
     507: "the recipient's queue is full (code 150002)",
 }
 _RETRY_AFTER = {
@@ -189,12 +190,20 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode()[:200]
 
 
+def _count_refusal(request: Request, error: TresenError) -> None:
+    # An app without the relay's context (a test's) has no metrics to count in.
+    ctx: RelayContext | None = getattr(request.app.state, "relay", None)
+    if ctx is not None:
+        ctx.metrics.refused(error, "http")
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_tresen_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_tresen_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TresenError)
+        _count_refusal(request, exc)
         return error_response(exc)
 
-    async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems: list[dict[str, Any]] = [
             {
@@ -203,9 +212,9 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        return error_response(
-            TresenError(ErrorCode.INVALID_PARAMETER, "invalid request", problems=problems)
-        )
+        error = TresenError(ErrorCode.INVALID_PARAMETER, "invalid request", problems=problems)
+        _count_refusal(request, error)
+        return error_response(error)
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         # Unknown paths and methods answer in the same envelope as every other error.
@@ -218,22 +227,24 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
-    async def on_unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed", error=repr(exc))
-        return error_response(TresenError(ErrorCode.INTERNAL, "internal error; try again"))
+        error = TresenError(ErrorCode.INTERNAL, "internal error; try again")
+        _count_refusal(request, error)
+        return error_response(error)
 
     async def on_data_error(request: Request, exc: Exception) -> JSONResponse:
         # A safety net: input is bounded where it is decoded, so this is a missing bound.
         if not _input_data_error(exc):
             return await on_unexpected_error(request, exc)
         log.warning("input refused by the database", error=repr(exc), path=request.url.path)
-        return error_response(
-            TresenError(
-                ErrorCode.INVALID_PARAMETER,
-                "invalid request: a value cannot be stored",
-                problems=[{"field": "", "problem": "a value is out of range or not storable"}],
-            )
+        error = TresenError(
+            ErrorCode.INVALID_PARAMETER,
+            "invalid request: a value cannot be stored",
+            problems=[{"field": "", "problem": "a value is out of range or not storable"}],
         )
+        _count_refusal(request, error)
+        return error_response(error)
 
     app.add_exception_handler(TresenError, on_tresen_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

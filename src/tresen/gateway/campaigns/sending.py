@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from tresen.gateway.cloudapi.errors import GraphError
 from tresen.gateway.cloudapi.requests import SendRequest, parse_message_request
+from tresen.gateway.metrics import GatewayMetrics
 
 __all__ = ["Accepted", "CampaignSender", "GatewayLike", "GatewaySender", "template_request"]
 
@@ -81,8 +82,9 @@ class GatewaySender:
     """Through :meth:`tresen.gateway.service.Gateway.send`: stored and announced (webhook,
     inbox) like any message the API sends."""
 
-    def __init__(self, gateway: GatewayLike) -> None:
+    def __init__(self, gateway: GatewayLike, metrics: GatewayMetrics | None = None) -> None:
         self.gateway = gateway
+        self.metrics = metrics or GatewayMetrics()
 
     async def prepare(self, account_ids: list[str]) -> None:
         await self.gateway.prepare_recipients(account_ids)
@@ -100,6 +102,11 @@ class GatewaySender:
         client_msg_id: str | None,
     ) -> Accepted:
         request = template_request(to, template_name, language, components)
-        result: _Result = await self.gateway.send(request, client_msg_id=client_msg_id)
+        try:
+            result: _Result = await self.gateway.send(request, client_msg_id=client_msg_id)
+        except GraphError:
+            self.metrics.campaign_refused.inc()
+            raise
+        self.metrics.campaign_sent.inc()
         pricing = json.loads(result.pricing) if result.pricing else None
         return Accepted(result.wamid, pricing, result.duplicate)

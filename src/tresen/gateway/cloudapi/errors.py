@@ -121,18 +121,28 @@ def webhook_error(code: int, details: str) -> dict[str, Any]:
     }
 
 
+def count_error(state: Any, error: GraphError) -> None:
+    """Count ``error`` in the app's metrics (``state.metrics``, when it has them)."""
+    metrics = getattr(state, "metrics", None)
+    if metrics is not None:
+        metrics.cloudapi_error(error.code)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_graph_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_graph_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GraphError)
+        count_error(request.app.state, exc)
         return exc.response()
 
-    async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
             for e in exc.errors()
         )
-        return GraphError(100, f"Invalid parameter: {problems}").response()
+        error = GraphError(100, f"Invalid parameter: {problems}")
+        count_error(request.app.state, error)
+        return error.response()
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

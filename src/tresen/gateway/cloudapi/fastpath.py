@@ -18,7 +18,8 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tresen.core.logging import get_logger
-from tresen.gateway.cloudapi.errors import GraphError
+from tresen.core.metrics import ROUTE_KEY
+from tresen.gateway.cloudapi.errors import GraphError, count_error
 from tresen.gateway.cloudapi.messages import (
     authorize,
     decode_json,
@@ -30,6 +31,7 @@ __all__ = ["MessagesFastPath"]
 
 log = get_logger("tresen.gateway.api")
 
+MESSAGES_ROUTE = "/{version}/{node}/messages"  # the documented route's template
 MESSAGES_PATH = re.compile(r"^/v[0-9]{1,3}\.[0-9]{1,2}/([0-9]{1,20})/messages/?$")
 _json = msgspec.json.Encoder()
 
@@ -49,14 +51,17 @@ class MessagesFastPath:
         if match is None:
             await self.app(scope, receive, send)
             return
+        scope[ROUTE_KEY] = MESSAGES_ROUTE
         try:
             body = await self._answer(scope, receive, match.group(1))
             status = 200
         except GraphError as exc:
+            count_error(self.state, exc)
             body, status = exc.envelope(), exc.http_status
         except Exception:
             log.exception("messages request failed")
             error = GraphError(131000, "Something went wrong; try again")
+            count_error(self.state, error)
             body, status = error.envelope(), error.http_status
         payload = _json.encode(body)
         await send(

@@ -69,6 +69,11 @@ class Streams:
     def open(self) -> int:
         return sum(self._open.values())
 
+    @property
+    def agents_connected(self) -> int:
+        """Agents with at least one live page open."""
+        return len(self._open)
+
     def room_for(self, agent_id: int) -> bool:
         """Whether ``agent_id`` may open another stream now."""
         return self._open.get(agent_id, 0) < self.limits.per_agent and self.open < self.limits.total

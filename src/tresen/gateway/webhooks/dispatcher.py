@@ -34,6 +34,7 @@ import httpx
 
 from tresen.core.clock import Clock
 from tresen.core.logging import get_logger
+from tresen.gateway.metrics import GatewayMetrics
 from tresen.gateway.settings import WebhookSettings
 from tresen.gateway.webhooks import repo
 from tresen.gateway.webhooks.aiohttp_transport import AiohttpTransport
@@ -100,9 +101,11 @@ class WebhookDispatcher:
         settings: WebhookSettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         keep_delivered_s: float | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         """``keep_delivered_s``: delete delivered events made longer ago than this, once an
         hour (None keeps them)."""
+        self._outcomes = (metrics or GatewayMetrics()).webhook_deliveries
         self._outbox = outbox
         self._keep_delivered_s = keep_delivered_s
         self._pruner: asyncio.Task[None] | None = None
@@ -363,6 +366,7 @@ class WebhookDispatcher:
         target = self._targets.get(event.subscription_id)
         if target is None:
             self._dead.append((event.id, event.attempts, REMOVED_ERROR))
+            self._outcomes["dead"].inc()
             return True
         url = self._urls.get(target.url)
         if url is None:
@@ -376,6 +380,7 @@ class WebhookDispatcher:
         now = self._clock.now_ms()
         if error is None:
             self._delivered.append(event.id)
+            self._outcomes["delivered"].inc()
             if self._failing.pop(target.id, None) is not None:
                 log.info("webhook receiver answers again", subscription_id=target.id)
             return True
@@ -390,7 +395,9 @@ class WebhookDispatcher:
         give_up_at = event.created_ms + self._give_up_ms
         if now >= give_up_at:
             self._dead.append((event.id, attempt, error))
+            self._outcomes["dead"].inc()
             return True
+        self._outcomes["retry"].inc()
         retry_at = min(now + self._backoff_ms(attempt), give_up_at)
         self._retries.append((event.id, attempt, retry_at, error, lane.key))
         heapq.heappush(self._retry_times, retry_at)

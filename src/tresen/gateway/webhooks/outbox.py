@@ -469,6 +469,15 @@ class Outbox:
             oldest_pending_age_s=age,
         )
 
+    async def backlog(self) -> tuple[int, float]:
+        """Events not delivered yet, and the oldest one's age in seconds (0 for none); reads
+        only the pending events (for the metrics' sampler)."""
+        async with self.db.read() as conn:
+            pending = await repo.count_pending(conn)
+            oldest = await repo.oldest_pending_created(conn) if pending else None
+        age = 0.0 if oldest is None else max(0, self.clock.now_ms() - oldest) / 1000
+        return pending, age
+
     async def list(self) -> builtins.list[Subscription]:
         """The active subscriptions, oldest first."""
         async with self.db.read() as conn:

@@ -269,6 +269,11 @@ async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
     return {str(state): int(n) for state, n in result.all()}
 
 
+async def count_pending(conn: AsyncConnection) -> int:
+    result = await conn.execute(select(func.count()).select_from(e).where(e.c.state == PENDING))
+    return int(result.scalar_one())
+
+
 async def oldest_pending_created(conn: AsyncConnection) -> int | None:
     result = await conn.execute(select(func.min(e.c.created_ms)).where(e.c.state == PENDING))
     value = result.scalar_one()

@@ -53,6 +53,11 @@ class Hub:
         if self._connections.get(device_pk) is connection:
             del self._connections[device_pk]
 
+    @property
+    def connected(self) -> int:
+        """How many devices are connected to this relay process."""
+        return len(self._connections)
+
     def is_connected(self, device_pk: DevicePk) -> bool:
         return device_pk in self._connections
 

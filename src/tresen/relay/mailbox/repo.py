@@ -449,6 +449,11 @@ async def newest_seq(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.max(mailbox.c.seq)))).scalar_one() or 0)
 
 
+async def count_entries(conn: AsyncConnection) -> int:
+    """Entries in all mailboxes (a full count: for the metrics' sampler, not per request)."""
+    return int((await conn.execute(select(func.count()).select_from(mailbox))).scalar_one())
+
+
 async def devices_with_entries_after(
     conn: AsyncConnection, after_seq: int
 ) -> tuple[list[DevicePk], int]:

@@ -50,6 +50,7 @@ from tresen.relay.mailbox.resend import (
     check_ciphertext,
     plan_resends,
 )
+from tresen.relay.metrics import RelayMetrics
 from tresen.relay.policy.rules import Pricing
 from tresen.relay.policy.service import Admission, PolicyService, Prefetched, SendIntent
 from tresen.wire.relay import MessageClass, Resend, Send
@@ -133,6 +134,8 @@ class _Batch:
     entries: list[NewEntry] = field(default_factory=list)
     admitted: list[tuple[SendIntent, Admission, str]] = field(default_factory=list)
     pricing: dict[str, Pricing] = field(default_factory=dict)
+    acked: int = 0  # entries deleted by acks (for metrics)
+    delivered: int = 0  # messages acked by a first device of their recipient (for metrics)
 
 
 class MailboxService:
@@ -145,6 +148,7 @@ class MailboxService:
         policy: PolicyService,
         *,
         purge_chunk: int = PURGE_CHUNK,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -158,8 +162,12 @@ class MailboxService:
         self._purger: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._next_purge_ms = clock.now_ms() + self._purge_interval_ms
+        self.metrics = metrics or RelayMetrics()
         self._writes: GroupCommitter[_Op, _Done] = GroupCommitter(
-            self._apply_batch, max_batch=limits.write_batch, blame=_blame
+            self._apply_batch,
+            max_batch=limits.write_batch,
+            blame=_blame,
+            observe=self.metrics.group_committed,
         )
 
     @property
@@ -361,6 +369,9 @@ class MailboxService:
             await repo.count_resends(conn, admitted.counts)
             seqs = await repo.enqueue(conn, batch.entries)
         # Committed: from here on nothing may raise, or the group commit would write it again.
+        self.metrics.messages_accepted.inc(len(batch.messages))
+        self.metrics.envelopes_acked.inc(batch.acked)
+        self.metrics.messages_delivered.inc(batch.delivered)
         try:
             self._hand_over(batch.entries, seqs, heads)
         except Exception:
@@ -561,6 +572,7 @@ class MailboxService:
         # no billing), and the message stays undelivered until some copy is acked normally.
         undecryptable = {(op.device.device_pk, seq) for _, op in acks for seq in op.undecryptable}
         deleted = await repo.delete_entries(conn, keys)
+        batch.acked = len(deleted)
         gone = {(device_pk, seq) for device_pk, seq, _, _ in deleted}
         first_acker: dict[MessageId, Principal] = {}
         for device_pk, seq, kind, message_id in deleted:
@@ -574,6 +586,7 @@ class MailboxService:
             batch.results[index] = len(mine)
         if first_acker:
             delivered = await repo.mark_delivered(conn, first_acker, batch.now)
+            batch.delivered = len(delivered)
             batch.pricing = await self.policy.delivered(conn, delivered, batch.now)
             await self._events_for_senders(
                 conn,
@@ -705,6 +718,11 @@ class MailboxService:
             return await repo.pending_entries(
                 conn, device_pk, after_seq=after_seq, now_ms=self.clock.now_ms(), limit=limit
             )
+
+    async def depth(self) -> int:
+        """Entries waiting in all mailboxes (sampled for the metrics)."""
+        async with self.db.read() as conn:
+            return await repo.count_entries(conn)
 
     # --- expiry ------------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ async def device_socket(websocket: WebSocket) -> None:
     try:
         principal = await ctx.accounts.authenticate(token)
     except TresenError as exc:
+        ctx.metrics.refused(exc, "ws")
         await websocket.send_bytes(wire.encode(_error_frame(exc)))
         await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
         return
@@ -218,6 +219,7 @@ class DeviceConnection:
         "_writer",
         "ctx",
         "limits",
+        "metrics",
         "outbox_peak_bytes",
         "principal",
         "too_slow",
@@ -229,6 +231,7 @@ class DeviceConnection:
         self.ctx = ctx
         self.principal = principal
         self.limits = ctx.settings.limits
+        self.metrics = ctx.metrics
         # Encoded frames waiting for the writer, which takes them a list at a time; a frame
         # counts until it has been written.
         self._outbox: list[bytes] = []
@@ -273,6 +276,7 @@ class DeviceConnection:
     def push(self, frame: wire.ServerFrame) -> None:
         if self._closed or self.too_slow.is_set():
             return
+        self.metrics.frame_sent(frame)
         data = wire.encode(frame)
         frames, size = self._outbox_frames + 1, self._outbox_bytes + len(data)
         if frames > self.limits.max_outbox_frames or size > self.limits.max_outbox_bytes:
@@ -345,7 +349,9 @@ class DeviceConnection:
         previous = hub.register(self.principal.device_pk, self)
         if previous is not None:
             await previous.close(CLOSE_REPLACED, "connected elsewhere")
-        self.log.info("device connected")
+        # At debug level: with timestamps, one line per connection and disconnection would
+        # record when each person is online (the metrics count connections instead).
+        self.log.debug("device connected")
         try:
             await self.ctx.accounts.touch(self.principal)
             count = await self.ctx.keys.one_time_key_count(self.principal.device_pk)
@@ -389,7 +395,7 @@ class DeviceConnection:
                 await asyncio.gather(self._closer, return_exceptions=True)
             self._outbox.clear()
             self._outbox_frames = self._outbox_bytes = 0
-            self.log.info("device disconnected", unacked=len(self._inflight))
+            self.log.debug("device disconnected", unacked=len(self._inflight))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
@@ -430,6 +436,7 @@ class DeviceConnection:
                 return
             raw = message.get("bytes")
             if raw is None:
+                self.metrics.frame_invalid()
                 reply = self._rejected(
                     TresenError(ErrorCode.INVALID_PARAMETER, "frames must be binary msgpack")
                 )
@@ -451,14 +458,14 @@ class DeviceConnection:
                 try:
                     frame = await reply.result
                 except TresenError as exc:
+                    self.metrics.refused(exc, "ws")
                     frame = _error_frame(exc, reply.client_msg_id)
                 except Exception as exc:
                     # A failure while handling one frame must not take the connection down.
                     self.log.error("frame handling failed", error=repr(exc))
-                    frame = _error_frame(
-                        TresenError(ErrorCode.INTERNAL, "internal error; try again"),
-                        reply.client_msg_id,
-                    )
+                    internal = TresenError(ErrorCode.INTERNAL, "internal error; try again")
+                    self.metrics.refused(internal, "ws")
+                    frame = _error_frame(internal, reply.client_msg_id)
                 del self._replies[0]
                 _resolve(self._reply_room)
                 if reply.acked:
@@ -470,6 +477,7 @@ class DeviceConnection:
             self._answerer = None
 
     def _rejected(self, exc: TresenError, client_msg_id: str | None = None) -> _Reply:
+        self.metrics.refused(exc, "ws")
         return _Reply(_resolved(_error_frame(exc, client_msg_id)), client_msg_id)
 
     def _dispatch(self, raw: bytes) -> _Reply:
@@ -486,8 +494,10 @@ class DeviceConnection:
             try:
                 frame = _decoded(raw)
             except TresenError:
+                self.metrics.frame_invalid()
                 client_msg_id = wire.rejected_send_id(raw)
                 raise
+            self.metrics.frame_received(frame)
             if frame.v != wire.PROTOCOL_VERSION:
                 raise TresenError(
                     ErrorCode.UNSUPPORTED_VERSION,
