@@ -3,37 +3,18 @@ end, sign-in throttling; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from argon2 import PasswordHasher
-from gateway_support import gateway_database
 from sqlalchemy import select
-from support import Backend, drop_schema
 
 from tresen.core.clock import ManualClock
 from tresen.core.db import Database
-from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import AgentError, Agents, LoginThrottled, Role
 from tresen.gateway.schema import agent_sessions, agents
-from tresen.gateway.settings import GatewaySettings
 
 # Cheap hashes: the tests are about what is kept and when, not about the cost.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "Korrekt Pferd Batterie"
-
-
-@pytest.fixture
-async def db(backend: Backend, tmp_path: Path) -> AsyncIterator[Database]:
-    database, schema = gateway_database(backend, tmp_path)
-    opened = await open_database(GatewaySettings(data_dir=tmp_path / "gw", **database))
-    try:
-        yield opened
-    finally:
-        await opened.dispose()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 @pytest.fixture

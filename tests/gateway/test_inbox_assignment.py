@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from gateway_support import RunningGateway, customer, gateway_database
+from gateway_support import RunningGateway, customer
 from inbox_browser import FAST, PASSWORD, Browser
 from sqlalchemy import insert, select, update
-from support import Backend, RunningRelay, drop_schema
+from support import RunningRelay
 
 from tresen.client import Client
 from tresen.core.clock import ManualClock
@@ -24,19 +23,6 @@ from tresen.gateway.inbox.assignment import Assignment
 from tresen.gateway.inbox.conversations import Conversations, Status
 from tresen.gateway.inbox.events import InboxEvent
 from tresen.gateway.schema import activity, contacts, messages
-from tresen.gateway.settings import GatewaySettings
-
-
-@pytest.fixture
-async def db(backend: Backend, tmp_path: Path) -> AsyncIterator[Database]:
-    database, schema = gateway_database(backend, tmp_path)
-    opened = await open_database(GatewaySettings(data_dir=tmp_path / "gw", **database))
-    try:
-        yield opened
-    finally:
-        await opened.dispose()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 @dataclass

@@ -5,35 +5,16 @@ message is removed."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from gateway_support import gateway_database
 from sqlalchemy import delete, insert
-from support import Backend, drop_schema
 
 from tresen.core.clock import ManualClock
 from tresen.core.db import Database
-from tresen.gateway.app import open_database
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.schema import contacts, messages
-from tresen.gateway.settings import GatewaySettings
 
 ANNA = "a" * 32
 BEN = "b" * 32
-
-
-@pytest.fixture
-async def db(backend: Backend, tmp_path: Path) -> AsyncIterator[Database]:
-    database, schema = gateway_database(backend, tmp_path)
-    opened = await open_database(GatewaySettings(data_dir=tmp_path / "gw", **database))
-    try:
-        yield opened
-    finally:
-        await opened.dispose()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 def message(n: int, contact: str, text: str, at_ms: int) -> dict[str, object]:

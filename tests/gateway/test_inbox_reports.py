@@ -4,15 +4,12 @@ and who may see them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from gateway_support import RunningGateway, gateway_database
+from gateway_support import RunningGateway
 from inbox_browser import FAST, PASSWORD, Browser
-from support import Backend, drop_schema
 
 from tresen.core.clock import ManualClock
 from tresen.core.db import Database
@@ -20,7 +17,6 @@ from tresen.gateway.app import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.reports import Reports, as_csv
-from tresen.gateway.settings import GatewaySettings
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 ANNA, BEN = 1, 2
@@ -74,18 +70,6 @@ async def write_history(db: Database) -> None:
     for when, contact, agent_id, kind, detail in history:
         clock.set(when)
         await inbox.record(contact, agent_id, kind, detail)
-
-
-@pytest.fixture
-async def db(backend: Backend, tmp_path: Path) -> AsyncIterator[Database]:
-    database, schema = gateway_database(backend, tmp_path)
-    opened = await open_database(GatewaySettings(data_dir=tmp_path / "gw", **database))
-    try:
-        yield opened
-    finally:
-        await opened.dispose()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 def summary(figures: object) -> tuple[object, ...]:

@@ -7,22 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from argon2 import PasswordHasher
-from gateway_support import gateway_database
 from sqlalchemy import Table, insert, select
-from support import Backend, drop_schema
 from typer.testing import CliRunner
 
 from tresen.cli.main import app as tresen
 from tresen.client.store import LocalStore, MessageStatus, StoredMessage
 from tresen.core.clock import DAY_MS, ManualClock
 from tresen.core.db import Database
-from tresen.gateway.app import open_database
 from tresen.gateway.campaigns import CampaignRepo, Campaigns
 from tresen.gateway.campaigns.model import CampaignId
 from tresen.gateway.customers.audit import recent_audit
@@ -49,18 +45,6 @@ from tresen.gateway.settings import GatewaySettings
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "Korrekt Pferd Batterie"
-
-
-@pytest.fixture
-async def db(backend: Backend, tmp_path: Path) -> AsyncIterator[Database]:
-    database, schema = gateway_database(backend, tmp_path)
-    opened = await open_database(GatewaySettings(data_dir=tmp_path / "gw", **database))
-    try:
-        yield opened
-    finally:
-        await opened.dispose()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ line names tables and counts, nothing else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tresen.core.clock import DAY_MS, Clock
 from tresen.core.db import Database
 from tresen.core.logging import get_logger
+from tresen.core.periodic import Periodic, repeat_in_chunks
 from tresen.gateway.customers.service import EXPIRED_BATCH
 from tresen.gateway.retention import repo
 from tresen.gateway.settings import GatewaySettings
@@ -62,9 +62,7 @@ class Retention:
         self.clock = clock
         kept = settings.retention
         self.chunk = kept.chunk_rows
-        self._interval_ms = int(kept.interval_s * 1000)
-        self._next_run_ms = clock.now_ms() + self._interval_ms
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", clock, kept.interval_s, self.run)
         self._clear_payloads = clear_payloads
         self._erase_inactive = erase_inactive
         self._device_payload_ms = kept.device_payload_days * DAY_MS
@@ -110,28 +108,26 @@ class Retention:
 
     async def start(self) -> None:
         """Apply every period every ``retention.interval_s`` (on the gateway's clock)."""
-        self._task = asyncio.create_task(self._run_periodically())
+        self._periodic.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.close()
 
     async def run(self) -> dict[str, int]:
         """Apply every period once; how many rows each cut deleted or reduced."""
         now = self.clock.now_ms()
         done: dict[str, int] = {}
         for name, cut in self._cuts.items():
-            done[name] = await self._repeat(functools.partial(self._in_transaction, cut, now))
+            done[name] = await repeat_in_chunks(
+                functools.partial(self._in_transaction, cut, now), self.chunk
+            )
         if self._clear_payloads is not None:
             clear, before = self._clear_payloads, now - self._device_payload_ms
 
             async def clear_some(n: int) -> int:
                 return clear(before, n)
 
-            done["device_payloads"] = await self._repeat(clear_some)
+            done["device_payloads"] = await repeat_in_chunks(clear_some, self.chunk)
         if self._erase_inactive is not None and self._conversation_ms is not None:
             done["conversations"] = await self._erase_conversations(now - self._conversation_ms)
         if any(done.values()):
@@ -141,24 +137,11 @@ class Retention:
     async def run_if_due(self) -> dict[str, int] | None:
         """Run if ``retention.interval_s`` has passed on the gateway's clock since the last
         time (what the periodic task does); None if it has not."""
-        now = self.clock.now_ms()
-        if now < self._next_run_ms:
-            return None
-        self._next_run_ms = now + self._interval_ms
-        return await self.run()
+        return await self.run() if self._periodic.take_due() else None
 
     async def _in_transaction(self, cut: _Cut, now: int, limit: int) -> int:
         async with self.db.write() as conn:
             return await cut(conn, now, limit)
-
-    async def _repeat(self, chunk: Callable[[int], Awaitable[int]]) -> int:
-        total = 0
-        while True:
-            count = await chunk(self.chunk)
-            total += count
-            if count < self.chunk:
-                return total
-            await asyncio.sleep(0)  # a long backlog lets other work in between chunks
 
     async def _erase_conversations(self, before_ms: int) -> int:
         assert self._erase_inactive is not None
@@ -169,12 +152,3 @@ class Retention:
             if counts.get("customers", 0) < EXPIRED_BATCH:
                 return erased
             await asyncio.sleep(0)
-
-    async def _run_periodically(self) -> None:
-        while True:
-            left_ms = self._next_run_ms - self.clock.now_ms()
-            await asyncio.sleep(max(min(left_ms, self._interval_ms), 1) / 1000)
-            try:
-                await self.run_if_due()
-            except Exception:
-                log.exception("applying retention failed")

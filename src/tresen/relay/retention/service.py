@@ -8,8 +8,7 @@ relay's clock. The log line names tables and counts, nothing else.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tresen.core.clock import DAY_MS, Clock
 from tresen.core.db import Database
 from tresen.core.logging import get_logger
+from tresen.core.periodic import Periodic, repeat_in_chunks
 from tresen.core.settings import Settings
 from tresen.relay.accounts.throttle import throttle_window_ms
 from tresen.relay.billing import repo as billing_repo
@@ -75,10 +75,8 @@ class Retention:
         self.db = db
         self.clock = clock
         self.chunk = settings.retention.chunk_rows
-        self._interval_ms = int(settings.retention.interval_s * 1000)
         self._periods = _Periods.of(settings)
-        self._next_run_ms = clock.now_ms() + self._interval_ms
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", clock, settings.retention.interval_s, self.run)
         p = self._periods
         # In the order of docs/privacy.md's table; message records before their pricing facts.
         self._cuts: dict[str, _Cut] = {
@@ -128,29 +126,19 @@ class Retention:
 
     async def start(self) -> None:
         """Apply every period every ``retention.interval_s`` (on the relay's clock)."""
-        self._task = asyncio.create_task(self._run_periodically())
+        self._periodic.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.close()
 
     async def run(self) -> dict[str, int]:
         """Apply every period once; how many rows each cut deleted or erased."""
         now = self.clock.now_ms()
         done: dict[str, int] = {}
         for name, cut in self._cuts.items():
-            total = 0
-            while True:
-                async with self.db.write() as conn:
-                    count = await cut(conn, now, self.chunk)
-                total += count
-                if count < self.chunk:
-                    break
-                await asyncio.sleep(0)  # a long backlog lets other work in between chunks
-            done[name] = total
+            done[name] = await repeat_in_chunks(
+                functools.partial(_in_transaction, self.db, cut, now), self.chunk
+            )
         if any(done.values()):
             log.info("retention applied", **{k: v for k, v in done.items() if v})
         return done
@@ -158,17 +146,9 @@ class Retention:
     async def run_if_due(self) -> dict[str, int] | None:
         """Run if ``retention.interval_s`` has passed on the relay's clock since the last
         time (what the periodic task does); None if it has not."""
-        now = self.clock.now_ms()
-        if now < self._next_run_ms:
-            return None
-        self._next_run_ms = now + self._interval_ms
-        return await self.run()
+        return await self.run() if self._periodic.take_due() else None
 
-    async def _run_periodically(self) -> None:
-        while True:
-            left_ms = self._next_run_ms - self.clock.now_ms()
-            await asyncio.sleep(max(min(left_ms, self._interval_ms), 1) / 1000)
-            try:
-                await self.run_if_due()
-            except Exception:
-                log.exception("applying retention failed")
+
+async def _in_transaction(db: Database, cut: _Cut, now: int, limit: int) -> int:
+    async with db.write() as conn:
+        return await cut(conn, now, limit)
