@@ -25,7 +25,7 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -238,7 +238,7 @@ class Automation:
         if await _recorded(recording):
             await self._forward(contact)
 
-    def _spawn(self, contact: str, work: Awaitable[None]) -> None:
+    def _spawn(self, contact: str, work: Coroutine[Any, Any, None]) -> None:
         before = self._lanes.get(contact)
 
         async def run() -> None:
@@ -252,6 +252,9 @@ class Automation:
             except Exception:
                 log.exception("automation failed for a message")
             finally:
+                # Cancelled (the gateway stopping) before its turn came: the message is
+                # handled when the relay hands it over again.
+                work.close()
                 if self._lanes.get(contact) is asyncio.current_task():
                     del self._lanes[contact]
 
