@@ -71,6 +71,9 @@ class ErrorCode(IntEnum):
     ATTACHMENT_OFFSET_MISMATCH = 150073
     ATTACHMENT_COMPLETE = 150074
     ATTACHMENT_RANGE_NOT_SATISFIABLE = 150075
+    # key transparency (relay/transparency)
+    NO_EPOCH = 150080
+    NOT_FOUND_IN_LOG = 150081
 
 
 _HTTP_STATUS: dict[ErrorCode, int] = {
@@ -129,6 +132,8 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ATTACHMENT_OFFSET_MISMATCH: 409,
     ErrorCode.ATTACHMENT_COMPLETE: 409,
     ErrorCode.ATTACHMENT_RANGE_NOT_SATISFIABLE: 416,
+    ErrorCode.NO_EPOCH: 404,
+    ErrorCode.NOT_FOUND_IN_LOG: 404,
 }
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Limits",
     "S3Settings",
     "Settings",
+    "TransparencySettings",
     "load_from",
     "load_settings",
 ]
@@ -212,6 +213,34 @@ class ClusterSettings(BaseModel):
     )
 
 
+class TransparencySettings(BaseModel):
+    """Key transparency (docs/architecture.md, "Key transparency"): how often the relay
+    publishes a signed epoch of its key log."""
+
+    enabled: bool = Field(
+        default=True, description="keep the log, publish epochs and answer with proofs"
+    )
+    interval_s: float = Field(
+        default=10.0, gt=0, description="publish an epoch this often when changes wait"
+    )
+    max_pending: int = Field(
+        default=10_000, ge=1, description="publish at once when this many changes wait"
+    )
+    max_batch: int = Field(
+        default=100_000, ge=1, description="changes in one epoch at most (more: several)"
+    )
+    min_interval_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="a look-up of an account with unpublished changes publishes an epoch, "
+        "but not sooner than this after the previous one",
+    )
+    heartbeat_s: float = Field(
+        default=3600.0, gt=0, description="publish an epoch this often even without changes"
+    )
+    max_epochs_per_page: int = Field(default=1000, ge=1, le=10_000)
+
+
 class FileSettings(BaseSettings):
     """Settings read from keyword arguments, the environment, then a TOML file named by
     :func:`load_from` or by the environment variable ``config_env``."""
@@ -263,6 +292,7 @@ class Settings(FileSettings):
     trusted_proxies: list[str] = Field(default_factory=list, examples=[["10.0.0.0/8"]])
     policy: PolicySettings = Field(default_factory=PolicySettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    transparency: TransparencySettings = Field(default_factory=TransparencySettings)
     # The operator's certificate signing key is stored sealed with this 32-byte
     # key-encryption key (64 hex digits or base64); without it, with a key file.
     operator_key: SecretStr | None = None

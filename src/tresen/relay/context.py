@@ -22,6 +22,7 @@ from tresen.relay.mailbox.service import MailboxService
 from tresen.relay.operator.service import OperatorService
 from tresen.relay.policy.service import PolicyService
 from tresen.relay.templates.service import TemplateService
+from tresen.relay.transparency.service import TransparencyService
 from tresen.relay.webapp.files import BUNDLED_DIST
 from tresen.relay.webapp.service import WebApp
 from tresen.wire.relay import KeysLow
@@ -45,11 +46,13 @@ class RelayContext:
     templates: TemplateService
     attachments: AttachmentService
     webapp: WebApp
+    transparency: TransparencyService
     hub: Hub = field(default_factory=Hub)
 
     async def close(self) -> None:
         await self.hub.cluster.close()
         await self.attachments.close()
+        await self.transparency.close()
         await self.templates.close()
         await self.operator.close()
         await self.mailbox.close()
@@ -145,5 +148,6 @@ def build_context(
             blobs or default_blob_storage(settings),
         ),
         webapp=WebApp(settings.webapp_dir or BUNDLED_DIST),
+        transparency=TransparencyService(db, clock, settings.transparency, operator),
         hub=hub,
     )
