@@ -222,11 +222,14 @@ async def serve_relay(
     limits = dict(overrides.pop("limits", {}))
     # Every test client registers from 127.0.0.1; per-address throttling has its own test.
     limits.setdefault("code_requests_per_address", 10_000)
+    # A look-up of a peer whose keys are not published yet publishes an epoch at once.
+    transparency = {"min_interval_s": 0, **overrides.pop("transparency", {})}
     settings = Settings(
         data_dir=tmp_path,
         sms_sender="file",
         sms_file=sms_file,
         limits=limits,
+        transparency=transparency,
         **backend.settings_overrides(),
         **overrides,
     )

@@ -18,6 +18,7 @@ __all__ = [
     "Drained",
     "Event",
     "IdentityChanged",
+    "KeyTransparencyFailed",
     "KeysReplenished",
     "MessageEvent",
     "MessageWaiting",
@@ -71,6 +72,18 @@ class TypingStarted:
     chat: str
     message_id: str
     until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTransparencyFailed:
+    """The relay's key log does not vouch for the keys it gave for ``account_id`` (a key
+    shown to this client only, an entry removed), or (``forked``) the log is not the history
+    this client saw before: sending to the peers concerned stops, as for a changed identity,
+    until the user has compared safety numbers and called ``Client.trust_identity``."""
+
+    account_id: str
+    reason: str
+    forked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +185,7 @@ Event = (
     | StatusChanged
     | TypingStarted
     | IdentityChanged
+    | KeyTransparencyFailed
     | DeviceAdded
     | DecryptionFailed
     | KeysReplenished

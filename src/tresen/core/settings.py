@@ -230,7 +230,7 @@ class TransparencySettings(BaseModel):
         default=100_000, ge=1, description="changes in one epoch at most (more: several)"
     )
     min_interval_s: float = Field(
-        default=0.5,
+        default=0.2,
         ge=0,
         description="a look-up of an account with unpublished changes publishes an epoch, "
         "but not sooner than this after the previous one",

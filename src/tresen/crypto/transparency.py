@@ -45,6 +45,7 @@ __all__ = [
     "EMPTY",
     "EPOCH_PREFIX",
     "HASH_BYTES",
+    "MAP_ROOT",
     "TRANSPARENCY_VERSION",
     "CertificateLeaf",
     "DeviceEntry",
@@ -524,7 +525,8 @@ def verify_map_proof(key: bytes, proof: MapProof, root: bytes) -> bytes | None:
     return proof.leaf_value if proof.leaf_key == key else None
 
 
-_ROOT = map_position(EMPTY, 0)
+MAP_ROOT = map_position(EMPTY, 0)
+"""Where the map's root node is stored."""
 
 
 @dataclass
@@ -546,7 +548,7 @@ class MapUpdate:
     def __post_init__(self) -> None:
         keys = sorted(self.changes)
         if keys:
-            self._frontier = {_ROOT: (0, keys[0], keys)}
+            self._frontier = {MAP_ROOT: (0, keys[0], keys)}
 
     def wanted(self) -> list[bytes]:
         return list(self._frontier)
@@ -568,14 +570,14 @@ class MapUpdate:
         if self._frontier:
             raise RuntimeError("read the wanted positions first")
         if not self.changes:
-            root = self.nodes.get(_ROOT)
+            root = self.nodes.get(MAP_ROOT)
             return (EMPTY if root is None else root.hash), {}, set()
         keys = sorted(self.changes)
-        new_root = self._compute(_ROOT, 0, keys[0], keys)
+        new_root = self._compute(MAP_ROOT, 0, keys[0], keys)
         if new_root is None:
-            self._deletes.add(_ROOT)
+            self._deletes.add(MAP_ROOT)
         else:
-            self._writes[_ROOT] = new_root
+            self._writes[MAP_ROOT] = new_root
         deletes = {p for p in self._deletes if p not in self._writes}
         return (EMPTY if new_root is None else new_root.hash), self._writes, deletes
 

@@ -32,6 +32,7 @@ from tresen.core.settings import TransparencySettings
 from tresen.crypto.transparency import (
     EMPTY,
     EPOCH_PREFIX,
+    MAP_ROOT,
     CertificateLeaf,
     DeviceEntry,
     DevicesLeaf,
@@ -232,7 +233,9 @@ class TransparencyService:
             map_root, writes, deletes = update.finish()
             await repo.write_map_nodes(conn, writes, deletes)
         else:
-            map_root = EMPTY if previous is None else previous.map_root
+            # The head commits to the map as stored.
+            root = (await repo.map_nodes(conn, [MAP_ROOT])).get(MAP_ROOT)
+            map_root = EMPTY if root is None else root.hash
         await repo.put_account_leaves(conn, by_account)
         await repo.put_certificate_leaves(conn, by_serial)
         await repo.delete_pending(conn, account_ids, [c.serial for c in certificates])

@@ -1,0 +1,331 @@
+"""Key transparency as clients see it: honest relays raise no warning; a relay that lies about
+keys (to one client only, by removing an entry, by rewriting or forking its history) is
+caught by every client that uses the keys, which then refuses to send."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, update
+from support import RunningRelay, registered_client
+
+from tresen.client import Client
+from tresen.client.directory import IdentityNotTrusted
+from tresen.client.events import Event, KeyTransparencyFailed
+from tresen.client.store import Trust
+from tresen.client.transparency import compare_roots
+from tresen.crypto.transparency import (
+    DeviceEntry,
+    DevicesLeaf,
+    MapUpdate,
+    account_key,
+    decode_leaf,
+    encode_leaf,
+    log_leaf_hash,
+    log_node_hash,
+    map_value,
+)
+from tresen.relay.schema import devices, kt_accounts, kt_log_nodes
+from tresen.relay.transparency import repo
+from tresen.relay.transparency.models import lookup_public
+from tresen.wire.e2e import Text
+
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
+
+Rewrite = Callable[[httpx.Request, dict[str, Any]], dict[str, Any]]
+
+
+class LyingTransport(httpx.AsyncBaseTransport):
+    """The relay as one client sees it: answers pass through ``rewrite`` while it is set."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.rewrite: Rewrite | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.rewrite is None or response.status_code != 200:
+            return response
+        await response.aread()
+        await response.aclose()
+        body = self.rewrite(request, response.json())
+        return httpx.Response(200, json=body, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def person(relay: RunningRelay, tmp_path: Path, name: str, **options: Any) -> Client:
+    client: Client = await registered_client(
+        relay.url, relay.sms_file, tmp_path / name, relay.next_phone(), **options
+    )
+    return client
+
+
+class Forget(Exception):
+    """Rolls back the transaction it leaves."""
+
+
+def drained(client: Client) -> list[Event]:
+    found = []
+    while not client._events.empty():
+        found.append(client._events.get_nowait())
+    return found
+
+
+def failures(client: Client) -> list[KeyTransparencyFailed]:
+    return [e for e in drained(client) if isinstance(e, KeyTransparencyFailed)]
+
+
+async def test_honest_relay_raises_no_warning_and_messages_flow(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    alice = await person(relay, tmp_path, "alice")
+    bob = await person(relay, tmp_path, "bob")
+    try:
+        assert bob.account_id is not None
+        await alice.send(bob.account_id, Text(text="hello"))
+        # Bob adds a device: published in the log, and Alice's next look-up accepts it.
+        bob2 = await registered_client(
+            relay.url, relay.sms_file, tmp_path / "bob2", bob.phone or ""
+        )
+        await alice.directory.devices_of(bob.account_id, refresh=True)
+        await alice.send(bob.account_id, Text(text="both of your devices"))
+        assert len(alice.store.peer_devices(bob.account_id)) == 2
+        await bob.send(alice.account_id or "", Text(text="hi"))
+
+        for client in (alice, bob, bob2):
+            assert failures(client) == []
+        assert alice.trust_of(bob.account_id) is Trust.TRUSTED
+        roots = alice.key_log_roots()
+        assert [r["epoch"] for r in roots] == sorted({r["epoch"] for r in roots})
+        assert len(roots) >= 2  # a newer head was accepted with a consistency proof
+        ring = alice.operator_keys
+        assert ring is not None
+        assert compare_roots(roots, bob.key_log_roots(), ring) == []
+        await bob2.close()
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_key_swapped_for_one_client_only_stops_that_client(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    lying = LyingTransport()
+    carol = await person(relay, tmp_path, "carol", transport=lying)
+    alice = await person(relay, tmp_path, "alice")
+    bob = await person(relay, tmp_path, "bob")
+    mallory = await person(relay, tmp_path, "mallory")
+    try:
+        assert bob.account_id is not None
+        assert mallory.device.identity is not None
+        intruder = mallory.device.identity.curve25519
+
+        def swap(request: httpx.Request, body: dict[str, Any]) -> dict[str, Any]:
+            if request.url.path == f"/v1/keys/{bob.account_id}":
+                body["devices"][0]["identity_keys"]["curve25519"] = intruder
+            return body
+
+        lying.rewrite = swap
+        with pytest.raises(IdentityNotTrusted) as refused:
+            await carol.send(bob.account_id, Text(text="for your eyes only"))
+        assert refused.value.reason is Trust.KEY_TRANSPARENCY
+        assert carol.trust_of(bob.account_id) is Trust.KEY_TRANSPARENCY
+        [warning] = failures(carol)
+        assert warning.account_id == bob.account_id
+        assert not warning.forked
+        assert carol.store.peer_devices(bob.account_id) == {}  # nothing unvouched was pinned
+        # Still refused when asked again, however the relay answers now.
+        lying.rewrite = None
+        with pytest.raises(IdentityNotTrusted):
+            await carol.send(bob.account_id, Text(text="again"))
+
+        # Everyone else is unaffected.
+        await alice.send(bob.account_id, Text(text="hello"))
+        assert failures(alice) == []
+    finally:
+        for client in (carol, alice, bob, mallory):
+            await client.close()
+
+
+async def test_an_entry_removed_from_the_map_is_detected(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    alice = await person(relay, tmp_path, "alice")
+    bob = await person(relay, tmp_path, "bob")
+    try:
+        assert bob.account_id is not None
+        await alice.send(bob.account_id, Text(text="hello"))
+        # The relay drops Bob from its map (but still hands out his keys) and signs that.
+        ctx = relay.ctx
+        async with ctx.db.write() as conn:
+            changes: dict[bytes, bytes | None] = {account_key(bob.account_id): None}
+            removal = MapUpdate(changes)
+            while wanted := removal.wanted():
+                removal.feed(await repo.map_nodes(conn, wanted))
+            _, writes, deletes = removal.finish()
+            await repo.write_map_nodes(conn, writes, deletes)
+            await conn.execute(
+                delete(kt_accounts).where(kt_accounts.c.account_id == bob.account_id)
+            )
+            await ctx.transparency.publish_in(conn, force=True)
+
+        await alice.directory.devices_of(bob.account_id, refresh=True)
+        with pytest.raises(IdentityNotTrusted):
+            await alice.send(bob.account_id, Text(text="still there?"))
+        [warning] = failures(alice)
+        assert warning.account_id == bob.account_id
+        assert "no devices" in warning.reason
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def rewrite_leaf(relay: RunningRelay, account_id: str, curve25519: str) -> None:
+    """The relay changes an account's logged device set in place (a past leaf, the log nodes
+    above it, the map entry) and signs a new epoch over the rewritten log."""
+    async with relay.ctx.db.write() as conn:
+        logged = await repo.account_leaf(conn, account_id)
+        latest = await repo.latest_epoch(conn)
+        assert logged is not None
+        assert latest is not None
+        old = decode_leaf(logged.leaf)
+        assert isinstance(old, DevicesLeaf)
+        entries = [DeviceEntry(d.device_id, curve25519, d.ed25519) for d in old.devices]
+        leaf = encode_leaf(DevicesLeaf(account_id=account_id, epoch=old.epoch, devices=entries))
+        h, level, i = log_leaf_hash(leaf), 0, logged.leaf_idx
+        while (i + 1) << level <= latest.tree_size:
+            await conn.execute(
+                update(kt_log_nodes)
+                .where(kt_log_nodes.c.level == level, kt_log_nodes.c.idx == i)
+                .values(hash=h)
+            )
+            sibling = (await repo.log_nodes(conn, [(level, i ^ 1)])).get((level, i ^ 1))
+            if sibling is None:
+                break
+            h = log_node_hash(sibling, h) if i & 1 else log_node_hash(h, sibling)
+            level, i = level + 1, i >> 1
+        await repo.put_account_leaves(conn, {account_id: repo.LoggedLeaf(logged.leaf_idx, leaf)})
+        change = MapUpdate(
+            {account_key(account_id): map_value(logged.leaf_idx, log_leaf_hash(leaf))}
+        )
+        while wanted := change.wanted():
+            change.feed(await repo.map_nodes(conn, wanted))
+        _, writes, deletes = change.finish()
+        await repo.write_map_nodes(conn, writes, deletes)
+        await conn.execute(
+            update(devices)
+            .where(devices.c.account_id == account_id)
+            .values(identity_curve25519=curve25519)
+        )
+        await relay.ctx.transparency.publish_in(conn, force=True)
+
+
+async def test_a_rewritten_history_is_detected_and_blocks_sending(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    alice = await person(relay, tmp_path, "alice")
+    bob = await person(relay, tmp_path, "bob")
+    carol = await person(relay, tmp_path, "carol")
+    try:
+        assert bob.account_id is not None
+        assert carol.account_id is not None
+        await alice.send(bob.account_id, Text(text="hello"))
+        await alice.send(carol.account_id, Text(text="hello"))
+        # The relay rewrites Bob's entry in its past log: the new log does not extend the
+        # one Alice saw, whatever its proofs say about Bob now.
+        await rewrite_leaf(relay, bob.account_id, "A" * 42 + "E")
+
+        await alice.directory.devices_of(carol.account_id, refresh=True)
+        warnings = failures(alice)
+        assert warnings
+        assert warnings[0].forked
+        # Sending stops for every peer: the log Alice checked keys against is gone.
+        for peer in (bob.account_id, carol.account_id):
+            assert alice.trust_of(peer) is Trust.KEY_TRANSPARENCY
+            with pytest.raises(IdentityNotTrusted):
+                await alice.send(peer, Text(text="are you there?"))
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()
+
+
+async def test_a_history_forked_for_one_client_is_found_by_comparing_roots(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    lying = LyingTransport()
+    alice = await person(relay, tmp_path, "alice")
+    carol = await person(relay, tmp_path, "carol", transport=lying)
+    bob = await person(relay, tmp_path, "bob")
+    dave = await person(relay, tmp_path, "dave")
+    try:
+        assert bob.account_id is not None
+        assert dave.account_id is not None
+        await carol.send(dave.account_id, Text(text="hi Dave"))
+        # The relay signs an epoch in which Bob's key is another, shows it to Carol only,
+        # and never commits it: everyone else goes on with the honest history.
+        ctx = relay.ctx
+        forked: dict[str, Any] = {}
+        bob_keys = await ctx.keys.device_directory(bob.account_id)  # type: ignore[arg-type]
+        swapped = "B" * 42 + "E"
+
+        try:
+            async with ctx.db.write() as conn:
+                await conn.execute(
+                    update(devices)
+                    .where(devices.c.account_id == bob.account_id)
+                    .values(identity_curve25519=swapped)
+                )
+                await repo.queue_devices_change(conn, bob.account_id, 0)
+                await ctx.transparency.publish_in(conn)
+                found = await ctx.transparency.lookup_in(conn, bob.account_id, carol.key_log.since)
+                assert found is not None
+                forked["proof"] = json.loads(lookup_public(found).model_dump_json())
+                raise Forget
+        except Forget:
+            pass  # rolled back
+
+        def fork(request: httpx.Request, body: dict[str, Any]) -> dict[str, Any]:
+            if request.url.path == f"/v1/keys/{bob.account_id}":
+                body["devices"][0]["identity_keys"]["curve25519"] = swapped
+                body["transparency"] = forked["proof"]
+            return body
+
+        lying.rewrite = fork
+        await carol.directory.devices_of(bob.account_id, refresh=True)
+        assert failures(carol) == []  # the forked head is signed and its proofs hold
+        lying.rewrite = None
+
+        # The honest history goes on: Dave adds a device, Alice sees the next epochs.
+        dave2 = await registered_client(
+            relay.url, relay.sms_file, tmp_path / "dave2", dave.phone or ""
+        )
+        await dave2.close()
+        await alice.directory.devices_of(dave.account_id, refresh=True)
+        await alice.directory.devices_of(bob.account_id, refresh=True)
+        assert bob_keys
+        assert alice.store.peer_devices(bob.account_id)[1].curve25519 != swapped
+
+        # Comparing roots shows the fork...
+        ring = alice.operator_keys
+        assert ring is not None
+        conflicts = compare_roots(alice.key_log_roots(), carol.key_log_roots(), ring)
+        assert conflicts
+        assert conflicts[0].reason == "same epoch, other head"
+        # ...and so does Carol's next look-up: she stops sending and warns.
+        await carol.directory.devices_of(dave.account_id, refresh=True)
+        warnings = failures(carol)
+        assert warnings
+        assert warnings[0].forked
+        with pytest.raises(IdentityNotTrusted):
+            await carol.send(dave.account_id, Text(text="hi again"))
+        assert failures(alice) == []
+    finally:
+        for client in (alice, carol, bob, dave):
+            await client.close()
