@@ -17,6 +17,7 @@ from tresen.core.fields import SafeStr
 from tresen.crypto.encoding import b64
 from tresen.relay.http import Authed, Ctx, errors
 from tresen.relay.transparency.models import (
+    CertificateProofPublic,
     ConsistencyPublic,
     EpochPublic,
     LookupPublic,
@@ -89,3 +90,22 @@ async def lookup(
     proofs; an account without devices (or unknown) gets a proof that it has none."""
     _enabled(ctx)
     return lookup_public(await ctx.transparency.lookup(account_id, since))
+
+
+@router.get("/certificates/{serial}", response_model=CertificateProofPublic, responses=errors(404))
+async def certificate(
+    serial: Annotated[int, Path(ge=1, le=2**62)], _: Authed, ctx: Ctx
+) -> CertificateProofPublic:
+    """Where the business certificate ``serial`` is in the log, with its inclusion proof:
+    a certificate shown to one client only would be missing here."""
+    _enabled(ctx)
+    epoch, leaf_index, leaf, inclusion = await ctx.transparency.certificate(serial)
+    return CertificateProofPublic(
+        serial=leaf.serial,
+        account_id=leaf.account_id,
+        digest=b64(leaf.digest),
+        leaf_index=leaf_index,
+        leaf_epoch=leaf.epoch,
+        epoch=epoch_public(epoch),
+        inclusion=[b64(h) for h in inclusion],
+    )

@@ -9,6 +9,7 @@ from tresen.crypto.encoding import b64
 from tresen.relay.transparency.service import Epoch, Lookup
 
 __all__ = [
+    "CertificateProofPublic",
     "ConsistencyPublic",
     "EpochPublic",
     "LoggedDevicePublic",
@@ -108,3 +109,13 @@ def lookup_public(found: Lookup) -> LookupPublic:
             proof=[b64(h) for h in found.consistency],
         ),
     )
+
+
+class CertificateProofPublic(BaseModel):
+    serial: int
+    account_id: str
+    digest: str = Field(description="SHA-256 of the certificate's body; " + _HASH)
+    leaf_index: int
+    leaf_epoch: int = Field(description="the epoch that logged the certificate")
+    epoch: EpochPublic
+    inclusion: list[str] = Field(description="RFC 9162 inclusion proof of the leaf")
