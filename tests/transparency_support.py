@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from support import RunningRelay
 
 from tresen.crypto.transparency import (
@@ -21,7 +21,7 @@ from tresen.crypto.transparency import (
     log_node_hash,
     map_value,
 )
-from tresen.relay.schema import devices, kt_log_nodes
+from tresen.relay.schema import devices, kt_accounts, kt_log_nodes
 from tresen.relay.transparency import repo
 
 Rewrite = Callable[[httpx.Request, dict[str, Any]], dict[str, Any]]
@@ -84,4 +84,18 @@ async def rewrite_leaf(relay: RunningRelay, account_id: str, curve25519: str) ->
             .where(devices.c.account_id == account_id)
             .values(identity_curve25519=curve25519)
         )
+        await relay.ctx.transparency.publish_in(conn, force=True)
+
+
+async def remove_entry(relay: RunningRelay, account_id: str) -> None:
+    """The relay drops an account from its map (while still handing out its keys) and signs
+    an epoch over that."""
+    async with relay.ctx.db.write() as conn:
+        changes: dict[bytes, bytes | None] = {account_key(account_id): None}
+        removal = MapUpdate(changes)
+        while wanted := removal.wanted():
+            removal.feed(await repo.map_nodes(conn, wanted))
+        _, writes, deletes = removal.finish()
+        await repo.write_map_nodes(conn, writes, deletes)
+        await conn.execute(delete(kt_accounts).where(kt_accounts.c.account_id == account_id))
         await relay.ctx.transparency.publish_in(conn, force=True)

@@ -10,20 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from support import RunningRelay, registered_client
-from transparency_support import LyingTransport, rewrite_leaf
+from transparency_support import LyingTransport, remove_entry, rewrite_leaf
 
 from tresen.client import Client
 from tresen.client.directory import IdentityNotTrusted
 from tresen.client.events import Event, KeyTransparencyFailed
 from tresen.client.store import Trust
 from tresen.client.transparency import compare_roots
-from tresen.crypto.transparency import (
-    MapUpdate,
-    account_key,
-)
-from tresen.relay.schema import devices, kt_accounts
+from tresen.relay.schema import devices
 from tresen.relay.transparency import repo
 from tresen.relay.transparency.models import lookup_public
 from tresen.wire.e2e import Text
@@ -134,18 +130,7 @@ async def test_an_entry_removed_from_the_map_is_detected(
         assert bob.account_id is not None
         await alice.send(bob.account_id, Text(text="hello"))
         # The relay drops Bob from its map (but still hands out his keys) and signs that.
-        ctx = relay.ctx
-        async with ctx.db.write() as conn:
-            changes: dict[bytes, bytes | None] = {account_key(bob.account_id): None}
-            removal = MapUpdate(changes)
-            while wanted := removal.wanted():
-                removal.feed(await repo.map_nodes(conn, wanted))
-            _, writes, deletes = removal.finish()
-            await repo.write_map_nodes(conn, writes, deletes)
-            await conn.execute(
-                delete(kt_accounts).where(kt_accounts.c.account_id == bob.account_id)
-            )
-            await ctx.transparency.publish_in(conn, force=True)
+        await remove_entry(relay, bob.account_id)
 
         await alice.directory.devices_of(bob.account_id, refresh=True)
         with pytest.raises(IdentityNotTrusted):

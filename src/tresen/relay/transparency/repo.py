@@ -7,6 +7,7 @@ the transaction that makes the change, so no change can be committed without bei
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 _CHUNK = 500
+_BULK = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,10 +233,43 @@ async def log_nodes(
     return found
 
 
+@functools.cache
+def _upsert_sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
+    """``INSERT`` of one row in the driver's own parameter style; a row whose key (the first
+    column) exists is overwritten. SQLite and PostgreSQL share the ``ON CONFLICT`` form."""
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+    else:
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    # Names of this schema's tables and columns, never input.
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "  # noqa: S608
+        f"ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}"
+    )
+
+
+@functools.cache
+def _delete_sql(dialect: str, table: str, column: str) -> str:
+    mark = "?" if dialect == "sqlite" else "$1"
+    return f"DELETE FROM {table} WHERE {column} = {mark}"  # noqa: S608
+
+
+async def _driver_many(conn: AsyncConnection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``sql`` once per row, handed to the driver as tuples: an epoch writes hundreds of
+    thousands of nodes at its largest, and SQLAlchemy's per-row parameter processing would
+    cost more than the database's work."""
+    for start in range(0, len(rows), _BULK):
+        await conn.exec_driver_sql(sql, list(rows[start : start + _BULK]))
+
+
 async def put_log_nodes(conn: AsyncConnection, nodes: Mapping[tuple[int, int], bytes]) -> None:
-    rows = [{"level": level, "idx": idx, "hash": h} for (level, idx), h in nodes.items()]
-    for start in range(0, len(rows), 10_000):
-        await conn.execute(insert(kt_log_nodes), rows[start : start + 10_000])
+    """Store new perfect subtrees (they never change; the key is (level, idx))."""
+    if conn.dialect.name == "sqlite":
+        sql = "INSERT INTO kt_log_nodes (level, idx, hash) VALUES (?, ?, ?)"
+    else:
+        sql = "INSERT INTO kt_log_nodes (level, idx, hash) VALUES ($1, $2, $3)"
+    await _driver_many(conn, sql, [(level, idx, h) for (level, idx), h in nodes.items()])
 
 
 # --- the map ---------------------------------------------------------------------------------
@@ -263,15 +298,13 @@ async def map_nodes(conn: AsyncConnection, positions: Sequence[bytes]) -> dict[b
 async def write_map_nodes(
     conn: AsyncConnection, writes: Mapping[bytes, MapNode], deletes: Iterable[bytes]
 ) -> None:
-    gone = [*deletes, *writes]
-    for chunk in _chunks(gone):
-        await conn.execute(delete(kt_map_nodes).where(kt_map_nodes.c.pos.in_(chunk)))
-    rows = [
-        {"pos": pos, "hash": n.hash, "leaf_key": n.key, "leaf_value": n.value}
-        for pos, n in writes.items()
-    ]
-    for start in range(0, len(rows), 10_000):
-        await conn.execute(insert(kt_map_nodes), rows[start : start + 10_000])
+    dialect, table = conn.dialect.name, kt_map_nodes.name
+    await _driver_many(conn, _delete_sql(dialect, table, "pos"), [(p,) for p in deletes])
+    await _driver_many(
+        conn,
+        _upsert_sql(dialect, table, ("pos", "hash", "leaf_key", "leaf_value")),
+        [(pos, n.hash, n.key, n.value) for pos, n in writes.items()],
+    )
 
 
 # --- logged leaves ---------------------------------------------------------------------------
@@ -289,15 +322,11 @@ async def account_leaf(conn: AsyncConnection, account_id: str) -> LoggedLeaf | N
 
 
 async def put_account_leaves(conn: AsyncConnection, leaves: Mapping[str, LoggedLeaf]) -> None:
-    ids = list(leaves)
-    for chunk in _chunks(ids):
-        await conn.execute(delete(kt_accounts).where(kt_accounts.c.account_id.in_(chunk)))
-    rows = [
-        {"account_id": a, "leaf_idx": leaf.leaf_idx, "leaf": leaf.leaf}
-        for a, leaf in leaves.items()
-    ]
-    for start in range(0, len(rows), 10_000):
-        await conn.execute(insert(kt_accounts), rows[start : start + 10_000])
+    await _driver_many(
+        conn,
+        _upsert_sql(conn.dialect.name, kt_accounts.name, ("account_id", "leaf_idx", "leaf")),
+        [(a, leaf.leaf_idx, leaf.leaf) for a, leaf in leaves.items()],
+    )
 
 
 async def certificate_leaf(conn: AsyncConnection, serial: int) -> tuple[str, LoggedLeaf] | None:
