@@ -319,7 +319,8 @@ def main() -> None:
         (
             "proof size",
             f"{lk['map_siblings_median']:.0f} map + {lk['inclusion_hashes_median']:.0f} log hashes",
-            f"{lk['proof_json_bytes_median']:.0f} B JSON, {lk['proof_binary_bytes_median']:.0f} B binary",
+            f"{lk['proof_json_bytes_median']:.0f} B JSON, "
+            f"{lk['proof_binary_bytes_median']:.0f} B binary",
             "",
         ),
     ]
