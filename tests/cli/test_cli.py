@@ -23,10 +23,10 @@ def test_help_lists_the_commands() -> None:
 def test_migrate_creates_and_then_keeps_the_schema(tmp_path: Path) -> None:
     first = runner.invoke(app, ["relay", "migrate", "--data-dir", str(tmp_path)])
     assert first.exit_code == 0, first.output
-    assert "at revision 0007 (was empty)" in first.output
+    assert "at revision 0010 (was empty)" in first.output
     assert (tmp_path / "relay.db").exists()
     again = runner.invoke(app, ["relay", "migrate", "--data-dir", str(tmp_path)])
-    assert "at revision 0007 (was 0007)" in again.output
+    assert "at revision 0010 (was 0010)" in again.output
 
 
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
