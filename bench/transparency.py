@@ -107,7 +107,7 @@ def peak_rss_mib() -> float:
 
 def open_parts(args: argparse.Namespace) -> tuple[Database, TransparencyService, OperatorKey]:
     url = args.database_url or f"sqlite+aiosqlite:///{args.data_dir / 'relay.db'}"
-    db = Database(url, sqlite_synchronous="NORMAL")
+    db = Database(url, sqlite_synchronous="NORMAL", schema=args.database_schema)
     key = OperatorKey.from_private_bytes((args.data_dir / KEY_FILE).read_bytes())
     settings = TransparencySettings(max_batch=args.batch)
     return db, TransparencyService(db, SystemClock(), settings, BenchSigner(key)), key
@@ -125,6 +125,8 @@ async def queue(db: Database, accounts: Sequence[str]) -> None:
 async def build(args: argparse.Namespace) -> dict[str, Any]:
     (args.data_dir / KEY_FILE).write_bytes(OperatorKey.generate().private_bytes())
     db, service, _ = open_parts(args)
+    if args.database_schema:
+        await db.ensure_schema(args.database_schema)
     await migrate.upgrade(db)
     simulate_devices({})
     await queue(db, [account_id(i) for i in range(args.accounts)])
@@ -238,6 +240,13 @@ def check(account: str, body: dict[str, Any], ring: KeyRing) -> None:
     )
 
 
+async def drop_schema(url: str, schema: str) -> None:
+    db = Database(url)
+    async with db.write() as conn:
+        await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await db.dispose()
+
+
 PHASES = {"build": build, "incremental": incremental, "lookups": lookups}
 
 
@@ -259,7 +268,7 @@ def run_phase(args: argparse.Namespace, phase: str) -> dict[str, Any]:
         str(args.data_dir),
     ]
     if args.database_url:
-        command += ["--database-url", args.database_url]
+        command += ["--database-url", args.database_url, "--database-schema", args.database_schema]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
@@ -271,10 +280,16 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=TransparencySettings().max_batch)
     parser.add_argument("--database-url", default=None, help="default: SQLite in --data-dir")
+    parser.add_argument(
+        "--database-schema", default="bench_transparency", help="PostgreSQL: dropped afterwards"
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--phase", choices=sorted(PHASES), default=None)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/transparency.json"))
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.out is None:
+        name = "transparency_postgres.json" if args.database_url else "transparency.json"
+        args.out = Path("bench/results") / name
     if args.phase is not None:
         print(json.dumps(asyncio.run(PHASES[args.phase](args))))
         return
@@ -283,7 +298,13 @@ def main() -> None:
         if args.data_dir is None:
             args.data_dir = Path(scratch)
         args.data_dir.mkdir(parents=True, exist_ok=True)
-        results = {phase: run_phase(args, phase) for phase in ("build", "incremental", "lookups")}
+        try:
+            results = {
+                phase: run_phase(args, phase) for phase in ("build", "incremental", "lookups")
+            }
+        finally:
+            if args.database_url:
+                asyncio.run(drop_schema(args.database_url, args.database_schema))
         database = args.data_dir / "relay.db"
         size = database.stat().st_size if database.exists() else None
         if size is not None:

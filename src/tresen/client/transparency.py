@@ -167,9 +167,7 @@ class KeyLog:
         try:
             head = await self._head(proof.get("epoch"), proof.get("consistency"))
             self._check_devices(account_id, devices, proof, head, own)
-        except (ProofError, CertificateError, KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, KeyLogFailure):
-                raise
+        except (CertificateError, KeyError, TypeError, ValueError) as exc:
             raise KeyLogFailure(f"the key log does not vouch for {account_id}: {exc}") from None
 
     def _check_devices(
