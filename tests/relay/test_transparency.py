@@ -201,6 +201,7 @@ async def test_issued_certificates_are_logged(relay: RunningRelay) -> None:
     assert missing.json()["error"]["code"] == ErrorCode.NOT_FOUND_IN_LOG
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_bad_requests_get_clear_errors(relay: RunningRelay) -> None:
     device = await relay.register()
     await publish_identity(relay, device)
@@ -234,6 +235,7 @@ async def test_bad_requests_get_clear_errors(relay: RunningRelay) -> None:
         assert r.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_a_relay_without_a_log_says_so(backend: Any, tmp_path: Path) -> None:
     async with serve_relay(backend, tmp_path, transparency={"enabled": False}) as relay:
         device = await relay.register()
@@ -246,6 +248,7 @@ async def test_a_relay_without_a_log_says_so(backend: Any, tmp_path: Path) -> No
         assert "transparency" not in keys.json()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_the_auditor_follows_the_log_and_catches_a_rewritten_history(
     relay: RunningRelay, tmp_path: Path
 ) -> None:
