@@ -408,11 +408,14 @@ async def serve_relay(
     limits = dict(overrides.pop("limits", {}))
     # Every test client registers from 127.0.0.1; per-address throttling has its own test.
     limits.setdefault("code_requests_per_address", 10_000)
+    # A look-up of a peer whose keys are not published yet publishes an epoch at once.
+    transparency = {"min_interval_s": 0, **overrides.pop("transparency", {})}
     settings = Settings(
         data_dir=tmp_path,
         sms_sender="file",
         sms_file=sms_file,
         limits=limits,
+        transparency=transparency,
         **backend.settings_overrides(),
         **overrides,
     )
@@ -594,16 +597,21 @@ class RelayProcess:
     async def replace_identity_keys(
         self, account_id: str, device_id: int, curve25519: str, ed25519: str
     ) -> None:
-        """Swap a device's identity keys in the relay's directory, as an attacker would."""
-        from sqlalchemy import update
+        """Swap a device's identity keys in the relay's directory, as an attacker would who
+        also has the swap logged (so clients see a changed key rather than a key the log does
+        not vouch for; tests/client/test_transparency.py has the unlogged kind)."""
+        from sqlalchemy import insert, update
 
-        from tresen.relay.schema import devices
+        from tresen.relay.schema import devices, kt_pending_accounts
 
         await _query(
             self.backend,
             update(devices)
             .where(devices.c.account_id == account_id, devices.c.device_id == device_id)
             .values(identity_curve25519=curve25519, identity_ed25519=ed25519),
+        )
+        await _query(
+            self.backend, insert(kt_pending_accounts).values(account_id=account_id, queued_ms=0)
         )
 
     async def raw_socket(self, client: Any) -> websockets.ClientConnection:

@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from gateway_support import RunningGateway, approved_template, customer, next_of
 from support import RunningRelay
+from transparency_support import remove_entry
 
 from tresen.client.events import MessageEvent
+from tresen.client.store import Trust
 from tresen.gateway.ids import decode_wamid
 from tresen.wire.e2e import Interactive, Text
 
@@ -64,6 +67,28 @@ async def test_blocked_is_131026(relay: RunningRelay, gw: RunningGateway, tmp_pa
         r = await gw.send({"to": alice.phone, "type": "text", "text": {"body": "Hello?"}})
         assert r.status_code == 400
         assert error_of(r)["code"] == 131026
+    finally:
+        await alice.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_keys_the_key_log_does_not_vouch_for_are_never_accepted(
+    relay: RunningRelay, gw: RunningGateway, tmp_path: Path
+) -> None:
+    """A changed customer key is accepted by the gateway (a reinstall); keys the relay's own
+    log does not vouch for are not: nothing is sent, 131026."""
+    alice = await customer(relay, tmp_path / "alice")
+    try:
+        assert alice.account_id is not None
+        await alice.send_text(gw.gateway.phone, "hi")  # the window is open
+        await remove_entry(relay, alice.account_id)
+        client = gw.gateway.client
+        await client.directory.devices_of(alice.account_id, refresh=True)
+        r = await gw.send({"to": alice.phone, "type": "text", "text": {"body": "Hello?"}})
+        assert r.status_code == 400
+        assert error_of(r)["code"] == 131026
+        assert "key log" in error_of(r)["error_data"]["details"]
+        assert client.trust_of(alice.account_id) is Trust.KEY_TRANSPARENCY
     finally:
         await alice.close()
 

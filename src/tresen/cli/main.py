@@ -44,6 +44,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "app",
         "Operate the platform: operator tokens, the signing key, business verification.",
     ),
+    "audit": (
+        "tresen.cli.audit",
+        "app",
+        "Audit a relay's key log: follow it, publish the roots seen, compare with others.",
+    ),
 }
 """Each command's module, the function (a single command) or Typer app (a group) in it, and the
 summary ``tresen --help`` shows for it (the same as the command's own help)."""

@@ -166,6 +166,33 @@ class RelayApi:
         body = await self._call("GET", f"/v1/keys/{account_id}")
         return [_device(d) for d in body["devices"]]
 
+    async def directory_with_proof(
+        self, account_id: str, since: int | None
+    ) -> tuple[list[DirectoryDevice], dict[str, Any] | None]:
+        """The account's devices and the key log's proofs of them (``None``: the relay keeps
+        no log), with a consistency proof from the log size ``since``."""
+        params: dict[str, Any] = {"transparency": "true"}
+        if since is not None:
+            params["transparency_since"] = since
+        body = await self._call("GET", f"/v1/keys/{account_id}", params=params)
+        return [_device(d) for d in body["devices"]], body.get("transparency")
+
+    async def key_log_consistency(self, first: int, second: int) -> list[str]:
+        body = await self._call(
+            "GET", "/v1/transparency/consistency", params={"first": first, "second": second}
+        )
+        return list(body["proof"])
+
+    async def key_log_epochs(self, after: int, limit: int) -> list[dict[str, Any]]:
+        body = await self._call(
+            "GET", "/v1/transparency/epochs", params={"after": after, "limit": limit}
+        )
+        return list(body["epochs"])
+
+    async def key_log_latest(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", "/v1/transparency/epochs/latest")
+        return body
+
     async def claim(self, account_id: str, device_ids: list[int]) -> list[DirectoryDevice]:
         body = await self._call(
             "POST", f"/v1/keys/{account_id}/claim", json={"device_ids": device_ids}
@@ -173,13 +200,20 @@ class RelayApi:
         return [_device(d) for d in body["devices"]]
 
     async def claim_many(
-        self, account_ids: list[str]
-    ) -> tuple[dict[str, list[DirectoryDevice]], list[str]]:
+        self, account_ids: list[str], *, transparency_since: int | None = None
+    ) -> tuple[dict[str, list[DirectoryDevice]], list[str], dict[str, dict[str, Any]]]:
         """A key of every device of each of up to 64 accounts; also the accounts that do not
-        exist."""
-        body = await self._call("POST", "/v1/keys/claim", json={"accounts": account_ids})
+        exist, and the key log's proofs of each account's devices (where the relay keeps a
+        log)."""
+        request: dict[str, Any] = {"accounts": account_ids, "transparency": True}
+        if transparency_since is not None:
+            request["transparency_since"] = transparency_since
+        body = await self._call("POST", "/v1/keys/claim", json=request)
         found = {a["account_id"]: [_device(d) for d in a["devices"]] for a in body["accounts"]}
-        return found, list(body["unknown"])
+        proofs = {
+            a["account_id"]: a["transparency"] for a in body["accounts"] if a.get("transparency")
+        }
+        return found, list(body["unknown"]), proofs
 
     # --- mailbox (HTTP fallback) -----------------------------------------------------------
 

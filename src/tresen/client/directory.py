@@ -1,8 +1,10 @@
 """Peers: numbers and accounts, their devices as the relay lists them, and trust in them.
 
-A peer's devices are pinned on first sight. A known device that later presents other
-identity keys marks the peer as changed: sending to it waits until the user compared safety
-numbers and trusted the new keys (``IdentityNotTrusted``).
+A peer's devices are pinned on first sight, and only once the relay's key log vouches for
+them (:mod:`tresen.client.transparency`). A known device that later presents other identity
+keys marks the peer as changed, keys the key log does not vouch for mark it
+``key_transparency``: either way, sending to it waits until the user compared safety numbers
+and trusted the keys (``IdentityNotTrusted``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Callable, Sequence
 from tresen.client.api import DirectoryDevice, RelayApi, RelayError
 from tresen.client.business import TickState
 from tresen.client.device import Device
-from tresen.client.events import DeviceAdded, Event, IdentityChanged
+from tresen.client.events import DeviceAdded, Event, IdentityChanged, KeyTransparencyFailed
 from tresen.client.sessions import Sessions
 from tresen.client.store import LocalStore, PeerDevice, Trust
+from tresen.client.transparency import KeyLog, KeyLogFailure
 from tresen.core.clock import Clock
 from tresen.core.logging import get_logger
 from tresen.crypto import CryptoError
@@ -30,13 +33,20 @@ log = get_logger("tresen.client")
 
 
 class IdentityNotTrusted(RuntimeError):
-    """Sending to a peer whose identity keys changed waits for ``Client.trust_identity``."""
+    """Sending to a peer whose identity keys changed, or whose keys the relay's key log does
+    not vouch for (``reason`` ``key_transparency``), waits for ``Client.trust_identity``."""
 
-    def __init__(self, account_id: str) -> None:
-        super().__init__(
-            f"the identity keys of {account_id} changed; compare safety numbers, then trust"
-        )
+    def __init__(self, account_id: str, reason: Trust = Trust.CHANGED) -> None:
+        if reason is Trust.KEY_TRANSPARENCY:
+            text = (
+                f"the relay's key log does not vouch for the keys of {account_id}; "
+                "compare safety numbers, then trust"
+            )
+        else:
+            text = f"the identity keys of {account_id} changed; compare safety numbers, then trust"
+        super().__init__(text)
         self.account_id = account_id
+        self.reason = reason
 
 
 class Directory:
@@ -47,6 +57,7 @@ class Directory:
         clock: Clock,
         me: Device,
         sessions: Sessions,
+        keylog: KeyLog,
         emit: Callable[[Event], None],
         *,
         max_age_s: float = 60.0,
@@ -56,6 +67,7 @@ class Directory:
         self.clock = clock
         self.me = me
         self.sessions = sessions
+        self.keylog = keylog
         self.emit = emit
         self.max_age_s = max_age_s
         self._checked_ms: dict[str, int] = {}
@@ -100,11 +112,47 @@ class Directory:
         fresh = checked is not None and now - checked < self.max_age_s * 1000
         if known and fresh and not refresh:
             return self._recipients(account_id, known)
-        listed = await self.api.directory(account_id)
+        listed, proof = await self.api.directory_with_proof(account_id, self.keylog.since)
+        try:
+            await self.keylog.check(account_id, listed, proof, own=self._own(account_id))
+        except KeyLogFailure as exc:
+            # Nothing the log does not vouch for is pinned; what was pinned stays, unused
+            # for sending until the user trusts the keys again.
+            self._distrust(account_id, exc)
+            self._checked_ms[account_id] = self.clock.now_ms()
+            return self._recipients(account_id, known)
         with self.store.transaction():
             self._learn(account_id, known, listed, now)
         self._checked_ms[account_id] = self.clock.now_ms()
         return self._recipients(account_id, self.store.peer_devices(account_id))
+
+    def _own(self, account_id: str) -> tuple[int, str, str] | None:
+        """This device as the key log must list it, when ``account_id`` is our own."""
+        identity = self.me.identity
+        if account_id != self.me.account_id or identity is None or self.me.device_id is None:
+            return None
+        return (self.me.device_id, identity.curve25519, identity.ed25519)
+
+    def _distrust(self, account_id: str, failure: KeyLogFailure) -> None:
+        """Stop sending to ``account_id`` (and, when the log forked, to every peer) until the
+        user trusts their keys again."""
+        now = self.clock.now_ms()
+        concerned = [account_id]
+        if failure.forked:
+            concerned += [a for a in self.store.peers_with_devices() if a != account_id]
+        log.warning(
+            "key log does not vouch for keys",
+            account_id=account_id,
+            forked=failure.forked,
+            reason=str(failure),
+        )
+        with self.store.transaction():
+            for peer in concerned:
+                if peer == self.me.account_id:
+                    continue
+                self.store.set_trust(peer, Trust.KEY_TRANSPARENCY, now)
+                self.store.withdraw_tick(peer, str(TickState.IDENTITY_CHANGED))
+        self.emit(KeyTransparencyFailed(account_id, str(failure), forked=failure.forked))
 
     def _learn(
         self,
@@ -161,10 +209,20 @@ class Directory:
         ][:PREPARE_MAX]
         if not new:
             return []
-        claimed, unknown = await self.api.claim_many(new)
+        claimed, unknown, proofs = await self.api.claim_many(
+            new, transparency_since=self.keylog.since
+        )
+        vouched = {}
+        for account_id, devices in claimed.items():
+            try:
+                await self.keylog.check(account_id, devices, proofs.get(account_id))
+            except KeyLogFailure as exc:
+                self._distrust(account_id, exc)
+                continue
+            vouched[account_id] = devices
         now = self.clock.now_ms()
         with self.store.transaction():
-            for account_id, devices in claimed.items():
+            for account_id, devices in vouched.items():
                 self._learn(account_id, {}, devices, now)
                 self._checked_ms[account_id] = now
                 pinned = list(self.store.peer_devices(account_id).values())

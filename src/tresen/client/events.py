@@ -19,6 +19,7 @@ __all__ = [
     "Drained",
     "Event",
     "IdentityChanged",
+    "KeyTransparencyFailed",
     "KeysReplenished",
     "MessageEvent",
     "MessageWaiting",
@@ -82,6 +83,18 @@ class DataRequested:
     chat: str
     message_id: str
     request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTransparencyFailed:
+    """The relay's key log does not vouch for the keys it gave for ``account_id`` (a key
+    shown to this client only, an entry removed), or (``forked``) the log is not the history
+    this client saw before: sending to the peers concerned stops, as for a changed identity,
+    until the user has compared safety numbers and called ``Client.trust_identity``."""
+
+    account_id: str
+    reason: str
+    forked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +196,7 @@ Event = (
     | StatusChanged
     | TypingStarted
     | IdentityChanged
+    | KeyTransparencyFailed
     | DeviceAdded
     | DecryptionFailed
     | KeysReplenished

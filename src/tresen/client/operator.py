@@ -193,7 +193,7 @@ class Businesses:
             keys = [d.ed25519 for d in devices]
             if profile.account_id == self.device.account_id:
                 keys.append(self.device.require_identity().ed25519)
-            changed = self.store.trust(profile.account_id) is Trust.CHANGED
+            changed = self.store.trust(profile.account_id) is not Trust.TRUSTED
         return judge(
             profile.certificate,
             self.operator.ring,

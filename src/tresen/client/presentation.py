@@ -73,6 +73,7 @@ __all__ = [
     "failure_text",
     "identity_text",
     "is_template_rejection",
+    "key_log_text",
     "keys_unchanged_text",
     "media_text",
     "message_line",
@@ -589,6 +590,17 @@ def identity_text(who: str, hints: Hints) -> str:
         f"The security keys of {who} changed. They may have reinstalled Tresen, or someone may "
         f"be intercepting this chat. Sending is paused: compare the safety number "
         f"({hints.safety}) with them in person or on a call, and if it matches, {hints.trust}."
+    )
+
+
+def key_log_text(who: str, hints: Hints) -> str:
+    """Why sending to ``who`` is paused after the relay's key log failed to vouch for the
+    keys it gave, and what to do."""
+    return (
+        f"The relay's key log does not confirm the security keys it gave for {who}: the relay "
+        f"may be showing you keys that others do not see. Sending is paused: compare the "
+        f"safety number ({hints.safety}) with them in person or on a call, and if it matches, "
+        f"{hints.trust}."
     )
 
 

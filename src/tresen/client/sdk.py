@@ -58,6 +58,7 @@ from tresen.client.sending import Sender, SentMessage
 from tresen.client.sessions import Sessions
 from tresen.client.store import KnownBusiness, LocalStore, Trust
 from tresen.client.templates import TemplateBook
+from tresen.client.transparency import KeyLog, roots_json
 from tresen.core.clock import Clock, SystemClock
 from tresen.core.logging import get_logger
 from tresen.crypto.certificates import KeyRing, RingUpdate
@@ -117,12 +118,20 @@ class Client:
         self.keys = DeviceKeys(self.api, self.device)
         self.operator = OperatorKeys(self.api, store, self.clock, revocations_max_age_s)
         self.sessions = Sessions(self.api, store, self.clock, self.device)
+        self.key_log = KeyLog(
+            store,
+            self.clock,
+            lambda: self.operator.ring,
+            self.operator.refresh,
+            self.api.key_log_consistency,
+        )
         self.directory = Directory(
             self.api,
             store,
             self.clock,
             self.device,
             self.sessions,
+            self.key_log,
             emit,
             max_age_s=directory_max_age_s,
         )
@@ -344,6 +353,19 @@ class Client:
     async def refresh_operator_keys(self) -> RingUpdate:
         """Follow the operator's key rotations: keys endorsed by a trusted key join the ring."""
         return await self.operator.refresh()
+
+    # --- the relay's key log -------------------------------------------------------------------
+
+    def key_log_roots(self) -> list[dict[str, Any]]:
+        """The signed epoch heads of the relay's key log this client has seen and checked, in
+        the form ``tresen audit roots --json`` publishes, to compare with others'
+        (``tresen.client.transparency.compare_roots``)."""
+        return roots_json(self.key_log.roots())
+
+    def forget_key_log(self) -> None:
+        """Forget the key log's heads seen so far; the next one is trusted as the first. Only
+        after the operator has explained a fork that this client reported."""
+        self.key_log.forget()
 
     def is_business(self, account_id: str) -> bool:
         return self.store.known_business(account_id) is not None

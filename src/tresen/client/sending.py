@@ -115,8 +115,9 @@ class Sender:
             raise RelayError(
                 ErrorCode.RECIPIENT_IS_SENDER, "a chat needs someone else on the other side"
             )
-        if self.store.trust(account_id) is Trust.CHANGED:
-            raise IdentityNotTrusted(account_id)
+        trust = self.store.trust(account_id)
+        if trust is not Trust.TRUSTED:
+            raise IdentityNotTrusted(account_id, trust)
         return account_id
 
     async def send(
@@ -306,8 +307,9 @@ class Sender:
         for attempt in range(2):
             async with self._peer_locks[account_id]:
                 devices = await self.directory.devices_of(account_id, refresh=attempt > 0)
-                if not own and self.store.trust(account_id) is Trust.CHANGED:
-                    raise IdentityNotTrusted(account_id)
+                trust = self.store.trust(account_id)
+                if not own and trust is not Trust.TRUSTED:
+                    raise IdentityNotTrusted(account_id, trust)
                 if not devices:
                     if own:
                         return None  # no other devices of our own to keep in sync

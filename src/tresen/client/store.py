@@ -21,9 +21,11 @@ from tresen.client.lock import FolderLock
 from tresen.crypto.secrets import seal, unseal
 
 __all__ = [
+    "KEY_LOG_ROOTS_KEPT",
     "ChatSummary",
     "KnownBusiness",
     "LocalStore",
+    "LoggedRoot",
     "MessageStatus",
     "PeerDevice",
     "StoredMessage",
@@ -84,12 +86,25 @@ CREATE TABLE IF NOT EXISTS attachments (
     message_id TEXT PRIMARY KEY,
     path BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS key_log_roots (
+    epoch INTEGER PRIMARY KEY,
+    tree_size INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    signature TEXT NOT NULL,
+    seen_ms INTEGER NOT NULL
+);
 """
+
+KEY_LOG_ROOTS_KEPT = 1000
+"""Epoch heads kept (the newest; the first one seen stays too), for comparing with others."""
 
 
 class Trust(StrEnum):
     TRUSTED = "trusted"
     CHANGED = "changed"  # a known device's identity key changed; sending waits for the user
+    # The relay's key log does not vouch for the keys it gave (docs/architecture.md, "Key
+    # transparency"); sending waits for the user as for a changed key.
+    KEY_TRANSPARENCY = "key_transparency"
 
 
 class MessageStatus(StrEnum):
@@ -126,6 +141,17 @@ class PeerDevice:
     registration_id: int
     curve25519: str
     ed25519: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRoot:
+    """A signed epoch head of the relay's key log, as this client saw and checked it."""
+
+    epoch: int
+    tree_size: int
+    body: bytes
+    signature: str
+    seen_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +374,10 @@ class LocalStore:
     def business_accounts(self) -> list[str]:
         """The accounts this store knows as businesses."""
         rows = self._db.execute("SELECT account_id FROM businesses ORDER BY account_id")
+        return [str(r[0]) for r in rows]
+
+    def peers_with_devices(self) -> list[str]:
+        rows = self._db.execute("SELECT DISTINCT account_id FROM peer_devices ORDER BY 1")
         return [str(r[0]) for r in rows]
 
     def forget_peer_device(self, account_id: str, device_id: int) -> None:
@@ -595,6 +625,43 @@ class LocalStore:
             "INSERT OR REPLACE INTO attachments (message_id, path) VALUES (?, ?)",
             (message_id, sealed),
         )
+
+    # --- the key log's roots (client/transparency.py) -----------------------------------------
+
+    def latest_root(self) -> LoggedRoot | None:
+        row = self._db.execute(
+            "SELECT epoch, tree_size, body, signature, seen_ms FROM key_log_roots "
+            "ORDER BY epoch DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else LoggedRoot(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+    def root(self, epoch: int) -> LoggedRoot | None:
+        row = self._db.execute(
+            "SELECT epoch, tree_size, body, signature, seen_ms FROM key_log_roots WHERE epoch = ?",
+            (epoch,),
+        ).fetchone()
+        return None if row is None else LoggedRoot(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+    def put_root(self, root: LoggedRoot) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO key_log_roots (epoch, tree_size, body, signature, seen_ms) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (root.epoch, root.tree_size, root.body, root.signature, root.seen_ms),
+        )
+        self._db.execute(
+            "DELETE FROM key_log_roots WHERE epoch != (SELECT min(epoch) FROM key_log_roots) "
+            "AND epoch NOT IN (SELECT epoch FROM key_log_roots ORDER BY epoch DESC LIMIT ?)",
+            (KEY_LOG_ROOTS_KEPT,),
+        )
+
+    def roots(self) -> list[LoggedRoot]:
+        rows = self._db.execute(
+            "SELECT epoch, tree_size, body, signature, seen_ms FROM key_log_roots ORDER BY epoch"
+        )
+        return [LoggedRoot(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+
+    def forget_roots(self) -> None:
+        self._db.execute("DELETE FROM key_log_roots")
 
     # --- contacts (the address book, client/contacts.py) -------------------------------------
 

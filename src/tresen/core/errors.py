@@ -74,6 +74,9 @@ class ErrorCode(IntEnum):
     ATTACHMENT_RANGE_NOT_SATISFIABLE = 150075
     # operations
     NOT_READY = 150080
+    # key transparency (relay/transparency)
+    NO_EPOCH = 150081
+    NOT_FOUND_IN_LOG = 150082
 
 
 _HTTP_STATUS: dict[ErrorCode, int] = {
@@ -134,6 +137,8 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ATTACHMENT_COMPLETE: 409,
     ErrorCode.ATTACHMENT_RANGE_NOT_SATISFIABLE: 416,
     ErrorCode.NOT_READY: 503,
+    ErrorCode.NO_EPOCH: 404,
+    ErrorCode.NOT_FOUND_IN_LOG: 404,
 }
 
 

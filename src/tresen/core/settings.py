@@ -30,6 +30,7 @@ __all__ = [
     "RetentionSettings",
     "S3Settings",
     "Settings",
+    "TransparencySettings",
     "is_loopback",
     "load_from",
     "load_settings",
@@ -311,6 +312,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class TransparencySettings(BaseModel):
+    """Key transparency (docs/architecture.md, "Key transparency"): how often the relay
+    publishes a signed epoch of its key log."""
+
+    enabled: bool = Field(
+        default=True, description="keep the log, publish epochs and answer with proofs"
+    )
+    interval_s: float = Field(
+        default=10.0, gt=0, description="publish an epoch this often when changes wait"
+    )
+    max_pending: int = Field(
+        default=10_000, ge=1, description="publish at once when this many changes wait"
+    )
+    max_batch: int = Field(
+        default=100_000, ge=1, description="changes in one epoch at most (more: several)"
+    )
+    min_interval_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="a look-up of an account with unpublished changes publishes an epoch, "
+        "but not sooner than this after the previous one",
+    )
+    heartbeat_s: float = Field(
+        default=3600.0, gt=0, description="publish an epoch this often even without changes"
+    )
+    max_epochs_per_page: int = Field(default=1000, ge=1, le=10_000)
+
+
 class FileSettings(BaseSettings):
     """Settings read from keyword arguments, the environment, then a TOML file named by
     :func:`load_from` or by the environment variable ``config_env``."""
@@ -364,6 +393,7 @@ class Settings(FileSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    transparency: TransparencySettings = Field(default_factory=TransparencySettings)
     # The operator's certificate signing key is stored sealed with this 32-byte
     # key-encryption key (64 hex digits or base64); without it, with a key file.
     operator_key: SecretStr | None = None

@@ -30,7 +30,7 @@ from tresen.client.events import (
     StatusChanged,
 )
 from tresen.client.sdk import IdentityNotTrusted, SentMessage
-from tresen.client.store import MessageStatus
+from tresen.client.store import MessageStatus, Trust
 from tresen.client.templates import TemplateUnavailable
 from tresen.core.clock import Clock
 from tresen.core.errors import ErrorCode
@@ -376,7 +376,18 @@ class Gateway:
                     payload = attached
                 assert payload is not None
                 return await self.client.send(account_id, payload, client_msg_id=client_msg_id)
-            except IdentityNotTrusted:
+            except IdentityNotTrusted as exc:
+                if exc.reason is Trust.KEY_TRANSPARENCY:
+                    # Unlike a reinstall, this is the relay handing out keys its own signed log
+                    # does not vouch for: never accepted without a person comparing keys.
+                    log.warning(
+                        "customer keys not vouched for by the key log", account_id=account_id
+                    )
+                    raise GraphError(
+                        131026,
+                        "The relay's key log does not vouch for the customer's keys; "
+                        "nothing was sent",
+                    ) from None
                 if attempt:
                     raise GraphError(131000, "The customer's keys keep changing") from None
                 # A business cannot compare safety numbers with every customer: it accepts a

@@ -39,6 +39,7 @@ from tresen.relay.mailbox.ws import router as ws_router
 from tresen.relay.operator.api import router as operator_router
 from tresen.relay.policy.api import router as policy_router
 from tresen.relay.templates.api import router as templates_router
+from tresen.relay.transparency.api import router as transparency_router
 from tresen.relay.webapp.api import router as webapp_router
 from tresen.relay.webapp.headers import WebAppHeaders
 
@@ -75,6 +76,9 @@ def build_app(
         await ctx.hub.cluster.start()
         await ctx.mailbox.start()
         await ctx.templates.start()
+        # The first epoch (and, after an upgrade, the log of every existing account) is
+        # published before serving, so look-ups always find one.
+        await ctx.transparency.start()
         await ctx.retention.start()
         try:
             # Raises when the blob storage cannot be used (an S3 bucket that is missing or
@@ -117,6 +121,7 @@ def build_app(
         consent_router,
         billing_router,
         attachments_router,
+        transparency_router,
         webapp_router,
     ):
         app.include_router(router)

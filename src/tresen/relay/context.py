@@ -25,6 +25,7 @@ from tresen.relay.operator.service import OperatorService
 from tresen.relay.policy.service import PolicyService
 from tresen.relay.retention.service import Retention
 from tresen.relay.templates.service import TemplateService
+from tresen.relay.transparency.service import TransparencyService
 from tresen.relay.webapp.files import BUNDLED_DIST
 from tresen.relay.webapp.service import WebApp
 from tresen.wire.relay import KeysLow
@@ -56,6 +57,7 @@ class RelayContext:
     personal_data: PersonalDataService
     webapp: WebApp
     retention: Retention
+    transparency: TransparencyService
     hub: Hub = field(default_factory=Hub)
     metrics: RelayMetrics = field(default_factory=RelayMetrics)
 
@@ -63,6 +65,7 @@ class RelayContext:
         await self.retention.close()
         await self.hub.cluster.close()
         await self.attachments.close()
+        await self.transparency.close()
         await self.templates.close()
         await self.operator.close()
         await self.mailbox.close()
@@ -181,6 +184,7 @@ def build_context(
         ),
         webapp=WebApp(settings.webapp_dir or BUNDLED_DIST),
         retention=Retention(db, clock, settings),
+        transparency=TransparencyService(db, clock, settings.transparency, operator),
         hub=hub,
         metrics=metrics,
     )

@@ -36,6 +36,13 @@ __all__ = [
     "delivery_counts",
     "devices",
     "fallback_keys",
+    "kt_accounts",
+    "kt_certificates",
+    "kt_epochs",
+    "kt_log_nodes",
+    "kt_map_nodes",
+    "kt_pending_accounts",
+    "kt_pending_certificates",
     "ledger",
     "ledger_months",
     "lookup_budgets",
@@ -531,4 +538,74 @@ attachments = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Index("ix_attachments_device", "device_pk", "expires_ms"),
     Index("ix_attachments_expires", "expires_ms"),
+)
+
+# --- key transparency (relay/transparency; crypto/transparency.py has the structures) --------
+
+# Perfect subtrees of the append-only log: (level, index) covers leaves
+# [index * 2^level, (index + 1) * 2^level). Written once, never changed.
+kt_log_nodes = Table(
+    "kt_log_nodes",
+    metadata,
+    Column("level", SmallInteger, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# Nodes of the map (account key -> latest device leaf): ``pos`` is the depth and the path's
+# bits; a leaf carries its key and value.
+kt_map_nodes = Table(
+    "kt_map_nodes",
+    metadata,
+    Column("pos", LargeBinary(34), primary_key=True),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("leaf_key", LargeBinary(32), nullable=True),
+    Column("leaf_value", LargeBinary(40), nullable=True),
+)
+
+# Each account's latest device leaf as logged (what a lookup answers with).
+kt_accounts = Table(
+    "kt_accounts",
+    metadata,
+    Column("account_id", String(32), primary_key=True),
+    Column("leaf_idx", BigInteger, nullable=False),
+    Column("leaf", LargeBinary, nullable=False),
+)
+
+# Where each certificate the operator issued was logged.
+kt_certificates = Table(
+    "kt_certificates",
+    metadata,
+    Column("serial", BigInteger, primary_key=True, autoincrement=False),
+    Column("account_id", String(32), nullable=False),
+    Column("leaf_idx", BigInteger, nullable=False),
+    Column("leaf", LargeBinary, nullable=False),
+)
+
+kt_epochs = Table(
+    "kt_epochs",
+    metadata,
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("published_ms", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+# Changes not yet in an epoch, written in the transaction that makes them: an account whose
+# device set changed (once, however often), a certificate issued.
+kt_pending_accounts = Table(
+    "kt_pending_accounts",
+    metadata,
+    Column("account_id", String(32), primary_key=True),
+    Column("queued_ms", BigInteger, nullable=False),
+)
+
+kt_pending_certificates = Table(
+    "kt_pending_certificates",
+    metadata,
+    Column("serial", BigInteger, primary_key=True, autoincrement=False),
+    Column("account_id", String(32), nullable=False),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("queued_ms", BigInteger, nullable=False),
 )

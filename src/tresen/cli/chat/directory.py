@@ -45,9 +45,10 @@ async def safety(client: Client, peer: PeerOption) -> None:
     """
     number = await client.safety_number(peer)
     print_line(number)
-    if client.trust_of(await client.resolve(peer)) is Trust.CHANGED:
+    if client.trust_of(await client.resolve(peer)) is not Trust.TRUSTED:
         err.print(
-            f"Their security keys changed. If these digits match theirs, run: "
+            "Their security keys changed or are not confirmed by the relay's key log. "
+            f"If these digits match theirs, run: "
             f"tresen chat trust --with {escape(peer)}"
         )
 
@@ -71,7 +72,7 @@ async def trust(
         raise ChatFailure(
             f"the safety number is now {number}, not the one you compared; nothing was trusted"
         )
-    if client.trust_of(account_id) is not Trust.CHANGED:
+    if client.trust_of(account_id) is Trust.TRUSTED:
         print_line(keys_unchanged_text(peer))
         return
     await client.trust_identity(account_id)

@@ -49,6 +49,7 @@ from tresen.client.events import (
     Disconnected,
     Event,
     IdentityChanged,
+    KeyTransparencyFailed,
     MessageEvent,
     MessageWaiting,
     PendingSent,
@@ -68,6 +69,7 @@ from tresen.client.presentation import (
     device_added_text,
     failure_text,
     identity_text,
+    key_log_text,
     message_line,
     operator_key_text,
     relay_error_text,
@@ -77,6 +79,7 @@ from tresen.client.presentation import (
 )
 from tresen.client.registration import CodeAttempts, NewFolder
 from tresen.client.sdk import Client, IdentityNotTrusted
+from tresen.client.store import Trust
 from tresen.client.templates import TemplateRejected, check_template_message
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import configure_logging
@@ -317,10 +320,11 @@ async def _send_here(
     except (AttachmentError, InvalidPayload) as exc:
         code = f" ({exc.code})" if isinstance(exc, AttachmentError) else ""
         raise ChatFailure(f"nothing was sent: {exc}{code}") from None
-    except IdentityNotTrusted:
+    except IdentityNotTrusted as exc:
         who = await client.phone_of(account_id) or to
+        why = key_log_text if exc.reason is Trust.KEY_TRANSPARENCY else identity_text
         raise ChatFailure(
-            "nothing was sent. " + identity_text(who, cli_hints(who)), EXIT_IDENTITY_CHANGED
+            "nothing was sent. " + why(who, cli_hints(who)), EXIT_IDENTITY_CHANGED
         ) from None
     except RelayError as exc:
         if exc.code != ErrorCode.BLOCKED_BY_YOU:
@@ -485,6 +489,10 @@ async def _event_lines(
         who = await name_of(client, event.account_id)
         phone = await client.phone_of(event.account_id) or event.account_id
         return [f"warning: {identity_text(who, cli_hints(phone))}"]
+    if isinstance(event, KeyTransparencyFailed):
+        who = await name_of(client, event.account_id)
+        phone = await client.phone_of(event.account_id) or event.account_id
+        return [f"warning: {key_log_text(who, cli_hints(phone))}"]
     if isinstance(event, DeviceAdded):
         return [device_added_text(await name_of(client, event.account_id))]
     if isinstance(event, DecryptionFailed):

@@ -21,6 +21,7 @@ from tresen.client.events import (
     Event,
     IdentityChanged,
     KeysReplenished,
+    KeyTransparencyFailed,
     MessageEvent,
     MessageWaiting,
     PendingSent,
@@ -290,6 +291,15 @@ async def event_record(
             "phone": await _phone(client, event.account_id),
             "name": await name_of(client, event.account_id),
             "device_id": event.device_id,
+        }
+    if isinstance(event, KeyTransparencyFailed):
+        return {
+            "event": "key_transparency_failed",
+            "account_id": event.account_id,
+            "phone": await _phone(client, event.account_id),
+            "name": await name_of(client, event.account_id),
+            "reason": event.reason,
+            "forked": event.forked,
         }
     if isinstance(event, DecryptionFailed):
         return {

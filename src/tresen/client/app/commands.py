@@ -252,7 +252,7 @@ class Commands:
         number = await self.client.safety_number(chat)
         hint = (
             " If it matches theirs, type /trust to accept their new keys."
-            if self.client.trust_of(chat) is Trust.CHANGED
+            if self.client.trust_of(chat) is not Trust.TRUSTED
             else ""
         )
         self.model.note(
@@ -267,7 +267,7 @@ class Commands:
         if chat is None:
             return
         who = self.model.title(chat)
-        if self.client.trust_of(chat) is not Trust.CHANGED:
+        if self.client.trust_of(chat) is Trust.TRUSTED:
             self.model.feedback = keys_unchanged_text(who)
             return
         await self.client.trust_identity(chat)

@@ -29,6 +29,7 @@ from tresen.client.events import (
     Disconnected,
     Event,
     IdentityChanged,
+    KeyTransparencyFailed,
     MessageEvent,
     TypingStarted,
 )
@@ -43,6 +44,7 @@ from tresen.client.presentation import (
     device_added_text,
     identity_text,
     is_template_rejection,
+    key_log_text,
     unread_text,
 )
 from tresen.client.sdk import Client
@@ -123,7 +125,7 @@ class ChatModel:
             unread,
             last_ms,
             label=business_label(known),
-            warning=self.client.trust_of(account_id) is Trust.CHANGED,
+            warning=self.client.trust_of(account_id) is not Trust.TRUSTED,
             business=known is not None,
             verified=known is not None and known.verified,
             blocked=account_id in self.blocked,
@@ -174,8 +176,11 @@ class ChatModel:
 
     def warning(self, account_id: str) -> str | None:
         """The banner over a chat whose peer's identity keys changed."""
-        if self.client.trust_of(account_id) is Trust.CHANGED:
+        trust = self.client.trust_of(account_id)
+        if trust is Trust.CHANGED:
             return identity_text(self.title(account_id), APP_HINTS)
+        if trust is Trust.KEY_TRANSPARENCY:
+            return key_log_text(self.title(account_id), APP_HINTS)
         return None
 
     def lines(self, account_id: str) -> list[ChatLine]:
@@ -333,6 +338,14 @@ class ChatModel:
             await self.learn_phone(event.account_id)
             who = self.title(event.account_id)
             self.note(event.account_id, LineKind.WARNING, f"⚠ The security keys of {who} changed.")
+        elif isinstance(event, KeyTransparencyFailed):
+            await self.learn_phone(event.account_id)
+            who = self.title(event.account_id)
+            self.note(
+                event.account_id,
+                LineKind.WARNING,
+                f"⚠ The relay's key log does not confirm the security keys of {who}.",
+            )
         elif isinstance(event, DecryptionFailed):
             if is_template_rejection(event.reason):
                 # The store keeps only the reason; the kind says whether it was reported.

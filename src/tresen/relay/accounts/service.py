@@ -35,6 +35,7 @@ from tresen.relay.accounts.limits import (
 from tresen.relay.accounts.phone import normalize_phone
 from tresen.relay.accounts.sms import SmsSender
 from tresen.relay.accounts.throttle import ThrottleKeys, throttle_window_ms
+from tresen.relay.transparency.repo import queue_devices_change
 
 __all__ = ["AccountPublic", "AccountService", "Principal", "Registration", "hash_token"]
 
@@ -311,6 +312,8 @@ class AccountService:
                 if device.device_id == device_id:
                     await repo.delete_device(conn, device.pk)
                     removed = device.pk
+                    # The key log records the smaller device set in the next epoch.
+                    await queue_devices_change(conn, principal.account_id, self.clock.now_ms())
                     break
         if removed is None:
             raise TresenError(ErrorCode.UNKNOWN_DEVICE, "no such device", device_id=device_id)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from tresen.core.fields import Id63, SafeStr
 from tresen.core.ids import AccountId, DeviceId
+from tresen.relay.context import RelayContext
 from tresen.relay.http import Authed, Ctx, errors
 from tresen.relay.keys.service import (
     ClaimedDevice,
@@ -17,6 +18,7 @@ from tresen.relay.keys.service import (
     KeyUpload,
     SignedKey,
 )
+from tresen.relay.transparency.models import LookupPublic, lookup_public
 
 __all__ = ["router"]
 
@@ -84,9 +86,21 @@ class DeviceKeysPublic(BaseModel):
     identity_keys: IdentityKeysPublic
 
 
+_TRANSPARENCY = (
+    "the device set as the latest key-transparency epoch logs it, with its proofs (null when "
+    'the relay keeps no log); docs/protocol.md, "Key transparency"'
+)
+ProofQuery = Annotated[bool, Query(description="add the key-transparency proofs of the device set")]
+SinceQuery = Annotated[
+    int | None,
+    Query(ge=0, le=2**62, description="a log size seen before: add a consistency proof from it"),
+]
+
+
 class DeviceDirectoryPublic(BaseModel):
     account_id: str
     devices: list[DeviceKeysPublic]
+    transparency: LookupPublic | None = Field(default=None, description=_TRANSPARENCY)
 
 
 class ClaimCreate(_Strict):
@@ -96,6 +110,16 @@ class ClaimCreate(_Strict):
 class ClaimManyCreate(_Strict):
     accounts: list[Annotated[SafeStr, Field(min_length=1, max_length=64)]] = Field(
         min_length=1, max_length=MAX_CLAIM_ACCOUNTS
+    )
+    transparency: bool = Field(
+        default=False, description="add each account's key-transparency proofs"
+    )
+    transparency_since: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**62,
+        description="a log size seen before: each account's proofs come with a consistency "
+        "proof from it",
     )
 
 
@@ -113,6 +137,7 @@ class ClaimedDevicePublic(DeviceKeysPublic):
 class ClaimPublic(BaseModel):
     account_id: str
     devices: list[ClaimedDevicePublic]
+    transparency: LookupPublic | None = Field(default=None, description=_TRANSPARENCY)
 
 
 class ClaimManyPublic(BaseModel):
@@ -172,9 +197,46 @@ async def count_keys(principal: Authed, ctx: Ctx) -> KeyCountPublic:
     )
 
 
-@router.get("/keys/{account_id}", response_model=DeviceDirectoryPublic, responses=errors(404))
-async def device_keys(account_id: AccountPath, _: Authed, ctx: Ctx) -> DeviceDirectoryPublic:
+def _logged(devices: list[DeviceKeys]) -> list[tuple[int, str, str]]:
+    return [(d.device_id, d.identity.curve25519, d.identity.ed25519) for d in devices]
+
+
+async def _with_proof(
+    ctx: RelayContext, account_id: str, *, proof: bool, since: int | None
+) -> tuple[list[DeviceKeys], LookupPublic | None]:
+    """The account's devices and, when the relay keeps a log, the proofs of the same set.
+
+    The directory and the latest epoch are read one after the other; a device that changed
+    in between is published and both are read again."""
     devices = await ctx.keys.device_directory(AccountId(account_id))
+    if not (proof and ctx.transparency.enabled):
+        return devices, None
+    for _ in range(3):
+        found = await ctx.transparency.lookup(account_id, since)
+        logged = [(d.device_id, d.curve25519, d.ed25519) for d in found.devices]
+        if logged == _logged(devices):
+            break
+        devices = await ctx.keys.device_directory(AccountId(account_id))
+    return devices, lookup_public(found)
+
+
+# Proofs only when asked for: the field is left out otherwise (``exclude_unset``).
+@router.get(
+    "/keys/{account_id}",
+    response_model=DeviceDirectoryPublic,
+    response_model_exclude_unset=True,
+    responses=errors(404),
+)
+async def device_keys(
+    account_id: AccountPath,
+    _: Authed,
+    ctx: Ctx,
+    transparency: ProofQuery = False,
+    transparency_since: SinceQuery = None,
+) -> DeviceDirectoryPublic:
+    devices, proof = await _with_proof(
+        ctx, account_id, proof=transparency, since=transparency_since
+    )
     return DeviceDirectoryPublic(
         account_id=account_id,
         devices=[
@@ -185,6 +247,7 @@ async def device_keys(account_id: AccountPath, _: Authed, ctx: Ctx) -> DeviceDir
             )
             for d in devices
         ],
+        **({} if proof is None else {"transparency": proof}),
     )
 
 
@@ -199,16 +262,20 @@ async def claim_keys(
     return ClaimPublic(account_id=account_id, devices=[_claimed_public(c) for c in claimed])
 
 
-@router.post("/keys/claim", response_model=ClaimManyPublic)
+@router.post("/keys/claim", response_model=ClaimManyPublic, response_model_exclude_unset=True)
 async def claim_many_keys(body: ClaimManyCreate, principal: Authed, ctx: Ctx) -> ClaimManyPublic:
     """One key per device of each of up to 64 accounts, in one request (as a business starts
     sessions with many new customers); every device of every named account."""
     found = await ctx.keys.claim_many(principal, [AccountId(a) for a in body.accounts])
+    accounts = []
+    for a, claimed in found.items():
+        if claimed is None:
+            continue
+        public = ClaimPublic(account_id=a, devices=[_claimed_public(c) for c in claimed])
+        if body.transparency and ctx.transparency.enabled:
+            lookup = await ctx.transparency.lookup(a, body.transparency_since)
+            public.transparency = lookup_public(lookup)
+        accounts.append(public)
     return ClaimManyPublic(
-        accounts=[
-            ClaimPublic(account_id=a, devices=[_claimed_public(c) for c in claimed])
-            for a, claimed in found.items()
-            if claimed is not None
-        ],
-        unknown=[a for a, claimed in found.items() if claimed is None],
+        accounts=accounts, unknown=[a for a, claimed in found.items() if claimed is None]
     )

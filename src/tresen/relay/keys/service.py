@@ -49,6 +49,7 @@ from tresen.core.settings import Limits
 from tresen.relay.accounts.service import AccountKeysChanged, Principal
 from tresen.relay.keys import repo
 from tresen.relay.keys.repo import DeviceKeys, IdentityKeys, SignedKey
+from tresen.relay.transparency.repo import queue_devices_change
 from tresen.wire.keys import fallback_key_message, one_time_key_message
 
 __all__ = [
@@ -166,6 +167,8 @@ class KeyService:
                 identity = upload.identity_keys
                 identity_set = True
                 await repo.set_identity_keys(conn, principal.device_pk, identity, registration_id)
+                # The account's device set changed: the key log records it in the next epoch.
+                await queue_devices_change(conn, principal.account_id, self.clock.now_ms())
             if signed and identity is None:
                 raise _identity_keys_missing()
             if signed and identity is not None and identity.ed25519 != verified_with:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import re
 import secrets
@@ -52,6 +53,7 @@ from tresen.relay.businesses.repo import RequestState
 from tresen.relay.businesses.service import refuse_confusable
 from tresen.relay.operator import repo
 from tresen.relay.operator.keys import KeyEncryptionKey, OperatorKeyError, load_kek
+from tresen.relay.transparency.repo import queue_certificate
 from tresen.wire.business import Verification
 
 __all__ = [
@@ -879,6 +881,11 @@ class OperatorService:
         )
         signed = key.sign_certificate(cert)
         await repo.store_certificate(conn, serial, signed.body, signed.signature)
+        # Every certificate issued is logged in the next epoch, so one shown to a single
+        # client only cannot stay hidden from the business and the auditors.
+        await queue_certificate(
+            conn, account_id, serial, hashlib.sha256(signed.body).digest(), issued_ms
+        )
         return CertificateRecord(
             serial=serial,
             account_id=account_id,

@@ -1,0 +1,1 @@
+"""Key transparency: the signed, append-only log of device keys and certificates."""
