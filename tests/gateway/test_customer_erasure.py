@@ -19,6 +19,7 @@ from tresen.gateway.customers.service import CustomerData
 from tresen.gateway.schema import metadata as gateway_tables
 from tresen.gateway.subscribers import ListSpec, Purpose, Subscribers
 from tresen.relay.accounts.personal_data_repo import retired_blocker
+from tresen.relay.schema import devices
 from tresen.relay.schema import metadata as relay_tables
 
 
@@ -100,16 +101,27 @@ async def test_export_then_erasure_leaves_only_what_the_document_keeps(
         assert "On its way" in texts
         assert [s["list"] for s in data["subscriptions"]] == ["Flight updates"]
 
+        async with relay.ctx.db.read() as conn:
+            anna_ed25519 = (
+                await conn.execute(
+                    select(devices.c.identity_ed25519).where(devices.c.account_id == account_id)
+                )
+            ).scalar_one()
         await anna.delete_account()
         customers: CustomerData = gw.app.state.customers
         erased = await customers.erase(phone, actor="agent:1", reason="request of 2025-11-05")
         assert erased.counts["messages"] >= 2
 
+        # The key log publishes the account's empty device set in its next epoch.
+        await relay.ctx.transparency.publish(force=True)
         needles = [account_id, phone, phone.lstrip("+")]
         relay_left = await _rows_naming(relay.ctx.db, relay_tables, needles)
         # The consent history (the business's evidence, with the withdrawal appended), the
-        # audit row of the deletion; and nothing else (docs/privacy.md, "Export and erasure").
-        assert set(relay_left) == {"consent_log", "admin_audit"}, relay_left
+        # audit row of the deletion, the key log's record that the account has no device;
+        # and nothing else (docs/privacy.md, "Export and erasure").
+        assert set(relay_left) == {"consent_log", "admin_audit", "kt_accounts"}, relay_left
+        [logged] = relay_left["kt_accounts"]
+        assert anna_ed25519 not in logged  # no key of the deleted devices is left
         withdrawn = [r for r in relay_left["consent_log"] if "'opted_out'" in r]
         assert len(withdrawn) == 1
         assert "account deleted" in withdrawn[0]

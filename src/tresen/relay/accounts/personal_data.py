@@ -17,6 +17,7 @@ from tresen.relay.accounts import personal_data_repo as repo
 from tresen.relay.accounts import repo as accounts_repo
 from tresen.relay.accounts.service import Principal
 from tresen.relay.audit import add_audit
+from tresen.relay.transparency.repo import queue_devices_change
 
 __all__ = ["EXPORT_FORMAT", "AccountDeleted", "AccountExport", "PersonalDataService"]
 
@@ -118,6 +119,9 @@ class PersonalDataService:
                 conn, account_id, phone, now, withdrawal_note=WITHDRAWAL_NOTE
             )
             await accounts_repo.clear_rate_events(conn, [repo.export_bucket(account_id)])
+            # The key log's next epoch states that the account has no device left, so that
+            # no relay can go on showing its old keys as current.
+            await queue_devices_change(conn, account_id, now)
             await add_audit(
                 conn,
                 at_ms=now,
