@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,14 @@ def bodies(events: list[MessageEvent]) -> list[str]:
     return [e.payload.text for e in events if isinstance(e.payload, Text)]
 
 
+async def until_stored(relay: RelayProcess, count: int, within_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while len(await relay.mailbox_payloads()) != count:
+        assert loop.time() < deadline, await relay.mailbox_payloads()
+        await asyncio.sleep(0.02)
+
+
 async def test_what_was_not_confirmed_before_a_stop_comes_again_and_nothing_else(
     relay_process: RelayProcess, tmp_path: Path
 ) -> None:
@@ -53,6 +62,8 @@ async def test_what_was_not_confirmed_before_a_stop_comes_again_and_nothing_else
         bob.start()
         first = await texts_of(bob, 3, keep={"one", "two"})
         assert bodies(first) == ["one", "two", "three"]
+        # The relay has applied the acks of what was confirmed: only "three" waits.
+        await until_stored(relay_process, 1)
         await bob.close()  # stopped before it kept "three"
 
         bob = Client.open(tmp_path / "b", confirm_events=True)
