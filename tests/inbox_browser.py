@@ -24,7 +24,9 @@ class Browser:
     browser sends Secure cookies to 127.0.0.1; Python's cookie jar would not)."""
 
     def __init__(self, base: str) -> None:
-        self.http = httpx.AsyncClient(verify=tls_context(), base_url=base, follow_redirects=False)
+        self.http = httpx.AsyncClient(
+            verify=tls_context(), base_url=base, follow_redirects=False, timeout=30
+        )
         self.cookies: dict[str, str] = {}
         self.set_cookie_headers: list[str] = []
 
