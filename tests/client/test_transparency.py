@@ -10,16 +10,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from support import RunningRelay, registered_client
 from transparency_support import LyingTransport, remove_entry, rewrite_leaf
 
 from tresen.client import Client
+from tresen.client.business import TickState
 from tresen.client.directory import IdentityNotTrusted
 from tresen.client.events import Event, KeyTransparencyFailed
 from tresen.client.store import Trust
 from tresen.client.transparency import compare_roots
-from tresen.relay.schema import devices
+from tresen.relay.operator.service import OperatorPrincipal
+from tresen.relay.schema import devices, kt_pending_certificates
 from tresen.relay.transparency import repo
 from tresen.relay.transparency.models import lookup_public
 from tresen.wire.e2e import Text
@@ -141,6 +143,47 @@ async def test_an_entry_removed_from_the_map_is_detected(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_tick_needs_the_certificate_in_the_log(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    alice = await person(relay, tmp_path, "alice")
+    honest = await person(relay, tmp_path, "bakery")
+    hidden = await person(relay, tmp_path, "lookalike")
+    try:
+        assert honest.account_id is not None
+        assert hidden.account_id is not None
+        for shop, name in ((honest, "Bakery Lindner"), (hidden, "Bank Support")):
+            await shop.save_business_profile(display_name=name, category="RETAIL")
+        await relay.ctx.operator.verify(OperatorPrincipal("tests"), honest.account_id)
+        # The operator signs a certificate it keeps out of the log, to show it to some
+        # clients only.
+        await relay.ctx.operator.verify(OperatorPrincipal("tests"), hidden.account_id)
+        async with relay.ctx.db.write() as conn:
+            await conn.execute(
+                delete(kt_pending_certificates).where(
+                    kt_pending_certificates.c.account_id == hidden.account_id
+                )
+            )
+
+        bakery = await alice.business(honest.account_id)
+        assert bakery.tick.verified, bakery.tick.reason
+        assert failures(alice) == []
+
+        lookalike = await alice.business(hidden.account_id)
+        assert lookalike.tick.state is TickState.NOT_LOGGED
+        assert "not in the key log" in lookalike.tick.reason
+        [warning] = failures(alice)
+        assert warning.account_id == hidden.account_id
+        with pytest.raises(IdentityNotTrusted):
+            await alice.send(hidden.account_id, Text(text="my account number is"))
+        # The honest business keeps its tick and its messages.
+        assert (await alice.business(honest.account_id)).tick.verified
+        await alice.send(honest.account_id, Text(text="two rolls, please"))
+    finally:
+        for client in (alice, honest, hidden):
+            await client.close()
 
 
 async def test_a_rewritten_history_is_detected_and_blocks_sending(

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from tresen.core.errors import ErrorCode
 from tresen.core.http import tls_context
 from tresen.crypto.olm import SignedKey
 from tresen.wire import relay as wire
@@ -188,6 +189,19 @@ class RelayApi:
             "GET", "/v1/transparency/epochs", params={"after": after, "limit": limit}
         )
         return list(body["epochs"])
+
+    async def certificate_in_log(self, serial: int) -> dict[str, Any] | None:
+        """Where certificate ``serial`` is in the key log, with its inclusion proof (``None``:
+        the relay keeps no log)."""
+        try:
+            body: dict[str, Any] = await self._call(
+                "GET", f"/v1/transparency/certificates/{serial}"
+            )
+        except RelayError as exc:
+            if exc.code == ErrorCode.NO_EPOCH:
+                return None
+            raise
+        return body
 
     async def key_log_latest(self) -> dict[str, Any]:
         body: dict[str, Any] = await self._call("GET", "/v1/transparency/epochs/latest")

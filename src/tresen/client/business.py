@@ -51,6 +51,7 @@ class TickState(StrEnum):
     NO_REVOCATION_LIST = "no_revocation_list"
     CHANGED = "changed"
     IDENTITY_CHANGED = "identity_changed"
+    NOT_LOGGED = "not_logged"
 
 
 _REASONS = {
@@ -64,6 +65,7 @@ _REASONS = {
     TickState.NO_REVOCATION_LIST: "no fresh revocation list could be checked",
     TickState.CHANGED: "the name, number or devices changed since the operator verified it",
     TickState.IDENTITY_CHANGED: "its identity keys changed; compare safety numbers first",
+    TickState.NOT_LOGGED: "the certificate is not in the operator's public key log",
 }
 
 

@@ -118,7 +118,7 @@ class Directory:
         except KeyLogFailure as exc:
             # Nothing the log does not vouch for is pinned; what was pinned stays, unused
             # for sending until the user trusts the keys again.
-            self._distrust(account_id, exc)
+            self.distrust(account_id, exc)
             self._checked_ms[account_id] = self.clock.now_ms()
             return self._recipients(account_id, known)
         with self.store.transaction():
@@ -133,7 +133,7 @@ class Directory:
             return None
         return (self.me.device_id, identity.curve25519, identity.ed25519)
 
-    def _distrust(self, account_id: str, failure: KeyLogFailure) -> None:
+    def distrust(self, account_id: str, failure: KeyLogFailure) -> None:
         """Stop sending to ``account_id`` (and, when the log forked, to every peer) until the
         user trusts their keys again."""
         now = self.clock.now_ms()
@@ -217,7 +217,7 @@ class Directory:
             try:
                 await self.keylog.check(account_id, devices, proofs.get(account_id))
             except KeyLogFailure as exc:
-                self._distrust(account_id, exc)
+                self.distrust(account_id, exc)
                 continue
             vouched[account_id] = devices
         now = self.clock.now_ms()

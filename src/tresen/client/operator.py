@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from typing import Any
 
@@ -26,6 +27,7 @@ from tresen.client.business import (
 from tresen.client.device import Device
 from tresen.client.directory import Directory
 from tresen.client.store import KnownBusiness, LocalStore, Trust
+from tresen.client.transparency import KeyLogFailure
 from tresen.core.clock import Clock
 from tresen.core.errors import ErrorCode
 from tresen.core.logging import get_logger
@@ -35,6 +37,7 @@ from tresen.crypto.certificates import (
     PublishedKey,
     RevocationList,
     RingUpdate,
+    SignedCertificate,
     SignedRevocationList,
     UnknownOperatorKey,
     verify_revocations,
@@ -159,6 +162,7 @@ class Businesses:
         self.device = device
         self.directory = directory
         self.operator = operator
+        self._logged_certificates: set[tuple[int, bytes]] = set()
 
     def known(self, account_id: str) -> KnownBusiness | None:
         return self.store.known_business(account_id)
@@ -194,7 +198,7 @@ class Businesses:
             if profile.account_id == self.device.account_id:
                 keys.append(self.device.require_identity().ed25519)
             changed = self.store.trust(profile.account_id) is not Trust.TRUSTED
-        return judge(
+        tick = judge(
             profile.certificate,
             self.operator.ring,
             self.clock.now_ms(),
@@ -205,6 +209,34 @@ class Businesses:
             device_keys=keys,
             identity_changed=changed,
         )
+        if tick.verified and tick.serial is not None:
+            return await self._logged(profile, tick, tick.serial)
+        return tick
+
+    async def _logged(self, profile: BusinessProfile, tick: Tick, serial: int) -> Tick:
+        """``tick`` if the certificate is in the key log, where the business and auditors see
+        every certificate the operator issued (docs/architecture.md, "Key transparency")."""
+        body = SignedCertificate.from_json(profile.certificate).body
+        seen = (serial, hashlib.sha256(body).digest())
+        if seen in self._logged_certificates:
+            return tick  # the log only grows: once logged, logged for good
+        try:
+            proof = await self.api.certificate_in_log(serial)
+            await self.directory.keylog.check_certificate(profile.account_id, serial, body, proof)
+        except RelayError as exc:
+            if exc.code != ErrorCode.NOT_FOUND_IN_LOG:
+                return Tick(TickState.NOT_LOGGED, f"not checked: {exc.message}", serial=serial)
+            failure = KeyLogFailure(f"certificate {serial} is not in the key log")
+            self.directory.distrust(profile.account_id, failure)
+            return Tick(TickState.NOT_LOGGED, str(failure), serial=serial)
+        except httpx.HTTPError as exc:
+            return Tick(TickState.NOT_LOGGED, f"not checked: {exc}", serial=serial)
+        except KeyLogFailure as exc:
+            self.directory.distrust(profile.account_id, exc)
+            return Tick(TickState.NOT_LOGGED, str(exc), serial=serial)
+        if proof is not None:
+            self._logged_certificates.add(seen)
+        return tick
 
     async def find(self, query: str, category: str | None, limit: int) -> list[BusinessSummary]:
         hits = await self.api.search_businesses(query, category, limit)

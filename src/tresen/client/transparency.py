@@ -15,6 +15,7 @@ or for the log as a whole (``forked``: a head that does not extend the ones seen
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from tresen.core.clock import Clock
 from tresen.crypto.certificates import CertificateError, KeyRing, UnknownOperatorKey
 from tresen.crypto.encoding import b64, unb64
 from tresen.crypto.transparency import (
+    CertificateLeaf,
     DeviceEntry,
     DevicesLeaf,
     EpochHead,
@@ -169,6 +171,41 @@ class KeyLog:
             self._check_devices(account_id, devices, proof, head, own)
         except (CertificateError, KeyError, TypeError, ValueError) as exc:
             raise KeyLogFailure(f"the key log does not vouch for {account_id}: {exc}") from None
+
+    async def check_certificate(
+        self, account_id: str, serial: int, body: bytes, proof: dict[str, Any] | None
+    ) -> None:
+        """That the certificate ``serial`` (its exact ``body``), issued to ``account_id``, is in
+        the key log: a certificate shown to this client only is not.
+
+        Without a ``proof`` from a relay whose log this client has seen before, that is a
+        failure; from one it never saw, the relay keeps no log. Raises :class:`KeyLogFailure`.
+        """
+        if proof is None:
+            if self.store.latest_root() is not None:
+                raise KeyLogFailure(f"the relay gave no key-log proof for certificate {serial}")
+            return
+        try:
+            head = await self._head(proof.get("epoch"), None)
+            leaf_index, leaf_epoch = _int(proof, "leaf_index"), _int(proof, "leaf_epoch")
+            if leaf_index is None or leaf_epoch is None or leaf_epoch > head.epoch:
+                raise ProofError("the proof does not say where the certificate was logged")
+            leaf = CertificateLeaf(
+                account_id=account_id,
+                epoch=leaf_epoch,
+                serial=serial,
+                digest=hashlib.sha256(body).digest(),
+            )
+            leaf_hash = log_leaf_hash(encode_leaf(leaf))
+            inclusion = hashes_of(proof.get("inclusion") or [])
+            if not verify_inclusion(
+                leaf_hash, leaf_index, head.tree_size, inclusion, head.log_root
+            ):
+                raise KeyLogFailure(f"certificate {serial} is not in the signed log")
+        except (CertificateError, KeyError, TypeError, ValueError) as exc:
+            raise KeyLogFailure(
+                f"the key log does not vouch for certificate {serial}: {exc}"
+            ) from None
 
     def _check_devices(
         self,

@@ -35,6 +35,7 @@ __all__ = [
     "PendingCertificate",
     "account_leaf",
     "certificate_leaf",
+    "certificate_pending",
     "count_pending",
     "delete_pending",
     "device_sets",
@@ -157,6 +158,13 @@ async def delete_pending(
 async def has_pending(conn: AsyncConnection, account_id: str) -> bool:
     stmt = select(kt_pending_accounts.c.account_id).where(
         kt_pending_accounts.c.account_id == account_id
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def certificate_pending(conn: AsyncConnection, serial: int) -> bool:
+    stmt = select(kt_pending_certificates.c.serial).where(
+        kt_pending_certificates.c.serial == serial
     )
     return (await conn.execute(stmt)).first() is not None
 

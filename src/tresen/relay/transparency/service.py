@@ -263,23 +263,27 @@ class TransparencyService:
         await repo.insert_epoch(conn, row)
         return Epoch.of(row)
 
-    async def catch_up(self, account_id: str) -> None:
-        """Publish now if ``account_id`` has a change that is not in an epoch yet (at most
-        one such epoch every ``min_interval_s``)."""
+    async def catch_up(self, account_id: str | None = None, *, serial: int | None = None) -> None:
+        """Publish now if ``account_id``'s device set or certificate ``serial`` changed and is
+        not in an epoch yet (at most one such epoch every ``min_interval_s``)."""
         if not self.enabled:
             return
-        async with self.db.read() as conn:
-            if not await repo.has_pending(conn, account_id):
-                return
+
+        async def pending() -> bool:
+            async with self.db.read() as conn:
+                if account_id is not None and await repo.has_pending(conn, account_id):
+                    return True
+                return serial is not None and await repo.certificate_pending(conn, serial)
+
+        if not await pending():
+            return
         async with self._publishing:
             wait = self._last_published + self.settings.min_interval_s
             wait -= asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)
-        async with self.db.read() as conn:
-            if not await repo.has_pending(conn, account_id):
-                return  # published meanwhile
-        await self.publish()
+        if await pending():  # else published meanwhile
+            await self.publish()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -388,7 +392,8 @@ class TransparencyService:
 
     async def certificate(self, serial: int) -> tuple[Epoch, int, CertificateLeaf, list[bytes]]:
         """Where certificate ``serial`` is in the log: the latest epoch, the leaf index, the
-        leaf and its inclusion proof."""
+        leaf and its inclusion proof (after publishing it, if it waits for an epoch)."""
+        await self.catch_up(serial=serial)
         async with self.db.read() as conn:
             row = await repo.latest_epoch(conn)
             if row is None:
