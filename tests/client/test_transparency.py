@@ -145,9 +145,7 @@ async def test_an_entry_removed_from_the_map_is_detected(
         await bob.close()
 
 
-async def test_a_tick_needs_the_certificate_in_the_log(
-    relay: RunningRelay, tmp_path: Path
-) -> None:
+async def test_a_tick_needs_the_certificate_in_the_log(relay: RunningRelay, tmp_path: Path) -> None:
     alice = await person(relay, tmp_path, "alice")
     honest = await person(relay, tmp_path, "bakery")
     hidden = await person(relay, tmp_path, "lookalike")

@@ -21,8 +21,11 @@ from gateway_support import next_of
 from support import Backend, RelayProcess, free_port, registered_client
 
 from tresen.client import Client
+from tresen.client.api import RelayError
 from tresen.client.events import MessageEvent
+from tresen.core.errors import ErrorCode
 from tresen.core.http import tls_context
+from tresen.relay.policy.service import CACHE_TTL_S
 from tresen.wire.e2e import Text
 
 pytestmark = pytest.mark.slow
@@ -73,6 +76,25 @@ async def test_two_nodes_deliver_across_at_once_and_survive_a_node_killed(
         assert statistics.median(took) < 0.1, took
         assert max(took) < 5, took  # none waited for a poll
 
+        # A block made on node b stops Ana's sends through node a within milliseconds,
+        # although node a had cached, for CACHE_TTL_S, that Ben blocks nobody.
+        assert ana.account_id is not None
+        await ben.block(ana.account_id)
+        before_refused = 0
+        blocked_at = time.perf_counter()
+        refused: RelayError | None = None
+        while refused is None:
+            try:
+                await ana.send(ben.account_id, Text(text="still there?"))
+                before_refused += 1
+            except RelayError as exc:
+                refused = exc
+            assert time.perf_counter() - blocked_at < CACHE_TTL_S / 2, "not told of the block"
+        assert refused.code == ErrorCode.UNDELIVERABLE
+        await ben.unblock(ana.account_id)
+        for _ in range(before_refused):
+            assert (await next_of(ben, MessageEvent)).payload == Text(text="still there?")
+
         # Node a is killed mid-stream: Ana's app reconnects through the balancer to node b,
         # sends again what was not answered, and Ben's app holds every message once.
         texts = [f"stream {i}" for i in range(60)]
@@ -94,7 +116,7 @@ async def test_two_nodes_deliver_across_at_once_and_survive_a_node_killed(
         assert sorted(seen) == sorted(texts)  # each once
         assert node_b.port in balancer.chosen
         held = [m for m in ben.store.messages(ana.account_id or "") if not m.outgoing]
-        assert len(held) == 1 + 20 + len(texts)
+        assert len(held) == 1 + 20 + before_refused + len(texts)
     finally:
         for person in people:
             await person.close()

@@ -117,12 +117,13 @@ def build_context(
     metrics.watch_connections(lambda: hub.connected)
     metrics.watch_cluster(lambda: (hub.cluster.published, hub.cluster.dropped))
     # Collaborators are passed to the constructors, so a service cannot exist half-wired.
-    policy = PolicyService(db, clock, settings.policy)
 
     def forget_everywhere(account_id: str) -> None:
         policy.forget(account_id)
         if hub.cluster.shared:
             hub.cluster.tell(Notice("forget", hub.cluster.node_id, text=account_id))
+
+    policy = PolicyService(db, clock, settings.policy, changed=forget_everywhere)
 
     hub.cluster.listen(lambda n: policy.forget(n.text) if n.kind == "forget" else None)
     operator = OperatorService(db, clock, settings)

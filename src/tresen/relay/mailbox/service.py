@@ -337,7 +337,9 @@ class MailboxService:
         # envelope handed over again, which the device recognizes and acks once more. A
         # send waits for it, and its flush writes whatever came before.
         durable = bool(sends or resends or reads or purges)
-        async with self.db.write(durable=durable) as conn:
+        # Its statements are short and indexed (a purge's may not be): no trips to SQLite's
+        # thread but for BEGIN and the commit.
+        async with self.db.write(durable=durable, inline=not purges) as conn:
             planned = await self._plan_sends(conn, sends, batch, prefetch) if sends else []
             planned_resends, refused = (
                 await plan_resends(conn, resends, batch.now) if resends else ([], {})

@@ -54,6 +54,7 @@ __all__ = [
     "add_block",
     "add_quality_event",
     "blocked_pairs",
+    "blockers_among",
     "blocks_and_windows",
     "blocks_of",
     "charge",
@@ -179,6 +180,23 @@ async def blocked_pairs(conn: AsyncConnection, pairs: Collection[Pair]) -> set[P
         return set()
     rows = await conn.execute(_blocked_pairs(conn.dialect.name), _params(conn, pairs))
     return {(r.blocker_account, r.blocked_account) for r in rows.all()}
+
+
+async def blockers_among(conn: AsyncConnection, account_ids: Collection[str]) -> set[str]:
+    """Those of ``account_ids`` that block anyone (most block nobody)."""
+    if not account_ids:
+        return set()
+    rows = await conn.execute(_blockers_among(), {"accounts": sorted(account_ids)})
+    return {r.blocker_account for r in rows.all()}
+
+
+@functools.cache
+def _blockers_among() -> Select[Any]:
+    return (
+        select(blocks.c.blocker_account)
+        .where(blocks.c.blocker_account.in_(bindparam("accounts", expanding=True)))
+        .group_by(blocks.c.blocker_account)
+    )
 
 
 async def add_block(conn: AsyncConnection, blocker: str, blocked: str, now_ms: int) -> bool:

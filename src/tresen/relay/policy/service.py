@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -150,19 +150,36 @@ class _Batch:
 
 
 class PolicyService:
-    def __init__(self, db: Database, clock: Clock, policy: PolicySettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        policy: PolicySettings,
+        *,
+        changed: Callable[[str], None] | None = None,
+    ) -> None:
+        """``changed`` is told of an account whose cached facts changed here, to forget them
+        on every relay node (by default: on this one)."""
         self.db = db
         self.clock = clock
         self.policy = policy
+        self.changed = changed or self.forget
         self._throughput: dict[int, TokenBuckets] = {}
         self._pairs = TokenBuckets(clock, policy.pair_rate_per_minute / 60, policy.pair_burst)
         self._facts: dict[str, tuple[float, repo.AccountFacts]] = {}
         self._limits: dict[str, tuple[float, repo.LimitsRow | None]] = {}
+        # Whether an account blocks anyone: most block nobody, and their sends then need no
+        # look-up of blocks at all.
+        self._blocks_anyone: dict[str, tuple[float, bool]] = {}
+        self._forgotten = 0
 
     def forget(self, account_id: str) -> None:
-        """Drop what the send path cached about an account (its kind or limits changed)."""
+        """Drop what the send path cached about an account (its kind, limits or blocks
+        changed)."""
         self._facts.pop(account_id, None)
         self._limits.pop(account_id, None)
+        self._blocks_anyone.pop(account_id, None)
+        self._forgotten += 1
 
     async def _facts_of(
         self, conn: AsyncConnection, account_ids: Collection[str]
@@ -227,10 +244,36 @@ class PolicyService:
         to_customers = {
             (s.sender, s.recipient) for s in others if self._business_to_customer(s, state)
         }
+        both_ways = pairs | {(b, a) for a, b in pairs}
+        blockers = await self._blockers_among(conn, {a for a, _ in both_ways})
         blocked, windows = await repo.blocks_and_windows(
-            conn, pairs | {(b, a) for a, b in pairs}, to_customers
+            conn, {p for p in both_ways if p[0] in blockers}, to_customers
         )
         return Prefetched(state.facts, blocked, windows)
+
+    async def _blockers_among(self, conn: AsyncConnection, account_ids: set[str]) -> set[str]:
+        """Those of ``account_ids`` that block anyone, cached like account facts."""
+        now = time.monotonic()
+        found: set[str] = set()
+        missing = []
+        for account_id in account_ids:
+            cached = self._blocks_anyone.get(account_id)
+            if cached is None or cached[0] <= now:
+                missing.append(account_id)
+            elif cached[1]:
+                found.add(account_id)
+        if missing:
+            forgotten = self._forgotten
+            fresh = await repo.blockers_among(conn, missing)
+            found |= fresh
+            # A block or unblock committed while this was read may not be in it: then
+            # nothing read is kept.
+            if forgotten == self._forgotten:
+                if len(self._blocks_anyone) > CACHE_MAX:
+                    self._blocks_anyone.clear()
+                for account_id in missing:
+                    self._blocks_anyone[account_id] = (now + CACHE_TTL_S, account_id in fresh)
+        return found
 
     async def admit(
         self,
@@ -632,12 +675,15 @@ class PolicyService:
                     now_ms=now,
                     counted=await self._counts(conn, blocked, blocker, now),
                 )
+        self.changed(blocker)  # committed: a batch that reads from now on sees it
         log.info("account blocked", new=new)
         return new
 
     async def unblock(self, blocker: AccountId, blocked: AccountId) -> bool:
         async with self.db.write() as conn:
-            return await repo.remove_block(conn, blocker, blocked)
+            removed = await repo.remove_block(conn, blocker, blocked)
+        self.changed(blocker)
+        return removed
 
     async def blocked(self, blocker: AccountId) -> list[tuple[str, int]]:
         async with self.db.read() as conn:
@@ -688,6 +734,8 @@ class PolicyService:
             )
             if block:
                 await repo.add_block(conn, reporter, reported, now)
+        if block:
+            self.changed(reporter)
         log.info("account reported", reason=reason, template_id=template_id)
 
     async def _counts(self, conn: AsyncConnection, business: str, customer: str, now: int) -> bool:
