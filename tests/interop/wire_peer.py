@@ -546,6 +546,24 @@ class Peer:
         except (ValueError, CryptoError) as exc:
             return {"refused": type(exc).__name__, "reason": str(exc)}
 
+    # --- delivery receipts ---------------------------------------------------------------------
+
+    def op_delivery_verify(
+        self, statement: dict[str, Any], signature: str, ed25519: str
+    ) -> dict[str, Any]:
+        """Whether ``signature`` is the device's over ``b"tresen-delivery-v1\\x00"`` + the
+        msgpack map of the statement's fields (in the order of the format)."""
+        fields = ("message_id", "business", "customer", "device_id", "template_id")
+        body = msgspec.msgpack.encode({k: statement[k] for k in (*fields, "delivered_ms")})
+        try:
+            vodozemac.Ed25519PublicKey.from_base64(ed25519).verify_signature(
+                b"tresen-delivery-v1\x00" + body,
+                vodozemac.Ed25519Signature.from_base64(signature),
+            )
+        except Exception:  # vodozemac's own exception types
+            return {"valid": False, "body": b64(body)}
+        return {"valid": True, "body": b64(body)}
+
     # --- the key log -------------------------------------------------------------------------
 
     def log(self) -> KeyLogModel:

@@ -4,12 +4,14 @@
 // The UI reads the state kept here and re-renders when `subscribe` calls it.
 
 import { DeviceIdentity, Session, signedKeyMessage, type Ciphertext } from "../crypto/olm";
+import { signDelivery } from "../crypto/delivery";
 import { verifyEd25519 } from "../crypto/ed25519";
 import type { OperatorKeyRing } from "../crypto/operator";
 import type { DeviceEntry } from "../crypto/transparency";
 import { toBase64 } from "../wire/base64";
 import {
   decodePayload,
+  type DeliveryReceipt,
   encodePayload,
   InvalidPayload,
   type InteractiveReply,
@@ -239,6 +241,8 @@ export class Client {
   private flushing: Promise<void> | null = null;
   private readonly peerLocks = new Map<string, Promise<unknown>>();
   private readonly early = new Map<string, ServerFrame[]>();
+  /** Delivery receipts go out one after another, beside the handling of what arrives. */
+  private deliveryReceipts: Promise<void> = Promise.resolve();
 
   constructor(base = "") {
     this.api = new RelayApi(base);
@@ -1051,6 +1055,7 @@ export class Client {
       this.ack(frame.id, true);
       return;
     }
+    const decryptedMs = Date.now();
     if (!decrypted.fresh) this.healing.read(frame.sender, frame.sender_device);
     const writes: Write[] = [this.sessionWrite(frame.sender, frame.sender_device)];
     if (decrypted.fresh) writes.push(await this.saveIdentity());
@@ -1065,7 +1070,7 @@ export class Client {
       return;
     }
     try {
-      await this.accept(frame, payload, decrypted.plaintext, writes);
+      await this.accept(frame, payload, decrypted.plaintext, writes, decryptedMs);
     } catch (error) {
       if (!(error instanceof Refused)) throw error;
       await this.store.write(writes);
@@ -1081,7 +1086,7 @@ export class Client {
     this.ack(frame.id);
   }
 
-  private async accept(frame: MessageFrame, payload: Payload, raw: Uint8Array, writes: Write[]): Promise<void> {
+  private async accept(frame: MessageFrame, payload: Payload, raw: Uint8Array, writes: Write[], decryptedMs: number): Promise<void> {
     const me = this.requireMe();
     const own = frame.sender === me.account_id;
     const p = payload as unknown as Record<string, unknown>;
@@ -1144,6 +1149,12 @@ export class Client {
       else await this.healing.refused(frame.sender, frame.sender_device, payload);
       return;
     }
+    if (payload.t === "delivery_receipt") {
+      // For businesses; a customer's app has nothing to show for one.
+      writes.push(this.hidden(frame));
+      await this.store.write(writes);
+      return;
+    }
     if (payload.t === "typing" || frame.klass === SYSTEM) {
       writes.push(this.hidden(frame));
       await this.store.write(writes);
@@ -1157,7 +1168,8 @@ export class Client {
       return;
     }
     let rendered: unknown;
-    if (!own && (frame.klass === TEMPLATE || payload.t === "template")) {
+    const templated = !own && (frame.klass === TEMPLATE || payload.t === "template");
+    if (templated) {
       if (!this.checks.template) throw new Refused("template_unavailable", "templates cannot be checked here", null);
       rendered = await this.checks.template(frame, payload);
     }
@@ -1182,6 +1194,36 @@ export class Client {
     await this.store.write(writes);
     this.add(message);
     this.notify(peer, message);
+    if (templated && payload.t === "template") this.queueDeliveryReceipt(frame, payload.template_id, decryptedMs);
+  }
+
+  /** Tell the business, end to end and signed by this device, that its template message
+   * arrived and passed the template checks (class receipt: no price, no window). */
+  private queueDeliveryReceipt(frame: MessageFrame, templateId: string, deliveredMs: number): void {
+    const me = this.requireMe();
+    const receipt: DeliveryReceipt = {
+      t: "delivery_receipt",
+      message_id: frame.message_id,
+      template_id: templateId,
+      delivered_ms: deliveredMs,
+      signature: signDelivery(this.requireIdentity(), {
+        message_id: frame.message_id,
+        business: frame.sender,
+        customer: me.account_id,
+        device_id: me.device_id,
+        template_id: templateId,
+        delivered_ms: deliveredMs,
+      }),
+    };
+    const plaintext = encodePayload(receipt);
+    this.deliveryReceipts = this.deliveryReceipts.then(async () => {
+      try {
+        await this.deliver(frame.sender, plaintext, randomHex(16), RECEIPT);
+      } catch (error) {
+        // The message itself arrived; the business only lacks this device's proof of it.
+        console.warn("a delivery receipt could not be sent", frame.message_id, error);
+      }
+    });
   }
 
   /** A received message that cannot be shown (yet): waiting to be sent again, or failed. */
