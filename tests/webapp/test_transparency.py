@@ -34,9 +34,6 @@ from webapp_support import (
 from tresen.client import Client
 from tresen.wire.e2e import Text
 
-# The key log behaves alike on both databases (tests/relay/test_transparency.py runs both).
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-
 
 @pytest.fixture
 async def app(browser: Browser, relay: RunningRelay, tmp_path: Path) -> AsyncIterator[AppPage]:
