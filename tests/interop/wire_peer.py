@@ -4,15 +4,18 @@ Reads one JSON command per line on stdin and answers one JSON line on stdout, so
 TypeScript ports of the wire and crypto modules can be held against the Python reference:
 payloads encoded and decoded both ways, certificates, revocation lists, key endorsements and
 templates signed with the relay's own signing code, consent statements, attachments and
-safety numbers. Bytes travel as standard base64; a Python exception becomes
+safety numbers, and a key log (docs/protocol.md §14) published with the relay's own
+structures, honest or tampered with. Bytes travel as standard base64; a Python exception becomes
 ``{"error": "Type: message"}``.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -48,6 +51,27 @@ from tresen.crypto.consent import (
 )
 from tresen.crypto.olm import CryptoError, DeviceIdentity
 from tresen.crypto.safety import Party, fingerprint, safety_number
+from tresen.crypto.transparency import (
+    EMPTY,
+    EPOCH_PREFIX,
+    MAP_ROOT,
+    DeviceEntry,
+    DevicesLeaf,
+    EpochHead,
+    MapNode,
+    MapUpdate,
+    account_key,
+    append_leaves,
+    consistency_ranges,
+    encode_leaf,
+    frontier,
+    head_hash,
+    inclusion_ranges,
+    log_leaf_hash,
+    map_proof,
+    map_value,
+    range_hash,
+)
 from tresen.relay.templates.validation import validate_submission
 from tresen.wire.e2e import (
     AnyPayload,
@@ -78,11 +102,164 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+class _EveryPosition(Mapping[bytes, MapNode | None]):
+    """The whole map for :func:`map_proof`: a position not stored is an empty subtree."""
+
+    def __init__(self, nodes: dict[bytes, MapNode]) -> None:
+        self.nodes = nodes
+
+    def __getitem__(self, position: bytes) -> MapNode | None:
+        return self.nodes.get(position)
+
+    def __contains__(self, position: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+class KeyLogModel:
+    """The relay's key log in memory, published as relay/transparency/service.py publishes
+    it (same structures and signatures), with the tampering a lying relay could do."""
+
+    def __init__(self, operator: OperatorKey) -> None:
+        self.operator = operator
+        self.leaves: list[bytes] = []
+        self.nodes: dict[tuple[int, int], bytes] = {}
+        self.map: dict[bytes, MapNode] = {}
+        self.heads: list[tuple[bytes, str]] = []
+        self.accounts: dict[str, tuple[int, int, list[DeviceEntry]]] = {}
+
+    def publish(self, changes: dict[str, list[list[Any]]], published_ms: int) -> dict[str, Any]:
+        number, size = len(self.heads), len(self.leaves)
+        leaves, values = [], {}
+        for account_id, devices in changes.items():
+            entries = sorted((DeviceEntry(*d) for d in devices), key=lambda e: e.device_id)
+            leaf = encode_leaf(DevicesLeaf(account_id=account_id, epoch=number, devices=entries))
+            self.accounts[account_id] = (size + len(leaves), number, entries)
+            values[account_key(account_id)] = map_value(size + len(leaves), log_leaf_hash(leaf))
+            leaves.append(leaf)
+        edge = {node: self.nodes[node] for node in frontier(size)}
+        new, log_root = append_leaves(size, edge, [log_leaf_hash(leaf) for leaf in leaves])
+        self.nodes.update(new)
+        self.leaves.extend(leaves)
+        return self._sign(number, log_root, self._change_map(values), published_ms)
+
+    def _change_map(self, changes: dict[bytes, bytes | None]) -> bytes:
+        if not changes:
+            root = self.map.get(MAP_ROOT)
+            return EMPTY if root is None else root.hash
+        update = MapUpdate(changes)
+        while wanted := update.wanted():
+            update.feed({p: self.map[p] for p in wanted if p in self.map})
+        map_root, writes, deletes = update.finish()
+        for position in deletes:
+            self.map.pop(position, None)
+        self.map.update(writes)
+        return map_root
+
+    def _sign(self, number: int, log_root: bytes, map_root: bytes, ms: int) -> dict[str, Any]:
+        previous = EMPTY if not self.heads else head_hash(self.heads[-1][0])
+        body = msgspec.msgpack.encode(
+            EpochHead(
+                epoch=number,
+                tree_size=len(self.leaves),
+                log_root=log_root,
+                map_root=map_root,
+                previous=previous,
+                published_ms=ms,
+                key_id=self.operator.key_id,
+            )
+        )
+        signature = self.operator.sign(EPOCH_PREFIX + body)
+        self.heads.append((body, signature))
+        return self.epoch_json(-1)
+
+    def epoch_json(self, at: int) -> dict[str, Any]:
+        body, signature = self.heads[at]
+        head = msgspec.msgpack.decode(body, type=EpochHead)
+        return {
+            "epoch": head.epoch,
+            "tree_size": head.tree_size,
+            "log_root": b64(head.log_root),
+            "map_root": b64(head.map_root),
+            "previous": b64(head.previous),
+            "published_ms": head.published_ms,
+            "key_id": head.key_id,
+            "body": b64(body),
+            "signature": signature,
+            "head": b64(head_hash(body)),
+        }
+
+    def lookup(self, account_id: str, since: int | None) -> dict[str, Any]:
+        """What ``/v1/transparency/lookup`` answers, against the latest epoch."""
+        size = len(self.leaves)
+        proof = map_proof(account_key(account_id), _EveryPosition(self.map))
+        assert proof is not None
+        logged = self.accounts.get(account_id)
+        answer: dict[str, Any] = {
+            "account_id": account_id,
+            "epoch": self.epoch_json(-1),
+            "leaf_index": None if logged is None else logged[0],
+            "leaf_epoch": None if logged is None else logged[1],
+            "devices": []
+            if logged is None
+            else [
+                {"device_id": d.device_id, "curve25519": d.curve25519, "ed25519": d.ed25519}
+                for d in logged[2]
+            ],
+            "map_proof": {
+                "siblings": [b64(s) for s in proof.siblings],
+                "leaf_key": None if proof.leaf_key is None else b64(proof.leaf_key),
+                "leaf_value": None if proof.leaf_value is None else b64(proof.leaf_value),
+            },
+            "inclusion": []
+            if logged is None
+            else [b64(range_hash(a, b, self.nodes)) for a, b in inclusion_ranges(logged[0], size)],
+            "consistency": None,
+        }
+        if since is not None and since <= size:
+            answer["consistency"] = {
+                "first": since,
+                "second": size,
+                "proof": self.consistency(since, size),
+            }
+        return answer
+
+    def consistency(self, first: int, second: int) -> list[str]:
+        return [b64(range_hash(a, b, self.nodes)) for a, b in consistency_ranges(first, second)]
+
+    def rewrite(self, account_id: str, curve25519: str, ms: int) -> dict[str, Any]:
+        """Change the account's logged leaf in place (and the map), then sign a new epoch."""
+        index, epoch, entries = self.accounts[account_id]
+        entries = [DeviceEntry(e.device_id, curve25519, e.ed25519) for e in entries]
+        leaf = encode_leaf(DevicesLeaf(account_id=account_id, epoch=epoch, devices=entries))
+        self.leaves[index] = leaf
+        self.accounts[account_id] = (index, epoch, entries)
+        self.nodes, log_root = append_leaves(0, {}, [log_leaf_hash(x) for x in self.leaves])
+        map_root = self._change_map(
+            {account_key(account_id): map_value(index, log_leaf_hash(leaf))}
+        )
+        return self._sign(len(self.heads), log_root, map_root, ms)
+
+    def remove(self, account_id: str, ms: int) -> dict[str, Any]:
+        """Drop the account from the map (the log keeps its leaf), then sign a new epoch."""
+        self.accounts.pop(account_id, None)
+        map_root = self._change_map({account_key(account_id): None})
+        root = range_hash(0, len(self.leaves), self.nodes)
+        return self._sign(len(self.heads), root, map_root, ms)
+
+
 class Peer:
     def __init__(self) -> None:
         # Operator keys by the name a test gives them, created on first use.
         self.operators: dict[str, OperatorKey] = {}
         self.devices: dict[str, DeviceIdentity] = {}
+        self.key_log: KeyLogModel | None = None
+        self.saved_logs: dict[str, KeyLogModel] = {}
 
     def operator(self, name: str) -> OperatorKey:
         if name not in self.operators:
@@ -368,6 +545,70 @@ class Peer:
             }
         except (ValueError, CryptoError) as exc:
             return {"refused": type(exc).__name__, "reason": str(exc)}
+
+    # --- delivery receipts ---------------------------------------------------------------------
+
+    def op_delivery_verify(
+        self, statement: dict[str, Any], signature: str, ed25519: str
+    ) -> dict[str, Any]:
+        """Whether ``signature`` is the device's over ``b"tresen-delivery-v1\\x00"`` + the
+        msgpack map of the statement's fields (in the order of the format)."""
+        fields = ("message_id", "business", "customer", "device_id", "template_id")
+        body = msgspec.msgpack.encode({k: statement[k] for k in (*fields, "delivered_ms")})
+        try:
+            vodozemac.Ed25519PublicKey.from_base64(ed25519).verify_signature(
+                b"tresen-delivery-v1\x00" + body,
+                vodozemac.Ed25519Signature.from_base64(signature),
+            )
+        except Exception:  # vodozemac's own exception types
+            return {"valid": False, "body": b64(body)}
+        return {"valid": True, "body": b64(body)}
+
+    # --- the key log -------------------------------------------------------------------------
+
+    def log(self) -> KeyLogModel:
+        assert self.key_log is not None, "kt_new first"
+        return self.key_log
+
+    def op_kt_new(self, key: str) -> dict[str, Any]:
+        """A new, empty key log signed with operator key ``key``."""
+        self.key_log = KeyLogModel(self.operator(key))
+        return {}
+
+    def op_kt_publish(self, changes: dict[str, list[list[Any]]], ms: int) -> dict[str, Any]:
+        """An epoch that logs each account's new device set (``[[id, curve, ed], ...]``)."""
+        return self.log().publish(changes, ms)
+
+    def op_kt_lookup(self, account_id: str, since: int | None = None) -> dict[str, Any]:
+        return self.log().lookup(account_id, since)
+
+    def op_kt_consistency(self, first: int, second: int) -> list[str]:
+        return self.log().consistency(first, second)
+
+    def op_kt_rewrite(self, account_id: str, curve25519: str, ms: int) -> dict[str, Any]:
+        return self.log().rewrite(account_id, curve25519, ms)
+
+    def op_kt_remove(self, account_id: str, ms: int) -> dict[str, Any]:
+        return self.log().remove(account_id, ms)
+
+    def op_kt_save(self, name: str) -> dict[str, Any]:
+        """Keep the log as it is now (to fork it: publish, then ``kt_restore``)."""
+        self.saved_logs[name] = copy.deepcopy(self.log())
+        return {}
+
+    def op_kt_restore(self, name: str) -> dict[str, Any]:
+        self.key_log = copy.deepcopy(self.saved_logs[name])
+        return {}
+
+    def op_kt_leaf(self, account_id: str, epoch: int, devices: list[list[Any]]) -> dict[str, Any]:
+        """A device leaf, its hash and the account's map key, as the relay writes them."""
+        entries = sorted((DeviceEntry(*d) for d in devices), key=lambda e: e.device_id)
+        leaf = encode_leaf(DevicesLeaf(account_id=account_id, epoch=epoch, devices=entries))
+        return {
+            "leaf": b64(leaf),
+            "hash": b64(log_leaf_hash(leaf)),
+            "key": b64(account_key(account_id)),
+        }
 
 
 def rendered_json(shown: RenderedTemplate) -> dict[str, Any]:

@@ -105,9 +105,16 @@ export function wire(client: Client, Book: typeof Businesses): Services {
       displayName: profile.display_name,
       deviceKeys: devices.map((d) => d.ed25519),
       revoked: ring ? await trust.revocations(ring) : null,
-      identityChanged: peer.trust === "changed",
+      identityChanged: peer.trust !== "trusted",
     });
     return { verified: judged.verified, reason: REASONS[judged.state], detail: judged.reason };
+  };
+
+  // The key log's epochs are signed with the same operator keys as certificates.
+  client.checks.operatorKeys = () => trust.keys();
+  client.checks.refreshOperatorKeys = async () => {
+    const ring = await trust.keys();
+    if (ring) await trust.follow(ring);
   };
 
   const templateOf = async (id: string): Promise<SignedTemplateBody> => {

@@ -182,6 +182,21 @@ export class RelayApi {
     return this.request("GET", `/v1/keys/${encodeURIComponent(accountId)}`);
   }
 
+  /** The account's devices with the key log's proofs of them (`transparency`, null when the
+   * relay keeps no log), with a consistency proof from the log size `since`. */
+  keysWithProof(accountId: string, since: number | null): Promise<{ account_id: string; devices: ListedDevice[]; transparency?: unknown }> {
+    const q = new URLSearchParams({ transparency: "true" });
+    if (since !== null) q.set("transparency_since", String(since));
+    return this.request("GET", `/v1/keys/${encodeURIComponent(accountId)}?${q.toString()}`);
+  }
+
+  /** The RFC 9162 consistency proof between the key log's sizes `first` and `second`. */
+  async keyLogConsistency(first: number, second: number): Promise<unknown> {
+    const q = new URLSearchParams({ first: String(first), second: String(second) });
+    const body = await this.request<{ proof?: unknown }>("GET", `/v1/transparency/consistency?${q.toString()}`, undefined, { auth: false });
+    return body?.proof;
+  }
+
   claim(accountId: string, deviceIds: number[]): Promise<{ devices: ClaimedDevice[] }> {
     return this.request("POST", `/v1/keys/${encodeURIComponent(accountId)}/claim`, {
       device_ids: deviceIds,

@@ -4,10 +4,14 @@
 // The UI reads the state kept here and re-renders when `subscribe` calls it.
 
 import { DeviceIdentity, Session, signedKeyMessage, type Ciphertext } from "../crypto/olm";
+import { signDelivery } from "../crypto/delivery";
 import { verifyEd25519 } from "../crypto/ed25519";
+import type { OperatorKeyRing } from "../crypto/operator";
+import type { DeviceEntry } from "../crypto/transparency";
 import { toBase64 } from "../wire/base64";
 import {
   decodePayload,
+  type DeliveryReceipt,
   encodePayload,
   InvalidPayload,
   type InteractiveReply,
@@ -19,6 +23,7 @@ import {
 import { Offline, RelayApi, RelayError, type ListedDevice } from "./api";
 import { Connection, NotConnected, type ServerFrame } from "./connection";
 import { Healing } from "./healing";
+import { KeyLog, KeyLogFailure } from "./keylog";
 import { Store, type Write } from "./store";
 
 export const SESSION = 0;
@@ -71,7 +76,10 @@ export interface PeerDevice {
   ed25519: string;
 }
 
-export type Trust = "trusted" | "changed";
+/** `changed`: a known device presented other identity keys; `key_transparency`: the relay's
+ * key log does not vouch for the keys (or its history forked). Either way sending waits until
+ * the user compared safety numbers and trusted the keys. */
+export type Trust = "trusted" | "changed" | "key_transparency";
 
 export interface Peer {
   account_id: string;
@@ -106,9 +114,23 @@ export interface Typing {
 
 export class IdentityNotTrusted extends Error {
   override name = "IdentityNotTrusted";
-  constructor(readonly accountId: string) {
-    super("the identity keys of this contact changed: compare safety numbers, then trust them");
+  constructor(
+    readonly accountId: string,
+    readonly reason: Trust = "changed",
+  ) {
+    super(
+      reason === "key_transparency"
+        ? "the relay's key log does not vouch for the keys of this contact: compare safety numbers, then trust them"
+        : "the identity keys of this contact changed: compare safety numbers, then trust them",
+    );
   }
+}
+
+/** The last key-log failure: for one account, or (`forked`) for the log as a whole. */
+export interface KeyLogWarning {
+  account: string;
+  reason: string;
+  forked: boolean;
 }
 
 interface Queued {
@@ -125,6 +147,10 @@ export interface Checks {
   template?(frame: MessageFrame, payload: Payload): Promise<unknown>;
   /** Called after a text went to a business (STOP/START keywords). */
   afterText?(chat: string, text: string): Promise<void>;
+  /** The operator keys pinned at registration (they sign the key log's epochs). */
+  operatorKeys?(): Promise<OperatorKeyRing | null>;
+  /** Follow the operator's key rotations. */
+  refreshOperatorKeys?(): Promise<void>;
 }
 
 export interface MessageFrame {
@@ -151,6 +177,10 @@ export class Refused extends Error {
 
 function randomHex(bytes: number): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function entryOf(device: ListedDevice): DeviceEntry {
+  return { device_id: device.device_id, curve25519: device.identity_keys.curve25519, ed25519: device.identity_keys.ed25519 };
 }
 
 function sessionKey(account: string, device: number): string {
@@ -198,6 +228,9 @@ export class Client {
   drained = false;
   offsetMs = 0;
   problem: string | null = null;
+  keyLog!: KeyLog;
+  /** The key log's last failure, shown until the user has dealt with it. */
+  keyLogWarning: KeyLogWarning | null = null;
 
   private readonly sessions = new Map<string, Session[]>();
   private readonly listeners = new Set<() => void>();
@@ -208,6 +241,8 @@ export class Client {
   private flushing: Promise<void> | null = null;
   private readonly peerLocks = new Map<string, Promise<unknown>>();
   private readonly early = new Map<string, ServerFrame[]>();
+  /** Delivery receipts go out one after another, beside the handling of what arrives. */
+  private deliveryReceipts: Promise<void> = Promise.resolve();
 
   constructor(base = "") {
     this.api = new RelayApi(base);
@@ -218,6 +253,13 @@ export class Client {
   /** Open the local store and, if this browser is a registered device, go online. */
   async open(dbName = "tresen"): Promise<void> {
     this.store = await Store.open(dbName);
+    this.keyLog = await KeyLog.load(this.store, {
+      ring: async () => (await this.checks.operatorKeys?.()) ?? null,
+      refreshRing: async () => {
+        await this.checks.refreshOperatorKeys?.();
+      },
+      consistency: (first, second) => this.api.keyLogConsistency(first, second),
+    });
     const me = await this.store.get<Me>("meta", "me");
     if (!me) return;
     this.me = me;
@@ -392,13 +434,25 @@ export class Client {
     return peer;
   }
 
-  /** The peer's devices that receive our messages, checked against what was pinned. */
+  /** The peer's devices that receive our messages, checked against what was pinned. Only
+   * what the relay's key log vouches for is pinned; a list it does not vouch for marks the
+   * peer `key_transparency` (every peer, when the log's history forked). */
   async devicesOf(accountId: string, refresh = false): Promise<PeerDevice[]> {
     const peer = this.peer(accountId);
     const now = Date.now();
     const fresh = peer.checked_ms !== undefined && now - peer.checked_ms < DEVICE_LIST_MAX_AGE_MS;
     if (!refresh && fresh && Object.keys(peer.devices).length > 0) return this.recipients(peer);
-    const listed = (await this.api.keysOf(accountId)).devices;
+    const answer = await this.api.keysWithProof(accountId, this.keyLog.since);
+    const listed = answer.devices;
+    try {
+      await this.keyLog.check(accountId, listed.map(entryOf), answer.transparency ?? null, this.ownEntry(accountId));
+    } catch (error) {
+      if (!(error instanceof KeyLogFailure)) throw error;
+      // What was pinned stays, unused for sending until the user trusts the keys again.
+      peer.checked_ms = now;
+      await this.distrust(accountId, error);
+      return this.recipients(peer);
+    }
     const writes: Write[] = [];
     const seen = new Set<string>();
     for (const device of listed) {
@@ -422,6 +476,31 @@ export class Client {
     await this.store.write(writes);
     if (peer.trust === "changed") this.changed();
     return this.recipients(peer);
+  }
+
+  /** This device as the key log must list it, when `accountId` is this account. */
+  private ownEntry(accountId: string): DeviceEntry | null {
+    const me = this.me;
+    if (!me || accountId !== me.account_id || !this.identity) return null;
+    return { device_id: me.device_id, curve25519: this.identity.curve25519, ed25519: this.identity.ed25519 };
+  }
+
+  /** Stop sending to `accountId` (and, when the log forked, to every peer) until the user
+   * trusts their keys again; kept, so a reload keeps refusing. */
+  private async distrust(accountId: string, failure: KeyLogFailure): Promise<void> {
+    console.warn("the relay's key log does not vouch for keys", accountId, failure.message);
+    const me = this.me?.account_id;
+    const concerned = failure.forked
+      ? [...this.peers.values()].filter((p) => p.account_id === accountId || Object.keys(p.devices).length > 0)
+      : [this.peer(accountId)];
+    const writes: Write[] = [];
+    for (const peer of concerned) {
+      if (peer.account_id !== me) peer.trust = "key_transparency";
+      writes.push(this.peerWrite(peer));
+    }
+    await this.store.write(writes);
+    this.keyLogWarning = { account: accountId, reason: failure.message, forked: failure.forked };
+    this.changed();
   }
 
   private pinnable(device: ListedDevice): PeerDevice {
@@ -455,6 +534,7 @@ export class Client {
     }
     peer.devices = devices;
     peer.trust = "trusted";
+    if (this.keyLogWarning?.account === accountId) this.keyLogWarning = null;
     peer.checked_ms = Date.now();
     writes.push(this.peerWrite(peer));
     await this.store.write(writes);
@@ -595,7 +675,8 @@ export class Client {
     for (let attempt = 0; attempt < 2; attempt += 1) {
       const copies = await this.locked(account, async () => {
         const devices = await this.devicesOf(account, attempt > 0);
-        if (!own && this.peer(account).trust === "changed") throw new IdentityNotTrusted(account);
+        const trust = this.peer(account).trust;
+        if (!own && trust !== "trusted") throw new IdentityNotTrusted(account, trust);
         if (devices.length === 0) return null;
         await this.ensureSessions(account, devices);
         const out: { device_id: number; type: number; body: Uint8Array; registration_id: number }[] = [];
@@ -852,7 +933,7 @@ export class Client {
   /** Tell the peer this user is typing an answer (class SYSTEM, never stored). */
   async sendTyping(chat: string): Promise<void> {
     const last = [...(this.messages.get(chat) ?? [])].reverse().find((m) => !m.outgoing);
-    if (!last || this.peer(chat).trust === "changed") return;
+    if (!last || this.peer(chat).trust !== "trusted") return;
     await this.deliverSystem(chat, encodePayload({ t: "typing", message_id: last.id }));
   }
 
@@ -974,6 +1055,7 @@ export class Client {
       this.ack(frame.id, true);
       return;
     }
+    const decryptedMs = Date.now();
     if (!decrypted.fresh) this.healing.read(frame.sender, frame.sender_device);
     const writes: Write[] = [this.sessionWrite(frame.sender, frame.sender_device)];
     if (decrypted.fresh) writes.push(await this.saveIdentity());
@@ -988,7 +1070,7 @@ export class Client {
       return;
     }
     try {
-      await this.accept(frame, payload, decrypted.plaintext, writes);
+      await this.accept(frame, payload, decrypted.plaintext, writes, decryptedMs);
     } catch (error) {
       if (!(error instanceof Refused)) throw error;
       await this.store.write(writes);
@@ -1004,7 +1086,7 @@ export class Client {
     this.ack(frame.id);
   }
 
-  private async accept(frame: MessageFrame, payload: Payload, raw: Uint8Array, writes: Write[]): Promise<void> {
+  private async accept(frame: MessageFrame, payload: Payload, raw: Uint8Array, writes: Write[], decryptedMs: number): Promise<void> {
     const me = this.requireMe();
     const own = frame.sender === me.account_id;
     const p = payload as unknown as Record<string, unknown>;
@@ -1067,6 +1149,12 @@ export class Client {
       else await this.healing.refused(frame.sender, frame.sender_device, payload);
       return;
     }
+    if (payload.t === "delivery_receipt") {
+      // For businesses; a customer's app has nothing to show for one.
+      writes.push(this.hidden(frame));
+      await this.store.write(writes);
+      return;
+    }
     if (payload.t === "typing" || frame.klass === SYSTEM) {
       writes.push(this.hidden(frame));
       await this.store.write(writes);
@@ -1080,7 +1168,8 @@ export class Client {
       return;
     }
     let rendered: unknown;
-    if (!own && (frame.klass === TEMPLATE || payload.t === "template")) {
+    const templated = !own && (frame.klass === TEMPLATE || payload.t === "template");
+    if (templated) {
       if (!this.checks.template) throw new Refused("template_unavailable", "templates cannot be checked here", null);
       rendered = await this.checks.template(frame, payload);
     }
@@ -1105,6 +1194,36 @@ export class Client {
     await this.store.write(writes);
     this.add(message);
     this.notify(peer, message);
+    if (templated && payload.t === "template") this.queueDeliveryReceipt(frame, payload.template_id, decryptedMs);
+  }
+
+  /** Tell the business, end to end and signed by this device, that its template message
+   * arrived and passed the template checks (class receipt: no price, no window). */
+  private queueDeliveryReceipt(frame: MessageFrame, templateId: string, deliveredMs: number): void {
+    const me = this.requireMe();
+    const receipt: DeliveryReceipt = {
+      t: "delivery_receipt",
+      message_id: frame.message_id,
+      template_id: templateId,
+      delivered_ms: deliveredMs,
+      signature: signDelivery(this.requireIdentity(), {
+        message_id: frame.message_id,
+        business: frame.sender,
+        customer: me.account_id,
+        device_id: me.device_id,
+        template_id: templateId,
+        delivered_ms: deliveredMs,
+      }),
+    };
+    const plaintext = encodePayload(receipt);
+    this.deliveryReceipts = this.deliveryReceipts.then(async () => {
+      try {
+        await this.deliver(frame.sender, plaintext, randomHex(16), RECEIPT);
+      } catch (error) {
+        // The message itself arrived; the business only lacks this device's proof of it.
+        console.warn("a delivery receipt could not be sent", frame.message_id, error);
+      }
+    });
   }
 
   /** A received message that cannot be shown (yet): waiting to be sent again, or failed. */

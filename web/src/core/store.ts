@@ -6,12 +6,13 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 
-const DB_VERSION = 2;
+const DB_VERSION = 3;
 const IV_BYTES = 12;
 const KEY_RECORD = "at-rest-key";
 
-export type StoreName = "meta" | "sessions" | "messages" | "peers" | "outbox" | "templates" | "files";
-const STORES: StoreName[] = ["meta", "sessions", "messages", "peers", "outbox", "templates", "files"];
+export type StoreName = "meta" | "sessions" | "messages" | "peers" | "outbox" | "templates" | "files" | "roots";
+// "roots": the key log's epoch heads this device checked (core/keylog.ts).
+const STORES: StoreName[] = ["meta", "sessions", "messages", "peers", "outbox", "templates", "files", "roots"];
 
 interface Row {
   id: string;

@@ -113,9 +113,9 @@ function Safety({ services, account }: { services: Services; account: string }) 
             <span key={i}>{group}</span>
           ))}
         </p>
-        {peer.trust === "changed" && (
+        {peer.trust !== "trusted" && (
           <button type="button" class="primary" onClick={() => void client.trustIdentity(account).then(() => go("chat", account))}>
-            {t("chat.identity_trust")}
+            {t(peer.trust === "changed" ? "chat.identity_trust" : "chat.key_log_trust")}
           </button>
         )}
         {error && <p class="error">{error}</p>}
@@ -132,6 +132,14 @@ function Status({ client }: { client: Client }) {
         <button type="button" class="small" onClick={() => void signOut(client, () => undefined)}>
           {t("settings.sign_out")}
         </button>
+      </p>
+    );
+  }
+  const warning = client.keyLogWarning;
+  if (warning && warning.account === client.me?.account_id && !warning.forked) {
+    return (
+      <p class="status-bar error" role="alert" data-testid="key-log-own">
+        {t("app.key_log_own", { reason: warning.reason })}
       </p>
     );
   }

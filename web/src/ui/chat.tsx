@@ -148,9 +148,13 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
           </span>
         </button>
       </header>
-      {peer.trust === "changed" && (
-        <div class="banner warning" role="alert" data-testid="identity-changed">
-          <p>{t("chat.identity_changed")}</p>
+      {peer.trust !== "trusted" && (
+        <div class="banner warning" role="alert" data-testid={peer.trust === "changed" ? "identity-changed" : "key-log-failed"}>
+          <p>
+            {peer.trust === "changed"
+              ? t("chat.identity_changed")
+              : t(client.keyLogWarning?.forked ? "chat.key_log_forked" : "chat.key_log_failed")}
+          </p>
           <button type="button" onClick={() => go("safety", chat)}>
             {t("chat.safety")}
           </button>

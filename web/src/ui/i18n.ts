@@ -66,6 +66,12 @@ const en = {
   "chat.identity_changed":
     "The security keys of this contact changed. Compare safety numbers before you send anything.",
   "chat.identity_trust": "I compared them — trust the new keys",
+  "chat.key_log_failed":
+    "The relay's key log does not vouch for the security keys of this contact, so they may not be theirs. Nothing is sent until you compare safety numbers.",
+  "chat.key_log_forked":
+    "The relay showed this browser a key log whose history does not continue the one it saw before. Nothing is sent until you compare safety numbers.",
+  "chat.key_log_trust": "I compared them — trust these keys",
+  "app.key_log_own": "The relay's key log does not list this browser with its own keys: {reason}",
   "chat.safety": "Safety number",
   "chat.profile": "Profile",
   "chat.load_earlier": "Earlier messages",
@@ -241,6 +247,12 @@ const de: Record<Key, string> = {
   "chat.identity_changed":
     "Die Sicherheitsschlüssel dieses Kontakts haben sich geändert. Vergleiche die Sicherheitsnummern, bevor du etwas sendest.",
   "chat.identity_trust": "Verglichen – neuen Schlüsseln vertrauen",
+  "chat.key_log_failed":
+    "Das Schlüsselprotokoll des Relays bestätigt die Sicherheitsschlüssel dieses Kontakts nicht; sie gehören vielleicht nicht ihm. Es wird nichts gesendet, bis du die Sicherheitsnummern verglichen hast.",
+  "chat.key_log_forked":
+    "Das Relay hat diesem Browser ein Schlüsselprotokoll gezeigt, dessen Verlauf den zuvor gesehenen nicht fortsetzt. Es wird nichts gesendet, bis du die Sicherheitsnummern verglichen hast.",
+  "chat.key_log_trust": "Verglichen – diesen Schlüsseln vertrauen",
+  "app.key_log_own": "Das Schlüsselprotokoll des Relays führt diesen Browser nicht mit seinen eigenen Schlüsseln: {reason}",
   "chat.safety": "Sicherheitsnummer",
   "chat.profile": "Profil",
   "chat.load_earlier": "Frühere Nachrichten",

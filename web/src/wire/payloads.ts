@@ -91,6 +91,20 @@ export interface ReadReceipt {
   message_ids: string[];
 }
 
+/** A customer's device received and accepted a template message (sent under class receipt):
+ * `signature` is its Ed25519 identity key's signature over the delivery statement
+ * (crypto/delivery.ts), so the business can show the delivery to whoever it must. */
+export interface DeliveryReceipt {
+  t: "delivery_receipt";
+  v?: number;
+  /** The relay's message id of the template message. */
+  message_id: string;
+  template_id: string;
+  /** When this device decrypted the message, by its clock (Unix milliseconds). */
+  delivered_ms: number;
+  signature: Uint8Array;
+}
+
 /** A copy of a message this account sent, for its other devices: `payload` is the framed
  * encoding of the message sent (never itself a transcript). */
 export interface SentTranscript {
@@ -221,6 +235,7 @@ export type KnownPayload =
   | Text
   | Reaction
   | ReadReceipt
+  | DeliveryReceipt
   | SentTranscript
   | Template
   | Interactive
@@ -317,6 +332,13 @@ const text = payload("text", [
 const reaction = payload("reaction", [required("message_id", messageRef), required("emoji", str({ max: 16 }))]);
 
 const readReceipt = payload("read_receipt", [required("message_ids", array(messageRef, { min: 1, max: 256 }))]);
+
+const deliveryReceipt = payload("delivery_receipt", [
+  required("message_id", messageRef),
+  required("template_id", str({ min: 1, max: 64 })),
+  required("delivered_ms", int({ ge: 0, le: 2 ** 53 })),
+  required("signature", bytes({ min: 64, max: 64 })),
+]);
 
 const sentTranscript = payload("sent_transcript", [
   required("to", accountRef),
@@ -444,6 +466,7 @@ const SCHEMAS: Readonly<Record<KnownPayload["t"], Schema<unknown>>> = {
   text,
   reaction,
   read_receipt: readReceipt,
+  delivery_receipt: deliveryReceipt,
   sent_transcript: sentTranscript,
   template,
   interactive,

@@ -1,0 +1,205 @@
+"""Key transparency in the web app: the browser checks every contact's keys against the
+relay's signed key log before it uses them. A relay that lies to this browser (a key swapped
+for it only, an entry removed from its map, its history rewritten) is caught: the chat shows
+the warning and what the user writes is held; an honest relay raises no warning.
+
+The relay runs in this process, so that a test can tamper with its key log as the Python
+clients' tests do (transparency_support); the swap for this browser only rewrites the relay's
+answers to this page alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import require_chromium
+from playwright.async_api import Browser, Page, Route, expect
+from support import RunningRelay, registered_client
+from transparency_support import remove_entry, rewrite_leaf
+from webapp_support import (
+    AppPage,
+    Platform,
+    next_message,
+    open_app,
+    open_chat_with,
+    register,
+    require_webapp,
+    shoot_app,
+    write,
+)
+
+from tresen.client import Client
+from tresen.wire.e2e import Text
+
+
+@pytest.fixture
+async def app(browser: Browser, relay: RunningRelay, tmp_path: Path) -> AsyncIterator[AppPage]:
+    """The web app served by the in-process relay, in a fresh browser context."""
+    require_chromium()
+    require_webapp()
+    page = await open_app(browser, on(relay, tmp_path))
+    try:
+        yield page
+    finally:
+        await page.close()
+
+
+def on(relay: RunningRelay, tmp_path: Path) -> Platform:
+    """The in-process relay as the web app helpers know a platform."""
+    return Platform(
+        url=relay.url,
+        sms_file=relay.sms_file,
+        data_dir=tmp_path,
+        log_file=tmp_path / "relay.log",
+        printed={},
+    )
+
+
+@pytest.fixture
+async def people(relay: RunningRelay, tmp_path: Path) -> AsyncIterator[list[Client]]:
+    """Customers on the Python SDK (``await person(people, relay, tmp_path, "anna")``),
+    closed after the test."""
+    clients: list[Client] = []
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def person(people: list[Client], relay: RunningRelay, tmp_path: Path, name: str) -> Client:
+    client: Client = await registered_client(
+        relay.url, relay.sms_file, tmp_path / name, relay.next_phone()
+    )
+    client.start()
+    people.append(client)
+    return client
+
+
+# How many epoch heads the browser checked and kept (their contents are sealed at rest).
+COUNT_ROOTS = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open("tresen");
+  open.onsuccess = () => {
+    const request = open.result.transaction("roots").objectStore("roots").count();
+    request.onsuccess = () => { open.result.close(); resolve(request.result); };
+    request.onerror = () => reject(request.error);
+  };
+  open.onerror = () => reject(open.error);
+})"""
+
+
+async def held(page: Page, text: str) -> None:
+    """What the user wrote stays pending, unsent."""
+    bubble = page.locator(".bubble.out").filter(has_text=text)
+    await expect(bubble.locator(".ticks")).to_have_attribute("data-status", "pending")
+
+
+async def test_an_honest_relay_raises_no_warning_and_a_key_swapped_for_this_browser_is_caught(
+    app: AppPage, relay: RunningRelay, people: list[Client], tmp_path: Path
+) -> None:
+    page = app.page
+    anna = await person(people, relay, tmp_path, "anna")
+    bob = await person(people, relay, tmp_path, "bob")
+    mallory = await person(people, relay, tmp_path, "mallory")
+    assert anna.phone is not None
+    assert bob.phone is not None
+    await register(app, on(relay, tmp_path))
+
+    # Honest: the browser checks Anna's keys (and its own) and writes to her.
+    await open_chat_with(page, anna.phone)
+    await write(page, "Hallo Anna")
+    received = await next_message(anna)
+    assert isinstance(received.payload, Text)
+    assert received.payload.text == "Hallo Anna"
+    await expect(page.get_by_test_id("key-log-failed")).to_have_count(0)
+    await expect(page.get_by_test_id("key-log-own")).to_have_count(0)
+    assert await page.evaluate(COUNT_ROOTS) >= 1  # Anna's keys came with proofs it checked
+
+    # The relay shows this browser (only) Mallory's key as Bob's.
+    assert mallory.device.identity is not None
+    intruder = mallory.device.identity.curve25519
+
+    async def swap(route: Route) -> None:
+        response = await route.fetch()
+        body: dict[str, Any] = await response.json()
+        body["devices"][0]["identity_keys"]["curve25519"] = intruder
+        await route.fulfill(response=response, body=json.dumps(body))
+
+    def bobs_keys(url: str) -> bool:
+        return f"/v1/keys/{bob.account_id}?" in url and "transparency=true" in url
+
+    await page.route(bobs_keys, swap)
+    await page.get_by_role("button", name="Back").click()
+    await open_chat_with(page, bob.phone)
+    await write(page, "Nur für dich, Bob")
+    warning = page.get_by_test_id("key-log-failed")
+    await expect(warning).to_be_visible(timeout=20_000)
+    await expect(warning).to_contain_text("key log does not vouch")
+    await held(page, "Nur für dich, Bob")
+    await shoot_app(page, "key-log-warning")
+
+    # Anna's chat is unaffected; Bob never received anything.
+    await page.get_by_role("button", name="Back").click()
+    await open_chat_with(page, anna.phone)
+    await expect(page.get_by_test_id("key-log-failed")).to_have_count(0)
+    await write(page, "Noch da?")
+    await next_message(anna)
+    assert app.problems.all() == []
+
+
+async def test_an_entry_removed_from_the_log_is_caught(
+    app: AppPage, relay: RunningRelay, people: list[Client], tmp_path: Path
+) -> None:
+    page = app.page
+    bob = await person(people, relay, tmp_path, "bob")
+    assert bob.phone is not None
+    assert bob.account_id is not None
+    await register(app, on(relay, tmp_path))
+    await relay.ctx.transparency.publish()  # Bob's keys are in the log...
+    # ...then the relay drops Bob from its map (but still hands out his keys) and signs that.
+    await remove_entry(relay, bob.account_id)
+
+    await open_chat_with(page, bob.phone)
+    await write(page, "Hallo Bob")
+    await expect(page.get_by_test_id("key-log-failed")).to_be_visible(timeout=20_000)
+    await held(page, "Hallo Bob")
+    assert app.problems.all() == []
+
+
+async def test_a_rewritten_history_stops_every_chat_and_the_warning_stays(
+    app: AppPage, relay: RunningRelay, people: list[Client], tmp_path: Path
+) -> None:
+    page = app.page
+    anna = await person(people, relay, tmp_path, "anna")
+    bob = await person(people, relay, tmp_path, "bob")
+    assert anna.phone is not None
+    assert bob.phone is not None
+    assert bob.account_id is not None
+    await register(app, on(relay, tmp_path))
+    await open_chat_with(page, anna.phone)
+    await write(page, "Hallo Anna")
+    await next_message(anna)
+
+    # The relay rewrites Bob's entry in its past log: the log no longer extends the one the
+    # browser saw, whatever the proofs of any account say now.
+    await rewrite_leaf(relay, bob.account_id, "A" * 42 + "E")
+    await page.get_by_role("button", name="Back").click()
+    await open_chat_with(page, bob.phone)
+    await write(page, "Hallo Bob")
+    warning = page.get_by_test_id("key-log-failed")
+    await expect(warning).to_be_visible(timeout=20_000)
+    await expect(warning).to_contain_text("history")
+    await held(page, "Hallo Bob")
+
+    # The warning stays after a reload, and Anna's chat is stopped too.
+    await page.reload()
+    await expect(page.get_by_test_id("key-log-failed")).to_be_visible()
+    await page.get_by_role("button", name="Back").click()
+    await page.get_by_test_id("chat-row").filter(has_text=anna.phone).click()
+    await expect(page.get_by_test_id("key-log-failed")).to_be_visible()
+    await write(page, "Bist du noch da?")
+    await held(page, "Bist du noch da?")
+    assert app.problems.all() == []

@@ -1,0 +1,266 @@
+// The relay's key log as this browser checks it (docs/architecture.md, "Key transparency";
+// docs/protocol.md §14.4): the web app's counterpart of the Python SDK's client/transparency.py.
+//
+// Every device list of a peer comes with proofs against an operator-signed epoch head: that
+// the list is the account's latest entry in the map, and that its leaf is in the append-only
+// log. The heads seen are kept (the newest 1,000 and the first, in the store's "roots"), and a
+// newer head is accepted only with a consistency proof that its log extends the newest one
+// seen, so the relay cannot rewrite history, nor show this browser one history and others
+// another without the two diverging for good.
+
+import { CertificateError, type OperatorKeyRing, UnknownOperatorKey } from "../crypto/operator";
+import {
+  accountKey,
+  decodeHead,
+  encodeDevicesLeaf,
+  equalBytes,
+  hashesOf,
+  headHash,
+  logLeafHash,
+  mapProofFromJson,
+  mapValue,
+  ProofError,
+  signedEpochFromJson,
+  verifyConsistency,
+  verifyEpoch,
+  verifyInclusion,
+  verifyMapProof,
+  type DeviceEntry,
+  type EpochHead,
+  type SignedEpoch,
+} from "../crypto/transparency";
+import { Offline, RelayError } from "./api";
+import type { Store, Write } from "./store";
+
+/** Heads kept besides the first one: enough to compare with auditors' roots. */
+export const KEPT_ROOTS = 1_000;
+
+/** A head this browser checked and accepted. */
+export interface LoggedRoot {
+  epoch: number;
+  tree_size: number;
+  body: Uint8Array;
+  signature: string;
+  seen_ms: number;
+}
+
+/** The relay's key log does not vouch for what the relay said. `forked`: the log itself is
+ * not the one seen before (a rewritten or forked history); otherwise it concerns one
+ * account's keys. */
+export class KeyLogFailure extends Error {
+  override name = "KeyLogFailure";
+  constructor(
+    message: string,
+    readonly forked = false,
+  ) {
+    super(message);
+  }
+}
+
+/** What the key log needs from the rest of the app. */
+export interface KeyLogSource {
+  /** The operator keys this browser trusts (pinned at registration); null if none. */
+  ring(): Promise<OperatorKeyRing | null>;
+  /** Follow the operator's published key rotations (a head signed by a newer key). */
+  refreshRing(): Promise<void>;
+  /** `GET /v1/transparency/consistency?first=&second=`: the proof's hashes. */
+  consistency(first: number, second: number): Promise<unknown>;
+}
+
+const ROOTS = "roots";
+
+function rootId(epoch: number): string {
+  return String(epoch).padStart(16, "0");
+}
+
+function count(data: Record<string, unknown>, name: string): number | null {
+  const value = data[name];
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) throw new ProofError(`${name} is not a count`);
+  return value;
+}
+
+export class KeyLog {
+  private roots: LoggedRoot[];
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly store: Store,
+    private readonly source: KeyLogSource,
+    roots: LoggedRoot[],
+    private readonly now: () => number,
+  ) {
+    this.roots = roots.sort((a, b) => a.epoch - b.epoch);
+  }
+
+  static async load(store: Store, source: KeyLogSource, now: () => number = Date.now): Promise<KeyLog> {
+    return new KeyLog(store, source, await store.all<LoggedRoot>(ROOTS, KEPT_ROOTS + 10), now);
+  }
+
+  /** The log size of the newest head seen: proofs are asked for from there. */
+  get since(): number | null {
+    return this.latest()?.tree_size ?? null;
+  }
+
+  /** The heads checked so far, oldest first. */
+  seen(): readonly LoggedRoot[] {
+    return this.roots;
+  }
+
+  private latest(): LoggedRoot | undefined {
+    return this.roots[this.roots.length - 1];
+  }
+
+  /** Forget every head seen: the next one is trusted as the first (after the operator has
+   * explained a fork, or on a relay that started a new log). */
+  async forget(): Promise<void> {
+    const writes: Write[] = this.roots.map((r) => ({ store: ROOTS, id: rootId(r.epoch), delete: true }));
+    this.roots = [];
+    await this.store.write(writes);
+  }
+
+  /** That `devices` are the account's current device set in the relay's key log; `own` (this
+   * device) must be among them when the account is this browser's own. Without a `proof`
+   * from a relay whose log this browser has seen before, that is a failure; from one it never
+   * saw, the relay keeps no log. Throws `KeyLogFailure` (or `Offline`). */
+  check(accountId: string, devices: readonly DeviceEntry[], proof: unknown, own: DeviceEntry | null = null): Promise<void> {
+    // One check at a time: each may store a new head the next one must extend.
+    const run = this.queue.then(() => this.checkNow(accountId, devices, proof, own));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async checkNow(accountId: string, devices: readonly DeviceEntry[], proof: unknown, own: DeviceEntry | null): Promise<void> {
+    if (proof === null || proof === undefined) {
+      if (this.latest()) throw new KeyLogFailure(`the relay gave no key-log proof for ${accountId}`);
+      return;
+    }
+    try {
+      if (typeof proof !== "object" || Array.isArray(proof)) throw new ProofError("a key-log proof is an object");
+      const data = proof as Record<string, unknown>;
+      const head = await this.head(data["epoch"], data["consistency"]);
+      await this.checkDevices(accountId, devices, data, head, own);
+    } catch (error) {
+      if (error instanceof KeyLogFailure || error instanceof Offline) throw error;
+      if (error instanceof CertificateError || error instanceof TypeError || error instanceof RangeError) {
+        throw new KeyLogFailure(`the key log does not vouch for ${accountId}: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+
+  private async checkDevices(
+    accountId: string,
+    devices: readonly DeviceEntry[],
+    proof: Record<string, unknown>,
+    head: EpochHead,
+    own: DeviceEntry | null,
+  ): Promise<void> {
+    const entries = [...devices].sort((a, b) => a.device_id - b.device_id);
+    if (own && !entries.some((e) => e.device_id === own.device_id && e.curve25519 === own.curve25519 && e.ed25519 === own.ed25519)) {
+      throw new KeyLogFailure("the key log does not list this device with its own keys");
+    }
+    const value = await verifyMapProof(await accountKey(accountId), mapProofFromJson(proof["map_proof"]), head.map_root);
+    const leafIndex = count(proof, "leaf_index");
+    const leafEpoch = count(proof, "leaf_epoch");
+    if (value === null) {
+      if (entries.length > 0) throw new KeyLogFailure(`the key log has no devices of ${accountId}`);
+      return;
+    }
+    if (leafIndex === null || leafEpoch === null || leafEpoch > head.epoch) {
+      throw new ProofError("the proof does not say where the devices were logged");
+    }
+    const leafHash = await logLeafHash(encodeDevicesLeaf(accountId, leafEpoch, entries));
+    if (!equalBytes(value, mapValue(leafIndex, leafHash))) {
+      throw new KeyLogFailure(`the keys of ${accountId} are not the ones the key log holds`);
+    }
+    const inclusion = hashesOf(proof["inclusion"] ?? []);
+    if (!(await verifyInclusion(leafHash, leafIndex, head.tree_size, inclusion, head.log_root))) {
+      throw new KeyLogFailure(`the devices of ${accountId} are not in the signed log`);
+    }
+  }
+
+  /** The head of `epoch` (JSON), checked and remembered: signed by the operator, and
+   * extending the newest head seen before. */
+  private async head(epoch: unknown, consistency: unknown): Promise<EpochHead> {
+    const signed = signedEpochFromJson(epoch);
+    const head = await this.verified(signed);
+    const latest = this.latest();
+    if (latest) {
+      const seen = decodeHead(latest.body);
+      const digest = await headHash(signed.body);
+      if (head.epoch === seen.epoch) {
+        if (!equalBytes(digest, await headHash(latest.body))) {
+          throw new KeyLogFailure(`two different signed heads for epoch ${head.epoch}`, true);
+        }
+        return head;
+      }
+      if (head.epoch < seen.epoch) {
+        const earlier = this.roots.find((r) => r.epoch === head.epoch);
+        if (earlier && !equalBytes(await headHash(earlier.body), digest)) {
+          throw new KeyLogFailure(`two different signed heads for epoch ${head.epoch}`, true);
+        }
+        throw new KeyLogFailure(
+          `the relay answered from epoch ${head.epoch}, older than epoch ${seen.epoch} seen before: its history went back`,
+          true,
+        );
+      }
+      await this.extends(seen, latest, head, consistency);
+    }
+    await this.remember({
+      epoch: head.epoch,
+      tree_size: head.tree_size,
+      body: signed.body,
+      signature: signed.signature,
+      seen_ms: this.now(),
+    });
+    return head;
+  }
+
+  private async verified(signed: SignedEpoch): Promise<EpochHead> {
+    const ring = await this.source.ring();
+    if (!ring) throw new ProofError("no operator key is pinned");
+    try {
+      return await verifyEpoch(signed, ring);
+    } catch (error) {
+      if (!(error instanceof UnknownOperatorKey)) throw error;
+      await this.source.refreshRing(); // signed by a key rotated in since
+      return verifyEpoch(signed, ring);
+    }
+  }
+
+  private async extends(seen: EpochHead, latest: LoggedRoot, head: EpochHead, consistency: unknown): Promise<void> {
+    if (head.tree_size < seen.tree_size) {
+      throw new KeyLogFailure(`epoch ${head.epoch} has a smaller log than epoch ${seen.epoch} had`, true);
+    }
+    if (head.epoch === seen.epoch + 1 && !equalBytes(head.previous, await headHash(latest.body))) {
+      throw new KeyLogFailure(`epoch ${head.epoch} does not follow epoch ${seen.epoch}`, true);
+    }
+    let proof: Uint8Array[] | null = null;
+    const given = consistency as Record<string, unknown> | null;
+    if (given && typeof given === "object" && given["first"] === seen.tree_size) proof = hashesOf(given["proof"] ?? []);
+    if (proof === null) {
+      try {
+        proof = hashesOf(await this.source.consistency(seen.tree_size, head.tree_size));
+      } catch (error) {
+        if (!(error instanceof RelayError)) throw error;
+        throw new KeyLogFailure(`the relay proves no consistency from epoch ${seen.epoch}: ${error.message}`, true);
+      }
+    }
+    if (!(await verifyConsistency(seen.tree_size, head.tree_size, proof, seen.log_root, head.log_root))) {
+      throw new KeyLogFailure(`the log of epoch ${head.epoch} does not extend the log of epoch ${seen.epoch}`, true);
+    }
+  }
+
+  private async remember(root: LoggedRoot): Promise<void> {
+    const writes: Write[] = [{ store: ROOTS, id: rootId(root.epoch), value: root }];
+    const kept = [...this.roots.filter((r) => r.epoch !== root.epoch), root].sort((a, b) => a.epoch - b.epoch);
+    // The first head and the newest ones stay.
+    while (kept.length > KEPT_ROOTS + 1) {
+      const [dropped] = kept.splice(1, 1);
+      writes.push({ store: ROOTS, id: rootId(dropped!.epoch), delete: true });
+    }
+    await this.store.write(writes);
+    this.roots = kept;
+  }
+}
