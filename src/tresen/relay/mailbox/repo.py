@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, TypeVar
 
+import msgspec
 from sqlalchemy import (
     BigInteger,
     BindParameter,
@@ -81,15 +81,13 @@ class EntryKind(IntEnum):
     FAILED = 3  # a message of this device's account expired undelivered
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientDevice:
+class RecipientDevice(msgspec.Struct, frozen=True):
     pk: DevicePk
     device_id: DeviceId
     registration_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class SentMessage:
+class SentMessage(msgspec.Struct, frozen=True):
     message_id: MessageId
     sender_account: AccountId
     sender_device_pk: DevicePk
@@ -98,16 +96,14 @@ class SentMessage:
     server_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(msgspec.Struct, frozen=True):
     message: SentMessage
     client_msg_id: str
     expires_ms: int
     template_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
+class StoredMessage(msgspec.Struct, frozen=True):
     """A message record as a resend needs it."""
 
     message: SentMessage
@@ -116,8 +112,7 @@ class StoredMessage:
     expires_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewEntry:
+class NewEntry(msgspec.Struct, frozen=True):
     device_pk: DevicePk
     kind: EntryKind
     message_id: MessageId
@@ -145,8 +140,7 @@ class NewEntry:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxEntry:
+class MailboxEntry(msgspec.Struct, frozen=True):
     seq: int
     kind: EntryKind
     message_id: MessageId
@@ -160,8 +154,7 @@ class MailboxEntry:
     """The template a template-class message was sent (and billed) as."""
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxHead:
+class MailboxHead(msgspec.Struct, frozen=True):
     """How many entries a device's mailbox holds and its newest ``seq`` (0 if empty)."""
 
     length: int
@@ -591,8 +584,7 @@ async def mark_read(
     return read
 
 
-@dataclass(frozen=True, slots=True)
-class ExpiredMessage:
+class ExpiredMessage(msgspec.Struct, frozen=True):
     message: SentMessage
     received: bool
     """A device of the recipient acked it or the recipient read it before it expired."""

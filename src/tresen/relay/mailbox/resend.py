@@ -15,8 +15,8 @@ commit (``MailboxService``); they write nothing themselves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.errors import ErrorCode, TresenError
@@ -38,30 +38,26 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ResendOp:
+class ResendOp(msgspec.Struct, frozen=True):
     device: Principal
     frame: Resend
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedResend:
+class AcceptedResend(msgspec.Struct, frozen=True):
     message_id: MessageId
     device_id: int
     resends: int
     """Resends of this message so far, this one included."""
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedResend:
+class PlannedResend(msgspec.Struct, frozen=True):
     index: int
     op: ResendOp
     message: StoredMessage
     target: RecipientDevice
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
+class Admitted(msgspec.Struct, frozen=True):
     """What admitting a batch's resends decided: entries to store, an answer per operation,
     and how many resends each message gained."""
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,8 +68,7 @@ PURGE_CHUNK = 1000
 _REPORTED_CLASSES = {MessageClass.SESSION, MessageClass.TEMPLATE}
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedSend:
+class AcceptedSend(msgspec.Struct, frozen=True):
     message_id: MessageId
     server_ms: int
     duplicate: bool
@@ -84,26 +84,22 @@ class _SendOp:
     decision: Admission | TresenError | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _AckOp:
+class _AckOp(msgspec.Struct, frozen=True):
     device: Principal
     seqs: tuple[int, ...]
     undecryptable: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class _ReadOp:
+class _ReadOp(msgspec.Struct, frozen=True):
     reader: Principal
     message_ids: tuple[MessageId, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class _PurgeOp:
+class _PurgeOp(msgspec.Struct, frozen=True):
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class Purged:
+class Purged(msgspec.Struct, frozen=True):
     """What one purge deleted, and how many of the messages were reported ``failed``."""
 
     envelopes: int = 0
@@ -857,8 +853,7 @@ def _peer(actor: Principal) -> tuple[AccountId, int]:
     return actor.account_id, actor.device_id
 
 
-@dataclass(frozen=True, slots=True)
-class _SameAs:
+class _SameAs(msgspec.Struct, frozen=True):
     """Placeholder result: answer like the operation at ``index`` of the same batch."""
 
     index: int

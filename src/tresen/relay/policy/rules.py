@@ -6,9 +6,9 @@ plain numbers and an injected clock; ``PolicyService`` feeds them from the datab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
+import msgspec
 import phonenumbers
 
 from tresen.core.policy import PolicySettings
@@ -59,8 +59,7 @@ class Quality(StrEnum):
     RED = "RED"
 
 
-@dataclass(frozen=True, slots=True)
-class Pricing:
+class Pricing(msgspec.Struct, frozen=True):
     """The pricing facts of one send, as Cloud API status webhooks carry them."""
 
     billable: bool

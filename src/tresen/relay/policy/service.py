@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import Clock
@@ -91,16 +92,14 @@ class Delivery(Protocol):
     def klass(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SendIntent:
+class SendIntent(msgspec.Struct, frozen=True):
     sender: str
     recipient: str
     klass: MessageClass
     template_ref: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(msgspec.Struct, frozen=True):
     """What an accepted send changes, and its pricing facts (business → customer only)."""
 
     pricing: Pricing | None = None
@@ -109,8 +108,7 @@ class Admission:
     reaches: Pair | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BusinessStanding:
+class BusinessStanding(msgspec.Struct, frozen=True):
     """What a business may read about itself: quality, tier and usage."""
 
     quality: Quality
@@ -124,8 +122,7 @@ class BusinessStanding:
     throughput_mps: int
 
 
-@dataclass(frozen=True, slots=True)
-class Prefetched:
+class Prefetched(msgspec.Struct, frozen=True):
     """Account facts, blocks and windows read for a batch of sends."""
 
     facts: dict[str, repo.AccountFacts]
