@@ -138,16 +138,16 @@ def _print(result: dict[str, Any]) -> None:
         f"[red]{month}: {result['unproven_count']} charges are not proven by a delivery "
         "receipt.[/red]"
     )
-    items = Table("message id", "recipient", "template", "charged", "price", "why")
+    # One line per charge, never folded: the ids are what the operator is asked about.
     for item in result["unproven_items"]:
-        items.add_row(
-            item["message_id"],
-            item["recipient_account"],
-            "—" if item["template_id"] is None else str(item["template_id"]),
-            format_time(item["charged_ms"]),
-            _money(item["price_micros"], item["currency"]),
-            REASONS.get(item["reason"], item["reason"]),
+        template = "—" if item["template_id"] is None else str(item["template_id"])
+        console.print(
+            f"  {item['message_id']}  recipient {item['recipient_account']}  "
+            f"template {template}  charged {format_time(item['charged_ms'])}  "
+            f"{_money(item['price_micros'], item['currency'])}  "
+            f"({REASONS.get(item['reason'], item['reason'])})",
+            soft_wrap=True,
+            highlight=False,
         )
-    console.print(items, soft_wrap=True)
     if result["unproven_items_truncated"]:
         console.print(f"Only the first {len(result['unproven_items'])} are listed.")
