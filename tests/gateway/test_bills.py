@@ -292,3 +292,24 @@ async def test_receipts_with_a_bad_signature_or_for_a_message_not_ours_are_not_c
         assert real not in output
     finally:
         await alice.close()
+
+
+async def test_a_message_that_came_while_offline_gets_its_receipt_when_the_customer_returns(
+    relay: RunningRelay, gw: RunningGateway, shop: Shop, tmp_path: Path
+) -> None:
+    alice = await customer(relay, tmp_path / "alice")
+    await alice.opt_in(gw.gateway.phone)
+    await alice.close()
+    waiting = await shop.send_template(alice, "9")
+    assert waiting not in await shop.receipts()
+    back = Client.open(tmp_path / "alice")
+    try:
+        back.start()
+        event = await next_of(back, MessageEvent)
+        assert (event.message_id, event.template is not None) == (waiting, True)
+        kept = await shop.wait_for_receipts({waiting})
+        assert kept[waiting][:2] == (back.account_id, back.device_id)
+        code, output = await shop.verify()
+        assert code == 0, output
+    finally:
+        await back.close()
