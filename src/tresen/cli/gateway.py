@@ -14,6 +14,7 @@ from rich.table import Table
 
 from tresen.cli import (
     gateway_agents,
+    gateway_billing,
     gateway_bot,
     gateway_campaigns,
     gateway_customers,
@@ -52,6 +53,7 @@ app.add_typer(gateway_bot.app, name="bot")
 app.add_typer(gateway_campaigns.app, name="campaigns")
 app.add_typer(gateway_customers.app, name="customers")
 app.add_typer(gateway_retention.app, name="retention")
+app.add_typer(gateway_billing.app, name="billing")
 
 T = TypeVar("T")
 

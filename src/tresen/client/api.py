@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 
@@ -372,6 +373,18 @@ class RelayApi:
         """The prices per delivered template that apply to this business."""
         body = await self._call("GET", "/v1/business/rate-card")
         return list(body["rates"])
+
+    async def own_statement(
+        self, month: str, *, after: str | None = None, limit: int = 500
+    ) -> dict[str, Any]:
+        """One page of this business's statement of ``month`` (``YYYY-MM``, UTC)."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        body: dict[str, Any] = await self._call(
+            "GET", f"/v1/business/statements/{quote(month, safe='')}", params=params
+        )
+        return body
 
     # --- consent ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ __all__ = [
     "ConsentChanged",
     "DataRequested",
     "DecryptionFailed",
+    "DeliveryReceiptEvent",
     "DeviceAdded",
     "Disconnected",
     "Drained",
@@ -83,6 +84,24 @@ class DataRequested:
     chat: str
     message_id: str
     request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceiptEvent:
+    """A customer's device signed that it received and accepted the template message
+    ``message_id`` this account sent it (checked: the signature with the device's pinned
+    Ed25519 key ``device_ed25519``, and that the message is this account's to
+    ``customer``). Evidence for the bill (``tresen.crypto.delivery``); not a chat message."""
+
+    message_id: str
+    customer: str
+    device_id: int
+    device_ed25519: str
+    template_id: str
+    delivered_ms: int
+    signature: bytes
+    receipt_id: str
+    """The relay's id of the message that carried the receipt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,4 +226,5 @@ Event = (
     | PendingSent
     | MessageWaiting
     | DataRequested
+    | DeliveryReceiptEvent
 )

@@ -1,5 +1,6 @@
 """What waits in the client's store: the outbox of messages the relay has not accepted yet,
-and the retries of messages a device could not decrypt (asked for, or sent, again)."""
+the delivery receipts not sent yet, and the retries of messages a device could not decrypt
+(asked for, or sent, again)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 from tresen.client.store import LocalStore, StoredMessage
 
-__all__ = ["Outbox", "Queued", "Retries"]
+__all__ = ["Outbox", "PendingReceipt", "Queued", "ReceiptOutbox", "Retries"]
 
 _OUTBOX = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -16,6 +17,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     chat TEXT NOT NULL,
     klass INTEGER NOT NULL,
     template_ref TEXT
+);
+"""
+_RECEIPTS = """
+CREATE TABLE IF NOT EXISTS receipts_out (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    business TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    delivered_ms INTEGER NOT NULL,
+    signature BLOB NOT NULL
 );
 """
 _RETRIES = """
@@ -76,6 +87,60 @@ class Outbox:
             if keep_as is not None:
                 self.store.put_message(keep_as)
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReceipt:
+    """A signed delivery receipt for the template message ``message_id`` of ``business``,
+    not yet accepted by the relay."""
+
+    message_id: str
+    business: str
+    template_id: str
+    delivered_ms: int
+    signature: bytes
+
+
+class ReceiptOutbox:
+    """Delivery receipts that wait to be sent, oldest first (queued in the transaction that
+    stores the message they are for, so neither is kept without the other)."""
+
+    MAX_WAITING = 100_000
+    """Receipts kept while the relay cannot be reached; the oldest give way beyond."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+        store.db.executescript(_RECEIPTS)
+
+    def queue(self, receipt: PendingReceipt) -> None:
+        self.store.db.execute(
+            "INSERT INTO receipts_out (message_id, business, template_id, delivered_ms, "
+            "signature) VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+            (
+                receipt.message_id,
+                receipt.business,
+                receipt.template_id,
+                receipt.delivered_ms,
+                receipt.signature,
+            ),
+        )
+        self.store.db.execute(
+            "DELETE FROM receipts_out WHERE seq <= (SELECT MAX(seq) FROM receipts_out) - ?",
+            (self.MAX_WAITING,),
+        )
+
+    def waiting(self, limit: int) -> list[PendingReceipt]:
+        rows = self.store.db.execute(
+            "SELECT message_id, business, template_id, delivered_ms, signature "
+            "FROM receipts_out ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            PendingReceipt(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4])) for r in rows
+        ]
+
+    def done(self, message_id: str) -> None:
+        self.store.db.execute("DELETE FROM receipts_out WHERE message_id = ?", (message_id,))
 
 
 class Retries:

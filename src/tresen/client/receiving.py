@@ -15,11 +15,13 @@ from typing import Protocol
 import httpx
 
 from tresen.client.api import RelayApi, RelayError
+from tresen.client.delivery import DeliveryReceipts
 from tresen.client.device import Device
 from tresen.client.directory import Directory
 from tresen.client.events import (
     DataRequested,
     DecryptionFailed,
+    DeliveryReceiptEvent,
     Event,
     MessageEvent,
     TypingStarted,
@@ -38,6 +40,7 @@ from tresen.wire.e2e import (
     TYPING_MS,
     DataExport,
     DataRequest,
+    DeliveryReceipt,
     Payload,
     ReadReceipt,
     RetryRefused,
@@ -58,6 +61,7 @@ log = get_logger("tresen.client")
 # Reason of the report a message sent under the wrong class earns its sender (the relay's
 # reasons are fixed; the detail names the mismatch).
 CLASS_REPORT_REASON = "other"
+_CHECKED_CLASSES = frozenset({wire.MessageClass.SYSTEM, wire.MessageClass.RECEIPT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,7 @@ class Receiver:
         relay_offset_ms: Callable[[], int],
         *,
         on_export: ExportAnswered,
+        receipts: DeliveryReceipts,
         repeat: bool = False,
     ) -> None:
         self.api = api
@@ -110,6 +115,7 @@ class Receiver:
         self.emit = emit
         self._relay_offset_ms = relay_offset_ms
         self._on_export = on_export
+        self.receipts = receipts
         # With confirmed events the relay hands a message over again when the application
         # had not confirmed its event: it is raised again from what was stored.
         self._repeat = repeat
@@ -151,6 +157,7 @@ class Receiver:
         if isinstance(template, TemplateRejected):
             report = REPORT_REASON if template.report else None
             refusal = _Refusal(template.kind, template.reason, report)
+        receipt = None if refusal is not None else await self._receipt_verdict(frame, plaintext)
         # The new session state, the used-up one-time key and the message land together: a
         # crash before the ack then redelivers a message we already hold, never one whose
         # keys are gone.
@@ -170,6 +177,12 @@ class Receiver:
                 self._record(frame, MessageStatus.FAILED, error=refusal.text)
             elif isinstance(template, RenderedTemplate) and isinstance(payload, Template):
                 self._accept_template(frame, payload, template)
+            elif isinstance(payload, DeliveryReceipt):
+                # Evidence for the bill, not a chat message: kept (so that its event can be
+                # raised again) and handed to the application once checked.
+                self._record(frame, MessageStatus.SEEN, chat="", payload=plaintext)
+                if receipt is not None:
+                    self.emit(receipt)
             elif isinstance(payload, Typing) or (
                 frame.klass is wire.MessageClass.SYSTEM and isinstance(payload, Unsupported)
             ):
@@ -195,6 +208,8 @@ class Receiver:
                 self._accept(frame, payload, plaintext)
         if refusal is not None:
             await self._refuse(frame, refusal)
+        if isinstance(template, RenderedTemplate) and frame.klass is wire.MessageClass.TEMPLATE:
+            self.receipts.send_soon()
         if isinstance(asked, RetryRequest):
             self.healing.asked(frame.sender, frame.sender_device, asked)
         elif isinstance(asked, RetryRefused):
@@ -209,6 +224,11 @@ class Receiver:
             return
         try:
             payload = decode_payload(stored.payload)
+            if isinstance(payload, DeliveryReceipt):
+                event = await self._receipt_verdict(frame, stored.payload)
+                if event is not None:
+                    self.emit(event)
+                return
             if frame.sender == self.device.account_id:
                 if isinstance(payload, SentTranscript):
                     self._show_transcript(frame, payload)
@@ -222,17 +242,28 @@ class Receiver:
 
     def _class_verdict(self, frame: wire.MessageFrame, plaintext: bytes) -> _Refusal | None:
         """A message of class SYSTEM from another account must be a typing indicator (or a
-        retry request): the
-        relay lets those through without rate tokens or a price, so anything else sent
-        under that class would slip past the rules (a newer client's system payload that
-        this one does not know is left unshown, unreported)."""
-        if frame.sender == self.device.account_id or frame.klass is not wire.MessageClass.SYSTEM:
+        retry request): the relay lets those through without rate tokens or a price, so
+        anything else sent under that class would slip past the rules (a newer client's
+        system payload that this one does not know is left unshown, unreported). A message
+        of class RECEIPT must be a delivery receipt: that class opens no service window."""
+        if frame.sender == self.device.account_id or frame.klass not in _CHECKED_CLASSES:
             return None
         try:
             payload = decode_payload(plaintext)
         except ValueError:
             return None  # refused as undecodable with the rest
-        if isinstance(payload, Typing | RetryRequest | RetryRefused | Unsupported):
+        if isinstance(payload, Unsupported):
+            return None
+        if frame.klass is wire.MessageClass.RECEIPT:
+            if isinstance(payload, DeliveryReceipt):
+                return None
+            return _Refusal(
+                "class_mismatch",
+                f"a message of class receipt carries a {payload.__struct_config__.tag} "
+                "payload, not a delivery receipt",
+                CLASS_REPORT_REASON,
+            )
+        if isinstance(payload, Typing | RetryRequest | RetryRefused):
             return None
         tag = payload.__struct_config__.tag
         return _Refusal(
@@ -241,6 +272,21 @@ class Receiver:
             "or a retry request",
             CLASS_REPORT_REASON,
         )
+
+    async def _receipt_verdict(
+        self, frame: wire.MessageFrame, plaintext: bytes
+    ) -> DeliveryReceiptEvent | None:
+        """For a delivery receipt from a peer: its event once checked (``None``: not a
+        receipt, or dropped)."""
+        if frame.sender == self.device.account_id:
+            return None
+        try:
+            payload = decode_payload(plaintext)
+        except ValueError:
+            return None
+        if not isinstance(payload, DeliveryReceipt):
+            return None
+        return await self.receipts.check(frame, payload)
 
     def _typing(self, frame: wire.MessageFrame, payload: Typing) -> None:
         # Shown for what is left of its 25 s by the relay's clock (an indicator drained
@@ -277,6 +323,8 @@ class Receiver:
         # Kept: the payload's known fields (re-encoded, so nothing else the sender put in
         # survives) and, for the application, the signed template's rendering.
         self._record(frame, MessageStatus.RECEIVED, payload=encode_payload(payload))
+        if frame.klass is wire.MessageClass.TEMPLATE:
+            self.receipts.accepted(frame, payload)
         self._show(frame, payload, rendered)
 
     async def _refuse(self, frame: wire.MessageFrame, refusal: _Refusal) -> None:

@@ -38,6 +38,7 @@ from tresen.client.consent import (
     ConsentState,
     PairRecords,
 )
+from tresen.client.delivery import DeliveryReceipts
 from tresen.client.device import ONE_TIME_KEYS_TARGET, Device, DeviceKeys, NotRegistered
 from tresen.client.directory import PREPARE_MAX, Directory, IdentityNotTrusted
 from tresen.client.events import Event, KeysReplenished, MessageEvent
@@ -50,12 +51,14 @@ from tresen.client.operator import (
     OperatorKeys,
 )
 from tresen.client.personal_data import PersonalData
-from tresen.client.queues import Outbox, Queued, Retries
+from tresen.client.queues import Outbox, Queued, ReceiptOutbox, Retries
 from tresen.client.receiving import Receiver
 from tresen.client.replies import Replies
 from tresen.client.reports import Reports
 from tresen.client.sending import Sender, SentMessage
 from tresen.client.sessions import Sessions
+from tresen.client.statements import PAGE as STATEMENT_PAGE
+from tresen.client.statements import LineItem, StatementHead, read_statement
 from tresen.client.store import KnownBusiness, LocalStore, Trust
 from tresen.client.templates import TemplateBook
 from tresen.client.transparency import KeyLog, roots_json
@@ -178,6 +181,15 @@ class Client:
         self.personal_data = PersonalData(
             self.api, store, self.clock, self.device, self.sender, self.attachments
         )
+        self.delivery = DeliveryReceipts(
+            store,
+            self.clock,
+            self.device,
+            self.directory,
+            self.sender,
+            ReceiptOutbox(store),
+            self._spawn,
+        )
         self.receiver = Receiver(
             self.api,
             store,
@@ -191,6 +203,7 @@ class Client:
             emit,
             lambda: self.connection.relay_offset_ms,
             on_export=self.personal_data.answered,
+            receipts=self.delivery,
             repeat=confirm_events,
         )
         self.keywords = Keywords(self.directory, self.businesses, self.consent, emit)
@@ -411,6 +424,16 @@ class Client:
         """As a business: its quality rating, messaging tier and usage."""
         self.device.require_account()
         return await self.api.quality()
+
+    async def statement(
+        self, month: str, *, page: int = STATEMENT_PAGE
+    ) -> tuple[StatementHead, AsyncIterator[list[LineItem]]]:
+        """As a business: its statement of ``month`` (``YYYY-MM``, UTC) from the relay, the
+        head and then every line item, ``page`` at a time (the relay's pages followed).
+        Raises ``ValueError`` for a month not written ``YYYY-MM``, ``RelayError`` for the
+        relay's refusals."""
+        self.device.require_account()
+        return await read_statement(self.api, month, page=page)
 
     # --- blocks and reports --------------------------------------------------------------------
 
@@ -806,6 +829,7 @@ class Client:
         try:
             if self.outbox.queued():
                 await self.sender.flush()
+            self.delivery.send_soon()
             await self.healing.request_missing()
         except Exception:
             log.exception("catching up after connecting failed")

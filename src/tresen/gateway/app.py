@@ -38,6 +38,7 @@ from tresen.gateway import migrate
 from tresen.gateway.automation.engine import Automation
 from tresen.gateway.automation.http_actions import ActionCaller
 from tresen.gateway.automation.store import AutomationStore
+from tresen.gateway.billing.service import Bills
 from tresen.gateway.campaigns import (
     CampaignProblem,
     CampaignRepo,
@@ -54,6 +55,7 @@ from tresen.gateway.customers.answering import ExportAnswers
 from tresen.gateway.customers.device_store import forget_device_peer
 from tresen.gateway.customers.service import CustomerData
 from tresen.gateway.inbox import api as inbox_api
+from tresen.gateway.inbox import api_bills as inbox_bills_api
 from tresen.gateway.inbox import api_campaigns as inbox_campaigns_api
 from tresen.gateway.inbox import api_lists as inbox_lists_api
 from tresen.gateway.inbox import pages as inbox_pages
@@ -316,6 +318,12 @@ def build_gateway_app(
                 forget_peer=lambda account_id: forget_device_peer(client, account_id),
                 on_erased=store.forget_contact,
             )
+            bills = Bills(
+                db,
+                clock,
+                business=lambda: client.device.require_account(),
+                statement=client.statement,
+            )
             gateway = Gateway(
                 settings,
                 client,
@@ -328,6 +336,7 @@ def build_gateway_app(
                 wake=dispatcher.wake,
                 app_secret=await app_secret(db, key, settings.app_secret),
                 on_data_request=ExportAnswers(client, customers).answer,
+                on_delivery_receipt=bills.keep,
                 metrics=metrics,
             )
             await recorder.start()
@@ -341,6 +350,7 @@ def build_gateway_app(
             stack.push_async_callback(app.state.campaigns.runner.close)
             app.state.gateway = gateway
             app.state.customers = customers
+            app.state.bills = bills
             app.state.dispatcher = dispatcher
             inbox = settings.inbox
             app.state.inbox_agents = Agents(
@@ -446,6 +456,7 @@ def build_gateway_app(
     app.include_router(inbox_campaigns_api.router)
     app.include_router(inbox_lists_api.router)
     app.include_router(inbox_lists_api.imports)
+    app.include_router(inbox_bills_api.router)
     app.include_router(inbox_api.router)
     app.include_router(inbox_pages.router)
     app.add_exception_handler(inbox_pages.FormTooLarge, inbox_pages.form_too_large)

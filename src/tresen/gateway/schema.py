@@ -40,6 +40,7 @@ __all__ = [
     "contacts",
     "conversation_labels",
     "conversations",
+    "delivery_receipts",
     "early_statuses",
     "labels",
     "login_failures",
@@ -570,3 +571,25 @@ audit_log = Table(
 ``action`` customer_erased, export_answered, subscribers_imported or contact_edited;
 ``subject`` a hash of the customer's account id (``gateway/customers/audit.py``: it proves
 which customer when asked with the id, and names nobody by itself); ``details`` JSON counts."""
+
+delivery_receipts = Table(
+    "delivery_receipts",
+    metadata,
+    Column("message_id", String(32), primary_key=True),
+    Column("customer_account", String(32), nullable=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("device_ed25519", String(64), nullable=False),
+    Column("template_id", String(20), nullable=False),
+    Column("delivered_ms", BigInteger, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    Index("ix_delivery_receipts_received", "received_ms"),
+)
+"""A customer's device signed that it received the business's template message
+``message_id`` (the relay's id), checked by the gateway's device before it is kept: the
+evidence ``tresen gateway billing verify`` holds the operator's statement against
+(``gateway/billing``). One per message (the first device's; further devices of the customer
+add nothing). ``device_ed25519`` is the key that signed it, so that it can be checked again
+offline; ``delivered_ms`` the customer device's clock, ``received_ms`` the gateway's. Kept
+``retention.delivery_receipt_days`` after it arrived, also after the customer is erased
+(evidence for a bill, as docs/privacy.md says)."""

@@ -25,6 +25,7 @@ from tresen.client.api import RelayError
 from tresen.client.events import (
     DataRequested,
     DecryptionFailed,
+    DeliveryReceiptEvent,
     Event,
     MessageEvent,
     StatusChanged,
@@ -136,6 +137,7 @@ class Gateway:
         wake: Any = None,
         app_secret: str = "",
         on_data_request: Callable[[DataRequested], Awaitable[None]] | None = None,
+        on_delivery_receipt: Callable[[DeliveryReceiptEvent], Awaitable[None]] | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
@@ -150,6 +152,8 @@ class Gateway:
         self.app_secret = app_secret
         # A customer asked for their data (``gateway/customers/answering.py`` answers).
         self.on_data_request = on_data_request or _unanswered
+        # A customer's device signed that a template message arrived (``gateway/billing``).
+        self.on_delivery_receipt = on_delivery_receipt or _unkept
         self.metrics = metrics or GatewayMetrics()
         self._poll_now = asyncio.Event()
         self._poll_task: asyncio.Task[None] | None = None
@@ -693,6 +697,8 @@ class Gateway:
             await self._on_unreadable(event)
         elif isinstance(event, DataRequested):
             await self.on_data_request(event)
+        elif isinstance(event, DeliveryReceiptEvent):
+            await self.on_delivery_receipt(event)
 
     async def _on_status(self, event: StatusChanged) -> None:
         status = {
@@ -928,6 +934,10 @@ async def _unanswered(request: DataRequested) -> None:
     log.warning("a customer's data request is not answered by this gateway")
 
 
+async def _unkept(receipt: DeliveryReceiptEvent) -> None:
+    log.warning("a delivery receipt is not kept by this gateway", message_id=receipt.message_id)
+
+
 def _lane_of(event: Event) -> str | None:
     """The conversation whose order ``event`` takes its place in (``None``: the gateway
     records nothing for it)."""
@@ -937,6 +947,8 @@ def _lane_of(event: Event) -> str | None:
         return f"status:{event.chat}"
     if isinstance(event, DecryptionFailed):
         return event.sender
+    if isinstance(event, DeliveryReceiptEvent):
+        return f"receipt:{event.customer}"
     return None
 
 

@@ -208,6 +208,14 @@ class RetentionSettings(BaseModel):
         "after the relay accepted it (the gateway's `messages` keeps its own); the message "
         "id stays to recognise a repeated delivery",
     )
+    delivery_receipt_days: int = Field(
+        default=180,
+        ge=45,
+        le=3650,
+        description="a customer's signed delivery receipt is deleted this long after it "
+        "arrived: long enough to check the month's statement while the relay still lists its "
+        "line items (the month plus the relay's retention.ledger_dispute_days, 90 by default)",
+    )
     conversation_days: int | None = Field(
         default=None,
         ge=1,

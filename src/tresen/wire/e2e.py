@@ -41,6 +41,7 @@ __all__ = [
     "ButtonReply",
     "DataExport",
     "DataRequest",
+    "DeliveryReceipt",
     "Interactive",
     "InteractiveKind",
     "InteractiveReply",
@@ -362,6 +363,23 @@ class RetryRefused(Payload, tag="retry_refused"):
     message_id: MessageRef
 
 
+class DeliveryReceipt(Payload, tag="delivery_receipt"):
+    """A customer's device received the template message ``message_id`` (the relay's id)
+    and accepted it (its template checks passed): evidence for the business's bill.
+
+    Sent with class RECEIPT by the recipient device to the sending business, once per
+    template message. ``signature`` is the device's Ed25519 identity key's signature over
+    the bytes :func:`tresen.crypto.delivery.delivery_message` builds (``docs/protocol.md``
+    §12.5), which bind the message, both accounts, the device, the template and
+    ``delivered_ms`` (the device's clock when it decrypted the message).
+    """
+
+    message_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+    template_id: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,18}$")]
+    delivered_ms: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+
 # --- attachments -----------------------------------------------------------------------------
 
 
@@ -497,6 +515,7 @@ AnyPayload = (
     | RetryRefused
     | DataRequest
     | DataExport
+    | DeliveryReceipt
 )
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from tresen.gateway.inbox import (
     automation,
     automation_intents,
+    bills,
     campaign_pages,
     composer,
     files,
@@ -39,6 +40,7 @@ ROOMS = (
     team,
     me,
     teamwork,
+    bills,
     finding,
     settings,
     settings_api,

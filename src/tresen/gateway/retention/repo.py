@@ -32,6 +32,7 @@ from tresen.gateway.schema import (
     bot_log,
     campaign_recipients,
     campaigns,
+    delivery_receipts,
     early_statuses,
     login_failures,
     subscriber_imports,
@@ -123,6 +124,13 @@ async def delete_old_bot_log(conn: AsyncConnection, before_ms: int, limit: int) 
     b = bot_log
     condition = and_(b.c.at_ms < before_ms, b.c.kind != "unanswered")
     return await _delete_some(conn, b, [b.c.id], condition, limit)
+
+
+async def delete_old_delivery_receipts(conn: AsyncConnection, before_ms: int, limit: int) -> int:
+    """Delivery receipts that arrived before ``before_ms``: past the time a bill they prove
+    can still be disputed."""
+    r = delivery_receipts
+    return await _delete_some(conn, r, [r.c.message_id], r.c.received_ms < before_ms, limit)
 
 
 async def delete_old_login_failures(

@@ -93,6 +93,9 @@ class Retention:
                 conn, now - days(kept.campaign_detail_days), n
             ),
             "campaign_recipients": lambda conn, now, n: repo.delete_reduced_recipients(conn, n),
+            "delivery_receipts": lambda conn, now, n: repo.delete_old_delivery_receipts(
+                conn, now - days(kept.delivery_receipt_days), n
+            ),
             "agent_sessions": lambda conn, now, n: repo.delete_expired_sessions(
                 conn, now, idle_ms, n
             ),
