@@ -206,18 +206,38 @@ class Database:
             # the last one set, so a durable write sets it back before it begins.
             if not durable or self._synchronous != "NORMAL":
                 await _sqlite_synchronous(conn, self._synchronous if durable else "NORMAL")
-            async with conn.begin():
-                driver: Any = (await conn.get_raw_connection()).driver_connection
-                driver.inline = inline
-                try:
-                    yield conn
-                finally:
-                    driver.inline = False
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            # A commit that does not wait for the disk (WAL, synchronous=NORMAL) takes
+            # microseconds: no trip for it either.
+            driver.inline_commit = inline and (
+                not durable or self._synchronous in ("NORMAL", "OFF")
+            )
+            try:
+                async with conn.begin():
+                    driver.inline = inline
+                    try:
+                        yield conn
+                    finally:
+                        driver.inline = False
+            finally:
+                driver.inline_commit = False
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self, *, inline: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection (on SQLite, a reader of its own: reads never wait for the
+        writer). ``inline`` (SQLite) runs its statements on the event loop's thread, as for
+        :meth:`write`: for a few short, indexed look-ups on the hot path, never a scan."""
         async with self._reader.connect() as conn:
-            yield conn
+            if not (inline and self.is_sqlite):
+                yield conn
+                return
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            driver.inline = True
+            try:
+                yield conn
+                await conn.rollback()  # ends the read transaction here, without a trip
+            finally:
+                driver.inline = False
 
     async def dispose(self) -> None:
         await self._writer.dispose()
@@ -257,9 +277,10 @@ class _OneTripCursor:
 
     async def _run(self, sql: str, parameters: Any, *, many: bool) -> _OneTripCursor:
         connection = self._connection
-        if connection.inline and not sql.startswith("BEGIN"):
-            # Inside a short write transaction that already holds SQLite's write lock: the
-            # statement cannot wait for another writer, and runs here, without a trip.
+        if connection.inline and not sql.startswith("BEGIN IMMEDIATE"):
+            # A short read, or a short write transaction that already holds SQLite's write
+            # lock: the statement cannot wait for another writer, and runs here, without a
+            # trip to the connection's thread.
             result = _run_sqlite(connection._conn, sql, parameters, many)
         else:
             run = functools.partial(_run_sqlite, connection._conn, sql, parameters, many)
@@ -301,9 +322,25 @@ def _run_sqlite(
 
 class _OneTripConnection(aiosqlite.Connection):
     """aiosqlite's connection whose cursors take one trip to its thread per statement, or
-    none while ``inline`` is set (:meth:`Database.write`'s ``inline``)."""
+    none while ``inline`` is set (:meth:`Database.write`'s and :meth:`Database.read`'s
+    ``inline``); ``inline_commit`` commits without a trip (no wait for the disk)."""
 
     inline = False
+    inline_commit = False
+
+    async def commit(self) -> None:
+        if self.inline_commit:
+            self._conn.commit()
+        else:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        # A connection given back to the pool is rolled back, mostly outside any transaction
+        # (after a commit, or a read that ended its own): nothing to wait for then.
+        if self.inline or not self._conn.in_transaction:
+            self._conn.rollback()
+        else:
+            await super().rollback()
 
     def cursor(self) -> _OneTripCursor:  # type: ignore[override]
         return _OneTripCursor(self)

@@ -712,7 +712,7 @@ class MailboxService:
         largest page can still tell whether more entries are waiting.
         """
         limit = min(limit or self.limits.max_fetch_batch, self.limits.max_fetch_batch + 1)
-        async with self.db.read() as conn:
+        async with self.db.read(inline=True) as conn:  # one bounded range of one index
             return await repo.pending_entries(
                 conn, device_pk, after_seq=after_seq, now_ms=self.clock.now_ms(), limit=limit
             )

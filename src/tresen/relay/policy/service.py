@@ -232,7 +232,7 @@ class PolicyService:
         others = [s for s in intents if s.sender != s.recipient]
         if not self.policy.enabled or not others:
             return None
-        async with self.db.read() as conn:
+        async with self.db.read(inline=True) as conn:  # indexed look-ups, mostly cached
             return await self._read_state(conn, others)
 
     async def _read_state(self, conn: AsyncConnection, others: Sequence[SendIntent]) -> Prefetched:
