@@ -49,6 +49,14 @@ from tresen.crypto.consent import (
     sign_statement,
     verify_statement,
 )
+from tresen.crypto.delivery import (
+    DELIVERY_PREFIX,
+    DeliveryFacts,
+    ForgedReceipt,
+    delivery_message,
+    verify_delivery,
+)
+from tresen.crypto.encoding import unb64 as crypto_unb64
 from tresen.crypto.olm import CryptoError, DeviceIdentity
 from tresen.crypto.safety import Party, fingerprint, safety_number
 from tresen.crypto.transparency import (
@@ -551,16 +559,20 @@ class Peer:
     def op_delivery_verify(
         self, statement: dict[str, Any], signature: str, ed25519: str
     ) -> dict[str, Any]:
-        """Whether ``signature`` is the device's over ``b"tresen-delivery-v1\\x00"`` + the
-        msgpack map of the statement's fields (in the order of the format)."""
-        fields = ("message_id", "business", "customer", "device_id", "template_id")
-        body = msgspec.msgpack.encode({k: statement[k] for k in (*fields, "delivered_ms")})
+        """Whether ``signature`` is the device's over the statement, as the gateway checks a
+        receipt (``tresen.crypto.delivery``)."""
+        facts = DeliveryFacts(
+            message_id=statement["message_id"],
+            business=statement["business"],
+            customer=statement["customer"],
+            device_id=statement["device_id"],
+            template_id=statement["template_id"],
+            delivered_ms=statement["delivered_ms"],
+        )
+        body = delivery_message(facts)[len(DELIVERY_PREFIX) :]
         try:
-            vodozemac.Ed25519PublicKey.from_base64(ed25519).verify_signature(
-                b"tresen-delivery-v1\x00" + body,
-                vodozemac.Ed25519Signature.from_base64(signature),
-            )
-        except Exception:  # vodozemac's own exception types
+            verify_delivery(facts, crypto_unb64(signature), ed25519)
+        except ForgedReceipt:
             return {"valid": False, "body": b64(body)}
         return {"valid": True, "body": b64(body)}
 
