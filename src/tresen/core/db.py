@@ -277,7 +277,12 @@ class _OneTripCursor:
 
     async def _run(self, sql: str, parameters: Any, *, many: bool) -> _OneTripCursor:
         connection = self._connection
-        if connection.inline and not sql.startswith("BEGIN IMMEDIATE"):
+        result: tuple[Any, list[Any], int, int | None]
+        if sql.startswith("BEGIN IMMEDIATE") and _begin_at_once(connection._conn, sql):
+            # The write lock was free (another process's writer holds it only rarely): taken
+            # here without waiting, so without a trip.
+            result = (None, [], -1, None)
+        elif connection.inline and not sql.startswith("BEGIN IMMEDIATE"):
             # A short read, or a short write transaction that already holds SQLite's write
             # lock: the statement cannot wait for another writer, and runs here, without a
             # trip to the connection's thread.
@@ -302,6 +307,21 @@ class _OneTripCursor:
 
     async def close(self) -> None:
         self._rows = []
+
+
+def _begin_at_once(conn: sqlite3.Connection, sql: str) -> bool:
+    """Run ``sql`` (a ``BEGIN IMMEDIATE``) without waiting for the lock: ``False`` if another
+    connection holds it, and then it must be run where waiting does not block the event loop."""
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.execute(sql)
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    return True
 
 
 def _run_sqlite(
