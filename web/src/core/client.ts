@@ -267,6 +267,8 @@ export class Client {
   /** Delivery receipts dropped unsent since the app started (too many waited, or the relay
    * refused one for good). */
   receiptsDropped = 0;
+  /** How many delivery receipts wait at most (MAX_PENDING_RECEIPTS; smaller in tests). */
+  maxPendingReceipts = MAX_PENDING_RECEIPTS;
   private receiptsFlushing: Promise<void> | null = null;
   private receiptsAgain = false;
 
@@ -294,6 +296,7 @@ export class Client {
     this.identity = DeviceIdentity.fromPickle(me.identity, me.pickle_key);
     for (const peer of await this.store.all<Peer>("peers")) this.peers.set(peer.account_id, peer);
     this.goOnline();
+    void this.flushReceipts(); // what the last session could not send (again once connected)
   }
 
   get registered(): boolean {
@@ -1247,7 +1250,7 @@ export class Client {
 
   /** The writes that keep a receipt telling the business, end to end and signed by this
    * device, that its template message arrived and passed the template checks (class receipt:
-   * no price, no window); the oldest kept receipts make room beyond MAX_PENDING_RECEIPTS. */
+   * no price, no window); the oldest kept receipts make room beyond `maxPendingReceipts`. */
   private async deliveryReceipt(frame: MessageFrame, templateId: string, deliveredMs: number): Promise<Write[]> {
     const me = this.requireMe();
     const receipt: DeliveryReceipt = {
@@ -1273,11 +1276,11 @@ export class Client {
     };
     const writes: Write[] = [{ store: "receipts", id: pending.id, value: pending, ms: pending.ms }];
     const waiting = await this.store.count("receipts");
-    if (waiting >= MAX_PENDING_RECEIPTS) {
-      const dropped = await this.store.oldestIds("receipts", waiting - MAX_PENDING_RECEIPTS + 1);
+    if (waiting >= this.maxPendingReceipts) {
+      const dropped = await this.store.oldestIds("receipts", waiting - this.maxPendingReceipts + 1);
       for (const id of dropped) writes.push({ store: "receipts", id, delete: true });
       this.receiptsDropped += dropped.length;
-      console.warn(`${dropped.length} delivery receipt(s) dropped unsent: ${MAX_PENDING_RECEIPTS} wait already`);
+      console.warn(`${dropped.length} delivery receipt(s) dropped unsent: ${this.maxPendingReceipts} wait already`);
     }
     return writes;
   }
@@ -1305,7 +1308,7 @@ export class Client {
   /** One pass over the kept receipts; false when the relay could not be reached. */
   private async sendReceipts(): Promise<boolean> {
     if (!this.me) return true;
-    const pending = (await this.store.all<PendingReceipt>("receipts", MAX_PENDING_RECEIPTS + 1)).sort((a, b) => a.ms - b.ms);
+    const pending = (await this.store.all<PendingReceipt>("receipts", this.maxPendingReceipts + 1)).sort((a, b) => a.ms - b.ms);
     const held = new Set<string>();
     for (const receipt of pending) {
       if (held.has(receipt.business)) continue;
