@@ -38,10 +38,6 @@ function translate(german: boolean, key: Key, vars: Record<string, string>): str
 
 const REVOCATIONS_REFRESH_MS = 10 * 60_000;
 
-function asShown(judged: OperatorTick): Tick {
-  return { verified: judged.verified, reason: REASONS[judged.state], detail: judged.reason };
-}
-
 const REASONS: Record<TickState, TickReason> = {
   verified: "verified",
   not_verified: "none",
@@ -55,6 +51,10 @@ const REASONS: Record<TickState, TickReason> = {
   identity_changed: "mismatch",
   not_logged: "not_logged",
 };
+
+function asShown(judged: OperatorTick): Tick {
+  return { verified: judged.verified, reason: REASONS[judged.state], detail: judged.reason };
+}
 
 class OperatorTrust {
   private ring: Promise<OperatorKeyRing | null> | null = null;

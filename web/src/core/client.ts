@@ -1295,10 +1295,15 @@ export class Client {
     }
     this.receiptsFlushing = (async () => {
       let reachable = true;
-      do {
-        this.receiptsAgain = false;
-        reachable = await this.sendReceipts();
-      } while (reachable && this.receiptsAgain);
+      try {
+        do {
+          this.receiptsAgain = false;
+          reachable = await this.sendReceipts();
+        } while (reachable && this.receiptsAgain);
+      } catch (error) {
+        // The store closed under it (the tab signs out or closes): what waits stays kept.
+        console.warn("delivery receipts could not be sent now", error);
+      }
     })().finally(() => {
       this.receiptsFlushing = null;
     });
