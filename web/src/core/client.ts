@@ -1290,16 +1290,16 @@ export class Client {
    * a business whose keys wait for the user's decision keeps its receipts until then. */
   flushReceipts(): Promise<void> {
     if (this.receiptsFlushing) {
-      this.receiptsAgain = true; // kept after the current run listed what waited
+      this.receiptsAgain = true;
       return this.receiptsFlushing;
     }
     this.receiptsFlushing = (async () => {
-      let reachable = true;
       try {
+        // A call during a pass gets a pass of its own: the relay may be back, or a receipt new.
         do {
           this.receiptsAgain = false;
-          reachable = await this.sendReceipts();
-        } while (reachable && this.receiptsAgain);
+          await this.sendReceipts();
+        } while (this.receiptsAgain);
       } catch (error) {
         // The store closed under it (the tab signs out or closes): what waits stays kept.
         console.warn("delivery receipts could not be sent now", error);
@@ -1310,9 +1310,9 @@ export class Client {
     return this.receiptsFlushing;
   }
 
-  /** One pass over the kept receipts; false when the relay could not be reached. */
-  private async sendReceipts(): Promise<boolean> {
-    if (!this.me) return true;
+  /** One pass over the kept receipts, until the relay cannot be reached. */
+  private async sendReceipts(): Promise<void> {
+    if (!this.me) return;
     const pending = (await this.store.all<PendingReceipt>("receipts", this.maxPendingReceipts + 1)).sort((a, b) => a.ms - b.ms);
     const held = new Set<string>();
     for (const receipt of pending) {
@@ -1320,7 +1320,7 @@ export class Client {
       try {
         await this.deliver(receipt.business, receipt.plaintext, receipt.client_msg_id, RECEIPT);
       } catch (error) {
-        if (transient(error)) return false;
+        if (transient(error)) return;
         if (!(error instanceof RelayError) || error.code === 131026) {
           // Keys to decide on, no device to receive it yet: later, with the business's next turn.
           held.add(receipt.business);
@@ -1332,7 +1332,6 @@ export class Client {
       }
       await this.store.delete("receipts", receipt.id);
     }
-    return true;
   }
 
   /** A received message that cannot be shown (yet): waiting to be sent again, or failed. */
