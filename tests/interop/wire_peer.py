@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import sys
 from collections.abc import Iterator, Mapping
@@ -63,6 +64,7 @@ from tresen.crypto.transparency import (
     EMPTY,
     EPOCH_PREFIX,
     MAP_ROOT,
+    CertificateLeaf,
     DeviceEntry,
     DevicesLeaf,
     EpochHead,
@@ -140,8 +142,16 @@ class KeyLogModel:
         self.map: dict[bytes, MapNode] = {}
         self.heads: list[tuple[bytes, str]] = []
         self.accounts: dict[str, tuple[int, int, list[DeviceEntry]]] = {}
+        self.certificates: dict[int, tuple[int, CertificateLeaf]] = {}
 
-    def publish(self, changes: dict[str, list[list[Any]]], published_ms: int) -> dict[str, Any]:
+    def publish(
+        self,
+        changes: dict[str, list[list[Any]]],
+        published_ms: int,
+        certificates: list[list[Any]] | None = None,
+    ) -> dict[str, Any]:
+        """An epoch with each account's new device set, then each certificate
+        (``[serial, account_id, body]``, its leaf naming the SHA-256 of the body)."""
         number, size = len(self.heads), len(self.leaves)
         leaves, values = [], {}
         for account_id, devices in changes.items():
@@ -150,6 +160,10 @@ class KeyLogModel:
             self.accounts[account_id] = (size + len(leaves), number, entries)
             values[account_key(account_id)] = map_value(size + len(leaves), log_leaf_hash(leaf))
             leaves.append(leaf)
+        for serial, account_id, body in certificates or []:
+            logged = certificate_leaf(account_id, number, serial, unb64(body))
+            self.certificates[serial] = (size + len(leaves), logged)
+            leaves.append(encode_leaf(logged))
         edge = {node: self.nodes[node] for node in frontier(size)}
         new, log_root = append_leaves(size, edge, [log_leaf_hash(leaf) for leaf in leaves])
         self.nodes.update(new)
@@ -239,6 +253,25 @@ class KeyLogModel:
 
     def consistency(self, first: int, second: int) -> list[str]:
         return [b64(range_hash(a, b, self.nodes)) for a, b in consistency_ranges(first, second)]
+
+    def certificate(self, serial: int) -> dict[str, Any]:
+        """What ``/v1/transparency/certificates/{serial}`` answers (``{"not_logged": true}``
+        for 150082)."""
+        if serial not in self.certificates:
+            return {"not_logged": True}
+        index, leaf = self.certificates[serial]
+        return {
+            "serial": serial,
+            "account_id": leaf.account_id,
+            "digest": b64(leaf.digest),
+            "leaf_index": index,
+            "leaf_epoch": leaf.epoch,
+            "epoch": self.epoch_json(-1),
+            "inclusion": [
+                b64(range_hash(a, b, self.nodes))
+                for a, b in inclusion_ranges(index, len(self.leaves))
+            ],
+        }
 
     def rewrite(self, account_id: str, curve25519: str, ms: int) -> dict[str, Any]:
         """Change the account's logged leaf in place (and the map), then sign a new epoch."""
@@ -587,9 +620,25 @@ class Peer:
         self.key_log = KeyLogModel(self.operator(key))
         return {}
 
-    def op_kt_publish(self, changes: dict[str, list[list[Any]]], ms: int) -> dict[str, Any]:
-        """An epoch that logs each account's new device set (``[[id, curve, ed], ...]``)."""
-        return self.log().publish(changes, ms)
+    def op_kt_publish(
+        self,
+        changes: dict[str, list[list[Any]]],
+        ms: int,
+        certificates: list[list[Any]] | None = None,
+    ) -> dict[str, Any]:
+        """An epoch that logs each account's new device set (``[[id, curve, ed], ...]``) and
+        each certificate (``[[serial, account_id, body], ...]``)."""
+        return self.log().publish(changes, ms, certificates)
+
+    def op_kt_certificate(self, serial: int) -> dict[str, Any]:
+        return self.log().certificate(serial)
+
+    def op_kt_certificate_leaf(
+        self, account_id: str, epoch: int, serial: int, body: str
+    ) -> dict[str, Any]:
+        """A certificate's leaf and its hash, as the relay writes them."""
+        leaf = encode_leaf(certificate_leaf(account_id, epoch, serial, unb64(body)))
+        return {"leaf": b64(leaf), "hash": b64(log_leaf_hash(leaf))}
 
     def op_kt_lookup(self, account_id: str, since: int | None = None) -> dict[str, Any]:
         return self.log().lookup(account_id, since)
@@ -621,6 +670,12 @@ class Peer:
             "hash": b64(log_leaf_hash(leaf)),
             "key": b64(account_key(account_id)),
         }
+
+
+def certificate_leaf(account_id: str, epoch: int, serial: int, body: bytes) -> CertificateLeaf:
+    return CertificateLeaf(
+        account_id=account_id, epoch=epoch, serial=serial, digest=hashlib.sha256(body).digest()
+    )
 
 
 def rendered_json(shown: RenderedTemplate) -> dict[str, Any]:

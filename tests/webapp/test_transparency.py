@@ -1,7 +1,8 @@
 """Key transparency in the web app: the browser checks every contact's keys against the
-relay's signed key log before it uses them. A relay that lies to this browser (a key swapped
-for it only, an entry removed from its map, its history rewritten) is caught: the chat shows
-the warning and what the user writes is held; an honest relay raises no warning.
+relay's signed key log before it uses them, and a business's certificate before it shows its
+tick. A relay that lies to this browser (a key swapped for it only, an entry removed from its
+map, its history rewritten, a certificate kept out of the log) is caught: the chat shows the
+warning and what the user writes is held; an honest relay raises no warning.
 
 The relay runs in this process, so that a test can tamper with its key log as the Python
 clients' tests do (transparency_support); the swap for this browser only rewrites the relay's
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from browser_support import require_chromium
 from playwright.async_api import Browser, Page, Route, expect
+from sqlalchemy import delete
 from support import RunningRelay, registered_client
 from transparency_support import remove_entry, rewrite_leaf
 from webapp_support import (
@@ -32,6 +34,8 @@ from webapp_support import (
 )
 
 from tresen.client import Client
+from tresen.relay.operator.service import OperatorPrincipal
+from tresen.relay.schema import kt_pending_certificates
 from tresen.wire.e2e import Text
 
 
@@ -89,6 +93,11 @@ COUNT_ROOTS = """() => new Promise((resolve, reject) => {
   };
   open.onerror = () => reject(open.error);
 })"""
+
+
+async def show(page: Page, *route: str) -> None:
+    """Go to a screen of the app (``#/profile/<account>``), as a link would."""
+    await page.evaluate("(hash) => { location.hash = hash; }", "#/" + "/".join(route))
 
 
 async def held(page: Page, text: str) -> None:
@@ -194,12 +203,81 @@ async def test_a_rewritten_history_stops_every_chat_and_the_warning_stays(
     await expect(warning).to_contain_text("history")
     await held(page, "Hallo Bob")
 
-    # The warning stays after a reload, and Anna's chat is stopped too.
+    # The warning, and what it says, stay after a reload, and Anna's chat is stopped too.
     await page.reload()
-    await expect(page.get_by_test_id("key-log-failed")).to_be_visible()
+    await expect(page.get_by_test_id("key-log-failed")).to_contain_text("history")
     await page.get_by_role("button", name="Back").click()
     await page.get_by_test_id("chat-row").filter(has_text=anna.phone).click()
-    await expect(page.get_by_test_id("key-log-failed")).to_be_visible()
+    await expect(page.get_by_test_id("key-log-failed")).to_contain_text("history")
     await write(page, "Bist du noch da?")
     await held(page, "Bist du noch da?")
     assert app.problems.all() == []
+
+
+async def test_a_certificate_kept_out_of_the_log_gets_no_tick_and_stops_the_chat(
+    app: AppPage, relay: RunningRelay, people: list[Client], tmp_path: Path
+) -> None:
+    page = app.page
+    bakery = await person(people, relay, tmp_path, "bakery")
+    lookalike = await person(people, relay, tmp_path, "lookalike")
+    assert bakery.account_id is not None
+    assert lookalike.account_id is not None
+    for shop, name in ((bakery, "Bakery Lindner"), (lookalike, "Bank Support")):
+        await shop.save_business_profile(display_name=name, category="RETAIL")
+    await register(app, on(relay, tmp_path))
+    await relay.ctx.operator.verify(OperatorPrincipal("tests"), bakery.account_id)
+    # The operator signs a certificate it keeps out of the log, to show it to some browsers
+    # only.
+    hidden, _ = await relay.ctx.operator.verify(OperatorPrincipal("tests"), lookalike.account_id)
+    async with relay.ctx.db.write() as conn:
+        await conn.execute(
+            delete(kt_pending_certificates).where(
+                kt_pending_certificates.c.account_id == lookalike.account_id
+            )
+        )
+
+    # The honest business: its certificate is in the log, so it has its tick.
+    await show(page, "profile", bakery.account_id)
+    await expect(page.get_by_test_id("profile-name")).to_contain_text("Bakery Lindner")
+    await expect(
+        page.get_by_test_id("profile-name").get_by_test_id("verified-tick")
+    ).to_be_visible()
+    await expect(page.get_by_test_id("tick-reason")).to_have_text(
+        "Verified by the operator of this server"
+    )
+
+    # The lookalike: a valid signature, but not in the log: no tick, and the chat warns.
+    await show(page, "profile", lookalike.account_id)
+    await expect(page.get_by_test_id("profile-name")).to_contain_text("Bank Support")
+    await expect(page.get_by_test_id("tick-reason")).to_contain_text(
+        "not in the operator's public key log"
+    )
+    await expect(page.get_by_test_id("verified-tick")).to_have_count(0)
+    await show(page, "chat", lookalike.account_id)
+    await expect(page.get_by_test_id("key-log-failed")).to_be_visible(timeout=20_000)
+    await expect(page.get_by_test_id("chat-name")).to_contain_text("Bank Support")
+    await expect(page.get_by_test_id("verified-tick")).to_have_count(0)
+    await write(page, "my account number is")
+    await held(page, "my account number is")
+    await shoot_app(page, "certificate-not-logged")
+
+    # The honest business keeps its tick and its messages.
+    await show(page, "chat", bakery.account_id)
+    await expect(page.get_by_test_id("chat-name").get_by_test_id("verified-tick")).to_be_visible()
+    await expect(page.get_by_test_id("key-log-failed")).to_have_count(0)
+    await write(page, "two rolls, please")
+    received = await next_message(bakery)
+    assert isinstance(received.payload, Text)
+    assert received.payload.text == "two rolls, please"
+    # The one refusal the page met is the relay's answer that it never logged that certificate
+    # (150082, a 404 the browser reports on its console).
+    refused = [r for r in app.responses if r.status >= 400]
+    assert [(r.status, r.url.split("/v1/")[1]) for r in refused] == [
+        (404, f"transparency/certificates/{hidden.serial}")
+    ]
+    assert (await refused[0].json())["error"]["code"] == 150082
+    assert app.problems.page_errors == []
+    assert app.problems.csp_violations == []
+    assert app.problems.console_errors == [
+        "Failed to load resource: the server responded with a status of 404 (Not Found)"
+    ]

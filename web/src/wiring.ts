@@ -4,14 +4,18 @@
 
 import { Businesses, type Tick, type TickReason } from "./core/businesses";
 import { Refused, type Client, type MessageFrame } from "./core/client";
+import { KeyLogFailure } from "./core/keylog";
 import { RelayError, type BusinessPublic } from "./core/api";
 import { ALL_SCOPES, signStatement, type ConsentScope, type ConsentState } from "./crypto/consent";
 import {
+  certificateFromJson,
   judgeTick,
+  notLogged,
   OperatorKeyRing,
   REVOCATIONS_MAX_AGE_S,
   revocationsFromJson,
   verifyRevocations,
+  type Tick as OperatorTick,
   type TickState,
 } from "./crypto/operator";
 import { safetyNumber } from "./crypto/safety";
@@ -45,7 +49,12 @@ const REASONS: Record<TickState, TickReason> = {
   no_revocation_list: "unavailable",
   changed: "mismatch",
   identity_changed: "mismatch",
+  not_logged: "not_logged",
 };
+
+function asShown(judged: OperatorTick): Tick {
+  return { verified: judged.verified, reason: REASONS[judged.state], detail: judged.reason };
+}
 
 class OperatorTrust {
   private ring: Promise<OperatorKeyRing | null> | null = null;
@@ -107,7 +116,16 @@ export function wire(client: Client, Book: typeof Businesses): Services {
       revoked: ring ? await trust.revocations(ring) : null,
       identityChanged: peer.trust !== "trusted",
     });
-    return { verified: judged.verified, reason: REASONS[judged.state], detail: judged.reason };
+    if (!judged.verified || judged.serial === null || !profile.certificate) return asShown(judged);
+    // The tick only for a certificate the key log holds, where the business and auditors see
+    // every certificate the operator issued. Not checked (offline): no tick, "unavailable".
+    try {
+      await c.checkCertificateLogged(profile.account_id, judged.serial, certificateFromJson(profile.certificate).body);
+    } catch (error) {
+      if (!(error instanceof KeyLogFailure)) throw error;
+      return asShown(notLogged(judged, error.message));
+    }
+    return asShown(judged);
   };
 
   // The key log's epochs are signed with the same operator keys as certificates.

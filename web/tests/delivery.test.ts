@@ -1,6 +1,7 @@
 // Delivery receipts of template messages: the bytes a device signs (checked by the Python
 // side with msgspec and vodozemac), and the receipt a browser sends, class receipt and end to
-// end, once a template message passed its checks (a fake relay behind `fetch`).
+// end, once a template message passed its checks (a fake relay behind `fetch`). Bills are
+// reconciled against receipts, so none is lost while the relay is away, nor after a reload.
 
 import "fake-indexeddb/auto";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -65,6 +66,10 @@ interface Sent {
 class FakeRelay {
   readonly sends: Sent[] = [];
   readonly business = DeviceIdentity.create();
+  /** "down": sends are answered 503; "offline": the network fails. */
+  state: "up" | "down" | "offline" = "up";
+  /** Sends tried while the relay was away. */
+  refused = 0;
   private serial = 0;
 
   readonly fetch = async (input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> => {
@@ -79,6 +84,11 @@ class FakeRelay {
       const keys = { curve25519: this.business.curve25519, ed25519: this.business.ed25519 };
       return json({ account_id: BUSINESS, devices: [{ device_id: 1, registration_id: 7, identity_keys: keys }] });
     }
+    if (method === "POST" && url.pathname === "/v1/messages" && this.state !== "up") {
+      this.refused += 1;
+      if (this.state === "offline") throw new TypeError("Failed to fetch");
+      return new Response("", { status: 503 });
+    }
     if (method === "POST" && url.pathname === "/v1/messages") {
       const sent = JSON.parse(String(init.body)) as Sent;
       this.sends.push(sent);
@@ -89,11 +99,16 @@ class FakeRelay {
   };
 }
 
-async function browser(relay: FakeRelay): Promise<{ client: ClientType; identity: DeviceIdentity }> {
+async function browser(
+  relay: FakeRelay,
+  again?: { db: string; identity: DeviceIdentity },
+): Promise<{ client: ClientType; identity: DeviceIdentity; db: string }> {
   vi.stubGlobal("fetch", relay.fetch);
   const { Client } = await import("../src/core/client");
   const client = new Client("http://relay.test");
-  await client.open(`delivery-${Math.random()}`);
+  const db = again?.db ?? `delivery-${Math.random()}`;
+  await client.open(db);
+  if (again) return { client, identity: again.identity, db }; // registered: what it kept
   const identity = DeviceIdentity.create();
   client.identity = identity;
   client.me = {
@@ -104,13 +119,22 @@ async function browser(relay: FakeRelay): Promise<{ client: ClientType; identity
     pickle_key: new Uint8Array(32),
     identity: "",
   };
-  return { client, identity };
+  return { client, identity, db };
 }
 
-/** The business's first message to the browser: a template message as the relay hands it on. */
-function templateFrame(relay: FakeRelay, identity: DeviceIdentity, id: string): { frame: MessageFrame; session: Session } {
-  const [otk] = identity.generateOneTimeKeys(1);
-  const session = relay.business.createOutboundSession(identity.curve25519, otk!.public_key);
+/** The business's first message to the browser: a template message as the relay hands it on
+ * (over `over`, the business's session with the browser, when it wrote before). */
+function templateFrame(
+  relay: FakeRelay,
+  identity: DeviceIdentity,
+  id: string,
+  over?: Session,
+): { frame: MessageFrame; session: Session } {
+  let session = over;
+  if (!session) {
+    const [otk] = identity.generateOneTimeKeys(1);
+    session = relay.business.createOutboundSession(identity.curve25519, otk!.public_key);
+  }
   const payload: Template = { t: "template", template_id: "42", name: "boarding_pass", language: "en" };
   const ciphertext = session.encrypt(encodePayload(payload));
   const frame: MessageFrame = {
@@ -176,8 +200,128 @@ describe("a template message the browser accepts", () => {
     await receive(client, frame);
     const [shown] = await client.load(BUSINESS);
     expect(shown!.status).toBe("failed");
-    await (client as unknown as { deliveryReceipts: Promise<void> }).deliveryReceipts;
+    await client.flushReceipts();
     expect(relay.sends).toEqual([]);
+    client.close();
+  });
+});
+
+// --- receipts while the relay is away -----------------------------------------------------------
+
+/** The browser (re)connects: the relay's hello, as the WebSocket delivers it; returns once
+ * the receipts the hello sends again went out (or stayed). */
+async function reconnect(client: ClientType): Promise<void> {
+  const flushed = vi.spyOn(client, "flushReceipts");
+  (client as unknown as { onFrame(f: Record<string, unknown>): void }).onFrame({ t: "hello", server_ms: Date.now(), one_time_keys: 50 });
+  await vi.waitFor(() => expect(flushed).toHaveBeenCalled());
+  await flushed.mock.results[0]!.value;
+  flushed.mockRestore();
+}
+
+/** The receipts the business received, decrypted with its session. */
+function receivedBy(relay: FakeRelay, session: Session): DeliveryReceipt[] {
+  return relay.sends.map((sent) => {
+    expect(sent.class).toBe("receipt");
+    const [copy] = sent.per_device;
+    return decodePayload(session.decrypt({ type: copy!.type, body: fromBase64(copy!.body) })) as DeliveryReceipt;
+  });
+}
+
+function receiptsFor(relay: FakeRelay, session: Session): string[] {
+  return receivedBy(relay, session).map((r) => r.message_id);
+}
+
+/** A WebSocket that never connects. */
+class NeverOpens {
+  binaryType = "";
+  onopen: unknown = null;
+  onmessage: unknown = null;
+  onclose: unknown = null;
+  close(): void {}
+}
+
+describe("a delivery receipt the relay cannot take now", () => {
+  for (const state of ["down", "offline"] as const) {
+    it(`is kept while the relay is ${state}, and sent once after the browser reconnects`, async () => {
+      const relay = new FakeRelay();
+      const { client, identity } = await browser(relay);
+      client.checks.template = async () => ({ body: "Your boarding pass" });
+      relay.state = state;
+      const { frame, session } = templateFrame(relay, identity, "m-0101");
+      await receive(client, frame);
+      await client.flushReceipts();
+      expect(relay.refused).toBeGreaterThan(0);
+      expect(relay.sends).toEqual([]);
+
+      // Another try while the relay is still away keeps it too.
+      await reconnect(client);
+      expect(relay.sends).toEqual([]);
+
+      relay.state = "up";
+      await reconnect(client);
+      expect(receiptsFor(relay, session)).toEqual(["m-0101"]);
+      // Sent is sent: the next connection sends nothing again.
+      await reconnect(client);
+      expect(relay.sends).toHaveLength(1);
+      client.close();
+    });
+  }
+
+  it("survives a reload and is sent, once, by the app opened again", async () => {
+    const relay = new FakeRelay();
+    const first = await browser(relay);
+    first.client.checks.template = async () => ({ body: "Your boarding pass" });
+    relay.state = "down";
+    const { frame, session } = templateFrame(relay, first.identity, "m-0201");
+    await receive(first.client, frame);
+    await first.client.flushReceipts();
+    first.client.close();
+
+    // The app opened again, before its WebSocket connects (a socket that never opens here).
+    relay.state = "up";
+    vi.stubGlobal("location", { protocol: "http:", host: "relay.test" });
+    vi.stubGlobal("WebSocket", NeverOpens);
+    const { client } = await browser(relay, first);
+    expect(client.me?.account_id).toBe(CUSTOMER);
+    await client.flushReceipts();
+    const [receipt] = receivedBy(relay, session);
+    expect(receipt!.message_id).toBe("m-0201");
+    // Signed by the device when the message arrived, before the reload.
+    const statement: DeliveryStatement = {
+      message_id: "m-0201",
+      business: BUSINESS,
+      customer: CUSTOMER,
+      device_id: 3,
+      template_id: "42",
+      delivered_ms: receipt!.delivered_ms,
+    };
+    expect(await verifyDelivery(first.identity.ed25519, statement, receipt!.signature)).toBe(true);
+    await reconnect(client);
+    expect(relay.sends).toHaveLength(1);
+    client.close();
+  });
+
+  it("is kept once per message, and the oldest go when too many wait", async () => {
+    const relay = new FakeRelay();
+    const { client, identity } = await browser(relay);
+    client.checks.template = async () => ({ body: "Your boarding pass" });
+    client.maxPendingReceipts = 2;
+    relay.state = "offline";
+    const { frame: first, session } = templateFrame(relay, identity, "m-0301");
+    await receive(client, first);
+    // The relay hands the same message on again (its ack was lost): no second receipt.
+    await receive(client, { ...first, id: 2 });
+    expect(await client.store.count("receipts")).toBe(1);
+    for (const id of ["m-0302", "m-0303"]) {
+      await receive(client, { ...templateFrame(relay, identity, id, session).frame, server_ms: first.server_ms + 1 });
+    }
+    expect(await client.store.count("receipts")).toBe(2);
+    expect(client.receiptsDropped).toBe(1);
+    await client.flushReceipts(); // the tries each message started are over
+
+    relay.state = "up";
+    await reconnect(client);
+    expect(receiptsFor(relay, session)).toEqual(["m-0302", "m-0303"]);
     client.close();
   });
 });

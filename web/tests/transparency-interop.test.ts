@@ -1,16 +1,20 @@
 // The key log against the Python reference: a log and map published by the Python side with
 // the relay's own structures (tests/interop/wire_peer.py, `kt_*`), checked here as the web
-// app checks every peer's keys. Honest proofs verify; a swapped key, a removed entry, a bad
-// signature, a rewritten history and a second head for one epoch are refused.
+// app checks every peer's keys and every business certificate before its tick. Honest proofs
+// verify; a swapped key, a removed entry, a bad signature, a rewritten history, a second head
+// for one epoch and a certificate the log does not hold are refused.
 
 import "fake-indexeddb/auto";
 import { IDBFactory } from "fake-indexeddb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { RelayError } from "../src/core/api";
 import { KeyLog, KeyLogFailure, type KeyLogSource } from "../src/core/keylog";
 import { Store } from "../src/core/store";
 import { OperatorKeyRing } from "../src/crypto/operator";
 import {
   accountKey,
+  certificateDigest,
+  encodeCertificateLeaf,
   encodeDevicesLeaf,
   headHash,
   logLeafHash,
@@ -58,12 +62,20 @@ function lookup(account: string, since: number | null = null): Promise<Lookup> {
   return peer.call<Lookup>("kt_lookup", { account_id: account, since });
 }
 
-/** A key log on a fresh store, trusting operator key k1, fetching consistency proofs from
- * the Python log; `refreshed` counts rotations it followed. */
-async function keyLog(store?: Store): Promise<{ log: KeyLog; store: Store; fetched: number[][] }> {
+/** What the relay answers for a certificate, as a lying relay may change it. */
+type CertificateAnswer = (serial: number, honest: Record<string, unknown>) => unknown;
+
+/** A key log on a fresh store, trusting operator key k1, fetching consistency proofs and
+ * certificates' proofs from the Python log (`fetched`: the consistency proofs asked for,
+ * `certificates`: the serials asked for); `answer` may change what the relay says. */
+async function keyLog(
+  store?: Store,
+  answer: CertificateAnswer = (_serial, honest) => honest,
+): Promise<{ log: KeyLog; store: Store; fetched: number[][]; certificates: number[] }> {
   const opened = store ?? (await Store.open(`kt-${Math.random()}`, new IDBFactory()));
   const ring = await OperatorKeyRing.pin(operator.public_key);
   const fetched: number[][] = [];
+  const certificates: number[] = [];
   const source: KeyLogSource = {
     ring: async () => ring,
     refreshRing: async () => undefined,
@@ -71,8 +83,14 @@ async function keyLog(store?: Store): Promise<{ log: KeyLog; store: Store; fetch
       fetched.push([first, second]);
       return peer.call("kt_consistency", { first, second });
     },
+    certificate: async (serial) => {
+      certificates.push(serial);
+      const honest = await peer.call("kt_certificate", { serial });
+      if (honest["not_logged"]) throw new RelayError(150082, "that certificate is not logged", { serial }, 404);
+      return answer(serial, honest);
+    },
   };
-  return { log: await KeyLog.load(opened, source), store: opened, fetched };
+  return { log: await KeyLog.load(opened, source), store: opened, fetched, certificates };
 }
 
 async function refusal(work: Promise<unknown>): Promise<KeyLogFailure> {
@@ -242,5 +260,87 @@ describe("a browser checking its peers' keys", () => {
     const impostor = { ...mine, device_id: 2 };
     const failure = await refusal(log.check(ALICE, entries([device(1, 0)]), await lookup(ALICE), impostor));
     expect(failure.message).toContain("this device");
+  });
+});
+
+describe("a business certificate in the key log", () => {
+  const body = new TextEncoder().encode("the signed body of certificate 77");
+
+  function publishCertificate(serial: number, account: string, signed: Uint8Array): Promise<Record<string, unknown>> {
+    ms += 1000;
+    return peer.call("kt_publish", { changes: {}, ms, certificates: [[serial, account, toBase64(signed)]] });
+  }
+
+  it("is the leaf the Python side builds", async () => {
+    const theirs = await peer.call("kt_certificate_leaf", { account_id: BOB, epoch: 4, serial: 77, body: toBase64(body) });
+    const leaf = encodeCertificateLeaf(BOB, 4, 77, await certificateDigest(body));
+    expect(toBase64(leaf)).toBe(theirs["leaf"]);
+    expect(toBase64(await logLeafHash(leaf))).toBe(theirs["hash"]);
+  });
+
+  it("is found with an honest proof, and found for good", async () => {
+    const { log, certificates } = await keyLog();
+    await log.check(BOB, entries(bobOne()), await lookup(BOB));
+    await publishCertificate(77, BOB, body);
+    await publish({ [CAROL]: [device(1, 4)] }); // logged in an epoch before the newest
+    await log.checkCertificate(BOB, 77, body);
+    expect(log.seen().map((r) => r.epoch)).toEqual([0, 2]);
+    // The log only grows: the relay is not asked again for the same certificate.
+    await log.checkCertificate(BOB, 77, body);
+    expect(certificates).toEqual([77]);
+    // Another body under the same serial is another certificate, checked (and refused).
+    await expect(log.checkCertificate(BOB, 77, new TextEncoder().encode("another body"))).rejects.toThrow(KeyLogFailure);
+    expect(certificates).toEqual([77, 77]);
+  });
+
+  it("is refused when the log does not hold it, or holds it for someone else", async () => {
+    const { log } = await keyLog();
+    await publishCertificate(77, BOB, body);
+    const missing = await refusal(log.checkCertificate(BOB, 78, body));
+    expect(missing.message).toBe("certificate 78 is not in the key log");
+    expect(missing.forked).toBe(false);
+    // The relay's proof of serial 77 for another account, or for other bytes, does not hold.
+    expect((await refusal(log.checkCertificate(CAROL, 77, body))).message).toContain("not in the signed log");
+    const other = new TextEncoder().encode("the signed body of certificate 77, shown to one browser");
+    expect((await refusal(log.checkCertificate(BOB, 77, other))).message).toContain("not in the signed log");
+  });
+
+  it("is refused when the proof fails", async () => {
+    const tampered: Record<string, (honest: Record<string, unknown>) => unknown> = {
+      "a hash of the inclusion proof": (honest) => {
+        const inclusion = [...(honest["inclusion"] as string[])];
+        const first = fromBase64(inclusion[0]!);
+        first[0] = first[0]! ^ 1;
+        inclusion[0] = toBase64(first);
+        return { ...honest, inclusion };
+      },
+      "another leaf index": (honest) => ({ ...honest, leaf_index: Number(honest["leaf_index"]) + 1 }),
+      "another epoch for the leaf": (honest) => ({ ...honest, leaf_epoch: 0 }),
+      "a leaf epoch after the head": (honest) => ({ ...honest, leaf_epoch: 9 }),
+      "no inclusion proof": (honest) => ({ ...honest, inclusion: [] }),
+      "an unsigned head": (honest) => ({ ...honest, epoch: { ...(honest["epoch"] as object), signature: toBase64(new Uint8Array(64)) } }),
+    };
+    await publish({ [CAROL]: [device(1, 4)] });
+    await publishCertificate(77, BOB, body);
+    for (const [what, change] of Object.entries(tampered)) {
+      const { log } = await keyLog(undefined, (_serial, honest) => change(honest));
+      const failure = await refusal(log.checkCertificate(BOB, 77, body));
+      expect(failure.message, what).toContain("certificate 77");
+    }
+    // The honest answer holds.
+    const { log } = await keyLog();
+    await log.checkCertificate(BOB, 77, body);
+  });
+
+  it("needs a proof from a relay whose log this browser has seen", async () => {
+    const { log, certificates } = await keyLog(undefined, () => null);
+    await publishCertificate(77, BOB, body);
+    // A relay that never showed a log keeps none: nothing to hold against it...
+    await log.checkCertificate(BOB, 77, body);
+    // ...but one that did cannot stop proving its certificates.
+    await log.check(BOB, entries(bobOne()), await lookup(BOB));
+    const failure = await refusal(log.checkCertificate(BOB, 77, body));
+    expect(failure.message).toContain("no key-log proof for certificate 77");
+    expect(certificates).toEqual([77, 77]);
   });
 });

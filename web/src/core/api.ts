@@ -197,6 +197,18 @@ export class RelayApi {
     return body?.proof;
   }
 
+  /** Where business certificate `serial` is in the key log, with its inclusion proof; null
+   * when the relay keeps no log (150081). A certificate it has not logged is the RelayError
+   * 150082. */
+  async certificateInLog(serial: number): Promise<unknown> {
+    try {
+      return await this.request("GET", `/v1/transparency/certificates/${serial}`);
+    } catch (error) {
+      if (error instanceof RelayError && error.code === 150081) return null;
+      throw error;
+    }
+  }
+
   claim(accountId: string, deviceIds: number[]): Promise<{ devices: ClaimedDevice[] }> {
     return this.request("POST", `/v1/keys/${encodeURIComponent(accountId)}/claim`, {
       device_ids: deviceIds,

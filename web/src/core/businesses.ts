@@ -5,7 +5,7 @@
 import type { BusinessPublic } from "./api";
 import type { Client } from "./client";
 
-export type TickReason = "verified" | "none" | "revoked" | "expired" | "mismatch" | "unavailable";
+export type TickReason = "verified" | "none" | "revoked" | "expired" | "mismatch" | "unavailable" | "not_logged";
 
 export interface Tick {
   verified: boolean;

@@ -1,6 +1,7 @@
 // The browser as a full device of the customer's account: registration, keys, Olm sessions
 // with every device of every peer, sending through an outbox that survives the tab, receiving
-// with the checks the Python SDK makes, receipts, transcripts to the account's other devices.
+// with the checks the Python SDK makes, receipts (delivery receipts kept until the relay took
+// them), transcripts to the account's other devices.
 // The UI reads the state kept here and re-renders when `subscribe` calls it.
 
 import { DeviceIdentity, Session, signedKeyMessage, type Ciphertext } from "../crypto/olm";
@@ -38,6 +39,8 @@ const DEVICE_LIST_MAX_AGE_MS = 60_000;
 const PAGE = 200;
 const LOCAL_PREFIX = "local-";
 const ACK_BATCH = 256;
+/** Delivery receipts kept while the relay cannot take them; beyond, the oldest are dropped. */
+export const MAX_PENDING_RECEIPTS = 10_000;
 
 export type Status =
   | "pending"
@@ -93,6 +96,9 @@ export interface Peer {
   preview?: string;
   unread: number;
   blocked?: boolean;
+  /** Distrusted because the key log's history forked (not only this peer's keys): kept, so
+   * the warning says so after a reload too. */
+  key_log_forked?: boolean;
 }
 
 export interface Me {
@@ -139,6 +145,23 @@ interface Queued {
   klass: number;
   template_ref?: string;
   ms: number;
+}
+
+/** A signed delivery receipt the relay has not accepted yet, under the id of the template
+ * message it answers (one per message). Its client message id stays the same on every try,
+ * so the relay keeps one copy when an earlier try reached it after all. */
+interface PendingReceipt {
+  id: string;
+  business: string;
+  client_msg_id: string;
+  plaintext: Uint8Array;
+  ms: number;
+}
+
+/** A failure that passes when the relay is reachable again: keep what waits, try later. */
+function transient(error: unknown): boolean {
+  if (error instanceof Offline || error instanceof NotConnected || error instanceof TypeError) return true;
+  return error instanceof RelayError && (error.code === 130429 || error.code === 131000 || error.status >= 500);
 }
 
 /** Hooks the app gives the client for checks that live in other modules. */
@@ -241,8 +264,13 @@ export class Client {
   private flushing: Promise<void> | null = null;
   private readonly peerLocks = new Map<string, Promise<unknown>>();
   private readonly early = new Map<string, ServerFrame[]>();
-  /** Delivery receipts go out one after another, beside the handling of what arrives. */
-  private deliveryReceipts: Promise<void> = Promise.resolve();
+  /** Delivery receipts dropped unsent since the app started (too many waited, or the relay
+   * refused one for good). */
+  receiptsDropped = 0;
+  /** How many delivery receipts wait at most (MAX_PENDING_RECEIPTS; smaller in tests). */
+  maxPendingReceipts = MAX_PENDING_RECEIPTS;
+  private receiptsFlushing: Promise<void> | null = null;
+  private receiptsAgain = false;
 
   constructor(base = "") {
     this.api = new RelayApi(base);
@@ -259,6 +287,7 @@ export class Client {
         await this.checks.refreshOperatorKeys?.();
       },
       consistency: (first, second) => this.api.keyLogConsistency(first, second),
+      certificate: (serial) => this.api.certificateInLog(serial),
     });
     const me = await this.store.get<Me>("meta", "me");
     if (!me) return;
@@ -267,6 +296,7 @@ export class Client {
     this.identity = DeviceIdentity.fromPickle(me.identity, me.pickle_key);
     for (const peer of await this.store.all<Peer>("peers")) this.peers.set(peer.account_id, peer);
     this.goOnline();
+    void this.flushReceipts(); // what the last session could not send (again once connected)
   }
 
   get registered(): boolean {
@@ -496,6 +526,7 @@ export class Client {
     const writes: Write[] = [];
     for (const peer of concerned) {
       if (peer.account_id !== me) peer.trust = "key_transparency";
+      if (failure.forked) peer.key_log_forked = true;
       writes.push(this.peerWrite(peer));
     }
     await this.store.write(writes);
@@ -534,12 +565,28 @@ export class Client {
     }
     peer.devices = devices;
     peer.trust = "trusted";
+    delete peer.key_log_forked;
     if (this.keyLogWarning?.account === accountId) this.keyLogWarning = null;
     peer.checked_ms = Date.now();
     writes.push(this.peerWrite(peer));
     await this.store.write(writes);
     this.changed();
-    await this.flush(); // what waited for this decision goes out now
+    // What waited for this decision goes out now.
+    await this.flush();
+    await this.flushReceipts();
+  }
+
+  /** That the business certificate `serial` (its signed `body`) of `accountId` is in the
+   * relay's key log. One that is not marks the business like keys the log does not vouch
+   * for (sending stops, the warning shows) and throws `KeyLogFailure`; `Offline` or a
+   * `RelayError` when it could not be checked. */
+  async checkCertificateLogged(accountId: string, serial: number, body: Uint8Array): Promise<void> {
+    try {
+      await this.keyLog.checkCertificate(accountId, serial, body);
+    } catch (error) {
+      if (error instanceof KeyLogFailure) await this.distrust(accountId, error);
+      throw error;
+    }
   }
 
   // --- sessions ------------------------------------------------------------------------------
@@ -872,8 +919,7 @@ export class Client {
           held.add(entry.chat);
           continue;
         }
-        if (error instanceof Offline || error instanceof NotConnected || error instanceof TypeError) return;
-        if (error instanceof RelayError && (error.code === 130429 || error.code === 131000 || error.status >= 500)) return;
+        if (transient(error)) return;
         const code = error instanceof RelayError ? error.code : 0;
         const failed: Message = { ...message, status: "failed", error: error instanceof Error ? error.message : String(error), error_code: code };
         await this.store.write([
@@ -1009,6 +1055,7 @@ export class Client {
       // again at the next keys_low
     }
     await this.flush();
+    await this.flushReceipts();
     await this.healing.requestMissing();
   }
 
@@ -1191,15 +1238,20 @@ export class Client {
     this.touch(peer, message);
     this.typing.delete(frame.sender);
     writes.push({ store: "messages", id: message.id, value: message, chat: message.chat, ms: message.ms }, this.peerWrite(peer));
+    const receipt = templated && payload.t === "template";
+    // The receipt is kept with the message, in one transaction: no accepted template message
+    // without its receipt on the way, whatever happens to the tab next.
+    if (receipt) writes.push(...(await this.deliveryReceipt(frame, payload.template_id, decryptedMs)));
     await this.store.write(writes);
     this.add(message);
     this.notify(peer, message);
-    if (templated && payload.t === "template") this.queueDeliveryReceipt(frame, payload.template_id, decryptedMs);
+    if (receipt) void this.flushReceipts();
   }
 
-  /** Tell the business, end to end and signed by this device, that its template message
-   * arrived and passed the template checks (class receipt: no price, no window). */
-  private queueDeliveryReceipt(frame: MessageFrame, templateId: string, deliveredMs: number): void {
+  /** The writes that keep a receipt telling the business, end to end and signed by this
+   * device, that its template message arrived and passed the template checks (class receipt:
+   * no price, no window); the oldest kept receipts make room beyond `maxPendingReceipts`. */
+  private async deliveryReceipt(frame: MessageFrame, templateId: string, deliveredMs: number): Promise<Write[]> {
     const me = this.requireMe();
     const receipt: DeliveryReceipt = {
       t: "delivery_receipt",
@@ -1215,15 +1267,71 @@ export class Client {
         delivered_ms: deliveredMs,
       }),
     };
-    const plaintext = encodePayload(receipt);
-    this.deliveryReceipts = this.deliveryReceipts.then(async () => {
+    const pending: PendingReceipt = {
+      id: frame.message_id,
+      business: frame.sender,
+      client_msg_id: randomHex(16),
+      plaintext: encodePayload(receipt),
+      ms: deliveredMs,
+    };
+    const writes: Write[] = [{ store: "receipts", id: pending.id, value: pending, ms: pending.ms }];
+    const waiting = await this.store.count("receipts");
+    if (waiting >= this.maxPendingReceipts) {
+      const dropped = await this.store.oldestIds("receipts", waiting - this.maxPendingReceipts + 1);
+      for (const id of dropped) writes.push({ store: "receipts", id, delete: true });
+      this.receiptsDropped += dropped.length;
+      console.warn(`${dropped.length} delivery receipt(s) dropped unsent: ${this.maxPendingReceipts} wait already`);
+    }
+    return writes;
+  }
+
+  /** Send the delivery receipts the relay has not accepted yet, oldest first; each is deleted
+   * once the relay took it. Stops while the relay is away (again at the next connection);
+   * a business whose keys wait for the user's decision keeps its receipts until then. */
+  flushReceipts(): Promise<void> {
+    if (this.receiptsFlushing) {
+      this.receiptsAgain = true;
+      return this.receiptsFlushing;
+    }
+    this.receiptsFlushing = (async () => {
       try {
-        await this.deliver(frame.sender, plaintext, randomHex(16), RECEIPT);
+        // A call during a pass gets a pass of its own: the relay may be back, or a receipt new.
+        do {
+          this.receiptsAgain = false;
+          await this.sendReceipts();
+        } while (this.receiptsAgain);
       } catch (error) {
-        // The message itself arrived; the business only lacks this device's proof of it.
-        console.warn("a delivery receipt could not be sent", frame.message_id, error);
+        // The store closed under it (the tab signs out or closes): what waits stays kept.
+        console.warn("delivery receipts could not be sent now", error);
       }
+    })().finally(() => {
+      this.receiptsFlushing = null;
     });
+    return this.receiptsFlushing;
+  }
+
+  /** One pass over the kept receipts, until the relay cannot be reached. */
+  private async sendReceipts(): Promise<void> {
+    if (!this.me) return;
+    const pending = (await this.store.all<PendingReceipt>("receipts", this.maxPendingReceipts + 1)).sort((a, b) => a.ms - b.ms);
+    const held = new Set<string>();
+    for (const receipt of pending) {
+      if (held.has(receipt.business)) continue;
+      try {
+        await this.deliver(receipt.business, receipt.plaintext, receipt.client_msg_id, RECEIPT);
+      } catch (error) {
+        if (transient(error)) return;
+        if (!(error instanceof RelayError) || error.code === 131026) {
+          // Keys to decide on, no device to receive it yet: later, with the business's next turn.
+          held.add(receipt.business);
+          continue;
+        }
+        // Refused for good (the business is gone): nobody can take it.
+        this.receiptsDropped += 1;
+        console.warn("a delivery receipt was refused", receipt.id, error.message);
+      }
+      await this.store.delete("receipts", receipt.id);
+    }
   }
 
   /** A received message that cannot be shown (yet): waiting to be sent again, or failed. */

@@ -11,7 +11,9 @@
 import { CertificateError, type OperatorKeyRing, UnknownOperatorKey } from "../crypto/operator";
 import {
   accountKey,
+  certificateDigest,
   decodeHead,
+  encodeCertificateLeaf,
   encodeDevicesLeaf,
   equalBytes,
   hashesOf,
@@ -65,7 +67,14 @@ export interface KeyLogSource {
   refreshRing(): Promise<void>;
   /** `GET /v1/transparency/consistency?first=&second=`: the proof's hashes. */
   consistency(first: number, second: number): Promise<unknown>;
+  /** `GET /v1/transparency/certificates/{serial}`: where the certificate is in the log, with
+   * its inclusion proof; null when the relay keeps no log (150081). Throws the RelayError
+   * 150082 when the certificate is not logged. */
+  certificate(serial: number): Promise<unknown>;
 }
+
+/** The relay's answer for a certificate it has not logged. */
+export const NOT_FOUND_IN_LOG = 150082;
 
 const ROOTS = "roots";
 
@@ -83,6 +92,9 @@ function count(data: Record<string, unknown>, name: string): number | null {
 export class KeyLog {
   private roots: LoggedRoot[];
   private queue: Promise<unknown> = Promise.resolve();
+  /** Certificates found in the log ("serial:digest"): the log only grows, so once logged,
+   * logged for good. */
+  private readonly logged = new Set<string>();
 
   private constructor(
     private readonly store: Store,
@@ -147,6 +159,59 @@ export class KeyLog {
       }
       throw error;
     }
+  }
+
+  /** That business certificate `serial` (its exact signed `body`), issued to `accountId`, is
+   * in the relay's key log: a certificate shown to this browser only is not. Without a proof
+   * from a relay whose log this browser has seen before, that is a failure; from one it never
+   * saw, the relay keeps no log. Throws `KeyLogFailure`; `Offline` or another `RelayError`
+   * when it could not be checked. */
+  async checkCertificate(accountId: string, serial: number, body: Uint8Array): Promise<void> {
+    const digest = await certificateDigest(body);
+    const seen = `${serial}:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    if (this.logged.has(seen)) return;
+    let proof: unknown;
+    try {
+      proof = await this.source.certificate(serial);
+    } catch (error) {
+      if (error instanceof RelayError && error.code === NOT_FOUND_IN_LOG) {
+        throw new KeyLogFailure(`certificate ${serial} is not in the key log`);
+      }
+      throw error;
+    }
+    const run = this.queue.then(() => this.checkCertificateNow(accountId, serial, digest, proof));
+    this.queue = run.catch(() => undefined);
+    if (await run) this.logged.add(seen);
+  }
+
+  /** Whether the proof placed the certificate in the log (false: the relay keeps none). */
+  private async checkCertificateNow(accountId: string, serial: number, digest: Uint8Array, proof: unknown): Promise<boolean> {
+    if (proof === null || proof === undefined) {
+      if (this.latest()) throw new KeyLogFailure(`the relay gave no key-log proof for certificate ${serial}`);
+      return false;
+    }
+    try {
+      if (typeof proof !== "object" || Array.isArray(proof)) throw new ProofError("a key-log proof is an object");
+      const data = proof as Record<string, unknown>;
+      const head = await this.head(data["epoch"], null);
+      const leafIndex = count(data, "leaf_index");
+      const leafEpoch = count(data, "leaf_epoch");
+      if (leafIndex === null || leafEpoch === null || leafEpoch > head.epoch) {
+        throw new ProofError("the proof does not say where the certificate was logged");
+      }
+      const leafHash = await logLeafHash(encodeCertificateLeaf(accountId, leafEpoch, serial, digest));
+      const inclusion = hashesOf(data["inclusion"] ?? []);
+      if (!(await verifyInclusion(leafHash, leafIndex, head.tree_size, inclusion, head.log_root))) {
+        throw new KeyLogFailure(`certificate ${serial} is not in the signed log`);
+      }
+    } catch (error) {
+      if (error instanceof KeyLogFailure || error instanceof Offline) throw error;
+      if (error instanceof CertificateError || error instanceof TypeError || error instanceof RangeError) {
+        throw new KeyLogFailure(`the key log does not vouch for certificate ${serial}: ${error.message}`);
+      }
+      throw error;
+    }
+    return true;
   }
 
   private async checkDevices(

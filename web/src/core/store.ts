@@ -6,13 +6,14 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 
-const DB_VERSION = 3;
+const DB_VERSION = 4;
 const IV_BYTES = 12;
 const KEY_RECORD = "at-rest-key";
 
-export type StoreName = "meta" | "sessions" | "messages" | "peers" | "outbox" | "templates" | "files" | "roots";
-// "roots": the key log's epoch heads this device checked (core/keylog.ts).
-const STORES: StoreName[] = ["meta", "sessions", "messages", "peers", "outbox", "templates", "files", "roots"];
+export type StoreName = "meta" | "sessions" | "messages" | "peers" | "outbox" | "templates" | "files" | "roots" | "receipts";
+// "roots": the key log's epoch heads this device checked (core/keylog.ts); "receipts": delivery
+// receipts the relay has not accepted yet (core/client.ts).
+const STORES: StoreName[] = ["meta", "sessions", "messages", "peers", "outbox", "templates", "files", "roots", "receipts"];
 
 interface Row {
   id: string;
@@ -66,7 +67,7 @@ export class Store {
         if (db.objectStoreNames.contains(store)) continue;
         const created = db.createObjectStore(store, { keyPath: "id" });
         if (store === "messages") created.createIndex("chat", ["chat", "ms"]);
-        if (store === "outbox") created.createIndex("ms", "ms");
+        if (store === "outbox" || store === "receipts") created.createIndex("ms", "ms");
       }
     };
     const db = await promised(request);
@@ -158,6 +159,28 @@ export class Store {
   async has(store: StoreName, id: string): Promise<boolean> {
     const tx = this.db.transaction(store, "readonly");
     return (await promised(tx.objectStore(store).count(id))) > 0;
+  }
+
+  /** How many records `store` holds. */
+  async count(store: StoreName): Promise<number> {
+    return promised(this.db.transaction(store, "readonly").objectStore(store).count());
+  }
+
+  /** The ids of the `limit` oldest records of a store indexed by time ("outbox", "receipts"). */
+  async oldestIds(store: StoreName, limit: number): Promise<string[]> {
+    const index = this.db.transaction(store, "readonly").objectStore(store).index("ms");
+    const ids: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const cursor = index.openKeyCursor();
+      cursor.onerror = () => reject(cursor.error ?? new Error("IndexedDB cursor failed"));
+      cursor.onsuccess = () => {
+        const at = cursor.result;
+        if (!at || ids.length >= limit) return resolve();
+        ids.push(String(at.primaryKey));
+        at.continue();
+      };
+    });
+    return ids;
   }
 
   async all<T>(store: StoreName, limit = 10_000): Promise<T[]> {

@@ -531,7 +531,8 @@ export type TickState =
   | "revoked"
   | "no_revocation_list"
   | "changed"
-  | "identity_changed";
+  | "identity_changed"
+  | "not_logged";
 
 export const TICK_REASONS: Readonly<Record<TickState, string>> = {
   verified: "verified by the operator",
@@ -544,7 +545,14 @@ export const TICK_REASONS: Readonly<Record<TickState, string>> = {
   no_revocation_list: "no fresh revocation list could be checked",
   changed: "the name, number or devices changed since the operator verified it",
   identity_changed: "its identity keys changed; compare safety numbers first",
+  not_logged: "the certificate is not in the operator's public key log",
 };
+
+/** No tick for a certificate that passed every other check but is not in the key log (a
+ * certificate shown to this device only). */
+export function notLogged(verified: Tick, detail: string): Tick {
+  return tick("not_logged", detail, verified.serial);
+}
 
 /** Whether to show the verified tick, and why (not). */
 export interface Tick {

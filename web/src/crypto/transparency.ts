@@ -3,7 +3,8 @@
 //
 // - The log: an RFC 9162 Merkle tree. Leaf hash SHA-256(0x00 || leaf), inner node
 //   SHA-256(0x01 || left || right); a leaf is the msgpack map of a device set
-//   (`{type: "devices", v, account_id, epoch, devices: [[id, curve25519, ed25519], ...]}`).
+//   (`{type: "devices", v, account_id, epoch, devices: [[id, curve25519, ed25519], ...]}`) or
+//   of a business certificate (`{type: "certificate", v, account_id, epoch, serial, digest}`).
 // - The map: a compact sparse Merkle tree from SHA-256("tresen-kt-account-v1\0" + account id)
 //   to the 8-byte big-endian leaf index || leaf hash of the account's latest device leaf. Map
 //   leaf SHA-256(0x02 || key || value), inner node SHA-256(0x03 || left || right), an empty
@@ -65,6 +66,17 @@ export function encodeDevicesLeaf(accountId: string, epoch: number, devices: rea
     epoch,
     devices: sorted.map((d) => [d.device_id, d.curve25519, d.ed25519]),
   });
+}
+
+/** The log leaf of business certificate `serial`, issued to `accountId` and logged in
+ * `epoch`: `digest` is the SHA-256 of the certificate's signed body. */
+export function encodeCertificateLeaf(accountId: string, epoch: number, serial: number, digest: Uint8Array): Uint8Array {
+  return pack({ type: "certificate", v: TRANSPARENCY_VERSION, account_id: accountId, epoch, serial, digest });
+}
+
+/** What a certificate leaf names: the SHA-256 of the certificate's signed body. */
+export function certificateDigest(body: Uint8Array): Promise<Uint8Array> {
+  return sha256(body);
 }
 
 /** Where an account sits in the map. */

@@ -153,7 +153,7 @@ export function Chat({ client, businesses, chat }: { client: Client; businesses:
           <p>
             {peer.trust === "changed"
               ? t("chat.identity_changed")
-              : t(client.keyLogWarning?.forked ? "chat.key_log_forked" : "chat.key_log_failed")}
+              : t(peer.key_log_forked ? "chat.key_log_forked" : "chat.key_log_failed")}
           </p>
           <button type="button" onClick={() => go("safety", chat)}>
             {t("chat.safety")}

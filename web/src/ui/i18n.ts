@@ -127,6 +127,8 @@ const en = {
   "business.tick_reason.expired": "The verification of this business has expired.",
   "business.tick_reason.mismatch": "This business's keys or name do not match its certificate.",
   "business.tick_reason.unavailable": "The verification could not be checked right now.",
+  "business.tick_reason.not_logged":
+    "This business's certificate is not in the operator's public key log, so it may have been issued for this browser only.",
   "business.tick_reason.verified": "Verified by the operator of this server",
   "business.consent": "Messages from this business",
   "business.consent.utility": "Order and account updates",
@@ -308,6 +310,8 @@ const de: Record<Key, string> = {
   "business.tick_reason.expired": "Die Verifizierung dieses Unternehmens ist abgelaufen.",
   "business.tick_reason.mismatch": "Schlüssel oder Name dieses Unternehmens passen nicht zu seinem Zertifikat.",
   "business.tick_reason.unavailable": "Die Verifizierung kann gerade nicht geprüft werden.",
+  "business.tick_reason.not_logged":
+    "Das Zertifikat dieses Unternehmens steht nicht im öffentlichen Schlüsselprotokoll des Betreibers; es wurde vielleicht nur für diesen Browser ausgestellt.",
   "business.tick_reason.verified": "Vom Betreiber dieses Servers verifiziert",
   "business.consent": "Nachrichten von diesem Unternehmen",
   "business.consent.utility": "Bestell- und Kontoinfos",
