@@ -1,11 +1,16 @@
 """Write transactions: a durable one waits for the disk, one that may be lost in a power
-failure does not, and never makes a later one less durable."""
+failure does not, and never makes a later one less durable; transactions run on the event
+loop's thread (``inline``) behave the same, and a write that must wait for another writer does
+not stop the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 from support import Backend
 
@@ -32,9 +37,9 @@ async def waits_for_disk(db: Database, conn: AsyncConnection) -> bool:
     return (await conn.exec_driver_sql("SHOW synchronous_commit")).scalar_one() == "on"
 
 
-async def failing_write(db: Database) -> None:
-    async with db.write(durable=False) as conn:
-        await conn.exec_driver_sql("INSERT INTO acks (seq) VALUES (3)")
+async def failing_write(db: Database, *, inline: bool = False) -> None:
+    async with db.write(durable=False, inline=inline) as conn:
+        await conn.exec_driver_sql("INSERT INTO acks (seq) VALUES (99)")
         raise RuntimeError("the batch failed")
 
 
@@ -52,3 +57,49 @@ async def test_a_write_that_may_be_lost_leaves_the_next_one_durable(db: Database
     async with db.read() as conn:
         rows = await conn.exec_driver_sql("SELECT seq FROM acks ORDER BY seq")
         assert [r.seq for r in rows] == [1, 2]
+
+
+async def test_a_write_waits_for_another_writer_without_stopping_the_event_loop(
+    db: Database, backend: Backend
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL takes row locks, not SQLite's one write lock")
+    path = make_url(backend.url).database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)  # another process's writer, say
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO acks (seq) VALUES (10)")
+
+    async def write() -> None:
+        async with db.write(inline=True) as conn:
+            await conn.exec_driver_sql("INSERT INTO acks (seq) VALUES (11)")
+
+    writing = asyncio.create_task(write())
+    ticks = 0
+    for _ in range(20):
+        await asyncio.sleep(0.01)  # the loop runs while the write waits for the lock
+        ticks += 1
+    assert ticks == 20
+    assert not writing.done()
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(writing, 30)
+    async with db.read(inline=True) as conn:
+        rows = await conn.exec_driver_sql("SELECT seq FROM acks ORDER BY seq")
+        assert [r.seq for r in rows] == [10, 11]
+
+
+async def test_inline_transactions_commit_and_roll_back_like_the_others(db: Database) -> None:
+    async with db.write(inline=True, durable=False) as conn:
+        await conn.exec_driver_sql("INSERT INTO acks (seq) VALUES (1)")
+    with pytest.raises(RuntimeError):
+        await failing_write(db, inline=True)
+    async with db.write(inline=True) as conn:
+        assert await waits_for_disk(db, conn)
+        await conn.exec_driver_sql("INSERT INTO acks (seq) VALUES (3)")
+    async with db.read(inline=True) as conn:
+        rows = await conn.exec_driver_sql("SELECT seq FROM acks ORDER BY seq")
+        assert [r.seq for r in rows] == [1, 3]
+    async with db.read() as conn:
+        rows = await conn.exec_driver_sql("SELECT seq FROM acks ORDER BY seq")
+        assert [r.seq for r in rows] == [1, 3]
