@@ -20,6 +20,7 @@ __all__ = [
     "ConfigOption",
     "DataDirOption",
     "DatabaseUrlOption",
+    "GatewayUrlOption",
     "console",
     "format_time",
     "make_settings",
@@ -37,6 +38,13 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder for the SQLite database and files.")
 ]
+GatewayUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--url", envvar="TRESEN_GATEWAY_URL", help="The gateway, e.g. http://127.0.0.1:8480."
+    ),
+]
+"""A running gateway, for the commands that use its inbox API with a personal token."""
 GatewayDataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", help="The gateway's folder (device keys, SQLite database)."),

@@ -13,7 +13,7 @@ import httpx
 import typer
 from rich.table import Table
 
-from tresen.cli.common import console, format_time
+from tresen.cli.common import GatewayUrlOption, console, format_time
 
 __all__ = ["app"]
 
@@ -37,12 +37,7 @@ REASONS = {
     "charged_twice": "charged twice",
 }
 
-Url = Annotated[
-    str,
-    typer.Option(
-        "--url", envvar="TRESEN_GATEWAY_URL", help="The gateway, e.g. http://127.0.0.1:8480."
-    ),
-]
+Url = GatewayUrlOption
 Token = Annotated[
     str,
     typer.Option(

@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tresen.cli.common import console, format_time
+from tresen.cli.common import GatewayUrlOption, console, format_time
 
 __all__ = ["app"]
 
@@ -29,12 +29,7 @@ API = "/inbox/api/v1"
 FINISHED = {"done", "cancelled"}
 POLL_S = 0.5
 
-Url = Annotated[
-    str,
-    typer.Option(
-        "--url", envvar="TRESEN_GATEWAY_URL", help="The gateway, e.g. http://127.0.0.1:8480."
-    ),
-]
+Url = GatewayUrlOption
 Token = Annotated[
     str,
     typer.Option(
