@@ -569,7 +569,8 @@ async def test_the_openapi_document_describes_the_inbox_api_and_not_its_pages(
     assert set(paths[f"{API}/lists/{{list_id}}"]) == {"get", "put", "delete"}
     assert set(paths[f"{API}/lists/{{list_id}}/imports/{{import_id}}"]) == {"get"}
     assert set(paths[f"{API}/customers/{{customer}}"]) == {"delete"}
-    assert len(inbox) == 32
+    assert set(paths[f"{API}/billing/{{month}}"]) == {"get"}
+    assert len(inbox) == 33
     for path, operations in inbox.items():
         for method, operation in operations.items():
             responses = operation["responses"]
@@ -655,7 +656,7 @@ async def test_the_inbox_api_answers_as_its_openapi_document_says(
     started = time.monotonic()
     ran, failed = await asyncio.to_thread(conform_inbox, spec, gw.url, await token_of(team, "anna"))
     assert failed == [], "\n\n".join(failed)
-    assert ran == 37  # every operation of the inbox's API, campaigns and lists included
+    assert ran == 38  # every operation of the inbox's API, campaigns, lists and bills included
     assert time.monotonic() - started < 100
 
 
