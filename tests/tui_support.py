@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from textual.css.query import NoMatches
 from textual.pilot import Pilot
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], object], timeout: float = 30) -> None:
     """Let the app run until ``condition`` holds. While the app rebuilds a chat's lines there
-    are none for a moment: a condition about a line that is not there yet does not hold yet."""
+    are none for a moment (and a new item has no children yet): a condition about a line that is
+not there yet does not hold yet."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not _holds(condition):
@@ -22,5 +24,6 @@ async def until(pilot: Pilot[None], condition: Callable[[], object], timeout: fl
 def _holds(condition: Callable[[], object]) -> bool:
     try:
         return bool(condition())
-    except IndexError:
+    except (IndexError, NoMatches):
+        # A list or chat item being rebuilt: its children are not mounted yet.
         return False

@@ -1,11 +1,14 @@
 """Campaigns and subscriber lists in Chromium: an owner makes a notification list, imports
 customers from a CSV and reads the row-by-row report, makes a campaign of an approved
 utility template to the list, sees its cost, starts it and watches it reach done with its
-results; an agent sees the campaigns but cannot make or start one."""
+results, then checks the month's bill against the customers' delivery receipts; an agent
+sees the campaigns but cannot make or start one, nor see the bill."""
 
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +177,25 @@ async def test_an_owner_imports_a_list_and_sends_a_campaign_to_it(
         await ben.reload()
         await expect(ben.locator("#progress .campaign-state")).to_have_text("done")
         await expect(ben.get_by_role("img", name="Of 2 sent messages")).to_be_visible()
+
+        # The month's bill: both charges proven by the passengers' signed delivery
+        # receipts, which follow the messages by a moment (the page is checked again until
+        # they are in).
+        month = datetime.now(UTC).strftime("%Y-%m")
+        await anna.goto("/inbox/reports")
+        await anna.get_by_label("Month", exact=True).last.fill(month)
+        await anna.get_by_role("button", name="Check the bill").click()
+        verdict = anna.locator(".verdict")
+        deadline = time.monotonic() + 30
+        while "every charge is proven" not in (await verdict.text_content() or ""):
+            assert time.monotonic() < deadline, await verdict.text_content()
+            await anna.wait_for_timeout(200)
+            await anna.reload()
+        await expect(anna.locator("table.bills-totals tbody tr")).to_have_count(1)
+        await expect(anna.locator("table.bills-totals tbody tr").first).to_contain_text("2")
+        await shoot(anna, "inbox-bills")
+        bills = await ben.request.get(f"/inbox/reports/bills?month={month}", max_redirects=0)
+        assert bills.status == 403  # an agent does not see the bills
 
         # At phone width the pages stay within the screen.
         phone = await signed_in_page(

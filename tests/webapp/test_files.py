@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from datetime import date
 from pathlib import Path
 
@@ -296,6 +297,11 @@ async def test_the_airlines_boarding_pass_arrives_as_a_template_with_its_pdf(
 
     # Within the service window, reply buttons may carry a picture as their header.
     await write(page, "Can I take my bike?")
+    # The relay has it (and the service window is open) once it shows as sent.
+    asked = page.locator(".bubble.out").filter(has_text="Can I take my bike?")
+    await expect(asked.locator(".ticks")).to_have_attribute(
+        "data-status", re.compile(r"^(sent|delivered|read)$"), timeout=20_000
+    )
     photo = png(240, 160)
     async with gateway(platform) as api:
         uploaded = await api.post(
