@@ -12,8 +12,8 @@ from textual.pilot import Pilot
 
 async def until(pilot: Pilot[None], condition: Callable[[], object], timeout: float = 30) -> None:
     """Let the app run until ``condition`` holds. While the app rebuilds a chat's lines there
-    are none for a moment (and a new item has no children yet): a condition about a line that is
-not there yet does not hold yet."""
+        are none for a moment (and a new item has no children yet): a condition about a line that is
+    not there yet does not hold yet."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not _holds(condition):
