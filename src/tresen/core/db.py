@@ -19,9 +19,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import (
     ARRAY,
-    ColumnElement,
     String,
-    any_,
     bindparam,
     column,
     event,
@@ -38,7 +36,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.sql.selectable import NamedFromClause
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["NAMING_CONVENTION", "Database", "in_keys", "key_pair_params", "key_pairs"]
+__all__ = ["NAMING_CONVENTION", "Database", "key_pair_params", "key_pairs"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -84,16 +82,6 @@ def key_pairs(dialect: str, first: TypeEngine[Any], second: TypeEngine[Any]) -> 
         .table_valued(column("a", first), column("b", second))
         .render_derived(name="pairs")
     )
-
-
-def in_keys(column: ColumnElement[Any], dialect: str, name: str = "ids") -> ColumnElement[bool]:
-    """``column`` is one of the list bound as ``name``, with a statement text that does not
-    depend on the list's length on PostgreSQL (``= ANY($1)``, one array parameter: compiled
-    once, and prepared once by asyncpg, where an expanding ``IN`` is rendered anew for every
-    length). SQLite keeps the expanding ``IN`` (its statements are not prepared per text)."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
-    return column.in_(bindparam(name, expanding=True))
 
 
 def key_pair_params(dialect: str, pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:

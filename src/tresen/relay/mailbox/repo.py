@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Select,
     String,
     and_,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
-from tresen.core.db import in_keys, key_pair_params, key_pairs
+from tresen.core.db import key_pair_params, key_pairs
 from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
 from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
@@ -160,57 +161,28 @@ class MailboxHead(msgspec.Struct, frozen=True):
     last_seq: int
 
 
-# Statements of every group commit, built once per dialect; ``ids`` is bound to a list of
-# keys (``core.db.in_keys``).
-@functools.cache
-def _recipient_devices(dialect: str) -> Select[Any]:
-    return (
-        select(devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id)
-        .where(in_keys(devices.c.account_id, dialect), devices.c.identity_curve25519.is_not(None))
-        .order_by(devices.c.account_id, devices.c.device_id)
-    )
-
-
-@functools.cache
-def _device_pks(dialect: str) -> Select[Any]:
-    return select(devices.c.account_id, devices.c.pk).where(in_keys(devices.c.account_id, dialect))
-
-
-@functools.cache
-def _suspended(dialect: str) -> Select[Any]:
-    return select(business_profiles.c.account_id).where(
-        in_keys(business_profiles.c.account_id, dialect),
-        business_profiles.c.suspended_ms.is_not(None),
-    )
-
-
-@functools.cache
-def _mailbox_heads(dialect: str) -> Select[Any]:
-    return (
-        select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
-        .where(in_keys(mailbox.c.device_pk, dialect))
-        .group_by(mailbox.c.device_pk)
-    )
-
-
-@functools.cache
-def _mark_delivered(dialect: str) -> ReturningUpdate[Any]:
-    return (
-        update(messages)
-        .where(in_keys(messages.c.message_id, dialect), messages.c.delivered_ms.is_(None))
-        .values(delivered_ms=bindparam("now_ms"))
-        .returning(*messages.c)
-    )
-
-
-@functools.cache
-def _lock_devices(dialect: str) -> Select[Any]:
-    return (
-        select(devices.c.pk)
-        .where(in_keys(devices.c.pk, dialect))
-        .order_by(devices.c.pk)
-        .with_for_update()
-    )
+# Statements of every group commit, built once; ``ids`` is bound to a list of keys.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_RECIPIENT_DEVICES = (
+    select(devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id)
+    .where(devices.c.account_id.in_(_IDS), devices.c.identity_curve25519.is_not(None))
+    .order_by(devices.c.account_id, devices.c.device_id)
+)
+_DEVICE_PKS = select(devices.c.account_id, devices.c.pk).where(devices.c.account_id.in_(_IDS))
+_SUSPENDED = select(business_profiles.c.account_id).where(
+    business_profiles.c.account_id.in_(_IDS), business_profiles.c.suspended_ms.is_not(None)
+)
+_MAILBOX_HEADS = (
+    select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
+    .where(mailbox.c.device_pk.in_(_IDS))
+    .group_by(mailbox.c.device_pk)
+)
+_MARK_DELIVERED = (
+    update(messages)
+    .where(messages.c.message_id.in_(_IDS), messages.c.delivered_ms.is_(None))
+    .values(delivered_ms=bindparam("now_ms"))
+    .returning(*messages.c)
+)
 
 
 def _message(row: object) -> SentMessage:
@@ -231,7 +203,7 @@ async def recipient_devices(
     """Devices that can receive ciphertext (their identity keys are known), per account."""
     found: dict[AccountId, list[RecipientDevice]] = defaultdict(list)
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(_recipient_devices(conn.dialect.name), {"ids": list(chunk)})
+        rows = await conn.execute(_RECIPIENT_DEVICES, {"ids": chunk})
         for r in rows:
             found[AccountId(r.account_id)].append(
                 RecipientDevice(DevicePk(r.pk), DeviceId(r.device_id), r.registration_id)
@@ -245,7 +217,7 @@ async def device_pks_of(
     """Every device of each account, with or without keys (relay events reach them all)."""
     found: dict[AccountId, list[DevicePk]] = defaultdict(list)
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(_device_pks(conn.dialect.name), {"ids": list(chunk)})
+        rows = await conn.execute(_DEVICE_PKS, {"ids": chunk})
         for r in rows:
             found[AccountId(r.account_id)].append(DevicePk(r.pk))
     return found
@@ -257,7 +229,7 @@ async def suspended_accounts(
     """Those of ``account_ids`` that are businesses suspended by the operator."""
     found: set[AccountId] = set()
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(_suspended(conn.dialect.name), {"ids": list(chunk)})
+        rows = await conn.execute(_SUSPENDED, {"ids": chunk})
         found.update(AccountId(r.account_id) for r in rows)
     return found
 
@@ -295,7 +267,12 @@ async def lock_devices(conn: AsyncConnection, device_pks: Iterable[DevicePk]) ->
     """
     targets = sorted(set(device_pks))
     for chunk in _chunks(targets):
-        await conn.execute(_lock_devices(conn.dialect.name), {"ids": list(chunk)})
+        await conn.execute(
+            select(devices.c.pk)
+            .where(devices.c.pk.in_(chunk))
+            .order_by(devices.c.pk)
+            .with_for_update()
+        )
 
 
 async def mailbox_heads(
@@ -303,7 +280,7 @@ async def mailbox_heads(
 ) -> dict[DevicePk, MailboxHead]:
     heads: dict[DevicePk, MailboxHead] = {}
     for chunk in _chunks(sorted(set(device_pks))):
-        rows = await conn.execute(_mailbox_heads(conn.dialect.name), {"ids": list(chunk)})
+        rows = await conn.execute(_MAILBOX_HEADS, {"ids": chunk})
         for pk, length, last_seq in rows:
             heads[DevicePk(pk)] = MailboxHead(int(length), int(last_seq))
     return heads
@@ -563,9 +540,7 @@ async def mark_delivered(
     """Set ``delivered_ms`` where unset; returns the messages delivered for the first time."""
     delivered: list[SentMessage] = []
     for chunk in _chunks(sorted(set(message_ids))):
-        rows = await conn.execute(
-            _mark_delivered(conn.dialect.name), {"ids": list(chunk), "now_ms": now_ms}
-        )
+        rows = await conn.execute(_MARK_DELIVERED, {"ids": chunk, "now_ms": now_ms})
         delivered.extend(_message(r) for r in rows)
     return delivered
 
