@@ -381,10 +381,17 @@ class _PromptServer(uvicorn.Server):
             if loop.time() >= deadline:
                 for task in self.server_state.tasks:
                     task.cancel()
+                # A connection that did not close when asked is cut: the listening socket's
+                # wait_closed would wait for it for good.
+                for connection in list(self.server_state.connections):
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None:
+                        transport.abort()
                 break
             await asyncio.sleep(0.005)
         for server in self.servers:
-            await server.wait_closed()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 3)
         await self.lifespan.shutdown()
 
 
