@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import delete, update
 from support import RunningRelay
 
+from tresen.core.ids import AccountId
 from tresen.crypto.transparency import (
     DeviceEntry,
     DevicesLeaf,
@@ -21,7 +22,8 @@ from tresen.crypto.transparency import (
     log_node_hash,
     map_value,
 )
-from tresen.relay.schema import devices, kt_accounts, kt_log_nodes
+from tresen.relay.operator.service import CertificateRecord, OperatorPrincipal
+from tresen.relay.schema import devices, kt_accounts, kt_log_nodes, kt_pending_certificates
 from tresen.relay.transparency import repo
 
 Rewrite = Callable[[httpx.Request, dict[str, Any]], dict[str, Any]]
@@ -99,3 +101,18 @@ async def remove_entry(relay: RunningRelay, account_id: str) -> None:
         await repo.write_map_nodes(conn, writes, deletes)
         await conn.execute(delete(kt_accounts).where(kt_accounts.c.account_id == account_id))
         await relay.ctx.transparency.publish_in(conn, force=True)
+
+
+async def verify_unlogged(relay: RunningRelay, account_id: str) -> CertificateRecord:
+    """The operator verifies ``account_id`` but keeps its certificate out of the key log, to
+    show it to some clients only; the certificate."""
+    certificate, _ = await relay.ctx.operator.verify(
+        OperatorPrincipal("tests"), AccountId(account_id)
+    )
+    async with relay.ctx.db.write() as conn:
+        await conn.execute(
+            delete(kt_pending_certificates).where(
+                kt_pending_certificates.c.account_id == account_id
+            )
+        )
+    return certificate

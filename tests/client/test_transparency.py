@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from support import RunningRelay, registered_client
-from transparency_support import LyingTransport, remove_entry, rewrite_leaf
+from transparency_support import LyingTransport, remove_entry, rewrite_leaf, verify_unlogged
 
 from tresen.client import Client
 from tresen.client.business import TickState
@@ -21,7 +21,7 @@ from tresen.client.events import Event, KeyTransparencyFailed
 from tresen.client.store import Trust
 from tresen.client.transparency import compare_roots
 from tresen.relay.operator.service import OperatorPrincipal
-from tresen.relay.schema import devices, kt_pending_certificates
+from tresen.relay.schema import devices
 from tresen.relay.transparency import repo
 from tresen.relay.transparency.models import lookup_public
 from tresen.wire.e2e import Text
@@ -155,15 +155,7 @@ async def test_a_tick_needs_the_certificate_in_the_log(relay: RunningRelay, tmp_
         for shop, name in ((honest, "Bakery Lindner"), (hidden, "Bank Support")):
             await shop.save_business_profile(display_name=name, category="RETAIL")
         await relay.ctx.operator.verify(OperatorPrincipal("tests"), honest.account_id)
-        # The operator signs a certificate it keeps out of the log, to show it to some
-        # clients only.
-        await relay.ctx.operator.verify(OperatorPrincipal("tests"), hidden.account_id)
-        async with relay.ctx.db.write() as conn:
-            await conn.execute(
-                delete(kt_pending_certificates).where(
-                    kt_pending_certificates.c.account_id == hidden.account_id
-                )
-            )
+        await verify_unlogged(relay, hidden.account_id)
 
         bakery = await alice.business(honest.account_id)
         assert bakery.tick.verified, bakery.tick.reason
