@@ -93,7 +93,7 @@ async def raw_get(url: str, target: str) -> tuple[int, bytes]:
             f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
         )
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 10)
+        answer = await asyncio.wait_for(reader.read(), 30)
     finally:
         writer.close()
     status_line = answer.split(b"\r\n", 1)[0]
