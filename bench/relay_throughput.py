@@ -272,15 +272,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_profile(pid: int, out: Path, *, gil: bool = False) -> subprocess.Popen[bytes]:
-    """py-spy recording process ``pid`` (100 samples/s, per thread) until it is interrupted;
+    """py-spy recording process ``pid`` (per thread) until it is interrupted;
     speedscope JSON for a ``.json`` file, else folded stacks. ``gil``: only samples of the
     thread that holds the GIL, i.e. where the interpreter's time goes."""
     py_spy = shutil.which("py-spy") or str(Path.home() / ".local/bin/py-spy")
     form = "speedscope" if out.suffix == ".json" else "raw"
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = [py_spy, "record", "--pid", str(pid), "-r", "100", "--threads", "-f", form]
+    # BENCH_PROFILE_RATE: samples per second; BENCH_PROFILE_NATIVE: C frames too.
+    rate = os.environ.get("BENCH_PROFILE_RATE", "100")
+    command = [py_spy, "record", "--pid", str(pid), "-r", rate, "--threads", "-f", form]
     if gil:
         command.append("--gil")
+    if os.environ.get("BENCH_PROFILE_NATIVE"):
+        command.append("--native")
     return subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL)
 
 

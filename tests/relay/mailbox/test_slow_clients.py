@@ -20,7 +20,10 @@ CIPHERTEXT = b"\x01" * 60_000
 class NonReadingSocket:
     """A WebSocket client that completes the handshake, then sends and never reads."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, sock: socket.socket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.sock = sock
         self.reader = reader
         self.writer = writer
 
@@ -40,7 +43,7 @@ class NonReadingSocket:
         )
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 "), head
-        return cls(reader, writer)
+        return cls(sock, reader, writer)
 
     async def send(self, frame: wire.Frame) -> None:
         payload = wire.encode(frame)
@@ -51,7 +54,14 @@ class NonReadingSocket:
         await self.writer.drain()
 
     async def close_code(self) -> tuple[int, str]:
-        """Read everything the relay sent, up to its close frame: the code and reason."""
+        """Read everything the relay sent, up to its close frame: the code and reason.
+
+        The relay waits a few seconds for the client to answer its close frame, then cuts the
+        connection, and what it had not yet sent is lost: the frames ahead of the close must
+        be read faster than the 4 KB receive buffer lets a busy machine read them.
+        """
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.reader._limit = 1 << 20  # the stream stops taking data at twice this
         buffer = b""
         while True:
             chunk = await asyncio.wait_for(self.reader.read(65_536), 30)
