@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import msgspec
 from sqlalchemy import (
     BigInteger,
-    BindParameter,
     Select,
     String,
     and_,
@@ -29,7 +28,14 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
-from tresen.core.db import key_pair_params, key_pairs
+from tresen.core.db import (
+    DriverStatement,
+    driver_executemany,
+    key_list,
+    key_list_param,
+    key_pair_params,
+    key_pairs,
+)
 from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
 from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
@@ -161,28 +167,68 @@ class MailboxHead(msgspec.Struct, frozen=True):
     last_seq: int
 
 
-# Statements of every group commit, built once; ``ids`` is bound to a list of keys.
-_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-_RECIPIENT_DEVICES = (
-    select(devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id)
-    .where(devices.c.account_id.in_(_IDS), devices.c.identity_curve25519.is_not(None))
-    .order_by(devices.c.account_id, devices.c.device_id)
+# Statements of every group commit, run on the driver (core.db.DriverStatement); ``keys`` is
+# bound to a list of keys (core.db.key_list_param).
+_RECIPIENT_DEVICES = DriverStatement(
+    lambda dialect: (
+        select(devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id)
+        .where(
+            devices.c.account_id.in_(key_list(dialect, String())),
+            devices.c.identity_curve25519.is_not(None),
+        )
+        .order_by(devices.c.account_id, devices.c.device_id)
+    )
 )
-_DEVICE_PKS = select(devices.c.account_id, devices.c.pk).where(devices.c.account_id.in_(_IDS))
-_SUSPENDED = select(business_profiles.c.account_id).where(
-    business_profiles.c.account_id.in_(_IDS), business_profiles.c.suspended_ms.is_not(None)
+_DEVICE_PKS = DriverStatement(
+    lambda dialect: select(devices.c.account_id, devices.c.pk).where(
+        devices.c.account_id.in_(key_list(dialect, String()))
+    )
 )
-_MAILBOX_HEADS = (
-    select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
-    .where(mailbox.c.device_pk.in_(_IDS))
-    .group_by(mailbox.c.device_pk)
+_SUSPENDED = DriverStatement(
+    lambda dialect: select(business_profiles.c.account_id).where(
+        business_profiles.c.account_id.in_(key_list(dialect, String())),
+        business_profiles.c.suspended_ms.is_not(None),
+    )
 )
-_MARK_DELIVERED = (
-    update(messages)
-    .where(messages.c.message_id.in_(_IDS), messages.c.delivered_ms.is_(None))
-    .values(delivered_ms=bindparam("now_ms"))
-    .returning(*messages.c)
+_MAILBOX_HEADS = DriverStatement(
+    lambda dialect: (
+        select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
+        .where(mailbox.c.device_pk.in_(key_list(dialect, BigInteger())))
+        .group_by(mailbox.c.device_pk)
+    )
 )
+# The columns of a SentMessage, in _sent_message's order.
+_SENT = (
+    messages.c.message_id,
+    messages.c.sender_account,
+    messages.c.sender_device_pk,
+    messages.c.recipient_account,
+    messages.c.klass,
+    messages.c.server_ms,
+)
+_MARK_DELIVERED = DriverStatement(
+    lambda dialect: (
+        update(messages)
+        .where(
+            messages.c.message_id.in_(key_list(dialect, String())),
+            messages.c.delivered_ms.is_(None),
+        )
+        .values(delivered_ms=bindparam("now_ms", type_=BigInteger()))
+        .returning(*_SENT)
+    )
+)
+
+
+def _sent_message(row: Sequence[Any]) -> SentMessage:
+    """A SentMessage from a driver row of the ``_SENT`` columns."""
+    return SentMessage(
+        MessageId(row[0]),
+        AccountId(row[1]),
+        DevicePk(row[2]),
+        AccountId(row[3]),
+        row[4],
+        row[5],
+    )
 
 
 def _message(row: object) -> SentMessage:
@@ -202,11 +248,12 @@ async def recipient_devices(
 ) -> dict[AccountId, list[RecipientDevice]]:
     """Devices that can receive ciphertext (their identity keys are known), per account."""
     found: dict[AccountId, list[RecipientDevice]] = defaultdict(list)
+    dialect = conn.dialect.name
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(_RECIPIENT_DEVICES, {"ids": chunk})
-        for r in rows:
-            found[AccountId(r.account_id)].append(
-                RecipientDevice(DevicePk(r.pk), DeviceId(r.device_id), r.registration_id)
+        rows = await _RECIPIENT_DEVICES.rows(conn, {"keys": key_list_param(dialect, chunk)})
+        for account_id, pk, device_id, registration_id in rows:
+            found[AccountId(account_id)].append(
+                RecipientDevice(DevicePk(pk), DeviceId(device_id), registration_id)
             )
     return found
 
@@ -216,10 +263,11 @@ async def device_pks_of(
 ) -> dict[AccountId, list[DevicePk]]:
     """Every device of each account, with or without keys (relay events reach them all)."""
     found: dict[AccountId, list[DevicePk]] = defaultdict(list)
+    dialect = conn.dialect.name
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(_DEVICE_PKS, {"ids": chunk})
-        for r in rows:
-            found[AccountId(r.account_id)].append(DevicePk(r.pk))
+        rows = await _DEVICE_PKS.rows(conn, {"keys": key_list_param(dialect, chunk)})
+        for account_id, pk in rows:
+            found[AccountId(account_id)].append(DevicePk(pk))
     return found
 
 
@@ -228,21 +276,24 @@ async def suspended_accounts(
 ) -> set[AccountId]:
     """Those of ``account_ids`` that are businesses suspended by the operator."""
     found: set[AccountId] = set()
+    dialect = conn.dialect.name
     for chunk in _chunks(sorted(set(account_ids))):
-        rows = await conn.execute(_SUSPENDED, {"ids": chunk})
-        found.update(AccountId(r.account_id) for r in rows)
+        rows = await _SUSPENDED.rows(conn, {"keys": key_list_param(dialect, chunk)})
+        found.update(AccountId(row[0]) for row in rows)
     return found
 
 
-@functools.cache
 def _find_messages(dialect: str) -> Select[Any]:
     keys = key_pairs(dialect, BigInteger(), String())
-    return select(messages).select_from(
+    return select(*_SENT, messages.c.client_msg_id).select_from(
         keys.join(
             messages,
             and_(messages.c.sender_device_pk == keys.c.a, messages.c.client_msg_id == keys.c.b),
         )
     )
+
+
+_FIND_MESSAGES = DriverStatement(_find_messages)
 
 
 async def find_messages(
@@ -252,9 +303,10 @@ async def find_messages(
     dialect = conn.dialect.name
     found: dict[tuple[DevicePk, str], SentMessage] = {}
     for chunk in _chunks(sorted(set(keys))):
-        rows = await conn.execute(_find_messages(dialect), key_pair_params(dialect, chunk))
-        for r in rows:
-            found[(DevicePk(r.sender_device_pk), r.client_msg_id)] = _message(r)
+        rows = await _FIND_MESSAGES.rows(conn, key_pair_params(dialect, chunk))
+        for row in rows:
+            message = _sent_message(row)
+            found[(message.sender_device_pk, row[6])] = message
     return found
 
 
@@ -279,8 +331,9 @@ async def mailbox_heads(
     conn: AsyncConnection, device_pks: Iterable[DevicePk]
 ) -> dict[DevicePk, MailboxHead]:
     heads: dict[DevicePk, MailboxHead] = {}
+    dialect = conn.dialect.name
     for chunk in _chunks(sorted(set(device_pks))):
-        rows = await conn.execute(_MAILBOX_HEADS, {"ids": chunk})
+        rows = await _MAILBOX_HEADS.rows(conn, {"keys": key_list_param(dialect, chunk)})
         for pk, length, last_seq in rows:
             heads[DevicePk(pk)] = MailboxHead(int(length), int(last_seq))
     return heads
@@ -318,7 +371,8 @@ _MESSAGE_COLUMNS = (
 async def insert_messages(conn: AsyncConnection, rows: Sequence[NewMessage]) -> None:
     if not rows:
         return
-    await conn.exec_driver_sql(
+    await driver_executemany(
+        conn,
         _driver_insert(conn.dialect.name, messages.name, _MESSAGE_COLUMNS),
         [
             (
@@ -378,19 +432,21 @@ async def _allocate_seqs(conn: AsyncConnection, count: int) -> list[int]:
     if conn.dialect.name == "sqlite":
         # The caller holds SQLite's write lock; AUTOINCREMENT never hands out a seq twice and
         # advances sqlite_sequence past explicitly inserted values.
-        last = (
-            await conn.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'mailbox'"))
-        ).scalar_one_or_none()
-        start = int(last or 0) + 1
+        last = await _LAST_SEQ.rows(conn, {})
+        start = int(last[0][0] if last else 0) + 1
         return list(range(start, start + count))
-    rows = await conn.execute(
-        text(
-            "SELECT nextval(pg_get_serial_sequence('mailbox', 'seq')) "
-            "FROM generate_series(1, :count)"
-        ),
-        {"count": count},
-    )
-    return sorted(int(seq) for seq in rows.scalars())
+    rows = await _NEXT_SEQS.rows(conn, {"count": count})
+    return sorted(int(row[0]) for row in rows)
+
+
+_LAST_SEQ = DriverStatement(
+    lambda _dialect: text("SELECT seq FROM sqlite_sequence WHERE name = 'mailbox'")
+)
+_NEXT_SEQS = DriverStatement(
+    lambda _dialect: text(
+        "SELECT nextval(pg_get_serial_sequence('mailbox', 'seq')) FROM generate_series(1, :count)"
+    ).bindparams(bindparam("count", type_=BigInteger()))
+)
 
 
 _MAILBOX_COLUMNS = (
@@ -414,7 +470,8 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[in
     if not entries:
         return []
     seqs = await _allocate_seqs(conn, len(entries))
-    await conn.exec_driver_sql(
+    await driver_executemany(
+        conn,
         _driver_insert(conn.dialect.name, mailbox.name, _MAILBOX_COLUMNS),
         [
             (
@@ -502,7 +559,6 @@ async def pending_entries(
     ]
 
 
-@functools.cache
 def _delete_entries(dialect: str) -> ReturningDelete[Any]:
     keys = key_pairs(dialect, BigInteger(), BigInteger())
     owned = mailbox.alias("owned")
@@ -520,6 +576,9 @@ def _delete_entries(dialect: str) -> ReturningDelete[Any]:
     )
 
 
+_DELETE_ENTRIES = DriverStatement(_delete_entries)
+
+
 async def delete_entries(
     conn: AsyncConnection, keys: Sequence[tuple[DevicePk, int]]
 ) -> list[tuple[DevicePk, int, EntryKind, MessageId]]:
@@ -527,9 +586,10 @@ async def delete_entries(
     dialect = conn.dialect.name
     deleted: list[tuple[DevicePk, int, EntryKind, MessageId]] = []
     for chunk in _chunks(keys):
-        rows = await conn.execute(_delete_entries(dialect), key_pair_params(dialect, chunk))
+        rows = await _DELETE_ENTRIES.rows(conn, key_pair_params(dialect, chunk))
         deleted.extend(
-            (DevicePk(r.device_pk), r.seq, EntryKind(r.kind), MessageId(r.message_id)) for r in rows
+            (DevicePk(pk), seq, EntryKind(kind), MessageId(message_id))
+            for pk, seq, kind, message_id in rows
         )
     return deleted
 
@@ -539,9 +599,11 @@ async def mark_delivered(
 ) -> list[SentMessage]:
     """Set ``delivered_ms`` where unset; returns the messages delivered for the first time."""
     delivered: list[SentMessage] = []
+    dialect = conn.dialect.name
     for chunk in _chunks(sorted(set(message_ids))):
-        rows = await conn.execute(_MARK_DELIVERED, {"ids": chunk, "now_ms": now_ms})
-        delivered.extend(_message(r) for r in rows)
+        params = {"keys": key_list_param(dialect, chunk), "now_ms": now_ms}
+        rows = await _MARK_DELIVERED.rows(conn, params)
+        delivered.extend(_sent_message(row) for row in rows)
     return delivered
 
 
