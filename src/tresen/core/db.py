@@ -194,7 +194,7 @@ async def driver_executemany(conn: AsyncConnection, sql: str, rows: Sequence[Any
 
 
 async def _driver_run(conn: AsyncConnection, sql: str, params: Any, *, many: bool) -> Sequence[Any]:
-    fairy: Any = conn.sync_connection.connection  # type: ignore[union-attr]
+    fairy = _pooled(conn)
     if conn.dialect.name == "sqlite":
         driver: _OneTripConnection = fairy.driver_connection
         if driver.inline:
@@ -280,7 +280,13 @@ class Database:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            driver: _OneTripConnection = conn.connection.driver_connection
+            if not immediate:
+                # A reader's BEGIN takes no lock: nothing to wait for, so no trip.
+                driver._conn.execute("BEGIN")
+            elif not _begin_at_once(driver._conn, "BEGIN IMMEDIATE"):
+                # Another process holds the write lock: wait for it in the connection's thread.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
@@ -313,15 +319,15 @@ class Database:
         if not self.is_sqlite:
             async with self._writer.begin() as conn:
                 if not durable:
-                    await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    await _driver_run(conn, "SET LOCAL synchronous_commit TO OFF", (), many=False)
                 yield conn
             return
         async with self._writer.connect() as conn:
             # SQLite takes its safety level only outside a transaction; a connection keeps
             # the last one set, so a durable write sets it back before it begins.
             if not durable or self._synchronous != "NORMAL":
-                await _sqlite_synchronous(conn, self._synchronous if durable else "NORMAL")
-            driver: Any = (await conn.get_raw_connection()).driver_connection
+                _sqlite_synchronous(conn, self._synchronous if durable else "NORMAL")
+            driver: _OneTripConnection = _pooled(conn).driver_connection
             # A commit that does not wait for the disk (WAL, synchronous=NORMAL) takes
             # microseconds: no trip for it either.
             driver.inline_commit = inline and (
@@ -346,7 +352,7 @@ class Database:
             if not (inline and self.is_sqlite):
                 yield conn
                 return
-            driver: Any = (await conn.get_raw_connection()).driver_connection
+            driver: _OneTripConnection = _pooled(conn).driver_connection
             driver.inline = True
             try:
                 yield conn
@@ -494,12 +500,23 @@ async def _connect_sqlite(database: str, **kwargs: Any) -> _OneTripConnection:
     return connection
 
 
-async def _sqlite_synchronous(conn: AsyncConnection, level: str) -> None:
+def _sqlite_synchronous(conn: AsyncConnection, level: str) -> None:
     """Set the SQLite connection's ``synchronous`` level before its transaction begins (an
-    ``execute`` on ``conn`` would begin it first, and SQLite refuses the change inside)."""
-    raw = await conn.get_raw_connection()
+    ``execute`` on ``conn`` would begin it first, and SQLite refuses the change inside).
+    Outside a transaction the change takes no lock: no trip to the connection's thread."""
+    raw = _pooled(conn)
     if raw.info.get("synchronous") == level:
         return
-    driver: Any = raw.driver_connection
-    await driver.cursor().execute(f"PRAGMA synchronous={level}")
+    driver: _OneTripConnection = raw.driver_connection
+    driver._conn.execute(f"PRAGMA synchronous={level}")
     raw.info["synchronous"] = level
+
+
+def _pooled(conn: AsyncConnection) -> Any:
+    """The pool's proxy of the connection ``conn`` has checked out (``driver_connection``,
+    ``dbapi_connection``, ``info``), without the trip through SQLAlchemy's greenlet that
+    ``get_raw_connection`` takes."""
+    sync = conn.sync_connection
+    if sync is None:
+        raise RuntimeError("the connection is not open")
+    return sync.connection
