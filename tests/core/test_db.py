@@ -10,11 +10,15 @@ import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy.exc
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
-from support import Backend
+from support import PG_URL, Backend
 
-from tresen.core.db import Database
+import tresen.core.db
+from tresen.core.db import Database, DriverStatement
 
 
 @pytest.fixture
@@ -103,3 +107,46 @@ async def test_inline_transactions_commit_and_roll_back_like_the_others(db: Data
     async with db.read() as conn:
         rows = await conn.exec_driver_sql("SELECT seq FROM acks ORDER BY seq")
         assert [r.seq for r in rows] == [1, 3]
+
+
+async def lose_connections(db: Database) -> None:
+    """Cut every connection ``db`` holds in its pool, as a server restart does."""
+    async with db.read() as conn:
+        pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+    killer = Database(PG_URL)
+    try:
+        async with killer.write() as conn:
+            await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    finally:
+        await killer.dispose()
+
+
+async def count_acks(db: Database) -> int:
+    async with db.write(inline=True) as conn:
+        rows = await COUNT_ACKS.rows(conn, {})
+    return int(rows[0][0])
+
+
+COUNT_ACKS = DriverStatement(lambda _dialect: text("SELECT count(*) FROM acks"))
+
+
+async def test_a_connection_lost_while_pooled_is_replaced(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("an embedded SQLite database has no connection to lose")
+    # Idle for longer than the ping threshold: checked before use, and replaced unseen.
+    monkeypatch.setattr(tresen.core.db, "PING_AFTER_IDLE_S", 0.0)
+    await lose_connections(db)
+    assert await count_acks(db) == 0
+
+    # Given back a moment ago, so not checked: the first transaction on it fails, and the
+    # connection is replaced for the next one (also for statements run on the driver).
+    monkeypatch.setattr(tresen.core.db, "PING_AFTER_IDLE_S", 3600.0)
+    await lose_connections(db)
+    with pytest.raises((sqlalchemy.exc.DBAPIError, AsyncAdapt_asyncpg_dbapi.Error)):
+        await count_acks(db)
+    assert await count_acks(db) == 0
+    async with db.write() as conn:
+        await conn.exec_driver_sql("INSERT INTO acks (seq) VALUES (1)")
+    assert await count_acks(db) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 import msgspec
+import sqlalchemy.exc
 from sqlalchemy import (
     ARRAY,
     String,
@@ -205,15 +207,18 @@ async def _driver_run(conn: AsyncConnection, sql: str, params: Any, *, many: boo
     # SQLAlchemy's asyncpg adapter begins its transaction with its first statement.
     adapter = fairy.dbapi_connection
     async with adapter._execute_mutex:
-        if adapter._transaction is None:
-            await adapter._start_transaction()
         try:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
             if many:
                 await adapter._connection.executemany(sql, params)
                 return []
             rows: Sequence[Any] = await adapter._connection.fetch(sql, *params)
             return rows
         except Exception as exc:
+            if adapter._connection.is_closed():
+                # Lost (the server restarted, say): the pool replaces it at its next checkout.
+                fairy.invalidate(exc, soft=True)
             adapter._handle_exception(exc)  # raises it as the DBAPI's error, as SQLAlchemy does
             raise
 
@@ -247,10 +252,10 @@ class Database:
                 url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
                 hide_parameters=True,
                 connect_args={"server_settings": {"search_path": schema}} if schema else {},
             )
+            _ping_idle_connections(engine)
             self._writer = engine
             self._reader = engine
 
@@ -364,6 +369,39 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+PING_AFTER_IDLE_S = 1.0
+"""A PostgreSQL connection that waited in the pool longer than this is pinged before use."""
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Check a pooled PostgreSQL connection before it is used, if it has been idle.
+
+    A connection is lost when the server restarts or an idle timeout cuts it; a ping (a round
+    trip) finds that out before a transaction fails on it. A connection given back to the
+    pool moments ago (the group commit's, between two batches) is not pinged: on a busy
+    relay that round trip was a tenth of a transaction's. A statement that fails on a
+    connection lost in that moment invalidates it (SQLAlchemy's execution, and
+    :func:`_driver_run` for driver statements), so it fails once, never again.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        if idle_since is None:
+            return  # a new connection: just made
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool throws this connection away and takes (or makes) another.
+            raise sqlalchemy.exc.DisconnectionError() from exc
 
 
 class _OneTripCursor:
