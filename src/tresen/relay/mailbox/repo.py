@@ -318,13 +318,19 @@ async def lock_devices(conn: AsyncConnection, device_pks: Iterable[DevicePk]) ->
     transaction. SQLite has a single writer and needs no lock.
     """
     targets = sorted(set(device_pks))
+    dialect = conn.dialect.name
     for chunk in _chunks(targets):
-        await conn.execute(
-            select(devices.c.pk)
-            .where(devices.c.pk.in_(chunk))
-            .order_by(devices.c.pk)
-            .with_for_update()
-        )
+        await _LOCK_DEVICES.rows(conn, {"keys": key_list_param(dialect, chunk)})
+
+
+_LOCK_DEVICES = DriverStatement(
+    lambda dialect: (
+        select(devices.c.pk)
+        .where(devices.c.pk.in_(key_list(dialect, BigInteger())))
+        .order_by(devices.c.pk)
+        .with_for_update()
+    )
+)
 
 
 async def mailbox_heads(

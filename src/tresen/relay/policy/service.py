@@ -232,8 +232,31 @@ class PolicyService:
         others = [s for s in intents if s.sender != s.recipient]
         if not self.policy.enabled or not others:
             return None
+        cached = self._cached_state(others)
+        if cached is not None:
+            return cached
         async with self.db.read(inline=True) as conn:  # indexed look-ups, mostly cached
             return await self._read_state(conn, others)
+
+    def _cached_state(self, others: Sequence[SendIntent]) -> Prefetched | None:
+        """What :meth:`_read_state` would read, when the caches hold all of it (most batches
+        of people writing to each other: no business, so no window, and nobody who blocks
+        anyone); otherwise ``None``."""
+        now = time.monotonic()
+        facts: dict[str, repo.AccountFacts] = {}
+        for intent in others:
+            for account_id in (intent.sender, intent.recipient):
+                known = self._facts.get(account_id)
+                if known is None or known[0] <= now:
+                    return None
+                facts[account_id] = known[1]
+                blocks = self._blocks_anyone.get(account_id)
+                if blocks is None or blocks[0] <= now or blocks[1]:
+                    return None
+        state = _Batch(0, facts, set())
+        if any(self._business_to_customer(s, state) for s in others):
+            return None
+        return Prefetched(facts, set(), {})
 
     async def _read_state(self, conn: AsyncConnection, others: Sequence[SendIntent]) -> Prefetched:
         pairs = {(s.sender, s.recipient) for s in others}
