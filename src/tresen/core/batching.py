@@ -52,10 +52,12 @@ class GroupCommitter(Generic[T, R]):
         """Operations that failed alone after their batch was split (for tests and metrics)."""
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue(max_queued)
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         if self._worker is None:
-            self._worker = asyncio.create_task(self._run())
+            self._loop = asyncio.get_running_loop()
+            self._worker = self._loop.create_task(self._run())
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -70,9 +72,9 @@ class GroupCommitter(Generic[T, R]):
 
     def submit(self, item: T) -> asyncio.Future[R]:
         """Queue ``item``; raises ``asyncio.QueueFull`` when the relay is overloaded."""
-        if self._worker is None:
+        if self._worker is None or self._loop is None:
             raise RuntimeError("GroupCommitter.start() was not called")
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = self._loop.create_future()
         self._queue.put_nowait((item, future))
         return future
 

@@ -579,7 +579,8 @@ class MailboxService:
         claimed: set[tuple[DevicePk, int]] = set()
         for index, op in acks:
             # Each deletion is counted once, for the first ack frame that named it.
-            mine = {(op.device.device_pk, seq) for seq in op.seqs} & gone - claimed
+            pk = op.device.device_pk
+            mine = {(pk, seq) for seq in op.seqs if (pk, seq) in gone and (pk, seq) not in claimed}
             claimed |= mine
             batch.results[index] = len(mine)
         if first_acker:
@@ -609,7 +610,12 @@ class MailboxService:
         }
         claimed: set[tuple[MessageId, AccountId]] = set()
         for index, op in reads:
-            mine = {(m, op.reader.account_id) for m in op.message_ids} & routed - claimed
+            reader = op.reader.account_id
+            mine = {
+                (m, reader)
+                for m in op.message_ids
+                if (m, reader) in routed and (m, reader) not in claimed
+            }
             claimed |= mine
             batch.results[index] = len(mine)
         await self._events_for_senders(

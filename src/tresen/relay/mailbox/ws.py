@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,11 +147,13 @@ def _decoded(raw: bytes) -> wire.ClientFrame:
 
 @dataclass(slots=True)
 class _Reply:
-    """The pending answer to one client frame."""
+    """The pending answer to one client frame: what its work resolves to, and how that
+    becomes the frame sent back (``answer``; none for acks and receipts)."""
 
-    result: Awaitable[wire.ServerFrame | None]
+    result: Awaitable[Any]
     client_msg_id: str | None = None
     acked: tuple[int, ...] = ()
+    answer: Callable[[_Reply, Any], wire.ServerFrame | None] | None = None
 
 
 def _discard(reply: _Reply) -> None:
@@ -164,14 +166,14 @@ async def _resolved(frame: wire.ServerFrame) -> wire.ServerFrame:
     return frame
 
 
-async def _silent(done: Awaitable[object]) -> None:
-    await done
+def _nothing(_reply: _Reply, _done: object) -> None:
+    return None
 
 
-async def _accepted(frame: wire.Send, done: Awaitable[AcceptedSend]) -> wire.Accepted:
-    accepted = await done
+def _accepted(reply: _Reply, accepted: AcceptedSend) -> wire.Accepted:
+    assert reply.client_msg_id is not None
     return wire.Accepted(
-        client_msg_id=frame.client_msg_id,
+        client_msg_id=reply.client_msg_id,
         message_id=accepted.message_id,
         server_ms=accepted.server_ms,
         duplicate=accepted.duplicate,
@@ -179,10 +181,10 @@ async def _accepted(frame: wire.Send, done: Awaitable[AcceptedSend]) -> wire.Acc
     )
 
 
-async def _resent(frame: wire.Resend, done: Awaitable[AcceptedResend]) -> wire.Resent:
-    resent = await done
+def _resent(reply: _Reply, resent: AcceptedResend) -> wire.Resent:
+    assert reply.client_msg_id is not None
     return wire.Resent(
-        client_msg_id=frame.client_msg_id,
+        client_msg_id=reply.client_msg_id,
         message_id=resent.message_id,
         device_id=resent.device_id,
         resends=resent.resends,
@@ -208,6 +210,7 @@ class DeviceConnection:
         "_entry_max",
         "_entry_room",
         "_inflight",
+        "_loop",
         "_outbox",
         "_outbox_bytes",
         "_outbox_frames",
@@ -232,6 +235,7 @@ class DeviceConnection:
         self.principal = principal
         self.limits = ctx.settings.limits
         self.metrics = ctx.metrics
+        self._loop = asyncio.get_running_loop()
         # Encoded frames waiting for the writer, which takes them a list at a time; a frame
         # counts until it has been written.
         self._outbox: list[bytes] = []
@@ -288,9 +292,7 @@ class DeviceConnection:
                 outbox_bytes=self._outbox_bytes,
             )
             self.too_slow.set()
-            self._closer = asyncio.get_running_loop().create_task(
-                self.close(CLOSE_TOO_SLOW, "too slow")
-            )
+            self._closer = self._loop.create_task(self.close(CLOSE_TOO_SLOW, "too slow"))
             return
         self._outbox.append(data)
         self._outbox_frames = frames
@@ -398,7 +400,7 @@ class DeviceConnection:
             self.log.debug("device disconnected", unacked=len(self._inflight))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
+        task = self._loop.create_task(work)
         task.add_done_callback(self._task_done)
         return task
 
@@ -411,7 +413,7 @@ class DeviceConnection:
         if not isinstance(exc, WebSocketDisconnect):
             self.log.error("connection failed", error=repr(exc))
         # The connection cannot go on without this part: end it (run() then cleans up).
-        self._closer = asyncio.get_running_loop().create_task(self.close(1000, "bye"))
+        self._closer = self._loop.create_task(self.close(1000, "bye"))
 
     async def _write(self) -> None:
         """Write the outbox until it is empty."""
@@ -447,7 +449,7 @@ class DeviceConnection:
                 self._answerer = self._spawn(self._answer())
             # Bounded: a device that does not read its answers stops being read from.
             while len(self._replies) > pipeline and not self._closed:
-                self._reply_room = asyncio.get_running_loop().create_future()
+                self._reply_room = self._loop.create_future()
                 await self._reply_room
 
     async def _answer(self) -> None:
@@ -456,7 +458,8 @@ class DeviceConnection:
             while self._replies:
                 reply = self._replies[0]
                 try:
-                    frame = await reply.result
+                    done = await reply.result
+                    frame = done if reply.answer is None else reply.answer(reply, done)
                 except TresenError as exc:
                     self.metrics.refused(exc, "ws")
                     frame = _error_frame(exc, reply.client_msg_id)
@@ -506,21 +509,21 @@ class DeviceConnection:
                     got=frame.v,
                 )
             mailbox = self.ctx.mailbox
+            # The mailbox's futures are answered as they resolve, in order (_answer).
             if isinstance(frame, wire.Send):
                 client_msg_id = frame.client_msg_id
-                return _Reply(
-                    _accepted(frame, mailbox.submit_send(self.principal, frame)), client_msg_id
-                )
+                sent = mailbox.submit_send(self.principal, frame)
+                return _Reply(sent, client_msg_id, answer=_accepted)
             if isinstance(frame, wire.Resend):
                 client_msg_id = frame.client_msg_id
-                return _Reply(
-                    _resent(frame, mailbox.submit_resend(self.principal, frame)), client_msg_id
-                )
+                resent = mailbox.submit_resend(self.principal, frame)
+                return _Reply(resent, client_msg_id, answer=_resent)
             if isinstance(frame, wire.Ack):
                 done = mailbox.submit_ack(self.principal, frame.ids, frame.undecryptable)
-                return _Reply(_silent(done), None, acked=tuple(frame.ids))
+                return _Reply(done, None, acked=tuple(frame.ids), answer=_nothing)
             if isinstance(frame, wire.Receipt):
-                return _Reply(_silent(mailbox.submit_read(self.principal, frame.message_ids)))
+                read = mailbox.submit_read(self.principal, frame.message_ids)
+                return _Reply(read, answer=_nothing)
             return _Reply(_resolved(wire.Pong(nonce=frame.nonce)))
         except TresenError as exc:
             return self._rejected(exc, client_msg_id)
@@ -541,7 +544,7 @@ class DeviceConnection:
                     self._outbox_bytes and self._entry_room - self._outbox_bytes < self._entry_max
                 )
                 if full:
-                    self._room = asyncio.get_running_loop().create_future()
+                    self._room = self._loop.create_future()
                     await self._room
                     continue
                 room = max(1, (self._entry_room - self._outbox_bytes) // self._entry_max)
