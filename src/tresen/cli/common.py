@@ -116,6 +116,7 @@ async def start_server(
     import uvicorn
 
     from tresen.cli.http_head import bounded_head_protocol
+    from tresen.cli.ws_flow import QueuedFramesProtocol
 
     config = uvicorn.Config(
         app,
@@ -128,8 +129,8 @@ async def start_server(
         proxy_headers=False,
         # The sans-I/O implementation keeps pings on timers and reads a socket only while the
         # application takes its messages: an idle WebSocket costs no task and no buffered
-        # frames (bench/connections.py).
-        ws="websockets-sansio",
+        # frames (bench/connections.py). It stops reading once a few frames wait (ws_flow.py).
+        ws=QueuedFramesProtocol,
         ws_max_size=ws_max_size,
         # Frames carry ciphertext, which does not compress: deflate would only cost CPU.
         ws_per_message_deflate=False,
@@ -137,8 +138,8 @@ async def start_server(
         ws_ping_timeout=20,
         # Slow or idle clients hold sockets, not memory: an idle keep-alive connection is
         # closed after 5 s, a request head must arrive within head_timeout_s and
-        # max_head_bytes, and a WebSocket's reading pauses as soon as a received frame waits
-        # for the relay. Bodies have their own timeout (limits.body_read_timeout_s,
+        # max_head_bytes, and a WebSocket's reading pauses as soon as a few received frames
+        # wait for the relay. Bodies have their own timeout (limits.body_read_timeout_s,
         # relay/http.py).
         http=bounded_head_protocol(head_timeout_s, max_head_bytes),
         timeout_keep_alive=5,
