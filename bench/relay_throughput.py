@@ -271,6 +271,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time the PostgreSQL server on this machine has used so far: every process named
+    ``postgres`` (its backends, WAL writer, checkpointer, ...); readable by the same user or
+    root, else 0 for that process."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        head, _, rest = text.rpartition(")")
+        if head.partition(" (")[2] == "postgres":
+            fields = rest.split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def start_profile(pid: int, out: Path, *, gil: bool = False) -> subprocess.Popen[bytes]:
     """py-spy recording process ``pid`` (per thread) until it is interrupted;
     speedscope JSON for a ``.json`` file, else folded stacks. ``gil``: only samples of the
@@ -320,6 +337,7 @@ async def bench(
             finished: list[float] = []
             started = time.perf_counter()
             cpu_before = cpu_seconds(relay.proc.pid)
+            db_before = postgres_cpu_seconds() if backend == "postgres" else 0.0
             try:
                 results = await asyncio.gather(
                     *(
@@ -340,6 +358,7 @@ async def bench(
                     stop_profile(profiler)
             elapsed = max(finished) - started
             cpu = cpu_seconds(relay.proc.pid) - cpu_before
+            db_cpu = postgres_cpu_seconds() - db_before if backend == "postgres" else None
         finally:
             relay.stop()
             await relay.drop_schema()
@@ -358,6 +377,8 @@ async def bench(
         "latency_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "latency_p99_ms": round(latencies[int(total * 0.99) - 1] * 1000, 2),
         "relay_cpu_us_per_message": round(cpu / total * 1e6, 1),
+        # PostgreSQL's own CPU (its server runs on the same cores); None on SQLite.
+        "database_cpu_us_per_message": None if db_cpu is None else round(db_cpu / total * 1e6, 1),
     }
 
 
@@ -409,10 +430,12 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
                     )
                     row |= {"config": config, "round": round_ + 1}
                     runs.append(row)
+                    database = row["database_cpu_us_per_message"]
                     print(
                         f"  {backend:<9}{config:<11}{kind:<10}{row['messages_per_s']:>9} msg/s"
                         f"{row['latency_p50_ms']:>8} /{row['latency_p99_ms']:>7} ms"
-                        f"{row['relay_cpu_us_per_message']:>8} cpu us/msg",
+                        f"{row['relay_cpu_us_per_message']:>8} cpu us/msg"
+                        + ("" if database is None else f"{database:>8} db cpu us/msg"),
                         flush=True,
                     )
     summary = []
@@ -433,7 +456,10 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
                 "latency_p50_ms",
                 "latency_p99_ms",
                 "relay_cpu_us_per_message",
+                "database_cpu_us_per_message",
             ):
+                if backend != "postgres" and key == "database_cpu_us_per_message":
+                    continue
                 tresen, reference = median("tresen", key), median("reference", key)
                 line[key] = {
                     "tresen": tresen,
@@ -457,6 +483,13 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
             m: dict[str, float] = line[key]  # type: ignore[assignment]
             cells += f"{m['tresen']:>{width}}{m['reference']:>{width}}{m['ratio']:>6}"
         print(f"{line['backend']:<10}{line['config']:<12}{cells}")
+    for line in summary:
+        if "database_cpu_us_per_message" in line:
+            db: dict[str, float] = line["database_cpu_us_per_message"]  # type: ignore[assignment]
+            print(
+                f"{line['backend']:<10}{line['config']:<12}PostgreSQL's CPU per message: "
+                f"{db['tresen']} us T, {db['reference']} us R, T/R {db['ratio']}"
+            )
     print(
         "T = tresen relay serve, R = bench/reference_relay.py; medians of the rounds; "
         "p50/p99 in ms; cpu: the relay process's CPU microseconds per message"
