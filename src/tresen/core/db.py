@@ -8,10 +8,11 @@ of deferred transactions. Readers run beside the writer thanks to WAL.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,13 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.selectable import NamedFromClause, Select
 from sqlalchemy.types import TypeEngine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -322,38 +324,47 @@ class Database:
         the thread cost more than SQLite's work; never for a statement that may scan.
         """
         if not self.is_sqlite:
-            async with self._writer.begin() as conn:
+            async with _transaction(self._writer) as conn:
                 if not durable:
                     await _driver_run(conn, "SET LOCAL synchronous_commit TO OFF", (), many=False)
                 yield conn
             return
-        async with self._writer.connect() as conn:
-            # SQLite takes its safety level only outside a transaction; a connection keeps
-            # the last one set, so a durable write sets it back before it begins.
-            if not durable or self._synchronous != "NORMAL":
-                _sqlite_synchronous(conn, self._synchronous if durable else "NORMAL")
-            driver: _OneTripConnection = _pooled(conn).driver_connection
-            # A commit that does not wait for the disk (WAL, synchronous=NORMAL) takes
-            # microseconds: no trip for it either.
-            driver.inline_commit = inline and (
-                not durable or self._synchronous in ("NORMAL", "OFF")
-            )
-            try:
-                async with conn.begin():
-                    driver.inline = inline
-                    try:
-                        yield conn
-                    finally:
-                        driver.inline = False
-            finally:
+        # SQLite takes its safety level only outside a transaction; a connection keeps the
+        # last one set, so a durable write sets it back before it begins.
+        level = None
+        if not durable or self._synchronous != "NORMAL":
+            level = self._synchronous if durable else "NORMAL"
+        # A commit that does not wait for the disk (WAL, synchronous=NORMAL) takes
+        # microseconds: no trip for it either.
+        inline_commit = inline and (not durable or self._synchronous in ("NORMAL", "OFF"))
+
+        def prepare(pooled: Any) -> Callable[[], None]:
+            if level is not None:
+                _sqlite_synchronous(pooled, level)
+            driver: _OneTripConnection = pooled.driver_connection
+            driver.inline_commit = inline_commit
+
+            def finish() -> None:
                 driver.inline_commit = False
+
+            return finish
+
+        async with _transaction(self._writer, prepare, ends_at_once=inline_commit) as conn:
+            driver: _OneTripConnection = _pooled(conn).driver_connection
+            driver.inline = inline
+            try:
+                yield conn
+            finally:
+                driver.inline = False
 
     @asynccontextmanager
     async def read(self, *, inline: bool = False) -> AsyncIterator[AsyncConnection]:
         """A read-only connection (on SQLite, a reader of its own: reads never wait for the
         writer). ``inline`` (SQLite) runs its statements on the event loop's thread, as for
         :meth:`write`: for a few short, indexed look-ups on the hot path, never a scan."""
-        async with self._reader.connect() as conn:
+        # An inline read ends its transaction itself: checking the connection in then waits
+        # for nothing.
+        async with _checked_out(self._reader, ends_at_once=inline and self.is_sqlite) as conn:
             if not (inline and self.is_sqlite):
                 yield conn
                 return
@@ -361,7 +372,9 @@ class Database:
             driver.inline = True
             try:
                 yield conn
-                await conn.rollback()  # ends the read transaction here, without a trip
+                # Ends the read transaction here, without a trip (the check-in's rollback
+                # then has nothing to end).
+                driver._conn.rollback()
             finally:
                 driver.inline = False
 
@@ -538,16 +551,100 @@ async def _connect_sqlite(database: str, **kwargs: Any) -> _OneTripConnection:
     return connection
 
 
-def _sqlite_synchronous(conn: AsyncConnection, level: str) -> None:
-    """Set the SQLite connection's ``synchronous`` level before its transaction begins (an
-    ``execute`` on ``conn`` would begin it first, and SQLite refuses the change inside).
-    Outside a transaction the change takes no lock: no trip to the connection's thread."""
-    raw = _pooled(conn)
-    if raw.info.get("synchronous") == level:
+def _sqlite_synchronous(pooled: Any, level: str) -> None:
+    """Set the ``synchronous`` level of the SQLite connection ``pooled`` (the pool's proxy)
+    before its transaction begins (SQLite refuses the change inside one). Outside a
+    transaction the change takes no lock: no trip to the connection's thread."""
+    if pooled.info.get("synchronous") == level:
         return
-    driver: _OneTripConnection = raw.driver_connection
+    driver: _OneTripConnection = pooled.driver_connection
     driver._conn.execute(f"PRAGMA synchronous={level}")
-    raw.info["synchronous"] = level
+    pooled.info["synchronous"] = level
+
+
+@asynccontextmanager
+async def _transaction(
+    engine: AsyncEngine,
+    prepare: Callable[[Any], Callable[[], None]] | None = None,
+    *,
+    ends_at_once: bool = False,
+) -> AsyncIterator[AsyncConnection]:
+    """A transaction on a connection of ``engine``, committed when the block ends without an
+    exception, in two trips through SQLAlchemy's bridge from asyncio to its synchronous core
+    (check-out with ``BEGIN``; ``COMMIT`` with check-in) instead of the four of
+    ``AsyncEngine.begin()``: a trip is a greenlet switch and back, and the four took longer
+    than a small transaction's statements on SQLite.
+
+    ``prepare(pooled)`` runs on the checked-out connection's pool proxy before ``BEGIN``; what
+    it returns runs when the transaction has ended, before the connection goes back.
+    ``ends_at_once``: the commit and the check-in wait for nothing (SQLite's inline commit).
+    """
+    finish: list[Callable[[], None]] = []
+
+    def end(sync: Connection, commit: bool) -> None:
+        try:
+            if commit:
+                sync.commit()
+        finally:
+            try:
+                for step in finish:
+                    step()
+            finally:
+                sync.close()  # rolls back what was not committed
+
+    def begin() -> Connection:
+        sync = engine.sync_engine.connect()
+        try:
+            if prepare is not None:
+                finish.append(prepare(sync.connection))
+            sync.begin()
+        except BaseException:
+            end(sync, commit=False)
+            raise
+        return sync
+
+    sync = await greenlet_spawn(begin)
+    try:
+        yield AsyncConnection(engine, sync)
+    except BaseException:
+        await _to_completion(greenlet_spawn(end, sync, False))
+        raise
+    if ends_at_once:
+        # Nothing in ``end`` waits, so nothing can cancel it halfway: no shielding task (a
+        # task and two turns of the event loop, more than the rest of a small transaction).
+        await greenlet_spawn(end, sync, True)
+    else:
+        await _to_completion(greenlet_spawn(end, sync, True))
+
+
+@asynccontextmanager
+async def _checked_out(
+    engine: AsyncEngine, *, ends_at_once: bool = False
+) -> AsyncIterator[AsyncConnection]:
+    """A connection of ``engine``, as ``AsyncEngine.connect()`` gives one; checked in without
+    a shielding task when that waits for nothing (``ends_at_once``, see :func:`_transaction`)."""
+    sync = await greenlet_spawn(engine.sync_engine.connect)
+    try:
+        yield AsyncConnection(engine, sync)
+    except BaseException:
+        await _to_completion(greenlet_spawn(sync.close))
+        raise
+    if ends_at_once:
+        await greenlet_spawn(sync.close)
+    else:
+        await _to_completion(greenlet_spawn(sync.close))
+
+
+async def _to_completion(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to its end even if the caller is cancelled meanwhile: a transaction that
+    ends halfway could give a connection back to the pool inside a transaction. The
+    cancellation is raised once ``work`` has ended."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
 
 
 def _pooled(conn: AsyncConnection) -> Any:
