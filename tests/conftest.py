@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_timeout
 from support import (
     PG_URL,
     SCHEMAS,
@@ -25,6 +27,26 @@ from support import (
 REQUIRE_POSTGRES = os.environ.get("TRESEN_REQUIRE_POSTGRES") == "1"
 
 SERVES_RELAY = frozenset({"relay", "make_relay", "relay_process"})
+
+_dump_thread_stacks = pytest_timeout.dump_stacks
+
+
+def _dump_tasks_and_thread_stacks(terminal: Any) -> None:
+    """On a test's timeout, print what each asyncio task of the running loop waits for
+    before the threads' stacks (which show only an event loop waiting in ``select``)."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:
+        tasks = set()
+    for task in tasks:
+        terminal.sep("~", f"asyncio task {task.get_name()}")
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        terminal.write(stack.getvalue())
+    _dump_thread_stacks(terminal)
+
+
+pytest_timeout.dump_stacks = _dump_tasks_and_thread_stacks
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

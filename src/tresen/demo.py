@@ -131,7 +131,9 @@ async def _registered_client(
     try:
         code = codes.expect(phone)
         await client.request_code(phone)
-        await client.register(phone, await asyncio.wait_for(code, CODE_WAIT_S), "demo")
+        async with asyncio.timeout(CODE_WAIT_S):
+            caught_code = await code
+        await client.register(phone, caught_code, "demo")
     except BaseException:
         await client.close()
         raise
@@ -229,7 +231,8 @@ async def start_demo_gateway(
     caught = codes.expect(business.phone)
 
     async def code(_phone: str) -> str:
-        return await asyncio.wait_for(caught, CODE_WAIT_S)
+        async with asyncio.timeout(CODE_WAIT_S):
+            return await caught
 
     systems, systems_task, systems_url = await start_server(build_systems_app(), "127.0.0.1", 0)
     app = build_gateway_app(settings, codes=code)

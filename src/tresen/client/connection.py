@@ -109,7 +109,8 @@ class Connection:
         self._pending[frame.client_msg_id] = future
         try:
             await ws.send(wire.encode(frame))
-            return await asyncio.wait_for(asyncio.shield(future), ANSWER_TIMEOUT_S)
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                return await asyncio.shield(future)
         except (websockets.ConnectionClosed, TimeoutError):
             raise NotConnected("the connection closed before the relay answered") from None
         finally:

@@ -84,7 +84,8 @@ class HandOff:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                raw = await asyncio.wait_for(reader.readline(), 10)
+                async with asyncio.timeout(10):
+                    raw = await reader.readline()
                 answer = await self._answer(raw)
             except (ValueError, asyncio.LimitOverrunError):
                 limit = f"a request is one JSON line of at most {MAX_REQUEST_BYTES} bytes"
@@ -188,7 +189,8 @@ async def hand_off_send(
         request = {"send": send}
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
-        raw = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT_S)
+        async with asyncio.timeout(ANSWER_TIMEOUT_S):
+            raw = await reader.readline()
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):

@@ -793,11 +793,13 @@ class Client:
             self.confirmations.confirm(event)
 
     async def next_event(self, within_s: float | None = None) -> Event:
-        return await asyncio.wait_for(self._events.get(), within_s)
+        async with asyncio.timeout(within_s):
+            return await self._events.get()
 
     async def wait_drained(self, within_s: float = 30) -> None:
         """Wait until the backlog the relay held at connection time is processed."""
-        await asyncio.wait_for(self.connection.drained.wait(), within_s)
+        async with asyncio.timeout(within_s):
+            await self.connection.drained.wait()
 
     async def flush_acks(self) -> None:
         """Send the acks that wait for the end of this turn of the event loop now."""

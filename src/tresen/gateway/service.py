@@ -582,7 +582,8 @@ class Gateway:
             except Exception as exc:
                 log.warning("template statuses not read", error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poll_now.wait(), self.settings.template_poll_s)
+                async with asyncio.timeout(self.settings.template_poll_s):
+                    await self._poll_now.wait()
             self._poll_now.clear()
 
     # --- webhook subscriptions made through the API ---------------------------------------

@@ -457,3 +457,20 @@ async def test_wake_is_safe_from_another_thread(
     await asyncio.wait_for(receiver.arrived.wait(), webhook_settings.poll_s / 2)
     await dispatcher.settle()
     assert [r.value["seq"] for r in receiver.accepted] == [1]
+
+
+async def test_close_stops_the_dispatcher_woken_at_the_same_moment(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    """A gateway that stops as a message is recorded closes its dispatcher while a wake-up is
+    on its way: whichever turn of the event loop the two meet in, the dispatcher stops."""
+    for turns in range(8):
+        dispatcher = WebhookDispatcher(outbox, transport=receiver.transport)
+        dispatcher.start()
+        await dispatcher.settle()
+        dispatcher.wake()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        closing = asyncio.create_task(dispatcher.close())
+        done, _ = await asyncio.wait({closing}, timeout=10)
+        assert done, f"the dispatcher kept running (woken {turns} turns before it was closed)"

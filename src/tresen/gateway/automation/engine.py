@@ -449,7 +449,8 @@ class Automation:
 
     async def _read_profile(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.gateway.business_profile(), PROFILE_WAIT_S)
+            async with asyncio.timeout(PROFILE_WAIT_S):
+                await self.gateway.business_profile()
 
     def _profile_read(self, _task: asyncio.Task[None]) -> None:
         self._profile_task = None

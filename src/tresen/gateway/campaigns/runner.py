@@ -129,7 +129,8 @@ class CampaignRunner:
 
     async def settled(self, within_s: float = 30) -> None:
         """Wait until the runner has done everything it can at the clock's current time."""
-        await asyncio.wait_for(self._idle.wait(), within_s)
+        async with asyncio.timeout(within_s):
+            await self._idle.wait()
 
     async def _run(self) -> None:
         while True:
@@ -150,7 +151,8 @@ class CampaignRunner:
             if not self._kick.is_set():
                 self._idle.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._kick.wait()
 
     async def _pass(self) -> int | None:
         """One turn of every active campaign (oldest first); when to look again."""

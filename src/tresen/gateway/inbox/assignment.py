@@ -280,12 +280,10 @@ class Assignment:
     async def _run(self, listener: Listener) -> None:
         try:
             while True:
-                try:
-                    event: InboxEvent | None = await asyncio.wait_for(
-                        listener.get(), timeout=self.tick_s
-                    )
-                except TimeoutError:
-                    event = None
+                event: InboxEvent | None = None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.tick_s):
+                        event = await listener.get()
                 try:
                     await self.handle(event)
                 except Exception as exc:

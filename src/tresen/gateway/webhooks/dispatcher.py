@@ -259,7 +259,8 @@ class WebhookDispatcher:
             if self._wakeup.is_set():
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._wait_s())
+                async with asyncio.timeout(self._wait_s()):
+                    await self._wakeup.wait()
 
     def _idle(self) -> bool:
         return self._found_nothing and not self._lanes and not self._known
