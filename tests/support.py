@@ -21,6 +21,7 @@ import uvicorn
 import websockets
 from sqlalchemy import MetaData, select
 
+from tresen.cli.ws_flow import FramesProtocol
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.http import tls_context
@@ -321,10 +322,11 @@ MakeRelay = Callable[..., AbstractAsyncContextManager["RunningRelay"]]
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
+async def serve_asgi(app: Any, *, lifespan: str = "on", **config: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free port inside the running event loop; yields its
     base URL, and stops the server when the block ends (``lifespan`` "off" for a bare ASGI
-    callable)."""
+    callable). WebSockets are served as the servers serve them (``FramesProtocol``);
+    ``config`` adds uvicorn settings."""
     port = free_port()
     server = _PromptServer(
         uvicorn.Config(
@@ -334,6 +336,7 @@ async def serve_asgi(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
             log_level="warning",
             lifespan=lifespan,
             timeout_graceful_shutdown=3,  # streams left open (the inbox's live pages) end then
+            **({"ws": FramesProtocol, "ws_per_message_deflate": False} | config),
         )
     )
     task = asyncio.create_task(server.serve())

@@ -117,7 +117,7 @@ async def start_server(
     import uvicorn
 
     from tresen.cli.http_head import bounded_head_protocol
-    from tresen.cli.ws_flow import QueuedFramesProtocol
+    from tresen.cli.ws_flow import FramesProtocol
 
     config = uvicorn.Config(
         app,
@@ -130,8 +130,9 @@ async def start_server(
         proxy_headers=False,
         # The sans-I/O implementation keeps pings on timers and reads a socket only while the
         # application takes its messages: an idle WebSocket costs no task and no buffered
-        # frames (bench/connections.py). It stops reading once a few frames wait (ws_flow.py).
-        ws=QueuedFramesProtocol,
+        # frames (bench/connections.py). It stops reading once a few frames wait, and reads
+        # and writes binary frames itself (ws_flow.py).
+        ws=FramesProtocol,
         ws_max_size=ws_max_size,
         # Frames carry ciphertext, which does not compress: deflate would only cost CPU.
         ws_per_message_deflate=False,

@@ -6,6 +6,7 @@ import functools
 import ssl
 
 __all__ = [
+    "WRITE_FRAMES_EXTENSION",
     "WS_BEARER_PREFIX",
     "WS_SUBPROTOCOL",
     "bearer_token",
@@ -17,6 +18,12 @@ __all__ = [
 # a subprotocol, `tresen.bearer.<token>`, beside `tresen.v1`, which the relay selects.
 WS_SUBPROTOCOL = "tresen.v1"
 WS_BEARER_PREFIX = "tresen.bearer."
+
+WRITE_FRAMES_EXTENSION = "tresen.write_frames"
+"""The ASGI scope extension of a WebSocket served by ``tresen.cli.ws_flow.FramesProtocol``: a
+callable that writes a list of binary messages to the socket at once (one system call) and
+returns True, or writes nothing and returns False when they must go through ASGI's ``send``
+(the socket's buffer is full, or the connection is closing)."""
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -87,6 +87,11 @@ class EntryKind(IntEnum):
     FAILED = 3  # a message of this device's account expired undelivered
 
 
+_ENTRY_KINDS = tuple(EntryKind)
+"""Each kind at its value's index: a row's kind without the enum's look-up."""
+assert all(kind == i for i, kind in enumerate(_ENTRY_KINDS))
+
+
 class RecipientDevice(msgspec.Struct, frozen=True):
     pk: DevicePk
     device_id: DeviceId
@@ -593,10 +598,8 @@ async def delete_entries(
     deleted: list[tuple[DevicePk, int, EntryKind, MessageId]] = []
     for chunk in _chunks(keys):
         rows = await _DELETE_ENTRIES.rows(conn, key_pair_params(dialect, chunk))
-        deleted.extend(
-            (DevicePk(pk), seq, EntryKind(kind), MessageId(message_id))
-            for pk, seq, kind, message_id in rows
-        )
+        kinds = _ENTRY_KINDS
+        deleted.extend((pk, seq, kinds[kind], message_id) for pk, seq, kind, message_id in rows)
     return deleted
 
 

@@ -296,11 +296,22 @@ class MailboxService:
     async def _apply_batch(self, ops: Sequence[_Op]) -> list[_Result]:
         now = self.clock.now_ms()
         batch = _Batch(now, now + self.limits.envelope_ttl_s * 1000, [None] * len(ops))
-        sends = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SendOp)]
-        resends = [(i, op) for i, op in enumerate(ops) if isinstance(op, ResendOp)]
-        acks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _AckOp)]
-        reads = [(i, op) for i, op in enumerate(ops) if isinstance(op, _ReadOp)]
-        purges = [(i, op) for i, op in enumerate(ops) if isinstance(op, _PurgeOp)]
+        sends: list[tuple[int, _SendOp]] = []
+        resends: list[tuple[int, ResendOp]] = []
+        acks: list[tuple[int, _AckOp]] = []
+        reads: list[tuple[int, _ReadOp]] = []
+        purges: list[tuple[int, _PurgeOp]] = []
+        for i, op in enumerate(ops):  # one pass: a full batch has a few hundred
+            if isinstance(op, _AckOp):
+                acks.append((i, op))
+            elif isinstance(op, _SendOp):
+                sends.append((i, op))
+            elif isinstance(op, _ReadOp):
+                reads.append((i, op))
+            elif isinstance(op, ResendOp):
+                resends.append((i, op))
+            else:
+                purges.append((i, op))
         prefetch = None
         if sends:
             intents = [
@@ -571,18 +582,21 @@ class MailboxService:
         undecryptable = {(op.device.device_pk, seq) for _, op in acks for seq in op.undecryptable}
         deleted = await repo.delete_entries(conn, keys)
         batch.acked = len(deleted)
-        gone = {(device_pk, seq) for device_pk, seq, _, _ in deleted}
         first_acker: dict[MessageId, Principal] = {}
+        message = EntryKind.MESSAGE
         for device_pk, seq, kind, message_id in deleted:
-            if kind is EntryKind.MESSAGE and (device_pk, seq) not in undecryptable:
+            if kind is message and (device_pk, seq) not in undecryptable:
                 first_acker.setdefault(message_id, owners[device_pk])
-        claimed: set[tuple[DevicePk, int]] = set()
+        # Each deletion is counted once, for the first ack frame that named it.
+        unclaimed = {(device_pk, seq) for device_pk, seq, _, _ in deleted}
         for index, op in acks:
-            # Each deletion is counted once, for the first ack frame that named it.
             pk = op.device.device_pk
-            mine = {(pk, seq) for seq in op.seqs if (pk, seq) in gone and (pk, seq) not in claimed}
-            claimed |= mine
-            batch.results[index] = len(mine)
+            count = 0
+            for seq in op.seqs:
+                if (pk, seq) in unclaimed:
+                    unclaimed.remove((pk, seq))
+                    count += 1
+            batch.results[index] = count
         if first_acker:
             delivered = await repo.mark_delivered(conn, first_acker, batch.now)
             batch.delivered = len(delivered)

@@ -25,7 +25,12 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tresen.core.errors import ErrorCode, TresenError
-from tresen.core.http import WS_SUBPROTOCOL, bearer_token, subprotocol_token
+from tresen.core.http import (
+    WRITE_FRAMES_EXTENSION,
+    WS_SUBPROTOCOL,
+    bearer_token,
+    subprotocol_token,
+)
 from tresen.core.logging import get_logger
 from tresen.relay.accounts.service import Principal
 from tresen.relay.context import RelayContext
@@ -417,9 +422,17 @@ class DeviceConnection:
 
     async def _write(self) -> None:
         """Write the outbox until it is empty."""
+        extensions = self.websocket.scope.get("extensions") or {}
+        write_frames = extensions.get(WRITE_FRAMES_EXTENSION)
         try:
             while self._outbox and not self._closed:
                 frames, self._outbox = self._outbox, []
+                if write_frames is not None and write_frames(frames):
+                    # All of them into the socket's buffer at once, in one system call.
+                    self._outbox_frames -= len(frames)
+                    self._outbox_bytes -= sum(map(len, frames))
+                    _resolve(self._room)
+                    continue
                 for data in frames:
                     # Blocks while the socket's buffers are full; the frame counts until then.
                     await self.websocket.send_bytes(data)
