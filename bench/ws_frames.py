@@ -185,9 +185,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "protocol": protocol,
-                "messages_per_s": statistics.median(r["messages_per_s"] for r in mine),
-                "server_cpu_us_per_message": statistics.median(
-                    r["server_cpu_us_per_message"] for r in mine
+                "messages_per_s": round(statistics.median(r["messages_per_s"] for r in mine), 1),
+                "server_cpu_us_per_message": round(
+                    statistics.median(r["server_cpu_us_per_message"] for r in mine), 2
                 ),
             }
         )
@@ -214,10 +214,10 @@ def main() -> None:
     runs = asyncio.run(run(args))
     rows = summarize(runs)
     print()
-    print(f"{'protocol':<10}{'msg/s':>12}{'cpu us/msg':>12}{'cpu / uvicorn':>15}")
+    print(f"{'protocol':<16}{'msg/s':>12}{'cpu us/msg':>12}{'cpu / uvicorn':>15}")
     for row in rows:
         print(
-            f"{row['protocol']:<10}{row['messages_per_s']:>12}"
+            f"{row['protocol']:<16}{row['messages_per_s']:>12}"
             f"{row['server_cpu_us_per_message']:>12}{row['cpu_ratio_to_uvicorn']:>15}"
         )
     print("medians of the rounds; cpu: the server process's CPU microseconds per message echoed")

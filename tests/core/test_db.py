@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
@@ -150,3 +151,50 @@ async def test_a_connection_lost_while_pooled_is_replaced(
     async with db.write() as conn:
         await conn.exec_driver_sql("INSERT INTO acks (seq) VALUES (1)")
     assert await count_acks(db) == 1
+
+
+# --- SQLite's write-ahead log is checkpointed in the background ---------------------------------
+
+ROW = b"\x00" * 1000
+ROWS = 6000
+"""About 6 MB: past the 1,000 pages (4 MB) at which a commit checkpoints by default."""
+
+
+async def fill(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(
+            text("CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, b BLOB)")
+        )
+    for _ in range(ROWS // 500):
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO blobs (b) VALUES (:b)"), [{"b": ROW}] * 500)
+
+
+async def test_commits_leave_the_write_ahead_log_to_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", checkpoint_interval_s=3600)
+    try:
+        await fill(db)
+        # Everything is in the log; no commit stopped to copy it into the database file.
+        assert (tmp_path / "relay.db-wal").stat().st_size > ROWS * len(ROW)
+        assert path.stat().st_size < ROWS * len(ROW) / 10
+    finally:
+        await db.dispose()
+
+
+async def test_the_background_copies_the_write_ahead_log_into_the_database(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "relay.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", checkpoint_interval_s=0.05)
+    try:
+        await fill(db)
+        deadline = asyncio.get_running_loop().time() + 10
+        while path.stat().st_size < ROWS * len(ROW):
+            assert asyncio.get_running_loop().time() < deadline, "the log was not copied"
+            await asyncio.sleep(0.02)
+        async with db.read() as conn:
+            count = (await conn.execute(text("SELECT count(*) FROM blobs"))).scalar_one()
+        assert count == ROWS
+    finally:
+        await db.dispose()
