@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy.event
 import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
@@ -198,3 +199,72 @@ async def test_the_background_copies_the_write_ahead_log_into_the_database(
         assert count == ROWS
     finally:
         await db.dispose()
+
+
+# --- a connection held between the group commit's batches ---------------------------------------
+
+
+def count_checkouts(db: Database) -> list[int]:
+    checkouts = [0]
+
+    def checked_out(*_args: object) -> None:
+        checkouts[0] += 1
+
+    sqlalchemy.event.listen(db.engine.sync_engine, "checkout", checked_out)
+    return checkouts
+
+
+async def ack(db: Database, seq: int, *, hold: bool, inline: bool = True) -> None:
+    async with db.write(durable=False, inline=inline, hold=hold) as conn:
+        await conn.exec_driver_sql(f"INSERT INTO acks (seq) VALUES ({seq})")
+
+
+async def test_back_to_back_batches_keep_their_connection(db: Database) -> None:
+    checkouts = count_checkouts(db)
+    for seq in range(1, 6):
+        await ack(db, seq, hold=True)
+    assert checkouts == [1]
+    # A write of another kind takes the pool's connection back first.
+    await ack(db, 6, hold=False, inline=False)
+    await ack(db, 7, hold=True)
+    assert checkouts == [3]
+    assert await count_acks(db) == 7
+
+
+async def test_other_writes_never_wait_for_a_held_connection(db: Database) -> None:
+    """SQLite's writer pool has one connection: kept for the batches while another write
+    waited for it, that write would wait forever."""
+    await ack(db, 1, hold=True)
+
+    async def batches(first: int) -> None:
+        for seq in range(first, first + 20):
+            # Not inline: the batch's statements wait, so the others' writes come meanwhile.
+            await ack(db, seq, hold=True, inline=False)
+
+    async def others(first: int) -> None:
+        for seq in range(first, first + 20):
+            await ack(db, seq, hold=False, inline=False)
+
+    async with asyncio.timeout(30):
+        await asyncio.gather(batches(100), batches(200), others(300), others(400))
+    assert await count_acks(db) == 81
+
+
+async def test_a_connection_held_too_long_is_checked_out_anew(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkouts = count_checkouts(db)
+    await ack(db, 1, hold=True)
+    monkeypatch.setattr(tresen.core.db, "PING_AFTER_IDLE_S", 0.0)
+    await ack(db, 2, hold=True)
+    assert checkouts == [2]
+
+
+async def test_a_failed_batch_does_not_keep_its_connection(db: Database) -> None:
+    checkouts = count_checkouts(db)
+    await ack(db, 1, hold=True)
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        await ack(db, 1, hold=True)  # the same seq again
+    await ack(db, 2, hold=True)
+    assert checkouts == [2]
+    assert await count_acks(db) == 2

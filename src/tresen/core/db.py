@@ -259,6 +259,8 @@ class Database:
         self.dialect = parsed.get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         self._checkpointer: _WalCheckpointer | None = None
+        self._writes = 0  # write() calls under way
+        self._held: tuple[Connection, float] | None = None  # see write(hold=True)
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +327,7 @@ class Database:
 
     @asynccontextmanager
     async def write(
-        self, *, durable: bool = True, inline: bool = False
+        self, *, durable: bool = True, inline: bool = False, hold: bool = False
     ) -> AsyncIterator[AsyncConnection]:
         """One write transaction; committed when the block ends without an exception.
 
@@ -339,11 +341,59 @@ class Database:
         commit (which waits for the disk) go to the connection's thread. For transactions
         of a few short, indexed statements, such as the group commit's, where the trips to
         the thread cost more than SQLite's work; never for a statement that may scan.
+
+        ``hold``: the connection stays checked out after the commit, for the next ``hold``
+        write, as long as no other write waits for it (the group commit's back-to-back
+        batches: a check-out and check-in cost about as much as a small batch's statements).
+        Another write releases it first; one held longer than :data:`PING_AFTER_IDLE_S` is
+        released rather than used, so that the pool checks it.
         """
         if self._checkpointer is not None:
             self._checkpointer.start()
+        self._writes += 1
+        try:
+            held = self._take_held() if hold else None
+            if held is None:
+                await self._release_held()
+            keep = self._keep if hold else None
+            async with self._write(durable, inline, held, keep) as conn:
+                yield conn
+        finally:
+            self._writes -= 1
+
+    def _take_held(self) -> Connection | None:
+        held, self._held = self._held, None
+        if held is None:
+            return None
+        sync, since = held
+        if time.monotonic() - since >= PING_AFTER_IDLE_S:
+            self._held = held  # released by the caller, then checked out (and pinged) anew
+            return None
+        return sync
+
+    def _keep(self, sync: Connection) -> bool:
+        """At the end of a ``hold`` write: keep ``sync`` checked out if no other write is
+        under way (one waiting for the pool would wait for it forever)."""
+        if self._writes > 1 or self._held is not None:
+            return False
+        self._held = (sync, time.monotonic())
+        return True
+
+    async def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await _to_completion(greenlet_spawn(held[0].close))
+
+    @asynccontextmanager
+    async def _write(
+        self,
+        durable: bool,
+        inline: bool,
+        held: Connection | None,
+        keep: Callable[[Connection], bool] | None,
+    ) -> AsyncIterator[AsyncConnection]:
         if not self.is_sqlite:
-            async with _transaction(self._writer) as conn:
+            async with _transaction(self._writer, held=held, keep=keep) as conn:
                 if not durable:
                     await _driver_run(conn, "SET LOCAL synchronous_commit TO OFF", (), many=False)
                 yield conn
@@ -368,7 +418,9 @@ class Database:
 
             return finish
 
-        async with _transaction(self._writer, prepare, ends_at_once=inline_commit) as conn:
+        async with _transaction(
+            self._writer, prepare, ends_at_once=inline_commit, held=held, keep=keep
+        ) as conn:
             driver: _OneTripConnection = _pooled(conn).driver_connection
             driver.inline = inline
             try:
@@ -398,6 +450,7 @@ class Database:
                 driver.inline = False
 
     async def dispose(self) -> None:
+        await self._release_held()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)
         await self._writer.dispose()
@@ -637,6 +690,8 @@ async def _transaction(
     prepare: Callable[[Any], Callable[[], None]] | None = None,
     *,
     ends_at_once: bool = False,
+    held: Connection | None = None,
+    keep: Callable[[Connection], bool] | None = None,
 ) -> AsyncIterator[AsyncConnection]:
     """A transaction on a connection of ``engine``, committed when the block ends without an
     exception, in two trips through SQLAlchemy's bridge from asyncio to its synchronous core
@@ -647,22 +702,28 @@ async def _transaction(
     ``prepare(pooled)`` runs on the checked-out connection's pool proxy before ``BEGIN``; what
     it returns runs when the transaction has ended, before the connection goes back.
     ``ends_at_once``: the commit and the check-in wait for nothing (SQLite's inline commit).
+    ``held``: a connection already checked out (and not in a transaction) to use instead of
+    checking one out; ``keep(connection)``, after a commit, may keep it checked out instead
+    of checking it in (it returns whether it did).
     """
     finish: list[Callable[[], None]] = []
 
     def end(sync: Connection, commit: bool) -> None:
+        committed = False
         try:
             if commit:
                 sync.commit()
+                committed = True
         finally:
             try:
                 for step in finish:
                     step()
             finally:
-                sync.close()  # rolls back what was not committed
+                if not (committed and keep is not None and keep(sync)):
+                    sync.close()  # rolls back what was not committed
 
     def begin() -> Connection:
-        sync = engine.sync_engine.connect()
+        sync = held if held is not None else engine.sync_engine.connect()
         try:
             if prepare is not None:
                 finish.append(prepare(sync.connection))
