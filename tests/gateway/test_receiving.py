@@ -29,24 +29,26 @@ async def test_a_backlog_of_many_customers_is_recorded_in_shared_commits_and_in_
     settings, schema = gateway_settings(relay, backend, tmp_path)
     customers: list[Client] = []
     try:
-        async with run_gateway(settings, codes=relay_codes(relay)) as first:
-            await become_business(relay, first)
-            phone, token = first.gateway.phone, first.token
-        # While the gateway is down its customers write, turn by turn; the relay keeps it all.
-        customers = [await customer(relay, tmp_path / f"c{i}") for i in range(4)]
-        sent: dict[str, list[str]] = {c.phone or "": [] for c in customers}
-        for turn in range(8):
-            for index, client in enumerate(customers):
-                text = f"customer {index}, message {turn}"
-                await client.send_text(phone, text)
-                sent[client.phone or ""].append(text)
-        total = sum(len(texts) for texts in sent.values())
-
         async with AsyncExitStack() as stack:
+            async with run_gateway(settings, codes=relay_codes(relay)) as first:
+                await become_business(relay, first)
+                phone, token = first.gateway.phone, first.token
+                # Subscribed before the backlog exists: events recorded while nobody is
+                # subscribed go nowhere, and the second start records it at once.
+                inbox = await stack.enter_async_context(subscribed_inbox(first))
+            # While the gateway is down its customers write, turn by turn; the relay keeps it.
+            customers = [await customer(relay, tmp_path / f"c{i}") for i in range(4)]
+            sent: dict[str, list[str]] = {c.phone or "": [] for c in customers}
+            for turn in range(8):
+                for index, client in enumerate(customers):
+                    text = f"customer {index}, message {turn}"
+                    await client.send_text(phone, text)
+                    sent[client.phone or ""].append(text)
+            total = sum(len(texts) for texts in sent.values())
+
             second = await stack.enter_async_context(
                 run_gateway(settings, codes=never_registers, token=token)
             )
-            inbox = await stack.enter_async_context(subscribed_inbox(second))
             arrived: dict[str, list[str]] = {p: [] for p in sent}
             for _ in range(total):
                 [message] = (await inbox.next_message("text"))["messages"]
