@@ -233,8 +233,15 @@ class Recorder:
             self._caller.call_soon_threadsafe(self._on_recorded, list(ops))
 
     async def _apply(self, conn: AsyncConnection, ops: Sequence[Op]) -> int:
-        """Write ``ops``; the number of webhook events queued."""
-        events: list[NewEvent] = []
+        """Write ``ops``; the number of webhook events queued.
+
+        The events go out in the order of the ops that made them (a customer's read receipt
+        before the messages the customer wrote after it), except that a status never goes
+        before the ``sent`` of its message, and one message's statuses go in their order
+        (sent, delivered, read)."""
+        # Each event with its place: (index of the op it comes from, 0 for a message's own
+        # event or 1 for a status).
+        events: list[tuple[tuple[int, int], NewEvent]] = []
         new_messages = await self._insert_messages(conn, ops)
         contacts = {
             op.contact.account_id: op.contact
@@ -244,7 +251,10 @@ class Recorder:
         if contacts:
             await self.store.save_contacts(conn, list(contacts.values()))
             self._contacts.update(contacts)
-        for op in ops:
+        recorded_at: dict[str, int] = {}
+        reports: list[StatusReport] = []
+        places: list[tuple[int, int]] = []
+        for index, op in enumerate(ops):
             if isinstance(op, Sent) and op.message.wamid in new_messages:
                 value = status_value(
                     self.phone_number_id,
@@ -254,25 +264,39 @@ class Recorder:
                     op.message.created_ms,
                     None,
                 )
-                events.append(NewEvent(op.contact.account_id, "messages", value))
+                events.append(((index, 0), NewEvent(op.contact.account_id, "messages", value)))
+                recorded_at[op.message.wamid] = index
                 new_messages.pop(op.message.wamid, None)  # one event per wamid, in order
             elif isinstance(op, Received) and op.message.wamid in new_messages:
                 value = message_value(self.phone_number_id, op.contact, op.entry)
-                events.append(NewEvent(op.contact.account_id, "messages", value))
+                events.append(((index, 0), NewEvent(op.contact.account_id, "messages", value)))
                 new_messages.pop(op.message.wamid, None)
-        reports = [op for op in ops if isinstance(op, StatusReport)]
+            elif isinstance(op, StatusReport):
+                reports.append(op)
+                places.append((index, 1))
         inserted_out = [
-            op.message
-            for op in ops
+            (index, op.message)
+            for index, op in enumerate(ops)
             if isinstance(op, Sent | Echo) and op.message.relay_message_id in self._early
         ]
         if inserted_out:
-            reports = await self._take_early(conn, inserted_out) + reports
+            # Statuses that came before their message: right after it.
+            early = await self._take_early(conn, [message for _, message in inserted_out])
+            index_of = {message.relay_message_id: index for index, message in inserted_out}
+            places = [(index_of[r.relay_message_id], 1) for r in early] + places
+            reports = early + reports
         if reports:
-            events.extend(await self._apply_statuses(conn, reports))
+            places = [
+                max(place, (recorded_at.get(report.wamid, -1), 1))
+                for report, place in zip(reports, places, strict=True)
+            ]
+            events.extend(await self._apply_statuses(conn, reports, places))
         if not events:
             return 0
-        return await self.outbox.enqueue_many(conn, waba_id=self.waba_id, events=events)
+        events.sort(key=lambda event: event[0])  # stable: ties keep the order they were made in
+        return await self.outbox.enqueue_many(
+            conn, waba_id=self.waba_id, events=[event for _, event in events]
+        )
 
     async def _insert_messages(
         self, conn: AsyncConnection, ops: Sequence[Op]
@@ -359,8 +383,10 @@ class Recorder:
         ]
 
     async def _apply_statuses(
-        self, conn: AsyncConnection, reports: list[StatusReport]
-    ) -> list[NewEvent]:
+        self, conn: AsyncConnection, reports: list[StatusReport], places: list[tuple[int, int]]
+    ) -> list[tuple[tuple[int, int], NewEvent]]:
+        """Apply ``reports``; their webhook events, each with the place of its report
+        (``places``, see :meth:`_apply`), never before an earlier status of its message."""
         wamids = list(dict.fromkeys(r.wamid for r in reports))
         rows = (await conn.execute(select(messages).where(messages.c.wamid.in_(wamids)))).all()
         current: dict[str, _Current] = {}
@@ -382,8 +408,10 @@ class Recorder:
         updates: dict[str, dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
         early: list[dict[str, Any]] = []
-        events: list[NewEvent] = []
-        for report in sorted(reports, key=lambda r: STATUS_RANK[r.status]):
+        events: list[tuple[tuple[int, int], NewEvent]] = []
+        latest: dict[str, tuple[int, int]] = {}
+        ranked = sorted(zip(reports, places, strict=True), key=lambda r: STATUS_RANK[r[0].status])
+        for report, place in ranked:
             state = current.get(report.wamid)
             if state is None:
                 early.append(
@@ -435,7 +463,9 @@ class Recorder:
                         pricing,
                         errors,
                     )
-                    events.append(NewEvent(contact.account_id, "messages", value))
+                    place = max(place, latest.get(report.wamid, place))
+                    latest[report.wamid] = place
+                    events.append((place, NewEvent(contact.account_id, "messages", value)))
         if updates:
             await conn.execute(
                 update(messages)
