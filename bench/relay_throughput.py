@@ -273,8 +273,9 @@ def cpu_seconds(pid: int) -> float:
 
 def postgres_cpu_seconds() -> float:
     """CPU time the PostgreSQL server on this machine has used so far: every process named
-    ``postgres`` (its backends, WAL writer, checkpointer, ...); readable by the same user or
-    root, else 0 for that process."""
+    ``postgres`` (its backends, WAL writer, checkpointer, ...), and what its ended processes
+    used (the postmaster's reaped children's time), so that a backend ending during a run
+    keeps its time in the sum; readable by the same user or root, else 0 for that process."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -284,7 +285,9 @@ def postgres_cpu_seconds() -> float:
         head, _, rest = text.rpartition(")")
         if head.partition(" (")[2] == "postgres":
             fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            # utime, stime, and the time of its children that ended (cutime, cstime).
+            used = sum(int(field) for field in fields[11:15])
+            total += used / os.sysconf("SC_CLK_TCK")
     return total
 
 
