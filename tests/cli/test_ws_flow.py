@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from support import serve_asgi
 from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
 
 from tresen.cli.ws_flow import QUEUED_FRAMES, QueuedFramesProtocol
 from tresen.core.http import WRITE_FRAMES_EXTENSION
@@ -164,13 +165,34 @@ SIZES = [0, 5, 125, 126, 300, 65535, 65536, 70_000]
 
 
 @pytest.mark.parametrize("piece", [1, 2, 3, 7, 1000, None])
-async def test_binary_messages_arrive_whole_however_the_stream_is_cut(piece: int | None) -> None:
+async def test_binary_messages_arrive_whole_however_the_stream_is_cut(
+    piece: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What websockets' parser is given, and what its writer makes: the handshake only.
+    parsed: list[bytes] = []
+    written: list[Frame] = []
+    receive_data = ServerProtocol.receive_data
+    send_frame = ServerProtocol.send_frame
+
+    def parse(self: ServerProtocol, data: bytes) -> None:
+        parsed.append(bytes(data))
+        receive_data(self, data)
+
+    def write(self: ServerProtocol, frame: Frame) -> None:
+        written.append(frame)
+        send_frame(self, frame)
+
+    monkeypatch.setattr(ServerProtocol, "receive_data", parse)
+    monkeypatch.setattr(ServerProtocol, "send_frame", write)
     messages = [os.urandom(n) for n in (SIZES if piece is None or piece >= 7 else SIZES[:5])]
     async with raw_socket() as ws:
         await ws.write(b"".join(client_frame(Opcode.BINARY, m) for m in messages), piece)
         echoed = [await asyncio.wait_for(ws.frame(), 10) for _ in messages]
     assert [(f.opcode, f.fin) for f in echoed] == [(Opcode.BINARY, True)] * len(messages)
     assert [f.data for f in echoed] == messages
+    assert len(parsed) == 1
+    assert parsed[0].startswith(b"GET /echo HTTP/1.1")
+    assert all(f.opcode is not Opcode.BINARY for f in written)
 
 
 async def test_pings_text_and_fragments_between_binary_frames_are_answered_as_before() -> None:
@@ -216,11 +238,13 @@ async def test_a_closing_client_is_answered_and_the_application_told() -> None:
     ("frame", "code"),
     [
         (client_frame(Opcode.BINARY, b"x" * (MAX_SIZE + 1)), 1009),
+        # A text frame that claims a terabyte: refused at its header, not awaited.
+        (bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 2**40) + b"\x01\x02\x03\x04x", 1009),
         (client_frame(Opcode.BINARY, b"plain", mask=False), 1002),
         (bytes([0x80 | 0x40 | 0x2, 0x80 | 1]) + b"\x01\x02\x03\x04x", 1002),
         (bytes([0x80 | 0x3, 0x80 | 1]) + b"\x01\x02\x03\x04x", 1002),
     ],
-    ids=["too big", "not masked", "a reserved bit", "a reserved opcode"],
+    ids=["too big", "text too big", "not masked", "a reserved bit", "a reserved opcode"],
 )
 async def test_frames_websockets_refuses_end_the_connection_with_its_code(
     frame: bytes, code: int

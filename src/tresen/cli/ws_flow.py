@@ -49,6 +49,7 @@ QUEUED_FRAMES = 8
 _FIN_BINARY = 0x82
 _OPCODE_BINARY = 0x2
 _CONTROL_OPCODES = frozenset({0x8, 0x9, 0xA})  # close, ping, pong
+_KNOWN_OPCODES = _CONTROL_OPCODES | {0x1, _OPCODE_BINARY}  # and text
 _MAX_CONTROL_PAYLOAD = 125
 _LENGTH_16 = struct.Struct("!H")
 _LENGTH_64 = struct.Struct("!Q")
@@ -133,15 +134,12 @@ class FramesProtocol(QueuedFramesProtocol):
                 # Unmasked, reserved bits, or a fragment: websockets refuses or joins it.
                 self._pass_on(data[start:])
                 return
-            if opcode == _OPCODE_BINARY:
-                max_size = self.conn.max_message_size
-                if max_size is not None and length > max_size:
-                    self._pass_on(data[start:])
-                    return
-            elif opcode not in _CONTROL_OPCODES and opcode != 0x1:
-                self._pass_on(data[start:])  # a reserved opcode: websockets fails it
-                return
-            elif opcode in _CONTROL_OPCODES and length > _MAX_CONTROL_PAYLOAD:
+            limit = (
+                _MAX_CONTROL_PAYLOAD if opcode in _CONTROL_OPCODES else self.conn.max_message_size
+            )
+            if opcode not in _KNOWN_OPCODES or (limit is not None and length > limit):
+                # A reserved opcode, or more than may be held: never buffered here, websockets
+                # fails it.
                 self._pass_on(data[start:])
                 return
             payload_at = at + 4
