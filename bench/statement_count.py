@@ -2,7 +2,7 @@
 
 For the relay benches, which start the relay as ``python $BENCH_RELAY_CMD relay serve ...``:
 every statement SQLAlchemy sends and every statement run on the driver itself
-(``tresen.core.db.DriverStatement``, ``driver_executemany``), by its first 70 characters, and
+(``tresen.core.db.DriverStatement``, ``driver_insert``), by its first 70 characters, and
 the size of every group commit are counted and written as JSON to ``$STATEMENT_COUNT_OUT``
 twice a second.
 

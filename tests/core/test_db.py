@@ -13,14 +13,25 @@ from pathlib import Path
 import pytest
 import sqlalchemy.event
 import sqlalchemy.exc
-from sqlalchemy import text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 from support import PG_URL, Backend
 
 import tresen.core.db
-from tresen.core.db import Database, DriverStatement
+from tresen.core.db import Database, DriverStatement, driver_insert
 
 
 @pytest.fixture
@@ -268,3 +279,63 @@ async def test_a_failed_batch_does_not_keep_its_connection(db: Database) -> None
     await ack(db, 2, hold=True)
     assert checkouts == [2]
     assert await count_acks(db) == 2
+
+
+async def test_a_keyed_write_finds_rows_by_index_in_a_young_table(db: Database) -> None:
+    """The group commit's statements are prepared once per connection and PostgreSQL keeps
+    the plan it made after a few runs: made while the table was nearly empty, it scanned the
+    whole table ever after. In a keyed write the planner takes the index whatever the size."""
+    if db.is_sqlite:
+        pytest.skip("SQLite plans every statement anew")
+    # A batch's keys against a table of some twenty pages (PostgreSQL plans by the size the
+    # table has at the time): reading the table costs less than a hundred index look-ups.
+    look_up = "EXPLAIN SELECT seq FROM acks WHERE seq IN (SELECT generate_series(1, 100))"
+    async with db.write() as conn:
+        await conn.exec_driver_sql("INSERT INTO acks (seq) SELECT generate_series(1, 4000)")
+        plain = "\n".join(row[0] for row in await conn.exec_driver_sql(look_up))
+    async with db.write(keyed=True) as conn:
+        keyed = "\n".join(row[0] for row in await conn.exec_driver_sql(look_up))
+        assert await waits_for_disk(db, conn)
+    assert "Seq Scan on acks" in plain
+    assert "Seq Scan" not in keyed
+    assert "Index" in keyed
+    async with db.write(keyed=True, durable=False) as conn:
+        assert not await waits_for_disk(db, conn)
+    # The settings were the transaction's own.
+    async with db.write() as conn:
+        assert await waits_for_disk(db, conn)
+        assert (await conn.exec_driver_sql("SHOW enable_seqscan")).scalar_one() == "on"
+        assert (await conn.exec_driver_sql("SHOW jit")).scalar_one() == "on"
+
+
+async def test_driver_insert_stores_every_row_and_value(db: Database) -> None:
+    table = Table(
+        "stored",
+        MetaData(),
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("name", String(16), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("small", SmallInteger, nullable=False),
+        Column("maybe", BigInteger, nullable=True),
+    )
+    async with db.write() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    columns = ("seq", "name", "body", "small", "maybe")
+    rows = [
+        (seq, f"n{seq}", bytes([seq % 256]) * seq, seq % 7, None if seq % 3 else -seq)
+        for seq in range(1, 301)
+    ]
+    async with db.write(keyed=True) as conn:
+        await driver_insert(conn, table, columns, rows[:1])
+        await driver_insert(conn, table, columns, [])
+        await driver_insert(conn, table, columns, rows[1:])
+    async with db.read() as conn:
+        stored = await conn.execute(select(table).order_by(table.c.seq))
+        assert [tuple(row) for row in stored] == rows
+    # All or nothing, like any statement: a row the table refuses leaves the others out.
+    with pytest.raises((sqlite3.IntegrityError, AsyncAdapt_asyncpg_dbapi.IntegrityError)):
+        async with db.write() as conn:
+            await driver_insert(conn, table, columns, [(1000, "new", b"", 0, None), rows[0]])
+    async with db.read() as conn:
+        count = await conn.execute(select(func.count()).select_from(table))
+        assert count.scalar_one() == len(rows)

@@ -24,6 +24,7 @@ import sqlalchemy.exc
 from sqlalchemy import (
     ARRAY,
     String,
+    Table,
     bindparam,
     column,
     event,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     text,
     type_coerce,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -48,7 +50,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "Database",
     "DriverStatement",
-    "driver_executemany",
+    "driver_insert",
     "key_list",
     "key_list_param",
     "key_pair_params",
@@ -203,11 +205,40 @@ class DriverStatement:
         return await _driver_run(conn, sql, tuple(params[name] for name in names), many=False)
 
 
-async def driver_executemany(conn: AsyncConnection, sql: str, rows: Sequence[Any]) -> None:
-    """Run ``sql`` (in the driver's parameter style) once per row of ``rows`` in ``conn``'s
-    transaction, on the driver itself (see :class:`DriverStatement`)."""
-    if rows:
+async def driver_insert(
+    conn: AsyncConnection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` (tuples of ``columns``) into ``table`` in ``conn``'s transaction, on the
+    driver itself (see :class:`DriverStatement`).
+
+    Handed to the driver as tuples, the rows skip SQLAlchemy's per-row parameter processing.
+    SQLite takes one row per run of the statement; PostgreSQL all of them in one run, a
+    column per array parameter (``unnest``): run once per row, the executor's start and end
+    cost it more than storing the row.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    sql = _insert_text(dialect, table, columns)
+    if dialect == "sqlite":
         await _driver_run(conn, sql, rows, many=True)
+    else:
+        await _driver_run(conn, sql, [list(c) for c in zip(*rows, strict=True)], many=False)
+
+
+@functools.cache
+def _insert_text(dialect: str, table: Table, columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    # Names and types of the schema's own tables and columns, never input.
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+        return f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+    pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arrays = ", ".join(
+        f"${i}::{table.columns[name].type.compile(dialect=pg)}[]"
+        for i, name in enumerate(columns, 1)
+    )
+    return f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
 
 
 async def _driver_run(conn: AsyncConnection, sql: str, params: Any, *, many: bool) -> Sequence[Any]:
@@ -327,7 +358,7 @@ class Database:
 
     @asynccontextmanager
     async def write(
-        self, *, durable: bool = True, inline: bool = False, hold: bool = False
+        self, *, durable: bool = True, inline: bool = False, hold: bool = False, keyed: bool = False
     ) -> AsyncIterator[AsyncConnection]:
         """One write transaction; committed when the block ends without an exception.
 
@@ -347,6 +378,14 @@ class Database:
         batches: a check-out and check-in cost about as much as a small batch's statements).
         Another write releases it first; one held longer than :data:`PING_AFTER_IDLE_S` is
         released rather than used, so that the pool checks it.
+
+        ``keyed`` (PostgreSQL): every statement of the transaction finds its rows by an
+        index, whatever the size of the table, so the planner may not scan a table
+        (``enable_seqscan`` off; JIT compilation, which a plan of penalized scans would
+        trigger, off too). A driver statement is prepared once per connection, and after
+        five runs PostgreSQL keeps one plan for it until the table is next analyzed: made
+        while a table was small (a young database, the first minute after its creation),
+        that plan scanned the whole table on every run as it grew.
         """
         if self._checkpointer is not None:
             self._checkpointer.start()
@@ -356,7 +395,7 @@ class Database:
             if held is None:
                 await self._release_held()
             keep = self._keep if hold else None
-            async with self._write(durable, inline, held, keep) as conn:
+            async with self._write(durable, inline, held, keep, keyed) as conn:
                 yield conn
         finally:
             self._writes -= 1
@@ -391,10 +430,17 @@ class Database:
         inline: bool,
         held: Connection | None,
         keep: Callable[[Connection], bool] | None,
+        keyed: bool,
     ) -> AsyncIterator[AsyncConnection]:
         if not self.is_sqlite:
             async with _transaction(self._writer, held=held, keep=keep) as conn:
-                if not durable:
+                if keyed:
+                    # One statement for all the transaction's settings: a trip each costs
+                    # more than setting them.
+                    await _driver_run(
+                        conn, _KEYED_SETTINGS, ("on" if durable else "off",), many=False
+                    )
+                elif not durable:
                     await _driver_run(conn, "SET LOCAL synchronous_commit TO OFF", (), many=False)
                 yield conn
             return
@@ -456,6 +502,13 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+_KEYED_SETTINGS = (
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true),"
+    " set_config('synchronous_commit', $1, true)"
+)
+"""A ``keyed`` write's settings, for its transaction only (``SET LOCAL``)."""
 
 
 class _WalCheckpointer:

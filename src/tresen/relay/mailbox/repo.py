@@ -30,7 +30,7 @@ from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
 from tresen.core.db import (
     DriverStatement,
-    driver_executemany,
+    driver_insert,
     key_list,
     key_list_param,
     key_pair_params,
@@ -350,22 +350,6 @@ async def mailbox_heads(
     return heads
 
 
-@functools.cache
-def _driver_insert(dialect: str, table: str, columns: tuple[str, ...]) -> str:
-    """``INSERT`` of one row of ``columns`` in the driver's own parameter style.
-
-    The group commit inserts a row per message and per envelope: handed to the driver as
-    tuples, they skip SQLAlchemy's per-row parameter processing, the larger part of what
-    storing a message cost the event loop.
-    """
-    if dialect == "sqlite":
-        marks = ", ".join("?" for _ in columns)
-    else:
-        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    # Names of this schema's tables and columns, never input.
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-
-
 _MESSAGE_COLUMNS = (
     "message_id",
     "sender_account",
@@ -382,9 +366,10 @@ _MESSAGE_COLUMNS = (
 async def insert_messages(conn: AsyncConnection, rows: Sequence[NewMessage]) -> None:
     if not rows:
         return
-    await driver_executemany(
+    await driver_insert(
         conn,
-        _driver_insert(conn.dialect.name, messages.name, _MESSAGE_COLUMNS),
+        messages,
+        _MESSAGE_COLUMNS,
         [
             (
                 r.message.message_id,
@@ -453,9 +438,12 @@ async def _allocate_seqs(conn: AsyncConnection, count: int) -> list[int]:
 _LAST_SEQ = DriverStatement(
     lambda _dialect: text("SELECT seq FROM sqlite_sequence WHERE name = 'mailbox'")
 )
+# The sequence is looked up once per run (``OFFSET 0`` keeps the subquery from being merged
+# into the outer one), not once per seq: the look-up cost ten times the ``nextval``.
 _NEXT_SEQS = DriverStatement(
     lambda _dialect: text(
-        "SELECT nextval(pg_get_serial_sequence('mailbox', 'seq')) FROM generate_series(1, :count)"
+        "SELECT nextval(s.id) FROM (SELECT pg_get_serial_sequence('mailbox', 'seq')::regclass"
+        " AS id OFFSET 0) AS s CROSS JOIN generate_series(1, :count)"
     ).bindparams(bindparam("count", type_=BigInteger()))
 )
 
@@ -481,9 +469,10 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[in
     if not entries:
         return []
     seqs = await _allocate_seqs(conn, len(entries))
-    await driver_executemany(
+    await driver_insert(
         conn,
-        _driver_insert(conn.dialect.name, mailbox.name, _MAILBOX_COLUMNS),
+        mailbox,
+        _MAILBOX_COLUMNS,
         [
             (
                 seq,

@@ -347,7 +347,8 @@ class MailboxService:
         # Its statements are short and indexed (a purge's may not be): no trips to SQLite's
         # thread but for BEGIN and the commit.
         # The next batch usually follows at once: the connection stays checked out for it.
-        async with self.db.write(durable=durable, inline=not purges, hold=True) as conn:
+        # Every statement here finds its rows by key (a purge's by expiry, also indexed).
+        async with self.db.write(durable=durable, inline=not purges, hold=True, keyed=True) as conn:
             planned = await self._plan_sends(conn, sends, batch, prefetch) if sends else []
             planned_resends, refused = (
                 await plan_resends(conn, resends, batch.now) if resends else ([], {})
