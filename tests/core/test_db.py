@@ -301,8 +301,10 @@ async def test_a_keyed_write_finds_rows_by_index_in_a_young_table(db: Database) 
     assert "Index" in keyed
     async with db.write(keyed=True, durable=False) as conn:
         assert not await waits_for_disk(db, conn)
-    # The settings were the transaction's own.
-    async with db.write() as conn:
+    # Other writes plan as usual, even one that would take a connection a keyed write kept.
+    async with db.write(keyed=True, hold=True):
+        pass
+    async with db.write(hold=True) as conn:
         assert await waits_for_disk(db, conn)
         assert (await conn.exec_driver_sql("SHOW enable_seqscan")).scalar_one() == "on"
         assert (await conn.exec_driver_sql("SHOW jit")).scalar_one() == "on"

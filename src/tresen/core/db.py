@@ -269,6 +269,10 @@ async def _driver_run(conn: AsyncConnection, sql: str, params: Any, *, many: boo
             raise
 
 
+_KEYED_SETTINGS = {"enable_seqscan": "off", "jit": "off"}
+"""The settings of the connections of ``keyed`` writes (PostgreSQL)."""
+
+
 class Database:
     """The engines of one database. They are made with ``hide_parameters``: an error's text
     (and so every log line and traceback that carries it) never holds a statement's values,
@@ -298,17 +302,24 @@ class Database:
                 self._checkpointer = _WalCheckpointer(parsed.database, checkpoint_interval_s)
             self._writer = self._sqlite_engine(url, sqlite_synchronous, immediate=True, size=1)
             self._reader = self._sqlite_engine(url, sqlite_synchronous, immediate=False, size=4)
+            self._keyed = self._writer
         else:
-            engine = create_async_engine(
-                url,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                hide_parameters=True,
-                connect_args={"server_settings": {"search_path": schema}} if schema else {},
-            )
-            _ping_idle_connections(engine)
-            self._writer = engine
-            self._reader = engine
+            settings = {"search_path": schema} if schema else {}
+            self._writer = self._reader = self._pg_engine(url, pool_size, settings)
+            # Its own few connections, set up once for key look-ups (see write(keyed=True)).
+            self._keyed = self._pg_engine(url, 2, {**settings, **_KEYED_SETTINGS})
+
+    @staticmethod
+    def _pg_engine(url: str, size: int, settings: dict[str, str]) -> AsyncEngine:
+        engine = create_async_engine(
+            url,
+            pool_size=size,
+            max_overflow=size,
+            hide_parameters=True,
+            connect_args={"server_settings": settings} if settings else {},
+        )
+        _ping_idle_connections(engine)
+        return engine
 
     @staticmethod
     def _sqlite_engine(url: str, synchronous: str, *, immediate: bool, size: int) -> AsyncEngine:
@@ -385,13 +396,15 @@ class Database:
         trigger, off too). A driver statement is prepared once per connection, and after
         five runs PostgreSQL keeps one plan for it until the table is next analyzed: made
         while a table was small (a young database, the first minute after its creation),
-        that plan scanned the whole table on every run as it grew.
+        that plan scanned the whole table on every run as it grew. Keyed writes run on
+        connections of their own that have these settings from the start (setting them
+        per transaction would cost a round trip).
         """
         if self._checkpointer is not None:
             self._checkpointer.start()
         self._writes += 1
         try:
-            held = self._take_held() if hold else None
+            held = self._take_held(keyed) if hold else None
             if held is None:
                 await self._release_held()
             keep = self._keep if hold else None
@@ -400,12 +413,13 @@ class Database:
         finally:
             self._writes -= 1
 
-    def _take_held(self) -> Connection | None:
+    def _take_held(self, keyed: bool) -> Connection | None:
         held, self._held = self._held, None
         if held is None:
             return None
         sync, since = held
-        if time.monotonic() - since >= PING_AFTER_IDLE_S:
+        engine = self._keyed if keyed else self._writer
+        if time.monotonic() - since >= PING_AFTER_IDLE_S or sync.engine is not engine.sync_engine:
             self._held = held  # released by the caller, then checked out (and pinged) anew
             return None
         return sync
@@ -433,14 +447,9 @@ class Database:
         keyed: bool,
     ) -> AsyncIterator[AsyncConnection]:
         if not self.is_sqlite:
-            async with _transaction(self._writer, held=held, keep=keep) as conn:
-                if keyed:
-                    # One statement for all the transaction's settings: a trip each costs
-                    # more than setting them.
-                    await _driver_run(
-                        conn, _KEYED_SETTINGS, ("on" if durable else "off",), many=False
-                    )
-                elif not durable:
+            engine = self._keyed if keyed else self._writer
+            async with _transaction(engine, held=held, keep=keep) as conn:
+                if not durable:
                     await _driver_run(conn, "SET LOCAL synchronous_commit TO OFF", (), many=False)
                 yield conn
             return
@@ -499,16 +508,8 @@ class Database:
         await self._release_held()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)
-        await self._writer.dispose()
-        if self._reader is not self._writer:
-            await self._reader.dispose()
-
-
-_KEYED_SETTINGS = (
-    "SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true),"
-    " set_config('synchronous_commit', $1, true)"
-)
-"""A ``keyed`` write's settings, for its transaction only (``SET LOCAL``)."""
+        for engine in {self._writer, self._reader, self._keyed}:
+            await engine.dispose()
 
 
 class _WalCheckpointer:
