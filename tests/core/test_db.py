@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from support import PG_URL, Backend
 
 import tresen.core.db
-from tresen.core.db import Database, DriverStatement, driver_insert
+from tresen.core.db import Database, DriverStatement, driver_insert, driver_insert_numbered
 
 
 @pytest.fixture
@@ -341,3 +341,31 @@ async def test_driver_insert_stores_every_row_and_value(db: Database) -> None:
     async with db.read() as conn:
         count = await conn.execute(select(func.count()).select_from(table))
         assert count.scalar_one() == len(rows)
+
+
+async def test_numbered_rows_take_their_numbers_in_the_order_given(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite numbers rows by AUTOINCREMENT (the mailbox does so itself)")
+    table = Table(
+        "numbered",
+        MetaData(),
+        Column("n", BigInteger, primary_key=True, autoincrement=True),
+        Column("name", String(16), nullable=False),
+        Column("maybe", LargeBinary, nullable=True),
+    )
+    async with db.write() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    # Names that sort neither like their order nor like their numbers.
+    rows = [(f"{(i * 37) % 101:03d}", None if i % 4 else bytes([i])) for i in range(1, 201)]
+    async with db.write(keyed=True) as conn:
+        first = await driver_insert_numbered(conn, table, "n", ("name", "maybe"), rows[:150])
+        assert await driver_insert_numbered(conn, table, "n", ("name", "maybe"), []) == []
+    async with db.write(keyed=True) as conn:
+        second = await driver_insert_numbered(conn, table, "n", ("name", "maybe"), rows[150:])
+    numbers = first + second
+    assert numbers == sorted(set(numbers))
+    async with db.read() as conn:
+        stored = await conn.execute(select(table).order_by(table.c.n))
+        assert [tuple(row) for row in stored] == [
+            (n, *row) for n, row in zip(numbers, rows, strict=True)
+        ]

@@ -51,6 +51,7 @@ __all__ = [
     "Database",
     "DriverStatement",
     "driver_insert",
+    "driver_insert_numbered",
     "key_list",
     "key_list_param",
     "key_pair_params",
@@ -226,6 +227,28 @@ async def driver_insert(
         await _driver_run(conn, sql, [list(c) for c in zip(*rows, strict=True)], many=False)
 
 
+async def driver_insert_numbered(
+    conn: AsyncConnection,
+    table: Table,
+    key: str,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+) -> list[int]:
+    """PostgreSQL: insert ``rows`` as :func:`driver_insert` does, each numbered in its
+    ``key`` column from that column's sequence, ascending in the order of ``rows``; returns
+    the numbers in that order. One statement: taking the numbers first was a round trip more.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name == "sqlite":
+        raise NotImplementedError("SQLite numbers rows by their table's AUTOINCREMENT")
+    sql = _numbered_insert_text(table, key, columns)
+    numbers = await _driver_run(conn, sql, [list(c) for c in zip(*rows, strict=True)], many=False)
+    # The numbers were taken in row order (see _numbered_insert_text), the rows came back in
+    # no promised order.
+    return sorted(int(row[0]) for row in numbers)
+
+
 @functools.cache
 def _insert_text(dialect: str, table: Table, columns: tuple[str, ...]) -> str:
     names = ", ".join(columns)
@@ -233,12 +256,33 @@ def _insert_text(dialect: str, table: Table, columns: tuple[str, ...]) -> str:
     if dialect == "sqlite":
         marks = ", ".join("?" for _ in columns)
         return f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+    return f"INSERT INTO {table.name} ({names}) SELECT * FROM {_unnest(table, columns)}"  # noqa: S608
+
+
+@functools.cache
+def _numbered_insert_text(table: Table, key: str, columns: tuple[str, ...]) -> str:
+    # PostgreSQL evaluates a SELECT's output list after its ORDER BY ("SELECT", "Notes"): the
+    # rows take their numbers in the order given. The sequence is looked up once (OFFSET 0
+    # keeps the subquery apart), not once per row, where the look-up cost ten nextvals.
+    values = ", ".join(f"u.{name}" for name in columns)
+    return (
+        f"INSERT INTO {table.name} ({key}, {', '.join(columns)})"  # noqa: S608
+        f" SELECT nextval(s.id), {values}"
+        f" FROM (SELECT pg_get_serial_sequence('{table.name}', '{key}')::regclass AS id"
+        " OFFSET 0) AS s"
+        f" CROSS JOIN {_unnest(table, columns)} WITH ORDINALITY AS u({', '.join(columns)}, n)"
+        f" ORDER BY u.n RETURNING {key}"
+    )
+
+
+def _unnest(table: Table, columns: tuple[str, ...]) -> str:
+    """``unnest`` of one array parameter per column, typed as the column."""
     pg = postgresql.dialect()  # type: ignore[no-untyped-call]
     arrays = ", ".join(
         f"${i}::{table.columns[name].type.compile(dialect=pg)}[]"
         for i, name in enumerate(columns, 1)
     )
-    return f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    return f"unnest({arrays})"
 
 
 async def _driver_run(conn: AsyncConnection, sql: str, params: Any, *, many: bool) -> Sequence[Any]:

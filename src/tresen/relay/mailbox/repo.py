@@ -31,6 +31,7 @@ from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 from tresen.core.db import (
     DriverStatement,
     driver_insert,
+    driver_insert_numbered,
     key_list,
     key_list_param,
     key_pair_params,
@@ -419,37 +420,12 @@ async def count_resends(conn: AsyncConnection, counts: Mapping[MessageId, int]) 
     )
 
 
-async def _allocate_seqs(conn: AsyncConnection, count: int) -> list[int]:
-    """Take ``count`` new mailbox seqs, ascending.
-
-    Allocating explicitly lets one multi-row INSERT store a whole batch while the caller still
-    learns every entry's seq (INSERT ... RETURNING in parameter order would go row by row).
-    """
-    if conn.dialect.name == "sqlite":
-        # The caller holds SQLite's write lock; AUTOINCREMENT never hands out a seq twice and
-        # advances sqlite_sequence past explicitly inserted values.
-        last = await _LAST_SEQ.rows(conn, {})
-        start = int(last[0][0] if last else 0) + 1
-        return list(range(start, start + count))
-    rows = await _NEXT_SEQS.rows(conn, {"count": count})
-    return sorted(int(row[0]) for row in rows)
-
-
 _LAST_SEQ = DriverStatement(
     lambda _dialect: text("SELECT seq FROM sqlite_sequence WHERE name = 'mailbox'")
-)
-# The sequence is looked up once per run (``OFFSET 0`` keeps the subquery from being merged
-# into the outer one), not once per seq: the look-up cost ten times the ``nextval``.
-_NEXT_SEQS = DriverStatement(
-    lambda _dialect: text(
-        "SELECT nextval(s.id) FROM (SELECT pg_get_serial_sequence('mailbox', 'seq')::regclass"
-        " AS id OFFSET 0) AS s CROSS JOIN generate_series(1, :count)"
-    ).bindparams(bindparam("count", type_=BigInteger()))
 )
 
 
 _MAILBOX_COLUMNS = (
-    "seq",
     "device_pk",
     "kind",
     "message_id",
@@ -468,28 +444,35 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[in
     """Append entries to their devices' mailboxes; returns their ``seq`` in the same order."""
     if not entries:
         return []
-    seqs = await _allocate_seqs(conn, len(entries))
+    rows = [
+        (
+            e.device_pk,
+            int(e.kind),
+            e.message_id,
+            e.peer_account,
+            e.peer_device,
+            e.klass,
+            e.olm_type,
+            e.payload,
+            e.server_ms,
+            e.expires_ms,
+            e.template_id,
+        )
+        for e in entries
+    ]
+    if conn.dialect.name != "sqlite":
+        return await driver_insert_numbered(conn, mailbox, "seq", _MAILBOX_COLUMNS, rows)
+    # The caller holds SQLite's write lock: the seqs after the last one taken are free.
+    # AUTOINCREMENT never hands out a seq twice and advances sqlite_sequence past explicitly
+    # inserted values.
+    last = await _LAST_SEQ.rows(conn, {})
+    start = int(last[0][0] if last else 0) + 1
+    seqs = list(range(start, start + len(rows)))
     await driver_insert(
         conn,
         mailbox,
-        _MAILBOX_COLUMNS,
-        [
-            (
-                seq,
-                e.device_pk,
-                int(e.kind),
-                e.message_id,
-                e.peer_account,
-                e.peer_device,
-                e.klass,
-                e.olm_type,
-                e.payload,
-                e.server_ms,
-                e.expires_ms,
-                e.template_id,
-            )
-            for seq, e in zip(seqs, entries, strict=True)
-        ],
+        ("seq", *_MAILBOX_COLUMNS),
+        [(seq, *row) for seq, row in zip(seqs, rows, strict=True)],
     )
     return seqs
 
