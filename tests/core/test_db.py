@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import Pool
 from support import PG_URL, Backend
 
 import tresen.core.db
@@ -259,6 +260,29 @@ async def test_other_writes_never_wait_for_a_held_connection(db: Database) -> No
     async with asyncio.timeout(30):
         await asyncio.gather(batches(100), batches(200), others(300), others(400))
     assert await count_acks(db) == 81
+
+
+async def test_keyed_batches_of_both_kinds_keep_their_connections(db: Database) -> None:
+    """Batches that wait for the disk and acks that need not alternate at one pair: each
+    kind keeps a connection of its own, set up for it."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has one writer connection for every kind of write")
+    checkouts: list[object] = []
+
+    def checked_out(_dbapi: object, record: object, _proxy: object) -> None:
+        checkouts.append(record)
+
+    sqlalchemy.event.listen(Pool, "checkout", checked_out)
+    try:
+        for seq in range(1, 11):
+            durable = seq % 2 == 0
+            async with db.write(keyed=True, durable=durable, hold=True) as conn:
+                assert await waits_for_disk(db, conn) == durable
+                await conn.exec_driver_sql(f"INSERT INTO acks (seq) VALUES ({seq})")
+    finally:
+        sqlalchemy.event.remove(Pool, "checkout", checked_out)
+    assert len(checkouts) == 2
+    assert await count_acks(db) == 10
 
 
 async def test_a_connection_held_too_long_is_checked_out_anew(

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.sql.expression import Executable
@@ -339,19 +339,24 @@ class Database:
         self.is_sqlite = self.dialect == "sqlite"
         self._checkpointer: _WalCheckpointer | None = None
         self._writes = 0  # write() calls under way
-        self._held: tuple[Connection, float] | None = None  # see write(hold=True)
+        # Connections kept checked out by their pools' engine (see write(hold=True)).
+        self._held: dict[Engine, tuple[Connection, float]] = {}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 self._checkpointer = _WalCheckpointer(parsed.database, checkpoint_interval_s)
             self._writer = self._sqlite_engine(url, sqlite_synchronous, immediate=True, size=1)
             self._reader = self._sqlite_engine(url, sqlite_synchronous, immediate=False, size=4)
-            self._keyed = self._writer
+            self._keyed = self._keyed_lazy = self._writer
         else:
             settings = {"search_path": schema} if schema else {}
             self._writer = self._reader = self._pg_engine(url, pool_size, settings)
             # Its own few connections, set up once for key look-ups (see write(keyed=True)).
             self._keyed = self._pg_engine(url, 2, {**settings, **_KEYED_SETTINGS})
+            # And those of keyed writes that need not wait for the disk (see ``durable``).
+            self._keyed_lazy = self._pg_engine(
+                url, 2, {**settings, **_KEYED_SETTINGS, "synchronous_commit": "off"}
+            )
 
     @staticmethod
     def _pg_engine(url: str, size: int, settings: dict[str, str]) -> AsyncEngine:
@@ -431,8 +436,9 @@ class Database:
         ``hold``: the connection stays checked out after the commit, for the next ``hold``
         write, as long as no other write waits for it (the group commit's back-to-back
         batches: a check-out and check-in cost about as much as a small batch's statements).
-        Another write releases it first; one held longer than :data:`PING_AFTER_IDLE_S` is
-        released rather than used, so that the pool checks it.
+        Another write on connections of the same pool releases it first (one is kept per
+        pool: keyed writes have pools of their own); one held longer than
+        :data:`PING_AFTER_IDLE_S` is released rather than used, so that the pool checks it.
 
         ``keyed`` (PostgreSQL): every statement of the transaction finds its rows by an
         index, whatever the size of the table, so the planner may not scan a table
@@ -441,59 +447,66 @@ class Database:
         five runs PostgreSQL keeps one plan for it until the table is next analyzed: made
         while a table was small (a young database, the first minute after its creation),
         that plan scanned the whole table on every run as it grew. Keyed writes run on
-        connections of their own that have these settings from the start (setting them
-        per transaction would cost a round trip).
+        connections of their own that have these settings from the start, the durable ones
+        and the others on separate connections (setting them per transaction would cost a
+        round trip).
         """
         if self._checkpointer is not None:
             self._checkpointer.start()
+        engine = self._engine(keyed, durable)
         self._writes += 1
         try:
-            held = self._take_held(keyed) if hold else None
+            held = self._take_held(engine.sync_engine) if hold else None
             if held is None:
-                await self._release_held()
+                await self._release_held(engine.sync_engine)
             keep = self._keep if hold else None
-            async with self._write(durable, inline, held, keep, keyed) as conn:
+            async with self._write(engine, durable, inline, held, keep) as conn:
                 yield conn
         finally:
             self._writes -= 1
 
-    def _take_held(self, keyed: bool) -> Connection | None:
-        held, self._held = self._held, None
+    def _engine(self, keyed: bool, durable: bool) -> AsyncEngine:
+        if not keyed:
+            return self._writer
+        return self._keyed if durable else self._keyed_lazy
+
+    def _take_held(self, engine: Engine) -> Connection | None:
+        held = self._held.pop(engine, None)
         if held is None:
             return None
         sync, since = held
-        engine = self._keyed if keyed else self._writer
-        if time.monotonic() - since >= PING_AFTER_IDLE_S or sync.engine is not engine.sync_engine:
-            self._held = held  # released by the caller, then checked out (and pinged) anew
+        if time.monotonic() - since >= PING_AFTER_IDLE_S:
+            self._held[engine] = held  # released by the caller, then checked out anew
             return None
         return sync
 
     def _keep(self, sync: Connection) -> bool:
         """At the end of a ``hold`` write: keep ``sync`` checked out if no other write is
         under way (one waiting for the pool would wait for it forever)."""
-        if self._writes > 1 or self._held is not None:
+        if self._writes > 1 or sync.engine in self._held:
             return False
-        self._held = (sync, time.monotonic())
+        self._held[sync.engine] = (sync, time.monotonic())
         return True
 
-    async def _release_held(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            await _to_completion(greenlet_spawn(held[0].close))
+    async def _release_held(self, engine: Engine | None = None) -> None:
+        """Give a connection kept checked out back to its pool (``engine``'s, else all)."""
+        for key in [engine] if engine is not None else list(self._held):
+            held = self._held.pop(key, None)
+            if held is not None:
+                await _to_completion(greenlet_spawn(held[0].close))
 
     @asynccontextmanager
     async def _write(
         self,
+        engine: AsyncEngine,
         durable: bool,
         inline: bool,
         held: Connection | None,
         keep: Callable[[Connection], bool] | None,
-        keyed: bool,
     ) -> AsyncIterator[AsyncConnection]:
         if not self.is_sqlite:
-            engine = self._keyed if keyed else self._writer
             async with _transaction(engine, held=held, keep=keep) as conn:
-                if not durable:
+                if not durable and engine is not self._keyed_lazy:
                     await _driver_run(conn, "SET LOCAL synchronous_commit TO OFF", (), many=False)
                 yield conn
             return
@@ -552,7 +565,7 @@ class Database:
         await self._release_held()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)
-        for engine in {self._writer, self._reader, self._keyed}:
+        for engine in {self._writer, self._reader, self._keyed, self._keyed_lazy}:
             await engine.dispose()
 
 
