@@ -4,6 +4,7 @@ caught by every client that uses the keys, which then refuses to send."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,81 @@ async def test_honest_relay_raises_no_warning_and_messages_flow(
     finally:
         await alice.close()
         await bob.close()
+
+
+class HeldAnswer(LyingTransport):
+    """The relay's answer to one look-up reaches the client only when the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path: str | None = None
+        self.body: dict[str, Any] = {}
+        self.answered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path != self.path:
+            return response
+        self.path = None
+        await response.aread()
+        await response.aclose()
+        self.body = response.json()
+        self.answered.set()
+        await self.release.wait()
+        return httpx.Response(200, json=self.body, request=request)
+
+
+async def test_look_ups_answered_across_a_new_epoch_raise_no_warning(
+    relay: RunningRelay, tmp_path: Path
+) -> None:
+    """Two look-ups side by side: the first is answered from epoch n, the second from epoch
+    n + 1, and the second answer is checked first. The first is not a history that went
+    back: the client had seen nothing newer than epoch n when it asked."""
+    held = HeldAnswer()
+    alice = await person(relay, tmp_path, "alice", transport=held)
+    bob = await person(relay, tmp_path, "bob")
+    dave = await person(relay, tmp_path, "dave")
+    try:
+        assert bob.account_id is not None
+        assert dave.account_id is not None
+        await alice.send(bob.account_id, Text(text="hello"))
+        asked_at = alice.key_log.epoch
+        assert asked_at is not None
+
+        held.path = f"/v1/keys/{bob.account_id}"
+        first = asyncio.create_task(alice.directory.devices_of(bob.account_id, refresh=True))
+        await held.answered.wait()
+        assert held.body["transparency"]["epoch"]["epoch"] == asked_at
+        # Meanwhile Dave adds a device, a new epoch is published, and Alice sees it.
+        dave2 = await registered_client(
+            relay.url, relay.sms_file, tmp_path / "dave2", dave.phone or ""
+        )
+        await dave2.close()
+        await relay.ctx.transparency.publish()
+        await alice.directory.devices_of(dave.account_id, refresh=True)
+        assert alice.key_log.epoch is not None
+        assert alice.key_log.epoch > asked_at
+
+        held.release.set()
+        await first
+        assert failures(alice) == []
+        assert alice.trust_of(bob.account_id) is Trust.TRUSTED
+
+        # The same old answer to a look-up asked after the newer epoch was seen is one.
+        old = held.body
+        held.rewrite = lambda request, body: (
+            old if request.url.path == f"/v1/keys/{bob.account_id}" else body
+        )
+        await alice.directory.devices_of(bob.account_id, refresh=True)
+        warnings = failures(alice)
+        assert warnings
+        assert warnings[0].forked
+        assert "went back" in warnings[0].reason
+        assert alice.trust_of(bob.account_id) is Trust.KEY_TRANSPARENCY
+    finally:
+        for client in (alice, bob, dave):
+            await client.close()
 
 
 async def test_a_key_swapped_for_one_client_only_stops_that_client(

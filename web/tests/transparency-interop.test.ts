@@ -253,6 +253,23 @@ describe("a browser checking its peers' keys", () => {
     await expect(other.check(BOB, entries(bobOne()), null)).rejects.toThrow(/no key-log proof/);
   });
 
+  it("accepts an answer from the epoch it knew when it asked, though a newer one came first", async () => {
+    const { log } = await keyLog();
+    await log.check(BOB, entries(bobOne()), await lookup(BOB));
+    // Two look-ups side by side: the first is answered from epoch n...
+    const askedAt = log.epoch;
+    const first = await lookup(BOB, log.since);
+    // ...the second, after a publication, from epoch n + 1, and checked first.
+    await publish({ [CAROL]: [device(1, 4)] });
+    await log.check(CAROL, entries([device(1, 4)]), await lookup(CAROL, log.since));
+    expect(log.epoch).toBeGreaterThan(askedAt!);
+    await log.check(BOB, entries(bobOne()), first, null, askedAt);
+    // The same answer to a look-up asked after epoch n + 1 was seen: the history went back.
+    const failure = await refusal(log.check(BOB, entries(bobOne()), first, null, log.epoch));
+    expect(failure.forked).toBe(true);
+    expect(failure.message).toContain("went back");
+  });
+
   it("requires its own account to list this device with its own keys", async () => {
     const { log } = await keyLog();
     const mine = entries([device(1, 0)])[0]!;

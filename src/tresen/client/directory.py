@@ -112,9 +112,12 @@ class Directory:
         fresh = checked is not None and now - checked < self.max_age_s * 1000
         if known and fresh and not refresh:
             return self._recipients(account_id, known)
+        asked_at = self.keylog.epoch
         listed, proof = await self.api.directory_with_proof(account_id, self.keylog.since)
         try:
-            await self.keylog.check(account_id, listed, proof, own=self._own(account_id))
+            await self.keylog.check(
+                account_id, listed, proof, own=self._own(account_id), asked_at=asked_at
+            )
         except KeyLogFailure as exc:
             # Nothing the log does not vouch for is pinned; what was pinned stays, unused
             # for sending until the user trusts the keys again.
@@ -209,13 +212,16 @@ class Directory:
         ][:PREPARE_MAX]
         if not new:
             return []
+        asked_at = self.keylog.epoch
         claimed, unknown, proofs = await self.api.claim_many(
             new, transparency_since=self.keylog.since
         )
         vouched = {}
         for account_id, devices in claimed.items():
             try:
-                await self.keylog.check(account_id, devices, proofs.get(account_id))
+                await self.keylog.check(
+                    account_id, devices, proofs.get(account_id), asked_at=asked_at
+                )
             except KeyLogFailure as exc:
                 self.distrust(account_id, exc)
                 continue

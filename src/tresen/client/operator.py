@@ -221,8 +221,11 @@ class Businesses:
         if seen in self._logged_certificates:
             return tick  # the log only grows: once logged, logged for good
         try:
+            asked_at = self.directory.keylog.epoch
             proof = await self.api.certificate_in_log(serial)
-            await self.directory.keylog.check_certificate(profile.account_id, serial, body, proof)
+            await self.directory.keylog.check_certificate(
+                profile.account_id, serial, body, proof, asked_at=asked_at
+            )
         except RelayError as exc:
             if exc.code != ErrorCode.NOT_FOUND_IN_LOG:
                 return Tick(TickState.NOT_LOGGED, f"not checked: {exc.message}", serial=serial)

@@ -139,6 +139,14 @@ class KeyLog:
         latest = self.store.latest_root()
         return None if latest is None else latest.tree_size
 
+    @property
+    def epoch(self) -> int | None:
+        """The newest epoch seen. Taken when a request is sent and given to :meth:`check`:
+        the answer may come from that epoch or a later one, even if a newer one was seen
+        while it was on its way (look-ups run side by side)."""
+        latest = self.store.latest_root()
+        return None if latest is None else _decode(latest).epoch
+
     def roots(self) -> list[LoggedRoot]:
         return self.store.roots()
 
@@ -154,12 +162,15 @@ class KeyLog:
         proof: dict[str, Any] | None,
         *,
         own: tuple[int, str, str] | None = None,
+        asked_at: int | None = None,
     ) -> None:
         """That ``devices`` are the account's current device set in the relay's key log.
 
         ``own`` (this device's id and identity keys) must be among them when the account is
         this client's own. Without a ``proof`` from a relay whose log this client has seen
         before, that is a failure; from one it never saw, the relay keeps no log.
+        ``asked_at``: :attr:`epoch` when the request was sent (else the newest epoch seen
+        now): an answer from an older epoch is a history that went back.
         Raises :class:`KeyLogFailure`.
         """
         if proof is None:
@@ -167,26 +178,33 @@ class KeyLog:
                 raise KeyLogFailure(f"the relay gave no key-log proof for {account_id}")
             return
         try:
-            head = await self._head(proof.get("epoch"), proof.get("consistency"))
+            head = await self._head(proof.get("epoch"), proof.get("consistency"), asked_at)
             self._check_devices(account_id, devices, proof, head, own)
         except (CertificateError, KeyError, TypeError, ValueError) as exc:
             raise KeyLogFailure(f"the key log does not vouch for {account_id}: {exc}") from None
 
     async def check_certificate(
-        self, account_id: str, serial: int, body: bytes, proof: dict[str, Any] | None
+        self,
+        account_id: str,
+        serial: int,
+        body: bytes,
+        proof: dict[str, Any] | None,
+        *,
+        asked_at: int | None = None,
     ) -> None:
         """That the certificate ``serial`` (its exact ``body``), issued to ``account_id``, is in
         the key log: a certificate shown to this client only is not.
 
         Without a ``proof`` from a relay whose log this client has seen before, that is a
-        failure; from one it never saw, the relay keeps no log. Raises :class:`KeyLogFailure`.
+        failure; from one it never saw, the relay keeps no log. ``asked_at`` as for
+        :meth:`check`. Raises :class:`KeyLogFailure`.
         """
         if proof is None:
             if self.store.latest_root() is not None:
                 raise KeyLogFailure(f"the relay gave no key-log proof for certificate {serial}")
             return
         try:
-            head = await self._head(proof.get("epoch"), None)
+            head = await self._head(proof.get("epoch"), None, asked_at)
             leaf_index, leaf_epoch = _int(proof, "leaf_index"), _int(proof, "leaf_epoch")
             if leaf_index is None or leaf_epoch is None or leaf_epoch > head.epoch:
                 raise ProofError("the proof does not say where the certificate was logged")
@@ -238,9 +256,10 @@ class KeyLog:
         if not verify_inclusion(leaf_hash, leaf_index, head.tree_size, inclusion, head.log_root):
             raise KeyLogFailure(f"the devices of {account_id} are not in the signed log")
 
-    async def _head(self, epoch: Any, consistency: Any) -> EpochHead:
+    async def _head(self, epoch: Any, consistency: Any, asked_at: int | None) -> EpochHead:
         """The head of ``epoch`` (JSON), checked and remembered: signed by the operator, and
-        extending the newest head seen before."""
+        extending the newest head seen before (or, if it is older than that but no older
+        than epoch ``asked_at``, extended by it)."""
         signed, body = parse_signed_epoch(epoch)
         head = await self._verified(signed)
         latest = self.store.latest_root()
@@ -258,12 +277,19 @@ class KeyLog:
                     raise KeyLogFailure(
                         f"two different signed heads for epoch {head.epoch}", forked=True
                     )
-                raise KeyLogFailure(
-                    f"the relay answered from epoch {head.epoch}, older than epoch "
-                    f"{seen.epoch} seen before: its history went back",
-                    forked=True,
-                )
-            await self._extends(seen, latest, head, consistency)
+                if asked_at is None or head.epoch < asked_at:
+                    raise KeyLogFailure(
+                        f"the relay answered from epoch {head.epoch}, older than epoch "
+                        f"{asked_at if asked_at is not None else seen.epoch} seen before: "
+                        "its history went back",
+                        forked=True,
+                    )
+                # Answered before the newer epoch seen meanwhile was published: that one
+                # must extend this one.
+                if earlier is None:
+                    await self._extends(head, body, seen, None)
+                return head
+            await self._extends(seen, latest.body, head, consistency)
         self.store.put_root(
             LoggedRoot(head.epoch, head.tree_size, body, signed.signature, self.clock.now_ms())
         )
@@ -282,13 +308,16 @@ class KeyLog:
             return verify_epoch(signed, ring)
 
     async def _extends(
-        self, seen: EpochHead, latest: LoggedRoot, head: EpochHead, consistency: Any
+        self, seen: EpochHead, seen_body: bytes, head: EpochHead, consistency: Any
     ) -> None:
+        """That the log of ``head`` extends the log of the earlier ``seen`` (signed as
+        ``seen_body``), by ``consistency`` (JSON) if it proves it from there, else by a proof
+        asked for."""
         if head.tree_size < seen.tree_size:
             raise KeyLogFailure(
                 f"epoch {head.epoch} has a smaller log than epoch {seen.epoch} had", forked=True
             )
-        if head.epoch == seen.epoch + 1 and head.previous != head_hash(latest.body):
+        if head.epoch == seen.epoch + 1 and head.previous != head_hash(seen_body):
             raise KeyLogFailure(
                 f"epoch {head.epoch} does not follow epoch {seen.epoch}", forked=True
             )

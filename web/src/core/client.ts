@@ -472,10 +472,11 @@ export class Client {
     const now = Date.now();
     const fresh = peer.checked_ms !== undefined && now - peer.checked_ms < DEVICE_LIST_MAX_AGE_MS;
     if (!refresh && fresh && Object.keys(peer.devices).length > 0) return this.recipients(peer);
+    const askedAt = this.keyLog.epoch;
     const answer = await this.api.keysWithProof(accountId, this.keyLog.since);
     const listed = answer.devices;
     try {
-      await this.keyLog.check(accountId, listed.map(entryOf), answer.transparency ?? null, this.ownEntry(accountId));
+      await this.keyLog.check(accountId, listed.map(entryOf), answer.transparency ?? null, this.ownEntry(accountId), askedAt);
     } catch (error) {
       if (!(error instanceof KeyLogFailure)) throw error;
       // What was pinned stays, unused for sending until the user trusts the keys again.

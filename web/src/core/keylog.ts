@@ -114,6 +114,13 @@ export class KeyLog {
     return this.latest()?.tree_size ?? null;
   }
 
+  /** The newest epoch seen. Taken when a request is sent and given to `check`: the answer
+   * may come from that epoch or a later one, even if a newer one was seen while it was on its
+   * way (look-ups run side by side). */
+  get epoch(): number | null {
+    return this.latest()?.epoch ?? null;
+  }
+
   /** The heads checked so far, oldest first. */
   seen(): readonly LoggedRoot[] {
     return this.roots;
@@ -134,15 +141,29 @@ export class KeyLog {
   /** That `devices` are the account's current device set in the relay's key log; `own` (this
    * device) must be among them when the account is this browser's own. Without a `proof`
    * from a relay whose log this browser has seen before, that is a failure; from one it never
-   * saw, the relay keeps no log. Throws `KeyLogFailure` (or `Offline`). */
-  check(accountId: string, devices: readonly DeviceEntry[], proof: unknown, own: DeviceEntry | null = null): Promise<void> {
+   * saw, the relay keeps no log. `askedAt`: `epoch` when the request was sent (else the
+   * newest epoch seen now): an answer from an older epoch is a history that went back.
+   * Throws `KeyLogFailure` (or `Offline`). */
+  check(
+    accountId: string,
+    devices: readonly DeviceEntry[],
+    proof: unknown,
+    own: DeviceEntry | null = null,
+    askedAt: number | null = null,
+  ): Promise<void> {
     // One check at a time: each may store a new head the next one must extend.
-    const run = this.queue.then(() => this.checkNow(accountId, devices, proof, own));
+    const run = this.queue.then(() => this.checkNow(accountId, devices, proof, own, askedAt));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async checkNow(accountId: string, devices: readonly DeviceEntry[], proof: unknown, own: DeviceEntry | null): Promise<void> {
+  private async checkNow(
+    accountId: string,
+    devices: readonly DeviceEntry[],
+    proof: unknown,
+    own: DeviceEntry | null,
+    askedAt: number | null,
+  ): Promise<void> {
     if (proof === null || proof === undefined) {
       if (this.latest()) throw new KeyLogFailure(`the relay gave no key-log proof for ${accountId}`);
       return;
@@ -150,7 +171,7 @@ export class KeyLog {
     try {
       if (typeof proof !== "object" || Array.isArray(proof)) throw new ProofError("a key-log proof is an object");
       const data = proof as Record<string, unknown>;
-      const head = await this.head(data["epoch"], data["consistency"]);
+      const head = await this.head(data["epoch"], data["consistency"], askedAt);
       await this.checkDevices(accountId, devices, data, head, own);
     } catch (error) {
       if (error instanceof KeyLogFailure || error instanceof Offline) throw error;
@@ -170,6 +191,7 @@ export class KeyLog {
     const digest = await certificateDigest(body);
     const seen = `${serial}:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`;
     if (this.logged.has(seen)) return;
+    const askedAt = this.epoch;
     let proof: unknown;
     try {
       proof = await this.source.certificate(serial);
@@ -179,13 +201,19 @@ export class KeyLog {
       }
       throw error;
     }
-    const run = this.queue.then(() => this.checkCertificateNow(accountId, serial, digest, proof));
+    const run = this.queue.then(() => this.checkCertificateNow(accountId, serial, digest, proof, askedAt));
     this.queue = run.catch(() => undefined);
     if (await run) this.logged.add(seen);
   }
 
   /** Whether the proof placed the certificate in the log (false: the relay keeps none). */
-  private async checkCertificateNow(accountId: string, serial: number, digest: Uint8Array, proof: unknown): Promise<boolean> {
+  private async checkCertificateNow(
+    accountId: string,
+    serial: number,
+    digest: Uint8Array,
+    proof: unknown,
+    askedAt: number | null,
+  ): Promise<boolean> {
     if (proof === null || proof === undefined) {
       if (this.latest()) throw new KeyLogFailure(`the relay gave no key-log proof for certificate ${serial}`);
       return false;
@@ -193,7 +221,7 @@ export class KeyLog {
     try {
       if (typeof proof !== "object" || Array.isArray(proof)) throw new ProofError("a key-log proof is an object");
       const data = proof as Record<string, unknown>;
-      const head = await this.head(data["epoch"], null);
+      const head = await this.head(data["epoch"], null, askedAt);
       const leafIndex = count(data, "leaf_index");
       const leafEpoch = count(data, "leaf_epoch");
       if (leafIndex === null || leafEpoch === null || leafEpoch > head.epoch) {
@@ -246,8 +274,9 @@ export class KeyLog {
   }
 
   /** The head of `epoch` (JSON), checked and remembered: signed by the operator, and
-   * extending the newest head seen before. */
-  private async head(epoch: unknown, consistency: unknown): Promise<EpochHead> {
+   * extending the newest head seen before (or, if it is older than that but no older than
+   * epoch `askedAt`, extended by it). */
+  private async head(epoch: unknown, consistency: unknown, askedAt: number | null): Promise<EpochHead> {
     const signed = signedEpochFromJson(epoch);
     const head = await this.verified(signed);
     const latest = this.latest();
@@ -265,12 +294,17 @@ export class KeyLog {
         if (earlier && !equalBytes(await headHash(earlier.body), digest)) {
           throw new KeyLogFailure(`two different signed heads for epoch ${head.epoch}`, true);
         }
-        throw new KeyLogFailure(
-          `the relay answered from epoch ${head.epoch}, older than epoch ${seen.epoch} seen before: its history went back`,
-          true,
-        );
+        if (askedAt === null || head.epoch < askedAt) {
+          throw new KeyLogFailure(
+            `the relay answered from epoch ${head.epoch}, older than epoch ${askedAt ?? seen.epoch} seen before: its history went back`,
+            true,
+          );
+        }
+        // Answered before the newer epoch seen meanwhile was published: that one must extend it.
+        if (!earlier) await this.extends(head, signed.body, seen, null);
+        return head;
       }
-      await this.extends(seen, latest, head, consistency);
+      await this.extends(seen, latest.body, head, consistency);
     }
     await this.remember({
       epoch: head.epoch,
@@ -294,11 +328,13 @@ export class KeyLog {
     }
   }
 
-  private async extends(seen: EpochHead, latest: LoggedRoot, head: EpochHead, consistency: unknown): Promise<void> {
+  /** That the log of `head` extends the log of the earlier `seen` (signed as `seenBody`), by
+   * `consistency` (JSON) if it proves it from there, else by a proof asked for. */
+  private async extends(seen: EpochHead, seenBody: Uint8Array, head: EpochHead, consistency: unknown): Promise<void> {
     if (head.tree_size < seen.tree_size) {
       throw new KeyLogFailure(`epoch ${head.epoch} has a smaller log than epoch ${seen.epoch} had`, true);
     }
-    if (head.epoch === seen.epoch + 1 && !equalBytes(head.previous, await headHash(latest.body))) {
+    if (head.epoch === seen.epoch + 1 && !equalBytes(head.previous, await headHash(seenBody))) {
       throw new KeyLogFailure(`epoch ${head.epoch} does not follow epoch ${seen.epoch}`, true);
     }
     let proof: Uint8Array[] | null = null;
