@@ -384,8 +384,14 @@ async def test_numbered_rows_take_their_numbers_in_the_order_given(db: Database)
     async with db.write(keyed=True) as conn:
         first = await driver_insert_numbered(conn, table, "n", ("name", "maybe"), rows[:150])
         assert await driver_insert_numbered(conn, table, "n", ("name", "maybe"), []) == []
+    # Rows of another table can go in the same statement.
+    other = Table("other", table.metadata, Column("name", String(16), primary_key=True))
+    async with db.write() as conn:
+        await conn.run_sync(other.create)
     async with db.write(keyed=True) as conn:
-        second = await driver_insert_numbered(conn, table, "n", ("name", "maybe"), rows[150:])
+        second = await driver_insert_numbered(
+            conn, table, "n", ("name", "maybe"), rows[150:], also=(other, ("name",), [("x",)])
+        )
     numbers = first + second
     assert numbers == sorted(set(numbers))
     async with db.read() as conn:
@@ -393,3 +399,4 @@ async def test_numbered_rows_take_their_numbers_in_the_order_given(db: Database)
         assert [tuple(row) for row in stored] == [
             (n, *row) for n, row in zip(numbers, rows, strict=True)
         ]
+        assert [tuple(row) for row in await conn.execute(select(other))] == [("x",)]

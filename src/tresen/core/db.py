@@ -50,6 +50,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "Database",
     "DriverStatement",
+    "Rows",
     "driver_insert",
     "driver_insert_numbered",
     "key_list",
@@ -227,23 +228,38 @@ async def driver_insert(
         await _driver_run(conn, sql, [list(c) for c in zip(*rows, strict=True)], many=False)
 
 
+Rows = tuple[Table, tuple[str, ...], Sequence[tuple[Any, ...]]]
+"""Rows to insert: the table, the columns, a tuple of values per row."""
+
+
 async def driver_insert_numbered(
     conn: AsyncConnection,
     table: Table,
     key: str,
     columns: tuple[str, ...],
     rows: Sequence[tuple[Any, ...]],
+    *,
+    also: Rows | None = None,
 ) -> list[int]:
     """PostgreSQL: insert ``rows`` as :func:`driver_insert` does, each numbered in its
     ``key`` column from that column's sequence, ascending in the order of ``rows``; returns
     the numbers in that order. One statement: taking the numbers first was a round trip more.
+
+    ``also``: rows of another table, inserted by the same statement (a data-modifying
+    ``WITH``, which PostgreSQL runs once whatever the rest of the statement reads), one
+    round trip fewer than inserting them on their own.
     """
     if not rows:
         return []
     if conn.dialect.name == "sqlite":
         raise NotImplementedError("SQLite numbers rows by their table's AUTOINCREMENT")
-    sql = _numbered_insert_text(table, key, columns)
-    numbers = await _driver_run(conn, sql, [list(c) for c in zip(*rows, strict=True)], many=False)
+    params = [list(c) for c in zip(*rows, strict=True)]
+    first: tuple[Table, tuple[str, ...]] | None = None
+    if also is not None and also[2]:
+        first = (also[0], also[1])
+        params = [list(c) for c in zip(*also[2], strict=True)] + params
+    sql = _numbered_insert_text(table, key, columns, first)
+    numbers = await _driver_run(conn, sql, params, many=False)
     # The numbers were taken in row order (see _numbered_insert_text), the rows came back in
     # no promised order.
     return sorted(int(row[0]) for row in numbers)
@@ -260,27 +276,37 @@ def _insert_text(dialect: str, table: Table, columns: tuple[str, ...]) -> str:
 
 
 @functools.cache
-def _numbered_insert_text(table: Table, key: str, columns: tuple[str, ...]) -> str:
+def _numbered_insert_text(
+    table: Table, key: str, columns: tuple[str, ...], first: tuple[Table, tuple[str, ...]] | None
+) -> str:
     # PostgreSQL evaluates a SELECT's output list after its ORDER BY ("SELECT", "Notes"): the
     # rows take their numbers in the order given. The sequence is looked up once (OFFSET 0
     # keeps the subquery apart), not once per row, where the look-up cost ten nextvals.
+    before, offset = "", 0
+    if first is not None:
+        other, other_columns = first
+        before = (
+            f"WITH also AS (INSERT INTO {other.name} ({', '.join(other_columns)})"  # noqa: S608
+            f" SELECT * FROM {_unnest(other, other_columns)}) "
+        )
+        offset = len(other_columns)
     values = ", ".join(f"u.{name}" for name in columns)
     return (
-        f"INSERT INTO {table.name} ({key}, {', '.join(columns)})"  # noqa: S608
+        f"{before}INSERT INTO {table.name} ({key}, {', '.join(columns)})"  # noqa: S608
         f" SELECT nextval(s.id), {values}"
         f" FROM (SELECT pg_get_serial_sequence('{table.name}', '{key}')::regclass AS id"
         " OFFSET 0) AS s"
-        f" CROSS JOIN {_unnest(table, columns)} WITH ORDINALITY AS u({', '.join(columns)}, n)"
-        f" ORDER BY u.n RETURNING {key}"
+        f" CROSS JOIN {_unnest(table, columns, offset)}"
+        f" WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY u.n RETURNING {key}"
     )
 
 
-def _unnest(table: Table, columns: tuple[str, ...]) -> str:
-    """``unnest`` of one array parameter per column, typed as the column."""
+def _unnest(table: Table, columns: tuple[str, ...], offset: int = 0) -> str:
+    """``unnest`` of one array parameter per column (``$offset+1`` on), typed as the column."""
     pg = postgresql.dialect()  # type: ignore[no-untyped-call]
     arrays = ", ".join(
         f"${i}::{table.columns[name].type.compile(dialect=pg)}[]"
-        for i, name in enumerate(columns, 1)
+        for i, name in enumerate(columns, offset + 1)
     )
     return f"unnest({arrays})"
 

@@ -54,11 +54,9 @@ __all__ = [
     "delete_entries",
     "device_pks_of",
     "devices_with_entries_after",
-    "enqueue",
     "expire_entries",
     "expire_messages",
     "find_messages",
-    "insert_messages",
     "lock_devices",
     "mailbox_heads",
     "mark_delivered",
@@ -67,6 +65,7 @@ __all__ = [
     "newest_seq",
     "pending_entries",
     "recipient_devices",
+    "store",
     "suspended_accounts",
 ]
 
@@ -364,28 +363,21 @@ _MESSAGE_COLUMNS = (
 )
 
 
-async def insert_messages(conn: AsyncConnection, rows: Sequence[NewMessage]) -> None:
-    if not rows:
-        return
-    await driver_insert(
-        conn,
-        messages,
-        _MESSAGE_COLUMNS,
-        [
-            (
-                r.message.message_id,
-                r.message.sender_account,
-                r.message.sender_device_pk,
-                r.client_msg_id,
-                r.message.recipient_account,
-                r.message.klass,
-                r.message.server_ms,
-                r.expires_ms,
-                r.template_id,
-            )
-            for r in rows
-        ],
-    )
+def _message_rows(rows: Sequence[NewMessage]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r.message.message_id,
+            r.message.sender_account,
+            r.message.sender_device_pk,
+            r.client_msg_id,
+            r.message.recipient_account,
+            r.message.klass,
+            r.message.server_ms,
+            r.expires_ms,
+            r.template_id,
+        )
+        for r in rows
+    ]
 
 
 async def messages_to_resend(
@@ -440,10 +432,11 @@ _MAILBOX_COLUMNS = (
 )
 
 
-async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[int]:
-    """Append entries to their devices' mailboxes; returns their ``seq`` in the same order."""
-    if not entries:
-        return []
+async def store(
+    conn: AsyncConnection, new: Sequence[NewMessage], entries: Sequence[NewEntry]
+) -> list[int]:
+    """Record ``new`` messages and append ``entries`` to their devices' mailboxes; returns
+    the entries' ``seq`` in the same order. On PostgreSQL one statement does both."""
     rows = [
         (
             e.device_pk,
@@ -460,8 +453,12 @@ async def enqueue(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[in
         )
         for e in entries
     ]
-    if conn.dialect.name != "sqlite":
-        return await driver_insert_numbered(conn, mailbox, "seq", _MAILBOX_COLUMNS, rows)
+    if conn.dialect.name != "sqlite" and rows:
+        also = (messages, _MESSAGE_COLUMNS, _message_rows(new))
+        return await driver_insert_numbered(conn, mailbox, "seq", _MAILBOX_COLUMNS, rows, also=also)
+    await driver_insert(conn, messages, _MESSAGE_COLUMNS, _message_rows(new))
+    if not rows:
+        return []
     # The caller holds SQLite's write lock: the seqs after the last one taken are free.
     # AUTOINCREMENT never hands out a seq twice and advances sqlite_sequence past explicitly
     # inserted values.

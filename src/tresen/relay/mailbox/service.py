@@ -376,9 +376,8 @@ class MailboxService:
             for index, answer in admitted.results.items():
                 batch.results[index] = answer
             await self.policy.record(conn, batch.admitted, batch.now)
-            await repo.insert_messages(conn, batch.messages)
             await repo.count_resends(conn, admitted.counts)
-            seqs = await repo.enqueue(conn, batch.entries)
+            seqs = await repo.store(conn, batch.messages, batch.entries)
         # Committed: from here on nothing may raise, or the group commit would write it again.
         self.metrics.messages_accepted.inc(len(batch.messages))
         self.metrics.envelopes_acked.inc(batch.acked)
