@@ -7,6 +7,7 @@ many keys at once, so one batch of sends and acks costs a handful of statements.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
@@ -21,8 +22,10 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    null,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,6 +51,7 @@ __all__ = [
     "NewEntry",
     "NewMessage",
     "RecipientDevice",
+    "SendChecks",
     "SentMessage",
     "StoredMessage",
     "count_resends",
@@ -64,9 +68,8 @@ __all__ = [
     "messages_to_resend",
     "newest_seq",
     "pending_entries",
-    "recipient_devices",
+    "send_checks",
     "store",
-    "suspended_accounts",
 ]
 
 # Keeps every statement far below SQLite's limit on bound parameters.
@@ -174,25 +177,25 @@ class MailboxHead(msgspec.Struct, frozen=True):
 
 # Statements of every group commit, run on the driver (core.db.DriverStatement); ``keys`` is
 # bound to a list of keys (core.db.key_list_param).
-_RECIPIENT_DEVICES = DriverStatement(
-    lambda dialect: (
-        select(devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id)
-        .where(
-            devices.c.account_id.in_(key_list(dialect, String())),
+# Suspended senders (their rows carry no device) and the recipients' devices that can
+# receive ciphertext, in one statement: a round trip less for every batch that sends.
+_SENDERS_AND_RECIPIENTS = DriverStatement(
+    lambda dialect: union_all(
+        select(business_profiles.c.account_id, null(), null(), null()).where(
+            business_profiles.c.account_id.in_(key_list(dialect, String(), "senders")),
+            business_profiles.c.suspended_ms.is_not(None),
+        ),
+        select(
+            devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id
+        ).where(
+            devices.c.account_id.in_(key_list(dialect, String(), "recipients")),
             devices.c.identity_curve25519.is_not(None),
-        )
-        .order_by(devices.c.account_id, devices.c.device_id)
+        ),
     )
 )
 _DEVICE_PKS = DriverStatement(
     lambda dialect: select(devices.c.account_id, devices.c.pk).where(
         devices.c.account_id.in_(key_list(dialect, String()))
-    )
-)
-_SUSPENDED = DriverStatement(
-    lambda dialect: select(business_profiles.c.account_id).where(
-        business_profiles.c.account_id.in_(key_list(dialect, String())),
-        business_profiles.c.suspended_ms.is_not(None),
     )
 )
 _MAILBOX_HEADS = DriverStatement(
@@ -248,19 +251,39 @@ def _message(row: object) -> SentMessage:
     )
 
 
-async def recipient_devices(
-    conn: AsyncConnection, account_ids: Iterable[AccountId]
-) -> dict[AccountId, list[RecipientDevice]]:
-    """Devices that can receive ciphertext (their identity keys are known), per account."""
-    found: dict[AccountId, list[RecipientDevice]] = defaultdict(list)
+class SendChecks(msgspec.Struct, frozen=True):
+    suspended: set[AccountId]
+    """The senders that are businesses suspended by the operator."""
+    devices: dict[AccountId, list[RecipientDevice]]
+    """Per recipient, its devices that can receive ciphertext (their identity keys are
+    known), by device id."""
+
+
+async def send_checks(
+    conn: AsyncConnection, senders: Iterable[AccountId], recipients: Iterable[AccountId]
+) -> SendChecks:
+    """What sends from ``senders`` to ``recipients`` are checked against."""
+    checks = SendChecks(set(), defaultdict(list))
     dialect = conn.dialect.name
-    for chunk in _chunks(sorted(set(account_ids))):
-        rows = await _RECIPIENT_DEVICES.rows(conn, {"keys": key_list_param(dialect, chunk)})
-        for account_id, pk, device_id, registration_id in rows:
-            found[AccountId(account_id)].append(
-                RecipientDevice(DevicePk(pk), DeviceId(device_id), registration_id)
-            )
-    return found
+    for from_chunk, to_chunk in itertools.zip_longest(
+        _chunks(sorted(set(senders))), _chunks(sorted(set(recipients))), fillvalue=()
+    ):
+        params = {
+            "senders": key_list_param(dialect, from_chunk),
+            "recipients": key_list_param(dialect, to_chunk),
+        }
+        for account_id, pk, device_id, registration_id in await _SENDERS_AND_RECIPIENTS.rows(
+            conn, params
+        ):
+            if pk is None:
+                checks.suspended.add(AccountId(account_id))
+            else:
+                checks.devices[AccountId(account_id)].append(
+                    RecipientDevice(DevicePk(pk), DeviceId(device_id), registration_id)
+                )
+    for listed in checks.devices.values():
+        listed.sort(key=lambda d: d.device_id)
+    return checks
 
 
 async def device_pks_of(
@@ -273,18 +296,6 @@ async def device_pks_of(
         rows = await _DEVICE_PKS.rows(conn, {"keys": key_list_param(dialect, chunk)})
         for account_id, pk in rows:
             found[AccountId(account_id)].append(DevicePk(pk))
-    return found
-
-
-async def suspended_accounts(
-    conn: AsyncConnection, account_ids: Iterable[AccountId]
-) -> set[AccountId]:
-    """Those of ``account_ids`` that are businesses suspended by the operator."""
-    found: set[AccountId] = set()
-    dialect = conn.dialect.name
-    for chunk in _chunks(sorted(set(account_ids))):
-        rows = await _SUSPENDED.rows(conn, {"keys": key_list_param(dialect, chunk)})
-        found.update(AccountId(row[0]) for row in rows)
     return found
 
 

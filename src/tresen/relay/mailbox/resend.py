@@ -86,10 +86,12 @@ async def plan_resends(
     queue checks of ``admit_resends``."""
     stored = await repo.messages_to_resend(conn, {MessageId(op.frame.message_id) for _, op in ops})
     live = {m: s for m, s in stored.items() if s.expires_ms > now_ms}
-    suspended = await repo.suspended_accounts(conn, {op.device.account_id for _, op in ops})
-    recipients = await repo.recipient_devices(
-        conn, {s.message.recipient_account for s in live.values()}
+    checks = await repo.send_checks(
+        conn,
+        {op.device.account_id for _, op in ops},
+        {s.message.recipient_account for s in live.values()},
     )
+    suspended, recipients = checks.suspended, checks.devices
     planned: list[PlannedResend] = []
     errors: dict[int, TresenError] = {}
     for index, op in ops:

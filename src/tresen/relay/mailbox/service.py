@@ -405,8 +405,12 @@ class MailboxService:
         queue check."""
         keys = [(op.sender.device_pk, op.frame.client_msg_id) for _, op in sends]
         earlier = await repo.find_messages(conn, keys)
-        suspended = await repo.suspended_accounts(conn, {op.sender.account_id for _, op in sends})
-        recipients = await repo.recipient_devices(conn, {AccountId(op.frame.to) for _, op in sends})
+        checks = await repo.send_checks(
+            conn,
+            {op.sender.account_id for _, op in sends},
+            {AccountId(op.frame.to) for _, op in sends},
+        )
+        suspended, recipients = checks.suspended, checks.devices
         planned: list[tuple[int, _SendOp, list[RecipientDevice]]] = []
         duplicates: list[tuple[int, SentMessage]] = []
         first_in_batch: dict[tuple[DevicePk, str], int] = {}
