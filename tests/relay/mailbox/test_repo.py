@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import insert
-from support import RunningRelay, receiving_device
+import sqlalchemy.exc
+from sqlalchemy import insert, select
+from support import Backend, RunningRelay, receiving_device
 
-from tresen.core.ids import AccountId
+from tresen.core.ids import AccountId, DevicePk
 from tresen.relay.mailbox import repo
-from tresen.relay.schema import business_profiles
+from tresen.relay.schema import business_profiles, devices
 
 
 async def test_send_checks_name_suspended_senders_and_the_devices_that_can_receive(
@@ -46,3 +47,41 @@ async def test_send_checks_name_suspended_senders_and_the_devices_that_can_recei
         assert [d.device_id for d in listed] == [device.device_id]
     assert only_recipients.suspended == set()
     assert list(only_recipients.devices) == [recipients[0].account_id]
+
+
+async def test_the_lock_takes_the_devices_named_and_every_device_of_the_accounts(
+    relay: RunningRelay, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("SQLite has a single writer and locks no rows")
+    alice = await receiving_device(relay)
+    bob = await receiving_device(relay)
+    bob2 = await relay.register(bob.phone)
+    carol = await receiving_device(relay)
+    async with relay.ctx.db.read() as conn:
+        rows = await conn.execute(select(devices.c.account_id, devices.c.device_id, devices.c.pk))
+        pks = {(account, device_id): DevicePk(pk) for account, device_id, pk in rows}
+    alice_pk = pks[(alice.account_id, 1)]
+    bob_pks = [pks[(bob.account_id, 1)], pks[(bob2.account_id, 2)]]
+
+    for chunk in (repo.CHUNK, 1):  # in one statement, and in chunks
+        monkeypatch.setattr(repo, "CHUNK", chunk)
+        async with relay.ctx.db.write(keyed=True) as conn:
+            found = await repo.lock_devices(conn, [alice_pk], [AccountId(bob.account_id)])
+            assert {a: sorted(p) for a, p in found.items()} == {bob.account_id: sorted(bob_pks)}
+            # Another transaction finds those rows locked, and Carol's not.
+            async with relay.ctx.db.write() as other:
+                for pk in (alice_pk, *bob_pks):
+                    with pytest.raises(sqlalchemy.exc.DBAPIError, match="could not obtain lock"):
+                        await other.execute(
+                            select(devices.c.pk)
+                            .where(devices.c.pk == pk)
+                            .with_for_update(nowait=True)
+                        )
+                    await other.rollback()
+                    await other.begin()
+                await other.execute(
+                    select(devices.c.pk)
+                    .where(devices.c.pk == pks[(carol.account_id, 1)])
+                    .with_for_update(nowait=True)
+                )

@@ -23,6 +23,7 @@ from sqlalchemy import (
     delete,
     func,
     null,
+    or_,
     select,
     text,
     union_all,
@@ -326,23 +327,50 @@ async def find_messages(
     return found
 
 
-async def lock_devices(conn: AsyncConnection, device_pks: Iterable[DevicePk]) -> None:
-    """PostgreSQL: lock device rows in key order before appending to their mailboxes.
+async def lock_devices(
+    conn: AsyncConnection, device_pks: Iterable[DevicePk], accounts: Iterable[AccountId] = ()
+) -> dict[AccountId, list[DevicePk]]:
+    """PostgreSQL: lock the rows of ``device_pks`` and of every device of ``accounts``, in key
+    order, before appending to their mailboxes; returns the devices of ``accounts``.
 
     Appends to one device's mailbox are then committed in ``seq`` order, so a delivery loop
     that reads past its last ``seq`` never misses an entry committed late by a slower
-    transaction. SQLite has a single writer and needs no lock.
+    transaction. SQLite has a single writer and needs no lock. The accounts' devices (the
+    targets of relay events) come with the lock: a round trip less than finding them first.
     """
     targets = sorted(set(device_pks))
+    owners = sorted(set(accounts))
     dialect = conn.dialect.name
-    for chunk in _chunks(targets):
-        await _LOCK_DEVICES.rows(conn, {"keys": key_list_param(dialect, chunk)})
+    if len(targets) > CHUNK or len(owners) > CHUNK:
+        # More than one statement takes: find the accounts' devices first, then lock every
+        # row chunk by chunk, still in key order across the chunks.
+        found = await device_pks_of(conn, owners)
+        targets = sorted(set(targets).union(pk for pks in found.values() for pk in pks))
+        for chunk in _chunks(targets):
+            params = {
+                "keys": key_list_param(dialect, chunk),
+                "accounts": key_list_param(dialect, []),
+            }
+            await _LOCK_DEVICES.rows(conn, params)
+        return found
+    listed: dict[AccountId, list[DevicePk]] = defaultdict(list)
+    wanted = set(owners)
+    params = {"keys": key_list_param(dialect, targets), "accounts": key_list_param(dialect, owners)}
+    for pk, account_id in await _LOCK_DEVICES.rows(conn, params):
+        if account_id in wanted:
+            listed[AccountId(account_id)].append(DevicePk(pk))
+    return listed
 
 
 _LOCK_DEVICES = DriverStatement(
     lambda dialect: (
-        select(devices.c.pk)
-        .where(devices.c.pk.in_(key_list(dialect, BigInteger())))
+        select(devices.c.pk, devices.c.account_id)
+        .where(
+            or_(
+                devices.c.pk.in_(key_list(dialect, BigInteger())),
+                devices.c.account_id.in_(key_list(dialect, String(), "accounts")),
+            )
+        )
         .order_by(devices.c.pk)
         .with_for_update()
     )

@@ -129,6 +129,9 @@ class _Batch:
     messages: list[NewMessage] = field(default_factory=list)
     entries: list[NewEntry] = field(default_factory=list)
     admitted: list[tuple[SendIntent, Admission, str]] = field(default_factory=list)
+    # Relay events for every device of an account (the entry's device_pk is left 0), made
+    # entries once the batch has found (on PostgreSQL, locked) the accounts' devices.
+    events: list[tuple[AccountId, NewEntry]] = field(default_factory=list)
     pricing: dict[str, Pricing] = field(default_factory=dict)
     acked: int = 0  # entries deleted by acks (for metrics)
     delivered: int = 0  # messages acked by a first device of their recipient (for metrics)
@@ -365,9 +368,15 @@ class MailboxService:
                 await self._purge(conn, purges, batch)
             targets = {t.pk for _, _, targets, _ in planned for t in targets}
             targets.update(p.target.pk for p in planned_resends)
+            accounts = {account for account, _ in batch.events}
+            if self.db.is_sqlite:
+                devices_of = await repo.device_pks_of(conn, accounts)
+            else:
+                devices_of = await repo.lock_devices(conn, targets, accounts)
+            for account, event in batch.events:
+                for pk in devices_of.get(account, ()):
+                    batch.entries.append(msgspec.structs.replace(event, device_pk=pk))
             targets.update(e.device_pk for e in batch.entries)
-            if not self.db.is_sqlite:
-                await repo.lock_devices(conn, targets)
             heads = await repo.mailbox_heads(conn, targets)
             queued = {pk: head.length for pk, head in heads.items()}
             self._admit_sends(planned, queued, batch)
@@ -606,8 +615,7 @@ class MailboxService:
             delivered = await repo.mark_delivered(conn, first_acker, batch.now)
             batch.delivered = len(delivered)
             batch.pricing = await self.policy.delivered(conn, delivered, batch.now)
-            await self._events_for_senders(
-                conn,
+            self._events_for_senders(
                 delivered,
                 EntryKind.DELIVERED,
                 lambda m: _peer(first_acker[m.message_id]),
@@ -637,8 +645,7 @@ class MailboxService:
             }
             claimed |= mine
             batch.results[index] = len(mine)
-        await self._events_for_senders(
-            conn,
+        self._events_for_senders(
             read,
             EntryKind.READ,
             lambda m: _peer(readers[(m.message_id, m.recipient_account)]),
@@ -653,8 +660,8 @@ class MailboxService:
         expired = await repo.expire_messages(conn, batch.now, limit)
         envelopes = await repo.expire_entries(conn, batch.now, limit)
         undelivered = [e.message for e in expired if not e.received]
-        failed = await self._events_for_senders(
-            conn, undelivered, EntryKind.FAILED, lambda m: (m.recipient_account, 0), batch
+        failed = self._events_for_senders(
+            undelivered, EntryKind.FAILED, lambda m: (m.recipient_account, 0), batch
         )
         # One purge per batch; other purge requests in it share its result.
         first, *others = (index for index, _ in purges)
@@ -662,9 +669,8 @@ class MailboxService:
         for index in others:
             batch.results[index] = Purged()
 
-    async def _events_for_senders(
+    def _events_for_senders(
         self,
-        conn: AsyncConnection,
         sent: Sequence[SentMessage],
         kind: EntryKind,
         peer: Callable[[SentMessage], tuple[AccountId, int]],
@@ -678,16 +684,14 @@ class MailboxService:
             for m in sent
             if m.klass in _REPORTED_CLASSES and m.sender_account != m.recipient_account
         ]
-        if not reported:
-            return 0
-        devices = await repo.device_pks_of(conn, {m.sender_account for m in reported})
         for message in reported:
             peer_account, peer_device = peer(message)
             payload = self._event_payload(kind, message, batch)
-            for pk in devices.get(message.sender_account, []):
-                batch.entries.append(
+            batch.events.append(
+                (
+                    message.sender_account,
                     NewEntry(
-                        device_pk=pk,
+                        device_pk=DevicePk(0),
                         kind=kind,
                         message_id=message.message_id,
                         peer_account=peer_account,
@@ -697,8 +701,9 @@ class MailboxService:
                         payload=payload,
                         server_ms=batch.now,
                         expires_ms=batch.expires,
-                    )
+                    ),
                 )
+            )
         return len(reported)
 
     @staticmethod
