@@ -85,3 +85,16 @@ async def test_the_lock_takes_the_devices_named_and_every_device_of_the_accounts
                     .where(devices.c.pk == pks[(carol.account_id, 1)])
                     .with_for_update(nowait=True)
                 )
+
+
+async def test_the_lock_looks_devices_up_by_index(relay: RunningRelay, backend: Backend) -> None:
+    """Written as "IN (SELECT unnest(...))" on both sides of its OR, the lock tested every row
+    of the table against hashed lists; with "= ANY(...)" each side is an index look-up."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite locks no rows")
+    async with relay.ctx.db.write(keyed=True) as conn:
+        sql, _names = repo._LOCK_DEVICES.text(conn)
+        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", ([1, 2], ["a", "b"]))
+        plan = "\n".join(row[0] for row in rows)
+    assert "Index" in plan
+    assert "SubPlan" not in plan
