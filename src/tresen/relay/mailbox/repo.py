@@ -356,6 +356,8 @@ async def lock_devices(
             await _LOCK_DEVICES.rows(conn, params)
         return found
     listed: dict[AccountId, list[DevicePk]] = defaultdict(list)
+    if not targets and not owners:
+        return listed
     wanted = set(owners)
     params = {"keys": key_list_param(dialect, targets), "accounts": key_list_param(dialect, owners)}
     for pk, account_id in await _LOCK_DEVICES.rows(conn, params):
