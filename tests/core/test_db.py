@@ -405,16 +405,30 @@ async def test_numbered_rows_take_their_numbers_in_the_order_given(db: Database)
     # Names that sort neither like their order nor like their numbers.
     rows = [(f"{(i * 37) % 101:03d}", None if i % 4 else bytes([i])) for i in range(1, 201)]
     async with db.write(keyed=True) as conn:
-        first = await driver_insert_numbered(conn, table, "n", ("name", "maybe"), rows[:150])
+        first = [
+            number
+            for (number,) in await driver_insert_numbered(
+                conn, table, "n", ("name", "maybe"), rows[:150]
+            )
+        ]
         assert await driver_insert_numbered(conn, table, "n", ("name", "maybe"), []) == []
     # Rows of another table can go in the same statement.
     other = Table("other", table.metadata, Column("name", String(16), primary_key=True))
     async with db.write() as conn:
         await conn.run_sync(other.create)
     async with db.write(keyed=True) as conn:
-        second = await driver_insert_numbered(
-            conn, table, "n", ("name", "maybe"), rows[150:], also=(other, ("name",), [("x",)])
+        # With values the inserted rows hold, returned in the order of the rows given.
+        returned = await driver_insert_numbered(
+            conn,
+            table,
+            "n",
+            ("name", "maybe"),
+            rows[150:],
+            also=(other, ("name",), [("x",)]),
+            returning=("name", "length(name || 'ab')"),
         )
+        assert [(name, size) for _, name, size in returned] == [(name, 5) for name, _ in rows[150:]]
+        second = [number for number, _, _ in returned]
     numbers = first + second
     assert numbers == sorted(set(numbers))
     async with db.read() as conn:

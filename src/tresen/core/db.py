@@ -240,10 +240,13 @@ async def driver_insert_numbered(
     rows: Sequence[tuple[Any, ...]],
     *,
     also: Rows | None = None,
-) -> list[int]:
+    returning: tuple[str, ...] = (),
+) -> list[tuple[Any, ...]]:
     """PostgreSQL: insert ``rows`` as :func:`driver_insert` does, each numbered in its
     ``key`` column from that column's sequence, ascending in the order of ``rows``; returns
-    the numbers in that order. One statement: taking the numbers first was a round trip more.
+    a row per row inserted, in that order: its number, then the values of the ``returning``
+    expressions (SQL of the table's own columns). One statement: taking the numbers first
+    was a round trip more.
 
     ``also``: rows of another table, inserted by the same statement (a data-modifying
     ``WITH``, which PostgreSQL runs once whatever the rest of the statement reads), one
@@ -258,11 +261,11 @@ async def driver_insert_numbered(
     if also is not None and also[2]:
         first = (also[0], also[1])
         params = [list(c) for c in zip(*also[2], strict=True)] + params
-    sql = _numbered_insert_text(table, key, columns, first)
-    numbers = await _driver_run(conn, sql, params, many=False)
+    sql = _numbered_insert_text(table, key, columns, first, returning)
+    numbered = await _driver_run(conn, sql, params, many=False)
     # The numbers were taken in row order (see _numbered_insert_text), the rows came back in
     # no promised order.
-    return sorted(int(row[0]) for row in numbers)
+    return sorted((tuple(row) for row in numbered), key=lambda row: int(row[0]))
 
 
 @functools.cache
@@ -277,7 +280,11 @@ def _insert_text(dialect: str, table: Table, columns: tuple[str, ...]) -> str:
 
 @functools.cache
 def _numbered_insert_text(
-    table: Table, key: str, columns: tuple[str, ...], first: tuple[Table, tuple[str, ...]] | None
+    table: Table,
+    key: str,
+    columns: tuple[str, ...],
+    first: tuple[Table, tuple[str, ...]] | None,
+    returning: tuple[str, ...],
 ) -> str:
     # PostgreSQL evaluates a SELECT's output list after its ORDER BY ("SELECT", "Notes"): the
     # rows take their numbers in the order given. The sequence is looked up once (OFFSET 0
@@ -297,7 +304,8 @@ def _numbered_insert_text(
         f" FROM (SELECT pg_get_serial_sequence('{table.name}', '{key}')::regclass AS id"
         " OFFSET 0) AS s"
         f" CROSS JOIN {_unnest(table, columns, offset)}"
-        f" WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY u.n RETURNING {key}"
+        f" WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY u.n"
+        f" RETURNING {', '.join((key, *returning))}"
     )
 
 

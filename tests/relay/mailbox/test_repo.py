@@ -7,7 +7,7 @@ import sqlalchemy.exc
 from sqlalchemy import insert, select
 from support import Backend, RunningRelay, receiving_device
 
-from tresen.core.ids import AccountId, DevicePk
+from tresen.core.ids import AccountId, DevicePk, MessageId
 from tresen.relay.mailbox import repo
 from tresen.relay.schema import business_profiles, devices
 
@@ -47,6 +47,47 @@ async def test_send_checks_name_suspended_senders_and_the_devices_that_can_recei
         assert [d.device_id for d in listed] == [device.device_id]
     assert only_recipients.suspended == set()
     assert list(only_recipients.devices) == [recipients[0].account_id]
+
+
+def entry(device_pk: DevicePk, n: int) -> repo.NewEntry:
+    return repo.NewEntry(
+        device_pk=device_pk,
+        kind=repo.EntryKind.MESSAGE,
+        message_id=MessageId(f"m{n}"),
+        peer_account=AccountId("+15550000000"),
+        peer_device=1,
+        klass=0,
+        olm_type=1,
+        payload=b"x",
+        server_ms=1,
+        expires_ms=10**13,
+    )
+
+
+async def test_a_store_tells_each_mailbox_head_before_it_and_the_checks_their_lengths(
+    relay: RunningRelay,
+) -> None:
+    """The newest seq each device held before a batch (0 for an empty mailbox) is where a
+    connection's cursor must be for it to push the batch's entries without reading; the
+    batch's own entries do not count. The send checks give each mailbox's length."""
+    alice = await receiving_device(relay)
+    bob = await receiving_device(relay)
+    async with relay.ctx.db.read() as conn:
+        rows = await conn.execute(select(devices.c.account_id, devices.c.pk))
+        pk = {account: DevicePk(pk) for account, pk in rows}
+    a, b = pk[alice.account_id], pk[bob.account_id]
+    async with relay.ctx.db.write(keyed=True) as conn:
+        first = await repo.store(conn, [], [entry(a, 1), entry(a, 2)])
+    assert first.after == {a: 0}
+    async with relay.ctx.db.write(keyed=True) as conn:
+        second = await repo.store(conn, [], [entry(b, 3), entry(a, 4), entry(b, 5)])
+    assert second.seqs == sorted(second.seqs)
+    assert min(second.seqs) > max(first.seqs)
+    assert second.after == {a: max(first.seqs), b: 0}
+    async with relay.ctx.db.read() as conn:
+        checks = await repo.send_checks(conn, [], [alice.account_id, bob.account_id])
+    queued = {d.pk: d.queued for listed in checks.devices.values() for d in listed}
+    assert queued == {a: 3, b: 2}
 
 
 async def test_the_lock_takes_the_devices_named_and_every_device_of_the_accounts(

@@ -50,12 +50,12 @@ __all__ = [
     "EntryKind",
     "ExpiredMessage",
     "MailboxEntry",
-    "MailboxHead",
     "NewEntry",
     "NewMessage",
     "RecipientDevice",
     "SendChecks",
     "SentMessage",
+    "Stored",
     "StoredMessage",
     "count_resends",
     "delete_entries",
@@ -65,7 +65,6 @@ __all__ = [
     "expire_messages",
     "find_messages",
     "lock_devices",
-    "mailbox_heads",
     "mark_delivered",
     "mark_read",
     "messages_to_resend",
@@ -102,6 +101,8 @@ class RecipientDevice(msgspec.Struct, frozen=True):
     pk: DevicePk
     device_id: DeviceId
     registration_id: int
+    queued: int = 0
+    """Entries waiting in its mailbox when it was read (for the queue limit)."""
 
 
 class SentMessage(msgspec.Struct, frozen=True):
@@ -171,25 +172,34 @@ class MailboxEntry(msgspec.Struct, frozen=True):
     """The template a template-class message was sent (and billed) as."""
 
 
-class MailboxHead(msgspec.Struct, frozen=True):
-    """How many entries a device's mailbox holds and its newest ``seq`` (0 if empty)."""
+class Stored(msgspec.Struct, frozen=True):
+    """What :func:`store` appended: the entries' ``seq`` in the order given, and for each
+    device appended to, the newest ``seq`` its mailbox held before (0 if none)."""
 
-    length: int
-    last_seq: int
+    seqs: list[int]
+    after: dict[DevicePk, int]
 
 
 # Statements of every group commit, run on the driver (core.db.DriverStatement); ``keys`` is
 # bound to a list of keys (core.db.key_list_param).
 # Suspended senders (their rows carry no device) and the recipients' devices that can
-# receive ciphertext, in one statement: a round trip less for every batch that sends.
+# receive ciphertext with the length of their mailboxes, in one statement: a round trip less
+# for every batch that sends.
 _SENDERS_AND_RECIPIENTS = DriverStatement(
     lambda dialect: union_all(
-        select(business_profiles.c.account_id, null(), null(), null()).where(
+        select(business_profiles.c.account_id, null(), null(), null(), null()).where(
             business_profiles.c.account_id.in_(key_list(dialect, String(), "senders")),
             business_profiles.c.suspended_ms.is_not(None),
         ),
         select(
-            devices.c.account_id, devices.c.pk, devices.c.device_id, devices.c.registration_id
+            devices.c.account_id,
+            devices.c.pk,
+            devices.c.device_id,
+            devices.c.registration_id,
+            select(func.count())
+            .where(mailbox.c.device_pk == devices.c.pk)
+            .scalar_subquery()
+            .label("queued"),
         ).where(
             devices.c.account_id.in_(key_list(dialect, String(), "recipients")),
             devices.c.identity_curve25519.is_not(None),
@@ -203,7 +213,7 @@ _DEVICE_PKS = DriverStatement(
 )
 _MAILBOX_HEADS = DriverStatement(
     lambda dialect: (
-        select(mailbox.c.device_pk, func.count(), func.max(mailbox.c.seq))
+        select(mailbox.c.device_pk, func.max(mailbox.c.seq))
         .where(mailbox.c.device_pk.in_(key_list(dialect, BigInteger())))
         .group_by(mailbox.c.device_pk)
     )
@@ -275,14 +285,13 @@ async def send_checks(
             "senders": key_list_param(dialect, from_chunk),
             "recipients": key_list_param(dialect, to_chunk),
         }
-        for account_id, pk, device_id, registration_id in await _SENDERS_AND_RECIPIENTS.rows(
-            conn, params
-        ):
+        rows = await _SENDERS_AND_RECIPIENTS.rows(conn, params)
+        for account_id, pk, device_id, registration_id, queued in rows:
             if pk is None:
                 checks.suspended.add(AccountId(account_id))
             else:
                 checks.devices[AccountId(account_id)].append(
-                    RecipientDevice(DevicePk(pk), DeviceId(device_id), registration_id)
+                    RecipientDevice(DevicePk(pk), DeviceId(device_id), registration_id, queued)
                 )
     for listed in checks.devices.values():
         listed.sort(key=lambda d: d.device_id)
@@ -384,18 +393,6 @@ _LOCK_DEVICES = DriverStatement(
 )
 
 
-async def mailbox_heads(
-    conn: AsyncConnection, device_pks: Iterable[DevicePk]
-) -> dict[DevicePk, MailboxHead]:
-    heads: dict[DevicePk, MailboxHead] = {}
-    dialect = conn.dialect.name
-    for chunk in _chunks(sorted(set(device_pks))):
-        rows = await _MAILBOX_HEADS.rows(conn, {"keys": key_list_param(dialect, chunk)})
-        for pk, length, last_seq in rows:
-            heads[DevicePk(pk)] = MailboxHead(int(length), int(last_seq))
-    return heads
-
-
 _MESSAGE_COLUMNS = (
     "message_id",
     "sender_account",
@@ -480,9 +477,10 @@ _MAILBOX_COLUMNS = (
 
 async def store(
     conn: AsyncConnection, new: Sequence[NewMessage], entries: Sequence[NewEntry]
-) -> list[int]:
-    """Record ``new`` messages and append ``entries`` to their devices' mailboxes; returns
-    the entries' ``seq`` in the same order. On PostgreSQL one statement does both."""
+) -> Stored:
+    """Record ``new`` messages and append ``entries`` to their devices' mailboxes. On
+    PostgreSQL one statement does both and tells each device's newest ``seq`` before it (in
+    a transaction that holds the devices' locks: read after every earlier append)."""
     rows = [
         (
             e.device_pk,
@@ -501,10 +499,22 @@ async def store(
     ]
     if conn.dialect.name != "sqlite" and rows:
         also = (messages, _MESSAGE_COLUMNS, _message_rows(new))
-        return await driver_insert_numbered(conn, mailbox, "seq", _MAILBOX_COLUMNS, rows, also=also)
+        numbered = await driver_insert_numbered(
+            conn, mailbox, "seq", _MAILBOX_COLUMNS, rows, also=also, returning=_BEFORE
+        )
+        return Stored(
+            [int(seq) for seq, _, _ in numbered],
+            {DevicePk(pk): int(before) for _, pk, before in numbered},
+        )
     await driver_insert(conn, messages, _MESSAGE_COLUMNS, _message_rows(new))
     if not rows:
-        return []
+        return Stored([], {})
+    dialect = conn.dialect.name
+    pks = sorted({e.device_pk for e in entries})
+    after = dict.fromkeys(pks, 0)
+    for chunk in _chunks(pks):
+        heads = await _MAILBOX_HEADS.rows(conn, {"keys": key_list_param(dialect, chunk)})
+        after.update((DevicePk(pk), int(seq)) for pk, seq in heads)
     # The caller holds SQLite's write lock: the seqs after the last one taken are free.
     # AUTOINCREMENT never hands out a seq twice and advances sqlite_sequence past explicitly
     # inserted values.
@@ -517,7 +527,17 @@ async def store(
         ("seq", *_MAILBOX_COLUMNS),
         [(seq, *row) for seq, row in zip(seqs, rows, strict=True)],
     )
-    return seqs
+    return Stored(seqs, after)
+
+
+_BEFORE = (
+    "device_pk",
+    # A statement does not see the rows it inserts itself: the newest seq before it (an
+    # index look-up per row, newest first).
+    "(SELECT coalesce(max(before.seq), 0) FROM mailbox AS before"
+    " WHERE before.device_pk = mailbox.device_pk)",
+)
+"""With each stored entry, its device and the device's newest ``seq`` before the batch."""
 
 
 async def newest_seq(conn: AsyncConnection) -> int:

@@ -151,7 +151,7 @@ def admit_resends(
     expires_ms: int,
 ) -> Admitted:
     """Store every planned resend its message's limit and its device's queue allow, in
-    arrival order; ``queued`` (entries per device, this batch's included) is updated."""
+    arrival order; ``queued`` (entries per device where this batch added some) is updated."""
     admitted = Admitted([], {}, {})
     cap = limits.max_queue_per_device
     for p in planned:
@@ -166,7 +166,7 @@ def admit_resends(
                 max_resends=limits.max_resends_per_message,
             )
             continue
-        if queued.get(p.target.pk, 0) >= cap:
+        if queued.get(p.target.pk, p.target.queued) >= cap:
             admitted.results[p.index] = TresenError(
                 ErrorCode.QUEUE_FULL,
                 "a recipient device has too many undelivered messages",
@@ -174,7 +174,7 @@ def admit_resends(
                 max_queue=cap,
             )
             continue
-        queued[p.target.pk] = queued.get(p.target.pk, 0) + 1
+        queued[p.target.pk] = queued.get(p.target.pk, p.target.queued) + 1
         admitted.counts[message_id] = admitted.counts.get(message_id, 0) + 1
         admitted.entries.append(
             NewEntry(

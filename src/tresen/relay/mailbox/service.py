@@ -376,9 +376,9 @@ class MailboxService:
             for account, event in batch.events:
                 for pk in devices_of.get(account, ()):
                     batch.entries.append(msgspec.structs.replace(event, device_pk=pk))
-            targets.update(e.device_pk for e in batch.entries)
-            heads = await repo.mailbox_heads(conn, targets)
-            queued = {pk: head.length for pk, head in heads.items()}
+            # The queue lengths were read with the recipients' devices, before the locks: on
+            # one node nothing else appends; other nodes can add at most their own batches.
+            queued: dict[DevicePk, int] = {}
             self._admit_sends(planned, queued, batch)
             admitted = admit_resends(planned_resends, queued, self.limits, batch.expires)
             batch.entries += admitted.entries
@@ -386,13 +386,13 @@ class MailboxService:
                 batch.results[index] = answer
             await self.policy.record(conn, batch.admitted, batch.now)
             await repo.count_resends(conn, admitted.counts)
-            seqs = await repo.store(conn, batch.messages, batch.entries)
+            stored = await repo.store(conn, batch.messages, batch.entries)
         # Committed: from here on nothing may raise, or the group commit would write it again.
         self.metrics.messages_accepted.inc(len(batch.messages))
         self.metrics.envelopes_acked.inc(batch.acked)
         self.metrics.messages_delivered.inc(batch.delivered)
         try:
-            self._hand_over(batch.entries, seqs, heads)
+            self._hand_over(batch.entries, stored)
         except Exception:
             # The connections find the entries when they next read their mailboxes.
             log.exception("handing committed entries to connections failed")
@@ -521,10 +521,10 @@ class MailboxService:
         batch: _Batch,
     ) -> None:
         """Store every planned send whose recipients' queues have room, in arrival order;
-        ``queued`` (entries per device, this batch's included) is updated."""
+        ``queued`` (entries per device where this batch added some) is updated."""
         cap = self.limits.max_queue_per_device
         for index, op, targets, admission in planned:
-            full = next((t for t in targets if queued.get(t.pk, 0) >= cap), None)
+            full = next((t for t in targets if queued.get(t.pk, t.queued) >= cap), None)
             if full is not None:
                 batch.results[index] = TresenError(
                     ErrorCode.QUEUE_FULL,
@@ -550,7 +550,7 @@ class MailboxService:
                 NewMessage(message, frame.client_msg_id, batch.expires, template_id)
             )
             for target in targets:
-                queued[target.pk] = queued.get(target.pk, 0) + 1
+                queued[target.pk] = queued.get(target.pk, target.queued) + 1
                 copy = copies[target.device_id]
                 batch.entries.append(
                     NewEntry(
@@ -713,22 +713,15 @@ class MailboxService:
         pricing = batch.pricing.get(message.message_id) if kind is EntryKind.DELIVERED else None
         return b"" if pricing is None else encoded_pricing(pricing)
 
-    def _hand_over(
-        self,
-        entries: Sequence[NewEntry],
-        seqs: Sequence[int],
-        heads: dict[DevicePk, repo.MailboxHead],
-    ) -> None:
+    def _hand_over(self, entries: Sequence[NewEntry], stored: repo.Stored) -> None:
         """Give committed entries to the connections of their devices (on this node; the
         others hear of them)."""
         by_device: dict[DevicePk, list[MailboxEntry]] = defaultdict(list)
-        for entry, seq in zip(entries, seqs, strict=True):
+        for entry, seq in zip(entries, stored.seqs, strict=True):
             by_device[entry.device_pk].append(entry.stored_as(seq))
+        after = stored.after
         self.hub.hand_over(
-            [
-                (device_pk, head.last_seq if (head := heads.get(device_pk)) else 0, fresh)
-                for device_pk, fresh in by_device.items()
-            ]
+            [(device_pk, after.get(device_pk, 0), fresh) for device_pk, fresh in by_device.items()]
         )
 
     # --- receiving ---------------------------------------------------------------------------
