@@ -139,3 +139,56 @@ async def test_the_lock_looks_devices_up_by_index(relay: RunningRelay, backend: 
         plan = "\n".join(row[0] for row in rows)
     assert "Index" in plan
     assert "SubPlan" not in plan
+
+
+async def test_acks_delete_entries_and_deliver_each_message_once(relay: RunningRelay) -> None:
+    """A message is delivered by the first copy acked that its device could read: not by an
+    undecryptable one, and not again by a later copy."""
+    alice = await receiving_device(relay)
+    async with relay.ctx.db.read() as conn:
+        rows = await conn.execute(
+            select(devices.c.pk).where(devices.c.account_id == alice.account_id)
+        )
+        a = DevicePk(rows.scalar_one())
+    messages = [
+        repo.NewMessage(
+            repo.SentMessage(
+                MessageId(f"m{n}"), AccountId("+1"), DevicePk(0), alice.account_id, 0, 1
+            ),
+            f"c{n}",
+            10**13,
+            None,
+        )
+        for n in (1, 2)
+    ]
+    copies = [entry(a, 1), entry(a, 1), entry(a, 2)]
+    async with relay.ctx.db.write(keyed=True) as conn:
+        seqs = (await repo.store(conn, messages, copies)).seqs
+    first, second, other = ((a, seq) for seq in seqs)
+    steps = [([first, other], {first}), ([second, (a, 10**9)], set()), ([first], set())]
+    found = []
+    for keys, undecryptable in steps:
+        async with relay.ctx.db.write(keyed=True) as conn:
+            deleted, delivered = await repo.delete_acked(conn, keys, undecryptable, 5)
+        found.append(
+            (sorted(seq for _, seq, _, _ in deleted), sorted(m.message_id for m in delivered))
+        )
+    assert found == [
+        (sorted([first[1], other[1]]), ["m2"]),  # m1's copy was undecryptable
+        ([second[1]], ["m1"]),
+        ([], []),  # deleted already
+    ]
+
+
+async def test_the_acks_statement_finds_its_rows_by_index(
+    relay: RunningRelay, backend: Backend
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("SQLite runs the acks' two statements in the relay's process")
+    async with relay.ctx.db.write(keyed=True) as conn:
+        sql, _names = repo._DELETE_ACKED.text(conn)
+        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", ([1], [2], [False], 3, 0))
+        plan = "\n".join(row[0] for row in rows)
+    assert "Seq Scan" not in plan
+    assert "Index Scan using ix_mailbox_device_seq on mailbox" in plan
+    assert "Index Scan using pk_messages on messages" in plan

@@ -47,6 +47,7 @@ from tresen.core.ids import AccountId, DeviceId, DevicePk, MessageId
 from tresen.relay.schema import business_profiles, devices, mailbox, messages
 
 __all__ = [
+    "Deleted",
     "EntryKind",
     "ExpiredMessage",
     "MailboxEntry",
@@ -58,6 +59,7 @@ __all__ = [
     "Stored",
     "StoredMessage",
     "count_resends",
+    "delete_acked",
     "delete_entries",
     "device_pks_of",
     "devices_with_entries_after",
@@ -636,6 +638,74 @@ async def delete_entries(
         kinds = _ENTRY_KINDS
         deleted.extend((pk, seq, kinds[kind], message_id) for pk, seq, kind, message_id in rows)
     return deleted
+
+
+# PostgreSQL: the acked entries deleted and their messages marked delivered in one
+# statement. Each deleted entry comes back with its message's columns where this statement
+# delivered it (a message-kind entry its device could decrypt, of a message not delivered
+# before); the two parts see the same snapshot, and the UPDATE finds its rows in what the
+# DELETE returned.
+_DELETE_ACKED = DriverStatement(
+    lambda _dialect: text(
+        "WITH deleted AS ("
+        " DELETE FROM mailbox USING unnest(CAST(:device_pks AS BIGINT[]),"
+        " CAST(:seqs AS BIGINT[]), CAST(:undecryptable AS BOOLEAN[]))"
+        " AS acked(device_pk, seq, undecryptable)"
+        " WHERE mailbox.seq = acked.seq AND mailbox.device_pk = acked.device_pk"
+        " RETURNING mailbox.device_pk, mailbox.seq, mailbox.kind, mailbox.message_id,"
+        " acked.undecryptable),"
+        " delivered AS ("
+        " UPDATE messages SET delivered_ms = :now_ms"
+        " WHERE messages.message_id IN (SELECT deleted.message_id FROM deleted"
+        " WHERE deleted.kind = :message_kind AND NOT deleted.undecryptable)"
+        " AND messages.delivered_ms IS NULL"
+        " RETURNING messages.message_id, messages.sender_account, messages.sender_device_pk,"
+        " messages.recipient_account, messages.klass, messages.server_ms)"
+        " SELECT deleted.device_pk, deleted.seq, deleted.kind, deleted.message_id,"
+        " delivered.message_id, delivered.sender_account, delivered.sender_device_pk,"
+        " delivered.recipient_account, delivered.klass, delivered.server_ms"
+        " FROM deleted LEFT JOIN delivered ON delivered.message_id = deleted.message_id"
+    )
+)
+
+Deleted = tuple[DevicePk, int, EntryKind, MessageId]
+"""An entry an ack deleted: its device, seq, kind and message."""
+
+
+async def delete_acked(
+    conn: AsyncConnection,
+    keys: Sequence[tuple[DevicePk, int]],
+    undecryptable: set[tuple[DevicePk, int]],
+    now_ms: int,
+) -> tuple[list[Deleted], list[SentMessage]]:
+    """Delete acked entries by (owning device, seq), and mark the messages of those of kind
+    message delivered where they were not yet, but for copies in ``undecryptable`` (their
+    device could not read them: not a delivery). Returns what was deleted and the messages
+    delivered for the first time; on PostgreSQL in one statement."""
+    if conn.dialect.name == "sqlite":
+        deleted = await delete_entries(conn, keys)
+        reached = {
+            message_id
+            for pk, seq, kind, message_id in deleted
+            if kind is EntryKind.MESSAGE and (pk, seq) not in undecryptable
+        }
+        return deleted, await mark_delivered(conn, reached, now_ms) if reached else []
+    found: list[Deleted] = []
+    delivered: dict[MessageId, SentMessage] = {}
+    kinds = _ENTRY_KINDS
+    for chunk in _chunks(sorted(set(keys))):
+        params = {
+            "device_pks": [pk for pk, _ in chunk],
+            "seqs": [seq for _, seq in chunk],
+            "undecryptable": [key in undecryptable for key in chunk],
+            "now_ms": now_ms,
+            "message_kind": int(EntryKind.MESSAGE),
+        }
+        for row in await _DELETE_ACKED.rows(conn, params):
+            found.append((DevicePk(row[0]), int(row[1]), kinds[row[2]], MessageId(row[3])))
+            if row[4] is not None:
+                delivered.setdefault(MessageId(row[4]), _sent_message(row[4:]))
+    return found, list(delivered.values())
 
 
 async def mark_delivered(

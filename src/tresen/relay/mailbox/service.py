@@ -594,7 +594,7 @@ class MailboxService:
         # A copy its device could not decrypt reached nobody: it is not a delivery (no event,
         # no billing), and the message stays undelivered until some copy is acked normally.
         undecryptable = {(op.device.device_pk, seq) for _, op in acks for seq in op.undecryptable}
-        deleted = await repo.delete_entries(conn, keys)
+        deleted, delivered = await repo.delete_acked(conn, keys, undecryptable, batch.now)
         batch.acked = len(deleted)
         first_acker: dict[MessageId, Principal] = {}
         message = EntryKind.MESSAGE
@@ -611,8 +611,7 @@ class MailboxService:
                     unclaimed.remove((pk, seq))
                     count += 1
             batch.results[index] = count
-        if first_acker:
-            delivered = await repo.mark_delivered(conn, first_acker, batch.now)
+        if delivered:
             batch.delivered = len(delivered)
             batch.pricing = await self.policy.delivered(conn, delivered, batch.now)
             self._events_for_senders(
