@@ -641,10 +641,10 @@ async def delete_entries(
 
 
 # PostgreSQL: the acked entries deleted and their messages marked delivered in one
-# statement. Each deleted entry comes back with its message's columns where this statement
-# delivered it (a message-kind entry its device could decrypt, of a message not delivered
-# before); the two parts see the same snapshot, and the UPDATE finds its rows in what the
-# DELETE returned.
+# statement: a row per deleted entry (its device, seq, kind and message), then one per
+# message delivered by it (device and seq NULL, the message's columns): a message-kind entry
+# its device could decrypt, of a message not delivered before. The two parts see the same
+# snapshot, and the UPDATE finds its rows in what the DELETE returned.
 _DELETE_ACKED = DriverStatement(
     lambda _dialect: text(
         "WITH deleted AS ("
@@ -661,10 +661,9 @@ _DELETE_ACKED = DriverStatement(
         " AND messages.delivered_ms IS NULL"
         " RETURNING messages.message_id, messages.sender_account, messages.sender_device_pk,"
         " messages.recipient_account, messages.klass, messages.server_ms)"
-        " SELECT deleted.device_pk, deleted.seq, deleted.kind, deleted.message_id,"
-        " delivered.message_id, delivered.sender_account, delivered.sender_device_pk,"
-        " delivered.recipient_account, delivered.klass, delivered.server_ms"
-        " FROM deleted LEFT JOIN delivered ON delivered.message_id = deleted.message_id"
+        " SELECT device_pk, seq, kind, message_id, NULL, NULL, NULL, NULL, NULL FROM deleted"
+        " UNION ALL SELECT NULL, NULL, NULL, message_id, sender_account, sender_device_pk,"
+        " recipient_account, klass, server_ms FROM delivered"
     )
 )
 
@@ -691,7 +690,7 @@ async def delete_acked(
         }
         return deleted, await mark_delivered(conn, reached, now_ms) if reached else []
     found: list[Deleted] = []
-    delivered: dict[MessageId, SentMessage] = {}
+    delivered: list[SentMessage] = []
     kinds = _ENTRY_KINDS
     for chunk in _chunks(sorted(set(keys))):
         params = {
@@ -702,10 +701,11 @@ async def delete_acked(
             "message_kind": int(EntryKind.MESSAGE),
         }
         for row in await _DELETE_ACKED.rows(conn, params):
-            found.append((DevicePk(row[0]), int(row[1]), kinds[row[2]], MessageId(row[3])))
-            if row[4] is not None:
-                delivered.setdefault(MessageId(row[4]), _sent_message(row[4:]))
-    return found, list(delivered.values())
+            if row[0] is None:
+                delivered.append(_sent_message(row[3:]))
+            else:
+                found.append((DevicePk(row[0]), int(row[1]), kinds[row[2]], MessageId(row[3])))
+    return found, delivered
 
 
 async def mark_delivered(
