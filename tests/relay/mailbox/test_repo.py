@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import insert, select
@@ -189,6 +191,7 @@ async def test_the_acks_statement_finds_its_rows_by_index(
         sql, _names = repo._DELETE_ACKED.text(conn)
         rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", ([1], [2], [False], 3, 0))
         plan = "\n".join(row[0] for row in rows)
-    assert "Seq Scan" not in plan
-    assert "Index Scan using ix_mailbox_device_seq on mailbox" in plan
-    assert "Index Scan using pk_messages on messages" in plan
+    assert "Seq Scan" not in plan, plan
+    # By the primary key or the (device, seq) index, as the planner sees fit.
+    assert re.search(r"Index Scan using \w+ on mailbox\b", plan), plan
+    assert "Index Scan using pk_messages on messages" in plan, plan
