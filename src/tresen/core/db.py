@@ -9,6 +9,7 @@ of deferred transactions. Readers run beside the writer thanks to WAL.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import sqlite3
 import threading
@@ -372,7 +373,8 @@ class Database:
         self.dialect = parsed.get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         self._checkpointer: _WalCheckpointer | None = None
-        self._writes = 0  # write() calls under way
+        # write() calls under way, by the engine of their pool.
+        self._writes: collections.Counter[Engine] = collections.Counter()
         # Connections kept checked out by their pools' engine (see write(hold=True)).
         self._held: dict[Engine, tuple[Connection, float]] = {}
         if self.is_sqlite:
@@ -492,7 +494,7 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.start()
         engine = self._engine(keyed, durable)
-        self._writes += 1
+        self._writes[engine.sync_engine] += 1
         try:
             held = self._take_held(engine.sync_engine) if hold else None
             if held is None:
@@ -501,7 +503,7 @@ class Database:
             async with self._write(engine, durable, inline, held, keep) as conn:
                 yield conn
         finally:
-            self._writes -= 1
+            self._writes[engine.sync_engine] -= 1
 
     def _engine(self, keyed: bool, durable: bool) -> AsyncEngine:
         if not keyed:
@@ -519,9 +521,9 @@ class Database:
         return sync
 
     def _keep(self, sync: Connection) -> bool:
-        """At the end of a ``hold`` write: keep ``sync`` checked out if no other write is
-        under way (one waiting for the pool would wait for it forever)."""
-        if self._writes > 1 or sync.engine in self._held:
+        """At the end of a ``hold`` write: keep ``sync`` checked out if no other write on its
+        pool is under way (one waiting for the pool would wait for it forever)."""
+        if self._writes[sync.engine] > 1 or sync.engine in self._held:
             return False
         self._held[sync.engine] = (sync, time.monotonic())
         return True

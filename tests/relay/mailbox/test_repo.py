@@ -195,3 +195,44 @@ async def test_the_acks_statement_finds_its_rows_by_index(
     # By the primary key or the (device, seq) index, as the planner sees fit.
     assert re.search(r"Index Scan using \w+ on mailbox\b", plan), plan
     assert "Index Scan using pk_messages on messages" in plan, plan
+
+
+async def test_send_checks_find_earlier_sends_by_device_and_client_id(
+    relay: RunningRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repo, "CHUNK", 2)  # more keys than accounts, in chunks
+    alice = await receiving_device(relay)
+    bob = await receiving_device(relay)
+    async with relay.ctx.db.read() as conn:
+        rows = await conn.execute(select(devices.c.account_id, devices.c.pk))
+        pk = {account: DevicePk(pk) for account, pk in rows}
+    a, b = pk[alice.account_id], pk[bob.account_id]
+    sent = [
+        repo.SentMessage(MessageId(f"m{n}"), alice.account_id, a, bob.account_id, 3, 100 + n)
+        for n in range(3)
+    ]
+    async with relay.ctx.db.write(keyed=True) as conn:
+        await repo.store(
+            conn, [repo.NewMessage(m, f"c{i}", 10**13, None) for i, m in enumerate(sent)], []
+        )
+    keys = [(a, "c0"), (a, "c2"), (b, "c1"), (a, "new"), (a, "c1")]
+    async with relay.ctx.db.read() as conn:
+        checks = await repo.send_checks(conn, [AccountId(alice.account_id)], [], keys)
+    assert checks.earlier == {(a, "c0"): sent[0], (a, "c1"): sent[1], (a, "c2"): sent[2]}
+    assert checks.suspended == set()
+    assert checks.devices == {}
+
+
+async def test_the_send_checks_find_their_rows_by_index(
+    relay: RunningRelay, backend: Backend
+) -> None:
+    if backend.name != "postgres":
+        pytest.skip("SQLite plans every statement anew")
+    async with relay.ctx.db.write(keyed=True) as conn:
+        sql, names = repo._SEND_CHECKS.text(conn)
+        values = {"senders": ["a"], "recipients": ["b"], "pairs_a": [1], "pairs_b": ["c"]}
+        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", tuple(values[n] for n in names))
+        plan = "\n".join(row[0] for row in rows)
+    assert "Seq Scan" not in plan, plan
+    assert re.search(r"Index \w*\s?Scan using \w+ on messages\b", plan), plan
+    assert re.search(r"Index \w*\s?Scan using ix_mailbox_device_seq on mailbox\b", plan), plan

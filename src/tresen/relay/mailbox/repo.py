@@ -65,7 +65,6 @@ __all__ = [
     "devices_with_entries_after",
     "expire_entries",
     "expire_messages",
-    "find_messages",
     "lock_devices",
     "mark_delivered",
     "mark_read",
@@ -184,12 +183,14 @@ class Stored(msgspec.Struct, frozen=True):
 
 # Statements of every group commit, run on the driver (core.db.DriverStatement); ``keys`` is
 # bound to a list of keys (core.db.key_list_param).
-# Suspended senders (their rows carry no device) and the recipients' devices that can
-# receive ciphertext with the length of their mailboxes, in one statement: a round trip less
-# for every batch that sends.
-_SENDERS_AND_RECIPIENTS = DriverStatement(
+# What a batch's sends are checked against, in one statement: a round trip less each. Rows
+# of three shapes, told apart by their NULLs: a suspended sender (its account alone); a
+# recipient device that can receive ciphertext (account, pk, device id, registration id,
+# queue length); an earlier send by one of the (sender device, client message id) keys
+# (message id, sender device, class, NULL, server time, sender, recipient, client id).
+_SEND_CHECKS = DriverStatement(
     lambda dialect: union_all(
-        select(business_profiles.c.account_id, null(), null(), null(), null()).where(
+        select(business_profiles.c.account_id, *[null()] * 7).where(
             business_profiles.c.account_id.in_(key_list(dialect, String(), "senders")),
             business_profiles.c.suspended_ms.is_not(None),
         ),
@@ -202,12 +203,35 @@ _SENDERS_AND_RECIPIENTS = DriverStatement(
             .where(mailbox.c.device_pk == devices.c.pk)
             .scalar_subquery()
             .label("queued"),
+            *[null()] * 3,
         ).where(
             devices.c.account_id.in_(key_list(dialect, String(), "recipients")),
             devices.c.identity_curve25519.is_not(None),
         ),
+        _earlier_sends(dialect),
     )
 )
+
+
+def _earlier_sends(dialect: str) -> Select[Any]:
+    keys = key_pairs(dialect, BigInteger(), String())
+    return select(
+        messages.c.message_id,
+        messages.c.sender_device_pk,
+        messages.c.klass,
+        null(),
+        messages.c.server_ms,
+        messages.c.sender_account,
+        messages.c.recipient_account,
+        messages.c.client_msg_id,
+    ).select_from(
+        keys.join(
+            messages,
+            and_(messages.c.sender_device_pk == keys.c.a, messages.c.client_msg_id == keys.c.b),
+        )
+    )
+
+
 _DEVICE_PKS = DriverStatement(
     lambda dialect: select(devices.c.account_id, devices.c.pk).where(
         devices.c.account_id.in_(key_list(dialect, String()))
@@ -272,28 +296,48 @@ class SendChecks(msgspec.Struct, frozen=True):
     devices: dict[AccountId, list[RecipientDevice]]
     """Per recipient, its devices that can receive ciphertext (their identity keys are
     known), by device id."""
+    earlier: dict[tuple[DevicePk, str], SentMessage]
+    """Earlier sends, by (sender device, client message id)."""
 
 
 async def send_checks(
-    conn: AsyncConnection, senders: Iterable[AccountId], recipients: Iterable[AccountId]
+    conn: AsyncConnection,
+    senders: Iterable[AccountId],
+    recipients: Iterable[AccountId],
+    keys: Iterable[tuple[DevicePk, str]] = (),
 ) -> SendChecks:
-    """What sends from ``senders`` to ``recipients`` are checked against."""
-    checks = SendChecks(set(), defaultdict(list))
+    """What sends from ``senders`` to ``recipients`` are checked against, and the earlier
+    sends of ``keys`` (sender device, client message id)."""
+    checks = SendChecks(set(), defaultdict(list), {})
     dialect = conn.dialect.name
-    for from_chunk, to_chunk in itertools.zip_longest(
-        _chunks(sorted(set(senders))), _chunks(sorted(set(recipients))), fillvalue=()
+    for from_chunk, to_chunk, key_chunk in itertools.zip_longest(
+        _chunks(sorted(set(senders))),
+        _chunks(sorted(set(recipients))),
+        _chunks(sorted(set(keys))),
+        fillvalue=(),
     ):
         params = {
             "senders": key_list_param(dialect, from_chunk),
             "recipients": key_list_param(dialect, to_chunk),
+            **key_pair_params(dialect, key_chunk),
         }
-        rows = await _SENDERS_AND_RECIPIENTS.rows(conn, params)
-        for account_id, pk, device_id, registration_id, queued in rows:
-            if pk is None:
-                checks.suspended.add(AccountId(account_id))
+        for row in await _SEND_CHECKS.rows(conn, params):
+            account_or_message, pk, device_id, registration_id, number = row[:5]
+            if row[7] is not None:
+                message = SentMessage(
+                    MessageId(account_or_message),
+                    AccountId(row[5]),
+                    DevicePk(pk),
+                    AccountId(row[6]),
+                    device_id,
+                    number,
+                )
+                checks.earlier[(message.sender_device_pk, row[7])] = message
+            elif pk is None:
+                checks.suspended.add(AccountId(account_or_message))
             else:
-                checks.devices[AccountId(account_id)].append(
-                    RecipientDevice(DevicePk(pk), DeviceId(device_id), registration_id, queued)
+                checks.devices[AccountId(account_or_message)].append(
+                    RecipientDevice(DevicePk(pk), DeviceId(device_id), registration_id, number)
                 )
     for listed in checks.devices.values():
         listed.sort(key=lambda d: d.device_id)
@@ -310,33 +354,6 @@ async def device_pks_of(
         rows = await _DEVICE_PKS.rows(conn, {"keys": key_list_param(dialect, chunk)})
         for account_id, pk in rows:
             found[AccountId(account_id)].append(DevicePk(pk))
-    return found
-
-
-def _find_messages(dialect: str) -> Select[Any]:
-    keys = key_pairs(dialect, BigInteger(), String())
-    return select(*_SENT, messages.c.client_msg_id).select_from(
-        keys.join(
-            messages,
-            and_(messages.c.sender_device_pk == keys.c.a, messages.c.client_msg_id == keys.c.b),
-        )
-    )
-
-
-_FIND_MESSAGES = DriverStatement(_find_messages)
-
-
-async def find_messages(
-    conn: AsyncConnection, keys: Iterable[tuple[DevicePk, str]]
-) -> dict[tuple[DevicePk, str], SentMessage]:
-    """Earlier sends by (sender device, client message id)."""
-    dialect = conn.dialect.name
-    found: dict[tuple[DevicePk, str], SentMessage] = {}
-    for chunk in _chunks(sorted(set(keys))):
-        rows = await _FIND_MESSAGES.rows(conn, key_pair_params(dialect, chunk))
-        for row in rows:
-            message = _sent_message(row)
-            found[(message.sender_device_pk, row[6])] = message
     return found
 
 
