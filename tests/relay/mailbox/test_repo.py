@@ -235,4 +235,4 @@ async def test_the_send_checks_find_their_rows_by_index(
         plan = "\n".join(row[0] for row in rows)
     assert "Seq Scan" not in plan, plan
     assert re.search(r"Index \w*\s?Scan using \w+ on messages\b", plan), plan
-    assert re.search(r"Index \w*\s?Scan using ix_mailbox_device_seq on mailbox\b", plan), plan
+    assert "ix_mailbox_device_seq" in plan, plan  # the queue lengths (an index or bitmap scan)

@@ -24,7 +24,7 @@ import msgspec
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tresen.core.batching import GroupCommitter
+from tresen.core.batching import GroupCommitter, InOrder
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.errors import ErrorCode, TresenError
@@ -167,6 +167,9 @@ class MailboxService:
         # commit of their own, beside the sends': a batch of acks, which every message brings,
         # does not hold up the next send. SQLite has one writer: one group commit does all.
         self._reports = None if db.is_sqlite else self._group_commit()
+        # A device's operations keep their order across the two, as within one: a receipt it
+        # sends after acking a message is stored after the ack (and the delivery it bills).
+        self._in_order: InOrder[DevicePk, _Op, _Done] = InOrder(self._enqueue)
 
     def _group_commit(self) -> GroupCommitter[_Op, _Done]:
         return GroupCommitter(
@@ -282,9 +285,14 @@ class MailboxService:
         return await self.submit_read(reader, message_ids)
 
     def _submit(self, op: _Op) -> asyncio.Future[_Done]:
-        lane = self._writes
-        if self._reports is not None and isinstance(op, _AckOp | _ReadOp | _PurgeOp):
-            lane = self._reports
+        if self._reports is None:
+            return self._enqueue(self._writes, op)
+        if isinstance(op, _PurgeOp):
+            return self._enqueue(self._reports, op)
+        lane = self._reports if isinstance(op, _AckOp | _ReadOp) else self._writes
+        return self._in_order.submit(_device_of(op), lane, op)
+
+    def _enqueue(self, lane: GroupCommitter[_Op, _Done], op: _Op) -> asyncio.Future[_Done]:
         try:
             return lane.submit(op)
         except asyncio.QueueFull:
@@ -834,6 +842,14 @@ class MailboxService:
                 await self.purge_if_due()
             except Exception:
                 log.exception("purging expired envelopes failed")
+
+
+def _device_of(op: _SendOp | ResendOp | _AckOp | _ReadOp) -> DevicePk:
+    if isinstance(op, _SendOp):
+        return op.sender.device_pk
+    if isinstance(op, _ReadOp):
+        return op.reader.device_pk
+    return op.device.device_pk
 
 
 def _blame(op: _Op, exc: Exception) -> TresenError:
