@@ -28,7 +28,7 @@ from tresen.gateway.ids import decode_wamid
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.schema import delivery_receipts
-from tresen.relay.schema import ledger
+from tresen.relay.schema import ledger, message_pricing
 from tresen.wire import relay as wire
 from tresen.wire.e2e import DeliveryReceipt, encode_payload
 
@@ -139,12 +139,21 @@ async def forge_charge(relay: RunningRelay, business: str, recipient: str, templ
     return message_id
 
 
-async def charged(relay: RunningRelay, business: str) -> list[str]:
-    async with relay.ctx.db.read() as conn:
-        rows = await conn.execute(
-            select(ledger.c.message_id).where(ledger.c.business_account == business)
-        )
-        return [str(r[0]) for r in rows]
+async def charged(relay: RunningRelay, business: str, expected: int) -> list[str]:
+    """The messages charged to ``business``, once there are ``expected`` (or after 30 s).
+
+    A charge is written when the recipient's device acks the message; its receipt to the
+    business is a message of its own, which can be stored first."""
+    for _ in range(600):
+        async with relay.ctx.db.read() as conn:
+            rows = await conn.execute(
+                select(ledger.c.message_id).where(ledger.c.business_account == business)
+            )
+            found = [str(r[0]) for r in rows]
+        if len(found) >= expected:
+            break
+        await asyncio.sleep(0.05)
+    return found
 
 
 async def test_an_honest_month_verifies_clean_and_a_forged_charge_is_named(
@@ -172,7 +181,8 @@ async def test_an_honest_month_verifies_clean_and_a_forged_charge_is_named(
             **dict.fromkeys(to_alice, alice.account_id),
             **dict.fromkeys(to_bob, bob.account_id),
         }
-        assert sorted(await charged(relay, gw.gateway.account_id)) == sorted(to_alice + to_bob)
+        charges = await charged(relay, gw.gateway.account_id, len(to_alice + to_bob))
+        assert sorted(charges) == sorted(to_alice + to_bob)
 
         code, output = await shop.verify()
         assert code == 0, output
@@ -218,11 +228,13 @@ async def test_an_honest_month_verifies_clean_and_a_forged_charge_is_named(
 
 
 async def shop_template_id(relay: RunningRelay, gw: RunningGateway) -> int:
+    """The template the shop's messages were accepted as (their pricing facts are stored
+    with them)."""
     async with relay.ctx.db.read() as conn:
         row = (
             await conn.execute(
-                select(func.max(ledger.c.template_id)).where(
-                    ledger.c.business_account == gw.gateway.account_id
+                select(func.max(message_pricing.c.template_id)).where(
+                    message_pricing.c.business_account == gw.gateway.account_id
                 )
             )
         ).one()

@@ -88,6 +88,7 @@ class _AckOp(msgspec.Struct, frozen=True):
     device: Principal
     seqs: tuple[int, ...]
     undecryptable: frozenset[int] = frozenset()
+    notices_only: bool = False
 
 
 class _ReadOp(msgspec.Struct, frozen=True):
@@ -169,6 +170,7 @@ class MailboxService:
         self._reports = None if db.is_sqlite else self._group_commit()
         # A device's operations keep their order across the two, as within one: a receipt it
         # sends after acking a message is stored after the ack (and the delivery it bills).
+        # Acks of the relay's notices alone change nothing others see: they go straight on.
         self._in_order: InOrder[DevicePk, _Op, _Done] = InOrder(self._enqueue)
 
     def _group_commit(self) -> GroupCommitter[_Op, _Done]:
@@ -236,12 +238,20 @@ class MailboxService:
         return self._submit(ResendOp(device, frame))  # type: ignore[return-value]
 
     def submit_ack(
-        self, device: Principal, seqs: Sequence[int], undecryptable: Sequence[int] = ()
+        self,
+        device: Principal,
+        seqs: Sequence[int],
+        undecryptable: Sequence[int] = (),
+        *,
+        notices_only: bool = False,
     ) -> asyncio.Future[int]:
         """Queue the deletion of acknowledged entries; resolves to how many were deleted.
 
         ``undecryptable`` (a subset of ``seqs``) are messages the device could not decrypt:
-        deleted like the others, but not counted as delivered."""
+        deleted like the others, but not counted as delivered. ``notices_only``: the relay
+        knows every entry acked to be one of its notices (delivered, read, failed), whose
+        deletion nobody else sees: the ack need not keep its place among the device's
+        other operations."""
         if len(seqs) > self.limits.max_acks_per_frame:
             raise TresenError(
                 ErrorCode.INVALID_PARAMETER,
@@ -256,7 +266,12 @@ class MailboxService:
                 field="undecryptable",
                 ids=unknown[:16],
             )
-        op = _AckOp(device, tuple(dict.fromkeys(seqs)), frozenset(undecryptable))
+        op = _AckOp(
+            device,
+            tuple(dict.fromkeys(seqs)),
+            frozenset(undecryptable),
+            notices_only and bool(seqs),
+        )
         return self._submit(op)  # type: ignore[return-value]
 
     def submit_read(self, reader: Principal, message_ids: Sequence[str]) -> asyncio.Future[int]:
@@ -287,7 +302,7 @@ class MailboxService:
     def _submit(self, op: _Op) -> asyncio.Future[_Done]:
         if self._reports is None:
             return self._enqueue(self._writes, op)
-        if isinstance(op, _PurgeOp):
+        if isinstance(op, _PurgeOp) or (isinstance(op, _AckOp) and op.notices_only):
             return self._enqueue(self._reports, op)
         lane = self._reports if isinstance(op, _AckOp | _ReadOp) else self._writes
         return self._in_order.submit(_device_of(op), lane, op)
