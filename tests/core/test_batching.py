@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tresen.core.batching import GroupCommitter, InOrder
+from tresen.core.batching import GroupCommitter
 
 
 class Store:
@@ -126,57 +126,3 @@ async def test_the_observer_hears_each_batch_with_its_size() -> None:
 
     assert [size for size, _ in heard] == [4, 2]
     assert all(seconds >= 0 for _, seconds in heard)
-
-
-async def test_a_keys_operations_keep_their_order_across_group_commits() -> None:
-    """A device's ack goes to one group commit, its next send to another: the send waits
-    for the ack, other devices' operations do not."""
-    written: list[str] = []
-    ack_may_commit = asyncio.Event()
-
-    async def reports(items: Sequence[str]) -> list[str]:
-        await ack_may_commit.wait()
-        written.extend(items)
-        return list(items)
-
-    async def sends(items: Sequence[str]) -> list[str]:
-        written.extend(items)
-        return list(items)
-
-    lanes = {"reports": GroupCommitter(reports), "sends": GroupCommitter(sends)}
-    for lane in lanes.values():
-        lane.start()
-
-    def enqueue(lane: GroupCommitter[str, str], item: str) -> asyncio.Future[str]:
-        if item == "refused":
-            raise ValueError("queue full")
-        return lane.submit(item)
-
-    order: InOrder[str, str, str] = InOrder(enqueue)
-    try:
-        ack = order.submit("alice", lanes["reports"], "alice acks")
-        first = order.submit("alice", lanes["sends"], "alice sends 1")
-        refused = order.submit("alice", lanes["sends"], "refused")
-        second = order.submit("alice", lanes["sends"], "alice sends 2")
-        other = order.submit("bob", lanes["sends"], "bob sends")
-        assert await other == "bob sends"
-        assert not first.done()
-        assert written == ["bob sends"]
-        ack_may_commit.set()
-        assert await asyncio.gather(ack, first, second) == [
-            "alice acks",
-            "alice sends 1",
-            "alice sends 2",
-        ]
-        with pytest.raises(ValueError, match="queue full"):
-            await refused
-        assert written == ["bob sends", "alice acks", "alice sends 1", "alice sends 2"]
-        # Nothing is kept for keys whose operations were all answered.
-        assert len(order) == 0
-        # A key's operations for one group commit go on together, without waiting.
-        together = [order.submit("carol", lanes["sends"], f"carol {i}") for i in range(3)]
-        assert all(not f.done() for f in together)
-        assert await asyncio.gather(*together) == ["carol 0", "carol 1", "carol 2"]
-    finally:
-        for lane in lanes.values():
-            await lane.close()

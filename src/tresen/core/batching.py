@@ -21,17 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from tresen.core.logging import get_logger
 
-__all__ = ["GroupCommitter", "InOrder"]
+__all__ = ["GroupCommitter"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-K = TypeVar("K")
 
 log = get_logger("tresen.batching")
 
@@ -142,100 +140,3 @@ class GroupCommitter(Generic[T, R]):
 def _kind(exc: BaseException) -> str:
     # Exception messages can quote the offending values (client data): only the type is logged.
     return type(exc).__qualname__
-
-
-class InOrder(Generic[K, T, R]):
-    """One key's operations (a device's, say) reach several group commits in the order they
-    were submitted.
-
-    A group commit keeps the order of what it is given, but two of them, each with its own
-    transactions, do not keep it between them. An operation for another group commit than
-    the key's unfinished ones waits until those are answered, and so does every later one
-    of the key; operations of other keys are not held up. ``enqueue(lane, item)`` hands an
-    operation to a group commit (``lane``) and returns its future; what it raises for an
-    operation that waited is that operation's answer.
-    """
-
-    def __init__(self, enqueue: Callable[[GroupCommitter[T, R], T], asyncio.Future[R]]) -> None:
-        self._enqueue = enqueue
-        self._keys: dict[K, _KeyOrder[T, R]] = {}
-
-    def __len__(self) -> int:
-        """Keys with unfinished operations (for tests)."""
-        return len(self._keys)
-
-    def submit(self, key: K, lane: GroupCommitter[T, R], item: T) -> asyncio.Future[R]:
-        state = self._keys.get(key)
-        if state is None:
-            state = self._keys[key] = _KeyOrder(lane)
-        if not state.waiting and (state.unfinished == 0 or state.lane is lane):
-            try:
-                future = self._enqueue(lane, item)
-            except BaseException:
-                self._forget_if_idle(key, state)
-                raise
-            self._started(key, state, lane, future)
-            return future
-        outer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        state.waiting.append((lane, item, outer))
-        return outer
-
-    def _started(
-        self,
-        key: K,
-        state: _KeyOrder[T, R],
-        lane: GroupCommitter[T, R],
-        future: asyncio.Future[R],
-    ) -> None:
-        state.lane = lane
-        state.unfinished += 1
-        future.add_done_callback(lambda _: self._finished(key, state))
-
-    def _finished(self, key: K, state: _KeyOrder[T, R]) -> None:
-        state.unfinished -= 1
-        if state.unfinished == 0:
-            # The next run of waiting operations that share a group commit goes on together.
-            while state.waiting and (state.unfinished == 0 or state.waiting[0][0] is state.lane):
-                lane, item, outer = state.waiting.popleft()
-                if outer.done():
-                    continue  # its caller gave up waiting
-                try:
-                    future = self._enqueue(lane, item)
-                except Exception as exc:
-                    outer.set_exception(exc)
-                    continue
-                _forward(future, outer)
-                self._started(key, state, lane, future)
-        self._forget_if_idle(key, state)
-
-    def _forget_if_idle(self, key: K, state: _KeyOrder[T, R]) -> None:
-        if state.unfinished == 0 and not state.waiting and self._keys.get(key) is state:
-            del self._keys[key]
-
-
-class _KeyOrder(Generic[T, R]):
-    """Where one key's operations are: the group commit its unfinished ones went to, how
-    many, and those waiting for them to be answered."""
-
-    __slots__ = ("lane", "unfinished", "waiting")
-
-    def __init__(self, lane: GroupCommitter[T, R]) -> None:
-        self.lane = lane
-        self.unfinished = 0
-        self.waiting: deque[tuple[GroupCommitter[T, R], T, asyncio.Future[R]]] = deque()
-
-
-def _forward(source: asyncio.Future[R], target: asyncio.Future[R]) -> None:
-    """Answer ``target`` as ``source`` is answered."""
-
-    def copy(_: asyncio.Future[R]) -> None:
-        if target.done():
-            return
-        if source.cancelled():
-            target.cancel()
-        elif (exc := source.exception()) is not None:
-            target.set_exception(exc)
-        else:
-            target.set_result(source.result())
-
-    source.add_done_callback(copy)

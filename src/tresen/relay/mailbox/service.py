@@ -24,7 +24,7 @@ import msgspec
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tresen.core.batching import GroupCommitter, InOrder
+from tresen.core.batching import GroupCommitter
 from tresen.core.clock import Clock
 from tresen.core.db import Database
 from tresen.core.errors import ErrorCode, TresenError
@@ -88,7 +88,6 @@ class _AckOp(msgspec.Struct, frozen=True):
     device: Principal
     seqs: tuple[int, ...]
     undecryptable: frozenset[int] = frozenset()
-    notices_only: bool = False
 
 
 class _ReadOp(msgspec.Struct, frozen=True):
@@ -168,10 +167,6 @@ class MailboxService:
         # commit of their own, beside the sends': a batch of acks, which every message brings,
         # does not hold up the next send. SQLite has one writer: one group commit does all.
         self._reports = None if db.is_sqlite else self._group_commit()
-        # A device's operations keep their order across the two, as within one: a receipt it
-        # sends after acking a message is stored after the ack (and the delivery it bills).
-        # Acks of the relay's notices alone change nothing others see: they go straight on.
-        self._in_order: InOrder[DevicePk, _Op, _Done] = InOrder(self._enqueue)
 
     def _group_commit(self) -> GroupCommitter[_Op, _Done]:
         return GroupCommitter(
@@ -238,20 +233,12 @@ class MailboxService:
         return self._submit(ResendOp(device, frame))  # type: ignore[return-value]
 
     def submit_ack(
-        self,
-        device: Principal,
-        seqs: Sequence[int],
-        undecryptable: Sequence[int] = (),
-        *,
-        notices_only: bool = False,
+        self, device: Principal, seqs: Sequence[int], undecryptable: Sequence[int] = ()
     ) -> asyncio.Future[int]:
         """Queue the deletion of acknowledged entries; resolves to how many were deleted.
 
         ``undecryptable`` (a subset of ``seqs``) are messages the device could not decrypt:
-        deleted like the others, but not counted as delivered. ``notices_only``: the relay
-        knows every entry acked to be one of its notices (delivered, read, failed), whose
-        deletion nobody else sees: the ack need not keep its place among the device's
-        other operations."""
+        deleted like the others, but not counted as delivered."""
         if len(seqs) > self.limits.max_acks_per_frame:
             raise TresenError(
                 ErrorCode.INVALID_PARAMETER,
@@ -266,12 +253,7 @@ class MailboxService:
                 field="undecryptable",
                 ids=unknown[:16],
             )
-        op = _AckOp(
-            device,
-            tuple(dict.fromkeys(seqs)),
-            frozenset(undecryptable),
-            notices_only and bool(seqs),
-        )
+        op = _AckOp(device, tuple(dict.fromkeys(seqs)), frozenset(undecryptable))
         return self._submit(op)  # type: ignore[return-value]
 
     def submit_read(self, reader: Principal, message_ids: Sequence[str]) -> asyncio.Future[int]:
@@ -300,14 +282,9 @@ class MailboxService:
         return await self.submit_read(reader, message_ids)
 
     def _submit(self, op: _Op) -> asyncio.Future[_Done]:
-        if self._reports is None:
-            return self._enqueue(self._writes, op)
-        if isinstance(op, _PurgeOp) or (isinstance(op, _AckOp) and op.notices_only):
-            return self._enqueue(self._reports, op)
-        lane = self._reports if isinstance(op, _AckOp | _ReadOp) else self._writes
-        return self._in_order.submit(_device_of(op), lane, op)
-
-    def _enqueue(self, lane: GroupCommitter[_Op, _Done], op: _Op) -> asyncio.Future[_Done]:
+        lane = self._writes
+        if self._reports is not None and isinstance(op, _AckOp | _ReadOp | _PurgeOp):
+            lane = self._reports
         try:
             return lane.submit(op)
         except asyncio.QueueFull:
@@ -857,14 +834,6 @@ class MailboxService:
                 await self.purge_if_due()
             except Exception:
                 log.exception("purging expired envelopes failed")
-
-
-def _device_of(op: _SendOp | ResendOp | _AckOp | _ReadOp) -> DevicePk:
-    if isinstance(op, _SendOp):
-        return op.sender.device_pk
-    if isinstance(op, _ReadOp):
-        return op.reader.device_pk
-    return op.device.device_pk
 
 
 def _blame(op: _Op, exc: Exception) -> TresenError:

@@ -215,7 +215,6 @@ class DeviceConnection:
         "_entry_max",
         "_entry_room",
         "_inflight",
-        "_inflight_notices",
         "_loop",
         "_outbox",
         "_outbox_bytes",
@@ -258,9 +257,6 @@ class DeviceConnection:
         # at most pipeline_per_connection + 1).
         self._replies: list[_Reply] = []
         self._inflight: set[int] = set()
-        # Of those, the relay's notices (delivered, read, failed): acking only these changes
-        # nothing anyone else sees (see MailboxService.submit_ack).
-        self._inflight_notices: set[int] = set()
         self._cursor = 0
         self._drained = False  # the stored backlog has been sent once (QueueEmpty)
         self._woken = False  # new entries may be waiting since the last mailbox read
@@ -337,8 +333,6 @@ class DeviceConnection:
             return
         self._cursor = entry.seq
         self._inflight.add(entry.seq)
-        if entry.kind is not EntryKind.MESSAGE:
-            self._inflight_notices.add(entry.seq)
         self.push(entry_frame(entry))
 
     async def close(self, code: int, reason: str) -> None:
@@ -492,7 +486,6 @@ class DeviceConnection:
                 _resolve(self._reply_room)
                 if reply.acked:
                     self._inflight.difference_update(reply.acked)
-                    self._inflight_notices.difference_update(reply.acked)
                     _resolve(self._room)
                 if frame is not None:
                     self.push(frame)
@@ -539,13 +532,7 @@ class DeviceConnection:
                 resent = mailbox.submit_resend(self.principal, frame)
                 return _Reply(resent, client_msg_id, answer=_resent)
             if isinstance(frame, wire.Ack):
-                notices = self._inflight_notices
-                done = mailbox.submit_ack(
-                    self.principal,
-                    frame.ids,
-                    frame.undecryptable,
-                    notices_only=all(seq in notices for seq in frame.ids),
-                )
+                done = mailbox.submit_ack(self.principal, frame.ids, frame.undecryptable)
                 return _Reply(done, None, acked=tuple(frame.ids), answer=_nothing)
             if isinstance(frame, wire.Receipt):
                 read = mailbox.submit_read(self.principal, frame.message_ids)
