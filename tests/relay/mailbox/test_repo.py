@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import insert, select
 from support import Backend, RunningRelay, receiving_device
 
+from tresen.core.db import DriverStatement
 from tresen.core.ids import AccountId, DevicePk, MessageId
 from tresen.relay.mailbox import repo
 from tresen.relay.schema import business_profiles, devices
+
+
+async def first_device_pks(relay: RunningRelay) -> dict[str, DevicePk]:
+    """Each account's (first) device's pk."""
+    async with relay.ctx.db.read() as conn:
+        rows = await conn.execute(select(devices.c.account_id, devices.c.pk))
+        return {account: DevicePk(pk) for account, pk in rows}
+
+
+async def keyed_plan(relay: RunningRelay, statement: DriverStatement, params: Any) -> str:
+    """PostgreSQL's plan for a group-commit statement, on the connections it runs on."""
+    async with relay.ctx.db.write(keyed=True) as conn:
+        sql, names = statement.text(conn)
+        values = tuple(params[n] for n in names) if isinstance(params, dict) else params
+        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", values)
+        return "\n".join(row[0] for row in rows)
 
 
 async def test_send_checks_name_suspended_senders_and_the_devices_that_can_receive(
@@ -74,9 +92,7 @@ async def test_a_store_tells_each_mailbox_head_before_it_and_the_checks_their_le
     batch's own entries do not count. The send checks give each mailbox's length."""
     alice = await receiving_device(relay)
     bob = await receiving_device(relay)
-    async with relay.ctx.db.read() as conn:
-        rows = await conn.execute(select(devices.c.account_id, devices.c.pk))
-        pk = {account: DevicePk(pk) for account, pk in rows}
+    pk = await first_device_pks(relay)
     a, b = pk[alice.account_id], pk[bob.account_id]
     async with relay.ctx.db.write(keyed=True) as conn:
         first = await repo.store(conn, [], [entry(a, 1), entry(a, 2)])
@@ -135,10 +151,7 @@ async def test_the_lock_looks_devices_up_by_index(relay: RunningRelay, backend: 
     of the table against hashed lists; with "= ANY(...)" each side is an index look-up."""
     if backend.name != "postgres":
         pytest.skip("SQLite locks no rows")
-    async with relay.ctx.db.write(keyed=True) as conn:
-        sql, _names = repo._LOCK_DEVICES.text(conn)
-        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", ([1, 2], ["a", "b"]))
-        plan = "\n".join(row[0] for row in rows)
+    plan = await keyed_plan(relay, repo._LOCK_DEVICES, ([1, 2], ["a", "b"]))
     assert "Index" in plan
     assert "SubPlan" not in plan
 
@@ -187,10 +200,7 @@ async def test_the_acks_statement_finds_its_rows_by_index(
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("SQLite runs the acks' two statements in the relay's process")
-    async with relay.ctx.db.write(keyed=True) as conn:
-        sql, _names = repo._DELETE_ACKED.text(conn)
-        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", ([1], [2], [False], 3, 0))
-        plan = "\n".join(row[0] for row in rows)
+    plan = await keyed_plan(relay, repo._DELETE_ACKED, ([1], [2], [False], 3, 0))
     assert "Seq Scan" not in plan, plan
     # By the primary key or the (device, seq) index, as the planner sees fit.
     assert re.search(r"Index Scan using \w+ on mailbox\b", plan), plan
@@ -203,9 +213,7 @@ async def test_send_checks_find_earlier_sends_by_device_and_client_id(
     monkeypatch.setattr(repo, "CHUNK", 2)  # more keys than accounts, in chunks
     alice = await receiving_device(relay)
     bob = await receiving_device(relay)
-    async with relay.ctx.db.read() as conn:
-        rows = await conn.execute(select(devices.c.account_id, devices.c.pk))
-        pk = {account: DevicePk(pk) for account, pk in rows}
+    pk = await first_device_pks(relay)
     a, b = pk[alice.account_id], pk[bob.account_id]
     sent = [
         repo.SentMessage(MessageId(f"m{n}"), alice.account_id, a, bob.account_id, 3, 100 + n)
@@ -228,11 +236,8 @@ async def test_the_send_checks_find_their_rows_by_index(
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("SQLite plans every statement anew")
-    async with relay.ctx.db.write(keyed=True) as conn:
-        sql, names = repo._SEND_CHECKS.text(conn)
-        values = {"senders": ["a"], "recipients": ["b"], "pairs_a": [1], "pairs_b": ["c"]}
-        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}", tuple(values[n] for n in names))
-        plan = "\n".join(row[0] for row in rows)
+    values = {"senders": ["a"], "recipients": ["b"], "pairs_a": [1], "pairs_b": ["c"]}
+    plan = await keyed_plan(relay, repo._SEND_CHECKS, values)
     assert "Seq Scan" not in plan, plan
     assert re.search(r"Index \w*\s?Scan using \w+ on messages\b", plan), plan
     assert "ix_mailbox_device_seq" in plan, plan  # the queue lengths (an index or bitmap scan)
