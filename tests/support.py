@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 import signal
 import socket
@@ -43,10 +44,25 @@ def postgres_reachable() -> bool:
     return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(count: int = 1) -> int:
+    """A port that is free, with the ``count - 1`` after it, for a process to bind later.
+
+    Taken from below the range the system hands out on its own: any socket of another test
+    (a connection's local end included) may be given a port in that range between this
+    check and the bind, and that made a relay process fail to start now and then."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    lowest = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32_768
+    for _ in range(200):
+        port = random.randrange(max(1_024, lowest - 12_000), lowest - count)
+        with contextlib.ExitStack() as stack:
+            try:
+                for candidate in range(port, port + count):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no {count} free ports in a row")
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from cluster_support import Balancer, cluster_or_skip, new_subject
 from gateway_support import next_of
-from support import Backend, RelayProcess, registered_client
+from support import Backend, RelayProcess, free_port, registered_client
 
 from tresen.client import Client
 from tresen.client.api import RelayError
@@ -126,30 +125,11 @@ async def test_two_nodes_deliver_across_at_once_and_survive_a_node_killed(
         node_b.stop()
 
 
-def two_free_ports() -> int:
-    """A port whose next port is free too, below the range the system hands out on its own:
-    the second node binds its port seconds after the first, and meanwhile any socket of
-    another test (a connection's local end included) could be given a port in that range."""
-    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    lowest = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32_768
-    for _ in range(200):
-        port = random.randrange(max(1_024, lowest - 12_000), lowest - 1)
-        with contextlib.ExitStack() as stack:
-            try:
-                for candidate in (port, port + 1):
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two free ports in a row")
-
-
 async def test_serve_nodes_starts_several_nodes_and_stops_them_together(
     backend: Backend, tmp_path: Path
 ) -> None:
     nats_url = cluster_or_skip(backend.name)
-    port = two_free_ports()
+    port = free_port(2)
     env = {
         **os.environ,
         "TRESEN_DATA_DIR": str(tmp_path / "data"),
