@@ -1,4 +1,5 @@
-"""Delivered and read reports that overtake the sender's own storing of the message.
+"""Delivered and read reports, and delivery receipts, that overtake the sender's own storing
+of the message.
 
 The relay's ``accepted`` answer and the recipient's ``delivered``/``read`` can reach the
 sender's receive loop in one go: the loop resolves ``send()``'s wait with ``accepted`` and
@@ -7,6 +8,7 @@ reads on, before ``send()`` resumes and stores the message. The reports must not
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ import pytest
 from support import RunningRelay, registered_client
 
 from tresen.client import Client
-from tresen.client.events import Event, StatusChanged
+from tresen.client.events import DeliveryReceiptEvent, Event, StatusChanged
 from tresen.client.store import MessageStatus
+from tresen.crypto.delivery import DeliveryFacts, sign_delivery
 from tresen.wire import relay as wire
+from tresen.wire.e2e import DeliveryReceipt, Template
 
 PRICING = wire.PricingFacts(
     billable=False, pricing_model="PMP", type="free_customer_service", category="service"
@@ -106,3 +110,88 @@ async def test_reports_that_come_before_the_message_is_stored_are_applied(
         StatusChanged(message_id, recipient.account_id or "", MessageStatus.READ, server_ms=1_300),
     ]
     assert sorted(socket.acked) == [7, 8]
+
+
+class ReceiptAfterAnswerSocket:
+    """Stands in for the relay's side of the connection: the answer to a send and, in the
+    same read, the recipient's signed delivery receipt of that message (a message of its own,
+    handled by the receive loop before the send's task has resumed)."""
+
+    def __init__(self, client: Client, customer: Client, message_id: str) -> None:
+        self.client = client
+        self.customer = customer
+        self.message_id = message_id
+        self.checked: asyncio.Future[DeliveryReceiptEvent | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._reading: set[asyncio.Task[None]] = set()
+
+    async def send(self, raw: bytes) -> None:
+        frame = wire.decode_client_frame(raw)
+        if isinstance(frame, wire.Ack):
+            return
+        assert isinstance(frame, wire.Send)
+        # The receive loop is a task of its own: it reads after the send has gone out.
+        task = asyncio.create_task(self._read(frame))
+        self._reading.add(task)
+
+    async def _read(self, send: wire.Send) -> None:
+        accepted = wire.Accepted(
+            client_msg_id=send.client_msg_id, message_id=self.message_id, server_ms=1_000
+        )
+        await self.client.connection.on_frame(self, wire.encode(accepted))  # type: ignore[arg-type]
+        customer, device_id = (
+            self.customer.account_id or "",
+            self.customer.device.require_device_id(),
+        )
+        facts = DeliveryFacts(
+            message_id=self.message_id,
+            business=self.client.account_id or "",
+            customer=customer,
+            device_id=device_id,
+            template_id="4711",
+            delivered_ms=1_100,
+        )
+        receipt = DeliveryReceipt(
+            message_id=self.message_id,
+            template_id="4711",
+            delivered_ms=1_100,
+            signature=sign_delivery(self.customer.device.require_identity(), facts),
+        )
+        frame = wire.MessageFrame(
+            id=9,
+            message_id="b" * 32,
+            sender=customer,
+            sender_device=device_id,
+            klass=wire.MessageClass.RECEIPT,
+            server_ms=1_150,
+        )
+        self.checked.set_result(await self.client.delivery.check(frame, receipt))
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_delivery_receipt_read_right_after_the_answer_to_its_message_is_kept(
+    pair: tuple[Client, Client],
+) -> None:
+    shop, customer = pair
+    assert customer.phone is not None
+    message_id = "c1f0d7a2b3e4f5061728394a5b6c7d8e"
+    socket = ReceiptAfterAnswerSocket(shop, customer, message_id)
+    shop.connection.ws = socket  # type: ignore[assignment]
+    template = Template(template_id="4711", name="shipped", language="en")
+
+    sent = await shop.sender.send(
+        customer.phone, template, klass=wire.MessageClass.TEMPLATE, template_ref="4711"
+    )
+
+    assert sent.message_id == message_id
+    event = await socket.checked
+    assert event is not None, dict(shop.delivery.dropped)
+    assert (event.message_id, event.customer, event.template_id) == (
+        message_id,
+        customer.account_id,
+        "4711",
+    )
+    assert not shop.delivery.dropped

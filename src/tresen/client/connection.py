@@ -78,6 +78,9 @@ class Connection:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._pending: dict[str, asyncio.Future[wire.ServerFrame]] = {}
+        # Answers read whose request has not resumed yet (see ``answers_taken``).
+        self._untaken: set[asyncio.Future[wire.ServerFrame]] = set()
+        self._taken = asyncio.Event()
         self._acks: list[int] = []
         self._unreadable: list[int] = []
         self._ack_tasks: set[asyncio.Task[None]] = set()
@@ -115,6 +118,21 @@ class Connection:
             raise NotConnected("the connection closed before the relay answered") from None
         finally:
             self._pending.pop(frame.client_msg_id, None)
+            self._untaken.discard(future)
+            if not self._untaken:
+                self._taken.set()
+
+    async def answers_taken(self) -> None:
+        """Return once every answer read so far has reached the request that waits for it.
+
+        Reading goes on while a request's task waits to resume, so a frame read after an
+        answer can be handled before the sender has kept what the answer names (a customer's
+        delivery receipt for a message whose ``accepted`` came just before it). Such a frame
+        waits here; the request's task records the message before it next yields.
+        """
+        while self._untaken:
+            self._taken.clear()
+            await self._taken.wait()
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -186,6 +204,7 @@ class Connection:
             future.set_exception(RelayError(frame.code, frame.message, frame.details))
         else:
             future.set_result(frame)
+        self._untaken.add(future)
         return True
 
     def _ack_when_handled(self, ws: ClientConnection, envelope_id: int, readable: bool) -> None:

@@ -158,6 +158,11 @@ class DeliveryReceipts:
         """The event of a received receipt once checked, or ``None`` (dropped: logged with
         the reason, counted)."""
         reason = self._mismatch(frame, receipt)
+        if reason == "not_our_message":
+            # The relay's answer to the send may have been read just before this receipt,
+            # with the message not kept yet: once every answer read is taken, look again.
+            await self.sender.connection.answers_taken()
+            reason = self._mismatch(frame, receipt)
         if reason is not None:
             self._drop(frame, reason)
             return None
