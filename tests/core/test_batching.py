@@ -126,3 +126,23 @@ async def test_the_observer_hears_each_batch_with_its_size() -> None:
 
     assert [size for size, _ in heard] == [4, 2]
     assert all(seconds >= 0 for _, seconds in heard)
+
+
+async def test_an_operation_that_arrives_in_the_next_turn_joins_a_lone_one() -> None:
+    """One message at a time: the sender's next message and the recipient's ack come in
+    together, one a turn of the event loop after the other, and share a transaction."""
+    store = Store()
+    committer = GroupCommitter(store.process, max_batch=64)
+    committer.start()
+    try:
+        await asyncio.sleep(0)  # the worker waits for the queue
+        first = committer.submit("send")
+        loop = asyncio.get_running_loop()
+        second: asyncio.Future[asyncio.Future[str]] = loop.create_future()
+        loop.call_soon(lambda: second.set_result(committer.submit("ack")))
+        assert await first == "SEND"
+        assert await (await second) == "ACK"
+    finally:
+        await committer.close()
+
+    assert store.attempts == [["send", "ack"]]

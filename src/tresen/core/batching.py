@@ -11,6 +11,12 @@ each half is processed again, recursively: one operation that makes the whole tr
 lone operation that still fails is answered with ``blame(operation, exception)``. ``process``
 must therefore leave nothing behind when it raises (it runs in one transaction).
 
+A lone operation waits one turn of the event loop before it is processed: what arrives in
+that turn joins its batch. At one message at a time that is the rule rather than the
+exception: the commit that stores a message answers its sender and pushes it to the
+recipient at once, so the sender's next message and the recipient's ack arrive together,
+and in one transaction instead of two (docs/benchmarks.md, "Seventh round").
+
 ``observe(size, seconds)``, when given, hears of every batch taken from the queue: how many
 operations it held and how long it took to answer them all (retries of halves included); the
 relay's metrics use it, so this module needs to know nothing of them.
@@ -81,6 +87,8 @@ class GroupCommitter(Generic[T, R]):
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._queue.empty():
+                await asyncio.sleep(0)  # one turn of the event loop: see the module's doc
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             started = time.perf_counter()
