@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tresen.core.batching import GroupCommitter
+from tresen.core.batching import LONE_TURNS, GroupCommitter
 
 
 class Store:
@@ -128,21 +128,43 @@ async def test_the_observer_hears_each_batch_with_its_size() -> None:
     assert all(seconds >= 0 for _, seconds in heard)
 
 
-async def test_an_operation_that_arrives_in_the_next_turn_joins_a_lone_one() -> None:
-    """One message at a time: the sender's next message and the recipient's ack come in
-    together, one a turn of the event loop after the other, and share a transaction."""
+def submit_after_turns(
+    committer: GroupCommitter[str, str], item: str, turns: int
+) -> asyncio.Future[asyncio.Future[str]]:
+    """Submit ``item`` ``turns`` turns of the event loop from now, as a frame read later does."""
+    loop = asyncio.get_running_loop()
+    submitted: asyncio.Future[asyncio.Future[str]] = loop.create_future()
+
+    def step(left: int) -> None:
+        if left > 0:
+            loop.call_soon(step, left - 1)
+        else:
+            submitted.set_result(committer.submit(item))
+
+    step(turns)
+    return submitted
+
+
+async def test_operations_that_arrive_within_a_few_turns_join_a_lone_one() -> None:
+    """One message at a time: the sender's next message and the acks come in together, a
+    turn or two of the event loop apart, and share a transaction."""
     store = Store()
     committer = GroupCommitter(store.process, max_batch=64)
     committer.start()
     try:
         await asyncio.sleep(0)  # the worker waits for the queue
-        first = committer.submit("send")
-        loop = asyncio.get_running_loop()
-        second: asyncio.Future[asyncio.Future[str]] = loop.create_future()
-        loop.call_soon(lambda: second.set_result(committer.submit("ack")))
-        assert await first == "SEND"
-        assert await (await second) == "ACK"
+        send = committer.submit("send")
+        ack = submit_after_turns(committer, "ack", 1)
+        ack_of_delivered = submit_after_turns(committer, "ack-delivered", LONE_TURNS - 1)
+        assert await send == "SEND"
+        assert await (await ack) == "ACK"
+        assert await (await ack_of_delivered) == "ACK-DELIVERED"
+        # Later than that, an operation has a batch of its own.
+        late = committer.submit("late")
+        too_late = submit_after_turns(committer, "too-late", LONE_TURNS + 2)
+        assert await late == "LATE"
+        assert await (await too_late) == "TOO-LATE"
     finally:
         await committer.close()
 
-    assert store.attempts == [["send", "ack"]]
+    assert store.attempts == [["send", "ack", "ack-delivered"], ["late"], ["too-late"]]

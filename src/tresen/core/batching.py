@@ -11,11 +11,13 @@ each half is processed again, recursively: one operation that makes the whole tr
 lone operation that still fails is answered with ``blame(operation, exception)``. ``process``
 must therefore leave nothing behind when it raises (it runs in one transaction).
 
-A lone operation waits one turn of the event loop before it is processed: what arrives in
-that turn joins its batch. At one message at a time that is the rule rather than the
-exception: the commit that stores a message answers its sender and pushes it to the
-recipient at once, so the sender's next message and the recipient's ack arrive together,
-and in one transaction instead of two (docs/benchmarks.md, "Seventh round").
+A lone operation waits :data:`LONE_TURNS` turns of the event loop before it is processed:
+what arrives meanwhile joins its batch. At one message at a time that is the rule rather than
+the exception: the commit that stores a message answers its sender and pushes it to the
+recipient at once, so the sender's next message, its ack of the previous ``delivered`` and
+the recipient's ack come back together, a turn or two apart, and share one transaction
+instead of taking three (docs/benchmarks.md, "Seventh round"). A turn with nothing else to do
+costs microseconds; under load the queue is never empty and nobody waits.
 
 ``observe(size, seconds)``, when given, hears of every batch taken from the queue: how many
 operations it held and how long it took to answer them all (retries of halves included); the
@@ -32,12 +34,15 @@ from typing import Generic, TypeVar
 
 from tresen.core.logging import get_logger
 
-__all__ = ["GroupCommitter"]
+__all__ = ["LONE_TURNS", "GroupCommitter"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 log = get_logger("tresen.batching")
+
+LONE_TURNS = 3
+"""Turns of the event loop a lone operation waits for others to join its batch."""
 
 
 class GroupCommitter(Generic[T, R]):
@@ -88,7 +93,8 @@ class GroupCommitter(Generic[T, R]):
         while True:
             batch = [await self._queue.get()]
             if self._queue.empty():
-                await asyncio.sleep(0)  # one turn of the event loop: see the module's doc
+                for _ in range(LONE_TURNS):
+                    await asyncio.sleep(0)  # a turn of the event loop: see the module's doc
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             started = time.perf_counter()
