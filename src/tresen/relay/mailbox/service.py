@@ -162,17 +162,28 @@ class MailboxService:
         self._watcher: asyncio.Task[None] | None = None
         self._next_purge_ms = clock.now_ms() + self._purge_interval_ms
         self.metrics = metrics or RelayMetrics()
-        self._writes: GroupCommitter[_Op, _Done] = GroupCommitter(
+        self._writes: GroupCommitter[_Op, _Done] = self._group_commit()
+        # On PostgreSQL what recipients report (acks, read receipts) and purges have a group
+        # commit of their own, beside the sends': a batch of acks, which every message brings,
+        # does not hold up the next send. SQLite has one writer: one group commit does all.
+        self._reports = None if db.is_sqlite else self._group_commit()
+
+    def _group_commit(self) -> GroupCommitter[_Op, _Done]:
+        return GroupCommitter(
             self._apply_batch,
-            max_batch=limits.write_batch,
+            max_batch=self.limits.write_batch,
             blame=_blame,
             observe=self.metrics.group_committed,
         )
 
     @property
+    def _lanes(self) -> list[GroupCommitter[_Op, _Done]]:
+        return [self._writes] if self._reports is None else [self._writes, self._reports]
+
+    @property
     def write_failures_isolated(self) -> int:
         """Operations that made their group commit fail and were answered alone."""
-        return self._writes.isolated_failures
+        return sum(lane.isolated_failures for lane in self._lanes)
 
     @property
     def _purge_interval_ms(self) -> int:
@@ -181,7 +192,8 @@ class MailboxService:
     async def start(self) -> None:
         """Start the group commit, purging every ``limits.purge_interval_s`` and the watch
         for entries that other relay processes store."""
-        self._writes.start()
+        for lane in self._lanes:
+            lane.start()
         self._purger = asyncio.create_task(self._purge_periodically())
         self._watcher = asyncio.create_task(self._watch_periodically())
 
@@ -192,7 +204,8 @@ class MailboxService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._purger = self._watcher = None
-        await self._writes.close()
+        for lane in self._lanes:
+            await lane.close()
 
     # --- submitting --------------------------------------------------------------------------
 
@@ -269,8 +282,11 @@ class MailboxService:
         return await self.submit_read(reader, message_ids)
 
     def _submit(self, op: _Op) -> asyncio.Future[_Done]:
+        lane = self._writes
+        if self._reports is not None and isinstance(op, _AckOp | _ReadOp | _PurgeOp):
+            lane = self._reports
         try:
-            return self._writes.submit(op)
+            return lane.submit(op)
         except asyncio.QueueFull:
             raise TresenError(
                 ErrorCode.THROUGHPUT_REACHED, "the relay is overloaded; retry shortly"
@@ -367,15 +383,17 @@ class MailboxService:
                 # reported delivered, not failed.
                 await self._purge(conn, purges, batch)
             # The queue lengths were read with the recipients' devices, before the locks;
-            # meanwhile only other nodes' batches can have appended to those mailboxes.
+            # meanwhile only this node's other group commit (a batch of events at most) and
+            # other nodes' batches can have appended to those mailboxes.
             queued: dict[DevicePk, int] = {}
             self._admit_sends(planned, queued, batch)
             admitted = admit_resends(planned_resends, queued, self.limits, batch.expires)
             batch.entries += admitted.entries
             for index, answer in admitted.results.items():
                 batch.results[index] = answer
-            # Rows of messages before rows of devices, as acks and read receipts take them
-            # too: two nodes' transactions never wait for each other in a circle.
+            # Rows of messages before rows of devices, in every transaction of both group
+            # commits (acks and read receipts update messages first too): two transactions
+            # never wait for each other in a circle.
             await repo.count_resends(conn, admitted.counts)
             targets = {e.device_pk for e in batch.entries}
             accounts = {account for account, _ in batch.events}

@@ -171,6 +171,13 @@ async def _resolved(frame: wire.ServerFrame) -> wire.ServerFrame:
     return frame
 
 
+async def _after(earlier: list[asyncio.Future[Any]], frame: wire.ServerFrame) -> wire.ServerFrame:
+    """``frame`` once the work of ``earlier`` frames is done (their own replies report how)."""
+    if earlier:
+        await asyncio.wait(earlier)
+    return frame
+
+
 def _nothing(_reply: _Reply, _done: object) -> None:
     return None
 
@@ -221,6 +228,8 @@ class DeviceConnection:
         "_outbox_frames",
         "_replies",
         "_reply_room",
+        "_reports",
+        "_reports_answerer",
         "_room",
         "_started",
         "_woken",
@@ -256,6 +265,12 @@ class DeviceConnection:
         # Answers to the device's frames, in the order the frames came in (a short list:
         # at most pipeline_per_connection + 1).
         self._replies: list[_Reply] = []
+        # Acks and read receipts have no answer frame: they wait in a line of their own, so
+        # that a send's ``accepted`` never waits for an earlier ack. With two group commits an
+        # ack can still be uncommitted when the send is stored and pushed to its recipient,
+        # whose delivery receipt would then reach this device before the ``accepted``.
+        self._reports: list[_Reply] = []
+        self._reports_answerer: asyncio.Task[None] | None = None
         self._inflight: set[int] = set()
         self._cursor = 0
         self._drained = False  # the stored backlog has been sent once (QueueEmpty)
@@ -387,13 +402,15 @@ class DeviceConnection:
             self.log.error("connection failed", error=repr(exc))
         finally:
             hub.unregister(self.principal.device_pk, self)
-            tasks = [t for t in (self._writer, self._answerer, self._delivery) if t is not None]
+            running = (self._writer, self._answerer, self._reports_answerer, self._delivery)
+            tasks = [t for t in running if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for reply in self._replies:
+            for reply in [*self._replies, *self._reports]:
                 _discard(reply)
             self._replies.clear()
+            self._reports.clear()
             if self.too_slow.is_set():
                 await self.close(CLOSE_TOO_SLOW, "too slow")
             else:
@@ -457,19 +474,25 @@ class DeviceConnection:
                 )
             else:
                 reply = self._dispatch(raw)
-            self._replies.append(reply)
-            if self._answerer is None:
-                self._answerer = self._spawn(self._answer())
+            if reply.answer is _nothing:
+                self._reports.append(reply)
+                if self._reports_answerer is None:
+                    self._reports_answerer = self._spawn(self._answer(self._reports))
+            else:
+                self._replies.append(reply)
+                if self._answerer is None:
+                    self._answerer = self._spawn(self._answer(self._replies))
             # Bounded: a device that does not read its answers stops being read from.
-            while len(self._replies) > pipeline and not self._closed:
+            while len(self._replies) + len(self._reports) > pipeline and not self._closed:
                 self._reply_room = self._loop.create_future()
                 await self._reply_room
 
-    async def _answer(self) -> None:
-        """Answers go out in the order the frames came in, each once its write is durable."""
+    async def _answer(self, replies: list[_Reply]) -> None:
+        """Answers go out in the order the frames came in, each once its write is durable
+        (``replies``: the answers with frames, or the acks' and receipts' own line)."""
         try:
-            while self._replies:
-                reply = self._replies[0]
+            while replies:
+                reply = replies[0]
                 try:
                     done = await reply.result
                     frame = done if reply.answer is None else reply.answer(reply, done)
@@ -482,7 +505,7 @@ class DeviceConnection:
                     internal = TresenError(ErrorCode.INTERNAL, "internal error; try again")
                     self.metrics.refused(internal, "ws")
                     frame = _error_frame(internal, reply.client_msg_id)
-                del self._replies[0]
+                del replies[0]
                 _resolve(self._reply_room)
                 if reply.acked:
                     self._inflight.difference_update(reply.acked)
@@ -490,7 +513,10 @@ class DeviceConnection:
                 if frame is not None:
                     self.push(frame)
         finally:
-            self._answerer = None
+            if replies is self._replies:
+                self._answerer = None
+            else:
+                self._reports_answerer = None
 
     def _rejected(self, exc: TresenError, client_msg_id: str | None = None) -> _Reply:
         self.metrics.refused(exc, "ws")
@@ -537,7 +563,10 @@ class DeviceConnection:
             if isinstance(frame, wire.Receipt):
                 read = mailbox.submit_read(self.principal, frame.message_ids)
                 return _Reply(read, answer=_nothing)
-            return _Reply(_resolved(wire.Pong(nonce=frame.nonce)))
+            # A pong follows everything before its ping, acks included: a device may use it
+            # to learn that its acks are written.
+            earlier = [r.result for r in self._reports if isinstance(r.result, asyncio.Future)]
+            return _Reply(_after(earlier, wire.Pong(nonce=frame.nonce)))
         except TresenError as exc:
             return self._rejected(exc, client_msg_id)
         except Exception as exc:
