@@ -187,6 +187,8 @@ messages = Table(
     Index("ix_messages_expires", "expires_ms"),
     # Retention: received messages by age (migration 0008).
     Index("ix_messages_server", "server_ms"),
+    # Room on each page for the delivered and read updates (migration 0011).
+    postgresql_with={"fillfactor": 50},
 )
 
 # Per-device mailbox, delivered in ``seq`` order. ``kind`` 0 carries a ciphertext; the other
