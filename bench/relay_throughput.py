@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,9 +215,12 @@ async def run_pair(
     size: int,
     finished: list[float],
     rx_url: str | None = None,
+    on_finished: Callable[[], None] | None = None,
 ) -> list[float]:
     """``sender`` streams ``count`` messages to ``recipient`` with ``window`` unanswered; the
-    recipient connects to ``rx_url`` (another relay node) when given. Latencies in seconds."""
+    recipient connects to ``rx_url`` (another relay node) when given. Latencies in seconds.
+    ``on_finished`` is called once the last message has arrived, before the connections
+    close (the client's close handshakes are not the workload)."""
     tx = await connect(url, sender)
     rx = await connect(rx_url or url, recipient)
     latencies: list[float] = []
@@ -257,6 +261,8 @@ async def run_pair(
     events = asyncio.create_task(sender_events())
     await asyncio.gather(produce(), consume())
     finished.append(time.perf_counter())
+    if on_finished is not None:
+        on_finished()
     events.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await events
@@ -341,6 +347,14 @@ async def bench(
             started = time.perf_counter()
             cpu_before = cpu_seconds(relay.proc.pid)
             db_before = postgres_cpu_seconds() if backend == "postgres" else 0.0
+            at_end: list[float] = []
+
+            def on_finished() -> None:
+                # CPU when the last pair is done: what the closes cost afterwards is left out.
+                if len(finished) == pairs:
+                    at_end.append(cpu_seconds(relay.proc.pid))
+                    at_end.append(postgres_cpu_seconds() if backend == "postgres" else 0.0)
+
             try:
                 results = await asyncio.gather(
                     *(
@@ -352,6 +366,7 @@ async def bench(
                             window,
                             size,
                             finished,
+                            on_finished=on_finished,
                         )
                         for i in range(pairs)
                     )
@@ -360,8 +375,8 @@ async def bench(
                 if profiler is not None:
                     stop_profile(profiler)
             elapsed = max(finished) - started
-            cpu = cpu_seconds(relay.proc.pid) - cpu_before
-            db_cpu = postgres_cpu_seconds() - db_before if backend == "postgres" else None
+            cpu = at_end[0] - cpu_before
+            db_cpu = at_end[1] - db_before if backend == "postgres" else None
         finally:
             relay.stop()
             await relay.drop_schema()

@@ -51,6 +51,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "Database",
     "DriverStatement",
+    "Newest",
     "Rows",
     "driver_insert",
     "driver_insert_numbered",
@@ -233,6 +234,16 @@ Rows = tuple[Table, tuple[str, ...], Sequence[tuple[Any, ...]]]
 """Rows to insert: the table, the columns, a tuple of values per row."""
 
 
+class Newest(msgspec.Struct, frozen=True):
+    """With each numbered row, the newest number in its ``column`` group before the
+    statement, looked up above a floor per group: ``floors`` maps each value of ``column``
+    in the rows (every one) to a number the caller needs nothing at or below; a group with
+    no row above its floor gives the floor."""
+
+    column: str
+    floors: Mapping[Any, int]
+
+
 async def driver_insert_numbered(
     conn: AsyncConnection,
     table: Table,
@@ -242,12 +253,14 @@ async def driver_insert_numbered(
     *,
     also: Rows | None = None,
     returning: tuple[str, ...] = (),
+    newest: Newest | None = None,
 ) -> list[tuple[Any, ...]]:
     """PostgreSQL: insert ``rows`` as :func:`driver_insert` does, each numbered in its
     ``key`` column from that column's sequence, ascending in the order of ``rows``; returns
     a row per row inserted, in that order: its number, then the values of the ``returning``
-    expressions (SQL of the table's own columns). One statement: taking the numbers first
-    was a round trip more.
+    expressions (SQL of the table's own columns), then with ``newest`` its newest number
+    before the statement (see :class:`Newest`). One statement: taking the numbers first was
+    a round trip more.
 
     ``also``: rows of another table, inserted by the same statement (a data-modifying
     ``WITH``, which PostgreSQL runs once whatever the rest of the statement reads), one
@@ -262,7 +275,11 @@ async def driver_insert_numbered(
     if also is not None and also[2]:
         first = (also[0], also[1])
         params = [list(c) for c in zip(*also[2], strict=True)] + params
-    sql = _numbered_insert_text(table, key, columns, first, returning)
+    group = None
+    if newest is not None:
+        group = newest.column
+        params += [list(newest.floors), list(newest.floors.values())]
+    sql = _numbered_insert_text(table, key, columns, first, returning, group)
     numbered = await _driver_run(conn, sql, params, many=False)
     # The numbers were taken in row order (see _numbered_insert_text), the rows came back in
     # no promised order.
@@ -286,27 +303,45 @@ def _numbered_insert_text(
     columns: tuple[str, ...],
     first: tuple[Table, tuple[str, ...]] | None,
     returning: tuple[str, ...],
+    group: str | None,
 ) -> str:
     # PostgreSQL evaluates a SELECT's output list after its ORDER BY ("SELECT", "Notes"): the
     # rows take their numbers in the order given. The sequence is looked up once (OFFSET 0
     # keeps the subquery apart), not once per row, where the look-up cost ten nextvals.
-    before, offset = "", 0
+    parts, offset = [], 0
     if first is not None:
         other, other_columns = first
-        before = (
-            f"WITH also AS (INSERT INTO {other.name} ({', '.join(other_columns)})"  # noqa: S608
-            f" SELECT * FROM {_unnest(other, other_columns)}) "
+        parts.append(
+            f"also AS (INSERT INTO {other.name} ({', '.join(other_columns)})"  # noqa: S608
+            f" SELECT * FROM {_unnest(other, other_columns)})"
         )
         offset = len(other_columns)
     values = ", ".join(f"u.{name}" for name in columns)
-    return (
-        f"{before}INSERT INTO {table.name} ({key}, {', '.join(columns)})"  # noqa: S608
+    insert = (
+        f"INSERT INTO {table.name} ({key}, {', '.join(columns)})"  # noqa: S608
         f" SELECT nextval(s.id), {values}"
         f" FROM (SELECT pg_get_serial_sequence('{table.name}', '{key}')::regclass AS id"
         " OFFSET 0) AS s"
         f" CROSS JOIN {_unnest(table, columns, offset)}"
         f" WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY u.n"
         f" RETURNING {', '.join((key, *returning))}"
+    )
+    if group is None:
+        return f"WITH {', '.join(parts)} {insert}" if parts else insert
+    # Once per group (MATERIALIZED), in the snapshot from before the statement: the newest
+    # number above the group's floor, else the floor. The range above a floor holds no rows
+    # deleted since the last vacuum, where a walk down from the top stepped over every one.
+    floors = offset + len(columns)
+    kind = table.columns[group].type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    parts += [
+        f"numbered AS ({insert})",
+        f"newest AS MATERIALIZED (SELECT f.g, coalesce((SELECT max(t.{key})"  # noqa: S608
+        f" FROM {table.name} AS t WHERE t.{group} = f.g AND t.{key} > f.floor), f.floor) AS n"
+        f" FROM unnest(${floors + 1}::{kind}[], ${floors + 2}::bigint[]) AS f(g, floor))",
+    ]
+    return (
+        f"WITH {', '.join(parts)} SELECT numbered.*, newest.n FROM numbered"  # noqa: S608
+        f" JOIN newest ON newest.g = numbered.{group}"
     )
 
 

@@ -87,18 +87,19 @@ def entry(device_pk: DevicePk, n: int) -> repo.NewEntry:
 async def test_a_store_tells_each_mailbox_head_before_it_and_the_checks_their_lengths(
     relay: RunningRelay,
 ) -> None:
-    """The newest seq each device held before a batch (0 for an empty mailbox) is where a
-    connection's cursor must be for it to push the batch's entries without reading; the
-    batch's own entries do not count. The send checks give each mailbox's length."""
+    """Given where each device's connection has sent up to, the newest seq it held above
+    that before a batch (that number itself when none) is where the connection's cursor must
+    be for it to push the batch's entries without reading; the batch's own entries do not
+    count. The send checks give each mailbox's length."""
     alice = await receiving_device(relay)
     bob = await receiving_device(relay)
     pk = await first_device_pks(relay)
     a, b = pk[alice.account_id], pk[bob.account_id]
     async with relay.ctx.db.write(keyed=True) as conn:
-        first = await repo.store(conn, [], [entry(a, 1), entry(a, 2)])
+        first = await repo.store(conn, [], [entry(a, 1), entry(a, 2)], {a: 0})
     assert first.after == {a: 0}
     async with relay.ctx.db.write(keyed=True) as conn:
-        second = await repo.store(conn, [], [entry(b, 3), entry(a, 4), entry(b, 5)])
+        second = await repo.store(conn, [], [entry(b, 3), entry(a, 4), entry(b, 5)], {a: 0, b: 0})
     assert second.seqs == sorted(second.seqs)
     assert min(second.seqs) > max(first.seqs)
     assert second.after == {a: max(first.seqs), b: 0}
@@ -106,6 +107,20 @@ async def test_a_store_tells_each_mailbox_head_before_it_and_the_checks_their_le
         checks = await repo.send_checks(conn, [], [alice.account_id, bob.account_id])
     queued = {d.pk: d.queued for listed in checks.devices.values() for d in listed}
     assert queued == {a: 3, b: 2}
+
+    # Alice's connection has sent everything: nothing waits above; its newest entries were
+    # acked (deleted) and what stays is below where it has sent. Bob has no connection here:
+    # his entries are fetched, never offered.
+    top = max(second.seqs)
+    async with relay.ctx.db.write(keyed=True) as conn:
+        await repo.delete_entries(conn, [(a, second.seqs[1])])
+        third = await repo.store(conn, [], [entry(a, 6), entry(b, 7)], {a: top})
+    assert third.after == {a: top, b: repo.NOTHING_SENT}
+    assert third.after[b] > max(third.seqs)
+    # Sent up to Alice's first entry only: later ones wait above it, the newest entry 6.
+    async with relay.ctx.db.write(keyed=True) as conn:
+        fourth = await repo.store(conn, [], [entry(a, 8)], {a: min(first.seqs)})
+    assert fourth.after == {a: third.seqs[0]}
 
 
 async def test_the_lock_takes_the_devices_named_and_every_device_of_the_accounts(

@@ -28,7 +28,11 @@ class Connection(Protocol):
         """Send a frame that is not stored in the mailbox (best effort)."""
 
     def offer(self, after_seq: int, entries: list[MailboxEntry]) -> None:
-        """Entries just committed; before them the mailbox ended at ``after_seq``."""
+        """Entries just committed; before them the mailbox held none after ``after_seq``."""
+
+    @property
+    def sent_up_to(self) -> int:
+        """The newest seq this connection has sent (it has sent every entry up to it)."""
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -64,6 +68,15 @@ class Hub:
     def connection(self, device_pk: DevicePk) -> Connection | None:
         """The device's connection on this relay process, if it has one."""
         return self._connections.get(device_pk)
+
+    def sent_up_to(self, device_pks: Iterable[DevicePk]) -> dict[DevicePk, int]:
+        """Of the devices connected to this node, where their connections have sent up to."""
+        found = {}
+        for pk in device_pks:
+            connection = self._connections.get(pk)
+            if connection is not None:
+                found[pk] = connection.sent_up_to
+        return found
 
     def wake(self, device_pks: Iterable[DevicePk]) -> None:
         for pk in device_pks:

@@ -36,6 +36,7 @@ from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
 from tresen.core.db import (
     DriverStatement,
+    Newest,
     driver_insert,
     driver_insert_numbered,
     key_list,
@@ -495,11 +496,20 @@ _MAILBOX_COLUMNS = (
 
 
 async def store(
-    conn: AsyncConnection, new: Sequence[NewMessage], entries: Sequence[NewEntry]
+    conn: AsyncConnection,
+    new: Sequence[NewMessage],
+    entries: Sequence[NewEntry],
+    sent: Mapping[DevicePk, int] | None = None,
 ) -> Stored:
-    """Record ``new`` messages and append ``entries`` to their devices' mailboxes. On
-    PostgreSQL one statement does both and tells each device's newest ``seq`` before it (in
-    a transaction that holds the devices' locks: read after every earlier append)."""
+    """Record ``new`` messages and append ``entries`` to their devices' mailboxes, and tell
+    each device's newest ``seq`` before them (read after every earlier append: SQLite has
+    one writer, on PostgreSQL the transaction holds the devices' locks).
+
+    ``sent``: where a device's connection on this node has sent up to. Only whether entries
+    wait above that matters (:meth:`Connection.offer`): the device's ``after`` is then the
+    newest above it, or that number itself when there is none. A device without one gets a
+    number above every seq (its entries are fetched, not offered). On PostgreSQL one
+    statement does both inserts and the look-ups."""
     rows = [
         (
             e.device_pk,
@@ -518,8 +528,17 @@ async def store(
     ]
     if conn.dialect.name != "sqlite" and rows:
         also = (messages, _MESSAGE_COLUMNS, _message_rows(new))
+        sent = sent or {}
+        floors = {pk: sent.get(pk, NOTHING_SENT) for pk in {e.device_pk for e in entries}}
         numbered = await driver_insert_numbered(
-            conn, mailbox, "seq", _MAILBOX_COLUMNS, rows, also=also, returning=_BEFORE
+            conn,
+            mailbox,
+            "seq",
+            _MAILBOX_COLUMNS,
+            rows,
+            also=also,
+            returning=("device_pk",),
+            newest=Newest("device_pk", floors),
         )
         return Stored(
             [int(seq) for seq, _, _ in numbered],
@@ -529,11 +548,12 @@ async def store(
     if not rows:
         return Stored([], {})
     dialect = conn.dialect.name
-    pks = sorted({e.device_pk for e in entries})
-    after = dict.fromkeys(pks, 0)
-    for chunk in _chunks(pks):
+    sent = sent or {}
+    floors = {pk: sent.get(pk, NOTHING_SENT) for pk in {e.device_pk for e in entries}}
+    after = dict(floors)
+    for chunk in _chunks(sorted(sent.keys() & floors.keys())):
         heads = await _MAILBOX_HEADS.rows(conn, {"keys": key_list_param(dialect, chunk)})
-        after.update((DevicePk(pk), int(seq)) for pk, seq in heads)
+        after.update((DevicePk(pk), max(int(seq), floors[pk])) for pk, seq in heads)
     # The caller holds SQLite's write lock: the seqs after the last one taken are free.
     # AUTOINCREMENT never hands out a seq twice and advances sqlite_sequence past explicitly
     # inserted values.
@@ -549,14 +569,8 @@ async def store(
     return Stored(seqs, after)
 
 
-_BEFORE = (
-    "device_pk",
-    # A statement does not see the rows it inserts itself: the newest seq before it (an
-    # index look-up per row, newest first).
-    "(SELECT coalesce(max(before.seq), 0) FROM mailbox AS before"
-    " WHERE before.device_pk = mailbox.device_pk)",
-)
-"""With each stored entry, its device and the device's newest ``seq`` before the batch."""
+NOTHING_SENT = 2**62
+"""The floor of a device no connection of this node sends to: above every seq."""
 
 
 async def newest_seq(conn: AsyncConnection) -> int:

@@ -405,7 +405,8 @@ class MailboxService:
                 for pk in devices_of.get(account, ()):
                     batch.entries.append(msgspec.structs.replace(event, device_pk=pk))
             await self.policy.record(conn, batch.admitted, batch.now)
-            stored = await repo.store(conn, batch.messages, batch.entries)
+            sent = self.hub.sent_up_to({e.device_pk for e in batch.entries})
+            stored = await repo.store(conn, batch.messages, batch.entries, sent)
         # Committed: from here on nothing may raise, or the group commit would write it again.
         self.metrics.messages_accepted.inc(len(batch.messages))
         self.metrics.envelopes_acked.inc(batch.acked)

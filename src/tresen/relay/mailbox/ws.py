@@ -329,7 +329,7 @@ class DeviceConnection:
     def offer(self, after_seq: int, entries: list[MailboxEntry]) -> None:
         """Send just-committed entries straight away when nothing older is still unsent.
 
-        ``after_seq`` is where the device's mailbox ended before these entries; if this
+        Before these entries the device's mailbox held none after ``after_seq``; if this
         connection has already sent up to there, the entries are next in line and need no
         database read. Otherwise the delivery task fetches them in order.
         """
@@ -341,6 +341,10 @@ class DeviceConnection:
             return
         for entry in entries:
             self._send_entry(entry)
+
+    @property
+    def sent_up_to(self) -> int:
+        return self._cursor
 
     def _send_entry(self, entry: MailboxEntry) -> None:
         # Entries can be both offered and fetched; each goes out once per connection.
