@@ -29,10 +29,16 @@ from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import Pool
-from support import PG_URL, Backend
+from support import PG_URL, Backend, drop_schema, new_schema_name
 
 import tresen.core.db
-from tresen.core.db import Database, DriverStatement, driver_insert, driver_insert_numbered
+from tresen.core.db import (
+    Database,
+    DriverStatement,
+    driver_insert,
+    driver_insert_numbered,
+    hold_lock,
+)
 
 
 @pytest.fixture
@@ -437,3 +443,50 @@ async def test_numbered_rows_take_their_numbers_in_the_order_given(db: Database)
             (n, *row) for n, row in zip(numbers, rows, strict=True)
         ]
         assert [tuple(row) for row in await conn.execute(select(other))] == [("x",)]
+
+
+async def test_a_held_lock_keeps_out_its_own_schema_and_no_other(db: Database) -> None:
+    """Advisory locks are the whole database's: a relay in another schema of the same
+    database takes the same key at once, one in the same schema waits for the holder."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has a single writer and takes no named locks")
+    other_schema = new_schema_name()
+    other = Database(PG_URL, schema=other_schema)
+    await other.ensure_schema(other_schema)
+    try:
+        async with db.write() as holder:
+            await hold_lock(holder, "kt_log")
+            async with other.write() as conn:
+                await asyncio.wait_for(hold_lock(conn, "kt_log"), 30)
+
+            started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            async def same_schema() -> None:
+                async with db.write() as conn:
+                    pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+                    started.set_result(pid)
+                    await hold_lock(conn, "kt_log")
+
+            waiting = asyncio.create_task(same_schema())
+            pid = await asyncio.wait_for(started, 30)
+            # Until PostgreSQL shows that transaction waiting for an advisory lock.
+            watcher = Database(PG_URL)
+            try:
+                for _ in range(3000):
+                    async with watcher.read() as conn:
+                        waits = (
+                            await conn.exec_driver_sql(
+                                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                f" AND NOT granted AND pid = {int(pid)}"
+                            )
+                        ).scalar_one()
+                    if waits or waiting.done():
+                        break
+                    await asyncio.sleep(0.01)
+            finally:
+                await watcher.dispose()
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 30)  # the holder committed: it goes on
+    finally:
+        await other.dispose()
+        await drop_schema(other_schema)

@@ -55,6 +55,7 @@ __all__ = [
     "Rows",
     "driver_insert",
     "driver_insert_numbered",
+    "hold_lock",
     "key_list",
     "key_list_param",
     "key_pair_params",
@@ -232,6 +233,21 @@ async def driver_insert(
 
 Rows = tuple[Table, tuple[str, ...], Sequence[tuple[Any, ...]]]
 """Rows to insert: the table, the columns, a tuple of values per row."""
+
+
+async def hold_lock(conn: AsyncConnection, key: str, *, shared: bool = False) -> None:
+    """PostgreSQL: hold ``key`` until the transaction ends (exclusively, or ``shared`` with
+    others that share it), for what no row can be locked for. Advisory locks are the whole
+    database's: the lock's number is a hash of the key and of the schema the connection works
+    in, so that relays in different schemas of one database never wait for each other. SQLite
+    has a single writer and needs no lock."""
+    if conn.dialect.name == "sqlite":
+        return
+    kind = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await conn.execute(
+        text(f"SELECT {kind}(hashtextextended(current_schema() || ':' || :key, 0))"),
+        {"key": key},
+    )
 
 
 class Newest(msgspec.Struct, frozen=True):

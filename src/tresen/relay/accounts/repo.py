@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tresen.core.clock import day_start_ms
+from tresen.core.db import hold_lock
 from tresen.core.ids import AccountId, DeviceId, DevicePk
 from tresen.relay.schema import (
     accounts,
@@ -134,13 +135,8 @@ async def lock_buckets(conn: AsyncConnection, buckets: list[str]) -> None:
     Without it, simultaneous requests would all count the same events and all pass.
     SQLite has a single writer and needs no lock.
     """
-    if conn.dialect.name == "sqlite":
-        return
     for bucket in sorted(set(buckets)):
-        await conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:bucket, 0))"),
-            {"bucket": bucket},
-        )
+        await hold_lock(conn, bucket)
 
 
 async def get_code(conn: AsyncConnection, phone: str) -> PendingCode | None:

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select
-from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tresen.core.db import hold_lock
 from tresen.relay.schema import ledger, ledger_months, rate_cards
 
 __all__ = [
@@ -46,12 +46,7 @@ async def lock_card(conn: AsyncConnection, owner: str) -> None:
     """PostgreSQL: hold one card until the transaction ends, so that two edits of it (a
     replacement deletes rows the other may be adding) apply one after the other. SQLite has a
     single writer and needs no lock."""
-    if conn.dialect.name == "sqlite":
-        return
-    await conn.execute(
-        sql_text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"rate_card:{owner}"},
-    )
+    await hold_lock(conn, f"rate_card:{owner}")
 
 
 async def rates_of(conn: AsyncConnection, owner: str) -> list[RateRow]:

@@ -14,9 +14,9 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select, update
-from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tresen.core.db import hold_lock
 from tresen.core.ids import AccountId
 from tresen.relay.schema import accounts, business_profiles, verification_requests
 from tresen.wire.business import BusinessCategory, Verification, WeeklyHours
@@ -214,12 +214,7 @@ async def lock_name(conn: AsyncConnection, skeleton: str) -> None:
     """PostgreSQL: hold a name skeleton until the transaction ends, so that whoever checks
     it against the verified names (a rename, a verification) does so one at a time. SQLite
     has a single writer and needs no lock."""
-    if conn.dialect.name == "sqlite":
-        return
-    await conn.execute(
-        sql_text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": "business-name:" + skeleton},
-    )
+    await hold_lock(conn, "business-name:" + skeleton)
 
 
 async def mark_business(conn: AsyncConnection, account_id: AccountId) -> None:

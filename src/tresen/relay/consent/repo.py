@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import desc, insert, select, update
-from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tresen.core.db import hold_lock
 from tresen.core.ids import AccountId
 from tresen.relay.schema import business_profiles, consent_log, consents
 
@@ -93,12 +93,7 @@ async def lock_pair(conn: AsyncConnection, business: AccountId, customer: Accoun
     """PostgreSQL: hold the pair until the transaction ends, so that two changes of one
     pair's consent are checked against the stored one in turn (a row lock would not cover a
     scope that has no row yet). SQLite has a single writer and needs no lock."""
-    if conn.dialect.name == "sqlite":
-        return
-    await conn.execute(
-        sql_text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"consent:{business}:{customer}"},
-    )
+    await hold_lock(conn, f"consent:{business}:{customer}")
 
 
 async def current(

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, desc, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, desc, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tresen.core.db import hold_lock
 from tresen.core.ids import AccountId
 from tresen.relay.audit import add_audit
 from tresen.relay.businesses.repo import (
@@ -175,10 +176,7 @@ async def lock_operator_keys(conn: AsyncConnection, *, shared: bool = False) -> 
     so a certificate is never signed with a key that a rotation is replacing (it would miss
     the rotation's re-issue). SQLite has a single writer and needs no lock.
     """
-    if conn.dialect.name == "sqlite":
-        return
-    kind = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    await conn.execute(text(f"SELECT {kind}(hashtextextended('operator_keys', 0))"))
+    await hold_lock(conn, "operator_keys", shared=shared)
 
 
 async def list_operator_keys(conn: AsyncConnection) -> list[OperatorKeyRow]:

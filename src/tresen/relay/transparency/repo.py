@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tresen.core.db import key_pair_params, key_pairs
+from tresen.core.db import hold_lock, key_pair_params, key_pairs
 from tresen.crypto.transparency import DeviceEntry, MapNode
 from tresen.relay.schema import (
     devices,
@@ -218,9 +218,7 @@ async def device_sets(
 
 async def lock_log(conn: AsyncConnection) -> None:
     """PostgreSQL: one publisher at a time across relay nodes (SQLite has one writer)."""
-    if conn.dialect.name == "sqlite":
-        return
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('kt_log', 0))"))
+    await hold_lock(conn, "kt_log")
 
 
 async def log_nodes(
