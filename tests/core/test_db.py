@@ -35,6 +35,7 @@ import tresen.core.db
 from tresen.core.db import (
     Database,
     DriverStatement,
+    Newest,
     driver_insert,
     driver_insert_numbered,
     hold_lock,
@@ -490,3 +491,33 @@ async def test_a_held_lock_keeps_out_its_own_schema_and_no_other(db: Database) -
     finally:
         await other.dispose()
         await drop_schema(other_schema)
+
+
+async def test_numbered_rows_need_a_floor_for_every_group(db: Database) -> None:
+    """A row whose group had no floor would be inserted and not returned: refused first."""
+    if db.is_sqlite:
+        pytest.skip("SQLite numbers rows by AUTOINCREMENT (the mailbox does so itself)")
+    table = Table(
+        "grouped",
+        MetaData(),
+        Column("n", BigInteger, primary_key=True, autoincrement=True),
+        Column("g", BigInteger, nullable=False),
+    )
+    async with db.write() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    async with db.write(keyed=True) as conn:
+        first = await driver_insert_numbered(
+            conn, table, "n", ("g",), [(1,), (2,)], newest=Newest("g", {1: 0, 2: 0})
+        )
+        with pytest.raises(ValueError, match="a floor for every g"):
+            await driver_insert_numbered(
+                conn, table, "n", ("g",), [(1,), (3,)], newest=Newest("g", {1: 0})
+            )
+        # Group 1 held its first row above floor 0; group 2 nothing above its own floor.
+        later = await driver_insert_numbered(
+            conn, table, "n", ("g",), [(1,), (2,)], newest=Newest("g", {1: 0, 2: first[1][0]})
+        )
+    assert [n for _, n in first] == [0, 0]
+    assert [n for _, n in later] == [first[0][0], first[1][0]]
+    async with db.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(table))).scalar_one() == 4

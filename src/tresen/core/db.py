@@ -294,6 +294,9 @@ async def driver_insert_numbered(
     group = None
     if newest is not None:
         group = newest.column
+        # A row whose group had no floor would be inserted and not returned.
+        if not {row[columns.index(group)] for row in rows} <= newest.floors.keys():
+            raise ValueError(f"a floor for every {group} of the rows is needed")
         params += [list(newest.floors), list(newest.floors.values())]
     sql = _numbered_insert_text(table, key, columns, first, returning, group)
     numbered = await _driver_run(conn, sql, params, many=False)
@@ -349,15 +352,19 @@ def _numbered_insert_text(
     # deleted since the last vacuum, where a walk down from the top stepped over every one.
     floors = offset + len(columns)
     kind = table.columns[group].type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    # The insert returns the group's column last too, to join on; the WITH names the columns.
+    names = [f"r{i}" for i in range(1 + len(returning))]
+    insert = f"{insert}, {group}"
     parts += [
-        f"numbered AS ({insert})",
+        f"numbered ({', '.join(names)}, g) AS ({insert})",
         f"newest AS MATERIALIZED (SELECT f.g, coalesce((SELECT max(t.{key})"  # noqa: S608
         f" FROM {table.name} AS t WHERE t.{group} = f.g AND t.{key} > f.floor), f.floor) AS n"
         f" FROM unnest(${floors + 1}::{kind}[], ${floors + 2}::bigint[]) AS f(g, floor))",
     ]
+    selected = ", ".join(f"numbered.{name}" for name in names)
     return (
-        f"WITH {', '.join(parts)} SELECT numbered.*, newest.n FROM numbered"  # noqa: S608
-        f" JOIN newest ON newest.g = numbered.{group}"
+        f"WITH {', '.join(parts)} SELECT {selected}, newest.n FROM numbered"  # noqa: S608
+        " JOIN newest ON newest.g = numbered.g"
     )
 
 
