@@ -526,10 +526,10 @@ async def store(
         )
         for e in entries
     ]
+    sent = sent or {}
+    floors = {pk: sent.get(pk, NOTHING_SENT) for pk in {e.device_pk for e in entries}}
     if conn.dialect.name != "sqlite" and rows:
         also = (messages, _MESSAGE_COLUMNS, _message_rows(new))
-        sent = sent or {}
-        floors = {pk: sent.get(pk, NOTHING_SENT) for pk in {e.device_pk for e in entries}}
         numbered = await driver_insert_numbered(
             conn,
             mailbox,
@@ -548,8 +548,6 @@ async def store(
     if not rows:
         return Stored([], {})
     dialect = conn.dialect.name
-    sent = sent or {}
-    floors = {pk: sent.get(pk, NOTHING_SENT) for pk in {e.device_pk for e in entries}}
     after = dict(floors)
     for chunk in _chunks(sorted(sent.keys() & floors.keys())):
         heads = await _MAILBOX_HEADS.rows(conn, {"keys": key_list_param(dialect, chunk)})
