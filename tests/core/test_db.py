@@ -173,6 +173,41 @@ async def test_a_connection_lost_while_pooled_is_replaced(
     assert await count_acks(db) == 1
 
 
+async def test_a_burst_of_reads_reuses_the_connections_the_last_one_opened(
+    backend: Backend,
+) -> None:
+    if backend.schema is None:
+        pytest.skip("an embedded SQLite database opens no connections to a server")
+    db = Database(backend.url, schema=backend.schema)
+    burst = 20  # as many as the pool holds
+    opened = [0]
+
+    def connected(*_args: object) -> None:
+        opened[0] += 1
+
+    sqlalchemy.event.listen(db.engine.sync_engine, "connect", connected)
+
+    async def burst_of_reads() -> None:
+        everyone_in = asyncio.Barrier(burst)
+
+        async def read() -> None:
+            async with db.read() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+                await everyone_in.wait()  # all of them checked out at once
+
+        await asyncio.gather(*(read() for _ in range(burst)))
+
+    try:
+        await burst_of_reads()
+        assert opened[0] == burst
+        # The connections opened for a burst stay open: the next burst opens none. (Before,
+        # those beyond the first ten were closed as they came back and opened again.)
+        await burst_of_reads()
+        assert opened[0] == burst
+    finally:
+        await db.dispose()
+
+
 # --- SQLite's write-ahead log is checkpointed in the background ---------------------------------
 
 ROW = b"\x00" * 1000

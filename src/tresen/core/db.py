@@ -420,7 +420,7 @@ class Database:
         url: str,
         *,
         sqlite_synchronous: str = "FULL",
-        pool_size: int = 10,
+        pool_size: int = 20,
         schema: str | None = None,
         checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
     ) -> None:
@@ -446,18 +446,22 @@ class Database:
             settings = {"search_path": schema} if schema else {}
             self._writer = self._reader = self._pg_engine(url, pool_size, settings)
             # Its own few connections, set up once for key look-ups (see write(keyed=True)).
-            self._keyed = self._pg_engine(url, 2, {**settings, **_KEYED_SETTINGS})
+            self._keyed = self._pg_engine(url, 4, {**settings, **_KEYED_SETTINGS})
             # And those of keyed writes that need not wait for the disk (see ``durable``).
             self._keyed_lazy = self._pg_engine(
-                url, 2, {**settings, **_KEYED_SETTINGS, "synchronous_commit": "off"}
+                url, 4, {**settings, **_KEYED_SETTINGS, "synchronous_commit": "off"}
             )
 
     @staticmethod
     def _pg_engine(url: str, size: int, settings: dict[str, str]) -> AsyncEngine:
+        # Up to ``size`` connections, each opened when a check-out finds none free and kept
+        # once opened. With overflow connections (closed when they come back) every burst of
+        # check-outs, such as a node's connections reconnecting at once, paid for opening
+        # them again: 3.3 ms of the node's CPU and 5 ms of PostgreSQL's each.
         engine = create_async_engine(
             url,
             pool_size=size,
-            max_overflow=size,
+            max_overflow=0,
             hide_parameters=True,
             connect_args={"server_settings": settings} if settings else {},
         )
