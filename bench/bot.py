@@ -54,9 +54,9 @@ async def setup_gateway(folder: Path, relay_url: str, backend: str) -> tuple[str
     bot on, no greeting) before its process starts; the questions to ask."""
     from tresen.core.clock import SystemClock
     from tresen.demo import DEMO_BOT, SYSTEMS_URL
-    from tresen.gateway.app import gateway_key, open_database
     from tresen.gateway.automation.config import AnswerKind, AutomationSettings, parse_bot_file
     from tresen.gateway.automation.store import AutomationStore
+    from tresen.gateway.database import gateway_key, open_database
 
     settings, schema = await register_gateway(
         folder, relay_url, backend, BUSINESS_PHONE, "Bench Airline", "TRAVEL"

@@ -239,7 +239,7 @@ async def register_gateway(
     """Register a gateway's device (its code read from ``folder / "sms.jsonl"``) and save the
     business profile, before the gateway's process starts: its settings and its PostgreSQL
     schema (``None`` on SQLite)."""
-    from tresen.gateway.app import gateway_key
+    from tresen.gateway.database import gateway_key
     from tresen.gateway.relay_link import open_device
     from tresen.gateway.settings import GatewaySettings
     from tresen.relay.accounts.sms import read_last_code
@@ -266,7 +266,7 @@ async def register_gateway(
 async def setup_gateway(folder: Path, relay_url: str, backend: str) -> tuple[str, str | None]:
     """Register the gateway's device and create an API token before its process starts."""
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import open_database
+    from tresen.gateway.database import open_database
     from tresen.gateway.store import GatewayStore
 
     settings, schema = await register_gateway(
@@ -439,7 +439,7 @@ def receiver_main(port: int, ready: Any, count: Any) -> None:
 
 async def bench_webhooks(backend: str, events: int, conversations: int) -> dict[str, Any]:
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import open_database
+    from tresen.gateway.database import open_database
     from tresen.gateway.settings import GatewaySettings
     from tresen.gateway.webhooks.dispatcher import WebhookDispatcher
     from tresen.gateway.webhooks.outbox import Outbox

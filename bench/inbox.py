@@ -454,7 +454,8 @@ async def bench(backend: str, conversations: int, total: int, requests: int) -> 
     from argon2 import PasswordHasher
 
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import build_gateway_app, open_database
+    from tresen.gateway.app import build_gateway_app
+    from tresen.gateway.database import open_database
     from tresen.gateway.inbox.agents import Agents, Role
     from tresen.gateway.settings import GatewaySettings
     from tresen.relay.accounts.sms import read_last_code

@@ -126,7 +126,7 @@ async def setup_gateway(
     from argon2 import PasswordHasher
 
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import open_database
+    from tresen.gateway.database import open_database
     from tresen.gateway.inbox.agents import Agents, Role
 
     settings, schema = await register_gateway(

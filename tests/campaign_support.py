@@ -15,7 +15,6 @@ from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import SystemClock
 from tresen.core.http import tls_context
-from tresen.gateway.app import open_database
 from tresen.gateway.campaigns import (
     AudienceSpec,
     CampaignDraft,
@@ -24,6 +23,7 @@ from tresen.gateway.campaigns import (
     Recipient,
     Schedule,
 )
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.tokens import AgentTokens
 

@@ -216,7 +216,8 @@ async def start_demo_gateway(
     same across runs (kept sealed with the gateway's key), until someone revokes it.
     """
     from tresen.cli.common import start_server
-    from tresen.gateway.app import build_gateway_app, gateway_key
+    from tresen.gateway.app import build_gateway_app
+    from tresen.gateway.database import gateway_key
     from tresen.gateway.settings import GatewaySettings, MediaSettings
 
     # The airline's systems answer on this machine's loopback: its bot sends boarding passes

@@ -20,7 +20,7 @@ from playwright.async_api import Browser
 from support import Backend, MakeRelay, RunningRelay
 
 from tresen.core.clock import ManualClock, SystemClock
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

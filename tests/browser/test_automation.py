@@ -27,9 +27,9 @@ from support import RunningRelay
 from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import SystemClock
-from tresen.gateway.app import gateway_key, open_database
 from tresen.gateway.automation.config import AutomationSettings, BotMode, parse_bot_file
 from tresen.gateway.automation.store import AutomationStore
+from tresen.gateway.database import gateway_key, open_database
 
 BOT_FILE = """
 intents:

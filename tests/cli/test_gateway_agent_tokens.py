@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from tresen.core.clock import SystemClock
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents
 from tresen.gateway.inbox.tokens import AgentTokens
 from tresen.gateway.schema import agent_tokens

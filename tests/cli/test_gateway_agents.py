@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tresen.core.clock import SystemClock
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import AgentError, Agents
 from tresen.gateway.settings import GatewaySettings
 

@@ -8,7 +8,7 @@ from gateway_support import RunningGateway, gateway_database, serve_gateway
 from support import SCHEMAS, Backend, RunningRelay
 
 from tresen.core.db import Database
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.settings import GatewaySettings
 
 

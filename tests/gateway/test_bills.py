@@ -23,7 +23,7 @@ from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import SystemClock
 from tresen.crypto.delivery import DeliveryFacts, sign_delivery
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.ids import decode_wamid
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.tokens import AgentTokens

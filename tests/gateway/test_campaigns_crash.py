@@ -23,9 +23,9 @@ from support import Backend, MakeRelay, RunningRelay, drop_schema
 from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.db import Database
-from tresen.gateway.app import open_database
 from tresen.gateway.campaigns import CampaignId, CampaignRepo, CampaignState, RecipientState
 from tresen.gateway.campaigns.model import CampaignSummary
+from tresen.gateway.database import open_database
 from tresen.gateway.ids import decode_wamid
 from tresen.relay.billing.service import Month
 

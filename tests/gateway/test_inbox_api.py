@@ -30,7 +30,7 @@ from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
 from tresen.core.http import tls_context
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.tokens import AgentTokens, TokenError
 from tresen.gateway.settings import InboxSettings

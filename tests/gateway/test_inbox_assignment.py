@@ -17,7 +17,7 @@ from support import RunningRelay
 from tresen.client import Client
 from tresen.core.clock import ManualClock
 from tresen.core.db import Database
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.assignment import Assignment
 from tresen.gateway.inbox.conversations import Conversations, Status

@@ -15,9 +15,9 @@ from gateway_support import RunningGateway
 from inbox_browser import FAST, PASSWORD, Browser
 
 from tresen.core.clock import SystemClock
-from tresen.gateway.app import gateway_key, open_database
 from tresen.gateway.automation.config import BotMode, parse_bot_file
 from tresen.gateway.automation.store import AutomationStore
+from tresen.gateway.database import gateway_key, open_database
 from tresen.gateway.inbox.agents import Agents, Role
 
 HOME = "/inbox/settings/automation"

@@ -13,7 +13,7 @@ from inbox_browser import FAST, PASSWORD, Browser, notice
 from support import RunningRelay
 
 from tresen.core.clock import SystemClock
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.subscribers import SubscriberImport
 

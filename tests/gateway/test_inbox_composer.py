@@ -17,7 +17,7 @@ from support import Backend, MakeRelay, RunningRelay
 
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.ids import encode_wamid
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.render import Kind, Stored, arrange

@@ -23,7 +23,7 @@ from support import Backend, MakeRelay, RunningRelay
 from tresen.client import Client
 from tresen.client.events import MessageEvent
 from tresen.core.clock import ManualClock, SystemClock
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.ids import encode_wamid
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.attaching import FileRefused, file_kind, human_size, mime_type_of

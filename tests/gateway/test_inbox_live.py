@@ -23,7 +23,7 @@ from support import Backend, RunningRelay
 from tresen.client.events import MessageEvent, TypingStarted
 from tresen.core.clock import ManualClock, SystemClock
 from tresen.core.http import tls_context
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agent, Agents, Role
 from tresen.gateway.inbox.events import Hub, InboxEvent
 from tresen.gateway.inbox.presence import Typing

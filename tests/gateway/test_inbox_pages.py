@@ -14,7 +14,7 @@ from support import Backend, RunningRelay, relay_database_bytes
 
 from tresen.client.events import MessageEvent
 from tresen.core.clock import SystemClock
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.wire.e2e import Text
 

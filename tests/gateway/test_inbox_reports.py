@@ -13,7 +13,7 @@ from inbox_browser import FAST, PASSWORD, Browser
 
 from tresen.core.clock import ManualClock
 from tresen.core.db import Database
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.inbox.reports import Reports, as_csv

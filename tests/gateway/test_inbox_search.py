@@ -22,8 +22,8 @@ from tresen.core.clock import ManualClock, SystemClock
 from tresen.core.db import Database
 from tresen.core.http import tls_context
 from tresen.gateway import migrate
-from tresen.gateway.app import gateway_database as open_unmigrated
-from tresen.gateway.app import open_database
+from tresen.gateway.database import gateway_database as open_unmigrated
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.conversations import Conversations, Mine, Status
 from tresen.gateway.inbox.search import Found, Search, Terms

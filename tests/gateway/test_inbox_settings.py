@@ -27,7 +27,7 @@ from support import Backend, RunningRelay, drop_schema
 
 from tresen.core.clock import SystemClock
 from tresen.core.http import tls_context
-from tresen.gateway.app import open_database
+from tresen.gateway.database import open_database
 from tresen.gateway.inbox.agents import Agents, Role
 from tresen.gateway.inbox.conversations import Conversations
 from tresen.gateway.schema import activity

@@ -67,6 +67,15 @@ async def test_scraping_shows_devices_messages_and_refusals_counted(
             "/v1/registration/verify", json={"phone": "+4915100000000", "code": "000000"}
         )
         assert r.status_code >= 400
+
+        # Nothing answers an ack: wait until the relay has stored both before reading.
+        async def acked() -> float:
+            name = "tresen_relay_envelopes_acked_total"
+            return value((await scrape(relay))[0], name) - value(before, name)
+
+        async with asyncio.timeout(10):
+            while await acked() < 2:
+                await asyncio.sleep(0.05)
         after, exposition = await scrape(relay)
 
         def moved(name: str, **labels: str) -> float:

@@ -137,7 +137,7 @@ def relay_data(settings: Settings) -> DataSet:
 
 def gateway_data(settings: GatewaySettings) -> DataSet:
     from tresen.gateway import migrate as migrations
-    from tresen.gateway.app import KEY_ENV, gateway_database
+    from tresen.gateway.database import KEY_ENV, gateway_database
 
     key_file = settings.resolved_key_file
 

@@ -166,7 +166,7 @@ def serve(
 
 def _with_store(settings: GatewaySettings, action: Callable[[Any], Awaitable[T]]) -> T:
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import open_database
+    from tresen.gateway.database import open_database
     from tresen.gateway.store import GatewayStore
 
     async def run() -> T:

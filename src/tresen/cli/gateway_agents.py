@@ -50,7 +50,7 @@ def _settings(config: Path | None, data_dir: Path | None) -> GatewaySettings:
 
 def _with_agents(settings: GatewaySettings, action: Callable[[Agents], Awaitable[T]]) -> T:
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import open_database
+    from tresen.gateway.database import open_database
     from tresen.gateway.inbox.agents import Agents
     from tresen.gateway.inbox.i18n import Refused
 

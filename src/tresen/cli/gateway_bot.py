@@ -62,9 +62,9 @@ def _fail(message: str) -> typer.Exit:
 
 def _with_store(settings: GatewaySettings, action: Callable[[AutomationStore], Awaitable[T]]) -> T:
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import gateway_key, open_database
     from tresen.gateway.automation.config import ConfigError
     from tresen.gateway.automation.store import AutomationStore
+    from tresen.gateway.database import gateway_key, open_database
 
     async def run() -> T:
         db = await open_database(settings)

@@ -35,9 +35,9 @@ def erase(
     gateway erases through its inbox: DELETE /inbox/api/v1/customers/{customer}."""
     from tresen.cli.gateway import gateway_settings
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import gateway_key, open_database
     from tresen.gateway.customers.device_store import DeviceStoreBusy, forget_peer_in_folder
     from tresen.gateway.customers.service import CustomerData, CustomerNotFound
+    from tresen.gateway.database import gateway_key, open_database
     from tresen.gateway.media.store import MediaStore
 
     reason = reason.strip()

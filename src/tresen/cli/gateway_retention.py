@@ -39,8 +39,8 @@ def run(data_dir: DataDir = None, config: Config = None) -> None:
     from tresen.client.lock import FolderInUse
     from tresen.client.store import LocalStore
     from tresen.core.clock import SystemClock
-    from tresen.gateway.app import gateway_key, open_database
     from tresen.gateway.customers.service import CustomerData
+    from tresen.gateway.database import gateway_key, open_database
     from tresen.gateway.media.store import MediaStore
     from tresen.gateway.retention.service import Retention
 

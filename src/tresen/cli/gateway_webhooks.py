@@ -78,7 +78,7 @@ def _on_database(settings: GatewaySettings, action: Callable[[Database, bytes], 
     from sqlalchemy.exc import SQLAlchemyError
 
     from tresen.crypto.secrets import SecretsError
-    from tresen.gateway.app import gateway_key, open_database
+    from tresen.gateway.database import gateway_key, open_database
     from tresen.gateway.webhooks.errors import WebhookError
 
     async def run() -> T:
@@ -283,7 +283,7 @@ def secret(
 ) -> None:
     """The app secret that signs webhooks of subscriptions made through the Cloud API
     (subscribed_apps); give it to the receiving application."""
-    from tresen.gateway.app import app_secret
+    from tresen.gateway.database import app_secret
 
     settings = _settings(config, data_dir, database_url)
 

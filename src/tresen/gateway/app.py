@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -33,7 +32,6 @@ from tresen.core.readiness import (
     readiness,
     schema_probe,
 )
-from tresen.crypto.secrets import key_from_env, load_or_create_key_file, seal, unseal
 from tresen.gateway import migrate
 from tresen.gateway.automation.engine import Automation
 from tresen.gateway.automation.http_actions import ActionCaller
@@ -54,6 +52,7 @@ from tresen.gateway.cloudapi.routes import router
 from tresen.gateway.customers.answering import ExportAnswers
 from tresen.gateway.customers.device_store import forget_device_peer
 from tresen.gateway.customers.service import CustomerData
+from tresen.gateway.database import app_secret, gateway_database, gateway_key, open_database
 from tresen.gateway.inbox import api as inbox_api
 from tresen.gateway.inbox import api_bills as inbox_bills_api
 from tresen.gateway.inbox import api_campaigns as inbox_campaigns_api
@@ -81,65 +80,21 @@ from tresen.gateway.relay_link import CodeSource, open_device
 from tresen.gateway.retention.service import Retention
 from tresen.gateway.service import Gateway
 from tresen.gateway.settings import GatewaySettings
-from tresen.gateway.store import GatewayStore, Writer, get_meta, set_meta
+from tresen.gateway.store import GatewayStore, Writer
 from tresen.gateway.subscribers import Subscribers, build_subscribers
 from tresen.gateway.subscribers.model import ListNotFound
 from tresen.gateway.webhooks.dispatcher import WebhookDispatcher
 from tresen.gateway.webhooks.outbox import Outbox
 
-__all__ = ["build_gateway_app", "gateway_key", "open_database"]
+__all__ = ["build_gateway_app"]
 
-KEY_ENV = "TRESEN_GATEWAY_KEY"
-APP_SECRET_CONTEXT = b"gateway-app-secret"
 LOGIN_ADDRESS_CONTEXT = b"gateway-login-address"
-
-
-def gateway_key(settings: GatewaySettings) -> bytes:
-    """The gateway's 32-byte storage key: ``TRESEN_GATEWAY_KEY``, else the key file."""
-    import os
-
-    from_env = os.environ.get(KEY_ENV)
-    if from_env:
-        return key_from_env(from_env)
-    return load_or_create_key_file(settings.resolved_key_file)
-
-
-def gateway_database(settings: GatewaySettings) -> Database:
-    return Database(
-        settings.resolved_database_url,
-        sqlite_synchronous=settings.sqlite_synchronous,
-        schema=settings.database_schema,
-    )
-
-
-async def open_database(settings: GatewaySettings) -> Database:
-    """The gateway's database, migrated to the current schema."""
-    db = gateway_database(settings)
-    try:
-        await migrate.upgrade(db)
-    except BaseException:
-        await db.dispose()
-        raise
-    return db
 
 
 def login_address_key(key: bytes) -> bytes:
     """The key under which failed sign-ins name their address (derived from the gateway's
     storage key: the same across restarts, and never stored)."""
     return hmac.new(key, LOGIN_ADDRESS_CONTEXT, hashlib.sha256).digest()
-
-
-async def app_secret(db: Database, key: bytes, configured: str | None) -> str:
-    """The app secret that signs webhooks of API-made subscriptions (made once, sealed)."""
-    if configured:
-        return configured
-    async with db.write() as conn:
-        sealed = await get_meta(conn, "app_secret")
-        if sealed is not None:
-            return unseal(key, sealed, context=APP_SECRET_CONTEXT).decode()
-        secret = secrets.token_hex(16)
-        await set_meta(conn, "app_secret", seal(key, secret.encode(), context=APP_SECRET_CONTEXT))
-        return secret
 
 
 def graph_openapi(app: FastAPI) -> dict[str, Any]:
