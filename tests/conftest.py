@@ -13,6 +13,7 @@ import pytest_timeout
 from support import (
     PG_URL,
     SCHEMAS,
+    SQLITE_TEMPLATES,
     Backend,
     MakeRelay,
     RelayProcess,
@@ -51,20 +52,23 @@ pytest_timeout.dump_stacks = _dump_tasks_and_thread_stacks
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     asyncio.run(SCHEMAS.drop_all())
+    SQLITE_TEMPLATES.remove_all()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """An empty database, once on SQLite and once on PostgreSQL."""
+    # A test that serves a relay gets a database the relay's migrations made already, empty.
+    pooled = not SERVES_RELAY.isdisjoint(request.fixturenames)
     if request.param == "sqlite":
+        if pooled:
+            SQLITE_TEMPLATES.copy_to("relay", tmp_path / "relay.db")
         yield Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}")
         return
     if not postgres_reachable():
         if REQUIRE_POSTGRES:
             pytest.fail("PostgreSQL at 127.0.0.1:5432 is required (TRESEN_REQUIRE_POSTGRES=1)")
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    # A test that serves a relay gets a schema the relay's migrations made already, emptied.
-    pooled = not SERVES_RELAY.isdisjoint(request.fixturenames)
     schema = SCHEMAS.take("relay") if pooled else new_schema_name()
     try:
         yield Backend("postgres", PG_URL, schema)

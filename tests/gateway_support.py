@@ -23,6 +23,7 @@ from starlette.routing import Route
 from support import (
     ORDER_SHIPPED,
     SCHEMAS,
+    SQLITE_TEMPLATES,
     Backend,
     RunningRelay,
     free_port,
@@ -75,9 +76,10 @@ class RunningGateway:
 
 
 def gateway_database(backend: Backend, tmp_path: Path) -> tuple[dict[str, Any], str | None]:
-    """Settings for the gateway's own database on ``backend`` (a schema of its own on
-    PostgreSQL: the relay's tables live in the test's other schema)."""
+    """Settings for the gateway's own database on ``backend``, migrated and empty (a schema
+    of its own on PostgreSQL: the relay's tables live in the test's other schema)."""
     if backend.name == "sqlite":
+        SQLITE_TEMPLATES.copy_to("gateway", tmp_path / "gateway.db")
         return {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"}, None
     schema = SCHEMAS.take("gateway")
     return {"database_url": backend.url, "database_schema": schema}, schema

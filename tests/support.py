@@ -7,11 +7,14 @@ import contextlib
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +167,55 @@ class SchemaPool:
 
 
 SCHEMAS = SchemaPool()
+
+
+class SqliteTemplates:
+    """SQLite databases that a relay's or a gateway's migrations made once in this test
+    process, copied for each test that serves one: what :class:`SchemaPool` is on PostgreSQL.
+    Migrating a new file costs about a tenth of a second, copying one well under a
+    millisecond; the relay or gateway then finds its schema at the newest revision."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, Path] = {}
+
+    def copy_to(self, component: str, target: Path) -> None:
+        """Put a migrated database at ``target``, unless a database is there already."""
+        if target.exists():
+            return
+        template = self._files.get(component)
+        if template is None:
+            template = self._files[component] = self._migrate(component)
+        shutil.copyfile(template, target)
+
+    def remove_all(self) -> None:
+        for template in self._files.values():
+            shutil.rmtree(template.parent, ignore_errors=True)
+        self._files.clear()
+
+    @staticmethod
+    def _migrate(component: str) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"tresen-{component}-")) / f"{component}.db"
+
+        async def migrate() -> None:
+            if component == "relay":
+                from tresen.relay.migrate import upgrade
+            else:
+                from tresen.gateway.migrate import upgrade
+            db = Database(f"sqlite+aiosqlite:///{path}", sqlite_synchronous="NORMAL")
+            try:
+                await upgrade(db)
+            finally:
+                await db.dispose()
+
+        # Called from inside the test's event loop: the migration runs on a loop of its own.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, migrate()).result()
+        leftovers = sorted(p.name for p in path.parent.iterdir() if p != path)
+        assert not leftovers, f"the template left {leftovers} beside it"
+        return path
+
+
+SQLITE_TEMPLATES = SqliteTemplates()
 
 
 @dataclass
