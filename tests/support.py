@@ -185,6 +185,7 @@ class SqliteTemplates:
         template = self._files.get(component)
         if template is None:
             template = self._files[component] = self._migrate(component)
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(template, target)
 
     def remove_all(self) -> None:

@@ -295,11 +295,12 @@ async def test_typing_reaches_the_other_agents_and_the_customer(
     ben: Page,
     tmp_path: Path,
 ) -> None:
+    # Ben's page is open before Alice writes: a stream tells only what happens after it opened.
+    await ben.follow()
     alice = await customer(relay, tmp_path / "alice")
     await alice.send_text(live.gateway.phone, "Ist jemand da?")
     contact = alice.account_id
     assert contact is not None
-    await ben.follow()
     await ben.next("message", contact=contact)
 
     typed = await anna.post(f"/inbox/c/{contact}/typing", {})

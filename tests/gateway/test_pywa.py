@@ -42,9 +42,9 @@ async def pywa_bot(
     """pywa configured as its documentation says, its base URL pointed at the gateway, and
     its built-in webhook routes served on a free port. ``token_in_query``: the token goes in
     ``?access_token=`` instead of the Authorization header, as Graph allows."""
-    session = httpx.AsyncClient(
-        verify=tls_context(),
-    )
+    # As pywa advises, a client of our own: the tests' usual 30 s, not httpx's 5 s, so that
+    # a busy test machine is not taken for a gateway that does not answer.
+    session = httpx.AsyncClient(verify=tls_context(), timeout=30)
     server = Starlette()
     wa = WhatsApp(
         phone_id=gw.phone_number_id,
