@@ -50,20 +50,30 @@ function dayName(index: number): string {
 function Consents({ consent, account }: { consent: ConsentActions; account: string }) {
   const [records, setRecords] = useState<ConsentRecord[] | null>(null);
   const [error, setError] = useState("");
-  const load = (): void => {
+  // What a click asked for, shown (and the box held) until the relay's answer is loaded.
+  const [pending, setPending] = useState<Partial<Record<"utility" | "marketing", boolean>>>({});
+  const load = (): Promise<void> =>
     consent.dashboard().then(
       (entries) => setRecords(entries.find((e) => e.business_account === account)?.consents ?? []),
       (failure: unknown) => setError(describeError(failure)),
     );
-  };
-  useEffect(load, [consent, account]);
+  useEffect(() => {
+    void load();
+  }, [consent, account]);
   const flip = async (scope: "utility" | "marketing", allowed: boolean): Promise<void> => {
     setError("");
+    setPending((now) => ({ ...now, [scope]: !allowed }));
     try {
       await consent.set(account, scope, allowed ? "opted_out" : "opted_in");
-      load();
+      await load();
     } catch (failure) {
       setError(describeError(failure));
+    } finally {
+      setPending((now) => {
+        const rest = { ...now };
+        delete rest[scope];
+        return rest;
+      });
     }
   };
   if (records === null) return null;
@@ -74,7 +84,12 @@ function Consents({ consent, account }: { consent: ConsentActions; account: stri
         const allowed = records.find((r) => r.scope === scope)?.state === "opted_in";
         return (
           <label key={scope} class="check" data-scope={scope}>
-            <input type="checkbox" checked={allowed} onChange={() => void flip(scope, allowed)} />
+            <input
+              type="checkbox"
+              checked={pending[scope] ?? allowed}
+              disabled={pending[scope] !== undefined}
+              onChange={() => void flip(scope, allowed)}
+            />
             {t(scope === "utility" ? "business.consent.utility" : "business.consent.marketing")}
           </label>
         );
